@@ -1,0 +1,31 @@
+//! gocache keeps Go's build cache (`$GOCACHE`) within a byte budget.
+//!
+//! - [`layout`]: where the cache is and what its names mean (no I/O).
+//! - [`index`]: the SQLite index of every entry.
+//! - [`scan`]: reconciles the index with the disk, incrementally.
+//! - [`stats`]: what the cache holds.
+//! - [`limits`] and [`policy`]: a pure function from entries, limits and
+//!   `now` to a plan of evictions with reasons.
+//! - [`trim`]: executes a plan safely, under a lock.
+//! - [`hook`] and [`wrapper`]: the post-insert hook and `gocache go`.
+//! - [`prog`]: a GOCACHEPROG server over Go's own on-disk layout.
+//! - [`synth`]: deterministic synthetic caches for tests and benchmarks.
+//!
+//! See `DESIGN.md` in the repository for the facts about Go's cache this
+//! crate relies on.
+
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod index;
+pub mod layout;
+pub mod limits;
+pub mod model;
+pub mod policy;
+pub mod report;
+pub mod scan;
+pub mod stats;
+pub mod synth;
+
+pub use error::{Error, Result};
+pub use model::{Entry, Kind, Other, Tier, UnixTime};

@@ -1,0 +1,144 @@
+//! The records the index keeps and the policy reads.
+//!
+//! Byte accounting (a decision, written down): budgets are in *allocated*
+//! bytes, `st_blocks * 512`, which is what `du` shows and what fills a disk.
+//! A 175-byte action entry allocates a whole block (4 KiB on ext4), so on a
+//! real cache allocated and apparent sizes differ a lot; reports show both.
+//! An executable entry's bytes are those of its directory plus the one file
+//! inside it.
+//!
+//! Times are integer Unix seconds. Go only refreshes an entry's mtime when it
+//! is over an hour old, so a last use read from an mtime lags by up to an
+//! hour; the grace period accounts for that.
+
+use crate::layout::{EntryName, Id};
+
+/// Unix time in whole seconds (UTC). The library never reads the clock: each
+/// entry point takes `now`, and the binary reads the clock once.
+pub type UnixTime = i64;
+
+/// What a cache entry is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// `<id>-a`: an action entry, mapping an action ID to an output.
+    Action,
+    /// `<id>-d`, a regular file: an output (archive, export data, test log…).
+    Output,
+    /// `<id>-d`, a directory with one executable inside (`go run`, `go tool`).
+    Exe,
+}
+
+impl Kind {
+    /// The tier the kind belongs to.
+    pub fn tier(self) -> Tier {
+        match self {
+            Kind::Exe => Tier::Exe,
+            Kind::Action | Kind::Output => Tier::Build,
+        }
+    }
+
+    /// The integer stored in the index.
+    pub fn to_db(self) -> i64 {
+        match self {
+            Kind::Action => 0,
+            Kind::Output => 1,
+            Kind::Exe => 2,
+        }
+    }
+
+    /// The kind for an integer stored in the index.
+    pub fn from_db(v: i64) -> Option<Kind> {
+        match v {
+            0 => Some(Kind::Action),
+            1 => Some(Kind::Output),
+            2 => Some(Kind::Exe),
+            _ => None,
+        }
+    }
+
+    /// A short lowercase name, for output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Action => "action",
+            Kind::Output => "output",
+            Kind::Exe => "exe",
+        }
+    }
+}
+
+/// The two tiers that have limits of their own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    /// Everything but executables: outputs and action entries.
+    Build,
+    /// Cached executables (Go 1.24+ `go run` / `go tool`).
+    Exe,
+}
+
+impl Tier {
+    /// Both tiers, in report order.
+    pub const ALL: [Tier; 2] = [Tier::Build, Tier::Exe];
+
+    /// A short lowercase name, for output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Build => "build",
+            Tier::Exe => "exe",
+        }
+    }
+}
+
+/// One cache entry as the index knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The entry's validated name (and so its path under the cache dir).
+    pub name: EntryName,
+    /// Action, output or executable.
+    pub kind: Kind,
+    /// Apparent size in bytes (`st_size`; for an exe, the executable's).
+    pub apparent: u64,
+    /// Allocated size in bytes (`st_blocks * 512`; for an exe, directory
+    /// plus executable).
+    pub allocated: u64,
+    /// The mtime seen on disk (Unix seconds).
+    pub mtime: UnixTime,
+    /// The newest use gocache knows of: mtime, a use the wrapper recorded,
+    /// or a GOCACHEPROG request.
+    pub last_use: UnixTime,
+    /// Uses recorded by the wrapper or GOCACHEPROG (an mtime alone is no hit).
+    pub hits: u64,
+    /// When gocache first saw the entry.
+    pub first_seen: UnixTime,
+    /// For an action entry: the output it names; `None` when the entry is
+    /// corrupt (see `problem`).
+    pub output: Option<Id>,
+    /// For an executable: the program's file name inside the directory.
+    pub program: Option<String>,
+    /// Why the entry is not trusted (a malformed action entry), if it is not.
+    pub problem: Option<String>,
+}
+
+impl Entry {
+    /// The entry's tier.
+    pub fn tier(&self) -> Tier {
+        self.kind.tier()
+    }
+}
+
+/// Something under the cache directory that is not a well-formed entry:
+/// stray or temp files, symlinks, fifos, an `-a` that is a directory, an
+/// executable directory that does not hold exactly one regular file.
+/// Counted and reported, never followed, never removed.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Other {
+    /// Path relative to the cache directory.
+    pub path: String,
+    /// What it is and why it is odd, for reports.
+    pub what: String,
+    /// Apparent bytes (0 for links and special files).
+    pub apparent: u64,
+    /// Allocated bytes.
+    pub allocated: u64,
+}

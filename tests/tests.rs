@@ -1,0 +1,11 @@
+//! All integration tests, in one binary (faster to build and link; one
+//! template Go cache per run). Each module tests one command against a real
+//! Go toolchain and real cache directories.
+
+mod support;
+
+mod layout_cli;
+mod prog;
+mod scan;
+mod trim;
+mod wrapper;
