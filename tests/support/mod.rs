@@ -308,10 +308,10 @@ pub fn template_cache() -> &'static Path {
             std::fs::write(lib.join("go.mod"), "module example.com/mathx\n\ngo 1.24\n").unwrap();
             std::fs::write(lib.join("mathx.go"), LIB_SRC).unwrap();
             std::fs::write(lib.join("mathx_test.go"), LIB_TEST).unwrap();
-            run_ok(&mut sb.go(["test", "./..."]).current_dir(&lib));
+            run_ok(sb.go(["test", "./..."]).current_dir(&lib));
             for (name, greeting) in [("hello", "hello, world"), ("hola", "hola, mundo")] {
                 let dir = sb.write_hello(name, greeting);
-                run_ok(&mut sb.go(["run", "."]).current_dir(&dir));
+                run_ok(sb.go(["run", "."]).current_dir(&dir));
             }
             copy_tree(&sb.cache(), &cache);
             std::fs::write(&stamp, "").unwrap();
