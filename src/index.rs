@@ -1,1 +1,764 @@
-//! TODO
+//! The SQLite index: a picture of the cache on disk, with what the disk
+//! cannot tell (hits, first seen, exact uses).
+//!
+//! # Where it lives
+//!
+//! By default in `<cache>/gocache/index.sqlite`, so it travels with the
+//! cache (CI cache actions, `cp -a`); Go's `clean -cache` and trim only
+//! touch `00`..`ff`, so they never remove it.
+//!
+//! # Compatibility
+//!
+//! The schema is the numbered SQL files in `migrations/`, applied in order
+//! by `rusqlite_migration` in one transaction and recorded in
+//! `PRAGMA user_version`. A database with a newer version than this binary
+//! knows is left alone ([`Error::IndexTooNew`]); callers fall back to a
+//! walk of the disk.
+//!
+//! # Locking and durability
+//!
+//! WAL mode, so readers (`stats`) never wait on a writer, and a busy
+//! timeout for writers. `synchronous = NORMAL`: a power cut may lose the last
+//! transactions, which is fine for a cache of the truth on disk; the next
+//! scan repairs it. Each subdirectory's sync is one transaction, recorded
+//! together with the subdirectory's mtime, so a crash leaves every
+//! subdirectory either synced or marked for rescan.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite_migration::{M, Migrations};
+
+use crate::error::{Error, Result};
+use crate::layout::{EntryName, GOCACHE_DIR, Id};
+use crate::model::{Entry, Kind, Other, UnixTime};
+
+/// The migrations, in order. Never edit one that has shipped.
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_initial.sql")];
+
+/// The schema version this binary writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// How long a writer waits for another writer before giving up.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The index file's default place: `<cache>/gocache/index.sqlite`.
+pub fn default_path(cache_dir: &Path) -> PathBuf {
+    cache_dir.join(GOCACHE_DIR).join("index.sqlite")
+}
+
+/// What the index recorded for a subdirectory at its last scan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SubdirState {
+    /// The mtime seen, in nanoseconds; `None` means "rescan next time".
+    pub mtime_ns: Option<i64>,
+    /// When it was scanned.
+    pub scanned_at: UnixTime,
+}
+
+/// The changes a scan found in one subdirectory.
+#[derive(Clone, Debug, Default)]
+pub struct SubdirChanges {
+    /// The subdirectory.
+    pub subdir: u8,
+    /// New or changed entries (replaced whole; hits and first_seen are
+    /// taken from the caller, who merged them with the old row).
+    pub upserts: Vec<Entry>,
+    /// Names of entries that are gone.
+    pub deletes: Vec<EntryName>,
+    /// Everything odd in the subdirectory (replaces what was recorded).
+    pub others: Vec<Other>,
+    /// The mtime to record (`None`: rescan next time).
+    pub mtime_ns: Option<i64>,
+}
+
+/// A use of an entry seen by the wrapper or GOCACHEPROG.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Use {
+    /// The entry used.
+    pub name: EntryName,
+    /// When.
+    pub at: UnixTime,
+    /// Whether it counts as a hit (a lookup that found it), not just a
+    /// touch (a put).
+    pub hit: bool,
+}
+
+/// An open index.
+pub struct Index {
+    conn: Connection,
+    path: PathBuf,
+    read_only: bool,
+}
+
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Index")
+            .field("path", &self.path)
+            .field("read_only", &self.read_only)
+            .finish()
+    }
+}
+
+impl Index {
+    /// Opens (creating it and its directory if needed) and migrates the
+    /// index at `path`.
+    pub fn open(path: &Path) -> Result<Index> {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
+        }
+        let conn = Connection::open(path).map_err(|e| sql(path, e))?;
+        let mut index = Index {
+            conn,
+            path: path.to_owned(),
+            read_only: false,
+        };
+        index.configure()?;
+        index.migrate()?;
+        Ok(index)
+    }
+
+    /// Opens an existing index read-only. It must already have this
+    /// binary's schema version.
+    pub fn open_read_only(path: &Path) -> Result<Index> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| sql(path, e))?;
+        let index = Index {
+            conn,
+            path: path.to_owned(),
+            read_only: true,
+        };
+        index
+            .conn
+            .busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| sql(path, e))?;
+        let version = index.user_version()?;
+        if version != SCHEMA_VERSION {
+            return Err(Error::IndexTooNew {
+                path: path.to_owned(),
+                found: version,
+                supported: SCHEMA_VERSION,
+            })
+            .or_else(|e| {
+                if version < SCHEMA_VERSION {
+                    Err(Error::Invalid(format!(
+                        "index {} has schema version {version}, older than {SCHEMA_VERSION}, and cannot be upgraded read-only",
+                        path.display()
+                    )))
+                } else {
+                    Err(e)
+                }
+            });
+        }
+        Ok(index)
+    }
+
+    /// A private in-memory index, for when the real one cannot be used
+    /// (read-only, corrupt, too new). When `seed` names a readable index
+    /// of this schema version, its rows (hits, first seen) are copied in.
+    pub fn open_in_memory(seed: Option<&Path>) -> Result<Index> {
+        let path = PathBuf::from(":memory:");
+        let conn = Connection::open_in_memory().map_err(|e| sql(&path, e))?;
+        let mut index = Index {
+            conn,
+            path,
+            read_only: false,
+        };
+        index.migrate()?;
+        if let Some(seed) = seed
+            && Index::open_read_only(seed).is_ok()
+        {
+            let uri = format!("file:{}?mode=ro", seed.display());
+            let copy = || -> rusqlite::Result<()> {
+                index.conn.execute("ATTACH DATABASE ?1 AS seed", [&uri])?;
+                for table in ["entries", "others", "subdirs", "pending_uses", "meta"] {
+                    // Table names are from the fixed list above.
+                    index.conn.execute(
+                        &format!("INSERT INTO main.{table} SELECT * FROM seed.{table}"),
+                        [],
+                    )?;
+                }
+                index.conn.execute("DETACH DATABASE seed", [])?;
+                Ok(())
+            };
+            // A seed that fails half way is dropped: start from empty.
+            if copy().is_err() {
+                index = Index::open_in_memory(None)?;
+            }
+        }
+        Ok(index)
+    }
+
+    fn configure(&mut self) -> Result<()> {
+        let p = self.path.clone();
+        self.conn
+            .busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| sql(&p, e))?;
+        // journal_mode returns a row; WAL persists in the file.
+        let _: String = self
+            .conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(|e| sql(&p, e))?;
+        self.conn
+            .execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
+            .map_err(|e| sql(&p, e))?;
+        Ok(())
+    }
+
+    fn user_version(&self) -> Result<i64> {
+        self.conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| sql(&self.path, e))
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let version = self.user_version()?;
+        if version > SCHEMA_VERSION {
+            return Err(Error::IndexTooNew {
+                path: self.path.clone(),
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        if version == SCHEMA_VERSION {
+            return Ok(());
+        }
+        let migrations = Migrations::new(MIGRATIONS.iter().map(|sql| M::up(sql)).collect());
+        migrations
+            .to_latest(&mut self.conn)
+            .map_err(|source| Error::Migration {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    /// The index file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// True when opened read-only.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// The underlying connection, for modules that add tables of their own
+    /// through migrations.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// What was recorded for each of the 256 subdirectories.
+    pub fn subdir_states(&self) -> Result<Vec<Option<SubdirState>>> {
+        let mut out = vec![None; 256];
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT subdir, mtime_ns, scanned_at FROM subdirs")
+            .map_err(|e| sql(&self.path, e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, Option<i64>>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })
+            .map_err(|e| sql(&self.path, e))?;
+        for row in rows {
+            let (subdir, mtime, scanned_at) = row.map_err(|e| sql(&self.path, e))?;
+            if let Ok(i) = usize::try_from(subdir)
+                && i < 256
+            {
+                out[i] = Some(SubdirState {
+                    mtime_ns: mtime,
+                    scanned_at,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// All entries of one subdirectory.
+    pub fn subdir_entries(&self, subdir: u8) -> Result<Vec<Entry>> {
+        self.query_entries(
+            "SELECT name, kind, apparent, allocated, mtime, last_use, hits, first_seen, output, program, problem
+             FROM entries WHERE subdir = ?1",
+            params![subdir],
+        )
+    }
+
+    /// Every entry in the index.
+    pub fn entries(&self) -> Result<Vec<Entry>> {
+        self.query_entries(
+            "SELECT name, kind, apparent, allocated, mtime, last_use, hits, first_seen, output, program, problem
+             FROM entries",
+            [],
+        )
+    }
+
+    /// The number of entries in the index.
+    pub fn entry_count(&self) -> Result<u64> {
+        self.conn
+            .query_row("SELECT count(*) FROM entries", [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(|e| sql(&self.path, e))
+    }
+
+    /// One entry by name.
+    pub fn entry(&self, name: &EntryName) -> Result<Option<Entry>> {
+        Ok(self
+            .query_entries(
+                "SELECT name, kind, apparent, allocated, mtime, last_use, hits, first_seen, output, program, problem
+                 FROM entries WHERE subdir = ?1 AND name = ?2",
+                params![name.subdir(), name.file_name()],
+            )?
+            .pop())
+    }
+
+    fn query_entries(&self, query: &str, params: impl rusqlite::Params) -> Result<Vec<Entry>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(query)
+            .map_err(|e| sql(&self.path, e))?;
+        let rows = stmt
+            .query_map(params, |r| {
+                let name: String = r.get(0)?;
+                let output: Option<Vec<u8>> = r.get(8)?;
+                Ok(RawEntry {
+                    name,
+                    kind: r.get(1)?,
+                    apparent: r.get(2)?,
+                    allocated: r.get(3)?,
+                    mtime: r.get(4)?,
+                    last_use: r.get(5)?,
+                    hits: r.get(6)?,
+                    first_seen: r.get(7)?,
+                    output,
+                    program: r.get(9)?,
+                    problem: r.get(10)?,
+                })
+            })
+            .map_err(|e| sql(&self.path, e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let raw = row.map_err(|e| sql(&self.path, e))?;
+            // A row that does not decode (edited by hand, say) is skipped:
+            // the next full scan replaces it.
+            if let Some(e) = raw.into_entry() {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Everything odd recorded under the cache directory.
+    pub fn others(&self) -> Result<Vec<Other>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT path, what, apparent, allocated FROM others ORDER BY path")
+            .map_err(|e| sql(&self.path, e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(Other {
+                    path: r.get(0)?,
+                    what: r.get(1)?,
+                    apparent: r.get::<_, i64>(2)? as u64,
+                    allocated: r.get::<_, i64>(3)? as u64,
+                })
+            })
+            .map_err(|e| sql(&self.path, e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| sql(&self.path, e))
+    }
+
+    /// Applies one subdirectory's changes in one transaction, folding in
+    /// pending uses of the entries it adds.
+    pub fn apply_subdir(&mut self, changes: &SubdirChanges, now: UnixTime) -> Result<()> {
+        self.apply_subdirs(std::slice::from_ref(changes), now)
+    }
+
+    /// Applies several subdirectories' changes in one transaction.
+    pub fn apply_subdirs(&mut self, all: &[SubdirChanges], now: UnixTime) -> Result<()> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(|e| sql(&path, e))?;
+        {
+            let mut upsert = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO entries
+                     (subdir, name, kind, apparent, allocated, mtime, last_use, hits, first_seen, output, program, problem)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                )
+                .map_err(|e| sql(&path, e))?;
+            let mut delete = tx
+                .prepare_cached("DELETE FROM entries WHERE subdir = ?1 AND name = ?2")
+                .map_err(|e| sql(&path, e))?;
+            let mut clear_others = tx
+                .prepare_cached("DELETE FROM others WHERE subdir = ?1")
+                .map_err(|e| sql(&path, e))?;
+            let mut other = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO others (path, subdir, what, apparent, allocated) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(|e| sql(&path, e))?;
+            let mut state = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO subdirs (subdir, mtime_ns, scanned_at) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(|e| sql(&path, e))?;
+            let mut pending = tx
+                .prepare_cached(
+                    "DELETE FROM pending_uses WHERE subdir = ?1 AND name = ?2 RETURNING last_use, hits",
+                )
+                .map_err(|e| sql(&path, e))?;
+            let any_pending: bool = tx
+                .query_row("SELECT EXISTS (SELECT 1 FROM pending_uses)", [], |r| {
+                    r.get(0)
+                })
+                .map_err(|e| sql(&path, e))?;
+            for changes in all {
+                for e in &changes.upserts {
+                    let (mut last_use, mut hits) = (e.last_use, e.hits);
+                    if any_pending {
+                        let p: Option<(i64, i64)> = pending
+                            .query_row(params![changes.subdir, e.name.file_name()], |r| {
+                                Ok((r.get(0)?, r.get(1)?))
+                            })
+                            .optional()
+                            .map_err(|e| sql(&path, e))?;
+                        if let Some((at, h)) = p {
+                            last_use = last_use.max(at);
+                            hits = hits.saturating_add(h as u64);
+                        }
+                    }
+                    upsert
+                        .execute(params![
+                            changes.subdir,
+                            e.name.file_name(),
+                            e.kind.to_db(),
+                            e.apparent as i64,
+                            e.allocated as i64,
+                            e.mtime,
+                            last_use,
+                            hits as i64,
+                            e.first_seen,
+                            e.output.map(|o| o.0.to_vec()),
+                            e.program,
+                            e.problem,
+                        ])
+                        .map_err(|e| sql(&path, e))?;
+                }
+                for name in &changes.deletes {
+                    delete
+                        .execute(params![changes.subdir, name.file_name()])
+                        .map_err(|e| sql(&path, e))?;
+                }
+                clear_others
+                    .execute(params![changes.subdir])
+                    .map_err(|e| sql(&path, e))?;
+                for o in &changes.others {
+                    other
+                        .execute(params![
+                            o.path,
+                            changes.subdir,
+                            o.what,
+                            o.apparent as i64,
+                            o.allocated as i64
+                        ])
+                        .map_err(|e| sql(&path, e))?;
+                }
+                state
+                    .execute(params![changes.subdir, changes.mtime_ns, now])
+                    .map_err(|e| sql(&path, e))?;
+            }
+        }
+        tx.commit().map_err(|e| sql(&path, e))
+    }
+
+    /// Replaces what is recorded about the top level of the cache (odd
+    /// files and directories there).
+    pub fn set_top_level_others(&mut self, others: &[Other]) -> Result<()> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(|e| sql(&path, e))?;
+        tx.execute("DELETE FROM others WHERE subdir IS NULL", [])
+            .map_err(|e| sql(&path, e))?;
+        for o in others {
+            tx.execute(
+                "INSERT OR REPLACE INTO others (path, subdir, what, apparent, allocated) VALUES (?1, NULL, ?2, ?3, ?4)",
+                params![o.path, o.what, o.apparent as i64, o.allocated as i64],
+            )
+            .map_err(|e| sql(&path, e))?;
+        }
+        tx.commit().map_err(|e| sql(&path, e))
+    }
+
+    /// Drops entries that were removed from disk (by trim), in one
+    /// transaction. Returns how many rows went.
+    pub fn remove_entries(&mut self, names: &[EntryName]) -> Result<usize> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(|e| sql(&path, e))?;
+        let mut n = 0;
+        {
+            let mut stmt = tx
+                .prepare_cached("DELETE FROM entries WHERE subdir = ?1 AND name = ?2")
+                .map_err(|e| sql(&path, e))?;
+            for name in names {
+                n += stmt
+                    .execute(params![name.subdir(), name.file_name()])
+                    .map_err(|e| sql(&path, e))?;
+            }
+        }
+        tx.commit().map_err(|e| sql(&path, e))?;
+        Ok(n)
+    }
+
+    /// Records uses in one transaction: last use becomes the newest known,
+    /// hits add up. Uses of entries the index has not seen yet are kept
+    /// until a scan finds them.
+    pub fn record_uses(&mut self, uses: &[Use]) -> Result<()> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(|e| sql(&path, e))?;
+        {
+            let mut update = tx
+                .prepare_cached(
+                    "UPDATE entries SET last_use = max(last_use, ?3), hits = hits + ?4
+                     WHERE subdir = ?1 AND name = ?2",
+                )
+                .map_err(|e| sql(&path, e))?;
+            let mut pend = tx
+                .prepare_cached(
+                    "INSERT INTO pending_uses (subdir, name, last_use, hits) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (subdir, name) DO UPDATE
+                     SET last_use = max(last_use, excluded.last_use), hits = hits + excluded.hits",
+                )
+                .map_err(|e| sql(&path, e))?;
+            for u in uses {
+                let p = params![u.name.subdir(), u.name.file_name(), u.at, u.hit as i64];
+                if update.execute(p).map_err(|e| sql(&path, e))? == 0 {
+                    pend.execute(p).map_err(|e| sql(&path, e))?;
+                }
+            }
+        }
+        tx.commit().map_err(|e| sql(&path, e))
+    }
+
+    /// Reads a value from the meta table.
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(|e| sql(&self.path, e))
+    }
+
+    /// Writes a value to the meta table.
+    pub fn set_meta(&mut self, key: &str, value: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+                [key, value],
+            )
+            .map(drop)
+            .map_err(|e| sql(&self.path, e))
+    }
+}
+
+struct RawEntry {
+    name: String,
+    kind: i64,
+    apparent: i64,
+    allocated: i64,
+    mtime: i64,
+    last_use: i64,
+    hits: i64,
+    first_seen: i64,
+    output: Option<Vec<u8>>,
+    program: Option<String>,
+    problem: Option<String>,
+}
+
+impl RawEntry {
+    fn into_entry(self) -> Option<Entry> {
+        let output = match self.output {
+            Some(b) => Some(Id(<[u8; 32]>::try_from(b.as_slice()).ok()?)),
+            None => None,
+        };
+        Some(Entry {
+            name: EntryName::parse(self.name.as_bytes())?,
+            kind: Kind::from_db(self.kind)?,
+            apparent: u64::try_from(self.apparent).ok()?,
+            allocated: u64::try_from(self.allocated).ok()?,
+            mtime: self.mtime,
+            last_use: self.last_use,
+            hits: u64::try_from(self.hits).ok()?,
+            first_seen: self.first_seen,
+            output,
+            program: self.program,
+            problem: self.problem,
+        })
+    }
+}
+
+fn sql(path: &Path, source: rusqlite::Error) -> Error {
+    Error::Sqlite {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::Suffix;
+
+    fn entry(byte: u8, kind: Kind) -> Entry {
+        let suffix = if kind == Kind::Action {
+            Suffix::Action
+        } else {
+            Suffix::Data
+        };
+        Entry {
+            name: EntryName {
+                id: Id([byte; 32]),
+                suffix,
+            },
+            kind,
+            apparent: 175,
+            allocated: 4096,
+            mtime: 1000,
+            last_use: 1000,
+            hits: 0,
+            first_seen: 2000,
+            output: (kind == Kind::Action).then_some(Id([9; 32])),
+            program: (kind == Kind::Exe).then(|| "hello".to_string()),
+            problem: None,
+        }
+    }
+
+    #[test]
+    fn migrating_twice_is_a_no_op_and_keeps_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sub/index.sqlite");
+        let mut ix = Index::open(&p).unwrap();
+        let e = entry(1, Kind::Action);
+        ix.apply_subdir(
+            &SubdirChanges {
+                subdir: 1,
+                upserts: vec![e.clone()],
+                mtime_ns: Some(123),
+                ..Default::default()
+            },
+            5000,
+        )
+        .unwrap();
+        drop(ix);
+        let ix = Index::open(&p).unwrap();
+        assert_eq!(ix.user_version().unwrap(), SCHEMA_VERSION);
+        assert_eq!(ix.entries().unwrap(), vec![e]);
+        assert_eq!(
+            ix.subdir_states().unwrap()[1],
+            Some(SubdirState {
+                mtime_ns: Some(123),
+                scanned_at: 5000
+            })
+        );
+    }
+
+    #[test]
+    fn a_newer_schema_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("index.sqlite");
+        drop(Index::open(&p).unwrap());
+        let conn = Connection::open(&p).unwrap();
+        conn.execute_batch("PRAGMA user_version = 99; CREATE TABLE future (x);")
+            .unwrap();
+        drop(conn);
+        let err = Index::open(&p).unwrap_err();
+        assert!(matches!(err, Error::IndexTooNew { found: 99, .. }), "{err}");
+        assert!(matches!(
+            Index::open_read_only(&p).unwrap_err(),
+            Error::IndexTooNew { found: 99, .. }
+        ));
+        // Untouched: the future table is still there, the version too.
+        let conn = Connection::open(&p).unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, 99);
+        conn.query_row("SELECT count(*) FROM future", [], |r| r.get::<_, i64>(0))
+            .unwrap();
+    }
+
+    #[test]
+    fn uses_before_the_scan_are_kept_until_it_finds_the_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ix = Index::open(&dir.path().join("i.sqlite")).unwrap();
+        let e = entry(7, Kind::Exe);
+        ix.record_uses(&[
+            Use {
+                name: e.name,
+                at: 3000,
+                hit: true,
+            },
+            Use {
+                name: e.name,
+                at: 2500,
+                hit: true,
+            },
+        ])
+        .unwrap();
+        ix.apply_subdir(
+            &SubdirChanges {
+                subdir: 7,
+                upserts: vec![e.clone()],
+                ..Default::default()
+            },
+            4000,
+        )
+        .unwrap();
+        let got = ix.entry(&e.name).unwrap().unwrap();
+        assert_eq!((got.hits, got.last_use), (2, 3000));
+        ix.record_uses(&[Use {
+            name: e.name,
+            at: 3500,
+            hit: true,
+        }])
+        .unwrap();
+        let got = ix.entry(&e.name).unwrap().unwrap();
+        assert_eq!((got.hits, got.last_use), (3, 3500));
+    }
+
+    #[test]
+    fn in_memory_copy_of_a_read_only_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("i.sqlite");
+        let mut ix = Index::open(&p).unwrap();
+        let e = entry(3, Kind::Output);
+        ix.apply_subdir(
+            &SubdirChanges {
+                subdir: 3,
+                upserts: vec![e.clone()],
+                ..Default::default()
+            },
+            1,
+        )
+        .unwrap();
+        drop(ix);
+        let mem = Index::open_in_memory(Some(&p)).unwrap();
+        assert_eq!(mem.entries().unwrap(), vec![e]);
+        let garbage = dir.path().join("garbage.sqlite");
+        std::fs::write(&garbage, b"this is not a database at all, just bytes").unwrap();
+        assert!(Index::open(&garbage).unwrap_err().is_index_problem());
+        assert_eq!(
+            Index::open_in_memory(Some(&garbage))
+                .unwrap()
+                .entry_count()
+                .unwrap(),
+            0
+        );
+    }
+}
