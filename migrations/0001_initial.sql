@@ -25,10 +25,12 @@ CREATE TABLE entries (
 CREATE INDEX entries_output ON entries (output) WHERE output IS NOT NULL;
 
 -- Things under the cache directory that are not well-formed entries; never
--- touched, only reported. subdir is NULL for the top level.
+-- touched, only reported. subdir is NULL for the top level, where Go's own
+-- files (README, trim.txt, testexpire.txt, fuzz/) are recorded too.
 CREATE TABLE others (
     path      TEXT PRIMARY KEY,          -- relative to the cache directory
     subdir    INTEGER,
+    class     TEXT    NOT NULL,          -- 'go' (Go's own files), 'gocache', 'odd'
     what      TEXT    NOT NULL,
     apparent  INTEGER NOT NULL,
     allocated INTEGER NOT NULL

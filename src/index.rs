@@ -32,7 +32,7 @@ use rusqlite_migration::{M, Migrations};
 
 use crate::error::{Error, Result};
 use crate::layout::{EntryName, GOCACHE_DIR, Id};
-use crate::model::{Entry, Kind, Other, UnixTime};
+use crate::model::{Entry, Kind, Other, OtherClass, UnixTime};
 
 /// The migrations, in order. Never edit one that has shipped.
 const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_initial.sql")];
@@ -139,22 +139,18 @@ impl Index {
             .busy_timeout(BUSY_TIMEOUT)
             .map_err(|e| sql(path, e))?;
         let version = index.user_version()?;
-        if version != SCHEMA_VERSION {
+        if version > SCHEMA_VERSION {
             return Err(Error::IndexTooNew {
                 path: path.to_owned(),
                 found: version,
                 supported: SCHEMA_VERSION,
-            })
-            .or_else(|e| {
-                if version < SCHEMA_VERSION {
-                    Err(Error::Invalid(format!(
-                        "index {} has schema version {version}, older than {SCHEMA_VERSION}, and cannot be upgraded read-only",
-                        path.display()
-                    )))
-                } else {
-                    Err(e)
-                }
             });
+        }
+        if version < SCHEMA_VERSION {
+            return Err(Error::Invalid(format!(
+                "index {} has schema version {version}, older than {SCHEMA_VERSION}, and cannot be upgraded read-only",
+                path.display()
+            )));
         }
         Ok(index)
     }
@@ -310,6 +306,23 @@ impl Index {
             .map_err(|e| sql(&self.path, e))
     }
 
+    /// Entries, apparent bytes and allocated bytes of the whole index.
+    pub fn totals(&self) -> Result<(u64, u64, u64)> {
+        self.conn
+            .query_row(
+                "SELECT count(*), coalesce(sum(apparent), 0), coalesce(sum(allocated), 0) FROM entries",
+                [],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)? as u64,
+                        r.get::<_, i64>(1)? as u64,
+                        r.get::<_, i64>(2)? as u64,
+                    ))
+                },
+            )
+            .map_err(|e| sql(&self.path, e))
+    }
+
     /// One entry by name.
     pub fn entry(&self, name: &EntryName) -> Result<Option<Entry>> {
         Ok(self
@@ -361,15 +374,18 @@ impl Index {
     pub fn others(&self) -> Result<Vec<Other>> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT path, what, apparent, allocated FROM others ORDER BY path")
+            .prepare_cached(
+                "SELECT path, class, what, apparent, allocated FROM others ORDER BY path",
+            )
             .map_err(|e| sql(&self.path, e))?;
         let rows = stmt
             .query_map([], |r| {
                 Ok(Other {
                     path: r.get(0)?,
-                    what: r.get(1)?,
-                    apparent: r.get::<_, i64>(2)? as u64,
-                    allocated: r.get::<_, i64>(3)? as u64,
+                    class: OtherClass::parse(&r.get::<_, String>(1)?),
+                    what: r.get(2)?,
+                    apparent: r.get::<_, i64>(3)? as u64,
+                    allocated: r.get::<_, i64>(4)? as u64,
                 })
             })
             .map_err(|e| sql(&self.path, e))?;
@@ -403,7 +419,7 @@ impl Index {
                 .map_err(|e| sql(&path, e))?;
             let mut other = tx
                 .prepare_cached(
-                    "INSERT OR REPLACE INTO others (path, subdir, what, apparent, allocated) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    "INSERT OR REPLACE INTO others (path, subdir, class, what, apparent, allocated) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )
                 .map_err(|e| sql(&path, e))?;
             let mut state = tx
@@ -466,6 +482,7 @@ impl Index {
                         .execute(params![
                             o.path,
                             changes.subdir,
+                            o.class.as_str(),
                             o.what,
                             o.apparent as i64,
                             o.allocated as i64
@@ -489,12 +506,25 @@ impl Index {
             .map_err(|e| sql(&path, e))?;
         for o in others {
             tx.execute(
-                "INSERT OR REPLACE INTO others (path, subdir, what, apparent, allocated) VALUES (?1, NULL, ?2, ?3, ?4)",
-                params![o.path, o.what, o.apparent as i64, o.allocated as i64],
+                "INSERT OR REPLACE INTO others (path, subdir, class, what, apparent, allocated) VALUES (?1, NULL, ?2, ?3, ?4, ?5)",
+                params![o.path, o.class.as_str(), o.what, o.apparent as i64, o.allocated as i64],
             )
             .map_err(|e| sql(&path, e))?;
         }
         tx.commit().map_err(|e| sql(&path, e))
+    }
+
+    /// Marks a subdirectory for rescan at the next sync (it could not be
+    /// read, or was changed while being read).
+    pub fn mark_subdir_dirty(&mut self, subdir: u8, now: UnixTime) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO subdirs (subdir, mtime_ns, scanned_at) VALUES (?1, NULL, ?2)
+                 ON CONFLICT (subdir) DO UPDATE SET mtime_ns = NULL",
+                params![subdir, now],
+            )
+            .map(drop)
+            .map_err(|e| sql(&self.path, e))
     }
 
     /// Drops entries that were removed from disk (by trim), in one

@@ -28,4 +28,4 @@ pub mod stats;
 pub mod synth;
 
 pub use error::{Error, Result};
-pub use model::{Entry, Kind, Other, Tier, UnixTime};
+pub use model::{Entry, Kind, Other, OtherClass, Tier, UnixTime};

@@ -127,6 +127,38 @@ impl Entry {
     }
 }
 
+/// Whose a non-entry item under the cache directory is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OtherClass {
+    /// Go's own files: `README`, `trim.txt`, `testexpire.txt`, `fuzz/`.
+    Go,
+    /// gocache's own directory (index, lock).
+    Gocache,
+    /// Anything else: stray or temp files, symlinks, fifos, odd entries.
+    Odd,
+}
+
+impl OtherClass {
+    /// The name stored in the index.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OtherClass::Go => "go",
+            OtherClass::Gocache => "gocache",
+            OtherClass::Odd => "odd",
+        }
+    }
+
+    /// The class for a stored name.
+    pub fn parse(s: &str) -> OtherClass {
+        match s {
+            "go" => OtherClass::Go,
+            "gocache" => OtherClass::Gocache,
+            _ => OtherClass::Odd,
+        }
+    }
+}
+
 /// Something under the cache directory that is not a well-formed entry:
 /// stray or temp files, symlinks, fifos, an `-a` that is a directory, an
 /// executable directory that does not hold exactly one regular file.
@@ -135,6 +167,8 @@ impl Entry {
 pub struct Other {
     /// Path relative to the cache directory.
     pub path: String,
+    /// Whose it is.
+    pub class: OtherClass,
     /// What it is and why it is odd, for reports.
     pub what: String,
     /// Apparent bytes (0 for links and special files).

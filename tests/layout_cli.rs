@@ -1,4 +1,4 @@
-//! The template cache is real: Go built it, and it holds what we expect.
+//! Finding the cache, and the errors a user meets before anything runs.
 
 use crate::support::*;
 
@@ -7,13 +7,125 @@ fn template_cache_holds_outputs_actions_and_two_executables() {
     let cache = template_cache();
     let mut exe_dirs = 0;
     for sub in 0..256 {
-        let dir = cache.join(format!("{sub:02x}"));
-        for e in std::fs::read_dir(&dir).unwrap() {
-            let e = e.unwrap();
-            if e.file_type().unwrap().is_dir() {
+        for e in std::fs::read_dir(cache.join(format!("{sub:02x}"))).unwrap() {
+            if e.unwrap().file_type().unwrap().is_dir() {
                 exe_dirs += 1;
             }
         }
     }
     assert_eq!(exe_dirs, 2);
+}
+
+fn stderr_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn bad_cache_settings_exit_2_with_a_reason_and_write_nothing() {
+    let sb = Sandbox::new();
+    let missing = sb.root().join("no-such-cache");
+    type Case<'a> = (Vec<(&'a str, String)>, Vec<String>, &'a str);
+    let cases: Vec<Case> = vec![
+        (vec![("GOCACHE", "off".into())], vec![], "disabled"),
+        (vec![("GOCACHE", "relative/dir".into())], vec![], "absolute"),
+        (
+            vec![("GOCACHE", missing.display().to_string())],
+            vec![],
+            "does not exist",
+        ),
+        (
+            vec![],
+            vec!["--cache-dir".into(), missing.display().to_string()],
+            "does not exist",
+        ),
+        (
+            vec![("GOCACHE", "/etc/hostname".into())],
+            vec![],
+            "not a directory",
+        ),
+    ];
+    for (env, flags, needle) in cases {
+        for cmd in ["stats", "scan", "trim"] {
+            let mut c = sb.gocache(&flags);
+            c.arg(cmd);
+            for (k, v) in &env {
+                c.env(k, v);
+            }
+            let out = c.output().unwrap();
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "{cmd} {env:?} {flags:?}: {}",
+                stderr_of(&out)
+            );
+            assert!(
+                stderr_of(&out).contains(needle),
+                "{cmd} {env:?}: {}",
+                stderr_of(&out)
+            );
+            assert!(out.stdout.is_empty());
+        }
+    }
+    assert!(!missing.exists(), "gocache must not create a missing cache");
+}
+
+#[test]
+fn the_go_env_file_is_honoured() {
+    let sb = Sandbox::with_template();
+    let envfile = sb.root().join("goenv");
+    std::fs::write(&envfile, format!("GOCACHE={}\n", sb.cache().display())).unwrap();
+    let out = run_ok(
+        sb.gocache(["stats", "--json"])
+            .env_remove("GOCACHE")
+            .env("GOENV", &envfile),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["cache_dir"], sb.cache().display().to_string());
+    assert!(v["kinds"]["exe"]["entries"].as_u64().unwrap() == 2);
+}
+
+#[test]
+fn a_corrupt_or_future_index_does_not_stop_stats() {
+    let sb = Sandbox::with_template();
+    let good = run_ok(sb.gocache(["stats", "--json"]));
+    let good: serde_json::Value = serde_json::from_slice(&good.stdout).unwrap();
+
+    // Garbage bytes where the index should be.
+    let garbage = sb.root().join("garbage.sqlite");
+    std::fs::write(&garbage, vec![0x5au8; 65536]).unwrap();
+    let out = run_ok(
+        sb.gocache(["--index"])
+            .arg(&garbage)
+            .args(["stats", "--json"]),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["index_mode"], "in-memory");
+    assert_eq!(v["total"], good["total"]);
+    assert!(stderr_of(&out).contains("warning"), "{}", stderr_of(&out));
+    // scan, whose job is to write the index, fails with a hint, exit 1,
+    // and leaves the file as it was.
+    let out = sb
+        .gocache(["--index"])
+        .arg(&garbage)
+        .arg("scan")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("--index"), "{}", stderr_of(&out));
+    assert_eq!(std::fs::read(&garbage).unwrap(), vec![0x5au8; 65536]);
+
+    // An index from a newer gocache is left alone.
+    let conn = rusqlite::Connection::open(sb.index()).unwrap();
+    conn.execute_batch("PRAGMA user_version = 999").unwrap();
+    drop(conn);
+    let out = run_ok(sb.gocache(["stats", "--json"]));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["index_mode"], "in-memory");
+    assert_eq!(v["total"], good["total"]);
+    assert!(stderr_of(&out).contains("newer"), "{}", stderr_of(&out));
+    let conn = rusqlite::Connection::open(sb.index()).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 999);
 }

@@ -246,7 +246,8 @@ impl Sandbox {
 
 /// Runs a command, panicking with its output when it fails.
 #[track_caller]
-pub fn run_ok(cmd: &mut Command) -> Output {
+pub fn run_ok(mut cmd: impl std::borrow::BorrowMut<Command>) -> Output {
+    let cmd = cmd.borrow_mut();
     let out = cmd
         .stdin(Stdio::null())
         .output()

@@ -20,6 +20,7 @@ pub struct Global {
 
 /// An error with the exit code it maps to.
 #[derive(Debug)]
+#[allow(dead_code)] // for commands whose failures are not library errors
 pub struct Failure {
     pub code: u8,
     pub error: anyhow::Error,
@@ -39,6 +40,8 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|c| {
         c.downcast_ref::<std::io::Error>()
             .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<serde_json::Error>()
+                .is_some_and(|e| e.io_error_kind() == Some(std::io::ErrorKind::BrokenPipe))
     })
 }
 
@@ -56,6 +59,12 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
                 _ => 1,
             };
         }
+        if cause
+            .downcast_ref::<gocache::layout::LocateError>()
+            .is_some()
+        {
+            return 2;
+        }
         if let Some(f) = cause.downcast_ref::<Failure>() {
             return f.code;
         }
@@ -72,7 +81,131 @@ impl std::fmt::Display for Failure {
 impl std::error::Error for Failure {}
 
 /// The current time, read once per command.
-#[allow(dead_code)] // used by the commands as they land
 pub fn now() -> gocache::UnixTime {
     chrono::Utc::now().timestamp()
+}
+
+/// The cache and index a command works on.
+#[derive(Debug)]
+pub struct Ctx {
+    /// The cache directory.
+    pub cache_dir: PathBuf,
+    /// Where the cache setting came from.
+    pub source: gocache::layout::CacheSource,
+    /// The index file.
+    pub index_path: PathBuf,
+    /// The clock, read once.
+    pub now: gocache::UnixTime,
+    /// Print only errors.
+    pub quiet: bool,
+}
+
+impl Ctx {
+    /// Finds the cache as `go env GOCACHE` does and checks it is a readable
+    /// directory.
+    pub fn locate(global: &Global) -> anyhow::Result<Ctx> {
+        let located =
+            gocache::layout::locate_cache(global.cache_dir.as_deref(), &|k| std::env::var_os(k))?;
+        let cache_dir = located.dir;
+        gocache::scan::check_cache_dir(&cache_dir).map_err(|e| {
+            anyhow::Error::new(e).context(format!("cache directory from {}", located.source))
+        })?;
+        let index_path = global
+            .index
+            .clone()
+            .unwrap_or_else(|| gocache::index::default_path(&cache_dir));
+        Ok(Ctx {
+            cache_dir,
+            source: located.source,
+            index_path,
+            now: now(),
+            quiet: global.quiet,
+        })
+    }
+
+    /// Opens the index for writing, or, when that fails for a reason the
+    /// index itself is to blame for (read-only, corrupt, too new, locked),
+    /// a private in-memory copy seeded from it, and says so once.
+    pub fn open_index_or_fallback(
+        &self,
+    ) -> anyhow::Result<(gocache::index::Index, Option<String>)> {
+        match gocache::index::Index::open(&self.index_path) {
+            Ok(ix) => Ok((ix, None)),
+            Err(e) if e.is_index_problem() || matches!(e, gocache::Error::Io { .. }) => {
+                let why = format!(
+                    "the index cannot be written ({e}); working from a direct walk of the cache instead"
+                );
+                let ix = gocache::index::Index::open_in_memory(Some(&self.index_path))?;
+                Ok((ix, Some(why)))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// A progress bar on stderr when it is a terminal (and not --quiet);
+/// warnings always go to stderr.
+pub struct Progress {
+    bar: std::sync::Mutex<Option<indicatif::ProgressBar>>,
+    enabled: bool,
+}
+
+impl Progress {
+    pub fn new(quiet: bool) -> Progress {
+        use std::io::IsTerminal;
+        Progress {
+            bar: std::sync::Mutex::new(None),
+            enabled: !quiet && std::io::stderr().is_terminal(),
+        }
+    }
+}
+
+impl gocache::report::Reporter for Progress {
+    fn start(&self, phase: &str, total: u64) {
+        if !self.enabled {
+            return;
+        }
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{msg:>6} [{bar:40}] {pos}/{len} {elapsed}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_message(phase.to_string());
+        *self.bar.lock().unwrap_or_else(|p| p.into_inner()) = Some(bar);
+    }
+
+    fn advance(&self, n: u64) {
+        if let Some(bar) = &*self.bar.lock().unwrap_or_else(|p| p.into_inner()) {
+            bar.inc(n);
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = self.bar.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            bar.finish_and_clear();
+        }
+    }
+
+    fn warn(&self, message: &str) {
+        let guard = self.bar.lock().unwrap_or_else(|p| p.into_inner());
+        match &*guard {
+            Some(bar) => bar.suspend(|| eprintln!("gocache: warning: {message}")),
+            None => eprintln!("gocache: warning: {message}"),
+        }
+    }
+}
+
+/// Bytes in binary units ("1.5 GiB").
+pub fn human(bytes: u64) -> String {
+    humansize::format_size(bytes, humansize::BINARY)
+}
+
+/// Writes `value` as pretty JSON to stdout, followed by a newline.
+pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
 }

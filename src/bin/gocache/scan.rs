@@ -1,12 +1,79 @@
-//! `gocache scan`.
+//! `gocache scan`: reconcile the index with the disk.
 
-use crate::common::Global;
 use std::process::ExitCode;
+use std::time::Instant;
 
-/// TODO
+use crate::common::{Ctx, Global, Progress, human, print_json};
+use gocache::index::Index;
+use gocache::scan::{ScanOptions, scan};
+
+/// Reconcile the index with the cache on disk.
+///
+/// Adds new entries, updates changed ones and drops vanished ones. By
+/// default only the subdirectories whose mtime changed since the last scan
+/// are reread; --full rereads all 256 (and so also picks up the last-use
+/// times Go writes into entry mtimes, which do not change a directory's
+/// mtime).
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Reread every subdirectory, not only those that changed.
+    #[arg(long)]
+    full: bool,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
 
-pub fn run(_global: &Global, _args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not implemented yet")
+pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
+    let ctx = Ctx::locate(global)?;
+    let mut index = Index::open(&ctx.index_path).map_err(|e| {
+        anyhow::Error::new(e).context(
+            "cannot open the index for writing; pass --index FILE to keep it elsewhere, or remove a corrupt index (it is rebuilt by the next scan)",
+        )
+    })?;
+    let progress = Progress::new(ctx.quiet || args.json);
+    let started = Instant::now();
+    let opts = ScanOptions {
+        full: args.full,
+        ..Default::default()
+    };
+    let summary = scan(&ctx.cache_dir, &mut index, &opts, ctx.now, &progress)?;
+    let elapsed = started.elapsed();
+    let (entries, _, alloc) = index.totals()?;
+    if args.json {
+        #[derive(serde::Serialize)]
+        struct Out<'a> {
+            cache_dir: &'a std::path::Path,
+            index: &'a std::path::Path,
+            entries: u64,
+            seconds: f64,
+            #[serde(flatten)]
+            summary: &'a gocache::scan::ScanSummary,
+        }
+        print_json(&Out {
+            cache_dir: &ctx.cache_dir,
+            index: &ctx.index_path,
+            entries,
+            seconds: elapsed.as_secs_f64(),
+            summary: &summary,
+        })?;
+    } else if !ctx.quiet {
+        println!(
+            "scanned {} of 256 subdirectories in {:.2}s: {} added, {} updated, {} removed, {} unchanged; {} entries, {} allocated{}",
+            summary.rescanned.len(),
+            elapsed.as_secs_f64(),
+            summary.added,
+            summary.updated,
+            summary.removed,
+            summary.unchanged,
+            entries,
+            human(alloc),
+            if summary.odd > 0 {
+                format!("; {} odd items (see `gocache stats`)", summary.odd)
+            } else {
+                String::new()
+            }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }

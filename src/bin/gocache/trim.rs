@@ -7,6 +7,7 @@ use std::process::ExitCode;
 #[derive(clap::Args, Debug)]
 pub struct Args {}
 
-pub fn run(_global: &Global, _args: Args) -> anyhow::Result<ExitCode> {
+pub fn run(global: &Global, _args: Args) -> anyhow::Result<ExitCode> {
+    let _ctx = crate::common::Ctx::locate(global)?;
     anyhow::bail!("not implemented yet")
 }
