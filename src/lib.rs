@@ -26,6 +26,7 @@ pub mod report;
 pub mod scan;
 pub mod stats;
 pub mod synth;
+pub mod trim;
 
 pub use error::{Error, Result};
 pub use model::{Entry, Kind, Other, OtherClass, Tier, UnixTime};

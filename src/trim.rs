@@ -1,0 +1,316 @@
+//! Executes an eviction plan safely. The policy decides; this acts.
+//!
+//! # Safety
+//!
+//! - Only names of the strict pattern `[0-9a-f]{2}/[0-9a-f]{64}-[ad]`
+//!   ([`EntryName`]) are ever removed, through a descriptor of the cache
+//!   directory opened once, with each subdirectory opened
+//!   `O_NOFOLLOW | O_DIRECTORY`: a path is never built from an unchecked
+//!   name, and nothing outside the cache directory can be reached.
+//! - Each entry is re-checked just before it is removed, with
+//!   `fstatat(AT_SYMLINK_NOFOLLOW)`: still there, same kind (a regular file
+//!   for `-a` and output `-d`, a directory for an executable), and not used
+//!   since the plan was made (mtime not newer than the plan saw). Anything
+//!   else is skipped and counted.
+//! - An executable directory is emptied with `unlinkat` relative to its own
+//!   descriptor (a symlink inside is removed as a link) and then removed; one
+//!   holding a subdirectory is left alone and reported.
+//! - A file already gone is not an error, but it is counted, and its index
+//!   row is dropped all the same.
+//!
+//! # Locking
+//!
+//! One trim at a time: an exclusive, non-blocking fs4 lock on
+//! `<cache>/gocache/trim.lock`. A second trim (or a hook) sees the lock taken
+//! and steps aside. Readers (`stats`) never take it.
+//!
+//! # Crashes
+//!
+//! Removing an action entry or output leaves a cache Go can use: Go treats
+//! a missing output as a miss and rebuilds. An output goes with the actions
+//! that name it, actions first, so a crash between the two leaves an
+//! orphan output (garbage), never an action naming a missing output that
+//! was meant to stay. The index is updated in batches after the removals;
+//! rows left behind by a kill are dropped by the next scan.
+
+use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+
+use crate::error::{Error, Result};
+use crate::index::Index;
+use crate::layout::{EntryName, GOCACHE_DIR, subdir_name};
+use crate::model::{Kind, UnixTime};
+use crate::report::Reporter;
+
+/// Index rows are dropped in batches of this many removals.
+pub const INDEX_BATCH: usize = 2000;
+
+/// One entry to remove, with what the plan saw of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Removal {
+    /// The entry.
+    pub name: EntryName,
+    /// What the plan believed it to be.
+    pub kind: Kind,
+    /// The mtime the plan saw; a newer mtime now means "used since".
+    pub mtime: UnixTime,
+    /// Allocated bytes the plan counted.
+    pub allocated: u64,
+    /// Apparent bytes the plan counted.
+    pub apparent: u64,
+}
+
+/// Why an entry was not removed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Skip {
+    /// Its mtime is newer than the plan saw: Go used it since.
+    UsedSince,
+    /// It is no longer what the plan thought (a file became a directory,
+    /// a symlink appeared, …).
+    Changed,
+    /// An executable directory that holds a subdirectory.
+    Odd,
+    /// The removal failed (permissions, I/O).
+    Failed,
+}
+
+/// What executing a plan did.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Executed {
+    /// Entries removed by us.
+    pub removed: u64,
+    /// Allocated bytes they held.
+    pub removed_allocated: u64,
+    /// Apparent bytes they held.
+    pub removed_apparent: u64,
+    /// Entries already gone when we got to them (someone else removed them).
+    pub already_gone: u64,
+    /// Entries skipped, by reason.
+    pub skipped_used_since: u64,
+    /// Entries skipped because they changed kind.
+    pub skipped_changed: u64,
+    /// Executable directories skipped because they hold a subdirectory.
+    pub skipped_odd: u64,
+    /// Removals that failed.
+    pub failed: u64,
+    /// The first few failure messages.
+    pub errors: Vec<String>,
+    /// The names removed or found gone, in order (for the index and tests).
+    #[serde(skip)]
+    pub gone: Vec<EntryName>,
+}
+
+/// The lock file's place: `<cache>/gocache/trim.lock`.
+pub fn lock_path(cache_dir: &Path) -> PathBuf {
+    cache_dir.join(GOCACHE_DIR).join("trim.lock")
+}
+
+/// An exclusive hold on the trim lock; released on drop.
+#[derive(Debug)]
+pub struct TrimLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl TrimLock {
+    /// Takes the lock without waiting. `Ok(None)`: another process holds it.
+    pub fn try_acquire(cache_dir: &Path) -> Result<Option<TrimLock>> {
+        let path = lock_path(cache_dir);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io("opening", &path, e))?;
+        match fs4::FileExt::try_lock(&file) {
+            Ok(()) => Ok(Some(TrimLock { file, path })),
+            Err(fs4::TryLockError::WouldBlock) => Ok(None),
+            Err(fs4::TryLockError::Error(e)) => Err(Error::io("locking", &path, e)),
+        }
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TrimLock {
+    fn drop(&mut self) {
+        let _ = fs4::FileExt::unlock(&self.file);
+    }
+}
+
+/// Removes `items` from the cache in order, re-checking each one, and
+/// drops their rows from `index` in batches. The caller holds the
+/// [`TrimLock`].
+pub fn execute(
+    cache_dir: &Path,
+    items: &[Removal],
+    mut index: Option<&mut Index>,
+    reporter: &dyn Reporter,
+) -> Result<Executed> {
+    let cache_fd = rustix::fs::open(
+        cache_dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::io("opening", cache_dir, e.into()))?;
+    let mut subdirs: Vec<Option<Option<OwnedFd>>> = (0..256).map(|_| None).collect();
+    let mut out = Executed::default();
+    let mut pending: Vec<EntryName> = Vec::new();
+    reporter.start("trim", items.len() as u64);
+    for item in items {
+        let slot = &mut subdirs[item.name.subdir() as usize];
+        let dir = slot.get_or_insert_with(|| {
+            rustix::fs::openat(
+                &cache_fd,
+                subdir_name(item.name.subdir()),
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .ok()
+        });
+        let outcome = match dir {
+            // The subdirectory is gone (go clean -cache) or is not a real
+            // directory: whatever the plan named is not there.
+            None => Ok(Gone::Already),
+            Some(fd) => remove_one(fd, item),
+        };
+        match outcome {
+            Ok(Gone::Removed) => {
+                out.removed += 1;
+                out.removed_allocated = out.removed_allocated.saturating_add(item.allocated);
+                out.removed_apparent = out.removed_apparent.saturating_add(item.apparent);
+                out.gone.push(item.name);
+                pending.push(item.name);
+            }
+            Ok(Gone::Already) => {
+                out.already_gone += 1;
+                out.gone.push(item.name);
+                pending.push(item.name);
+            }
+            Err((skip, msg)) => {
+                match skip {
+                    Skip::UsedSince => out.skipped_used_since += 1,
+                    Skip::Changed => out.skipped_changed += 1,
+                    Skip::Odd => out.skipped_odd += 1,
+                    Skip::Failed => out.failed += 1,
+                }
+                if let Some(msg) = msg {
+                    reporter.warn(&format!("{}: {msg}", item.name));
+                    if out.errors.len() < 20 {
+                        out.errors.push(format!("{}: {msg}", item.name));
+                    }
+                }
+            }
+        }
+        reporter.advance(1);
+        if pending.len() >= INDEX_BATCH
+            && let Some(ix) = index.as_deref_mut()
+        {
+            ix.remove_entries(&pending)?;
+            pending.clear();
+        }
+    }
+    if let Some(ix) = index {
+        ix.remove_entries(&pending)?;
+    }
+    reporter.finish();
+    Ok(out)
+}
+
+enum Gone {
+    Removed,
+    Already,
+}
+
+type Outcome = std::result::Result<Gone, (Skip, Option<String>)>;
+
+fn remove_one(dir: &OwnedFd, item: &Removal) -> Outcome {
+    let name = item.name.file_name();
+    let st = match rustix::fs::statat(dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(rustix::io::Errno::NOENT) => return Ok(Gone::Already),
+        Err(e) => return Err((Skip::Failed, Some(format!("cannot stat: {e}")))),
+    };
+    let ftype = FileType::from_raw_mode(st.st_mode as _);
+    let expected = match item.kind {
+        Kind::Action | Kind::Output => FileType::RegularFile,
+        Kind::Exe => FileType::Directory,
+    };
+    if ftype != expected {
+        return Err((Skip::Changed, None));
+    }
+    #[allow(clippy::useless_conversion)]
+    let mtime = i64::from(st.st_mtime);
+    if mtime > item.mtime {
+        return Err((Skip::UsedSince, None));
+    }
+    let result = match item.kind {
+        Kind::Exe => remove_exe_dir(dir, &name),
+        _ => rustix::fs::unlinkat(dir, name.as_str(), AtFlags::empty())
+            .map_err(|e| (Skip::Failed, Some(format!("cannot remove: {e}")))),
+    };
+    match result {
+        Ok(()) => Ok(Gone::Removed),
+        Err((_, _))
+            if matches!(
+                rustix::fs::statat(dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW),
+                Err(rustix::io::Errno::NOENT)
+            ) =>
+        {
+            Ok(Gone::Already)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn remove_exe_dir(dir: &OwnedFd, name: &str) -> std::result::Result<(), (Skip, Option<String>)> {
+    let failed = |what: &str, e: rustix::io::Errno| (Skip::Failed, Some(format!("{what}: {e}")));
+    let fd = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| failed("cannot open executable directory", e))?;
+    let mut inner = Vec::new();
+    for item in rustix::fs::Dir::read_from(&fd)
+        .map_err(|e| failed("cannot read executable directory", e))?
+    {
+        let item = item.map_err(|e| failed("cannot read executable directory", e))?;
+        let b = item.file_name().to_bytes();
+        if b == b"." || b == b".." {
+            continue;
+        }
+        if item.file_type() == FileType::Directory {
+            return Err((
+                Skip::Odd,
+                Some("executable directory holds a subdirectory; left alone".into()),
+            ));
+        }
+        inner.push(item.file_name().to_owned());
+    }
+    for f in &inner {
+        match rustix::fs::unlinkat(&fd, f.as_c_str(), AtFlags::empty()) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+            Err(rustix::io::Errno::ISDIR) => {
+                return Err((
+                    Skip::Odd,
+                    Some("executable directory holds a subdirectory; left alone".into()),
+                ));
+            }
+            Err(e) => return Err(failed("cannot remove executable", e)),
+        }
+    }
+    rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)
+        .map_err(|e| failed("cannot remove executable directory", e))
+}
