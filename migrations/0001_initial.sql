@@ -21,9 +21,6 @@ CREATE TABLE entries (
     PRIMARY KEY (subdir, name)
 ) WITHOUT ROWID;
 
--- Garbage detection joins actions to outputs by output ID.
-CREATE INDEX entries_output ON entries (output) WHERE output IS NOT NULL;
-
 -- Things under the cache directory that are not well-formed entries; never
 -- touched, only reported. subdir is NULL for the top level, where Go's own
 -- files (README, trim.txt, testexpire.txt, fuzz/) are recorded too.

@@ -182,7 +182,12 @@ pub fn scan(
 
     // What the index knows about the subdirectories to reread, so unchanged
     // entries keep their hits and action files are not reread.
-    let known: Vec<HashMap<EntryName, Entry>> = if index.entry_count()? == 0 {
+    let fresh = index.entry_count()? == 0;
+    // A fresh index is filled in one transaction (every page written once);
+    // otherwise a few subdirectories per transaction keeps the write lock
+    // short for hooks running alongside.
+    let batch_size = if fresh { 256 } else { 16 };
+    let known: Vec<HashMap<EntryName, Entry>> = if fresh {
         vec![HashMap::new(); todo.len()]
     } else {
         todo.iter()
@@ -242,7 +247,7 @@ pub fn scan(
                     summary.removed += changes.deletes.len() as u64;
                     summary.odd += changes.others.len() as u64;
                     batch.push(changes);
-                    if batch.len() >= 8 {
+                    if batch.len() >= batch_size {
                         result = index.apply_subdirs(&batch, now);
                         batch.clear();
                     }
@@ -461,7 +466,13 @@ fn read_action(
         return Ok(e);
     }
     stats.action_files_read += 1;
-    let mut buf = [0u8; ACTION_ENTRY_SIZE + 1];
+    if e.apparent != ACTION_ENTRY_SIZE as u64 {
+        // Go's reader rejects any other size without looking further.
+        let msg = format!("action entry is {} bytes, expected 175", e.apparent);
+        e_problem(&mut e, msg);
+        return Ok(e);
+    }
+    let mut buf = [0u8; ACTION_ENTRY_SIZE];
     let n = match read_small(dir_fd, fname, &mut buf) {
         Ok(n) => n,
         Err(rustix::io::Errno::LOOP) => return Err("symlink; not followed".into()),

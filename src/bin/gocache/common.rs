@@ -104,8 +104,15 @@ impl Ctx {
     /// Finds the cache as `go env GOCACHE` does and checks it is a readable
     /// directory.
     pub fn locate(global: &Global) -> anyhow::Result<Ctx> {
-        let located =
-            gocache::layout::locate_cache(global.cache_dir.as_deref(), &|k| std::env::var_os(k))?;
+        // A relative --cache-dir is taken from the current directory; the
+        // absolute-path rule is Go's, for GOCACHE.
+        let flag = match &global.cache_dir {
+            Some(d) => Some(std::path::absolute(d).map_err(|e| {
+                gocache::Error::Invalid(format!("--cache-dir {}: {e}", d.display()))
+            })?),
+            None => None,
+        };
+        let located = gocache::layout::locate_cache(flag.as_deref(), &|k| std::env::var_os(k))?;
         let cache_dir = located.dir;
         gocache::scan::check_cache_dir(&cache_dir).map_err(|e| {
             anyhow::Error::new(e).context(format!("cache directory from {}", located.source))
