@@ -176,6 +176,12 @@ impl EntryName {
     }
 }
 
+impl serde::Serialize for EntryName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.rel_path())
+    }
+}
+
 impl fmt::Debug for EntryName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.rel_path())

@@ -1,1 +1,810 @@
-//! TODO
+//! The eviction policy: a pure function from entries, limits and `now` to a
+//! plan. No I/O, no clock: the trim executor acts on the plan, and tests
+//! call [`plan`] with made-up entries.
+//!
+//! # Groups
+//!
+//! Entries are evicted in groups, never alone: an output (or an executable
+//! directory) goes together with every action entry that names it, because
+//! an action whose output is gone is useless and an output no action names
+//! is unreachable. A group's last use is the newest of its members', and a
+//! group is protected when any member is. Within a group, action entries are
+//! removed before the output, so a crash in between leaves an unreachable
+//! output (garbage, cleaned next time), never a half-evicted action.
+//!
+//! # Order
+//!
+//! 1. **garbage**: action entries whose output is gone, action entries that
+//!    cannot be parsed, and outputs no action names. Go cannot use any of
+//!    them. They are only taken once past the protection window, because Go
+//!    writes an output before the action that names it, and writes action
+//!    files in place: a build in progress looks like garbage for a moment.
+//! 2. **age**: entries unused for longer than their tier's age limit (5 days
+//!    for build entries, as Go does; 2 days for executables). Age limits
+//!    apply before size limits, as in cargo's cache gc: an entry that old is
+//!    unlikely to be used again whatever the budget, and taking it first
+//!    spares recently used entries that a size limit would otherwise pick.
+//! 3. **exe_quota**: while the executables' bytes exceed the exe quota, the
+//!    least recently used executable goes.
+//! 4. **budget**: while everything (plus the fixed bytes the cache directory
+//!    holds beside its entries: directories, Go's files, the index) exceeds
+//!    the budget, the least recently used group of any tier goes.
+//! 5. **free_space**: while the filesystem's free bytes plus what the plan
+//!    frees stay under the floor, the least recently used group goes.
+//!
+//! Ties are broken by entry name, so equal inputs give equal plans whatever
+//! their order.
+//!
+//! # Protection
+//!
+//! Nothing whose last use is within [`Limits::protection_window`] of `now`
+//! (the grace period plus Go's one-hour mtime lag) is ever chosen: Go keeps
+//! using a path it looked up until the go command exits, and its mtimes lag
+//! real use by up to an hour. When protection keeps a limit from being met,
+//! the plan says so in [`Plan::unmet`], with the bytes still over.
+//!
+//! # Accounting
+//!
+//! Sizes are allocated bytes (see [`crate::model`]). Per-tier figures count
+//! entries by kind, as `stats` does: an executable's action entries are
+//! build-tier bytes that happen to leave with it. The exe quota counts
+//! executable directories only.
+
+use std::collections::HashMap;
+
+use crate::layout::{EntryName, Id};
+use crate::limits::Limits;
+use crate::model::{Entry, Kind, Tier, UnixTime};
+use crate::stats::Bytes;
+
+/// The rule that chose a victim (or a limit that is not met).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    /// Unreachable or broken entries.
+    Garbage,
+    /// Unused for longer than its tier's age limit.
+    Age,
+    /// The exe tier over its quota.
+    ExeQuota,
+    /// The cache over its budget.
+    Budget,
+    /// The filesystem under its free-space floor.
+    FreeSpace,
+}
+
+impl Rule {
+    /// All rules, in the order they apply.
+    pub const ALL: [Rule; 5] = [
+        Rule::Garbage,
+        Rule::Age,
+        Rule::ExeQuota,
+        Rule::Budget,
+        Rule::FreeSpace,
+    ];
+
+    /// The rule's name, as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::Garbage => "garbage",
+            Rule::Age => "age",
+            Rule::ExeQuota => "exe_quota",
+            Rule::Budget => "budget",
+            Rule::FreeSpace => "free_space",
+        }
+    }
+}
+
+/// Facts about the world beside the entries, measured by the caller.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Environment {
+    /// Allocated bytes in the cache directory that are not entries (the 256
+    /// subdirectories themselves, Go's files, the index, odd files): they
+    /// count towards the budget but cannot be evicted.
+    pub fixed_bytes: u64,
+    /// Free bytes on the filesystem now, for the free-space floor.
+    pub free_bytes: Option<u64>,
+}
+
+/// One entry to remove, and why.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Victim {
+    /// The entry (`ab/<hex>-a`).
+    pub name: EntryName,
+    /// Its kind.
+    pub kind: Kind,
+    /// Its tier.
+    pub tier: Tier,
+    /// The rule that chose it (its group's).
+    pub rule: Rule,
+    /// Allocated bytes.
+    pub allocated: u64,
+    /// Apparent bytes.
+    pub apparent: u64,
+    /// The mtime the plan saw: the executor skips the entry if it is newer.
+    pub mtime: UnixTime,
+    /// The last use the plan saw (of the entry itself).
+    pub last_use: UnixTime,
+}
+
+/// Bytes per tier.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Totals {
+    /// Outputs and action entries.
+    pub build: Bytes,
+    /// Executables.
+    pub exe: Bytes,
+    /// Both.
+    pub total: Bytes,
+}
+
+impl Totals {
+    fn add(&mut self, e: &Entry) {
+        let t = match e.tier() {
+            Tier::Build => &mut self.build,
+            Tier::Exe => &mut self.exe,
+        };
+        for b in [t, &mut self.total] {
+            b.entries += 1;
+            b.apparent_bytes = b.apparent_bytes.saturating_add(e.apparent);
+            b.allocated_bytes = b.allocated_bytes.saturating_add(e.allocated);
+        }
+    }
+}
+
+/// A limit the plan cannot meet.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Unmet {
+    /// `exe_quota`, `budget` or `free_space`.
+    pub limit: Rule,
+    /// Bytes still over (for free space: still missing).
+    pub over_by: u64,
+    /// Why, for people.
+    pub reason: String,
+}
+
+/// What to evict, in order, and what the cache looks like after.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Plan {
+    /// When the plan was made.
+    pub now: UnixTime,
+    /// The limits it enforces.
+    pub limits: Limits,
+    /// The entries to remove, in order.
+    pub victims: Vec<Victim>,
+    /// Entries per tier before.
+    pub before: Totals,
+    /// Entries per tier after (if every victim goes).
+    pub after: Totals,
+    /// Bytes per rule.
+    pub by_rule: Vec<(Rule, Bytes)>,
+    /// Entries kept only because they are inside the protection window
+    /// although a limit wanted them.
+    pub protected: Bytes,
+    /// Limits that stay unmet.
+    pub unmet: Vec<Unmet>,
+}
+
+impl Plan {
+    /// True when there is nothing to remove.
+    pub fn is_empty(&self) -> bool {
+        self.victims.is_empty()
+    }
+
+    /// True when every limit is met once the victims are gone.
+    pub fn meets_all_limits(&self) -> bool {
+        self.unmet.is_empty()
+    }
+
+    /// Bytes the plan frees for `rule`.
+    pub fn bytes_for(&self, rule: Rule) -> Bytes {
+        self.by_rule
+            .iter()
+            .find(|(r, _)| *r == rule)
+            .map(|(_, b)| *b)
+            .unwrap_or_default()
+    }
+}
+
+/// A group of entries that leave together.
+struct Group {
+    /// The name ties are broken by: the output's, or the action's for a
+    /// group without an output.
+    key: EntryName,
+    tier: Tier,
+    last_use: UnixTime,
+    allocated: u64,
+    /// Allocated bytes of executable directories in the group.
+    exe_bytes: u64,
+    garbage: bool,
+    chosen: Option<Rule>,
+}
+
+/// Makes the plan. Pure: same inputs, same plan.
+pub fn plan(entries: &[Entry], limits: &Limits, env: &Environment, now: UnixTime) -> Plan {
+    // Group entries: each output or executable starts a group, actions join
+    // the group of the output they name; the rest are groups of one.
+    let mut data: HashMap<Id, u32> = HashMap::with_capacity(entries.len() / 3 + 1);
+    let mut groups: Vec<Group> = Vec::with_capacity(entries.len() / 2 + 1);
+    let mut group_of = vec![0u32; entries.len()];
+    let mut before = Totals::default();
+    let mut names_seen = vec![false; 0];
+    for (i, e) in entries.iter().enumerate() {
+        before.add(e);
+        if matches!(e.kind, Kind::Output | Kind::Exe) {
+            let g = groups.len() as u32;
+            data.insert(e.name.id, g);
+            group_of[i] = g;
+            groups.push(Group {
+                key: e.name,
+                tier: e.tier(),
+                last_use: e.last_use,
+                allocated: e.allocated,
+                exe_bytes: if e.kind == Kind::Exe { e.allocated } else { 0 },
+                garbage: false,
+                chosen: None,
+            });
+        }
+    }
+    names_seen.resize(groups.len(), false);
+    for (i, e) in entries.iter().enumerate() {
+        if e.kind != Kind::Action {
+            continue;
+        }
+        match e.output.and_then(|o| data.get(&o)) {
+            Some(&g) => {
+                group_of[i] = g;
+                let grp = &mut groups[g as usize];
+                grp.last_use = grp.last_use.max(e.last_use);
+                grp.allocated = grp.allocated.saturating_add(e.allocated);
+                names_seen[g as usize] = true;
+            }
+            None => {
+                // Dangling (output gone) or corrupt: useless to Go.
+                group_of[i] = groups.len() as u32;
+                groups.push(Group {
+                    key: e.name,
+                    tier: Tier::Build,
+                    last_use: e.last_use,
+                    allocated: e.allocated,
+                    exe_bytes: 0,
+                    garbage: true,
+                    chosen: None,
+                });
+            }
+        }
+    }
+    for (g, named) in names_seen.iter().enumerate() {
+        if !named {
+            groups[g].garbage = true; // an output no action names
+        }
+    }
+
+    let window = limits.protection_window();
+    let protected = |g: &Group| now.saturating_sub(g.last_use) < window;
+    let mut want_but_protected = vec![false; groups.len()];
+    let mut unmet = Vec::new();
+
+    // 1. Garbage, 2. age.
+    for (i, g) in groups.iter_mut().enumerate() {
+        let max_age = match g.tier {
+            Tier::Build => limits.build_max_age,
+            Tier::Exe => limits.exe_max_age,
+        };
+        let rule = if g.garbage {
+            Some(Rule::Garbage)
+        } else if max_age.is_some_and(|m| now.saturating_sub(g.last_use) > m) {
+            Some(Rule::Age)
+        } else {
+            None
+        };
+        if let Some(rule) = rule {
+            if now.saturating_sub(g.last_use) < window {
+                want_but_protected[i] = true;
+            } else {
+                g.chosen = Some(rule);
+            }
+        }
+    }
+
+    // Least recently used first, ties by name.
+    let mut lru: Vec<u32> = (0..groups.len() as u32).collect();
+    lru.sort_unstable_by(|&a, &b| {
+        let (a, b) = (&groups[a as usize], &groups[b as usize]);
+        a.last_use.cmp(&b.last_use).then(a.key.cmp(&b.key))
+    });
+
+    // 3. The exe quota.
+    if let Some(quota) = limits.exe_quota {
+        let mut exe: u64 = groups
+            .iter()
+            .filter(|g| g.chosen.is_none())
+            .map(|g| g.exe_bytes)
+            .sum();
+        for &i in &lru {
+            if exe <= quota {
+                break;
+            }
+            let g = &mut groups[i as usize];
+            if g.chosen.is_some() || g.exe_bytes == 0 {
+                continue;
+            }
+            if protected(g) {
+                want_but_protected[i as usize] = true;
+                continue;
+            }
+            g.chosen = Some(Rule::ExeQuota);
+            exe = exe.saturating_sub(g.exe_bytes);
+        }
+        if exe > quota {
+            unmet.push(Unmet {
+                limit: Rule::ExeQuota,
+                over_by: exe - quota,
+                reason: "the remaining executables were used within the grace period".into(),
+            });
+        }
+    }
+
+    // 4. The budget, counting the bytes beside the entries.
+    let remaining = |groups: &[Group]| -> u64 {
+        groups
+            .iter()
+            .filter(|g| g.chosen.is_none())
+            .map(|g| g.allocated)
+            .sum::<u64>()
+    };
+    if let Some(budget) = limits.budget {
+        let mut total = remaining(&groups).saturating_add(env.fixed_bytes);
+        for &i in &lru {
+            if total <= budget {
+                break;
+            }
+            let g = &mut groups[i as usize];
+            if g.chosen.is_some() {
+                continue;
+            }
+            if protected(g) {
+                want_but_protected[i as usize] = true;
+                continue;
+            }
+            g.chosen = Some(Rule::Budget);
+            total = total.saturating_sub(g.allocated);
+        }
+        if total > budget {
+            let reason = if total.saturating_sub(remaining(&groups)) > budget {
+                "the cache directory's fixed bytes (directories, Go's files, the index) alone exceed the budget".into()
+            } else {
+                "the remaining entries were used within the grace period".into()
+            };
+            unmet.push(Unmet {
+                limit: Rule::Budget,
+                over_by: total - budget,
+                reason,
+            });
+        }
+    }
+
+    // 5. The free-space floor.
+    if let (Some(floor), Some(free)) = (limits.min_free, env.free_bytes) {
+        let freed: u64 = groups
+            .iter()
+            .filter(|g| g.chosen.is_some())
+            .map(|g| g.allocated)
+            .sum();
+        let mut have = free.saturating_add(freed);
+        for &i in &lru {
+            if have >= floor {
+                break;
+            }
+            let g = &mut groups[i as usize];
+            if g.chosen.is_some() {
+                continue;
+            }
+            if protected(g) {
+                want_but_protected[i as usize] = true;
+                continue;
+            }
+            g.chosen = Some(Rule::FreeSpace);
+            have = have.saturating_add(g.allocated);
+        }
+        if have < floor {
+            unmet.push(Unmet {
+                limit: Rule::FreeSpace,
+                over_by: floor - have,
+                reason: "not enough left to evict outside the grace period; something else fills the disk".into(),
+            });
+        }
+    }
+
+    // Emit victims: by rule, then least recently used, then name; within a
+    // group, actions before the output.
+    let mut members: Vec<u32> = (0..entries.len() as u32)
+        .filter(|&i| groups[group_of[i as usize] as usize].chosen.is_some())
+        .collect();
+    let mut rank = vec![0u32; groups.len()];
+    for (r, &g) in lru.iter().enumerate() {
+        rank[g as usize] = r as u32;
+    }
+    members.sort_unstable_by(|&a, &b| {
+        let (ga, gb) = (group_of[a as usize], group_of[b as usize]);
+        let (ea, eb) = (&entries[a as usize], &entries[b as usize]);
+        groups[ga as usize]
+            .chosen
+            .cmp(&groups[gb as usize].chosen)
+            .then(rank[ga as usize].cmp(&rank[gb as usize]))
+            .then((ea.kind != Kind::Action).cmp(&(eb.kind != Kind::Action)))
+            .then(ea.name.cmp(&eb.name))
+    });
+    let mut after = before;
+    let mut by_rule: Vec<(Rule, Bytes)> = Vec::new();
+    let victims: Vec<Victim> = members
+        .iter()
+        .map(|&i| {
+            let e = &entries[i as usize];
+            let rule = groups[group_of[i as usize] as usize]
+                .chosen
+                .unwrap_or(Rule::Budget);
+            subtract(&mut after, e);
+            match by_rule.iter_mut().find(|(r, _)| *r == rule) {
+                Some((_, b)) => add_bytes(b, e),
+                None => {
+                    let mut b = Bytes::default();
+                    add_bytes(&mut b, e);
+                    by_rule.push((rule, b));
+                }
+            }
+            Victim {
+                name: e.name,
+                kind: e.kind,
+                tier: e.tier(),
+                rule,
+                allocated: e.allocated,
+                apparent: e.apparent,
+                mtime: e.mtime,
+                last_use: e.last_use,
+            }
+        })
+        .collect();
+    let mut protected_bytes = Bytes::default();
+    for (i, e) in entries.iter().enumerate() {
+        let g = group_of[i] as usize;
+        if want_but_protected[g] && groups[g].chosen.is_none() {
+            add_bytes(&mut protected_bytes, e);
+        }
+    }
+    Plan {
+        now,
+        limits: limits.clone(),
+        victims,
+        before,
+        after,
+        by_rule,
+        protected: protected_bytes,
+        unmet,
+    }
+}
+
+fn add_bytes(b: &mut Bytes, e: &Entry) {
+    b.entries += 1;
+    b.apparent_bytes = b.apparent_bytes.saturating_add(e.apparent);
+    b.allocated_bytes = b.allocated_bytes.saturating_add(e.allocated);
+}
+
+fn subtract(t: &mut Totals, e: &Entry) {
+    let tier = match e.tier() {
+        Tier::Build => &mut t.build,
+        Tier::Exe => &mut t.exe,
+    };
+    for b in [tier, &mut t.total] {
+        b.entries = b.entries.saturating_sub(1);
+        b.apparent_bytes = b.apparent_bytes.saturating_sub(e.apparent);
+        b.allocated_bytes = b.allocated_bytes.saturating_sub(e.allocated);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::Suffix;
+    use crate::limits::{DAY, HOUR};
+
+    const NOW: UnixTime = 1_000 * DAY;
+
+    /// A made-up entry: `id` names it, `ago` is seconds since last use.
+    fn entry(id: u8, kind: Kind, alloc: u64, ago: i64, output: Option<u8>) -> Entry {
+        Entry {
+            name: EntryName {
+                id: Id([id; 32]),
+                suffix: if kind == Kind::Action {
+                    Suffix::Action
+                } else {
+                    Suffix::Data
+                },
+            },
+            kind,
+            apparent: alloc,
+            allocated: alloc,
+            mtime: NOW - ago,
+            last_use: NOW - ago,
+            hits: 0,
+            first_seen: 0,
+            output: output.map(|o| Id([o; 32])),
+            program: (kind == Kind::Exe).then(|| format!("p{id}")),
+            problem: None,
+        }
+    }
+
+    /// An output `id` and the action `id + 100` naming it.
+    fn pair(id: u8, alloc: u64, ago: i64) -> [Entry; 2] {
+        [
+            entry(id, Kind::Output, alloc, ago, None),
+            entry(id + 100, Kind::Action, 4096, ago, Some(id)),
+        ]
+    }
+
+    fn exe(id: u8, alloc: u64, ago: i64) -> [Entry; 2] {
+        [
+            entry(id, Kind::Exe, alloc, ago, None),
+            entry(id + 100, Kind::Action, 4096, ago, Some(id)),
+        ]
+    }
+
+    fn no_limits() -> Limits {
+        Limits {
+            budget: None,
+            exe_quota: None,
+            build_max_age: None,
+            exe_max_age: None,
+            grace: HOUR,
+            min_free: None,
+        }
+    }
+
+    fn ids(p: &Plan) -> Vec<(u8, Rule)> {
+        p.victims.iter().map(|v| (v.name.id.0[0], v.rule)).collect()
+    }
+
+    fn run(entries: &[Entry], limits: &Limits) -> Plan {
+        plan(entries, limits, &Environment::default(), NOW)
+    }
+
+    #[test]
+    fn nothing_to_do_without_limits_on_a_fresh_cache() {
+        let es: Vec<Entry> = [pair(1, 1000, 10), pair(2, 1000, 3 * HOUR)].concat();
+        let p = run(&es, &Limits::default());
+        assert!(p.is_empty() && p.meets_all_limits());
+        assert_eq!(p.before, p.after);
+        assert_eq!(p.before.total.entries, 4);
+    }
+
+    #[test]
+    fn garbage_goes_once_past_the_protection_window() {
+        let es = vec![
+            entry(1, Kind::Output, 1000, 3 * HOUR, None), // orphan, old
+            entry(2, Kind::Output, 1000, 30 * 60, None),  // orphan, recent: a build in progress
+            entry(103, Kind::Action, 4096, 3 * HOUR, Some(3)), // dangling
+            {
+                let mut e = entry(104, Kind::Action, 4096, 3 * HOUR, None); // corrupt
+                e.problem = Some("bad".into());
+                e
+            },
+        ];
+        let p = run(&es, &no_limits());
+        assert_eq!(
+            ids(&p),
+            vec![
+                (1, Rule::Garbage),
+                (103, Rule::Garbage),
+                (104, Rule::Garbage)
+            ]
+        );
+        assert_eq!(p.protected.entries, 1);
+    }
+
+    #[test]
+    fn the_protection_window_is_grace_plus_gos_hour() {
+        let mut l = no_limits();
+        l.budget = Some(0);
+        let inside: Vec<Entry> = pair(1, 1000, 2 * HOUR - 1).into();
+        let outside: Vec<Entry> = pair(1, 1000, 2 * HOUR).into();
+        assert!(run(&inside, &l).is_empty());
+        assert_eq!(run(&outside, &l).victims.len(), 2);
+        l.grace = 0;
+        assert_eq!(run(&inside, &l).victims.len(), 2);
+        let very_recent: Vec<Entry> = pair(1, 1000, HOUR - 1).into();
+        let p = run(&very_recent, &l);
+        assert!(p.is_empty(), "Go's mtime lag is always protected");
+        assert_eq!(p.unmet[0].limit, Rule::Budget);
+        assert_eq!(p.unmet[0].over_by, 1000 + 4096);
+    }
+
+    #[test]
+    fn age_limits_per_tier() {
+        let es: Vec<Entry> = [
+            pair(1, 1000, 6 * DAY), // build, older than 5d
+            pair(2, 1000, 4 * DAY), // build, younger
+            exe(3, 5000, 3 * DAY),  // exe, older than 2d
+            exe(4, 5000, DAY),      // exe, younger
+        ]
+        .concat();
+        let p = run(&es, &Limits::default());
+        assert_eq!(
+            ids(&p),
+            vec![
+                (101, Rule::Age),
+                (1, Rule::Age),
+                (103, Rule::Age),
+                (3, Rule::Age)
+            ]
+        );
+        assert_eq!(p.after.exe.entries, 1);
+        // pair 2, and the action entry of exe 4 (build-tier bytes, by kind).
+        assert_eq!(p.after.build.entries, 3);
+    }
+
+    #[test]
+    fn a_shared_output_goes_with_all_its_actions_and_the_newest_use_counts() {
+        let es = vec![
+            entry(1, Kind::Output, 10_000, 10 * HOUR, None),
+            entry(101, Kind::Action, 4096, 10 * HOUR, Some(1)),
+            entry(102, Kind::Action, 4096, 3 * HOUR, Some(1)),
+            entry(2, Kind::Output, 10_000, 5 * HOUR, None),
+            entry(103, Kind::Action, 4096, 5 * HOUR, Some(2)),
+        ];
+        let mut l = no_limits();
+        l.budget = Some(15_000);
+        let p = run(&es, &l);
+        // Group 2 (last use 5h ago) is older than group 1 (3h ago, through
+        // action 102), so it goes first; then group 1 whole.
+        assert_eq!(
+            ids(&p),
+            vec![
+                (103, Rule::Budget),
+                (2, Rule::Budget),
+                (101, Rule::Budget),
+                (102, Rule::Budget),
+                (1, Rule::Budget)
+            ]
+        );
+        l.budget = Some(20_000);
+        assert_eq!(
+            ids(&run(&es, &l)),
+            vec![(103, Rule::Budget), (2, Rule::Budget)]
+        );
+    }
+
+    #[test]
+    fn exe_quota_takes_lru_executables_and_budget_then_takes_anything() {
+        let es: Vec<Entry> = [
+            exe(1, 100_000, 10 * HOUR),
+            exe(2, 100_000, 5 * HOUR),
+            exe(3, 100_000, 30 * 60), // protected
+            pair(4, 50_000, 20 * HOUR),
+        ]
+        .concat();
+        let mut l = no_limits();
+        l.exe_quota = Some(150_000);
+        let p = run(&es, &l);
+        assert_eq!(
+            ids(&p),
+            vec![
+                (101, Rule::ExeQuota),
+                (1, Rule::ExeQuota),
+                (102, Rule::ExeQuota),
+                (2, Rule::ExeQuota)
+            ]
+        );
+        assert!(p.meets_all_limits());
+        assert_eq!(p.after.exe.allocated_bytes, 100_000);
+        // Add a budget: after the quota, the oldest build group goes.
+        l.budget = Some(120_000);
+        let p = run(&es, &l);
+        assert_eq!(ids(&p)[4..], [(104, Rule::Budget), (4, Rule::Budget)]);
+        assert!(p.meets_all_limits(), "{:?}", p.unmet);
+        // A quota the protected executable alone exceeds is reported.
+        l.exe_quota = Some(50_000);
+        l.budget = None;
+        let p = run(&es, &l);
+        assert_eq!(p.unmet.len(), 1);
+        assert_eq!(p.unmet[0].limit, Rule::ExeQuota);
+        assert_eq!(p.unmet[0].over_by, 50_000);
+    }
+
+    #[test]
+    fn the_order_is_garbage_age_quota_budget_and_each_bytes_add_up() {
+        let es: Vec<Entry> = [
+            vec![entry(9, Kind::Output, 7000, 3 * HOUR, None)], // garbage
+            pair(1, 1000, 6 * DAY).to_vec(),                    // age
+            exe(2, 50_000, 10 * HOUR).to_vec(),                 // quota
+            pair(3, 30_000, 20 * HOUR).to_vec(),                // budget
+            pair(4, 30_000, 4 * HOUR).to_vec(),                 // kept
+        ]
+        .concat();
+        let l = Limits {
+            budget: Some(40_000),
+            exe_quota: Some(10_000),
+            ..Limits::default()
+        };
+        let p = run(&es, &l);
+        let rules: Vec<Rule> = p.victims.iter().map(|v| v.rule).collect();
+        let mut sorted = rules.clone();
+        sorted.sort();
+        assert_eq!(rules, sorted, "victims come in rule order");
+        assert_eq!(p.bytes_for(Rule::Garbage).allocated_bytes, 7000);
+        assert_eq!(p.bytes_for(Rule::Age).allocated_bytes, 1000 + 4096);
+        assert_eq!(p.bytes_for(Rule::ExeQuota).allocated_bytes, 50_000 + 4096);
+        assert_eq!(p.bytes_for(Rule::Budget).allocated_bytes, 30_000 + 4096);
+        assert_eq!(p.after.total.allocated_bytes, 30_000 + 4096);
+        let freed: u64 = p.victims.iter().map(|v| v.allocated).sum();
+        assert_eq!(
+            p.before.total.allocated_bytes - freed,
+            p.after.total.allocated_bytes
+        );
+    }
+
+    #[test]
+    fn ties_are_broken_by_name_and_input_order_does_not_matter() {
+        let es: Vec<Entry> = (1..=20).flat_map(|i| pair(i, 1000, 5 * HOUR)).collect();
+        let mut l = no_limits();
+        l.budget = Some(10 * (1000 + 4096));
+        let p = run(&es, &l);
+        let first: Vec<u8> = p
+            .victims
+            .iter()
+            .step_by(2)
+            .map(|v| v.name.id.0[0])
+            .collect();
+        assert_eq!(first, (101..=110).collect::<Vec<u8>>());
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..10 {
+            let mut shuffled = es.clone();
+            rng.shuffle(&mut shuffled);
+            assert_eq!(run(&shuffled, &l), p);
+        }
+    }
+
+    #[test]
+    fn fixed_bytes_count_towards_the_budget() {
+        let es: Vec<Entry> = [pair(1, 1000, 5 * HOUR), pair(2, 1000, 4 * HOUR)].concat();
+        let mut l = no_limits();
+        l.budget = Some(2 * 5096 + 500);
+        let env = Environment {
+            fixed_bytes: 1000,
+            free_bytes: None,
+        };
+        let p = plan(&es, &l, &env, NOW);
+        assert_eq!(ids(&p), vec![(101, Rule::Budget), (1, Rule::Budget)]);
+        let env = Environment {
+            fixed_bytes: 1 << 40,
+            free_bytes: None,
+        };
+        let p = plan(&es, &l, &env, NOW);
+        assert!(p.unmet[0].reason.contains("fixed bytes"));
+    }
+
+    #[test]
+    fn free_space_floor_evicts_until_enough_is_free() {
+        let es: Vec<Entry> = [
+            pair(1, 10_000, 9 * HOUR),
+            pair(2, 10_000, 8 * HOUR),
+            pair(3, 10_000, 10),
+        ]
+        .concat();
+        let mut l = no_limits();
+        l.min_free = Some(100_000);
+        let env = Environment {
+            fixed_bytes: 0,
+            free_bytes: Some(95_000),
+        };
+        let p = plan(&es, &l, &env, NOW);
+        assert_eq!(ids(&p), vec![(101, Rule::FreeSpace), (1, Rule::FreeSpace)]);
+        let env = Environment {
+            fixed_bytes: 0,
+            free_bytes: Some(50_000),
+        };
+        let p = plan(&es, &l, &env, NOW);
+        assert_eq!(p.victims.len(), 4);
+        assert_eq!(p.unmet[0].limit, Rule::FreeSpace);
+        assert_eq!(p.unmet[0].over_by, 100_000 - 50_000 - 2 * 14_096);
+    }
+}

@@ -12,6 +12,11 @@
 //!   for `-a` and output `-d`, a directory for an executable), and not used
 //!   since the plan was made (mtime not newer than the plan saw). Anything
 //!   else is skipped and counted.
+//! - Then it is renamed aside (to a name Go ignores) and checked once more
+//!   before it is removed, so Go can never be handed a path that we delete
+//!   afterwards: Go marks an entry used before handing out its path, so
+//!   either we see the mark and put the entry back, or Go finds it missing
+//!   and treats it as a miss (see `remove_one`).
 //! - An executable directory is emptied with `unlinkat` relative to its own
 //!   descriptor (a symlink inside is removed as a link) and then removed; one
 //!   holding a subdirectory is left alone and reported.
@@ -97,6 +102,8 @@ pub struct Executed {
     pub skipped_odd: u64,
     /// Removals that failed.
     pub failed: u64,
+    /// Leftovers of a killed trim removed on the way.
+    pub trash_swept: u64,
     /// The first few failure messages.
     pub errors: Vec<String>,
     /// The names removed or found gone, in order (for the index and tests).
@@ -167,22 +174,25 @@ pub fn execute(
     let mut out = Executed::default();
     let mut pending: Vec<EntryName> = Vec::new();
     reporter.start("trim", items.len() as u64);
+    let trash = format!("{TRASH_PREFIX}{}", std::process::id());
     for item in items {
         let slot = &mut subdirs[item.name.subdir() as usize];
         let dir = slot.get_or_insert_with(|| {
-            rustix::fs::openat(
+            let fd = rustix::fs::openat(
                 &cache_fd,
                 subdir_name(item.name.subdir()),
                 OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 Mode::empty(),
             )
-            .ok()
+            .ok()?;
+            out.trash_swept += sweep_trash(&fd);
+            Some(fd)
         });
         let outcome = match dir {
             // The subdirectory is gone (go clean -cache) or is not a real
             // directory: whatever the plan named is not there.
             None => Ok(Gone::Already),
-            Some(fd) => remove_one(fd, item),
+            Some(fd) => remove_one(fd, item, &trash),
         };
         match outcome {
             Ok(Gone::Removed) => {
@@ -234,19 +244,57 @@ enum Gone {
 
 type Outcome = std::result::Result<Gone, (Skip, Option<String>)>;
 
-fn remove_one(dir: &OwnedFd, item: &Removal) -> Outcome {
+fn remove_one(dir: &OwnedFd, item: &Removal, trash: &str) -> Outcome {
     let name = item.name.file_name();
     let st = match rustix::fs::statat(dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
         Ok(st) => st,
         Err(rustix::io::Errno::NOENT) => return Ok(Gone::Already),
         Err(e) => return Err((Skip::Failed, Some(format!("cannot stat: {e}")))),
     };
-    let ftype = FileType::from_raw_mode(st.st_mode as _);
+    check(&st, item)?;
+    // Move it aside first, then look again. Go marks an entry used (a fresh
+    // mtime) before it hands out its path, so: if Go got there first we see
+    // its mark now and put the entry back; if it comes after the rename, it
+    // finds nothing, which Go treats as a miss and rebuilds. Stat-then-unlink
+    // would leave a window in which Go hands out a path we then delete.
+    match rustix::fs::renameat(dir, name.as_str(), dir, trash) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::NOENT) => return Ok(Gone::Already),
+        Err(e) => return Err((Skip::Failed, Some(format!("cannot move aside: {e}")))),
+    }
+    let recheck = rustix::fs::statat(dir, trash, AtFlags::SYMLINK_NOFOLLOW)
+        .map_err(|e| {
+            (
+                Skip::Failed,
+                Some(format!("cannot stat after moving aside: {e}")),
+            )
+        })
+        .and_then(|st| check(&st, item));
+    if let Err(skip) = recheck {
+        put_back(dir, trash, &name);
+        return Err(skip);
+    }
+    let result = match item.kind {
+        Kind::Exe => remove_exe_dir(dir, trash),
+        _ => rustix::fs::unlinkat(dir, trash, AtFlags::empty())
+            .map_err(|e| (Skip::Failed, Some(format!("cannot remove: {e}")))),
+    };
+    match result {
+        Ok(()) => Ok(Gone::Removed),
+        Err(e) => {
+            put_back(dir, trash, &name);
+            Err(e)
+        }
+    }
+}
+
+/// The entry is still what the plan saw: same kind, not used since.
+fn check(st: &rustix::fs::Stat, item: &Removal) -> std::result::Result<(), (Skip, Option<String>)> {
     let expected = match item.kind {
         Kind::Action | Kind::Output => FileType::RegularFile,
         Kind::Exe => FileType::Directory,
     };
-    if ftype != expected {
+    if FileType::from_raw_mode(st.st_mode as _) != expected {
         return Err((Skip::Changed, None));
     }
     #[allow(clippy::useless_conversion)]
@@ -254,23 +302,59 @@ fn remove_one(dir: &OwnedFd, item: &Removal) -> Outcome {
     if mtime > item.mtime {
         return Err((Skip::UsedSince, None));
     }
-    let result = match item.kind {
-        Kind::Exe => remove_exe_dir(dir, &name),
-        _ => rustix::fs::unlinkat(dir, name.as_str(), AtFlags::empty())
-            .map_err(|e| (Skip::Failed, Some(format!("cannot remove: {e}")))),
-    };
-    match result {
-        Ok(()) => Ok(Gone::Removed),
-        Err((_, _))
-            if matches!(
-                rustix::fs::statat(dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW),
-                Err(rustix::io::Errno::NOENT)
-            ) =>
-        {
-            Ok(Gone::Already)
+    Ok(())
+}
+
+/// Moves an entry back from its trash name. If Go wrote a new copy under
+/// the entry's name meanwhile, Go's copy wins and ours is dropped.
+fn put_back(dir: &OwnedFd, trash: &str, name: &str) {
+    match rustix::fs::renameat_with(dir, trash, dir, name, rustix::fs::RenameFlags::NOREPLACE) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::EXIST) => {
+            let _ = rustix::fs::unlinkat(dir, trash, AtFlags::empty())
+                .or_else(|_| remove_exe_dir(dir, trash).map_err(|_| rustix::io::Errno::IO));
         }
-        Err(e) => Err(e),
+        Err(_) => {
+            // No RENAME_NOREPLACE on this filesystem: a plain rename. Go's
+            // entries are content-addressed, so either copy is right.
+            let _ = rustix::fs::renameat(dir, trash, dir, name);
+        }
     }
+}
+
+/// The prefix of the names entries are moved to just before removal. They
+/// never match Go's entry pattern, so Go ignores them; one left by a crash
+/// is removed by the next trim ([`sweep_trash`]).
+pub const TRASH_PREFIX: &str = ".gocache-trash-";
+
+/// Removes trash left in `subdir` by a trim that was killed between moving
+/// an entry aside and removing it. Only names with [`TRASH_PREFIX`] are
+/// touched, through the subdirectory's descriptor. Returns how many went.
+pub fn sweep_trash(dir: &OwnedFd) -> u64 {
+    let Ok(rd) = rustix::fs::Dir::read_from(dir) else {
+        return 0;
+    };
+    let names: Vec<std::ffi::CString> = rd
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_bytes()
+                .starts_with(TRASH_PREFIX.as_bytes())
+        })
+        .map(|e| e.file_name().to_owned())
+        .collect();
+    let mut n = 0;
+    for name in names {
+        let Ok(s) = name.to_str() else { continue };
+        let st = rustix::fs::statat(dir, s, AtFlags::SYMLINK_NOFOLLOW);
+        let ok = match st.map(|st| FileType::from_raw_mode(st.st_mode as _)) {
+            Ok(FileType::Directory) => remove_exe_dir(dir, s).is_ok(),
+            Ok(_) => rustix::fs::unlinkat(dir, s, AtFlags::empty()).is_ok(),
+            Err(_) => false,
+        };
+        n += ok as u64;
+    }
+    n
 }
 
 fn remove_exe_dir(dir: &OwnedFd, name: &str) -> std::result::Result<(), (Skip, Option<String>)> {

@@ -1,1 +1,432 @@
-//! TODO
+//! `gocache trim` on real caches, with real go commands running alongside.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::*;
+
+fn json(out: &std::process::Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}):\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// Sets the mtime of every entry (and the file inside each executable
+/// directory) to `ago` before now, as if the cache had not been used since.
+fn backdate(cache: &Path, ago: Duration) {
+    let when = std::time::SystemTime::now() - ago;
+    let times = std::fs::FileTimes::new()
+        .set_modified(when)
+        .set_accessed(when);
+    for sub in 0..256 {
+        let Ok(rd) = std::fs::read_dir(cache.join(format!("{sub:02x}"))) else {
+            continue;
+        };
+        for e in rd {
+            let p = e.unwrap().path();
+            let md = std::fs::symlink_metadata(&p).unwrap();
+            if md.is_dir() {
+                for inner in std::fs::read_dir(&p).unwrap() {
+                    let ip = inner.unwrap().path();
+                    if std::fs::symlink_metadata(&ip).unwrap().is_file() {
+                        std::fs::File::open(&ip).unwrap().set_times(times).unwrap();
+                    }
+                }
+            }
+            if md.is_file() || md.is_dir() {
+                std::fs::File::open(&p).unwrap().set_times(times).unwrap();
+            }
+        }
+    }
+}
+
+/// `du -s --block-size=1` of a directory.
+fn du(dir: &Path) -> u64 {
+    let out = Command::new("du")
+        .args(["-s", "--block-size=1"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Every path under the cache with its size and mtime, for "nothing
+/// changed" checks.
+fn snapshot(cache: &Path) -> BTreeMap<PathBuf, (u64, std::time::SystemTime)> {
+    fn walk(dir: &Path, out: &mut BTreeMap<PathBuf, (u64, std::time::SystemTime)>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            let md = std::fs::symlink_metadata(&p).unwrap();
+            if p.file_name().unwrap() == "gocache" {
+                continue;
+            }
+            out.insert(p.clone(), (md.len(), md.modified().unwrap()));
+            if md.is_dir() {
+                walk(&p, out);
+            }
+        }
+    }
+    let mut m = BTreeMap::new();
+    walk(cache, &mut m);
+    m
+}
+
+fn index_dump(index: &Path) -> Vec<(String, i64, i64, i64)> {
+    let conn = rusqlite::Connection::open(index).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT name, allocated, last_use, hits FROM entries ORDER BY subdir, name")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+fn entry_allocated(cache: &Path) -> u64 {
+    let s = json(&run_ok(
+        Command::new(gocache_bin())
+            .arg("--cache-dir")
+            .arg(cache)
+            .args(["stats", "--json"]),
+    ));
+    s["total"]["allocated_bytes"].as_u64().unwrap()
+}
+
+#[test]
+fn trim_to_a_budget_ends_under_it_by_du_and_go_still_builds() {
+    let sb = Sandbox::with_template();
+    backdate(&sb.cache(), Duration::from_secs(3 * 3600));
+    run_ok(sb.gocache(["scan"]));
+    let before = du(&sb.cache());
+    let budget = before / 3;
+    let out = run_ok(
+        sb.gocache(["trim", "--json", "--budget"])
+            .arg(budget.to_string()),
+    );
+    let t = json(&out);
+    assert_eq!(t["dry_run"], false);
+    assert_eq!(t["limits_met"], true, "{t:#}");
+    assert!(t["executed"]["removed"].as_u64().unwrap() > 100);
+    let after = du(&sb.cache());
+    assert!(
+        after <= budget,
+        "du {after} > budget {budget} (before {before})"
+    );
+
+    // Go still builds, rebuilding what was evicted, and runs programs.
+    let dir = sb.write_hello("again", "still works");
+    let out = run_ok(sb.go(["run", "."]).current_dir(&dir));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "still works\n");
+    run_ok(sb.go(["build", "fmt", "net/url", "encoding/json"]));
+
+    // Go's builds put the cache over budget again; with those just used
+    // (inside the grace period) nothing more is removed, and the plan says
+    // which limit stays unmet. After a backdate, a second trim meets it and
+    // a third removes nothing.
+    backdate(&sb.cache(), Duration::from_secs(3 * 3600));
+    run_ok(sb.gocache(["trim", "--budget"]).arg(budget.to_string()));
+    let t = json(&run_ok(
+        sb.gocache(["trim", "--json", "--budget"])
+            .arg(budget.to_string()),
+    ));
+    assert_eq!(t["executed"]["removed"].as_u64().unwrap(), 0, "{t:#}");
+    assert!(du(&sb.cache()) <= budget);
+}
+
+#[test]
+fn dry_run_twice_changes_nothing_on_disk_or_in_the_index() {
+    let sb = Sandbox::with_template();
+    backdate(&sb.cache(), Duration::from_secs(8 * 86400));
+    run_ok(sb.gocache(["scan"]));
+    let disk = snapshot(&sb.cache());
+    let index = index_dump(&sb.index());
+    let mut plans = Vec::new();
+    for _ in 0..2 {
+        let t = json(&run_ok(sb.gocache([
+            "trim",
+            "--dry-run",
+            "--json",
+            "--budget",
+            "10MiB",
+        ])));
+        assert_eq!(t["dry_run"], true);
+        assert!(t["executed"].is_null());
+        plans.push(t["plan"]["victims"].clone());
+        assert_eq!(snapshot(&sb.cache()), disk);
+        assert_eq!(index_dump(&sb.index()), index);
+    }
+    // Everything is older than the 5-day build age limit: all of it goes,
+    // by age, and the plan is the same both times.
+    let victims = plans[0].as_array().unwrap();
+    assert_eq!(victims.len(), index.len());
+    assert!(
+        victims
+            .iter()
+            .all(|v| v["rule"] == "age" || v["rule"] == "garbage")
+    );
+    assert_eq!(plans[0], plans[1]);
+    // The text form of a dry run says what would go and why.
+    let out = run_ok(sb.gocache(["trim", "--dry-run", "--budget", "10MiB"]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("would remove"), "{text}");
+    assert_eq!(snapshot(&sb.cache()), disk);
+}
+
+#[test]
+fn a_second_trim_steps_aside_while_one_holds_the_lock() {
+    let sb = Sandbox::with_template();
+    let lock_path = sb.cache().join("gocache/trim.lock");
+    std::fs::create_dir_all(lock_path.parent().unwrap()).unwrap();
+    let lock = std::fs::File::create(&lock_path).unwrap();
+    fs4::FileExt::lock(&lock).unwrap();
+    let out = run_ok(sb.gocache(["trim", "--budget", "1MiB"]));
+    let msg =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(msg.contains("another trim"), "{msg}");
+    // And it removed nothing.
+    assert_eq!(
+        json(&run_ok(sb.gocache(["stats", "--json"])))["kinds"]["exe"]["entries"],
+        2
+    );
+    fs4::FileExt::unlock(&lock).unwrap();
+}
+
+#[test]
+fn trims_far_below_the_working_set_never_break_running_go_commands() {
+    let sb = Sandbox::with_template();
+    // Old enough that the trims may take anything Go has not touched in
+    // this test; what Go touches gets a fresh mtime and is protected.
+    backdate(&sb.cache(), Duration::from_secs(3 * 3600));
+    let lib = sb.root().join("work/mathx");
+    std::fs::create_dir_all(&lib).unwrap();
+    std::fs::write(lib.join("go.mod"), "module example.com/mathx\n\ngo 1.24\n").unwrap();
+    std::fs::write(
+        lib.join("mathx.go"),
+        "package mathx\n\nfunc Add(a, b int) int { return a + b }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        lib.join("mathx_test.go"),
+        "package mathx\n\nimport \"testing\"\n\nfunc TestAdd(t *testing.T) {\n\tif Add(1, 2) != 3 {\n\t\tt.Fatal()\n\t}\n}\n",
+    )
+    .unwrap();
+    let hello = sb.write_hello("hello", "hello, world");
+
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (builds, trims) = std::thread::scope(|s| {
+        let go_loop = s.spawn(|| {
+            let mut n = 0;
+            for i in 0..12 {
+                let (args, dir): (&[&str], &Path) = match i % 3 {
+                    0 => (&["build", "fmt", "net/http", "encoding/json"], sb.root()),
+                    1 => (&["test", "-count=1", "./..."], &lib),
+                    _ => (&["run", "."], &hello),
+                };
+                let out = sb
+                    .go(args)
+                    .current_dir(dir)
+                    .stdin(Stdio::null())
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "go {args:?} failed while trims ran:\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                n += 1;
+                if Instant::now() > deadline {
+                    break;
+                }
+            }
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            n
+        });
+        let trim_loop = s.spawn(|| {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let out = sb
+                    .gocache(["trim", "-q", "--budget", "1MiB", "--grace", "0s"])
+                    .stdin(Stdio::null())
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                n += 1;
+            }
+            n
+        });
+        (go_loop.join().unwrap(), trim_loop.join().unwrap())
+    });
+    assert!(builds >= 6 && trims >= 3, "builds {builds}, trims {trims}");
+}
+
+#[test]
+fn a_trim_killed_at_random_moments_leaves_a_cache_go_uses_and_an_index_the_next_scan_repairs() {
+    let sb = Sandbox::with_template();
+    backdate(&sb.cache(), Duration::from_secs(3 * 3600));
+    run_ok(sb.gocache(["scan"]));
+    let mut rng = fastrand::Rng::with_seed(31948);
+    for _ in 0..6 {
+        let mut child = sb
+            .gocache(["trim", "-q", "--budget", "1MiB"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(rng.u64(1..60)));
+        let _ = child.kill(); // SIGKILL
+        child.wait().unwrap();
+    }
+    // Go still builds and runs.
+    let dir = sb.write_hello("after", "after the kills");
+    assert_eq!(
+        String::from_utf8_lossy(&run_ok(sb.go(["run", "."]).current_dir(&dir)).stdout),
+        "after the kills\n"
+    );
+    run_ok(sb.go(["build", "std"]));
+    // A full scan repairs the index: it matches the disk exactly.
+    run_ok(sb.gocache(["scan", "--full"]));
+    let s = json(&run_ok(sb.gocache(["stats", "--json", "--no-sync"])));
+    let (mut files, mut dirs) = (0u64, 0u64);
+    for sub in 0..256 {
+        for e in std::fs::read_dir(sb.cache().join(format!("{sub:02x}"))).unwrap() {
+            let e = e.unwrap();
+            let name = e.file_name().into_string().unwrap();
+            if name.len() == 66 && (name.ends_with("-a") || name.ends_with("-d")) {
+                if e.file_type().unwrap().is_dir() {
+                    dirs += 1;
+                } else {
+                    files += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(s["total"]["entries"].as_u64().unwrap(), files + dirs);
+    assert_eq!(s["kinds"]["exe"]["entries"].as_u64().unwrap(), dirs);
+}
+
+#[test]
+fn links_and_odd_entries_never_lead_outside_the_cache() {
+    let sb = Sandbox::with_template();
+    let cache = sb.cache();
+    let outside = sb.root().join("outside");
+    std::fs::create_dir_all(outside.join("dir")).unwrap();
+    std::fs::write(outside.join("precious"), "keep me").unwrap();
+    std::fs::write(outside.join("dir/inner"), "keep me too").unwrap();
+    let hex = |c: char| std::iter::repeat_n(c, 64).collect::<String>();
+    // A hardlink to an outside file under a valid output name: removing the
+    // entry removes only the link.
+    std::fs::hard_link(
+        outside.join("precious"),
+        cache.join(format!("aa/{}-d", hex('a'))),
+    )
+    .unwrap();
+    // Symlinks under valid names, to an outside file and an outside dir.
+    std::os::unix::fs::symlink(
+        outside.join("precious"),
+        cache.join(format!("bb/{}-d", hex('b'))),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(
+        outside.join("dir"),
+        cache.join(format!("cc/{}-a", hex('c'))),
+    )
+    .unwrap();
+    // An executable directory holding a symlink out, one holding two files,
+    // and one holding a subdirectory.
+    let exe_link = cache.join(format!("dd/{}-d", hex('d')));
+    std::fs::create_dir(&exe_link).unwrap();
+    std::os::unix::fs::symlink(outside.join("dir"), exe_link.join("tool")).unwrap();
+    let two = cache.join(format!("ee/{}-d", hex('e')));
+    std::fs::create_dir(&two).unwrap();
+    std::fs::write(two.join("a"), "1").unwrap();
+    std::fs::write(two.join("b"), "2").unwrap();
+    let nested = cache.join(format!("ff/{}-d", hex('f')));
+    std::fs::create_dir_all(nested.join("sub")).unwrap();
+    std::fs::write(nested.join("sub/x"), "x").unwrap();
+    backdate(&cache, Duration::from_secs(30 * 86400));
+
+    let t = json(&run_ok(sb.gocache(["trim", "--json", "--budget", "0"])));
+    assert!(t["executed"]["removed"].as_u64().unwrap() > 1000, "{t:#}");
+    // Outside: untouched.
+    assert_eq!(
+        std::fs::read_to_string(outside.join("precious")).unwrap(),
+        "keep me"
+    );
+    assert_eq!(
+        std::fs::read_to_string(outside.join("dir/inner")).unwrap(),
+        "keep me too"
+    );
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 2);
+    // The hardlinked output was a valid entry, so it went (as a link).
+    assert!(!cache.join(format!("aa/{}-d", hex('a'))).exists());
+    // The odd ones are still there, and reported.
+    for p in [
+        cache.join(format!("bb/{}-d", hex('b'))),
+        cache.join(format!("cc/{}-a", hex('c'))),
+        exe_link.join("tool"),
+        two.join("a"),
+        nested.join("sub/x"),
+    ] {
+        assert!(
+            std::fs::symlink_metadata(&p).is_ok(),
+            "{} was removed",
+            p.display()
+        );
+    }
+    let s = json(&run_ok(sb.gocache(["stats", "--json"])));
+    assert!(
+        s["other"]["odd"]["entries"].as_u64().unwrap() >= 5,
+        "{:#}",
+        s["other"]
+    );
+}
+
+#[test]
+fn a_corrupt_or_read_only_index_still_gets_the_limits_met() {
+    for case in ["corrupt", "too-new"] {
+        let sb = Sandbox::with_template();
+        backdate(&sb.cache(), Duration::from_secs(3 * 3600));
+        run_ok(sb.gocache(["scan"]));
+        match case {
+            "corrupt" => std::fs::write(sb.index(), vec![0xa5u8; 1 << 16]).unwrap(),
+            _ => {
+                let conn = rusqlite::Connection::open(sb.index()).unwrap();
+                conn.execute_batch("PRAGMA user_version = 4242").unwrap();
+            }
+        }
+        let budget = du(&sb.cache()) / 2;
+        let out = run_ok(
+            sb.gocache(["trim", "--json", "--budget"])
+                .arg(budget.to_string()),
+        );
+        let t = json(&out);
+        assert!(t["fallback"].is_string(), "{case}: {t:#}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("warning"),
+            "{case}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(t["limits_met"], true, "{case}: {t:#}");
+        assert!(entry_allocated(&sb.cache()) <= budget, "{case}");
+        run_ok(sb.go(["build", "fmt"]));
+    }
+}
