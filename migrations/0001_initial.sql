@@ -34,13 +34,20 @@ CREATE TABLE others (
 );
 CREATE INDEX others_subdir ON others (subdir);
 
--- Per subdirectory, the mtime seen at the last scan, for incremental sync.
--- mtime_ns NULL means "rescan next time" (unreadable, or changed too
--- recently to trust the mtime).
+-- Per subdirectory, the mtime seen at the last scan, for incremental sync
+-- (mtime_ns NULL means "rescan next time": unreadable, or changed too
+-- recently to trust the mtime), and the totals of its entries, so that
+-- "is the cache over its budget?" costs 256 rows, not a million.
 CREATE TABLE subdirs (
-    subdir     INTEGER PRIMARY KEY,
-    mtime_ns   INTEGER,
-    scanned_at INTEGER NOT NULL
+    subdir          INTEGER PRIMARY KEY,
+    mtime_ns        INTEGER,
+    scanned_at      INTEGER NOT NULL,
+    build_entries   INTEGER NOT NULL DEFAULT 0,
+    build_apparent  INTEGER NOT NULL DEFAULT 0,
+    build_allocated INTEGER NOT NULL DEFAULT 0,
+    exe_entries     INTEGER NOT NULL DEFAULT 0,
+    exe_apparent    INTEGER NOT NULL DEFAULT 0,
+    exe_allocated   INTEGER NOT NULL DEFAULT 0
 );
 
 -- Uses recorded (by the wrapper or GOCACHEPROG) for entries the index has

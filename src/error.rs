@@ -79,6 +79,23 @@ impl Error {
         }
     }
 
+    /// True when SQLite says the index file is not a database or is
+    /// corrupt: it can be moved aside and rebuilt.
+    pub fn is_corrupt_index(&self) -> bool {
+        let source = match self {
+            Error::Sqlite { source, .. } => source,
+            Error::Migration {
+                source: rusqlite_migration::Error::RusqliteError { err, .. },
+                ..
+            } => err,
+            _ => return false,
+        };
+        matches!(
+            source.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt)
+        )
+    }
+
     /// True when the error means the index itself is unusable (corrupt,
     /// locked past its timeout, read-only, full disk, too new), so the
     /// caller may fall back to a direct walk of the cache.

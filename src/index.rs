@@ -71,6 +71,8 @@ pub struct SubdirChanges {
     pub others: Vec<Other>,
     /// The mtime to record (`None`: rescan next time).
     pub mtime_ns: Option<i64>,
+    /// The subdirectory's totals after the changes.
+    pub totals: crate::policy::Totals,
 }
 
 /// A use of an entry seen by the wrapper or GOCACHEPROG.
@@ -327,6 +329,51 @@ impl Index {
             .map_err(|e| sql(&self.path, e))
     }
 
+    /// Totals per tier, from the per-subdirectory totals the scans keep:
+    /// 256 rows, however large the cache.
+    pub fn fast_totals(&self) -> Result<crate::policy::Totals> {
+        let mut t = crate::policy::Totals::default();
+        self.conn
+            .query_row(
+                "SELECT coalesce(sum(build_entries), 0), coalesce(sum(build_apparent), 0), coalesce(sum(build_allocated), 0),
+                        coalesce(sum(exe_entries), 0), coalesce(sum(exe_apparent), 0), coalesce(sum(exe_allocated), 0)
+                 FROM subdirs",
+                [],
+                |r| {
+                    let g = |i| r.get::<_, i64>(i).map(|v| v as u64);
+                    t.build = crate::stats::Bytes {
+                        entries: g(0)?,
+                        apparent_bytes: g(1)?,
+                        allocated_bytes: g(2)?,
+                    };
+                    t.exe = crate::stats::Bytes {
+                        entries: g(3)?,
+                        apparent_bytes: g(4)?,
+                        allocated_bytes: g(5)?,
+                    };
+                    Ok(())
+                },
+            )
+            .map_err(|e| sql(&self.path, e))?;
+        t.total = crate::stats::Bytes {
+            entries: t.build.entries + t.exe.entries,
+            apparent_bytes: t.build.apparent_bytes.saturating_add(t.exe.apparent_bytes),
+            allocated_bytes: t
+                .build
+                .allocated_bytes
+                .saturating_add(t.exe.allocated_bytes),
+        };
+        Ok(t)
+    }
+
+    /// Moves the write-ahead log into the database file and empties it, so
+    /// the index does not keep a large WAL after a big change.
+    pub fn checkpoint(&self) -> Result<()> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .map_err(|e| sql(&self.path, e))
+    }
+
     /// One entry by name.
     pub fn entry(&self, name: &EntryName) -> Result<Option<Entry>> {
         Ok(self
@@ -428,7 +475,9 @@ impl Index {
                 .map_err(|e| sql(&path, e))?;
             let mut state = tx
                 .prepare_cached(
-                    "INSERT OR REPLACE INTO subdirs (subdir, mtime_ns, scanned_at) VALUES (?1, ?2, ?3)",
+                    "INSERT OR REPLACE INTO subdirs (subdir, mtime_ns, scanned_at,
+                         build_entries, build_apparent, build_allocated, exe_entries, exe_apparent, exe_allocated)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )
                 .map_err(|e| sql(&path, e))?;
             let mut pending = tx
@@ -497,8 +546,19 @@ impl Index {
                         ])
                         .map_err(|e| sql(&path, e))?;
                 }
+                let t = &changes.totals;
                 state
-                    .execute(params![changes.subdir, changes.mtime_ns, now])
+                    .execute(params![
+                        changes.subdir,
+                        changes.mtime_ns,
+                        now,
+                        t.build.entries as i64,
+                        t.build.apparent_bytes as i64,
+                        t.build.allocated_bytes as i64,
+                        t.exe.entries as i64,
+                        t.exe.apparent_bytes as i64,
+                        t.exe.allocated_bytes as i64,
+                    ])
                     .map_err(|e| sql(&path, e))?;
             }
         }
@@ -549,6 +609,12 @@ impl Index {
                 n += stmt
                     .execute(params![name.subdir(), name.file_name()])
                     .map_err(|e| sql(&path, e))?;
+            }
+            let mut touched: Vec<u8> = names.iter().map(|n| n.subdir()).collect();
+            touched.sort_unstable();
+            touched.dedup();
+            for s in touched {
+                recount_subdir(&tx, s).map_err(|e| sql(&path, e))?;
             }
         }
         tx.commit().map_err(|e| sql(&path, e))?;
@@ -603,6 +669,22 @@ impl Index {
             .map(drop)
             .map_err(|e| sql(&self.path, e))
     }
+}
+
+/// Recomputes a subdirectory's totals from its rows.
+fn recount_subdir(conn: &Connection, subdir: u8) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE subdirs SET
+           build_entries   = (SELECT count(*) FROM entries WHERE subdir = ?1 AND kind != 2),
+           build_apparent  = (SELECT coalesce(sum(apparent), 0) FROM entries WHERE subdir = ?1 AND kind != 2),
+           build_allocated = (SELECT coalesce(sum(allocated), 0) FROM entries WHERE subdir = ?1 AND kind != 2),
+           exe_entries     = (SELECT count(*) FROM entries WHERE subdir = ?1 AND kind = 2),
+           exe_apparent    = (SELECT coalesce(sum(apparent), 0) FROM entries WHERE subdir = ?1 AND kind = 2),
+           exe_allocated   = (SELECT coalesce(sum(allocated), 0) FROM entries WHERE subdir = ?1 AND kind = 2)
+         WHERE subdir = ?1",
+    )?
+    .execute(params![subdir])
+    .map(drop)
 }
 
 struct RawEntry {

@@ -139,7 +139,8 @@ pub struct Totals {
 }
 
 impl Totals {
-    fn add(&mut self, e: &Entry) {
+    /// Adds an entry to its tier and the total.
+    pub fn add(&mut self, e: &Entry) {
         let t = match e.tier() {
             Tier::Build => &mut self.build,
             Tier::Exe => &mut self.exe,

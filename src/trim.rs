@@ -398,3 +398,142 @@ fn remove_exe_dir(dir: &OwnedFd, name: &str) -> std::result::Result<(), (Skip, O
     rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)
         .map_err(|e| failed("cannot remove executable directory", e))
 }
+
+/// How much to sync before planning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sync {
+    /// Reread every entry's mtime (picks up Go's `markUsed` touches, which
+    /// do not change a subdirectory's mtime). What `trim` does.
+    Full,
+    /// Reread only subdirectories whose mtime changed. What the hook does;
+    /// the executor's re-check covers entries Go touched since.
+    Incremental,
+}
+
+/// What a trim run should do.
+#[derive(Clone, Debug)]
+pub struct TrimOptions {
+    /// How much to sync first.
+    pub sync: Sync,
+    /// Plan only: take no lock, remove nothing, write nothing but the sync.
+    pub dry_run: bool,
+}
+
+/// What a trim run did.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TrimReport {
+    /// True for a dry run.
+    pub dry_run: bool,
+    /// The sync before planning.
+    pub scan: crate::scan::ScanSummary,
+    /// The plan.
+    pub plan: crate::policy::Plan,
+    /// What executing it did (absent for a dry run).
+    pub executed: Option<Executed>,
+    /// Every limit met after the run (for a dry run: would be).
+    pub limits_met: bool,
+}
+
+/// The outcome of [`run`].
+#[derive(Debug)]
+pub enum TrimOutcome {
+    /// The run happened.
+    Done(Box<TrimReport>),
+    /// Another trim holds the lock; nothing was done.
+    Locked,
+}
+
+/// Allocated bytes in the cache directory that are not entries: the
+/// directory and its 256 subdirectories, Go's files, gocache's index, odd
+/// files. They count towards the budget (what `du` sees) but cannot be
+/// evicted.
+pub fn fixed_bytes(cache_dir: &Path, index: &Index) -> Result<u64> {
+    let mut total: u64 = index.others()?.iter().map(|o| o.allocated).sum();
+    let dir_bytes = |p: &Path| {
+        std::fs::symlink_metadata(p)
+            .map(|m| std::os::unix::fs::MetadataExt::blocks(&m) * 512)
+            .unwrap_or(0)
+    };
+    total = total.saturating_add(dir_bytes(cache_dir));
+    for s in 0..=255u8 {
+        total = total.saturating_add(dir_bytes(&cache_dir.join(subdir_name(s))));
+    }
+    Ok(total)
+}
+
+/// Syncs the index, plans against `limits`, and (unless a dry run)
+/// executes the plan under the trim lock.
+pub fn run(
+    cache_dir: &Path,
+    index: &mut Index,
+    limits: &crate::limits::Limits,
+    opts: &TrimOptions,
+    now: UnixTime,
+    reporter: &dyn Reporter,
+) -> Result<TrimOutcome> {
+    let _lock = if opts.dry_run {
+        None
+    } else {
+        match TrimLock::try_acquire(cache_dir)? {
+            Some(l) => Some(l),
+            None => return Ok(TrimOutcome::Locked),
+        }
+    };
+    let scan_opts = crate::scan::ScanOptions {
+        full: opts.sync == Sync::Full,
+        ..Default::default()
+    };
+    let scan = crate::scan::scan(cache_dir, index, &scan_opts, now, reporter)?;
+    let env = crate::policy::Environment {
+        fixed_bytes: fixed_bytes(cache_dir, index)?,
+        free_bytes: match limits.min_free {
+            Some(_) => Some(
+                fs4::available_space(cache_dir)
+                    .map_err(|e| Error::io("measuring free space on", cache_dir, e))?,
+            ),
+            None => None,
+        },
+    };
+    let entries = index.entries()?;
+    let plan = crate::policy::plan(&entries, limits, &env, now);
+    drop(entries);
+    if opts.dry_run {
+        let limits_met = plan.meets_all_limits();
+        return Ok(TrimOutcome::Done(Box::new(TrimReport {
+            dry_run: true,
+            scan,
+            plan,
+            executed: None,
+            limits_met,
+        })));
+    }
+    let removals: Vec<Removal> = plan
+        .victims
+        .iter()
+        .map(|v| Removal {
+            name: v.name,
+            kind: v.kind,
+            mtime: v.mtime,
+            allocated: v.allocated,
+            apparent: v.apparent,
+        })
+        .collect();
+    let executed = execute(cache_dir, &removals, Some(index), reporter)?;
+    if executed.removed > 0 {
+        index.checkpoint()?;
+    }
+    let limits_met = plan.meets_all_limits()
+        && executed.skipped_used_since
+            + executed.skipped_changed
+            + executed.skipped_odd
+            + executed.failed
+            == 0;
+    Ok(TrimOutcome::Done(Box::new(TrimReport {
+        dry_run: false,
+        scan,
+        plan,
+        executed: Some(executed),
+        limits_met,
+    })))
+}

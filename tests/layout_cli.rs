@@ -90,7 +90,8 @@ fn a_corrupt_or_future_index_does_not_stop_stats() {
     let good = run_ok(sb.gocache(["stats", "--json"]));
     let good: serde_json::Value = serde_json::from_slice(&good.stdout).unwrap();
 
-    // Garbage bytes where the index should be.
+    // Garbage bytes where the index should be: only a cache, so it is moved
+    // aside (kept for a bug report) and rebuilt, with a warning.
     let garbage = sb.root().join("garbage.sqlite");
     std::fs::write(&garbage, vec![0x5au8; 65536]).unwrap();
     let out = run_ok(
@@ -99,20 +100,27 @@ fn a_corrupt_or_future_index_does_not_stop_stats() {
             .args(["stats", "--json"]),
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["index_mode"], "in-memory");
+    assert_eq!(v["index_mode"], "rebuilt", "{}", stderr_of(&out));
     assert_eq!(v["total"], good["total"]);
-    assert!(stderr_of(&out).contains("warning"), "{}", stderr_of(&out));
-    // scan, whose job is to write the index, fails with a hint, exit 1,
-    // and leaves the file as it was.
-    let out = sb
-        .gocache(["--index"])
-        .arg(&garbage)
-        .arg("scan")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
-    assert!(stderr_of(&out).contains("--index"), "{}", stderr_of(&out));
-    assert_eq!(std::fs::read(&garbage).unwrap(), vec![0x5au8; 65536]);
+    assert!(stderr_of(&out).contains("corrupt"), "{}", stderr_of(&out));
+    let aside: Vec<_> = std::fs::read_dir(sb.root())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("garbage.sqlite.corrupt-"))
+        .collect();
+    assert_eq!(aside.len(), 1);
+    assert_eq!(
+        std::fs::read(sb.root().join(&aside[0])).unwrap(),
+        vec![0x5au8; 65536]
+    );
+    let out = run_ok(
+        sb.gocache(["--index"])
+            .arg(&garbage)
+            .args(["stats", "--json"]),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["index_mode"], "read-write");
+    assert!(stderr_of(&out).is_empty(), "{}", stderr_of(&out));
 
     // An index from a newer gocache is left alone.
     let conn = rusqlite::Connection::open(sb.index()).unwrap();
@@ -123,6 +131,10 @@ fn a_corrupt_or_future_index_does_not_stop_stats() {
     assert_eq!(v["index_mode"], "in-memory");
     assert_eq!(v["total"], good["total"]);
     assert!(stderr_of(&out).contains("newer"), "{}", stderr_of(&out));
+    // scan, whose job is to write the index, refuses with a hint, exit 1.
+    let out = sb.gocache(["scan"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("--index"), "{}", stderr_of(&out));
     let conn = rusqlite::Connection::open(sb.index()).unwrap();
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))

@@ -256,10 +256,10 @@ fn trims_far_below_the_working_set_never_break_running_go_commands() {
             n
         });
         let trim_loop = s.spawn(|| {
-            let mut n = 0;
+            let (mut n, mut removed) = (0, 0);
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                 let out = sb
-                    .gocache(["trim", "-q", "--budget", "1MiB", "--grace", "0s"])
+                    .gocache(["trim", "--json", "--budget", "1MiB", "--grace", "0s"])
                     .stdin(Stdio::null())
                     .output()
                     .unwrap();
@@ -268,13 +268,17 @@ fn trims_far_below_the_working_set_never_break_running_go_commands() {
                     "{}",
                     String::from_utf8_lossy(&out.stderr)
                 );
+                removed += json(&out)["executed"]["removed"].as_u64().unwrap();
                 n += 1;
             }
-            n
+            (n, removed)
         });
         (go_loop.join().unwrap(), trim_loop.join().unwrap())
     });
+    let (trims, removed) = trims;
     assert!(builds >= 6 && trims >= 3, "builds {builds}, trims {trims}");
+    // The trims really did evict while Go ran (what Go touched was kept).
+    assert!(removed > 500, "trims removed only {removed} entries");
 }
 
 #[test]

@@ -136,17 +136,46 @@ impl Ctx {
     pub fn open_index_or_fallback(
         &self,
     ) -> anyhow::Result<(gocache::index::Index, Option<String>)> {
-        match gocache::index::Index::open(&self.index_path) {
+        use gocache::index::Index;
+        match Index::open(&self.index_path) {
             Ok(ix) => Ok((ix, None)),
+            Err(e) if e.is_corrupt_index() => {
+                // A corrupt index is only a cache: move it aside (for a bug
+                // report) and rebuild it from the disk.
+                let aside = self
+                    .index_path
+                    .with_extension(format!("sqlite.corrupt-{}", self.now));
+                let moved = std::fs::rename(&self.index_path, &aside).is_ok();
+                for ext in ["sqlite-wal", "sqlite-shm"] {
+                    let _ = std::fs::remove_file(self.index_path.with_extension(ext));
+                }
+                match Index::open(&self.index_path) {
+                    Ok(ix) if moved => Ok((
+                        ix,
+                        Some(format!(
+                            "the index was corrupt ({e}); moved it to {} and rebuilt it from the cache",
+                            aside.display()
+                        )),
+                    )),
+                    _ => self.in_memory(&e),
+                }
+            }
             Err(e) if e.is_index_problem() || matches!(e, gocache::Error::Io { .. }) => {
-                let why = format!(
-                    "the index cannot be written ({e}); working from a direct walk of the cache instead"
-                );
-                let ix = gocache::index::Index::open_in_memory(Some(&self.index_path))?;
-                Ok((ix, Some(why)))
+                self.in_memory(&e)
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    fn in_memory(
+        &self,
+        e: &gocache::Error,
+    ) -> anyhow::Result<(gocache::index::Index, Option<String>)> {
+        let why = format!(
+            "the index cannot be used ({e}); working from a direct walk of the cache instead"
+        );
+        let ix = gocache::index::Index::open_in_memory(Some(&self.index_path))?;
+        Ok((ix, Some(why)))
     }
 }
 
@@ -215,4 +244,85 @@ pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     serde_json::to_writer_pretty(&mut out, value)?;
     writeln!(out)?;
     Ok(())
+}
+
+/// Limit flags, shared by `trim`, `hook` and `limits`. Each overrides the
+/// stored value for this run (or, for `limits`, stores it).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct LimitArgs {
+    /// Total budget for the cache, in bytes on disk as `du` counts them:
+    /// 10GiB, 10G (binary), 500MB (decimal), 1.5GiB, or 10% of the filesystem.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub budget: Option<gocache::limits::SizeSpec>,
+    /// Quota for cached executables (`go run`, `go tool`), same units.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub exe_quota: Option<gocache::limits::SizeSpec>,
+    /// Remove build entries unused for this long: 90m, 36h, 5d, 1w, or off
+    /// [default: 5d, as Go].
+    #[arg(long, value_name = "AGE", value_parser = parse_age)]
+    pub build_max_age: Option<gocache::limits::AgeSpec>,
+    /// Remove executables unused for this long [default: 2d].
+    #[arg(long, value_name = "AGE", value_parser = parse_age)]
+    pub exe_max_age: Option<gocache::limits::AgeSpec>,
+    /// Never remove anything used this recently; Go's 1h mtime lag is
+    /// always added [default: 1h].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub grace: Option<i64>,
+    /// Keep at least this much free on the cache's filesystem, trimming
+    /// further when needed: 5GiB or 10%.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub min_free: Option<gocache::limits::SizeSpec>,
+}
+
+impl LimitArgs {
+    pub fn specs(&self) -> gocache::limits::LimitSpecs {
+        gocache::limits::LimitSpecs {
+            budget: self.budget,
+            exe_quota: self.exe_quota,
+            build_max_age: self.build_max_age,
+            exe_max_age: self.exe_max_age,
+            grace: self.grace,
+            min_free: self.min_free,
+        }
+    }
+}
+
+fn parse_size(s: &str) -> Result<gocache::limits::SizeSpec, String> {
+    gocache::limits::SizeSpec::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_age(s: &str) -> Result<gocache::limits::AgeSpec, String> {
+    gocache::limits::AgeSpec::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_duration(s: &str) -> Result<i64, String> {
+    gocache::limits::parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// The meta key the stored limits live under.
+pub const LIMITS_KEY: &str = "limits";
+
+/// The limits stored in the index (empty when none or unreadable).
+pub fn stored_limits(index: &gocache::index::Index) -> anyhow::Result<gocache::limits::LimitSpecs> {
+    Ok(match index.meta(LIMITS_KEY)? {
+        Some(json) => serde_json::from_str(&json).map_err(|e| {
+            anyhow::anyhow!(
+                "the stored limits in {} are unreadable ({e}); run `gocache limits --reset`",
+                index.path().display()
+            )
+        })?,
+        None => Default::default(),
+    })
+}
+
+/// Stored limits merged with `flags`, resolved against the filesystem
+/// holding the cache.
+pub fn effective_limits(
+    ctx: &Ctx,
+    index: &gocache::index::Index,
+    flags: &LimitArgs,
+) -> anyhow::Result<gocache::limits::Limits> {
+    let specs = stored_limits(index)?.merge(&flags.specs());
+    let fs_total = fs4::total_space(&ctx.cache_dir).unwrap_or(0);
+    Ok(specs.resolve(fs_total))
 }

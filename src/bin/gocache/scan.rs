@@ -4,7 +4,6 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use crate::common::{Ctx, Global, Progress, human, print_json};
-use gocache::index::Index;
 use gocache::scan::{ScanOptions, scan};
 
 /// Reconcile the index with the cache on disk.
@@ -26,12 +25,17 @@ pub struct Args {
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let ctx = Ctx::locate(global)?;
-    let mut index = Index::open(&ctx.index_path).map_err(|e| {
-        anyhow::Error::new(e).context(
-            "cannot open the index for writing; pass --index FILE to keep it elsewhere, or remove a corrupt index (it is rebuilt by the next scan)",
-        )
-    })?;
     let progress = Progress::new(ctx.quiet || args.json);
+    let (mut index, problem) = ctx.open_index_or_fallback()?;
+    if index.path() == std::path::Path::new(":memory:") {
+        anyhow::bail!(
+            "{}; scan has nothing to write to: pass --index FILE to keep the index elsewhere",
+            problem.unwrap_or_default()
+        );
+    }
+    if let Some(p) = &problem {
+        gocache::report::Reporter::warn(&progress, p);
+    }
     let started = Instant::now();
     let opts = ScanOptions {
         full: args.full,

@@ -34,7 +34,8 @@ pub struct Args {
 struct Out<'a> {
     cache_dir: &'a std::path::Path,
     index: &'a std::path::Path,
-    /// "read-write", or "in-memory" when the index file could not be used.
+    /// "read-write"; "rebuilt" when the index was corrupt and was rebuilt;
+    /// "in-memory" when the index file could not be used at all.
     index_mode: &'static str,
     /// Why the index file could not be used, if it could not.
     index_problem: Option<&'a str>,
@@ -66,8 +67,10 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         print_json(&Out {
             cache_dir: &ctx.cache_dir,
             index: &ctx.index_path,
-            index_mode: if problem.is_some() {
+            index_mode: if index.path() == std::path::Path::new(":memory:") {
                 "in-memory"
+            } else if problem.is_some() {
+                "rebuilt"
             } else {
                 "read-write"
             },

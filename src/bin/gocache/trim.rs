@@ -1,13 +1,184 @@
-//! `gocache trim`.
+//! `gocache trim`: sync, plan, evict.
 
-use crate::common::Global;
 use std::process::ExitCode;
+use std::time::Instant;
 
-/// TODO
+use crate::common::{Ctx, Global, LimitArgs, Progress, effective_limits, human, print_json};
+use gocache::policy::Rule;
+use gocache::report::Reporter;
+use gocache::trim::{Sync, TrimOptions, TrimOutcome, TrimReport};
+
+/// Evict entries to keep the cache within its limits.
+///
+/// Syncs the index with the disk (rereading every entry's mtime), plans, and
+/// removes, in this order: garbage (action entries whose output is gone,
+/// outputs no action names), entries past their tier's age limit, the least
+/// recently used executables while over --exe-quota, the least recently used
+/// entries while over --budget, and more while the filesystem has less free
+/// than --min-free. Nothing used within the grace period (plus Go's 1h mtime
+/// lag) is removed, so running builds are safe.
+///
+/// Limits not given here come from those stored with `gocache limits`, then
+/// the defaults. One trim runs at a time: a second one says so and exits 0.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    #[command(flatten)]
+    limits: LimitArgs,
+    /// Show what would be removed, and why; change nothing.
+    #[arg(long, short = 'n')]
+    dry_run: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+    /// List every entry removed (or, with --dry-run, to be removed).
+    #[arg(long, short)]
+    verbose: bool,
+}
 
-pub fn run(global: &Global, _args: Args) -> anyhow::Result<ExitCode> {
-    let _ctx = crate::common::Ctx::locate(global)?;
-    anyhow::bail!("not implemented yet")
+#[derive(serde::Serialize)]
+struct Out<'a> {
+    cache_dir: &'a std::path::Path,
+    index: &'a std::path::Path,
+    /// Why the index file was not used, if it was not.
+    fallback: Option<&'a str>,
+    seconds: f64,
+    #[serde(flatten)]
+    report: &'a TrimReport,
+}
+
+pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
+    let ctx = Ctx::locate(global)?;
+    let started = Instant::now();
+    let (mut index, fallback) = ctx.open_index_or_fallback()?;
+    let progress = Progress::new(ctx.quiet || args.json);
+    if let Some(why) = &fallback {
+        progress.warn(why);
+    }
+    let limits = effective_limits(&ctx, &index, &args.limits)?;
+    let opts = TrimOptions {
+        sync: Sync::Full,
+        dry_run: args.dry_run,
+    };
+    let report = match gocache::trim::run(
+        &ctx.cache_dir,
+        &mut index,
+        &limits,
+        &opts,
+        ctx.now,
+        &progress,
+    )? {
+        TrimOutcome::Locked => {
+            if !ctx.quiet {
+                println!(
+                    "another trim is running on {} (it holds {}); nothing to do",
+                    ctx.cache_dir.display(),
+                    gocache::trim::lock_path(&ctx.cache_dir).display()
+                );
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        TrimOutcome::Done(r) => r,
+    };
+    if fallback.is_none() && !args.dry_run {
+        let summary = serde_json::json!({
+            "at": ctx.now,
+            "removed": report.executed.as_ref().map_or(0, |e| e.removed),
+            "removed_allocated": report.executed.as_ref().map_or(0, |e| e.removed_allocated),
+            "limits_met": report.limits_met,
+        });
+        // Best effort: the trim happened whether or not this is recorded.
+        let _ = index.set_meta("last_trim", &summary.to_string());
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    if args.json {
+        print_json(&Out {
+            cache_dir: &ctx.cache_dir,
+            index: &ctx.index_path,
+            fallback: fallback.as_deref(),
+            seconds,
+            report: &report,
+        })?;
+    } else if !ctx.quiet {
+        print_text(&report, args.verbose, seconds)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_text(r: &TrimReport, verbose: bool, seconds: f64) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    let p = &r.plan;
+    let verb = if r.dry_run { "would remove" } else { "removed" };
+    if verbose {
+        for v in &p.victims {
+            writeln!(
+                o,
+                "{verb} {} ({}, {}, {})",
+                v.name,
+                v.kind.as_str(),
+                human(v.allocated),
+                v.rule.as_str()
+            )?;
+        }
+    }
+    let (count, bytes) = match &r.executed {
+        Some(e) => (e.removed, e.removed_allocated),
+        None => (
+            p.victims.len() as u64,
+            p.victims.iter().map(|v| v.allocated).sum(),
+        ),
+    };
+    writeln!(
+        o,
+        "{verb} {count} entries, {} (cache {} -> {}) in {seconds:.2}s",
+        human(bytes),
+        human(p.before.total.allocated_bytes),
+        human(p.after.total.allocated_bytes),
+    )?;
+    for rule in Rule::ALL {
+        let b = p.bytes_for(rule);
+        if b.entries > 0 {
+            writeln!(
+                o,
+                "  {:<11} {:>8} entries  {:>11}",
+                rule.as_str(),
+                b.entries,
+                human(b.allocated_bytes)
+            )?;
+        }
+    }
+    if let Some(e) = &r.executed {
+        let skipped = e.skipped_used_since + e.skipped_changed + e.skipped_odd + e.failed;
+        if e.already_gone > 0 {
+            writeln!(o, "  {} entries were already gone", e.already_gone)?;
+        }
+        if skipped > 0 {
+            writeln!(
+                o,
+                "  kept {skipped} entries: {} used since the plan, {} changed, {} odd, {} failed",
+                e.skipped_used_since, e.skipped_changed, e.skipped_odd, e.failed
+            )?;
+        }
+    }
+    if p.protected.entries > 0 {
+        writeln!(
+            o,
+            "  {} entries ({}) kept because they were used within the grace period",
+            p.protected.entries,
+            human(p.protected.allocated_bytes)
+        )?;
+    }
+    for u in &p.unmet {
+        writeln!(
+            o,
+            "  {} not met: still {} over: {}",
+            u.limit.as_str(),
+            human(u.over_by),
+            u.reason
+        )?;
+    }
+    if r.limits_met {
+        writeln!(o, "all limits met")?;
+    }
+    Ok(())
 }
