@@ -453,7 +453,10 @@ impl Index {
     /// Applies several subdirectories' changes in one transaction.
     pub fn apply_subdirs(&mut self, all: &[SubdirChanges], now: UnixTime) -> Result<()> {
         let path = self.path.clone();
-        let tx = self.conn.transaction().map_err(|e| sql(&path, e))?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| sql(&path, e))?;
         {
             let mut upsert = tx
                 .prepare_cached(
@@ -569,7 +572,10 @@ impl Index {
     /// files and directories there).
     pub fn set_top_level_others(&mut self, others: &[Other]) -> Result<()> {
         let path = self.path.clone();
-        let tx = self.conn.transaction().map_err(|e| sql(&path, e))?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| sql(&path, e))?;
         tx.execute("DELETE FROM others WHERE subdir IS NULL", [])
             .map_err(|e| sql(&path, e))?;
         for o in others {
@@ -599,7 +605,10 @@ impl Index {
     /// transaction. Returns how many rows went.
     pub fn remove_entries(&mut self, names: &[EntryName]) -> Result<usize> {
         let path = self.path.clone();
-        let tx = self.conn.transaction().map_err(|e| sql(&path, e))?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| sql(&path, e))?;
         let mut n = 0;
         {
             let mut stmt = tx
@@ -626,7 +635,10 @@ impl Index {
     /// until a scan finds them.
     pub fn record_uses(&mut self, uses: &[Use]) -> Result<()> {
         let path = self.path.clone();
-        let tx = self.conn.transaction().map_err(|e| sql(&path, e))?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| sql(&path, e))?;
         {
             let mut update = tx
                 .prepare_cached(

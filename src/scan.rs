@@ -410,6 +410,20 @@ fn scan_subdir(
         .collect();
     deletes.sort_unstable();
     changes.deletes = deletes;
+    // The subdirectory's totals: what is new or changed, plus what is
+    // unchanged from before.
+    let mut totals = crate::policy::Totals::default();
+    let upserted: std::collections::HashSet<EntryName> =
+        changes.upserts.iter().map(|e| e.name).collect();
+    for e in &changes.upserts {
+        totals.add(e);
+    }
+    for (n, e) in known {
+        if seen.contains(n) && !upserted.contains(n) {
+            totals.add(e);
+        }
+    }
+    changes.totals = totals;
 
     // Trust the mtime only if nothing changed while we read and it is not
     // so recent that a change in the same tick could still be hidden.

@@ -411,6 +411,21 @@ pub enum Sync {
     Incremental,
 }
 
+/// When a run should plan at all.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Trigger {
+    /// Always plan (and so apply garbage and age rules too): `trim`.
+    Always,
+    /// Only when the exe quota or the budget is exceeded, judged from the
+    /// index's running totals without reading every row; then trim to
+    /// `headroom` (say 0.9) of those limits, so that the next few inserts do
+    /// not trigger again (as ccache does). The hook's mode.
+    OverLimits {
+        /// The share of the quota and budget to trim down to.
+        headroom: f64,
+    },
+}
+
 /// What a trim run should do.
 #[derive(Clone, Debug)]
 pub struct TrimOptions {
@@ -418,6 +433,8 @@ pub struct TrimOptions {
     pub sync: Sync,
     /// Plan only: take no lock, remove nothing, write nothing but the sync.
     pub dry_run: bool,
+    /// When to plan.
+    pub trigger: Trigger,
 }
 
 /// What a trim run did.
@@ -442,6 +459,8 @@ pub enum TrimOutcome {
     Done(Box<TrimReport>),
     /// Another trim holds the lock; nothing was done.
     Locked,
+    /// [`Trigger::OverLimits`] and no limit is exceeded: synced only.
+    UnderLimits(crate::scan::ScanSummary),
 }
 
 /// Allocated bytes in the cache directory that are not entries: the
@@ -485,8 +504,30 @@ pub fn run(
         ..Default::default()
     };
     let scan = crate::scan::scan(cache_dir, index, &scan_opts, now, reporter)?;
+    let fixed = fixed_bytes(cache_dir, index)?;
+    let mut limits = limits.clone();
+    if let Trigger::OverLimits { headroom } = opts.trigger {
+        let totals = index.fast_totals()?;
+        let over_budget = limits
+            .budget
+            .is_some_and(|b| totals.total.allocated_bytes.saturating_add(fixed) > b);
+        let over_quota = limits
+            .exe_quota
+            .is_some_and(|q| totals.exe.allocated_bytes > q);
+        let low_space = match limits.min_free {
+            Some(floor) => fs4::available_space(cache_dir).is_ok_and(|free| free < floor),
+            None => false,
+        };
+        if !(over_budget || over_quota || low_space) {
+            return Ok(TrimOutcome::UnderLimits(scan));
+        }
+        let scale = |v: u64| (v as f64 * headroom.clamp(0.0, 1.0)) as u64;
+        limits.budget = limits.budget.map(scale);
+        limits.exe_quota = limits.exe_quota.map(scale);
+    }
+    let limits = &limits;
     let env = crate::policy::Environment {
-        fixed_bytes: fixed_bytes(cache_dir, index)?,
+        fixed_bytes: fixed,
         free_bytes: match limits.min_free {
             Some(_) => Some(
                 fs4::available_space(cache_dir)

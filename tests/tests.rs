@@ -4,6 +4,7 @@
 
 mod support;
 
+mod hook;
 mod layout_cli;
 mod prog;
 mod scan;

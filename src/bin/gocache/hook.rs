@@ -1,19 +1,102 @@
-//! `gocache hook`: the post-insert hook.
+//! `gocache hook`: the post-insert hook, run after each go command.
 
-use crate::common::Global;
 use std::process::ExitCode;
 
-/// Sync what changed and enforce the limits (run after each go command).
-#[derive(clap::Args, Debug, Default)]
-pub struct Args {}
+use crate::common::{Ctx, Global, LimitArgs, Progress, effective_limits, print_json};
+use gocache::scan::{ScanOptions, scan};
+use gocache::trim::{Sync, Trigger, TrimOptions, TrimOutcome};
+
+/// The share of the budget and exe quota the hook trims down to once one
+/// is exceeded, so that it does not run an eviction on every insert.
+pub const HEADROOM: f64 = 0.9;
+
+/// Sync what changed and enforce the exe quota and budget (after a go command).
+///
+/// Rereads only the cache subdirectories whose mtime changed (a small build
+/// touches a few), then, only if the exe quota, the budget or the free-space
+/// floor is exceeded, evicts least recently used entries down to 90% of
+/// them, with the same policy and executor as `trim`. What the go command
+/// just used is inside the grace period and stays. When a trim is running,
+/// the hook records what it saw, leaves eviction to the trim and exits 0.
+///
+/// `gocache go …` runs it for you after each go command.
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct Args {
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    /// Print what the hook did as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     run_after_go(global, &args)?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// The hook as the wrapper calls it after go exits. Never fails the go
-/// command: the wrapper reports an error as a warning.
-pub fn run_after_go(_global: &Global, _args: &Args) -> anyhow::Result<()> {
+#[derive(serde::Serialize)]
+struct Out<'a> {
+    /// "under_limits", "trimmed", or "trim_running".
+    action: &'static str,
+    /// Subdirectories reread.
+    rescanned: &'a [u8],
+    /// Entries removed.
+    removed: u64,
+    /// Allocated bytes removed.
+    removed_allocated: u64,
+}
+
+/// The hook as the wrapper calls it after go exits. Errors are the
+/// caller's to report as warnings: a hook never fails a go command.
+pub fn run_after_go(global: &Global, args: &Args) -> anyhow::Result<()> {
+    let ctx = Ctx::locate(global)?;
+    let mut index = gocache::index::Index::open(&ctx.index_path)?;
+    let progress = Progress::new(true);
+    let limits = effective_limits(&ctx, &index, &args.limits)?;
+    let opts = TrimOptions {
+        sync: Sync::Incremental,
+        dry_run: false,
+        trigger: Trigger::OverLimits { headroom: HEADROOM },
+    };
+    let outcome = gocache::trim::run(
+        &ctx.cache_dir,
+        &mut index,
+        &limits,
+        &opts,
+        ctx.now,
+        &progress,
+    )?;
+    let (action, rescanned, removed, removed_allocated) = match outcome {
+        TrimOutcome::UnderLimits(s) => ("under_limits", s.rescanned, 0, 0),
+        TrimOutcome::Done(r) => {
+            let e = r.executed.unwrap_or_default();
+            ("trimmed", r.scan.rescanned, e.removed, e.removed_allocated)
+        }
+        TrimOutcome::Locked => {
+            // A trim is evicting: record what this go command added and
+            // leave the rest to it.
+            let s = scan(
+                &ctx.cache_dir,
+                &mut index,
+                &ScanOptions::default(),
+                ctx.now,
+                &progress,
+            )?;
+            ("trim_running", s.rescanned, 0, 0)
+        }
+    };
+    if args.json {
+        print_json(&Out {
+            action,
+            rescanned: &rescanned,
+            removed,
+            removed_allocated,
+        })?;
+    } else if removed > 0 && !ctx.quiet {
+        eprintln!(
+            "gocache: evicted {removed} cache entries ({}) to stay within the limits",
+            crate::common::human(removed_allocated)
+        );
+    }
     Ok(())
 }

@@ -11,6 +11,7 @@
 mod common;
 mod go;
 mod hook;
+mod limits;
 mod prog;
 mod scan;
 mod stats;
@@ -44,6 +45,7 @@ enum Command {
     Scan(scan::Args),
     Stats(stats::Args),
     Trim(trim::Args),
+    Limits(limits::Args),
     Hook(hook::Args),
     Go(go::Args),
     Prog(prog::Args),
@@ -59,6 +61,7 @@ fn main() -> ExitCode {
         Command::Scan(a) => scan::run(&cli.global, a),
         Command::Stats(a) => stats::run(&cli.global, a),
         Command::Trim(a) => trim::run(&cli.global, a),
+        Command::Limits(a) => limits::run(&cli.global, a),
         Command::Hook(a) => hook::run(&cli.global, a),
         Command::Go(a) => go::run(&cli.global, a),
         Command::Prog(a) => prog::run(&cli.global, a),

@@ -6,7 +6,7 @@ use std::time::Instant;
 use crate::common::{Ctx, Global, LimitArgs, Progress, effective_limits, human, print_json};
 use gocache::policy::Rule;
 use gocache::report::Reporter;
-use gocache::trim::{Sync, TrimOptions, TrimOutcome, TrimReport};
+use gocache::trim::{Sync, Trigger, TrimOptions, TrimOutcome, TrimReport};
 
 /// Evict entries to keep the cache within its limits.
 ///
@@ -58,6 +58,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let opts = TrimOptions {
         sync: Sync::Full,
         dry_run: args.dry_run,
+        trigger: Trigger::Always,
     };
     let report = match gocache::trim::run(
         &ctx.cache_dir,
@@ -78,6 +79,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         TrimOutcome::Done(r) => r,
+        TrimOutcome::UnderLimits(_) => unreachable!("trim plans always"),
     };
     if fallback.is_none() && !args.dry_run {
         let summary = serde_json::json!({

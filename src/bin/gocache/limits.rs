@@ -1,0 +1,59 @@
+//! `gocache limits`: show or store the limits that trim and the hook use.
+
+use std::process::ExitCode;
+
+use crate::common::{
+    Ctx, Global, LIMITS_KEY, LimitArgs, effective_limits, print_json, stored_limits,
+};
+
+/// Show or store the limits `trim` and `hook` enforce.
+///
+/// With no flags, shows the stored limits and what they resolve to on this
+/// cache's filesystem. With flags, stores them (merged over what is
+/// stored), so cron, the hook and people share one set. Flags given to
+/// `trim` or `hook` override the stored values for that run only.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    limits: LimitArgs,
+    /// Forget every stored limit (the defaults apply again).
+    #[arg(long)]
+    reset: bool,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
+    let ctx = Ctx::locate(global)?;
+    let mut index = gocache::index::Index::open(&ctx.index_path).map_err(|e| {
+        anyhow::Error::new(e)
+            .context("limits are stored in the index, which cannot be opened; pass --index FILE")
+    })?;
+    let flags = args.limits.specs();
+    if args.reset {
+        index.set_meta(LIMITS_KEY, "{}")?;
+    }
+    if !flags.is_empty() {
+        let merged = stored_limits(&index)?.merge(&flags);
+        index.set_meta(LIMITS_KEY, &serde_json::to_string(&merged)?)?;
+    }
+    let stored = stored_limits(&index)?;
+    let effective = effective_limits(&ctx, &index, &LimitArgs::default())?;
+    if args.json {
+        print_json(&serde_json::json!({ "stored": stored, "effective": effective }))?;
+    } else if !ctx.quiet {
+        println!(
+            "Limits for {} (stored in {}):",
+            ctx.cache_dir.display(),
+            ctx.index_path.display()
+        );
+        println!("{effective}");
+        if stored.is_empty() {
+            println!(
+                "(none stored: these are the defaults; set some with e.g. `gocache limits --budget 10GiB --exe-quota 2GiB`)"
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

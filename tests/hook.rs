@@ -1,0 +1,151 @@
+//! `gocache hook`: the post-insert hook after real go commands.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::*;
+
+fn json(out: &std::process::Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}):\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// Sets every entry's mtime (and each executable's) `ago` into the past.
+pub fn backdate(cache: &std::path::Path, ago: Duration) {
+    let when = std::time::SystemTime::now() - ago;
+    let times = std::fs::FileTimes::new()
+        .set_modified(when)
+        .set_accessed(when);
+    for sub in 0..256 {
+        let Ok(rd) = std::fs::read_dir(cache.join(format!("{sub:02x}"))) else {
+            continue;
+        };
+        for e in rd {
+            let p = e.unwrap().path();
+            let md = std::fs::symlink_metadata(&p).unwrap();
+            if md.is_dir() {
+                for inner in std::fs::read_dir(&p).unwrap() {
+                    std::fs::File::open(inner.unwrap().path())
+                        .unwrap()
+                        .set_times(times)
+                        .unwrap();
+                }
+            }
+            if md.is_file() || md.is_dir() {
+                std::fs::File::open(&p).unwrap().set_times(times).unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn the_hook_after_a_build_that_changed_nothing_reads_no_subdirectory() {
+    let sb = Sandbox::with_template();
+    let dir = sb.write_hello("hello", "hello, world");
+    run_ok(sb.go(["build", "-o", "/dev/null", "."]).current_dir(&dir));
+    // The subdirectories that build changed have mtimes within the scan's
+    // racy window; move them a minute back instead of sleeping.
+    let past = std::time::SystemTime::now() - Duration::from_secs(60);
+    for sub in 0..256 {
+        let d = std::fs::File::open(sb.cache().join(format!("{sub:02x}"))).unwrap();
+        d.set_modified(past).unwrap();
+    }
+    run_ok(sb.gocache(["scan"]));
+    // The same build again adds nothing to the cache.
+    run_ok(sb.go(["build", "-o", "/dev/null", "."]).current_dir(&dir));
+    let h = json(&run_ok(
+        sb.gocache(["hook", "--json", "--budget", "100GiB"]),
+    ));
+    assert_eq!(h["action"], "under_limits");
+    assert_eq!(h["rescanned"], serde_json::json!([]), "{h:#}");
+    // A build that adds entries: the hook rereads only what changed.
+    let dir = sb.write_hello("fresh", "something new");
+    run_ok(sb.go(["build", "-o", "/dev/null", "."]).current_dir(&dir));
+    let h = json(&run_ok(
+        sb.gocache(["hook", "--json", "--budget", "100GiB"]),
+    ));
+    let n = h["rescanned"].as_array().unwrap().len();
+    assert!((1..32).contains(&n), "{h:#}");
+}
+
+#[test]
+fn the_exe_quota_evicts_old_executables_never_the_one_just_run() {
+    let sb = Sandbox::with_template();
+    backdate(&sb.cache(), Duration::from_secs(3 * 3600));
+    run_ok(sb.gocache(["scan"]));
+    let dir = sb.write_hello("newtool", "new tool");
+    run_ok(sb.go(["run", "."]).current_dir(&dir));
+    let s = json(&run_ok(sb.gocache(["stats", "--json"])));
+    assert_eq!(s["kinds"]["exe"]["entries"], 3);
+    let newest = s["largest_exes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["program"] == "newtool")
+        .unwrap()
+        .clone();
+    // A quota that fits about one executable.
+    let quota = newest["allocated_bytes"].as_u64().unwrap() * 3 / 2;
+    let h = json(&run_ok(
+        sb.gocache(["hook", "--json", "--exe-quota"])
+            .arg(quota.to_string()),
+    ));
+    assert_eq!(h["action"], "trimmed", "{h:#}");
+    let s = json(&run_ok(sb.gocache(["stats", "--json"])));
+    let programs: Vec<&str> = s["largest_exes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["program"].as_str().unwrap())
+        .collect();
+    assert_eq!(programs, vec!["newtool"]);
+    // The evicted one rebuilds and runs.
+    let hello = sb.write_hello("hello", "hello, world");
+    let out = run_ok(sb.go(["run", "."]).current_dir(&hello));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello, world\n");
+}
+
+#[test]
+fn many_go_commands_finishing_together_keep_the_index_consistent_and_the_budget() {
+    let sb = Sandbox::with_template();
+    backdate(&sb.cache(), Duration::from_secs(3 * 3600));
+    run_ok(sb.gocache(["scan"]));
+    let before = json(&run_ok(sb.gocache(["stats", "--json"])))["total"]["allocated_bytes"]
+        .as_u64()
+        .unwrap();
+    let budget = before / 2;
+    let dirs: Vec<_> = (0..8)
+        .map(|i| sb.write_hello(&format!("p{i}"), &format!("program {i}")))
+        .collect();
+    std::thread::scope(|s| {
+        for dir in &dirs {
+            let sb = &sb;
+            s.spawn(move || {
+                run_ok(sb.go(["build", "-o", "/dev/null", "."]).current_dir(dir));
+                run_ok(sb.gocache(["hook", "--budget"]).arg(budget.to_string()));
+            });
+        }
+    });
+    // One more hook after all of them (what the last wrapper does).
+    run_ok(sb.gocache(["hook", "--budget"]).arg(budget.to_string()));
+    let s = json(&run_ok(sb.gocache(["stats", "--json", "--no-sync"])));
+    assert!(
+        s["total"]["allocated_bytes"].as_u64().unwrap() <= budget,
+        "{:#}",
+        s["total"]
+    );
+    // The index matches the disk: a full rescan finds nothing to change.
+    let scan = json(&run_ok(sb.gocache(["scan", "--full", "--json"])));
+    assert_eq!(scan["added"], 0, "{scan:#}");
+    assert_eq!(scan["removed"], 0, "{scan:#}");
+    // And Go still builds everything.
+    for dir in &dirs {
+        run_ok(sb.go(["run", "."]).current_dir(dir));
+    }
+}
