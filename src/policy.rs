@@ -207,6 +207,35 @@ impl Plan {
     }
 }
 
+/// IDs are SHA-256 hashes: their first eight bytes are already a good
+/// hash, so hashing them again (SipHash) only costs time.
+#[derive(Default, Clone, Copy)]
+struct IdHash;
+
+impl std::hash::BuildHasher for IdHash {
+    type Hasher = IdHasher;
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher(0)
+    }
+}
+
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Id hashes as its [u8; 32] (a length prefix, then the bytes): the
+        // first eight bytes of a SHA-256 are hash enough.
+        let mut b = [0u8; 8];
+        let n = bytes.len().min(8);
+        b[..n].copy_from_slice(&bytes[..n]);
+        self.0 ^= u64::from_le_bytes(b);
+    }
+    fn write_usize(&mut self, _: usize) {}
+}
+
 /// A group of entries that leave together.
 struct Group {
     /// The name ties are broken by: the output's, or the action's for a
@@ -225,7 +254,8 @@ struct Group {
 pub fn plan(entries: &[Entry], limits: &Limits, env: &Environment, now: UnixTime) -> Plan {
     // Group entries: each output or executable starts a group, actions join
     // the group of the output they name; the rest are groups of one.
-    let mut data: HashMap<Id, u32> = HashMap::with_capacity(entries.len() / 3 + 1);
+    let mut data: HashMap<Id, u32, IdHash> =
+        HashMap::with_capacity_and_hasher(entries.len() / 3 + 1, IdHash::default());
     let mut groups: Vec<Group> = Vec::with_capacity(entries.len() / 2 + 1);
     let mut group_of = vec![0u32; entries.len()];
     let mut before = Totals::default();
@@ -418,54 +448,57 @@ pub fn plan(entries: &[Entry], limits: &Limits, env: &Environment, now: UnixTime
     }
 
     // Emit victims: by rule, then least recently used, then name; within a
-    // group, actions before the output.
-    let mut members: Vec<u32> = (0..entries.len() as u32)
-        .filter(|&i| groups[group_of[i as usize] as usize].chosen.is_some())
-        .collect();
-    let mut rank = vec![0u32; groups.len()];
-    for (r, &g) in lru.iter().enumerate() {
-        rank[g as usize] = r as u32;
+    // group, actions (by name) before the output. Members are listed per
+    // group with a counting sort: no comparison sort over all entries.
+    let mut start = vec![0u32; groups.len() + 1];
+    for &g in &group_of {
+        start[g as usize + 1] += 1;
     }
-    members.sort_unstable_by(|&a, &b| {
-        let (ga, gb) = (group_of[a as usize], group_of[b as usize]);
-        let (ea, eb) = (&entries[a as usize], &entries[b as usize]);
-        groups[ga as usize]
-            .chosen
-            .cmp(&groups[gb as usize].chosen)
-            .then(rank[ga as usize].cmp(&rank[gb as usize]))
-            .then((ea.kind != Kind::Action).cmp(&(eb.kind != Kind::Action)))
-            .then(ea.name.cmp(&eb.name))
-    });
+    for g in 0..groups.len() {
+        start[g + 1] += start[g];
+    }
+    let mut fill = start.clone();
+    let mut members = vec![0u32; entries.len()];
+    for (i, &g) in group_of.iter().enumerate() {
+        members[fill[g as usize] as usize] = i as u32;
+        fill[g as usize] += 1;
+    }
     let mut after = before;
     let mut by_rule: Vec<(Rule, Bytes)> = Vec::new();
-    let victims: Vec<Victim> = members
-        .iter()
-        .map(|&i| {
-            let e = &entries[i as usize];
-            let rule = groups[group_of[i as usize] as usize]
-                .chosen
-                .unwrap_or(Rule::Budget);
-            subtract(&mut after, e);
-            match by_rule.iter_mut().find(|(r, _)| *r == rule) {
-                Some((_, b)) => add_bytes(b, e),
-                None => {
-                    let mut b = Bytes::default();
-                    add_bytes(&mut b, e);
-                    by_rule.push((rule, b));
-                }
+    let mut victims: Vec<Victim> = Vec::new();
+    for rule in Rule::ALL {
+        let mut bytes = Bytes::default();
+        for &g in &lru {
+            if groups[g as usize].chosen != Some(rule) {
+                continue;
             }
-            Victim {
-                name: e.name,
-                kind: e.kind,
-                tier: e.tier(),
-                rule,
-                allocated: e.allocated,
-                apparent: e.apparent,
-                mtime: e.mtime,
-                last_use: e.last_use,
+            let m = &mut members[start[g as usize] as usize..start[g as usize + 1] as usize];
+            m.sort_unstable_by(|&a, &b| {
+                let (ea, eb) = (&entries[a as usize], &entries[b as usize]);
+                (ea.kind != Kind::Action)
+                    .cmp(&(eb.kind != Kind::Action))
+                    .then(ea.name.cmp(&eb.name))
+            });
+            for &i in m.iter() {
+                let e = &entries[i as usize];
+                subtract(&mut after, e);
+                add_bytes(&mut bytes, e);
+                victims.push(Victim {
+                    name: e.name,
+                    kind: e.kind,
+                    tier: e.tier(),
+                    rule,
+                    allocated: e.allocated,
+                    apparent: e.apparent,
+                    mtime: e.mtime,
+                    last_use: e.last_use,
+                });
             }
-        })
-        .collect();
+        }
+        if bytes.entries > 0 {
+            by_rule.push((rule, bytes));
+        }
+    }
     let mut protected_bytes = Bytes::default();
     for (i, e) in entries.iter().enumerate() {
         let g = group_of[i] as usize;
