@@ -255,7 +255,7 @@ pub fn plan(entries: &[Entry], limits: &Limits, env: &Environment, now: UnixTime
     // Group entries: each output or executable starts a group, actions join
     // the group of the output they name; the rest are groups of one.
     let mut data: HashMap<Id, u32, IdHash> =
-        HashMap::with_capacity_and_hasher(entries.len() / 3 + 1, IdHash::default());
+        HashMap::with_capacity_and_hasher(entries.len() / 3 + 1, IdHash);
     let mut groups: Vec<Group> = Vec::with_capacity(entries.len() / 2 + 1);
     let mut group_of = vec![0u32; entries.len()];
     let mut before = Totals::default();

@@ -359,6 +359,64 @@ pub fn generate(dir: &Path, spec: &SynthSpec) -> Result<SynthReport> {
     Ok(report)
 }
 
+/// The entries the index would hold for `spec`'s cache, without writing
+/// anything: for benchmarks and tests of the policy at scale. Allocated
+/// sizes assume 4 KiB blocks and dense files.
+pub fn index_entries(spec: &SynthSpec) -> Vec<crate::model::Entry> {
+    use crate::model::{Entry, Kind};
+    let blocks = |n: u64| n.div_ceil(4096) * 4096;
+    let (items, _) = items(spec);
+    items
+        .into_iter()
+        .map(|item| match item {
+            Item::Output { id, size, mtime } => Entry {
+                name: EntryName::data(id),
+                kind: Kind::Output,
+                apparent: size,
+                allocated: blocks(size),
+                mtime,
+                last_use: mtime,
+                hits: 0,
+                first_seen: spec.now,
+                output: None,
+                program: None,
+                problem: None,
+            },
+            Item::Exe {
+                id,
+                size,
+                mtime,
+                program,
+            } => Entry {
+                name: EntryName::data(id),
+                kind: Kind::Exe,
+                apparent: size,
+                allocated: blocks(size) + 4096,
+                mtime,
+                last_use: mtime,
+                hits: 0,
+                first_seen: spec.now,
+                output: None,
+                program: Some(program),
+                problem: None,
+            },
+            Item::Action { entry, mtime } => Entry {
+                name: EntryName::action(entry.action),
+                kind: Kind::Action,
+                apparent: crate::layout::ACTION_ENTRY_SIZE as u64,
+                allocated: 4096,
+                mtime,
+                last_use: mtime,
+                hits: 0,
+                first_seen: spec.now,
+                output: Some(entry.output),
+                program: None,
+                problem: None,
+            },
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -440,62 +498,4 @@ mod tests {
         assert!((5_000..20_000).contains(&median), "median {median}");
         assert!(v[v.len() * 9 / 10] > 500_000);
     }
-}
-
-/// The entries the index would hold for `spec`'s cache, without writing
-/// anything: for benchmarks and tests of the policy at scale. Allocated
-/// sizes assume 4 KiB blocks and dense files.
-pub fn index_entries(spec: &SynthSpec) -> Vec<crate::model::Entry> {
-    use crate::model::{Entry, Kind};
-    let blocks = |n: u64| n.div_ceil(4096) * 4096;
-    let (items, _) = items(spec);
-    items
-        .into_iter()
-        .map(|item| match item {
-            Item::Output { id, size, mtime } => Entry {
-                name: EntryName::data(id),
-                kind: Kind::Output,
-                apparent: size,
-                allocated: blocks(size),
-                mtime,
-                last_use: mtime,
-                hits: 0,
-                first_seen: spec.now,
-                output: None,
-                program: None,
-                problem: None,
-            },
-            Item::Exe {
-                id,
-                size,
-                mtime,
-                program,
-            } => Entry {
-                name: EntryName::data(id),
-                kind: Kind::Exe,
-                apparent: size,
-                allocated: blocks(size) + 4096,
-                mtime,
-                last_use: mtime,
-                hits: 0,
-                first_seen: spec.now,
-                output: None,
-                program: Some(program),
-                problem: None,
-            },
-            Item::Action { entry, mtime } => Entry {
-                name: EntryName::action(entry.action),
-                kind: Kind::Action,
-                apparent: crate::layout::ACTION_ENTRY_SIZE as u64,
-                allocated: 4096,
-                mtime,
-                last_use: mtime,
-                hits: 0,
-                first_seen: spec.now,
-                output: Some(entry.output),
-                program: None,
-                problem: None,
-            },
-        })
-        .collect()
 }
