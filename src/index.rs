@@ -423,11 +423,20 @@ impl Index {
 
     /// Everything odd recorded under the cache directory.
     pub fn others(&self) -> Result<Vec<Other>> {
+        self.query_others("SELECT path, class, what, apparent, allocated FROM others ORDER BY path")
+    }
+
+    /// What is recorded about the top level of the cache directory.
+    pub fn top_level_others(&self) -> Result<Vec<Other>> {
+        self.query_others(
+            "SELECT path, class, what, apparent, allocated FROM others WHERE subdir IS NULL ORDER BY path",
+        )
+    }
+
+    fn query_others(&self, query: &str) -> Result<Vec<Other>> {
         let mut stmt = self
             .conn
-            .prepare_cached(
-                "SELECT path, class, what, apparent, allocated FROM others ORDER BY path",
-            )
+            .prepare_cached(query)
             .map_err(|e| sql(&self.path, e))?;
         let rows = stmt
             .query_map([], |r| {

@@ -169,7 +169,9 @@ pub fn scan(
 
     let top = scan_top_level(&cache_fd, cache_dir)?;
     summary.odd += top.iter().filter(|o| o.class == OtherClass::Odd).count() as u64;
-    index.set_top_level_others(&top)?;
+    if index.top_level_others()? != top {
+        index.set_top_level_others(&top)?;
+    }
 
     let states = index.subdir_states()?;
     let todo: Vec<u8> = (0..=255u8)

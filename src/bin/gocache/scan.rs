@@ -43,7 +43,8 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     };
     let summary = scan(&ctx.cache_dir, &mut index, &opts, ctx.now, &progress)?;
     let elapsed = started.elapsed();
-    let (entries, _, alloc) = index.totals()?;
+    let totals = index.fast_totals()?;
+    let (entries, alloc) = (totals.total.entries, totals.total.allocated_bytes);
     if args.json {
         #[derive(serde::Serialize)]
         struct Out<'a> {
