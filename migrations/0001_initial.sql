@@ -47,7 +47,8 @@ CREATE TABLE subdirs (
     build_allocated INTEGER NOT NULL DEFAULT 0,
     exe_entries     INTEGER NOT NULL DEFAULT 0,
     exe_apparent    INTEGER NOT NULL DEFAULT 0,
-    exe_allocated   INTEGER NOT NULL DEFAULT 0
+    exe_allocated   INTEGER NOT NULL DEFAULT 0,
+    dir_allocated   INTEGER NOT NULL DEFAULT 0   -- the subdirectory itself
 );
 
 -- Uses recorded (by the wrapper or GOCACHEPROG) for entries the index has

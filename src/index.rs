@@ -73,6 +73,8 @@ pub struct SubdirChanges {
     pub mtime_ns: Option<i64>,
     /// The subdirectory's totals after the changes.
     pub totals: crate::policy::Totals,
+    /// Allocated bytes of the subdirectory itself (its directory blocks).
+    pub dir_allocated: u64,
 }
 
 /// A use of an entry seen by the wrapper or GOCACHEPROG.
@@ -304,7 +306,17 @@ impl Index {
         )
     }
 
-    /// The number of entries in the index.
+    /// True when the index holds no entry (without counting them all).
+    pub fn is_empty(&self) -> Result<bool> {
+        self.conn
+            .query_row("SELECT NOT EXISTS (SELECT 1 FROM entries)", [], |r| {
+                r.get(0)
+            })
+            .map_err(|e| sql(&self.path, e))
+    }
+
+    /// The number of entries in the index (reads every row: prefer
+    /// [`Index::fast_totals`] where an estimate from the scans will do).
     pub fn entry_count(&self) -> Result<u64> {
         self.conn
             .query_row("SELECT count(*) FROM entries", [], |r| r.get::<_, i64>(0))
@@ -364,6 +376,18 @@ impl Index {
                 .saturating_add(t.exe.allocated_bytes),
         };
         Ok(t)
+    }
+
+    /// Allocated bytes of the 256 subdirectories themselves, as last scanned.
+    pub fn subdir_dir_bytes(&self) -> Result<u64> {
+        self.conn
+            .query_row(
+                "SELECT coalesce(sum(dir_allocated), 0) FROM subdirs",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|v| v as u64)
+            .map_err(|e| sql(&self.path, e))
     }
 
     /// Moves the write-ahead log into the database file and empties it, so
@@ -488,8 +512,9 @@ impl Index {
             let mut state = tx
                 .prepare_cached(
                     "INSERT OR REPLACE INTO subdirs (subdir, mtime_ns, scanned_at,
-                         build_entries, build_apparent, build_allocated, exe_entries, exe_apparent, exe_allocated)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                         build_entries, build_apparent, build_allocated, exe_entries, exe_apparent, exe_allocated,
+                     dir_allocated)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 )
                 .map_err(|e| sql(&path, e))?;
             let mut pending = tx
@@ -570,6 +595,7 @@ impl Index {
                         t.exe.entries as i64,
                         t.exe.apparent_bytes as i64,
                         t.exe.allocated_bytes as i64,
+                        changes.dir_allocated as i64,
                     ])
                     .map_err(|e| sql(&path, e))?;
             }

@@ -7,11 +7,17 @@
 //! and rereads only the subdirectories that changed. A hook after a small
 //! build reads a few subdirectories, not 256.
 //!
-//! Two things an mtime comparison cannot see, and how they are handled:
+//! Within a subdirectory that changed, an incremental scan looks only at
+//! names the index does not know (and drops names that vanished): a
+//! post-insert hook on a 1M-entry cache reads a directory listing, not 4,000
+//! inodes.
+//!
+//! Two things this cannot see, and how they are handled:
 //! - Go refreshing an entry's own mtime on use (`markUsed`) does not change
-//!   the subdirectory's mtime, so an incremental scan may hold an older last
-//!   use than the disk. `--full` rereads every entry's mtime; `trim` does, and
-//!   the trim executor re-checks each mtime just before removing anything.
+//!   the subdirectory's mtime, nor does Go rewriting an action entry in
+//!   place, so an incremental scan may hold an older last use or output than
+//!   the disk. `--full` rereads every entry; `trim` does, and the trim
+//!   executor re-checks each entry just before removing anything.
 //! - A change in the same clock tick as the scan's own read of the mtime
 //!   (the "racy git" problem). A subdirectory whose mtime is within
 //!   [`RACY_SECS`] of `now`, or that changed while it was being read, is
@@ -167,7 +173,7 @@ pub fn scan(
     let cache_fd = open_dir(cache_dir).map_err(|e| Error::io("opening", cache_dir, e))?;
     let mut summary = ScanSummary::default();
 
-    let top = scan_top_level(&cache_fd, cache_dir)?;
+    let (top, mtimes) = scan_top_level(&cache_fd, cache_dir)?;
     summary.odd += top.iter().filter(|o| o.class == OtherClass::Odd).count() as u64;
     if index.top_level_others()? != top {
         index.set_top_level_others(&top)?;
@@ -175,7 +181,7 @@ pub fn scan(
 
     let states = index.subdir_states()?;
     let todo: Vec<u8> = (0..=255u8)
-        .filter(|&s| opts.full || needs_rescan(states[s as usize], subdir_mtime(&cache_fd, s)))
+        .filter(|&s| opts.full || needs_rescan(states[s as usize], mtimes[s as usize]))
         .collect();
     summary.unchanged_subdirs = 256 - todo.len();
     if todo.is_empty() {
@@ -184,7 +190,7 @@ pub fn scan(
 
     // What the index knows about the subdirectories to reread, so unchanged
     // entries keep their hits and action files are not reread.
-    let fresh = index.entry_count()? == 0;
+    let fresh = index.is_empty()?;
     // A fresh index is filled in one transaction (every page written once);
     // otherwise a few subdirectories per transaction keeps the write lock
     // short for hooks running alongside.
@@ -221,7 +227,7 @@ pub fn scan(
                     if i >= todo.len() {
                         break;
                     }
-                    let result = scan_subdir(cache_fd, todo[i], &known[i], now);
+                    let result = scan_subdir(cache_fd, todo[i], &known[i], opts.full, now);
                     if tx.send((i, result)).is_err() {
                         break;
                     }
@@ -292,6 +298,7 @@ fn scan_subdir(
     cache_fd: &OwnedFd,
     subdir: u8,
     known: &HashMap<EntryName, Entry>,
+    full: bool,
     now: UnixTime,
 ) -> SubdirResult {
     let name = subdir_name(subdir);
@@ -328,6 +335,7 @@ fn scan_subdir(
         Err(e) => return SubdirResult::Unreadable(format!("{name}: cannot open: {e}")),
     };
     let mtime_before = mtime_ns(&before);
+    changes.dir_allocated = alloc_of(&before);
     let dir = match rustix::fs::Dir::read_from(&dir_fd) {
         Ok(d) => d,
         Err(e) => return SubdirResult::Unreadable(format!("{name}: cannot read: {e}")),
@@ -341,6 +349,18 @@ fn scan_subdir(
         let fname = item.file_name();
         let bytes = fname.to_bytes();
         if bytes == b"." || bytes == b".." {
+            continue;
+        }
+        // Incremental: a name the index knows is taken as it was; only new
+        // and vanished names are looked at. (A known entry's mtime changes
+        // when Go marks it used, which a full scan picks up; the executor
+        // re-checks every entry before removing it anyway.)
+        if !full
+            && let Some(n) = EntryName::parse(bytes)
+            && known.contains_key(&n)
+        {
+            seen.insert(n);
+            stats.unchanged += 1;
             continue;
         }
         let rel = format!("{name}/{}", String::from_utf8_lossy(bytes));
@@ -570,10 +590,13 @@ fn read_exe(
 
 /// Lists the top of the cache directory: Go's own files, gocache's
 /// directory, and anything odd (sizes walked without following links).
-fn scan_top_level(cache_fd: &OwnedFd, cache_dir: &Path) -> Result<Vec<Other>> {
+/// Also returns each subdirectory's mtime as [`subdir_mtime`] would (from
+/// the same `fstatat`, so the top is statted once).
+fn scan_top_level(cache_fd: &OwnedFd, cache_dir: &Path) -> Result<(Vec<Other>, Vec<Option<i64>>)> {
     let dir = rustix::fs::Dir::read_from(cache_fd)
         .map_err(|e| Error::io("reading", cache_dir, e.into()))?;
     let mut out = Vec::new();
+    let mut mtimes = vec![Some(MISSING); 256];
     for item in dir {
         let item = item.map_err(|e| Error::io("reading", cache_dir, e.into()))?;
         let fname = item.file_name();
@@ -587,14 +610,20 @@ fn scan_top_level(cache_fd: &OwnedFd, cache_dir: &Path) -> Result<Vec<Other>> {
         let t = FileType::from_raw_mode(st.st_mode as _);
         let path = String::from_utf8_lossy(b).into_owned();
         let (class, what) = match (TopLevel::classify(b), t) {
-            (TopLevel::Subdir(_), FileType::Directory) => continue,
-            (TopLevel::Subdir(_), t) => (
-                OtherClass::Odd,
-                format!(
-                    "{} where a cache subdirectory belongs; not followed",
-                    type_name(t)
-                ),
-            ),
+            (TopLevel::Subdir(s), FileType::Directory) => {
+                mtimes[s as usize] = Some(mtime_ns(&st));
+                continue;
+            }
+            (TopLevel::Subdir(s), t) => {
+                mtimes[s as usize] = None;
+                (
+                    OtherClass::Odd,
+                    format!(
+                        "{} where a cache subdirectory belongs; not followed",
+                        type_name(t)
+                    ),
+                )
+            }
             (TopLevel::Readme, FileType::RegularFile) => (OtherClass::Go, "Go's README".into()),
             (TopLevel::TrimTxt, FileType::RegularFile) => {
                 (OtherClass::Go, "Go's last trim time".into())
@@ -625,7 +654,7 @@ fn scan_top_level(cache_fd: &OwnedFd, cache_dir: &Path) -> Result<Vec<Other>> {
         });
     }
     out.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(out)
+    Ok((out, mtimes))
 }
 
 /// Apparent and allocated bytes of a directory tree, not following links,

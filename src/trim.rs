@@ -468,17 +468,13 @@ pub enum TrimOutcome {
 /// files. They count towards the budget (what `du` sees) but cannot be
 /// evicted.
 pub fn fixed_bytes(cache_dir: &Path, index: &Index) -> Result<u64> {
-    let mut total: u64 = index.others()?.iter().map(|o| o.allocated).sum();
-    let dir_bytes = |p: &Path| {
-        std::fs::symlink_metadata(p)
-            .map(|m| std::os::unix::fs::MetadataExt::blocks(&m) * 512)
-            .unwrap_or(0)
-    };
-    total = total.saturating_add(dir_bytes(cache_dir));
-    for s in 0..=255u8 {
-        total = total.saturating_add(dir_bytes(&cache_dir.join(subdir_name(s))));
-    }
-    Ok(total)
+    let others: u64 = index.others()?.iter().map(|o| o.allocated).sum();
+    let top = std::fs::symlink_metadata(cache_dir)
+        .map(|m| std::os::unix::fs::MetadataExt::blocks(&m) * 512)
+        .unwrap_or(0);
+    Ok(others
+        .saturating_add(top)
+        .saturating_add(index.subdir_dir_bytes()?))
 }
 
 /// Syncs the index, plans against `limits`, and (unless a dry run)
