@@ -698,6 +698,28 @@ impl Index {
         tx.commit().map_err(|e| sql(&path, e))
     }
 
+    /// Records mtimes seen on disk (by the trim executor's re-check) for
+    /// entries Go used since the last sync.
+    pub fn record_mtimes(&mut self, seen: &[(EntryName, UnixTime)]) -> Result<()> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| sql(&path, e))?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "UPDATE entries SET mtime = ?3, last_use = max(last_use, ?3) WHERE subdir = ?1 AND name = ?2",
+                )
+                .map_err(|e| sql(&path, e))?;
+            for (name, mtime) in seen {
+                stmt.execute(params![name.subdir(), name.file_name(), mtime])
+                    .map_err(|e| sql(&path, e))?;
+            }
+        }
+        tx.commit().map_err(|e| sql(&path, e))
+    }
+
     /// Reads a value from the meta table.
     pub fn meta(&self, key: &str) -> Result<Option<String>> {
         self.conn

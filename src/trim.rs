@@ -50,6 +50,10 @@ use crate::layout::{EntryName, GOCACHE_DIR, subdir_name};
 use crate::model::{Kind, UnixTime};
 use crate::report::Reporter;
 
+/// How many plan-and-execute rounds a run makes when Go keeps using what
+/// was planned.
+pub const MAX_ROUNDS: usize = 3;
+
 /// Index rows are dropped in batches of this many removals.
 pub const INDEX_BATCH: usize = 2000;
 
@@ -109,6 +113,29 @@ pub struct Executed {
     /// The names removed or found gone, in order (for the index and tests).
     #[serde(skip)]
     pub gone: Vec<EntryName>,
+    /// Entries skipped because Go used them since the plan, with the mtime
+    /// found, for the index and the next plan.
+    #[serde(skip)]
+    pub used_since: Vec<(EntryName, UnixTime)>,
+}
+
+impl Executed {
+    /// Adds another round's counts to these.
+    pub fn absorb(&mut self, o: Executed) {
+        self.removed += o.removed;
+        self.removed_allocated = self.removed_allocated.saturating_add(o.removed_allocated);
+        self.removed_apparent = self.removed_apparent.saturating_add(o.removed_apparent);
+        self.already_gone += o.already_gone;
+        self.skipped_used_since += o.skipped_used_since;
+        self.skipped_changed += o.skipped_changed;
+        self.skipped_odd += o.skipped_odd;
+        self.failed += o.failed;
+        self.trash_swept += o.trash_swept;
+        self.errors.extend(o.errors);
+        self.errors.truncate(20);
+        self.gone.extend(o.gone);
+        self.used_since = o.used_since;
+    }
 }
 
 /// The lock file's place: `<cache>/gocache/trim.lock`.
@@ -214,7 +241,13 @@ pub fn execute(
                     Skip::Odd => out.skipped_odd += 1,
                     Skip::Failed => out.failed += 1,
                 }
-                if let Some(msg) = msg {
+                if skip == Skip::UsedSince {
+                    let seen = msg
+                        .as_deref()
+                        .and_then(|m| m.parse().ok())
+                        .unwrap_or(item.mtime);
+                    out.used_since.push((item.name, seen));
+                } else if let Some(msg) = msg {
                     reporter.warn(&format!("{}: {msg}", item.name));
                     if out.errors.len() < 20 {
                         out.errors.push(format!("{}: {msg}", item.name));
@@ -300,7 +333,9 @@ fn check(st: &rustix::fs::Stat, item: &Removal) -> std::result::Result<(), (Skip
     #[allow(clippy::useless_conversion)]
     let mtime = i64::from(st.st_mtime);
     if mtime > item.mtime {
-        return Err((Skip::UsedSince, None));
+        // The new mtime travels in the message slot; the caller records it
+        // so the next plan sees the use.
+        return Err((Skip::UsedSince, Some(mtime.to_string())));
     }
     Ok(())
 }
@@ -545,27 +580,42 @@ pub fn run(
             limits_met,
         })));
     }
-    let removals: Vec<Removal> = plan
-        .victims
-        .iter()
-        .map(|v| Removal {
-            name: v.name,
-            kind: v.kind,
-            mtime: v.mtime,
-            allocated: v.allocated,
-            apparent: v.apparent,
-        })
-        .collect();
-    let executed = execute(cache_dir, &removals, Some(index), reporter)?;
+    let mut plan = plan;
+    let mut executed = Executed::default();
+    // Entries Go used since the sync are skipped by the executor, which
+    // reports their new mtimes: record them and plan again, so that older
+    // entries go instead (at most a few rounds).
+    for round in 0..MAX_ROUNDS {
+        let removals: Vec<Removal> = plan
+            .victims
+            .iter()
+            .map(|v| Removal {
+                name: v.name,
+                kind: v.kind,
+                mtime: v.mtime,
+                allocated: v.allocated,
+                apparent: v.apparent,
+            })
+            .collect();
+        let done = execute(cache_dir, &removals, Some(index), reporter)?;
+        let refreshed = done.used_since.clone();
+        executed.absorb(done);
+        if refreshed.is_empty() || round + 1 == MAX_ROUNDS {
+            break;
+        }
+        index.record_mtimes(&refreshed)?;
+        let entries = index.entries()?;
+        plan = crate::policy::plan(&entries, limits, &env, now);
+        if plan.is_empty() {
+            break;
+        }
+    }
     if executed.removed > 0 {
         index.checkpoint()?;
     }
     let limits_met = plan.meets_all_limits()
-        && executed.skipped_used_since
-            + executed.skipped_changed
-            + executed.skipped_odd
-            + executed.failed
-            == 0;
+        && executed.skipped_changed + executed.skipped_odd + executed.failed == 0
+        && (executed.used_since.is_empty() || plan.is_empty());
     Ok(TrimOutcome::Done(Box::new(TrimReport {
         dry_run: false,
         scan,
