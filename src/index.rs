@@ -398,6 +398,24 @@ impl Index {
             .map_err(|e| sql(&self.path, e))
     }
 
+    /// The executables whose program is called `program`.
+    pub fn exes_named(&self, program: &str) -> Result<Vec<EntryName>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT name FROM entries WHERE kind = 2 AND program = ?1")
+            .map_err(|e| sql(&self.path, e))?;
+        let rows = stmt
+            .query_map([program], |r| r.get::<_, String>(0))
+            .map_err(|e| sql(&self.path, e))?;
+        let mut out = Vec::new();
+        for r in rows {
+            if let Some(n) = EntryName::parse(r.map_err(|e| sql(&self.path, e))?.as_bytes()) {
+                out.push(n);
+            }
+        }
+        Ok(out)
+    }
+
     /// One entry by name.
     pub fn entry(&self, name: &EntryName) -> Result<Option<Entry>> {
         Ok(self
@@ -493,9 +511,20 @@ impl Index {
         {
             let mut upsert = tx
                 .prepare_cached(
-                    "INSERT OR REPLACE INTO entries
+                    // A row another process wrote since this scan read the
+                    // index keeps its hits, last use and first sighting;
+                    // pending uses (?13) are added on top.
+                    "INSERT INTO entries
                      (subdir, name, kind, apparent, allocated, mtime, last_use, hits, first_seen, output, program, problem)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 + ?13, ?9, ?10, ?11, ?12)
+                     ON CONFLICT (subdir, name) DO UPDATE SET
+                         kind = excluded.kind, apparent = excluded.apparent,
+                         allocated = excluded.allocated, mtime = excluded.mtime,
+                         last_use = max(entries.last_use, excluded.last_use),
+                         hits = entries.hits + ?13,
+                         first_seen = min(entries.first_seen, excluded.first_seen),
+                         output = excluded.output, program = excluded.program,
+                         problem = excluded.problem",
                 )
                 .map_err(|e| sql(&path, e))?;
             let mut delete = tx
@@ -533,7 +562,7 @@ impl Index {
                 let mut order: Vec<&Entry> = changes.upserts.iter().collect();
                 order.sort_unstable_by_key(|e| e.name);
                 for e in order {
-                    let (mut last_use, mut hits) = (e.last_use, e.hits);
+                    let (mut last_use, mut pending_hits) = (e.last_use, 0u64);
                     if any_pending {
                         let p: Option<(i64, i64)> = pending
                             .query_row(params![changes.subdir, e.name.file_name()], |r| {
@@ -543,7 +572,7 @@ impl Index {
                             .map_err(|e| sql(&path, e))?;
                         if let Some((at, h)) = p {
                             last_use = last_use.max(at);
-                            hits = hits.saturating_add(h as u64);
+                            pending_hits = h as u64;
                         }
                     }
                     upsert
@@ -555,11 +584,12 @@ impl Index {
                             e.allocated as i64,
                             e.mtime,
                             last_use,
-                            hits as i64,
+                            e.hits as i64,
                             e.first_seen,
                             e.output.map(|o| o.0.to_vec()),
                             e.program,
                             e.problem,
+                            pending_hits as i64,
                         ])
                         .map_err(|e| sql(&path, e))?;
                 }

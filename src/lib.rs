@@ -27,6 +27,7 @@ pub mod scan;
 pub mod stats;
 pub mod synth;
 pub mod trim;
+pub mod wrapper;
 
 pub use error::{Error, Result};
 pub use model::{Entry, Kind, Other, OtherClass, Tier, UnixTime};

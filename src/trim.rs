@@ -512,6 +512,24 @@ pub fn fixed_bytes(cache_dir: &Path, index: &Index) -> Result<u64> {
         .saturating_add(index.subdir_dir_bytes()?))
 }
 
+/// The cached executable called `program` whose directory Go touched most
+/// recently (what `go tool NAME` just ran, as near as can be told).
+pub fn latest_exe_named(
+    cache_dir: &Path,
+    index: &Index,
+    program: &str,
+) -> Result<Option<EntryName>> {
+    let mut best: Option<(std::time::SystemTime, EntryName)> = None;
+    for e in index.exes_named(program)? {
+        if let Ok(m) = std::fs::symlink_metadata(e.path_in(cache_dir)).and_then(|m| m.modified())
+            && best.is_none_or(|(t, _)| m > t)
+        {
+            best = Some((m, e));
+        }
+    }
+    Ok(best.map(|(_, n)| n))
+}
+
 /// Syncs the index, plans against `limits`, and (unless a dry run)
 /// executes the plan under the trim lock.
 pub fn run(

@@ -1,1 +1,282 @@
-//! TODO
+//! `gocache go`: the wrapper, against the real go.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::hook::backdate;
+use crate::support::*;
+
+fn json(out: &std::process::Output) -> Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", String::from_utf8_lossy(&out.stderr)))
+}
+
+fn exe(stats: &Value, program: &str) -> Option<Value> {
+    stats["most_used_exes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["program"] == program)
+        .cloned()
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+#[test]
+fn go_run_through_the_wrapper_counts_exact_hits_and_behaves_like_go() {
+    let sb = Sandbox::with_template();
+    let dir = sb.write_hello("greet", "hi there");
+    for n in 1..=2 {
+        let out = run_ok(sb.gocache(["go", "run", "."]).current_dir(&dir));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "hi there\n");
+        let s = json(&run_ok(sb.gocache(["stats", "--json"])));
+        let e = exe(&s, "greet").unwrap_or_else(|| panic!("no greet exe: {s:#}"));
+        assert_eq!(e["hits"], n, "{e:#}");
+        assert!(now() - e["last_use"].as_i64().unwrap() < 60);
+    }
+    // A failing program and stdin: the wrapper's output and status are
+    // plain go run's.
+    let fail = sb.write_main(
+        "fail",
+        "package main\n\nimport (\n\t\"fmt\"\n\t\"os\"\n)\n\nfunc main() { fmt.Println(\"bye\"); os.Exit(3) }\n",
+    );
+    let echo = sb.write_main(
+        "echo",
+        "package main\n\nimport (\n\t\"io\"\n\t\"os\"\n)\n\nfunc main() { io.Copy(os.Stdout, os.Stdin) }\n",
+    );
+    for (dir, input) in [(&fail, ""), (&echo, "piped through\n")] {
+        let run = |mut c: Command| {
+            let mut child = c
+                .current_dir(dir)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+            child.wait_with_output().unwrap()
+        };
+        let plain = run(sb.go(["run", "."]));
+        let wrapped = run(sb.gocache(["go", "run", "."]));
+        assert_eq!(wrapped.status.code(), plain.status.code());
+        assert_eq!(wrapped.stdout, plain.stdout);
+        assert_eq!(
+            String::from_utf8_lossy(&wrapped.stderr),
+            String::from_utf8_lossy(&plain.stderr)
+        );
+    }
+    // Only the wrapped run is seen: plain go leaves no trace but an mtime.
+    assert_eq!(
+        exe(&json(&run_ok(sb.gocache(["stats", "--json"]))), "fail").unwrap()["hits"],
+        1
+    );
+}
+
+#[test]
+fn installed_as_go_it_runs_the_real_go_and_never_itself() {
+    let sb = Sandbox::with_template();
+    let bin = sb.root().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(gocache_bin(), bin.join("go")).unwrap();
+    let real_dir = go_bin().parent().unwrap().to_path_buf();
+    let path = std::env::join_paths([
+        bin.clone(),
+        real_dir.clone(),
+        "/usr/bin".into(),
+        "/bin".into(),
+    ])
+    .unwrap();
+    let dir = sb.write_hello("viasymlink", "through the symlink");
+    let started = Instant::now();
+    let out = run_ok(
+        sb.go(["run", "."])
+            .current_dir(&dir)
+            .env("PATH", &path)
+            .arg0_go(&bin),
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "through the symlink\n"
+    );
+    assert!(started.elapsed() < Duration::from_secs(60));
+    let s = json(&run_ok(sb.gocache(["stats", "--json"])));
+    assert_eq!(
+        exe(&s, "viasymlink").unwrap()["hits"],
+        1,
+        "the symlinked go is the wrapper"
+    );
+    let out = run_ok(
+        Command::new(bin.join("go"))
+            .arg("version")
+            .env("PATH", &path),
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("go version go1."));
+    // GOCACHE_GO names the real go explicitly.
+    let only_us = std::env::join_paths([bin.clone(), "/usr/bin".into(), "/bin".into()]).unwrap();
+    let out = run_ok(
+        Command::new(bin.join("go"))
+            .arg("version")
+            .env("PATH", &only_us)
+            .env("GOCACHE_GO", go_bin()),
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("go version"));
+    // No real go: exit 127 like a shell, with a message naming PATH.
+    let out = Command::new(bin.join("go"))
+        .arg("version")
+        .env("PATH", &only_us)
+        .env_remove("GOCACHE_GO")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(127));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("PATH="),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs a command whose program is the `go` symlink in `bin`.
+trait Arg0Go {
+    fn arg0_go(&mut self, bin: &std::path::Path) -> Command;
+}
+
+impl Arg0Go for Command {
+    fn arg0_go(&mut self, bin: &std::path::Path) -> Command {
+        let mut c = Command::new(bin.join("go"));
+        c.args(self.get_args());
+        if let Some(d) = self.get_current_dir() {
+            c.current_dir(d);
+        }
+        for (k, v) in self.get_envs() {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+        }
+        c
+    }
+}
+
+#[test]
+fn sigterm_to_the_wrapper_reaches_the_program_and_nothing_hangs() {
+    let sb = Sandbox::with_template();
+    let dir = sb.write_main(
+        "sleeper",
+        "package main\n\nimport (\n\t\"fmt\"\n\t\"time\"\n)\n\nfunc main() { fmt.Println(\"sleeping\"); time.Sleep(60 * time.Second) }\n",
+    );
+    run_ok(sb.go(["build", "-o", "/dev/null", "."]).current_dir(&dir)); // warm
+    let mut child = sb
+        .gocache(["go", "run", "."])
+        .current_dir(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut buf = [0u8; 9];
+    std::io::Read::read_exact(&mut out, &mut buf).unwrap();
+    assert_eq!(&buf, b"sleeping\n");
+    let started = Instant::now();
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn eight_wrapped_go_commands_at_once_keep_the_budget_and_the_index() {
+    let sb = Sandbox::with_template();
+    backdate(&sb.cache(), Duration::from_secs(3 * 3600));
+    let before = json(&run_ok(sb.gocache(["stats", "--json"])))["total"]["allocated_bytes"]
+        .as_u64()
+        .unwrap();
+    let budget = before / 2;
+    run_ok(sb.gocache(["limits", "--budget"]).arg(budget.to_string()));
+    let dirs: Vec<_> = (0..8)
+        .map(|i| sb.write_hello(&format!("w{i}"), &format!("wrapped {i}")))
+        .collect();
+    std::thread::scope(|s| {
+        for (i, dir) in dirs.iter().enumerate() {
+            let sb = &sb;
+            s.spawn(move || {
+                let out = run_ok(sb.gocache(["go", "run", "."]).current_dir(dir));
+                assert_eq!(
+                    String::from_utf8_lossy(&out.stdout),
+                    format!("wrapped {i}\n")
+                );
+            });
+        }
+    });
+    let s = json(&run_ok(sb.gocache(["stats", "--json"])));
+    assert!(
+        s["total"]["allocated_bytes"].as_u64().unwrap() <= budget,
+        "{:#}",
+        s["total"]
+    );
+    for i in 0..8 {
+        assert_eq!(exe(&s, &format!("w{i}")).unwrap()["hits"], 1, "w{i}");
+    }
+    let scan = json(&run_ok(sb.gocache(["scan", "--full", "--json"])));
+    assert_eq!(
+        (scan["added"].as_u64(), scan["removed"].as_u64()),
+        (Some(0), Some(0)),
+        "{scan:#}"
+    );
+}
+
+#[test]
+fn with_an_exe_quota_of_one_executable_the_next_program_evicts_the_last() {
+    let sb = Sandbox::with_template();
+    let first = sb.write_hello("first", "first program");
+    let second = sb.write_hello("second", "second program");
+    run_ok(sb.gocache(["go", "run", "."]).current_dir(&first));
+    let s = json(&run_ok(sb.gocache(["stats", "--json"])));
+    let size = exe(&s, "first").unwrap()["allocated_bytes"]
+        .as_u64()
+        .unwrap();
+    // Age everything past the grace period (first was run "3 hours ago").
+    backdate(&sb.cache(), Duration::from_secs(3 * 3600));
+    let conn = rusqlite::Connection::open(sb.index()).unwrap();
+    conn.execute("UPDATE entries SET last_use = last_use - 3 * 3600", [])
+        .unwrap();
+    drop(conn);
+    run_ok(
+        sb.gocache(["limits", "--exe-quota"])
+            .arg((size * 3 / 2).to_string()),
+    );
+    let out = run_ok(sb.gocache(["go", "run", "."]).current_dir(&second));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "second program\n");
+    let s = json(&run_ok(sb.gocache(["stats", "--json"])));
+    let programs: Vec<&str> = s["most_used_exes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["program"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        programs,
+        vec!["second"],
+        "the template's and the first program's executables went"
+    );
+    let out = run_ok(sb.gocache(["go", "run", "."]).current_dir(&first));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "first program\n");
+}

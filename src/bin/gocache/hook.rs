@@ -30,8 +30,17 @@ pub struct Args {
 }
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
-    run_after_go(global, &args)?;
+    run_after_go(global, &args, &AfterGo::default())?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What the wrapper saw of the go command it ran.
+#[derive(Debug, Default)]
+pub struct AfterGo {
+    /// Cached executables `go run` started (through the exec shim).
+    pub exe_uses: Vec<gocache::layout::EntryName>,
+    /// The program name of `go tool NAME`, if that was the command.
+    pub tool: Option<String>,
 }
 
 #[derive(serde::Serialize)]
@@ -48,10 +57,40 @@ struct Out<'a> {
 
 /// The hook as the wrapper calls it after go exits. Errors are the
 /// caller's to report as warnings: a hook never fails a go command.
-pub fn run_after_go(global: &Global, args: &Args) -> anyhow::Result<()> {
+pub fn run_after_go(global: &Global, args: &Args, seen: &AfterGo) -> anyhow::Result<()> {
     let ctx = Ctx::locate(global)?;
     let mut index = gocache::index::Index::open(&ctx.index_path)?;
     let progress = Progress::new(true);
+    // Uses first, so the plan below sees them (and protects what just ran);
+    // a use of an entry not indexed yet waits for the scan to add it.
+    let mut uses: Vec<gocache::index::Use> = seen
+        .exe_uses
+        .iter()
+        .map(|&name| gocache::index::Use {
+            name,
+            at: ctx.now,
+            hit: true,
+        })
+        .collect();
+    if let Some(tool) = &seen.tool {
+        scan(
+            &ctx.cache_dir,
+            &mut index,
+            &ScanOptions::default(),
+            ctx.now,
+            &progress,
+        )?;
+        if let Some(name) = gocache::trim::latest_exe_named(&ctx.cache_dir, &index, tool)? {
+            uses.push(gocache::index::Use {
+                name,
+                at: ctx.now,
+                hit: true,
+            });
+        }
+    }
+    if !uses.is_empty() {
+        index.record_uses(&uses)?;
+    }
     let limits = effective_limits(&ctx, &index, &args.limits)?;
     let opts = TrimOptions {
         sync: Sync::Incremental,

@@ -49,6 +49,9 @@ enum Command {
     Hook(hook::Args),
     Go(go::Args),
     Prog(prog::Args),
+    /// (internal) Started by `go run -exec`: records the executable, then runs it.
+    #[command(name = "__exec-shim", hide = true)]
+    ExecShim(go::ShimArgs),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +68,7 @@ fn main() -> ExitCode {
         Command::Hook(a) => hook::run(&cli.global, a),
         Command::Go(a) => go::run(&cli.global, a),
         Command::Prog(a) => prog::run(&cli.global, a),
+        Command::ExecShim(a) => go::shim(a),
     };
     match result {
         Ok(code) => code,
