@@ -35,7 +35,10 @@ use crate::layout::{EntryName, GOCACHE_DIR, Id};
 use crate::model::{Entry, Kind, Other, OtherClass, UnixTime};
 
 /// The migrations, in order. Never edit one that has shipped.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_initial.sql"),
+    include_str!("../migrations/0002_prog_sessions.sql"),
+];
 
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -22,6 +22,7 @@ pub mod layout;
 pub mod limits;
 pub mod model;
 pub mod policy;
+pub mod prog;
 pub mod report;
 pub mod scan;
 pub mod stats;

@@ -392,6 +392,41 @@ pub fn sweep_trash(dir: &OwnedFd) -> u64 {
     n
 }
 
+/// Removes temporary files `gocache prog` left in the cache (a server
+/// killed mid-put) once they are over an hour old: only names with
+/// [`crate::prog::TMP_PREFIX`] that the scan found, through the
+/// subdirectory's descriptor. Returns how many went.
+pub fn sweep_prog_temps(cache_dir: &Path, index: &Index, now: UnixTime) -> Result<u64> {
+    let mut n = 0;
+    for o in index.others()? {
+        let Some((sub, name)) = o.path.split_once('/') else {
+            continue;
+        };
+        let Some(s) = crate::layout::parse_subdir(sub.as_bytes()) else {
+            continue;
+        };
+        if !name.starts_with(crate::prog::TMP_PREFIX) || name.contains('/') {
+            continue;
+        }
+        let Ok(fd) = rustix::fs::open(
+            cache_dir.join(subdir_name(s)),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) else {
+            continue;
+        };
+        #[allow(clippy::useless_conversion)]
+        let old = rustix::fs::statat(&fd, name, AtFlags::SYMLINK_NOFOLLOW).is_ok_and(|st| {
+            FileType::from_raw_mode(st.st_mode as _) == FileType::RegularFile
+                && now.saturating_sub(i64::from(st.st_mtime)) > 3600
+        });
+        if old && rustix::fs::unlinkat(&fd, name, AtFlags::empty()).is_ok() {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 fn remove_exe_dir(dir: &OwnedFd, name: &str) -> std::result::Result<(), (Skip, Option<String>)> {
     let failed = |what: &str, e: rustix::io::Errno| (Skip::Failed, Some(format!("{what}: {e}")));
     let fd = rustix::fs::openat(
@@ -553,6 +588,9 @@ pub fn run(
         ..Default::default()
     };
     let scan = crate::scan::scan(cache_dir, index, &scan_opts, now, reporter)?;
+    if !opts.dry_run && opts.sync == Sync::Full {
+        sweep_prog_temps(cache_dir, index, now)?;
+    }
     let fixed = fixed_bytes(cache_dir, index)?;
     let mut limits = limits.clone();
     if let Trigger::OverLimits { headroom } = opts.trigger {

@@ -1,1 +1,258 @@
-//! TODO
+//! `gocache prog`: the go command using gocache as its GOCACHEPROG.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::Value;
+
+use crate::hook::backdate;
+use crate::support::*;
+
+fn with_prog(mut cmd: Command) -> Command {
+    cmd.env("GOCACHEPROG", format!("{} prog", gocache_bin().display()));
+    cmd
+}
+
+/// The latest session's counters.
+fn last_session(sb: &Sandbox) -> (u64, u64, u64, u64) {
+    let conn = rusqlite::Connection::open(sb.index()).unwrap();
+    conn.query_row(
+        "SELECT gets, hits, misses, puts FROM prog_sessions ORDER BY id DESC LIMIT 1",
+        [],
+        |r| {
+            Ok((
+                r.get::<_, i64>(0)? as u64,
+                r.get::<_, i64>(1)? as u64,
+                r.get::<_, i64>(2)? as u64,
+                r.get::<_, i64>(3)? as u64,
+            ))
+        },
+    )
+    .unwrap()
+}
+
+fn outputs(cache: &std::path::Path) -> std::collections::BTreeSet<String> {
+    let mut s = std::collections::BTreeSet::new();
+    for sub in 0..256 {
+        if let Ok(rd) = std::fs::read_dir(cache.join(format!("{sub:02x}"))) {
+            for e in rd {
+                s.insert(e.unwrap().file_name().into_string().unwrap());
+            }
+        }
+    }
+    s
+}
+
+#[test]
+fn go_build_std_twice_through_prog_is_all_hits_the_second_time_and_plain_go_reuses_it() {
+    let sb = Sandbox::new();
+    run_ok(with_prog(sb.go(["build", "std"])));
+    let (gets, hits, misses, puts) = last_session(&sb);
+    assert!(
+        gets > 300 && misses > 300 && puts > 300,
+        "{gets} {hits} {misses} {puts}"
+    );
+    let first = outputs(&sb.cache());
+    assert!(first.iter().all(|n| !n.starts_with(".gocache-tmp-")));
+
+    run_ok(with_prog(sb.go(["build", "std"])));
+    let (gets, hits, misses, puts) = last_session(&sb);
+    assert_eq!((hits, misses, puts), (gets, 0, 0), "second build: all hits");
+    assert_eq!(outputs(&sb.cache()), first, "the same outputs, nothing new");
+
+    // Plain go uses what prog stored: nothing to rebuild (-v lists
+    // packages it builds).
+    let out = run_ok(sb.go(["build", "-v", "std"]));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "",
+        "plain go rebuilt something"
+    );
+    // And stats sees the entries prog stored, with their hits.
+    let s: Value = serde_json::from_slice(&run_ok(sb.gocache(["stats", "--json"])).stdout).unwrap();
+    assert!(s["kinds"]["output"]["entries"].as_u64().unwrap() > 300);
+}
+
+#[test]
+fn a_plain_cache_serves_prog_and_go_test_results_are_cached_through_it() {
+    let sb = Sandbox::with_template();
+    // What plain go just built, the same build through prog finds, every
+    // action of it. (The template alone is not enough: a second plain
+    // `go build std` on it adds entries too, as any new package list does.)
+    run_ok(sb.go(["build", "std"]));
+    run_ok(with_prog(sb.go(["build", "std"])));
+    let (gets, hits, misses, _) = last_session(&sb);
+    assert!(gets > 300);
+    assert_eq!((hits, misses), (gets, 0));
+
+    let lib = sb.root().join("work/calc");
+    std::fs::create_dir_all(&lib).unwrap();
+    std::fs::write(lib.join("go.mod"), "module example.com/calc\n\ngo 1.24\n").unwrap();
+    std::fs::write(
+        lib.join("calc.go"),
+        "package calc\n\nfunc Mul(a, b int) int { return a * b }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        lib.join("calc_test.go"),
+        "package calc\n\nimport \"testing\"\n\nfunc TestMul(t *testing.T) {\n\tif Mul(2, 3) != 6 {\n\t\tt.Fatal()\n\t}\n}\n",
+    )
+    .unwrap();
+    let first = run_ok(with_prog(sb.go(["test", "./..."])).current_dir(&lib));
+    assert!(!String::from_utf8_lossy(&first.stdout).contains("(cached)"));
+    let second = run_ok(with_prog(sb.go(["test", "./..."])).current_dir(&lib));
+    assert!(
+        String::from_utf8_lossy(&second.stdout).contains("(cached)"),
+        "{}",
+        String::from_utf8_lossy(&second.stdout)
+    );
+}
+
+#[test]
+fn a_budget_smaller_than_std_holds_while_prog_builds() {
+    let sb = Sandbox::with_template();
+    backdate(&sb.cache(), Duration::from_secs(3 * 3600));
+    let budget: u64 = 100 << 20;
+    run_ok(sb.gocache(["limits", "--budget"]).arg(budget.to_string()));
+    // -N changes every action ID: a fresh build of net/http and its
+    // dependencies, while the template's std (old) may be evicted.
+    run_ok(with_prog(sb.go(["build", "-gcflags=all=-N", "net/http"])));
+    let (_, _, misses, puts) = last_session(&sb);
+    assert!(misses > 30 && puts > 30);
+    let s: Value = serde_json::from_slice(&run_ok(sb.gocache(["stats", "--json"])).stdout).unwrap();
+    let total = s["total"]["allocated_bytes"].as_u64().unwrap();
+    assert!(total <= budget, "cache {total} over budget {budget}");
+    // What prog stored is all there and usable.
+    run_ok(with_prog(sb.go(["build", "-gcflags=all=-N", "net/http"])));
+    let (gets, hits, _, _) = last_session(&sb);
+    assert_eq!(hits, gets);
+}
+
+/// Starts `gocache prog` on the sandbox's cache and returns it with its
+/// stdout lines.
+fn spawn_prog(sb: &Sandbox) -> (std::process::Child, BufReader<std::process::ChildStdout>) {
+    std::fs::create_dir_all(sb.cache()).unwrap();
+    let mut child = sb
+        .gocache(["prog"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut hello = String::new();
+    out.read_line(&mut hello).unwrap();
+    let v: Value = serde_json::from_str(&hello).unwrap();
+    assert_eq!(v["ID"], 0);
+    assert_eq!(
+        v["KnownCommands"],
+        serde_json::json!(["get", "put", "close"])
+    );
+    (child, out)
+}
+
+fn read_response(out: &mut BufReader<std::process::ChildStdout>) -> Value {
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
+}
+
+fn b64(b: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+fn sha256(b: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(b).into()
+}
+
+fn no_entries_or_temps(sb: &Sandbox) {
+    let names = outputs(&sb.cache());
+    assert!(names.is_empty(), "left behind: {names:?}");
+}
+
+#[test]
+fn malformed_streams_get_errors_and_leave_no_partial_entry() {
+    let body = b"hello, cache";
+    let good_out = b64(&sha256(body));
+    let action = b64(&[7u8; 32]);
+
+    // Answered with an error for that ID; the stream goes on.
+    let sb = Sandbox::new();
+    let (mut child, mut out) = spawn_prog(&sb);
+    let mut stdin = child.stdin.take().unwrap();
+    let cases = [
+        "{\"ID\":1,\"Command\":\"fly\"}\n".to_string(),
+        "{\"ID\":2,\"Command\":\"get\",\"ActionID\":\"AAAA\"}\n".to_string(),
+        format!(
+            "{{\"ID\":3,\"Command\":\"put\",\"ActionID\":\"{action}\",\"OutputID\":\"{}\",\"BodySize\":{}}}\n\n\"{}\"\n",
+            b64(&[9u8; 32]),
+            body.len(),
+            b64(body)
+        ),
+        format!(
+            "{{\"ID\":4,\"Command\":\"put\",\"ActionID\":\"{action}\",\"OutputID\":\"{good_out}\",\"BodySize\":{}}}\n\n\"{}\"\n",
+            body.len(),
+            "QUJD*EVG"
+        ),
+        format!(
+            "{{\"ID\":5,\"Command\":\"put\",\"ActionID\":\"{action}\",\"OutputID\":\"{good_out}\",\"BodySize\":{}}}\n\n\"{}\"\n",
+            body.len() + 5,
+            b64(body)
+        ),
+    ];
+    for (i, c) in cases.iter().enumerate() {
+        stdin.write_all(c.as_bytes()).unwrap();
+        stdin.flush().unwrap();
+        let r = read_response(&mut out);
+        assert_eq!(r["ID"], (i + 1) as u64, "{r}");
+        assert!(
+            r["Err"].as_str().is_some_and(|e| !e.is_empty()),
+            "case {}: {r}",
+            i + 1
+        );
+    }
+    // A miss, then a good put and a hit.
+    stdin
+        .write_all(
+            format!("{{\"ID\":6,\"Command\":\"get\",\"ActionID\":\"{action}\"}}\n\n").as_bytes(),
+        )
+        .unwrap();
+    stdin.flush().unwrap();
+    assert_eq!(read_response(&mut out)["Miss"], true);
+    stdin
+        .write_all(b"{\"ID\":7,\"Command\":\"close\"}\n\n")
+        .unwrap();
+    drop(stdin);
+    assert_eq!(read_response(&mut out)["ID"], 7);
+    assert!(child.wait().unwrap().success());
+    no_entries_or_temps(&sb);
+
+    // Unusable streams: a clear message and a non-zero exit, no panic,
+    // nothing stored.
+    for bad in [
+        "{not json\n".to_string(),
+        "{\"Command\":\"get\"}\n".to_string(),
+        format!(
+            "{{\"ID\":1,\"Command\":\"put\",\"ActionID\":\"{action}\",\"OutputID\":\"{good_out}\",\"BodySize\":{}}}\n\n\"{}",
+            body.len(),
+            &b64(body)[..8]
+        ),
+    ] {
+        let sb = Sandbox::new();
+        let (mut child, _out) = spawn_prog(&sb);
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(bad.as_bytes()).unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{bad:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.starts_with("gocache prog: ") && !err.contains("panicked"),
+            "{bad:?}: {err}"
+        );
+        no_entries_or_temps(&sb);
+    }
+}
