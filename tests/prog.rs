@@ -73,6 +73,11 @@ fn go_build_std_twice_through_prog_is_all_hits_the_second_time_and_plain_go_reus
     // And stats sees the entries prog stored, with their hits.
     let s: Value = serde_json::from_slice(&run_ok(sb.gocache(["stats", "--json"])).stdout).unwrap();
     assert!(s["kinds"]["output"]["entries"].as_u64().unwrap() > 300);
+    // ...and the hit rate of each go command prog served, newest first.
+    let sessions = s["prog_sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 2);
+    assert_eq!(sessions[0]["hits"], sessions[0]["gets"]);
+    assert_eq!(sessions[1]["hits"], 0);
 }
 
 #[test]

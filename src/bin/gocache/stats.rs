@@ -41,6 +41,8 @@ struct Out<'a> {
     index_problem: Option<&'a str>,
     /// Subdirectories reread to sync the index before reporting.
     synced_subdirs: usize,
+    /// The last go commands served by `gocache prog`, newest first.
+    prog_sessions: &'a [gocache::prog::ProgSession],
     #[serde(flatten)]
     stats: &'a Stats,
 }
@@ -63,6 +65,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             .len();
     }
     let stats = compute(&index.entries()?, &index.others()?, ctx.now);
+    let sessions = gocache::prog::sessions(&index, 10).unwrap_or_default();
     if args.json {
         print_json(&Out {
             cache_dir: &ctx.cache_dir,
@@ -76,15 +79,16 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             },
             index_problem: problem.as_deref(),
             synced_subdirs: synced,
+            prog_sessions: &sessions,
             stats: &stats,
         })?;
     } else {
-        print_text(&ctx, &stats)?;
+        print_text(&ctx, &stats, &sessions)?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_text(ctx: &Ctx, s: &Stats) -> anyhow::Result<()> {
+fn print_text(ctx: &Ctx, s: &Stats, sessions: &[gocache::prog::ProgSession]) -> anyhow::Result<()> {
     use std::io::Write;
     let mut o = std::io::stdout().lock();
     let row =
@@ -154,6 +158,36 @@ fn print_text(ctx: &Ctx, s: &Stats) -> anyhow::Result<()> {
     };
     exes(&mut o, "Largest executables", &s.largest_exes)?;
     exes(&mut o, "Most used executables", &s.most_used_exes)?;
+    if !sessions.is_empty() {
+        writeln!(o)?;
+        writeln!(o, "Recent go commands served by `gocache prog`:")?;
+        writeln!(
+            o,
+            "  {:<20} {:>7} {:>7} {:>8} {:>6} {:>11}",
+            "ended", "gets", "hits", "hit rate", "puts", "stored"
+        )?;
+        for p in sessions {
+            let when = Utc
+                .timestamp_opt(p.ended, 0)
+                .single()
+                .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+                .unwrap_or_default();
+            let rate = if p.gets == 0 {
+                0.0
+            } else {
+                p.hits as f64 * 100.0 / p.gets as f64
+            };
+            writeln!(
+                o,
+                "  {when:<20} {:>7} {:>7} {:>7.1}% {:>6} {:>11}",
+                p.gets,
+                p.hits,
+                rate,
+                p.puts,
+                human(p.put_bytes)
+            )?;
+        }
+    }
     writeln!(o)?;
     writeln!(
         o,
