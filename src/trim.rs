@@ -520,6 +520,20 @@ pub struct TrimReport {
     pub executed: Option<Executed>,
     /// Every limit met after the run (for a dry run: would be).
     pub limits_met: bool,
+    /// Seconds spent syncing, planning and executing (wall clock; for
+    /// reports and benchmarks, not for decisions).
+    pub timings: Timings,
+}
+
+/// Where a run's time went.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct Timings {
+    /// Syncing the index with the disk.
+    pub sync_seconds: f64,
+    /// Loading entries and planning.
+    pub plan_seconds: f64,
+    /// Removing entries and updating the index.
+    pub execute_seconds: f64,
 }
 
 /// The outcome of [`run`].
@@ -587,7 +601,10 @@ pub fn run(
         full: opts.sync == Sync::Full,
         ..Default::default()
     };
+    let clock = std::time::Instant::now();
+    let mut timings = Timings::default();
     let scan = crate::scan::scan(cache_dir, index, &scan_opts, now, reporter)?;
+    timings.sync_seconds = clock.elapsed().as_secs_f64();
     if !opts.dry_run && opts.sync == Sync::Full {
         sweep_prog_temps(cache_dir, index, now)?;
     }
@@ -623,9 +640,11 @@ pub fn run(
             None => None,
         },
     };
+    let started = std::time::Instant::now();
     let entries = index.entries()?;
     let plan = crate::policy::plan(&entries, limits, &env, now);
     drop(entries);
+    timings.plan_seconds = started.elapsed().as_secs_f64();
     if opts.dry_run {
         let limits_met = plan.meets_all_limits();
         return Ok(TrimOutcome::Done(Box::new(TrimReport {
@@ -634,8 +653,10 @@ pub fn run(
             plan,
             executed: None,
             limits_met,
+            timings,
         })));
     }
+    let started = std::time::Instant::now();
     let mut plan = plan;
     let mut executed = Executed::default();
     // Entries Go used since the sync are skipped by the executor, which
@@ -669,6 +690,7 @@ pub fn run(
     if executed.removed > 0 {
         index.checkpoint()?;
     }
+    timings.execute_seconds = started.elapsed().as_secs_f64();
     let limits_met = plan.meets_all_limits()
         && executed.skipped_changed + executed.skipped_odd + executed.failed == 0
         && (executed.used_since.is_empty() || plan.is_empty());
@@ -678,5 +700,6 @@ pub fn run(
         plan,
         executed: Some(executed),
         limits_met,
+        timings,
     })))
 }

@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# Side-by-side measurements for gocache's performance targets, each as a
+# ratio against a baseline run in the same script on the same data:
+#
+#   scan    full scan into a fresh index, and a no-change rescan, vs du -s
+#   trim    sync + plan + delete, vs Go's own trim removing the same entries;
+#           deletion rate vs xargs rm on the same files
+#   hook    the hook with one changed subdirectory, vs a cached go run
+#   wrap    a cached `gocache go run` vs a cached `go run`
+#   prog    cold and warm `go build std` through GOCACHEPROG vs Go's cache
+#
+# Usage: scripts/bench.sh [ENTRIES] [WORKDIR] [PARTS...]
+#   ENTRIES  synthetic cache size (default 1000000; 100000 is quicker)
+#   WORKDIR  where caches go (default /tmp/gocache-bench; needs ~3x 5 GB
+#            free for 1M entries)
+#   PARTS    any of scan trim hook wrap prog (default: all)
+# The plan's own time at 1M entries is a criterion bench:
+#   cargo bench --bench policy
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+N=${1:-1000000}
+W=${2:-/tmp/gocache-bench}
+shift $(( $# > 2 ? 2 : $# )) || true
+PARTS=${*:-scan trim hook wrap prog}
+mkdir -p "$W"
+
+cargo build --release --quiet --bin gocache --example synth
+G=$PWD/target/release/gocache
+SYNTH=$PWD/target/release/examples/synth
+GO=$(command -v go || true)
+[ -n "$GO" ] || GO=$(ls "$PWD"/target/tmp/go-*/go/bin/go 2>/dev/null | head -1)
+[ -x "$GO" ] || { echo "no go: run 'cargo test' once (it installs one into target/tmp)"; exit 1; }
+export GOTOOLCHAIN=local GOPROXY=off GOFLAGS=-mod=mod GOENV=off GOTELEMETRY=off CGO_ENABLED=0
+
+# Microseconds a command takes (its output discarded).
+us() { local s; s=$(date +%s%N); "$@" >/dev/null 2>&1; echo $(( ($(date +%s%N) - s) / 1000 )); }
+# Median of the numbers on stdin.
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a / b}'; }
+sec() { awk -v a="$1" 'BEGIN {printf "%.3f s", a / 1e6}'; }
+row() { printf '  %-46s %12s   %s\n' "$1" "$2" "$3"; }
+
+SRC=$W/synth-$N
+if [ ! -f "$SRC/trim.txt" ]; then
+  rm -rf "$SRC"
+  "$SYNTH" "$SRC" "$N" 1 10
+fi
+SRC=$(readlink -f "$SRC")
+echo "synthetic cache: $SRC ($N entries, $(du -sh "$SRC" | cut -f1))"
+
+if [[ " $PARTS " == *" scan "* ]]; then
+  echo "== scan (warm; median of runs)"
+  du -s "$SRC" >/dev/null
+  du_us=$(for i in 1 2 3; do us du -s "$SRC"; done | median)
+  full_us=$(for i in 1 2 3; do rm -f "$W"/scan.sqlite*; us "$G" --cache-dir "$SRC" --index "$W/scan.sqlite" scan; done | median)
+  re_us=$(for i in 1 2 3 4 5; do us "$G" --cache-dir "$SRC" --index "$W/scan.sqlite" scan; done | median)
+  row "du -s (baseline)" "$(sec "$du_us")" "1.000x"
+  row "gocache scan, fresh index" "$(sec "$full_us")" "$(ratio "$full_us" "$du_us")x du (target <= 1.0)"
+  row "gocache scan, nothing changed" "$(sec "$re_us")" "$(ratio "$re_us" "$du_us")x du (target < 0.05)"
+  rm -f "$W"/scan.sqlite*
+fi
+
+if [[ " $PARTS " == *" trim "* ]]; then
+  echo "== trim: Go's own trim vs gocache trim, same age rule (5d + 1h), same copies"
+  mkdir -p "$W/p" && printf 'module p\n\ngo 1.24\n' > "$W/p/go.mod" && printf 'package p\n\nfunc F() int { return 1 }\n' > "$W/p/p.go"
+  for c in go gc rm ex; do rm -rf "$W/$c"; cp -a "$SRC" "$W/$c"; done
+  before=$(find "$W/go" -mindepth 2 -maxdepth 2 -name '*-[ad]' | wc -l)
+  # Go trims at the end of a build when trim.txt is over a day old. The
+  # same tiny build with a fresh trim.txt is subtracted.
+  (cd "$W/p" && GOCACHE="$W/go" "$GO" build . >/dev/null 2>&1) || true
+  date +%s > "$W/go/trim.txt"
+  plain_us=$(cd "$W/p" && for i in 1 2 3; do us env GOCACHE="$W/go" "$GO" build .; done | median)
+  echo 0 > "$W/go/trim.txt"
+  gotrim_us=$(cd "$W/p" && us env GOCACHE="$W/go" "$GO" build .)
+  gotrim_us=$(( gotrim_us - plain_us ))
+  after=$(find "$W/go" -mindepth 2 -maxdepth 2 -name '*-[ad]' | wc -l)
+  out=$("$G" --cache-dir "$W/gc" --index "$W/gc.sqlite" trim --json --build-max-age 121h --exe-max-age 121h --grace 0)
+  gc_removed=$(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["executed"]["removed"])')
+  gc_s=$(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["seconds"])')
+  gc_us=$(awk -v s="$gc_s" 'BEGIN {printf "%d", s * 1e6}')
+  row "Go's trim: removed $((before - after)) entries" "$(sec "$gotrim_us")" "1.000x"
+  row "gocache trim (sync+plan+delete): removed $gc_removed" "$(sec "$gc_us")" "$(ratio "$gc_us" "$gotrim_us")x Go's trim (target < 1)"
+  echo "   (gocache also removes garbage: unreachable outputs and dangling actions)"
+
+  echo "== deletion rate: the same victims, xargs rm vs gocache's executor"
+  "$G" --cache-dir "$W/ex" --index "$W/ex.sqlite" trim --dry-run --json --build-max-age 121h --exe-max-age 121h --grace 0 \
+    | python3 -c 'import json,sys; [print(v["name"]) for v in json.load(sys.stdin)["plan"]["victims"]]' > "$W/victims.txt"
+  nv=$(wc -l < "$W/victims.txt")
+  rm_us=$(cd "$W/rm" && us sh -c "xargs rm -rf < '$W/victims.txt'")
+  out=$("$G" --cache-dir "$W/ex" --index "$W/ex.sqlite" trim --json --build-max-age 121h --exe-max-age 121h --grace 0)
+  ex_s=$(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["timings"]["execute_seconds"])')
+  ex_n=$(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["executed"]["removed"])')
+  ex_us=$(awk -v s="$ex_s" 'BEGIN {printf "%d", s * 1e6}')
+  rm_rate=$(awk -v n="$nv" -v t="$rm_us" 'BEGIN {printf "%d", n / (t / 1e6)}')
+  ex_rate=$(awk -v n="$ex_n" -v t="$ex_us" 'BEGIN {printf "%d", n / (t / 1e6)}')
+  row "xargs rm -rf: $nv entries" "$rm_rate/s" "1.000x"
+  row "gocache executor: $ex_n entries" "$ex_rate/s" "$(ratio "$ex_rate" "$rm_rate")x the rate (target >= 0.9)"
+  rm -rf "$W/go" "$W/gc" "$W/rm" "$W/ex" "$W"/gc.sqlite* "$W"/ex.sqlite*
+fi
+
+if [[ " $PARTS " == *" hook "* || " $PARTS " == *" wrap "* ]]; then
+  H=$W/hello
+  mkdir -p "$H" && printf 'module hello\n\ngo 1.24\n' > "$H/go.mod"
+  printf 'package main\n\nimport "fmt"\n\nfunc main() { fmt.Println("hi") }\n' > "$H/main.go"
+  export GOCACHE=$W/gocache-go
+  (cd "$H" && "$GO" run . >/dev/null && "$G" go run . >/dev/null)
+  gorun_us=$(cd "$H" && for i in $(seq 20); do us "$GO" run .; done | median)
+fi
+
+if [[ " $PARTS " == *" hook "* ]]; then
+  echo "== hook: 1 subdirectory changed in the $N-entry cache, vs a cached go run"
+  "$G" --cache-dir "$SRC" --index "$W/hook.sqlite" scan >/dev/null
+  sub=$(ls "$SRC/01" | head -1)
+  : > "$W/hook-added.txt"
+  hook_us=$(for i in $(seq 20); do
+      f="$SRC/01/01$(printf '%058d%04d' "$$" "$i")-a"
+      cp "$SRC/01/$sub" "$f" && echo "$f" >> "$W/hook-added.txt"
+      us "$G" --cache-dir "$SRC" --index "$W/hook.sqlite" hook --budget 1TiB
+    done | median)
+  xargs rm -f < "$W/hook-added.txt"
+  row "go run, cached (baseline)" "$(sec "$gorun_us")" "1.000x"
+  row "gocache hook" "$(sec "$hook_us")" "$(ratio "$hook_us" "$gorun_us")x go run (target <= 0.1)"
+  rm -f "$W"/hook.sqlite*
+fi
+
+if [[ " $PARTS " == *" wrap "* ]]; then
+  echo "== wrapper: cached go run, plain vs through gocache go (hook included)"
+  wrap_us=$(cd "$H" && for i in $(seq 20); do us "$G" go run .; done | median)
+  row "go run, cached (baseline)" "$(sec "$gorun_us")" "1.000x"
+  row "gocache go run, cached" "$(sec "$wrap_us")" "$(ratio "$wrap_us" "$gorun_us")x (target <= 1.10)"
+fi
+
+if [[ " $PARTS " == *" prog "* ]]; then
+  echo "== GOCACHEPROG: go build std, cold and warm, Go's cache vs gocache prog"
+  rm -rf "$W/std-go" "$W/std-prog"
+  cold_go=$(GOCACHE=$W/std-go us "$GO" build std)
+  warm_go=$(GOCACHE=$W/std-go us "$GO" build std)
+  cold_prog=$(GOCACHE=$W/std-prog GOCACHEPROG="$G prog" us "$GO" build std)
+  warm_prog=$(GOCACHE=$W/std-prog GOCACHEPROG="$G prog" us "$GO" build std)
+  row "cold, Go's cache (baseline)" "$(sec "$cold_go")" "1.000x"
+  row "cold, gocache prog" "$(sec "$cold_prog")" "$(ratio "$cold_prog" "$cold_go")x (target <= 1.05)"
+  row "warm, Go's cache (baseline)" "$(sec "$warm_go")" "1.000x"
+  row "warm, gocache prog" "$(sec "$warm_prog")" "$(ratio "$warm_prog" "$warm_go")x (target <= 1.10)"
+  rm -rf "$W/std-go" "$W/std-prog"
+fi
