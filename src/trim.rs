@@ -12,11 +12,13 @@
 //!   for `-a` and output `-d`, a directory for an executable), and not used
 //!   since the plan was made (mtime not newer than the plan saw). Anything
 //!   else is skipped and counted.
-//! - Then it is renamed aside (to a name Go ignores) and checked once more
-//!   before it is removed, so Go can never be handed a path that we delete
-//!   afterwards: Go marks an entry used before handing out its path, so
-//!   either we see the mark and put the entry back, or Go finds it missing
-//!   and treats it as a miss (see `remove_one`).
+//! - An output or executable is then renamed aside (to a name Go ignores)
+//!   and checked once more before it is removed, so Go can never be handed a
+//!   path that we delete afterwards: Go marks an entry used before handing
+//!   out its path, so either we see the mark and put the entry back, or Go
+//!   finds it missing and treats it as a miss (see `remove_one`). An action
+//!   entry needs no such step: Go reads it whole when it opens it and never
+//!   hands out its path.
 //! - An executable directory is emptied with `unlinkat` relative to its own
 //!   descriptor (a symlink inside is removed as a link) and then removed; one
 //!   holding a subdirectory is left alone and reported.
@@ -285,7 +287,17 @@ fn remove_one(dir: &OwnedFd, item: &Removal, trash: &str) -> Outcome {
         Err(e) => return Err((Skip::Failed, Some(format!("cannot stat: {e}")))),
     };
     check(&st, item)?;
-    // Move it aside first, then look again. Go marks an entry used (a fresh
+    if item.kind == Kind::Action {
+        // Go reads an action entry whole when it opens it and never hands
+        // out its path, so removing one it just read is harmless, and one
+        // it has not opened yet is a miss: no need to move it aside.
+        return match rustix::fs::unlinkat(dir, name.as_str(), AtFlags::empty()) {
+            Ok(()) => Ok(Gone::Removed),
+            Err(rustix::io::Errno::NOENT) => Ok(Gone::Already),
+            Err(e) => Err((Skip::Failed, Some(format!("cannot remove: {e}")))),
+        };
+    }
+    // An output or executable: move it aside first, then look again. Go marks an entry used (a fresh
     // mtime) before it hands out its path, so: if Go got there first we see
     // its mark now and put the entry back; if it comes after the rename, it
     // finds nothing, which Go treats as a miss and rebuilds. Stat-then-unlink

@@ -137,6 +137,19 @@ fn print_text(r: &TrimReport, verbose: bool, seconds: f64) -> std::io::Result<()
         human(p.before.total.allocated_bytes),
         human(p.after.total.allocated_bytes),
     )?;
+    for (tier, before, after) in [
+        ("build", &p.before.build, &p.after.build),
+        ("exe", &p.before.exe, &p.after.exe),
+    ] {
+        writeln!(
+            o,
+            "  {tier:<11} {:>8} -> {:<8} entries  {:>11} -> {}",
+            before.entries,
+            after.entries,
+            human(before.allocated_bytes),
+            human(after.allocated_bytes)
+        )?;
+    }
     for rule in Rule::ALL {
         let b = p.bytes_for(rule);
         if b.entries > 0 {
