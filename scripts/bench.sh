@@ -31,6 +31,7 @@ SYNTH=$PWD/target/release/examples/synth
 GO=$(command -v go || true)
 [ -n "$GO" ] || GO=$(ls "$PWD"/target/tmp/go-*/go/bin/go 2>/dev/null | head -1)
 [ -x "$GO" ] || { echo "no go: run 'cargo test' once (it installs one into target/tmp)"; exit 1; }
+export PATH="$(dirname "$GO"):$PATH"   # for `gocache go`, which runs the real go from PATH
 export GOTOOLCHAIN=local GOPROXY=off GOFLAGS=-mod=mod GOENV=off GOTELEMETRY=off CGO_ENABLED=0
 
 # Microseconds a command takes (its output discarded).

@@ -21,9 +21,11 @@
 //!
 //! One thread reads requests; a put's body is decoded from base64 as it
 //! streams in, hashed (SHA-256, which must equal the OutputID, or the put
-//! is refused) and written to disk, never held whole in memory. Gets and the
-//! final renames of puts run on a small pool; one thread writes responses, in
-//! whatever order they finish (Go matches them by ID).
+//! is refused) and written to disk, never held whole in memory. The final
+//! renames of puts run on a small pool; gets (a small read and a stat) are
+//! answered by the reader itself, since go waits on each in turn. Whoever
+//! finishes a request writes its response, in whatever order they finish
+//! (Go matches them by ID).
 //!
 //! # Hits and limits
 //!
@@ -371,8 +373,20 @@ pub struct ServerConfig {
     pub workers: usize,
 }
 
+/// Writes responses, one JSON object a line, flushed each time.
+#[derive(Clone)]
+struct Responder(Arc<Mutex<std::io::BufWriter<Box<dyn Write + Send>>>>);
+
+impl Responder {
+    fn send(&self, r: Response) -> Result<(), ()> {
+        let mut out = self.0.lock().map_err(|_| ())?;
+        serde_json::to_writer(&mut *out, &r).map_err(|_| ())?;
+        out.write_all(b"\n").map_err(|_| ())?;
+        out.flush().map_err(|_| ())
+    }
+}
+
 enum Job {
-    Get(i64, Id),
     Finish {
         id: i64,
         action: Id,
@@ -406,22 +420,13 @@ pub fn serve(
         clock: cfg.clock,
         tmp_seq: AtomicU64::new(0),
     });
-    for s in 0..=255u8 {
-        // Like Go's cache.Open: make sure the subdirectories exist.
-        let _ = std::fs::create_dir_all(cfg.cache_dir.join(subdir_name(s)));
-    }
-    let (res_tx, res_rx) = mpsc::channel::<Response>();
-    let writer = std::thread::spawn(move || {
-        let mut out = std::io::BufWriter::new(output);
-        for r in res_rx {
-            if serde_json::to_writer(&mut out, &r).is_err()
-                || out.write_all(b"\n").is_err()
-                || out.flush().is_err()
-            {
-                break;
-            }
-        }
-    });
+    // Go's cache.Open creates the 256 subdirectories before it starts us;
+    // a put that finds one missing creates it (receive_body).
+    // Whoever finishes a request writes its response, under a lock: no
+    // hand-off to a writer thread, since go waits on each get in turn.
+    let res_tx = Responder(Arc::new(Mutex::new(std::io::BufWriter::new(Box::new(
+        output,
+    )))));
     let _ = res_tx.send(Response {
         id: 0,
         known_commands: vec!["get", "put", "close"],
@@ -456,7 +461,6 @@ pub fn serve(
                     };
                     let Ok(job) = job else { return };
                     let resp = match job {
-                        Job::Get(id, action) => get(&shared, id, action),
                         Job::Finish {
                             id,
                             action,
@@ -507,7 +511,9 @@ pub fn serve(
                 break;
             }
             Command::Get { action } => {
-                let _ = job_tx.send(Job::Get(id, action));
+                // A get is one small read and a stat: answered right here,
+                // which keeps its round trip short.
+                let _ = res_tx.send(get(&shared, id, action));
             }
             Command::Bad { reason, body } => {
                 if body > 0 {
@@ -604,7 +610,6 @@ pub fn serve(
         });
     }
     drop(res_tx);
-    let _ = writer.join();
     outcome
 }
 
@@ -619,7 +624,13 @@ fn receive_body(
     let dir = shared.cache.join(subdir_name(output.subdir()));
     let n = shared.tmp_seq.fetch_add(1, Ordering::Relaxed);
     let tmp = dir.join(format!("{TMP_PREFIX}{}-{n}", std::process::id()));
-    let file = File::create(&tmp)?;
+    let file = match File::create(&tmp) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(&dir)?;
+            File::create(&tmp)?
+        }
+        other => other?,
+    };
     struct HashingWriter<W: Write> {
         inner: W,
         hash: sha2::Sha256,
@@ -677,10 +688,10 @@ fn rfc3339(nanos: i64) -> Option<String> {
     .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))
 }
 
-/// Go's `markUsed`: refresh an mtime that is over an hour old.
-fn mark_used(path: &Path, now: UnixTime) {
-    if let Ok(m) = std::fs::symlink_metadata(path)
-        && let Ok(t) = m.modified()
+/// Go's `markUsed`: refresh an mtime that is over an hour old. `meta` is
+/// what the caller already knows of the file.
+fn mark_used(path: &Path, meta: &std::fs::Metadata, now: UnixTime) {
+    if let Ok(t) = meta.modified()
         && let Ok(age) = std::time::SystemTime::now().duration_since(t)
         && age.as_secs() >= 3600
         && let Ok(f) = File::open(path)
@@ -709,7 +720,8 @@ fn get(shared: &Shared, id: i64, action: Id) -> Response {
         }
     };
     let mut buf = [0u8; crate::layout::ACTION_ENTRY_SIZE + 1];
-    let n = match File::open(&apath).and_then(|mut f| {
+    let read = File::open(&apath).and_then(|mut f| {
+        let meta = f.metadata()?;
         let mut n = 0;
         while n < buf.len() {
             match f.read(&mut buf[n..])? {
@@ -717,22 +729,22 @@ fn get(shared: &Shared, id: i64, action: Id) -> Response {
                 k => n += k,
             }
         }
-        Ok(n)
-    }) {
-        Ok(n) => n,
-        Err(_) => return miss(),
+        Ok((n, meta))
+    });
+    let Ok((n, ameta)) = read else {
+        return miss();
     };
     let Ok(entry) = ActionEntry::parse(&buf[..n], Some(action)) else {
         return miss();
     };
     let oname = EntryName::data(entry.output);
     let opath = oname.path_in(&shared.cache);
-    match std::fs::symlink_metadata(&opath) {
-        Ok(m) if m.is_file() && m.len() == entry.size => {}
+    let ometa = match std::fs::symlink_metadata(&opath) {
+        Ok(m) if m.is_file() && m.len() == entry.size => m,
         _ => return miss(),
-    }
-    mark_used(&apath, now);
-    mark_used(&opath, now);
+    };
+    mark_used(&apath, &ameta, now);
+    mark_used(&opath, &ometa, now);
     c.hits.fetch_add(1, Ordering::Relaxed);
     if let Ok(mut u) = shared.uses.lock() {
         u.push(Use {
@@ -774,7 +786,7 @@ fn finish_put(shared: &Shared, id: i64, action: Id, output: Id, size: u64, tmp: 
     match std::fs::symlink_metadata(&opath) {
         Ok(m) if m.is_file() && m.len() == size => {
             let _ = std::fs::remove_file(tmp);
-            mark_used(&opath, now);
+            mark_used(&opath, &m, now);
         }
         Ok(m) if m.is_dir() => {
             return fail(format!(
