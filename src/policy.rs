@@ -145,11 +145,8 @@ impl Totals {
             Tier::Build => &mut self.build,
             Tier::Exe => &mut self.exe,
         };
-        for b in [t, &mut self.total] {
-            b.entries += 1;
-            b.apparent_bytes = b.apparent_bytes.saturating_add(e.apparent);
-            b.allocated_bytes = b.allocated_bytes.saturating_add(e.allocated);
-        }
+        t.add_entry(e);
+        self.total.add_entry(e);
     }
 }
 
@@ -482,7 +479,7 @@ pub fn plan(entries: &[Entry], limits: &Limits, env: &Environment, now: UnixTime
             for &i in m.iter() {
                 let e = &entries[i as usize];
                 subtract(&mut after, e);
-                add_bytes(&mut bytes, e);
+                bytes.add_entry(e);
                 victims.push(Victim {
                     name: e.name,
                     kind: e.kind,
@@ -503,7 +500,7 @@ pub fn plan(entries: &[Entry], limits: &Limits, env: &Environment, now: UnixTime
     for (i, e) in entries.iter().enumerate() {
         let g = group_of[i] as usize;
         if want_but_protected[g] && groups[g].chosen.is_none() {
-            add_bytes(&mut protected_bytes, e);
+            protected_bytes.add_entry(e);
         }
     }
     Plan {
@@ -516,12 +513,6 @@ pub fn plan(entries: &[Entry], limits: &Limits, env: &Environment, now: UnixTime
         protected: protected_bytes,
         unmet,
     }
-}
-
-fn add_bytes(b: &mut Bytes, e: &Entry) {
-    b.entries += 1;
-    b.apparent_bytes = b.apparent_bytes.saturating_add(e.apparent);
-    b.allocated_bytes = b.allocated_bytes.saturating_add(e.allocated);
 }
 
 fn subtract(t: &mut Totals, e: &Entry) {

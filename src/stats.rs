@@ -30,7 +30,8 @@ impl Bytes {
         self.allocated_bytes = self.allocated_bytes.saturating_add(allocated);
     }
 
-    fn add_entry(&mut self, e: &Entry) {
+    /// Counts one entry in.
+    pub fn add_entry(&mut self, e: &Entry) {
         self.add(e.apparent, e.allocated);
     }
 }

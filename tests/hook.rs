@@ -2,47 +2,7 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
-
 use crate::support::*;
-
-fn json(out: &std::process::Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}):\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
-
-/// Sets every entry's mtime (and each executable's) `ago` into the past.
-pub fn backdate(cache: &std::path::Path, ago: Duration) {
-    let when = std::time::SystemTime::now() - ago;
-    let times = std::fs::FileTimes::new()
-        .set_modified(when)
-        .set_accessed(when);
-    for sub in 0..256 {
-        let Ok(rd) = std::fs::read_dir(cache.join(format!("{sub:02x}"))) else {
-            continue;
-        };
-        for e in rd {
-            let p = e.unwrap().path();
-            let md = std::fs::symlink_metadata(&p).unwrap();
-            if md.is_dir() {
-                for inner in std::fs::read_dir(&p).unwrap() {
-                    std::fs::File::open(inner.unwrap().path())
-                        .unwrap()
-                        .set_times(times)
-                        .unwrap();
-                }
-            }
-            if md.is_file() || md.is_dir() {
-                std::fs::File::open(&p).unwrap().set_times(times).unwrap();
-            }
-        }
-    }
-}
 
 #[test]
 fn the_hook_after_a_build_that_changed_nothing_reads_no_subdirectory() {

@@ -7,7 +7,6 @@ use std::time::Duration;
 use base64::Engine;
 use serde_json::Value;
 
-use crate::hook::backdate;
 use crate::support::*;
 
 fn with_prog(mut cmd: Command) -> Command {

@@ -64,16 +64,6 @@ fn walk(cache: &Path) -> Walk {
     w
 }
 
-fn json(out: &std::process::Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}):\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
-
 fn u(v: &Value, path: &str) -> u64 {
     path.split('.')
         .fold(v, |v, k| &v[k])

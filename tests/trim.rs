@@ -5,48 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 use crate::support::*;
-
-fn json(out: &std::process::Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}):\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
-
-/// Sets the mtime of every entry (and the file inside each executable
-/// directory) to `ago` before now, as if the cache had not been used since.
-fn backdate(cache: &Path, ago: Duration) {
-    let when = std::time::SystemTime::now() - ago;
-    let times = std::fs::FileTimes::new()
-        .set_modified(when)
-        .set_accessed(when);
-    for sub in 0..256 {
-        let Ok(rd) = std::fs::read_dir(cache.join(format!("{sub:02x}"))) else {
-            continue;
-        };
-        for e in rd {
-            let p = e.unwrap().path();
-            let md = std::fs::symlink_metadata(&p).unwrap();
-            if md.is_dir() {
-                for inner in std::fs::read_dir(&p).unwrap() {
-                    let ip = inner.unwrap().path();
-                    if std::fs::symlink_metadata(&ip).unwrap().is_file() {
-                        std::fs::File::open(&ip).unwrap().set_times(times).unwrap();
-                    }
-                }
-            }
-            if md.is_file() || md.is_dir() {
-                std::fs::File::open(&p).unwrap().set_times(times).unwrap();
-            }
-        }
-    }
-}
 
 /// `du -s --block-size=1` of a directory.
 fn du(dir: &Path) -> u64 {

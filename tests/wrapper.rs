@@ -5,13 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::hook::backdate;
 use crate::support::*;
-
-fn json(out: &std::process::Output) -> Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", String::from_utf8_lossy(&out.stderr)))
-}
 
 fn exe(stats: &Value, program: &str) -> Option<Value> {
     stats["most_used_exes"]

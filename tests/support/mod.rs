@@ -320,3 +320,44 @@ pub fn template_cache() -> &'static Path {
         cache
     })
 }
+
+/// Parses a command's stdout as JSON, showing its output when it is not.
+pub fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}):\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// Sets the mtime of every entry (and of the file inside each executable
+/// directory) to `ago` before now, as if the cache had not been used since:
+/// tests move time instead of sleeping.
+pub fn backdate(cache: &Path, ago: std::time::Duration) {
+    let when = std::time::SystemTime::now() - ago;
+    let times = std::fs::FileTimes::new()
+        .set_modified(when)
+        .set_accessed(when);
+    for sub in 0..256 {
+        let Ok(rd) = std::fs::read_dir(cache.join(format!("{sub:02x}"))) else {
+            continue;
+        };
+        for e in rd {
+            let p = e.unwrap().path();
+            let md = std::fs::symlink_metadata(&p).unwrap();
+            if md.is_dir() {
+                for inner in std::fs::read_dir(&p).unwrap() {
+                    let ip = inner.unwrap().path();
+                    if std::fs::symlink_metadata(&ip).unwrap().is_file() {
+                        std::fs::File::open(&ip).unwrap().set_times(times).unwrap();
+                    }
+                }
+            }
+            if md.is_file() || md.is_dir() {
+                std::fs::File::open(&p).unwrap().set_times(times).unwrap();
+            }
+        }
+    }
+}
