@@ -57,7 +57,7 @@ use crate::report::Reporter;
 pub const MAX_ROUNDS: usize = 3;
 
 /// Index rows are dropped in batches of this many removals.
-pub const INDEX_BATCH: usize = 2000;
+pub const INDEX_BATCH: usize = 50_000;
 
 /// One entry to remove, with what the plan saw of it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -204,6 +204,23 @@ pub fn execute(
     let mut pending: Vec<EntryName> = Vec::new();
     reporter.start("trim", items.len() as u64);
     let trash = format!("{TRASH_PREFIX}{}", std::process::id());
+    // Trash left by a killed trim shows up in the scan as an odd file: sweep
+    // only the subdirectories where the index saw some (without an index,
+    // every subdirectory touched).
+    let trash_in: Option<std::collections::HashSet<u8>> = match index.as_deref() {
+        Some(ix) => Some(
+            ix.others()?
+                .iter()
+                .filter_map(|o| {
+                    let (sub, name) = o.path.split_once('/')?;
+                    name.starts_with(TRASH_PREFIX)
+                        .then(|| crate::layout::parse_subdir(sub.as_bytes()))
+                        .flatten()
+                })
+                .collect(),
+        ),
+        None => None,
+    };
     for item in items {
         let slot = &mut subdirs[item.name.subdir() as usize];
         let dir = slot.get_or_insert_with(|| {
@@ -214,7 +231,12 @@ pub fn execute(
                 Mode::empty(),
             )
             .ok()?;
-            out.trash_swept += sweep_trash(&fd);
+            if trash_in
+                .as_ref()
+                .is_none_or(|t| t.contains(&item.name.subdir()))
+            {
+                out.trash_swept += sweep_trash(&fd);
+            }
             Some(fd)
         });
         let outcome = match dir {
