@@ -40,6 +40,8 @@ us() { local s; s=$(date +%s%N); "$@" >/dev/null 2>&1; echo $(( ($(date +%s%N) -
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a / b}'; }
 sec() { awk -v a="$1" 'BEGIN {printf "%.3f s", a / 1e6}'; }
+# Lets writeback of earlier copies finish before a timed run.
+settle() { sync; sleep 3; }
 row() { printf '  %-46s %12s   %s\n' "$1" "$2" "$3"; }
 
 SRC=$W/synth-$N
@@ -66,6 +68,7 @@ if [[ " $PARTS " == *" trim "* ]]; then
   echo "== trim: Go's own trim vs gocache trim, same age rule (5d + 1h), same copies"
   mkdir -p "$W/p" && printf 'module p\n\ngo 1.24\n' > "$W/p/go.mod" && printf 'package p\n\nfunc F() int { return 1 }\n' > "$W/p/p.go"
   for c in go gc gf rm; do rm -rf "${W:?}/$c"; cp -a "$SRC" "$W/$c"; done
+  settle
   before=$(find "$W/go" -mindepth 2 -maxdepth 2 -name '*-[ad]' | wc -l)
   # Go trims at the end of a build when trim.txt is over a day old. The
   # same tiny build with a fresh trim.txt is subtracted.
@@ -80,11 +83,13 @@ if [[ " $PARTS " == *" trim "* ]]; then
   field() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
   # The usual case: the index exists (cron ran before). Its scan is not timed.
   "$G" --cache-dir "$W/gc" --index "$W/gc.sqlite" scan -q
+  settle
   out=$("$G" --cache-dir "$W/gc" --index "$W/gc.sqlite" trim --json "${AGE[@]}")
   gc_removed=$(echo "$out" | field 'd["executed"]["removed"]')
   gc_us=$(echo "$out" | field 'int(d["seconds"] * 1e6)')
   ex_us=$(echo "$out" | field 'int(d["timings"]["execute_seconds"] * 1e6)')
   # The first run: the index is built by the trim's own sync.
+  settle
   out=$("$G" --cache-dir "$W/gf" --index "$W/gf.sqlite" trim --json "${AGE[@]}")
   gf_us=$(echo "$out" | field 'int(d["seconds"] * 1e6)')
   row "Go's trim: removed $((before - after)) entries" "$(sec "$gotrim_us")" "1.000x"
@@ -96,6 +101,7 @@ if [[ " $PARTS " == *" trim "* ]]; then
   "$G" --cache-dir "$W/rm" --index "$W/rm.sqlite" trim --dry-run --json "${AGE[@]}" \
     | python3 -c 'import json,sys; [print(v["name"]) for v in json.load(sys.stdin)["plan"]["victims"]]' > "$W/victims.txt"
   nv=$(wc -l < "$W/victims.txt")
+  settle
   rm_us=$(cd "$W/rm" && us sh -c "xargs rm -rf < '$W/victims.txt'")
   rm_rate=$(awk -v n="$nv" -v t="$rm_us" 'BEGIN {printf "%d", n / (t / 1e6)}')
   ex_rate=$(awk -v n="$gc_removed" -v t="$ex_us" 'BEGIN {printf "%d", n / (t / 1e6)}')

@@ -184,9 +184,15 @@ impl Drop for TrimLock {
     }
 }
 
-/// Removes `items` from the cache in order, re-checking each one, and
-/// drops their rows from `index` in batches. The caller holds the
-/// [`TrimLock`].
+/// Removes `items` from the cache, re-checking each one, and drops their
+/// rows from `index` in batches. The caller holds the [`TrimLock`].
+///
+/// Removals run on a few worker threads (unlinking is syscall-bound, and
+/// the kernel serialises only within one directory), taking items in plan
+/// order in small chunks, while this thread updates the index. So the
+/// order is the plan's up to a window of a few chunks: an output can go
+/// just before an action naming it, which Go reads as a miss, like any
+/// output removed behind its back.
 pub fn execute(
     cache_dir: &Path,
     items: &[Removal],
@@ -199,11 +205,8 @@ pub fn execute(
         Mode::empty(),
     )
     .map_err(|e| Error::io("opening", cache_dir, e.into()))?;
-    let mut subdirs: Vec<Option<Option<OwnedFd>>> = (0..256).map(|_| None).collect();
     let mut out = Executed::default();
-    let mut pending: Vec<EntryName> = Vec::new();
     reporter.start("trim", items.len() as u64);
-    let trash = format!("{TRASH_PREFIX}{}", std::process::id());
     // Trash left by a killed trim shows up in the scan as an odd file: sweep
     // only the subdirectories where the index saw some (without an index,
     // every subdirectory touched).
@@ -221,77 +224,148 @@ pub fn execute(
         ),
         None => None,
     };
+    // Open every subdirectory the plan touches once, up front. One that is
+    // gone (go clean -cache) or not a real directory stays None: whatever
+    // the plan named there is not there.
+    let mut wanted = [false; 256];
     for item in items {
-        let slot = &mut subdirs[item.name.subdir() as usize];
-        let dir = slot.get_or_insert_with(|| {
-            let fd = rustix::fs::openat(
-                &cache_fd,
-                subdir_name(item.name.subdir()),
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .ok()?;
-            if trash_in
-                .as_ref()
-                .is_none_or(|t| t.contains(&item.name.subdir()))
-            {
-                out.trash_swept += sweep_trash(&fd);
+        wanted[item.name.subdir() as usize] = true;
+    }
+    let mut subdirs: Vec<Option<OwnedFd>> = Vec::with_capacity(256);
+    for (s, &want) in wanted.iter().enumerate() {
+        let s = s as u8;
+        let fd = want
+            .then(|| {
+                rustix::fs::openat(
+                    &cache_fd,
+                    subdir_name(s),
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .ok()
+            })
+            .flatten();
+        if let Some(fd) = &fd
+            && trash_in.as_ref().is_none_or(|t| t.contains(&s))
+        {
+            out.trash_swept += sweep_trash(fd);
+        }
+        subdirs.push(fd);
+    }
+
+    let workers = worker_count(items.len());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<(usize, Outcome)>>();
+    let pid = std::process::id();
+    let mut pending: Vec<EntryName> = Vec::new();
+    std::thread::scope(|scope| -> Result<()> {
+        for w in 0..workers {
+            let tx = tx.clone();
+            let (next, subdirs) = (&next, &subdirs);
+            scope.spawn(move || {
+                let trash = format!("{TRASH_PREFIX}{pid}-{w}");
+                loop {
+                    let start = next.fetch_add(CHUNK, std::sync::atomic::Ordering::Relaxed);
+                    if start >= items.len() {
+                        break;
+                    }
+                    let end = (start + CHUNK).min(items.len());
+                    let done: Vec<(usize, Outcome)> = (start..end)
+                        .map(|i| {
+                            let item = &items[i];
+                            let outcome = match &subdirs[item.name.subdir() as usize] {
+                                None => Ok(Gone::Already),
+                                Some(fd) => remove_one(fd, item, &trash),
+                            };
+                            (i, outcome)
+                        })
+                        .collect();
+                    if tx.send(done).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        for done in rx {
+            reporter.advance(done.len() as u64);
+            for (i, outcome) in done {
+                out.record(&items[i], outcome, reporter, &mut pending);
             }
-            Some(fd)
-        });
-        let outcome = match dir {
-            // The subdirectory is gone (go clean -cache) or is not a real
-            // directory: whatever the plan named is not there.
-            None => Ok(Gone::Already),
-            Some(fd) => remove_one(fd, item, &trash),
-        };
+            if pending.len() >= INDEX_BATCH
+                && let Some(ix) = index.as_deref_mut()
+            {
+                ix.remove_entries(&pending)?;
+                pending.clear();
+            }
+        }
+        Ok(())
+    })?;
+    if let Some(ix) = index {
+        ix.remove_entries(&pending)?;
+    }
+    reporter.finish();
+    Ok(out)
+}
+
+/// Removals a worker takes at a time.
+const CHUNK: usize = 32;
+
+/// Threads removing entries: one for small plans (a hook's few evictions
+/// are not worth a thread), else four per core, between 4 and 16. Unlinking
+/// spends most of its time waiting on the filesystem's journal and block
+/// allocator rather than on a CPU: on a 2-core ext4 machine, 2 threads
+/// removed 15.6k entries/s, 4 threads 20k/s, 8 threads 27k/s.
+fn worker_count(items: usize) -> usize {
+    if items < 2 * CHUNK {
+        return 1;
+    }
+    std::thread::available_parallelism().map_or(4, |n| n.get().saturating_mul(4).clamp(4, 16))
+}
+
+impl Executed {
+    fn record(
+        &mut self,
+        item: &Removal,
+        outcome: Outcome,
+        reporter: &dyn Reporter,
+        pending: &mut Vec<EntryName>,
+    ) {
         match outcome {
             Ok(Gone::Removed) => {
-                out.removed += 1;
-                out.removed_allocated = out.removed_allocated.saturating_add(item.allocated);
-                out.removed_apparent = out.removed_apparent.saturating_add(item.apparent);
-                out.gone.push(item.name);
+                self.removed += 1;
+                self.removed_allocated = self.removed_allocated.saturating_add(item.allocated);
+                self.removed_apparent = self.removed_apparent.saturating_add(item.apparent);
+                self.gone.push(item.name);
                 pending.push(item.name);
             }
             Ok(Gone::Already) => {
-                out.already_gone += 1;
-                out.gone.push(item.name);
+                self.already_gone += 1;
+                self.gone.push(item.name);
                 pending.push(item.name);
             }
             Err((skip, msg)) => {
                 match skip {
-                    Skip::UsedSince => out.skipped_used_since += 1,
-                    Skip::Changed => out.skipped_changed += 1,
-                    Skip::Odd => out.skipped_odd += 1,
-                    Skip::Failed => out.failed += 1,
+                    Skip::UsedSince => self.skipped_used_since += 1,
+                    Skip::Changed => self.skipped_changed += 1,
+                    Skip::Odd => self.skipped_odd += 1,
+                    Skip::Failed => self.failed += 1,
                 }
                 if skip == Skip::UsedSince {
                     let seen = msg
                         .as_deref()
                         .and_then(|m| m.parse().ok())
                         .unwrap_or(item.mtime);
-                    out.used_since.push((item.name, seen));
+                    self.used_since.push((item.name, seen));
                 } else if let Some(msg) = msg {
                     reporter.warn(&format!("{}: {msg}", item.name));
-                    if out.errors.len() < 20 {
-                        out.errors.push(format!("{}: {msg}", item.name));
+                    if self.errors.len() < 20 {
+                        self.errors.push(format!("{}: {msg}", item.name));
                     }
                 }
             }
         }
-        reporter.advance(1);
-        if pending.len() >= INDEX_BATCH
-            && let Some(ix) = index.as_deref_mut()
-        {
-            ix.remove_entries(&pending)?;
-            pending.clear();
-        }
     }
-    if let Some(ix) = index {
-        ix.remove_entries(&pending)?;
-    }
-    reporter.finish();
-    Ok(out)
 }
 
 enum Gone {
