@@ -41,11 +41,16 @@ impl Id {
         if hex.len() != HEX_LEN {
             return None;
         }
+        // Table lookups and no early exit: this runs for every name in a
+        // listing (4,000 per subdirectory of a 1M-entry cache).
         let mut out = [0u8; ID_LEN];
+        let mut bad = 0u8;
         for (i, pair) in hex.chunks_exact(2).enumerate() {
-            out[i] = (hex_digit(pair[0])? << 4) | hex_digit(pair[1])?;
+            let (hi, lo) = (HEX_VALUE[pair[0] as usize], HEX_VALUE[pair[1] as usize]);
+            bad |= (hi | lo) & 0x80;
+            out[i] = (hi << 4) | (lo & 0x0f);
         }
-        Some(Id(out))
+        (bad == 0).then_some(Id(out))
     }
 
     /// The ID as 64 lowercase hex digits.
@@ -78,12 +83,58 @@ impl fmt::Display for Id {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-fn hex_digit(c: u8) -> Option<u8> {
+/// The value of each lowercase hex digit; 0x80 for any other byte.
+const HEX_VALUE: [u8; 256] = {
+    let mut t = [0x80u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        if let Some(v) = hex_digit(c as u8) {
+            t[c] = v;
+        }
+        c += 1;
+    }
+    t
+};
+
+const fn hex_digit(c: u8) -> Option<u8> {
     match c {
         b'0'..=b'9' => Some(c - b'0'),
         b'a'..=b'f' => Some(c - b'a' + 10),
         _ => None,
     }
+}
+
+/// A `BuildHasher` for maps keyed by [`Id`] or [`EntryName`]. IDs are
+/// SHA-256 hashes: their first eight bytes are already a good hash, so
+/// hashing them again (SipHash) only costs time. Not for keys an attacker
+/// picks freely: cache names are written by Go.
+#[derive(Default, Clone, Copy, Debug)]
+pub struct IdHash;
+
+impl std::hash::BuildHasher for IdHash {
+    type Hasher = IdHasher;
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher(0)
+    }
+}
+
+/// The hasher of [`IdHash`].
+#[derive(Debug)]
+pub struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Id hashes as its [u8; 32] (a length prefix, then the bytes): the
+        // first eight bytes of a SHA-256 are hash enough.
+        let mut b = [0u8; 8];
+        let n = bytes.len().min(8);
+        b[..n].copy_from_slice(&bytes[..n]);
+        self.0 ^= u64::from_le_bytes(b);
+    }
+    fn write_usize(&mut self, _: usize) {}
 }
 
 /// The suffix of an entry name: `-a` (action) or `-d` (data: an output file
@@ -151,6 +202,21 @@ impl EntryName {
     /// The subdirectory this entry belongs in.
     pub fn subdir(&self) -> u8 {
         self.id.subdir()
+    }
+
+    /// The file name as bytes, without allocating.
+    pub fn file_name_bytes(&self) -> [u8; NAME_LEN] {
+        let mut out = [0u8; NAME_LEN];
+        for (i, b) in self.id.0.iter().enumerate() {
+            out[2 * i] = HEX[(b >> 4) as usize];
+            out[2 * i + 1] = HEX[(b & 15) as usize];
+        }
+        out[HEX_LEN] = b'-';
+        out[HEX_LEN + 1] = match self.suffix {
+            Suffix::Action => b'a',
+            Suffix::Data => b'd',
+        };
+        out
     }
 
     /// The file name, `<hex>-a` or `<hex>-d`.

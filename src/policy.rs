@@ -52,7 +52,7 @@
 
 use std::collections::HashMap;
 
-use crate::layout::{EntryName, Id};
+use crate::layout::{EntryName, Id, IdHash};
 use crate::limits::Limits;
 use crate::model::{Entry, Kind, Tier, UnixTime};
 use crate::stats::Bytes;
@@ -202,35 +202,6 @@ impl Plan {
             .map(|(_, b)| *b)
             .unwrap_or_default()
     }
-}
-
-/// IDs are SHA-256 hashes: their first eight bytes are already a good
-/// hash, so hashing them again (SipHash) only costs time.
-#[derive(Default, Clone, Copy)]
-struct IdHash;
-
-impl std::hash::BuildHasher for IdHash {
-    type Hasher = IdHasher;
-    fn build_hasher(&self) -> IdHasher {
-        IdHasher(0)
-    }
-}
-
-struct IdHasher(u64);
-
-impl std::hash::Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        // Id hashes as its [u8; 32] (a length prefix, then the bytes): the
-        // first eight bytes of a SHA-256 are hash enough.
-        let mut b = [0u8; 8];
-        let n = bytes.len().min(8);
-        b[..n].copy_from_slice(&bytes[..n]);
-        self.0 ^= u64::from_le_bytes(b);
-    }
-    fn write_usize(&mut self, _: usize) {}
 }
 
 /// A group of entries that leave together.
