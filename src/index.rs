@@ -75,8 +75,12 @@ pub struct SubdirChanges {
     pub others: Vec<Other>,
     /// The mtime to record (`None`: rescan next time).
     pub mtime_ns: Option<i64>,
-    /// The subdirectory's totals after the changes.
-    pub totals: crate::policy::Totals,
+    /// The subdirectory's totals after the changes; `None`: change the
+    /// recorded totals by what the upserts and deletes actually change in
+    /// the table (an incremental scan, which knows names only). Worked out
+    /// inside the write transaction, so scans racing on the same new or
+    /// vanished names count each once.
+    pub totals: Option<crate::policy::Totals>,
     /// Allocated bytes of the subdirectory itself (its directory blocks).
     pub dir_allocated: u64,
 }
@@ -98,6 +102,8 @@ pub struct Index {
     conn: Connection,
     path: PathBuf,
     read_only: bool,
+    /// Leave a small WAL behind on close (see [`Index::keep_wal_on_close`]).
+    keep_wal: bool,
 }
 
 impl std::fmt::Debug for Index {
@@ -106,6 +112,28 @@ impl std::fmt::Debug for Index {
             .field("path", &self.path)
             .field("read_only", &self.read_only)
             .finish()
+    }
+}
+
+/// With [`Index::keep_wal_on_close`], a write-ahead log up to this size is
+/// left for the next process; a bigger one is checkpointed first. The first
+/// connection of a process reads the whole WAL to rebuild its in-memory
+/// index (about 1 ms per MiB here), so a big one left behind would cost
+/// every hook after it that much.
+const WAL_KEEP_BYTES: u64 = 1 << 20;
+
+impl Drop for Index {
+    fn drop(&mut self) {
+        if self.read_only {
+            return;
+        }
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        let len = std::fs::metadata(&wal).map_or(0, |m| m.len());
+        if len > WAL_KEEP_BYTES || (len > 0 && !self.keep_wal) {
+            // Best effort: a reader holding the WAL only delays this.
+            let _ = self.checkpoint();
+        }
     }
 }
 
@@ -119,10 +147,23 @@ impl Index {
             std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
         }
         let conn = Connection::open(path).map_err(|e| sql(path, e))?;
+        // SQLite opens a file it may not write read-only without saying so;
+        // writing would fail later, half way through. Say it now, so the
+        // caller can fall back.
+        if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
+            return Err(sql(
+                path,
+                rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_READONLY),
+                    Some("the index file is not writable".into()),
+                ),
+            ));
+        }
         let mut index = Index {
             conn,
             path: path.to_owned(),
             read_only: false,
+            keep_wal: false,
         };
         index.configure()?;
         index.migrate()?;
@@ -141,6 +182,7 @@ impl Index {
             conn,
             path: path.to_owned(),
             read_only: true,
+            keep_wal: false,
         };
         index
             .conn
@@ -173,6 +215,7 @@ impl Index {
             conn,
             path,
             read_only: false,
+            keep_wal: false,
         };
         index.migrate()?;
         if let Some(seed) = seed
@@ -214,6 +257,21 @@ impl Index {
             // full scan touches every page.
             .execute_batch(
                 "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536;",
+            )
+            .map_err(|e| sql(&p, e))?;
+        // No checkpoint when the last connection closes: every short-lived
+        // process (a hook after each go command) would otherwise copy the
+        // WAL back, fsync twice and delete it, and the next one recreate it
+        // (four fsyncs per hook). Automatic checkpoints every 128 WAL pages
+        // keep the WAL short instead: the first connection of a process
+        // reads the whole WAL to rebuild its index (1 ms per MiB here).
+        self.conn
+            .execute_batch("PRAGMA wal_autocheckpoint = 128; PRAGMA journal_size_limit = 4194304;")
+            .map_err(|e| sql(&p, e))?;
+        self.conn
+            .set_db_config(
+                rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+                true,
             )
             .map_err(|e| sql(&p, e))?;
         Ok(())
@@ -299,6 +357,27 @@ impl Index {
              FROM entries WHERE subdir = ?1",
             params![subdir],
         )
+    }
+
+    /// The names of one subdirectory's entries (an incremental scan needs
+    /// no more). Rows whose name does not parse are left out.
+    pub fn subdir_names(&self, subdir: u8) -> Result<Vec<EntryName>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT name FROM entries WHERE subdir = ?1")
+            .map_err(|e| sql(&self.path, e))?;
+        let mut rows = stmt
+            .query(params![subdir])
+            .map_err(|e| sql(&self.path, e))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(|e| sql(&self.path, e))? {
+            if let Ok(bytes) = row.get_ref(0).and_then(|v| Ok(v.as_bytes()?))
+                && let Some(name) = EntryName::parse(bytes)
+            {
+                out.push(name);
+            }
+        }
+        Ok(out)
     }
 
     /// Every entry in the index.
@@ -392,6 +471,15 @@ impl Index {
             )
             .map(|v| v as u64)
             .map_err(|e| sql(&self.path, e))
+    }
+
+    /// Leaves a small write-ahead log in place when this index is closed,
+    /// instead of moving it into the database file (two fsyncs) and
+    /// truncating it: for short processes that run often, such as the hook
+    /// after every go command. Other processes checkpoint on close, so the
+    /// database file alone holds the index after a scan or trim.
+    pub fn keep_wal_on_close(&mut self) {
+        self.keep_wal = true;
     }
 
     /// Moves the write-ahead log into the database file and empties it, so
@@ -532,8 +620,35 @@ impl Index {
                 )
                 .map_err(|e| sql(&path, e))?;
             let mut delete = tx
-                .prepare_cached("DELETE FROM entries WHERE subdir = ?1 AND name = ?2")
+                .prepare_cached(
+                    "DELETE FROM entries WHERE subdir = ?1 AND name = ?2 RETURNING kind, apparent, allocated",
+                )
                 .map_err(|e| sql(&path, e))?;
+            let mut old_row = tx
+                .prepare_cached(
+                    "SELECT kind, apparent, allocated FROM entries WHERE subdir = ?1 AND name = ?2",
+                )
+                .map_err(|e| sql(&path, e))?;
+            let mut adjust = tx
+                .prepare_cached(
+                    "INSERT INTO subdirs (subdir, mtime_ns, scanned_at,
+                         build_entries, build_apparent, build_allocated, exe_entries, exe_apparent, exe_allocated,
+                     dir_allocated)
+                     VALUES (?1, ?2, ?3, max(?4, 0), max(?5, 0), max(?6, 0), max(?7, 0), max(?8, 0), max(?9, 0), ?10)
+                     ON CONFLICT (subdir) DO UPDATE SET
+                         mtime_ns = excluded.mtime_ns, scanned_at = excluded.scanned_at,
+                         build_entries = max(build_entries + ?4, 0),
+                         build_apparent = max(build_apparent + ?5, 0),
+                         build_allocated = max(build_allocated + ?6, 0),
+                         exe_entries = max(exe_entries + ?7, 0),
+                         exe_apparent = max(exe_apparent + ?8, 0),
+                         exe_allocated = max(exe_allocated + ?9, 0),
+                         dir_allocated = excluded.dir_allocated",
+                )
+                .map_err(|e| sql(&path, e))?;
+            let row3 = |r: &rusqlite::Row| -> rusqlite::Result<(i64, i64, i64)> {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            };
             let mut clear_others = tx
                 .prepare_cached("DELETE FROM others WHERE subdir = ?1")
                 .map_err(|e| sql(&path, e))?;
@@ -561,11 +676,31 @@ impl Index {
                 })
                 .map_err(|e| sql(&path, e))?;
             for changes in all {
+                // [build entries, apparent, allocated, exe entries, apparent,
+                // allocated] added, for `totals: None`.
+                let mut delta = [0i64; 6];
+                let by_delta = changes.totals.is_none();
                 // Insert in key order: appends to the B-tree instead of
                 // touching random pages.
                 let mut order: Vec<&Entry> = changes.upserts.iter().collect();
                 order.sort_unstable_by_key(|e| e.name);
                 for e in order {
+                    if by_delta {
+                        let old = old_row
+                            .query_row(params![changes.subdir, e.name.file_name()], row3)
+                            .optional()
+                            .map_err(|e| sql(&path, e))?;
+                        if let Some((kind, apparent, allocated)) = old {
+                            add_to(&mut delta, kind, -1, -apparent, -allocated);
+                        }
+                        add_to(
+                            &mut delta,
+                            e.kind.to_db(),
+                            1,
+                            e.apparent as i64,
+                            e.allocated as i64,
+                        );
+                    }
                     let (mut last_use, mut pending_hits) = (e.last_use, 0u64);
                     if any_pending {
                         let p: Option<(i64, i64)> = pending
@@ -598,9 +733,13 @@ impl Index {
                         .map_err(|e| sql(&path, e))?;
                 }
                 for name in &changes.deletes {
-                    delete
-                        .execute(params![changes.subdir, name.file_name()])
+                    let old = delete
+                        .query_row(params![changes.subdir, name.file_name()], row3)
+                        .optional()
                         .map_err(|e| sql(&path, e))?;
+                    if let Some((kind, apparent, allocated)) = old {
+                        add_to(&mut delta, kind, -1, -apparent, -allocated);
+                    }
                 }
                 clear_others
                     .execute(params![changes.subdir])
@@ -617,7 +756,24 @@ impl Index {
                         ])
                         .map_err(|e| sql(&path, e))?;
                 }
-                let t = &changes.totals;
+                let Some(t) = &changes.totals else {
+                    let d = delta;
+                    adjust
+                        .execute(params![
+                            changes.subdir,
+                            changes.mtime_ns,
+                            now,
+                            d[0],
+                            d[1],
+                            d[2],
+                            d[3],
+                            d[4],
+                            d[5],
+                            changes.dir_allocated as i64,
+                        ])
+                        .map_err(|e| sql(&path, e))?;
+                    continue;
+                };
                 state
                     .execute(params![
                         changes.subdir,
@@ -839,6 +995,14 @@ impl RawEntry {
     }
 }
 
+/// Adds a row's counts to a per-tier delta (see `apply_subdirs`).
+fn add_to(delta: &mut [i64; 6], kind: i64, entries: i64, apparent: i64, allocated: i64) {
+    let at = if kind == Kind::Exe.to_db() { 3 } else { 0 };
+    delta[at] += entries;
+    delta[at + 1] += apparent;
+    delta[at + 2] += allocated;
+}
+
 fn sql(path: &Path, source: rusqlite::Error) -> Error {
     Error::Sqlite {
         path: path.to_owned(),
@@ -873,6 +1037,48 @@ mod tests {
             program: (kind == Kind::Exe).then(|| "hello".to_string()),
             problem: None,
         }
+    }
+
+    #[test]
+    fn incremental_totals_count_each_row_once_when_scans_race() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.sqlite");
+        // Two processes (hooks after two go commands) saw the same new
+        // entries in the same subdirectories, and then the same one vanish.
+        let mut one = Index::open(&path).unwrap();
+        let mut two = Index::open(&path).unwrap();
+        let (action, output, exe) = (
+            entry(7, Kind::Action),
+            entry(7, Kind::Output),
+            entry(8, Kind::Exe),
+        );
+        let change = |subdir, upserts: Vec<Entry>, deletes: Vec<EntryName>| SubdirChanges {
+            subdir,
+            upserts,
+            deletes,
+            totals: None,
+            ..Default::default()
+        };
+        for ix in [&mut one, &mut two] {
+            ix.apply_subdirs(
+                &[
+                    change(7, vec![action.clone(), output.clone()], vec![]),
+                    change(8, vec![exe.clone()], vec![]),
+                ],
+                3000,
+            )
+            .unwrap();
+        }
+        let t = one.fast_totals().unwrap();
+        assert_eq!((t.build.entries, t.build.allocated_bytes), (2, 8192));
+        assert_eq!((t.exe.entries, t.exe.allocated_bytes), (1, 4096));
+        for ix in [&mut two, &mut one] {
+            ix.apply_subdir(&change(7, vec![], vec![action.name]), 3001)
+                .unwrap();
+        }
+        let t = two.fast_totals().unwrap();
+        assert_eq!((t.build.entries, t.build.apparent_bytes), (1, 175));
+        assert_eq!(t.total.entries, one.entry_count().unwrap());
     }
 
     #[test]

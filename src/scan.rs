@@ -49,7 +49,9 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 
 use crate::error::{Error, Result};
 use crate::index::{Index, SubdirChanges, SubdirState};
-use crate::layout::{ACTION_ENTRY_SIZE, ActionEntry, EntryName, Suffix, TopLevel, subdir_name};
+use crate::layout::{
+    ACTION_ENTRY_SIZE, ActionEntry, EntryName, IdHash, Suffix, TopLevel, subdir_name,
+};
 use crate::model::{Entry, Kind, Other, OtherClass, UnixTime};
 use crate::report::Reporter;
 
@@ -169,11 +171,30 @@ pub fn scan(
     now: UnixTime,
     reporter: &dyn Reporter,
 ) -> Result<ScanSummary> {
+    scan_with_head_start(cache_dir, index, opts, now, reporter, None)
+}
+
+/// [`scan`], using what a [`HeadStart`] read while the caller opened the
+/// index.
+pub fn scan_with_head_start(
+    cache_dir: &Path,
+    index: &mut Index,
+    opts: &ScanOptions,
+    now: UnixTime,
+    reporter: &dyn Reporter,
+    head: Option<HeadStart>,
+) -> Result<ScanSummary> {
     check_cache_dir(cache_dir)?;
     let cache_fd = open_dir(cache_dir).map_err(|e| Error::io("opening", cache_dir, e))?;
     let mut summary = ScanSummary::default();
 
-    let (top, mtimes) = scan_top_level(&cache_fd, cache_dir)?;
+    // With a head start, the top level is read and some listings are on
+    // their way: `promised` names the subdirectories they are for.
+    let (top, promised, listings) = match head.map(|h| (h.top.recv(), h.listings)) {
+        Some((Ok((top, promised)), listings)) => (top, promised, Some(listings)),
+        _ => (scan_top_level(&cache_fd, cache_dir), Vec::new(), None),
+    };
+    let (top, mtimes) = top?;
     summary.odd += top.iter().filter(|o| o.class == OtherClass::Odd).count() as u64;
     if index.top_level_others()? != top {
         index.set_top_level_others(&top)?;
@@ -195,39 +216,41 @@ pub fn scan(
     // otherwise a few subdirectories per transaction keeps the write lock
     // short for hooks running alongside.
     let batch_size = if fresh { 256 } else { 16 };
-    let known: Vec<HashMap<EntryName, Entry>> = if fresh {
-        vec![HashMap::new(); todo.len()]
-    } else {
-        todo.iter()
-            .map(|&s| {
-                Ok(index
-                    .subdir_entries(s)?
-                    .into_iter()
-                    .map(|e| (e.name, e))
-                    .collect())
-            })
-            .collect::<Result<_>>()?
-    };
 
-    let threads = match opts.threads {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    }
-    .min(todo.len());
+    // Promised subdirectories are reconciled on this thread when their
+    // listing arrives; workers list and reconcile the rest.
+    let promised: Vec<bool> = todo.iter().map(|s| promised.contains(s)).collect();
+    let work: Vec<usize> = (0..todo.len()).filter(|&i| !promised[i]).collect();
+    let threads = match (opts.threads, work.len()) {
+        (_, n @ (0 | 1)) => n,
+        (0, n) => std::thread::available_parallelism().map_or(1, |c| c.get().min(n)),
+        (t, n) => t.min(n),
+    };
     reporter.start("scan", todo.len() as u64);
     let next = AtomicUsize::new(0);
-    let (tx, rx) = mpsc::sync_channel::<(usize, SubdirResult)>(threads * 4);
+    let (tx, rx) = mpsc::sync_channel::<(usize, SubdirResult)>(threads * 4 + 1);
+    // Workers list their subdirectory while this thread loads what the
+    // index knows of it; each then waits for its `Known` and reconciles.
+    let (known_tx, known_rx): (Vec<_>, Vec<_>) = todo
+        .iter()
+        .map(|_| {
+            let (t, r) = mpsc::sync_channel::<Known>(1);
+            (t, std::sync::Mutex::new(r))
+        })
+        .unzip();
     let outcome: Result<()> = std::thread::scope(|scope| {
         for _ in 0..threads {
             let tx = tx.clone();
-            let (next, todo, known, cache_fd) = (&next, &todo, &known, &cache_fd);
+            let (next, work, todo, known_rx, cache_fd) =
+                (&next, &work, &todo, &known_rx, &cache_fd);
             scope.spawn(move || {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= todo.len() {
-                        break;
-                    }
-                    let result = scan_subdir(cache_fd, todo[i], &known[i], opts.full, now);
+                while let Some(&i) = work.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let listed = list_subdir(cache_fd, todo[i]);
+                    let known = match known_rx[i].lock().map(|r| r.recv()) {
+                        Ok(Ok(k)) => k,
+                        _ => break, // loading failed: the scan is over
+                    };
+                    let result = reconcile(listed, todo[i], &known, opts.full, now);
                     if tx.send((i, result)).is_err() {
                         break;
                     }
@@ -235,48 +258,304 @@ pub fn scan(
             });
         }
         drop(tx);
+        // A full scan compares every entry with its row (keeping hits) and
+        // recomputes the subdirectory's totals; an incremental one needs
+        // only the names, and its totals change by what it adds and drops.
+        let mut kept: Vec<Option<Known>> = (0..todo.len()).map(|_| None).collect();
+        for (i, &s) in todo.iter().enumerate() {
+            let known = if fresh {
+                Ok(Known::Rows(HashMap::default()))
+            } else if opts.full {
+                index
+                    .subdir_entries(s)
+                    .map(|rows| Known::Rows(rows.into_iter().map(|e| (e.name, e)).collect()))
+            } else {
+                index
+                    .subdir_names(s)
+                    .map(|names| Known::Names(names.into_iter().collect()))
+            };
+            match known {
+                Ok(k) if promised[i] => kept[i] = Some(k),
+                Ok(k) => {
+                    let _ = known_tx[i].send(k);
+                }
+                Err(e) => {
+                    drop(known_tx); // workers waiting on these stop
+                    for _ in rx {}
+                    return Err(e);
+                }
+            }
+        }
         // Apply in batches: one transaction per few subdirectories keeps
         // commits cheap without holding the write lock for long.
-        let mut batch = Vec::new();
-        let mut result = Ok(());
+        let mut apply = Applier {
+            index,
+            summary: &mut summary,
+            batch: Vec::new(),
+            batch_size,
+            now,
+            reporter,
+            result: Ok(()),
+        };
+        for (s, listed) in listings.into_iter().flatten() {
+            if let Some(i) = todo.iter().position(|&t| t == s)
+                && let Some(known) = kept[i].take()
+            {
+                apply.absorb(s, reconcile(listed, s, &known, opts.full, now));
+            }
+        }
+        // Promised listings that never came (the head start failed).
+        for (i, known) in kept.iter().enumerate() {
+            if let Some(known) = known {
+                let listed = list_subdir(&cache_fd, todo[i]);
+                apply.absorb(todo[i], reconcile(listed, todo[i], known, opts.full, now));
+            }
+        }
         for (i, r) in rx {
-            reporter.advance(1);
-            if result.is_err() {
-                continue; // drain so the workers can finish
-            }
-            let subdir = todo[i];
-            match r {
-                SubdirResult::Changes(changes, stats) => {
-                    summary.rescanned.push(subdir);
-                    summary.added += stats.added;
-                    summary.updated += stats.updated;
-                    summary.unchanged += stats.unchanged;
-                    summary.action_files_read += stats.action_files_read;
-                    summary.removed += changes.deletes.len() as u64;
-                    summary.odd += changes.others.len() as u64;
-                    batch.push(changes);
-                    if batch.len() >= batch_size {
-                        result = index.apply_subdirs(&batch, now);
-                        batch.clear();
-                    }
-                }
-                SubdirResult::Unreadable(msg) => {
-                    summary.rescanned.push(subdir);
-                    summary.warnings.push(msg.clone());
-                    reporter.warn(&msg);
-                    result = index.mark_subdir_dirty(subdir, now);
-                }
-            }
+            apply.absorb(todo[i], r);
         }
-        if result.is_ok() && !batch.is_empty() {
-            result = index.apply_subdirs(&batch, now);
-        }
-        result
+        apply.finish()
     });
     reporter.finish();
     outcome?;
     summary.rescanned.sort_unstable();
     Ok(summary)
+}
+
+type NameMap<V> = HashMap<EntryName, V, IdHash>;
+
+/// Takes reconciled subdirectories and writes them to the index in batches.
+struct Applier<'a> {
+    index: &'a mut Index,
+    summary: &'a mut ScanSummary,
+    batch: Vec<SubdirChanges>,
+    batch_size: usize,
+    now: UnixTime,
+    reporter: &'a dyn Reporter,
+    /// The first error; the rest is drained without writing.
+    result: Result<()>,
+}
+
+impl Applier<'_> {
+    fn absorb(&mut self, subdir: u8, r: SubdirResult) {
+        self.reporter.advance(1);
+        if self.result.is_err() {
+            return;
+        }
+        let summary = &mut *self.summary;
+        match r {
+            SubdirResult::Changes(changes, stats) => {
+                summary.rescanned.push(subdir);
+                summary.added += stats.added;
+                summary.updated += stats.updated;
+                summary.unchanged += stats.unchanged;
+                summary.action_files_read += stats.action_files_read;
+                summary.removed += changes.deletes.len() as u64;
+                summary.odd += changes.others.len() as u64;
+                self.batch.push(changes);
+                if self.batch.len() >= self.batch_size {
+                    self.result = self.index.apply_subdirs(&self.batch, self.now);
+                    self.batch.clear();
+                }
+            }
+            SubdirResult::Unreadable(msg) => {
+                summary.rescanned.push(subdir);
+                summary.warnings.push(msg.clone());
+                self.reporter.warn(&msg);
+                self.result = self.index.mark_subdir_dirty(subdir, self.now);
+            }
+        }
+    }
+
+    fn finish(mut self) -> Result<()> {
+        if self.result.is_ok() && !self.batch.is_empty() {
+            self.result = self.index.apply_subdirs(&self.batch, self.now);
+        }
+        self.result
+    }
+}
+
+/// What the index knew of a subdirectory before the scan.
+enum Known {
+    /// Every row, by name (a full scan, or a fresh index: empty).
+    Rows(NameMap<Entry>),
+    /// The names only (an incremental scan).
+    Names(std::collections::HashSet<EntryName, IdHash>),
+}
+
+impl Known {
+    fn contains(&self, name: &EntryName) -> bool {
+        match self {
+            Known::Rows(m) => m.contains_key(name),
+            Known::Names(s) => s.contains(name),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Known::Rows(m) => m.len(),
+            Known::Names(s) => s.len(),
+        }
+    }
+
+    fn names(&self) -> Box<dyn Iterator<Item = &EntryName> + '_> {
+        match self {
+            Known::Rows(m) => Box::new(m.keys()),
+            Known::Names(s) => Box::new(s.iter()),
+        }
+    }
+
+    fn row(&self, name: &EntryName) -> Option<&Entry> {
+        match self {
+            Known::Rows(m) => m.get(name),
+            Known::Names(_) => None,
+        }
+    }
+}
+
+/// Work an incremental scan can do before the index is open, on a thread
+/// started first thing: reading the cache's top level, and listing the
+/// subdirectories that changed since the index was last written (the ones a
+/// hook after a go command will want, newest first, at most
+/// [`HEAD_START_LISTINGS`]). Listing a 4,000-entry subdirectory takes
+/// about as long as opening the index, so a hook does both at once.
+///
+/// Nothing is decided from it: the scan still compares every
+/// subdirectory's mtime with the index's, and lists anything else it needs.
+pub struct HeadStart {
+    /// The top level, and which subdirectories will be listed.
+    top: mpsc::Receiver<(TopLevelRead, Vec<u8>)>,
+    /// Those listings, as they are done.
+    listings: mpsc::Receiver<(u8, Listed)>,
+}
+
+type Listed = std::result::Result<Listing, NoListing>;
+type TopLevelRead = Result<(Vec<Other>, Vec<Option<i64>>)>;
+
+/// The most subdirectories a [`HeadStart`] lists.
+pub const HEAD_START_LISTINGS: usize = 8;
+
+impl HeadStart {
+    /// Starts reading `cache_dir` for a scan into the index at `index_path`
+    /// (whose mtime says what is new).
+    pub fn start(cache_dir: &Path, index_path: &Path) -> HeadStart {
+        let (cache_dir, index_path) = (cache_dir.to_owned(), index_path.to_owned());
+        let (top_tx, top) = mpsc::sync_channel(1);
+        let (listing_tx, listings) = mpsc::sync_channel(HEAD_START_LISTINGS);
+        std::thread::spawn(move || {
+            let fd = match open_dir(&cache_dir) {
+                Ok(fd) => fd,
+                Err(e) => {
+                    let _ = top_tx.send((Err(Error::io("opening", &cache_dir, e)), Vec::new()));
+                    return;
+                }
+            };
+            let top = scan_top_level(&fd, &cache_dir);
+            let mut changed: Vec<(i64, u8)> = Vec::new();
+            if let (Ok((_, mtimes)), Some(since)) = (&top, last_write_ns(&index_path)) {
+                let since = since.saturating_sub(RACY_SECS * 1_000_000_000);
+                changed = (0..=255u8)
+                    .filter_map(|s| mtimes[s as usize].filter(|&m| m >= since).map(|m| (m, s)))
+                    .collect();
+                changed.sort_unstable_by(|a, b| b.cmp(a));
+                changed.truncate(HEAD_START_LISTINGS);
+            }
+            let promised = changed.iter().map(|&(_, s)| s).collect();
+            if top_tx.send((top, promised)).is_err() {
+                return;
+            }
+            for (_, s) in changed {
+                if listing_tx.send((s, list_subdir(&fd, s))).is_err() {
+                    return;
+                }
+            }
+        });
+        HeadStart { top, listings }
+    }
+}
+
+/// When the index at `path` was last written (its WAL or itself), in ns.
+fn last_write_ns(path: &Path) -> Option<i64> {
+    let mut wal = path.to_owned().into_os_string();
+    wal.push("-wal");
+    [path.as_os_str(), wal.as_os_str()]
+        .iter()
+        .filter_map(|p| rustix::fs::stat(*p).ok())
+        .map(|st| mtime_ns(&st))
+        .max()
+}
+
+/// A subdirectory's listing, read before the index's rows are at hand.
+struct Listing {
+    dir_fd: OwnedFd,
+    /// The subdirectory's mtime (ns) before it was read.
+    mtime_before: i64,
+    dir_allocated: u64,
+    /// Names of the strict entry pattern.
+    entries: Vec<EntryName>,
+    /// Every other name but `.` and `..`.
+    others: Vec<std::ffi::CString>,
+}
+
+/// Why a subdirectory has no listing.
+enum NoListing {
+    /// It does not exist (`go clean -cache`).
+    Missing,
+    /// Its name is a file or symlink, reported at the top level; its
+    /// "entries" are not ours to look into.
+    NotADirectory,
+    /// It exists but could not be read.
+    Unreadable(String),
+}
+
+fn list_subdir(cache_fd: &OwnedFd, subdir: u8) -> std::result::Result<Listing, NoListing> {
+    let name = subdir_name(subdir);
+    let before = match rustix::fs::statat(cache_fd, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
+        Err(rustix::io::Errno::NOENT) => return Err(NoListing::Missing),
+        Err(e) => return Err(NoListing::Unreadable(format!("{name}: {e}"))),
+        Ok(st) => st,
+    };
+    if FileType::from_raw_mode(before.st_mode as _) != FileType::Directory {
+        return Err(NoListing::NotADirectory);
+    }
+    let dir_fd = rustix::fs::openat(
+        cache_fd,
+        name.as_str(),
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| NoListing::Unreadable(format!("{name}: cannot open: {e}")))?;
+    let dir = rustix::fs::Dir::read_from(&dir_fd)
+        .map_err(|e| NoListing::Unreadable(format!("{name}: cannot read: {e}")))?;
+    let mut entries = Vec::new();
+    let mut others = Vec::new();
+    for item in dir {
+        let item =
+            item.map_err(|e| NoListing::Unreadable(format!("{name}: reading entries: {e}")))?;
+        let fname = item.file_name();
+        let bytes = fname.to_bytes();
+        if bytes == b"." || bytes == b".." {
+            continue;
+        }
+        match EntryName::parse(bytes).filter(|n| n.subdir() == subdir) {
+            Some(n) => entries.push(n),
+            None => others.push(fname.to_owned()),
+        }
+    }
+    Ok(Listing {
+        dir_fd,
+        mtime_before: mtime_ns(&before),
+        dir_allocated: alloc_of(&before),
+        entries,
+        others,
+    })
+}
+
+/// `name` as a NUL-terminated file name, without allocating.
+fn c_name(name: &EntryName) -> [u8; crate::layout::NAME_LEN + 1] {
+    let mut out = [0u8; crate::layout::NAME_LEN + 1];
+    out[..crate::layout::NAME_LEN].copy_from_slice(&name.file_name_bytes());
+    out
 }
 
 #[derive(Default)]
@@ -294,10 +573,11 @@ enum SubdirResult {
     Unreadable(String),
 }
 
-fn scan_subdir(
-    cache_fd: &OwnedFd,
+/// Compares a subdirectory's listing with what the index knew of it.
+fn reconcile(
+    listed: std::result::Result<Listing, NoListing>,
     subdir: u8,
-    known: &HashMap<EntryName, Entry>,
+    known: &Known,
     full: bool,
     now: UnixTime,
 ) -> SubdirResult {
@@ -306,69 +586,51 @@ fn scan_subdir(
         subdir,
         ..Default::default()
     };
-    let mut stats = SubdirStats::default();
-    let gone = |mut changes: SubdirChanges, mtime| {
-        let mut deletes: Vec<EntryName> = known.keys().copied().collect();
-        deletes.sort_unstable();
-        changes.deletes = deletes;
-        changes.mtime_ns = mtime;
-        SubdirResult::Changes(changes, SubdirStats::default())
-    };
-
-    let before = match rustix::fs::statat(cache_fd, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
-        Err(rustix::io::Errno::NOENT) => return gone(changes, Some(MISSING)),
-        Err(e) => return SubdirResult::Unreadable(format!("{name}: {e}")),
-        Ok(st) => st,
-    };
-    if FileType::from_raw_mode(before.st_mode as _) != FileType::Directory {
-        // A subdirectory name that is a file or a symlink: reported at the
-        // top level, its "entries" are not ours to look into.
-        return gone(changes, None);
-    }
-    let dir_fd = match rustix::fs::openat(
-        cache_fd,
-        name.as_str(),
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) {
-        Ok(fd) => fd,
-        Err(e) => return SubdirResult::Unreadable(format!("{name}: cannot open: {e}")),
-    };
-    let mtime_before = mtime_ns(&before);
-    changes.dir_allocated = alloc_of(&before);
-    let dir = match rustix::fs::Dir::read_from(&dir_fd) {
-        Ok(d) => d,
-        Err(e) => return SubdirResult::Unreadable(format!("{name}: cannot read: {e}")),
-    };
-    let mut seen = std::collections::HashSet::with_capacity(known.len());
-    for item in dir {
-        let item = match item {
-            Ok(i) => i,
-            Err(e) => return SubdirResult::Unreadable(format!("{name}: reading entries: {e}")),
-        };
-        let fname = item.file_name();
-        let bytes = fname.to_bytes();
-        if bytes == b"." || bytes == b".." {
-            continue;
+    let incremental = matches!(known, Known::Names(_));
+    let listing = match listed {
+        Ok(l) => l,
+        Err(NoListing::Unreadable(msg)) => return SubdirResult::Unreadable(msg),
+        Err(no) => {
+            // Every entry the index knew here is gone.
+            let mut deletes: Vec<EntryName> = known.names().copied().collect();
+            deletes.sort_unstable();
+            changes.deletes = deletes;
+            changes.mtime_ns = matches!(no, NoListing::Missing).then_some(MISSING);
+            changes.totals = (!incremental).then(Default::default);
+            return SubdirResult::Changes(changes, SubdirStats::default());
         }
+    };
+    let dir_fd = &listing.dir_fd;
+    changes.dir_allocated = listing.dir_allocated;
+    let mut stats = SubdirStats::default();
+    // Entries of the listing the index knew (unchanged or re-read).
+    let mut seen: std::collections::HashSet<EntryName, IdHash> =
+        std::collections::HashSet::with_capacity_and_hasher(
+            if incremental { 0 } else { known.len() },
+            IdHash,
+        );
+    let mut known_seen = 0usize;
+    for &ename in &listing.entries {
         // Incremental: a name the index knows is taken as it was; only new
         // and vanished names are looked at. (A known entry's mtime changes
         // when Go marks it used, which a full scan picks up; the executor
         // re-checks every entry before removing it anyway.)
-        if !full
-            && let Some(n) = EntryName::parse(bytes)
-            && known.contains_key(&n)
-        {
-            seen.insert(n);
+        if !full && known.contains(&ename) {
+            known_seen += 1;
             stats.unchanged += 1;
+            if !incremental {
+                seen.insert(ename);
+            }
             continue;
         }
-        let rel = format!("{name}/{}", String::from_utf8_lossy(bytes));
-        let st = match rustix::fs::statat(&dir_fd, fname, AtFlags::SYMLINK_NOFOLLOW) {
+        let cname = c_name(&ename);
+        let fname = CStr::from_bytes_with_nul(&cname).expect("one NUL, at the end");
+        let st = match rustix::fs::statat(dir_fd, fname, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => st,
             // Removed between getdents and stat (a trim, Go's own trim).
             Err(rustix::io::Errno::NOENT) => continue,
             Err(e) => {
+                let rel = format!("{name}/{}", ename.file_name());
                 changes
                     .others
                     .push(odd(rel, format!("cannot stat: {e}"), 0, 0));
@@ -376,24 +638,12 @@ fn scan_subdir(
             }
         };
         let ftype = FileType::from_raw_mode(st.st_mode as _);
-        let parsed = EntryName::parse(bytes).filter(|n| n.subdir() == subdir);
-        let Some(ename) = parsed else {
-            let what = match (ftype, EntryName::parse(bytes)) {
-                (_, Some(_)) => format!("{} in the wrong subdirectory", type_name(ftype)),
-                (FileType::RegularFile, None) => "stray file".to_string(),
-                (t, None) => format!("stray {}", type_name(t)),
-            };
-            changes
-                .others
-                .push(odd(rel, what, size_of(&st), alloc_of(&st)));
-            continue;
-        };
         let entry = match (ename.suffix, ftype) {
             (Suffix::Action, FileType::RegularFile) => {
-                read_action(&dir_fd, fname, ename, &st, known.get(&ename), &mut stats)
+                read_action(dir_fd, fname, ename, &st, known.row(&ename), &mut stats)
             }
             (Suffix::Data, FileType::RegularFile) => Ok(base_entry(ename, Kind::Output, &st)),
-            (Suffix::Data, FileType::Directory) => read_exe(&dir_fd, fname, ename, &st),
+            (Suffix::Data, FileType::Directory) => read_exe(dir_fd, fname, ename, &st),
             (_, t) => Err(format!(
                 "{} where a cache entry belongs; not followed",
                 type_name(t)
@@ -401,8 +651,11 @@ fn scan_subdir(
         };
         match entry {
             Ok(mut e) => {
-                seen.insert(ename);
-                match known.get(&ename) {
+                if known.contains(&ename) {
+                    known_seen += 1;
+                    seen.insert(ename);
+                }
+                match known.row(&ename) {
                     Some(old) if same_on_disk(old, &e) => {
                         stats.unchanged += 1;
                         continue;
@@ -420,38 +673,83 @@ fn scan_subdir(
                 }
                 changes.upserts.push(e);
             }
-            Err(what) => changes
-                .others
-                .push(odd(rel, what, size_of(&st), alloc_of(&st))),
+            Err(what) => {
+                let rel = format!("{name}/{}", ename.file_name());
+                changes
+                    .others
+                    .push(odd(rel, what, size_of(&st), alloc_of(&st)))
+            }
         }
     }
-    let mut deletes: Vec<EntryName> = known
-        .keys()
-        .filter(|n| !seen.contains(n))
-        .copied()
-        .collect();
-    deletes.sort_unstable();
-    changes.deletes = deletes;
-    // The subdirectory's totals: what is new or changed, plus what is
-    // unchanged from before.
-    let mut totals = crate::policy::Totals::default();
-    let upserted: std::collections::HashSet<EntryName> =
-        changes.upserts.iter().map(|e| e.name).collect();
-    for e in &changes.upserts {
-        totals.add(e);
+    for fname in &listing.others {
+        let bytes = fname.to_bytes();
+        let rel = format!("{name}/{}", String::from_utf8_lossy(bytes));
+        let st = match rustix::fs::statat(dir_fd, fname.as_c_str(), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(rustix::io::Errno::NOENT) => continue,
+            Err(e) => {
+                changes
+                    .others
+                    .push(odd(rel, format!("cannot stat: {e}"), 0, 0));
+                continue;
+            }
+        };
+        let ftype = FileType::from_raw_mode(st.st_mode as _);
+        let what = match (ftype, EntryName::parse(bytes)) {
+            (_, Some(_)) => format!("{} in the wrong subdirectory", type_name(ftype)),
+            (FileType::RegularFile, None) => "stray file".to_string(),
+            (t, None) => format!("stray {}", type_name(t)),
+        };
+        changes
+            .others
+            .push(odd(rel, what, size_of(&st), alloc_of(&st)));
     }
-    for (n, e) in known {
-        if seen.contains(n) && !upserted.contains(n) {
-            totals.add(e);
+    match known {
+        Known::Names(names) => {
+            // Vanished: known names not in the listing. Usually none (Go
+            // only adds), which the count tells without a second pass.
+            if known_seen < names.len() {
+                let listed: std::collections::HashSet<&EntryName, IdHash> =
+                    listing.entries.iter().collect();
+                changes.deletes = names
+                    .iter()
+                    .filter(|n| !listed.contains(n))
+                    .copied()
+                    .collect();
+                changes.deletes.sort_unstable();
+            }
+            // Totals change by what is added and dropped, worked out from
+            // the rows in the write transaction.
+            changes.totals = None;
+        }
+        Known::Rows(rows) => {
+            let mut deletes: Vec<EntryName> =
+                rows.keys().filter(|n| !seen.contains(n)).copied().collect();
+            deletes.sort_unstable();
+            changes.deletes = deletes;
+            // The subdirectory's totals: what is new or changed, plus what
+            // is unchanged from before.
+            let mut totals = crate::policy::Totals::default();
+            let upserted: std::collections::HashSet<EntryName, IdHash> =
+                changes.upserts.iter().map(|e| e.name).collect();
+            for e in &changes.upserts {
+                totals.add(e);
+            }
+            for (n, e) in rows {
+                if seen.contains(n) && !upserted.contains(n) {
+                    totals.add(e);
+                }
+            }
+            changes.totals = Some(totals);
         }
     }
-    changes.totals = totals;
 
     // Trust the mtime only if nothing changed while we read and it is not
     // so recent that a change in the same tick could still be hidden.
-    let after = rustix::fs::fstat(&dir_fd).map(|st| mtime_ns(&st)).ok();
-    let racy = mtime_before >= (now - RACY_SECS).saturating_mul(1_000_000_000);
-    changes.mtime_ns = (after == Some(mtime_before) && !racy).then_some(mtime_before);
+    let after = rustix::fs::fstat(dir_fd).map(|st| mtime_ns(&st)).ok();
+    let racy = listing.mtime_before >= (now - RACY_SECS).saturating_mul(1_000_000_000);
+    changes.mtime_ns =
+        (after == Some(listing.mtime_before) && !racy).then_some(listing.mtime_before);
     SubdirResult::Changes(changes, stats)
 }
 

@@ -584,9 +584,12 @@ pub enum Sync {
     /// Reread every entry's mtime (picks up Go's `markUsed` touches, which
     /// do not change a subdirectory's mtime). What `trim` does.
     Full,
-    /// Reread only subdirectories whose mtime changed. What the hook does;
-    /// the executor's re-check covers entries Go touched since.
+    /// Reread only subdirectories whose mtime changed. The executor's
+    /// re-check covers entries Go touched since.
     Incremental,
+    /// None: the caller synced just before (the hook, which starts reading
+    /// the cache before it opens the index).
+    None,
 }
 
 /// When a run should plan at all.
@@ -711,7 +714,10 @@ pub fn run(
     };
     let clock = std::time::Instant::now();
     let mut timings = Timings::default();
-    let scan = crate::scan::scan(cache_dir, index, &scan_opts, now, reporter)?;
+    let scan = match opts.sync {
+        Sync::None => crate::scan::ScanSummary::default(),
+        _ => crate::scan::scan(cache_dir, index, &scan_opts, now, reporter)?,
+    };
     timings.sync_seconds = clock.elapsed().as_secs_f64();
     if !opts.dry_run && opts.sync == Sync::Full {
         sweep_prog_temps(cache_dir, index, now)?;

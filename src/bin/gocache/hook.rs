@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use crate::common::{Ctx, Global, LimitArgs, Progress, effective_limits, print_json};
-use gocache::scan::{ScanOptions, scan};
+use gocache::scan::{HeadStart, ScanOptions, scan_with_head_start};
 use gocache::trim::{Sync, Trigger, TrimOptions, TrimOutcome};
 
 /// The share of the budget and exe quota the hook trims down to once one
@@ -59,7 +59,10 @@ struct Out<'a> {
 /// caller's to report as warnings: a hook never fails a go command.
 pub fn run_after_go(global: &Global, args: &Args, seen: &AfterGo) -> anyhow::Result<()> {
     let ctx = Ctx::locate(global)?;
+    // Read the cache while SQLite opens the index.
+    let head = HeadStart::start(&ctx.cache_dir, &ctx.index_path);
     let mut index = gocache::index::Index::open(&ctx.index_path)?;
+    index.keep_wal_on_close();
     let progress = Progress::new(true);
     // Uses first, so the plan below sees them (and protects what just ran);
     // a use of an entry not indexed yet waits for the scan to add it.
@@ -72,28 +75,29 @@ pub fn run_after_go(global: &Global, args: &Args, seen: &AfterGo) -> anyhow::Res
             hit: true,
         })
         .collect();
-    if let Some(tool) = &seen.tool {
-        scan(
-            &ctx.cache_dir,
-            &mut index,
-            &ScanOptions::default(),
-            ctx.now,
-            &progress,
-        )?;
-        if let Some(name) = gocache::trim::latest_exe_named(&ctx.cache_dir, &index, tool)? {
-            uses.push(gocache::index::Use {
-                name,
-                at: ctx.now,
-                hit: true,
-            });
-        }
+    let synced = scan_with_head_start(
+        &ctx.cache_dir,
+        &mut index,
+        &ScanOptions::default(),
+        ctx.now,
+        &progress,
+        Some(head),
+    )?;
+    if let Some(tool) = &seen.tool
+        && let Some(name) = gocache::trim::latest_exe_named(&ctx.cache_dir, &index, tool)?
+    {
+        uses.push(gocache::index::Use {
+            name,
+            at: ctx.now,
+            hit: true,
+        });
     }
     if !uses.is_empty() {
         index.record_uses(&uses)?;
     }
     let limits = effective_limits(&ctx, &index, &args.limits)?;
     let opts = TrimOptions {
-        sync: Sync::Incremental,
+        sync: Sync::None,
         dry_run: false,
         trigger: Trigger::OverLimits { headroom: HEADROOM },
     };
@@ -105,24 +109,16 @@ pub fn run_after_go(global: &Global, args: &Args, seen: &AfterGo) -> anyhow::Res
         ctx.now,
         &progress,
     )?;
-    let (action, rescanned, removed, removed_allocated) = match outcome {
-        TrimOutcome::UnderLimits(s) => ("under_limits", s.rescanned, 0, 0),
+    let rescanned = synced.rescanned;
+    let (action, removed, removed_allocated) = match outcome {
+        TrimOutcome::UnderLimits(_) => ("under_limits", 0, 0),
         TrimOutcome::Done(r) => {
             let e = r.executed.unwrap_or_default();
-            ("trimmed", r.scan.rescanned, e.removed, e.removed_allocated)
+            ("trimmed", e.removed, e.removed_allocated)
         }
-        TrimOutcome::Locked => {
-            // A trim is evicting: record what this go command added and
-            // leave the rest to it.
-            let s = scan(
-                &ctx.cache_dir,
-                &mut index,
-                &ScanOptions::default(),
-                ctx.now,
-                &progress,
-            )?;
-            ("trim_running", s.rescanned, 0, 0)
-        }
+        // A trim is evicting: what this go command added is recorded (the
+        // sync above); eviction is left to it.
+        TrimOutcome::Locked => ("trim_running", 0, 0),
     };
     if args.json {
         print_json(&Out {
