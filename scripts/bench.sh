@@ -34,8 +34,14 @@ GO=$(command -v go || true)
 export PATH="$(dirname "$GO"):$PATH"   # for `gocache go`, which runs the real go from PATH
 export GOTOOLCHAIN=local GOPROXY=off GOFLAGS=-mod=mod GOENV=off GOTELEMETRY=off CGO_ENABLED=0
 
-# Microseconds a command takes (its output discarded).
-us() { local s; s=$(date +%s%N); "$@" >/dev/null 2>&1; echo $(( ($(date +%s%N) - s) / 1000 )); }
+# Microseconds a command takes (its output discarded). Bash's own clock:
+# timing with `date` would add a fork and exec (about 1 ms here) to each.
+us() {
+  local s=$EPOCHREALTIME e
+  "$@" >/dev/null 2>&1 || true
+  e=$EPOCHREALTIME
+  echo $(( ${e/./} - ${s/./} ))
+}
 # Median of the numbers on stdin.
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a / b}'; }
@@ -122,7 +128,7 @@ fi
 if [[ " $PARTS " == *" hook "* ]]; then
   echo "== hook: 1 subdirectory changed in the $N-entry cache, vs a cached go run"
   "$G" --cache-dir "$SRC" --index "$W/hook.sqlite" scan >/dev/null
-  sub=$(ls "$SRC/01" | head -1)
+  sub=$(cd "$SRC/01" && set -- *-a && echo "$1")   # (ls | head dies of SIGPIPE under pipefail)
   : > "$W/hook-added.txt"
   hook_us=$(for i in $(seq 20); do
       f="$SRC/01/01$(printf '%058d%04d' "$$" "$i")-a"
