@@ -398,6 +398,13 @@ enum Job {
 
 struct Shared {
     cache: PathBuf,
+    /// The cache directory as a string, for the paths gets hand out.
+    cache_str: String,
+    /// Each subdirectory, opened `O_NOFOLLOW` on first use: a get is then
+    /// an `openat` and an `fstatat` relative to it, with no path walk and
+    /// no way out of the cache. (A subdirectory removed while we serve,
+    /// by `go clean -cache`, then reads as misses until the next session.)
+    subdirs: Vec<std::sync::OnceLock<std::os::fd::OwnedFd>>,
     counters: Counters,
     uses: Mutex<Vec<Use>>,
     clock: fn() -> UnixTime,
@@ -415,13 +422,15 @@ pub fn serve(
     let started = (cfg.clock)();
     let shared = Arc::new(Shared {
         cache: cfg.cache_dir.clone(),
+        cache_str: cfg.cache_dir.display().to_string(),
+        subdirs: (0..256).map(|_| std::sync::OnceLock::new()).collect(),
         counters: Counters::default(),
         uses: Mutex::new(Vec::new()),
         clock: cfg.clock,
         tmp_seq: AtomicU64::new(0),
     });
     // Go's cache.Open creates the 256 subdirectories before it starts us;
-    // a put that finds one missing creates it (receive_body).
+    // a put that finds one missing creates it (Shared::ensure_subdir).
     // Whoever finishes a request writes its response, under a lock: no
     // hand-off to a writer thread, since go waits on each get in turn.
     let res_tx = Responder(Arc::new(Mutex::new(std::io::BufWriter::new(Box::new(
@@ -624,13 +633,10 @@ fn receive_body(
     let dir = shared.cache.join(subdir_name(output.subdir()));
     let n = shared.tmp_seq.fetch_add(1, Ordering::Relaxed);
     let tmp = dir.join(format!("{TMP_PREFIX}{}-{n}", std::process::id()));
-    let file = match File::create(&tmp) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(&dir)?;
-            File::create(&tmp)?
-        }
-        other => other?,
-    };
+    // Go creates the 256 subdirectories before it starts us; one missing
+    // (or not a real directory) is dealt with here.
+    shared.ensure_subdir(output.subdir())?;
+    let file = File::create(&tmp)?;
     struct HashingWriter<W: Write> {
         inner: W,
         hash: sha2::Sha256,
@@ -688,8 +694,8 @@ fn rfc3339(nanos: i64) -> Option<String> {
     .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))
 }
 
-/// Go's `markUsed`: refresh an mtime that is over an hour old. `meta` is
-/// what the caller already knows of the file.
+/// Go's `markUsed` for a path: refresh an mtime that is over an hour old.
+/// `meta` is what the caller already knows of the file.
 fn mark_used(path: &Path, meta: &std::fs::Metadata, now: UnixTime) {
     if let Ok(t) = meta.modified()
         && let Ok(age) = std::time::SystemTime::now().duration_since(t)
@@ -705,12 +711,69 @@ fn mark_used(path: &Path, meta: &std::fs::Metadata, now: UnixTime) {
     }
 }
 
+/// Go's `markUsed`: an mtime over an hour old is set to now.
+fn stale(st: &rustix::fs::Stat, now: UnixTime) -> bool {
+    #[allow(clippy::useless_conversion)]
+    let mtime = i64::from(st.st_mtime);
+    now.saturating_sub(mtime) >= 3600
+}
+
+fn timestamps(now: UnixTime) -> rustix::fs::Timestamps {
+    let t = rustix::fs::Timespec {
+        tv_sec: now.max(0),
+        tv_nsec: 0,
+    };
+    rustix::fs::Timestamps {
+        last_access: t,
+        last_modification: t,
+    }
+}
+
+impl Shared {
+    /// The subdirectory's descriptor, opened on first use.
+    fn subdir(&self, s: u8) -> Option<&std::os::fd::OwnedFd> {
+        let slot = &self.subdirs[s as usize];
+        if let Some(fd) = slot.get() {
+            return Some(fd);
+        }
+        let fd = rustix::fs::open(
+            self.cache.join(subdir_name(s)),
+            rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::NOFOLLOW
+                | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .ok()?;
+        Some(slot.get_or_init(|| fd))
+    }
+
+    /// The subdirectory, created if missing; an error if its name is
+    /// taken by anything but a real directory (a symlink is not followed).
+    fn ensure_subdir(&self, s: u8) -> std::io::Result<&std::os::fd::OwnedFd> {
+        if let Some(fd) = self.subdir(s) {
+            return Ok(fd);
+        }
+        let path = self.cache.join(subdir_name(s));
+        match std::fs::create_dir(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        self.subdir(s).ok_or_else(|| {
+            std::io::Error::other(format!(
+                "{} is not a directory (a symlink is not followed)",
+                path.display()
+            ))
+        })
+    }
+}
+
 fn get(shared: &Shared, id: i64, action: Id) -> Response {
+    use rustix::fs::{AtFlags, FileType, Mode, OFlags};
     let c = &shared.counters;
     c.gets.fetch_add(1, Ordering::Relaxed);
     let now = (shared.clock)();
-    let aname = EntryName::action(action);
-    let apath = aname.path_in(&shared.cache);
     let miss = || {
         c.misses.fetch_add(1, Ordering::Relaxed);
         Response {
@@ -719,32 +782,68 @@ fn get(shared: &Shared, id: i64, action: Id) -> Response {
             ..Default::default()
         }
     };
-    let mut buf = [0u8; crate::layout::ACTION_ENTRY_SIZE + 1];
-    let read = File::open(&apath).and_then(|mut f| {
-        let meta = f.metadata()?;
-        let mut n = 0;
-        while n < buf.len() {
-            match f.read(&mut buf[n..])? {
-                0 => break,
-                k => n += k,
-            }
-        }
-        Ok((n, meta))
-    });
-    let Ok((n, ameta)) = read else {
+    let aname = EntryName::action(action);
+    let Some(adir) = shared.subdir(aname.subdir()) else {
         return miss();
     };
+    let mut cname = [0u8; crate::layout::NAME_LEN + 1];
+    cname[..crate::layout::NAME_LEN].copy_from_slice(&aname.file_name_bytes());
+    let Ok(acname) = std::ffi::CStr::from_bytes_with_nul(&cname) else {
+        return miss();
+    };
+    let Ok(fd) = rustix::fs::openat(
+        adir,
+        acname,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return miss();
+    };
+    let Ok(ast) = rustix::fs::fstat(&fd) else {
+        return miss();
+    };
+    // A well-formed action file is exactly ACTION_ENTRY_SIZE bytes: one
+    // read of one byte more gets all of it and proves there is no more.
+    let mut buf = [0u8; crate::layout::ACTION_ENTRY_SIZE + 1];
+    let mut n = 0;
+    while n < buf.len() {
+        match rustix::io::read(&fd, &mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => return miss(),
+        }
+        if n as u64 == ast.st_size as u64 {
+            break;
+        }
+    }
     let Ok(entry) = ActionEntry::parse(&buf[..n], Some(action)) else {
         return miss();
     };
     let oname = EntryName::data(entry.output);
-    let opath = oname.path_in(&shared.cache);
-    let ometa = match std::fs::symlink_metadata(&opath) {
-        Ok(m) if m.is_file() && m.len() == entry.size => m,
+    let Some(odir) = shared.subdir(oname.subdir()) else {
+        return miss();
+    };
+    let mut ocname = [0u8; crate::layout::NAME_LEN + 1];
+    ocname[..crate::layout::NAME_LEN].copy_from_slice(&oname.file_name_bytes());
+    let Ok(ocname) = std::ffi::CStr::from_bytes_with_nul(&ocname) else {
+        return miss();
+    };
+    let ost = match rustix::fs::statat(odir, ocname, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st)
+            if FileType::from_raw_mode(st.st_mode as _) == FileType::RegularFile
+                && st.st_size as u64 == entry.size =>
+        {
+            st
+        }
         _ => return miss(),
     };
-    mark_used(&apath, &ameta, now);
-    mark_used(&opath, &ometa, now);
+    if stale(&ast, now) {
+        let _ = rustix::fs::futimens(&fd, &timestamps(now));
+    }
+    if stale(&ost, now) {
+        let _ = rustix::fs::utimensat(odir, ocname, &timestamps(now), AtFlags::SYMLINK_NOFOLLOW);
+    }
     c.hits.fetch_add(1, Ordering::Relaxed);
     if let Ok(mut u) = shared.uses.lock() {
         u.push(Use {
@@ -758,12 +857,18 @@ fn get(shared: &Shared, id: i64, action: Id) -> Response {
             hit: true,
         });
     }
+    let mut disk_path = String::with_capacity(shared.cache_str.len() + 4 + crate::layout::NAME_LEN);
+    disk_path.push_str(&shared.cache_str);
+    disk_path.push('/');
+    disk_path.push_str(&subdir_name(oname.subdir()));
+    disk_path.push('/');
+    disk_path.push_str(std::str::from_utf8(ocname.to_bytes()).unwrap_or_default());
     Response {
         id,
         output_id: Some(base64::engine::general_purpose::STANDARD.encode(entry.output.0)),
         size: entry.size as i64,
         time: rfc3339(entry.time_nanos),
-        disk_path: opath.display().to_string(),
+        disk_path,
         ..Default::default()
     }
 }
@@ -808,6 +913,9 @@ fn finish_put(shared: &Shared, id: i64, action: Id, output: Id, size: u64, tmp: 
         time_nanos: now.saturating_mul(1_000_000_000),
     };
     let apath = aname.path_in(&shared.cache);
+    if let Err(e) = shared.ensure_subdir(aname.subdir()) {
+        return fail(format!("storing {}: {e}", apath.display()));
+    }
     let n = shared.tmp_seq.fetch_add(1, Ordering::Relaxed);
     let atmp = apath.with_file_name(format!("{TMP_PREFIX}{}-{n}", std::process::id()));
     if let Err(e) =

@@ -260,3 +260,82 @@ fn malformed_streams_get_errors_and_leave_no_partial_entry() {
         no_entries_or_temps(&sb);
     }
 }
+
+#[test]
+fn a_get_never_reads_or_touches_through_a_symlinked_subdirectory() {
+    let body = b"hello, cache";
+    let action = [7u8; 32];
+    let put = |id: u64| {
+        format!(
+            "{{\"ID\":{id},\"Command\":\"put\",\"ActionID\":\"{}\",\"OutputID\":\"{}\",\"BodySize\":{}}}\n\n\"{}\"\n",
+            b64(&action),
+            b64(&sha256(body)),
+            body.len(),
+            b64(body)
+        )
+    };
+    let get = |id: u64| {
+        format!(
+            "{{\"ID\":{id},\"Command\":\"get\",\"ActionID\":\"{}\"}}\n",
+            b64(&action)
+        )
+    };
+    let sb = Sandbox::new();
+    let (mut child, mut out) = spawn_prog(&sb);
+    let mut stdin = child.stdin.take().unwrap();
+    // As go does: the get after the put's response.
+    stdin.write_all(put(1).as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    assert_eq!(read_response(&mut out)["ID"], 1);
+    stdin.write_all(get(2).as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    let hit = read_response(&mut out);
+    assert!(
+        hit["DiskPath"]
+            .as_str()
+            .is_some_and(|p| p.starts_with(sb.cache().to_str().unwrap())),
+        "{hit}"
+    );
+    stdin
+        .write_all(b"{\"ID\":3,\"Command\":\"close\"}\n")
+        .unwrap();
+    drop(stdin);
+    assert_eq!(read_response(&mut out)["ID"], 3);
+    assert!(child.wait().unwrap().success());
+
+    // The action's subdirectory becomes a symlink to a copy outside the
+    // cache, old enough that a get would refresh its mtime.
+    let outside = sb.root().join("outside");
+    let sub = sb.cache().join("07");
+    std::fs::rename(&sub, &outside).unwrap();
+    std::os::unix::fs::symlink(&outside, &sub).unwrap();
+    let old = std::time::SystemTime::now() - Duration::from_secs(3 * 3600);
+    for e in std::fs::read_dir(&outside).unwrap() {
+        let f = std::fs::File::options()
+            .write(true)
+            .open(e.unwrap().path())
+            .unwrap();
+        f.set_modified(old).unwrap();
+    }
+    let mtimes = || -> Vec<std::time::SystemTime> {
+        let mut v: Vec<_> = std::fs::read_dir(&outside)
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().modified().unwrap())
+            .collect();
+        v.sort();
+        v
+    };
+    let before = mtimes();
+    let (mut child, mut out) = spawn_prog(&sb);
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(get(1).as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    assert_eq!(read_response(&mut out)["Miss"], true);
+    stdin
+        .write_all(b"{\"ID\":2,\"Command\":\"close\"}\n")
+        .unwrap();
+    drop(stdin);
+    assert_eq!(read_response(&mut out)["ID"], 2);
+    assert!(child.wait().unwrap().success());
+    assert_eq!(mtimes(), before, "a file outside the cache was touched");
+}
