@@ -204,6 +204,39 @@ impl Plan {
     }
 }
 
+/// Rules 3 to 5: walks groups least recently used first, choosing each
+/// unchosen `eligible` one for `rule` until `short` bytes (as `bytes`
+/// counts them) are freed. A protected group passed over is marked in
+/// `want_but_protected`. Returns the bytes still short (0: met).
+#[allow(clippy::too_many_arguments)]
+fn choose_lru(
+    groups: &mut [Group],
+    lru: &[u32],
+    want_but_protected: &mut [bool],
+    protected: &impl Fn(&Group) -> bool,
+    rule: Rule,
+    eligible: impl Fn(&Group) -> bool,
+    bytes: impl Fn(&Group) -> u64,
+    mut short: u64,
+) -> u64 {
+    for &i in lru {
+        if short == 0 {
+            break;
+        }
+        let g = &mut groups[i as usize];
+        if g.chosen.is_some() || !eligible(g) {
+            continue;
+        }
+        if protected(g) {
+            want_but_protected[i as usize] = true;
+            continue;
+        }
+        g.chosen = Some(rule);
+        short = short.saturating_sub(bytes(g));
+    }
+    short
+}
+
 /// A group of entries that leave together.
 struct Group {
     /// The name ties are broken by: the output's, or the action's for a
@@ -315,30 +348,25 @@ pub fn plan(entries: &[Entry], limits: &Limits, env: &Environment, now: UnixTime
 
     // 3. The exe quota.
     if let Some(quota) = limits.exe_quota {
-        let mut exe: u64 = groups
+        let exe: u64 = groups
             .iter()
             .filter(|g| g.chosen.is_none())
             .map(|g| g.exe_bytes)
             .sum();
-        for &i in &lru {
-            if exe <= quota {
-                break;
-            }
-            let g = &mut groups[i as usize];
-            if g.chosen.is_some() || g.exe_bytes == 0 {
-                continue;
-            }
-            if protected(g) {
-                want_but_protected[i as usize] = true;
-                continue;
-            }
-            g.chosen = Some(Rule::ExeQuota);
-            exe = exe.saturating_sub(g.exe_bytes);
-        }
-        if exe > quota {
+        let short = choose_lru(
+            &mut groups,
+            &lru,
+            &mut want_but_protected,
+            &protected,
+            Rule::ExeQuota,
+            |g| g.exe_bytes > 0,
+            |g| g.exe_bytes,
+            exe.saturating_sub(quota),
+        );
+        if short > 0 {
             unmet.push(Unmet {
                 limit: Rule::ExeQuota,
-                over_by: exe - quota,
+                over_by: short,
                 reason: "the remaining executables were used within the grace period".into(),
             });
         }
@@ -353,23 +381,19 @@ pub fn plan(entries: &[Entry], limits: &Limits, env: &Environment, now: UnixTime
             .sum::<u64>()
     };
     if let Some(budget) = limits.budget {
-        let mut total = remaining(&groups).saturating_add(env.fixed_bytes);
-        for &i in &lru {
-            if total <= budget {
-                break;
-            }
-            let g = &mut groups[i as usize];
-            if g.chosen.is_some() {
-                continue;
-            }
-            if protected(g) {
-                want_but_protected[i as usize] = true;
-                continue;
-            }
-            g.chosen = Some(Rule::Budget);
-            total = total.saturating_sub(g.allocated);
-        }
-        if total > budget {
+        let total = remaining(&groups).saturating_add(env.fixed_bytes);
+        let short = choose_lru(
+            &mut groups,
+            &lru,
+            &mut want_but_protected,
+            &protected,
+            Rule::Budget,
+            |_| true,
+            |g| g.allocated,
+            total.saturating_sub(budget),
+        );
+        if short > 0 {
+            let total = budget + short;
             let reason = if total.saturating_sub(remaining(&groups)) > budget {
                 "the cache directory's fixed bytes (directories, Go's files, the index) alone exceed the budget".into()
             } else {
@@ -377,7 +401,7 @@ pub fn plan(entries: &[Entry], limits: &Limits, env: &Environment, now: UnixTime
             };
             unmet.push(Unmet {
                 limit: Rule::Budget,
-                over_by: total - budget,
+                over_by: short,
                 reason,
             });
         }
@@ -390,26 +414,21 @@ pub fn plan(entries: &[Entry], limits: &Limits, env: &Environment, now: UnixTime
             .filter(|g| g.chosen.is_some())
             .map(|g| g.allocated)
             .sum();
-        let mut have = free.saturating_add(freed);
-        for &i in &lru {
-            if have >= floor {
-                break;
-            }
-            let g = &mut groups[i as usize];
-            if g.chosen.is_some() {
-                continue;
-            }
-            if protected(g) {
-                want_but_protected[i as usize] = true;
-                continue;
-            }
-            g.chosen = Some(Rule::FreeSpace);
-            have = have.saturating_add(g.allocated);
-        }
-        if have < floor {
+        let have = free.saturating_add(freed);
+        let short = choose_lru(
+            &mut groups,
+            &lru,
+            &mut want_but_protected,
+            &protected,
+            Rule::FreeSpace,
+            |_| true,
+            |g| g.allocated,
+            floor.saturating_sub(have),
+        );
+        if short > 0 {
             unmet.push(Unmet {
                 limit: Rule::FreeSpace,
-                over_by: floor - have,
+                over_by: short,
                 reason: "not enough left to evict outside the grace period; something else fills the disk".into(),
             });
         }
