@@ -646,9 +646,6 @@ impl Index {
                          dir_allocated = excluded.dir_allocated",
                 )
                 .map_err(|e| sql(&path, e))?;
-            let row3 = |r: &rusqlite::Row| -> rusqlite::Result<(i64, i64, i64)> {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            };
             let mut clear_others = tx
                 .prepare_cached("DELETE FROM others WHERE subdir = ?1")
                 .map_err(|e| sql(&path, e))?;
@@ -687,7 +684,7 @@ impl Index {
                 for e in order {
                     if by_delta {
                         let old = old_row
-                            .query_row(params![changes.subdir, e.name.file_name()], row3)
+                            .query_row(params![changes.subdir, e.name.file_name()], kind_sizes)
                             .optional()
                             .map_err(|e| sql(&path, e))?;
                         if let Some((kind, apparent, allocated)) = old {
@@ -734,7 +731,7 @@ impl Index {
                 }
                 for name in &changes.deletes {
                     let old = delete
-                        .query_row(params![changes.subdir, name.file_name()], row3)
+                        .query_row(params![changes.subdir, name.file_name()], kind_sizes)
                         .optional()
                         .map_err(|e| sql(&path, e))?;
                     if let Some((kind, apparent, allocated)) = old {
@@ -847,19 +844,19 @@ impl Index {
             // ~4,000 rows each, per batch: 400M row reads for a 1M trim.)
             let mut delta: HashMap<u8, [i64; 6]> = HashMap::new();
             for name in names {
-                let row: Option<(i64, i64, i64)> = stmt
-                    .query_row(params![name.subdir(), name.file_name()], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                    })
+                let row = stmt
+                    .query_row(params![name.subdir(), name.file_name()], kind_sizes)
                     .optional()
                     .map_err(|e| sql(&path, e))?;
                 if let Some((kind, apparent, allocated)) = row {
                     n += 1;
-                    let d = delta.entry(name.subdir()).or_default();
-                    let at = if kind == Kind::Exe.to_db() { 3 } else { 0 };
-                    d[at] += 1;
-                    d[at + 1] += apparent;
-                    d[at + 2] += allocated;
+                    add_to(
+                        delta.entry(name.subdir()).or_default(),
+                        kind,
+                        1,
+                        apparent,
+                        allocated,
+                    );
                 }
             }
             let mut update = tx
@@ -995,7 +992,13 @@ impl RawEntry {
     }
 }
 
-/// Adds a row's counts to a per-tier delta (see `apply_subdirs`).
+/// A row's `kind, apparent, allocated`.
+fn kind_sizes(r: &rusqlite::Row) -> rusqlite::Result<(i64, i64, i64)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+}
+
+/// Adds a row's counts to a per-tier delta: [build entries, apparent,
+/// allocated, exe entries, apparent, allocated].
 fn add_to(delta: &mut [i64; 6], kind: i64, entries: i64, apparent: i64, allocated: i64) {
     let at = if kind == Kind::Exe.to_db() { 3 } else { 0 };
     delta[at] += entries;
