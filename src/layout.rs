@@ -147,6 +147,18 @@ pub enum Suffix {
     Data,
 }
 
+/// An entry's file name with a terminating NUL ([`EntryName::c_file_name`]).
+#[derive(Clone, Copy)]
+pub struct CFileName([u8; NAME_LEN + 1]);
+
+impl CFileName {
+    /// The name as a C string.
+    pub fn as_c_str(&self) -> &std::ffi::CStr {
+        // Hex digits, '-' and a letter: the only NUL is the last byte.
+        std::ffi::CStr::from_bytes_with_nul(&self.0).expect("one NUL, at the end")
+    }
+}
+
 /// A validated entry name: `<64 lowercase hex>-a` or `<64 lowercase hex>-d`.
 ///
 /// This is the only kind of name gocache ever removes, and only from the
@@ -221,12 +233,14 @@ impl EntryName {
 
     /// The file name, `<hex>-a` or `<hex>-d`.
     pub fn file_name(&self) -> String {
-        let mut s = self.id.to_hex();
-        s.push_str(match self.suffix {
-            Suffix::Action => "-a",
-            Suffix::Data => "-d",
-        });
-        s
+        String::from_utf8_lossy(&self.file_name_bytes()).into_owned()
+    }
+
+    /// The file name, NUL-terminated for system calls, without allocating.
+    pub fn c_file_name(&self) -> CFileName {
+        let mut out = [0u8; NAME_LEN + 1];
+        out[..NAME_LEN].copy_from_slice(&self.file_name_bytes());
+        CFileName(out)
     }
 
     /// The path relative to the cache directory: `ab/<hex>-a`.

@@ -398,8 +398,6 @@ enum Job {
 
 struct Shared {
     cache: PathBuf,
-    /// The cache directory as a string, for the paths gets hand out.
-    cache_str: String,
     /// Each subdirectory, opened `O_NOFOLLOW` on first use: a get is then
     /// an `openat` and an `fstatat` relative to it, with no path walk and
     /// no way out of the cache. (A subdirectory removed while we serve,
@@ -422,7 +420,6 @@ pub fn serve(
     let started = (cfg.clock)();
     let shared = Arc::new(Shared {
         cache: cfg.cache_dir.clone(),
-        cache_str: cfg.cache_dir.display().to_string(),
         subdirs: (0..256).map(|_| std::sync::OnceLock::new()).collect(),
         counters: Counters::default(),
         uses: Mutex::new(Vec::new()),
@@ -694,39 +691,28 @@ fn rfc3339(nanos: i64) -> Option<String> {
     .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))
 }
 
-/// Go's `markUsed` for a path: refresh an mtime that is over an hour old.
-/// `meta` is what the caller already knows of the file.
-fn mark_used(path: &Path, meta: &std::fs::Metadata, now: UnixTime) {
-    if let Ok(t) = meta.modified()
-        && let Ok(age) = std::time::SystemTime::now().duration_since(t)
-        && age.as_secs() >= 3600
-        && let Ok(f) = File::open(path)
-    {
-        let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(now.max(0) as u64);
-        let _ = f.set_times(
-            std::fs::FileTimes::new()
-                .set_modified(when)
-                .set_accessed(when),
-        );
-    }
-}
-
-/// Go's `markUsed`: an mtime over an hour old is set to now.
-fn stale(st: &rustix::fs::Stat, now: UnixTime) -> bool {
+/// Go's `markUsed`: an mtime over an hour old is set to now. `st` is what
+/// the caller already knows of `name` in `dir` (never followed if a link).
+fn mark_used(
+    dir: &std::os::fd::OwnedFd,
+    name: &std::ffi::CStr,
+    st: &rustix::fs::Stat,
+    now: UnixTime,
+) {
     #[allow(clippy::useless_conversion)]
     let mtime = i64::from(st.st_mtime);
-    now.saturating_sub(mtime) >= 3600
-}
-
-fn timestamps(now: UnixTime) -> rustix::fs::Timestamps {
+    if now.saturating_sub(mtime) < 3600 {
+        return;
+    }
     let t = rustix::fs::Timespec {
         tv_sec: now.max(0),
         tv_nsec: 0,
     };
-    rustix::fs::Timestamps {
+    let times = rustix::fs::Timestamps {
         last_access: t,
         last_modification: t,
-    }
+    };
+    let _ = rustix::fs::utimensat(dir, name, &times, rustix::fs::AtFlags::SYMLINK_NOFOLLOW);
 }
 
 impl Shared {
@@ -786,14 +772,10 @@ fn get(shared: &Shared, id: i64, action: Id) -> Response {
     let Some(adir) = shared.subdir(aname.subdir()) else {
         return miss();
     };
-    let mut cname = [0u8; crate::layout::NAME_LEN + 1];
-    cname[..crate::layout::NAME_LEN].copy_from_slice(&aname.file_name_bytes());
-    let Ok(acname) = std::ffi::CStr::from_bytes_with_nul(&cname) else {
-        return miss();
-    };
+    let acname = aname.c_file_name();
     let Ok(fd) = rustix::fs::openat(
         adir,
-        acname,
+        acname.as_c_str(),
         OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
     ) else {
@@ -824,11 +806,8 @@ fn get(shared: &Shared, id: i64, action: Id) -> Response {
     let Some(odir) = shared.subdir(oname.subdir()) else {
         return miss();
     };
-    let mut ocname = [0u8; crate::layout::NAME_LEN + 1];
-    ocname[..crate::layout::NAME_LEN].copy_from_slice(&oname.file_name_bytes());
-    let Ok(ocname) = std::ffi::CStr::from_bytes_with_nul(&ocname) else {
-        return miss();
-    };
+    let ocname = oname.c_file_name();
+    let ocname = ocname.as_c_str();
     let ost = match rustix::fs::statat(odir, ocname, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(st)
             if FileType::from_raw_mode(st.st_mode as _) == FileType::RegularFile
@@ -838,12 +817,8 @@ fn get(shared: &Shared, id: i64, action: Id) -> Response {
         }
         _ => return miss(),
     };
-    if stale(&ast, now) {
-        let _ = rustix::fs::futimens(&fd, &timestamps(now));
-    }
-    if stale(&ost, now) {
-        let _ = rustix::fs::utimensat(odir, ocname, &timestamps(now), AtFlags::SYMLINK_NOFOLLOW);
-    }
+    mark_used(adir, acname.as_c_str(), &ast, now);
+    mark_used(odir, ocname, &ost, now);
     c.hits.fetch_add(1, Ordering::Relaxed);
     if let Ok(mut u) = shared.uses.lock() {
         u.push(Use {
@@ -857,18 +832,12 @@ fn get(shared: &Shared, id: i64, action: Id) -> Response {
             hit: true,
         });
     }
-    let mut disk_path = String::with_capacity(shared.cache_str.len() + 4 + crate::layout::NAME_LEN);
-    disk_path.push_str(&shared.cache_str);
-    disk_path.push('/');
-    disk_path.push_str(&subdir_name(oname.subdir()));
-    disk_path.push('/');
-    disk_path.push_str(std::str::from_utf8(ocname.to_bytes()).unwrap_or_default());
     Response {
         id,
         output_id: Some(base64::engine::general_purpose::STANDARD.encode(entry.output.0)),
         size: entry.size as i64,
         time: rfc3339(entry.time_nanos),
-        disk_path,
+        disk_path: oname.path_in(&shared.cache).display().to_string(),
         ..Default::default()
     }
 }
@@ -888,12 +857,24 @@ fn finish_put(shared: &Shared, id: i64, action: Id, output: Id, size: u64, tmp: 
     let opath = oname.path_in(&shared.cache);
     // An existing output with this name and size has this content (its
     // name is its hash; Go verified it when it wrote it): keep it.
-    match std::fs::symlink_metadata(&opath) {
-        Ok(m) if m.is_file() && m.len() == size => {
+    let ocname = oname.c_file_name();
+    let existing = shared.subdir(oname.subdir()).map(|dir| {
+        let st = rustix::fs::statat(
+            dir,
+            ocname.as_c_str(),
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        );
+        (dir, st)
+    });
+    let file_type = |st: &rustix::fs::Stat| rustix::fs::FileType::from_raw_mode(st.st_mode as _);
+    match existing {
+        Some((dir, Ok(st)))
+            if file_type(&st) == rustix::fs::FileType::RegularFile && st.st_size as u64 == size =>
+        {
             let _ = std::fs::remove_file(tmp);
-            mark_used(&opath, &m, now);
+            mark_used(dir, ocname.as_c_str(), &st, now);
         }
-        Ok(m) if m.is_dir() => {
+        Some((_, Ok(st))) if file_type(&st) == rustix::fs::FileType::Directory => {
             return fail(format!(
                 "{} is a directory (a cached executable); not replaced",
                 opath.display()

@@ -551,13 +551,6 @@ fn list_subdir(cache_fd: &OwnedFd, subdir: u8) -> std::result::Result<Listing, N
     })
 }
 
-/// `name` as a NUL-terminated file name, without allocating.
-fn c_name(name: &EntryName) -> [u8; crate::layout::NAME_LEN + 1] {
-    let mut out = [0u8; crate::layout::NAME_LEN + 1];
-    out[..crate::layout::NAME_LEN].copy_from_slice(&name.file_name_bytes());
-    out
-}
-
 #[derive(Default)]
 struct SubdirStats {
     added: u64,
@@ -623,8 +616,8 @@ fn reconcile(
             }
             continue;
         }
-        let cname = c_name(&ename);
-        let fname = CStr::from_bytes_with_nul(&cname).expect("one NUL, at the end");
+        let cname = ename.c_file_name();
+        let fname = cname.as_c_str();
         let st = match rustix::fs::statat(dir_fd, fname, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => st,
             // Removed between getdents and stat (a trim, Go's own trim).
