@@ -623,7 +623,7 @@ fn reconcile(
             // Removed between getdents and stat (a trim, Go's own trim).
             Err(rustix::io::Errno::NOENT) => continue,
             Err(e) => {
-                let rel = format!("{name}/{}", ename.file_name());
+                let rel = ename.rel_path();
                 changes
                     .others
                     .push(odd(rel, format!("cannot stat: {e}"), 0, 0));
@@ -667,7 +667,7 @@ fn reconcile(
                 changes.upserts.push(e);
             }
             Err(what) => {
-                let rel = format!("{name}/{}", ename.file_name());
+                let rel = ename.rel_path();
                 changes
                     .others
                     .push(odd(rel, what, size_of(&st), alloc_of(&st)))
