@@ -105,9 +105,9 @@ const fn hex_digit(c: u8) -> Option<u8> {
 }
 
 /// A `BuildHasher` for maps keyed by [`Id`] or [`EntryName`]. IDs are
-/// SHA-256 hashes: their first eight bytes are already a good hash, so
-/// hashing them again (SipHash) only costs time. Not for keys an attacker
-/// picks freely: cache names are written by Go.
+/// SHA-256 hashes: eight of their bytes are already a good hash, so hashing
+/// them again (SipHash) only costs time. Not for keys an attacker picks
+/// freely: cache names are written by Go.
 #[derive(Default, Clone, Copy, Debug)]
 pub struct IdHash;
 
@@ -127,8 +127,10 @@ impl std::hash::Hasher for IdHasher {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        // Id hashes as its [u8; 32] (a length prefix, then the bytes): the
-        // first eight bytes of a SHA-256 are hash enough.
+        // Id hashes as its [u8; 32] (a length prefix, then the bytes). Not
+        // the first bytes: the first one is the subdirectory, the same for
+        // every name of a subdirectory, and hash maps index by the low bits.
+        let bytes = bytes.get(8..16).unwrap_or(bytes);
         let mut b = [0u8; 8];
         let n = bytes.len().min(8);
         b[..n].copy_from_slice(&bytes[..n]);
@@ -597,6 +599,27 @@ mod tests {
     }
 
     const A: &str = "0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9";
+
+    #[test]
+    fn names_of_one_subdirectory_spread_over_a_hash_table() {
+        use std::hash::BuildHasher;
+        // 4,096 names in subdirectory 01, as an incremental scan holds them:
+        // hash maps place keys by the hash's low bits, so those must vary.
+        let buckets: std::collections::HashSet<u64> = (0..4096u32)
+            .map(|i| {
+                let mut id = [0u8; 32];
+                id[0] = 1;
+                id[1..].copy_from_slice(&blake3::hash(&i.to_le_bytes()).as_bytes()[..31]);
+                IdHash.hash_one(EntryName::action(Id(id))) & 4095
+            })
+            .collect();
+        // Random placement fills about 63% of 4,096 buckets.
+        assert!(
+            buckets.len() > 2400,
+            "only {} of 4096 buckets used",
+            buckets.len()
+        );
+    }
 
     #[test]
     fn names_round_trip_and_reject_near_misses() {
