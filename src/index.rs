@@ -122,6 +122,76 @@ impl std::fmt::Debug for Index {
 /// every hook after it that much.
 const WAL_KEEP_BYTES: u64 = 1 << 20;
 
+// The statements an incremental sync runs (see [`Index::prepare_sync`]).
+const SQL_SUBDIR_STATES: &str = "SELECT subdir, mtime_ns, scanned_at FROM subdirs";
+const SQL_TOP_OTHERS: &str =
+    "SELECT path, class, what, apparent, allocated FROM others WHERE subdir IS NULL ORDER BY path";
+const SQL_IS_EMPTY: &str = "SELECT NOT EXISTS (SELECT 1 FROM entries)";
+const SQL_SUBDIR_NAMES: &str = "SELECT name FROM entries WHERE subdir = ?1";
+const SQL_ANY_PENDING: &str = "SELECT EXISTS (SELECT 1 FROM pending_uses)";
+const SQL_UPSERT: &str = "INSERT INTO entries
+     (subdir, name, kind, apparent, allocated, mtime, last_use, hits, first_seen, output, program, problem)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 + ?13, ?9, ?10, ?11, ?12)
+     ON CONFLICT (subdir, name) DO UPDATE SET
+     kind = excluded.kind, apparent = excluded.apparent,
+     allocated = excluded.allocated, mtime = excluded.mtime,
+     last_use = max(entries.last_use, excluded.last_use),
+     hits = entries.hits + ?13,
+     first_seen = min(entries.first_seen, excluded.first_seen),
+     output = excluded.output, program = excluded.program,
+     problem = excluded.problem";
+const SQL_DELETE_ENTRY: &str =
+    "DELETE FROM entries WHERE subdir = ?1 AND name = ?2 RETURNING kind, apparent, allocated";
+const SQL_OLD_ROW: &str =
+    "SELECT kind, apparent, allocated FROM entries WHERE subdir = ?1 AND name = ?2";
+const SQL_ADJUST_SUBDIR: &str = "INSERT INTO subdirs (subdir, mtime_ns, scanned_at,
+     build_entries, build_apparent, build_allocated, exe_entries, exe_apparent, exe_allocated,
+     dir_allocated)
+     VALUES (?1, ?2, ?3, max(?4, 0), max(?5, 0), max(?6, 0), max(?7, 0), max(?8, 0), max(?9, 0), ?10)
+     ON CONFLICT (subdir) DO UPDATE SET
+     mtime_ns = excluded.mtime_ns, scanned_at = excluded.scanned_at,
+     build_entries = max(build_entries + ?4, 0),
+     build_apparent = max(build_apparent + ?5, 0),
+     build_allocated = max(build_allocated + ?6, 0),
+     exe_entries = max(exe_entries + ?7, 0),
+     exe_apparent = max(exe_apparent + ?8, 0),
+     exe_allocated = max(exe_allocated + ?9, 0),
+     dir_allocated = excluded.dir_allocated";
+const SQL_CLEAR_OTHERS: &str = "DELETE FROM others WHERE subdir = ?1";
+const SQL_OTHER: &str = "INSERT OR REPLACE INTO others (path, subdir, class, what, apparent, allocated) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+const SQL_SET_SUBDIR: &str = "INSERT OR REPLACE INTO subdirs (subdir, mtime_ns, scanned_at,
+     build_entries, build_apparent, build_allocated, exe_entries, exe_apparent, exe_allocated,
+     dir_allocated)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+const SQL_TAKE_PENDING: &str =
+    "DELETE FROM pending_uses WHERE subdir = ?1 AND name = ?2 RETURNING last_use, hits";
+// And what the hook's limit check reads.
+const SQL_FAST_TOTALS: &str = "SELECT coalesce(sum(build_entries), 0), coalesce(sum(build_apparent), 0), coalesce(sum(build_allocated), 0),
+     coalesce(sum(exe_entries), 0), coalesce(sum(exe_apparent), 0), coalesce(sum(exe_allocated), 0)
+     FROM subdirs";
+const SQL_DIR_BYTES: &str = "SELECT coalesce(sum(dir_allocated), 0) FROM subdirs";
+const SQL_OTHERS: &str = "SELECT path, class, what, apparent, allocated FROM others ORDER BY path";
+const SQL_META: &str = "SELECT value FROM meta WHERE key = ?1";
+const SYNC_STATEMENTS: &[&str] = &[
+    SQL_FAST_TOTALS,
+    SQL_DIR_BYTES,
+    SQL_OTHERS,
+    SQL_META,
+    SQL_SUBDIR_STATES,
+    SQL_TOP_OTHERS,
+    SQL_IS_EMPTY,
+    SQL_SUBDIR_NAMES,
+    SQL_ANY_PENDING,
+    SQL_UPSERT,
+    SQL_DELETE_ENTRY,
+    SQL_OLD_ROW,
+    SQL_ADJUST_SUBDIR,
+    SQL_CLEAR_OTHERS,
+    SQL_OTHER,
+    SQL_SET_SUBDIR,
+    SQL_TAKE_PENDING,
+];
+
 impl Drop for Index {
     fn drop(&mut self) {
         if self.read_only {
@@ -256,7 +326,7 @@ impl Index {
             // A 64 MiB page cache: a 1M-entry index is about 200 MiB, and a
             // full scan touches every page.
             .execute_batch(
-                "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536;",
+                "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536; PRAGMA mmap_size = 1073741824;",
             )
             .map_err(|e| sql(&p, e))?;
         // No checkpoint when the last connection closes: every short-lived
@@ -268,6 +338,8 @@ impl Index {
         self.conn
             .execute_batch("PRAGMA wal_autocheckpoint = 128; PRAGMA journal_size_limit = 4194304;")
             .map_err(|e| sql(&p, e))?;
+        // Room for the sync statements and a trim's.
+        self.conn.set_prepared_statement_cache_capacity(32);
         self.conn
             .set_db_config(
                 rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
@@ -320,12 +392,25 @@ impl Index {
         &self.conn
     }
 
+    /// Prepares the statements an incremental sync and the hook's check of
+    /// the limits run. SQLite parses each once per connection, about 40 us
+    /// apiece: a thread with time to spare (the hook's, while another lists
+    /// the cache) can do it ahead.
+    pub fn prepare_sync(&self) -> Result<()> {
+        for q in SYNC_STATEMENTS {
+            self.conn
+                .prepare_cached(q)
+                .map_err(|e| sql(&self.path, e))?;
+        }
+        Ok(())
+    }
+
     /// What was recorded for each of the 256 subdirectories.
     pub fn subdir_states(&self) -> Result<Vec<Option<SubdirState>>> {
         let mut out = vec![None; 256];
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT subdir, mtime_ns, scanned_at FROM subdirs")
+            .prepare_cached(SQL_SUBDIR_STATES)
             .map_err(|e| sql(&self.path, e))?;
         let rows = stmt
             .query_map([], |r| {
@@ -364,7 +449,7 @@ impl Index {
     pub fn subdir_names(&self, subdir: u8) -> Result<Vec<EntryName>> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT name FROM entries WHERE subdir = ?1")
+            .prepare_cached(SQL_SUBDIR_NAMES)
             .map_err(|e| sql(&self.path, e))?;
         let mut rows = stmt
             .query(params![subdir])
@@ -392,9 +477,8 @@ impl Index {
     /// True when the index holds no entry (without counting them all).
     pub fn is_empty(&self) -> Result<bool> {
         self.conn
-            .query_row("SELECT NOT EXISTS (SELECT 1 FROM entries)", [], |r| {
-                r.get(0)
-            })
+            .prepare_cached(SQL_IS_EMPTY)
+            .and_then(|mut q| q.query_row([], |r| r.get(0)))
             .map_err(|e| sql(&self.path, e))
     }
 
@@ -429,26 +513,22 @@ impl Index {
     pub fn fast_totals(&self) -> Result<crate::policy::Totals> {
         let mut t = crate::policy::Totals::default();
         self.conn
-            .query_row(
-                "SELECT coalesce(sum(build_entries), 0), coalesce(sum(build_apparent), 0), coalesce(sum(build_allocated), 0),
-                        coalesce(sum(exe_entries), 0), coalesce(sum(exe_apparent), 0), coalesce(sum(exe_allocated), 0)
-                 FROM subdirs",
-                [],
-                |r| {
-                    let g = |i| r.get::<_, i64>(i).map(|v| v as u64);
-                    t.build = crate::stats::Bytes {
-                        entries: g(0)?,
-                        apparent_bytes: g(1)?,
-                        allocated_bytes: g(2)?,
-                    };
-                    t.exe = crate::stats::Bytes {
-                        entries: g(3)?,
-                        apparent_bytes: g(4)?,
-                        allocated_bytes: g(5)?,
-                    };
-                    Ok(())
-                },
-            )
+            .prepare_cached(SQL_FAST_TOTALS)
+            .map_err(|e| sql(&self.path, e))?
+            .query_row([], |r| {
+                let g = |i| r.get::<_, i64>(i).map(|v| v as u64);
+                t.build = crate::stats::Bytes {
+                    entries: g(0)?,
+                    apparent_bytes: g(1)?,
+                    allocated_bytes: g(2)?,
+                };
+                t.exe = crate::stats::Bytes {
+                    entries: g(3)?,
+                    apparent_bytes: g(4)?,
+                    allocated_bytes: g(5)?,
+                };
+                Ok(())
+            })
             .map_err(|e| sql(&self.path, e))?;
         t.total = crate::stats::Bytes {
             entries: t.build.entries + t.exe.entries,
@@ -464,11 +544,8 @@ impl Index {
     /// Allocated bytes of the 256 subdirectories themselves, as last scanned.
     pub fn subdir_dir_bytes(&self) -> Result<u64> {
         self.conn
-            .query_row(
-                "SELECT coalesce(sum(dir_allocated), 0) FROM subdirs",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
+            .prepare_cached(SQL_DIR_BYTES)
+            .and_then(|mut q| q.query_row([], |r| r.get::<_, i64>(0)))
             .map(|v| v as u64)
             .map_err(|e| sql(&self.path, e))
     }
@@ -557,14 +634,12 @@ impl Index {
 
     /// Everything odd recorded under the cache directory.
     pub fn others(&self) -> Result<Vec<Other>> {
-        self.query_others("SELECT path, class, what, apparent, allocated FROM others ORDER BY path")
+        self.query_others(SQL_OTHERS)
     }
 
     /// What is recorded about the top level of the cache directory.
     pub fn top_level_others(&self) -> Result<Vec<Other>> {
-        self.query_others(
-            "SELECT path, class, what, apparent, allocated FROM others WHERE subdir IS NULL ORDER BY path",
-        )
+        self.query_others(SQL_TOP_OTHERS)
     }
 
     fn query_others(&self, query: &str) -> Result<Vec<Other>> {
@@ -606,71 +681,29 @@ impl Index {
                     // A row another process wrote since this scan read the
                     // index keeps its hits, last use and first sighting;
                     // pending uses (?13) are added on top.
-                    "INSERT INTO entries
-                     (subdir, name, kind, apparent, allocated, mtime, last_use, hits, first_seen, output, program, problem)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 + ?13, ?9, ?10, ?11, ?12)
-                     ON CONFLICT (subdir, name) DO UPDATE SET
-                         kind = excluded.kind, apparent = excluded.apparent,
-                         allocated = excluded.allocated, mtime = excluded.mtime,
-                         last_use = max(entries.last_use, excluded.last_use),
-                         hits = entries.hits + ?13,
-                         first_seen = min(entries.first_seen, excluded.first_seen),
-                         output = excluded.output, program = excluded.program,
-                         problem = excluded.problem",
+                    SQL_UPSERT,
                 )
                 .map_err(|e| sql(&path, e))?;
             let mut delete = tx
-                .prepare_cached(
-                    "DELETE FROM entries WHERE subdir = ?1 AND name = ?2 RETURNING kind, apparent, allocated",
-                )
+                .prepare_cached(SQL_DELETE_ENTRY)
                 .map_err(|e| sql(&path, e))?;
-            let mut old_row = tx
-                .prepare_cached(
-                    "SELECT kind, apparent, allocated FROM entries WHERE subdir = ?1 AND name = ?2",
-                )
-                .map_err(|e| sql(&path, e))?;
+            let mut old_row = tx.prepare_cached(SQL_OLD_ROW).map_err(|e| sql(&path, e))?;
             let mut adjust = tx
-                .prepare_cached(
-                    "INSERT INTO subdirs (subdir, mtime_ns, scanned_at,
-                         build_entries, build_apparent, build_allocated, exe_entries, exe_apparent, exe_allocated,
-                     dir_allocated)
-                     VALUES (?1, ?2, ?3, max(?4, 0), max(?5, 0), max(?6, 0), max(?7, 0), max(?8, 0), max(?9, 0), ?10)
-                     ON CONFLICT (subdir) DO UPDATE SET
-                         mtime_ns = excluded.mtime_ns, scanned_at = excluded.scanned_at,
-                         build_entries = max(build_entries + ?4, 0),
-                         build_apparent = max(build_apparent + ?5, 0),
-                         build_allocated = max(build_allocated + ?6, 0),
-                         exe_entries = max(exe_entries + ?7, 0),
-                         exe_apparent = max(exe_apparent + ?8, 0),
-                         exe_allocated = max(exe_allocated + ?9, 0),
-                         dir_allocated = excluded.dir_allocated",
-                )
+                .prepare_cached(SQL_ADJUST_SUBDIR)
                 .map_err(|e| sql(&path, e))?;
             let mut clear_others = tx
-                .prepare_cached("DELETE FROM others WHERE subdir = ?1")
+                .prepare_cached(SQL_CLEAR_OTHERS)
                 .map_err(|e| sql(&path, e))?;
-            let mut other = tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO others (path, subdir, class, what, apparent, allocated) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )
-                .map_err(|e| sql(&path, e))?;
+            let mut other = tx.prepare_cached(SQL_OTHER).map_err(|e| sql(&path, e))?;
             let mut state = tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO subdirs (subdir, mtime_ns, scanned_at,
-                         build_entries, build_apparent, build_allocated, exe_entries, exe_apparent, exe_allocated,
-                     dir_allocated)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                )
+                .prepare_cached(SQL_SET_SUBDIR)
                 .map_err(|e| sql(&path, e))?;
             let mut pending = tx
-                .prepare_cached(
-                    "DELETE FROM pending_uses WHERE subdir = ?1 AND name = ?2 RETURNING last_use, hits",
-                )
+                .prepare_cached(SQL_TAKE_PENDING)
                 .map_err(|e| sql(&path, e))?;
             let any_pending: bool = tx
-                .query_row("SELECT EXISTS (SELECT 1 FROM pending_uses)", [], |r| {
-                    r.get(0)
-                })
+                .prepare_cached(SQL_ANY_PENDING)
+                .and_then(|mut q| q.query_row([], |r| r.get(0)))
                 .map_err(|e| sql(&path, e))?;
             for changes in all {
                 // [build entries, apparent, allocated, exe entries, apparent,
@@ -939,8 +972,8 @@ impl Index {
     /// Reads a value from the meta table.
     pub fn meta(&self, key: &str) -> Result<Option<String>> {
         self.conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-            .optional()
+            .prepare_cached(SQL_META)
+            .and_then(|mut q| q.query_row([key], |r| r.get(0)).optional())
             .map_err(|e| sql(&self.path, e))
     }
 
