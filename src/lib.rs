@@ -10,6 +10,7 @@
 //! - [`hook`] and [`wrapper`]: the post-insert hook and `gocache go`.
 //! - [`prog`]: a GOCACHEPROG server over Go's own on-disk layout.
 //! - [`synth`]: deterministic synthetic caches for tests and benchmarks.
+//! - [`threads`]: helper threads that start beside their creator.
 //!
 //! See `DESIGN.md` in the repository for the facts about Go's cache this
 //! crate relies on.
@@ -27,6 +28,7 @@ pub mod report;
 pub mod scan;
 pub mod stats;
 pub mod synth;
+pub mod threads;
 pub mod trim;
 pub mod wrapper;
 

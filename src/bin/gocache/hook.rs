@@ -60,8 +60,8 @@ struct Out<'a> {
 pub fn run_after_go(global: &Global, args: &Args, seen: &AfterGo) -> anyhow::Result<()> {
     let ctx = Ctx::locate(global)?;
     // Read the cache while SQLite opens the index.
-    let head = HeadStart::start(&ctx.cache_dir, &ctx.index_path);
-    let mut index = gocache::index::Index::open(&ctx.index_path)?;
+    let (index, head) = HeadStart::open_while_reading(&ctx.cache_dir, &ctx.index_path);
+    let mut index = index?;
     index.keep_wal_on_close();
     let progress = Progress::new(true);
     // Uses first, so the plan below sees them (and protects what just ran);
@@ -81,7 +81,7 @@ pub fn run_after_go(global: &Global, args: &Args, seen: &AfterGo) -> anyhow::Res
         &ScanOptions::default(),
         ctx.now,
         &progress,
-        Some(head),
+        head,
     )?;
     if let Some(tool) = &seen.tool
         && let Some(name) = gocache::trim::latest_exe_named(&ctx.cache_dir, &index, tool)?
