@@ -690,6 +690,28 @@ pub fn latest_exe_named(
     Ok(best.map(|(_, n)| n))
 }
 
+/// True when the index's totals exceed the budget or the exe quota, or
+/// free space is below the floor.
+fn over_limits(
+    cache_dir: &Path,
+    index: &Index,
+    limits: &crate::limits::Limits,
+    fixed: u64,
+) -> Result<bool> {
+    let totals = index.fast_totals()?;
+    let over_budget = limits
+        .budget
+        .is_some_and(|b| totals.total.allocated_bytes.saturating_add(fixed) > b);
+    let over_quota = limits
+        .exe_quota
+        .is_some_and(|q| totals.exe.allocated_bytes > q);
+    let low_space = match limits.min_free {
+        Some(floor) => fs4::available_space(cache_dir).is_ok_and(|free| free < floor),
+        None => false,
+    };
+    Ok(over_budget || over_quota || low_space)
+}
+
 /// Syncs the index, plans against `limits`, and (unless a dry run)
 /// executes the plan under the trim lock.
 pub fn run(
@@ -700,6 +722,13 @@ pub fn run(
     now: UnixTime,
     reporter: &dyn Reporter,
 ) -> Result<TrimOutcome> {
+    // An index synced by the caller (the hook) that is within the limits
+    // needs no lock: a hook after each go command usually ends here.
+    if let (Sync::None, Trigger::OverLimits { .. }) = (opts.sync, opts.trigger)
+        && !over_limits(cache_dir, index, limits, fixed_bytes(cache_dir, index)?)?
+    {
+        return Ok(TrimOutcome::UnderLimits(Default::default()));
+    }
     let _lock = if opts.dry_run {
         None
     } else {
@@ -725,18 +754,7 @@ pub fn run(
     let fixed = fixed_bytes(cache_dir, index)?;
     let mut limits = limits.clone();
     if let Trigger::OverLimits { headroom } = opts.trigger {
-        let totals = index.fast_totals()?;
-        let over_budget = limits
-            .budget
-            .is_some_and(|b| totals.total.allocated_bytes.saturating_add(fixed) > b);
-        let over_quota = limits
-            .exe_quota
-            .is_some_and(|q| totals.exe.allocated_bytes > q);
-        let low_space = match limits.min_free {
-            Some(floor) => fs4::available_space(cache_dir).is_ok_and(|free| free < floor),
-            None => false,
-        };
-        if !(over_budget || over_quota || low_space) {
+        if !over_limits(cache_dir, index, &limits, fixed)? {
             return Ok(TrimOutcome::UnderLimits(scan));
         }
         let scale = |v: u64| (v as f64 * headroom.clamp(0.0, 1.0)) as u64;
