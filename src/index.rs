@@ -122,7 +122,8 @@ impl std::fmt::Debug for Index {
 /// every hook after it that much.
 const WAL_KEEP_BYTES: u64 = 1 << 20;
 
-// The statements an incremental sync runs (see [`Index::prepare_sync`]).
+// The statements a hook runs (see [`Index::prepare_check`] and
+// [`Index::prepare_sync`]).
 const SQL_SUBDIR_STATES: &str = "SELECT subdir, mtime_ns, scanned_at FROM subdirs";
 const SQL_TOP_OTHERS: &str =
     "SELECT path, class, what, apparent, allocated FROM others WHERE subdir IS NULL ORDER BY path";
@@ -172,13 +173,17 @@ const SQL_FAST_TOTALS: &str = "SELECT coalesce(sum(build_entries), 0), coalesce(
 const SQL_DIR_BYTES: &str = "SELECT coalesce(sum(dir_allocated), 0) FROM subdirs";
 const SQL_OTHERS: &str = "SELECT path, class, what, apparent, allocated FROM others ORDER BY path";
 const SQL_META: &str = "SELECT value FROM meta WHERE key = ?1";
-const SYNC_STATEMENTS: &[&str] = &[
+/// What every hook runs: which subdirectories changed, and the limits.
+const CHECK_STATEMENTS: &[&str] = &[
+    SQL_SUBDIR_STATES,
+    SQL_TOP_OTHERS,
     SQL_FAST_TOTALS,
     SQL_DIR_BYTES,
     SQL_OTHERS,
     SQL_META,
-    SQL_SUBDIR_STATES,
-    SQL_TOP_OTHERS,
+];
+/// What a hook runs when a subdirectory changed.
+const SYNC_STATEMENTS: &[&str] = &[
     SQL_IS_EMPTY,
     SQL_SUBDIR_NAMES,
     SQL_ANY_PENDING,
@@ -392,12 +397,22 @@ impl Index {
         &self.conn
     }
 
-    /// Prepares the statements an incremental sync and the hook's check of
-    /// the limits run. SQLite parses each once per connection, about 40 us
-    /// apiece: a thread with time to spare (the hook's, while another lists
-    /// the cache) can do it ahead.
+    /// Prepares the statements every hook runs: comparing the
+    /// subdirectories' mtimes and checking the limits. SQLite parses each
+    /// once per connection, about 40 us apiece: a thread with time to spare
+    /// (the hook's, while another reads the cache) can do it ahead.
+    pub fn prepare_check(&self) -> Result<()> {
+        self.prepare_all(CHECK_STATEMENTS)
+    }
+
+    /// Prepares the statements an incremental sync of changed
+    /// subdirectories runs (see [`Index::prepare_check`]).
     pub fn prepare_sync(&self) -> Result<()> {
-        for q in SYNC_STATEMENTS {
+        self.prepare_all(SYNC_STATEMENTS)
+    }
+
+    fn prepare_all(&self, statements: &[&str]) -> Result<()> {
+        for q in statements {
             self.conn
                 .prepare_cached(q)
                 .map_err(|e| sql(&self.path, e))?;

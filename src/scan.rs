@@ -455,9 +455,12 @@ impl HeadStart {
         let path = index_path.to_owned();
         let helper = crate::threads::spawn_beside(move || {
             let index = Index::open(&path)?;
-            index.prepare_sync()?;
+            index.prepare_check()?;
             let promised = promised_rx.recv().unwrap_or_default();
             let mut known = Vec::new();
+            if !promised.is_empty() {
+                index.prepare_sync()?;
+            }
             if !promised.is_empty() && !index.is_empty()? {
                 for s in promised {
                     let names = index.subdir_names(s)?;
