@@ -405,9 +405,17 @@ struct Shared {
     subdirs: Vec<std::sync::OnceLock<std::os::fd::OwnedFd>>,
     counters: Counters,
     uses: Mutex<Vec<Use>>,
+    /// The thread that records uses, woken early when [`FLUSH_USES_AT`]
+    /// are waiting.
+    recorder: std::sync::OnceLock<std::thread::Thread>,
     clock: fn() -> UnixTime,
     tmp_seq: AtomicU64,
 }
+
+/// Uses waiting to be recorded that wake the recorder before its next
+/// tick: a few milliseconds of SQLite work each time, done while go works,
+/// rather than all of it at `close`, which go waits for.
+const FLUSH_USES_AT: usize = 512;
 
 /// Serves GOCACHEPROG requests from `input`, writing responses to `output`,
 /// until `close` or the end of input. Returns an error message for a
@@ -423,6 +431,7 @@ pub fn serve(
         subdirs: (0..256).map(|_| std::sync::OnceLock::new()).collect(),
         counters: Counters::default(),
         uses: Mutex::new(Vec::new()),
+        recorder: std::sync::OnceLock::new(),
         clock: cfg.clock,
         tmp_seq: AtomicU64::new(0),
     });
@@ -450,6 +459,7 @@ pub fn serve(
             }
         })
     };
+    let _ = shared.recorder.set(recorder.thread().clone());
     let evicting = Arc::new(AtomicBool::new(false));
     let mut evictor: Option<std::thread::JoinHandle<()>> = None;
     let mut since_evict = 0u64;
@@ -716,6 +726,19 @@ fn mark_used(
 }
 
 impl Shared {
+    /// Queues uses for the recorder, waking it when [`FLUSH_USES_AT`] wait.
+    fn note_uses(&self, names: [EntryName; 2], at: UnixTime, hit: bool) {
+        let Ok(mut u) = self.uses.lock() else { return };
+        let before = u.len();
+        u.extend(names.map(|name| Use { name, at, hit }));
+        if before < FLUSH_USES_AT
+            && u.len() >= FLUSH_USES_AT
+            && let Some(t) = self.recorder.get()
+        {
+            t.unpark();
+        }
+    }
+
     /// The subdirectory's descriptor, opened on first use.
     fn subdir(&self, s: u8) -> Option<&std::os::fd::OwnedFd> {
         let slot = &self.subdirs[s as usize];
@@ -820,18 +843,7 @@ fn get(shared: &Shared, id: i64, action: Id) -> Response {
     mark_used(adir, acname.as_c_str(), &ast, now);
     mark_used(odir, ocname, &ost, now);
     c.hits.fetch_add(1, Ordering::Relaxed);
-    if let Ok(mut u) = shared.uses.lock() {
-        u.push(Use {
-            name: aname,
-            at: now,
-            hit: true,
-        });
-        u.push(Use {
-            name: oname,
-            at: now,
-            hit: true,
-        });
-    }
+    shared.note_uses([aname, oname], now, true);
     Response {
         id,
         output_id: Some(base64::engine::general_purpose::STANDARD.encode(entry.output.0)),
@@ -908,18 +920,7 @@ fn finish_put(shared: &Shared, id: i64, action: Id, output: Id, size: u64, tmp: 
     let c = &shared.counters;
     c.puts.fetch_add(1, Ordering::Relaxed);
     c.put_bytes.fetch_add(size, Ordering::Relaxed);
-    if let Ok(mut u) = shared.uses.lock() {
-        u.push(Use {
-            name: aname,
-            at: now,
-            hit: false,
-        });
-        u.push(Use {
-            name: oname,
-            at: now,
-            hit: false,
-        });
-    }
+    shared.note_uses([aname, oname], now, false);
     Response {
         id,
         disk_path: opath.display().to_string(),
