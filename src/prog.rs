@@ -42,7 +42,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -392,8 +392,59 @@ enum Job {
         action: Id,
         output: Id,
         size: u64,
-        tmp: PathBuf,
+        tmp: TmpFile,
     },
+}
+
+/// A temporary file in a cache subdirectory, named relative to its
+/// descriptor: created, renamed and removed with `*at` calls, never by a
+/// path that a symlink swapped in later could redirect.
+struct TmpFile {
+    subdir: u8,
+    name: std::ffi::CString,
+}
+
+impl TmpFile {
+    /// Creates a new temporary file (`O_EXCL`, never following a link) in
+    /// subdirectory `s`, created first if missing.
+    fn create(shared: &Shared, s: u8) -> std::io::Result<(TmpFile, File)> {
+        use rustix::fs::{Mode, OFlags};
+        let dir = shared.ensure_subdir(s)?;
+        let n = shared.tmp_seq.fetch_add(1, Ordering::Relaxed);
+        let name = std::ffi::CString::new(format!("{TMP_PREFIX}{}-{n}", std::process::id()))
+            .expect("no NUL in a number");
+        let fd = rustix::fs::openat(
+            dir,
+            name.as_c_str(),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o666),
+        )?;
+        Ok((TmpFile { subdir: s, name }, File::from(fd)))
+    }
+
+    /// Renames it to `target` in the same subdirectory.
+    fn rename_to(&self, shared: &Shared, target: &std::ffi::CStr) -> std::io::Result<()> {
+        let dir = self.dir(shared)?;
+        Ok(rustix::fs::renameat(
+            dir,
+            self.name.as_c_str(),
+            dir,
+            target,
+        )?)
+    }
+
+    /// Removes it (best effort: `trim` sweeps what is left).
+    fn remove(&self, shared: &Shared) {
+        if let Ok(dir) = self.dir(shared) {
+            let _ = rustix::fs::unlinkat(dir, self.name.as_c_str(), rustix::fs::AtFlags::empty());
+        }
+    }
+
+    fn dir<'a>(&self, shared: &'a Shared) -> std::io::Result<&'a std::os::fd::OwnedFd> {
+        shared
+            .subdir(self.subdir)
+            .ok_or_else(|| std::io::Error::other("the cache subdirectory is gone"))
+    }
 }
 
 struct Shared {
@@ -636,14 +687,10 @@ fn receive_body(
     r: &mut impl BufRead,
     output: Id,
     size: u64,
-) -> Result<PathBuf, BodyError> {
-    let dir = shared.cache.join(subdir_name(output.subdir()));
-    let n = shared.tmp_seq.fetch_add(1, Ordering::Relaxed);
-    let tmp = dir.join(format!("{TMP_PREFIX}{}-{n}", std::process::id()));
+) -> Result<TmpFile, BodyError> {
     // Go creates the 256 subdirectories before it starts us; one missing
     // (or not a real directory) is dealt with here.
-    shared.ensure_subdir(output.subdir())?;
-    let file = File::create(&tmp)?;
+    let (tmp, file) = TmpFile::create(shared, output.subdir())?;
     struct HashingWriter<W: Write> {
         inner: W,
         hash: sha2::Sha256,
@@ -668,7 +715,7 @@ fn receive_body(
         stream_body(r, &mut w)
     };
     let fail = |e: BodyError| {
-        let _ = std::fs::remove_file(&tmp);
+        tmp.remove(shared);
         Err(e)
     };
     let got = match result {
@@ -854,10 +901,17 @@ fn get(shared: &Shared, id: i64, action: Id) -> Response {
     }
 }
 
-fn finish_put(shared: &Shared, id: i64, action: Id, output: Id, size: u64, tmp: &Path) -> Response {
+fn finish_put(
+    shared: &Shared,
+    id: i64,
+    action: Id,
+    output: Id,
+    size: u64,
+    tmp: &TmpFile,
+) -> Response {
     let fail = |msg: String| {
         shared.counters.errors.fetch_add(1, Ordering::Relaxed);
-        let _ = std::fs::remove_file(tmp);
+        tmp.remove(shared);
         Response {
             id,
             err: msg,
@@ -883,7 +937,7 @@ fn finish_put(shared: &Shared, id: i64, action: Id, output: Id, size: u64, tmp: 
         Some((dir, Ok(st)))
             if file_type(&st) == rustix::fs::FileType::RegularFile && st.st_size as u64 == size =>
         {
-            let _ = std::fs::remove_file(tmp);
+            tmp.remove(shared);
             mark_used(dir, ocname.as_c_str(), &st, now);
         }
         Some((_, Ok(st))) if file_type(&st) == rustix::fs::FileType::Directory => {
@@ -893,7 +947,7 @@ fn finish_put(shared: &Shared, id: i64, action: Id, output: Id, size: u64, tmp: 
             ));
         }
         _ => {
-            if let Err(e) = std::fs::rename(tmp, &opath) {
+            if let Err(e) = tmp.rename_to(shared, ocname.as_c_str()) {
                 return fail(format!("storing {}: {e}", opath.display()));
             }
         }
@@ -906,15 +960,16 @@ fn finish_put(shared: &Shared, id: i64, action: Id, output: Id, size: u64, tmp: 
         time_nanos: now.saturating_mul(1_000_000_000),
     };
     let apath = aname.path_in(&shared.cache);
-    if let Err(e) = shared.ensure_subdir(aname.subdir()) {
-        return fail(format!("storing {}: {e}", apath.display()));
-    }
-    let n = shared.tmp_seq.fetch_add(1, Ordering::Relaxed);
-    let atmp = apath.with_file_name(format!("{TMP_PREFIX}{}-{n}", std::process::id()));
-    if let Err(e) =
-        std::fs::write(&atmp, entry.format()).and_then(|_| std::fs::rename(&atmp, &apath))
-    {
-        let _ = std::fs::remove_file(&atmp);
+    let stored = TmpFile::create(shared, aname.subdir()).and_then(|(atmp, mut f)| {
+        let r = f
+            .write_all(entry.format().as_bytes())
+            .and_then(|()| atmp.rename_to(shared, aname.c_file_name().as_c_str()));
+        if r.is_err() {
+            atmp.remove(shared);
+        }
+        r
+    });
+    if let Err(e) = stored {
         return fail(format!("storing {}: {e}", apath.display()));
     }
     let c = &shared.counters;

@@ -172,6 +172,24 @@ fn sha256(b: &[u8]) -> [u8; 32] {
     sha2::Sha256::digest(b).into()
 }
 
+/// A put request with its body, as go writes it.
+fn put_request(id: u64, action: &[u8; 32], body: &[u8]) -> String {
+    format!(
+        "{{\"ID\":{id},\"Command\":\"put\",\"ActionID\":\"{}\",\"OutputID\":\"{}\",\"BodySize\":{}}}\n\n\"{}\"\n",
+        b64(action),
+        b64(&sha256(body)),
+        body.len(),
+        b64(body)
+    )
+}
+
+fn get_request(id: u64, action: &[u8; 32]) -> String {
+    format!(
+        "{{\"ID\":{id},\"Command\":\"get\",\"ActionID\":\"{}\"}}\n",
+        b64(action)
+    )
+}
+
 fn no_entries_or_temps(sb: &Sandbox) {
     let names = outputs(&sb.cache());
     assert!(names.is_empty(), "left behind: {names:?}");
@@ -265,21 +283,8 @@ fn malformed_streams_get_errors_and_leave_no_partial_entry() {
 fn a_get_never_reads_or_touches_through_a_symlinked_subdirectory() {
     let body = b"hello, cache";
     let action = [7u8; 32];
-    let put = |id: u64| {
-        format!(
-            "{{\"ID\":{id},\"Command\":\"put\",\"ActionID\":\"{}\",\"OutputID\":\"{}\",\"BodySize\":{}}}\n\n\"{}\"\n",
-            b64(&action),
-            b64(&sha256(body)),
-            body.len(),
-            b64(body)
-        )
-    };
-    let get = |id: u64| {
-        format!(
-            "{{\"ID\":{id},\"Command\":\"get\",\"ActionID\":\"{}\"}}\n",
-            b64(&action)
-        )
-    };
+    let put = |id: u64| put_request(id, &action, body);
+    let get = |id: u64| get_request(id, &action);
     let sb = Sandbox::new();
     let (mut child, mut out) = spawn_prog(&sb);
     let mut stdin = child.stdin.take().unwrap();
@@ -338,4 +343,37 @@ fn a_get_never_reads_or_touches_through_a_symlinked_subdirectory() {
     assert_eq!(read_response(&mut out)["ID"], 2);
     assert!(child.wait().unwrap().success());
     assert_eq!(mtimes(), before, "a file outside the cache was touched");
+}
+
+#[test]
+fn a_put_never_writes_through_a_symlinked_subdirectory() {
+    let action = [7u8; 32];
+    let sb = Sandbox::new();
+    std::fs::create_dir_all(sb.cache()).unwrap();
+    // The action's subdirectory is a symlink to a directory outside.
+    let outside = sb.root().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    let sub = sb.cache().join("07");
+    std::os::unix::fs::symlink(&outside, &sub).unwrap();
+    let (mut child, mut out) = spawn_prog(&sb);
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(put_request(1, &action, b"hello, cache").as_bytes())
+        .unwrap();
+    stdin.flush().unwrap();
+    let r = read_response(&mut out);
+    assert_eq!(r["ID"], 1);
+    assert!(
+        r["Err"].as_str().is_some_and(|e| e.contains("07")),
+        "the put should fail, naming the subdirectory: {r}"
+    );
+    stdin
+        .write_all(b"{\"ID\":2,\"Command\":\"close\"}\n")
+        .unwrap();
+    drop(stdin);
+    assert_eq!(read_response(&mut out)["ID"], 2);
+    assert!(child.wait().unwrap().success());
+    let written: Vec<_> = std::fs::read_dir(&outside).unwrap().collect();
+    assert!(written.is_empty(), "written outside the cache: {written:?}");
+    assert!(sub.symlink_metadata().unwrap().file_type().is_symlink());
 }
