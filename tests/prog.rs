@@ -190,6 +190,21 @@ fn get_request(id: u64, action: &[u8; 32]) -> String {
     )
 }
 
+/// Sends `close` as request `id`; checks its answer and a clean exit.
+fn close_prog(
+    mut child: std::process::Child,
+    mut stdin: std::process::ChildStdin,
+    out: &mut BufReader<std::process::ChildStdout>,
+    id: u64,
+) {
+    stdin
+        .write_all(format!("{{\"ID\":{id},\"Command\":\"close\"}}\n").as_bytes())
+        .unwrap();
+    drop(stdin);
+    assert_eq!(read_response(out)["ID"], id);
+    assert!(child.wait().unwrap().success());
+}
+
 fn no_entries_or_temps(sb: &Sandbox) {
     let names = outputs(&sb.cache());
     assert!(names.is_empty(), "left behind: {names:?}");
@@ -301,12 +316,7 @@ fn a_get_never_reads_or_touches_through_a_symlinked_subdirectory() {
             .is_some_and(|p| p.starts_with(sb.cache().to_str().unwrap())),
         "{hit}"
     );
-    stdin
-        .write_all(b"{\"ID\":3,\"Command\":\"close\"}\n")
-        .unwrap();
-    drop(stdin);
-    assert_eq!(read_response(&mut out)["ID"], 3);
-    assert!(child.wait().unwrap().success());
+    close_prog(child, stdin, &mut out, 3);
 
     // The action's subdirectory becomes a symlink to a copy outside the
     // cache, old enough that a get would refresh its mtime.
@@ -336,12 +346,7 @@ fn a_get_never_reads_or_touches_through_a_symlinked_subdirectory() {
     stdin.write_all(get(1).as_bytes()).unwrap();
     stdin.flush().unwrap();
     assert_eq!(read_response(&mut out)["Miss"], true);
-    stdin
-        .write_all(b"{\"ID\":2,\"Command\":\"close\"}\n")
-        .unwrap();
-    drop(stdin);
-    assert_eq!(read_response(&mut out)["ID"], 2);
-    assert!(child.wait().unwrap().success());
+    close_prog(child, stdin, &mut out, 2);
     assert_eq!(mtimes(), before, "a file outside the cache was touched");
 }
 
@@ -367,12 +372,7 @@ fn a_put_never_writes_through_a_symlinked_subdirectory() {
         r["Err"].as_str().is_some_and(|e| e.contains("07")),
         "the put should fail, naming the subdirectory: {r}"
     );
-    stdin
-        .write_all(b"{\"ID\":2,\"Command\":\"close\"}\n")
-        .unwrap();
-    drop(stdin);
-    assert_eq!(read_response(&mut out)["ID"], 2);
-    assert!(child.wait().unwrap().success());
+    close_prog(child, stdin, &mut out, 2);
     let written: Vec<_> = std::fs::read_dir(&outside).unwrap().collect();
     assert!(written.is_empty(), "written outside the cache: {written:?}");
     assert!(sub.symlink_metadata().unwrap().file_type().is_symlink());
