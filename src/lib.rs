@@ -7,7 +7,8 @@
 //! - [`limits`] and [`policy`]: a pure function from entries, limits and
 //!   `now` to a plan of evictions with reasons.
 //! - [`trim`]: executes a plan safely, under a lock.
-//! - [`hook`] and [`wrapper`]: the post-insert hook and `gocache go`.
+//! - [`wrapper`]: `gocache go`; the post-insert hook is [`scan`] (with a
+//!   [`scan::HeadStart`]) then [`trim::run`] over the limits.
 //! - [`prog`]: a GOCACHEPROG server over Go's own on-disk layout.
 //! - [`synth`]: deterministic synthetic caches for tests and benchmarks.
 //! - [`threads`]: helper threads that start beside their creator.
