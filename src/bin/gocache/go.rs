@@ -145,20 +145,24 @@ fn wrap(global: &Global, args: Vec<OsString>) -> ExitCode {
     }
     // Like a shell with a foreground job: Ctrl-C and Ctrl-\ go to the whole
     // process group (go included); we wait for go and still run the hook.
-    // SIGTERM and SIGHUP sent to us alone are passed on to go. The handlers
-    // are installed once go is started, so that go keeps the default ones
-    // and std can start it with posix_spawn (no fork of this process, no
-    // code between fork and exec). A signal in the microseconds between
-    // the two reaches go too; only the hook after it is lost.
+    // SIGTERM and SIGHUP sent to us alone are passed on to go: handlers
+    // that exec resets for go. An ignored signal stays ignored across exec,
+    // so SIGINT and SIGQUIT are ignored only once go has started; that way
+    // std starts go with posix_spawn (no fork of this process, no code
+    // between fork and exec). A Ctrl-C in the microseconds between reaches
+    // go as well; only the hook after it is lost.
+    // SAFETY: the handler only calls kill(2).
+    unsafe {
+        libc::signal(libc::SIGTERM, forward as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGHUP, forward as *const () as libc::sighandler_t);
+    }
     let status = match cmd.spawn() {
         Ok(mut child) => {
             CHILD.store(child.id() as i32, Ordering::SeqCst);
-            // SAFETY: the handler only calls kill(2).
+            // SAFETY: setting dispositions; no handler runs.
             unsafe {
                 libc::signal(libc::SIGINT, libc::SIG_IGN);
                 libc::signal(libc::SIGQUIT, libc::SIG_IGN);
-                libc::signal(libc::SIGTERM, forward as *const () as libc::sighandler_t);
-                libc::signal(libc::SIGHUP, forward as *const () as libc::sighandler_t);
             }
             let s = child.wait();
             CHILD.store(0, Ordering::SeqCst);
