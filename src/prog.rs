@@ -792,15 +792,7 @@ impl Shared {
         if let Some(fd) = slot.get() {
             return Some(fd);
         }
-        let fd = rustix::fs::open(
-            self.cache.join(subdir_name(s)),
-            rustix::fs::OFlags::RDONLY
-                | rustix::fs::OFlags::DIRECTORY
-                | rustix::fs::OFlags::NOFOLLOW
-                | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )
-        .ok()?;
+        let fd = crate::scan::open_dir_at(rustix::fs::CWD, self.cache.join(subdir_name(s))).ok()?;
         Some(slot.get_or_init(|| fd))
     }
 

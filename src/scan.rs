@@ -153,7 +153,24 @@ fn mtime_ns(st: &rustix::fs::Stat) -> i64 {
         .saturating_add(st.st_mtime_nsec as i64)
 }
 
-fn open_dir(path: &Path) -> std::io::Result<OwnedFd> {
+/// Opens the directory `name` in `parent` (or the absolute path `name`
+/// with [`rustix::fs::CWD`]) without following a symlink: how gocache opens
+/// every directory inside the cache.
+pub(crate) fn open_dir_at(
+    parent: impl std::os::fd::AsFd,
+    name: impl rustix::path::Arg,
+) -> rustix::io::Result<OwnedFd> {
+    rustix::fs::openat(
+        parent,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+/// Opens the cache directory itself (a symlink to it is followed: it is
+/// where the user put the cache).
+pub(crate) fn open_dir(path: &Path) -> std::io::Result<OwnedFd> {
     Ok(rustix::fs::open(
         path,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -550,13 +567,8 @@ fn list_subdir(cache_fd: &OwnedFd, subdir: u8) -> std::result::Result<Listing, N
     if FileType::from_raw_mode(before.st_mode as _) != FileType::Directory {
         return Err(NoListing::NotADirectory);
     }
-    let dir_fd = rustix::fs::openat(
-        cache_fd,
-        name.as_str(),
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| NoListing::Unreadable(format!("{name}: cannot open: {e}")))?;
+    let dir_fd = open_dir_at(cache_fd, name.as_str())
+        .map_err(|e| NoListing::Unreadable(format!("{name}: cannot open: {e}")))?;
     // One getdents per 64 KiB (about 900 names), read straight from the
     // descriptor: a 4,000-entry subdirectory in 5 calls.
     let mut buf = vec![std::mem::MaybeUninit::<u8>::uninit(); 64 << 10];
@@ -882,13 +894,8 @@ fn read_exe(
     name: EntryName,
     st: &rustix::fs::Stat,
 ) -> std::result::Result<Entry, String> {
-    let fd = rustix::fs::openat(
-        dir_fd,
-        fname,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| format!("executable directory cannot be opened: {e}"))?;
+    let fd = open_dir_at(dir_fd, fname)
+        .map_err(|e| format!("executable directory cannot be opened: {e}"))?;
     let dir = rustix::fs::Dir::read_from(&fd)
         .map_err(|e| format!("executable directory cannot be read: {e}"))?;
     let mut inner = Vec::new();
@@ -1000,12 +1007,7 @@ fn tree_size(parent: &OwnedFd, name: &CStr) -> (u64, u64) {
     if FileType::from_raw_mode(st.st_mode as _) != FileType::Directory {
         return total;
     }
-    let Ok(fd) = rustix::fs::openat(
-        parent,
-        name,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) else {
+    let Ok(fd) = open_dir_at(parent, name) else {
         return total;
     };
     let Ok(dir) = rustix::fs::Dir::read_from(&fd) else {

@@ -44,13 +44,14 @@ use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::fs::{AtFlags, FileType};
 
 use crate::error::{Error, Result};
 use crate::index::Index;
 use crate::layout::{EntryName, GOCACHE_DIR, subdir_name};
 use crate::model::{Kind, UnixTime};
 use crate::report::Reporter;
+use crate::scan::{open_dir, open_dir_at};
 
 /// How many plan-and-execute rounds a run makes when Go keeps using what
 /// was planned.
@@ -199,12 +200,7 @@ pub fn execute(
     mut index: Option<&mut Index>,
     reporter: &dyn Reporter,
 ) -> Result<Executed> {
-    let cache_fd = rustix::fs::open(
-        cache_dir,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| Error::io("opening", cache_dir, e.into()))?;
+    let cache_fd = open_dir(cache_dir).map_err(|e| Error::io("opening", cache_dir, e))?;
     let mut out = Executed::default();
     reporter.start("trim", items.len() as u64);
     // Trash left by a killed trim shows up in the scan as an odd file: sweep
@@ -235,15 +231,7 @@ pub fn execute(
     for (s, &want) in wanted.iter().enumerate() {
         let s = s as u8;
         let fd = want
-            .then(|| {
-                rustix::fs::openat(
-                    &cache_fd,
-                    subdir_name(s),
-                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )
-                .ok()
-            })
+            .then(|| open_dir_at(&cache_fd, subdir_name(s)).ok())
             .flatten();
         if let Some(fd) = &fd
             && trash_in.as_ref().is_none_or(|t| t.contains(&s))
@@ -516,11 +504,7 @@ pub fn sweep_prog_temps(cache_dir: &Path, index: &Index, now: UnixTime) -> Resul
         if !name.starts_with(crate::prog::TMP_PREFIX) || name.contains('/') {
             continue;
         }
-        let Ok(fd) = rustix::fs::open(
-            cache_dir.join(subdir_name(s)),
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        ) else {
+        let Ok(fd) = open_dir_at(rustix::fs::CWD, cache_dir.join(subdir_name(s))) else {
             continue;
         };
         #[allow(clippy::useless_conversion)]
@@ -537,13 +521,7 @@ pub fn sweep_prog_temps(cache_dir: &Path, index: &Index, now: UnixTime) -> Resul
 
 fn remove_exe_dir(dir: &OwnedFd, name: &str) -> std::result::Result<(), (Skip, Option<String>)> {
     let failed = |what: &str, e: rustix::io::Errno| (Skip::Failed, Some(format!("{what}: {e}")));
-    let fd = rustix::fs::openat(
-        dir,
-        name,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| failed("cannot open executable directory", e))?;
+    let fd = open_dir_at(dir, name).map_err(|e| failed("cannot open executable directory", e))?;
     let mut inner = Vec::new();
     for item in rustix::fs::Dir::read_from(&fd)
         .map_err(|e| failed("cannot read executable directory", e))?
