@@ -55,12 +55,17 @@ impl Id {
 
     /// The ID as 64 lowercase hex digits.
     pub fn to_hex(&self) -> String {
-        let mut s = String::with_capacity(HEX_LEN);
-        for b in self.0 {
-            s.push(HEX[(b >> 4) as usize] as char);
-            s.push(HEX[(b & 15) as usize] as char);
+        String::from_utf8_lossy(&self.hex_bytes()).into_owned()
+    }
+
+    /// The ID as 64 lowercase hex digits, without allocating.
+    pub fn hex_bytes(&self) -> [u8; HEX_LEN] {
+        let mut out = [0u8; HEX_LEN];
+        for (i, b) in self.0.iter().enumerate() {
+            out[2 * i] = HEX[(b >> 4) as usize];
+            out[2 * i + 1] = HEX[(b & 15) as usize];
         }
-        s
+        out
     }
 
     /// The subdirectory (first byte) this ID's entries live in.
@@ -221,10 +226,7 @@ impl EntryName {
     /// The file name as bytes, without allocating.
     pub fn file_name_bytes(&self) -> [u8; NAME_LEN] {
         let mut out = [0u8; NAME_LEN];
-        for (i, b) in self.id.0.iter().enumerate() {
-            out[2 * i] = HEX[(b >> 4) as usize];
-            out[2 * i + 1] = HEX[(b & 15) as usize];
-        }
+        out[..HEX_LEN].copy_from_slice(&self.id.hex_bytes());
         out[HEX_LEN] = b'-';
         out[HEX_LEN + 1] = match self.suffix {
             Suffix::Action => b'a',
