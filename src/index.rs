@@ -202,9 +202,7 @@ impl Drop for Index {
         if self.read_only {
             return;
         }
-        let mut wal = self.path.clone().into_os_string();
-        wal.push("-wal");
-        let len = std::fs::metadata(&wal).map_or(0, |m| m.len());
+        let len = std::fs::metadata(Index::wal_path(&self.path)).map_or(0, |m| m.len());
         if len > WAL_KEEP_BYTES || (len > 0 && !self.keep_wal) {
             // Best effort: a reader holding the WAL only delays this.
             let _ = self.checkpoint();
@@ -563,6 +561,13 @@ impl Index {
             .and_then(|mut q| q.query_row([], |r| r.get::<_, i64>(0)))
             .map(|v| v as u64)
             .map_err(|e| sql(&self.path, e))
+    }
+
+    /// The write-ahead log SQLite keeps beside the index at `path`.
+    pub fn wal_path(path: &Path) -> PathBuf {
+        let mut wal = path.to_owned().into_os_string();
+        wal.push("-wal");
+        wal.into()
     }
 
     /// Leaves a small write-ahead log in place when this index is closed,

@@ -525,11 +525,9 @@ impl HeadStart {
 
 /// When the index at `path` was last written (its WAL or itself), in ns.
 fn last_write_ns(path: &Path) -> Option<i64> {
-    let mut wal = path.to_owned().into_os_string();
-    wal.push("-wal");
-    [path.as_os_str(), wal.as_os_str()]
+    [path.to_owned(), Index::wal_path(path)]
         .iter()
-        .filter_map(|p| rustix::fs::stat(*p).ok())
+        .filter_map(|p| rustix::fs::stat(p).ok())
         .map(|st| mtime_ns(&st))
         .max()
 }
