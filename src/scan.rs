@@ -477,11 +477,11 @@ impl HeadStart {
             let mut known = Vec::new();
             if !promised.is_empty() {
                 index.prepare_sync()?;
-            }
-            if !promised.is_empty() && !index.is_empty()? {
-                for s in promised {
-                    let names = index.subdir_names(s)?;
-                    known.push((s, Known::Names(names.into_iter().collect())));
+                if !index.is_empty()? {
+                    for s in promised {
+                        let names = index.subdir_names(s)?;
+                        known.push((s, Known::Names(names.into_iter().collect())));
+                    }
                 }
             }
             Ok((index, known))
