@@ -33,7 +33,7 @@ use rusqlite_migration::{M, Migrations};
 
 use crate::error::{Error, Result};
 use crate::layout::{EntryName, GOCACHE_DIR, Id};
-use crate::model::{Entry, Kind, Other, OtherClass, UnixTime};
+use crate::model::{Bytes, Entry, Kind, Other, OtherClass, Totals, UnixTime};
 
 /// The migrations, in order. Never edit one that has shipped.
 const MIGRATIONS: &[&str] = &[
@@ -80,7 +80,7 @@ pub struct SubdirChanges {
     /// the table (an incremental scan, which knows names only). Worked out
     /// inside the write transaction, so scans racing on the same new or
     /// vanished names count each once.
-    pub totals: Option<crate::policy::Totals>,
+    pub totals: Option<Totals>,
     /// Allocated bytes of the subdirectory itself (its directory blocks).
     pub dir_allocated: u64,
 }
@@ -523,35 +523,22 @@ impl Index {
 
     /// Totals per tier, from the per-subdirectory totals the scans keep:
     /// 256 rows, however large the cache.
-    pub fn fast_totals(&self) -> Result<crate::policy::Totals> {
-        let mut t = crate::policy::Totals::default();
+    pub fn fast_totals(&self) -> Result<Totals> {
         self.conn
             .prepare_cached(SQL_FAST_TOTALS)
             .map_err(|e| sql(&self.path, e))?
             .query_row([], |r| {
                 let g = |i| r.get::<_, i64>(i).map(|v| v as u64);
-                t.build = crate::stats::Bytes {
-                    entries: g(0)?,
-                    apparent_bytes: g(1)?,
-                    allocated_bytes: g(2)?,
+                let bytes = |i| -> rusqlite::Result<Bytes> {
+                    Ok(Bytes {
+                        entries: g(i)?,
+                        apparent_bytes: g(i + 1)?,
+                        allocated_bytes: g(i + 2)?,
+                    })
                 };
-                t.exe = crate::stats::Bytes {
-                    entries: g(3)?,
-                    apparent_bytes: g(4)?,
-                    allocated_bytes: g(5)?,
-                };
-                Ok(())
+                Ok(Totals::from_tiers(bytes(0)?, bytes(3)?))
             })
-            .map_err(|e| sql(&self.path, e))?;
-        t.total = crate::stats::Bytes {
-            entries: t.build.entries + t.exe.entries,
-            apparent_bytes: t.build.apparent_bytes.saturating_add(t.exe.apparent_bytes),
-            allocated_bytes: t
-                .build
-                .allocated_bytes
-                .saturating_add(t.exe.allocated_bytes),
-        };
-        Ok(t)
+            .map_err(|e| sql(&self.path, e))
     }
 
     /// Allocated bytes of the 256 subdirectories themselves, as last scanned.
@@ -1069,29 +1056,14 @@ fn sql(path: &Path, source: rusqlite::Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layout::Suffix;
+    use crate::model::fixtures;
 
     fn entry(byte: u8, kind: Kind) -> Entry {
-        let suffix = if kind == Kind::Action {
-            Suffix::Action
+        let e = fixtures::entry(byte, kind).used_at(1000).seen_at(2000);
+        if kind == Kind::Action {
+            e.naming(Some(9))
         } else {
-            Suffix::Data
-        };
-        Entry {
-            name: EntryName {
-                id: Id([byte; 32]),
-                suffix,
-            },
-            kind,
-            apparent: 175,
-            allocated: 4096,
-            mtime: 1000,
-            last_use: 1000,
-            hits: 0,
-            first_seen: 2000,
-            output: (kind == Kind::Action).then_some(Id([9; 32])),
-            program: (kind == Kind::Exe).then(|| "hello".to_string()),
-            problem: None,
+            e
         }
     }
 

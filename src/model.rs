@@ -176,3 +176,141 @@ pub struct Other {
     /// Allocated bytes.
     pub allocated: u64,
 }
+
+/// Count and bytes of a set of entries (or other items).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Bytes {
+    /// Number of entries.
+    pub entries: u64,
+    /// Sum of apparent sizes.
+    pub apparent_bytes: u64,
+    /// Sum of allocated sizes (what `du` counts; budgets use this).
+    pub allocated_bytes: u64,
+}
+
+impl Bytes {
+    /// Counts one item of these sizes in.
+    pub fn add(&mut self, apparent: u64, allocated: u64) {
+        self.entries += 1;
+        self.apparent_bytes = self.apparent_bytes.saturating_add(apparent);
+        self.allocated_bytes = self.allocated_bytes.saturating_add(allocated);
+    }
+
+    /// Counts one entry in.
+    pub fn add_entry(&mut self, e: &Entry) {
+        self.add(e.apparent, e.allocated);
+    }
+
+    /// Counts one entry out (never below zero).
+    pub fn remove_entry(&mut self, e: &Entry) {
+        self.entries = self.entries.saturating_sub(1);
+        self.apparent_bytes = self.apparent_bytes.saturating_sub(e.apparent);
+        self.allocated_bytes = self.allocated_bytes.saturating_sub(e.allocated);
+    }
+}
+
+/// Bytes per tier, and of both: what the index keeps per subdirectory, the
+/// policy's "before" and "after", and what the limits are checked against.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Totals {
+    /// Outputs and action entries.
+    pub build: Bytes,
+    /// Executables.
+    pub exe: Bytes,
+    /// Both.
+    pub total: Bytes,
+}
+
+impl Totals {
+    /// Adds an entry to its tier and the total.
+    pub fn add(&mut self, e: &Entry) {
+        let t = match e.tier() {
+            Tier::Build => &mut self.build,
+            Tier::Exe => &mut self.exe,
+        };
+        t.add_entry(e);
+        self.total.add_entry(e);
+    }
+
+    /// Takes an entry out of its tier and the total.
+    pub fn remove(&mut self, e: &Entry) {
+        let t = match e.tier() {
+            Tier::Build => &mut self.build,
+            Tier::Exe => &mut self.exe,
+        };
+        t.remove_entry(e);
+        self.total.remove_entry(e);
+    }
+
+    /// Totals from the two tiers' figures (the total is their sum).
+    pub fn from_tiers(build: Bytes, exe: Bytes) -> Totals {
+        Totals {
+            build,
+            exe,
+            total: Bytes {
+                entries: build.entries + exe.entries,
+                apparent_bytes: build.apparent_bytes.saturating_add(exe.apparent_bytes),
+                allocated_bytes: build.allocated_bytes.saturating_add(exe.allocated_bytes),
+            },
+        }
+    }
+}
+
+/// Made-up entries for unit tests: one fixture, adjusted per test.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::*;
+    use crate::layout::Suffix;
+
+    /// An entry named by `id` (all 32 bytes of its ID), of `kind`: 175
+    /// bytes apparent, 4 KiB allocated, used at time 0, first seen at 0,
+    /// naming no output; an executable's program is `prog<id>`.
+    pub(crate) fn entry(id: u8, kind: Kind) -> Entry {
+        Entry {
+            name: EntryName {
+                id: Id([id; 32]),
+                suffix: if kind == Kind::Action {
+                    Suffix::Action
+                } else {
+                    Suffix::Data
+                },
+            },
+            kind,
+            apparent: 175,
+            allocated: 4096,
+            mtime: 0,
+            last_use: 0,
+            hits: 0,
+            first_seen: 0,
+            output: None,
+            program: (kind == Kind::Exe).then(|| format!("prog{id}")),
+            problem: None,
+        }
+    }
+
+    impl Entry {
+        /// With these sizes.
+        pub(crate) fn sized(mut self, apparent: u64, allocated: u64) -> Entry {
+            (self.apparent, self.allocated) = (apparent, allocated);
+            self
+        }
+
+        /// Last used (and its mtime set) at `t`.
+        pub(crate) fn used_at(mut self, t: UnixTime) -> Entry {
+            (self.mtime, self.last_use) = (t, t);
+            self
+        }
+
+        /// First seen at `t`.
+        pub(crate) fn seen_at(mut self, t: UnixTime) -> Entry {
+            self.first_seen = t;
+            self
+        }
+
+        /// An action naming the output whose ID is all `output`.
+        pub(crate) fn naming(mut self, output: Option<u8>) -> Entry {
+            self.output = output.map(|o| Id([o; 32]));
+            self
+        }
+    }
+}

@@ -54,8 +54,7 @@ use std::collections::HashMap;
 
 use crate::layout::{EntryName, Id, IdHash};
 use crate::limits::Limits;
-use crate::model::{Entry, Kind, Tier, UnixTime};
-use crate::stats::Bytes;
+use crate::model::{Bytes, Entry, Kind, Tier, Totals, UnixTime};
 
 /// The rule that chose a victim (or a limit that is not met).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -125,29 +124,6 @@ pub struct Victim {
     pub mtime: UnixTime,
     /// The last use the plan saw (of the entry itself).
     pub last_use: UnixTime,
-}
-
-/// Bytes per tier.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Totals {
-    /// Outputs and action entries.
-    pub build: Bytes,
-    /// Executables.
-    pub exe: Bytes,
-    /// Both.
-    pub total: Bytes,
-}
-
-impl Totals {
-    /// Adds an entry to its tier and the total.
-    pub fn add(&mut self, e: &Entry) {
-        let t = match e.tier() {
-            Tier::Build => &mut self.build,
-            Tier::Exe => &mut self.exe,
-        };
-        t.add_entry(e);
-        self.total.add_entry(e);
-    }
 }
 
 /// A limit the plan cannot meet.
@@ -468,7 +444,7 @@ pub fn plan(entries: &[Entry], limits: &Limits, env: &Environment, now: UnixTime
             });
             for &i in m.iter() {
                 let e = &entries[i as usize];
-                subtract(&mut after, e);
+                after.remove(e);
                 bytes.add_entry(e);
                 victims.push(Victim {
                     name: e.name,
@@ -505,48 +481,20 @@ pub fn plan(entries: &[Entry], limits: &Limits, env: &Environment, now: UnixTime
     }
 }
 
-fn subtract(t: &mut Totals, e: &Entry) {
-    let tier = match e.tier() {
-        Tier::Build => &mut t.build,
-        Tier::Exe => &mut t.exe,
-    };
-    for b in [tier, &mut t.total] {
-        b.entries = b.entries.saturating_sub(1);
-        b.apparent_bytes = b.apparent_bytes.saturating_sub(e.apparent);
-        b.allocated_bytes = b.allocated_bytes.saturating_sub(e.allocated);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layout::Suffix;
     use crate::limits::{DAY, HOUR};
+    use crate::model::fixtures;
 
     const NOW: UnixTime = 1_000 * DAY;
 
     /// A made-up entry: `id` names it, `ago` is seconds since last use.
     fn entry(id: u8, kind: Kind, alloc: u64, ago: i64, output: Option<u8>) -> Entry {
-        Entry {
-            name: EntryName {
-                id: Id([id; 32]),
-                suffix: if kind == Kind::Action {
-                    Suffix::Action
-                } else {
-                    Suffix::Data
-                },
-            },
-            kind,
-            apparent: alloc,
-            allocated: alloc,
-            mtime: NOW - ago,
-            last_use: NOW - ago,
-            hits: 0,
-            first_seen: 0,
-            output: output.map(|o| Id([o; 32])),
-            program: (kind == Kind::Exe).then(|| format!("p{id}")),
-            problem: None,
-        }
+        fixtures::entry(id, kind)
+            .sized(alloc, alloc)
+            .used_at(NOW - ago)
+            .naming(output)
     }
 
     /// An output `id` and the action `id + 100` naming it.

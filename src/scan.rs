@@ -771,7 +771,7 @@ fn reconcile(
             changes.deletes = deletes;
             // The subdirectory's totals: what is new or changed, plus what
             // is unchanged from before.
-            let mut totals = crate::policy::Totals::default();
+            let mut totals = crate::model::Totals::default();
             let upserted: std::collections::HashSet<EntryName, IdHash> =
                 changes.upserts.iter().map(|e| e.name).collect();
             for e in &changes.upserts {

@@ -7,34 +7,10 @@
 use std::collections::HashSet;
 
 use crate::layout::Id;
-use crate::model::{Entry, Kind, Other, OtherClass, Tier, UnixTime};
+use crate::model::{Bytes, Entry, Kind, Other, OtherClass, Tier, UnixTime};
 
 /// How many executables the "largest" and "most used" lists show.
 pub const TOP_EXES: usize = 10;
-
-/// Count and bytes of a set of entries.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Bytes {
-    /// Number of entries.
-    pub entries: u64,
-    /// Sum of apparent sizes.
-    pub apparent_bytes: u64,
-    /// Sum of allocated sizes (what `du` counts; budgets use this).
-    pub allocated_bytes: u64,
-}
-
-impl Bytes {
-    fn add(&mut self, apparent: u64, allocated: u64) {
-        self.entries += 1;
-        self.apparent_bytes = self.apparent_bytes.saturating_add(apparent);
-        self.allocated_bytes = self.allocated_bytes.saturating_add(allocated);
-    }
-
-    /// Counts one entry in.
-    pub fn add_entry(&mut self, e: &Entry) {
-        self.add(e.apparent, e.allocated);
-    }
-}
 
 /// One tier's figures.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -263,29 +239,13 @@ pub fn compute(entries: &[Entry], others: &[Other], now: UnixTime) -> Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layout::{EntryName, Suffix};
+    use crate::model::fixtures;
 
     fn e(id: u8, kind: Kind, alloc: u64, last_use: UnixTime, output: Option<u8>) -> Entry {
-        Entry {
-            name: EntryName {
-                id: Id([id; 32]),
-                suffix: if kind == Kind::Action {
-                    Suffix::Action
-                } else {
-                    Suffix::Data
-                },
-            },
-            kind,
-            apparent: alloc / 2,
-            allocated: alloc,
-            mtime: last_use,
-            last_use,
-            hits: 0,
-            first_seen: 0,
-            output: output.map(|o| Id([o; 32])),
-            program: (kind == Kind::Exe).then(|| format!("prog{id}")),
-            problem: None,
-        }
+        fixtures::entry(id, kind)
+            .sized(alloc / 2, alloc)
+            .used_at(last_use)
+            .naming(output)
     }
 
     #[test]

@@ -6,8 +6,9 @@ use chrono::{TimeZone, Utc};
 
 use crate::common::{Ctx, Global, Progress, human, print_json};
 use gocache::Kind;
+use gocache::model::Bytes;
 use gocache::scan::{ScanOptions, scan};
-use gocache::stats::{Bytes, ExeStats, Stats, compute};
+use gocache::stats::{ExeStats, Stats, compute};
 
 /// Report what the cache holds.
 ///
