@@ -18,6 +18,7 @@
 
 #![warn(missing_docs)]
 
+pub mod cachedir;
 pub mod error;
 pub mod index;
 pub mod layout;

@@ -42,7 +42,6 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -50,14 +49,13 @@ use std::sync::{Arc, Mutex};
 use base64::Engine;
 use sha2::Digest;
 
+use crate::cachedir::CacheDir;
 use crate::index::{Index, Use};
-use crate::layout::{ActionEntry, EntryName, Id, subdir_name};
+use crate::layout::{ActionEntry, EntryName, Id};
 use crate::model::UnixTime;
 
 /// Bytes put between two background checks of the limits.
 pub const EVICT_EVERY: u64 = 16 << 20;
-/// The prefix of temporary files in the cache's subdirectories.
-pub const TMP_PREFIX: &str = ".gocache-tmp-";
 
 /// A request from the go command.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
@@ -361,8 +359,8 @@ pub fn sessions(index: &Index, limit: usize) -> crate::Result<Vec<ProgSession>> 
 
 /// What the server needs from the outside.
 pub struct ServerConfig {
-    /// The cache directory (absolute).
-    pub cache_dir: PathBuf,
+    /// The cache directory (absolute), open.
+    pub cache_dir: CacheDir,
     /// The index, if it could be opened (the server works without one).
     pub index: Option<Index>,
     /// Limits to enforce in the background, if any are set.
@@ -409,10 +407,9 @@ impl TmpFile {
     /// subdirectory `s`, created first if missing.
     fn create(shared: &Shared, s: u8) -> std::io::Result<(TmpFile, File)> {
         use rustix::fs::{Mode, OFlags};
-        let dir = shared.ensure_subdir(s)?;
+        let dir = shared.dir.ensure_subdir(s)?;
         let n = shared.tmp_seq.fetch_add(1, Ordering::Relaxed);
-        let name = std::ffi::CString::new(format!("{TMP_PREFIX}{}-{n}", std::process::id()))
-            .expect("no NUL in a number");
+        let name = crate::cachedir::tmp_name(std::process::id(), n);
         let fd = rustix::fs::openat(
             dir,
             name.as_c_str(),
@@ -442,18 +439,19 @@ impl TmpFile {
 
     fn dir<'a>(&self, shared: &'a Shared) -> std::io::Result<&'a std::os::fd::OwnedFd> {
         shared
+            .dir
             .subdir(self.subdir)
             .ok_or_else(|| std::io::Error::other("the cache subdirectory is gone"))
     }
 }
 
 struct Shared {
-    cache: PathBuf,
-    /// Each subdirectory, opened `O_NOFOLLOW` on first use: a get is then
-    /// an `openat` and an `fstatat` relative to it, with no path walk and
-    /// no way out of the cache. (A subdirectory removed while we serve,
-    /// by `go clean -cache`, then reads as misses until the next session.)
-    subdirs: Vec<std::sync::OnceLock<std::os::fd::OwnedFd>>,
+    /// The cache, with each subdirectory opened `O_NOFOLLOW` on first use:
+    /// a get is then an `openat` and an `fstatat` relative to it, with no
+    /// path walk and no way out of the cache. (A subdirectory removed while
+    /// we serve, by `go clean -cache`, then reads as misses until the next
+    /// session.)
+    dir: CacheDir,
     counters: Counters,
     uses: Mutex<Vec<Use>>,
     /// The thread that records uses, woken early when [`FLUSH_USES_AT`]
@@ -478,8 +476,7 @@ pub fn serve(
 ) -> Result<(), String> {
     let started = (cfg.clock)();
     let shared = Arc::new(Shared {
-        cache: cfg.cache_dir.clone(),
-        subdirs: (0..256).map(|_| std::sync::OnceLock::new()).collect(),
+        dir: cfg.cache_dir,
         counters: Counters::default(),
         uses: Mutex::new(Vec::new()),
         recorder: std::sync::OnceLock::new(),
@@ -487,7 +484,7 @@ pub fn serve(
         tmp_seq: AtomicU64::new(0),
     });
     // Go's cache.Open creates the 256 subdirectories before it starts us;
-    // a put that finds one missing creates it (Shared::ensure_subdir).
+    // a put that finds one missing creates it (CacheDir::ensure_subdir).
     // Whoever finishes a request writes its response, under a lock: no
     // hand-off to a writer thread, since go waits on each get in turn.
     let res_tx = Responder(Arc::new(Mutex::new(std::io::BufWriter::new(Box::new(
@@ -785,36 +782,6 @@ impl Shared {
             t.unpark();
         }
     }
-
-    /// The subdirectory's descriptor, opened on first use.
-    fn subdir(&self, s: u8) -> Option<&std::os::fd::OwnedFd> {
-        let slot = &self.subdirs[s as usize];
-        if let Some(fd) = slot.get() {
-            return Some(fd);
-        }
-        let fd = crate::scan::open_dir_at(rustix::fs::CWD, self.cache.join(subdir_name(s))).ok()?;
-        Some(slot.get_or_init(|| fd))
-    }
-
-    /// The subdirectory, created if missing; an error if its name is
-    /// taken by anything but a real directory (a symlink is not followed).
-    fn ensure_subdir(&self, s: u8) -> std::io::Result<&std::os::fd::OwnedFd> {
-        if let Some(fd) = self.subdir(s) {
-            return Ok(fd);
-        }
-        let path = self.cache.join(subdir_name(s));
-        match std::fs::create_dir(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e),
-        }
-        self.subdir(s).ok_or_else(|| {
-            std::io::Error::other(format!(
-                "{} is not a directory (a symlink is not followed)",
-                path.display()
-            ))
-        })
-    }
 }
 
 fn get(shared: &Shared, id: i64, action: Id) -> Response {
@@ -831,7 +798,7 @@ fn get(shared: &Shared, id: i64, action: Id) -> Response {
         }
     };
     let aname = EntryName::action(action);
-    let Some(adir) = shared.subdir(aname.subdir()) else {
+    let Some(adir) = shared.dir.subdir(aname.subdir()) else {
         return miss();
     };
     let acname = aname.c_file_name();
@@ -865,7 +832,7 @@ fn get(shared: &Shared, id: i64, action: Id) -> Response {
         return miss();
     };
     let oname = EntryName::data(entry.output);
-    let Some(odir) = shared.subdir(oname.subdir()) else {
+    let Some(odir) = shared.dir.subdir(oname.subdir()) else {
         return miss();
     };
     let ocname = oname.c_file_name();
@@ -888,7 +855,7 @@ fn get(shared: &Shared, id: i64, action: Id) -> Response {
         output_id: Some(base64::engine::general_purpose::STANDARD.encode(entry.output.0)),
         size: entry.size as i64,
         time: rfc3339(entry.time_nanos),
-        disk_path: oname.path_in(&shared.cache).display().to_string(),
+        disk_path: oname.path_in(shared.dir.path()).display().to_string(),
         ..Default::default()
     }
 }
@@ -912,11 +879,11 @@ fn finish_put(
     };
     let now = (shared.clock)();
     let oname = EntryName::data(output);
-    let opath = oname.path_in(&shared.cache);
+    let opath = oname.path_in(shared.dir.path());
     // An existing output with this name and size has this content (its
     // name is its hash; Go verified it when it wrote it): keep it.
     let ocname = oname.c_file_name();
-    let existing = shared.subdir(oname.subdir()).map(|dir| {
+    let existing = shared.dir.subdir(oname.subdir()).map(|dir| {
         let st = rustix::fs::statat(
             dir,
             ocname.as_c_str(),
@@ -951,7 +918,7 @@ fn finish_put(
         size,
         time_nanos: now.saturating_mul(1_000_000_000),
     };
-    let apath = aname.path_in(&shared.cache);
+    let apath = aname.path_in(shared.dir.path());
     let stored = TmpFile::create(shared, aname.subdir()).and_then(|(atmp, mut f)| {
         let r = f
             .write_all(entry.format().as_bytes())
@@ -1018,7 +985,7 @@ fn evict(shared: &Shared, index: &Mutex<Option<Index>>, limits: &crate::limits::
         trigger: crate::trim::Trigger::OverLimits { headroom: 0.9 },
     };
     if let Err(e) = crate::trim::run(
-        &shared.cache,
+        shared.dir.path(),
         ix,
         limits,
         &opts,

@@ -47,6 +47,7 @@ use std::sync::mpsc;
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 
+use crate::cachedir::{check_cache_dir, open_dir, open_dir_at};
 use crate::error::{Error, Result};
 use crate::index::{Index, SubdirChanges, SubdirState};
 use crate::layout::{
@@ -95,21 +96,6 @@ pub struct ScanSummary {
     pub warnings: Vec<String>,
 }
 
-/// Checks that `dir` is an existing, readable directory (following a
-/// symlink at the cache directory itself: the user chose that path).
-pub fn check_cache_dir(dir: &Path) -> Result<()> {
-    match std::fs::metadata(dir) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Err(Error::CacheMissing(dir.to_owned()))
-        }
-        Err(e) => Err(Error::io("reading", dir, e)),
-        Ok(m) if !m.is_dir() => Err(Error::CacheNotADirectory(dir.to_owned())),
-        Ok(_) => std::fs::read_dir(dir)
-            .map(drop)
-            .map_err(|e| Error::io("reading", dir, e)),
-    }
-}
-
 /// Which subdirectories an incremental scan would reread, without reading
 /// any of them: those whose mtime differs from the recorded one.
 pub fn stale_subdirs(cache_dir: &Path, index: &Index) -> Result<Vec<u8>> {
@@ -151,31 +137,6 @@ fn mtime_ns(st: &rustix::fs::Stat) -> i64 {
     secs(st)
         .saturating_mul(1_000_000_000)
         .saturating_add(st.st_mtime_nsec as i64)
-}
-
-/// Opens the directory `name` in `parent` (or the absolute path `name`
-/// with [`rustix::fs::CWD`]) without following a symlink: how gocache opens
-/// every directory inside the cache.
-pub(crate) fn open_dir_at(
-    parent: impl std::os::fd::AsFd,
-    name: impl rustix::path::Arg,
-) -> rustix::io::Result<OwnedFd> {
-    rustix::fs::openat(
-        parent,
-        name,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-}
-
-/// Opens the cache directory itself (a symlink to it is followed: it is
-/// where the user put the cache).
-pub(crate) fn open_dir(path: &Path) -> std::io::Result<OwnedFd> {
-    Ok(rustix::fs::open(
-        path,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?)
 }
 
 /// Reconciles `index` with the cache in `cache_dir`: adds new entries,

@@ -27,9 +27,8 @@
 //!
 //! # Locking
 //!
-//! One trim at a time: an exclusive, non-blocking fs4 lock on
-//! `<cache>/gocache/trim.lock`. A second trim (or a hook) sees the lock taken
-//! and steps aside. Readers (`stats`) never take it.
+//! One trim at a time: the caller holds the [`TrimLock`] (see
+//! [`crate::cachedir`]). Readers (`stats`) never take it.
 //!
 //! # Crashes
 //!
@@ -40,18 +39,19 @@
 //! was meant to stay. The index is updated in batches after the removals;
 //! rows left behind by a kill are dropped by the next scan.
 
-use std::fs::File;
 use std::os::fd::OwnedFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rustix::fs::{AtFlags, FileType};
 
+use crate::cachedir::{
+    CacheDir, ExeDirError, TrimLock, remove_exe_dir, subdirs_with_trash, sweep_trash, trash_name,
+};
 use crate::error::{Error, Result};
 use crate::index::Index;
-use crate::layout::{EntryName, GOCACHE_DIR, subdir_name};
+use crate::layout::EntryName;
 use crate::model::{Kind, UnixTime};
 use crate::report::Reporter;
-use crate::scan::{open_dir, open_dir_at};
 
 /// How many plan-and-execute rounds a run makes when Go keeps using what
 /// was planned.
@@ -141,50 +141,6 @@ impl Executed {
     }
 }
 
-/// The lock file's place: `<cache>/gocache/trim.lock`.
-pub fn lock_path(cache_dir: &Path) -> PathBuf {
-    cache_dir.join(GOCACHE_DIR).join("trim.lock")
-}
-
-/// An exclusive hold on the trim lock; released on drop.
-#[derive(Debug)]
-pub struct TrimLock {
-    file: File,
-    path: PathBuf,
-}
-
-impl TrimLock {
-    /// Takes the lock without waiting. `Ok(None)`: another process holds it.
-    pub fn try_acquire(cache_dir: &Path) -> Result<Option<TrimLock>> {
-        let path = lock_path(cache_dir);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
-        }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| Error::io("opening", &path, e))?;
-        match fs4::FileExt::try_lock(&file) {
-            Ok(()) => Ok(Some(TrimLock { file, path })),
-            Err(fs4::TryLockError::WouldBlock) => Ok(None),
-            Err(fs4::TryLockError::Error(e)) => Err(Error::io("locking", &path, e)),
-        }
-    }
-
-    /// The lock file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Drop for TrimLock {
-    fn drop(&mut self) {
-        let _ = fs4::FileExt::unlock(&self.file);
-    }
-}
-
 /// Removes `items` from the cache, re-checking each one, and drops their
 /// rows from `index` in batches. The caller holds the [`TrimLock`].
 ///
@@ -200,24 +156,14 @@ pub fn execute(
     mut index: Option<&mut Index>,
     reporter: &dyn Reporter,
 ) -> Result<Executed> {
-    let cache_fd = open_dir(cache_dir).map_err(|e| Error::io("opening", cache_dir, e))?;
+    let dir = CacheDir::open(cache_dir)?;
     let mut out = Executed::default();
     reporter.start("trim", items.len() as u64);
     // Trash left by a killed trim shows up in the scan as an odd file: sweep
     // only the subdirectories where the index saw some (without an index,
     // every subdirectory touched).
-    let trash_in: Option<std::collections::HashSet<u8>> = match index.as_deref() {
-        Some(ix) => Some(
-            ix.others()?
-                .iter()
-                .filter_map(|o| {
-                    let (sub, name) = o.path.split_once('/')?;
-                    name.starts_with(TRASH_PREFIX)
-                        .then(|| crate::layout::parse_subdir(sub.as_bytes()))
-                        .flatten()
-                })
-                .collect(),
-        ),
+    let trash_in = match index.as_deref() {
+        Some(ix) => Some(subdirs_with_trash(&ix.others()?)),
         None => None,
     };
     // Open every subdirectory the plan touches once, up front. One that is
@@ -227,13 +173,11 @@ pub fn execute(
     for item in items {
         wanted[item.name.subdir() as usize] = true;
     }
-    let mut subdirs: Vec<Option<OwnedFd>> = Vec::with_capacity(256);
+    let mut subdirs: Vec<Option<&OwnedFd>> = Vec::with_capacity(256);
     for (s, &want) in wanted.iter().enumerate() {
         let s = s as u8;
-        let fd = want
-            .then(|| open_dir_at(&cache_fd, subdir_name(s)).ok())
-            .flatten();
-        if let Some(fd) = &fd
+        let fd = want.then(|| dir.subdir(s)).flatten();
+        if let Some(fd) = fd
             && trash_in.as_ref().is_none_or(|t| t.contains(&s))
         {
             out.trash_swept += sweep_trash(fd);
@@ -251,7 +195,7 @@ pub fn execute(
             let tx = tx.clone();
             let (next, subdirs) = (&next, &subdirs);
             scope.spawn(move || {
-                let trash = format!("{TRASH_PREFIX}{pid}-{w}");
+                let trash = trash_name(pid, w);
                 loop {
                     let start = next.fetch_add(CHUNK, std::sync::atomic::Ordering::Relaxed);
                     if start >= items.len() {
@@ -404,7 +348,7 @@ fn remove_one(dir: &OwnedFd, item: &Removal, trash: &str) -> Outcome {
         return Err(skip);
     }
     let result = match item.kind {
-        Kind::Exe => remove_exe_dir(dir, trash),
+        Kind::Exe => remove_exe_dir(dir, trash).map_err(exe_dir_skip),
         _ => rustix::fs::unlinkat(dir, trash, AtFlags::empty())
             .map_err(|e| (Skip::Failed, Some(format!("cannot remove: {e}")))),
     };
@@ -415,6 +359,14 @@ fn remove_one(dir: &OwnedFd, item: &Removal, trash: &str) -> Outcome {
             Err(e)
         }
     }
+}
+
+fn exe_dir_skip(e: ExeDirError) -> (Skip, Option<String>) {
+    let skip = match e {
+        ExeDirError::HoldsSubdir => Skip::Odd,
+        ExeDirError::Failed(_) => Skip::Failed,
+    };
+    (skip, Some(e.to_string()))
 }
 
 /// The entry is still what the plan saw: same kind, not used since.
@@ -451,108 +403,6 @@ fn put_back(dir: &OwnedFd, trash: &str, name: &str) {
             let _ = rustix::fs::renameat(dir, trash, dir, name);
         }
     }
-}
-
-/// The prefix of the names entries are moved to just before removal. They
-/// never match Go's entry pattern, so Go ignores them; one left by a crash
-/// is removed by the next trim ([`sweep_trash`]).
-pub const TRASH_PREFIX: &str = ".gocache-trash-";
-
-/// Removes trash left in `subdir` by a trim that was killed between moving
-/// an entry aside and removing it. Only names with [`TRASH_PREFIX`] are
-/// touched, through the subdirectory's descriptor. Returns how many went.
-pub fn sweep_trash(dir: &OwnedFd) -> u64 {
-    let Ok(rd) = rustix::fs::Dir::read_from(dir) else {
-        return 0;
-    };
-    let names: Vec<std::ffi::CString> = rd
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_bytes()
-                .starts_with(TRASH_PREFIX.as_bytes())
-        })
-        .map(|e| e.file_name().to_owned())
-        .collect();
-    let mut n = 0;
-    for name in names {
-        let Ok(s) = name.to_str() else { continue };
-        let st = rustix::fs::statat(dir, s, AtFlags::SYMLINK_NOFOLLOW);
-        let ok = match st.map(|st| FileType::from_raw_mode(st.st_mode as _)) {
-            Ok(FileType::Directory) => remove_exe_dir(dir, s).is_ok(),
-            Ok(_) => rustix::fs::unlinkat(dir, s, AtFlags::empty()).is_ok(),
-            Err(_) => false,
-        };
-        n += ok as u64;
-    }
-    n
-}
-
-/// Removes temporary files `gocache prog` left in the cache (a server
-/// killed mid-put) once they are over an hour old: only names with
-/// [`crate::prog::TMP_PREFIX`] that the scan found, through the
-/// subdirectory's descriptor. Returns how many went.
-pub fn sweep_prog_temps(cache_dir: &Path, index: &Index, now: UnixTime) -> Result<u64> {
-    let mut n = 0;
-    for o in index.others()? {
-        let Some((sub, name)) = o.path.split_once('/') else {
-            continue;
-        };
-        let Some(s) = crate::layout::parse_subdir(sub.as_bytes()) else {
-            continue;
-        };
-        if !name.starts_with(crate::prog::TMP_PREFIX) || name.contains('/') {
-            continue;
-        }
-        let Ok(fd) = open_dir_at(rustix::fs::CWD, cache_dir.join(subdir_name(s))) else {
-            continue;
-        };
-        #[allow(clippy::useless_conversion)]
-        let old = rustix::fs::statat(&fd, name, AtFlags::SYMLINK_NOFOLLOW).is_ok_and(|st| {
-            FileType::from_raw_mode(st.st_mode as _) == FileType::RegularFile
-                && now.saturating_sub(i64::from(st.st_mtime)) > 3600
-        });
-        if old && rustix::fs::unlinkat(&fd, name, AtFlags::empty()).is_ok() {
-            n += 1;
-        }
-    }
-    Ok(n)
-}
-
-fn remove_exe_dir(dir: &OwnedFd, name: &str) -> std::result::Result<(), (Skip, Option<String>)> {
-    let failed = |what: &str, e: rustix::io::Errno| (Skip::Failed, Some(format!("{what}: {e}")));
-    let fd = open_dir_at(dir, name).map_err(|e| failed("cannot open executable directory", e))?;
-    let mut inner = Vec::new();
-    for item in rustix::fs::Dir::read_from(&fd)
-        .map_err(|e| failed("cannot read executable directory", e))?
-    {
-        let item = item.map_err(|e| failed("cannot read executable directory", e))?;
-        let b = item.file_name().to_bytes();
-        if b == b"." || b == b".." {
-            continue;
-        }
-        if item.file_type() == FileType::Directory {
-            return Err((
-                Skip::Odd,
-                Some("executable directory holds a subdirectory; left alone".into()),
-            ));
-        }
-        inner.push(item.file_name().to_owned());
-    }
-    for f in &inner {
-        match rustix::fs::unlinkat(&fd, f.as_c_str(), AtFlags::empty()) {
-            Ok(()) | Err(rustix::io::Errno::NOENT) => {}
-            Err(rustix::io::Errno::ISDIR) => {
-                return Err((
-                    Skip::Odd,
-                    Some("executable directory holds a subdirectory; left alone".into()),
-                ));
-            }
-            Err(e) => return Err(failed("cannot remove executable", e)),
-        }
-    }
-    rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)
-        .map_err(|e| failed("cannot remove executable directory", e))
 }
 
 /// How much to sync before planning.
@@ -727,7 +577,7 @@ pub fn run(
     };
     timings.sync_seconds = clock.elapsed().as_secs_f64();
     if !opts.dry_run && opts.sync == Sync::Full {
-        sweep_prog_temps(cache_dir, index, now)?;
+        crate::cachedir::sweep_prog_temps(&CacheDir::open(cache_dir)?, &index.others()?, now);
     }
     let fixed = fixed_bytes(cache_dir, index)?;
     let mut limits = limits.clone();

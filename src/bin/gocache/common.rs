@@ -114,7 +114,7 @@ impl Ctx {
         };
         let located = gocache::layout::locate_cache(flag.as_deref(), &|k| std::env::var_os(k))?;
         let cache_dir = located.dir;
-        gocache::scan::check_cache_dir(&cache_dir).map_err(|e| {
+        gocache::cachedir::check_cache_dir(&cache_dir).map_err(|e| {
             anyhow::Error::new(e).context(format!("cache directory from {}", located.source))
         })?;
         let index_path = global

@@ -51,7 +51,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let cfg = gocache::prog::ServerConfig {
-        cache_dir: ctx.cache_dir.clone(),
+        cache_dir: gocache::cachedir::CacheDir::open(&ctx.cache_dir)?,
         index,
         limits,
         clock: crate::common::now,

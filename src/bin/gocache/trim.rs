@@ -73,7 +73,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
                 println!(
                     "another trim is running on {} (it holds {}); nothing to do",
                     ctx.cache_dir.display(),
-                    gocache::trim::lock_path(&ctx.cache_dir).display()
+                    gocache::cachedir::lock_path(&ctx.cache_dir).display()
                 );
             }
             return Ok(ExitCode::SUCCESS);

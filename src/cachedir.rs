@@ -1,0 +1,358 @@
+//! The cache directory: how gocache opens it, names its own files in it,
+//! sweeps them, and takes turns trimming it.
+//!
+//! # Descriptors
+//!
+//! gocache reaches nothing inside the cache by a path: the cache directory
+//! is opened once ([`open_dir`], following a symlink at the cache path
+//! itself, which is where the user put the cache), and everything inside it
+//! through descriptors, each directory opened `O_NOFOLLOW | O_DIRECTORY`
+//! ([`open_dir_at`]) and each name looked at with the `*at` calls. A symlink
+//! where a subdirectory belongs is never followed, so nothing outside the
+//! cache can be reached, whatever is swapped in.
+//!
+//! [`CacheDir`] holds the cache's descriptor and a table of its 256
+//! subdirectories' descriptors, each opened on first use and then shared
+//! (`Sync`, no lock on the way: `gocache prog` answers every get through
+//! it). A subdirectory removed while the table holds it (`go clean -cache`)
+//! stays the removed one for that `CacheDir`: short-lived users (a trim
+//! run) open a fresh one; `gocache prog` keeps one per go command.
+//!
+//! # gocache's own files inside the subdirectories
+//!
+//! Two kinds, both named so that they never match Go's entry pattern (Go
+//! ignores them) and both swept when left behind:
+//! - `gocache prog`'s temporary files ([`TMP_PREFIX`], [`tmp_name`]): a
+//!   put is written there and renamed into place. One left by a killed
+//!   server is removed by a full trim once it is an hour old
+//!   ([`sweep_prog_temps`]).
+//! - the trim executor's move-aside names ([`TRASH_PREFIX`],
+//!   [`trash_name`]): an entry is renamed there just before it is removed.
+//!   One left by a killed trim is removed by the next trim that opens the
+//!   subdirectory ([`sweep_trash`]).
+//!
+//! # The trim lock
+//!
+//! One trim at a time: an exclusive, non-blocking fs4 lock on
+//! `<cache>/gocache/trim.lock` ([`TrimLock`]). A second trim, a hook or
+//! `gocache prog` sees it taken and steps aside. Readers never take it.
+//!
+//! # Still to come here
+//!
+//! Checks that a directory looks like a Go cache before anything is
+//! removed from it, and the names of the index file and its companions
+//! (today `index::default_path` and `Index::wal_path`), belong in this
+//! module too.
+
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+
+use crate::error::{Error, Result};
+use crate::layout::{GOCACHE_DIR, parse_subdir, subdir_name};
+use crate::model::{Other, UnixTime};
+
+// ---------------------------------------------------------------------------
+// Opening
+
+/// Checks that `dir` is an existing, readable directory (following a
+/// symlink at the cache directory itself: the user chose that path).
+pub fn check_cache_dir(dir: &Path) -> Result<()> {
+    match std::fs::metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(Error::CacheMissing(dir.to_owned()))
+        }
+        Err(e) => Err(Error::io("reading", dir, e)),
+        Ok(m) if !m.is_dir() => Err(Error::CacheNotADirectory(dir.to_owned())),
+        Ok(_) => std::fs::read_dir(dir)
+            .map(drop)
+            .map_err(|e| Error::io("reading", dir, e)),
+    }
+}
+
+/// Opens the cache directory itself (a symlink to it is followed: it is
+/// where the user put the cache).
+pub fn open_dir(path: &Path) -> std::io::Result<OwnedFd> {
+    Ok(rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+/// Opens the directory `name` in `parent` (or the absolute path `name`
+/// with [`rustix::fs::CWD`]) without following a symlink: how gocache opens
+/// every directory inside the cache.
+pub fn open_dir_at(parent: impl AsFd, name: impl rustix::path::Arg) -> rustix::io::Result<OwnedFd> {
+    rustix::fs::openat(
+        parent,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+/// The cache directory, open, with its subdirectories' descriptors opened
+/// on first use (see the module doc).
+pub struct CacheDir {
+    path: PathBuf,
+    fd: OwnedFd,
+    subdirs: [OnceLock<OwnedFd>; 256],
+}
+
+impl std::fmt::Debug for CacheDir {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheDir")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl CacheDir {
+    /// Opens the cache directory at `path` (see [`open_dir`]).
+    pub fn open(path: &Path) -> Result<CacheDir> {
+        let fd = open_dir(path).map_err(|e| Error::io("opening", path, e))?;
+        Ok(CacheDir {
+            path: path.to_owned(),
+            fd,
+            subdirs: [const { OnceLock::new() }; 256],
+        })
+    }
+
+    /// The cache directory's path (for messages and the paths handed to Go).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The cache directory's own descriptor.
+    pub fn fd(&self) -> &OwnedFd {
+        &self.fd
+    }
+
+    /// Subdirectory `s`, opened on first use; `None` when it is missing or
+    /// not a real directory (a symlink is not followed). A failed open is
+    /// tried again next time.
+    pub fn subdir(&self, s: u8) -> Option<&OwnedFd> {
+        let slot = &self.subdirs[s as usize];
+        if let Some(fd) = slot.get() {
+            return Some(fd);
+        }
+        let fd = open_dir_at(&self.fd, subdir_name(s)).ok()?;
+        Some(slot.get_or_init(|| fd))
+    }
+
+    /// Subdirectory `s`, created first if missing (as Go creates it); an
+    /// error if its name is taken by anything but a real directory.
+    pub fn ensure_subdir(&self, s: u8) -> std::io::Result<&OwnedFd> {
+        if let Some(fd) = self.subdir(s) {
+            return Ok(fd);
+        }
+        match rustix::fs::mkdirat(&self.fd, subdir_name(s), Mode::from_raw_mode(0o777)) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.subdir(s).ok_or_else(|| {
+            std::io::Error::other(format!(
+                "{} is not a directory (a symlink is not followed)",
+                self.path.join(subdir_name(s)).display()
+            ))
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// gocache's own names inside the subdirectories
+
+/// The prefix of `gocache prog`'s temporary files in the subdirectories.
+pub const TMP_PREFIX: &str = ".gocache-tmp-";
+
+/// The prefix of the names entries are moved to just before removal.
+pub const TRASH_PREFIX: &str = ".gocache-trash-";
+
+/// A temporary file's name for process `pid`'s `seq`th file.
+pub fn tmp_name(pid: u32, seq: u64) -> std::ffi::CString {
+    std::ffi::CString::new(format!("{TMP_PREFIX}{pid}-{seq}")).expect("no NUL in numbers")
+}
+
+/// The move-aside name of trim worker `worker` in process `pid` (one at a
+/// time per worker and subdirectory).
+pub fn trash_name(pid: u32, worker: usize) -> String {
+    format!("{TRASH_PREFIX}{pid}-{worker}")
+}
+
+/// gocache's own files among `others` (odd items a scan recorded) whose
+/// names start with `prefix`: `(subdirectory, name)`.
+fn own_files<'a>(others: &'a [Other], prefix: &'a str) -> impl Iterator<Item = (u8, &'a str)> {
+    others.iter().filter_map(move |o| {
+        let (sub, name) = o.path.split_once('/')?;
+        let s = parse_subdir(sub.as_bytes())?;
+        (name.starts_with(prefix) && !name.contains('/')).then_some((s, name))
+    })
+}
+
+/// The subdirectories where a scan saw trash left by a killed trim.
+pub fn subdirs_with_trash(others: &[Other]) -> std::collections::HashSet<u8> {
+    own_files(others, TRASH_PREFIX).map(|(s, _)| s).collect()
+}
+
+// ---------------------------------------------------------------------------
+// Sweeps
+
+/// Removes trash left in the subdirectory `dir` by a trim that was killed
+/// between moving an entry aside and removing it. Only names with
+/// [`TRASH_PREFIX`] are touched, through the subdirectory's descriptor.
+/// Returns how many went.
+pub fn sweep_trash(dir: &OwnedFd) -> u64 {
+    let Ok(rd) = rustix::fs::Dir::read_from(dir) else {
+        return 0;
+    };
+    let names: Vec<std::ffi::CString> = rd
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_bytes()
+                .starts_with(TRASH_PREFIX.as_bytes())
+        })
+        .map(|e| e.file_name().to_owned())
+        .collect();
+    let mut n = 0;
+    for name in names {
+        let Ok(s) = name.to_str() else { continue };
+        let st = rustix::fs::statat(dir, s, AtFlags::SYMLINK_NOFOLLOW);
+        let ok = match st.map(|st| FileType::from_raw_mode(st.st_mode as _)) {
+            Ok(FileType::Directory) => remove_exe_dir(dir, s).is_ok(),
+            Ok(_) => rustix::fs::unlinkat(dir, s, AtFlags::empty()).is_ok(),
+            Err(_) => false,
+        };
+        n += ok as u64;
+    }
+    n
+}
+
+/// How old a temporary file of `gocache prog` must be before a trim
+/// removes it: a put in progress is never that slow.
+pub const PROG_TEMP_MAX_AGE: i64 = 3600;
+
+/// Removes temporary files `gocache prog` left in the cache (a server
+/// killed mid-put) once they are over [`PROG_TEMP_MAX_AGE`] old: only
+/// regular files named [`TMP_PREFIX`]… among the odd items a scan found
+/// (`others`), through the subdirectory's descriptor. Returns how many went.
+pub fn sweep_prog_temps(dir: &CacheDir, others: &[Other], now: UnixTime) -> u64 {
+    let mut n = 0;
+    for (s, name) in own_files(others, TMP_PREFIX) {
+        let Some(fd) = dir.subdir(s) else {
+            continue;
+        };
+        #[allow(clippy::useless_conversion)]
+        let old = rustix::fs::statat(fd, name, AtFlags::SYMLINK_NOFOLLOW).is_ok_and(|st| {
+            FileType::from_raw_mode(st.st_mode as _) == FileType::RegularFile
+                && now.saturating_sub(i64::from(st.st_mtime)) > PROG_TEMP_MAX_AGE
+        });
+        if old && rustix::fs::unlinkat(fd, name, AtFlags::empty()).is_ok() {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Why an executable directory was not removed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExeDirError {
+    /// It holds a subdirectory: not Go's layout, so it is left alone.
+    HoldsSubdir,
+    /// A call failed; what and why.
+    Failed(String),
+}
+
+impl std::fmt::Display for ExeDirError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExeDirError::HoldsSubdir => {
+                f.write_str("executable directory holds a subdirectory; left alone")
+            }
+            ExeDirError::Failed(msg) => f.write_str(msg),
+        }
+    }
+}
+
+/// Removes the executable directory `name` in the subdirectory `dir`: its
+/// files with `unlinkat` relative to its own descriptor (a symlink inside
+/// is removed as a link), then the directory. One holding a subdirectory
+/// is left alone.
+pub fn remove_exe_dir(dir: &OwnedFd, name: &str) -> std::result::Result<(), ExeDirError> {
+    let failed = |what: &str, e: rustix::io::Errno| ExeDirError::Failed(format!("{what}: {e}"));
+    let fd = open_dir_at(dir, name).map_err(|e| failed("cannot open executable directory", e))?;
+    let mut inner = Vec::new();
+    for item in rustix::fs::Dir::read_from(&fd)
+        .map_err(|e| failed("cannot read executable directory", e))?
+    {
+        let item = item.map_err(|e| failed("cannot read executable directory", e))?;
+        let b = item.file_name().to_bytes();
+        if b == b"." || b == b".." {
+            continue;
+        }
+        if item.file_type() == FileType::Directory {
+            return Err(ExeDirError::HoldsSubdir);
+        }
+        inner.push(item.file_name().to_owned());
+    }
+    for f in &inner {
+        match rustix::fs::unlinkat(&fd, f.as_c_str(), AtFlags::empty()) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+            Err(rustix::io::Errno::ISDIR) => return Err(ExeDirError::HoldsSubdir),
+            Err(e) => return Err(failed("cannot remove executable", e)),
+        }
+    }
+    rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)
+        .map_err(|e| failed("cannot remove executable directory", e))
+}
+
+// ---------------------------------------------------------------------------
+// The trim lock
+
+/// The lock file's place: `<cache>/gocache/trim.lock`.
+pub fn lock_path(cache_dir: &Path) -> PathBuf {
+    cache_dir.join(GOCACHE_DIR).join("trim.lock")
+}
+
+/// An exclusive hold on the trim lock; released on drop.
+#[derive(Debug)]
+pub struct TrimLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl TrimLock {
+    /// Takes the lock without waiting. `Ok(None)`: another process holds it.
+    pub fn try_acquire(cache_dir: &Path) -> Result<Option<TrimLock>> {
+        let path = lock_path(cache_dir);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io("opening", &path, e))?;
+        match fs4::FileExt::try_lock(&file) {
+            Ok(()) => Ok(Some(TrimLock { file, path })),
+            Err(fs4::TryLockError::WouldBlock) => Ok(None),
+            Err(fs4::TryLockError::Error(e)) => Err(Error::io("locking", &path, e)),
+        }
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TrimLock {
+    fn drop(&mut self) {
+        let _ = fs4::FileExt::unlock(&self.file);
+    }
+}
