@@ -61,6 +61,14 @@ pub enum Error {
         /// The newest this binary knows.
         supported: i64,
     },
+    /// The limits stored in the index cannot be read back.
+    #[error("the stored limits in {path} are unreadable ({error}); run `gocache limits --reset`")]
+    StoredLimits {
+        /// The index file.
+        path: PathBuf,
+        /// What is wrong with them.
+        error: serde_json::Error,
+    },
     /// Another process holds the lock.
     #[error("{0} is locked by another gocache process")]
     Locked(PathBuf),

@@ -256,6 +256,27 @@ impl Totals {
     }
 }
 
+/// One go command served by `gocache prog`, as the index keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ProgSession {
+    /// When it started (Unix seconds).
+    pub started: UnixTime,
+    /// When it closed.
+    pub ended: UnixTime,
+    /// Gets answered.
+    pub gets: u64,
+    /// Hits.
+    pub hits: u64,
+    /// Misses.
+    pub misses: u64,
+    /// Puts stored.
+    pub puts: u64,
+    /// Bytes stored.
+    pub put_bytes: u64,
+    /// Requests answered with an error.
+    pub errors: u64,
+}
+
 /// Made-up entries for unit tests: one fixture, adjusted per test.
 #[cfg(test)]
 pub(crate) mod fixtures {

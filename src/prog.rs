@@ -39,7 +39,6 @@
 //! GOCACHEPROG as soon as `close` is answered, so the server first finishes
 //! what is in flight, records the session and checks the limits once more.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -303,58 +302,6 @@ pub struct Counters {
     pub put_bytes: AtomicU64,
     /// Requests answered with an error.
     pub errors: AtomicU64,
-}
-
-/// One stored session (a go command that used `gocache prog`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct ProgSession {
-    /// When it started (Unix seconds).
-    pub started: UnixTime,
-    /// When it closed.
-    pub ended: UnixTime,
-    /// Gets answered.
-    pub gets: u64,
-    /// Hits.
-    pub hits: u64,
-    /// Misses.
-    pub misses: u64,
-    /// Puts stored.
-    pub puts: u64,
-    /// Bytes stored.
-    pub put_bytes: u64,
-    /// Requests answered with an error.
-    pub errors: u64,
-}
-
-/// The most recent sessions, newest first.
-pub fn sessions(index: &Index, limit: usize) -> crate::Result<Vec<ProgSession>> {
-    let conn = index.connection();
-    let err = |e| crate::Error::Sqlite {
-        path: index.path().to_owned(),
-        source: e,
-    };
-    let mut stmt = conn
-        .prepare(
-            "SELECT started, ended, gets, hits, misses, puts, put_bytes, errors
-             FROM prog_sessions ORDER BY id DESC LIMIT ?1",
-        )
-        .map_err(err)?;
-    let rows = stmt
-        .query_map([limit as i64], |r| {
-            let u = |i| r.get::<_, i64>(i).map(|v| v as u64);
-            Ok(ProgSession {
-                started: r.get(0)?,
-                ended: r.get(1)?,
-                gets: u(2)?,
-                hits: u(3)?,
-                misses: u(4)?,
-                puts: u(5)?,
-                put_bytes: u(6)?,
-                errors: u(7)?,
-            })
-        })
-        .map_err(err)?;
-    rows.collect::<rusqlite::Result<Vec<_>>>().map_err(err)
 }
 
 /// What the server needs from the outside.
@@ -957,23 +904,19 @@ fn flush_uses(shared: &Shared, index: &Mutex<Option<Index>>) {
 
 fn record_session(shared: &Shared, index: &Mutex<Option<Index>>, started: UnixTime) {
     let c = &shared.counters;
-    let Ok(ix) = index.lock() else { return };
-    let Some(ix) = ix.as_ref() else { return };
-    let l = |a: &AtomicU64| a.load(Ordering::Relaxed) as i64;
-    let _ = ix.connection().execute(
-        "INSERT INTO prog_sessions (started, ended, gets, hits, misses, puts, put_bytes, errors)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        rusqlite::params![
-            started,
-            (shared.clock)(),
-            l(&c.gets),
-            l(&c.hits),
-            l(&c.misses),
-            l(&c.puts),
-            l(&c.put_bytes),
-            l(&c.errors)
-        ],
-    );
+    let Ok(mut ix) = index.lock() else { return };
+    let Some(ix) = ix.as_mut() else { return };
+    let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let _ = ix.record_session(&crate::model::ProgSession {
+        started,
+        ended: (shared.clock)(),
+        gets: l(&c.gets),
+        hits: l(&c.hits),
+        misses: l(&c.misses),
+        puts: l(&c.puts),
+        put_bytes: l(&c.put_bytes),
+        errors: l(&c.errors),
+    });
 }
 
 fn evict(shared: &Shared, index: &Mutex<Option<Index>>, limits: &crate::limits::Limits) {
@@ -994,20 +937,6 @@ fn evict(shared: &Shared, index: &Mutex<Option<Index>>, limits: &crate::limits::
     ) {
         eprintln!("gocache prog: warning: enforcing the limits: {e}");
     }
-}
-
-/// For tests: the hit and miss counts by action of a finished session are
-/// in the index; this maps a session's counters to a plain struct.
-pub fn counters_snapshot(c: &Counters) -> HashMap<&'static str, u64> {
-    let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
-    HashMap::from([
-        ("gets", l(&c.gets)),
-        ("hits", l(&c.hits)),
-        ("misses", l(&c.misses)),
-        ("puts", l(&c.puts)),
-        ("put_bytes", l(&c.put_bytes)),
-        ("errors", l(&c.errors)),
-    ])
 }
 
 #[cfg(test)]

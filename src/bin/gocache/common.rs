@@ -18,14 +18,6 @@ pub struct Global {
     pub quiet: bool,
 }
 
-/// An error with the exit code it maps to.
-#[derive(Debug)]
-#[allow(dead_code)] // for commands whose failures are not library errors
-pub struct Failure {
-    pub code: u8,
-    pub error: anyhow::Error,
-}
-
 /// Maps an error to a message on stderr and an exit code.
 pub fn report_error(err: &anyhow::Error) -> ExitCode {
     if is_broken_pipe(err) {
@@ -65,20 +57,9 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         {
             return 2;
         }
-        if let Some(f) = cause.downcast_ref::<Failure>() {
-            return f.code;
-        }
     }
     1
 }
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:#}", self.error)
-    }
-}
-
-impl std::error::Error for Failure {}
 
 /// The current time, read once per command.
 pub fn now() -> gocache::UnixTime {
@@ -130,52 +111,14 @@ impl Ctx {
         })
     }
 
-    /// Opens the index for writing, or, when that fails for a reason the
-    /// index itself is to blame for (read-only, corrupt, too new, locked),
-    /// a private in-memory copy seeded from it, and says so once.
+    /// Opens the index for writing, or, when the index itself is to blame
+    /// (read-only, corrupt, too new, locked), the fallback the library
+    /// chooses, with why, to say once.
     pub fn open_index_or_fallback(
         &self,
     ) -> anyhow::Result<(gocache::index::Index, Option<String>)> {
-        use gocache::index::Index;
-        match Index::open(&self.index_path) {
-            Ok(ix) => Ok((ix, None)),
-            Err(e) if e.is_corrupt_index() => {
-                // A corrupt index is only a cache: move it aside (for a bug
-                // report) and rebuild it from the disk.
-                let aside = self
-                    .index_path
-                    .with_extension(format!("sqlite.corrupt-{}", self.now));
-                let moved = std::fs::rename(&self.index_path, &aside).is_ok();
-                for ext in ["sqlite-wal", "sqlite-shm"] {
-                    let _ = std::fs::remove_file(self.index_path.with_extension(ext));
-                }
-                match Index::open(&self.index_path) {
-                    Ok(ix) if moved => Ok((
-                        ix,
-                        Some(format!(
-                            "the index was corrupt ({e}); moved it to {} and rebuilt it from the cache",
-                            aside.display()
-                        )),
-                    )),
-                    _ => self.in_memory(&e),
-                }
-            }
-            Err(e) if e.is_index_problem() || matches!(e, gocache::Error::Io { .. }) => {
-                self.in_memory(&e)
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    fn in_memory(
-        &self,
-        e: &gocache::Error,
-    ) -> anyhow::Result<(gocache::index::Index, Option<String>)> {
-        let why = format!(
-            "the index cannot be used ({e}); working from a direct walk of the cache instead"
-        );
-        let ix = gocache::index::Index::open_in_memory(Some(&self.index_path))?;
-        Ok((ix, Some(why)))
+        let (ix, fallback) = gocache::index::Index::open_or_fallback(&self.index_path, self.now)?;
+        Ok((ix, fallback.map(|f| f.to_string())))
     }
 }
 
@@ -299,22 +242,6 @@ fn parse_duration(s: &str) -> Result<i64, String> {
     gocache::limits::parse_duration(s).map_err(|e| e.to_string())
 }
 
-/// The meta key the stored limits live under.
-pub const LIMITS_KEY: &str = "limits";
-
-/// The limits stored in the index (empty when none or unreadable).
-pub fn stored_limits(index: &gocache::index::Index) -> anyhow::Result<gocache::limits::LimitSpecs> {
-    Ok(match index.meta(LIMITS_KEY)? {
-        Some(json) => serde_json::from_str(&json).map_err(|e| {
-            anyhow::anyhow!(
-                "the stored limits in {} are unreadable ({e}); run `gocache limits --reset`",
-                index.path().display()
-            )
-        })?,
-        None => Default::default(),
-    })
-}
-
 /// Stored limits merged with `flags`, resolved against the filesystem
 /// holding the cache.
 pub fn effective_limits(
@@ -322,7 +249,7 @@ pub fn effective_limits(
     index: &gocache::index::Index,
     flags: &LimitArgs,
 ) -> anyhow::Result<gocache::limits::Limits> {
-    let specs = stored_limits(index)?.merge(&flags.specs());
+    let specs = index.stored_limits()?.merge(&flags.specs());
     let fs_total = fs4::total_space(&ctx.cache_dir).unwrap_or(0);
     Ok(specs.resolve(fs_total))
 }

@@ -2,9 +2,7 @@
 
 use std::process::ExitCode;
 
-use crate::common::{
-    Ctx, Global, LIMITS_KEY, LimitArgs, effective_limits, print_json, stored_limits,
-};
+use crate::common::{Ctx, Global, LimitArgs, effective_limits, print_json};
 
 /// Show or store the limits `trim` and `hook` enforce.
 ///
@@ -32,13 +30,13 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     })?;
     let flags = args.limits.specs();
     if args.reset {
-        index.set_meta(LIMITS_KEY, "{}")?;
+        index.store_limits(&Default::default())?;
     }
     if !flags.is_empty() {
-        let merged = stored_limits(&index)?.merge(&flags);
-        index.set_meta(LIMITS_KEY, &serde_json::to_string(&merged)?)?;
+        let merged = index.stored_limits()?.merge(&flags);
+        index.store_limits(&merged)?;
     }
-    let stored = stored_limits(&index)?;
+    let stored = index.stored_limits()?;
     let effective = effective_limits(&ctx, &index, &LimitArgs::default())?;
     if args.json {
         print_json(&serde_json::json!({ "stored": stored, "effective": effective }))?;

@@ -43,7 +43,7 @@ struct Out<'a> {
     /// Subdirectories reread to sync the index before reporting.
     synced_subdirs: usize,
     /// The last go commands served by `gocache prog`, newest first.
-    prog_sessions: &'a [gocache::prog::ProgSession],
+    prog_sessions: &'a [gocache::model::ProgSession],
     #[serde(flatten)]
     stats: &'a Stats,
 }
@@ -66,7 +66,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             .len();
     }
     let stats = compute(&index.entries()?, &index.others()?, ctx.now);
-    let sessions = gocache::prog::sessions(&index, 10).unwrap_or_default();
+    let sessions = index.sessions(10).unwrap_or_default();
     if args.json {
         print_json(&Out {
             cache_dir: &ctx.cache_dir,
@@ -89,7 +89,11 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_text(ctx: &Ctx, s: &Stats, sessions: &[gocache::prog::ProgSession]) -> anyhow::Result<()> {
+fn print_text(
+    ctx: &Ctx,
+    s: &Stats,
+    sessions: &[gocache::model::ProgSession],
+) -> anyhow::Result<()> {
     use std::io::Write;
     let mut o = std::io::stdout().lock();
     let row =

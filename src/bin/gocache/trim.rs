@@ -82,14 +82,15 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         TrimOutcome::UnderLimits(_) => unreachable!("trim plans always"),
     };
     if fallback.is_none() && !args.dry_run {
-        let summary = serde_json::json!({
-            "at": ctx.now,
-            "removed": report.executed.as_ref().map_or(0, |e| e.removed),
-            "removed_allocated": report.executed.as_ref().map_or(0, |e| e.removed_allocated),
-            "limits_met": report.limits_met,
-        });
+        let executed = report.executed.as_ref();
+        let summary = gocache::index::LastTrim {
+            at: ctx.now,
+            removed: executed.map_or(0, |e| e.removed),
+            removed_allocated: executed.map_or(0, |e| e.removed_allocated),
+            limits_met: report.limits_met,
+        };
         // Best effort: the trim happened whether or not this is recorded.
-        let _ = index.set_meta("last_trim", &summary.to_string());
+        let _ = index.record_last_trim(&summary);
     }
     let seconds = started.elapsed().as_secs_f64();
     if args.json {

@@ -1,0 +1,99 @@
+//! Typed values kept in the `meta` table: the limits stored with
+//! `gocache limits`, and a summary of the last trim.
+
+use rusqlite::OptionalExtension;
+
+use super::statements::SQL_META;
+use super::{Index, SqlResult};
+use crate::error::{Error, Result};
+use crate::limits::LimitSpecs;
+use crate::model::UnixTime;
+
+/// The key the stored limits live under (as JSON).
+const LIMITS_KEY: &str = "limits";
+/// The key the last trim's summary lives under (as JSON).
+const LAST_TRIM_KEY: &str = "last_trim";
+
+/// What a trim did, recorded for people looking at the index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LastTrim {
+    /// When it ran.
+    pub at: UnixTime,
+    /// Whether every limit was met after it.
+    pub limits_met: bool,
+    /// Entries it removed.
+    pub removed: u64,
+    /// Allocated bytes they held.
+    pub removed_allocated: u64,
+}
+
+impl Index {
+    /// The limits stored with `gocache limits` (empty when none are);
+    /// an error when what is stored cannot be read back.
+    pub fn stored_limits(&self) -> Result<LimitSpecs> {
+        match self.meta(LIMITS_KEY)? {
+            Some(json) => serde_json::from_str(&json).map_err(|error| Error::StoredLimits {
+                path: self.path.clone(),
+                error,
+            }),
+            None => Ok(LimitSpecs::default()),
+        }
+    }
+
+    /// Stores `limits` in place of what was stored (empty ones: none).
+    pub fn store_limits(&mut self, limits: &LimitSpecs) -> Result<()> {
+        let json = serde_json::to_string(limits).expect("limits serialise to JSON");
+        self.set_meta(LIMITS_KEY, &json)
+    }
+
+    /// Records what the last trim did.
+    pub fn record_last_trim(&mut self, trim: &LastTrim) -> Result<()> {
+        let json = serde_json::to_string(trim).expect("a trim summary serialises to JSON");
+        self.set_meta(LAST_TRIM_KEY, &json)
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<String>> {
+        self.conn
+            .prepare_cached(SQL_META)
+            .and_then(|mut q| q.query_row([key], |r| r.get(0)).optional())
+            .at(&self.path)
+    }
+
+    fn set_meta(&mut self, key: &str, value: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+                [key, value],
+            )
+            .map(drop)
+            .at(&self.path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::SizeSpec;
+
+    #[test]
+    fn stored_limits_round_trip_and_bad_ones_say_how_to_reset() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ix = Index::open(&dir.path().join("i.sqlite")).unwrap();
+        assert!(ix.stored_limits().unwrap().is_empty());
+        let limits = LimitSpecs {
+            budget: Some(SizeSpec::Bytes(10 << 30)),
+            ..Default::default()
+        };
+        ix.store_limits(&limits).unwrap();
+        assert_eq!(ix.stored_limits().unwrap(), limits);
+        assert_eq!(
+            ix.meta(LIMITS_KEY).unwrap().unwrap(),
+            r#"{"budget":{"bytes":10737418240}}"#
+        );
+        ix.store_limits(&LimitSpecs::default()).unwrap();
+        assert_eq!(ix.meta(LIMITS_KEY).unwrap().unwrap(), "{}");
+        ix.set_meta(LIMITS_KEY, "not json").unwrap();
+        let err = ix.stored_limits().unwrap_err().to_string();
+        assert!(err.contains("gocache limits --reset"), "{err}");
+    }
+}

@@ -1,0 +1,173 @@
+//! The SQLite index: a picture of the cache on disk, with what the disk
+//! cannot tell (hits, first seen, exact uses).
+//!
+//! The schema is known here and nowhere else: other modules read and write
+//! through [`Index`]'s typed methods, never SQL of their own.
+//!
+//! - `open`: opening, migrating, the in-memory fallback, and the WAL;
+//! - `statements`: the statements a hook runs, prepared ahead;
+//! - `read`: entries, odd items, per-subdirectory states and totals;
+//! - `write`: a sync's changes, removals by trim, uses and mtimes;
+//! - `meta`: typed values stored in the `meta` table (the stored limits);
+//! - `sessions`: `gocache prog`'s session summaries.
+//!
+//! # Where it lives
+//!
+//! By default in `<cache>/gocache/index.sqlite`, so it travels with the
+//! cache (CI cache actions, `cp -a`); Go's `clean -cache` and trim only
+//! touch `00`..`ff`, so they never remove it.
+//!
+//! # Compatibility
+//!
+//! The schema is the numbered SQL files in `migrations/`, applied in order
+//! by `rusqlite_migration` in one transaction and recorded in
+//! `PRAGMA user_version`. A database with a newer version than this binary
+//! knows is left alone ([`Error::IndexTooNew`]); callers fall back to a
+//! walk of the disk.
+//!
+//! # Locking and durability
+//!
+//! WAL mode, so readers (`stats`) never wait on a writer, and a busy
+//! timeout for writers. `synchronous = NORMAL`: a power cut may lose the last
+//! transactions, which is fine for a cache of the truth on disk; the next
+//! scan repairs it. Each subdirectory's sync is one transaction, recorded
+//! together with the subdirectory's mtime, so a crash leaves every
+//! subdirectory either synced or marked for rescan.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+use crate::error::{Error, Result};
+use crate::layout::{EntryName, GOCACHE_DIR};
+use crate::model::{Entry, Other, Totals, UnixTime};
+
+mod meta;
+mod open;
+mod read;
+mod sessions;
+mod statements;
+mod write;
+
+pub use meta::LastTrim;
+pub use open::Fallback;
+
+/// The schema version this binary writes.
+pub const SCHEMA_VERSION: i64 = open::MIGRATIONS.len() as i64;
+
+/// How long a writer waits for another writer before giving up.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The index file's default place: `<cache>/gocache/index.sqlite`.
+pub fn default_path(cache_dir: &Path) -> PathBuf {
+    cache_dir.join(GOCACHE_DIR).join("index.sqlite")
+}
+
+/// What the index recorded for a subdirectory at its last scan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SubdirState {
+    /// The mtime seen, in nanoseconds; `None` means "rescan next time".
+    pub mtime_ns: Option<i64>,
+    /// When it was scanned.
+    pub scanned_at: UnixTime,
+}
+
+/// The changes a scan found in one subdirectory.
+#[derive(Clone, Debug, Default)]
+pub struct SubdirChanges {
+    /// The subdirectory.
+    pub subdir: u8,
+    /// New or changed entries (replaced whole; hits and first_seen are
+    /// taken from the caller, who merged them with the old row).
+    pub upserts: Vec<Entry>,
+    /// Names of entries that are gone.
+    pub deletes: Vec<EntryName>,
+    /// Everything odd in the subdirectory (replaces what was recorded).
+    pub others: Vec<Other>,
+    /// The mtime to record (`None`: rescan next time).
+    pub mtime_ns: Option<i64>,
+    /// The subdirectory's totals after the changes; `None`: change the
+    /// recorded totals by what the upserts and deletes actually change in
+    /// the table (an incremental scan, which knows names only). Worked out
+    /// inside the write transaction, so scans racing on the same new or
+    /// vanished names count each once.
+    pub totals: Option<Totals>,
+    /// Allocated bytes of the subdirectory itself (its directory blocks).
+    pub dir_allocated: u64,
+}
+
+/// A use of an entry seen by the wrapper or GOCACHEPROG.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Use {
+    /// The entry used.
+    pub name: EntryName,
+    /// When.
+    pub at: UnixTime,
+    /// Whether it counts as a hit (a lookup that found it), not just a
+    /// touch (a put).
+    pub hit: bool,
+}
+
+/// An open index.
+pub struct Index {
+    conn: Connection,
+    path: PathBuf,
+    read_only: bool,
+    /// Leave a small WAL behind on close (see [`Index::keep_wal_on_close`]).
+    keep_wal: bool,
+}
+
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Index")
+            .field("path", &self.path)
+            .field("read_only", &self.read_only)
+            .finish()
+    }
+}
+
+impl Index {
+    /// The index file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// True when opened read-only.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+}
+
+/// SQLite's errors, with the index file they happened to.
+trait SqlResult<T> {
+    /// The error as the library's, naming the index at `path`.
+    fn at(self, path: &Path) -> Result<T>;
+}
+
+impl<T> SqlResult<T> for rusqlite::Result<T> {
+    fn at(self, path: &Path) -> Result<T> {
+        self.map_err(|source| sql(path, source))
+    }
+}
+
+fn sql(path: &Path, source: rusqlite::Error) -> Error {
+    Error::Sqlite {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The index tests' entry: used at 1000, first seen at 2000; an action
+/// names output 9.
+#[cfg(test)]
+fn test_entry(byte: u8, kind: crate::model::Kind) -> Entry {
+    let e = crate::model::fixtures::entry(byte, kind)
+        .used_at(1000)
+        .seen_at(2000);
+    if kind == crate::model::Kind::Action {
+        e.naming(Some(9))
+    } else {
+        e
+    }
+}

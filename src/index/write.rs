@@ -1,0 +1,423 @@
+//! Writing the index: a sync's changes, removals by a trim, uses and the
+//! mtimes a trim saw.
+//!
+//! Each subdirectory keeps running totals per tier, so "over a limit?"
+//! reads 256 rows. Changes that know only names (an incremental sync, a
+//! trim's removals) move those totals by [`TierDelta`]s read from the rows
+//! inside the write transaction, so writers racing on the same names count
+//! each once.
+
+use std::collections::HashMap;
+
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
+
+use super::statements::*;
+use super::{Index, SqlResult, SubdirChanges, Use};
+use crate::error::Result;
+use crate::layout::EntryName;
+use crate::model::{Entry, Kind, Other, UnixTime};
+
+impl Index {
+    /// Applies one subdirectory's changes in one transaction, folding in
+    /// pending uses of the entries it adds.
+    pub fn apply_subdir(&mut self, changes: &SubdirChanges, now: UnixTime) -> Result<()> {
+        self.apply_subdirs(std::slice::from_ref(changes), now)
+    }
+
+    /// Applies several subdirectories' changes in one transaction.
+    pub fn apply_subdirs(&mut self, all: &[SubdirChanges], now: UnixTime) -> Result<()> {
+        let Index { conn, path, .. } = self;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .at(path)?;
+        {
+            let mut upsert = tx
+                .prepare_cached(
+                    // A row another process wrote since this scan read the
+                    // index keeps its hits, last use and first sighting;
+                    // pending uses (?13) are added on top.
+                    SQL_UPSERT,
+                )
+                .at(path)?;
+            let mut delete = tx.prepare_cached(SQL_DELETE_ENTRY).at(path)?;
+            let mut old_row = tx.prepare_cached(SQL_OLD_ROW).at(path)?;
+            let mut adjust = tx.prepare_cached(SQL_ADJUST_SUBDIR).at(path)?;
+            let mut clear_others = tx.prepare_cached(SQL_CLEAR_OTHERS).at(path)?;
+            let mut other = tx.prepare_cached(SQL_OTHER).at(path)?;
+            let mut state = tx.prepare_cached(SQL_SET_SUBDIR).at(path)?;
+            let mut pending = tx.prepare_cached(SQL_TAKE_PENDING).at(path)?;
+            let any_pending: bool = tx
+                .prepare_cached(SQL_ANY_PENDING)
+                .and_then(|mut q| q.query_row([], |r| r.get(0)))
+                .at(path)?;
+            for changes in all {
+                // What the changes add to the totals, for `totals: None`.
+                let mut delta = TierDelta::default();
+                let by_delta = changes.totals.is_none();
+                // Insert in key order: appends to the B-tree instead of
+                // touching random pages.
+                let mut order: Vec<&Entry> = changes.upserts.iter().collect();
+                order.sort_unstable_by_key(|e| e.name);
+                for e in order {
+                    if by_delta {
+                        let old = old_row
+                            .query_row(params![changes.subdir, e.name.file_name()], kind_sizes)
+                            .optional()
+                            .at(path)?;
+                        if let Some(old) = old {
+                            delta.count(old, -1);
+                        }
+                        delta.count((e.kind.to_db(), e.apparent as i64, e.allocated as i64), 1);
+                    }
+                    let (mut last_use, mut pending_hits) = (e.last_use, 0u64);
+                    if any_pending {
+                        let p: Option<(i64, i64)> = pending
+                            .query_row(params![changes.subdir, e.name.file_name()], |r| {
+                                Ok((r.get(0)?, r.get(1)?))
+                            })
+                            .optional()
+                            .at(path)?;
+                        if let Some((at, h)) = p {
+                            last_use = last_use.max(at);
+                            pending_hits = h as u64;
+                        }
+                    }
+                    upsert
+                        .execute(params![
+                            changes.subdir,
+                            e.name.file_name(),
+                            e.kind.to_db(),
+                            e.apparent as i64,
+                            e.allocated as i64,
+                            e.mtime,
+                            last_use,
+                            e.hits as i64,
+                            e.first_seen,
+                            e.output.map(|o| o.0.to_vec()),
+                            e.program,
+                            e.problem,
+                            pending_hits as i64,
+                        ])
+                        .at(path)?;
+                }
+                for name in &changes.deletes {
+                    let old = delete
+                        .query_row(params![changes.subdir, name.file_name()], kind_sizes)
+                        .optional()
+                        .at(path)?;
+                    if let Some(old) = old {
+                        delta.count(old, -1);
+                    }
+                }
+                clear_others.execute(params![changes.subdir]).at(path)?;
+                for o in &changes.others {
+                    other
+                        .execute(params![
+                            o.path,
+                            changes.subdir,
+                            o.class.as_str(),
+                            o.what,
+                            o.apparent as i64,
+                            o.allocated as i64
+                        ])
+                        .at(path)?;
+                }
+                let Some(t) = &changes.totals else {
+                    let (b, x) = (delta.build, delta.exe);
+                    adjust
+                        .execute(params![
+                            changes.subdir,
+                            changes.mtime_ns,
+                            now,
+                            b.entries,
+                            b.apparent,
+                            b.allocated,
+                            x.entries,
+                            x.apparent,
+                            x.allocated,
+                            changes.dir_allocated as i64,
+                        ])
+                        .at(path)?;
+                    continue;
+                };
+                state
+                    .execute(params![
+                        changes.subdir,
+                        changes.mtime_ns,
+                        now,
+                        t.build.entries as i64,
+                        t.build.apparent_bytes as i64,
+                        t.build.allocated_bytes as i64,
+                        t.exe.entries as i64,
+                        t.exe.apparent_bytes as i64,
+                        t.exe.allocated_bytes as i64,
+                        changes.dir_allocated as i64,
+                    ])
+                    .at(path)?;
+            }
+        }
+        tx.commit().at(path)
+    }
+
+    /// Replaces what is recorded about the top level of the cache (odd
+    /// files and directories there).
+    pub fn set_top_level_others(&mut self, others: &[Other]) -> Result<()> {
+        let Index { conn, path, .. } = self;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .at(path)?;
+        tx.execute("DELETE FROM others WHERE subdir IS NULL", [])
+            .at(path)?;
+        for o in others {
+            tx.execute(
+                "INSERT OR REPLACE INTO others (path, subdir, class, what, apparent, allocated) VALUES (?1, NULL, ?2, ?3, ?4, ?5)",
+                params![o.path, o.class.as_str(), o.what, o.apparent as i64, o.allocated as i64],
+            )
+            .at(path)?;
+        }
+        tx.commit().at(path)
+    }
+
+    /// Marks a subdirectory for rescan at the next sync (it could not be
+    /// read, or was changed while being read).
+    pub fn mark_subdir_dirty(&mut self, subdir: u8, now: UnixTime) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO subdirs (subdir, mtime_ns, scanned_at) VALUES (?1, NULL, ?2)
+                 ON CONFLICT (subdir) DO UPDATE SET mtime_ns = NULL",
+                params![subdir, now],
+            )
+            .map(drop)
+            .at(&self.path)
+    }
+
+    /// Drops entries that were removed from disk (by trim), in one
+    /// transaction. Returns how many rows went.
+    pub fn remove_entries(&mut self, names: &[EntryName]) -> Result<usize> {
+        let Index { conn, path, .. } = self;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .at(path)?;
+        let mut n = 0;
+        {
+            let mut stmt = tx.prepare_cached(SQL_DELETE_ENTRY).at(path)?;
+            // Subtract what went from the subdirectory totals, per tier.
+            // (Recounting every touched subdirectory reread ~4,000 rows
+            // each, per batch: 400M row reads for a 1M trim.)
+            let mut gone: HashMap<u8, TierDelta> = HashMap::new();
+            for name in names {
+                let row = stmt
+                    .query_row(params![name.subdir(), name.file_name()], kind_sizes)
+                    .optional()
+                    .at(path)?;
+                if let Some(row) = row {
+                    n += 1;
+                    gone.entry(name.subdir()).or_default().count(row, 1);
+                }
+            }
+            let mut update = tx
+                .prepare_cached(
+                    "UPDATE subdirs SET
+                       build_entries = max(build_entries - ?2, 0),
+                       build_apparent = max(build_apparent - ?3, 0),
+                       build_allocated = max(build_allocated - ?4, 0),
+                       exe_entries = max(exe_entries - ?5, 0),
+                       exe_apparent = max(exe_apparent - ?6, 0),
+                       exe_allocated = max(exe_allocated - ?7, 0)
+                     WHERE subdir = ?1",
+                )
+                .at(path)?;
+            for (s, TierDelta { build: b, exe: x }) in gone {
+                update
+                    .execute(params![
+                        s,
+                        b.entries,
+                        b.apparent,
+                        b.allocated,
+                        x.entries,
+                        x.apparent,
+                        x.allocated
+                    ])
+                    .at(path)?;
+            }
+        }
+        tx.commit().at(path)?;
+        Ok(n)
+    }
+
+    /// Records uses in one transaction: last use becomes the newest known,
+    /// hits add up. Uses of entries the index has not seen yet are kept
+    /// until a scan finds them.
+    pub fn record_uses(&mut self, uses: &[Use]) -> Result<()> {
+        let Index { conn, path, .. } = self;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .at(path)?;
+        {
+            let mut update = tx
+                .prepare_cached(
+                    "UPDATE entries SET last_use = max(last_use, ?3), hits = hits + ?4
+                     WHERE subdir = ?1 AND name = ?2",
+                )
+                .at(path)?;
+            let mut pend = tx
+                .prepare_cached(
+                    "INSERT INTO pending_uses (subdir, name, last_use, hits) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (subdir, name) DO UPDATE
+                     SET last_use = max(last_use, excluded.last_use), hits = hits + excluded.hits",
+                )
+                .at(path)?;
+            for u in uses {
+                let p = params![u.name.subdir(), u.name.file_name(), u.at, u.hit as i64];
+                if update.execute(p).at(path)? == 0 {
+                    pend.execute(p).at(path)?;
+                }
+            }
+        }
+        tx.commit().at(path)
+    }
+
+    /// Records mtimes seen on disk (by the trim executor's re-check) for
+    /// entries Go used since the last sync.
+    pub fn record_mtimes(&mut self, seen: &[(EntryName, UnixTime)]) -> Result<()> {
+        let Index { conn, path, .. } = self;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .at(path)?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "UPDATE entries SET mtime = ?3, last_use = max(last_use, ?3) WHERE subdir = ?1 AND name = ?2",
+                )
+                .at(path)?;
+            for (name, mtime) in seen {
+                stmt.execute(params![name.subdir(), name.file_name(), mtime])
+                    .at(path)?;
+            }
+        }
+        tx.commit().at(path)
+    }
+}
+
+/// A row's kind and sizes: `kind, apparent, allocated`.
+type KindSizes = (i64, i64, i64);
+
+fn kind_sizes(r: &rusqlite::Row) -> rusqlite::Result<KindSizes> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+}
+
+/// Entries and bytes added to (or, negative, taken from) one tier.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Counts {
+    entries: i64,
+    apparent: i64,
+    allocated: i64,
+}
+
+/// What a change adds to a subdirectory's totals, per tier.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct TierDelta {
+    build: Counts,
+    exe: Counts,
+}
+
+impl TierDelta {
+    /// Counts a row in (`sign` 1) or out (`sign` -1), in its kind's tier.
+    fn count(&mut self, (kind, apparent, allocated): KindSizes, sign: i64) {
+        let t = if kind == Kind::Exe.to_db() {
+            &mut self.exe
+        } else {
+            &mut self.build
+        };
+        t.entries += sign;
+        t.apparent += sign * apparent;
+        t.allocated += sign * allocated;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::test_entry as entry;
+
+    #[test]
+    fn incremental_totals_count_each_row_once_when_scans_race() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.sqlite");
+        // Two processes (hooks after two go commands) saw the same new
+        // entries in the same subdirectories, and then the same one vanish.
+        let mut one = Index::open(&path).unwrap();
+        let mut two = Index::open(&path).unwrap();
+        let (action, output, exe) = (
+            entry(7, Kind::Action),
+            entry(7, Kind::Output),
+            entry(8, Kind::Exe),
+        );
+        let change = |subdir, upserts: Vec<Entry>, deletes: Vec<EntryName>| SubdirChanges {
+            subdir,
+            upserts,
+            deletes,
+            totals: None,
+            ..Default::default()
+        };
+        for ix in [&mut one, &mut two] {
+            ix.apply_subdirs(
+                &[
+                    change(7, vec![action.clone(), output.clone()], vec![]),
+                    change(8, vec![exe.clone()], vec![]),
+                ],
+                3000,
+            )
+            .unwrap();
+        }
+        let t = one.fast_totals().unwrap();
+        assert_eq!((t.build.entries, t.build.allocated_bytes), (2, 8192));
+        assert_eq!((t.exe.entries, t.exe.allocated_bytes), (1, 4096));
+        for ix in [&mut two, &mut one] {
+            ix.apply_subdir(&change(7, vec![], vec![action.name]), 3001)
+                .unwrap();
+        }
+        let t = two.fast_totals().unwrap();
+        assert_eq!((t.build.entries, t.build.apparent_bytes), (1, 175));
+        assert_eq!(t.total.entries, one.entry_count().unwrap());
+    }
+
+    #[test]
+    fn uses_before_the_scan_are_kept_until_it_finds_the_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ix = Index::open(&dir.path().join("i.sqlite")).unwrap();
+        let e = entry(7, Kind::Exe);
+        ix.record_uses(&[
+            Use {
+                name: e.name,
+                at: 3000,
+                hit: true,
+            },
+            Use {
+                name: e.name,
+                at: 2500,
+                hit: true,
+            },
+        ])
+        .unwrap();
+        ix.apply_subdir(
+            &SubdirChanges {
+                subdir: 7,
+                upserts: vec![e.clone()],
+                ..Default::default()
+            },
+            4000,
+        )
+        .unwrap();
+        let got = ix.entry(&e.name).unwrap().unwrap();
+        assert_eq!((got.hits, got.last_use), (2, 3000));
+        ix.record_uses(&[Use {
+            name: e.name,
+            at: 3500,
+            hit: true,
+        }])
+        .unwrap();
+        let got = ix.entry(&e.name).unwrap().unwrap();
+        assert_eq!((got.hits, got.last_use), (3, 3500));
+    }
+}
