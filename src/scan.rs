@@ -41,7 +41,7 @@
 use std::collections::HashMap;
 use std::ffi::CStr;
 use std::os::fd::OwnedFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 
@@ -96,33 +96,10 @@ pub struct ScanSummary {
     pub warnings: Vec<String>,
 }
 
-/// Which subdirectories an incremental scan would reread, without reading
-/// any of them: those whose mtime differs from the recorded one.
-pub fn stale_subdirs(cache_dir: &Path, index: &Index) -> Result<Vec<u8>> {
-    let states = index.subdir_states()?;
-    let dirfd = open_dir(cache_dir).map_err(|e| Error::io("opening", cache_dir, e))?;
-    Ok((0..=255u8)
-        .filter(|&s| needs_rescan(states[s as usize], subdir_mtime(&dirfd, s)))
-        .collect())
-}
-
 fn needs_rescan(state: Option<SubdirState>, current: Option<i64>) -> bool {
     match (state.and_then(|s| s.mtime_ns), current) {
         (Some(recorded), Some(now)) => recorded != now,
         _ => true,
-    }
-}
-
-/// The subdirectory's mtime in nanoseconds, [`MISSING`] when it does not
-/// exist, `None` when it cannot be read or is not a plain directory.
-fn subdir_mtime(cache_fd: &OwnedFd, subdir: u8) -> Option<i64> {
-    match rustix::fs::statat(cache_fd, subdir_name(subdir), AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(st) if FileType::from_raw_mode(st.st_mode as _) == FileType::Directory => {
-            Some(mtime_ns(&st))
-        }
-        Ok(_) => None,
-        Err(rustix::io::Errno::NOENT) => Some(MISSING),
-        Err(_) => None,
     }
 }
 
@@ -886,8 +863,9 @@ fn read_exe(
 
 /// Lists the top of the cache directory: Go's own files, gocache's
 /// directory, and anything odd (sizes walked without following links).
-/// Also returns each subdirectory's mtime as [`subdir_mtime`] would (from
-/// the same `fstatat`, so the top is statted once).
+/// Also returns each subdirectory's mtime in nanoseconds ([`MISSING`] when
+/// it does not exist, `None` when it is not a plain directory), from the
+/// same `fstatat`, so the top is statted once.
 fn scan_top_level(cache_fd: &OwnedFd, cache_dir: &Path) -> Result<(Vec<Other>, Vec<Option<i64>>)> {
     // 256 subdirectories and a few files: one getdents.
     let mut buf = vec![std::mem::MaybeUninit::<u8>::uninit(); 16 << 10];
@@ -1013,9 +991,4 @@ fn type_name(t: FileType) -> &'static str {
         FileType::BlockDevice => "block device",
         FileType::Unknown => "unknown file type",
     }
-}
-
-/// The path of an entry under `cache_dir` (for messages).
-pub fn entry_path(cache_dir: &Path, name: &EntryName) -> PathBuf {
-    name.path_in(cache_dir)
 }
