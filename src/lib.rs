@@ -6,9 +6,12 @@
 //! - [`stats`]: what the cache holds.
 //! - [`limits`] and [`policy`]: a pure function from entries, limits and
 //!   `now` to a plan of evictions with reasons.
-//! - [`trim`]: executes a plan safely, under a lock.
+//! - [`trim`]: executes a plan safely.
+//! - [`enforce`]: syncs, plans and executes against the limits, under the
+//!   trim lock: [`enforce::trim`] for `gocache trim`, [`enforce::after_use`]
+//!   for the hook and `gocache prog`.
 //! - [`wrapper`]: `gocache go`; the post-insert hook is [`scan`] (with a
-//!   [`scan::HeadStart`]) then [`trim::run`] over the limits.
+//!   [`scan::HeadStart`]) then [`enforce::after_use`].
 //! - [`prog`]: a GOCACHEPROG server over Go's own on-disk layout.
 //! - [`synth`]: deterministic synthetic caches for tests and benchmarks.
 //! - [`threads`]: helper threads that start beside their creator.
@@ -19,6 +22,7 @@
 #![warn(missing_docs)]
 
 pub mod cachedir;
+pub mod enforce;
 pub mod error;
 pub mod index;
 pub mod layout;

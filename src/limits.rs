@@ -251,6 +251,19 @@ impl Limits {
     pub fn protection_window(&self) -> i64 {
         self.grace.max(0).saturating_add(GO_MTIME_LAG)
     }
+
+    /// These limits with the budget and the exe quota scaled by `share`
+    /// (0.0 to 1.0): the target of a trim that should leave room for the
+    /// next inserts (see `policy::HEADROOM`). Ages, grace and the
+    /// free-space floor stay as they are.
+    pub fn scaled(&self, share: f64) -> Limits {
+        let scale = |v: u64| (v as f64 * share.clamp(0.0, 1.0)) as u64;
+        Limits {
+            budget: self.budget.map(scale),
+            exe_quota: self.exe_quota.map(scale),
+            ..self.clone()
+        }
+    }
 }
 
 impl fmt::Display for Limits {
@@ -277,6 +290,23 @@ impl fmt::Display for Limits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scaling_touches_the_budget_and_the_quota_only() {
+        let l = Limits {
+            budget: Some(1000),
+            exe_quota: Some(100),
+            min_free: Some(50),
+            ..Limits::default()
+        };
+        let s = l.scaled(0.9);
+        assert_eq!(
+            (s.budget, s.exe_quota, s.min_free),
+            (Some(900), Some(90), Some(50))
+        );
+        assert_eq!((s.build_max_age, s.grace), (l.build_max_age, l.grace));
+        assert_eq!(l.scaled(2.0), l, "never above the limit");
+    }
 
     #[test]
     fn sizes_parse_as_people_write_them() {

@@ -56,6 +56,30 @@ use crate::layout::{EntryName, Id, IdHash};
 use crate::limits::Limits;
 use crate::model::{Bytes, Entry, Kind, Tier, Totals, UnixTime};
 
+/// The share of the budget and the exe quota an automatic trim (the hook,
+/// `gocache prog`) evicts down to once one is exceeded, so that it does not
+/// run on every insert (ccache's hysteresis).
+pub const HEADROOM: f64 = 0.9;
+
+/// True when `totals` (plus the fixed bytes beside the entries) exceed the
+/// budget or the exe quota, or the free space measured is under the floor:
+/// whether an automatic trim has anything to do, decided from the index's
+/// running totals without reading every entry. Age limits and garbage are
+/// left to the next full trim.
+pub fn over_limits(totals: &Totals, env: &Environment, limits: &Limits) -> bool {
+    let over_budget = limits
+        .budget
+        .is_some_and(|b| totals.total.allocated_bytes.saturating_add(env.fixed_bytes) > b);
+    let over_quota = limits
+        .exe_quota
+        .is_some_and(|q| totals.exe.allocated_bytes > q);
+    let low_space = match (limits.min_free, env.free_bytes) {
+        (Some(floor), Some(free)) => free < floor,
+        _ => false,
+    };
+    over_budget || over_quota || low_space
+}
+
 /// The rule that chose a victim (or a limit that is not met).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -529,6 +553,35 @@ mod tests {
 
     fn run(entries: &[Entry], limits: &Limits) -> Plan {
         plan(entries, limits, &Environment::default(), NOW)
+    }
+
+    #[test]
+    fn over_limits_reads_the_totals_the_fixed_bytes_and_the_free_space() {
+        let es: Vec<Entry> = [pair(1, 1000, 10), exe(2, 5000, 10)].concat();
+        let mut t = Totals::default();
+        es.iter().for_each(|e| t.add(e));
+        let env = |fixed_bytes, free_bytes| Environment {
+            fixed_bytes,
+            free_bytes,
+        };
+        let total = t.total.allocated_bytes;
+        let l = |budget, exe_quota, min_free| Limits {
+            budget,
+            exe_quota,
+            min_free,
+            ..no_limits()
+        };
+        assert!(!over_limits(&t, &env(0, None), &l(None, None, None)));
+        assert!(!over_limits(&t, &env(0, None), &l(Some(total), None, None)));
+        assert!(over_limits(&t, &env(1, None), &l(Some(total), None, None)));
+        assert!(over_limits(&t, &env(0, None), &l(None, Some(4999), None)));
+        assert!(!over_limits(&t, &env(0, None), &l(None, Some(5000), None)));
+        assert!(over_limits(
+            &t,
+            &env(0, Some(99)),
+            &l(None, None, Some(100))
+        ));
+        assert!(!over_limits(&t, &env(0, None), &l(None, None, Some(100))));
     }
 
     #[test]

@@ -33,9 +33,9 @@
 //! index in batches by a background thread, never one transaction per
 //! request; a session summary is stored at close. When puts add more than
 //! [`EVICT_EVERY`] bytes, the stored limits are enforced in the background
-//! (the hook's policy and executor); everything handed out to this go
-//! command was just used and is inside the grace period, so it stays. No get
-//! or put waits for that. `close` does: the go command kills its
+//! (the hook's path, [`crate::enforce::after_use`]); everything handed out
+//! to this go command was just used and is inside the grace period, so it
+//! stays. No get or put waits for that. `close` does: the go command kills its
 //! GOCACHEPROG as soon as `close` is answered, so the server first finishes
 //! what is in flight, records the session and checks the limits once more.
 
@@ -922,19 +922,10 @@ fn record_session(shared: &Shared, index: &Mutex<Option<Index>>, started: UnixTi
 fn evict(shared: &Shared, index: &Mutex<Option<Index>>, limits: &crate::limits::Limits) {
     let Ok(mut guard) = index.lock() else { return };
     let Some(ix) = guard.as_mut() else { return };
-    let opts = crate::trim::TrimOptions {
-        sync: crate::trim::Sync::Incremental,
-        dry_run: false,
-        trigger: crate::trim::Trigger::OverLimits { headroom: 0.9 },
-    };
-    if let Err(e) = crate::trim::run(
-        shared.dir.path(),
-        ix,
-        limits,
-        &opts,
-        (shared.clock)(),
-        &crate::report::Silent,
-    ) {
+    let (cache, now, quiet) = (shared.dir.path(), (shared.clock)(), &crate::report::Silent);
+    let enforced = crate::scan::scan(cache, ix, &Default::default(), now, quiet)
+        .and_then(|_| crate::enforce::after_use(cache, ix, &[], limits, now, quiet));
+    if let Err(e) = enforced {
         eprintln!("gocache prog: warning: enforcing the limits: {e}");
     }
 }

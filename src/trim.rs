@@ -1,5 +1,9 @@
 //! Executes an eviction plan safely. The policy decides; this acts.
 //!
+//! This module only acts on the victims it is given: deciding what goes is
+//! [`crate::policy`]'s, and syncing, planning and taking the lock around it
+//! is [`crate::enforce`]'s.
+//!
 //! # Safety
 //!
 //! - Only names of the strict pattern `[0-9a-f]{2}/[0-9a-f]{64}-[ad]`
@@ -16,9 +20,9 @@
 //!   and checked once more before it is removed, so Go can never be handed a
 //!   path that we delete afterwards: Go marks an entry used before handing
 //!   out its path, so either we see the mark and put the entry back, or Go
-//!   finds it missing and treats it as a miss (see `remove_one`). An action
-//!   entry needs no such step: Go reads it whole when it opens it and never
-//!   hands out its path.
+//!   finds it missing and treats it as a miss. An action entry needs no
+//!   such step: Go reads it whole when it opens it and never hands out its
+//!   path.
 //! - An executable directory is emptied with `unlinkat` relative to its own
 //!   descriptor (a symlink inside is removed as a link) and then removed; one
 //!   holding a subdirectory is left alone and reported.
@@ -27,8 +31,8 @@
 //!
 //! # Locking
 //!
-//! One trim at a time: the caller holds the [`TrimLock`] (see
-//! [`crate::cachedir`]). Readers (`stats`) never take it.
+//! One trim at a time: the caller holds the
+//! [`TrimLock`](crate::cachedir::TrimLock). Readers (`stats`) never take it.
 //!
 //! # Crashes
 //!
@@ -40,55 +44,21 @@
 //! rows left behind by a kill are dropped by the next scan.
 
 use std::os::fd::OwnedFd;
-use std::path::Path;
 
 use rustix::fs::{AtFlags, FileType};
 
 use crate::cachedir::{
-    CacheDir, ExeDirError, TrimLock, remove_exe_dir, subdirs_with_trash, sweep_trash, trash_name,
+    CacheDir, ExeDirError, remove_exe_dir, subdirs_with_trash, sweep_trash, trash_name,
 };
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::index::Index;
 use crate::layout::EntryName;
 use crate::model::{Kind, UnixTime};
+use crate::policy::Victim;
 use crate::report::Reporter;
-
-/// How many plan-and-execute rounds a run makes when Go keeps using what
-/// was planned.
-pub const MAX_ROUNDS: usize = 3;
 
 /// Index rows are dropped in batches of this many removals.
 pub const INDEX_BATCH: usize = 50_000;
-
-/// One entry to remove, with what the plan saw of it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Removal {
-    /// The entry.
-    pub name: EntryName,
-    /// What the plan believed it to be.
-    pub kind: Kind,
-    /// The mtime the plan saw; a newer mtime now means "used since".
-    pub mtime: UnixTime,
-    /// Allocated bytes the plan counted.
-    pub allocated: u64,
-    /// Apparent bytes the plan counted.
-    pub apparent: u64,
-}
-
-/// Why an entry was not removed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Skip {
-    /// Its mtime is newer than the plan saw: Go used it since.
-    UsedSince,
-    /// It is no longer what the plan thought (a file became a directory,
-    /// a symlink appeared, …).
-    Changed,
-    /// An executable directory that holds a subdirectory.
-    Odd,
-    /// The removal failed (permissions, I/O).
-    Failed,
-}
 
 /// What executing a plan did.
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -141,24 +111,55 @@ impl Executed {
     }
 }
 
-/// Removes `items` from the cache, re-checking each one, and drops their
-/// rows from `index` in batches. The caller holds the [`TrimLock`].
+/// What became of one victim.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Removed by us.
+    Removed,
+    /// Already gone when we got to it (someone else removed it).
+    AlreadyGone,
+    /// Its mtime is newer than the plan saw: Go used it since. Kept.
+    UsedSince {
+        /// The mtime found, for the index and the next plan.
+        mtime: UnixTime,
+    },
+    /// It is no longer what the plan thought (a file became a directory, a
+    /// symlink appeared, …). Kept.
+    Changed,
+    /// Not Go's layout (an executable directory holding a subdirectory):
+    /// left alone, with why.
+    Odd(String),
+    /// The removal failed (permissions, I/O): what and why.
+    Failed(String),
+}
+
+impl From<ExeDirError> for Outcome {
+    fn from(e: ExeDirError) -> Outcome {
+        match e {
+            ExeDirError::HoldsSubdir => Outcome::Odd(e.to_string()),
+            ExeDirError::Failed(msg) => Outcome::Failed(msg),
+        }
+    }
+}
+
+/// Removes `victims` from the cache in `dir`, re-checking each one, and
+/// drops their rows from `index` in batches. The caller holds the trim
+/// lock.
 ///
 /// Removals run on a few worker threads (unlinking is syscall-bound, and
-/// the kernel serialises only within one directory), taking items in plan
+/// the kernel serialises only within one directory), taking victims in plan
 /// order in small chunks, while this thread updates the index. So the
 /// order is the plan's up to a window of a few chunks: an output can go
 /// just before an action naming it, which Go reads as a miss, like any
 /// output removed behind its back.
 pub fn execute(
-    cache_dir: &Path,
-    items: &[Removal],
+    dir: &CacheDir,
+    victims: &[Victim],
     mut index: Option<&mut Index>,
     reporter: &dyn Reporter,
 ) -> Result<Executed> {
-    let dir = CacheDir::open(cache_dir)?;
     let mut out = Executed::default();
-    reporter.start("trim", items.len() as u64);
+    reporter.start("trim", victims.len() as u64);
     // Trash left by a killed trim shows up in the scan as an odd file: sweep
     // only the subdirectories where the index saw some (without an index,
     // every subdirectory touched).
@@ -170,8 +171,8 @@ pub fn execute(
     // gone (go clean -cache) or not a real directory stays None: whatever
     // the plan named there is not there.
     let mut wanted = [false; 256];
-    for item in items {
-        wanted[item.name.subdir() as usize] = true;
+    for v in victims {
+        wanted[v.name.subdir() as usize] = true;
     }
     let mut subdirs: Vec<Option<&OwnedFd>> = Vec::with_capacity(256);
     for (s, &want) in wanted.iter().enumerate() {
@@ -185,7 +186,7 @@ pub fn execute(
         subdirs.push(fd);
     }
 
-    let workers = worker_count(items.len());
+    let workers = worker_count(victims.len());
     let next = std::sync::atomic::AtomicUsize::new(0);
     let (tx, rx) = std::sync::mpsc::channel::<Vec<(usize, Outcome)>>();
     let pid = std::process::id();
@@ -198,16 +199,16 @@ pub fn execute(
                 let trash = trash_name(pid, w);
                 loop {
                     let start = next.fetch_add(CHUNK, std::sync::atomic::Ordering::Relaxed);
-                    if start >= items.len() {
+                    if start >= victims.len() {
                         break;
                     }
-                    let end = (start + CHUNK).min(items.len());
+                    let end = (start + CHUNK).min(victims.len());
                     let done: Vec<(usize, Outcome)> = (start..end)
                         .map(|i| {
-                            let item = &items[i];
-                            let outcome = match &subdirs[item.name.subdir() as usize] {
-                                None => Ok(Gone::Already),
-                                Some(fd) => remove_one(fd, item, &trash),
+                            let v = &victims[i];
+                            let outcome = match subdirs[v.name.subdir() as usize] {
+                                None => Outcome::AlreadyGone,
+                                Some(fd) => remove_one(fd, v, &trash),
                             };
                             (i, outcome)
                         })
@@ -222,7 +223,7 @@ pub fn execute(
         for done in rx {
             reporter.advance(done.len() as u64);
             for (i, outcome) in done {
-                out.record(&items[i], outcome, reporter, &mut pending);
+                out.record(&victims[i], outcome, reporter, &mut pending);
             }
             if pending.len() >= INDEX_BATCH
                 && let Some(ix) = index.as_deref_mut()
@@ -248,8 +249,8 @@ const CHUNK: usize = 32;
 /// spends most of its time waiting on the filesystem's journal and block
 /// allocator rather than on a CPU: on a 2-core ext4 machine, 2 threads
 /// removed 15.6k entries/s, 4 threads 20k/s, 8 threads 27k/s.
-fn worker_count(items: usize) -> usize {
-    if items < 2 * CHUNK {
+fn worker_count(victims: usize) -> usize {
+    if victims < 2 * CHUNK {
         return 1;
     }
     std::thread::available_parallelism().map_or(4, |n| n.get().saturating_mul(4).clamp(4, 16))
@@ -258,134 +259,121 @@ fn worker_count(items: usize) -> usize {
 impl Executed {
     fn record(
         &mut self,
-        item: &Removal,
+        v: &Victim,
         outcome: Outcome,
         reporter: &dyn Reporter,
         pending: &mut Vec<EntryName>,
     ) {
-        match outcome {
-            Ok(Gone::Removed) => {
+        let why = match outcome {
+            Outcome::Removed => {
                 self.removed += 1;
-                self.removed_allocated = self.removed_allocated.saturating_add(item.allocated);
-                self.removed_apparent = self.removed_apparent.saturating_add(item.apparent);
-                self.gone.push(item.name);
-                pending.push(item.name);
+                self.removed_allocated = self.removed_allocated.saturating_add(v.allocated);
+                self.removed_apparent = self.removed_apparent.saturating_add(v.apparent);
+                self.gone.push(v.name);
+                pending.push(v.name);
+                return;
             }
-            Ok(Gone::Already) => {
+            Outcome::AlreadyGone => {
                 self.already_gone += 1;
-                self.gone.push(item.name);
-                pending.push(item.name);
+                self.gone.push(v.name);
+                pending.push(v.name);
+                return;
             }
-            Err((skip, msg)) => {
-                match skip {
-                    Skip::UsedSince => self.skipped_used_since += 1,
-                    Skip::Changed => self.skipped_changed += 1,
-                    Skip::Odd => self.skipped_odd += 1,
-                    Skip::Failed => self.failed += 1,
-                }
-                if skip == Skip::UsedSince {
-                    let seen = msg
-                        .as_deref()
-                        .and_then(|m| m.parse().ok())
-                        .unwrap_or(item.mtime);
-                    self.used_since.push((item.name, seen));
-                } else if let Some(msg) = msg {
-                    reporter.warn(&format!("{}: {msg}", item.name));
-                    if self.errors.len() < 20 {
-                        self.errors.push(format!("{}: {msg}", item.name));
-                    }
-                }
+            Outcome::UsedSince { mtime } => {
+                self.skipped_used_since += 1;
+                self.used_since.push((v.name, mtime));
+                return;
             }
+            Outcome::Changed => {
+                self.skipped_changed += 1;
+                return;
+            }
+            Outcome::Odd(why) => {
+                self.skipped_odd += 1;
+                why
+            }
+            Outcome::Failed(why) => {
+                self.failed += 1;
+                why
+            }
+        };
+        reporter.warn(&format!("{}: {why}", v.name));
+        if self.errors.len() < 20 {
+            self.errors.push(format!("{}: {why}", v.name));
         }
     }
 }
 
-enum Gone {
-    Removed,
-    Already,
-}
-
-type Outcome = std::result::Result<Gone, (Skip, Option<String>)>;
-
-fn remove_one(dir: &OwnedFd, item: &Removal, trash: &str) -> Outcome {
-    let name = item.name.file_name();
+/// Removes one victim from its subdirectory `dir`, moving it aside to
+/// `trash` first unless it is an action entry (see the module doc).
+fn remove_one(dir: &OwnedFd, v: &Victim, trash: &str) -> Outcome {
+    let name = v.name.file_name();
     let st = match rustix::fs::statat(dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
         Ok(st) => st,
-        Err(rustix::io::Errno::NOENT) => return Ok(Gone::Already),
-        Err(e) => return Err((Skip::Failed, Some(format!("cannot stat: {e}")))),
+        Err(rustix::io::Errno::NOENT) => return Outcome::AlreadyGone,
+        Err(e) => return Outcome::Failed(format!("cannot stat: {e}")),
     };
-    check(&st, item)?;
-    if item.kind == Kind::Action {
+    if let Some(keep) = changed_since_plan(&st, v) {
+        return keep;
+    }
+    if v.kind == Kind::Action {
         // Go reads an action entry whole when it opens it and never hands
         // out its path, so removing one it just read is harmless, and one
         // it has not opened yet is a miss: no need to move it aside.
         return match rustix::fs::unlinkat(dir, name.as_str(), AtFlags::empty()) {
-            Ok(()) => Ok(Gone::Removed),
-            Err(rustix::io::Errno::NOENT) => Ok(Gone::Already),
-            Err(e) => Err((Skip::Failed, Some(format!("cannot remove: {e}")))),
+            Ok(()) => Outcome::Removed,
+            Err(rustix::io::Errno::NOENT) => Outcome::AlreadyGone,
+            Err(e) => Outcome::Failed(format!("cannot remove: {e}")),
         };
     }
-    // An output or executable: move it aside first, then look again. Go marks an entry used (a fresh
-    // mtime) before it hands out its path, so: if Go got there first we see
-    // its mark now and put the entry back; if it comes after the rename, it
-    // finds nothing, which Go treats as a miss and rebuilds. Stat-then-unlink
-    // would leave a window in which Go hands out a path we then delete.
+    // An output or executable: move it aside first, then look again. Go
+    // marks an entry used (a fresh mtime) before it hands out its path, so:
+    // if Go got there first we see its mark now and put the entry back; if
+    // it comes after the rename, it finds nothing, which Go treats as a
+    // miss and rebuilds. Stat-then-unlink would leave a window in which Go
+    // hands out a path we then delete.
     match rustix::fs::renameat(dir, name.as_str(), dir, trash) {
         Ok(()) => {}
-        Err(rustix::io::Errno::NOENT) => return Ok(Gone::Already),
-        Err(e) => return Err((Skip::Failed, Some(format!("cannot move aside: {e}")))),
+        Err(rustix::io::Errno::NOENT) => return Outcome::AlreadyGone,
+        Err(e) => return Outcome::Failed(format!("cannot move aside: {e}")),
     }
-    let recheck = rustix::fs::statat(dir, trash, AtFlags::SYMLINK_NOFOLLOW)
-        .map_err(|e| {
-            (
-                Skip::Failed,
-                Some(format!("cannot stat after moving aside: {e}")),
-            )
-        })
-        .and_then(|st| check(&st, item));
-    if let Err(skip) = recheck {
-        put_back(dir, trash, &name);
-        return Err(skip);
-    }
-    let result = match item.kind {
-        Kind::Exe => remove_exe_dir(dir, trash).map_err(exe_dir_skip),
-        _ => rustix::fs::unlinkat(dir, trash, AtFlags::empty())
-            .map_err(|e| (Skip::Failed, Some(format!("cannot remove: {e}")))),
+    let recheck = match rustix::fs::statat(dir, trash, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => changed_since_plan(&st, v),
+        Err(e) => Some(Outcome::Failed(format!(
+            "cannot stat after moving aside: {e}"
+        ))),
     };
-    match result {
-        Ok(()) => Ok(Gone::Removed),
-        Err(e) => {
+    if let Some(keep) = recheck {
+        put_back(dir, trash, &name);
+        return keep;
+    }
+    let removed = match v.kind {
+        Kind::Exe => remove_exe_dir(dir, trash).map_err(Outcome::from),
+        _ => rustix::fs::unlinkat(dir, trash, AtFlags::empty())
+            .map_err(|e| Outcome::Failed(format!("cannot remove: {e}"))),
+    };
+    match removed {
+        Ok(()) => Outcome::Removed,
+        Err(keep) => {
             put_back(dir, trash, &name);
-            Err(e)
+            keep
         }
     }
 }
 
-fn exe_dir_skip(e: ExeDirError) -> (Skip, Option<String>) {
-    let skip = match e {
-        ExeDirError::HoldsSubdir => Skip::Odd,
-        ExeDirError::Failed(_) => Skip::Failed,
-    };
-    (skip, Some(e.to_string()))
-}
-
-/// The entry is still what the plan saw: same kind, not used since.
-fn check(st: &rustix::fs::Stat, item: &Removal) -> std::result::Result<(), (Skip, Option<String>)> {
-    let expected = match item.kind {
+/// Why the entry `st` describes must stay: it is no longer the kind the
+/// plan saw, or Go used it since (its mtime is newer). `None`: it may go.
+fn changed_since_plan(st: &rustix::fs::Stat, v: &Victim) -> Option<Outcome> {
+    let expected = match v.kind {
         Kind::Action | Kind::Output => FileType::RegularFile,
         Kind::Exe => FileType::Directory,
     };
     if FileType::from_raw_mode(st.st_mode as _) != expected {
-        return Err((Skip::Changed, None));
+        return Some(Outcome::Changed);
     }
     #[allow(clippy::useless_conversion)]
     let mtime = i64::from(st.st_mtime);
-    if mtime > item.mtime {
-        // The new mtime travels in the message slot; the caller records it
-        // so the next plan sees the use.
-        return Err((Skip::UsedSince, Some(mtime.to_string())));
-    }
-    Ok(())
+    (mtime > v.mtime).then_some(Outcome::UsedSince { mtime })
 }
 
 /// Moves an entry back from its trash name. If Go wrote a new copy under
@@ -403,263 +391,4 @@ fn put_back(dir: &OwnedFd, trash: &str, name: &str) {
             let _ = rustix::fs::renameat(dir, trash, dir, name);
         }
     }
-}
-
-/// How much to sync before planning.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Sync {
-    /// Reread every entry's mtime (picks up Go's `markUsed` touches, which
-    /// do not change a subdirectory's mtime). What `trim` does.
-    Full,
-    /// Reread only subdirectories whose mtime changed. The executor's
-    /// re-check covers entries Go touched since.
-    Incremental,
-    /// None: the caller synced just before (the hook, which starts reading
-    /// the cache before it opens the index).
-    None,
-}
-
-/// When a run should plan at all.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Trigger {
-    /// Always plan (and so apply garbage and age rules too): `trim`.
-    Always,
-    /// Only when the exe quota or the budget is exceeded, judged from the
-    /// index's running totals without reading every row; then trim to
-    /// `headroom` (say 0.9) of those limits, so that the next few inserts do
-    /// not trigger again (as ccache does). The hook's mode.
-    OverLimits {
-        /// The share of the quota and budget to trim down to.
-        headroom: f64,
-    },
-}
-
-/// What a trim run should do.
-#[derive(Clone, Debug)]
-pub struct TrimOptions {
-    /// How much to sync first.
-    pub sync: Sync,
-    /// Plan only: take no lock, remove nothing, write nothing but the sync.
-    pub dry_run: bool,
-    /// When to plan.
-    pub trigger: Trigger,
-}
-
-/// What a trim run did.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct TrimReport {
-    /// True for a dry run.
-    pub dry_run: bool,
-    /// The sync before planning.
-    pub scan: crate::scan::ScanSummary,
-    /// The plan.
-    pub plan: crate::policy::Plan,
-    /// What executing it did (absent for a dry run).
-    pub executed: Option<Executed>,
-    /// Every limit met after the run (for a dry run: would be).
-    pub limits_met: bool,
-    /// Seconds spent syncing, planning and executing (wall clock; for
-    /// reports and benchmarks, not for decisions).
-    pub timings: Timings,
-}
-
-/// Where a run's time went.
-#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
-pub struct Timings {
-    /// Syncing the index with the disk.
-    pub sync_seconds: f64,
-    /// Loading entries and planning.
-    pub plan_seconds: f64,
-    /// Removing entries and updating the index.
-    pub execute_seconds: f64,
-}
-
-/// The outcome of [`run`].
-#[derive(Debug)]
-pub enum TrimOutcome {
-    /// The run happened.
-    Done(Box<TrimReport>),
-    /// Another trim holds the lock; nothing was done.
-    Locked,
-    /// [`Trigger::OverLimits`] and no limit is exceeded: synced only.
-    UnderLimits(crate::scan::ScanSummary),
-}
-
-/// Allocated bytes in the cache directory that are not entries: the
-/// directory and its 256 subdirectories, Go's files, gocache's index, odd
-/// files. They count towards the budget (what `du` sees) but cannot be
-/// evicted.
-pub fn fixed_bytes(cache_dir: &Path, index: &Index) -> Result<u64> {
-    let others: u64 = index.others()?.iter().map(|o| o.allocated).sum();
-    let top = std::fs::symlink_metadata(cache_dir)
-        .map(|m| std::os::unix::fs::MetadataExt::blocks(&m) * 512)
-        .unwrap_or(0);
-    Ok(others
-        .saturating_add(top)
-        .saturating_add(index.subdir_dir_bytes()?))
-}
-
-/// The cached executable called `program` whose directory Go touched most
-/// recently (what `go tool NAME` just ran, as near as can be told).
-pub fn latest_exe_named(
-    cache_dir: &Path,
-    index: &Index,
-    program: &str,
-) -> Result<Option<EntryName>> {
-    let mut best: Option<(std::time::SystemTime, EntryName)> = None;
-    for e in index.exes_named(program)? {
-        if let Ok(m) = std::fs::symlink_metadata(e.path_in(cache_dir)).and_then(|m| m.modified())
-            && best.is_none_or(|(t, _)| m > t)
-        {
-            best = Some((m, e));
-        }
-    }
-    Ok(best.map(|(_, n)| n))
-}
-
-/// True when the index's totals exceed the budget or the exe quota, or
-/// free space is below the floor.
-fn over_limits(
-    cache_dir: &Path,
-    index: &Index,
-    limits: &crate::limits::Limits,
-    fixed: u64,
-) -> Result<bool> {
-    let totals = index.fast_totals()?;
-    let over_budget = limits
-        .budget
-        .is_some_and(|b| totals.total.allocated_bytes.saturating_add(fixed) > b);
-    let over_quota = limits
-        .exe_quota
-        .is_some_and(|q| totals.exe.allocated_bytes > q);
-    let low_space = match limits.min_free {
-        Some(floor) => fs4::available_space(cache_dir).is_ok_and(|free| free < floor),
-        None => false,
-    };
-    Ok(over_budget || over_quota || low_space)
-}
-
-/// Syncs the index, plans against `limits`, and (unless a dry run)
-/// executes the plan under the trim lock.
-pub fn run(
-    cache_dir: &Path,
-    index: &mut Index,
-    limits: &crate::limits::Limits,
-    opts: &TrimOptions,
-    now: UnixTime,
-    reporter: &dyn Reporter,
-) -> Result<TrimOutcome> {
-    // An index synced by the caller (the hook) that is within the limits
-    // needs no lock: a hook after each go command usually ends here.
-    if let (Sync::None, Trigger::OverLimits { .. }) = (opts.sync, opts.trigger)
-        && !over_limits(cache_dir, index, limits, fixed_bytes(cache_dir, index)?)?
-    {
-        return Ok(TrimOutcome::UnderLimits(Default::default()));
-    }
-    let _lock = if opts.dry_run {
-        None
-    } else {
-        match TrimLock::try_acquire(cache_dir)? {
-            Some(l) => Some(l),
-            None => return Ok(TrimOutcome::Locked),
-        }
-    };
-    let scan_opts = crate::scan::ScanOptions {
-        full: opts.sync == Sync::Full,
-        ..Default::default()
-    };
-    let clock = std::time::Instant::now();
-    let mut timings = Timings::default();
-    let scan = match opts.sync {
-        Sync::None => crate::scan::ScanSummary::default(),
-        _ => crate::scan::scan(cache_dir, index, &scan_opts, now, reporter)?,
-    };
-    timings.sync_seconds = clock.elapsed().as_secs_f64();
-    if !opts.dry_run && opts.sync == Sync::Full {
-        crate::cachedir::sweep_prog_temps(&CacheDir::open(cache_dir)?, &index.others()?, now);
-    }
-    let fixed = fixed_bytes(cache_dir, index)?;
-    let mut limits = limits.clone();
-    if let Trigger::OverLimits { headroom } = opts.trigger {
-        if !over_limits(cache_dir, index, &limits, fixed)? {
-            return Ok(TrimOutcome::UnderLimits(scan));
-        }
-        let scale = |v: u64| (v as f64 * headroom.clamp(0.0, 1.0)) as u64;
-        limits.budget = limits.budget.map(scale);
-        limits.exe_quota = limits.exe_quota.map(scale);
-    }
-    let limits = &limits;
-    let env = crate::policy::Environment {
-        fixed_bytes: fixed,
-        free_bytes: match limits.min_free {
-            Some(_) => Some(
-                fs4::available_space(cache_dir)
-                    .map_err(|e| Error::io("measuring free space on", cache_dir, e))?,
-            ),
-            None => None,
-        },
-    };
-    let started = std::time::Instant::now();
-    let entries = index.entries()?;
-    let plan = crate::policy::plan(&entries, limits, &env, now);
-    drop(entries);
-    timings.plan_seconds = started.elapsed().as_secs_f64();
-    if opts.dry_run {
-        let limits_met = plan.meets_all_limits();
-        return Ok(TrimOutcome::Done(Box::new(TrimReport {
-            dry_run: true,
-            scan,
-            plan,
-            executed: None,
-            limits_met,
-            timings,
-        })));
-    }
-    let started = std::time::Instant::now();
-    let mut plan = plan;
-    let mut executed = Executed::default();
-    // Entries Go used since the sync are skipped by the executor, which
-    // reports their new mtimes: record them and plan again, so that older
-    // entries go instead (at most a few rounds).
-    for round in 0..MAX_ROUNDS {
-        let removals: Vec<Removal> = plan
-            .victims
-            .iter()
-            .map(|v| Removal {
-                name: v.name,
-                kind: v.kind,
-                mtime: v.mtime,
-                allocated: v.allocated,
-                apparent: v.apparent,
-            })
-            .collect();
-        let done = execute(cache_dir, &removals, Some(index), reporter)?;
-        let refreshed = done.used_since.clone();
-        executed.absorb(done);
-        if refreshed.is_empty() || round + 1 == MAX_ROUNDS {
-            break;
-        }
-        index.record_mtimes(&refreshed)?;
-        let entries = index.entries()?;
-        plan = crate::policy::plan(&entries, limits, &env, now);
-        if plan.is_empty() {
-            break;
-        }
-    }
-    if executed.removed > 0 {
-        index.checkpoint()?;
-    }
-    timings.execute_seconds = started.elapsed().as_secs_f64();
-    let limits_met = plan.meets_all_limits()
-        && executed.skipped_changed + executed.skipped_odd + executed.failed == 0
-        && (executed.used_since.is_empty() || plan.is_empty());
-    Ok(TrimOutcome::Done(Box::new(TrimReport {
-        dry_run: false,
-        scan,
-        plan,
-        executed: Some(executed),
-        limits_met,
-        timings,
-    })))
 }

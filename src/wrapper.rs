@@ -2,9 +2,11 @@
 //!
 //! It runs the real go with the same arguments, environment and stdio,
 //! exits with go's status, and afterwards runs the post-insert hook. What
-//! this module holds is the pure part: finding the real go, rewriting a
+//! this module holds is the library part (starting go and forwarding
+//! signals is the binary's): finding the real go, rewriting a
 //! `go run` command line so the exact executable used is seen, and reading
-//! back what the shim saw.
+//! back what the shim saw; and, after go exits, which cached executable a
+//! `go tool NAME` ran ([`latest_exe_named`], which asks the index).
 //!
 //! # Exact uses of cached executables
 //!
@@ -218,6 +220,28 @@ pub fn tool_name(args: &[OsString]) -> Option<String> {
         .find(|a| !a.as_bytes().starts_with(b"-"))?;
     let s = name.to_str()?;
     Some(s.rsplit('/').next().unwrap_or(s).to_string())
+}
+
+// After go exits: the one part of the wrapper that reads the index.
+
+/// The cached executable called `program` whose directory Go touched most
+/// recently: what `go tool NAME` just ran, as near as can be told (the
+/// index knows the cached executables by program name; their mtimes say
+/// which Go used last).
+pub fn latest_exe_named(
+    cache_dir: &Path,
+    index: &crate::index::Index,
+    program: &str,
+) -> crate::Result<Option<EntryName>> {
+    let mut best: Option<(std::time::SystemTime, EntryName)> = None;
+    for e in index.exes_named(program)? {
+        if let Ok(m) = std::fs::symlink_metadata(e.path_in(cache_dir)).and_then(|m| m.modified())
+            && best.is_none_or(|(t, _)| m > t)
+        {
+            best = Some((m, e));
+        }
+    }
+    Ok(best.map(|(_, n)| n))
 }
 
 #[cfg(test)]

@@ -241,15 +241,3 @@ fn parse_age(s: &str) -> Result<gocache::limits::AgeSpec, String> {
 fn parse_duration(s: &str) -> Result<i64, String> {
     gocache::limits::parse_duration(s).map_err(|e| e.to_string())
 }
-
-/// Stored limits merged with `flags`, resolved against the filesystem
-/// holding the cache.
-pub fn effective_limits(
-    ctx: &Ctx,
-    index: &gocache::index::Index,
-    flags: &LimitArgs,
-) -> anyhow::Result<gocache::limits::Limits> {
-    let specs = index.stored_limits()?.merge(&flags.specs());
-    let fs_total = fs4::total_space(&ctx.cache_dir).unwrap_or(0);
-    Ok(specs.resolve(fs_total))
-}

@@ -2,13 +2,10 @@
 
 use std::process::ExitCode;
 
-use crate::common::{Ctx, Global, LimitArgs, Progress, effective_limits, print_json};
+use crate::common::{Ctx, Global, LimitArgs, Progress, print_json};
+use gocache::enforce::{AfterUse, after_use, effective_limits};
+use gocache::index::Use;
 use gocache::scan::{HeadStart, ScanOptions, scan_with_head_start};
-use gocache::trim::{Sync, Trigger, TrimOptions, TrimOutcome};
-
-/// The share of the budget and exe quota the hook trims down to once one
-/// is exceeded, so that it does not run an eviction on every insert.
-pub const HEADROOM: f64 = 0.9;
 
 /// Sync what changed and enforce the exe quota and budget (after a go command).
 ///
@@ -64,17 +61,6 @@ pub fn run_after_go(global: &Global, args: &Args, seen: &AfterGo) -> anyhow::Res
     let mut index = index?;
     index.keep_wal_on_close();
     let progress = Progress::new(true);
-    // Uses first, so the plan below sees them (and protects what just ran);
-    // a use of an entry not indexed yet waits for the scan to add it.
-    let mut uses: Vec<gocache::index::Use> = seen
-        .exe_uses
-        .iter()
-        .map(|&name| gocache::index::Use {
-            name,
-            at: ctx.now,
-            hit: true,
-        })
-        .collect();
     let synced = scan_with_head_start(
         &ctx.cache_dir,
         &mut index,
@@ -83,42 +69,35 @@ pub fn run_after_go(global: &Global, args: &Args, seen: &AfterGo) -> anyhow::Res
         &progress,
         head,
     )?;
-    if let Some(tool) = &seen.tool
-        && let Some(name) = gocache::trim::latest_exe_named(&ctx.cache_dir, &index, tool)?
-    {
-        uses.push(gocache::index::Use {
-            name,
-            at: ctx.now,
-            hit: true,
-        });
-    }
-    if !uses.is_empty() {
-        index.record_uses(&uses)?;
-    }
-    let limits = effective_limits(&ctx, &index, &args.limits)?;
-    let opts = TrimOptions {
-        sync: Sync::None,
-        dry_run: false,
-        trigger: Trigger::OverLimits { headroom: HEADROOM },
+    // What go used, so that the limits protect what just ran; a use of an
+    // entry not indexed yet waits for the scan to add it.
+    let used = |name| Use {
+        name,
+        at: ctx.now,
+        hit: true,
     };
-    let outcome = gocache::trim::run(
+    let mut uses: Vec<Use> = seen.exe_uses.iter().copied().map(used).collect();
+    if let Some(tool) = &seen.tool
+        && let Some(name) = gocache::wrapper::latest_exe_named(&ctx.cache_dir, &index, tool)?
+    {
+        uses.push(used(name));
+    }
+    let limits = effective_limits(&ctx.cache_dir, &index, &args.limits.specs())?;
+    let outcome = after_use(
         &ctx.cache_dir,
         &mut index,
+        &uses,
         &limits,
-        &opts,
         ctx.now,
         &progress,
     )?;
     let rescanned = synced.rescanned;
     let (action, removed, removed_allocated) = match outcome {
-        TrimOutcome::UnderLimits(_) => ("under_limits", 0, 0),
-        TrimOutcome::Done(r) => {
-            let e = r.executed.unwrap_or_default();
-            ("trimmed", e.removed, e.removed_allocated)
-        }
+        AfterUse::UnderLimits => ("under_limits", 0, 0),
+        AfterUse::Trimmed(e) => ("trimmed", e.removed, e.removed_allocated),
         // A trim is evicting: what this go command added is recorded (the
         // sync above); eviction is left to it.
-        TrimOutcome::Locked => ("trim_running", 0, 0),
+        AfterUse::TrimRunning => ("trim_running", 0, 0),
     };
     if args.json {
         print_json(&Out {

@@ -2,7 +2,8 @@
 
 use std::process::ExitCode;
 
-use crate::common::{Ctx, Global, LimitArgs, effective_limits, print_json};
+use crate::common::{Ctx, Global, print_json};
+use gocache::enforce::effective_limits;
 
 /// Show or store the limits `trim` and `hook` enforce.
 ///
@@ -13,7 +14,7 @@ use crate::common::{Ctx, Global, LimitArgs, effective_limits, print_json};
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(flatten)]
-    limits: LimitArgs,
+    limits: crate::common::LimitArgs,
     /// Forget every stored limit (the defaults apply again).
     #[arg(long)]
     reset: bool,
@@ -37,7 +38,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         index.store_limits(&merged)?;
     }
     let stored = index.stored_limits()?;
-    let effective = effective_limits(&ctx, &index, &LimitArgs::default())?;
+    let effective = effective_limits(&ctx.cache_dir, &index, &Default::default())?;
     if args.json {
         print_json(&serde_json::json!({ "stored": stored, "effective": effective }))?;
     } else if !ctx.quiet {

@@ -2,7 +2,8 @@
 
 use std::process::ExitCode;
 
-use crate::common::{Ctx, Global, LimitArgs, effective_limits};
+use crate::common::{Ctx, Global, LimitArgs};
+use gocache::enforce::effective_limits;
 
 /// Serve the go command's cache (GOCACHEPROG="gocache prog").
 ///
@@ -45,7 +46,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     };
     let limits = match &index {
         Some(ix) => {
-            let l = effective_limits(&ctx, ix, &args.limits)?;
+            let l = effective_limits(&ctx.cache_dir, ix, &args.limits.specs())?;
             (l.budget.is_some() || l.exe_quota.is_some() || l.min_free.is_some()).then_some(l)
         }
         None => None,

@@ -3,10 +3,10 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use crate::common::{Ctx, Global, LimitArgs, Progress, effective_limits, human, print_json};
+use crate::common::{Ctx, Global, LimitArgs, Progress, human, print_json};
+use gocache::enforce::{TrimOutcome, TrimReport, effective_limits};
 use gocache::policy::Rule;
 use gocache::report::Reporter;
-use gocache::trim::{Sync, Trigger, TrimOptions, TrimOutcome, TrimReport};
 
 /// Evict entries to keep the cache within its limits.
 ///
@@ -54,20 +54,17 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     if let Some(why) = &fallback {
         progress.warn(why);
     }
-    let limits = effective_limits(&ctx, &index, &args.limits)?;
-    let opts = TrimOptions {
-        sync: Sync::Full,
-        dry_run: args.dry_run,
-        trigger: Trigger::Always,
-    };
-    let report = match gocache::trim::run(
+    let limits = effective_limits(&ctx.cache_dir, &index, &args.limits.specs())?;
+    let outcome = gocache::enforce::trim(
         &ctx.cache_dir,
         &mut index,
         &limits,
-        &opts,
+        args.dry_run,
         ctx.now,
         &progress,
-    )? {
+    )?;
+    let report = match outcome {
+        TrimOutcome::Done(r) => r,
         TrimOutcome::Locked => {
             if !ctx.quiet {
                 println!(
@@ -78,8 +75,6 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             }
             return Ok(ExitCode::SUCCESS);
         }
-        TrimOutcome::Done(r) => r,
-        TrimOutcome::UnderLimits(_) => unreachable!("trim plans always"),
     };
     if fallback.is_none() && !args.dry_run {
         let executed = report.executed.as_ref();
