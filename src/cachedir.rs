@@ -356,3 +356,87 @@ impl Drop for TrimLock {
         let _ = fs4::FileExt::unlock(&self.file);
     }
 }
+
+/// Tiny cache directories on disk, for unit tests: entries named as
+/// [`crate::model::fixtures::entry`] names them (all 32 ID bytes `id`, so
+/// in subdirectory `id`), with their mtimes set instead of waited for.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use std::fs::{File, FileTimes};
+    use std::path::{Path, PathBuf};
+    use std::time::{Duration, SystemTime};
+
+    use crate::layout::{ActionEntry, EntryName, Id, subdir_name};
+    use crate::model::UnixTime;
+
+    /// A cache directory in a temporary directory, with Go's 256
+    /// subdirectories.
+    pub(crate) struct TinyCache {
+        dir: tempfile::TempDir,
+    }
+
+    impl TinyCache {
+        pub(crate) fn new() -> TinyCache {
+            let dir = tempfile::tempdir().unwrap();
+            for s in 0..=255u8 {
+                std::fs::create_dir(dir.path().join(subdir_name(s))).unwrap();
+            }
+            TinyCache { dir }
+        }
+
+        /// The cache directory.
+        pub(crate) fn path(&self) -> &Path {
+            self.dir.path()
+        }
+
+        /// `rel` under the cache directory.
+        pub(crate) fn join(&self, rel: impl AsRef<Path>) -> PathBuf {
+            self.dir.path().join(rel)
+        }
+
+        /// An action entry `id` naming output `output`, written at `at`.
+        pub(crate) fn action(&self, id: u8, output: u8, at: UnixTime) -> EntryName {
+            let name = EntryName::action(Id([id; 32]));
+            let entry = ActionEntry {
+                action: name.id,
+                output: Id([output; 32]),
+                size: 3,
+                time_nanos: at * 1_000_000_000,
+            };
+            self.file(&name, entry.format().as_bytes(), at);
+            name
+        }
+
+        /// An output `id` of `size` bytes, last used at `at`.
+        pub(crate) fn output(&self, id: u8, size: usize, at: UnixTime) -> EntryName {
+            let name = EntryName::data(Id([id; 32]));
+            self.file(&name, &vec![b'x'; size], at);
+            name
+        }
+
+        /// A cached executable `id` holding `program`, last used at `at`.
+        pub(crate) fn exe(&self, id: u8, program: &str, at: UnixTime) -> EntryName {
+            let name = EntryName::data(Id([id; 32]));
+            let dir = name.path_in(self.path());
+            std::fs::create_dir(&dir).unwrap();
+            std::fs::write(dir.join(program), b"\x7fELF").unwrap();
+            set_mtime(&dir, at);
+            name
+        }
+
+        fn file(&self, name: &EntryName, content: &[u8], at: UnixTime) {
+            let path = name.path_in(self.path());
+            std::fs::write(&path, content).unwrap();
+            set_mtime(&path, at);
+        }
+    }
+
+    /// Sets the mtime of `path` (a file or directory, not a symlink).
+    pub(crate) fn set_mtime(path: &Path, at: UnixTime) {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(at as u64);
+        File::open(path)
+            .unwrap()
+            .set_times(FileTimes::new().set_modified(t).set_accessed(t))
+            .unwrap();
+    }
+}

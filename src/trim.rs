@@ -392,3 +392,215 @@ fn put_back(dir: &OwnedFd, trash: &str, name: &str) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cachedir::fixtures::{TinyCache, set_mtime};
+    use crate::index::SubdirChanges;
+    use crate::model::fixtures;
+    use crate::policy::Rule;
+    use crate::report::Silent;
+
+    const T: UnixTime = 1_700_000_000;
+
+    fn victim(name: EntryName, kind: Kind, mtime: UnixTime) -> Victim {
+        Victim {
+            name,
+            kind,
+            tier: kind.tier(),
+            rule: Rule::Budget,
+            allocated: 4096,
+            apparent: 3,
+            mtime,
+            last_use: mtime,
+        }
+    }
+
+    fn there(c: &TinyCache, name: &EntryName) -> bool {
+        std::fs::symlink_metadata(name.path_in(c.path())).is_ok()
+    }
+
+    fn names_in(c: &TinyCache, s: u8) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(c.join(crate::layout::subdir_name(s)))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn entries_unchanged_since_the_plan_go_and_their_bytes_count() {
+        let c = TinyCache::new();
+        let (a, o, x) = (c.action(7, 8, T), c.output(8, 10, T), c.exe(9, "hello", T));
+        let dir = CacheDir::open(c.path()).unwrap();
+        let vs = [
+            victim(a, Kind::Action, T),
+            victim(o, Kind::Output, T),
+            victim(x, Kind::Exe, T),
+        ];
+        let done = execute(&dir, &vs, None, &Silent).unwrap();
+        assert_eq!((done.removed, done.removed_allocated), (3, 3 * 4096));
+        assert_eq!(done.gone, vec![a, o, x]);
+        for (n, s) in [(a, 7), (o, 8), (x, 9)] {
+            assert!(!there(&c, &n));
+            assert_eq!(names_in(&c, s), Vec::<String>::new(), "no trash left");
+        }
+    }
+
+    #[test]
+    fn an_entry_used_since_the_plan_stays_and_its_new_mtime_is_reported() {
+        let c = TinyCache::new();
+        let (a, o, x) = (c.action(7, 8, T), c.output(8, 10, T), c.exe(9, "hello", T));
+        set_mtime(&a.path_in(c.path()), T + 10);
+        set_mtime(&o.path_in(c.path()), T + 100);
+        set_mtime(&x.path_in(c.path()), T + 50);
+        let dir = CacheDir::open(c.path()).unwrap();
+        let fd = dir.subdir(8).unwrap();
+        let trash = trash_name(1, 0);
+        assert_eq!(
+            remove_one(fd, &victim(o, Kind::Output, T), &trash),
+            Outcome::UsedSince { mtime: T + 100 }
+        );
+        let vs = [
+            victim(a, Kind::Action, T),
+            victim(o, Kind::Output, T),
+            victim(x, Kind::Exe, T),
+        ];
+        let done = execute(&dir, &vs, None, &Silent).unwrap();
+        assert_eq!((done.removed, done.skipped_used_since), (0, 3));
+        assert_eq!(
+            done.used_since,
+            vec![(a, T + 10), (o, T + 100), (x, T + 50)]
+        );
+        assert!(done.errors.is_empty(), "a use is no error");
+        for n in [a, o, x] {
+            assert!(there(&c, &n));
+        }
+        assert_eq!(names_in(&c, 9), vec![x.file_name()], "nothing left aside");
+    }
+
+    #[test]
+    fn an_entry_moved_aside_is_put_back_unless_go_wrote_it_again() {
+        let c = TinyCache::new();
+        let o = c.output(8, 10, T);
+        let dir = CacheDir::open(c.path()).unwrap();
+        let fd = dir.subdir(8).unwrap();
+        let (name, trash) = (o.file_name(), trash_name(1, 0));
+        rustix::fs::renameat(fd, name.as_str(), fd, trash.as_str()).unwrap();
+        put_back(fd, &trash, &name);
+        assert_eq!(names_in(&c, 8), vec![name.clone()]);
+        assert_eq!(std::fs::read(o.path_in(c.path())).unwrap(), b"xxxxxxxxxx");
+        // Go wrote the entry again while ours was aside: Go's copy wins.
+        rustix::fs::renameat(fd, name.as_str(), fd, trash.as_str()).unwrap();
+        std::fs::write(o.path_in(c.path()), b"go's copy").unwrap();
+        put_back(fd, &trash, &name);
+        assert_eq!(names_in(&c, 8), vec![name]);
+        assert_eq!(std::fs::read(o.path_in(c.path())).unwrap(), b"go's copy");
+    }
+
+    #[test]
+    fn an_entry_already_gone_counts_and_its_row_goes() {
+        let c = TinyCache::new();
+        let gone = fixtures::entry(8, Kind::Output).used_at(T);
+        let elsewhere = fixtures::entry(0x20, Kind::Output).used_at(T);
+        std::fs::remove_dir(c.join("20")).unwrap(); // go clean -cache
+        let mut ix = crate::index::Index::open(&c.join("gocache/index.sqlite")).unwrap();
+        for e in [&gone, &elsewhere] {
+            ix.apply_subdir(
+                &SubdirChanges {
+                    subdir: e.name.subdir(),
+                    upserts: vec![e.clone()],
+                    totals: None,
+                    ..Default::default()
+                },
+                T,
+            )
+            .unwrap();
+        }
+        let dir = CacheDir::open(c.path()).unwrap();
+        let vs = [
+            victim(gone.name, Kind::Output, T),
+            victim(elsewhere.name, Kind::Output, T),
+        ];
+        let done = execute(&dir, &vs, Some(&mut ix), &Silent).unwrap();
+        assert_eq!((done.removed, done.already_gone), (0, 2));
+        assert_eq!(done.gone, vec![gone.name, elsewhere.name]);
+        assert_eq!(ix.entry_count().unwrap(), 0);
+        assert_eq!(ix.fast_totals().unwrap().total.entries, 0);
+    }
+
+    #[test]
+    fn an_executable_directory_holding_a_subdirectory_is_left_alone() {
+        let c = TinyCache::new();
+        let x = c.exe(9, "hello", T);
+        std::fs::create_dir(x.path_in(c.path()).join("sub")).unwrap();
+        set_mtime(&x.path_in(c.path()), T);
+        let dir = CacheDir::open(c.path()).unwrap();
+        let done = execute(&dir, &[victim(x, Kind::Exe, T)], None, &Silent).unwrap();
+        assert_eq!((done.removed, done.skipped_odd), (0, 1));
+        assert!(done.errors[0].contains("holds a subdirectory"), "{done:?}");
+        assert_eq!(names_in(&c, 9), vec![x.file_name()], "put back");
+        assert!(x.path_in(c.path()).join("hello").exists());
+    }
+
+    #[test]
+    fn an_entry_that_is_no_longer_the_kind_planned_is_kept() {
+        let c = TinyCache::new();
+        let (o, x) = (c.output(8, 10, T), c.exe(9, "hello", T));
+        let dir = CacheDir::open(c.path()).unwrap();
+        let vs = [victim(o, Kind::Exe, T), victim(x, Kind::Output, T)];
+        let done = execute(&dir, &vs, None, &Silent).unwrap();
+        assert_eq!((done.removed, done.skipped_changed), (0, 2));
+        assert!(there(&c, &o) && there(&c, &x));
+    }
+
+    #[test]
+    fn trash_from_a_killed_trim_is_swept_where_the_scan_saw_some() {
+        let c = TinyCache::new();
+        let (a, o) = (c.action(7, 8, T), c.output(7, 10, T));
+        std::fs::write(c.join("07/.gocache-trash-999-0"), b"output").unwrap();
+        std::fs::create_dir(c.join("07/.gocache-trash-999-1")).unwrap();
+        std::fs::write(c.join("07/.gocache-trash-999-1/prog"), b"exe").unwrap();
+        std::fs::write(c.join("07/keep-me"), b"not ours").unwrap();
+        let dir = CacheDir::open(c.path()).unwrap();
+        // The index saw no trash there: nothing is swept.
+        let mut ix = crate::index::Index::open(&c.join("gocache/index.sqlite")).unwrap();
+        let done = execute(&dir, &[victim(a, Kind::Action, T)], Some(&mut ix), &Silent).unwrap();
+        assert_eq!((done.removed, done.trash_swept), (1, 0));
+        // Once a scan recorded it, it goes with the next removal there.
+        let trash = crate::model::Other {
+            path: "07/.gocache-trash-999-0".into(),
+            class: crate::model::OtherClass::Odd,
+            what: "stray file".into(),
+            apparent: 6,
+            allocated: 4096,
+        };
+        ix.apply_subdir(
+            &SubdirChanges {
+                subdir: 7,
+                others: vec![trash],
+                totals: None,
+                ..Default::default()
+            },
+            T,
+        )
+        .unwrap();
+        let done = execute(&dir, &[victim(o, Kind::Output, T)], Some(&mut ix), &Silent).unwrap();
+        assert_eq!((done.removed, done.trash_swept), (1, 2));
+        assert_eq!(names_in(&c, 7), vec!["keep-me".to_string()]);
+    }
+
+    #[test]
+    fn without_an_index_every_subdirectory_touched_is_swept() {
+        let c = TinyCache::new();
+        let a = c.action(7, 8, T);
+        std::fs::write(c.join("07/.gocache-trash-999-0"), b"output").unwrap();
+        std::fs::write(c.join("08/.gocache-trash-999-0"), b"untouched").unwrap();
+        let dir = CacheDir::open(c.path()).unwrap();
+        let done = execute(&dir, &[victim(a, Kind::Action, T)], None, &Silent).unwrap();
+        assert_eq!((done.removed, done.trash_swept), (1, 1));
+        assert_eq!(names_in(&c, 8), vec![".gocache-trash-999-0".to_string()]);
+    }
+}

@@ -422,3 +422,224 @@ impl Known {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cachedir::fixtures::{TinyCache, set_mtime};
+    use crate::layout::{Id, subdir_name};
+    use crate::model::{Kind, Totals};
+    use crate::report::Silent;
+
+    /// When the entries were last used.
+    const T: UnixTime = 1_700_000_000;
+
+    /// Well after every mtime on disk, so that nothing is racy.
+    fn later() -> UnixTime {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+            + 3600
+    }
+
+    fn open_index(c: &TinyCache) -> Index {
+        Index::open(&c.join("gocache/index.sqlite")).unwrap()
+    }
+
+    fn sync(c: &TinyCache, ix: &mut Index, full: bool, now: UnixTime) -> ScanSummary {
+        let opts = ScanOptions { full, threads: 2 };
+        scan(c.path(), ix, &opts, now, &Silent).unwrap()
+    }
+
+    /// The running totals must be what the rows add up to.
+    fn assert_totals_add_up(ix: &Index) -> Totals {
+        let mut rows = Totals::default();
+        ix.entries().unwrap().iter().for_each(|e| rows.add(e));
+        assert_eq!(ix.fast_totals().unwrap(), rows);
+        rows
+    }
+
+    #[test]
+    fn full_and_incremental_scans_keep_the_same_totals() {
+        let c = TinyCache::new();
+        c.action(7, 8, T);
+        c.output(8, 10, T);
+        c.exe(9, "hello", T);
+        let orphan = c.output(10, 5000, T);
+        let mut ix = open_index(&c);
+        let s = sync(&c, &mut ix, false, later());
+        assert_eq!((s.added, s.removed, s.action_files_read), (4, 0, 1));
+        let t = assert_totals_add_up(&ix);
+        assert_eq!((t.build.entries, t.exe.entries), (3, 1));
+        assert_eq!(t.build.apparent_bytes, 175 + 10 + 5000);
+        assert_eq!(t.exe.apparent_bytes, 4, "an executable's own size");
+
+        // Go adds a pair and its own trim removes the orphan.
+        c.action(11, 12, T);
+        c.output(12, 20, T);
+        std::fs::remove_file(orphan.path_in(c.path())).unwrap();
+        let s = sync(&c, &mut ix, false, later());
+        assert_eq!((s.added, s.removed, s.updated), (2, 1, 0));
+        assert_eq!(s.rescanned, vec![10, 11, 12]);
+        let incremental = assert_totals_add_up(&ix);
+        assert_eq!(incremental.total.entries, 5);
+
+        // A full scan rereads everything and finds the same.
+        let s = sync(&c, &mut ix, true, later());
+        assert_eq!((s.added, s.removed, s.updated, s.unchanged), (0, 0, 0, 5));
+        assert_eq!(s.rescanned.len(), 256);
+        assert_eq!(assert_totals_add_up(&ix), incremental);
+    }
+
+    #[test]
+    fn a_full_scan_sees_uses_an_incremental_one_takes_on_trust() {
+        let c = TinyCache::new();
+        let o = c.output(8, 10, T);
+        let mut ix = open_index(&c);
+        sync(&c, &mut ix, false, later());
+        // Go's markUsed: a new mtime on the entry, not on its directory.
+        set_mtime(&o.path_in(c.path()), T + 7200);
+        let s = sync(&c, &mut ix, false, later());
+        assert!(s.rescanned.is_empty());
+        assert_eq!(ix.entry(&o).unwrap().unwrap().last_use, T);
+        let s = sync(&c, &mut ix, true, later());
+        assert_eq!(s.updated, 1);
+        assert_eq!(ix.entry(&o).unwrap().unwrap().last_use, T + 7200);
+    }
+
+    #[test]
+    fn a_subdirectory_changed_within_the_racy_window_is_read_again_next_time() {
+        let c = TinyCache::new();
+        c.action(7, 8, T);
+        c.output(8, 10, T);
+        let now = later();
+        for s in 0..=255u8 {
+            set_mtime(&c.join(subdir_name(s)), now - 100);
+        }
+        set_mtime(&c.join("07"), now - RACY_SECS + 1);
+        let mut ix = open_index(&c);
+        assert_eq!(sync(&c, &mut ix, false, now).rescanned.len(), 256);
+        let states = ix.subdir_states().unwrap();
+        assert_eq!(states[7].unwrap().mtime_ns, None, "rescan next time");
+        assert!(states[8].unwrap().mtime_ns.is_some());
+
+        let s = sync(&c, &mut ix, false, now);
+        assert_eq!((s.rescanned, s.unchanged_subdirs), (vec![7], 255));
+        // Once the window has passed, the mtime is trusted.
+        let s = sync(&c, &mut ix, false, now + RACY_SECS);
+        assert_eq!(s.rescanned, vec![7]);
+        assert!(
+            sync(&c, &mut ix, false, now + RACY_SECS)
+                .rescanned
+                .is_empty()
+        );
+        assert_eq!(ix.entry_count().unwrap(), 2);
+    }
+
+    #[test]
+    fn names_that_vanish_are_dropped_once() {
+        let c = TinyCache::new();
+        let a = c.action(7, 7, T);
+        let o = c.output(7, 10, T);
+        let mut ix = open_index(&c);
+        sync(&c, &mut ix, false, later());
+        std::fs::remove_file(o.path_in(c.path())).unwrap();
+        let s = sync(&c, &mut ix, false, later());
+        assert_eq!((s.removed, s.rescanned), (1, vec![7]));
+        assert_eq!(assert_totals_add_up(&ix).total.entries, 1);
+        assert!(ix.entry(&a).unwrap().is_some());
+
+        // A name listed, then removed before it is looked at (a trim, Go's
+        // own trim), is neither an entry nor odd.
+        let n = c.output(0x30, 10, T);
+        let cache_fd = open_dir(c.path()).unwrap();
+        let listed = list_subdir(&cache_fd, 0x30);
+        std::fs::remove_file(n.path_in(c.path())).unwrap();
+        let known = Known::Names(Default::default());
+        let SubdirResult::Changes(changes, stats) = reconcile(listed, 0x30, &known, false, T)
+        else {
+            panic!("the subdirectory is readable");
+        };
+        assert!(changes.upserts.is_empty() && changes.others.is_empty());
+        assert_eq!((stats.added, stats.unchanged), (0, 0));
+    }
+
+    #[test]
+    fn odd_items_are_recorded_and_symlinks_never_followed() {
+        let c = TinyCache::new();
+        let outside = tempfile::tempdir().unwrap();
+        // Something worth indexing outside the cache, under entry names.
+        let hex = |b: u8| Id([b; 32]).to_hex();
+        let action = crate::layout::ActionEntry {
+            action: Id([7; 32]),
+            output: Id([7; 32]),
+            size: 3,
+            time_nanos: 0,
+        };
+        std::fs::write(
+            outside.path().join(format!("{}-a", hex(7))),
+            action.format(),
+        )
+        .unwrap();
+        std::fs::write(outside.path().join(format!("{}-d", hex(10))), b"out").unwrap();
+        let link =
+            |target: &Path, at: &str| std::os::unix::fs::symlink(target, c.join(at)).unwrap();
+        link(
+            &outside.path().join(format!("{}-a", hex(7))),
+            &format!("07/{}-a", hex(7)),
+        );
+        std::fs::remove_dir(c.join("0a")).unwrap();
+        link(outside.path(), "0a");
+        std::fs::write(c.join("08/stray"), b"?").unwrap();
+        std::fs::write(c.join(format!("08/{}-d", hex(9))), b"misplaced").unwrap();
+        let two = c.join(format!("09/{}-d", hex(9)));
+        std::fs::create_dir(&two).unwrap();
+        std::fs::write(two.join("one"), b"1").unwrap();
+        std::fs::write(two.join("two"), b"2").unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            c.join(format!("0b/{}-d", hex(11))),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+
+        let mut ix = open_index(&c);
+        let s = sync(&c, &mut ix, true, later());
+        assert_eq!(ix.entry_count().unwrap(), 0, "nothing here is an entry");
+        assert_eq!(s.odd, 6);
+        let odd: Vec<(String, String)> = ix
+            .others()
+            .unwrap()
+            .into_iter()
+            .filter(|o| o.class == OtherClass::Odd)
+            .map(|o| (o.path, o.what))
+            .collect();
+        let want = [
+            (
+                format!("07/{}-a", hex(7)),
+                "symlink where a cache entry belongs; not followed",
+            ),
+            (format!("08/{}-d", hex(9)), "file in the wrong subdirectory"),
+            ("08/stray".to_string(), "stray file"),
+            (
+                format!("09/{}-d", hex(9)),
+                "executable directory holding 2 entries, expected 1",
+            ),
+            (
+                "0a".to_string(),
+                "symlink where a cache subdirectory belongs; not followed",
+            ),
+            (
+                format!("0b/{}-d", hex(11)),
+                "fifo where a cache entry belongs; not followed",
+            ),
+        ];
+        let want: Vec<(String, String)> =
+            want.into_iter().map(|(p, w)| (p, w.to_string())).collect();
+        assert_eq!(odd, want);
+        assert!(ix.entries().unwrap().iter().all(|e| e.kind != Kind::Action));
+    }
+}
