@@ -106,6 +106,37 @@ fn trim_to_a_budget_ends_under_it_by_du_and_go_still_builds() {
 }
 
 #[test]
+fn gocache_trim_from_cron_is_gocache_trim() {
+    let sb = Sandbox::with_template();
+    backdate(&sb.cache(), Duration::from_secs(3 * 3600));
+    // The same plan, the same text, the same exit codes.
+    let args = ["--dry-run", "--json", "--budget", "10MiB"];
+    let cron = json(&run_ok(sb.gocache_trim(args)));
+    let by_hand = json(&run_ok(sb.gocache(["trim"]).args(args)));
+    let victims = &cron["plan"]["victims"];
+    assert_eq!(victims, &by_hand["plan"]["victims"]);
+    assert!(!victims.as_array().unwrap().is_empty());
+    for bad in [
+        &["--budget", "10XB"][..],
+        &["--cache-dir", "relative/nowhere"],
+    ] {
+        let cron = sb.gocache_trim(bad).output().unwrap();
+        let by_hand = sb.gocache(["trim"]).args(bad).output().unwrap();
+        assert_eq!(cron.status.code(), Some(2), "{bad:?}");
+        assert_eq!(cron.status.code(), by_hand.status.code(), "{bad:?}");
+        assert_eq!(cron.stderr, by_hand.stderr, "{bad:?}");
+    }
+    // The cron line of the README: quiet, within the budget afterwards.
+    let out = run_ok(sb.gocache_trim(["-q", "--budget", "10MiB"]));
+    assert!(out.stdout.is_empty() && out.stderr.is_empty(), "{out:?}");
+    assert!(entry_allocated(&sb.cache()) <= 10 << 20);
+    let lock_held = std::fs::File::open(sb.cache().join("gocache/trim.lock")).unwrap();
+    fs4::FileExt::lock(&lock_held).unwrap();
+    let out = run_ok(sb.gocache_trim(std::iter::empty::<&str>()));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("another trim is running"));
+}
+
+#[test]
 fn dry_run_twice_changes_nothing_on_disk_or_in_the_index() {
     let sb = Sandbox::with_template();
     backdate(&sb.cache(), Duration::from_secs(8 * 86400));

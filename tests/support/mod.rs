@@ -30,6 +30,11 @@ pub fn gocache_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_gocache"))
 }
 
+/// The `gocache-trim` binary under test (`gocache trim` for cron).
+pub fn gocache_trim_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_gocache-trim"))
+}
+
 /// Holds an exclusive lock on `target/tmp/<name>.lock` while `f` runs, so
 /// that concurrent test processes do one-time setup once.
 fn with_file_lock<T>(name: &str, f: impl FnOnce() -> T) -> T {
@@ -210,7 +215,24 @@ impl Sandbox {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let mut cmd = Command::new(gocache_bin());
+        self.command(gocache_bin(), args)
+    }
+
+    /// `gocache-trim ARGS` in this sandbox, as cron would run it.
+    pub fn gocache_trim<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.command(gocache_trim_bin(), args)
+    }
+
+    fn command<I, S>(&self, program: PathBuf, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = Command::new(program);
         cmd.args(args).current_dir(self.dir.path().join("work"));
         cmd.env_remove("GOCACHE_INDEX");
         for (k, v) in self.env() {

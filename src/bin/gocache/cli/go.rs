@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 
 use gocache::wrapper::{self, DEPTH_ENV, USES_ENV};
 
-use crate::common::Global;
+use super::common::Global;
 
 /// Run the real go command, then the post-insert hook.
 ///
@@ -40,21 +40,19 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     Ok(wrap(global, args.args))
 }
 
-/// When the binary was invoked as `go` (a symlink), runs as the wrapper and
-/// returns its exit code; otherwise `None`.
-pub fn run_if_invoked_as_go() -> Option<ExitCode> {
-    let argv0 = std::env::args_os().next()?;
-    let name = std::path::Path::new(&argv0).file_name()?;
+/// When the binary was invoked as `go` (a symlink; `args[0]` says),
+/// runs as the wrapper and returns its exit code; otherwise `None`.
+pub fn run_if_invoked_as_go(args: &[OsString]) -> Option<ExitCode> {
+    let name = std::path::Path::new(args.first()?).file_name()?;
     if name != "go" {
         return None;
     }
-    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     let global = Global {
         cache_dir: None,
         index: std::env::var_os("GOCACHE_INDEX").map(Into::into),
         quiet: false,
     };
-    Some(wrap(&global, args))
+    Some(wrap(&global, args[1..].to_vec()))
 }
 
 /// The shim: note the executable, then become it.
@@ -128,7 +126,7 @@ fn wrap(global: &Global, args: Vec<OsString>) -> ExitCode {
     }
     let hook = wrapper::wants_hook(&args);
     let ctx = if hook {
-        crate::common::Ctx::locate(global).ok()
+        super::common::Ctx::locate(global).ok()
     } else {
         None
     };
@@ -178,11 +176,11 @@ fn wrap(global: &Global, args: Vec<OsString>) -> ExitCode {
             .as_ref()
             .map(|u| wrapper::read_uses(u.path(), &ctx.cache_dir))
             .unwrap_or_default();
-        let extra = crate::hook::AfterGo {
+        let extra = super::hook::AfterGo {
             exe_uses: used,
             tool: wrapper::tool_name(&args),
         };
-        if let Err(e) = crate::hook::run_after_go(global, &crate::hook::Args::default(), &extra) {
+        if let Err(e) = super::hook::run_after_go(global, &super::hook::Args::default(), &extra) {
             eprintln!("gocache: warning: the hook after go failed: {e:#}");
         }
     }

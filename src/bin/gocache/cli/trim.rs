@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use crate::common::{Ctx, Global, LimitArgs, Progress, human, print_json};
+use super::common::{Ctx, Global, LimitArgs, Progress, human, print_json};
 use gocache::enforce::{TrimOutcome, TrimReport, effective_limits};
 use gocache::policy::Rule;
 use gocache::report::Reporter;

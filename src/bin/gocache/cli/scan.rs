@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use crate::common::{Ctx, Global, Progress, human, print_json};
+use super::common::{Ctx, Global, Progress, human, print_json};
 use gocache::scan::{ScanOptions, scan};
 
 /// Reconcile the index with the cache on disk.

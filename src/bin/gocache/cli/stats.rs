@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use chrono::{TimeZone, Utc};
 
-use crate::common::{Ctx, Global, Progress, human, print_json};
+use super::common::{Ctx, Global, Progress, human, print_json};
 use gocache::Kind;
 use gocache::model::Bytes;
 use gocache::scan::{ScanOptions, scan};

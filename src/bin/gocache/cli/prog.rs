@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use crate::common::{Ctx, Global, LimitArgs};
+use super::common::{Ctx, Global, LimitArgs};
 use gocache::enforce::effective_limits;
 
 /// Serve the go command's cache (GOCACHEPROG="gocache prog").
@@ -55,7 +55,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         cache_dir: gocache::cachedir::CacheDir::open(&ctx.cache_dir)?,
         index,
         limits,
-        clock: crate::common::now,
+        clock: super::common::now,
         workers: args.workers,
     };
     match gocache::prog::serve(cfg, std::io::stdin().lock(), std::io::stdout()) {

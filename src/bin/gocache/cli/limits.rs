@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use crate::common::{Ctx, Global, print_json};
+use super::common::{Ctx, Global, print_json};
 use gocache::enforce::effective_limits;
 
 /// Show or store the limits `trim` and `hook` enforce.
@@ -14,7 +14,7 @@ use gocache::enforce::effective_limits;
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(flatten)]
-    limits: crate::common::LimitArgs,
+    limits: super::common::LimitArgs,
     /// Forget every stored limit (the defaults apply again).
     #[arg(long)]
     reset: bool,

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use crate::common::{Ctx, Global, LimitArgs, Progress, print_json};
+use super::common::{Ctx, Global, LimitArgs, Progress, print_json};
 use gocache::enforce::{AfterUse, after_use, effective_limits};
 use gocache::index::Use;
 use gocache::scan::{HeadStart, ScanOptions, scan_with_head_start};
@@ -109,7 +109,7 @@ pub fn run_after_go(global: &Global, args: &Args, seen: &AfterGo) -> anyhow::Res
     } else if removed > 0 && !ctx.quiet {
         eprintln!(
             "gocache: evicted {removed} cache entries ({}) to stay within the limits",
-            crate::common::human(removed_allocated)
+            super::common::human(removed_allocated)
         );
     }
     Ok(())
