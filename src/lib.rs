@@ -1,23 +1,29 @@
 //! gocache keeps Go's build cache (`$GOCACHE`) within a byte budget.
 //!
-//! - [`layout`]: where the cache is and what its names mean (no I/O).
-//! - [`index`]: the SQLite index of every entry.
-//! - [`scan`]: reconciles the index with the disk, incrementally.
-//! - [`stats`]: what the cache holds.
-//! - [`limits`] and [`policy`]: a pure function from entries, limits and
-//!   `now` to a plan of evictions with reasons.
-//! - [`trim`]: executes a plan safely.
-//! - [`enforce`]: syncs, plans and executes against the limits, under the
-//!   trim lock: [`enforce::trim`] for `gocache trim`, [`enforce::after_use`]
-//!   for the hook and `gocache prog`.
-//! - [`wrapper`]: `gocache go`; the post-insert hook is [`scan`] (with a
-//!   [`scan::HeadStart`]) then [`enforce::after_use`].
-//! - [`prog`]: a GOCACHEPROG server over Go's own on-disk layout.
-//! - [`synth`]: deterministic synthetic caches for tests and benchmarks.
-//! - [`threads`]: helper threads that start beside their creator.
+//! Modules, in layers: each imports only from the layers below it.
+//!
+//! 1. Leaves: [`layout`] (where the cache is and what its names mean; no
+//!    I/O), [`model`] (the records everyone shares), [`error`], [`report`]
+//!    (progress and warnings through the caller's reporter), [`threads`]
+//!    (helper threads that start beside their creator), [`limits`] (what
+//!    people write, validated).
+//! 2. [`cachedir`]: the one owner of the cache directory (descriptors,
+//!    gocache's own names in it, sweeps, the trim lock). [`index`]: the
+//!    SQLite index, the only module that knows its schema. [`policy`]: a
+//!    pure function from entries, limits and `now` to a plan of evictions
+//!    with reasons. [`stats`]: what the cache holds. [`synth`]:
+//!    deterministic synthetic caches for tests and benchmarks.
+//! 3. [`scan`]: reconciles the index with the disk, incrementally.
+//! 4. [`trim`]: executes a plan safely. [`wrapper`]: the library part of
+//!    `gocache go`.
+//! 5. [`enforce`]: the one path that syncs, plans and executes against the
+//!    limits: [`enforce::trim`] for `gocache trim`, [`enforce::after_use`]
+//!    for the hook after each go command (a [`scan`] with a
+//!    [`scan::HeadStart`] first) and `gocache prog`.
+//! 6. [`prog`]: a GOCACHEPROG server over Go's own on-disk layout.
 //!
 //! See `DESIGN.md` in the repository for the facts about Go's cache this
-//! crate relies on.
+//! crate relies on, and why the layers are what they are.
 
 #![warn(missing_docs)]
 

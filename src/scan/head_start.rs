@@ -38,7 +38,7 @@ impl HeadStart {
     /// Opens the index at `index_path` on a helper thread while this
     /// thread reads `cache_dir`; returns the index and, unless the cache
     /// directory cannot be opened, the head start for
-    /// [`scan_with_head_start`].
+    /// [`scan_with_head_start`](super::scan_with_head_start).
     pub fn open_while_reading(
         cache_dir: &Path,
         index_path: &Path,
