@@ -54,19 +54,29 @@ enum Command {
     ExecShim(go::ShimArgs),
 }
 
+/// Marks this file as gocache for a wrapper looking for the real go on
+/// PATH (see `gocache::wrapper::is_gocache_binary`): a copy of gocache
+/// named `go` is passed over without being run.
+#[cfg(not(target_vendor = "apple"))] // an ELF note; Mach-O names sections otherwise
+#[used]
+#[unsafe(link_section = ".note.gocache")]
+static MARKER: gocache::wrapper::MarkerNote = gocache::wrapper::MARKER_NOTE;
+
 fn main() -> ExitCode {
     // `gocache` installed under the name `go` acts as the wrapper.
     if let Some(code) = go::run_if_invoked_as_go() {
         return code;
     }
-    let cli = Cli::parse();
+    // `gocache go ARGS`: ARGS are go's, whatever they look like.
+    let (argv, go_args) = go::split_argv(std::env::args_os().collect());
+    let cli = Cli::parse_from(argv);
     let result = match cli.command {
         Command::Scan(a) => scan::run(&cli.global, a),
         Command::Stats(a) => stats::run(&cli.global, a),
         Command::Trim(a) => trim::run(&cli.global, a),
         Command::Limits(a) => limits::run(&cli.global, a),
         Command::Hook(a) => hook::run(&cli.global, a),
-        Command::Go(a) => go::run(&cli.global, a),
+        Command::Go(a) => go::run(&cli.global, a, go_args),
         Command::Prog(a) => prog::run(&cli.global, a),
         Command::ExecShim(a) => go::shim(a),
     };
