@@ -373,9 +373,9 @@ impl Index {
         let migrations = Migrations::new(MIGRATIONS.iter().map(|sql| M::up(sql)).collect());
         migrations
             .to_latest(&mut self.conn)
-            .map_err(|source| Error::Migration {
+            .map_err(|cause| Error::Migration {
                 path: self.path.clone(),
-                source,
+                cause,
             })
     }
 
@@ -1059,10 +1059,10 @@ fn add_to(delta: &mut [i64; 6], kind: i64, entries: i64, apparent: i64, allocate
     delta[at + 2] += allocated;
 }
 
-fn sql(path: &Path, source: rusqlite::Error) -> Error {
+fn sql(path: &Path, cause: rusqlite::Error) -> Error {
     Error::Sqlite {
         path: path.to_owned(),
-        source,
+        cause,
     }
 }
 

@@ -333,7 +333,7 @@ pub fn sessions(index: &Index, limit: usize) -> crate::Result<Vec<ProgSession>> 
     let conn = index.connection();
     let err = |e| crate::Error::Sqlite {
         path: index.path().to_owned(),
-        source: e,
+        cause: e,
     };
     let mut stmt = conn
         .prepare(
