@@ -60,13 +60,6 @@ pub fn split_argv(argv: Vec<OsString>) -> (Vec<OsString>, Option<Vec<OsString>>)
     (argv, None)
 }
 
-/// `gocache __exec-shim EXE ARGS...`: what `go run -exec` starts.
-#[derive(clap::Args, Debug)]
-pub struct ShimArgs {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
-    args: Vec<OsString>,
-}
-
 /// Runs the wrapper: `go_args` as [`split_argv`] cut them (clap's own
 /// `args` when the command line did not pass through it).
 pub fn run(
@@ -94,9 +87,18 @@ pub fn run_if_invoked_as_go() -> Option<ExitCode> {
     Some(wrap(&global, args))
 }
 
-/// The shim: note the executable, then become it.
-pub fn shim(args: ShimArgs) -> anyhow::Result<ExitCode> {
-    let (exe, rest) = args.args.split_first().expect("clap requires one argument");
+/// The shim, `gocache __exec-shim EXE ARGS...` (what `go run -exec`
+/// starts; `args` are what follows `__exec-shim`): note the executable,
+/// then become it. Internal plumbing, not part of the command line clap
+/// knows, so no help, completion or man page shows it.
+pub fn shim(args: &[OsString]) -> ExitCode {
+    let Some((exe, rest)) = args.split_first() else {
+        eprintln!(
+            "gocache: {} needs the program to run (go run -exec starts it)",
+            wrapper::SHIM_SUBCOMMAND
+        );
+        return ExitCode::from(2);
+    };
     if let Some(file) = std::env::var_os(USES_ENV) {
         use std::io::Write;
         // Best effort: a use not recorded must not stop the program.
@@ -120,13 +122,11 @@ pub fn shim(args: ShimArgs) -> anyhow::Result<ExitCode> {
         "gocache: cannot run {}: {err}",
         std::path::Path::new(exe).display()
     );
-    Ok(ExitCode::from(
-        if err.kind() == std::io::ErrorKind::NotFound {
-            127
-        } else {
-            126
-        },
-    ))
+    ExitCode::from(if err.kind() == std::io::ErrorKind::NotFound {
+        127
+    } else {
+        126
+    })
 }
 
 static CHILD: AtomicI32 = AtomicI32::new(0);

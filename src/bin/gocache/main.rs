@@ -9,6 +9,7 @@
 //! - `gocache go` exits with go's own status.
 
 mod common;
+mod generate;
 mod go;
 mod hook;
 mod limits;
@@ -17,7 +18,7 @@ mod scan;
 mod stats;
 mod trim;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;
 
 /// Keep Go's build cache within a byte budget.
@@ -49,9 +50,8 @@ enum Command {
     Hook(hook::Args),
     Go(go::Args),
     Prog(prog::Args),
-    /// (internal) Started by `go run -exec`: records the executable, then runs it.
-    #[command(name = "__exec-shim", hide = true)]
-    ExecShim(go::ShimArgs),
+    Completions(generate::CompletionsArgs),
+    Man(generate::ManArgs),
 }
 
 /// Marks this file as gocache for a wrapper looking for the real go on
@@ -67,8 +67,16 @@ fn main() -> ExitCode {
     if let Some(code) = go::run_if_invoked_as_go() {
         return code;
     }
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // What `go run -exec` starts: not a command for people.
+    if argv
+        .get(1)
+        .is_some_and(|a| a == gocache::wrapper::SHIM_SUBCOMMAND)
+    {
+        return go::shim(&argv[2..]);
+    }
     // `gocache go ARGS`: ARGS are go's, whatever they look like.
-    let (argv, go_args) = go::split_argv(std::env::args_os().collect());
+    let (argv, go_args) = go::split_argv(argv);
     let cli = Cli::parse_from(argv);
     let result = match cli.command {
         Command::Scan(a) => scan::run(&cli.global, a),
@@ -78,7 +86,8 @@ fn main() -> ExitCode {
         Command::Hook(a) => hook::run(&cli.global, a),
         Command::Go(a) => go::run(&cli.global, a, go_args),
         Command::Prog(a) => prog::run(&cli.global, a),
-        Command::ExecShim(a) => go::shim(a),
+        Command::Completions(a) => generate::completions(Cli::command(), a),
+        Command::Man(a) => generate::man(Cli::command(), a),
     };
     match result {
         Ok(code) => code,
