@@ -8,6 +8,7 @@ mod generate;
 mod hook;
 mod layout_cli;
 mod prog;
+mod readme;
 mod scan;
 mod trim;
 mod wrapper;
