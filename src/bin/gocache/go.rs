@@ -303,3 +303,42 @@ fn wrap(global: &Global, args: Vec<OsString>) -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn the_command_line_is_cut_at_go_after_gocaches_own_flags() {
+        let cut = |v: &[&str]| split_argv(os(v));
+        assert_eq!(
+            cut(&["gocache", "go", "-h"]),
+            (os(&["gocache", "go"]), Some(os(&["-h"])))
+        );
+        assert_eq!(
+            cut(&["gocache", "-q", "--cache-dir", "go", "go", "-q", "version"]),
+            (
+                os(&["gocache", "-q", "--cache-dir", "go", "go"]),
+                Some(os(&["-q", "version"]))
+            )
+        );
+        assert_eq!(
+            cut(&["gocache", "--index=/x", "go"]),
+            (os(&["gocache", "--index=/x", "go"]), Some(vec![]))
+        );
+        // Not the go subcommand: all of it is clap's.
+        for other in [
+            &["gocache", "help", "go"][..],
+            &["gocache", "trim", "go"],
+            &["gocache", "--budget", "go"],
+            &["gocache", "--index"],
+            &["gocache"],
+        ] {
+            assert_eq!(cut(other), (os(other), None), "{other:?}");
+        }
+    }
+}
