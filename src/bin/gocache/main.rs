@@ -6,7 +6,8 @@
 //! - 1: the command failed (I/O, index, a go command that could not start);
 //! - 2: bad usage or input (unknown flag, bad size, GOCACHE=off, relative or
 //!   missing cache directory);
-//! - `gocache go` exits with go's own status.
+//! - `gocache go` exits with go's own status; 127 when no real go is found
+//!   (nothing on PATH but gocache, or go commands nested too deep).
 
 mod common;
 mod generate;
