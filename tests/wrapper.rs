@@ -276,7 +276,9 @@ fn with_an_exe_quota_of_one_executable_the_next_program_evicts_the_last() {
 }
 
 /// Runs `cmd` to its end, failing the test if that takes over `secs`
-/// seconds (a wrapper running itself in a loop never ends).
+/// seconds (a wrapper running itself in a loop never ends, so the limits
+/// are generous: a loaded 2-core machine took 2 minutes for a cold
+/// `go build net/http`).
 fn output_within(cmd: &mut Command, secs: u64) -> std::process::Output {
     use std::os::unix::process::CommandExt;
     let child = cmd
@@ -345,7 +347,7 @@ fn a_go_on_path_that_is_gocache_is_passed_over_and_never_runs_in_a_loop() {
     let path = |dirs: &[&std::path::PathBuf]| std::env::join_paths(dirs).unwrap();
 
     let version = |mut c: Command, p: &std::ffi::OsStr| {
-        let out = output_within(c.arg("version").env("PATH", p), 30);
+        let out = output_within(c.arg("version").env("PATH", p), 120);
         assert!(
             out.status.success() && text(&out.stdout).starts_with("go version go1."),
             "{c:?}: {}\n{}",
@@ -380,7 +382,7 @@ fn a_go_on_path_that_is_gocache_is_passed_over_and_never_runs_in_a_loop() {
             .current_dir(&dir)
             .envs(sb.env())
             .env("PATH", &p),
-        120,
+        300,
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let s = json(&run_ok(sb.gocache(["stats", "--json"])));
@@ -391,7 +393,7 @@ fn a_go_on_path_that_is_gocache_is_passed_over_and_never_runs_in_a_loop() {
             .current_dir(&dir)
             .envs(sb.env())
             .env("PATH", &p),
-        60,
+        300,
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).starts_with("go version go1."), "{out:?}");
@@ -404,7 +406,7 @@ fn a_go_on_path_that_is_gocache_is_passed_over_and_never_runs_in_a_loop() {
         Command::new(copy.join("go")),
         Command::new(shim.join("go")),
     ] {
-        let out = output_within(c.arg("version").env("PATH", &only_us), 30);
+        let out = output_within(c.arg("version").env("PATH", &only_us), 120);
         let err = text(&out.stderr);
         assert_eq!(out.status.code(), Some(127), "{c:?}: {err}");
         for needle in [
@@ -421,7 +423,7 @@ fn a_go_on_path_that_is_gocache_is_passed_over_and_never_runs_in_a_loop() {
         sb.gocache(["go", "version"])
             .env("GOCACHE_GO", copy.join("go"))
             .env("PATH", &only_us),
-        30,
+        120,
     );
     assert_eq!(out.status.code(), Some(127));
     assert!(text(&out.stderr).contains("is a gocache binary"), "{out:?}");
@@ -430,7 +432,7 @@ fn a_go_on_path_that_is_gocache_is_passed_over_and_never_runs_in_a_loop() {
     let out = output_within(
         sb.gocache(["go", "version"])
             .env("PATH", path(&[&fork, &real])),
-        30,
+        120,
     );
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(127), "{err}");
