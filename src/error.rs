@@ -1,5 +1,13 @@
 //! The library's error type. Every variant says what happened and carries
 //! the path involved; the binary adds what to do and maps to exit codes.
+//!
+//! A variant that wraps another error (`cause`) prints it in its own
+//! message and does not also return it from `source()`: anyhow's `{:#}`
+//! prints every error of the chain, so doing both printed it twice
+//! ("reading X: Not a directory (os error 20): Not a directory (os error
+//! 20)"). Printing it keeps every message whole wherever it is shown,
+//! `{e}` in a warning included. (thiserror makes a field named `source`
+//! the source, hence `cause`.)
 
 use std::path::PathBuf;
 
@@ -21,33 +29,30 @@ pub enum Error {
     #[error("the Go build cache path {0} is not a directory")]
     CacheNotADirectory(PathBuf),
     /// An I/O error on a path.
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {path}: {cause}")]
     Io {
         /// What was being done ("reading", "removing", …).
         op: &'static str,
         /// The path it was done to.
         path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        /// The underlying error (in the message, not `source()`).
+        cause: std::io::Error,
     },
     /// The index database failed.
-    #[error("index {path}: {source}")]
+    #[error("index {path}: {cause}")]
     Sqlite {
         /// The index file.
         path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: rusqlite::Error,
+        /// The underlying error (in the message, not `source()`).
+        cause: rusqlite::Error,
     },
     /// The index could not be migrated to this version's schema.
-    #[error("index {path}: schema migration failed: {source}")]
+    #[error("index {path}: schema migration failed: {cause}")]
     Migration {
         /// The index file.
         path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: rusqlite_migration::Error,
+        /// The underlying error (in the message, not `source()`).
+        cause: rusqlite_migration::Error,
     },
     /// The index was written by a newer gocache; it is left alone.
     #[error(
@@ -79,27 +84,27 @@ pub enum Error {
 
 impl Error {
     /// An I/O error on `path`.
-    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, cause: std::io::Error) -> Error {
         Error::Io {
             op,
             path: path.into(),
-            source,
+            cause,
         }
     }
 
     /// True when SQLite says the index file is not a database or is
     /// corrupt: it can be moved aside and rebuilt.
     pub fn is_corrupt_index(&self) -> bool {
-        let source = match self {
-            Error::Sqlite { source, .. } => source,
+        let cause = match self {
+            Error::Sqlite { cause, .. } => cause,
             Error::Migration {
-                source: rusqlite_migration::Error::RusqliteError { err, .. },
+                cause: rusqlite_migration::Error::RusqliteError { err, .. },
                 ..
             } => err,
             _ => return false,
         };
         matches!(
-            source.sqlite_error_code(),
+            cause.sqlite_error_code(),
             Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt)
         )
     }
@@ -112,5 +117,27 @@ impl Error {
             self,
             Error::Sqlite { .. } | Error::Migration { .. } | Error::IndexTooNew { .. }
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_is_printed_once_whatever_wraps_it() {
+        let e = Error::io(
+            "reading",
+            "/c",
+            std::io::Error::from_raw_os_error(libc::EACCES),
+        );
+        let plain = e.to_string();
+        assert_eq!(plain.matches("os error 13").count(), 1, "{plain}");
+        let chained = format!("{:#}", anyhow::Error::new(e).context("cache directory"));
+        assert_eq!(chained.matches("os error 13").count(), 1, "{chained}");
+        assert!(
+            chained.starts_with("cache directory: reading /c: "),
+            "{chained}"
+        );
     }
 }

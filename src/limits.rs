@@ -6,6 +6,12 @@
 //! them; `KB`, `MB`, `GB`, `TB` are powers of 1000. Case does not matter. A
 //! bare number is bytes. `10%` is a share of the filesystem holding the
 //! cache, resolved when a command runs.
+//!
+//! Refused, each with its reason: negative sizes and durations, exponents
+//! (`1e400`), a fraction of a byte (`1.5`; `1.5G` is whole bytes), months
+//! and years (no fixed length), a grace period of `off`, and a budget or
+//! exe quota of a bare `0`, which would empty the cache or its executables:
+//! `0B` says that is meant ([`parse_cap`]).
 
 use std::fmt;
 
@@ -63,6 +69,15 @@ impl SizeSpec {
                 "no number"
             }));
         }
+        let exponent = unit
+            .strip_prefix(['e', 'E'])
+            .map(|e| e.trim_start_matches(['+', '-']))
+            .is_some_and(|e| !e.is_empty() && e.bytes().all(|c| c.is_ascii_digit()));
+        if exponent {
+            return Err(bad(
+                "exponents are not accepted; write the digits, or use a unit",
+            ));
+        }
         let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
             "" | "b" => 1,
             "k" | "kib" => 1 << 10,
@@ -86,7 +101,21 @@ impl SizeSpec {
         if !bytes.is_finite() || bytes >= u64::MAX as f64 {
             return Err(bad("too large"));
         }
+        if mult == 1 && bytes.fract() != 0.0 {
+            return Err(bad(
+                "a fraction of a byte; give whole bytes, or a unit (1.5G is whole bytes)",
+            ));
+        }
+        // A fraction of a larger unit is rounded to whole bytes.
         Ok(SizeSpec::Bytes(bytes.round() as u64))
+    }
+
+    /// True for a zero written without a unit (`0`, `00`, `0.0`).
+    fn is_bare_zero(s: &str) -> bool {
+        let t = s.trim();
+        !t.is_empty()
+            && t.bytes().all(|c| c.is_ascii_digit() || c == b'.')
+            && matches!(SizeSpec::parse(t), Ok(SizeSpec::Bytes(0)))
     }
 
     /// Bytes, given the filesystem's total size for a percentage.
@@ -107,17 +136,74 @@ impl fmt::Display for SizeSpec {
     }
 }
 
+/// Parses a cap on what the cache may hold (`--budget`, `--exe-quota`):
+/// a size as [`SizeSpec::parse`] reads it, except a bare `0`, which would
+/// remove `what` (everything outside the grace period): a typo as likely
+/// as a wish. `0B` (or `0G`, `0%`) says it is meant.
+pub fn parse_cap(s: &str, what: &str) -> Result<SizeSpec> {
+    if SizeSpec::is_bare_zero(s) {
+        return Err(Error::Invalid(format!(
+            "a limit of {s:?} would remove {what} (all but what was used within the grace \
+             period); write 0B if that is what you mean"
+        )));
+    }
+    SizeSpec::parse(s)
+}
+
+/// Parses the grace period: a duration as [`parse_duration`] reads it;
+/// `off` is refused with the reason.
+pub fn parse_grace(s: &str) -> Result<i64> {
+    if matches!(s.trim(), "off" | "none") {
+        return Err(Error::Invalid(format!(
+            "the grace period cannot be {:?}: it protects what running builds use; the shortest \
+             is 0 (Go's 1h mtime lag is still added)",
+            s.trim()
+        )));
+    }
+    parse_duration(s)
+}
+
 /// Parses a duration: `90m`, `36h`, `2d`, `1w`, `1h30m`, `0`; whole seconds.
 pub fn parse_duration(s: &str) -> Result<i64> {
     let t = s.trim();
     if t == "0" {
         return Ok(0);
     }
-    let d = humantime::parse_duration(t).map_err(|e| {
+    let bad = |why: &dyn fmt::Display| {
         Error::Invalid(format!(
-            "invalid duration {s:?}: {e} (examples: 90m, 36h, 2d, 1w, 1h30m)"
+            "invalid duration {s:?}: {why} (examples: 90m, 36h, 2d, 1w, 1h30m)"
         ))
-    })?;
+    };
+    if t.starts_with('-') {
+        return Err(bad(&"durations cannot be negative"));
+    }
+    // humantime reads `1M` as a month and `1y` as a year of its own
+    // length, and rejects `1mo` naming "months" as supported: refuse them
+    // all, for the same reason.
+    let months_or_years = t
+        .split(|c: char| !c.is_alphabetic())
+        .filter(|u| !u.is_empty())
+        .any(|u| {
+            u == "M"
+                || matches!(
+                    u.to_lowercase().as_str(),
+                    "mo" | "mos"
+                        | "mon"
+                        | "month"
+                        | "months"
+                        | "y"
+                        | "yr"
+                        | "yrs"
+                        | "year"
+                        | "years"
+                )
+        });
+    if months_or_years {
+        return Err(bad(
+            &"months and years have no fixed length; write days or weeks (30d, 4w, 52w)",
+        ));
+    }
+    let d = humantime::parse_duration(t).map_err(|e| bad(&e))?;
     i64::try_from(d.as_secs()).map_err(|_| Error::Invalid(format!("duration {s:?} is too long")))
 }
 
@@ -339,6 +425,74 @@ mod tests {
                 "{bad:?}: {e}"
             );
         }
+    }
+
+    /// Issue 13, item 11: each piece of bad input gets its own reason.
+    #[test]
+    fn bad_sizes_and_durations_say_what_is_wrong() {
+        let size = |s: &str| SizeSpec::parse(s).unwrap_err().to_string();
+        assert!(
+            size("-5G").contains("cannot be negative"),
+            "{}",
+            size("-5G")
+        );
+        for e in ["1e400", "1e3", "2E+9", "1e-3"] {
+            assert!(
+                size(e).contains("exponents are not accepted"),
+                "{e}: {}",
+                size(e)
+            );
+        }
+        for f in ["1.5", "1.5B", "0.5b"] {
+            assert!(size(f).contains("a fraction of a byte"), "{f}: {}", size(f));
+        }
+        // A fraction of a unit is whole bytes (rounded); 2.0 bytes is 2.
+        assert_eq!(SizeSpec::parse("1.5K").ok(), Some(SizeSpec::Bytes(1536)));
+        assert_eq!(SizeSpec::parse("1.1K").ok(), Some(SizeSpec::Bytes(1126)));
+        assert_eq!(SizeSpec::parse("2.0").ok(), Some(SizeSpec::Bytes(2)));
+        // "10 EB" is not an exponent, just a unit we do not know.
+        assert!(size("10EB").contains("unknown unit"), "{}", size("10EB"));
+
+        // A bare 0 would empty the cache: 0B, 0G, 0% say it is meant.
+        for zero in ["0", " 0 ", "00", "0.0"] {
+            let e = parse_cap(zero, "every entry").unwrap_err().to_string();
+            assert!(
+                e.contains("would remove every entry") && e.contains("0B"),
+                "{zero:?}: {e}"
+            );
+        }
+        for meant in ["0B", "0b", "0G", "0%"] {
+            assert_eq!(parse_cap(meant, "x").unwrap().resolve(1000), 0, "{meant}");
+        }
+        assert_eq!(parse_cap("10G", "x").ok(), Some(SizeSpec::Bytes(10 << 30)));
+        assert!(
+            parse_cap("1.5", "x")
+                .unwrap_err()
+                .to_string()
+                .contains("fraction")
+        );
+
+        let dur = |s: &str| parse_duration(s).unwrap_err().to_string();
+        for m in ["1mo", "1M", "2months", "1y", "1year", "1yr", "1d1mo"] {
+            assert!(dur(m).contains("no fixed length"), "{m}: {}", dur(m));
+        }
+        assert_eq!(parse_duration("1m").unwrap(), 60, "m is still minutes");
+        assert!(dur("-1h").contains("cannot be negative"), "{}", dur("-1h"));
+        assert!(
+            AgeSpec::parse("1mo")
+                .unwrap_err()
+                .to_string()
+                .contains("no fixed length")
+        );
+        for off in ["off", "none", " off "] {
+            let e = parse_grace(off).unwrap_err().to_string();
+            assert!(
+                e.contains("cannot be") && e.contains("shortest is 0"),
+                "{off:?}: {e}"
+            );
+        }
+        assert_eq!(parse_grace("0").ok(), Some(0));
+        assert_eq!(parse_grace("2h").ok(), Some(7200));
     }
 
     #[test]

@@ -141,3 +141,93 @@ fn a_corrupt_or_future_index_does_not_stop_stats() {
         .unwrap();
     assert_eq!(version, 999);
 }
+
+/// Issue 13, item 11: each piece of bad input a newcomer tried, with the
+/// reason the error must give. All exit 2 and change nothing.
+#[test]
+fn bad_limits_are_refused_with_their_reason_and_change_nothing() {
+    let sb = Sandbox::with_template();
+    let before = std::fs::read_dir(sb.cache().join("00")).unwrap().count();
+    let cases: &[(&[&str], &str)] = &[
+        (&["--budget", "-5G"], "sizes cannot be negative"),
+        (&["--budget=-5G"], "sizes cannot be negative"),
+        (&["--budget", "1e400"], "exponents are not accepted"),
+        (&["--budget", "1.5"], "a fraction of a byte"),
+        (&["--budget", "0"], "would remove every entry of the cache"),
+        (
+            &["--exe-quota", "0"],
+            "would remove every cached executable",
+        ),
+        (&["--grace", "off"], "the grace period cannot be \"off\""),
+        (&["--grace", "-1h"], "durations cannot be negative"),
+        (
+            &["--build-max-age", "1mo"],
+            "months and years have no fixed length",
+        ),
+        (
+            &["--exe-max-age", "1y"],
+            "months and years have no fixed length",
+        ),
+        (&["--min-free", "1e3"], "exponents are not accepted"),
+    ];
+    for (flags, needle) in cases {
+        for cmd in ["trim", "limits", "hook"] {
+            let out = sb.gocache([cmd]).args(*flags).output().unwrap();
+            let err = stderr_of(&out);
+            assert_eq!(out.status.code(), Some(2), "{cmd} {flags:?}: {err}");
+            assert!(err.contains(needle), "{cmd} {flags:?}: {err}");
+            assert!(
+                !err.contains("unexpected argument"),
+                "{cmd} {flags:?}: {err}"
+            );
+        }
+    }
+    // Nothing was stored or removed.
+    let out = run_ok(sb.gocache(["limits"]));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("budget          none"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        std::fs::read_dir(sb.cache().join("00")).unwrap().count(),
+        before
+    );
+    // 0B says an empty cache is meant (a dry run here: nothing goes).
+    let t = json(&run_ok(
+        sb.gocache(["trim", "-n", "--json", "--budget", "0B"]),
+    ));
+    assert_eq!(t["dry_run"], true);
+    run_ok(sb.gocache(["limits", "--exe-quota", "0B"]));
+    let out = run_ok(sb.gocache(["limits"]));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("exe quota       0 B"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// Issue 13, item 11: "Permission denied (os error 13): Permission denied
+/// (os error 13)". The library's errors printed their cause and also
+/// returned it as their source, so `{:#}` printed it twice.
+#[test]
+fn an_error_message_never_repeats_its_cause() {
+    let sb = Sandbox::with_template();
+    let file = sb.root().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let cases = [
+        sb.gocache(["stats"])
+            .env("GOCACHE", file.join("cache"))
+            .output(),
+        sb.gocache(["limits", "--index"])
+            .arg(file.join("dir/index.sqlite"))
+            .output(),
+    ];
+    for out in cases {
+        let out = out.unwrap();
+        let err = stderr_of(&out);
+        assert_ne!(out.status.code(), Some(0), "{err}");
+        assert_eq!(err.matches("(os error").count(), 1, "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+}

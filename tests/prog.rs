@@ -115,6 +115,28 @@ fn a_plain_cache_serves_prog_and_go_test_results_are_cached_through_it() {
 }
 
 #[test]
+fn go_run_through_prog_caches_no_executable_as_its_help_says() {
+    let sb = Sandbox::with_template();
+    let exes = |sb: &Sandbox| {
+        json(&run_ok(sb.gocache(["stats", "--json"])))["kinds"]["exe"]["entries"]
+            .as_u64()
+            .unwrap()
+    };
+    let before = exes(&sb);
+    let dir = sb.write_hello("viaprog", "served by prog");
+    let out = run_ok(with_prog(sb.go(["run", "."])).current_dir(&dir));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "served by prog\n");
+    assert_eq!(
+        exes(&sb),
+        before,
+        "go run under GOCACHEPROG cached a binary"
+    );
+    let help = String::from_utf8_lossy(&run_ok(sb.gocache(["prog", "--help"])).stdout).into_owned();
+    assert!(help.contains("cache no executables"), "{help}");
+    assert!(!help.contains("on-disk cache for `go run`"), "{help}");
+}
+
+#[test]
 fn a_budget_smaller_than_std_holds_while_prog_builds() {
     let sb = Sandbox::with_template();
     backdate(&sb.cache(), Duration::from_secs(3 * 3600));

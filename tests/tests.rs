@@ -4,9 +4,11 @@
 
 mod support;
 
+mod generate;
 mod hook;
 mod layout_cli;
 mod prog;
+mod readme;
 mod scan;
 mod trim;
 mod wrapper;

@@ -358,7 +358,7 @@ fn links_and_odd_entries_never_lead_outside_the_cache() {
     std::fs::write(nested.join("sub/x"), "x").unwrap();
     backdate(&cache, Duration::from_secs(30 * 86400));
 
-    let t = json(&run_ok(sb.gocache(["trim", "--json", "--budget", "0"])));
+    let t = json(&run_ok(sb.gocache(["trim", "--json", "--budget", "0B"])));
     assert!(t["executed"]["removed"].as_u64().unwrap() > 1000, "{t:#}");
     // Outside: untouched.
     assert_eq!(

@@ -274,3 +274,227 @@ fn with_an_exe_quota_of_one_executable_the_next_program_evicts_the_last() {
     let out = run_ok(sb.gocache(["go", "run", "."]).current_dir(&first));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "first program\n");
 }
+
+/// Runs `cmd` to its end, failing the test if that takes over `secs`
+/// seconds (a wrapper running itself in a loop never ends, so the limits
+/// are generous: a loaded 2-core machine took 2 minutes for a cold
+/// `go build net/http`).
+fn output_within(cmd: &mut Command, secs: u64) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    let child = cmd
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    match rx.recv_timeout(Duration::from_secs(secs)) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            // SAFETY: kill(2) of our own child's process group (it and
+            // whatever it started).
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+            }
+            panic!("{cmd:?} still running after {secs} s: a loop?");
+        }
+    }
+}
+
+fn write_script(path: &std::path::Path, body: &str) {
+    std::fs::write(path, body).unwrap();
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Regression test for issue 13, defect 1: installed as `go`, gocache ran
+/// itself without end (about 640 execve a second) when a `go` earlier on
+/// PATH was a script running `exec gocache go "$@"`, or a copy of gocache.
+#[test]
+fn a_go_on_path_that_is_gocache_is_passed_over_and_never_runs_in_a_loop() {
+    let sb = Sandbox::with_template();
+    let root = sb.root();
+    let (shim, copy, link, fork) = (
+        root.join("shim"),
+        root.join("copy"),
+        root.join("link"),
+        root.join("fork"),
+    );
+    for d in [&shim, &copy, &link, &fork] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let gc = gocache_bin();
+    // What people write: a script that hands go commands to gocache.
+    write_script(
+        &shim.join("go"),
+        &format!("#!/bin/sh\nexec '{}' go \"$@\"\n", gc.display()),
+    );
+    // ... the same without exec: a shell stays between.
+    write_script(
+        &fork.join("go"),
+        &format!("#!/bin/sh\n'{}' go \"$@\"\n", gc.display()),
+    );
+    // A copy of the binary named go, beside the README's symlink.
+    std::fs::copy(&gc, copy.join("go")).unwrap();
+    std::os::unix::fs::symlink(&gc, link.join("go")).unwrap();
+    let real = go_bin().parent().unwrap().to_path_buf();
+    let path = |dirs: &[&std::path::PathBuf]| std::env::join_paths(dirs).unwrap();
+
+    let version = |mut c: Command, p: &std::ffi::OsStr| {
+        let out = output_within(c.arg("version").env("PATH", p), 120);
+        assert!(
+            out.status.success() && text(&out.stdout).starts_with("go version go1."),
+            "{c:?}: {}\n{}",
+            out.status,
+            text(&out.stderr)
+        );
+    };
+    // The script first on PATH: through gocache, through the script, as
+    // the symlink, and with the copy in front too.
+    let p = path(&[&shim, &real]);
+    version(sb.gocache(["go"]), &p);
+    version(Command::new(shim.join("go")), &p);
+    version(Command::new(link.join("go")), &path(&[&link, &shim, &real]));
+    version(
+        Command::new(link.join("go")),
+        &path(&[&link, &copy, &shim, &real]),
+    );
+    // The copy: beside the symlink, and run itself.
+    version(Command::new(link.join("go")), &path(&[&link, &copy, &real]));
+    version(Command::new(copy.join("go")), &path(&[&copy, &link, &real]));
+
+    // Through the script, go run is still counted and go generate, which
+    // runs go again (through the script: PATH is inherited), still works.
+    let p = path(&[&shim, &real]);
+    let dir = sb.write_main(
+        "generated",
+        "package main\n\n//go:generate go version\n\nfunc main() { println(\"generated\") }\n",
+    );
+    let out = output_within(
+        Command::new(shim.join("go"))
+            .args(["run", "."])
+            .current_dir(&dir)
+            .envs(sb.env())
+            .env("PATH", &p),
+        300,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = json(&run_ok(sb.gocache(["stats", "--json"])));
+    assert_eq!(exe(&s, "generated").unwrap()["hits"], 1, "{s:#}");
+    let out = output_within(
+        Command::new(shim.join("go"))
+            .arg("generate")
+            .current_dir(&dir)
+            .envs(sb.env())
+            .env("PATH", &p),
+        300,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("go version go1."), "{out:?}");
+
+    // Nothing but gocache: exit 127 at once, saying what each one is.
+    let only_us = path(&[&shim, &copy, &link]);
+    for mut c in [
+        sb.gocache(["go", "version"]),
+        Command::new(link.join("go")),
+        Command::new(copy.join("go")),
+        Command::new(shim.join("go")),
+    ] {
+        let out = output_within(c.arg("version").env("PATH", &only_us), 120);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(127), "{c:?}: {err}");
+        for needle in [
+            format!("{} runs gocache again", shim.join("go").display()),
+            format!("{} is a gocache binary", copy.join("go").display()),
+            "set GOCACHE_GO".to_string(),
+        ] {
+            assert!(err.contains(&needle), "{c:?}: {needle:?} not in {err}");
+        }
+        assert_eq!(err.lines().count(), 1, "one message: {err}");
+    }
+    // GOCACHE_GO naming gocache is refused the same way.
+    let out = output_within(
+        sb.gocache(["go", "version"])
+            .env("GOCACHE_GO", copy.join("go"))
+            .env("PATH", &only_us),
+        120,
+    );
+    assert_eq!(out.status.code(), Some(127));
+    assert!(text(&out.stderr).contains("is a gocache binary"), "{out:?}");
+    // A script without exec cannot be told from go generate by its pid;
+    // the nesting count stops it, naming the script.
+    let out = output_within(
+        sb.gocache(["go", "version"])
+            .env("PATH", path(&[&fork, &real])),
+        120,
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(127), "{err}");
+    assert!(
+        err.contains(&format!("each through {}", fork.join("go").display())),
+        "{err}"
+    );
+    assert!(err.contains("exec gocache go"), "{err}");
+}
+
+/// Regression test for issue 13, defect 2: with `alias go='gocache go'`,
+/// `go -h` printed gocache's help and `-q` was taken by gocache.
+#[test]
+fn everything_after_go_reaches_the_real_go_untouched() {
+    let sb = Sandbox::new();
+    let bin = sb.root().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(gocache_bin(), bin.join("go")).unwrap();
+    let gc = gocache_bin().display().to_string();
+    for args in [
+        &["-h"][..],
+        &["--help"],
+        &["-q", "version"],
+        &["help", "build"],
+        &["version", "-h"],
+        &["env", "--help"],
+    ] {
+        let plain = sb.go(args).output().unwrap();
+        let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
+        // The alias as a shell expands it, the wrapper, and the symlink.
+        let alias = format!(
+            "shopt -s expand_aliases\nalias go=\"'{gc}' go\"\ngo {}\n",
+            quoted.join(" ")
+        );
+        let via_alias = Command::new("bash")
+            .args(["-c", &alias])
+            .envs(sb.env())
+            .current_dir(sb.root())
+            .output()
+            .unwrap();
+        let wrapped = sb.gocache(["go"]).args(args).output().unwrap();
+        let linked = Command::new(bin.join("go"))
+            .args(args)
+            .envs(sb.env())
+            .output()
+            .unwrap();
+        for (how, got) in [
+            ("alias", &via_alias),
+            ("gocache go", &wrapped),
+            ("symlink", &linked),
+        ] {
+            assert_eq!(got.status.code(), plain.status.code(), "{how} {args:?}");
+            assert_eq!(text(&got.stdout), text(&plain.stdout), "{how} {args:?}");
+            assert_eq!(text(&got.stderr), text(&plain.stderr), "{how} {args:?}");
+        }
+    }
+    // gocache's own flags still go before `go`.
+    let out = run_ok(sb.gocache(["-q", "go", "version"]));
+    assert!(text(&out.stdout).starts_with("go version go1."));
+    let out = run_ok(sb.gocache(["--cache-dir", "/nonexistent", "go", "version"]));
+    assert!(text(&out.stdout).starts_with("go version go1."));
+    // And `gocache help go` is where gocache's help for it is.
+    let out = run_ok(sb.gocache(["help", "go"]));
+    assert!(text(&out.stdout).contains("reaches the real go untouched"));
+}

@@ -151,10 +151,10 @@ impl<T> SqlResult<T> for rusqlite::Result<T> {
     }
 }
 
-fn sql(path: &Path, source: rusqlite::Error) -> Error {
+fn sql(path: &Path, cause: rusqlite::Error) -> Error {
     Error::Sqlite {
         path: path.to_owned(),
-        source,
+        cause,
     }
 }
 

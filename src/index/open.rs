@@ -230,9 +230,9 @@ impl Index {
         let migrations = Migrations::new(MIGRATIONS.iter().map(|sql| M::up(sql)).collect());
         migrations
             .to_latest(&mut self.conn)
-            .map_err(|source| Error::Migration {
+            .map_err(|cause| Error::Migration {
                 path: self.path.clone(),
-                source,
+                cause,
             })
     }
 

@@ -243,6 +243,13 @@ impl Sandbox {
 
     /// Writes a Go module `name` under `work/<name>` with `main.go` holding
     /// `src`, and returns its directory.
+    ///
+    /// The files are dated a minute back. Go does not cache its module
+    /// index of a package directory holding a file modified in the last 2 s
+    /// (`modTimeCutoff` in cmd/go/internal/modindex), so with fresh files
+    /// the first build after writing them leaves that entry out and a later
+    /// build adds it, or not, depending on how long the machine took in
+    /// between. Dated back, the first build caches everything it will.
     pub fn write_main(&self, name: &str, src: &str) -> PathBuf {
         let dir = self.dir.path().join("work").join(name);
         std::fs::create_dir_all(&dir).unwrap();
@@ -252,6 +259,15 @@ impl Sandbox {
         )
         .unwrap();
         std::fs::write(dir.join("main.go"), src).unwrap();
+        let past = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        for f in ["go.mod", "main.go"] {
+            std::fs::File::options()
+                .write(true)
+                .open(dir.join(f))
+                .unwrap()
+                .set_modified(past)
+                .unwrap();
+        }
         dir
     }
 

@@ -195,25 +195,26 @@ pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
 pub struct LimitArgs {
     /// Total budget for the cache, in bytes on disk as `du` counts them:
     /// 10GiB, 10G (binary), 500MB (decimal), 1.5GiB, or 10% of the filesystem.
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    /// 0B empties the cache (a bare 0 is refused as a likely typo).
+    #[arg(long, value_name = "SIZE", value_parser = parse_budget, allow_hyphen_values = true)]
     pub budget: Option<gocache::limits::SizeSpec>,
     /// Quota for cached executables (`go run`, `go tool`), same units.
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = parse_exe_quota, allow_hyphen_values = true)]
     pub exe_quota: Option<gocache::limits::SizeSpec>,
     /// Remove build entries unused for this long: 90m, 36h, 5d, 1w, or off
     /// [default: 5d, as Go].
-    #[arg(long, value_name = "AGE", value_parser = parse_age)]
+    #[arg(long, value_name = "AGE", value_parser = parse_age, allow_hyphen_values = true)]
     pub build_max_age: Option<gocache::limits::AgeSpec>,
     /// Remove executables unused for this long [default: 2d].
-    #[arg(long, value_name = "AGE", value_parser = parse_age)]
+    #[arg(long, value_name = "AGE", value_parser = parse_age, allow_hyphen_values = true)]
     pub exe_max_age: Option<gocache::limits::AgeSpec>,
     /// Never remove anything used this recently; Go's 1h mtime lag is
     /// always added [default: 1h].
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_grace, allow_hyphen_values = true)]
     pub grace: Option<i64>,
     /// Keep at least this much free on the cache's filesystem, trimming
     /// further when needed: 5GiB or 10%.
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, allow_hyphen_values = true)]
     pub min_free: Option<gocache::limits::SizeSpec>,
 }
 
@@ -238,6 +239,18 @@ fn parse_age(s: &str) -> Result<gocache::limits::AgeSpec, String> {
     gocache::limits::AgeSpec::parse(s).map_err(|e| e.to_string())
 }
 
-fn parse_duration(s: &str) -> Result<i64, String> {
-    gocache::limits::parse_duration(s).map_err(|e| e.to_string())
+// Values may start with '-' (clap then hands them here instead of taking
+// `-5G` for a flag), so that a negative size or duration is refused with
+// its reason.
+
+fn parse_budget(s: &str) -> Result<gocache::limits::SizeSpec, String> {
+    gocache::limits::parse_cap(s, "every entry of the cache").map_err(|e| e.to_string())
+}
+
+fn parse_exe_quota(s: &str) -> Result<gocache::limits::SizeSpec, String> {
+    gocache::limits::parse_cap(s, "every cached executable").map_err(|e| e.to_string())
+}
+
+fn parse_grace(s: &str) -> Result<i64, String> {
+    gocache::limits::parse_grace(s).map_err(|e| e.to_string())
 }

@@ -2,10 +2,11 @@
 
 use std::ffi::OsString;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use gocache::wrapper::{self, DEPTH_ENV, USES_ENV};
+use gocache::wrapper::{self, DEPTH_ENV, HANDOFF_ENV, Handoff, LOOPS_ENV, USES_ENV};
 
 use super::common::Global;
 
@@ -18,7 +19,14 @@ use super::common::Global;
 /// `go run` is started through a small shim so the exact cached executable
 /// used is counted. Install gocache as `go` (a symlink earlier on PATH, or
 /// `alias go='gocache go'`) to wrap every go command.
+///
+/// Everything after `go` reaches the real go untouched, `-h`, `--help` and
+/// `-q` included (`gocache help go` shows this text); gocache's own flags
+/// go before it: `gocache -q go build`. A `go` on PATH that is gocache (a
+/// copy, or a script that runs `gocache go`) is passed over; when nothing
+/// else is there, gocache says so and exits 127.
 #[derive(clap::Args, Debug)]
+#[command(disable_help_flag = true)]
 pub struct Args {
     /// The go command's arguments, as you would give them to go.
     #[arg(
@@ -29,15 +37,37 @@ pub struct Args {
     args: Vec<OsString>,
 }
 
-/// `gocache __exec-shim EXE ARGS...`: what `go run -exec` starts.
-#[derive(clap::Args, Debug)]
-pub struct ShimArgs {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
-    args: Vec<OsString>,
+/// Splits `gocache [GLOBAL FLAGS] go ARGS...` at `go`: what clap parses
+/// (up to and including `go`) and, when the subcommand is `go`, the
+/// arguments that go to the real go untouched, so that clap never takes
+/// `-h`, `--help` or `-q` meant for go. Anything else is left to clap.
+pub fn split_argv(argv: Vec<OsString>) -> (Vec<OsString>, Option<Vec<OsString>>) {
+    let mut i = 1;
+    while let Some(a) = argv.get(i) {
+        let b = a.as_encoded_bytes();
+        if b == b"go" {
+            let mut head = argv;
+            let tail = head.split_off(i + 1);
+            return (head, Some(tail));
+        }
+        i += match b {
+            b"--cache-dir" | b"--index" => 2,
+            b"-q" | b"--quiet" => 1,
+            _ if b.starts_with(b"--cache-dir=") || b.starts_with(b"--index=") => 1,
+            _ => break,
+        };
+    }
+    (argv, None)
 }
 
-pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
-    Ok(wrap(global, args.args))
+/// Runs the wrapper: `go_args` as [`split_argv`] cut them (clap's own
+/// `args` when the command line did not pass through it).
+pub fn run(
+    global: &Global,
+    args: Args,
+    go_args: Option<Vec<OsString>>,
+) -> anyhow::Result<ExitCode> {
+    Ok(wrap(global, go_args.unwrap_or(args.args)))
 }
 
 /// When the binary was invoked as `go` (a symlink; `args[0]` says),
@@ -55,9 +85,18 @@ pub fn run_if_invoked_as_go(args: &[OsString]) -> Option<ExitCode> {
     Some(wrap(&global, args[1..].to_vec()))
 }
 
-/// The shim: note the executable, then become it.
-pub fn shim(args: ShimArgs) -> anyhow::Result<ExitCode> {
-    let (exe, rest) = args.args.split_first().expect("clap requires one argument");
+/// The shim, `gocache __exec-shim EXE ARGS...` (what `go run -exec`
+/// starts; `args` are what follows `__exec-shim`): note the executable,
+/// then become it. Internal plumbing, not part of the command line clap
+/// knows, so no help, completion or man page shows it.
+pub fn shim(args: &[OsString]) -> ExitCode {
+    let Some((exe, rest)) = args.split_first() else {
+        eprintln!(
+            "gocache: {} needs the program to run (go run -exec starts it)",
+            wrapper::SHIM_SUBCOMMAND
+        );
+        return ExitCode::from(2);
+    };
     if let Some(file) = std::env::var_os(USES_ENV) {
         use std::io::Write;
         // Best effort: a use not recorded must not stop the program.
@@ -75,18 +114,17 @@ pub fn shim(args: ShimArgs) -> anyhow::Result<ExitCode> {
         .args(rest)
         .env_remove(USES_ENV)
         .env_remove(wrapper::CACHE_ENV)
+        .env_remove(HANDOFF_ENV)
         .exec();
     eprintln!(
         "gocache: cannot run {}: {err}",
         std::path::Path::new(exe).display()
     );
-    Ok(ExitCode::from(
-        if err.kind() == std::io::ErrorKind::NotFound {
-            127
-        } else {
-            126
-        },
-    ))
+    ExitCode::from(if err.kind() == std::io::ErrorKind::NotFound {
+        127
+    } else {
+        126
+    })
 }
 
 static CHILD: AtomicI32 = AtomicI32::new(0);
@@ -103,10 +141,44 @@ extern "C" fn forward(sig: libc::c_int) {
 
 fn wrap(global: &Global, args: Vec<OsString>) -> ExitCode {
     let me = std::env::current_exe().unwrap_or_else(|_| "gocache".into());
+    // Inside a wrapped go already: how many wrappers deep (an older
+    // gocache wrote "1").
+    let depth: Option<u32> = std::env::var_os(DEPTH_ENV)
+        .map(|v| v.to_str().and_then(|s| s.parse().ok()).unwrap_or(1).max(1));
+    // Candidates seen to start gocache again, and whether the one just
+    // handed over to did (see gocache::wrapper's "Never a loop").
+    let mut loops: Vec<PathBuf> = std::env::var_os(LOOPS_ENV)
+        .map(|v| {
+            std::env::split_paths(&v)
+                .filter(|p| p.is_absolute())
+                .collect()
+        })
+        .unwrap_or_default();
+    let handoff = std::env::var_os(HANDOFF_ENV).and_then(|v| Handoff::parse(&v));
+    if let Some(h) = &handoff
+        && h.came_back(std::process::id(), std::os::unix::process::parent_id())
+        && !loops.contains(&h.go)
+    {
+        loops.push(h.go.clone());
+    }
+    if let Some(d) = depth
+        && d >= wrapper::MAX_NESTING
+    {
+        let through = handoff
+            .map(|h| format!(", each through {}", h.go.display()))
+            .unwrap_or_default();
+        eprintln!(
+            "gocache: {d} wrapped go commands nested inside each other{through}: a `go` on PATH \
+             seems to run gocache again (a script without `exec`?); make it `exec gocache go \"$@\"`, \
+             or set GOCACHE_GO to the real go"
+        );
+        return ExitCode::from(127);
+    }
     let real = match wrapper::find_real_go(
         std::env::var_os(wrapper::GO_ENV).as_deref(),
         std::env::var_os("PATH").as_deref(),
         &me,
+        &loops,
     ) {
         Ok(g) => g,
         Err(e) => {
@@ -117,10 +189,30 @@ fn wrap(global: &Global, args: Vec<OsString>) -> ExitCode {
             return ExitCode::from(127);
         }
     };
+    let handoff = |spawned| {
+        Handoff {
+            pid: std::process::id(),
+            spawned,
+            go: real.clone(),
+        }
+        .to_env()
+    };
+    // A path holding ':' cannot be listed; such a loop is found again by
+    // its hand-over, one hop later.
+    let loops = (!loops.is_empty())
+        .then(|| std::env::join_paths(&loops).ok())
+        .flatten();
     // Already inside a wrapped go (go generate, a program running go):
     // become the real go, no hook.
-    if std::env::var_os(DEPTH_ENV).is_some() {
-        let err = Command::new(&real).args(&args).exec();
+    if let Some(d) = depth {
+        let mut cmd = Command::new(&real);
+        cmd.args(&args)
+            .env(DEPTH_ENV, (d + 1).to_string())
+            .env(HANDOFF_ENV, handoff(false));
+        if let Some(l) = &loops {
+            cmd.env(LOOPS_ENV, l);
+        }
+        let err = cmd.exec();
         eprintln!("gocache: cannot run {}: {err}", real.display());
         return ExitCode::from(126);
     }
@@ -136,7 +228,12 @@ fn wrap(global: &Global, args: Vec<OsString>) -> ExitCode {
         _ => args.clone(),
     };
     let mut cmd = Command::new(&real);
-    cmd.args(&go_args).env(DEPTH_ENV, "1");
+    cmd.args(&go_args)
+        .env(DEPTH_ENV, "1")
+        .env(HANDOFF_ENV, handoff(true));
+    if let Some(l) = &loops {
+        cmd.env(LOOPS_ENV, l);
+    }
     if let (Some(u), Some(ctx)) = (&uses, &ctx) {
         cmd.env(USES_ENV, u.path())
             .env(wrapper::CACHE_ENV, &ctx.cache_dir);
@@ -201,6 +298,45 @@ fn wrap(global: &Global, args: Vec<OsString>) -> ExitCode {
         Err(e) => {
             eprintln!("gocache: waiting for go: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn the_command_line_is_cut_at_go_after_gocaches_own_flags() {
+        let cut = |v: &[&str]| split_argv(os(v));
+        assert_eq!(
+            cut(&["gocache", "go", "-h"]),
+            (os(&["gocache", "go"]), Some(os(&["-h"])))
+        );
+        assert_eq!(
+            cut(&["gocache", "-q", "--cache-dir", "go", "go", "-q", "version"]),
+            (
+                os(&["gocache", "-q", "--cache-dir", "go", "go"]),
+                Some(os(&["-q", "version"]))
+            )
+        );
+        assert_eq!(
+            cut(&["gocache", "--index=/x", "go"]),
+            (os(&["gocache", "--index=/x", "go"]), Some(vec![]))
+        );
+        // Not the go subcommand: all of it is clap's.
+        for other in [
+            &["gocache", "help", "go"][..],
+            &["gocache", "trim", "go"],
+            &["gocache", "--budget", "go"],
+            &["gocache", "--index"],
+            &["gocache"],
+        ] {
+            assert_eq!(cut(other), (os(other), None), "{other:?}");
         }
     }
 }

@@ -7,9 +7,11 @@
 //! - 1: the command failed (I/O, index, a go command that could not start);
 //! - 2: bad usage or input (unknown flag, bad size, GOCACHE=off, relative or
 //!   missing cache directory);
-//! - `gocache go` exits with go's own status.
+//! - `gocache go` exits with go's own status; 127 when no real go is found
+//!   (nothing on PATH but gocache, or go commands nested too deep).
 
 mod common;
+mod generate;
 mod go;
 mod hook;
 mod limits;
@@ -21,7 +23,7 @@ mod trim;
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// Keep Go's build cache within a byte budget.
 ///
@@ -52,10 +54,17 @@ enum Command {
     Hook(hook::Args),
     Go(go::Args),
     Prog(prog::Args),
-    /// (internal) Started by `go run -exec`: records the executable, then runs it.
-    #[command(name = "__exec-shim", hide = true)]
-    ExecShim(go::ShimArgs),
+    Completions(generate::CompletionsArgs),
+    Man(generate::ManArgs),
 }
+
+/// Marks this file as gocache for a wrapper looking for the real go on
+/// PATH (see `gocache::wrapper::is_gocache_binary`): a copy of gocache
+/// named `go` is passed over without being run.
+#[cfg(not(target_vendor = "apple"))] // an ELF note; Mach-O names sections otherwise
+#[used]
+#[unsafe(link_section = ".note.gocache")]
+static MARKER: gocache::wrapper::MarkerNote = gocache::wrapper::MARKER_NOTE;
 
 /// Runs the command line `args` (the program's name first).
 pub fn main(args: Vec<OsString>) -> ExitCode {
@@ -63,6 +72,15 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     if let Some(code) = go::run_if_invoked_as_go(&args) {
         return code;
     }
+    // What `go run -exec` starts: not a command for people.
+    if args
+        .get(1)
+        .is_some_and(|a| a == gocache::wrapper::SHIM_SUBCOMMAND)
+    {
+        return go::shim(&args[2..]);
+    }
+    // `gocache go ARGS`: ARGS are go's, whatever they look like.
+    let (args, go_args) = go::split_argv(args);
     let cli = Cli::parse_from(args);
     let result = match cli.command {
         Command::Scan(a) => scan::run(&cli.global, a),
@@ -70,9 +88,10 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         Command::Trim(a) => trim::run(&cli.global, a),
         Command::Limits(a) => limits::run(&cli.global, a),
         Command::Hook(a) => hook::run(&cli.global, a),
-        Command::Go(a) => go::run(&cli.global, a),
+        Command::Go(a) => go::run(&cli.global, a, go_args),
         Command::Prog(a) => prog::run(&cli.global, a),
-        Command::ExecShim(a) => go::shim(a),
+        Command::Completions(a) => generate::completions(Cli::command(), a),
+        Command::Man(a) => generate::man(Cli::command(), a),
     };
     match result {
         Ok(code) => code,

@@ -15,8 +15,9 @@ use gocache::enforce::effective_limits;
 ///
 ///     GOCACHEPROG="gocache prog" go build ./...
 ///
-/// The go command still uses the on-disk cache for `go run` executables,
-/// fuzzing data and test expiry.
+/// With GOCACHEPROG set, `go run` and `go tool` cache no executables at
+/// all (Go caches them only in its on-disk cache); the go command still
+/// keeps fuzzing data and test expiry in the cache directory.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(flatten)]
