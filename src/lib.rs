@@ -11,6 +11,8 @@
 //!   [`scan::HeadStart`]) then [`trim::run`] over the limits.
 //! - [`prog`]: a GOCACHEPROG server over Go's own on-disk layout.
 //! - [`synth`]: deterministic synthetic caches for tests and benchmarks.
+//! - [`sim`]: traces of what go asked for, replayed under eviction policies
+//!   and budgets against an upper bound (`gocache simulate`).
 //! - [`threads`]: helper threads that start beside their creator.
 //!
 //! See `DESIGN.md` in the repository for the facts about Go's cache this
@@ -27,6 +29,7 @@ pub mod policy;
 pub mod prog;
 pub mod report;
 pub mod scan;
+pub mod sim;
 pub mod stats;
 pub mod synth;
 pub mod threads;
