@@ -8,5 +8,6 @@ mod hook;
 mod layout_cli;
 mod prog;
 mod scan;
+mod simulate;
 mod trim;
 mod wrapper;

@@ -14,6 +14,7 @@ mod hook;
 mod limits;
 mod prog;
 mod scan;
+mod simulate;
 mod stats;
 mod trim;
 
@@ -49,6 +50,7 @@ enum Command {
     Hook(hook::Args),
     Go(go::Args),
     Prog(prog::Args),
+    Simulate(simulate::Args),
     /// (internal) Started by `go run -exec`: records the executable, then runs it.
     #[command(name = "__exec-shim", hide = true)]
     ExecShim(go::ShimArgs),
@@ -68,6 +70,7 @@ fn main() -> ExitCode {
         Command::Hook(a) => hook::run(&cli.global, a),
         Command::Go(a) => go::run(&cli.global, a),
         Command::Prog(a) => prog::run(&cli.global, a),
+        Command::Simulate(a) => simulate::run(&cli.global, a),
         Command::ExecShim(a) => go::shim(a),
     };
     match result {
