@@ -63,7 +63,7 @@ fn a_saved_trace_replays_to_the_same_report_and_the_plot_is_drawn() {
     let svg = std::fs::read_to_string(dir.path().join("p.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
     for label in [
-        "lru (today)",
+        "lru-actions (trim)",
         "gd-cost",
         "bound (PFOO-L)",
         "rebuild seconds saved",

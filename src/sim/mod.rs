@@ -6,8 +6,8 @@
 //!   writer; the schema is documented there and in the README.
 //! - [`workload`]: a trace turned into requests, sizes and rebuild costs
 //!   (measured where the trace has them, estimated where not).
-//! - [`policies`]: the policies behind one trait: today's LRU, LRU over
-//!   action entries (issue 16's grouping), Go's age rule, GDSF, a
+//! - [`policies`]: the policies behind one trait: `trim`'s LRU before and
+//!   after issue 16's grouping fix, Go's age rule, GDSF, a
 //!   GreedyDual weighted by rebuild cost, and Belady's MIN (offline).
 //! - [`bound`]: the PFOO-L upper bound (Berger et al., SIGMETRICS 2018).
 //! - [`replay`]: one policy through one workload under one budget.

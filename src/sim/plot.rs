@@ -32,8 +32,8 @@ fn style(p: PolicyName) -> (&'static str, &'static str) {
 
 fn label(p: PolicyName) -> &'static str {
     match p {
-        PolicyName::Lru => "lru (today)",
-        PolicyName::LruActions => "lru-actions",
+        PolicyName::Lru => "lru (former trim)",
+        PolicyName::LruActions => "lru-actions (trim)",
         PolicyName::Gdsf => "gdsf",
         PolicyName::GdCost => "gd-cost",
         PolicyName::GoAge => "go-age (no limit)",

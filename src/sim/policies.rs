@@ -8,12 +8,16 @@
 //!
 //! | name | what it evicts first |
 //! | --- | --- |
-//! | `lru` | today's `gocache trim`: the least recently used *group*, an output with every action naming it, whose last use is the newest of its members' |
-//! | `lru-actions` | the least recently used action entry, alone; an output leaves with the last action naming it (the grouping of issue 16, item 4) |
+//! | `lru` | `gocache trim`'s former grouping (before issue 16): the least recently used *group*, an output with every action naming it, whose last use is the newest of its members' |
+//! | `lru-actions` | `gocache trim` since issue 16 (item 4): the least recently used action entry, alone; an output leaves with the last action naming it |
 //! | `go-age` | Go's own trim: at most once a day, everything unused for 5 days and an hour; no size limit |
 //! | `gdsf` | GreedyDual-Size-Frequency (Cherkasova 1998): the least `L + hits × 1 / size`, for object hits |
 //! | `gd-cost` | the same with rebuild seconds as the cost: the least `L + hits × seconds / size` |
 //! | `belady` | offline: the action whose next request is farthest (Belady's MIN, evicting until the bytes fit); a practical reference, not a bound, with sizes |
+//!
+//! `lru-actions` orders actions by their exact last use; `policy::plan`
+//! counts uses under an hour apart as one (Go's mtime resolution), which a
+//! trace of exact uses does not need.
 //!
 //! In the GreedyDual policies `L` is the priority of the last victim (it
 //! ages what stays), `hits` counts requests since the entry came in, and

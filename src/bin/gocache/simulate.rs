@@ -18,8 +18,9 @@ use gocache::sim::{PolicyName, Report, Workload, simulate};
 /// unbounded cache. Percent budgets are of the unbounded footprint (the
 /// most an unbounded cache holds over the trace).
 ///
-/// Policies: lru (today's trim: an output with the actions naming it, by
-/// the newest use), lru-actions (action entries leave on their own), gdsf,
+/// Policies: lru (trim's former grouping: an output with the actions
+/// naming it, by the newest use), lru-actions (trim's: old action entries
+/// also leave on their own), gdsf,
 /// gd-cost (GreedyDual weighted by rebuild seconds), go-age (Go's own
 /// 5-day rule; no size limit), belady (offline: the farthest next use) and
 /// bound (the PFOO-L upper bound of Berger et al., SIGMETRICS 2018: no
