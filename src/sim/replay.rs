@@ -42,14 +42,19 @@ pub fn replay(
     let mut removed = Removed::default();
     let mut out = Outcome::default();
     let mut last_use = vec![i64::MIN; w.actions()];
+    // Evicts `v`; false when nothing left.
     let mut evict = |cache: &mut Cache, policy: &mut dyn Policy, v: Victim| {
         cache.evict(v, &mut removed);
         policy.removed(&removed);
+        !removed.actions.is_empty()
     };
     let mut since = 0;
     for (i, r) in w.requests.iter().enumerate() {
         while let Some(v) = policy.expired(r.t) {
-            evict(&mut cache, policy, v);
+            if !evict(&mut cache, policy, v) {
+                debug_assert!(false, "policy expired an entry not cached: {v:?}");
+                break;
+            }
         }
         let (a, o) = (r.action, r.output);
         let held = o != NONE && cache.names(a) == o;
@@ -69,6 +74,7 @@ pub fn replay(
             policy.hit(a, o, &at);
         } else if o != NONE && r.stores() {
             if cache.names(a) != NONE {
+                // Stored again, naming another output.
                 evict(&mut cache, policy, Victim::Action(a));
             }
             cache.insert(a, o);
@@ -79,7 +85,12 @@ pub fn replay(
             let Some(v) = policy.victim(&cache) else {
                 break;
             };
-            evict(&mut cache, policy, v);
+            if !evict(&mut cache, policy, v) {
+                // A victim that is not cached: a policy out of step with
+                // the cache. Stop rather than loop; tests catch it.
+                debug_assert!(false, "policy named an entry not cached: {v:?}");
+                break;
+            }
             out.evictions += 1;
         }
         out.peak_bytes = out.peak_bytes.max(cache.bytes());

@@ -431,3 +431,23 @@ fn progress_adds_up_to_the_work() {
     assert_eq!(c.0.load(Ordering::Relaxed), n * (1 + 4 * 2 + 1 + 2));
     assert_eq!(c.1.load(Ordering::Relaxed), c.0.load(Ordering::Relaxed));
 }
+
+#[test]
+fn an_action_stored_again_names_its_new_output() {
+    // Action 1 names output 10, then (a nondeterministic rebuild) 11; the
+    // next lookup hits on 11, and output 10 leaves with the old naming.
+    let ev = [
+        Event::get_miss(0, TraceId(1)),
+        Event::put(1, TraceId(1), TraceId(10), 40_960, Some(1.0)),
+        Event::put(2, TraceId(1), TraceId(11), 8192, Some(1.0)),
+        Event::get_hit(3, TraceId(1), TraceId(11), 8192),
+        Event::get_hit(4, TraceId(1), TraceId(10), 40_960),
+    ];
+    let w = Workload::from_events(BLOCK, ev.iter());
+    let r = sim(&w, &[1 << 20], &[PolicyName::Lru, PolicyName::Belady]);
+    for p in [PolicyName::Lru, PolicyName::Belady] {
+        // The last lookup names output 10 again: the cache now holds 11.
+        assert_eq!(hits(&r, 0, p), 1, "{p}");
+    }
+    assert_eq!(r.unbounded.peak_bytes, BLOCK + 40_960);
+}
