@@ -171,7 +171,7 @@ pub fn svg(report: &Report, title: &str) -> String {
         r##"<line x1="{LEFT}" y1="{yu:.1}" x2="{RIGHT}" y2="{yu:.1}" stroke="#888" stroke-width="1"/>"##
     );
     // One line per policy.
-    let mut legend: Vec<(String, &str, &str)> = Vec::new();
+    let mut legend: Vec<(String, &str, &str, u32)> = Vec::new();
     for &p in &policies {
         let (colour, dash) = style(p);
         let dash_attr = if dash.is_empty() {
@@ -202,9 +202,11 @@ pub fn svg(report: &Report, title: &str) -> String {
                 .iter()
                 .map(|&(sh, s)| format!("{:.1},{:.1}", x(sh), y(s)))
                 .collect();
+            // lru is drawn wide, under lru-actions: the two often coincide.
+            let width = if p == PolicyName::Lru { 5 } else { 2 };
             let _ = writeln!(
                 o,
-                r#"<polyline points="{}" fill="none" stroke="{colour}" stroke-width="2"{dash_attr}/>"#,
+                r#"<polyline points="{}" fill="none" stroke="{colour}" stroke-width="{width}"{dash_attr}/>"#,
                 path.join(" ")
             );
             for &(sh, s) in &pts {
@@ -216,10 +218,11 @@ pub fn svg(report: &Report, title: &str) -> String {
                 );
             }
         }
-        legend.push((label(p).to_string(), colour, dash));
+        let width = if p == PolicyName::Lru { 5 } else { 2 };
+        legend.push((label(p).to_string(), colour, dash, width));
     }
-    legend.push(("unbounded cache".into(), "#888", ""));
-    for (i, (name, colour, dash)) in legend.iter().enumerate() {
+    legend.push(("unbounded cache".into(), "#888", "", 2));
+    for (i, (name, colour, dash, width)) in legend.iter().enumerate() {
         let ly = TOP + 10.0 + 24.0 * i as f64;
         let dash_attr = if dash.is_empty() {
             String::new()
@@ -228,7 +231,7 @@ pub fn svg(report: &Report, title: &str) -> String {
         };
         let _ = writeln!(
             o,
-            r#"<line x1="{}" y1="{ly}" x2="{}" y2="{ly}" stroke="{colour}" stroke-width="2"{dash_attr}/><text x="{}" y="{}">{}</text>"#,
+            r#"<line x1="{}" y1="{ly}" x2="{}" y2="{ly}" stroke="{colour}" stroke-width="{width}"{dash_attr}/><text x="{}" y="{}">{}</text>"#,
             RIGHT + 20.0,
             RIGHT + 48.0,
             RIGHT + 56.0,
