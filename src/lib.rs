@@ -22,6 +22,10 @@
 //!    [`scan::HeadStart`] first) and `gocache prog`.
 //! 6. [`prog`]: a GOCACHEPROG server over Go's own on-disk layout.
 //!
+//! Beside the layers: [`sim`], traces of what go asked for, replayed under
+//! eviction policies and budgets against an upper bound (`gocache
+//! simulate`); it uses only the leaves and [`policy`]'s types.
+//!
 //! See `DESIGN.md` in the repository for the facts about Go's cache this
 //! crate relies on, and why the layers are what they are.
 
@@ -38,6 +42,7 @@ pub mod policy;
 pub mod prog;
 pub mod report;
 pub mod scan;
+pub mod sim;
 pub mod stats;
 pub mod synth;
 pub mod threads;

@@ -4,13 +4,22 @@
 //!
 //! # Groups
 //!
-//! Entries are evicted in groups, never alone: an output (or an executable
-//! directory) goes together with every action entry that names it, because
-//! an action whose output is gone is useless and an output no action names
-//! is unreachable. A group's last use is the newest of its members', and a
-//! group is protected when any member is. Within a group, action entries are
-//! removed before the output, so a crash in between leaves an unreachable
-//! output (garbage, cleaned next time), never a half-evicted action.
+//! An output (or an executable directory) goes together with every action
+//! entry that names it, because an action whose output is gone is useless
+//! and an output no action names is unreachable. A group's last use is the
+//! newest of its members', and a group is protected when any member is.
+//! Within a group, action entries are removed before the output, so a crash
+//! in between leaves an unreachable output (garbage, cleaned next time),
+//! never a half-evicted action.
+//!
+//! An action entry last used an hour or more before another action naming
+//! the same output can also leave on its own, by its own last use: Go
+//! treats a missing action entry as a miss, and the output stays for the
+//! actions still naming it. Without this, one recent use of a shared output
+//! (the empty output thousands of actions name, say) would keep every old
+//! action naming it. The actions used last stay in the group, so an output
+//! never outlives every action naming it. Uses less than an hour apart count
+//! as one: Go's mtimes only move when they are an hour old.
 //!
 //! # Order
 //!
@@ -53,7 +62,7 @@
 use std::collections::HashMap;
 
 use crate::layout::{EntryName, Id, IdHash};
-use crate::limits::Limits;
+use crate::limits::{GO_MTIME_LAG, Limits};
 use crate::model::{Bytes, Entry, Kind, Tier, Totals, UnixTime};
 
 /// The share of the budget and the exe quota an automatic trim (the hook,
@@ -223,18 +232,36 @@ fn choose_lru(
         if short == 0 {
             break;
         }
-        let g = &mut groups[i as usize];
+        let g = &groups[i as usize];
         if g.chosen.is_some() || !eligible(g) {
             continue;
+        }
+        if g.parent != NO_GROUP && groups[g.parent as usize].chosen.is_some() {
+            continue; // leaving with its group already
         }
         if protected(g) {
             want_but_protected[i as usize] = true;
             continue;
         }
-        g.chosen = Some(rule);
         short = short.saturating_sub(bytes(g));
+        take(groups, i as usize, rule);
     }
     short
+}
+
+/// No group: a group that is not an action split off from its output's.
+const NO_GROUP: u32 = u32::MAX;
+
+/// Chooses group `i` for `rule`; an action split off from its output's
+/// group takes its bytes out of that group's.
+fn take(groups: &mut [Group], i: usize, rule: Rule) {
+    groups[i].chosen = Some(rule);
+    let p = groups[i].parent;
+    if p != NO_GROUP {
+        let bytes = groups[i].allocated;
+        let parent = &mut groups[p as usize];
+        parent.allocated = parent.allocated.saturating_sub(bytes);
+    }
 }
 
 /// A group of entries that leave together.
@@ -249,6 +276,9 @@ struct Group {
     exe_bytes: u64,
     garbage: bool,
     chosen: Option<Rule>,
+    /// For an action split off from its output's group: that group
+    /// (whose `allocated` still counts it while it is not chosen).
+    parent: u32,
 }
 
 /// Makes the plan. Pure: same inputs, same plan.
@@ -275,10 +305,12 @@ pub fn plan(entries: &[Entry], limits: &Limits, env: &Environment, now: UnixTime
                 exe_bytes: if e.kind == Kind::Exe { e.allocated } else { 0 },
                 garbage: false,
                 chosen: None,
+                parent: NO_GROUP,
             });
         }
     }
     names_seen.resize(groups.len(), false);
+    let mut newest_action = vec![UnixTime::MIN; groups.len()];
     for (i, e) in entries.iter().enumerate() {
         if e.kind != Kind::Action {
             continue;
@@ -290,6 +322,8 @@ pub fn plan(entries: &[Entry], limits: &Limits, env: &Environment, now: UnixTime
                 grp.last_use = grp.last_use.max(e.last_use);
                 grp.allocated = grp.allocated.saturating_add(e.allocated);
                 names_seen[g as usize] = true;
+                let newest = &mut newest_action[g as usize];
+                *newest = (*newest).max(e.last_use);
             }
             None => {
                 // Dangling (output gone) or corrupt: useless to Go.
@@ -302,6 +336,7 @@ pub fn plan(entries: &[Entry], limits: &Limits, env: &Environment, now: UnixTime
                     exe_bytes: 0,
                     garbage: true,
                     chosen: None,
+                    parent: NO_GROUP,
                 });
             }
         }
@@ -311,14 +346,43 @@ pub fn plan(entries: &[Entry], limits: &Limits, env: &Environment, now: UnixTime
             groups[g].garbage = true; // an output no action names
         }
     }
+    // Actions used over an hour before the group's newest action become
+    // groups of their own, inside it. (Go refreshes an mtime only when it
+    // is over an hour old: uses closer than that are as recent as each
+    // other, and splitting them off would only make more groups to sort.)
+    for (i, e) in entries.iter().enumerate() {
+        let g = group_of[i];
+        if e.kind == Kind::Action
+            && !groups[g as usize].garbage
+            && newest_action
+                .get(g as usize)
+                .is_some_and(|&newest| e.last_use.saturating_add(GO_MTIME_LAG) <= newest)
+        {
+            group_of[i] = groups.len() as u32;
+            groups.push(Group {
+                key: e.name,
+                tier: Tier::Build,
+                last_use: e.last_use,
+                allocated: e.allocated,
+                exe_bytes: 0,
+                garbage: false,
+                chosen: None,
+                parent: g,
+            });
+        }
+    }
 
     let window = limits.protection_window();
     let protected = |g: &Group| now.saturating_sub(g.last_use) < window;
     let mut want_but_protected = vec![false; groups.len()];
     let mut unmet = Vec::new();
 
-    // 1. Garbage, 2. age.
-    for (i, g) in groups.iter_mut().enumerate() {
+    // 1. Garbage, 2. age. A group comes before the actions split off it.
+    for i in 0..groups.len() {
+        let g = &groups[i];
+        if g.parent != NO_GROUP && groups[g.parent as usize].chosen.is_some() {
+            continue;
+        }
         let max_age = match g.tier {
             Tier::Build => limits.build_max_age,
             Tier::Exe => limits.exe_max_age,
@@ -334,17 +398,24 @@ pub fn plan(entries: &[Entry], limits: &Limits, env: &Environment, now: UnixTime
             if now.saturating_sub(g.last_use) < window {
                 want_but_protected[i] = true;
             } else {
-                g.chosen = Some(rule);
+                take(&mut groups, i, rule);
             }
         }
     }
 
-    // Least recently used first, ties by name.
-    let mut lru: Vec<u32> = (0..groups.len() as u32).collect();
-    lru.sort_unstable_by(|&a, &b| {
-        let (a, b) = (&groups[a as usize], &groups[b as usize]);
-        a.last_use.cmp(&b.last_use).then(a.key.cmp(&b.key))
+    // Least recently used first, ties by name. The sort moves (last use,
+    // group) pairs and reads names only on ties: comparing 33-byte names
+    // on every step cost more than the rest of the plan.
+    let mut by_use: Vec<(UnixTime, u32)> = groups
+        .iter()
+        .enumerate()
+        .map(|(i, g)| (g.last_use, i as u32))
+        .collect();
+    by_use.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| groups[a.1 as usize].key.cmp(&groups[b.1 as usize].key))
     });
+    let lru: Vec<u32> = by_use.into_iter().map(|(_, g)| g).collect();
 
     // 3. The exe quota.
     if let Some(quota) = limits.exe_quota {
@@ -376,7 +447,7 @@ pub fn plan(entries: &[Entry], limits: &Limits, env: &Environment, now: UnixTime
     let remaining = |groups: &[Group]| -> u64 {
         groups
             .iter()
-            .filter(|g| g.chosen.is_none())
+            .filter(|g| g.chosen.is_none() && g.parent == NO_GROUP)
             .map(|g| g.allocated)
             .sum::<u64>()
     };
@@ -434,6 +505,17 @@ pub fn plan(entries: &[Entry], limits: &Limits, env: &Environment, now: UnixTime
         }
     }
 
+    // Split-off actions not chosen on their own leave with their group.
+    for g in group_of.iter_mut() {
+        let p = groups[*g as usize].parent;
+        if p != NO_GROUP
+            && groups[*g as usize].chosen.is_none()
+            && groups[p as usize].chosen.is_some()
+        {
+            *g = p;
+        }
+    }
+
     // Emit victims: by rule, then least recently used, then name; within a
     // group, actions (by name) before the output. Members are listed per
     // group with a counting sort: no comparison sort over all entries.
@@ -453,18 +535,21 @@ pub fn plan(entries: &[Entry], limits: &Limits, env: &Environment, now: UnixTime
     let mut after = before;
     let mut by_rule: Vec<(Rule, Bytes)> = Vec::new();
     let mut victims: Vec<Victim> = Vec::new();
+    let mut chosen: [Vec<u32>; Rule::ALL.len()] = Default::default();
+    for &g in &lru {
+        if let Some(rule) = groups[g as usize].chosen {
+            chosen[rule as usize].push(g);
+        }
+    }
     for rule in Rule::ALL {
         let mut bytes = Bytes::default();
-        for &g in &lru {
-            if groups[g as usize].chosen != Some(rule) {
-                continue;
-            }
+        for &g in &chosen[rule as usize] {
             let m = &mut members[start[g as usize] as usize..start[g as usize + 1] as usize];
             m.sort_unstable_by(|&a, &b| {
                 let (ea, eb) = (&entries[a as usize], &entries[b as usize]);
                 (ea.kind != Kind::Action)
                     .cmp(&(eb.kind != Kind::Action))
-                    .then(ea.name.cmp(&eb.name))
+                    .then_with(|| ea.name.cmp(&eb.name))
             });
             for &i in m.iter() {
                 let e = &entries[i as usize];
@@ -659,7 +744,7 @@ mod tests {
     }
 
     #[test]
-    fn a_shared_output_goes_with_all_its_actions_and_the_newest_use_counts() {
+    fn a_shared_output_goes_with_the_actions_used_last_and_older_ones_go_alone() {
         let es = vec![
             entry(1, Kind::Output, 10_000, 10 * HOUR, None),
             entry(101, Kind::Action, 4096, 10 * HOUR, Some(1)),
@@ -668,25 +753,186 @@ mod tests {
             entry(103, Kind::Action, 4096, 5 * HOUR, Some(2)),
         ];
         let mut l = no_limits();
-        l.budget = Some(15_000);
+        l.budget = Some(5_000);
         let p = run(&es, &l);
-        // Group 2 (last use 5h ago) is older than group 1 (3h ago, through
-        // action 102), so it goes first; then group 1 whole.
+        // Group 1's last use is 3h ago, through action 102; action 101,
+        // unused for 10h, goes on its own first. Then group 2 (5h), then
+        // what is left of group 1 (3h), its action before its output.
         assert_eq!(
             ids(&p),
             vec![
+                (101, Rule::Budget),
                 (103, Rule::Budget),
                 (2, Rule::Budget),
+                (102, Rule::Budget),
+                (1, Rule::Budget)
+            ]
+        );
+        assert_eq!(p.after.total.entries, 0);
+        for budget in [15_000, 20_000] {
+            l.budget = Some(budget);
+            let p = run(&es, &l);
+            assert_eq!(
+                ids(&p),
+                vec![(101, Rule::Budget), (103, Rule::Budget), (2, Rule::Budget)]
+            );
+            assert_eq!(p.after.total.allocated_bytes, 10_000 + 4096);
+        }
+        // Room for all but one block: only the old action goes.
+        l.budget = Some(32_288 - 4096);
+        assert_eq!(ids(&run(&es, &l)), vec![(101, Rule::Budget)]);
+    }
+
+    #[test]
+    fn old_actions_naming_an_output_in_use_go_by_age_and_the_output_stays() {
+        // Issue 16, item 4: one recent use of the (shared) empty output kept
+        // every old action naming it. Action 100 used it 30 minutes ago
+        // (protected); actions 101..=120 six days ago.
+        let mut es = vec![
+            entry(1, Kind::Output, 0, 30 * 60, None),
+            entry(100, Kind::Action, 4096, 30 * 60, Some(1)),
+        ];
+        es.extend((101..=120).map(|a| entry(a, Kind::Action, 4096, 6 * DAY, Some(1))));
+        let p = run(&es, &Limits::default());
+        let want: Vec<(u8, Rule)> = (101..=120).map(|a| (a, Rule::Age)).collect();
+        assert_eq!(ids(&p), want);
+        assert_eq!(p.after.total.entries, 2);
+        assert_eq!(p.bytes_for(Rule::Age).allocated_bytes, 20 * 4096);
+        // Under a budget too, alone and least recently used first; the
+        // protected pair stays whatever it costs.
+        let mut l = no_limits();
+        l.budget = Some(0);
+        let p = run(&es, &l);
+        assert_eq!(p.victims.len(), 20);
+        assert!(p.victims.iter().all(|v| v.kind == Kind::Action));
+        assert_eq!(p.unmet[0].over_by, 4096);
+        assert_eq!(p.protected.entries, 2);
+    }
+
+    #[test]
+    fn actions_used_within_an_hour_of_the_newest_leave_with_the_group() {
+        let es = vec![
+            entry(1, Kind::Output, 10_000, 2 * HOUR, None),
+            entry(101, Kind::Action, 4096, 2 * HOUR, Some(1)),
+            entry(102, Kind::Action, 4096, 3 * HOUR - 1, Some(1)),
+            entry(103, Kind::Action, 4096, 3 * HOUR, Some(1)),
+        ];
+        let mut l = no_limits();
+        l.budget = Some(20_000);
+        // 103 is an hour older than 101 and goes alone; 102 is not.
+        assert_eq!(ids(&run(&es, &l)), vec![(103, Rule::Budget)]);
+        l.budget = Some(10_000);
+        assert_eq!(
+            ids(&run(&es, &l)),
+            vec![
+                (103, Rule::Budget),
                 (101, Rule::Budget),
                 (102, Rule::Budget),
                 (1, Rule::Budget)
             ]
         );
-        l.budget = Some(20_000);
+    }
+
+    #[test]
+    fn an_old_action_of_an_executable_leaves_alone_or_with_it() {
+        // Executable 3, used 3h ago through action 103; action 104 names
+        // it too and was last used 6 days ago.
+        let mut es: Vec<Entry> = exe(3, 100_000, 3 * HOUR).into();
+        es.push(entry(104, Kind::Action, 4096, 6 * DAY, Some(3)));
+        let p = run(&es, &Limits::default());
+        assert_eq!(ids(&p), vec![(104, Rule::Age)]);
+        assert_eq!(p.after.exe.entries, 1);
+        // Without a build age, the exe quota takes the executable with
+        // every action naming it, actions first.
+        let l = Limits {
+            build_max_age: None,
+            exe_quota: Some(0),
+            ..Limits::default()
+        };
+        let p = run(&es, &l);
         assert_eq!(
-            ids(&run(&es, &l)),
-            vec![(103, Rule::Budget), (2, Rule::Budget)]
+            ids(&p),
+            vec![
+                (103, Rule::ExeQuota),
+                (104, Rule::ExeQuota),
+                (3, Rule::ExeQuota)
+            ]
         );
+        assert_eq!(
+            p.bytes_for(Rule::ExeQuota).allocated_bytes,
+            100_000 + 2 * 4096
+        );
+    }
+
+    #[test]
+    fn no_plan_leaves_an_output_that_no_remaining_action_names() {
+        // Random caches of shared outputs, random last uses and limits: an
+        // output the plan keeps keeps an action naming it, actions leave
+        // before their output, and the bytes add up.
+        let mut rng = fastrand::Rng::with_seed(16);
+        for _ in 0..300 {
+            let outputs = rng.u8(1..6);
+            let mut es: Vec<Entry> = (1..=outputs)
+                .map(|o| entry(o, Kind::Output, rng.u64(0..50_000), 0, None))
+                .collect();
+            for a in 0..rng.u8(1..30) {
+                let o = rng.u8(1..=outputs);
+                es.push(entry(100 + a, Kind::Action, 4096, 0, Some(o)));
+            }
+            for e in es.iter_mut() {
+                e.last_use = NOW - rng.i64(0..8 * DAY);
+                e.mtime = e.last_use;
+            }
+            // Go touches an output whenever it hands it out through an action.
+            for o in 1..=outputs {
+                let newest = es
+                    .iter()
+                    .filter(|e| e.output == Some(Id([o; 32])))
+                    .map(|e| e.last_use)
+                    .max();
+                if let Some(t) = newest {
+                    es[o as usize - 1].last_use = es[o as usize - 1].last_use.max(t);
+                }
+            }
+            let total: u64 = es.iter().map(|e| e.allocated).sum();
+            let l = Limits {
+                budget: Some(rng.u64(0..=total)),
+                build_max_age: rng.bool().then_some(5 * DAY),
+                grace: 0,
+                ..Limits::default()
+            };
+            let p = run(&es, &l);
+            let gone = |n: &EntryName| p.victims.iter().position(|v| v.name == *n);
+            for out in es.iter().filter(|e| e.kind == Kind::Output) {
+                let actions: Vec<&Entry> = es
+                    .iter()
+                    .filter(|e| e.output == Some(out.name.id))
+                    .collect();
+                match gone(&out.name) {
+                    None if !actions.is_empty() => assert!(
+                        actions.iter().any(|a| gone(&a.name).is_none()),
+                        "{:?} outlives its actions: {p:#?}",
+                        out.name
+                    ),
+                    Some(at) => assert!(
+                        actions
+                            .iter()
+                            .all(|a| gone(&a.name).is_some_and(|g| g < at)),
+                        "{:?} leaves before an action naming it",
+                        out.name
+                    ),
+                    None => {}
+                }
+            }
+            let freed: u64 = p.victims.iter().map(|v| v.allocated).sum();
+            assert_eq!(
+                p.before.total.allocated_bytes - freed,
+                p.after.total.allocated_bytes
+            );
+            if p.meets_all_limits() {
+                assert!(p.after.total.allocated_bytes <= l.budget.unwrap());
+            }
+        }
     }
 
     #[test]

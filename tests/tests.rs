@@ -10,5 +10,6 @@ mod layout_cli;
 mod prog;
 mod readme;
 mod scan;
+mod simulate;
 mod trim;
 mod wrapper;

@@ -17,6 +17,7 @@ mod hook;
 mod limits;
 mod prog;
 mod scan;
+mod simulate;
 mod stats;
 mod trim;
 
@@ -54,6 +55,7 @@ enum Command {
     Hook(hook::Args),
     Go(go::Args),
     Prog(prog::Args),
+    Simulate(simulate::Args),
     Completions(generate::CompletionsArgs),
     Man(generate::ManArgs),
 }
@@ -90,6 +92,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         Command::Hook(a) => hook::run(&cli.global, a),
         Command::Go(a) => go::run(&cli.global, a, go_args),
         Command::Prog(a) => prog::run(&cli.global, a),
+        Command::Simulate(a) => simulate::run(&cli.global, a),
         Command::Completions(a) => generate::completions(Cli::command(), a),
         Command::Man(a) => generate::man(Cli::command(), a),
     };

@@ -1,0 +1,293 @@
+//! `gocache simulate`: what each eviction policy would keep.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::common::{Global, Progress, human, print_json};
+use gocache::limits::SizeSpec;
+use gocache::sim::synthetic::{GenSpec, generate};
+use gocache::sim::trace::{self, Trace};
+use gocache::sim::{PolicyName, Report, Workload, simulate};
+
+/// Replay traces of go's cache lookups under budgets and eviction policies.
+///
+/// Reads traces (JSON Lines; the README documents the schema) and replays
+/// them through each policy at each budget. For each: the object hit ratio,
+/// the byte hit ratio, and the rebuild seconds saved, and lost against an
+/// unbounded cache. Percent budgets are of the unbounded footprint (the
+/// most an unbounded cache holds over the trace).
+///
+/// Policies: lru (trim's former grouping: an output with the actions
+/// naming it, by the newest use), lru-actions (trim's: old action entries
+/// also leave on their own), gdsf,
+/// gd-cost (GreedyDual weighted by rebuild seconds), go-age (Go's own
+/// 5-day rule; no size limit), belady (offline: the farthest next use) and
+/// bound (the PFOO-L upper bound of Berger et al., SIGMETRICS 2018: no
+/// policy beats it; belady can be beaten when sizes vary).
+///
+/// Several trace files are merged by time into one workload; to compare
+/// workloads, run once per file. --synthetic replays a generated Go-like
+/// workload instead. Touches no cache.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Trace files (JSON Lines); `-` reads standard input.
+    #[arg(value_name = "TRACE", required_unless_present = "synthetic")]
+    traces: Vec<PathBuf>,
+    /// A budget: 2GiB, 500MB, or 20% of the unbounded footprint; repeat
+    /// for more [default: 10% 20% 30% 50% 75%].
+    #[arg(long = "budget", value_name = "SIZE", value_parser = parse_budget)]
+    budgets: Vec<SizeSpec>,
+    /// Policies to replay, repeated or comma-separated: lru, lru-actions,
+    /// gdsf, gd-cost, go-age, belady, bound [default: all].
+    #[arg(long = "policy", value_name = "NAME", value_delimiter = ',', value_parser = parse_policy)]
+    policies: Vec<PolicyName>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Also draw rebuild seconds saved against budget, one line per
+    /// policy, into this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
+    /// Replay a synthetic Go-like workload (three modules, a developer's
+    /// working days) instead of traces.
+    #[arg(long, conflicts_with = "traces")]
+    synthetic: bool,
+    /// The synthetic workload's seed.
+    #[arg(long, default_value_t = 1, requires = "synthetic")]
+    seed: u64,
+    /// The synthetic workload's length, in days.
+    #[arg(long, default_value_t = 14, requires = "synthetic", value_parser = clap::value_parser!(u32).range(1..=3650))]
+    days: u32,
+    /// Also write the synthetic workload as a trace to this file.
+    #[arg(long, value_name = "FILE", requires = "synthetic")]
+    save_trace: Option<PathBuf>,
+}
+
+fn parse_budget(s: &str) -> Result<SizeSpec, String> {
+    SizeSpec::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_policy(s: &str) -> Result<PolicyName, String> {
+    PolicyName::parse(s).ok_or_else(|| {
+        let names: Vec<&str> = PolicyName::ALL.iter().map(|p| p.as_str()).collect();
+        format!("unknown policy {s:?} (one of: {})", names.join(", "))
+    })
+}
+
+fn bad(msg: String) -> anyhow::Error {
+    gocache::Error::Invalid(msg).into()
+}
+
+/// Reads a trace file (`-`: stdin). A file that cannot be opened or is
+/// not a trace is bad input (exit 2).
+fn read_trace(path: &PathBuf) -> anyhow::Result<Trace> {
+    let name = path.display().to_string();
+    if name == "-" {
+        return Ok(trace::read(std::io::stdin().lock(), "<stdin>")?);
+    }
+    let f = std::fs::File::open(path).map_err(|e| bad(format!("cannot open trace {name}: {e}")))?;
+    Ok(trace::read(std::io::BufReader::new(f), &name)?)
+}
+
+pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
+    let (traces, what) = if args.synthetic {
+        let spec = GenSpec {
+            days: args.days,
+            ..GenSpec::fortnight(args.seed)
+        };
+        let t = generate(&spec);
+        if let Some(p) = &args.save_trace {
+            let f = std::fs::File::create(p)
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", p.display()))?;
+            let mut w = std::io::BufWriter::new(f);
+            trace::write(&mut w, &t.headers[0], &t.events)
+                .and_then(|()| w.flush())
+                .map_err(|e| anyhow::anyhow!("writing {}: {e}", p.display()))?;
+        }
+        let days = if args.days == 1 { "day" } else { "days" };
+        let what = format!(
+            "synthetic workload (seed {}, {} {days})",
+            args.seed, args.days
+        );
+        (vec![t], what)
+    } else {
+        let traces = args
+            .traces
+            .iter()
+            .map(read_trace)
+            .collect::<anyhow::Result<Vec<Trace>>>()?;
+        let names: Vec<String> = args
+            .traces
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        (traces, names.join(", "))
+    };
+    let w = Workload::from_traces(&traces);
+    drop(traces);
+    if w.summary.accesses == 0 {
+        return Err(bad(format!(
+            "{what} holds no lookups (get, or new or use of an action): nothing to replay"
+        )));
+    }
+    let budgets = if args.budgets.is_empty() {
+        [10.0, 20.0, 30.0, 50.0, 75.0]
+            .map(SizeSpec::Percent)
+            .to_vec()
+    } else {
+        args.budgets.clone()
+    };
+    let policies = if args.policies.is_empty() {
+        PolicyName::ALL.to_vec()
+    } else {
+        args.policies.clone()
+    };
+    let progress = Progress::new(global.quiet || args.json);
+    let report = simulate(&w, &budgets, &policies, 0, &progress);
+    if let Some(p) = &args.plot {
+        let svg = gocache::sim::plot::svg(&report, &format!("What a budget keeps: {what}"));
+        std::fs::write(p, svg).map_err(|e| anyhow::anyhow!("writing {}: {e}", p.display()))?;
+    }
+    if args.json {
+        #[derive(serde::Serialize)]
+        struct Out<'a> {
+            workload: &'a str,
+            #[serde(flatten)]
+            report: &'a Report,
+        }
+        print_json(&Out {
+            workload: &what,
+            report: &report,
+        })?;
+    } else if !global.quiet {
+        print_table(&report, &what)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn pct(part: f64, whole: f64) -> String {
+    if whole > 0.0 {
+        format!("{:.1}%", 100.0 * part / whole)
+    } else {
+        "-".into()
+    }
+}
+
+fn print_table(r: &Report, what: &str) -> std::io::Result<()> {
+    let mut o = std::io::stdout().lock();
+    let s = &r.trace;
+    let acc = s.accesses as f64;
+    writeln!(o, "Workload: {what}")?;
+    writeln!(
+        o,
+        "  {} lookups over {:.1} days; {} hit in the trace, {} of them warm",
+        s.accesses,
+        s.duration_s / 86_400.0,
+        pct(s.trace_hits as f64, acc),
+        s.warm_hits
+    )?;
+    let u = &r.unbounded;
+    writeln!(
+        o,
+        "  Unbounded cache: at most {}, {:.0} rebuild seconds saved,\n    \
+         {} object hits, {} byte hits",
+        human(u.peak_bytes),
+        u.saved_s,
+        pct(u.hits as f64, acc),
+        pct(u.byte_hits as f64, r.requested_bytes as f64),
+    )?;
+    let total = (s.measured_actions + s.estimated_actions) as f64;
+    write!(
+        o,
+        "  Rebuild costs: measured for {} of actions",
+        pct(s.measured_actions as f64, total)
+    )?;
+    match (&s.cost_model, s.estimated_actions) {
+        (Some(m), n) if n > 0 => {
+            writeln!(o, ", estimated for the rest:")?;
+            for (kind, l) in [("outputs", m.output), ("executables", m.exe)] {
+                let how = if l.samples > 0 {
+                    format!("fitted to {} puts", l.samples)
+                } else {
+                    "default".into()
+                };
+                writeln!(
+                    o,
+                    "    {kind}: {:.3} s + {:.3} s/MiB ({how})",
+                    l.seconds, l.per_mib
+                )?;
+            }
+        }
+        _ => writeln!(o)?,
+    }
+    for b in &r.budgets {
+        writeln!(o)?;
+        if b.given.ends_with('%') {
+            writeln!(
+                o,
+                "Budget {} of the footprint ({}):",
+                b.given,
+                human(b.budget)
+            )?;
+        } else {
+            writeln!(
+                o,
+                "Budget {} ({:.1}% of the footprint):",
+                b.given,
+                100.0 * b.share
+            )?;
+        }
+        writeln!(
+            o,
+            "  {:<16} {:>9} {:>10} {:>12} {:>12} {:>11}",
+            "policy", "obj hits", "byte hits", "saved s", "lost s", "peak"
+        )?;
+        for row in &b.rows {
+            let name = match row.policy {
+                PolicyName::Belady => "belady*",
+                PolicyName::Bound => "bound*",
+                PolicyName::GoAge => "go-age**",
+                p => p.as_str(),
+            };
+            writeln!(
+                o,
+                "  {:<16} {:>9} {:>10} {:>12.1} {:>12.1} {:>11}",
+                name,
+                pct(row.outcome.hits as f64, acc),
+                pct(row.outcome.byte_hits as f64, r.requested_bytes as f64),
+                row.outcome.saved_s,
+                row.lost_s,
+                human(row.outcome.peak_bytes)
+            )?;
+        }
+    }
+    let shown = |p: PolicyName| {
+        r.budgets
+            .iter()
+            .any(|b| b.rows.iter().any(|x| x.policy == p))
+    };
+    writeln!(o)?;
+    if shown(PolicyName::Bound) {
+        writeln!(
+            o,
+            "* bound: offline, the PFOO-L upper bound (Berger et al., SIGMETRICS 2018),\n  \
+             each column on its own: no policy can beat it."
+        )?;
+    }
+    if shown(PolicyName::Belady) {
+        writeln!(
+            o,
+            "* belady: offline, evicts the farthest next use; a reference that policies\n  \
+             can beat when sizes vary, not a bound."
+        )?;
+    }
+    if shown(PolicyName::GoAge) {
+        writeln!(
+            o,
+            "** Go's own trim (5 days unused) has no size limit: the same at every\n   \
+             budget; its peak is what it keeps."
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,245 @@
+//! What a budget keeps: traces of what go asked the cache for, a replay of
+//! them under eviction policies and budgets, and the upper bound no policy
+//! can beat.
+//!
+//! - [`trace`]: the trace schema (JSON Lines, versioned), reader and
+//!   writer; the schema is documented there and in the README.
+//! - [`workload`]: a trace turned into requests, sizes and rebuild costs
+//!   (measured where the trace has them, estimated where not).
+//! - [`policies`]: the policies behind one trait: `trim`'s LRU before and
+//!   after issue 16's grouping fix, Go's age rule, GDSF, a
+//!   GreedyDual weighted by rebuild cost, and Belady's MIN (offline).
+//! - [`bound`]: the PFOO-L upper bound (Berger et al., SIGMETRICS 2018).
+//! - [`replay`]: one policy through one workload under one budget.
+//! - [`synthetic`]: synthetic Go-like traces, for tests and benchmarks.
+//! - [`plot`]: rebuild seconds saved against budget, as SVG.
+//!
+//! [`simulate`] runs all of that for `gocache simulate`: the unbounded
+//! cache first (it fixes the footprint that percentage budgets are of, and
+//! what "lost" is measured against), then every policy at every budget on
+//! worker threads, reporting progress through a [`Reporter`].
+//!
+//! # What the simulator models, and what it leaves out
+//!
+//! The cache holds action entries (one block each) naming outputs (their
+//! allocated bytes); an output no cached action names is gone (Go cannot
+//! reach it, and `trim` removes it as garbage). The budget is enforced
+//! after every request, with no grace period and no age rule beside it:
+//! the simulator compares what the policies choose, not when the executor
+//! may act. Go's own trim is the `go-age` policy, on its own.
+//!
+//! Pure: no clock (times come from the trace), no I/O but the reader and
+//! writer over the caller's streams.
+
+pub mod bound;
+pub mod cache;
+mod heap;
+pub mod plot;
+pub mod policies;
+pub mod replay;
+pub mod synthetic;
+pub mod trace;
+pub mod workload;
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub use policies::PolicyName;
+pub use replay::Outcome;
+pub use workload::Workload;
+
+use crate::limits::SizeSpec;
+use crate::report::Reporter;
+
+/// One policy at one budget.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Row {
+    /// The policy (or `bound`).
+    pub policy: PolicyName,
+    /// True for Belady and the bound, which know the future.
+    pub offline: bool,
+    /// False for `go-age`, which keeps what it keeps whatever the budget.
+    pub has_budget: bool,
+    /// Hits, bytes, seconds, peak.
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    /// Hits over lookups.
+    pub object_hit_ratio: f64,
+    /// Bytes hit over bytes looked up.
+    pub byte_hit_ratio: f64,
+    /// Rebuild seconds the unbounded cache saves and this one does not
+    /// (negative for `go-age` never; for the bound, 0 or more).
+    pub lost_s: f64,
+}
+
+/// The rows of one budget.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct BudgetRows {
+    /// Allocated bytes.
+    pub budget: u64,
+    /// As a share of the unbounded footprint.
+    pub share: f64,
+    /// As given (`20%`, `2 GiB`).
+    pub given: String,
+    /// One row per policy, in [`PolicyName::ALL`] order.
+    pub rows: Vec<Row>,
+}
+
+/// What `gocache simulate` reports.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Report {
+    /// The trace's figures.
+    pub trace: workload::Summary,
+    /// Allocated bytes of the outputs all lookups asked for.
+    pub requested_bytes: u64,
+    /// Rebuild seconds of all lookups (what a cache that never hit costs).
+    pub requested_s: f64,
+    /// The unbounded cache (`peak_bytes`: the footprint).
+    pub unbounded: Outcome,
+    /// Per budget, in the order given.
+    pub budgets: Vec<BudgetRows>,
+}
+
+impl Report {
+    /// The row of `policy` at budget number `b`.
+    pub fn row(&self, b: usize, policy: PolicyName) -> Option<&Row> {
+        self.budgets
+            .get(b)?
+            .rows
+            .iter()
+            .find(|r| r.policy == policy)
+    }
+}
+
+/// One unit of work for the threads.
+#[derive(Clone, Copy)]
+enum Job {
+    Replay(PolicyName, Option<usize>),
+    Bound,
+}
+
+/// Replays `w` under every budget and policy. `threads` 0 means one per
+/// core. Budgets in percent are of the unbounded footprint.
+pub fn simulate(
+    w: &Workload,
+    budgets: &[SizeSpec],
+    policies: &[PolicyName],
+    threads: usize,
+    reporter: &dyn Reporter,
+) -> Report {
+    let mut policies: Vec<PolicyName> = policies.to_vec();
+    policies.sort();
+    policies.dedup();
+    let n = w.requests.len() as u64;
+    let mut jobs = Vec::new();
+    for &p in &policies {
+        match p {
+            PolicyName::Bound => jobs.push(Job::Bound),
+            PolicyName::GoAge => jobs.push(Job::Replay(p, None)),
+            _ => jobs.extend((0..budgets.len()).map(|b| Job::Replay(p, Some(b)))),
+        }
+    }
+    let replays = jobs.iter().filter(|j| matches!(j, Job::Replay(..))).count() as u64;
+    reporter.start("replay", n * (1 + replays));
+    let progress = |k: u64| reporter.advance(k);
+    let unbounded = {
+        let mut p = PolicyName::LruActions
+            .build(w)
+            .expect("a replayable policy");
+        replay::replay(w, p.as_mut(), u64::MAX, &progress)
+    };
+    let footprint = unbounded.peak_bytes;
+    let bytes: Vec<u64> = budgets.iter().map(|b| b.resolve(footprint)).collect();
+    let results: Mutex<Vec<(usize, Vec<Outcome>)>> = Mutex::new(Vec::new());
+    let next = AtomicUsize::new(0);
+    let threads = match threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        t => t,
+    }
+    .min(jobs.len().max(1));
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                loop {
+                    let k = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&job) = jobs.get(k) else { break };
+                    let out = match job {
+                        Job::Bound => bound::pfoo_l(w, &bytes),
+                        Job::Replay(p, b) => {
+                            let mut pol = p.build(w).expect("a replayable policy");
+                            let budget = b.map_or(u64::MAX, |b| bytes[b]);
+                            vec![replay::replay(w, pol.as_mut(), budget, &progress)]
+                        }
+                    };
+                    results
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push((k, out));
+                }
+            });
+        }
+    });
+    reporter.finish();
+    let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    let accesses = w.summary.accesses.max(1) as f64;
+    let (mut requested_bytes, mut requested_s) = (0u64, 0.0);
+    for r in w.requests.iter().filter(|r| r.is_access()) {
+        requested_bytes += w.size(r.output);
+        requested_s += w.cost[r.action as usize];
+    }
+    let row = |p: PolicyName, o: Outcome| Row {
+        policy: p,
+        offline: p.offline(),
+        has_budget: p.has_budget(),
+        object_hit_ratio: o.hits as f64 / accesses,
+        byte_hit_ratio: o.byte_hits as f64 / requested_bytes.max(1) as f64,
+        lost_s: (unbounded.saved_s - o.saved_s).max(0.0),
+        outcome: o,
+    };
+    let mut out: Vec<BudgetRows> = budgets
+        .iter()
+        .zip(&bytes)
+        .map(|(spec, &b)| BudgetRows {
+            budget: b,
+            share: b as f64 / footprint.max(1) as f64,
+            given: match spec {
+                SizeSpec::Percent(p) => format!("{p}%"),
+                SizeSpec::Bytes(_) => spec.to_string(),
+            },
+            rows: Vec::new(),
+        })
+        .collect();
+    let mut sorted = results;
+    sorted.sort_by_key(|(k, _)| *k);
+    for (k, outs) in sorted {
+        match jobs[k] {
+            Job::Bound => {
+                for (b, mut o) in outs.into_iter().enumerate() {
+                    // Never more than the unbounded cache holds.
+                    o.peak_bytes = o.peak_bytes.min(footprint);
+                    out[b].rows.push(row(PolicyName::Bound, o));
+                }
+            }
+            Job::Replay(p, Some(b)) => out[b].rows.push(row(p, outs[0])),
+            Job::Replay(p, None) => {
+                for b in &mut out {
+                    b.rows.push(row(p, outs[0]));
+                }
+            }
+        }
+    }
+    for b in &mut out {
+        b.rows
+            .sort_by_key(|r| PolicyName::ALL.iter().position(|&p| p == r.policy));
+    }
+    Report {
+        trace: w.summary.clone(),
+        requested_bytes,
+        requested_s,
+        unbounded,
+        budgets: out,
+    }
+}
+
+#[cfg(test)]
+mod tests;

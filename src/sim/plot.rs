@@ -1,0 +1,260 @@
+//! Rebuild seconds saved against budget, one line per policy, as an SVG
+//! written by hand (a few dozen elements; no crate needed).
+//!
+//! The x axis is the budget as a share of the unbounded footprint, the y
+//! axis rebuild seconds saved. Offline lines (Belady, the bound) are
+//! dashed; `go-age`, which has no budget, and the unbounded cache are
+//! horizontal lines. Colours are the Okabe-Ito palette, which people with
+//! the common colour-vision deficiencies tell apart.
+
+use std::fmt::Write;
+
+use super::{PolicyName, Report};
+
+const W: f64 = 780.0;
+const H: f64 = 470.0;
+const LEFT: f64 = 78.0;
+const RIGHT: f64 = 560.0;
+const TOP: f64 = 54.0;
+const BOTTOM: f64 = 400.0;
+
+fn style(p: PolicyName) -> (&'static str, &'static str) {
+    match p {
+        PolicyName::Lru => ("#0072B2", ""),
+        PolicyName::LruActions => ("#56B4E9", ""),
+        PolicyName::Gdsf => ("#009E73", ""),
+        PolicyName::GdCost => ("#D55E00", ""),
+        PolicyName::GoAge => ("#E69F00", "2 4"),
+        PolicyName::Belady => ("#CC79A7", "7 4"),
+        PolicyName::Bound => ("#000000", "7 4"),
+    }
+}
+
+fn label(p: PolicyName) -> &'static str {
+    match p {
+        PolicyName::Lru => "lru (former trim)",
+        PolicyName::LruActions => "lru-actions (trim)",
+        PolicyName::Gdsf => "gdsf",
+        PolicyName::GdCost => "gd-cost",
+        PolicyName::GoAge => "go-age (no limit)",
+        PolicyName::Belady => "belady (offline)",
+        PolicyName::Bound => "bound (PFOO-L)",
+    }
+}
+
+/// A step of 1, 2 or 5 times a power of ten giving about `n` ticks.
+fn nice_step(range: f64, n: f64) -> f64 {
+    if range <= 0.0 || !range.is_finite() {
+        return 1.0;
+    }
+    let raw = range / n;
+    let mag = 10f64.powf(raw.log10().floor());
+    let f = raw / mag;
+    mag * if f <= 1.0 {
+        1.0
+    } else if f <= 2.0 {
+        2.0
+    } else if f <= 5.0 {
+        5.0
+    } else {
+        10.0
+    }
+}
+
+fn seconds(v: f64, step: f64) -> String {
+    if v == 0.0 {
+        "0".into()
+    } else if step >= 1000.0 {
+        let k = v / 1000.0;
+        if (k - k.round()).abs() < 1e-9 {
+            format!("{k:.0}k")
+        } else {
+            format!("{k:.1}k")
+        }
+    } else if step >= 1.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The plot of `report`, titled `title`.
+pub fn svg(report: &Report, title: &str) -> String {
+    let mut policies: Vec<PolicyName> = report
+        .budgets
+        .iter()
+        .flat_map(|b| b.rows.iter().map(|r| r.policy))
+        .collect();
+    policies.sort_by_key(|p| PolicyName::ALL.iter().position(|q| q == p));
+    policies.dedup();
+    let max_share = report.budgets.iter().map(|b| b.share).fold(0.0, f64::max);
+    let xstep = nice_step(max_share.max(0.01), 6.0);
+    let xmax = ((max_share / xstep).ceil() * xstep).max(xstep);
+    let max_s = report
+        .budgets
+        .iter()
+        .flat_map(|b| b.rows.iter().map(|r| r.outcome.saved_s))
+        .fold(report.unbounded.saved_s, f64::max);
+    let ystep = nice_step(max_s * 1.05, 6.0);
+    let ymax = ((max_s * 1.05 / ystep).ceil() * ystep).max(ystep);
+    let x = |share: f64| LEFT + (RIGHT - LEFT) * share / xmax;
+    let y = |s: f64| BOTTOM - (BOTTOM - TOP) * s / ymax;
+
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="13">"#
+    );
+    let _ = writeln!(o, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
+    let _ = writeln!(
+        o,
+        r#"<text x="{}" y="28" text-anchor="middle" font-size="16">{}</text>"#,
+        (LEFT + RIGHT) / 2.0,
+        escape(title)
+    );
+    // Grid, ticks and labels.
+    let mut v = 0.0;
+    while v <= ymax + ystep / 2.0 {
+        let yy = y(v);
+        let _ = writeln!(
+            o,
+            r##"<line x1="{LEFT}" y1="{yy:.1}" x2="{RIGHT}" y2="{yy:.1}" stroke="#e5e5e5"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
+            LEFT - 8.0,
+            yy + 4.0,
+            seconds(v, ystep)
+        );
+        v += ystep;
+    }
+    let mut v = 0.0;
+    while v <= xmax + xstep / 2.0 {
+        let xx = x(v);
+        let _ = writeln!(
+            o,
+            r##"<line x1="{xx:.1}" y1="{TOP}" x2="{xx:.1}" y2="{BOTTOM}" stroke="#e5e5e5"/><text x="{xx:.1}" y="{}" text-anchor="middle">{:.0}%</text>"##,
+            BOTTOM + 20.0,
+            v * 100.0
+        );
+        v += xstep;
+    }
+    let _ = writeln!(
+        o,
+        r##"<rect x="{LEFT}" y="{TOP}" width="{}" height="{}" fill="none" stroke="#333"/>"##,
+        RIGHT - LEFT,
+        BOTTOM - TOP
+    );
+    let _ = writeln!(
+        o,
+        r#"<text x="{}" y="{}" text-anchor="middle">budget, share of the unbounded footprint ({})</text>"#,
+        (LEFT + RIGHT) / 2.0,
+        BOTTOM + 46.0,
+        escape(&humansize::format_size(
+            report.unbounded.peak_bytes,
+            humansize::BINARY
+        ))
+    );
+    let _ = writeln!(
+        o,
+        r#"<text transform="translate(20 {}) rotate(-90)" text-anchor="middle">rebuild seconds saved</text>"#,
+        (TOP + BOTTOM) / 2.0
+    );
+    // The unbounded cache.
+    let yu = y(report.unbounded.saved_s);
+    let _ = writeln!(
+        o,
+        r##"<line x1="{LEFT}" y1="{yu:.1}" x2="{RIGHT}" y2="{yu:.1}" stroke="#888" stroke-width="1"/>"##
+    );
+    // One line per policy.
+    let mut legend: Vec<(String, &str, &str, u32)> = Vec::new();
+    for &p in &policies {
+        let (colour, dash) = style(p);
+        let dash_attr = if dash.is_empty() {
+            String::new()
+        } else {
+            format!(r#" stroke-dasharray="{dash}""#)
+        };
+        let mut pts: Vec<(f64, f64)> = report
+            .budgets
+            .iter()
+            .filter_map(|b| {
+                let r = b.rows.iter().find(|r| r.policy == p)?;
+                Some((b.share, r.outcome.saved_s))
+            })
+            .collect();
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        if p == PolicyName::GoAge {
+            if let Some(&(_, s)) = pts.first() {
+                let _ = writeln!(
+                    o,
+                    r#"<line x1="{LEFT}" y1="{:.1}" x2="{RIGHT}" y2="{:.1}" stroke="{colour}" stroke-width="2"{dash_attr}/>"#,
+                    y(s),
+                    y(s)
+                );
+            }
+        } else {
+            let path: Vec<String> = pts
+                .iter()
+                .map(|&(sh, s)| format!("{:.1},{:.1}", x(sh), y(s)))
+                .collect();
+            // lru is drawn wide, under lru-actions: the two often coincide.
+            let width = if p == PolicyName::Lru { 5 } else { 2 };
+            let _ = writeln!(
+                o,
+                r#"<polyline points="{}" fill="none" stroke="{colour}" stroke-width="{width}"{dash_attr}/>"#,
+                path.join(" ")
+            );
+            for &(sh, s) in &pts {
+                let _ = writeln!(
+                    o,
+                    r#"<circle cx="{:.1}" cy="{:.1}" r="3.5" fill="{colour}"/>"#,
+                    x(sh),
+                    y(s)
+                );
+            }
+        }
+        let width = if p == PolicyName::Lru { 5 } else { 2 };
+        legend.push((label(p).to_string(), colour, dash, width));
+    }
+    legend.push(("unbounded cache".into(), "#888", "", 2));
+    for (i, (name, colour, dash, width)) in legend.iter().enumerate() {
+        let ly = TOP + 10.0 + 24.0 * i as f64;
+        let dash_attr = if dash.is_empty() {
+            String::new()
+        } else {
+            format!(r#" stroke-dasharray="{dash}""#)
+        };
+        let _ = writeln!(
+            o,
+            r#"<line x1="{}" y1="{ly}" x2="{}" y2="{ly}" stroke="{colour}" stroke-width="{width}"{dash_attr}/><text x="{}" y="{}">{}</text>"#,
+            RIGHT + 20.0,
+            RIGHT + 48.0,
+            RIGHT + 56.0,
+            ly + 4.5,
+            escape(name)
+        );
+    }
+    o.push_str("</svg>\n");
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_are_one_two_or_five_times_a_power_of_ten() {
+        assert_eq!(nice_step(1.0, 5.0), 0.2);
+        assert_eq!(nice_step(0.5, 6.0), 0.1);
+        assert_eq!(nice_step(12_345.0, 6.0), 5000.0);
+        assert_eq!(seconds(15_000.0, 5000.0), "15k");
+        assert_eq!(seconds(2_500.0, 500.0), "2500");
+        assert_eq!(seconds(0.0, 5000.0), "0");
+        assert_eq!(escape("a<b & \"c\""), "a&lt;b &amp; &quot;c&quot;");
+    }
+}

@@ -1,0 +1,322 @@
+//! Eviction policies, behind one trait, for the replay to drive.
+//!
+//! A policy is told what happens (a hit, an insert, what left the cache)
+//! and, while the cache is over its budget, names the next victim. It
+//! keeps its own priorities in an addressable heap, so each step costs
+//! O(log n): millions of requests replay in seconds. Policies never read
+//! a clock: every call carries the request's time and index.
+//!
+//! | name | what it evicts first |
+//! | --- | --- |
+//! | `lru` | `gocache trim`'s former grouping (before issue 16): the least recently used *group*, an output with every action naming it, whose last use is the newest of its members' |
+//! | `lru-actions` | `gocache trim` since issue 16 (item 4): the least recently used action entry, alone; an output leaves with the last action naming it |
+//! | `go-age` | Go's own trim: at most once a day, everything unused for 5 days and an hour; no size limit |
+//! | `gdsf` | GreedyDual-Size-Frequency (Cherkasova 1998): the least `L + hits × 1 / size`, for object hits |
+//! | `gd-cost` | the same with rebuild seconds as the cost: the least `L + hits × seconds / size` |
+//! | `belady` | offline: the action whose next request is farthest (Belady's MIN, evicting until the bytes fit); a practical reference, not a bound, with sizes |
+//!
+//! `lru-actions` orders actions by their exact last use; `policy::plan`
+//! counts uses under an hour apart as one (Go's mtime resolution), which a
+//! trace of exact uses does not need.
+//!
+//! In the GreedyDual policies `L` is the priority of the last victim (it
+//! ages what stays), `hits` counts requests since the entry came in, and
+//! `size` is the action's block plus its output's bytes.
+
+use super::cache::{Cache, Removed, Victim};
+use super::heap::{Heap, Prio};
+use super::workload::Workload;
+
+/// What a policy knows about the request being replayed.
+#[derive(Clone, Copy, Debug)]
+pub struct At {
+    /// The request's index in the workload (its logical time).
+    pub index: u32,
+    /// Unix milliseconds.
+    pub t: i64,
+    /// The index of the next request of the same action (offline policies
+    /// only; [`super::workload::NONE`] when none).
+    pub next: u32,
+    /// The action's rebuild seconds.
+    pub cost: f64,
+    /// The action's block plus its output's allocated bytes.
+    pub size: u64,
+}
+
+/// An eviction policy.
+pub trait Policy: Send {
+    /// Action `a` (naming `o`) was requested and is cached.
+    fn hit(&mut self, a: u32, o: u32, at: &At);
+    /// Action `a` naming `o` was stored.
+    fn insert(&mut self, a: u32, o: u32, at: &At);
+    /// Entries left the cache (chosen by the policy or not).
+    fn removed(&mut self, r: &Removed);
+    /// The next victim while the cache is over budget.
+    fn victim(&mut self, cache: &Cache) -> Option<Victim>;
+    /// A victim that must go by age before the request at `now` (Unix
+    /// milliseconds), whatever the budget.
+    fn expired(&mut self, _now: i64) -> Option<Victim> {
+        None
+    }
+}
+
+/// The policies (and the bound) `gocache simulate` knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PolicyName {
+    /// Today's LRU over groups.
+    Lru,
+    /// LRU over action entries.
+    LruActions,
+    /// Go's own 5-day rule.
+    GoAge,
+    /// GreedyDual-Size-Frequency.
+    Gdsf,
+    /// GreedyDual weighted by rebuild seconds.
+    GdCost,
+    /// Belady's MIN, evicting until the bytes fit (offline).
+    Belady,
+    /// The PFOO-L upper bound (offline; not a replay).
+    Bound,
+}
+
+impl PolicyName {
+    /// All of them, in report order.
+    pub const ALL: [PolicyName; 7] = [
+        PolicyName::Lru,
+        PolicyName::LruActions,
+        PolicyName::Gdsf,
+        PolicyName::GdCost,
+        PolicyName::GoAge,
+        PolicyName::Belady,
+        PolicyName::Bound,
+    ];
+
+    /// The name on the command line and in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyName::Lru => "lru",
+            PolicyName::LruActions => "lru-actions",
+            PolicyName::GoAge => "go-age",
+            PolicyName::Gdsf => "gdsf",
+            PolicyName::GdCost => "gd-cost",
+            PolicyName::Belady => "belady",
+            PolicyName::Bound => "bound",
+        }
+    }
+
+    /// The policy named `s`.
+    pub fn parse(s: &str) -> Option<PolicyName> {
+        PolicyName::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+
+    /// True for policies that know the future (Belady, the bound).
+    pub fn offline(self) -> bool {
+        matches!(self, PolicyName::Belady | PolicyName::Bound)
+    }
+
+    /// False for Go's age rule, which has no size limit.
+    pub fn has_budget(self) -> bool {
+        self != PolicyName::GoAge
+    }
+
+    /// A fresh replayable policy for `w` (`None` for the bound).
+    pub fn build(self, w: &Workload) -> Option<Box<dyn Policy>> {
+        let (na, no) = (w.actions(), w.outputs());
+        Some(match self {
+            PolicyName::Lru => Box::new(LruGroups(Heap::new(no))),
+            PolicyName::LruActions => Box::new(LruActions(Heap::new(na))),
+            PolicyName::GoAge => Box::new(GoAge::new(na)),
+            PolicyName::Gdsf => Box::new(GreedyDual::new(na, false)),
+            PolicyName::GdCost => Box::new(GreedyDual::new(na, true)),
+            PolicyName::Belady => Box::new(Belady(Heap::new(na))),
+            PolicyName::Bound => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for PolicyName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `lru`: groups keyed by the last request naming their output.
+struct LruGroups(Heap<u32>);
+
+impl Policy for LruGroups {
+    fn hit(&mut self, _a: u32, o: u32, at: &At) {
+        self.0.set(o, at.index);
+    }
+    fn insert(&mut self, a: u32, o: u32, at: &At) {
+        self.hit(a, o, at);
+    }
+    fn removed(&mut self, r: &Removed) {
+        for &o in &r.outputs {
+            self.0.remove(o);
+        }
+    }
+    fn victim(&mut self, _: &Cache) -> Option<Victim> {
+        self.0.peek().map(|(_, o)| Victim::Output(o))
+    }
+}
+
+/// `lru-actions`: actions keyed by their own last request.
+struct LruActions(Heap<u32>);
+
+impl Policy for LruActions {
+    fn hit(&mut self, a: u32, _o: u32, at: &At) {
+        self.0.set(a, at.index);
+    }
+    fn insert(&mut self, a: u32, o: u32, at: &At) {
+        self.hit(a, o, at);
+    }
+    fn removed(&mut self, r: &Removed) {
+        for &a in &r.actions {
+            self.0.remove(a);
+        }
+    }
+    fn victim(&mut self, _: &Cache) -> Option<Victim> {
+        self.0.peek().map(|(_, a)| Victim::Action(a))
+    }
+}
+
+/// Go's trim interval and cutoff (`cmd/go/internal/cache`: trimInterval,
+/// trimLimit, plus the hour mtimes may lag), in milliseconds.
+const GO_TRIM_EVERY_MS: i64 = 24 * 3600 * 1000;
+const GO_TRIM_LIMIT_MS: i64 = (5 * 24 + 1) * 3600 * 1000;
+
+/// `go-age`: actions keyed by their last use; Go's trim once a day.
+struct GoAge {
+    heap: Heap<(i64, u32)>,
+    last_trim: Option<i64>,
+    cutoff: Option<i64>,
+}
+
+impl GoAge {
+    fn new(n: usize) -> GoAge {
+        GoAge {
+            heap: Heap::new(n),
+            last_trim: None,
+            cutoff: None,
+        }
+    }
+}
+
+impl Policy for GoAge {
+    fn hit(&mut self, a: u32, _o: u32, at: &At) {
+        self.heap.set(a, (at.t, at.index));
+    }
+    fn insert(&mut self, a: u32, o: u32, at: &At) {
+        self.hit(a, o, at);
+    }
+    fn removed(&mut self, r: &Removed) {
+        for &a in &r.actions {
+            self.heap.remove(a);
+        }
+    }
+    fn victim(&mut self, _: &Cache) -> Option<Victim> {
+        None
+    }
+    fn expired(&mut self, now: i64) -> Option<Victim> {
+        let last = *self.last_trim.get_or_insert(now);
+        if self.cutoff.is_none() {
+            if now - last < GO_TRIM_EVERY_MS {
+                return None;
+            }
+            self.last_trim = Some(now);
+            self.cutoff = Some(now - GO_TRIM_LIMIT_MS);
+        }
+        match (self.heap.peek(), self.cutoff) {
+            (Some(((t, _), a)), Some(c)) if t < c => Some(Victim::Action(a)),
+            _ => {
+                self.cutoff = None;
+                None
+            }
+        }
+    }
+}
+
+/// `gdsf` and `gd-cost`.
+struct GreedyDual {
+    heap: Heap<(Prio, u32)>,
+    hits: Vec<u32>,
+    inflation: f64,
+    by_cost: bool,
+}
+
+impl GreedyDual {
+    fn new(n: usize, by_cost: bool) -> GreedyDual {
+        GreedyDual {
+            heap: Heap::new(n),
+            hits: vec![0; n],
+            inflation: 0.0,
+            by_cost,
+        }
+    }
+
+    fn set(&mut self, a: u32, at: &At) {
+        let cost = if self.by_cost { at.cost } else { 1.0 };
+        let h = self.inflation + f64::from(self.hits[a as usize]) * cost / at.size.max(1) as f64;
+        self.heap.set(a, (Prio(h), at.index));
+    }
+}
+
+impl Policy for GreedyDual {
+    fn hit(&mut self, a: u32, _o: u32, at: &At) {
+        self.hits[a as usize] = self.hits[a as usize].saturating_add(1);
+        self.set(a, at);
+    }
+    fn insert(&mut self, a: u32, _o: u32, at: &At) {
+        self.hits[a as usize] = 1;
+        self.set(a, at);
+    }
+    fn removed(&mut self, r: &Removed) {
+        for &a in &r.actions {
+            self.heap.remove(a);
+        }
+    }
+    fn victim(&mut self, _: &Cache) -> Option<Victim> {
+        let ((Prio(h), _), a) = self.heap.peek()?;
+        self.inflation = self.inflation.max(h);
+        Some(Victim::Action(a))
+    }
+}
+
+/// `belady`: actions keyed so that the farthest next request comes first
+/// (never requested again: first of all), ties by action.
+struct Belady(Heap<(u32, u32)>);
+
+impl Policy for Belady {
+    fn hit(&mut self, a: u32, _o: u32, at: &At) {
+        self.0.set(a, (u32::MAX - at.next, a));
+    }
+    fn insert(&mut self, a: u32, o: u32, at: &At) {
+        self.hit(a, o, at);
+    }
+    fn removed(&mut self, r: &Removed) {
+        for &a in &r.actions {
+            self.0.remove(a);
+        }
+    }
+    fn victim(&mut self, _: &Cache) -> Option<Victim> {
+        self.0.peek().map(|(_, a)| Victim::Action(a))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_back() {
+        for p in PolicyName::ALL {
+            assert_eq!(PolicyName::parse(p.as_str()), Some(p));
+            assert_eq!(
+                serde_json::to_value(p).unwrap(),
+                serde_json::Value::String(p.as_str().into())
+            );
+        }
+        assert_eq!(PolicyName::parse("fifo"), None);
+    }
+}

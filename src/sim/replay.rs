@@ -1,0 +1,109 @@
+//! Replaying a workload through a policy under a budget.
+
+use super::cache::{Cache, Removed, Victim};
+use super::policies::{At, Policy};
+use super::workload::{NONE, Workload};
+
+/// How often (in requests) a replay reports progress.
+pub const PROGRESS_EVERY: u64 = 1 << 16;
+
+/// Go's age limit, 5 days, in milliseconds: an action entry unused this
+/// long at the end of a replay counts as stale.
+const STALE_MS: i64 = 5 * 24 * 3600 * 1000;
+
+/// What one replay achieved.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Outcome {
+    /// Lookups that hit.
+    pub hits: u64,
+    /// Allocated bytes of the outputs those hits returned.
+    pub byte_hits: u64,
+    /// Rebuild seconds those hits saved.
+    pub saved_s: f64,
+    /// The most bytes held after any request (within the budget, but for
+    /// policies without one).
+    pub peak_bytes: u64,
+    /// Evictions the policy chose (an output with its actions counts once).
+    pub evictions: u64,
+    /// Action entries held at the end that had been unused for 5 days.
+    pub stale_actions: u64,
+}
+
+/// Replays `w` through `policy`, keeping at most `budget` bytes after
+/// each request (`u64::MAX`: unbounded). `progress` is called with a
+/// number of requests done, now and then.
+pub fn replay(
+    w: &Workload,
+    policy: &mut dyn Policy,
+    budget: u64,
+    progress: &dyn Fn(u64),
+) -> Outcome {
+    let mut cache = Cache::new(w);
+    let mut removed = Removed::default();
+    let mut out = Outcome::default();
+    let mut last_use = vec![i64::MIN; w.actions()];
+    // Evicts `v`; false when nothing left.
+    let mut evict = |cache: &mut Cache, policy: &mut dyn Policy, v: Victim| {
+        cache.evict(v, &mut removed);
+        policy.removed(&removed);
+        !removed.actions.is_empty()
+    };
+    let mut since = 0;
+    for (i, r) in w.requests.iter().enumerate() {
+        while let Some(v) = policy.expired(r.t) {
+            if !evict(&mut cache, policy, v) {
+                debug_assert!(false, "policy expired an entry not cached: {v:?}");
+                break;
+            }
+        }
+        let (a, o) = (r.action, r.output);
+        let held = o != NONE && cache.names(a) == o;
+        if r.is_access() && (held || r.warm()) {
+            out.hits += 1;
+            out.byte_hits += w.size(o);
+            out.saved_s += w.cost[a as usize];
+        }
+        let at = At {
+            index: i as u32,
+            t: r.t,
+            next: w.next[i],
+            cost: w.cost[a as usize],
+            size: w.block + w.size(o),
+        };
+        if held {
+            policy.hit(a, o, &at);
+        } else if o != NONE && r.stores() {
+            if cache.names(a) != NONE {
+                // Stored again, naming another output.
+                evict(&mut cache, policy, Victim::Action(a));
+            }
+            cache.insert(a, o);
+            policy.insert(a, o, &at);
+        }
+        last_use[a as usize] = r.t;
+        while cache.bytes() > budget {
+            let Some(v) = policy.victim(&cache) else {
+                break;
+            };
+            if !evict(&mut cache, policy, v) {
+                // A victim that is not cached: a policy out of step with
+                // the cache. Stop rather than loop; tests catch it.
+                debug_assert!(false, "policy named an entry not cached: {v:?}");
+                break;
+            }
+            out.evictions += 1;
+        }
+        out.peak_bytes = out.peak_bytes.max(cache.bytes());
+        since += 1;
+        if since == PROGRESS_EVERY {
+            progress(since);
+            since = 0;
+        }
+    }
+    progress(since);
+    let end = w.requests.last().map_or(0, |r| r.t);
+    out.stale_actions = (0..w.actions() as u32)
+        .filter(|&a| cache.names(a) != NONE && last_use[a as usize] < end - STALE_MS)
+        .count() as u64;
+    out
+}

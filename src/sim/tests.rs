@@ -1,0 +1,453 @@
+//! The simulator on traces with known answers.
+
+use super::cache::{Cache, Removed, Victim};
+use super::policies::At;
+use super::synthetic::{GenSpec, generate};
+use super::trace::{Event, TraceId};
+use super::*;
+use crate::report::Silent;
+
+const BLOCK: u64 = 4096;
+
+/// Replays `w` under byte budgets (not percentages).
+fn sim(w: &Workload, budgets: &[u64], policies: &[PolicyName]) -> Report {
+    let specs: Vec<SizeSpec> = budgets.iter().map(|&b| SizeSpec::Bytes(b)).collect();
+    simulate(w, &specs, policies, 1, &Silent)
+}
+
+/// A trace of lookups by an unbounded cache: each action `k` names its
+/// own output `k` of `size(k)` bytes (or `output(k)`, shared), costs
+/// `cost(k)` seconds, and is looked up in the order given.
+fn lookups(
+    order: &[u64],
+    output: impl Fn(u64) -> u64,
+    size: impl Fn(u64) -> u64,
+    cost: impl Fn(u64) -> f64,
+) -> Workload {
+    let mut held = std::collections::HashSet::new();
+    let mut ev = Vec::new();
+    for (i, &k) in order.iter().enumerate() {
+        let (t, a, o) = (i as i64 * 1000, TraceId(k + 1), TraceId(output(k) + 1));
+        if held.insert(k) {
+            ev.push(Event::get_miss(t, a));
+            ev.push(Event::put(t + 1, a, o, size(output(k)), Some(cost(k))));
+        } else {
+            ev.push(Event::get_hit(t, a, o, size(output(k))));
+        }
+    }
+    Workload::from_events(BLOCK, ev.iter())
+}
+
+fn hits(r: &Report, b: usize, p: PolicyName) -> u64 {
+    r.row(b, p).unwrap().outcome.hits
+}
+
+#[test]
+fn lru_on_a_cycle_larger_than_the_budget_hits_nothing() {
+    // 10 entries of 8 KiB (with their action blocks), a budget for 9.
+    let order: Vec<u64> = (0..50).map(|i| i % 10).collect();
+    let w = lookups(&order, |k| k, |_| 4096, |_| 1.0);
+    assert_eq!(w.summary.trace_hits, 40);
+    let r = sim(&w, &[9 * 8192], &PolicyName::ALL);
+    assert_eq!(hits(&r, 0, PolicyName::Lru), 0);
+    assert_eq!(hits(&r, 0, PolicyName::LruActions), 0);
+    // Belady keeps 8 of the 10 across each lap: 8 hits a lap after the
+    // first, and the first lap's eviction keeps one more.
+    assert!(hits(&r, 0, PolicyName::Belady) >= 8 * 4, "{r:#?}");
+    assert!(hits(&r, 0, PolicyName::Bound) >= hits(&r, 0, PolicyName::Belady));
+    assert_eq!(r.unbounded.hits, 40);
+    assert_eq!(r.unbounded.peak_bytes, 10 * 8192);
+}
+
+#[test]
+fn a_cost_aware_policy_keeps_the_one_expensive_entry() {
+    // A lap of 10 cheap entries and one that takes a minute to rebuild,
+    // with room for 9: LRU keeps nothing it will need, gd-cost the
+    // expensive one.
+    let order: Vec<u64> = (0..20).flat_map(|_| 0..11).collect();
+    let w = lookups(
+        &order,
+        |k| k,
+        |_| 4096,
+        |k| if k == 10 { 60.0 } else { 0.01 },
+    );
+    let r = sim(&w, &[9 * 8192], &PolicyName::ALL);
+    let saved = |p| r.row(0, p).unwrap().outcome.saved_s;
+    assert_eq!(hits(&r, 0, PolicyName::Lru), 0);
+    assert!(saved(PolicyName::GdCost) >= 19.0 * 60.0, "{r:#?}");
+    assert!(saved(PolicyName::Gdsf) < saved(PolicyName::GdCost));
+    assert!(saved(PolicyName::Bound) >= saved(PolicyName::GdCost));
+    let lost = r.row(0, PolicyName::GdCost).unwrap().lost_s;
+    assert!((lost - (r.unbounded.saved_s - saved(PolicyName::GdCost))).abs() < 1e-9);
+}
+
+#[test]
+fn every_policy_replays_to_the_traces_own_hits_when_unbounded() {
+    for seed in 1..=3 {
+        let t = generate(&GenSpec::small(seed));
+        let w = Workload::from_traces(std::slice::from_ref(&t));
+        assert!(
+            w.summary.duration_s < 5.0 * 86_400.0,
+            "go-age must keep all"
+        );
+        let r = simulate(
+            &w,
+            &[SizeSpec::Percent(100.0), SizeSpec::Bytes(u64::MAX / 4)],
+            &PolicyName::ALL,
+            0,
+            &Silent,
+        );
+        assert_eq!(r.unbounded.hits, w.summary.trace_hits);
+        for b in &r.budgets {
+            for row in &b.rows {
+                assert_eq!(
+                    row.outcome.hits, w.summary.trace_hits,
+                    "seed {seed}, {} at {}",
+                    row.policy, b.given
+                );
+                assert!(row.lost_s < 1e-6 * r.unbounded.saved_s, "{row:?}");
+            }
+        }
+    }
+}
+
+/// A random trace: `n` actions with Zipf-like popularity; sizes and
+/// sharing from `shape`.
+fn random(seed: u64, n: u64, len: usize, shared: bool, sizes: bool) -> Workload {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let order: Vec<u64> = (0..len)
+        .map(|_| ((rng.f64().powi(2) * n as f64) as u64).min(n - 1))
+        .collect();
+    let sz: Vec<u64> = (0..n)
+        .map(|_| if sizes { 4096 * rng.u64(0..40) } else { 4096 })
+        .collect();
+    let costs: Vec<f64> = (0..n).map(|_| rng.f64() * 10.0).collect();
+    lookups(
+        &order,
+        |k| if shared { k / 3 } else { k },
+        |o| sz[o as usize],
+        |k| costs[k as usize],
+    )
+}
+
+#[test]
+fn belady_is_never_beaten_with_equal_sizes_nor_the_bound_ever() {
+    let online = [
+        PolicyName::Lru,
+        PolicyName::LruActions,
+        PolicyName::Gdsf,
+        PolicyName::GdCost,
+    ];
+    for seed in 0..12 {
+        let w = random(seed, 60, 1500, false, false);
+        let fp = 60 * 8192;
+        let r = sim(&w, &[fp / 10, fp / 4, fp / 2], &PolicyName::ALL);
+        for b in 0..3 {
+            let belady = r.row(b, PolicyName::Belady).unwrap().outcome;
+            let bound = r.row(b, PolicyName::Bound).unwrap().outcome;
+            for p in online {
+                let o = r.row(b, p).unwrap().outcome;
+                assert!(o.hits <= belady.hits, "seed {seed}: {p} beat belady");
+                assert!(o.hits <= bound.hits && o.saved_s <= bound.saved_s + 1e-9);
+            }
+            assert!(belady.hits <= bound.hits);
+        }
+    }
+    // Variable sizes, outputs shared by three actions: the bound holds on
+    // every metric.
+    for seed in 0..12 {
+        let w = random(100 + seed, 90, 1500, true, true);
+        let fp = simulate(&w, &[], &[], 1, &Silent).unbounded.peak_bytes;
+        let r = sim(&w, &[fp / 10, fp / 4, fp / 2], &PolicyName::ALL);
+        for b in 0..3 {
+            let bound = r.row(b, PolicyName::Bound).unwrap().outcome;
+            for row in r.budgets[b].rows.iter().filter(|r| r.has_budget) {
+                let o = row.outcome;
+                assert!(
+                    o.hits <= bound.hits,
+                    "seed {seed}: {} {o:?} {bound:?}",
+                    row.policy
+                );
+                assert!(
+                    o.byte_hits <= bound.byte_hits,
+                    "seed {seed}: {}",
+                    row.policy
+                );
+                assert!(
+                    o.saved_s <= bound.saved_s + 1e-9,
+                    "seed {seed}: {}",
+                    row.policy
+                );
+                assert!(o.peak_bytes <= r.budgets[b].budget);
+            }
+        }
+    }
+}
+
+#[test]
+fn go_age_drops_what_went_unused_for_five_days_at_its_daily_trim() {
+    // Entry 0 is used on day 0 only; entry 1 every day; entry 0 again on
+    // day 7, by then trimmed; a budget does not matter.
+    let day = 86_400_000i64;
+    let mut ev = vec![
+        Event::get_miss(0, TraceId(1)),
+        Event::put(1, TraceId(1), TraceId(11), 4096, Some(1.0)),
+        Event::get_miss(2, TraceId(2)),
+        Event::put(3, TraceId(2), TraceId(12), 4096, Some(1.0)),
+    ];
+    for d in 1..=7 {
+        ev.push(Event::get_hit(d * day, TraceId(2), TraceId(12), 4096));
+    }
+    ev.push(Event::get_hit(7 * day + 1, TraceId(1), TraceId(11), 4096));
+    let w = Workload::from_events(BLOCK, ev.iter());
+    let r = sim(&w, &[1 << 30, 1], &[PolicyName::GoAge]);
+    for b in 0..2 {
+        let row = r.row(b, PolicyName::GoAge).unwrap();
+        assert!(!row.has_budget);
+        assert_eq!(row.outcome.hits, 7, "entry 0's last lookup misses");
+        assert_eq!(row.outcome.peak_bytes, 2 * 8192);
+    }
+}
+
+#[test]
+fn lru_keeps_an_old_action_whose_output_is_in_use_and_lru_actions_does_not() {
+    // Actions 0..8 name one empty output; 0 is used once, long ago, the
+    // others all the time; entry 9 (40 KiB) comes and goes. With room for
+    // everything but one action block, `lru` evicts 9 (its group is older
+    // than the shared output's) and `lru-actions` evicts action 0.
+    let mut order: Vec<u64> = vec![0, 9];
+    order.extend((0..30).flat_map(|i| [1 + i % 8, 9]));
+    let w = lookups(
+        &order,
+        |k| if k < 9 { 0 } else { 9 },
+        |o| if o == 0 { 0 } else { 40_960 },
+        |_| 1.0,
+    );
+    let fp = 10 * BLOCK + 40_960;
+    let r = sim(
+        &w,
+        &[fp - BLOCK],
+        &[PolicyName::Lru, PolicyName::LruActions],
+    );
+    let (lru, split) = (
+        r.row(0, PolicyName::Lru).unwrap().outcome,
+        r.row(0, PolicyName::LruActions).unwrap().outcome,
+    );
+    assert!(split.hits > lru.hits, "{lru:?} {split:?}");
+    assert_eq!(split.hits, w.summary.trace_hits);
+}
+
+/// Replays `w` without a budget through `policy`, then evicts down to
+/// `budget` and says what left: (actions, outputs) as dense numbers.
+fn victims_at_end(w: &Workload, name: PolicyName, budget: u64) -> (Vec<u32>, Vec<u32>) {
+    let mut p = name.build(w).unwrap();
+    let mut c = Cache::new(w);
+    for (i, r) in w.requests.iter().enumerate() {
+        let at = At {
+            index: i as u32,
+            t: r.t,
+            next: w.next[i],
+            cost: w.cost[r.action as usize],
+            size: w.block + w.size(r.output),
+        };
+        if c.names(r.action) == r.output {
+            p.hit(r.action, r.output, &at);
+        } else {
+            assert_eq!(c.names(r.action), workload::NONE);
+            c.insert(r.action, r.output);
+            p.insert(r.action, r.output, &at);
+        }
+    }
+    let (mut acts, mut outs) = (Vec::new(), Vec::new());
+    let mut removed = Removed::default();
+    while c.bytes() > budget {
+        let v: Victim = p.victim(&c).unwrap();
+        c.evict(v, &mut removed);
+        p.removed(&removed);
+        acts.extend(&removed.actions);
+        outs.extend(&removed.outputs);
+    }
+    acts.sort_unstable();
+    outs.sort_unstable();
+    (acts, outs)
+}
+
+/// A random cache for cross-checks against `policy::plan`: puts of
+/// actions naming shared outputs, a second apart, some actions put again
+/// later (a use). Returns the workload and, per put, the (action, output)
+/// numbers of the trace.
+fn random_cache(seed: u64) -> (Workload, Vec<(u64, u64)>) {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let outputs = rng.u64(3..12);
+    let sizes: Vec<u64> = (0..outputs).map(|_| 4096 * rng.u64(0..8)).collect();
+    let names: Vec<u64> = (0..rng.u64(4..30)).map(|_| rng.u64(0..outputs)).collect();
+    let mut puts: Vec<(u64, u64)> = Vec::new();
+    for _ in 0..names.len() * 2 {
+        let a = rng.u64(0..names.len() as u64);
+        puts.push((a, names[a as usize]));
+    }
+    let ev: Vec<Event> = puts
+        .iter()
+        .enumerate()
+        .map(|(i, &(a, o))| {
+            Event::put(
+                i as i64 * 3_600_000, // an hour apart: plan's resolution
+                TraceId(a + 1000),
+                TraceId(o + 1),
+                sizes[o as usize],
+                None,
+            )
+        })
+        .collect();
+    (Workload::from_events(BLOCK, ev.iter()), puts)
+}
+
+/// `policy::plan`'s victims for the cache `w` holds at its end, under a
+/// budget alone, as dense numbers.
+fn plan_victims(w: &Workload, puts: &[(u64, u64)], budget: u64) -> (Vec<u32>, Vec<u32>) {
+    use crate::layout::{EntryName, Id};
+    use crate::model::{Entry, Kind};
+    let id = |n: u64| {
+        let mut b = [0u8; 32];
+        b[..8].copy_from_slice(&n.to_be_bytes());
+        Id(b)
+    };
+    // Dense numbers of trace numbers, and each entry's last use (seconds).
+    let (mut act, mut out) = (
+        std::collections::HashMap::new(),
+        std::collections::HashMap::new(),
+    );
+    let mut act_use = std::collections::HashMap::new();
+    let mut out_use = std::collections::HashMap::new();
+    for (r, &(a, o)) in w.requests.iter().zip(puts) {
+        act.insert(a, r.action);
+        out.insert(o, r.output);
+        act_use.insert(a, r.t / 1000);
+        out_use.insert(o, r.t / 1000);
+    }
+    let entry = |name: EntryName, kind: Kind, size: u64, used: i64, output: Option<Id>| Entry {
+        name,
+        kind,
+        apparent: size,
+        allocated: size,
+        mtime: used,
+        last_use: used,
+        hits: 0,
+        first_seen: 0,
+        output,
+        program: None,
+        problem: None,
+    };
+    let mut entries = Vec::new();
+    for (&a, &used) in &act_use {
+        let o = puts.iter().rev().find(|p| p.0 == a).unwrap().1;
+        entries.push(entry(
+            EntryName::action(id(a + 1000)),
+            Kind::Action,
+            BLOCK,
+            used,
+            Some(id(o + 1)),
+        ));
+    }
+    for (&o, &used) in &out_use {
+        let size = w.size(out[&o]);
+        entries.push(entry(
+            EntryName::data(id(o + 1)),
+            Kind::Output,
+            size,
+            used,
+            None,
+        ));
+    }
+    let limits = crate::limits::Limits {
+        budget: Some(budget),
+        exe_quota: None,
+        build_max_age: None,
+        exe_max_age: None,
+        grace: 0,
+        min_free: None,
+    };
+    let now = w.requests.last().unwrap().t / 1000 + 10 * 3600;
+    let plan = crate::policy::plan(&entries, &limits, &Default::default(), now);
+    let back = |v: &crate::policy::Victim| {
+        let n = u64::from_be_bytes(v.name.id.0[..8].try_into().unwrap());
+        match v.kind {
+            Kind::Action => (Some(act[&(n - 1000)]), None),
+            _ => (None, Some(out[&(n - 1)])),
+        }
+    };
+    let mut acts: Vec<u32> = plan.victims.iter().filter_map(|v| back(v).0).collect();
+    let mut outs: Vec<u32> = plan.victims.iter().filter_map(|v| back(v).1).collect();
+    acts.sort_unstable();
+    outs.sort_unstable();
+    (acts, outs)
+}
+
+#[test]
+fn the_simulators_lru_actions_evicts_what_policy_plan_evicts() {
+    // Since issue 16's grouping fix, `policy::plan` evicts old action
+    // entries on their own: the simulator's `lru-actions`. Its `lru` keeps
+    // the grouping from before, and must differ somewhere.
+    let mut differs = 0;
+    for seed in 0..40 {
+        let (w, puts) = random_cache(seed);
+        let fp = simulate(&w, &[], &[], 1, &Silent).unbounded.peak_bytes;
+        for budget in [0, fp / 3, fp / 2, fp - 1, fp] {
+            let plan = plan_victims(&w, &puts, budget);
+            assert_eq!(
+                victims_at_end(&w, PolicyName::LruActions, budget),
+                plan,
+                "seed {seed}, budget {budget} of {fp}"
+            );
+            differs += usize::from(victims_at_end(&w, PolicyName::Lru, budget) != plan);
+        }
+    }
+    assert!(differs > 10, "{differs}");
+}
+
+#[test]
+fn progress_adds_up_to_the_work() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    struct Count(AtomicU64, AtomicU64);
+    impl Reporter for Count {
+        fn start(&self, _: &str, total: u64) {
+            self.0.store(total, Ordering::Relaxed);
+        }
+        fn advance(&self, n: u64) {
+            self.1.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+    let w = Workload::from_traces(&[generate(&GenSpec::small(1))]);
+    let c = Count(AtomicU64::new(0), AtomicU64::new(0));
+    simulate(
+        &w,
+        &[SizeSpec::Percent(20.0), SizeSpec::Percent(50.0)],
+        &PolicyName::ALL,
+        2,
+        &c,
+    );
+    let n = w.requests.len() as u64;
+    // The unbounded replay, four policies at two budgets, go-age once.
+    assert_eq!(c.0.load(Ordering::Relaxed), n * (1 + 4 * 2 + 1 + 2));
+    assert_eq!(c.1.load(Ordering::Relaxed), c.0.load(Ordering::Relaxed));
+}
+
+#[test]
+fn an_action_stored_again_names_its_new_output() {
+    // Action 1 names output 10, then (a nondeterministic rebuild) 11; the
+    // next lookup hits on 11, and output 10 leaves with the old naming.
+    let ev = [
+        Event::get_miss(0, TraceId(1)),
+        Event::put(1, TraceId(1), TraceId(10), 40_960, Some(1.0)),
+        Event::put(2, TraceId(1), TraceId(11), 8192, Some(1.0)),
+        Event::get_hit(3, TraceId(1), TraceId(11), 8192),
+        Event::get_hit(4, TraceId(1), TraceId(10), 40_960),
+    ];
+    let w = Workload::from_events(BLOCK, ev.iter());
+    let r = sim(&w, &[1 << 20], &[PolicyName::Lru, PolicyName::Belady]);
+    for p in [PolicyName::Lru, PolicyName::Belady] {
+        // The last lookup names output 10 again: the cache now holds 11.
+        assert_eq!(hits(&r, 0, p), 1, "{p}");
+    }
+    assert_eq!(r.unbounded.peak_bytes, BLOCK + 40_960);
+}

@@ -1,0 +1,134 @@
+//! `gocache simulate`: replaying traces from files, what it prints, and
+//! what it refuses.
+
+use std::process::{Command, Output};
+
+use crate::support::*;
+
+fn simulate(dir: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(gocache_bin())
+        .arg("simulate")
+        .args(args)
+        .current_dir(dir)
+        .env_remove("GOCACHE")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_saved_trace_replays_to_the_same_report_and_the_plot_is_drawn() {
+    let dir = tempfile::tempdir().unwrap();
+    let synth = run_ok(
+        Command::new(gocache_bin())
+            .args(["simulate", "--synthetic", "--days", "1", "--json"])
+            .args(["--save-trace", "t.jsonl", "--plot", "p.svg"])
+            .args(["--budget", "20%", "--budget", "64MiB"])
+            .current_dir(dir.path()),
+    );
+    let from_file = run_ok(
+        Command::new(gocache_bin())
+            .args(["simulate", "t.jsonl", "--json"])
+            .args(["--budget", "20%", "--budget", "64MiB"])
+            .current_dir(dir.path()),
+    );
+    let (a, b) = (json(&synth), json(&from_file));
+    assert_eq!(
+        a["budgets"], b["budgets"],
+        "the file replays as the workload did"
+    );
+    assert_eq!(a["unbounded"], b["unbounded"]);
+    assert_eq!(b["workload"], "t.jsonl");
+    let budgets = b["budgets"].as_array().unwrap();
+    assert_eq!(budgets.len(), 2);
+    assert_eq!(budgets[1]["budget"], 64 << 20);
+    let rows = budgets[0]["rows"].as_array().unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["policy"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "lru",
+            "lru-actions",
+            "gdsf",
+            "gd-cost",
+            "go-age",
+            "belady",
+            "bound"
+        ]
+    );
+    let bound = rows[6]["saved_s"].as_f64().unwrap();
+    for r in rows.iter().filter(|r| r["has_budget"] == true) {
+        assert!(r["saved_s"].as_f64().unwrap() <= bound + 1e-6, "{r}");
+        assert!(r["peak_bytes"].as_u64().unwrap() <= budgets[0]["budget"].as_u64().unwrap());
+    }
+    let svg = std::fs::read_to_string(dir.path().join("p.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    for label in [
+        "lru-actions (trim)",
+        "gd-cost",
+        "bound (PFOO-L)",
+        "rebuild seconds saved",
+    ] {
+        assert!(svg.contains(label), "{label}");
+    }
+}
+
+#[test]
+fn the_table_fits_80_columns_and_names_the_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_ok(
+        Command::new(gocache_bin())
+            .args(["simulate", "--synthetic", "--days", "1"])
+            .args([
+                "--budget",
+                "30%",
+                "--policy",
+                "lru,gd-cost",
+                "--policy",
+                "bound",
+            ])
+            .current_dir(dir.path()),
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.lines().all(|l| l.chars().count() <= 80), "{text}");
+    assert!(text.contains("Budget 30% of the footprint"), "{text}");
+    assert!(text.contains("PFOO-L upper bound"), "{text}");
+    assert!(!text.contains("belady"), "{text}");
+    let rows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("  ") && l.ends_with("iB"))
+        .collect();
+    assert_eq!(rows.len(), 3, "{text}");
+}
+
+#[test]
+fn bad_traces_and_flags_exit_2_and_say_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("bad.jsonl"),
+        "{\"gocache_trace\":1,\"source\":\"prog\"}\n{\"t\":1,\"ev\":\"get\",\"hit\":true}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("empty.jsonl"),
+        "{\"gocache_trace\":1,\"source\":\"hook\"}\n",
+    )
+    .unwrap();
+    let cases: [(&[&str], &str); 6] = [
+        (&["bad.jsonl"], "bad.jsonl, line 2: a get needs \"a\""),
+        (&["missing.jsonl"], "cannot open trace missing.jsonl"),
+        (&["empty.jsonl"], "no lookups"),
+        (
+            &["empty.jsonl", "--policy", "fifo"],
+            "unknown policy \"fifo\"",
+        ),
+        (&["empty.jsonl", "--budget", "lots"], "invalid size"),
+        (&[], "TRACE"),
+    ];
+    for (args, needle) in cases {
+        let out = simulate(d, args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
