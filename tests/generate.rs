@@ -14,6 +14,7 @@ const SUBCOMMANDS: &[&str] = &[
     "hook",
     "go",
     "prog",
+    "simulate",
     "completions",
     "man",
 ];

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::common::{Global, Progress, human, print_json};
+use super::common::{Global, Progress, human, print_json};
 use gocache::limits::SizeSpec;
 use gocache::sim::synthetic::{GenSpec, generate};
 use gocache::sim::trace::{self, Trace};
