@@ -10,6 +10,7 @@
 //! - [`wrapper`]: `gocache go`; the post-insert hook is [`scan`] (with a
 //!   [`scan::HeadStart`]) then [`trim::run`] over the limits.
 //! - [`prog`]: a GOCACHEPROG server over Go's own on-disk layout.
+//! - [`remote`]: a shared second tier in an S3-compatible object store.
 //! - [`synth`]: deterministic synthetic caches for tests and benchmarks.
 //! - [`threads`]: helper threads that start beside their creator.
 //!
@@ -25,6 +26,7 @@ pub mod limits;
 pub mod model;
 pub mod policy;
 pub mod prog;
+pub mod remote;
 pub mod report;
 pub mod scan;
 pub mod stats;
