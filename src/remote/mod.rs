@@ -27,8 +27,13 @@ pub mod keys;
 pub mod location;
 pub mod policy;
 pub mod s3;
+pub mod stats;
 pub mod store;
+pub mod tier;
+pub mod trim;
 pub mod uses;
 
 pub use location::RemoteUrl;
+pub use stats::{RemoteStats, remote_stats};
 pub use store::{ObjectStore, StoreError};
+pub use trim::{RemoteTrimOptions, RemoteTrimReport, remote_trim};

@@ -426,7 +426,6 @@ impl S3Store {
                 | "TokenRefreshRequired"
                 | "AuthorizationHeaderMalformed"
                 | "AuthorizationQueryParametersError"
-                | "InvalidRequest"
         );
         if code == "NoSuchBucket" {
             return StoreError::NoSuchBucket {
@@ -434,14 +433,29 @@ impl S3Store {
             };
         }
         if status == 401 || status == 403 || (status == 400 && auth_code) {
-            let hint = if auth_code && code.starts_with("Authorization") {
+            // AWS says which credential is wrong in its code; other stores
+            // answer AccessDenied and say it in the message.
+            let lower = message.to_ascii_lowercase();
+            let wrong_credentials = auth_code
+                || [
+                    "signature",
+                    "no such key",
+                    "access key",
+                    "invalid key",
+                    "expired",
+                ]
+                .iter()
+                .any(|p| lower.contains(p));
+            let hint = if code.starts_with("Authorization") {
                 "check AWS_REGION: the store signs with another region"
-            } else if auth_code || self.credentials.is_none() {
+            } else if self.credentials.is_none() {
+                "no credentials were given and the store refuses anonymous requests: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+            } else if wrong_credentials {
                 "check the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN) and AWS_REGION"
             } else if matches!(op, Op::Put | Op::Delete) {
-                "these credentials may not write here: give them write access, or use read-only mode (--remote-read-only) with them"
+                "these credentials may not write here: give them write access, or use them in read-only mode (--remote-read-only)"
             } else {
-                "these credentials may not read this bucket or prefix: check their permissions"
+                "these credentials may not read this bucket or prefix: check their permissions (or AWS_ACCESS_KEY_ID)"
             };
             return StoreError::Denied {
                 store: self.name.clone(),
