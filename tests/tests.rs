@@ -7,6 +7,7 @@ mod support;
 mod hook;
 mod layout_cli;
 mod prog;
+mod remote;
 mod scan;
 mod trim;
 mod wrapper;
