@@ -245,6 +245,28 @@ impl S3Config {
     }
 }
 
+/// Why a remote could not be opened: bad input (exit code 2 in the CLI).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum OpenError {
+    /// The `s3://` URL.
+    #[error(transparent)]
+    Url(#[from] super::location::UrlError),
+    /// The endpoint, region or credentials.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// Parses `url`, resolves its configuration from `overrides` and the
+/// environment (`getenv`), and makes the store. Makes no request.
+pub fn open(
+    url: &str,
+    overrides: &S3Overrides,
+    getenv: impl Fn(&str) -> Option<OsString>,
+) -> Result<S3Store, OpenError> {
+    let url = RemoteUrl::parse(url)?;
+    Ok(S3Store::new(S3Config::resolve(url, overrides, getenv)?))
+}
+
 fn parse_endpoint(e: &str) -> Result<url::Url, String> {
     let u = url::Url::parse(e).map_err(|err| err.to_string())?;
     if !matches!(u.scheme(), "http" | "https") {
@@ -960,6 +982,26 @@ mod tests {
                 .to_string();
             assert!(err.contains(want), "{vars:?}: {err}");
         }
+    }
+
+    #[test]
+    fn open_checks_the_url_and_the_environment() {
+        let store = open(
+            "s3://go-cache/x",
+            &S3Overrides::default(),
+            env(&[("AWS_ENDPOINT_URL", "http://127.0.0.1:9")]),
+        )
+        .unwrap();
+        assert_eq!(store.describe(), "s3://go-cache/x at http://127.0.0.1:9");
+        let err = open("gs://b/x", &S3Overrides::default(), env(&[])).unwrap_err();
+        assert!(matches!(err, OpenError::Url(_)), "{err}");
+        let err = open(
+            "s3://bucket",
+            &S3Overrides::default(),
+            env(&[("AWS_ACCESS_KEY_ID", "x")]),
+        )
+        .unwrap_err();
+        assert!(matches!(err, OpenError::Config(_)), "{err}");
     }
 
     #[test]

@@ -236,6 +236,8 @@ struct Node {
     s3: SocketAddr,
     rpc: SocketAddr,
     child: Option<Child>,
+    /// `<node id>@<rpc address>`, once known.
+    id: Option<String>,
 }
 
 /// A three-node Garage cluster on 127.0.0.1.
@@ -341,6 +343,7 @@ api_bind_addr = "{s3}"
                 s3,
                 rpc,
                 child: None,
+                id: None,
             });
         }
         let cluster = GarageCluster {
@@ -361,6 +364,9 @@ api_bind_addr = "{s3}"
                 })
             })
             .collect();
+        for (node, id) in cluster.nodes.lock().unwrap().iter_mut().zip(&ids) {
+            node.id = Some(id.clone());
+        }
         for id in &ids[1..] {
             wait_until("garage node connect", Duration::from_secs(30), || {
                 cluster.cli(0, &["node", "connect", id])
@@ -407,7 +413,7 @@ api_bind_addr = "{s3}"
         let (s3, rpc) = (node.s3, node.rpc);
         drop(nodes);
         for addr in [s3, rpc] {
-            wait_until("a garage node listening", Duration::from_secs(30), || {
+            wait_until("a garage node listening", Duration::from_secs(60), || {
                 self.check_alive(i)?;
                 TcpStream::connect_timeout(&addr, Duration::from_millis(200))
                     .map(drop)
@@ -559,6 +565,20 @@ api_bind_addr = "{s3}"
     pub fn restart(&self, i: usize) {
         self.kill(i);
         self.spawn_node(i);
+        // Left alone, a restarted node finds its peers again within about
+        // 30 s; tell it where they are.
+        let peers: Vec<String> = {
+            let nodes = self.nodes.lock().unwrap();
+            (0..nodes.len())
+                .filter(|&j| j != i && nodes[j].child.is_some())
+                .filter_map(|j| nodes[j].id.clone())
+                .collect()
+        };
+        for peer in &peers {
+            wait_until("garage node connect", Duration::from_secs(60), || {
+                self.cli(i, &["node", "connect", peer])
+            });
+        }
         self.wait_connected(i);
     }
 
