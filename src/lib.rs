@@ -22,7 +22,9 @@
 //!    [`scan::HeadStart`] first) and `gocache prog`.
 //! 6. [`prog`]: a GOCACHEPROG server over Go's own on-disk layout.
 //!
-//! Beside the layers: [`sim`], traces of what go asked for, replayed under
+//! Beside the layers: [`remote`], a shared second tier in an S3-compatible
+//! object store (objects, fleet-wide use logs, a pure eviction policy and
+//! the trim that applies it; it uses only the leaves); and [`sim`], traces of what go asked for, replayed under
 //! eviction policies and budgets against an upper bound (`gocache
 //! simulate`); it uses only the leaves and [`policy`]'s types.
 //!
@@ -40,6 +42,7 @@ pub mod limits;
 pub mod model;
 pub mod policy;
 pub mod prog;
+pub mod remote;
 pub mod report;
 pub mod scan;
 pub mod sim;

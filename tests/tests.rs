@@ -9,6 +9,7 @@ mod hook;
 mod layout_cli;
 mod prog;
 mod readme;
+mod remote;
 mod scan;
 mod simulate;
 mod trim;

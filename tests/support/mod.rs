@@ -9,8 +9,12 @@
 //! - [`template_cache`] is a real cache built once per `target` dir (std, a
 //!   `go test`, two `go run` programs) and copied into each sandbox that
 //!   wants one, since building std cold takes about 30 s on two cores.
+//! - [`garage`] is a real, distributed S3 store (a three-node Garage
+//!   cluster on 127.0.0.1) for the remote tier's tests.
 
 #![allow(dead_code)]
+
+pub mod garage;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};

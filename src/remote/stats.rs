@@ -1,0 +1,132 @@
+//! `remote_stats`: what the store holds, and how well it serves the fleet.
+//! Reads only: lists the prefix and merges the use logs and snapshots in
+//! memory, writing nothing.
+
+use super::policy::Totals;
+use super::store::{ObjectStore, StoreError};
+use super::trim::{Inventory, SESSION_RETENTION, Unread, UsesRead};
+use super::uses::SessionCounts;
+use crate::model::UnixTime;
+
+/// Cache objects by last use (the later of upload and logged use).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AgeBucket {
+    /// `<1h`, `<1d`, `<5d`, `<30d` or `>=30d`.
+    pub bucket: &'static str,
+    /// Objects and bytes.
+    #[serde(flatten)]
+    pub totals: Totals,
+}
+
+/// What [`remote_stats`] found.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct RemoteStats {
+    /// Unix seconds the figures are for.
+    pub now: UnixTime,
+    /// Action entries and outputs together.
+    pub total: Totals,
+    /// Action entries (`a/`).
+    pub actions: Totals,
+    /// Outputs (`o/`).
+    pub outputs: Totals,
+    /// Use logs not merged yet.
+    pub logs: Totals,
+    /// Snapshots.
+    pub snapshots: Totals,
+    /// Other keys under the prefix (never touched).
+    pub other: Totals,
+    /// Everything under the prefix, in bytes: what a budget counts.
+    pub prefix_bytes: u64,
+    /// By last use.
+    pub age: Vec<AgeBucket>,
+    /// Oldest and newest upload of a cache object.
+    pub oldest_upload: Option<UnixTime>,
+    /// Newest upload.
+    pub newest_upload: Option<UnixTime>,
+    /// Sessions that reported in the last 30 days.
+    pub sessions: u64,
+    /// Their counters, added up.
+    pub counts: SessionCounts,
+    /// `hits / lookups` over those sessions; `None` without lookups.
+    pub hit_share: Option<f64>,
+    /// Logs and snapshots that could not be read.
+    pub unread: Vec<Unread>,
+}
+
+/// The age buckets' upper bounds, in seconds.
+const AGES: [(&str, i64); 4] = [
+    ("<1h", 3600),
+    ("<1d", 86_400),
+    ("<5d", 5 * 86_400),
+    ("<30d", 30 * 86_400),
+];
+
+/// Reports what the store holds, as of `now`.
+pub fn remote_stats(store: &dyn ObjectStore, now: UnixTime) -> Result<RemoteStats, StoreError> {
+    let mut read = UsesRead::default();
+    read.refresh(store)?;
+    let inv = Inventory::list(store)?;
+    let mut stats = RemoteStats {
+        now,
+        total: Totals::default(),
+        actions: Totals::default(),
+        outputs: Totals::default(),
+        logs: Totals::default(),
+        snapshots: Totals::default(),
+        other: Totals {
+            objects: inv.other.0,
+            bytes: inv.other.1,
+        },
+        prefix_bytes: 0,
+        age: AGES
+            .iter()
+            .map(|(b, _)| *b)
+            .chain([">=30d"])
+            .map(|bucket| AgeBucket {
+                bucket,
+                totals: Totals::default(),
+            })
+            .collect(),
+        oldest_upload: inv.uploads.map(|u| u.0),
+        newest_upload: inv.uploads.map(|u| u.1),
+        sessions: 0,
+        counts: SessionCounts::default(),
+        hit_share: None,
+        unread: read.unread.clone(),
+    };
+    let add = |t: &mut Totals, bytes: u64| {
+        t.objects += 1;
+        t.bytes = t.bytes.saturating_add(bytes);
+    };
+    for (_, size, _) in &inv.actions {
+        add(&mut stats.actions, *size);
+    }
+    for (_, size, _) in &inv.outputs {
+        add(&mut stats.outputs, *size);
+    }
+    for o in inv.objects(&read.uses) {
+        add(&mut stats.total, o.size);
+        let age = now.saturating_sub(o.effective_last_use());
+        let i = AGES
+            .iter()
+            .position(|(_, limit)| age < *limit)
+            .unwrap_or(AGES.len());
+        add(&mut stats.age[i].totals, o.size);
+    }
+    stats.logs = Totals {
+        objects: inv.logs.0,
+        bytes: inv.logs.1,
+    };
+    stats.snapshots = Totals {
+        objects: inv.snapshots.0,
+        bytes: inv.snapshots.1,
+    };
+    stats.prefix_bytes = stats.total.bytes.saturating_add(inv.fixed_bytes());
+    let (sessions, counts) = read
+        .uses
+        .totals_since(now.saturating_sub(SESSION_RETENTION));
+    stats.sessions = sessions;
+    stats.counts = counts;
+    stats.hit_share = (counts.lookups > 0).then(|| counts.hits as f64 / counts.lookups as f64);
+    Ok(stats)
+}

@@ -1,0 +1,670 @@
+//! What `gocache prog` calls: verified fetches, background uploads through
+//! a bounded queue, and use logs in batches.
+//!
+//! - [`RemoteTier::fetch`] looks an action up in the store and streams its
+//!   output into a sink the caller supplies (a temp file in level one),
+//!   checking the output's length and SHA-256 against the action entry
+//!   before saying yes. The caller renames the temp file into place only
+//!   on `Ok(Some(_))`, so a bad object never reaches a build.
+//! - [`Uploader`] takes puts without ever blocking ([`Uploader::try_enqueue`]
+//!   drops a job when the queue is full, and counts it), uploads them on
+//!   its own threads (output first, then the action entry, so an action
+//!   entry never names a missing output), and [`Uploader::drain`] finishes
+//!   within a deadline, abandoning what is left.
+//! - [`UseRecorder`] collects the session's uses and counters and writes
+//!   them as a use log every [`LOG_BATCH`] uses or [`LOG_INTERVAL`] seconds.
+//!
+//! When the store is unreachable or overloaded, the tier pauses for
+//! [`PAUSE`] seconds: fetches answer [`FetchError::Paused`] at once (a
+//! miss) and uploads are skipped, so a down store costs one timeout, not
+//! one per entry. Wrong credentials pause the uploader for good. Read-only
+//! sessions create no uploader and write no use logs.
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use sha2::Digest;
+
+use super::keys::{self, UsesKind, UsesName};
+use super::store::{ObjectStore, PutBody, StoreError, get_bytes};
+use super::uses::{SessionCounts, SessionId, Uses};
+use crate::layout::{ACTION_ENTRY_SIZE, ActionEntry, Id};
+use crate::model::UnixTime;
+
+/// Uses per log, at most.
+pub const LOG_BATCH: usize = 4096;
+/// Seconds between logs while uses are pending. A trim's grace period must
+/// be well above this (the default, one hour, is).
+pub const LOG_INTERVAL: i64 = 60;
+/// Seconds the tier stops asking a store that is down.
+pub const PAUSE: i64 = 30;
+
+/// A clock, injected: Unix seconds.
+pub type Clock = Arc<dyn Fn() -> UnixTime + Send + Sync>;
+
+/// Collects a session's uses and counters; writes them as use logs.
+pub struct UseRecorder {
+    session: SessionId,
+    state: Mutex<RecorderState>,
+}
+
+struct RecorderState {
+    pending: Uses,
+    records: usize,
+    counts: SessionCounts,
+    counts_dirty: bool,
+    last_flush: UnixTime,
+}
+
+impl UseRecorder {
+    /// A recorder for a session starting at `now`.
+    pub fn new(now: UnixTime) -> UseRecorder {
+        UseRecorder {
+            session: SessionId::new(now),
+            state: Mutex::new(RecorderState {
+                pending: Uses::default(),
+                records: 0,
+                counts: SessionCounts::default(),
+                counts_dirty: false,
+                last_flush: now,
+            }),
+        }
+    }
+
+    /// This session's ID.
+    pub fn session(&self) -> SessionId {
+        self.session
+    }
+
+    /// Records a use of `action`, naming `output`, at `now`: a remote hit,
+    /// an upload, or a local hit on an entry the store holds.
+    pub fn record_use(&self, action: Id, output: Id, now: UnixTime) {
+        let mut s = self.state.lock().unwrap();
+        s.pending.record(action, output, now);
+        s.records += 1;
+    }
+
+    /// Updates the session's counters.
+    pub fn count(&self, now: UnixTime, f: impl FnOnce(&mut SessionCounts)) {
+        let mut s = self.state.lock().unwrap();
+        f(&mut s.counts);
+        s.counts.last = s.counts.last.max(now);
+        s.counts_dirty = true;
+    }
+
+    /// The session's counters so far.
+    pub fn counts(&self) -> SessionCounts {
+        self.state.lock().unwrap().counts
+    }
+
+    /// True when uses or counters wait to be written.
+    pub fn has_pending(&self) -> bool {
+        let s = self.state.lock().unwrap();
+        s.records > 0 || s.counts_dirty
+    }
+
+    /// True when a log should be written now.
+    pub fn due(&self, now: UnixTime) -> bool {
+        let s = self.state.lock().unwrap();
+        s.records >= LOG_BATCH
+            || ((s.records > 0 || s.counts_dirty) && now - s.last_flush >= LOG_INTERVAL)
+    }
+
+    /// Writes what is pending as one use log (`uses/log-…`), with the
+    /// session's counters so far. Nothing pending: nothing written. On
+    /// failure the uses stay pending for the next try.
+    pub fn flush(
+        &self,
+        store: &dyn ObjectStore,
+        now: UnixTime,
+    ) -> Result<Option<String>, StoreError> {
+        let (mut batch, records) = {
+            let mut s = self.state.lock().unwrap();
+            if s.records == 0 && !s.counts_dirty {
+                return Ok(None);
+            }
+            let mut batch = std::mem::take(&mut s.pending);
+            let mut counts = s.counts;
+            counts.last = counts.last.max(now);
+            batch.sessions.insert(self.session, counts);
+            s.counts_dirty = false;
+            s.last_flush = now;
+            (batch, std::mem::take(&mut s.records))
+        };
+        let name = UsesName::new(UsesKind::Log, now);
+        match store.put(&name.key(), PutBody::Bytes(&batch.encode())) {
+            Ok(()) => Ok(Some(name.key())),
+            Err(e) => {
+                let mut s = self.state.lock().unwrap();
+                batch.sessions.clear();
+                s.pending.merge(&batch);
+                s.records += records;
+                s.counts_dirty = true;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Why a fetch served nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The tier is paused after the store failed; treat as a miss, and do
+    /// not warn again.
+    #[error("the remote tier is paused until {0} after an error")]
+    Paused(UnixTime),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The action object is not Go's action entry for its key.
+    #[error("{store}: {key} is not a valid action entry ({why}); ignored")]
+    BadAction {
+        /// The store.
+        store: String,
+        /// The object's key.
+        key: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// The output does not match its name or the size its action entry
+    /// gives.
+    #[error(
+        "{store}: {key} is corrupt ({why}); refused: nothing from it was used (delete the object; the entry is built locally)"
+    )]
+    Corrupt {
+        /// The store.
+        store: String,
+        /// The object's key.
+        key: String,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+/// A sink that hashes what passes through it.
+struct Hashing<'a> {
+    inner: &'a mut dyn Write,
+    hash: sha2::Sha256,
+}
+
+impl Write for Hashing<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The store as level two: verified fetches.
+pub struct RemoteTier {
+    store: Arc<dyn ObjectStore>,
+    recorder: Option<Arc<UseRecorder>>,
+    paused_until: AtomicI64,
+}
+
+impl RemoteTier {
+    /// A tier over `store`. With a recorder, verified hits are recorded as
+    /// uses; without one (read-only mode), nothing is ever written.
+    pub fn new(store: Arc<dyn ObjectStore>, recorder: Option<Arc<UseRecorder>>) -> RemoteTier {
+        RemoteTier {
+            store,
+            recorder,
+            paused_until: AtomicI64::new(i64::MIN),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// Looks up `action`. On a hit, the output's bytes have been written
+    /// to `sink` and checked: its length is the action entry's size and
+    /// its SHA-256 is the output ID. `Ok(None)` is a miss. On any error the
+    /// sink may hold unverified bytes: discard them.
+    pub fn fetch(
+        &self,
+        action: Id,
+        sink: &mut dyn Write,
+        now: UnixTime,
+    ) -> Result<Option<ActionEntry>, FetchError> {
+        let until = self.paused_until.load(Ordering::Relaxed);
+        if now < until {
+            return Err(FetchError::Paused(until));
+        }
+        let r = self.fetch_inner(action, sink);
+        if let Some(rec) = &self.recorder {
+            rec.count(now, |c| {
+                c.lookups += 1;
+                match &r {
+                    Ok(Some(e)) => {
+                        c.hits += 1;
+                        c.download_bytes += e.size;
+                    }
+                    Ok(None) => {}
+                    Err(FetchError::Corrupt { .. } | FetchError::BadAction { .. }) => {
+                        c.refused += 1
+                    }
+                    Err(_) => c.errors += 1,
+                }
+            });
+            if let Ok(Some(e)) = &r {
+                rec.record_use(e.action, e.output, now);
+            }
+        }
+        if let Err(FetchError::Store(e)) = &r
+            && e.is_unavailable()
+        {
+            self.paused_until.store(now + PAUSE, Ordering::Relaxed);
+        }
+        r
+    }
+
+    fn fetch_inner(
+        &self,
+        action: Id,
+        sink: &mut dyn Write,
+    ) -> Result<Option<ActionEntry>, FetchError> {
+        let akey = keys::action_key(action);
+        let Some(data) =
+            get_bytes(&*self.store, &akey, ACTION_ENTRY_SIZE as u64).map_err(|e| match e {
+                StoreError::TooLarge { size, .. } => FetchError::BadAction {
+                    store: self.store.describe(),
+                    key: akey.clone(),
+                    why: format!("{size} bytes or more, not {ACTION_ENTRY_SIZE}"),
+                },
+                e => e.into(),
+            })?
+        else {
+            return Ok(None);
+        };
+        let entry = ActionEntry::parse(&data, Some(action)).map_err(|e| FetchError::BadAction {
+            store: self.store.describe(),
+            key: akey,
+            why: e.to_string(),
+        })?;
+        let okey = keys::output_key(entry.output);
+        let mut hashing = Hashing {
+            inner: sink,
+            hash: sha2::Sha256::new(),
+        };
+        let got = match self.store.get(&okey, entry.size, &mut hashing) {
+            Ok(Some(n)) => n,
+            // The action entry names an output that is gone: a miss.
+            Ok(None) => return Ok(None),
+            Err(StoreError::TooLarge { size, .. }) => {
+                return Err(FetchError::Corrupt {
+                    store: self.store.describe(),
+                    key: okey,
+                    why: format!(
+                        "{size} bytes or more, but its action entry says {}",
+                        entry.size
+                    ),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if got != entry.size {
+            return Err(FetchError::Corrupt {
+                store: self.store.describe(),
+                key: okey,
+                why: format!("{got} bytes, but its action entry says {}", entry.size),
+            });
+        }
+        let digest: [u8; 32] = hashing.hash.finalize().into();
+        if Id(digest) != entry.output {
+            return Err(FetchError::Corrupt {
+                store: self.store.describe(),
+                key: okey,
+                why: format!("its SHA-256 is {}, not its name", Id(digest)),
+            });
+        }
+        Ok(Some(entry))
+    }
+}
+
+/// One entry to upload.
+pub struct UploadJob {
+    /// The action entry (its size is the output's).
+    pub entry: ActionEntry,
+    /// The output's bytes.
+    pub body: UploadBody,
+}
+
+/// An output's bytes: in memory, or an open file (opened by the caller
+/// through its directory descriptor; an open file survives a trim
+/// unlinking it).
+pub enum UploadBody {
+    /// Bytes in memory.
+    Bytes(Vec<u8>),
+    /// An open file.
+    File(std::fs::File),
+}
+
+/// Limits of the upload queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UploaderOptions {
+    /// Upload threads.
+    pub workers: usize,
+    /// Jobs waiting, at most (each may hold an open file).
+    pub max_jobs: usize,
+    /// Bytes waiting in memory, at most.
+    pub max_bytes: u64,
+}
+
+impl Default for UploaderOptions {
+    fn default() -> UploaderOptions {
+        UploaderOptions {
+            workers: 4,
+            max_jobs: 512,
+            max_bytes: 256 << 20,
+        }
+    }
+}
+
+/// What the uploader did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct UploadCounts {
+    /// Jobs taken into the queue.
+    pub queued: u64,
+    /// Entries uploaded (output and action entry).
+    pub uploaded: u64,
+    /// Their bytes.
+    pub upload_bytes: u64,
+    /// Jobs refused because the queue was full or closed.
+    pub dropped: u64,
+    /// Jobs that failed or were skipped while the store was paused.
+    pub failed: u64,
+    /// Jobs still queued or running when the deadline came.
+    pub abandoned: u64,
+    /// The first error, for the one warning.
+    pub first_error: Option<String>,
+    /// Use logs written.
+    pub logs_written: u64,
+    /// True when the final use log could not be written in time.
+    pub log_lost: bool,
+}
+
+struct Queue {
+    jobs: VecDeque<UploadJob>,
+    bytes: u64,
+    running: usize,
+    closed: bool,
+}
+
+struct Shared {
+    store: Arc<dyn ObjectStore>,
+    recorder: Arc<UseRecorder>,
+    clock: Clock,
+    opts: UploaderOptions,
+    queue: Mutex<Queue>,
+    work: Condvar,
+    idle: Condvar,
+    counts: Mutex<UploadCounts>,
+    /// Unix seconds until which uploads are skipped; `i64::MAX` for good
+    /// (credentials refused).
+    paused_until: AtomicI64,
+}
+
+/// Background uploads through a bounded queue.
+pub struct Uploader {
+    shared: Arc<Shared>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Uploader {
+    /// Starts the upload threads. Uploads are recorded as uses in
+    /// `recorder`, which the threads also flush as logs fall due.
+    pub fn start(
+        store: Arc<dyn ObjectStore>,
+        recorder: Arc<UseRecorder>,
+        opts: UploaderOptions,
+        clock: Clock,
+    ) -> Uploader {
+        let shared = Arc::new(Shared {
+            store,
+            recorder,
+            clock,
+            opts,
+            queue: Mutex::new(Queue {
+                jobs: VecDeque::new(),
+                bytes: 0,
+                running: 0,
+                closed: false,
+            }),
+            work: Condvar::new(),
+            idle: Condvar::new(),
+            counts: Mutex::new(UploadCounts::default()),
+            paused_until: AtomicI64::new(i64::MIN),
+        });
+        let workers = (0..opts.workers.max(1))
+            .map(|i| {
+                let shared = Arc::clone(&shared);
+                std::thread::Builder::new()
+                    .name(format!("gocache-upload-{i}"))
+                    .spawn(move || worker(&shared, i == 0))
+                    .expect("spawning an upload thread")
+            })
+            .collect();
+        Uploader { shared, workers }
+    }
+
+    /// Queues a job without waiting. False (and counted as dropped) when
+    /// the queue is full or closed.
+    pub fn try_enqueue(&self, job: UploadJob) -> bool {
+        let mem = match &job.body {
+            UploadBody::Bytes(b) => b.len() as u64,
+            UploadBody::File(_) => 0,
+        };
+        let mut q = self.shared.queue.lock().unwrap();
+        let full = q.jobs.len() >= self.shared.opts.max_jobs
+            || (mem > 0 && q.bytes + mem > self.shared.opts.max_bytes);
+        if q.closed || full {
+            drop(q);
+            self.shared.counts.lock().unwrap().dropped += 1;
+            return false;
+        }
+        q.jobs.push_back(job);
+        q.bytes += mem;
+        drop(q);
+        self.shared.counts.lock().unwrap().queued += 1;
+        self.shared.work.notify_one();
+        true
+    }
+
+    /// What the uploader did so far.
+    pub fn counts(&self) -> UploadCounts {
+        self.shared.counts.lock().unwrap().clone()
+    }
+
+    /// Closes the queue, lets the threads finish it until `deadline`, then
+    /// writes the last use log if there is time. Whatever is not done by
+    /// the deadline is abandoned (the threads are left to die with the
+    /// process) and counted.
+    pub fn drain(self, deadline: Instant) -> UploadCounts {
+        let sh = &self.shared;
+        let mut q = sh.queue.lock().unwrap();
+        q.closed = true;
+        sh.work.notify_all();
+        while !(q.jobs.is_empty() && q.running == 0) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            q = sh.idle.wait_timeout(q, left).unwrap().0;
+        }
+        let abandoned = (q.jobs.len() + q.running) as u64;
+        q.jobs.clear();
+        drop(q);
+        sh.counts.lock().unwrap().abandoned += abandoned;
+        // Idle threads see the closed queue and end; one still uploading
+        // past the deadline is left to end with the process. Never joined
+        // here: a join could wait out a store's timeout.
+        drop(self.workers);
+        // The last log, on a thread of its own so the deadline holds even
+        // if the store hangs up to its request timeout; none while the
+        // store is paused (down, or refusing these credentials).
+        if (sh.clock)() < sh.paused_until.load(Ordering::Relaxed) {
+            let mut c = sh.counts.lock().unwrap();
+            c.log_lost = sh.recorder.has_pending();
+            return c.clone();
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let shared = Arc::clone(&self.shared);
+        let _ = std::thread::Builder::new()
+            .name("gocache-upload-log".into())
+            .spawn(move || {
+                let now = (shared.clock)();
+                let _ = tx.send(shared.recorder.flush(&*shared.store, now));
+            });
+        let left = deadline.saturating_duration_since(Instant::now());
+        let flushed = rx.recv_timeout(left.max(Duration::from_millis(1)));
+        let mut c = sh.counts.lock().unwrap();
+        match flushed {
+            Ok(Ok(Some(_))) => c.logs_written += 1,
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => {
+                c.log_lost = true;
+                c.first_error.get_or_insert_with(|| e.to_string());
+            }
+            Err(_) => c.log_lost = true,
+        }
+        c.clone()
+    }
+}
+
+fn worker(sh: &Shared, flusher: bool) {
+    loop {
+        let job = {
+            let mut q = sh.queue.lock().unwrap();
+            loop {
+                if let Some(job) = q.jobs.pop_front() {
+                    if let UploadBody::Bytes(b) = &job.body {
+                        q.bytes -= b.len() as u64;
+                    }
+                    q.running += 1;
+                    break Some(job);
+                }
+                if q.closed {
+                    break None;
+                }
+                if flusher {
+                    let wait = Duration::from_secs(LOG_INTERVAL as u64 / 4);
+                    q = sh.work.wait_timeout(q, wait).unwrap().0;
+                    if q.jobs.is_empty() && !q.closed {
+                        drop(q);
+                        flush_if_due(sh);
+                        q = sh.queue.lock().unwrap();
+                    }
+                } else {
+                    q = sh.work.wait(q).unwrap();
+                }
+            }
+        };
+        let Some(job) = job else {
+            sh.idle.notify_all();
+            return;
+        };
+        upload(sh, job);
+        {
+            let mut q = sh.queue.lock().unwrap();
+            q.running -= 1;
+            if q.jobs.is_empty() && q.running == 0 {
+                sh.idle.notify_all();
+            }
+        }
+        if flusher {
+            flush_if_due(sh);
+        }
+    }
+}
+
+fn flush_if_due(sh: &Shared) {
+    let now = (sh.clock)();
+    if !sh.recorder.due(now) || now < sh.paused_until.load(Ordering::Relaxed) {
+        return;
+    }
+    match sh.recorder.flush(&*sh.store, now) {
+        Ok(Some(_)) => sh.counts.lock().unwrap().logs_written += 1,
+        Ok(None) => {}
+        Err(e) => note_error(sh, &e, now),
+    }
+}
+
+fn note_error(sh: &Shared, e: &StoreError, now: UnixTime) {
+    if e.is_denied() {
+        sh.paused_until.store(i64::MAX, Ordering::Relaxed);
+    } else if e.is_unavailable() {
+        sh.paused_until.store(now + PAUSE, Ordering::Relaxed);
+    }
+    sh.counts
+        .lock()
+        .unwrap()
+        .first_error
+        .get_or_insert_with(|| e.to_string());
+}
+
+fn upload(sh: &Shared, job: UploadJob) {
+    let now = (sh.clock)();
+    let fail = |e: Option<&StoreError>| {
+        if let Some(e) = e {
+            note_error(sh, e, now);
+        }
+        sh.counts.lock().unwrap().failed += 1;
+        sh.recorder.count(now, |c| c.errors += 1);
+    };
+    if now < sh.paused_until.load(Ordering::Relaxed) {
+        return fail(None);
+    }
+    let entry = job.entry;
+    let body = match &job.body {
+        UploadBody::Bytes(b) => PutBody::Bytes(b),
+        UploadBody::File(f) => PutBody::File {
+            file: f,
+            len: entry.size,
+        },
+    };
+    if let UploadBody::Bytes(b) = &job.body
+        && b.len() as u64 != entry.size
+    {
+        let e = format!(
+            "upload of {}: {} bytes, but the action entry says {}",
+            entry.output,
+            b.len(),
+            entry.size
+        );
+        sh.counts.lock().unwrap().first_error.get_or_insert(e);
+        return fail(None);
+    }
+    let r = sh
+        .store
+        .put(&keys::output_key(entry.output), body)
+        .and_then(|()| {
+            sh.store.put(
+                &keys::action_key(entry.action),
+                PutBody::Bytes(entry.format().as_bytes()),
+            )
+        });
+    match r {
+        Ok(()) => {
+            let bytes = entry.size + ACTION_ENTRY_SIZE as u64;
+            {
+                let mut c = sh.counts.lock().unwrap();
+                c.uploaded += 1;
+                c.upload_bytes += bytes;
+            }
+            sh.recorder.record_use(entry.action, entry.output, now);
+            sh.recorder.count(now, |c| {
+                c.uploads += 1;
+                c.upload_bytes += bytes;
+            });
+        }
+        Err(e) => fail(Some(&e)),
+    }
+}
