@@ -111,14 +111,11 @@ impl Ctx {
         })
     }
 
-    /// Opens the index for writing, or, when the index itself is to blame
-    /// (read-only, corrupt, too new, locked), the fallback the library
-    /// chooses, with why, to say once.
-    pub fn open_index_or_fallback(
-        &self,
-    ) -> anyhow::Result<(gocache::index::Index, Option<String>)> {
-        let (ix, fallback) = gocache::index::Index::open_or_fallback(&self.index_path, self.now)?;
-        Ok((ix, fallback.map(|f| f.to_string())))
+    /// How this command wants its index: the file, with a short wait for
+    /// another process holding it, and the library's recovery when the
+    /// file is to blame (see `gocache::index::Access`).
+    pub fn access(&self) -> gocache::index::Access {
+        gocache::index::Access::new(&self.index_path)
     }
 }
 

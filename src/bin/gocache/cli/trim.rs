@@ -49,20 +49,24 @@ struct Out<'a> {
 pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let ctx = Ctx::locate(global)?;
     let started = Instant::now();
-    let (mut index, fallback) = ctx.open_index_or_fallback()?;
     let progress = Progress::new(ctx.quiet || args.json);
+    let done = ctx.access().run(ctx.now, |index, _| {
+        let limits = effective_limits(&ctx.cache_dir, index, &args.limits.specs())?;
+        gocache::enforce::trim(
+            &ctx.cache_dir,
+            index,
+            &limits,
+            args.dry_run,
+            ctx.now,
+            &progress,
+        )
+    })?;
+    let fallback = done.fallback.as_ref().map(|f| f.to_string());
     if let Some(why) = &fallback {
         progress.warn(why);
     }
-    let limits = effective_limits(&ctx.cache_dir, &index, &args.limits.specs())?;
-    let outcome = gocache::enforce::trim(
-        &ctx.cache_dir,
-        &mut index,
-        &limits,
-        args.dry_run,
-        ctx.now,
-        &progress,
-    )?;
+    let mut index = done.index;
+    let outcome = done.value;
     let report = match outcome {
         TrimOutcome::Done(r) => r,
         TrimOutcome::Locked => {
@@ -76,7 +80,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
     };
-    if fallback.is_none() && !args.dry_run {
+    if !index.is_in_memory() && !args.dry_run {
         let executed = report.executed.as_ref();
         let summary = gocache::index::LastTrim {
             at: ctx.now,
