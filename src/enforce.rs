@@ -30,11 +30,11 @@
 use std::path::Path;
 use std::time::Instant;
 
-use crate::cachedir::{CacheDir, TrimLock, sweep_prog_temps};
+use crate::cachedir::{CacheDir, TrimLock, own_dir_allocated, sweep_prog_temps};
 use crate::error::{Error, Result};
 use crate::index::{Index, Use};
 use crate::limits::{LimitSpecs, Limits};
-use crate::model::UnixTime;
+use crate::model::{OtherClass, UnixTime};
 use crate::policy::{Environment, HEADROOM, Plan, over_limits};
 use crate::report::Reporter;
 use crate::scan::{ScanOptions, ScanSummary, scan};
@@ -53,11 +53,20 @@ pub fn effective_limits(cache_dir: &Path, index: &Index, flags: &LimitSpecs) -> 
 }
 
 /// Allocated bytes in the cache directory that are not entries: the
-/// directory and its 256 subdirectories, Go's files, gocache's index, odd
-/// files. They count towards the budget (what `du` sees) but cannot be
-/// evicted.
+/// directory and its 256 subdirectories, Go's files, odd files, and
+/// gocache's own directory. They count towards the budget (what `du` sees)
+/// but cannot be evicted. gocache's own directory (the index, its WAL, a
+/// moved-aside damaged copy) is measured now, not taken from the last
+/// scan: it changes while gocache runs (a rebuilt index fills up during
+/// the sync that follows).
 pub fn fixed_bytes(cache_dir: &Path, index: &Index) -> Result<u64> {
-    let others: u64 = index.others()?.iter().map(|o| o.allocated).sum();
+    let others: u64 = index
+        .others()?
+        .iter()
+        .filter(|o| o.class != OtherClass::Gocache)
+        .map(|o| o.allocated)
+        .sum::<u64>()
+        .saturating_add(own_dir_allocated(cache_dir));
     let top = std::fs::symlink_metadata(cache_dir)
         .map(|m| std::os::unix::fs::MetadataExt::blocks(&m) * 512)
         .unwrap_or(0);
@@ -133,6 +142,11 @@ pub fn trim(
         ..Default::default()
     };
     let synced = scan(cache_dir, index, &full, now, reporter)?;
+    // Move the sync's writes into the index file now, so that the fixed
+    // bytes measured for the plan are what the index occupies after the
+    // run (removing rows does not grow it), not a file still to grow by
+    // its WAL. Best effort: readers may hold the WAL a moment.
+    let _ = index.checkpoint();
     timings.sync_seconds = clock.elapsed().as_secs_f64();
     let dir = if dry_run {
         None
@@ -279,7 +293,8 @@ fn execute_in_rounds(
         }
     }
     if executed.removed > 0 {
-        index.checkpoint()?;
+        // Best effort, as on close: a reader may hold the WAL a moment.
+        let _ = index.checkpoint();
     }
     Ok((plan, executed))
 }
