@@ -34,8 +34,8 @@ use crate::cachedir::{CacheDir, TrimLock, own_dir_allocated, sweep_prog_temps};
 use crate::error::{Error, Result};
 use crate::index::{Index, Use};
 use crate::limits::{LimitSpecs, Limits};
-use crate::model::{OtherClass, UnixTime};
-use crate::policy::{Environment, HEADROOM, Plan, over_limits};
+use crate::model::{OtherClass, Totals, UnixTime};
+use crate::policy::{Environment, HEADROOM, Plan, Rule, Unmet, over_limits, shortfalls};
 use crate::report::Reporter;
 use crate::scan::{ScanOptions, ScanSummary, scan};
 use crate::trim::{Executed, execute};
@@ -86,8 +86,19 @@ pub struct TrimReport {
     pub plan: Plan,
     /// What executing it did (absent for a dry run).
     pub executed: Option<Executed>,
+    /// The entries before the run (after the sync).
+    pub before: Totals,
+    /// The entries on disk after the run, removals that failed included
+    /// (for a dry run: what the plan would leave).
+    pub after: Totals,
+    /// The fixed bytes beside the entries after the run (see
+    /// [`fixed_bytes`]), measured once the run's index changes are in.
+    pub fixed_bytes: u64,
     /// Every limit met after the run (for a dry run: would be).
     pub limits_met: bool,
+    /// The limits not met after the run, with the bytes still over and
+    /// why (for a dry run: the plan's).
+    pub unmet: Vec<Unmet>,
     /// Seconds spent syncing, planning and executing (wall clock; for
     /// reports and benchmarks, not for decisions).
     pub timings: Timings,
@@ -159,11 +170,16 @@ pub fn trim(
     let clock = Instant::now();
     let plan = make_plan(index, limits, &env, now)?;
     timings.plan_seconds = clock.elapsed().as_secs_f64();
+    let before = plan.before;
     let Some(dir) = dir else {
         return Ok(TrimOutcome::Done(Box::new(TrimReport {
             dry_run: true,
             scan: synced,
+            before,
+            after: plan.after,
+            fixed_bytes: env.fixed_bytes,
             limits_met: plan.meets_all_limits(),
+            unmet: plan.unmet.clone(),
             plan,
             executed: None,
             timings,
@@ -172,14 +188,83 @@ pub fn trim(
     let clock = Instant::now();
     let (plan, executed) = execute_in_rounds(&dir, index, plan, limits, &env, now, reporter)?;
     timings.execute_seconds = clock.elapsed().as_secs_f64();
+    // What is on disk now: the index's totals once the removals are
+    // recorded (a removal that failed left its row), and the fixed bytes
+    // and free space measured again.
+    let after = index.fast_totals()?;
+    let env_after = Environment {
+        fixed_bytes: fixed_bytes(cache_dir, index)?,
+        free_bytes: limits
+            .min_free
+            .and_then(|_| fs4::available_space(cache_dir).ok()),
+    };
+    let unmet = unmet_after(&plan, &executed, &after, &env_after, limits);
     Ok(TrimOutcome::Done(Box::new(TrimReport {
         dry_run: false,
         scan: synced,
-        limits_met: limits_met(&plan, &executed),
+        before,
+        after,
+        fixed_bytes: env_after.fixed_bytes,
+        limits_met: unmet.is_empty(),
+        unmet,
         plan,
         executed: Some(executed),
         timings,
     })))
+}
+
+/// The limits `after` (what is on disk after a run) does not meet, each
+/// with why: the plan's own reason (the grace period, the fixed bytes),
+/// and what the run could not do (removals that failed, entries used or
+/// changed while it ran).
+fn unmet_after(
+    plan: &Plan,
+    executed: &Executed,
+    after: &Totals,
+    env: &Environment,
+    limits: &Limits,
+) -> Vec<Unmet> {
+    shortfalls(after, env, limits)
+        .into_iter()
+        .map(|(limit, over_by)| {
+            let mut why: Vec<String> = plan
+                .unmet
+                .iter()
+                .filter(|u| u.limit == limit)
+                .map(|u| u.reason.clone())
+                .collect();
+            if executed.failed > 0 {
+                let first = executed.errors.first().map_or("", String::as_str);
+                why.push(format!(
+                    "{} removals failed (first: {first})",
+                    executed.failed
+                ));
+            }
+            if executed.skipped_used_since > 0 {
+                why.push(format!(
+                    "{} entries were used by go while the trim ran",
+                    executed.skipped_used_since
+                ));
+            }
+            let odd = executed.skipped_changed + executed.skipped_odd;
+            if odd > 0 {
+                why.push(format!(
+                    "{odd} entries changed or are not in Go's layout and were left alone"
+                ));
+            }
+            if why.is_empty() {
+                why.push(match limit {
+                    Rule::FreeSpace => "something else is filling the disk".into(),
+                    _ => "the cache grew while the trim ran".into(),
+                });
+            }
+            Unmet {
+                limit,
+                over_by,
+                reason: why.join("; "),
+            }
+        })
+        .collect()
 }
 
 /// The outcome of [`after_use`].
@@ -297,13 +382,4 @@ fn execute_in_rounds(
         let _ = index.checkpoint();
     }
     Ok((plan, executed))
-}
-
-/// Every limit met after executing `plan`: the plan met them, nothing was
-/// kept for another reason, and what Go used since the last round's plan
-/// left nothing to do.
-fn limits_met(plan: &Plan, executed: &Executed) -> bool {
-    plan.meets_all_limits()
-        && executed.skipped_changed + executed.skipped_odd + executed.failed == 0
-        && (executed.used_since.is_empty() || plan.is_empty())
 }

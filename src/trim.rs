@@ -297,7 +297,7 @@ impl Executed {
                 why
             }
         };
-        reporter.warn(&format!("{}: {why}", v.name));
+        reporter.detail(&format!("{}: {why}", v.name));
         if self.errors.len() < 20 {
             self.errors.push(format!("{}: {why}", v.name));
         }

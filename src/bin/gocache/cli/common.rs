@@ -38,7 +38,8 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
 }
 
 /// 2 for bad input (the user can fix the command line or environment), 1
-/// for everything else.
+/// for everything else. (3, limits not met, is a trim's outcome, not an
+/// error: `trim` returns it.)
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     use gocache::Error;
     for cause in err.chain() {
@@ -124,6 +125,7 @@ impl Ctx {
 pub struct Progress {
     bar: std::sync::Mutex<Option<indicatif::ProgressBar>>,
     enabled: bool,
+    verbose: bool,
 }
 
 impl Progress {
@@ -132,7 +134,14 @@ impl Progress {
         Progress {
             bar: std::sync::Mutex::new(None),
             enabled: !quiet && std::io::stderr().is_terminal(),
+            verbose: false,
         }
+    }
+
+    /// Also prints each detail a summary counts (`--verbose`).
+    pub fn verbose(mut self, on: bool) -> Progress {
+        self.verbose = on;
+        self
     }
 }
 
@@ -168,6 +177,17 @@ impl gocache::report::Reporter for Progress {
         match &*guard {
             Some(bar) => bar.suspend(|| eprintln!("gocache: warning: {message}")),
             None => eprintln!("gocache: warning: {message}"),
+        }
+    }
+
+    fn detail(&self, message: &str) {
+        if !self.verbose {
+            return;
+        }
+        let guard = self.bar.lock().unwrap_or_else(|p| p.into_inner());
+        match &*guard {
+            Some(bar) => bar.suspend(|| eprintln!("gocache: {message}")),
+            None => eprintln!("gocache: {message}"),
         }
     }
 }

@@ -99,6 +99,15 @@ pub fn run_after_go(global: &Global, args: &Args, seen: &AfterGo) -> anyhow::Res
         progress.warn(&why.to_string());
     }
     let (synced, outcome) = done.value;
+    if let AfterUse::Trimmed(e) = &outcome
+        && e.failed > 0
+    {
+        progress.warn(&format!(
+            "could not remove {} cache entries (first: {})",
+            e.failed,
+            e.errors.first().map_or("", String::as_str)
+        ));
+    }
     let rescanned = synced.rescanned;
     let (action, removed, removed_allocated) = match outcome {
         AfterUse::UnderLimits => ("under_limits", 0, 0),
