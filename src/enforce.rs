@@ -353,7 +353,11 @@ fn make_plan(index: &Index, limits: &Limits, env: &Environment, now: UnixTime) -
 /// Executes `plan` under the lock the caller holds, in rounds: entries Go
 /// used since the sync are skipped by the executor, which reports their new
 /// mtimes; record them and plan again, so that older entries go instead.
-/// Returns the last plan and what all rounds did.
+/// The fixed bytes are measured again after each round (the index's own
+/// files change as rows go: a page, a `-shm` block), and while they put
+/// the cache over a limit the next round plans again with them, so that a
+/// trim meets its budget by `du` after it exits. Returns the last plan and
+/// what all rounds did.
 fn execute_in_rounds(
     dir: &CacheDir,
     index: &mut Index,
@@ -367,19 +371,27 @@ fn execute_in_rounds(
     for round in 0..MAX_ROUNDS {
         let done = execute(dir, &plan.victims, Some(index), reporter)?;
         let refreshed = done.used_since.clone();
+        let removed = done.removed;
         executed.absorb(done);
-        if refreshed.is_empty() || round + 1 == MAX_ROUNDS {
+        if removed > 0 {
+            // The file as the run leaves it, before measuring it. Best
+            // effort, as on close: a reader may hold the WAL a moment.
+            let _ = index.checkpoint();
+        }
+        if round + 1 == MAX_ROUNDS {
             break;
         }
-        index.record_mtimes(&refreshed)?;
-        plan = make_plan(index, limits, env, now)?;
+        if !refreshed.is_empty() {
+            index.record_mtimes(&refreshed)?;
+        }
+        let env = environment(dir.path(), index, limits).unwrap_or(*env);
+        if refreshed.is_empty() && !over_limits(&index.fast_totals()?, &env, limits) {
+            break;
+        }
+        plan = make_plan(index, limits, &env, now)?;
         if plan.is_empty() {
             break;
         }
-    }
-    if executed.removed > 0 {
-        // Best effort, as on close: a reader may hold the WAL a moment.
-        let _ = index.checkpoint();
     }
     Ok((plan, executed))
 }

@@ -152,6 +152,8 @@ fn a_held_index_costs_the_documented_wait_then_stats_trim_and_the_hook_work_from
         vec!["hook", "--json", "--budget", &b],
         vec!["trim", "--json", "--budget", &b],
     ] {
+        // Something new in a subdirectory, so that every sync must write.
+        std::fs::write(sb.cache().join(format!("00/stray-{}", args[0])), "x").unwrap();
         let started = Instant::now();
         let out = run_ok(sb.gocache(&args));
         let took = started.elapsed();
