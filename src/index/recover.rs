@@ -168,12 +168,15 @@ impl Access {
     ) -> Result<Recovered<T>> {
         let mut fallback = None;
         let mut rebuilt = false;
-        let mut attempt = opened.map_err(|e| (e, None));
+        // An I/O error opening the index (its directory cannot be made,
+        // say) is the index's; from the work, it is the cache's.
+        let mut attempt = opened.map_err(|e| (e, None, true));
         loop {
             let mut index = match attempt {
                 Ok(index) => index,
-                Err((error, opened_file)) => {
-                    let (index, why) = self.recover(error, opened_file, now, &mut rebuilt)?;
+                Err((error, opened_file, at_open)) => {
+                    let (index, why) =
+                        self.recover(error, opened_file, at_open, now, &mut rebuilt)?;
                     fallback = Some(why);
                     index
                 }
@@ -192,7 +195,7 @@ impl Access {
                 Err(error) => {
                     let opened_file = index.file_id;
                     index.abandon();
-                    attempt = Err((error, opened_file));
+                    attempt = Err((error, opened_file, false));
                 }
             }
         }
@@ -200,15 +203,18 @@ impl Access {
 
     /// The next best index after `error`: a rebuilt file the first time
     /// the file is found damaged, else an in-memory copy (if accepted).
-    /// `opened` is the file the error came from, when it was opened.
+    /// `opened` is the file the error came from, when it was opened;
+    /// `at_open`: the error came from opening it.
     fn recover(
         &self,
         error: Error,
         opened: Option<(u64, u64)>,
+        at_open: bool,
         now: UnixTime,
         rebuilt: &mut bool,
     ) -> Result<(Index, Fallback)> {
-        if !error.is_index_problem() {
+        let io_at_open = at_open && matches!(error, Error::Io { .. });
+        if !error.is_index_problem() && !io_at_open {
             return Err(error);
         }
         let damaged = error.is_corrupt_index();
@@ -447,6 +453,24 @@ mod tests {
                 other
             );
         }
+    }
+
+    #[test]
+    fn an_index_that_cannot_even_be_created_gives_an_in_memory_copy() {
+        // Its directory would be inside a file.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("file"), "").unwrap();
+        let p = dir.path().join("file/index.sqlite");
+        let done = Access::new(&p).run(1, |ix, _| ix.entry_count()).unwrap();
+        assert!(done.index.is_in_memory());
+        assert!(matches!(done.fallback, Some(Fallback::InMemory { .. })));
+        // What the work itself finds wrong with the disk is the caller's.
+        let err = Access::new(&dir.path().join("i.sqlite"))
+            .run(1, |_, _| -> Result<()> {
+                Err(Error::io("reading", "/c", std::io::Error::other("gone")))
+            })
+            .unwrap_err();
+        assert!(matches!(err, Error::Io { .. }), "{err}");
     }
 
     #[test]
