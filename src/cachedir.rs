@@ -163,6 +163,52 @@ impl CacheDir {
     }
 }
 
+/// Apparent and allocated bytes of the tree `name` in `parent` (a file or
+/// a directory), not following links, counting what it can read.
+pub fn tree_size(parent: &OwnedFd, name: &std::ffi::CStr) -> (u64, u64) {
+    let mut total = (0u64, 0u64);
+    let Ok(st) = rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) else {
+        return total;
+    };
+    total.0 = total
+        .0
+        .saturating_add(u64::try_from(st.st_size).unwrap_or(0));
+    total.1 = total
+        .1
+        .saturating_add(u64::try_from(st.st_blocks).unwrap_or(0).saturating_mul(512));
+    if FileType::from_raw_mode(st.st_mode as _) != FileType::Directory {
+        return total;
+    }
+    let Ok(fd) = open_dir_at(parent, name) else {
+        return total;
+    };
+    let Ok(dir) = rustix::fs::Dir::read_from(&fd) else {
+        return total;
+    };
+    for item in dir.flatten() {
+        let b = item.file_name().to_bytes();
+        if b == b"." || b == b".." {
+            continue;
+        }
+        let (a, l) = tree_size(&fd, item.file_name());
+        total.0 = total.0.saturating_add(a);
+        total.1 = total.1.saturating_add(l);
+    }
+    total
+}
+
+/// Allocated bytes of gocache's own directory in the cache (`gocache/`:
+/// the index with its WAL and shared memory, a moved-aside damaged copy,
+/// the trim lock), measured now: these change while gocache runs, so a
+/// budget check counts them as they are, not as the last scan saw them.
+pub fn own_dir_allocated(cache_dir: &Path) -> u64 {
+    let Ok(fd) = open_dir(cache_dir) else {
+        return 0;
+    };
+    let name = std::ffi::CString::new(GOCACHE_DIR).expect("no NUL in the name");
+    tree_size(&fd, &name).1
+}
+
 // ---------------------------------------------------------------------------
 // gocache's own names inside the subdirectories
 

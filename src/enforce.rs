@@ -30,12 +30,12 @@
 use std::path::Path;
 use std::time::Instant;
 
-use crate::cachedir::{CacheDir, TrimLock, sweep_prog_temps};
+use crate::cachedir::{CacheDir, TrimLock, own_dir_allocated, sweep_prog_temps};
 use crate::error::{Error, Result};
 use crate::index::{Index, Use};
 use crate::limits::{LimitSpecs, Limits};
-use crate::model::UnixTime;
-use crate::policy::{Environment, HEADROOM, Plan, over_limits};
+use crate::model::{OtherClass, Totals, UnixTime};
+use crate::policy::{Environment, HEADROOM, Plan, Rule, Unmet, over_limits, shortfalls};
 use crate::report::Reporter;
 use crate::scan::{ScanOptions, ScanSummary, scan};
 use crate::trim::{Executed, execute};
@@ -53,11 +53,20 @@ pub fn effective_limits(cache_dir: &Path, index: &Index, flags: &LimitSpecs) -> 
 }
 
 /// Allocated bytes in the cache directory that are not entries: the
-/// directory and its 256 subdirectories, Go's files, gocache's index, odd
-/// files. They count towards the budget (what `du` sees) but cannot be
-/// evicted.
+/// directory and its 256 subdirectories, Go's files, odd files, and
+/// gocache's own directory. They count towards the budget (what `du` sees)
+/// but cannot be evicted. gocache's own directory (the index, its WAL, a
+/// moved-aside damaged copy) is measured now, not taken from the last
+/// scan: it changes while gocache runs (a rebuilt index fills up during
+/// the sync that follows).
 pub fn fixed_bytes(cache_dir: &Path, index: &Index) -> Result<u64> {
-    let others: u64 = index.others()?.iter().map(|o| o.allocated).sum();
+    let others: u64 = index
+        .others()?
+        .iter()
+        .filter(|o| o.class != OtherClass::Gocache)
+        .map(|o| o.allocated)
+        .sum::<u64>()
+        .saturating_add(own_dir_allocated(cache_dir));
     let top = std::fs::symlink_metadata(cache_dir)
         .map(|m| std::os::unix::fs::MetadataExt::blocks(&m) * 512)
         .unwrap_or(0);
@@ -77,8 +86,19 @@ pub struct TrimReport {
     pub plan: Plan,
     /// What executing it did (absent for a dry run).
     pub executed: Option<Executed>,
+    /// The entries before the run (after the sync).
+    pub before: Totals,
+    /// The entries on disk after the run, removals that failed included
+    /// (for a dry run: what the plan would leave).
+    pub after: Totals,
+    /// The fixed bytes beside the entries after the run (see
+    /// [`fixed_bytes`]), measured once the run's index changes are in.
+    pub fixed_bytes: u64,
     /// Every limit met after the run (for a dry run: would be).
     pub limits_met: bool,
+    /// The limits not met after the run, with the bytes still over and
+    /// why (for a dry run: the plan's).
+    pub unmet: Vec<Unmet>,
     /// Seconds spent syncing, planning and executing (wall clock; for
     /// reports and benchmarks, not for decisions).
     pub timings: Timings,
@@ -133,6 +153,11 @@ pub fn trim(
         ..Default::default()
     };
     let synced = scan(cache_dir, index, &full, now, reporter)?;
+    // Move the sync's writes into the index file now, so that the fixed
+    // bytes measured for the plan are what the index occupies after the
+    // run (removing rows does not grow it), not a file still to grow by
+    // its WAL. Best effort: readers may hold the WAL a moment.
+    let _ = index.checkpoint();
     timings.sync_seconds = clock.elapsed().as_secs_f64();
     let dir = if dry_run {
         None
@@ -145,11 +170,16 @@ pub fn trim(
     let clock = Instant::now();
     let plan = make_plan(index, limits, &env, now)?;
     timings.plan_seconds = clock.elapsed().as_secs_f64();
+    let before = plan.before;
     let Some(dir) = dir else {
         return Ok(TrimOutcome::Done(Box::new(TrimReport {
             dry_run: true,
             scan: synced,
+            before,
+            after: plan.after,
+            fixed_bytes: env.fixed_bytes,
             limits_met: plan.meets_all_limits(),
+            unmet: plan.unmet.clone(),
             plan,
             executed: None,
             timings,
@@ -158,14 +188,83 @@ pub fn trim(
     let clock = Instant::now();
     let (plan, executed) = execute_in_rounds(&dir, index, plan, limits, &env, now, reporter)?;
     timings.execute_seconds = clock.elapsed().as_secs_f64();
+    // What is on disk now: the index's totals once the removals are
+    // recorded (a removal that failed left its row), and the fixed bytes
+    // and free space measured again.
+    let after = index.fast_totals()?;
+    let env_after = Environment {
+        fixed_bytes: fixed_bytes(cache_dir, index)?,
+        free_bytes: limits
+            .min_free
+            .and_then(|_| fs4::available_space(cache_dir).ok()),
+    };
+    let unmet = unmet_after(&plan, &executed, &after, &env_after, limits);
     Ok(TrimOutcome::Done(Box::new(TrimReport {
         dry_run: false,
         scan: synced,
-        limits_met: limits_met(&plan, &executed),
+        before,
+        after,
+        fixed_bytes: env_after.fixed_bytes,
+        limits_met: unmet.is_empty(),
+        unmet,
         plan,
         executed: Some(executed),
         timings,
     })))
+}
+
+/// The limits `after` (what is on disk after a run) does not meet, each
+/// with why: the plan's own reason (the grace period, the fixed bytes),
+/// and what the run could not do (removals that failed, entries used or
+/// changed while it ran).
+fn unmet_after(
+    plan: &Plan,
+    executed: &Executed,
+    after: &Totals,
+    env: &Environment,
+    limits: &Limits,
+) -> Vec<Unmet> {
+    shortfalls(after, env, limits)
+        .into_iter()
+        .map(|(limit, over_by)| {
+            let mut why: Vec<String> = plan
+                .unmet
+                .iter()
+                .filter(|u| u.limit == limit)
+                .map(|u| u.reason.clone())
+                .collect();
+            if executed.failed > 0 {
+                let first = executed.errors.first().map_or("", String::as_str);
+                why.push(format!(
+                    "{} removals failed (first: {first})",
+                    executed.failed
+                ));
+            }
+            if executed.skipped_used_since > 0 {
+                why.push(format!(
+                    "{} entries were used by go while the trim ran",
+                    executed.skipped_used_since
+                ));
+            }
+            let odd = executed.skipped_changed + executed.skipped_odd;
+            if odd > 0 {
+                why.push(format!(
+                    "{odd} entries changed or are not in Go's layout and were left alone"
+                ));
+            }
+            if why.is_empty() {
+                why.push(match limit {
+                    Rule::FreeSpace => "something else is filling the disk".into(),
+                    _ => "the cache grew while the trim ran".into(),
+                });
+            }
+            Unmet {
+                limit,
+                over_by,
+                reason: why.join("; "),
+            }
+        })
+        .collect()
 }
 
 /// The outcome of [`after_use`].
@@ -254,7 +353,11 @@ fn make_plan(index: &Index, limits: &Limits, env: &Environment, now: UnixTime) -
 /// Executes `plan` under the lock the caller holds, in rounds: entries Go
 /// used since the sync are skipped by the executor, which reports their new
 /// mtimes; record them and plan again, so that older entries go instead.
-/// Returns the last plan and what all rounds did.
+/// The fixed bytes are measured again after each round (the index's own
+/// files change as rows go: a page, a `-shm` block), and while they put
+/// the cache over a limit the next round plans again with them, so that a
+/// trim meets its budget by `du` after it exits. Returns the last plan and
+/// what all rounds did.
 fn execute_in_rounds(
     dir: &CacheDir,
     index: &mut Index,
@@ -268,27 +371,27 @@ fn execute_in_rounds(
     for round in 0..MAX_ROUNDS {
         let done = execute(dir, &plan.victims, Some(index), reporter)?;
         let refreshed = done.used_since.clone();
+        let removed = done.removed;
         executed.absorb(done);
-        if refreshed.is_empty() || round + 1 == MAX_ROUNDS {
+        if removed > 0 {
+            // The file as the run leaves it, before measuring it. Best
+            // effort, as on close: a reader may hold the WAL a moment.
+            let _ = index.checkpoint();
+        }
+        if round + 1 == MAX_ROUNDS {
             break;
         }
-        index.record_mtimes(&refreshed)?;
-        plan = make_plan(index, limits, env, now)?;
+        if !refreshed.is_empty() {
+            index.record_mtimes(&refreshed)?;
+        }
+        let env = environment(dir.path(), index, limits).unwrap_or(*env);
+        if refreshed.is_empty() && !over_limits(&index.fast_totals()?, &env, limits) {
+            break;
+        }
+        plan = make_plan(index, limits, &env, now)?;
         if plan.is_empty() {
             break;
         }
     }
-    if executed.removed > 0 {
-        index.checkpoint()?;
-    }
     Ok((plan, executed))
-}
-
-/// Every limit met after executing `plan`: the plan met them, nothing was
-/// kept for another reason, and what Go used since the last round's plan
-/// left nothing to do.
-fn limits_met(plan: &Plan, executed: &Executed) -> bool {
-    plan.meets_all_limits()
-        && executed.skipped_changed + executed.skipped_odd + executed.failed == 0
-        && (executed.used_since.is_empty() || plan.is_empty())
 }

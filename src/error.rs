@@ -46,13 +46,16 @@ pub enum Error {
         /// The underlying error (in the message, not `source()`).
         cause: rusqlite::Error,
     },
-    /// The index could not be migrated to this version's schema.
-    #[error("index {path}: schema migration failed: {cause}")]
+    /// The index could not be migrated to this version's schema. The
+    /// message names the migration, never its SQL.
+    #[error("index {path}: upgrading its schema to version {version} failed: {cause}")]
     Migration {
         /// The index file.
         path: PathBuf,
+        /// The schema version the failed migration leads to.
+        version: i64,
         /// The underlying error (in the message, not `source()`).
-        cause: rusqlite_migration::Error,
+        cause: rusqlite::Error,
     },
     /// The index was written by a newer gocache; it is left alone.
     #[error(
@@ -92,26 +95,38 @@ impl Error {
         }
     }
 
+    /// SQLite's error code, for an error SQLite raised.
+    fn sqlite_code(&self) -> Option<rusqlite::ErrorCode> {
+        match self {
+            Error::Sqlite { cause, .. } | Error::Migration { cause, .. } => {
+                cause.sqlite_error_code()
+            }
+            _ => None,
+        }
+    }
+
     /// True when SQLite says the index file is not a database or is
-    /// corrupt: it can be moved aside and rebuilt.
+    /// corrupt, whichever statement found it (at open, mid-scan,
+    /// mid-trim): it can be moved aside and rebuilt.
     pub fn is_corrupt_index(&self) -> bool {
-        let cause = match self {
-            Error::Sqlite { cause, .. } => cause,
-            Error::Migration {
-                cause: rusqlite_migration::Error::RusqliteError { err, .. },
-                ..
-            } => err,
-            _ => return false,
-        };
         matches!(
-            cause.sqlite_error_code(),
+            self.sqlite_code(),
             Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt)
         )
     }
 
+    /// True when another process held the index past the wait
+    /// (`SQLITE_BUSY`, `SQLITE_LOCKED`).
+    pub fn is_index_busy(&self) -> bool {
+        matches!(
+            self.sqlite_code(),
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        )
+    }
+
     /// True when the error means the index itself is unusable (corrupt,
-    /// locked past its timeout, read-only, full disk, too new), so the
-    /// caller may fall back to a direct walk of the cache.
+    /// locked past its wait, read-only, full disk, I/O errors, too new),
+    /// so the caller may fall back to a direct walk of the cache.
     pub fn is_index_problem(&self) -> bool {
         matches!(
             self,

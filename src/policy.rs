@@ -76,17 +76,33 @@ pub const HEADROOM: f64 = 0.9;
 /// running totals without reading every entry. Age limits and garbage are
 /// left to the next full trim.
 pub fn over_limits(totals: &Totals, env: &Environment, limits: &Limits) -> bool {
-    let over_budget = limits
-        .budget
-        .is_some_and(|b| totals.total.allocated_bytes.saturating_add(env.fixed_bytes) > b);
-    let over_quota = limits
-        .exe_quota
-        .is_some_and(|q| totals.exe.allocated_bytes > q);
-    let low_space = match (limits.min_free, env.free_bytes) {
-        (Some(floor), Some(free)) => free < floor,
-        _ => false,
-    };
-    over_budget || over_quota || low_space
+    !shortfalls(totals, env, limits).is_empty()
+}
+
+/// Each size limit that `totals` (plus the fixed bytes beside the entries)
+/// and the free space measured do not meet, with the bytes still over (for
+/// free space: still missing), in the order the rules apply: exe quota,
+/// budget, free space. What a trim checks once it has run, against what is
+/// on disk then.
+pub fn shortfalls(totals: &Totals, env: &Environment, limits: &Limits) -> Vec<(Rule, u64)> {
+    let mut out = Vec::new();
+    if let Some(q) = limits.exe_quota
+        && totals.exe.allocated_bytes > q
+    {
+        out.push((Rule::ExeQuota, totals.exe.allocated_bytes - q));
+    }
+    let used = totals.total.allocated_bytes.saturating_add(env.fixed_bytes);
+    if let Some(b) = limits.budget
+        && used > b
+    {
+        out.push((Rule::Budget, used - b));
+    }
+    if let (Some(floor), Some(free)) = (limits.min_free, env.free_bytes)
+        && free < floor
+    {
+        out.push((Rule::FreeSpace, floor - free));
+    }
+    out
 }
 
 /// The rule that chose a victim (or a limit that is not met).
@@ -667,6 +683,19 @@ mod tests {
             &l(None, None, Some(100))
         ));
         assert!(!over_limits(&t, &env(0, None), &l(None, None, Some(100))));
+        // What a trim reports after its run: each limit, by how much.
+        assert_eq!(
+            shortfalls(
+                &t,
+                &env(7, Some(90)),
+                &l(Some(total), Some(4000), Some(100))
+            ),
+            vec![
+                (Rule::ExeQuota, 1000),
+                (Rule::Budget, 7),
+                (Rule::FreeSpace, 10)
+            ]
+        );
     }
 
     #[test]

@@ -11,6 +11,10 @@ pub trait Reporter: Sync {
     fn finish(&self) {}
     /// Something the user should know that did not stop the work.
     fn warn(&self, _message: &str) {}
+    /// One item of something a summary counts (an entry a trim could not
+    /// remove, and why): for verbose output only. The caller reports the
+    /// count once, so a thousand failures are one line, not a thousand.
+    fn detail(&self, _message: &str) {}
 }
 
 /// A reporter that drops everything.

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod faults;
 mod generate;
 mod hook;
 mod layout_cli;

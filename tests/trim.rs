@@ -7,21 +7,6 @@ use std::time::{Duration, Instant};
 
 use crate::support::*;
 
-/// `du -s --block-size=1` of a directory.
-fn du(dir: &Path) -> u64 {
-    let out = Command::new("du")
-        .args(["-s", "--block-size=1"])
-        .arg(dir)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 /// Every path under the cache with its size and mtime, for "nothing
 /// changed" checks.
 fn snapshot(cache: &Path) -> BTreeMap<PathBuf, (u64, std::time::SystemTime)> {
@@ -250,17 +235,15 @@ fn trims_far_below_the_working_set_never_break_running_go_commands() {
         let trim_loop = s.spawn(|| {
             let (mut n, mut removed) = (0, 0);
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                let out = sb
-                    .gocache(["trim", "--json", "--budget", "1MiB", "--grace", "0s"])
-                    .stdin(Stdio::null())
-                    .output()
-                    .unwrap();
-                assert!(
-                    out.status.success(),
-                    "{}",
-                    String::from_utf8_lossy(&out.stderr)
+                // 1 MiB is under what the directories alone take: every
+                // trim runs, and says (exit 3) that the budget is not met.
+                let out = run_expecting(
+                    sb.gocache(["trim", "--json", "--budget", "1MiB", "--grace", "0s"]),
+                    3,
                 );
-                removed += json(&out)["executed"]["removed"].as_u64().unwrap();
+                let t = json(&out);
+                assert_eq!(t["unmet"][0]["limit"], "budget", "{t:#}");
+                removed += t["executed"]["removed"].as_u64().unwrap();
                 n += 1;
             }
             (n, removed)
@@ -360,8 +343,15 @@ fn links_and_odd_entries_never_lead_outside_the_cache() {
     std::fs::write(nested.join("sub/x"), "x").unwrap();
     backdate(&cache, Duration::from_secs(30 * 86400));
 
-    let t = json(&run_ok(sb.gocache(["trim", "--json", "--budget", "0B"])));
+    // 0B cannot be met (the directories and the odd items stay): exit 3,
+    // saying so.
+    let t = json(&run_expecting(
+        sb.gocache(["trim", "--json", "--budget", "0B"]),
+        3,
+    ));
     assert!(t["executed"]["removed"].as_u64().unwrap() > 1000, "{t:#}");
+    assert_eq!(t["limits_met"], false, "{t:#}");
+    assert_eq!(t["unmet"][0]["limit"], "budget", "{t:#}");
     // Outside: untouched.
     assert_eq!(
         std::fs::read_to_string(outside.join("precious")).unwrap(),

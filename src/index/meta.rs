@@ -52,6 +52,20 @@ impl Index {
         self.set_meta(LAST_TRIM_KEY, &json)
     }
 
+    /// Puts back a value salvaged from a damaged index (see `recover`):
+    /// only keys this binary knows, with values that parse.
+    pub(super) fn restore_meta(&mut self, key: &str, value: &str) -> Result<()> {
+        let parses = match key {
+            LIMITS_KEY => serde_json::from_str::<LimitSpecs>(value).is_ok(),
+            LAST_TRIM_KEY => serde_json::from_str::<LastTrim>(value).is_ok(),
+            _ => false,
+        };
+        if parses {
+            self.set_meta(key, value)?;
+        }
+        Ok(())
+    }
+
     fn meta(&self, key: &str) -> Result<Option<String>> {
         self.conn
             .prepare_cached(SQL_META)

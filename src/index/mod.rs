@@ -4,7 +4,10 @@
 //! The schema is known here and nowhere else: other modules read and write
 //! through [`Index`]'s typed methods, never SQL of their own.
 //!
-//! - `open`: opening, migrating, the in-memory fallback, and the WAL;
+//! - `open`: opening, migrating (one creator at a time), in-memory copies,
+//!   and the WAL;
+//! - `recover`: the one recovery path every command takes when the file
+//!   is damaged, held by another process, read-only or on a full disk;
 //! - `statements`: the statements a hook runs, prepared ahead;
 //! - `read`: entries, odd items, per-subdirectory states and totals;
 //! - `write`: a sync's changes, removals by trim, uses and mtimes;
@@ -20,15 +23,17 @@
 //! # Compatibility
 //!
 //! The schema is the numbered SQL files in `migrations/`, applied in order
-//! by `rusqlite_migration` in one transaction and recorded in
-//! `PRAGMA user_version`. A database with a newer version than this binary
-//! knows is left alone ([`Error::IndexTooNew`]); callers fall back to a
-//! walk of the disk.
+//! in one transaction and recorded in `PRAGMA user_version`, under the
+//! write lock and after reading the version again, so that processes
+//! creating the index together never apply a migration twice. A database
+//! with a newer version than this binary knows is left alone
+//! ([`Error::IndexTooNew`]); callers fall back to a walk of the disk.
 //!
 //! # Locking and durability
 //!
-//! WAL mode, so readers (`stats`) never wait on a writer, and a busy
-//! timeout for writers. `synchronous = NORMAL`: a power cut may lose the last
+//! WAL mode, so readers (`stats`) never wait on a writer, and a bounded
+//! wait for writers ([`LOCK_WAIT`] where a command can work from a walk
+//! instead, [`BUSY_TIMEOUT`] where it cannot). `synchronous = NORMAL`: a power cut may lose the last
 //! transactions, which is fine for a cache of the truth on disk; the next
 //! scan repairs it. Each subdirectory's sync is one transaction, recorded
 //! together with the subdirectory's mtime, so a crash leaves every
@@ -46,18 +51,28 @@ use crate::model::{Entry, Other, Totals, UnixTime};
 mod meta;
 mod open;
 mod read;
+mod recover;
 mod sessions;
 mod statements;
 mod write;
 
 pub use meta::LastTrim;
-pub use open::Fallback;
+pub use open::WAL_KEEP_BYTES;
+pub use recover::{Access, Fallback, Recovered, aside_path};
 
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: i64 = open::MIGRATIONS.len() as i64;
 
-/// How long a writer waits for another writer before giving up.
+/// How long a command that has nothing to do without the file (`scan`,
+/// `limits`, `gocache prog`) waits for another process holding the index.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a command that can work from a walk of the cache (`stats`,
+/// `trim`, the hook) waits for another process holding the index, at open
+/// and at each write, before it does (see [`Access`]). Longer than any
+/// write transaction gocache itself holds on a large cache, but short
+/// enough that the hook never keeps a go command waiting long.
+pub const LOCK_WAIT: Duration = Duration::from_secs(2);
 
 /// The index file's default place: `<cache>/gocache/index.sqlite`.
 pub fn default_path(cache_dir: &Path) -> PathBuf {
@@ -116,6 +131,11 @@ pub struct Index {
     read_only: bool,
     /// Leave a small WAL behind on close (see [`Index::keep_wal_on_close`]).
     keep_wal: bool,
+    /// Given up on: no checkpoint on close (see `Index::abandon`).
+    abandoned: bool,
+    /// The file's device and inode when it was opened, so that recovery
+    /// moves aside this file and not one another process put there since.
+    file_id: Option<(u64, u64)>,
 }
 
 impl std::fmt::Debug for Index {
@@ -154,7 +174,19 @@ impl<T> SqlResult<T> for rusqlite::Result<T> {
 fn sql(path: &Path, cause: rusqlite::Error) -> Error {
     Error::Sqlite {
         path: path.to_owned(),
-        cause,
+        cause: without_sql(cause),
+    }
+}
+
+/// The error without the statement's text, which rusqlite puts in the
+/// message of an error SQLite found while parsing (a whole migration
+/// file, say): messages say what happened, never dump SQL.
+fn without_sql(cause: rusqlite::Error) -> rusqlite::Error {
+    match cause {
+        rusqlite::Error::SqlInputError { error, msg, .. } => {
+            rusqlite::Error::SqliteFailure(error, Some(msg))
+        }
+        other => other,
     }
 }
 

@@ -1,14 +1,14 @@
-//! Opening the index: creating and migrating it, read-only and in-memory
-//! copies, falling back when the file cannot be used, and the WAL.
+//! Opening the index: creating and migrating it (one creator at a time),
+//! read-only and in-memory copies, and the WAL. What to do when the file
+//! cannot be used is `recover`'s.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags};
-use rusqlite_migration::{M, Migrations};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
-use super::{BUSY_TIMEOUT, Index, SCHEMA_VERSION, SqlResult, sql};
+use super::{BUSY_TIMEOUT, Index, SCHEMA_VERSION, SqlResult, sql, without_sql};
 use crate::error::{Error, Result};
-use crate::model::UnixTime;
 
 /// The migrations, in order. Never edit one that has shipped.
 pub(super) const MIGRATIONS: &[&str] = &[
@@ -21,47 +21,14 @@ pub(super) const MIGRATIONS: &[&str] = &[
 /// connection of a process reads the whole WAL to rebuild its in-memory
 /// index (about 1 ms per MiB here), so a big one left behind would cost
 /// every hook after it that much.
-const WAL_KEEP_BYTES: u64 = 1 << 20;
+pub const WAL_KEEP_BYTES: u64 = 1 << 20;
 
-/// Why an index other than the file asked for is in use.
-#[derive(Debug)]
-pub enum Fallback {
-    /// The file was corrupt: it was moved aside and the index rebuilt
-    /// (empty, for the next sync to fill).
-    Rebuilt {
-        /// What SQLite said of the old file.
-        error: Error,
-        /// Where the old file went, for a bug report.
-        moved_to: PathBuf,
-    },
-    /// The file cannot be used (read-only, too new, locked past the busy
-    /// timeout, corrupt and not movable): a private in-memory copy, seeded
-    /// from the file where it can be read.
-    InMemory {
-        /// Why the file cannot be used.
-        error: Error,
-    },
-}
-
-impl std::fmt::Display for Fallback {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Fallback::Rebuilt { error, moved_to } => write!(
-                f,
-                "the index was corrupt ({error}); moved it to {} and rebuilt it from the cache",
-                moved_to.display()
-            ),
-            Fallback::InMemory { error } => write!(
-                f,
-                "the index cannot be used ({error}); working from a direct walk of the cache instead"
-            ),
-        }
-    }
-}
+/// The name [`Index::path`] gives a private in-memory index.
+const IN_MEMORY: &str = ":memory:";
 
 impl Drop for Index {
     fn drop(&mut self) {
-        if self.read_only {
+        if self.read_only || self.is_in_memory() || self.abandoned {
             return;
         }
         let len = std::fs::metadata(Index::wal_path(&self.path)).map_or(0, |m| m.len());
@@ -74,8 +41,35 @@ impl Drop for Index {
 
 impl Index {
     /// Opens (creating it and its directory if needed) and migrates the
-    /// index at `path`.
+    /// index at `path`, waiting up to [`BUSY_TIMEOUT`] for another
+    /// process's write lock.
     pub fn open(path: &Path) -> Result<Index> {
+        Index::open_waiting(path, BUSY_TIMEOUT)
+    }
+
+    /// [`Index::open`], waiting at most `wait` whenever another process
+    /// holds the write lock (at open, and for every write after).
+    ///
+    /// Processes opening a new file together can find each other holding
+    /// it where SQLite's busy wait does not apply (two connections each
+    /// switching a fresh file to WAL hold a shared lock and want an
+    /// exclusive one: SQLite fails one at once rather than deadlock): the
+    /// open is then tried again, until `wait` has passed.
+    pub fn open_waiting(path: &Path, wait: Duration) -> Result<Index> {
+        let deadline = std::time::Instant::now() + wait;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match Index::open_once(path, wait) {
+                Err(e) if e.is_index_busy() && std::time::Instant::now() + pause < deadline => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                opened => return opened,
+            }
+        }
+    }
+
+    fn open_once(path: &Path, wait: Duration) -> Result<Index> {
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
         {
@@ -94,13 +88,16 @@ impl Index {
                 ),
             ));
         }
+        let file_id = file_id(path);
         let mut index = Index {
             conn,
             path: path.to_owned(),
             read_only: false,
             keep_wal: false,
+            abandoned: false,
+            file_id,
         };
-        index.configure()?;
+        index.configure(wait)?;
         index.migrate()?;
         Ok(index)
     }
@@ -108,6 +105,10 @@ impl Index {
     /// Opens an existing index read-only. It must already have this
     /// binary's schema version.
     pub fn open_read_only(path: &Path) -> Result<Index> {
+        Index::open_read_only_waiting(path, BUSY_TIMEOUT)
+    }
+
+    fn open_read_only_waiting(path: &Path, wait: Duration) -> Result<Index> {
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -118,8 +119,10 @@ impl Index {
             path: path.to_owned(),
             read_only: true,
             keep_wal: false,
+            abandoned: false,
+            file_id: None,
         };
-        index.conn.busy_timeout(BUSY_TIMEOUT).at(path)?;
+        index.conn.busy_timeout(wait).at(path)?;
         let version = index.user_version()?;
         if version > SCHEMA_VERSION {
             return Err(Error::IndexTooNew {
@@ -138,45 +141,43 @@ impl Index {
     }
 
     /// A private in-memory index, for when the real one cannot be used
-    /// (read-only, corrupt, too new). When `seed` names a readable index
-    /// of this schema version, its rows (hits, first seen) are copied in.
-    pub fn open_in_memory(seed: Option<&Path>) -> Result<Index> {
-        let path = PathBuf::from(":memory:");
+    /// (read-only, corrupt, too new, locked, on a full disk). When `seed`
+    /// names a readable index of this schema version, its rows (hits, first
+    /// seen, the stored limits) are copied in, waiting at most `wait` for a
+    /// process holding it; else it starts empty, and the next sync walks
+    /// the whole cache.
+    pub fn open_in_memory(seed: Option<&Path>, wait: Duration) -> Result<Index> {
+        let path = PathBuf::from(IN_MEMORY);
         let conn = Connection::open_in_memory().at(&path)?;
         let mut index = Index {
             conn,
             path,
             read_only: false,
             keep_wal: false,
+            abandoned: false,
+            file_id: None,
         };
+        index.conn.busy_timeout(wait).at(&index.path)?;
         index.migrate()?;
         if let Some(seed) = seed
-            && Index::open_read_only(seed).is_ok()
+            && Index::open_read_only_waiting(seed, wait).is_ok()
         {
-            let uri = format!("file:{}?mode=ro", seed.display());
-            let copy = || -> rusqlite::Result<()> {
-                index.conn.execute("ATTACH DATABASE ?1 AS seed", [&uri])?;
-                for table in ["entries", "others", "subdirs", "pending_uses", "meta"] {
-                    // Table names are from the fixed list above.
-                    index.conn.execute(
-                        &format!("INSERT INTO main.{table} SELECT * FROM seed.{table}"),
-                        [],
-                    )?;
-                }
-                index.conn.execute("DETACH DATABASE seed", [])?;
-                Ok(())
-            };
             // A seed that fails half way is dropped: start from empty.
-            if copy().is_err() {
-                index = Index::open_in_memory(None)?;
+            if copy_seed(&mut index.conn, seed).is_err() {
+                index = Index::open_in_memory(None, wait)?;
             }
         }
         Ok(index)
     }
 
-    fn configure(&mut self) -> Result<()> {
+    /// True for a private in-memory index ([`Index::open_in_memory`]).
+    pub fn is_in_memory(&self) -> bool {
+        self.path == Path::new(IN_MEMORY)
+    }
+
+    fn configure(&mut self, wait: Duration) -> Result<()> {
         let p = self.path.clone();
-        self.conn.busy_timeout(BUSY_TIMEOUT).at(&p)?;
+        self.conn.busy_timeout(wait).at(&p)?;
         // journal_mode returns a row; WAL persists in the file.
         let _: String = self
             .conn
@@ -215,69 +216,56 @@ impl Index {
             .at(&self.path)
     }
 
+    /// Brings the schema to [`SCHEMA_VERSION`], one creator at a time:
+    /// processes that open a new index together (two hooks after the first
+    /// go commands) each take the write lock (`BEGIN IMMEDIATE`, waiting
+    /// as for any write) and read the version again under it, so the first
+    /// one applies the migrations and the others find them applied. All
+    /// pending migrations and the new version commit together, or none.
     fn migrate(&mut self) -> Result<()> {
+        let too_new = |found: i64, path: &Path| Error::IndexTooNew {
+            path: path.to_owned(),
+            found,
+            supported: SCHEMA_VERSION,
+        };
         let version = self.user_version()?;
         if version > SCHEMA_VERSION {
-            return Err(Error::IndexTooNew {
-                path: self.path.clone(),
-                found: version,
-                supported: SCHEMA_VERSION,
-            });
+            return Err(too_new(version, &self.path));
         }
         if version == SCHEMA_VERSION {
             return Ok(());
         }
-        let migrations = Migrations::new(MIGRATIONS.iter().map(|sql| M::up(sql)).collect());
-        migrations
-            .to_latest(&mut self.conn)
-            .map_err(|cause| Error::Migration {
-                path: self.path.clone(),
-                cause,
-            })
-    }
-
-    /// Opens the index at `path` for writing, or, when that fails for a
-    /// reason the file itself is to blame for, the next best thing (see
-    /// [`Fallback`]): a corrupt index is only a cache, so it is moved aside
-    /// (to `<path>.corrupt-<now>`) and rebuilt from the disk; an index that
-    /// cannot be used at all is replaced by an in-memory copy. Other
-    /// errors are returned.
-    pub fn open_or_fallback(path: &Path, now: UnixTime) -> Result<(Index, Option<Fallback>)> {
-        let in_memory = |error: Error| -> Result<(Index, Option<Fallback>)> {
-            let ix = Index::open_in_memory(Some(path))?;
-            Ok((ix, Some(Fallback::InMemory { error })))
-        };
-        match Index::open(path) {
-            Ok(ix) => Ok((ix, None)),
-            Err(error) if error.is_corrupt_index() => {
-                let aside = path.with_extension(format!("sqlite.corrupt-{now}"));
-                let moved = std::fs::rename(path, &aside).is_ok();
-                for ext in ["sqlite-wal", "sqlite-shm"] {
-                    let _ = std::fs::remove_file(path.with_extension(ext));
-                }
-                match Index::open(path) {
-                    Ok(ix) if moved => Ok((
-                        ix,
-                        Some(Fallback::Rebuilt {
-                            error,
-                            moved_to: aside,
-                        }),
-                    )),
-                    _ => in_memory(error),
-                }
-            }
-            Err(error) if error.is_index_problem() || matches!(error, Error::Io { .. }) => {
-                in_memory(error)
-            }
-            Err(error) => Err(error),
+        let Index { conn, path, .. } = self;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .at(path)?;
+        let version: i64 = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .at(path)?;
+        if version > SCHEMA_VERSION {
+            return Err(too_new(version, path));
         }
+        let pending = MIGRATIONS.iter().zip(1..).skip(version.max(0) as usize);
+        for (migration, to) in pending {
+            tx.execute_batch(migration)
+                .and_then(|()| tx.pragma_update(None, "user_version", to))
+                .map_err(|cause| Error::Migration {
+                    path: path.clone(),
+                    version: to,
+                    cause: without_sql(cause),
+                })?;
+        }
+        tx.commit().at(path)
     }
 
     /// The write-ahead log SQLite keeps beside the index at `path`.
     pub fn wal_path(path: &Path) -> PathBuf {
-        let mut wal = path.to_owned().into_os_string();
-        wal.push("-wal");
-        wal.into()
+        suffixed(path, "-wal")
+    }
+
+    /// The shared-memory file SQLite keeps beside the index at `path`.
+    pub fn shm_path(path: &Path) -> PathBuf {
+        suffixed(path, "-shm")
     }
 
     /// Leaves a small write-ahead log in place when this index is closed,
@@ -289,6 +277,13 @@ impl Index {
         self.keep_wal = true;
     }
 
+    /// Closes without the checkpoint on close: for an index given up on
+    /// (corrupt, or held by another process), where a checkpoint would
+    /// only wait or fail.
+    pub(super) fn abandon(mut self) {
+        self.abandoned = true;
+    }
+
     /// Moves the write-ahead log into the database file and empties it, so
     /// the index does not keep a large WAL after a big change.
     pub fn checkpoint(&self) -> Result<()> {
@@ -296,6 +291,54 @@ impl Index {
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
             .at(&self.path)
     }
+}
+
+/// Copies every row of the index at `seed` into the empty index on
+/// `conn`, in one transaction.
+fn copy_seed(conn: &mut Connection, seed: &Path) -> rusqlite::Result<()> {
+    conn.execute("ATTACH DATABASE ?1 AS seed", [read_only_uri(seed)])?;
+    let tx = conn.transaction()?;
+    for table in ["entries", "others", "subdirs", "pending_uses", "meta"] {
+        // Table names are from the fixed list above.
+        tx.execute(
+            &format!("INSERT INTO main.{table} SELECT * FROM seed.{table}"),
+            [],
+        )?;
+    }
+    tx.commit()?;
+    conn.execute("DETACH DATABASE seed", [])?;
+    Ok(())
+}
+
+/// `path` with `suffix` added to its file name (not replacing an
+/// extension: `foo.db` gives `foo.db-wal`).
+pub(super) fn suffixed(path: &Path, suffix: &str) -> PathBuf {
+    let mut p = path.to_owned().into_os_string();
+    p.push(suffix);
+    p.into()
+}
+
+/// The device and inode of the file at `path`, to tell later whether the
+/// file there is still the one opened.
+pub(super) fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// A `file:` URI opening `path` read-only, with every byte that could mean
+/// something in a URI (`?`, `#`, `%`, spaces, ...) percent-encoded.
+fn read_only_uri(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut uri = String::from("file:");
+    for &b in path.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
+            uri.push(b as char);
+        } else {
+            uri.push_str(&format!("%{b:02X}"));
+        }
+    }
+    uri.push_str("?mode=ro");
+    uri
 }
 
 #[cfg(test)]
@@ -360,6 +403,50 @@ mod tests {
     }
 
     #[test]
+    fn openers_racing_on_a_new_index_create_it_once() {
+        for round in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join(format!("race-{round}.sqlite"));
+            let openers: Vec<_> = (0..6)
+                .map(|_| {
+                    let p = p.clone();
+                    std::thread::spawn(move || Index::open(&p).map(|ix| ix.user_version()))
+                })
+                .collect();
+            for o in openers {
+                let version = o.join().unwrap().unwrap_or_else(|e| panic!("{e}"));
+                assert_eq!(version.unwrap(), SCHEMA_VERSION);
+            }
+        }
+    }
+
+    #[test]
+    fn a_failed_migration_names_its_version_not_its_sql() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("index.sqlite");
+        // A table of the first migration's name, at version 0.
+        Connection::open(&p)
+            .unwrap()
+            .execute_batch("CREATE TABLE entries (x)")
+            .unwrap();
+        let err = Index::open(&p).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, Error::Migration { version: 1, .. }), "{msg}");
+        assert!(msg.contains("already exists"), "{msg}");
+        assert!(!msg.contains("CREATE"), "no SQL in messages: {msg}");
+        // Nothing was half applied.
+        let conn = Connection::open(&p).unwrap();
+        let tables: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(tables, 1);
+    }
+
+    #[test]
     fn in_memory_copy_of_a_read_only_index() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("i.sqlite");
@@ -375,13 +462,13 @@ mod tests {
         )
         .unwrap();
         drop(ix);
-        let mem = Index::open_in_memory(Some(&p)).unwrap();
+        let mem = Index::open_in_memory(Some(&p), BUSY_TIMEOUT).unwrap();
         assert_eq!(mem.entries().unwrap(), vec![e]);
         let garbage = dir.path().join("garbage.sqlite");
         std::fs::write(&garbage, b"this is not a database at all, just bytes").unwrap();
         assert!(Index::open(&garbage).unwrap_err().is_index_problem());
         assert_eq!(
-            Index::open_in_memory(Some(&garbage))
+            Index::open_in_memory(Some(&garbage), BUSY_TIMEOUT)
                 .unwrap()
                 .entry_count()
                 .unwrap(),

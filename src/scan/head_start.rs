@@ -8,7 +8,7 @@ use super::listing::{Listed, TopLevelRead, list_subdir, mtime_ns, scan_top_level
 use super::{Known, RACY_SECS};
 use crate::cachedir::open_dir;
 use crate::error::Result;
-use crate::index::Index;
+use crate::index::{Access, Index};
 
 /// What a hook reads of the cache while its index opens: the cache's top
 /// level, listings of the subdirectories that changed since the index was
@@ -35,21 +35,22 @@ pub struct HeadStart {
 pub const HEAD_START_LISTINGS: usize = 8;
 
 impl HeadStart {
-    /// Opens the index at `index_path` on a helper thread while this
-    /// thread reads `cache_dir`; returns the index and, unless the cache
-    /// directory cannot be opened, the head start for
+    /// Opens the index as `access` says on a helper thread while this
+    /// thread reads `cache_dir`; returns the index (or why it could not be
+    /// opened, for [`Access::run_from`] to recover from) and, unless the
+    /// cache directory cannot be opened, the head start for
     /// [`scan_with_head_start`](super::scan_with_head_start).
     pub fn open_while_reading(
         cache_dir: &Path,
-        index_path: &Path,
+        access: &Access,
     ) -> (Result<Index>, Option<HeadStart>) {
         // The index's mtime says what is new; read it before the helper
         // opens (and perhaps migrates) it.
-        let since = last_write_ns(index_path);
+        let since = last_write_ns(&access.path);
         let (promised_tx, promised_rx) = mpsc::channel::<Vec<u8>>();
-        let path = index_path.to_owned();
+        let access = access.clone();
         let helper = crate::threads::spawn_beside(move || {
-            let index = Index::open(&path)?;
+            let index = access.open()?;
             index.prepare_check()?;
             let promised = promised_rx.recv().unwrap_or_default();
             let mut known = Vec::new();

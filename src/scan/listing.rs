@@ -9,14 +9,13 @@
 //! directory that is there now, not one opened earlier and since replaced
 //! (`go clean -cache`).
 
-use std::ffi::CStr;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use rustix::fs::{AtFlags, FileType};
 
 use super::MISSING;
-use crate::cachedir::open_dir_at;
+use crate::cachedir::{open_dir_at, tree_size};
 use crate::error::{Error, Result};
 use crate::layout::{EntryName, TopLevel, subdir_name};
 use crate::model::{Other, OtherClass};
@@ -182,36 +181,6 @@ pub(super) fn scan_top_level(
     }
     out.sort_by(|a, b| a.path.cmp(&b.path));
     Ok((out, mtimes))
-}
-
-/// Apparent and allocated bytes of a directory tree, not following links,
-/// counting what it can read.
-fn tree_size(parent: &OwnedFd, name: &CStr) -> (u64, u64) {
-    let mut total = (0u64, 0u64);
-    let Ok(st) = rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) else {
-        return total;
-    };
-    total.0 = total.0.saturating_add(size_of(&st));
-    total.1 = total.1.saturating_add(alloc_of(&st));
-    if FileType::from_raw_mode(st.st_mode as _) != FileType::Directory {
-        return total;
-    }
-    let Ok(fd) = open_dir_at(parent, name) else {
-        return total;
-    };
-    let Ok(dir) = rustix::fs::Dir::read_from(&fd) else {
-        return total;
-    };
-    for item in dir.flatten() {
-        let b = item.file_name().to_bytes();
-        if b == b"." || b == b".." {
-            continue;
-        }
-        let (a, l) = tree_size(&fd, item.file_name());
-        total.0 = total.0.saturating_add(a);
-        total.1 = total.1.saturating_add(l);
-    }
-    total
 }
 
 pub(super) fn size_of(st: &rustix::fs::Stat) -> u64 {

@@ -304,6 +304,41 @@ pub fn run_ok(mut cmd: impl std::borrow::BorrowMut<Command>) -> Output {
     out
 }
 
+/// Runs a command, panicking with its output unless it exits with `code`.
+#[track_caller]
+pub fn run_expecting(mut cmd: impl std::borrow::BorrowMut<Command>, code: i32) -> Output {
+    let cmd = cmd.borrow_mut();
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{cmd:?} exited with {}, not {code}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// `du -s --block-size=1` of a directory: what a user checks a budget
+/// against.
+pub fn du(dir: &Path) -> u64 {
+    let out = Command::new("du")
+        .args(["-s", "--block-size=1"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 /// Copies a directory tree with `cp -a` (keeps mtimes and modes).
 pub fn copy_tree(from: &Path, to: &Path) {
     let status = Command::new("cp")

@@ -38,7 +38,8 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
 }
 
 /// 2 for bad input (the user can fix the command line or environment), 1
-/// for everything else.
+/// for everything else. (3, limits not met, is a trim's outcome, not an
+/// error: `trim` returns it.)
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     use gocache::Error;
     for cause in err.chain() {
@@ -111,14 +112,11 @@ impl Ctx {
         })
     }
 
-    /// Opens the index for writing, or, when the index itself is to blame
-    /// (read-only, corrupt, too new, locked), the fallback the library
-    /// chooses, with why, to say once.
-    pub fn open_index_or_fallback(
-        &self,
-    ) -> anyhow::Result<(gocache::index::Index, Option<String>)> {
-        let (ix, fallback) = gocache::index::Index::open_or_fallback(&self.index_path, self.now)?;
-        Ok((ix, fallback.map(|f| f.to_string())))
+    /// How this command wants its index: the file, with a short wait for
+    /// another process holding it, and the library's recovery when the
+    /// file is to blame (see `gocache::index::Access`).
+    pub fn access(&self) -> gocache::index::Access {
+        gocache::index::Access::new(&self.index_path)
     }
 }
 
@@ -127,6 +125,7 @@ impl Ctx {
 pub struct Progress {
     bar: std::sync::Mutex<Option<indicatif::ProgressBar>>,
     enabled: bool,
+    verbose: bool,
 }
 
 impl Progress {
@@ -135,7 +134,14 @@ impl Progress {
         Progress {
             bar: std::sync::Mutex::new(None),
             enabled: !quiet && std::io::stderr().is_terminal(),
+            verbose: false,
         }
+    }
+
+    /// Also prints each detail a summary counts (`--verbose`).
+    pub fn verbose(mut self, on: bool) -> Progress {
+        self.verbose = on;
+        self
     }
 }
 
@@ -171,6 +177,17 @@ impl gocache::report::Reporter for Progress {
         match &*guard {
             Some(bar) => bar.suspend(|| eprintln!("gocache: warning: {message}")),
             None => eprintln!("gocache: warning: {message}"),
+        }
+    }
+
+    fn detail(&self, message: &str) {
+        if !self.verbose {
+            return;
+        }
+        let guard = self.bar.lock().unwrap_or_else(|p| p.into_inner());
+        match &*guard {
+            Some(bar) => bar.suspend(|| eprintln!("gocache: {message}")),
+            None => eprintln!("gocache: {message}"),
         }
     }
 }

@@ -4,7 +4,8 @@ use std::process::ExitCode;
 
 use super::common::{Ctx, Global, LimitArgs, Progress, print_json};
 use gocache::enforce::{AfterUse, after_use, effective_limits};
-use gocache::index::Use;
+use gocache::index::{Access, Use};
+use gocache::report::Reporter;
 use gocache::scan::{HeadStart, ScanOptions, scan_with_head_start};
 
 /// Sync what changed and enforce the exe quota and budget (after a go command).
@@ -15,6 +16,9 @@ use gocache::scan::{HeadStart, ScanOptions, scan_with_head_start};
 /// them, with the same policy and executor as `trim`. What the go command
 /// just used is inside the grace period and stays. When a trim is running,
 /// the hook records what it saw, leaves eviction to the trim and exits 0.
+/// When the index cannot be used (damaged: rebuilt; held by another
+/// process for over 2 s, on a full disk: left alone) the hook works from a
+/// walk of the cache, so eviction never waits on writing the index.
 ///
 /// `gocache go …` runs it for you after each go command.
 #[derive(clap::Args, Debug, Default, Clone)]
@@ -56,19 +60,13 @@ struct Out<'a> {
 /// caller's to report as warnings: a hook never fails a go command.
 pub fn run_after_go(global: &Global, args: &Args, seen: &AfterGo) -> anyhow::Result<()> {
     let ctx = Ctx::locate(global)?;
+    let access = Access {
+        keep_wal: true,
+        ..ctx.access()
+    };
     // Read the cache while SQLite opens the index.
-    let (index, head) = HeadStart::open_while_reading(&ctx.cache_dir, &ctx.index_path);
-    let mut index = index?;
-    index.keep_wal_on_close();
+    let (opened, mut head) = HeadStart::open_while_reading(&ctx.cache_dir, &access);
     let progress = Progress::new(true);
-    let synced = scan_with_head_start(
-        &ctx.cache_dir,
-        &mut index,
-        &ScanOptions::default(),
-        ctx.now,
-        &progress,
-        head,
-    )?;
     // What go used, so that the limits protect what just ran; a use of an
     // entry not indexed yet waits for the scan to add it.
     let used = |name| Use {
@@ -76,21 +74,40 @@ pub fn run_after_go(global: &Global, args: &Args, seen: &AfterGo) -> anyhow::Res
         at: ctx.now,
         hit: true,
     };
-    let mut uses: Vec<Use> = seen.exe_uses.iter().copied().map(used).collect();
-    if let Some(tool) = &seen.tool
-        && let Some(name) = gocache::wrapper::latest_exe_named(&ctx.cache_dir, &index, tool)?
-    {
-        uses.push(used(name));
+    // Run again from the start on a rebuilt or in-memory index when this
+    // one fails (the head start is only good for the first try).
+    let done = access.run_from(opened, ctx.now, |index, _| {
+        let synced = scan_with_head_start(
+            &ctx.cache_dir,
+            index,
+            &ScanOptions::default(),
+            ctx.now,
+            &progress,
+            head.take(),
+        )?;
+        let mut uses: Vec<Use> = seen.exe_uses.iter().copied().map(used).collect();
+        if let Some(tool) = &seen.tool
+            && let Some(name) = gocache::wrapper::latest_exe_named(&ctx.cache_dir, index, tool)?
+        {
+            uses.push(used(name));
+        }
+        let limits = effective_limits(&ctx.cache_dir, index, &args.limits.specs())?;
+        let outcome = after_use(&ctx.cache_dir, index, &uses, &limits, ctx.now, &progress)?;
+        Ok((synced, outcome))
+    })?;
+    if let Some(why) = &done.fallback {
+        progress.warn(&why.to_string());
     }
-    let limits = effective_limits(&ctx.cache_dir, &index, &args.limits.specs())?;
-    let outcome = after_use(
-        &ctx.cache_dir,
-        &mut index,
-        &uses,
-        &limits,
-        ctx.now,
-        &progress,
-    )?;
+    let (synced, outcome) = done.value;
+    if let AfterUse::Trimmed(e) = &outcome
+        && e.failed > 0
+    {
+        progress.warn(&format!(
+            "could not remove {} cache entries (first: {})",
+            e.failed,
+            e.errors.first().map_or("", String::as_str)
+        ));
+    }
     let rescanned = synced.rescanned;
     let (action, removed, removed_allocated) = match outcome {
         AfterUse::UnderLimits => ("under_limits", 0, 0),

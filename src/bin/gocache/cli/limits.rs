@@ -25,20 +25,36 @@ pub struct Args {
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let ctx = Ctx::locate(global)?;
-    let mut index = gocache::index::Index::open(&ctx.index_path).map_err(|e| {
-        anyhow::Error::new(e)
-            .context("limits are stored in the index, which cannot be opened; pass --index FILE")
-    })?;
+    // The limits live in the index file: a damaged one is rebuilt (the
+    // limits it still yields are kept), but no in-memory copy will do.
+    let access = gocache::index::Access {
+        in_memory_ok: false,
+        wait: gocache::index::BUSY_TIMEOUT,
+        ..ctx.access()
+    };
     let flags = args.limits.specs();
-    if args.reset {
-        index.store_limits(&Default::default())?;
+    let done = access
+        .run(ctx.now, |index, _| {
+            if args.reset {
+                index.store_limits(&Default::default())?;
+            }
+            if !flags.is_empty() {
+                let merged = index.stored_limits()?.merge(&flags);
+                index.store_limits(&merged)?;
+            }
+            let stored = index.stored_limits()?;
+            let effective = effective_limits(&ctx.cache_dir, index, &Default::default())?;
+            Ok((stored, effective))
+        })
+        .map_err(|e| {
+            anyhow::Error::new(e).context(
+                "limits are stored in the index, which cannot be opened; pass --index FILE",
+            )
+        })?;
+    if let Some(why) = &done.fallback {
+        eprintln!("gocache: warning: {why}");
     }
-    if !flags.is_empty() {
-        let merged = index.stored_limits()?.merge(&flags);
-        index.store_limits(&merged)?;
-    }
-    let stored = index.stored_limits()?;
-    let effective = effective_limits(&ctx.cache_dir, &index, &Default::default())?;
+    let (stored, effective) = done.value;
     if args.json {
         print_json(&serde_json::json!({ "stored": stored, "effective": effective }))?;
     } else if !ctx.quiet {

@@ -7,6 +7,10 @@
 //! - 1: the command failed (I/O, index, a go command that could not start);
 //! - 2: bad usage or input (unknown flag, bad size, GOCACHE=off, relative or
 //!   missing cache directory);
+//! - 3: `trim` ran, but a limit is not met after it (removals failed,
+//!   entries used within the grace period, the fixed bytes alone over the
+//!   budget): the output says which limit, by how much and why. A dry
+//!   run exits 0;
 //! - `gocache go` exits with go's own status; 127 when no real go is found
 //!   (nothing on PATH but gocache, or go commands nested too deep).
 

@@ -26,22 +26,35 @@ pub struct Args {
 pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let ctx = Ctx::locate(global)?;
     let progress = Progress::new(ctx.quiet || args.json);
-    let (mut index, problem) = ctx.open_index_or_fallback()?;
-    if index.path() == std::path::Path::new(":memory:") {
-        anyhow::bail!(
-            "{}; scan has nothing to write to: pass --index FILE to keep the index elsewhere",
-            problem.unwrap_or_default()
-        );
-    }
-    if let Some(p) = &problem {
-        gocache::report::Reporter::warn(&progress, p);
-    }
+    // scan's job is to write the index: a damaged one is rebuilt, but an
+    // in-memory copy would be pointless, so the file is waited for as long
+    // as ever and its error is the command's.
+    let access = gocache::index::Access {
+        in_memory_ok: false,
+        wait: gocache::index::BUSY_TIMEOUT,
+        ..ctx.access()
+    };
     let started = Instant::now();
     let opts = ScanOptions {
         full: args.full,
         ..Default::default()
     };
-    let summary = scan(&ctx.cache_dir, &mut index, &opts, ctx.now, &progress)?;
+    let done = access
+        .run(ctx.now, |index, _| {
+            scan(&ctx.cache_dir, index, &opts, ctx.now, &progress)
+        })
+        .map_err(|e| {
+            let hint = if e.is_index_busy() {
+                "another process holds the index; try again when it is done"
+            } else {
+                "scan has nothing to write to: pass --index FILE to keep the index elsewhere"
+            };
+            anyhow::Error::new(e).context(hint)
+        })?;
+    if let Some(p) = &done.fallback {
+        gocache::report::Reporter::warn(&progress, &p.to_string());
+    }
+    let (summary, index) = (done.value, done.index);
     let elapsed = started.elapsed();
     let totals = index.fast_totals()?;
     let (entries, alloc) = (totals.total.entries, totals.total.allocated_bytes);

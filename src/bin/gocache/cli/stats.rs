@@ -17,7 +17,9 @@ use gocache::stats::{ExeStats, Stats, compute};
 /// and most used executables; garbage (action entries whose output is gone,
 /// outputs no action names, corrupt action entries); and what else is in
 /// the directory. Syncs the index first (incrementally). When the index
-/// cannot be written it still answers, from a direct walk of the cache.
+/// cannot be used (damaged: it is rebuilt; held by another process for
+/// over 2 s, read-only, on a full disk: left alone) it still answers, from
+/// a direct walk of the cache, with a warning.
 ///
 /// --json prints one object; see the README for its fields. Fields are
 /// only ever added, never renamed or removed.
@@ -50,33 +52,35 @@ struct Out<'a> {
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let ctx = Ctx::locate(global)?;
-    let (mut index, problem) = ctx.open_index_or_fallback()?;
     let progress = Progress::new(ctx.quiet || args.json);
+    // A recovered index (rebuilt, or an in-memory copy) is synced even
+    // with --no-sync: its rows may be few or none.
+    let done = ctx.access().run(ctx.now, |index, recovered| {
+        let mut synced = 0;
+        if !args.no_sync || recovered {
+            let opts = ScanOptions::default();
+            synced = scan(&ctx.cache_dir, index, &opts, ctx.now, &progress)?
+                .rescanned
+                .len();
+        }
+        let stats = compute(&index.entries()?, &index.others()?, ctx.now);
+        Ok((synced, stats))
+    })?;
+    let (synced, stats) = done.value;
+    let index = done.index;
+    let problem = done.fallback.as_ref().map(|f| f.to_string());
     if let Some(p) = &problem {
         gocache::report::Reporter::warn(&progress, p);
     }
-    let mut synced = 0;
-    if !args.no_sync || problem.is_some() {
-        let opts = ScanOptions {
-            full: problem.is_some(),
-            ..Default::default()
-        };
-        synced = scan(&ctx.cache_dir, &mut index, &opts, ctx.now, &progress)?
-            .rescanned
-            .len();
-    }
-    let stats = compute(&index.entries()?, &index.others()?, ctx.now);
     let sessions = index.sessions(10).unwrap_or_default();
     if args.json {
         print_json(&Out {
             cache_dir: &ctx.cache_dir,
             index: &ctx.index_path,
-            index_mode: if index.path() == std::path::Path::new(":memory:") {
-                "in-memory"
-            } else if problem.is_some() {
-                "rebuilt"
-            } else {
-                "read-write"
+            index_mode: match &done.fallback {
+                _ if index.is_in_memory() => "in-memory",
+                Some(gocache::index::Fallback::Rebuilt { .. }) => "rebuilt",
+                _ => "read-write",
             },
             index_problem: problem.as_deref(),
             synced_subdirs: synced,

@@ -20,6 +20,8 @@ use gocache::report::Reporter;
 ///
 /// Limits not given here come from those stored with `gocache limits`, then
 /// the defaults. One trim runs at a time: a second one says so and exits 0.
+/// A trim that leaves a limit unmet (entries used within the grace period,
+/// removals that failed) says which and why, and exits 3.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(flatten)]
@@ -46,24 +48,31 @@ struct Out<'a> {
     report: &'a TrimReport,
 }
 
+/// The exit status of a trim that ran but left a limit unmet (see
+/// `cli/mod.rs`).
+pub const LIMITS_NOT_MET: u8 = 3;
+
 pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let ctx = Ctx::locate(global)?;
     let started = Instant::now();
-    let (mut index, fallback) = ctx.open_index_or_fallback()?;
-    let progress = Progress::new(ctx.quiet || args.json);
+    let progress = Progress::new(ctx.quiet || args.json).verbose(args.verbose);
+    let done = ctx.access().run(ctx.now, |index, _| {
+        let limits = effective_limits(&ctx.cache_dir, index, &args.limits.specs())?;
+        gocache::enforce::trim(
+            &ctx.cache_dir,
+            index,
+            &limits,
+            args.dry_run,
+            ctx.now,
+            &progress,
+        )
+    })?;
+    let fallback = done.fallback.as_ref().map(|f| f.to_string());
     if let Some(why) = &fallback {
         progress.warn(why);
     }
-    let limits = effective_limits(&ctx.cache_dir, &index, &args.limits.specs())?;
-    let outcome = gocache::enforce::trim(
-        &ctx.cache_dir,
-        &mut index,
-        &limits,
-        args.dry_run,
-        ctx.now,
-        &progress,
-    )?;
-    let report = match outcome {
+    let mut index = done.index;
+    let report = match done.value {
         TrimOutcome::Done(r) => r,
         TrimOutcome::Locked => {
             if !ctx.quiet {
@@ -76,7 +85,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
     };
-    if fallback.is_none() && !args.dry_run {
+    if !index.is_in_memory() && !args.dry_run {
         let executed = report.executed.as_ref();
         let summary = gocache::index::LastTrim {
             at: ctx.now,
@@ -86,6 +95,22 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         };
         // Best effort: the trim happened whether or not this is recorded.
         let _ = index.record_last_trim(&summary);
+    }
+    // Failed removals: one line, whatever their number (each one under
+    // --verbose, as they happen).
+    if let Some(e) = &report.executed
+        && e.failed > 0
+    {
+        progress.warn(&format!(
+            "could not remove {} entries (first: {}){}",
+            e.failed,
+            e.errors.first().map_or("", String::as_str),
+            if args.verbose {
+                ""
+            } else {
+                "; --verbose lists each"
+            }
+        ));
     }
     let seconds = started.elapsed().as_secs_f64();
     if args.json {
@@ -99,7 +124,11 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     } else if !ctx.quiet {
         print_text(&report, args.verbose, seconds)?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if report.dry_run || report.limits_met {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(LIMITS_NOT_MET)
+    })
 }
 
 fn print_text(r: &TrimReport, verbose: bool, seconds: f64) -> std::io::Result<()> {
@@ -108,7 +137,13 @@ fn print_text(r: &TrimReport, verbose: bool, seconds: f64) -> std::io::Result<()
     let p = &r.plan;
     let verb = if r.dry_run { "would remove" } else { "removed" };
     if verbose {
+        // A real run lists what left the disk, not what was planned.
+        let gone: Option<std::collections::HashSet<_>> =
+            r.executed.as_ref().map(|e| e.gone.iter().collect());
         for v in &p.victims {
+            if gone.as_ref().is_some_and(|g| !g.contains(&v.name)) {
+                continue;
+            }
             writeln!(
                 o,
                 "{verb} {} ({}, {}, {})",
@@ -126,16 +161,18 @@ fn print_text(r: &TrimReport, verbose: bool, seconds: f64) -> std::io::Result<()
             p.victims.iter().map(|v| v.allocated).sum(),
         ),
     };
+    // Before and after are what was on disk (for a dry run: what the plan
+    // would leave), so removals that failed show as bytes still there.
     writeln!(
         o,
         "{verb} {count} entries, {} (cache {} -> {}) in {seconds:.2}s",
         human(bytes),
-        human(p.before.total.allocated_bytes),
-        human(p.after.total.allocated_bytes),
+        human(r.before.total.allocated_bytes),
+        human(r.after.total.allocated_bytes),
     )?;
     for (tier, before, after) in [
-        ("build", &p.before.build, &p.after.build),
-        ("exe", &p.before.exe, &p.after.exe),
+        ("build", &r.before.build, &r.after.build),
+        ("exe", &r.before.exe, &r.after.exe),
     ] {
         writeln!(
             o,
@@ -179,7 +216,7 @@ fn print_text(r: &TrimReport, verbose: bool, seconds: f64) -> std::io::Result<()
             human(p.protected.allocated_bytes)
         )?;
     }
-    for u in &p.unmet {
+    for u in &r.unmet {
         writeln!(
             o,
             "  {} not met: still {} over: {}",
