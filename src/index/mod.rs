@@ -40,7 +40,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 use crate::error::{Error, Result};
-use crate::layout::{EntryName, GOCACHE_DIR};
+use crate::layout::EntryName;
 use crate::model::{Entry, Other, Totals, UnixTime};
 
 mod meta;
@@ -59,9 +59,10 @@ pub const SCHEMA_VERSION: i64 = open::MIGRATIONS.len() as i64;
 /// How long a writer waits for another writer before giving up.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The index file's default place: `<cache>/gocache/index.sqlite`.
+/// The index file's default place: `<cache>/gocache/index.sqlite` (see
+/// [`crate::cachedir::index_path`]).
 pub fn default_path(cache_dir: &Path) -> PathBuf {
-    cache_dir.join(GOCACHE_DIR).join("index.sqlite")
+    crate::cachedir::default_index_path(cache_dir)
 }
 
 /// What the index recorded for a subdirectory at its last scan.

@@ -47,6 +47,8 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
                 Error::Locate(_)
                 | Error::CacheMissing(_)
                 | Error::CacheNotADirectory(_)
+                | Error::NotAGoCache { .. }
+                | Error::IndexDir { .. }
                 | Error::Invalid(_) => 2,
                 _ => 1,
             };
@@ -81,27 +83,37 @@ pub struct Ctx {
     pub quiet: bool,
 }
 
-impl Ctx {
-    /// Finds the cache as `go env GOCACHE` does and checks it is a readable
-    /// directory.
-    pub fn locate(global: &Global) -> anyhow::Result<Ctx> {
-        // A relative --cache-dir is taken from the current directory; the
-        // absolute-path rule is Go's, for GOCACHE.
-        let flag = match &global.cache_dir {
+/// Where the cache is, as `go env GOCACHE` finds it (`--cache-dir` first),
+/// without looking at the directory: it may not exist yet.
+pub fn locate_cache(global: &Global) -> anyhow::Result<gocache::layout::Located> {
+    // A relative --cache-dir is taken from the current directory; the
+    // absolute-path rule is Go's, for GOCACHE.
+    let flag =
+        match &global.cache_dir {
             Some(d) => Some(std::path::absolute(d).map_err(|e| {
                 gocache::Error::Invalid(format!("--cache-dir {}: {e}", d.display()))
             })?),
             None => None,
         };
-        let located = gocache::layout::locate_cache(flag.as_deref(), &|k| std::env::var_os(k))?;
+    Ok(gocache::layout::locate_cache(flag.as_deref(), &|k| {
+        std::env::var_os(k)
+    })?)
+}
+
+impl Ctx {
+    /// Finds the cache as `go env GOCACHE` does and checks that it is a
+    /// readable directory that looks like a Go build cache, and that an
+    /// index given with --index has a directory to go in (nothing is
+    /// created for it).
+    pub fn locate(global: &Global) -> anyhow::Result<Ctx> {
+        let located = locate_cache(global)?;
         let cache_dir = located.dir;
-        gocache::cachedir::check_cache_dir(&cache_dir).map_err(|e| {
-            anyhow::Error::new(e).context(format!("cache directory from {}", located.source))
-        })?;
-        let index_path = global
-            .index
-            .clone()
-            .unwrap_or_else(|| gocache::index::default_path(&cache_dir));
+        gocache::cachedir::check_cache_dir(&cache_dir)
+            .and_then(|()| gocache::cachedir::check_go_cache(&cache_dir).map(drop))
+            .map_err(|e| {
+                anyhow::Error::new(e).context(format!("cache directory from {}", located.source))
+            })?;
+        let index_path = gocache::cachedir::index_path(&cache_dir, global.index.as_deref())?;
         Ok(Ctx {
             cache_dir,
             source: located.source,

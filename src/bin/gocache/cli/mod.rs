@@ -6,7 +6,8 @@
 //! - 0: success (also: a trim skipped because another one holds the lock);
 //! - 1: the command failed (I/O, index, a go command that could not start);
 //! - 2: bad usage or input (unknown flag, bad size, GOCACHE=off, relative or
-//!   missing cache directory);
+//!   missing cache directory, a directory that is not a Go build cache, an
+//!   --index whose directory does not exist);
 //! - `gocache go` exits with go's own status; 127 when no real go is found
 //!   (nothing on PATH but gocache, or go commands nested too deep).
 

@@ -28,13 +28,12 @@ pub struct Args {
 }
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
-    // Like go itself, create a missing cache directory.
-    if let Ok(l) =
-        gocache::layout::locate_cache(global.cache_dir.as_deref(), &|k| std::env::var_os(k))
-        && !l.dir.exists()
-    {
-        std::fs::create_dir_all(&l.dir)?;
-    }
+    // Like go itself, set up a cache that is missing or empty (go has done
+    // so already when it started us; not when we run on our own).
+    let located = super::common::locate_cache(global)?;
+    gocache::cachedir::init_like_go(&located.dir).map_err(|e| {
+        anyhow::Error::new(e).context(format!("cache directory from {}", located.source))
+    })?;
     let ctx = Ctx::locate(global)?;
     // The build must never fail because of the index: without one, serve
     // the cache and say so once.
