@@ -7,6 +7,7 @@ mod support;
 mod generate;
 mod hook;
 mod layout_cli;
+mod limits;
 mod prog;
 mod readme;
 mod scan;

@@ -40,15 +40,25 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let index = match gocache::index::Index::open(&ctx.index_path) {
         Ok(ix) => Some(ix),
         Err(e) => {
-            eprintln!("gocache prog: warning: {e}; serving the cache without counting hits");
+            if !ctx.quiet {
+                eprintln!("gocache prog: warning: {e}; serving the cache without counting hits");
+            }
             None
         }
     };
     let limits = match &index {
-        Some(ix) => {
-            let l = effective_limits(&ctx.cache_dir, ix, &args.limits.specs())?;
-            (l.budget.is_some() || l.exe_quota.is_some() || l.min_free.is_some()).then_some(l)
-        }
+        Some(ix) => match effective_limits(&ctx.cache_dir, ix, &args.limits.specs()) {
+            Ok(l) => {
+                (l.budget.is_some() || l.exe_quota.is_some() || l.min_free.is_some()).then_some(l)
+            }
+            // The build goes on; the limits wait for a run that can read them.
+            Err(e) => {
+                if !ctx.quiet {
+                    eprintln!("gocache prog: warning: {e}; serving the cache without limits");
+                }
+                None
+            }
+        },
         None => None,
     };
     let cfg = gocache::prog::ServerConfig {
