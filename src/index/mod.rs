@@ -9,7 +9,8 @@
 //! - `read`: entries, odd items, per-subdirectory states and totals;
 //! - `write`: a sync's changes, removals by trim, uses and mtimes;
 //! - `meta`: typed values stored in the `meta` table (the stored limits);
-//! - `sessions`: `gocache prog`'s session summaries.
+//! - `sessions`: `gocache prog`'s session summaries;
+//! - `modules`: which Go module added or last used each entry.
 //!
 //! # Where it lives
 //!
@@ -44,6 +45,7 @@ use crate::layout::EntryName;
 use crate::model::{Entry, Other, Totals, UnixTime};
 
 mod meta;
+mod modules;
 mod open;
 mod read;
 mod sessions;
@@ -51,6 +53,7 @@ mod statements;
 mod write;
 
 pub use meta::LastTrim;
+pub use modules::{ModuleMap, ModuleTotals};
 pub use open::Fallback;
 
 /// The schema version this binary writes.
@@ -117,6 +120,9 @@ pub struct Index {
     read_only: bool,
     /// Leave a small WAL behind on close (see [`Index::keep_wal_on_close`]).
     keep_wal: bool,
+    /// The module entries this connection adds or records uses of are
+    /// credited to (see [`Index::credit_module`]).
+    credit: Option<modules::Credit>,
 }
 
 impl std::fmt::Debug for Index {

@@ -14,6 +14,7 @@ use crate::model::UnixTime;
 pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_initial.sql"),
     include_str!("../../migrations/0002_prog_sessions.sql"),
+    include_str!("../../migrations/0003_modules.sql"),
 ];
 
 /// With [`Index::keep_wal_on_close`], a write-ahead log up to this size is
@@ -99,6 +100,7 @@ impl Index {
             path: path.to_owned(),
             read_only: false,
             keep_wal: false,
+            credit: None,
         };
         index.configure()?;
         index.migrate()?;
@@ -118,6 +120,7 @@ impl Index {
             path: path.to_owned(),
             read_only: true,
             keep_wal: false,
+            credit: None,
         };
         index.conn.busy_timeout(BUSY_TIMEOUT).at(path)?;
         let version = index.user_version()?;
@@ -148,6 +151,7 @@ impl Index {
             path,
             read_only: false,
             keep_wal: false,
+            credit: None,
         };
         index.migrate()?;
         if let Some(seed) = seed
@@ -156,7 +160,14 @@ impl Index {
             let uri = format!("file:{}?mode=ro", seed.display());
             let copy = || -> rusqlite::Result<()> {
                 index.conn.execute("ATTACH DATABASE ?1 AS seed", [&uri])?;
-                for table in ["entries", "others", "subdirs", "pending_uses", "meta"] {
+                for table in [
+                    "entries",
+                    "others",
+                    "subdirs",
+                    "pending_uses",
+                    "meta",
+                    "modules",
+                ] {
                     // Table names are from the fixed list above.
                     index.conn.execute(
                         &format!("INSERT INTO main.{table} SELECT * FROM seed.{table}"),

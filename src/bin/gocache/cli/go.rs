@@ -274,9 +274,13 @@ fn wrap(global: &Global, args: Vec<OsString>) -> ExitCode {
             .as_ref()
             .map(|u| wrapper::read_uses(u.path(), cache))
             .unwrap_or_default();
+        let module = std::env::current_dir().ok().and_then(|cwd| {
+            gocache::gomod::Module::find(&gocache::gomod::go_command_dir(&args, &cwd))
+        });
         let extra = super::hook::AfterGo {
             exe_uses: used,
             tool: wrapper::tool_name(&args),
+            module,
         };
         match super::hook::run_after_go(global, &super::hook::Args::default(), &extra) {
             Ok(()) => {}

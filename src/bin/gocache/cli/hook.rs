@@ -38,6 +38,9 @@ pub struct AfterGo {
     pub exe_uses: Vec<gocache::layout::EntryName>,
     /// The program name of `go tool NAME`, if that was the command.
     pub tool: Option<String>,
+    /// The Go module the command ran in: what it added and used is
+    /// credited to it.
+    pub module: Option<gocache::gomod::Module>,
 }
 
 #[derive(serde::Serialize)]
@@ -60,6 +63,7 @@ pub fn run_after_go(global: &Global, args: &Args, seen: &AfterGo) -> anyhow::Res
     let (index, head) = HeadStart::open_while_reading(&ctx.cache_dir, &ctx.index_path);
     let mut index = index?;
     index.keep_wal_on_close();
+    index.credit_module(seen.module.clone());
     let progress = Progress::new(true);
     let synced = scan_with_head_start(
         &ctx.cache_dir,

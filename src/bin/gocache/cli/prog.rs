@@ -38,7 +38,13 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     // The build must never fail because of the index: without one, serve
     // the cache and say so once.
     let index = match gocache::index::Index::open(&ctx.index_path) {
-        Ok(ix) => Some(ix),
+        Ok(mut ix) => {
+            // Go starts us in its own working directory: what this go
+            // command gets and puts is credited to its module.
+            let cwd = std::env::current_dir().ok();
+            ix.credit_module(cwd.and_then(|d| gocache::gomod::Module::find(&d)));
+            Some(ix)
+        }
         Err(e) => {
             if !ctx.quiet {
                 eprintln!("gocache prog: warning: {e}; serving the cache without counting hits");
