@@ -343,6 +343,26 @@ impl CacheDir {
         Some(slot.get_or_init(|| fd))
     }
 
+    /// The executable inside the executable entry `name` (a directory),
+    /// opened read-only without following a symlink at either step; `None`
+    /// when it is not there, or `program` is not a plain file name.
+    pub fn open_exe(&self, name: &crate::layout::EntryName, program: &str) -> Option<File> {
+        if program.is_empty() || program.contains('/') || program == "." || program == ".." {
+            return None;
+        }
+        let sub = self.subdir(name.subdir())?;
+        let dir = open_dir_at(sub, name.c_file_name().as_c_str()).ok()?;
+        let fd = rustix::fs::openat(
+            &dir,
+            program,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+            Mode::empty(),
+        )
+        .ok()?;
+        let st = rustix::fs::fstat(&fd).ok()?;
+        (FileType::from_raw_mode(st.st_mode as _) == FileType::RegularFile).then(|| File::from(fd))
+    }
+
     /// Subdirectory `s`, created first if missing (as Go creates it); an
     /// error if its name is taken by anything but a real directory.
     pub fn ensure_subdir(&self, s: u8) -> std::io::Result<&OwnedFd> {

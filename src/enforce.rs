@@ -201,7 +201,11 @@ pub fn trim(
     };
     let env = environment(cache_dir, index, limits)?;
     let clock = Instant::now();
-    let plan = make_plan(index, limits, &env, now)?;
+    // No measurable progress while the entries load: a spinner.
+    reporter.start("plan", 0);
+    let plan = make_plan(index, limits, &env, now);
+    reporter.finish();
+    let plan = plan?;
     timings.plan_seconds = clock.elapsed().as_secs_f64();
     let Some(dir) = dir else {
         return Ok(TrimOutcome::Done(Box::new(TrimReport {

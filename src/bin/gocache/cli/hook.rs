@@ -64,7 +64,7 @@ pub fn run_after_go(global: &Global, args: &Args, seen: &AfterGo) -> anyhow::Res
     let mut index = index?;
     index.keep_wal_on_close();
     index.credit_module(seen.module.clone());
-    let progress = Progress::new(true);
+    let progress = Progress::new(ctx.quiet, true);
     let synced = scan_with_head_start(
         &ctx.cache_dir,
         &mut index,

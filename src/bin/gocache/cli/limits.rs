@@ -79,11 +79,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         }))?;
     } else if !(ctx.quiet && storing) {
         // Shown unless storing quietly: showing is what the command is for.
-        println!(
-            "Limits for {} (index {}):",
-            ctx.cache_dir.display(),
-            ctx.index_path.display()
-        );
+        println!("Limits for {}:", ctx.cache_dir.display());
         for line in table(&resolved.limits, &resolved.sourced, &stored) {
             println!("{line}");
         }
@@ -94,9 +90,9 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             .iter()
             .all(|(_, s)| *s == Source::Default)
         {
-            println!(
-                "(none set: these are the defaults; set some with e.g. `gocache limits --budget 10GiB --exe-quota 2GiB`, or GOCACHE_BUDGET=10GiB)"
-            );
+            println!("None set: these are the defaults. Set some with e.g.");
+            println!("  gocache limits --budget 10GiB --exe-quota 2GiB");
+            println!("or in the environment (GOCACHE_BUDGET=10GiB) or the config file.");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -12,6 +12,7 @@
 //!   (nothing on PATH but gocache, or go commands nested too deep).
 
 mod common;
+mod dir;
 mod generate;
 mod go;
 mod hook;
@@ -39,7 +40,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 /// The index lives inside it, in <cache>/gocache/index.sqlite, unless
 /// --index says otherwise.
 #[derive(Parser, Debug)]
-#[command(name = "gocache", version, max_term_width = 100)]
+#[command(name = "gocache", version, max_term_width = 80)]
 struct Cli {
     #[command(flatten)]
     global: common::Global,
@@ -53,6 +54,7 @@ enum Command {
     Stats(stats::Args),
     Trim(trim::Args),
     Limits(limits::Args),
+    Dir(dir::Args),
     Hook(hook::Args),
     Go(go::Args),
     Prog(prog::Args),
@@ -90,6 +92,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         Command::Stats(a) => stats::run(&cli.global, a),
         Command::Trim(a) => trim::run(&cli.global, a),
         Command::Limits(a) => limits::run(&cli.global, a),
+        Command::Dir(a) => dir::run(&cli.global, a),
         Command::Hook(a) => hook::run(&cli.global, a),
         Command::Go(a) => go::run(&cli.global, a, go_args),
         Command::Prog(a) => prog::run(&cli.global, a),

@@ -3,7 +3,9 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use super::common::{Ctx, Global, LimitArgs, Progress, human, print_json};
+use super::common::{
+    COLUMNS, Ctx, Global, LimitArgs, Progress, fit_tail, human, print_json, short_entry, wrap,
+};
 use gocache::enforce::{TrimOutcome, TrimReport, effective_limits};
 use gocache::policy::Rule;
 use gocache::report::Reporter;
@@ -50,11 +52,17 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let ctx = Ctx::locate(global)?;
     let started = Instant::now();
     let (mut index, fallback) = ctx.open_index_or_fallback()?;
-    let progress = Progress::new(ctx.quiet || args.json);
+    let progress = Progress::new(ctx.quiet, args.json);
     if let Some(why) = &fallback {
         progress.warn(why);
     }
     let limits = effective_limits(&ctx.cache_dir, &index, &args.limits.specs())?;
+    // Whose entries go, read before they do (-v only).
+    let modules = if args.verbose && !args.json && !ctx.quiet {
+        index.entry_modules().unwrap_or_default()
+    } else {
+        Default::default()
+    };
     let outcome = gocache::enforce::trim(
         &ctx.cache_dir,
         &mut index,
@@ -97,26 +105,36 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             report: &report,
         })?;
     } else if !ctx.quiet {
-        print_text(&report, args.verbose, seconds)?;
+        print_text(&report, args.verbose.then_some(&modules), seconds)?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_text(r: &TrimReport, verbose: bool, seconds: f64) -> std::io::Result<()> {
+/// The summary, and with -v (`verbose`: whose entry each was) a line per
+/// entry: `would remove 3f/3f0c9a1b…-d output   1.2 MiB age  example.com/hello`,
+/// within 80 columns.
+fn print_text(
+    r: &TrimReport,
+    verbose: Option<&gocache::index::ModuleMap>,
+    seconds: f64,
+) -> std::io::Result<()> {
     use std::io::Write;
     let mut o = std::io::stdout().lock();
     let p = &r.plan;
     let verb = if r.dry_run { "would remove" } else { "removed" };
-    if verbose {
+    if let Some(modules) = verbose {
         for v in &p.victims {
-            writeln!(
-                o,
-                "{verb} {} ({}, {}, {})",
-                v.name,
+            let head = format!(
+                "{verb} {} {:<6} {:>9} {:<10}",
+                short_entry(&v.name.rel_path()),
                 v.kind.as_str(),
                 human(v.allocated),
                 v.rule.as_str()
-            )?;
+            );
+            let module = modules.get(&v.name).map(|m| m.label()).unwrap_or_default();
+            let room = COLUMNS.saturating_sub(head.chars().count() + 1);
+            let line = format!("{head} {}", fit_tail(&module, room));
+            writeln!(o, "{}", line.trim_end())?;
         }
     }
     let (count, bytes) = match &r.executed {
@@ -180,13 +198,15 @@ fn print_text(r: &TrimReport, verbose: bool, seconds: f64) -> std::io::Result<()
         )?;
     }
     for u in &p.unmet {
-        writeln!(
-            o,
-            "  {} not met: still {} over: {}",
+        let text = format!(
+            "{} not met: still {} over: {}",
             u.limit.as_str(),
             human(u.over_by),
             u.reason
-        )?;
+        );
+        for (i, line) in wrap(&text, COLUMNS - 4).iter().enumerate() {
+            writeln!(o, "{}{line}", if i == 0 { "  " } else { "    " })?;
+        }
     }
     if r.limits_met {
         writeln!(o, "all limits met")?;
