@@ -444,3 +444,31 @@ fn dir_prints_the_cache_and_the_index() {
     let out = sb.gocache(["dir"]).env("GOCACHE", "off").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Issue 13, item 12: `trim --json`'s plan keys bytes by rule in
+/// `by_rule_bytes`, every rule present; `by_rule`, the list, stays for a
+/// release.
+#[test]
+fn trim_json_keys_bytes_by_rule_and_keeps_the_old_list() {
+    let sb = Sandbox::with_template();
+    backdate(&sb.cache(), Duration::from_secs(3 * 86_400));
+    let t = json(&run_ok(sb.gocache([
+        "trim",
+        "-n",
+        "--json",
+        "--exe-max-age",
+        "1d",
+    ])));
+    let by = &t["plan"]["by_rule_bytes"];
+    let keys: Vec<&str> = by.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        ["age", "budget", "exe_quota", "free_space", "garbage"]
+    );
+    assert!(by["age"]["entries"].as_u64().unwrap() >= 2, "{by:#}");
+    assert_eq!(by["budget"]["entries"], 0);
+    let list = t["plan"]["by_rule"].as_array().unwrap();
+    for pair in list {
+        assert_eq!(by[pair[0].as_str().unwrap()], pair[1], "{pair}");
+    }
+}
