@@ -269,6 +269,26 @@ pub fn index_path(cache_dir: &Path, explicit: Option<&Path>) -> Result<PathBuf> 
     }
 }
 
+/// [`check_cache_dir`] and [`check_go_cache`] in one: `dir` exists, is a
+/// readable directory (a symlink to one is followed), and looks like a Go
+/// build cache. One `open` of the directory for both: the hook after every
+/// go command runs this.
+pub fn check_cache(dir: &Path) -> Result<Recognised> {
+    let fd = match open_dir(dir) {
+        Ok(fd) => fd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::CacheMissing(dir.to_owned()));
+        }
+        // The path is a file; not a component above it (that is an I/O
+        // error on the path, as `stat` gives it).
+        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) && std::fs::metadata(dir).is_ok() => {
+            return Err(Error::CacheNotADirectory(dir.to_owned()));
+        }
+        Err(e) => return Err(Error::io("reading", dir, e)),
+    };
+    recognise(&fd, dir)
+}
+
 /// Opens the cache directory itself (a symlink to it is followed: it is
 /// where the user put the cache).
 pub fn open_dir(path: &Path) -> std::io::Result<OwnedFd> {
@@ -616,6 +636,32 @@ mod tests {
         assert_eq!(check_go_cache(c.path()).unwrap(), Recognised::Subdirs);
         assert!(CacheDir::open(c.path()).is_ok());
         assert!(CacheDir::open(p).is_err(), "nothing is removed from it");
+    }
+
+    #[test]
+    fn the_cache_path_is_checked_with_one_open() {
+        let d = tempfile::tempdir().unwrap();
+        let missing = d.path().join("missing");
+        assert!(matches!(check_cache(&missing), Err(Error::CacheMissing(_))));
+        let file = d.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        assert!(matches!(
+            check_cache(&file),
+            Err(Error::CacheNotADirectory(_))
+        ));
+        let e = check_cache(&file.join("cache")).unwrap_err().to_string();
+        assert!(e.contains("Not a directory (os error 20)"), "{e}");
+        // A symlink at the cache path itself is followed: the user put the
+        // cache there.
+        let c = fixtures::TinyCache::new();
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(c.path(), &link).unwrap();
+        assert_eq!(check_cache(&link).unwrap(), Recognised::Subdirs);
+        std::os::unix::fs::symlink(&missing, d.path().join("dangling")).unwrap();
+        assert!(matches!(
+            check_cache(&d.path().join("dangling")),
+            Err(Error::CacheMissing(_))
+        ));
     }
 
     #[test]

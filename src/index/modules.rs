@@ -300,6 +300,43 @@ mod tests {
         assert_eq!(t[0].last_seen, 300);
     }
 
+    /// An index of schema 2 (before modules) is migrated in place: its
+    /// rows stay, credited to no module, and crediting works from then on.
+    #[test]
+    fn an_index_from_before_modules_migrates_and_keeps_its_rows() {
+        use rusqlite_migration::{M, Migrations};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("i.sqlite");
+        let mut conn = rusqlite::Connection::open(&path).unwrap();
+        Migrations::new(
+            super::super::open::MIGRATIONS[..2]
+                .iter()
+                .map(|sql| M::up(sql))
+                .collect(),
+        )
+        .to_latest(&mut conn)
+        .unwrap();
+        conn.execute(
+            "INSERT INTO entries (subdir, name, kind, apparent, allocated, mtime, last_use, hits, first_seen)
+             VALUES (1, ?1, 1, 10, 4096, 100, 100, 3, 100)",
+            [entry(1, Kind::Output).name.file_name()],
+        )
+        .unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, 2);
+        drop(conn);
+        let mut ix = Index::open(&path).unwrap();
+        let old = entry(1, Kind::Output);
+        assert_eq!(ix.entry(&old.name).unwrap().unwrap().hits, 3);
+        assert_eq!(ix.module_of(&old.name).unwrap(), None);
+        assert!(ix.module_totals().unwrap().is_empty());
+        ix.credit_module(Some(module("after")));
+        ix.record_uses(&[used(&old, 200)]).unwrap();
+        assert_eq!(ix.module_of(&old.name).unwrap(), Some(module("after")));
+    }
+
     #[test]
     fn a_connection_crediting_nothing_writes_no_module() {
         let dir = tempfile::tempdir().unwrap();

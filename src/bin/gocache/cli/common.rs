@@ -110,11 +110,9 @@ impl Ctx {
     pub fn locate(global: &Global) -> anyhow::Result<Ctx> {
         let located = locate_cache(global)?;
         let cache_dir = located.dir;
-        gocache::cachedir::check_cache_dir(&cache_dir)
-            .and_then(|()| gocache::cachedir::check_go_cache(&cache_dir).map(drop))
-            .map_err(|e| {
-                anyhow::Error::new(e).context(format!("cache directory from {}", located.source))
-            })?;
+        gocache::cachedir::check_cache(&cache_dir).map_err(|e| {
+            anyhow::Error::new(e).context(format!("cache directory from {}", located.source))
+        })?;
         let index_path = gocache::cachedir::index_path(&cache_dir, global.index.as_deref())?;
         Ok(Ctx {
             cache_dir,
