@@ -37,12 +37,26 @@
 //! `<cache>/gocache/trim.lock` ([`TrimLock`]). A second trim, a hook or
 //! `gocache prog` sees it taken and steps aside. Readers never take it.
 //!
-//! # Still to come here
+//! # Is it a Go build cache?
 //!
-//! Checks that a directory looks like a Go cache before anything is
-//! removed from it, and the names of the index file and its companions
-//! (today `index::default_path` and `Index::wal_path`), belong in this
-//! module too.
+//! A mistyped `GOCACHE` (a project directory, `$HOME`) must not get an
+//! index written into it, nor anything removed. [`check_go_cache`] takes a
+//! directory for a Go build cache when it holds Go's README (Go writes it
+//! into every cache it opens), or all 256 subdirectories `00`..`ff` (Go
+//! creates them every time it opens a cache), or nothing but names Go and
+//! gocache use there (an empty directory, say, which Go fills on its
+//! first build). Anything else is refused with what was found, before the
+//! index is opened; [`CacheDir::open`], which everything that removes
+//! entries goes through, checks again. `gocache prog` first sets up a
+//! missing or empty cache as Go does ([`init_like_go`]); the wrapper's
+//! hook runs after the go command, which has set it up.
+//!
+//! # The index file's place
+//!
+//! By default `<cache>/gocache/index.sqlite` ([`default_index_path`]),
+//! whose directory gocache creates (inside a cache it recognised). An
+//! index named with `--index` or `$GOCACHE_INDEX` must be in an existing
+//! directory: a typo there creates nothing ([`index_path`]).
 
 use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
@@ -52,7 +66,7 @@ use std::sync::OnceLock;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 
 use crate::error::{Error, Result};
-use crate::layout::{GOCACHE_DIR, parse_subdir, subdir_name};
+use crate::layout::{GOCACHE_DIR, TopLevel, parse_subdir, subdir_name};
 use crate::model::{Other, UnixTime};
 
 // ---------------------------------------------------------------------------
@@ -71,6 +85,208 @@ pub fn check_cache_dir(dir: &Path) -> Result<()> {
             .map(drop)
             .map_err(|e| Error::io("reading", dir, e)),
     }
+}
+
+// ---------------------------------------------------------------------------
+// Is it a Go build cache?
+
+/// The README Go writes into every cache directory it opens
+/// (`cacheREADME` in cmd/go/internal/cache/default.go). Its first line is
+/// the marker [`check_go_cache`] looks for; later lines changed over Go
+/// releases (golang.org became go.dev).
+pub const GO_README: &str = "This directory holds cached build artifacts from the Go build system.
+Run \"go clean -cache\" if the directory is getting too large.
+Run \"go clean -fuzzcache\" to delete the fuzz cache.
+See go.dev to learn more about Go.
+";
+
+/// Why [`check_go_cache`] took a directory for a Go build cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recognised {
+    /// It holds Go's README.
+    Readme,
+    /// It holds the 256 subdirectories `00`..`ff`.
+    Subdirs,
+    /// It holds only names Go and gocache use there (or nothing at all).
+    OnlyGoNames,
+}
+
+/// True when `dir` holds Go's README (not following a symlink).
+fn has_go_readme(dir: &OwnedFd) -> bool {
+    let first_line = GO_README.lines().next().unwrap_or_default().as_bytes();
+    let Ok(fd) = rustix::fs::openat(
+        dir,
+        "README",
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+        Mode::empty(),
+    ) else {
+        return false;
+    };
+    let mut buf = [0u8; 128];
+    let mut got = 0;
+    while got < first_line.len() {
+        match rustix::io::read(&fd, &mut buf[got..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    buf[..got].starts_with(first_line)
+}
+
+/// Checks that the existing directory `dir` looks like a Go build cache
+/// (see the module doc) before anything is written to it or removed from
+/// it; [`Error::NotAGoCache`] says what was found when it does not.
+///
+/// Costs one `openat` and a read when Go's README is there (every cache
+/// Go has used), else one listing of the top level.
+pub fn check_go_cache(dir: &Path) -> Result<Recognised> {
+    let fd = open_dir(dir).map_err(|e| Error::io("opening", dir, e))?;
+    recognise(&fd, dir)
+}
+
+/// [`check_go_cache`] of the directory open as `fd`.
+fn recognise(fd: &OwnedFd, dir: &Path) -> Result<Recognised> {
+    if has_go_readme(fd) {
+        return Ok(Recognised::Readme);
+    }
+    let mut subdirs = 0usize;
+    let mut odd: Vec<String> = Vec::new();
+    let mut foreign_readme = false;
+    let items = rustix::fs::Dir::read_from(fd).map_err(|e| Error::io("reading", dir, e.into()))?;
+    for item in items {
+        let item = item.map_err(|e| Error::io("reading", dir, e.into()))?;
+        let name = item.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        let is_dir = || match item.file_type() {
+            FileType::Unknown => {
+                rustix::fs::statat(fd, item.file_name(), AtFlags::SYMLINK_NOFOLLOW)
+                    .is_ok_and(|st| FileType::from_raw_mode(st.st_mode as _) == FileType::Directory)
+            }
+            t => t == FileType::Directory,
+        };
+        match TopLevel::classify(name) {
+            TopLevel::Subdir(_) if is_dir() => subdirs += 1,
+            TopLevel::Readme => foreign_readme = true,
+            TopLevel::Subdir(_) | TopLevel::Other => {
+                odd.push(String::from_utf8_lossy(name).into_owned())
+            }
+            TopLevel::TrimTxt | TopLevel::TestExpire | TopLevel::Fuzz | TopLevel::Gocache => {}
+        }
+    }
+    if subdirs == 256 {
+        return Ok(Recognised::Subdirs);
+    }
+    if odd.is_empty() && !foreign_readme {
+        return Ok(Recognised::OnlyGoNames);
+    }
+    odd.sort();
+    let mut found = match odd.len() {
+        0 => String::new(),
+        n => {
+            let shown: Vec<&str> = odd.iter().take(3).map(String::as_str).collect();
+            let more = match n - shown.len() {
+                0 => String::new(),
+                m => format!(" and {m} more"),
+            };
+            format!("it holds {}{more}", shown.join(", "))
+        }
+    };
+    if !found.is_empty() {
+        found.push_str(", ");
+    }
+    found.push_str(if foreign_readme {
+        "a README that is not Go's"
+    } else {
+        "no README from Go"
+    });
+    found.push_str(&match subdirs {
+        0 => " and none of the subdirectories 00..ff".to_string(),
+        n => format!(" and {n} of the 256 subdirectories 00..ff"),
+    });
+    Err(Error::NotAGoCache {
+        dir: dir.to_owned(),
+        found,
+    })
+}
+
+/// Sets up `dir` as the go command does before it uses a cache (`cache.Open`
+/// after `initDefaultCache`): creates it (and its parents, as `MkdirAll`),
+/// writes the README if there is none, and creates the 256 subdirectories.
+/// For `gocache prog` started on a cache Go has not created yet. Does
+/// nothing to a directory that holds Go's README already.
+pub fn init_like_go(dir: &Path) -> Result<()> {
+    if let Ok(fd) = open_dir(dir)
+        && has_go_readme(&fd)
+    {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
+    // Refuse what Go would take over but gocache must not: a project
+    // directory named by mistake.
+    check_go_cache(dir)?;
+    let fd = open_dir(dir).map_err(|e| Error::io("opening", dir, e))?;
+    if rustix::fs::statat(&fd, "README", AtFlags::SYMLINK_NOFOLLOW).is_err() {
+        // Best effort, as Go's.
+        let _ = std::fs::write(dir.join("README"), GO_README);
+    }
+    for s in 0..=255u8 {
+        match rustix::fs::mkdirat(&fd, subdir_name(s), Mode::from_raw_mode(0o777)) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => return Err(Error::io("creating", dir.join(subdir_name(s)), e.into())),
+        }
+    }
+    Ok(())
+}
+
+/// The index file's default place: `<cache>/gocache/index.sqlite`.
+pub fn default_index_path(cache_dir: &Path) -> PathBuf {
+    cache_dir.join(GOCACHE_DIR).join("index.sqlite")
+}
+
+/// The index file to use for the cache at `cache_dir`: `explicit` (from
+/// `--index` or `$GOCACHE_INDEX`) when given, whose directory must exist
+/// already (gocache creates none for it: [`Error::IndexDir`]), else
+/// [`default_index_path`].
+pub fn index_path(cache_dir: &Path, explicit: Option<&Path>) -> Result<PathBuf> {
+    let Some(path) = explicit else {
+        return Ok(default_index_path(cache_dir));
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let unusable = |cause| Error::IndexDir {
+        path: path.to_owned(),
+        dir: dir.to_owned(),
+        cause,
+    };
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(path.to_owned()),
+        Ok(_) => Err(unusable(std::io::Error::from_raw_os_error(libc::ENOTDIR))),
+        Err(e) => Err(unusable(e)),
+    }
+}
+
+/// [`check_cache_dir`] and [`check_go_cache`] in one: `dir` exists, is a
+/// readable directory (a symlink to one is followed), and looks like a Go
+/// build cache. One `open` of the directory for both: the hook after every
+/// go command runs this.
+pub fn check_cache(dir: &Path) -> Result<Recognised> {
+    let fd = match open_dir(dir) {
+        Ok(fd) => fd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::CacheMissing(dir.to_owned()));
+        }
+        // The path is a file; not a component above it (that is an I/O
+        // error on the path, as `stat` gives it).
+        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) && std::fs::metadata(dir).is_ok() => {
+            return Err(Error::CacheNotADirectory(dir.to_owned()));
+        }
+        Err(e) => return Err(Error::io("reading", dir, e)),
+    };
+    recognise(&fd, dir)
 }
 
 /// Opens the cache directory itself (a symlink to it is followed: it is
@@ -112,9 +328,12 @@ impl std::fmt::Debug for CacheDir {
 }
 
 impl CacheDir {
-    /// Opens the cache directory at `path` (see [`open_dir`]).
+    /// Opens the cache directory at `path` (see [`open_dir`]), once it is
+    /// seen to look like a Go build cache ([`check_go_cache`]): everything
+    /// that removes entries, or writes them, goes through here.
     pub fn open(path: &Path) -> Result<CacheDir> {
         let fd = open_dir(path).map_err(|e| Error::io("opening", path, e))?;
+        recognise(&fd, path)?;
         Ok(CacheDir {
             path: path.to_owned(),
             fd,
@@ -142,6 +361,26 @@ impl CacheDir {
         }
         let fd = open_dir_at(&self.fd, subdir_name(s)).ok()?;
         Some(slot.get_or_init(|| fd))
+    }
+
+    /// The executable inside the executable entry `name` (a directory),
+    /// opened read-only without following a symlink at either step; `None`
+    /// when it is not there, or `program` is not a plain file name.
+    pub fn open_exe(&self, name: &crate::layout::EntryName, program: &str) -> Option<File> {
+        if program.is_empty() || program.contains('/') || program == "." || program == ".." {
+            return None;
+        }
+        let sub = self.subdir(name.subdir())?;
+        let dir = open_dir_at(sub, name.c_file_name().as_c_str()).ok()?;
+        let fd = rustix::fs::openat(
+            &dir,
+            program,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+            Mode::empty(),
+        )
+        .ok()?;
+        let st = rustix::fs::fstat(&fd).ok()?;
+        (FileType::from_raw_mode(st.st_mode as _) == FileType::RegularFile).then(|| File::from(fd))
     }
 
     /// Subdirectory `s`, created first if missing (as Go creates it); an
@@ -400,6 +639,115 @@ impl TrimLock {
 impl Drop for TrimLock {
     fn drop(&mut self) {
         let _ = fs4::FileExt::unlock(&self.file);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_go_cache_is_told_from_other_directories() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path();
+        assert_eq!(check_go_cache(p).unwrap(), Recognised::OnlyGoNames);
+        std::fs::create_dir(p.join(GOCACHE_DIR)).unwrap();
+        std::fs::write(p.join("trim.txt"), "1").unwrap();
+        std::fs::create_dir(p.join("3a")).unwrap();
+        assert_eq!(check_go_cache(p).unwrap(), Recognised::OnlyGoNames);
+        // A file under a subdirectory's name is odd.
+        std::fs::write(p.join("3b"), "").unwrap();
+        let e = check_go_cache(p).unwrap_err().to_string();
+        assert!(
+            e.contains("it holds 3b, no README from Go and 1 of the 256 subdirectories"),
+            "{e}"
+        );
+        for i in 0..5 {
+            std::fs::write(p.join(format!("f{i}")), "").unwrap();
+        }
+        let e = check_go_cache(p).unwrap_err().to_string();
+        assert!(e.contains("it holds 3b, f0, f1 and 3 more,"), "{e}");
+        // Go's README settles it, odd items or not.
+        std::fs::write(p.join("README"), GO_README).unwrap();
+        assert_eq!(check_go_cache(p).unwrap(), Recognised::Readme);
+        // A symlink named README is not followed.
+        let other = tempfile::tempdir().unwrap();
+        std::fs::write(other.path().join("r"), GO_README).unwrap();
+        std::fs::remove_file(p.join("README")).unwrap();
+        std::os::unix::fs::symlink(other.path().join("r"), p.join("README")).unwrap();
+        assert!(check_go_cache(p).is_err());
+        // So do the 256 subdirectories.
+        let c = fixtures::TinyCache::new();
+        std::fs::write(c.join("stray"), "").unwrap();
+        assert_eq!(check_go_cache(c.path()).unwrap(), Recognised::Subdirs);
+        assert!(CacheDir::open(c.path()).is_ok());
+        assert!(CacheDir::open(p).is_err(), "nothing is removed from it");
+    }
+
+    #[test]
+    fn the_cache_path_is_checked_with_one_open() {
+        let d = tempfile::tempdir().unwrap();
+        let missing = d.path().join("missing");
+        assert!(matches!(check_cache(&missing), Err(Error::CacheMissing(_))));
+        let file = d.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        assert!(matches!(
+            check_cache(&file),
+            Err(Error::CacheNotADirectory(_))
+        ));
+        let e = check_cache(&file.join("cache")).unwrap_err().to_string();
+        assert!(e.contains("Not a directory (os error 20)"), "{e}");
+        // A symlink at the cache path itself is followed: the user put the
+        // cache there.
+        let c = fixtures::TinyCache::new();
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(c.path(), &link).unwrap();
+        assert_eq!(check_cache(&link).unwrap(), Recognised::Subdirs);
+        std::os::unix::fs::symlink(&missing, d.path().join("dangling")).unwrap();
+        assert!(matches!(
+            check_cache(&d.path().join("dangling")),
+            Err(Error::CacheMissing(_))
+        ));
+    }
+
+    #[test]
+    fn setting_up_like_go_refuses_a_project_and_fills_an_empty_directory() {
+        let d = tempfile::tempdir().unwrap();
+        let cache = d.path().join("a/b/cache");
+        init_like_go(&cache).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(cache.join("README")).unwrap(),
+            GO_README
+        );
+        assert_eq!(check_go_cache(&cache).unwrap(), Recognised::Readme);
+        assert!((0..=255u8).all(|s| cache.join(subdir_name(s)).is_dir()));
+        let project = d.path().join("hello");
+        std::fs::create_dir(&project).unwrap();
+        std::fs::write(project.join("go.mod"), "module hello\n").unwrap();
+        assert!(matches!(
+            init_like_go(&project),
+            Err(Error::NotAGoCache { .. })
+        ));
+        assert_eq!(std::fs::read_dir(&project).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn an_index_given_explicitly_needs_its_directory() {
+        let d = tempfile::tempdir().unwrap();
+        let c = d.path();
+        assert_eq!(index_path(c, None).unwrap(), c.join("gocache/index.sqlite"));
+        let there = c.join("i.sqlite");
+        assert_eq!(index_path(c, Some(&there)).unwrap(), there);
+        assert_eq!(
+            index_path(c, Some(Path::new("i.sqlite"))).unwrap(),
+            Path::new("i.sqlite")
+        );
+        let e = index_path(c, Some(&c.join("no/such/i.sqlite"))).unwrap_err();
+        assert!(matches!(e, Error::IndexDir { .. }), "{e}");
+        assert!(!c.join("no").exists());
+        std::fs::write(c.join("file"), "").unwrap();
+        let e = index_path(c, Some(&c.join("file/i.sqlite"))).unwrap_err();
+        assert!(e.to_string().contains("Not a directory"), "{e}");
     }
 }
 

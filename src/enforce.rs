@@ -24,16 +24,20 @@
 //! [`trim`] says so and [`after_use`] steps aside: the trim running will
 //! see what it synced.
 //!
-//! The limits enforced are the ones stored in the index (`gocache limits`),
-//! with a run's own flags over them: [`effective_limits`].
+//! The limits enforced are layered (see `crate::limits`): a run's own
+//! flags, then the environment (`GOCACHE_BUDGET`, …), then the config file,
+//! then those stored in the index (`gocache limits`), then the defaults:
+//! [`effective_limits`], so that the hook, `gocache prog`, `trim` and the
+//! CI mode all get the same answer; [`resolve_limits`] also says where each
+//! came from.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::cachedir::{CacheDir, TrimLock, own_dir_allocated, sweep_prog_temps};
 use crate::error::{Error, Result};
 use crate::index::{Index, Use};
-use crate::limits::{LimitSpecs, Limits};
+use crate::limits::{CONFIG_ENV, Layers, LimitSpecs, Limits, Sourced, layer, parse_config};
 use crate::model::{OtherClass, Totals, UnixTime};
 use crate::policy::{Environment, HEADROOM, Plan, Rule, Unmet, over_limits, shortfalls};
 use crate::report::Reporter;
@@ -44,12 +48,66 @@ use crate::trim::{Executed, execute};
 /// was planned.
 pub const MAX_ROUNDS: usize = 3;
 
-/// The limits a run enforces: those stored in `index`, with `flags` (the
-/// run's own) over them, resolved against the filesystem holding the cache.
+/// The limits a run enforces: `flags` (the run's own) over the process's
+/// environment, the config file and the limits stored in `index`, resolved
+/// against the filesystem holding the cache (see [`resolve_limits`]).
 pub fn effective_limits(cache_dir: &Path, index: &Index, flags: &LimitSpecs) -> Result<Limits> {
-    let specs = index.stored_limits()?.merge(flags);
+    let env = |k: &str| std::env::var_os(k);
+    Ok(resolve_limits(cache_dir, index.stored_limits()?, flags, &env)?.limits)
+}
+
+/// The limits in force and where each came from.
+#[derive(Clone, Debug)]
+pub struct ResolvedLimits {
+    /// In bytes and seconds, defaults filled in: what a run enforces.
+    pub limits: Limits,
+    /// As layered, with each one's source.
+    pub sourced: Sourced,
+    /// The config file that was read, if one was.
+    pub config_file: Option<PathBuf>,
+}
+
+/// Layers `flags`, the environment as `env` reads it, the config file it
+/// names ([`crate::limits::config_path`]) and `stored`, and resolves them
+/// against the filesystem holding `cache_dir`. A config file named by
+/// `$GOCACHE_CONFIG` must exist; the default one may not.
+pub fn resolve_limits(
+    cache_dir: &Path,
+    stored: LimitSpecs,
+    flags: &LimitSpecs,
+    env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<ResolvedLimits> {
+    let config = match crate::limits::config_path(env) {
+        None => None,
+        Some((path, named)) => match std::fs::read_to_string(&path) {
+            Ok(text) => Some(parse_config(&text, &path)?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !named => None,
+            Err(e) => {
+                return Err(Error::Invalid(format!(
+                    "the config file {} cannot be read: {e}{}",
+                    path.display(),
+                    if named {
+                        format!(" (named by {CONFIG_ENV}; set it to `off` to read none)")
+                    } else {
+                        String::new()
+                    }
+                )));
+            }
+        },
+    };
+    let config_file = config.as_ref().map(|c| c.path.clone());
+    let sourced = layer(&Layers {
+        flags: flags.clone(),
+        env: LimitSpecs::from_env(env)?,
+        config,
+        stored,
+    });
     let fs_total = fs4::total_space(cache_dir).unwrap_or(0);
-    Ok(specs.resolve(fs_total))
+    Ok(ResolvedLimits {
+        limits: sourced.specs.resolve(fs_total),
+        sourced,
+        config_file,
+    })
 }
 
 /// Allocated bytes in the cache directory that are not entries: the
@@ -168,7 +226,11 @@ pub fn trim(
     };
     let env = environment(cache_dir, index, limits)?;
     let clock = Instant::now();
-    let plan = make_plan(index, limits, &env, now)?;
+    // No measurable progress while the entries load: a spinner.
+    reporter.start("plan", 0);
+    let plan = make_plan(index, limits, &env, now);
+    reporter.finish();
+    let plan = plan?;
     timings.plan_seconds = clock.elapsed().as_secs_f64();
     let before = plan.before;
     let Some(dir) = dir else {

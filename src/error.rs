@@ -28,6 +28,33 @@ pub enum Error {
     /// The cache path exists but is not a directory.
     #[error("the Go build cache path {0} is not a directory")]
     CacheNotADirectory(PathBuf),
+    /// The directory does not look like a Go build cache (see
+    /// [`crate::cachedir::check_go_cache`]): nothing is written to it.
+    #[error(
+        "{dir} does not look like a Go build cache: {found}; gocache writes nothing into a \
+         directory Go has not set up as its cache (its README and the subdirectories 00..ff). \
+         Check GOCACHE / --cache-dir, or run a go build with this GOCACHE first"
+    )]
+    NotAGoCache {
+        /// The directory.
+        dir: PathBuf,
+        /// What is in it, for people.
+        found: String,
+    },
+    /// The directory of an index file given explicitly (`--index`,
+    /// `$GOCACHE_INDEX`) is missing or unusable: it is not created.
+    #[error(
+        "the index file {path} cannot be used: {dir}: {cause}; gocache creates no directory for an \
+         index given with --index or GOCACHE_INDEX: create it first, or pick another path"
+    )]
+    IndexDir {
+        /// The index file asked for.
+        path: PathBuf,
+        /// Its directory.
+        dir: PathBuf,
+        /// Why the directory cannot be used (in the message, not `source()`).
+        cause: std::io::Error,
+    },
     /// An I/O error on a path.
     #[error("{op} {path}: {cause}")]
     Io {

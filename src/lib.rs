@@ -6,7 +6,8 @@
 //!    I/O), [`model`] (the records everyone shares), [`error`], [`report`]
 //!    (progress and warnings through the caller's reporter), [`threads`]
 //!    (helper threads that start beside their creator), [`limits`] (what
-//!    people write, validated).
+//!    people write, validated, and the layers it comes from), [`gomod`]
+//!    (the Go module a go command works in).
 //! 2. [`cachedir`]: the one owner of the cache directory (descriptors,
 //!    gocache's own names in it, sweeps, the trim lock). [`index`]: the
 //!    SQLite index, the only module that knows its schema. [`policy`]: a
@@ -36,6 +37,7 @@
 pub mod cachedir;
 pub mod enforce;
 pub mod error;
+pub mod gomod;
 pub mod index;
 pub mod layout;
 pub mod limits;

@@ -12,8 +12,20 @@
 //! and years (no fixed length), a grace period of `off`, and a budget or
 //! exe quota of a bare `0`, which would empty the cache or its executables:
 //! `0B` says that is meant ([`parse_cap`]).
+//!
+//! # Where limits come from
+//!
+//! Five layers, the first that sets a limit wins ([`layer`]): a command's
+//! flags, the environment (`GOCACHE_BUDGET`, … [`Limit::env_var`]), the
+//! config file (`key = value` lines, [`parse_config`]), the limits stored
+//! in the index (`gocache limits --budget …`), and the defaults. Cron jobs,
+//! systemd units and CI runs can so set limits with no stored state. Every
+//! layer is read with the same parsers as the flags, so a value means the
+//! same wherever it is written. The layering is pure; reading the
+//! environment and the file is `enforce::effective_limits`'s.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
@@ -308,6 +320,323 @@ impl LimitSpecs {
     }
 }
 
+/// One of the six limits: its names on the command line, in the
+/// environment and in the config file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Limit {
+    /// `--budget`.
+    Budget,
+    /// `--exe-quota`.
+    ExeQuota,
+    /// `--build-max-age`.
+    BuildMaxAge,
+    /// `--exe-max-age`.
+    ExeMaxAge,
+    /// `--grace`.
+    Grace,
+    /// `--min-free`.
+    MinFree,
+}
+
+impl Limit {
+    /// Every limit, in the order they are shown.
+    pub const ALL: [Limit; 6] = [
+        Limit::Budget,
+        Limit::ExeQuota,
+        Limit::BuildMaxAge,
+        Limit::ExeMaxAge,
+        Limit::Grace,
+        Limit::MinFree,
+    ];
+
+    /// The name in JSON and in the config file: `exe_quota`.
+    pub fn key(self) -> &'static str {
+        match self {
+            Limit::Budget => "budget",
+            Limit::ExeQuota => "exe_quota",
+            Limit::BuildMaxAge => "build_max_age",
+            Limit::ExeMaxAge => "exe_max_age",
+            Limit::Grace => "grace",
+            Limit::MinFree => "min_free",
+        }
+    }
+
+    /// The flag: `--exe-quota`.
+    pub fn flag(self) -> String {
+        format!("--{}", self.key().replace('_', "-"))
+    }
+
+    /// The environment variable: `GOCACHE_EXE_QUOTA`.
+    pub fn env_var(self) -> &'static str {
+        match self {
+            Limit::Budget => "GOCACHE_BUDGET",
+            Limit::ExeQuota => "GOCACHE_EXE_QUOTA",
+            Limit::BuildMaxAge => "GOCACHE_BUILD_MAX_AGE",
+            Limit::ExeMaxAge => "GOCACHE_EXE_MAX_AGE",
+            Limit::Grace => "GOCACHE_GRACE",
+            Limit::MinFree => "GOCACHE_MIN_FREE",
+        }
+    }
+
+    /// The limit a config key names (`exe_quota` or `exe-quota`).
+    pub fn from_key(key: &str) -> Option<Limit> {
+        let key = key.replace('-', "_");
+        Limit::ALL.into_iter().find(|l| l.key() == key)
+    }
+
+    /// How people read it in a table: `exe quota`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Limit::Budget => "budget",
+            Limit::ExeQuota => "exe quota",
+            Limit::BuildMaxAge => "build max age",
+            Limit::ExeMaxAge => "exe max age",
+            Limit::Grace => "grace",
+            Limit::MinFree => "min free",
+        }
+    }
+}
+
+impl LimitSpecs {
+    /// Sets `limit` from `text`, read as its flag reads it.
+    pub fn set(&mut self, limit: Limit, text: &str) -> Result<()> {
+        match limit {
+            Limit::Budget => self.budget = Some(parse_cap(text, "every entry of the cache")?),
+            Limit::ExeQuota => self.exe_quota = Some(parse_cap(text, "every cached executable")?),
+            Limit::BuildMaxAge => self.build_max_age = Some(AgeSpec::parse(text)?),
+            Limit::ExeMaxAge => self.exe_max_age = Some(AgeSpec::parse(text)?),
+            Limit::Grace => self.grace = Some(parse_grace(text)?),
+            Limit::MinFree => self.min_free = Some(SizeSpec::parse(text)?),
+        }
+        Ok(())
+    }
+
+    /// True when `limit` is set.
+    pub fn has(&self, limit: Limit) -> bool {
+        match limit {
+            Limit::Budget => self.budget.is_some(),
+            Limit::ExeQuota => self.exe_quota.is_some(),
+            Limit::BuildMaxAge => self.build_max_age.is_some(),
+            Limit::ExeMaxAge => self.exe_max_age.is_some(),
+            Limit::Grace => self.grace.is_some(),
+            Limit::MinFree => self.min_free.is_some(),
+        }
+    }
+
+    /// The limits set in the environment, read by `get` (an empty
+    /// variable is unset). A bad value is an error naming the variable.
+    pub fn from_env(get: &dyn Fn(&str) -> Option<std::ffi::OsString>) -> Result<LimitSpecs> {
+        let mut specs = LimitSpecs::default();
+        for limit in Limit::ALL {
+            let var = limit.env_var();
+            let Some(v) = get(var) else { continue };
+            let Some(text) = v.to_str() else {
+                return Err(Error::Invalid(format!("{var} is not valid UTF-8")));
+            };
+            if text.trim().is_empty() {
+                continue;
+            }
+            specs
+                .set(limit, text)
+                .map_err(|e| Error::Invalid(format!("{var}={text}: {e}")))?;
+        }
+        Ok(specs)
+    }
+}
+
+/// The environment variable naming the config file; `off` reads none.
+pub const CONFIG_ENV: &str = "GOCACHE_CONFIG";
+
+/// The config file to read: `$GOCACHE_CONFIG` (`off`: none), else
+/// `$XDG_CONFIG_HOME/gocache/config`, else `~/.config/gocache/config`.
+/// Returns the path and whether it was named explicitly (then it must
+/// exist); `None` when there is none to read.
+pub fn config_path(get: &dyn Fn(&str) -> Option<std::ffi::OsString>) -> Option<(PathBuf, bool)> {
+    if let Some(v) = get(CONFIG_ENV).filter(|v| !v.is_empty()) {
+        return (v != "off").then(|| (PathBuf::from(v), true));
+    }
+    let base = get("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| {
+            get("HOME")
+                .map(PathBuf::from)
+                .filter(|p| p.is_absolute())
+                .map(|h| h.join(".config"))
+        })?;
+    Some((base.join("gocache").join("config"), false))
+}
+
+/// Reads a config file's text: one `key = value` a line, keys as the
+/// flags' names (`exe-quota` or `exe_quota`), values as the flags take
+/// them, optionally quoted (`budget = "10GiB"`); `#` starts a comment. An
+/// unknown key, a key given twice or a bad value is an error naming the
+/// file (`path`) and line.
+pub fn parse_config(text: &str, path: &Path) -> Result<ConfigFile> {
+    let mut specs = LimitSpecs::default();
+    let mut lines = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let n = i + 1;
+        let bad = |why: String| Error::Invalid(format!("{}:{n}: {why}", path.display()));
+        let line = match raw.find('#') {
+            Some(c) => &raw[..c],
+            None => raw,
+        }
+        .trim();
+        if line.is_empty() {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(bad(format!(
+                "expected `key = value`, found {line:?} (keys: {})",
+                keys()
+            )));
+        };
+        let key = key.trim();
+        let Some(limit) = Limit::from_key(key) else {
+            return Err(bad(format!("unknown key {key:?} (keys: {})", keys())));
+        };
+        if lines.iter().any(|&(l, _)| l == limit) {
+            return Err(bad(format!("{key} is set twice")));
+        }
+        let value = value.trim();
+        let value = ['"', '\'']
+            .iter()
+            .find_map(|&q| value.strip_prefix(q).and_then(|v| v.strip_suffix(q)))
+            .unwrap_or(value);
+        specs
+            .set(limit, value)
+            .map_err(|e| bad(format!("{key}: {e}")))?;
+        lines.push((limit, n));
+    }
+    Ok(ConfigFile {
+        path: path.to_owned(),
+        specs,
+        lines,
+    })
+}
+
+/// A config file's limits.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConfigFile {
+    /// Where it is.
+    pub path: PathBuf,
+    /// The limits it sets.
+    pub specs: LimitSpecs,
+    /// The line each limit is set on.
+    pub lines: Vec<(Limit, usize)>,
+}
+
+fn keys() -> String {
+    Limit::ALL.map(Limit::key).join(", ")
+}
+
+/// Where a limit's value came from, highest precedence first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The command's flag.
+    Flag,
+    /// An environment variable (which).
+    Env(&'static str),
+    /// The config file (which, and the line).
+    Config(PathBuf, usize),
+    /// The limits stored in the index (`gocache limits --…`).
+    Stored,
+    /// Nothing set it: the default.
+    Default,
+}
+
+impl Source {
+    /// One word, for JSON: `flag`, `env`, `config`, `stored`, `default`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Source::Flag => "flag",
+            Source::Env(_) => "env",
+            Source::Config(..) => "config",
+            Source::Stored => "stored",
+            Source::Default => "default",
+        }
+    }
+
+    /// For people: `--budget`, `GOCACHE_BUDGET`, `config ~/x:3`, …
+    pub fn describe(&self, limit: Limit) -> String {
+        match self {
+            Source::Flag => limit.flag(),
+            Source::Env(var) => (*var).to_string(),
+            Source::Config(p, n) => format!("{}:{n}", p.display()),
+            Source::Stored => "stored in the index".into(),
+            Source::Default => "default".into(),
+        }
+    }
+}
+
+/// The layers a run's limits come from (see the module doc).
+#[derive(Clone, Debug, Default)]
+pub struct Layers {
+    /// The command's flags.
+    pub flags: LimitSpecs,
+    /// The environment's.
+    pub env: LimitSpecs,
+    /// The config file's.
+    pub config: Option<ConfigFile>,
+    /// Stored in the index.
+    pub stored: LimitSpecs,
+}
+
+/// Limits with the place each came from.
+#[derive(Clone, Debug)]
+pub struct Sourced {
+    /// The limits as layered (defaults not filled in).
+    pub specs: LimitSpecs,
+    /// Per limit, in [`Limit::ALL`]'s order, where it came from.
+    pub sources: Vec<(Limit, Source)>,
+}
+
+impl Sourced {
+    /// Where `limit` came from.
+    pub fn source(&self, limit: Limit) -> &Source {
+        self.sources
+            .iter()
+            .find(|(l, _)| *l == limit)
+            .map(|(_, s)| s)
+            .unwrap_or(&Source::Default)
+    }
+}
+
+/// Layers `layers`: for each limit, the first layer that sets it (flags,
+/// environment, config file, stored), else the default. Pure.
+pub fn layer(layers: &Layers) -> Sourced {
+    let config = layers.config.as_ref();
+    let empty = LimitSpecs::default();
+    let config_specs = config.map_or(&empty, |c| &c.specs);
+    let specs = layers
+        .stored
+        .merge(config_specs)
+        .merge(&layers.env)
+        .merge(&layers.flags);
+    let sources = Limit::ALL
+        .iter()
+        .map(|&l| {
+            let source = if layers.flags.has(l) {
+                Source::Flag
+            } else if layers.env.has(l) {
+                Source::Env(l.env_var())
+            } else if let Some(c) = config
+                && c.specs.has(l)
+            {
+                let line = c.lines.iter().find(|(x, _)| *x == l).map_or(0, |(_, n)| *n);
+                Source::Config(c.path.clone(), line)
+            } else if layers.stored.has(l) {
+                Source::Stored
+            } else {
+                Source::Default
+            };
+            (l, source)
+        })
+        .collect();
+    Sourced { specs, sources }
+}
+
 /// Validated limits, in allocated bytes and seconds: what the policy takes.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Limits {
@@ -516,6 +845,136 @@ mod tests {
         }
         assert_eq!(format_duration(5 * DAY), "5d");
         assert_eq!(format_duration(3600), "1h");
+    }
+
+    /// Issue 13, item 9: limits from the environment and a config file,
+    /// layered flags > env > config > stored > defaults.
+    #[test]
+    fn limits_layer_flags_env_config_stored_then_defaults() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| std::ffi::OsString::from(v))
+            }
+        };
+        let from_env = LimitSpecs::from_env(&env(&[
+            ("GOCACHE_BUDGET", "8GiB"),
+            ("GOCACHE_EXE_QUOTA", "1G"),
+            ("GOCACHE_GRACE", ""),
+            ("GOCACHE_BUILD_MAX_AGE", "off"),
+        ]))
+        .unwrap();
+        assert_eq!(from_env.budget, Some(SizeSpec::Bytes(8 << 30)));
+        assert_eq!(from_env.build_max_age, Some(AgeSpec::Off));
+        assert_eq!(from_env.grace, None, "empty is unset");
+        for (bad, needle) in [
+            (
+                ("GOCACHE_BUDGET", "0"),
+                "GOCACHE_BUDGET=0: a limit of \"0\" would remove",
+            ),
+            (
+                ("GOCACHE_GRACE", "off"),
+                "GOCACHE_GRACE=off: the grace period cannot",
+            ),
+            (
+                ("GOCACHE_MIN_FREE", "5 parsecs"),
+                "GOCACHE_MIN_FREE=5 parsecs: invalid size",
+            ),
+        ] {
+            let pairs: &'static [(&str, &str)] = Box::leak(Box::new([bad]));
+            let e = LimitSpecs::from_env(&env(pairs)).unwrap_err().to_string();
+            assert!(e.contains(needle), "{e}");
+        }
+
+        let path = Path::new("/etc/x/config");
+        let text = "# limits for this machine\n\nbudget = \"10GiB\"   # quoted, as TOML\nexe-quota = 2G\n  min_free='5%'\ngrace = 2h\n";
+        let config = parse_config(text, path).unwrap();
+        assert_eq!(config.specs.budget, Some(SizeSpec::Bytes(10 << 30)));
+        assert_eq!(config.specs.exe_quota, Some(SizeSpec::Bytes(2 << 30)));
+        assert_eq!(config.specs.min_free, Some(SizeSpec::Percent(5.0)));
+        assert_eq!(config.lines[0], (Limit::Budget, 3));
+        for (bad, needle) in [
+            ("budget 10G", "/etc/x/config:1: expected `key = value`"),
+            (
+                "\nbudgte = 1G",
+                "/etc/x/config:2: unknown key \"budgte\" (keys: budget, exe_quota",
+            ),
+            (
+                "grace = 1h\ngrace = 2h",
+                "/etc/x/config:2: grace is set twice",
+            ),
+            (
+                "exe_max_age = 1mo",
+                "/etc/x/config:1: exe_max_age: invalid duration",
+            ),
+            ("[limits]", "expected `key = value`"),
+        ] {
+            let e = parse_config(bad, path).unwrap_err().to_string();
+            assert!(e.contains(needle), "{bad:?}: {e}");
+        }
+
+        let stored = LimitSpecs {
+            budget: Some(SizeSpec::Bytes(1)),
+            exe_quota: Some(SizeSpec::Bytes(1)),
+            min_free: Some(SizeSpec::Bytes(1)),
+            grace: Some(1),
+            exe_max_age: Some(AgeSpec::Secs(60)),
+            ..Default::default()
+        };
+        let flags = LimitSpecs {
+            budget: Some(SizeSpec::Bytes(99)),
+            ..Default::default()
+        };
+        let layered = layer(&Layers {
+            flags,
+            env: from_env,
+            config: Some(config),
+            stored,
+        });
+        let s = &layered.specs;
+        assert_eq!(s.budget, Some(SizeSpec::Bytes(99)));
+        assert_eq!(s.exe_quota, Some(SizeSpec::Bytes(1 << 30)));
+        assert_eq!(s.min_free, Some(SizeSpec::Percent(5.0)));
+        assert_eq!(s.grace, Some(7200));
+        assert_eq!(s.exe_max_age, Some(AgeSpec::Secs(60)));
+        let src = |l| layered.source(l).describe(l);
+        assert_eq!(src(Limit::Budget), "--budget");
+        assert_eq!(src(Limit::ExeQuota), "GOCACHE_EXE_QUOTA");
+        assert_eq!(src(Limit::MinFree), "/etc/x/config:5");
+        assert_eq!(src(Limit::Grace), "/etc/x/config:6");
+        assert_eq!(src(Limit::ExeMaxAge), "stored in the index");
+        assert_eq!(src(Limit::BuildMaxAge), "GOCACHE_BUILD_MAX_AGE");
+        let none = layer(&Layers::default());
+        assert!(none.sources.iter().all(|(_, s)| *s == Source::Default));
+        assert!(none.specs.is_empty());
+    }
+
+    #[test]
+    fn the_config_file_is_named_by_gocache_config_or_found_in_xdg_config_home() {
+        let get = |pairs: Vec<(&'static str, &'static str)>| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| std::ffi::OsString::from(v))
+            }
+        };
+        assert_eq!(
+            config_path(&get(vec![("GOCACHE_CONFIG", "/a/b"), ("HOME", "/h")])),
+            Some((PathBuf::from("/a/b"), true))
+        );
+        assert_eq!(config_path(&get(vec![("GOCACHE_CONFIG", "off")])), None);
+        assert_eq!(
+            config_path(&get(vec![("XDG_CONFIG_HOME", "/x"), ("HOME", "/h")])),
+            Some((PathBuf::from("/x/gocache/config"), false))
+        );
+        assert_eq!(
+            config_path(&get(vec![("XDG_CONFIG_HOME", "rel"), ("HOME", "/h")])),
+            Some((PathBuf::from("/h/.config/gocache/config"), false))
+        );
+        assert_eq!(config_path(&get(vec![])), None);
     }
 
     #[test]

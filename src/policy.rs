@@ -187,7 +187,12 @@ pub struct Unmet {
 }
 
 /// What to evict, in order, and what the cache looks like after.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+///
+/// In JSON (`trim --json`'s `plan`) also `by_rule_bytes`, [`Plan::by_rule`]
+/// as an object keyed by rule with every rule present; `by_rule`, the same
+/// as a list of `[rule, bytes]` pairs, is kept for one release (0.2) and
+/// then removed.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
     /// When the plan was made.
     pub now: UnixTime,
@@ -206,6 +211,40 @@ pub struct Plan {
     pub protected: Bytes,
     /// Limits that stay unmet.
     pub unmet: Vec<Unmet>,
+}
+
+impl serde::Serialize for Plan {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        /// The plan as JSON: its fields, and `by_rule_bytes` beside the
+        /// list it replaces.
+        #[derive(serde::Serialize)]
+        struct PlanJson<'a> {
+            now: UnixTime,
+            limits: &'a Limits,
+            victims: &'a [Victim],
+            before: &'a Totals,
+            after: &'a Totals,
+            by_rule: &'a [(Rule, Bytes)],
+            by_rule_bytes: std::collections::BTreeMap<&'static str, Bytes>,
+            protected: &'a Bytes,
+            unmet: &'a [Unmet],
+        }
+        PlanJson {
+            now: self.now,
+            limits: &self.limits,
+            victims: &self.victims,
+            before: &self.before,
+            after: &self.after,
+            by_rule: &self.by_rule,
+            by_rule_bytes: Rule::ALL
+                .iter()
+                .map(|&r| (r.as_str(), self.bytes_for(r)))
+                .collect(),
+            protected: &self.protected,
+            unmet: &self.unmet,
+        }
+        .serialize(s)
+    }
 }
 
 impl Plan {

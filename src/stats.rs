@@ -39,6 +39,10 @@ pub struct AgeBucket {
 pub struct ExeStats {
     /// The program's name (the file inside the entry's directory).
     pub program: String,
+    /// The import path of the package it was built from
+    /// (`example.com/hello`), where the executable says (Go's build
+    /// information); filled in by the caller, which reads the cache.
+    pub import_path: Option<String>,
     /// The entry, `ab/<hex>-d`.
     pub entry: String,
     /// The executable's size.
@@ -115,6 +119,9 @@ pub struct Stats {
     pub largest_exes: Vec<ExeStats>,
     /// The most used executables (by hits, then last use).
     pub most_used_exes: Vec<ExeStats>,
+    /// True when some entry has hits: a go command ran through the
+    /// wrapper or `gocache prog` (only they count hits).
+    pub hits_recorded: bool,
     /// Unreachable or broken entries.
     pub garbage: Garbage,
     /// What else is in the directory.
@@ -129,7 +136,9 @@ pub fn compute(entries: &[Entry], others: &[Other], now: UnixTime) -> Stats {
     let mut ages = [Bytes::default(); 4];
     let mut data_ids: HashSet<Id> = HashSet::new();
     let mut named: HashSet<Id> = HashSet::new();
+    let mut hits_recorded = false;
     for e in entries {
+        hits_recorded |= e.hits > 0;
         total.add_entry(e);
         tiers[(e.tier() == Tier::Exe) as usize].add_entry(e);
         kinds[e.kind.to_db() as usize].add_entry(e);
@@ -175,6 +184,7 @@ pub fn compute(entries: &[Entry], others: &[Other], now: UnixTime) -> Stats {
     let mut exes: Vec<&Entry> = entries.iter().filter(|e| e.kind == Kind::Exe).collect();
     let exe_stats = |e: &&Entry| ExeStats {
         program: e.program.clone().unwrap_or_default(),
+        import_path: None,
         entry: e.name.rel_path(),
         apparent_bytes: e.apparent,
         allocated_bytes: e.allocated,
@@ -231,6 +241,7 @@ pub fn compute(entries: &[Entry], others: &[Other], now: UnixTime) -> Stats {
             .collect(),
         largest_exes,
         most_used_exes,
+        hits_recorded,
         garbage,
         other,
     }

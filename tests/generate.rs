@@ -11,6 +11,7 @@ const SUBCOMMANDS: &[&str] = &[
     "stats",
     "trim",
     "limits",
+    "dir",
     "hook",
     "go",
     "prog",

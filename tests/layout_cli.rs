@@ -231,3 +231,197 @@ fn an_error_message_never_repeats_its_cause() {
         assert_eq!(err.lines().count(), 1, "{err}");
     }
 }
+
+/// Issue 13, defect 3: `GOCACHE=~/src/hello gocache trim -n` took a Go
+/// project for a cache, wrote `hello/gocache/index.sqlite` into it, and
+/// `stats` listed go.mod and main.go as odd items. Every command refuses
+/// (exit 2, saying what it found) and writes nothing.
+#[test]
+fn a_directory_that_is_not_a_go_cache_is_refused_and_left_untouched() {
+    let sb = Sandbox::new();
+    let project = sb.write_hello("hello", "hi");
+    let before = walk_names(&project);
+    for cmd in [
+        &["trim", "-n"][..],
+        &["trim"],
+        &["stats"],
+        &["scan"],
+        &["limits"],
+        &["limits", "--budget", "1G"],
+        &["hook"],
+        &["prog"],
+    ] {
+        let out = sb
+            .gocache(cmd)
+            .env("GOCACHE", &project)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let err = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(2), "{cmd:?}: {err}");
+        assert!(
+            err.contains("does not look like a Go build cache")
+                && err.contains("it holds go.mod, main.go")
+                && err.contains("no README from Go")
+                && err.contains("none of the subdirectories 00..ff"),
+            "{cmd:?}: {err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{cmd:?}: {err}");
+        assert_eq!(walk_names(&project), before, "{cmd:?} wrote into it");
+    }
+    // A README that is not Go's is no marker; the same with --cache-dir.
+    std::fs::write(project.join("README"), "# hello\n").unwrap();
+    let out = sb
+        .gocache(["--cache-dir"])
+        .arg(&project)
+        .arg("stats")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("a README that is not Go's"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert!(!project.join("gocache").exists());
+}
+
+/// What a Go cache looks like to gocache: Go's README, or its 256
+/// subdirectories (with odd items beside them, reported as ever), or
+/// nothing but Go's and gocache's own names (an empty directory).
+#[test]
+fn a_go_cache_is_recognised_by_its_readme_its_subdirectories_or_emptiness() {
+    let sb = Sandbox::with_template();
+    // A real cache, with something odd beside Go's files.
+    std::fs::write(sb.cache().join("notes.txt"), "mine").unwrap();
+    let s = json(&run_ok(sb.gocache(["stats", "--json"])));
+    assert_eq!(s["other"]["odd_items"][0]["path"], "notes.txt");
+    // Without its README: the subdirectories say it.
+    std::fs::remove_file(sb.cache().join("README")).unwrap();
+    run_ok(sb.gocache(["trim", "-n"]));
+    // Without a subdirectory either: refused, saying how many there are.
+    std::fs::remove_dir_all(sb.cache().join("7f")).unwrap();
+    let out = sb.gocache(["trim", "-n"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr_of(&out).contains("it holds notes.txt, no README from Go and 255 of the 256"),
+        "{}",
+        stderr_of(&out)
+    );
+    // What the message advises: a go build sets the cache up again.
+    run_ok(sb.go(["build", "fmt"]));
+    assert!(sb.cache().join("README").exists() && sb.cache().join("7f").is_dir());
+    run_ok(sb.gocache(["trim", "-n"]));
+    // `go clean -cache` leaves Go's README: still a cache.
+    run_ok(sb.go(["clean", "-cache"]));
+    assert!(!sb.cache().join("00").exists());
+    let s = json(&run_ok(sb.gocache(["stats", "--json"])));
+    assert_eq!(s["total"]["entries"], 0);
+
+    // An empty directory is a cache Go has not filled yet.
+    let empty = Sandbox::new();
+    std::fs::create_dir(empty.cache()).unwrap();
+    let s = json(&run_ok(empty.gocache(["stats", "--json"])));
+    assert_eq!(s["total"]["entries"], 0);
+    assert!(empty.index().exists());
+    // ... and one holding only gocache's directory and Go's trim.txt.
+    std::fs::write(empty.cache().join("trim.txt"), "1700000000").unwrap();
+    run_ok(empty.gocache(["trim"]));
+}
+
+/// Issue 13, defect 3: `--index /nonexistent/dir/x.sqlite` created the
+/// directories. An index named with --index or GOCACHE_INDEX goes only
+/// into a directory that exists.
+#[test]
+fn the_directory_of_an_index_given_by_flag_or_environment_is_never_created() {
+    let sb = Sandbox::with_template();
+    let missing = sb.root().join("nonexistent/dir/x.sqlite");
+    for how in ["flag", "env"] {
+        for cmd in ["stats", "trim", "limits", "scan"] {
+            let mut c = sb.gocache::<[&str; 0], &str>([]);
+            match how {
+                "flag" => c.arg("--index").arg(&missing),
+                _ => c.env("GOCACHE_INDEX", &missing),
+            };
+            let out = c.arg(cmd).output().unwrap();
+            let err = stderr_of(&out);
+            assert_eq!(out.status.code(), Some(2), "{how} {cmd}: {err}");
+            assert!(
+                err.contains("creates no directory for an index")
+                    && err.contains("No such file or directory"),
+                "{how} {cmd}: {err}"
+            );
+        }
+    }
+    assert!(!sb.root().join("nonexistent").exists());
+    // In a directory that exists, the index file is created.
+    let there = sb.root().join("x.sqlite");
+    run_ok(sb.gocache(["--index"]).arg(&there).arg("scan"));
+    assert!(there.exists());
+}
+
+/// `gocache prog` on its own, on a cache nobody created yet, sets it up as
+/// go would (README, 00..ff), so that every other command recognises it.
+#[test]
+fn prog_on_a_missing_cache_sets_it_up_as_go_does() {
+    use std::io::{BufRead, BufReader, Write};
+    let sb = Sandbox::new();
+    let mut child = sb
+        .gocache(["prog"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut hello = String::new();
+    out.read_line(&mut hello).unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"{\"ID\":1,\"Command\":\"close\"}\n")
+        .unwrap();
+    drop(stdin);
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    let readme = std::fs::read_to_string(sb.cache().join("README")).unwrap();
+    assert_eq!(readme, gocache::cachedir::GO_README);
+    for s in 0..256 {
+        assert!(sb.cache().join(format!("{s:02x}")).is_dir(), "{s:02x}");
+    }
+    run_ok(sb.gocache(["trim", "-n"]));
+}
+
+/// The wrapper's hook after the first go command on a cache that did not
+/// exist yet: go creates the cache, and the hook indexes what it built.
+#[test]
+fn the_first_wrapped_go_command_creates_the_cache_and_the_hook_indexes_it() {
+    let sb = Sandbox::new();
+    // No imports: the cold build is the runtime's only.
+    let dir = sb.write_main("first", "package main\n\nfunc main() {}\n");
+    // `go version` opens no cache: nothing to create, nothing to say.
+    let out = run_ok(sb.gocache(["go", "version"]).current_dir(&dir));
+    assert!(out.stderr.is_empty(), "{}", stderr_of(&out));
+    assert!(!sb.cache().exists());
+    let out = run_ok(
+        sb.gocache(["go", "build", "-o", "/dev/null", "."])
+            .current_dir(&dir),
+    );
+    assert!(out.stderr.is_empty(), "{}", stderr_of(&out));
+    assert!(sb.index().exists(), "the hook indexed the new cache");
+    let s = json(&run_ok(sb.gocache(["stats", "--json", "--no-sync"])));
+    assert!(s["total"]["entries"].as_u64().unwrap() > 10, "{s:#}");
+}
+
+/// Every name under `dir`, recursively (to see that nothing was written).
+fn walk_names(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        out.push(p.display().to_string());
+        if p.is_dir() {
+            out.extend(walk_names(&p));
+        }
+    }
+    out.sort();
+    out
+}

@@ -377,6 +377,9 @@ fn a_put_never_writes_through_a_symlinked_subdirectory() {
     let action = [7u8; 32];
     let sb = Sandbox::new();
     std::fs::create_dir_all(sb.cache()).unwrap();
+    // Go's README, as go leaves it before it starts its GOCACHEPROG (a
+    // directory holding nothing but a symlink is no Go cache to gocache).
+    std::fs::write(sb.cache().join("README"), gocache::cachedir::GO_README).unwrap();
     // The action's subdirectory is a symlink to a directory outside.
     let outside = sb.root().join("outside");
     std::fs::create_dir(&outside).unwrap();

@@ -22,13 +22,22 @@ fn documented_fields(heading: &str) -> BTreeSet<String> {
         .skip(2) // the header and the |---| line
         .flat_map(|row| {
             let first = row.split('|').nth(1).unwrap_or_default();
-            first
+            // `kinds.{action,output,exe}` documents the top-level `kinds`.
+            let mut plain = String::new();
+            let mut depth = 0;
+            for c in first.chars() {
+                match c {
+                    '{' => depth += 1,
+                    '}' => depth -= 1,
+                    c if depth == 0 => plain.push(c),
+                    _ => {}
+                }
+            }
+            plain
                 .split(',')
                 .map(|f| {
-                    f.trim()
-                        .trim_matches('`')
-                        .trim_end_matches("[]")
-                        .to_string()
+                    let f = f.trim().trim_matches('`').trim_end_matches("[]");
+                    f.split('.').next().unwrap_or_default().to_string()
                 })
                 .collect::<Vec<_>>()
         })
@@ -85,4 +94,43 @@ fn the_json_of_scan_limits_and_hook_is_documented_field_by_field() {
     );
     let hook = json(&run_ok(sb.gocache(["hook", "--json"])));
     assert_eq!(keys(&hook), documented_fields("`hook --json`:"));
+    let dir = json(&run_ok(sb.gocache(["dir", "--json"])));
+    assert_eq!(keys(&dir), documented_fields("`dir --json`:"));
+}
+
+#[test]
+fn the_json_of_stats_is_documented_field_by_field() {
+    let sb = Sandbox::with_template();
+    let stats = json(&run_ok(sb.gocache(["stats", "--json"])));
+    // index_problem is there (null) when the index is fine, and documented
+    // with index_mode.
+    let mut printed = keys(&stats);
+    printed.remove("index_problem");
+    assert_eq!(printed, documented_fields("### `stats --json`"));
+    let exe = stats["largest_exes"][0].as_object().unwrap();
+    for field in [
+        "program",
+        "import_path",
+        "entry",
+        "apparent_bytes",
+        "allocated_bytes",
+        "last_use",
+        "hits",
+    ] {
+        assert!(exe.contains_key(field), "{field}");
+    }
+    let against: std::collections::BTreeSet<String> = keys(&stats["against_limits"]);
+    let documented: std::collections::BTreeSet<String> = [
+        "cache_bytes",
+        "budget_share",
+        "exe_bytes",
+        "exe_quota_share",
+        "free_bytes",
+        "met",
+        "trim_would_remove",
+        "unmet",
+    ]
+    .map(String::from)
+    .into();
+    assert_eq!(against, documented);
 }

@@ -66,6 +66,13 @@ impl Index {
         Ok(())
     }
 
+    /// What the last trim recorded, if one did (and it can be read back).
+    pub fn last_trim(&self) -> Result<Option<LastTrim>> {
+        Ok(self
+            .meta(LAST_TRIM_KEY)?
+            .and_then(|json| serde_json::from_str(&json).ok()))
+    }
+
     fn meta(&self, key: &str) -> Result<Option<String>> {
         self.conn
             .prepare_cached(SQL_META)
@@ -106,6 +113,15 @@ mod tests {
         );
         ix.store_limits(&LimitSpecs::default()).unwrap();
         assert_eq!(ix.meta(LIMITS_KEY).unwrap().unwrap(), "{}");
+        assert_eq!(ix.last_trim().unwrap(), None);
+        let t = LastTrim {
+            at: 5,
+            limits_met: true,
+            removed: 3,
+            removed_allocated: 12288,
+        };
+        ix.record_last_trim(&t).unwrap();
+        assert_eq!(ix.last_trim().unwrap(), Some(t));
         ix.set_meta(LIMITS_KEY, "not json").unwrap();
         let err = ix.stored_limits().unwrap_err().to_string();
         assert!(err.contains("gocache limits --reset"), "{err}");

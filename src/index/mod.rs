@@ -12,7 +12,8 @@
 //! - `read`: entries, odd items, per-subdirectory states and totals;
 //! - `write`: a sync's changes, removals by trim, uses and mtimes;
 //! - `meta`: typed values stored in the `meta` table (the stored limits);
-//! - `sessions`: `gocache prog`'s session summaries.
+//! - `sessions`: `gocache prog`'s session summaries;
+//! - `modules`: which Go module added or last used each entry.
 //!
 //! # Where it lives
 //!
@@ -45,10 +46,11 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 use crate::error::{Error, Result};
-use crate::layout::{EntryName, GOCACHE_DIR};
+use crate::layout::EntryName;
 use crate::model::{Entry, Other, Totals, UnixTime};
 
 mod meta;
+mod modules;
 mod open;
 mod read;
 mod recover;
@@ -57,6 +59,7 @@ mod statements;
 mod write;
 
 pub use meta::LastTrim;
+pub use modules::{ModuleMap, ModuleTotals};
 pub use open::WAL_KEEP_BYTES;
 pub use recover::{Access, Fallback, Recovered, aside_path};
 
@@ -74,9 +77,10 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// enough that the hook never keeps a go command waiting long.
 pub const LOCK_WAIT: Duration = Duration::from_secs(2);
 
-/// The index file's default place: `<cache>/gocache/index.sqlite`.
+/// The index file's default place: `<cache>/gocache/index.sqlite` (see
+/// [`crate::cachedir::index_path`]).
 pub fn default_path(cache_dir: &Path) -> PathBuf {
-    cache_dir.join(GOCACHE_DIR).join("index.sqlite")
+    crate::cachedir::default_index_path(cache_dir)
 }
 
 /// What the index recorded for a subdirectory at its last scan.
@@ -136,6 +140,9 @@ pub struct Index {
     /// The file's device and inode when it was opened, so that recovery
     /// moves aside this file and not one another process put there since.
     file_id: Option<(u64, u64)>,
+    /// The module entries this connection adds or records uses of are
+    /// credited to (see [`Index::credit_module`]).
+    credit: Option<modules::Credit>,
 }
 
 impl std::fmt::Debug for Index {

@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_initial.sql"),
     include_str!("../../migrations/0002_prog_sessions.sql"),
+    include_str!("../../migrations/0003_modules.sql"),
 ];
 
 /// With [`Index::keep_wal_on_close`], a write-ahead log up to this size is
@@ -96,6 +97,7 @@ impl Index {
             keep_wal: false,
             abandoned: false,
             file_id,
+            credit: None,
         };
         index.configure(wait)?;
         index.migrate()?;
@@ -121,6 +123,7 @@ impl Index {
             keep_wal: false,
             abandoned: false,
             file_id: None,
+            credit: None,
         };
         index.conn.busy_timeout(wait).at(path)?;
         let version = index.user_version()?;
@@ -156,6 +159,7 @@ impl Index {
             keep_wal: false,
             abandoned: false,
             file_id: None,
+            credit: None,
         };
         index.conn.busy_timeout(wait).at(&index.path)?;
         index.migrate()?;
@@ -298,7 +302,14 @@ impl Index {
 fn copy_seed(conn: &mut Connection, seed: &Path) -> rusqlite::Result<()> {
     conn.execute("ATTACH DATABASE ?1 AS seed", [read_only_uri(seed)])?;
     let tx = conn.transaction()?;
-    for table in ["entries", "others", "subdirs", "pending_uses", "meta"] {
+    for table in [
+        "entries",
+        "others",
+        "subdirs",
+        "pending_uses",
+        "meta",
+        "modules",
+    ] {
         // Table names are from the fixed list above.
         tx.execute(
             &format!("INSERT INTO main.{table} SELECT * FROM seed.{table}"),

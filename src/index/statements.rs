@@ -15,8 +15,8 @@ pub(super) const SQL_IS_EMPTY: &str = "SELECT NOT EXISTS (SELECT 1 FROM entries)
 pub(super) const SQL_SUBDIR_NAMES: &str = "SELECT name FROM entries WHERE subdir = ?1";
 pub(super) const SQL_ANY_PENDING: &str = "SELECT EXISTS (SELECT 1 FROM pending_uses)";
 pub(super) const SQL_UPSERT: &str = "INSERT INTO entries
-     (subdir, name, kind, apparent, allocated, mtime, last_use, hits, first_seen, output, program, problem)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 + ?13, ?9, ?10, ?11, ?12)
+     (subdir, name, kind, apparent, allocated, mtime, last_use, hits, first_seen, output, program, problem, module)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 + ?13, ?9, ?10, ?11, ?12, ?14)
      ON CONFLICT (subdir, name) DO UPDATE SET
      kind = excluded.kind, apparent = excluded.apparent,
      allocated = excluded.allocated, mtime = excluded.mtime,
@@ -24,7 +24,8 @@ pub(super) const SQL_UPSERT: &str = "INSERT INTO entries
      hits = entries.hits + ?13,
      first_seen = min(entries.first_seen, excluded.first_seen),
      output = excluded.output, program = excluded.program,
-     problem = excluded.problem";
+     problem = excluded.problem,
+     module = coalesce(excluded.module, entries.module)";
 pub(super) const SQL_DELETE_ENTRY: &str =
     "DELETE FROM entries WHERE subdir = ?1 AND name = ?2 RETURNING kind, apparent, allocated";
 pub(super) const SQL_OLD_ROW: &str =
@@ -50,7 +51,13 @@ pub(super) const SQL_SET_SUBDIR: &str =
      dir_allocated)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
 pub(super) const SQL_TAKE_PENDING: &str =
-    "DELETE FROM pending_uses WHERE subdir = ?1 AND name = ?2 RETURNING last_use, hits";
+    "DELETE FROM pending_uses WHERE subdir = ?1 AND name = ?2 RETURNING last_use, hits, module";
+// Crediting a module (once per connection that adds or uses entries).
+pub(super) const SQL_CREDIT_MODULE: &str =
+    "INSERT INTO modules (root, path, first_seen, last_seen) VALUES (?1, ?2, ?3, ?3)
+     ON CONFLICT (root) DO UPDATE SET last_seen = max(last_seen, excluded.last_seen),
+     path = coalesce(excluded.path, path)
+     RETURNING id";
 // What the limit check reads.
 pub(super) const SQL_FAST_TOTALS: &str = "SELECT coalesce(sum(build_entries), 0), coalesce(sum(build_apparent), 0), coalesce(sum(build_allocated), 0),
      coalesce(sum(exe_entries), 0), coalesce(sum(exe_apparent), 0), coalesce(sum(exe_allocated), 0)
@@ -82,6 +89,7 @@ const SYNC_STATEMENTS: &[&str] = &[
     SQL_OTHER,
     SQL_SET_SUBDIR,
     SQL_TAKE_PENDING,
+    SQL_CREDIT_MODULE,
 ];
 
 impl Index {

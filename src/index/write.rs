@@ -26,10 +26,17 @@ impl Index {
 
     /// Applies several subdirectories' changes in one transaction.
     pub fn apply_subdirs(&mut self, all: &[SubdirChanges], now: UnixTime) -> Result<()> {
-        let Index { conn, path, .. } = self;
+        let Index {
+            conn, path, credit, ..
+        } = self;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .at(path)?;
+        // The module new entries are credited to (see `modules`).
+        let module = match all.iter().any(|c| !c.upserts.is_empty()) {
+            true => Index::credit_in(credit, &tx, now, path)?,
+            false => None,
+        };
         {
             let mut upsert = tx
                 .prepare_cached(
@@ -70,16 +77,19 @@ impl Index {
                         delta.count((e.kind.to_db(), e.apparent as i64, e.allocated as i64), 1);
                     }
                     let (mut last_use, mut pending_hits) = (e.last_use, 0u64);
+                    let mut credited = module;
                     if any_pending {
-                        let p: Option<(i64, i64)> = pending
+                        let p: Option<(i64, i64, Option<i64>)> = pending
                             .query_row(params![changes.subdir, e.name.file_name()], |r| {
-                                Ok((r.get(0)?, r.get(1)?))
+                                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                             })
                             .optional()
                             .at(path)?;
-                        if let Some((at, h)) = p {
+                        if let Some((at, h, m)) = p {
                             last_use = last_use.max(at);
                             pending_hits = h as u64;
+                            // The module that used it knew best.
+                            credited = m.or(credited);
                         }
                     }
                     upsert
@@ -97,6 +107,7 @@ impl Index {
                             e.program,
                             e.problem,
                             pending_hits as i64,
+                            credited,
                         ])
                         .at(path)?;
                 }
@@ -156,7 +167,9 @@ impl Index {
                     .at(path)?;
             }
         }
-        tx.commit().at(path)
+        tx.commit().at(path)?;
+        self.credited(module);
+        Ok(())
     }
 
     /// Replaces what is recorded about the top level of the cache (odd
@@ -249,32 +262,78 @@ impl Index {
     /// hits add up. Uses of entries the index has not seen yet are kept
     /// until a scan finds them.
     pub fn record_uses(&mut self, uses: &[Use]) -> Result<()> {
-        let Index { conn, path, .. } = self;
+        if uses.is_empty() {
+            return Ok(());
+        }
+        let Index {
+            conn, path, credit, ..
+        } = self;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .at(path)?;
+        // The module the uses are credited to (see `modules`).
+        let latest = uses.iter().map(|u| u.at).max().unwrap_or_default();
+        let module = Index::credit_in(credit, &tx, latest, path)?;
         {
             let mut update = tx
                 .prepare_cached(
-                    "UPDATE entries SET last_use = max(last_use, ?3), hits = hits + ?4
+                    "UPDATE entries SET last_use = max(last_use, ?3), hits = hits + ?4,
+                     module = coalesce(?5, module)
                      WHERE subdir = ?1 AND name = ?2",
                 )
                 .at(path)?;
             let mut pend = tx
                 .prepare_cached(
-                    "INSERT INTO pending_uses (subdir, name, last_use, hits) VALUES (?1, ?2, ?3, ?4)
+                    "INSERT INTO pending_uses (subdir, name, last_use, hits, module)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
                      ON CONFLICT (subdir, name) DO UPDATE
-                     SET last_use = max(last_use, excluded.last_use), hits = hits + excluded.hits",
+                     SET last_use = max(last_use, excluded.last_use), hits = hits + excluded.hits,
+                     module = coalesce(excluded.module, module)",
                 )
                 .at(path)?;
             for u in uses {
-                let p = params![u.name.subdir(), u.name.file_name(), u.at, u.hit as i64];
+                let p = params![
+                    u.name.subdir(),
+                    u.name.file_name(),
+                    u.at,
+                    u.hit as i64,
+                    module
+                ];
                 if update.execute(p).at(path)? == 0 {
                     pend.execute(p).at(path)?;
                 }
             }
         }
-        tx.commit().at(path)
+        tx.commit().at(path)?;
+        self.credited(module);
+        Ok(())
+    }
+
+    /// Forgets every hit count (`gocache stats --zero`), those of uses
+    /// waiting for a scan included. Returns how many entries had hits, and
+    /// how many hits they had, in all.
+    pub fn forget_hits(&mut self) -> Result<(u64, u64)> {
+        let Index { conn, path, .. } = self;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .at(path)?;
+        let mut counted = (0u64, 0u64);
+        for table in ["entries", "pending_uses"] {
+            // Table names from the fixed list above.
+            let (n, hits): (i64, i64) = tx
+                .query_row(
+                    &format!("SELECT count(*), coalesce(sum(hits), 0) FROM {table} WHERE hits > 0"),
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .at(path)?;
+            tx.execute(&format!("UPDATE {table} SET hits = 0 WHERE hits > 0"), [])
+                .at(path)?;
+            counted.0 += n.max(0) as u64;
+            counted.1 += hits.max(0) as u64;
+        }
+        tx.commit().at(path)?;
+        Ok(counted)
     }
 
     /// Records mtimes seen on disk (by the trim executor's re-check) for
@@ -380,6 +439,39 @@ mod tests {
         let t = two.fast_totals().unwrap();
         assert_eq!((t.build.entries, t.build.apparent_bytes), (1, 175));
         assert_eq!(t.total.entries, one.entry_count().unwrap());
+    }
+
+    #[test]
+    fn forgetting_hits_says_how_many_and_keeps_last_uses() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ix = Index::open(&dir.path().join("i.sqlite")).unwrap();
+        let (a, b, c) = (
+            entry(1, Kind::Exe),
+            entry(2, Kind::Exe),
+            entry(3, Kind::Exe),
+        );
+        for e in [&a, &b] {
+            ix.apply_subdir(
+                &SubdirChanges {
+                    subdir: e.name.subdir(),
+                    upserts: vec![e.clone()],
+                    ..Default::default()
+                },
+                10,
+            )
+            .unwrap();
+        }
+        let used = |e: &Entry, at| Use {
+            name: e.name,
+            at,
+            hit: true,
+        };
+        ix.record_uses(&[used(&a, 20), used(&a, 21), used(&c, 22)])
+            .unwrap();
+        assert_eq!(ix.forget_hits().unwrap(), (2, 3));
+        let got = ix.entry(&a.name).unwrap().unwrap();
+        assert_eq!((got.hits, got.last_use), (0, 1000), "last use kept");
+        assert_eq!(ix.forget_hits().unwrap(), (0, 0));
     }
 
     #[test]

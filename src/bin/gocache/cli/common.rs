@@ -13,7 +13,9 @@ pub struct Global {
     /// The index database [default: <cache>/gocache/index.sqlite].
     #[arg(long, global = true, value_name = "FILE", env = "GOCACHE_INDEX")]
     pub index: Option<PathBuf>,
-    /// Print only errors.
+    /// Quiet: no progress, warnings or summaries of what was done; only
+    /// errors, and what a command is asked to show (a report, a path,
+    /// --json). For `gocache go`, only gocache's own messages.
     #[arg(long, short, global = true)]
     pub quiet: bool,
 }
@@ -48,6 +50,8 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
                 Error::Locate(_)
                 | Error::CacheMissing(_)
                 | Error::CacheNotADirectory(_)
+                | Error::NotAGoCache { .. }
+                | Error::IndexDir { .. }
                 | Error::Invalid(_) => 2,
                 _ => 1,
             };
@@ -82,27 +86,35 @@ pub struct Ctx {
     pub quiet: bool,
 }
 
-impl Ctx {
-    /// Finds the cache as `go env GOCACHE` does and checks it is a readable
-    /// directory.
-    pub fn locate(global: &Global) -> anyhow::Result<Ctx> {
-        // A relative --cache-dir is taken from the current directory; the
-        // absolute-path rule is Go's, for GOCACHE.
-        let flag = match &global.cache_dir {
+/// Where the cache is, as `go env GOCACHE` finds it (`--cache-dir` first),
+/// without looking at the directory: it may not exist yet.
+pub fn locate_cache(global: &Global) -> anyhow::Result<gocache::layout::Located> {
+    // A relative --cache-dir is taken from the current directory; the
+    // absolute-path rule is Go's, for GOCACHE.
+    let flag =
+        match &global.cache_dir {
             Some(d) => Some(std::path::absolute(d).map_err(|e| {
                 gocache::Error::Invalid(format!("--cache-dir {}: {e}", d.display()))
             })?),
             None => None,
         };
-        let located = gocache::layout::locate_cache(flag.as_deref(), &|k| std::env::var_os(k))?;
+    Ok(gocache::layout::locate_cache(flag.as_deref(), &|k| {
+        std::env::var_os(k)
+    })?)
+}
+
+impl Ctx {
+    /// Finds the cache as `go env GOCACHE` does and checks that it is a
+    /// readable directory that looks like a Go build cache, and that an
+    /// index given with --index has a directory to go in (nothing is
+    /// created for it).
+    pub fn locate(global: &Global) -> anyhow::Result<Ctx> {
+        let located = locate_cache(global)?;
         let cache_dir = located.dir;
-        gocache::cachedir::check_cache_dir(&cache_dir).map_err(|e| {
+        gocache::cachedir::check_cache(&cache_dir).map_err(|e| {
             anyhow::Error::new(e).context(format!("cache directory from {}", located.source))
         })?;
-        let index_path = global
-            .index
-            .clone()
-            .unwrap_or_else(|| gocache::index::default_path(&cache_dir));
+        let index_path = gocache::cachedir::index_path(&cache_dir, global.index.as_deref())?;
         Ok(Ctx {
             cache_dir,
             source: located.source,
@@ -120,20 +132,32 @@ impl Ctx {
     }
 }
 
-/// A progress bar on stderr when it is a terminal (and not --quiet);
-/// warnings always go to stderr.
+/// Progress on stderr when it is a terminal, and warnings; `--quiet`
+/// silences both (errors are still printed).
+///
+/// A phase with a known amount of work draws a bar as wide as the terminal
+/// is (read again at every draw, so a resized window is followed); one
+/// without draws a spinner. Either is redrawn ten times a second whether
+/// or not work advanced, so a slow step never looks frozen.
 pub struct Progress {
     bar: std::sync::Mutex<Option<indicatif::ProgressBar>>,
-    enabled: bool,
+    bars: bool,
+    warnings: bool,
     verbose: bool,
 }
 
+/// How often a bar or spinner is redrawn, work done or not.
+const TICK: std::time::Duration = std::time::Duration::from_millis(100);
+
 impl Progress {
-    pub fn new(quiet: bool) -> Progress {
+    /// Progress for a command run with `quiet`; `json` output gets no bar
+    /// (stdout may be the same terminal), warnings still.
+    pub fn new(quiet: bool, json: bool) -> Progress {
         use std::io::IsTerminal;
         Progress {
             bar: std::sync::Mutex::new(None),
-            enabled: !quiet && std::io::stderr().is_terminal(),
+            bars: !quiet && !json && std::io::stderr().is_terminal(),
+            warnings: !quiet,
             verbose: false,
         }
     }
@@ -143,21 +167,36 @@ impl Progress {
         self.verbose = on;
         self
     }
+
+    fn style(total: u64) -> indicatif::ProgressStyle {
+        let template = if total > 0 {
+            "{spinner} {msg:<6} [{wide_bar}] {pos}/{len} {elapsed}"
+        } else {
+            "{spinner} {msg}... {elapsed}"
+        };
+        indicatif::ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> ")
+            .tick_chars("-\\|/ ")
+    }
 }
 
 impl gocache::report::Reporter for Progress {
     fn start(&self, phase: &str, total: u64) {
-        if !self.enabled {
+        if !self.bars {
             return;
         }
-        let bar = indicatif::ProgressBar::new(total);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{msg:>6} [{bar:40}] {pos}/{len} {elapsed}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                .progress_chars("=> "),
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(total),
+            indicatif::ProgressDrawTarget::stderr(),
         );
+        bar.set_style(Progress::style(total));
         bar.set_message(phase.to_string());
-        *self.bar.lock().unwrap_or_else(|p| p.into_inner()) = Some(bar);
+        bar.enable_steady_tick(TICK);
+        let mut slot = self.bar.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = slot.replace(bar) {
+            old.finish_and_clear();
+        }
     }
 
     fn advance(&self, n: u64) {
@@ -173,6 +212,9 @@ impl gocache::report::Reporter for Progress {
     }
 
     fn warn(&self, message: &str) {
+        if !self.warnings {
+            return;
+        }
         let guard = self.bar.lock().unwrap_or_else(|p| p.into_inner());
         match &*guard {
             Some(bar) => bar.suspend(|| eprintln!("gocache: warning: {message}")),
@@ -195,6 +237,90 @@ impl gocache::report::Reporter for Progress {
 /// Bytes in binary units ("1.5 GiB").
 pub fn human(bytes: u64) -> String {
     humansize::format_size(bytes, humansize::BINARY)
+}
+
+/// The width human output is laid out for: an 80-column terminal.
+pub const COLUMNS: usize = 80;
+
+/// A count with thousands separators: `1,234,567`.
+pub fn count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// An entry's path, `ab/<64 hex>-d`, shortened for people as git
+/// shortens hashes: `ab/ab12cd34…-d` (`--json` has the whole name).
+pub fn short_entry(rel: &str) -> String {
+    match rel.split_once('/') {
+        Some((sub, name)) if name.len() == gocache::layout::NAME_LEN && name.is_ascii() => {
+            format!("{sub}/{}…{}", &name[..8], &name[name.len() - 2..])
+        }
+        _ => rel.to_string(),
+    }
+}
+
+/// `s` in at most `width` columns: its end kept, `…` in front (the end of
+/// an import path or a directory says most).
+pub fn fit_tail(s: &str, width: usize) -> String {
+    let n = s.chars().count();
+    if n <= width {
+        return s.to_string();
+    }
+    let keep = width.saturating_sub(1);
+    let tail: String = s.chars().skip(n - keep).collect();
+    format!("…{tail}")
+}
+
+/// `text` broken at spaces into lines of at most `width` columns (a word
+/// longer than that gets a line of its own).
+pub fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        let need = line.chars().count() + usize::from(!line.is_empty()) + word.chars().count();
+        if !line.is_empty() && need > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+/// `path` with the home directory written `~`.
+pub fn tilde(path: &str) -> String {
+    match std::env::var("HOME") {
+        Ok(home) if home.len() > 1 && path.starts_with(&home) => match &path[home.len()..] {
+            "" => "~".to_string(),
+            rest if rest.starts_with('/') => format!("~{rest}"),
+            _ => path.to_string(),
+        },
+        _ => path.to_string(),
+    }
+}
+
+/// How long before `now` `t` was: `just now`, `42m ago`, `5h ago`, `3d ago`.
+pub fn ago(now: gocache::UnixTime, t: gocache::UnixTime) -> String {
+    let d = now.saturating_sub(t);
+    match d {
+        d if d < 0 => "in the future".to_string(),
+        d if d < 60 => "just now".to_string(),
+        d if d < 3600 => format!("{}m ago", d / 60),
+        d if d < 2 * 86_400 => format!("{}h ago", d / 3600),
+        d => format!("{}d ago", d / 86_400),
+    }
 }
 
 /// Writes `value` as pretty JSON to stdout, followed by a newline.
@@ -270,4 +396,44 @@ fn parse_exe_quota(s: &str) -> Result<gocache::limits::SizeSpec, String> {
 
 fn parse_grace(s: &str) -> Result<i64, String> {
     gocache::limits::parse_grace(s).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figures_and_names_are_laid_out_for_people() {
+        assert_eq!(count(0), "0");
+        assert_eq!(count(999), "999");
+        assert_eq!(count(1000), "1,000");
+        assert_eq!(count(1_234_567), "1,234,567");
+        let name = format!("ab/{}-d", "ab".repeat(32));
+        assert_eq!(short_entry(&name), "ab/abababab…-d");
+        assert_eq!(short_entry("README"), "README");
+        assert_eq!(fit_tail("example.com/hello", 20), "example.com/hello");
+        assert_eq!(fit_tail("github.com/someone/tool", 12), "…omeone/tool");
+        assert_eq!(fit_tail("github.com/someone/tool", 12).chars().count(), 12);
+        assert_eq!(
+            wrap(
+                "the remaining entries were used within the grace period",
+                20
+            ),
+            [
+                "the remaining",
+                "entries were used",
+                "within the grace",
+                "period"
+            ]
+        );
+        assert_eq!(
+            wrap("averyveryverylongword x", 5),
+            ["averyveryverylongword", "x"]
+        );
+        assert_eq!(ago(10_000, 10_000), "just now");
+        assert_eq!(ago(10_000, 10_000 - 125), "2m ago");
+        assert_eq!(ago(200_000, 200_000 - 47 * 3600), "47h ago");
+        assert_eq!(ago(1_000_000, 1_000_000 - 3 * 86_400), "3d ago");
+        assert_eq!(ago(0, 5), "in the future");
+    }
 }

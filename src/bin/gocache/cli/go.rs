@@ -217,13 +217,15 @@ fn wrap(global: &Global, args: Vec<OsString>) -> ExitCode {
         return ExitCode::from(126);
     }
     let hook = wrapper::wants_hook(&args);
-    let ctx = if hook {
-        super::common::Ctx::locate(global).ok()
+    // Where the cache is (go creates it if it is missing; the hook runs
+    // after go, on what go set up).
+    let cache = if hook {
+        super::common::locate_cache(global).ok().map(|l| l.dir)
     } else {
         None
     };
     let uses = tempfile::NamedTempFile::new().ok();
-    let go_args = match (&ctx, &uses) {
+    let go_args = match (&cache, &uses) {
         (Some(_), Some(_)) => wrapper::with_exec_shim(&args, &me).unwrap_or_else(|| args.clone()),
         _ => args.clone(),
     };
@@ -234,9 +236,8 @@ fn wrap(global: &Global, args: Vec<OsString>) -> ExitCode {
     if let Some(l) = &loops {
         cmd.env(LOOPS_ENV, l);
     }
-    if let (Some(u), Some(ctx)) = (&uses, &ctx) {
-        cmd.env(USES_ENV, u.path())
-            .env(wrapper::CACHE_ENV, &ctx.cache_dir);
+    if let (Some(u), Some(cache)) = (&uses, &cache) {
+        cmd.env(USES_ENV, u.path()).env(wrapper::CACHE_ENV, cache);
     }
     // Like a shell with a foreground job: Ctrl-C and Ctrl-\ go to the whole
     // process group (go included); we wait for go and still run the hook.
@@ -268,17 +269,26 @@ fn wrap(global: &Global, args: Vec<OsString>) -> ExitCode {
             return ExitCode::from(126);
         }
     };
-    if let Some(ctx) = &ctx {
+    if let Some(cache) = &cache {
         let used = uses
             .as_ref()
-            .map(|u| wrapper::read_uses(u.path(), &ctx.cache_dir))
+            .map(|u| wrapper::read_uses(u.path(), cache))
             .unwrap_or_default();
+        let module = std::env::current_dir().ok().and_then(|cwd| {
+            gocache::gomod::Module::find(&gocache::gomod::go_command_dir(&args, &cwd))
+        });
         let extra = super::hook::AfterGo {
             exe_uses: used,
             tool: wrapper::tool_name(&args),
+            module,
         };
-        if let Err(e) = super::hook::run_after_go(global, &super::hook::Args::default(), &extra) {
-            eprintln!("gocache: warning: the hook after go failed: {e:#}");
+        match super::hook::run_after_go(global, &super::hook::Args::default(), &extra) {
+            Ok(()) => {}
+            // A go command that did not open the cache (it failed first,
+            // or needs none) leaves nothing to do.
+            Err(e) if cache_not_there(&e) => {}
+            Err(e) if global.quiet => drop(e),
+            Err(e) => eprintln!("gocache: warning: the hook after go failed: {e:#}"),
         }
     }
     match status {
@@ -300,6 +310,17 @@ fn wrap(global: &Global, args: Vec<OsString>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// True when `err` says the cache directory is not there (or is off):
+/// after a go command that did not create it, the hook has nothing to do.
+fn cache_not_there(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<gocache::Error>(),
+            Some(gocache::Error::CacheMissing(_) | gocache::Error::Locate(_))
+        ) || c.downcast_ref::<gocache::layout::LocateError>().is_some()
+    })
 }
 
 #[cfg(test)]

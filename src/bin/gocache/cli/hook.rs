@@ -42,6 +42,9 @@ pub struct AfterGo {
     pub exe_uses: Vec<gocache::layout::EntryName>,
     /// The program name of `go tool NAME`, if that was the command.
     pub tool: Option<String>,
+    /// The Go module the command ran in: what it added and used is
+    /// credited to it.
+    pub module: Option<gocache::gomod::Module>,
 }
 
 #[derive(serde::Serialize)]
@@ -66,7 +69,7 @@ pub fn run_after_go(global: &Global, args: &Args, seen: &AfterGo) -> anyhow::Res
     };
     // Read the cache while SQLite opens the index.
     let (opened, mut head) = HeadStart::open_while_reading(&ctx.cache_dir, &access);
-    let progress = Progress::new(true);
+    let progress = Progress::new(ctx.quiet, true);
     // What go used, so that the limits protect what just ran; a use of an
     // entry not indexed yet waits for the scan to add it.
     let used = |name| Use {
@@ -77,6 +80,7 @@ pub fn run_after_go(global: &Global, args: &Args, seen: &AfterGo) -> anyhow::Res
     // Run again from the start on a rebuilt or in-memory index when this
     // one fails (the head start is only good for the first try).
     let done = access.run_from(opened, ctx.now, |index, _| {
+        index.credit_module(seen.module.clone());
         let synced = scan_with_head_start(
             &ctx.cache_dir,
             index,

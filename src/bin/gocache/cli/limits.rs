@@ -3,14 +3,23 @@
 use std::process::ExitCode;
 
 use super::common::{Ctx, Global, print_json};
-use gocache::enforce::effective_limits;
+use gocache::enforce::resolve_limits;
+use gocache::limits::{Limit, LimitSpecs, Limits, Source, format_duration};
 
 /// Show or store the limits `trim` and `hook` enforce.
 ///
-/// With no flags, shows the stored limits and what they resolve to on this
-/// cache's filesystem. With flags, stores them (merged over what is
-/// stored), so cron, the hook and people share one set. Flags given to
-/// `trim` or `hook` override the stored values for that run only.
+/// With no flags, shows the limits in force, resolved on this cache's
+/// filesystem, and where each comes from. With flags, stores them in the
+/// index (merged over what is stored), so cron, the hook and people share
+/// one set.
+///
+/// Each limit comes from the first of: a command's flag (`trim`, `hook`,
+/// `prog`: for that run only), the environment (GOCACHE_BUDGET,
+/// GOCACHE_EXE_QUOTA, GOCACHE_BUILD_MAX_AGE, GOCACHE_EXE_MAX_AGE,
+/// GOCACHE_GRACE, GOCACHE_MIN_FREE), the config file
+/// ($GOCACHE_CONFIG, else $XDG_CONFIG_HOME/gocache/config: `key = value`
+/// lines such as `budget = 10GiB`), the limits stored here, the defaults.
+/// Shown even when the index cannot be written (a read-only cache).
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(flatten)]
@@ -25,14 +34,21 @@ pub struct Args {
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let ctx = Ctx::locate(global)?;
+    let flags = args.limits.specs();
+    let storing = args.reset || !flags.is_empty();
     // The limits live in the index file: a damaged one is rebuilt (the
-    // limits it still yields are kept), but no in-memory copy will do.
+    // limits it still yields are kept). Storing needs the file itself;
+    // showing needs only to read it, so an in-memory copy seeded from it
+    // (a read-only or locked index) will do.
     let access = gocache::index::Access {
-        in_memory_ok: false,
-        wait: gocache::index::BUSY_TIMEOUT,
+        in_memory_ok: !storing,
+        wait: if storing {
+            gocache::index::BUSY_TIMEOUT
+        } else {
+            gocache::index::LOCK_WAIT
+        },
         ..ctx.access()
     };
-    let flags = args.limits.specs();
     let done = access
         .run(ctx.now, |index, _| {
             if args.reset {
@@ -42,33 +58,79 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
                 let merged = index.stored_limits()?.merge(&flags);
                 index.store_limits(&merged)?;
             }
-            let stored = index.stored_limits()?;
-            let effective = effective_limits(&ctx.cache_dir, index, &Default::default())?;
-            Ok((stored, effective))
+            index.stored_limits()
         })
         .map_err(|e| {
             anyhow::Error::new(e).context(
-                "limits are stored in the index, which cannot be opened; pass --index FILE",
+                "limits are stored in the index, which cannot be opened; pass --index FILE, \
+                 or set them in the environment or the config file (see `gocache help limits`)",
             )
         })?;
-    if let Some(why) = &done.fallback {
-        eprintln!("gocache: warning: {why}");
+    if let Some(why) = &done.fallback
+        && !ctx.quiet
+        && !args.json
+    {
+        eprintln!("gocache: warning: {why}; showing the limits it stores");
     }
-    let (stored, effective) = done.value;
+    let stored = done.value;
+    let env = |k: &str| std::env::var_os(k);
+    let resolved = resolve_limits(&ctx.cache_dir, stored.clone(), &Default::default(), &env)?;
+    let sources: serde_json::Map<String, serde_json::Value> = resolved
+        .sourced
+        .sources
+        .iter()
+        .map(|(l, s)| (l.key().to_string(), s.kind().into()))
+        .collect();
     if args.json {
-        print_json(&serde_json::json!({ "stored": stored, "effective": effective }))?;
-    } else if !ctx.quiet {
-        println!(
-            "Limits for {} (stored in {}):",
-            ctx.cache_dir.display(),
-            ctx.index_path.display()
-        );
-        println!("{effective}");
-        if stored.is_empty() {
-            println!(
-                "(none stored: these are the defaults; set some with e.g. `gocache limits --budget 10GiB --exe-quota 2GiB`)"
-            );
+        print_json(&serde_json::json!({
+            "stored": stored,
+            "effective": resolved.limits,
+            "sources": sources,
+            "config_file": resolved.config_file,
+        }))?;
+    } else if !(ctx.quiet && storing) {
+        // Shown unless storing quietly: showing is what the command is for.
+        println!("Limits for {}:", ctx.cache_dir.display());
+        for line in table(&resolved.limits, &resolved.sourced, &stored) {
+            println!("{line}");
+        }
+        println!("Go's 1h mtime lag is added to the grace period.");
+        if resolved
+            .sourced
+            .sources
+            .iter()
+            .all(|(_, s)| *s == Source::Default)
+        {
+            println!("None set: these are the defaults. Set some with e.g.");
+            println!("  gocache limits --budget 10GiB --exe-quota 2GiB");
+            println!("or in the environment (GOCACHE_BUDGET=10GiB) or the config file.");
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One line a limit: its name, value and source; a stored value something
+/// else overrides is said.
+fn table(limits: &Limits, sourced: &gocache::limits::Sourced, stored: &LimitSpecs) -> Vec<String> {
+    let size = |v: Option<u64>| v.map_or("none".to_string(), super::common::human);
+    let age = |v: Option<i64>| v.map_or("off".to_string(), format_duration);
+    Limit::ALL
+        .iter()
+        .map(|&l| {
+            let value = match l {
+                Limit::Budget => size(limits.budget),
+                Limit::ExeQuota => size(limits.exe_quota),
+                Limit::BuildMaxAge => age(limits.build_max_age),
+                Limit::ExeMaxAge => age(limits.exe_max_age),
+                Limit::Grace => format_duration(limits.grace),
+                Limit::MinFree => size(limits.min_free),
+            };
+            let source = sourced.source(l);
+            let mut line = format!("{:<16}{:<14}{}", l.label(), value, source.describe(l));
+            if stored.has(l) && !matches!(source, Source::Stored) {
+                line.push_str(" (over the stored value)");
+            }
+            line
+        })
+        .collect()
 }

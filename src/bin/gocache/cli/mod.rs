@@ -6,7 +6,8 @@
 //! - 0: success (also: a trim skipped because another one holds the lock);
 //! - 1: the command failed (I/O, index, a go command that could not start);
 //! - 2: bad usage or input (unknown flag, bad size, GOCACHE=off, relative or
-//!   missing cache directory);
+//!   missing cache directory, a directory that is not a Go build cache, an
+//!   --index whose directory does not exist);
 //! - 3: `trim` ran, but a limit is not met after it (removals failed,
 //!   entries used within the grace period, the fixed bytes alone over the
 //!   budget): the output says which limit, by how much and why. A dry
@@ -15,6 +16,7 @@
 //!   (nothing on PATH but gocache, or go commands nested too deep).
 
 mod common;
+mod dir;
 mod generate;
 mod go;
 mod hook;
@@ -42,7 +44,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 /// The index lives inside it, in <cache>/gocache/index.sqlite, unless
 /// --index says otherwise.
 #[derive(Parser, Debug)]
-#[command(name = "gocache", version, max_term_width = 100)]
+#[command(name = "gocache", version, max_term_width = 80)]
 struct Cli {
     #[command(flatten)]
     global: common::Global,
@@ -56,6 +58,7 @@ enum Command {
     Stats(stats::Args),
     Trim(trim::Args),
     Limits(limits::Args),
+    Dir(dir::Args),
     Hook(hook::Args),
     Go(go::Args),
     Prog(prog::Args),
@@ -93,6 +96,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         Command::Stats(a) => stats::run(&cli.global, a),
         Command::Trim(a) => trim::run(&cli.global, a),
         Command::Limits(a) => limits::run(&cli.global, a),
+        Command::Dir(a) => dir::run(&cli.global, a),
         Command::Hook(a) => hook::run(&cli.global, a),
         Command::Go(a) => go::run(&cli.global, a, go_args),
         Command::Prog(a) => prog::run(&cli.global, a),

@@ -28,28 +28,43 @@ pub struct Args {
 }
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
-    // Like go itself, create a missing cache directory.
-    if let Ok(l) =
-        gocache::layout::locate_cache(global.cache_dir.as_deref(), &|k| std::env::var_os(k))
-        && !l.dir.exists()
-    {
-        std::fs::create_dir_all(&l.dir)?;
-    }
+    // Like go itself, set up a cache that is missing or empty (go has done
+    // so already when it started us; not when we run on our own).
+    let located = super::common::locate_cache(global)?;
+    gocache::cachedir::init_like_go(&located.dir).map_err(|e| {
+        anyhow::Error::new(e).context(format!("cache directory from {}", located.source))
+    })?;
     let ctx = Ctx::locate(global)?;
     // The build must never fail because of the index: without one, serve
     // the cache and say so once.
     let index = match gocache::index::Index::open(&ctx.index_path) {
-        Ok(ix) => Some(ix),
+        Ok(mut ix) => {
+            // Go starts us in its own working directory: what this go
+            // command gets and puts is credited to its module.
+            let cwd = std::env::current_dir().ok();
+            ix.credit_module(cwd.and_then(|d| gocache::gomod::Module::find(&d)));
+            Some(ix)
+        }
         Err(e) => {
-            eprintln!("gocache prog: warning: {e}; serving the cache without counting hits");
+            if !ctx.quiet {
+                eprintln!("gocache prog: warning: {e}; serving the cache without counting hits");
+            }
             None
         }
     };
     let limits = match &index {
-        Some(ix) => {
-            let l = effective_limits(&ctx.cache_dir, ix, &args.limits.specs())?;
-            (l.budget.is_some() || l.exe_quota.is_some() || l.min_free.is_some()).then_some(l)
-        }
+        Some(ix) => match effective_limits(&ctx.cache_dir, ix, &args.limits.specs()) {
+            Ok(l) => {
+                (l.budget.is_some() || l.exe_quota.is_some() || l.min_free.is_some()).then_some(l)
+            }
+            // The build goes on; the limits wait for a run that can read them.
+            Err(e) => {
+                if !ctx.quiet {
+                    eprintln!("gocache prog: warning: {e}; serving the cache without limits");
+                }
+                None
+            }
+        },
         None => None,
     };
     let cfg = gocache::prog::ServerConfig {

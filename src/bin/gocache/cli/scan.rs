@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use super::common::{Ctx, Global, Progress, human, print_json};
+use super::common::{Ctx, Global, Progress, count, human, print_json};
 use gocache::scan::{ScanOptions, scan};
 
 /// Reconcile the index with the cache on disk.
@@ -25,7 +25,7 @@ pub struct Args {
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let ctx = Ctx::locate(global)?;
-    let progress = Progress::new(ctx.quiet || args.json);
+    let progress = Progress::new(ctx.quiet, args.json);
     // scan's job is to write the index: a damaged one is rebuilt, but an
     // in-memory copy would be pointless, so the file is waited for as long
     // as ever and its error is the command's.
@@ -77,17 +77,19 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         })?;
     } else if !ctx.quiet {
         println!(
-            "scanned {} of 256 subdirectories in {:.2}s: {} added, {} updated, {} removed, {} unchanged; {} entries, {} allocated{}",
+            "scanned {} of 256 subdirectories in {:.2}s: {} added, {} updated, {} removed",
             summary.rescanned.len(),
             elapsed.as_secs_f64(),
-            summary.added,
-            summary.updated,
-            summary.removed,
-            summary.unchanged,
-            entries,
+            count(summary.added),
+            count(summary.updated),
+            count(summary.removed),
+        );
+        println!(
+            "index: {} entries, {} allocated{}",
+            count(entries),
             human(alloc),
             if summary.odd > 0 {
-                format!("; {} odd items (see `gocache stats`)", summary.odd)
+                format!("; {} odd items (`gocache stats`)", count(summary.odd))
             } else {
                 String::new()
             }

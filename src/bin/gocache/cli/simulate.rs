@@ -143,7 +143,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     } else {
         args.policies.clone()
     };
-    let progress = Progress::new(global.quiet || args.json);
+    let progress = Progress::new(global.quiet, args.json);
     let report = simulate(&w, &budgets, &policies, 0, &progress);
     if let Some(p) = &args.plot {
         let svg = gocache::sim::plot::svg(&report, &format!("What a budget keeps: {what}"));

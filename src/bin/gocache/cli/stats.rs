@@ -1,25 +1,36 @@
-//! `gocache stats`: what the cache holds.
+//! `gocache stats`: what the cache holds, against its limits.
 
+use std::io::Write;
 use std::process::ExitCode;
 
-use chrono::{TimeZone, Utc};
-
-use super::common::{Ctx, Global, Progress, human, print_json};
+use super::common::{
+    COLUMNS, Ctx, Global, Progress, ago, count, fit_tail, human, print_json, short_entry, tilde,
+    wrap,
+};
 use gocache::Kind;
+use gocache::index::{Index, LastTrim, ModuleTotals};
+use gocache::limits::Limits;
 use gocache::model::Bytes;
+use gocache::policy::{Plan, Rule};
+use gocache::report::Reporter;
 use gocache::scan::{ScanOptions, scan};
 use gocache::stats::{ExeStats, Stats, compute};
 
-/// Report what the cache holds.
+/// Report what the cache holds, against its limits.
 ///
-/// Per tier (exe: cached executables; build: everything else) the count,
-/// apparent and allocated bytes and share; entries by last use; the largest
-/// and most used executables; garbage (action entries whose output is gone,
-/// outputs no action names, corrupt action entries); and what else is in
-/// the directory. Syncs the index first (incrementally). When the index
-/// cannot be used (damaged: it is rebuilt; held by another process for
-/// over 2 s, read-only, on a full disk: left alone) it still answers, from
-/// a direct walk of the cache, with a warning.
+/// First the cache against its limits, as `ccache -s` does: its size on
+/// disk against the budget, the executables against their quota, free
+/// space against its floor, the last trim, and whether the limits are met
+/// now (what `gocache trim` would remove). Then per tier (exe: cached
+/// executables; build: everything else) the count, apparent and allocated
+/// bytes and share; entries by last use; which Go modules (projects) hold
+/// the bytes, as `gocache go` and `gocache prog` recorded them; the largest
+/// and most used executables; garbage (action entries whose output is
+/// gone, outputs no action names, corrupt action entries); and what else
+/// is in the directory. Syncs the index first (incrementally). When the
+/// index cannot be used (damaged: it is rebuilt; held by another process
+/// for over 2 s, read-only, on a full disk: left alone) it still answers,
+/// from a direct walk of the cache, with a warning.
 ///
 /// --json prints one object; see the README for its fields. Fields are
 /// only ever added, never renamed or removed.
@@ -31,6 +42,31 @@ pub struct Args {
     /// Do not sync the index with the disk first.
     #[arg(long)]
     no_sync: bool,
+    /// Forget every hit count (and say how many there were), then exit.
+    #[arg(long)]
+    zero: bool,
+}
+
+/// The cache against its limits (`against_limits` in JSON).
+#[derive(serde::Serialize)]
+struct Against {
+    /// Allocated bytes the budget counts: every entry and the fixed bytes
+    /// beside them (directories, Go's files, the index), as `du` does.
+    cache_bytes: u64,
+    /// `cache_bytes` over the budget, 0 to 1 (or more); null: no budget.
+    budget_share: Option<f64>,
+    /// Allocated bytes of the cached executables.
+    exe_bytes: u64,
+    /// `exe_bytes` over the exe quota; null: no quota.
+    exe_quota_share: Option<f64>,
+    /// Free bytes on the cache's filesystem, if it could be measured.
+    free_bytes: Option<u64>,
+    /// Every limit is met now: a trim would remove nothing but garbage.
+    met: bool,
+    /// What `gocache trim` would remove now.
+    trim_would_remove: Bytes,
+    /// Limits a trim could not meet now, and why.
+    unmet: Vec<gocache::policy::Unmet>,
 }
 
 #[derive(serde::Serialize)]
@@ -46,13 +82,27 @@ struct Out<'a> {
     synced_subdirs: usize,
     /// The last go commands served by `gocache prog`, newest first.
     prog_sessions: &'a [gocache::model::ProgSession],
+    /// The limits in force (as `gocache limits --json`'s `effective`);
+    /// null when they could not be read.
+    limits: Option<&'a Limits>,
+    /// The cache against them.
+    against_limits: Option<&'a Against>,
+    /// What the last `gocache trim` did, if one ran.
+    last_trim: Option<&'a LastTrim>,
+    /// Per Go module, the entries it added or last used.
+    modules: &'a [ModuleTotals],
+    /// The entries no module is recorded for.
+    modules_unrecorded: Bytes,
     #[serde(flatten)]
     stats: &'a Stats,
 }
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let ctx = Ctx::locate(global)?;
-    let progress = Progress::new(ctx.quiet || args.json);
+    if args.zero {
+        return zero(&ctx, args.json);
+    }
+    let progress = Progress::new(ctx.quiet, args.json);
     // A recovered index (rebuilt, or an in-memory copy) is synced even
     // with --no-sync: its rows may be few or none.
     let done = ctx.access().run(ctx.now, |index, recovered| {
@@ -63,16 +113,37 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
                 .rescanned
                 .len();
         }
-        let stats = compute(&index.entries()?, &index.others()?, ctx.now);
-        Ok((synced, stats))
+        // Loading a large index takes a while, with nothing to count: spin.
+        progress.start("load", 0);
+        let loaded = load(&ctx, index, &progress);
+        progress.finish();
+        Ok((synced, loaded?))
     })?;
-    let (synced, stats) = done.value;
+    let (synced, loaded) = done.value;
     let index = done.index;
     let problem = done.fallback.as_ref().map(|f| f.to_string());
     if let Some(p) = &problem {
-        gocache::report::Reporter::warn(&progress, p);
+        progress.warn(p);
     }
+    let Loaded {
+        mut stats,
+        limits,
+        against,
+        modules,
+    } = loaded;
+    fill_import_paths(&ctx, &mut stats);
     let sessions = index.sessions(10).unwrap_or_default();
+    let last_trim = index.last_trim().unwrap_or_default();
+    let mut unrecorded = stats.total;
+    for m in &modules {
+        unrecorded.entries = unrecorded.entries.saturating_sub(m.bytes.entries);
+        unrecorded.apparent_bytes = unrecorded
+            .apparent_bytes
+            .saturating_sub(m.bytes.apparent_bytes);
+        unrecorded.allocated_bytes = unrecorded
+            .allocated_bytes
+            .saturating_sub(m.bytes.allocated_bytes);
+    }
     if args.json {
         print_json(&Out {
             cache_dir: &ctx.cache_dir,
@@ -85,102 +156,431 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             index_problem: problem.as_deref(),
             synced_subdirs: synced,
             prog_sessions: &sessions,
+            limits: limits.as_ref(),
+            against_limits: against.as_ref(),
+            last_trim: last_trim.as_ref(),
+            modules: &modules,
+            modules_unrecorded: unrecorded,
             stats: &stats,
         })?;
     } else {
-        print_text(&ctx, &stats, &sessions)?;
+        let report = Report {
+            ctx: &ctx,
+            stats: &stats,
+            sessions: &sessions,
+            limits: limits.as_ref(),
+            against: against.as_ref(),
+            last_trim: last_trim.as_ref(),
+            modules: &modules,
+            unrecorded,
+        };
+        report.print(&mut std::io::stdout().lock())?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_text(
+/// `stats --zero`: forget the hit counts, and say how many.
+fn zero(ctx: &Ctx, json: bool) -> anyhow::Result<ExitCode> {
+    let mut index = Index::open(&ctx.index_path).map_err(|e| {
+        anyhow::Error::new(e).context("hit counts live in the index, which cannot be written")
+    })?;
+    let (entries, hits) = index.forget_hits()?;
+    if json {
+        print_json(&serde_json::json!({ "zeroed_entries": entries, "zeroed_hits": hits }))?;
+    } else if !ctx.quiet {
+        println!(
+            "forgot {} hits of {} entries in {}",
+            count(hits),
+            count(entries),
+            ctx.index_path.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What the report is made of, read from the index.
+struct Loaded {
+    stats: Stats,
+    limits: Option<Limits>,
+    against: Option<Against>,
+    modules: Vec<ModuleTotals>,
+}
+
+fn load(ctx: &Ctx, index: &Index, progress: &Progress) -> gocache::Result<Loaded> {
+    let entries = index.entries()?;
+    let stats = compute(&entries, &index.others()?, ctx.now);
+    let modules = index.module_totals().unwrap_or_default();
+    // A report still comes when the limits cannot be read (a bad config
+    // file, say): without the part about them, and with why.
+    let limits = match index.stored_limits().and_then(|s| {
+        gocache::enforce::resolve_limits(&ctx.cache_dir, s, &Default::default(), &|k| {
+            std::env::var_os(k)
+        })
+    }) {
+        Ok(r) => Some(r.limits),
+        Err(e) => {
+            progress.warn(&format!("{e}; the limits are left out"));
+            None
+        }
+    };
+    let against = match &limits {
+        Some(l) => Some(against_limits(ctx, index, &entries, &stats, l)?),
+        None => None,
+    };
+    Ok(Loaded {
+        stats,
+        limits,
+        against,
+        modules,
+    })
+}
+
+/// The cache against `limits`: sizes, shares, and what a trim would do.
+fn against_limits(
     ctx: &Ctx,
-    s: &Stats,
-    sessions: &[gocache::model::ProgSession],
-) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut o = std::io::stdout().lock();
-    let row =
-        |o: &mut dyn Write, label: &str, b: &Bytes, share: Option<f64>| -> std::io::Result<()> {
-            write!(
+    index: &Index,
+    entries: &[gocache::Entry],
+    stats: &Stats,
+    limits: &Limits,
+) -> gocache::Result<Against> {
+    let fixed = gocache::enforce::fixed_bytes(&ctx.cache_dir, index)?;
+    let free = fs4::available_space(&ctx.cache_dir).ok();
+    let env = gocache::policy::Environment {
+        fixed_bytes: fixed,
+        free_bytes: limits.min_free.and(free),
+    };
+    let plan: Plan = gocache::policy::plan(entries, limits, &env, ctx.now);
+    let cache_bytes = stats.total.allocated_bytes.saturating_add(fixed);
+    let exe_bytes = stats.kinds.exe.allocated_bytes;
+    // A limit of 0 (`0B`) has no share to speak of.
+    let share = |v: u64, of: Option<u64>| of.filter(|&o| o > 0).map(|o| v as f64 / o as f64);
+    let mut would = Bytes::default();
+    for v in &plan.victims {
+        would.add(v.apparent, v.allocated);
+    }
+    Ok(Against {
+        cache_bytes,
+        budget_share: share(cache_bytes, limits.budget),
+        exe_bytes,
+        exe_quota_share: share(exe_bytes, limits.exe_quota),
+        free_bytes: free,
+        met: plan.meets_all_limits() && plan.victims.iter().all(|v| v.rule == Rule::Garbage),
+        trim_would_remove: would,
+        unmet: plan.unmet,
+    })
+}
+
+/// Fills in the import paths of the executables listed, from their build
+/// information (read through the cache's descriptors, never a link).
+fn fill_import_paths(ctx: &Ctx, stats: &mut Stats) {
+    let Ok(dir) = gocache::cachedir::CacheDir::open(&ctx.cache_dir) else {
+        return;
+    };
+    let mut known: std::collections::HashMap<String, Option<String>> = Default::default();
+    for e in stats
+        .largest_exes
+        .iter_mut()
+        .chain(stats.most_used_exes.iter_mut())
+    {
+        let path = known.entry(e.entry.clone()).or_insert_with(|| {
+            let name = e
+                .entry
+                .split_once('/')
+                .and_then(|(_, n)| gocache::layout::EntryName::parse(n.as_bytes()))?;
+            let file = dir.open_exe(&name, &e.program)?;
+            gocache::gomod::exe_main_path(&file)
+        });
+        e.import_path = path.clone();
+    }
+}
+
+/// The human report, laid out for 80 columns.
+struct Report<'a> {
+    ctx: &'a Ctx,
+    stats: &'a Stats,
+    sessions: &'a [gocache::model::ProgSession],
+    limits: Option<&'a Limits>,
+    against: Option<&'a Against>,
+    last_trim: Option<&'a LastTrim>,
+    modules: &'a [ModuleTotals],
+    unrecorded: Bytes,
+}
+
+/// The label column of the summary at the top.
+const HEAD: usize = 13;
+
+impl Report<'_> {
+    fn print(&self, o: &mut dyn Write) -> std::io::Result<()> {
+        let s = self.stats;
+        let ctx = self.ctx;
+        writeln!(
+            o,
+            "Go build cache {} ({})",
+            tilde(&ctx.cache_dir.display().to_string()),
+            ctx.source
+        )?;
+        writeln!(o)?;
+        self.summary(o)?;
+        if !s.hits_recorded && s.total.entries > 0 {
+            writeln!(
                 o,
-                "  {label:<18} {:>9} entries  {:>11} apparent  {:>11} allocated",
-                b.entries,
-                human(b.apparent_bytes),
+                "Hint: no hits recorded yet; only `gocache go` and `gocache prog` count them."
+            )?;
+        }
+        writeln!(o)?;
+        table_header(o, "By tier:", true)?;
+        for t in &s.tiers {
+            row(o, t.tier.as_str(), &t.bytes, Some(t.share))?;
+        }
+        row(o, "total", &s.total, None)?;
+        writeln!(o)?;
+        table_header(o, "By kind:", false)?;
+        for k in [Kind::Action, Kind::Output, Kind::Exe] {
+            row(o, k.as_str(), s.kinds.get(k), None)?;
+        }
+        writeln!(o)?;
+        table_header(o, "By last use:", false)?;
+        for a in &s.age {
+            row(o, a.bucket, &a.bytes, None)?;
+        }
+        self.modules(o)?;
+        self.exes(o)?;
+        self.sessions(o)?;
+        writeln!(o)?;
+        writeln!(
+            o,
+            "Garbage (removed by `gocache trim` once past the grace period):"
+        )?;
+        row(o, "dangling actions", &s.garbage.dangling_actions, None)?;
+        row(o, "corrupt actions", &s.garbage.corrupt_actions, None)?;
+        row(o, "orphan outputs", &s.garbage.orphan_outputs, None)?;
+        writeln!(o)?;
+        writeln!(o, "Not cache entries (never touched):")?;
+        row(o, "Go's own files", &s.other.go, None)?;
+        row(o, "gocache's index", &s.other.gocache, None)?;
+        row(o, "odd items", &s.other.odd, None)?;
+        for item in &s.other.odd_items {
+            let line = format!("{}: {}", short_entry(&item.path), item.what);
+            writeln!(o, "    {}", fit_tail(&line, COLUMNS - 4))?;
+        }
+        Ok(())
+    }
+
+    /// The cache against its limits, as `ccache -s` opens.
+    fn summary(&self, o: &mut dyn Write) -> std::io::Result<()> {
+        let line = |o: &mut dyn Write, label: &str, text: String| {
+            writeln!(o, "{label:<HEAD$}{}", fit_tail(&text, COLUMNS - HEAD))
+        };
+        let (Some(l), Some(a)) = (self.limits, self.against) else {
+            return line(
+                o,
+                "Size",
+                format!("{} on disk", human(self.stats.total.allocated_bytes)),
+            );
+        };
+        let pct =
+            |share: Option<f64>| share.map_or(String::new(), |f| format!(" ({:.0}%)", f * 100.0));
+        line(
+            o,
+            "Size",
+            match l.budget {
+                Some(b) => format!(
+                    "{} of the {} budget{}, as du counts it",
+                    human(a.cache_bytes),
+                    human(b),
+                    pct(a.budget_share)
+                ),
+                None => format!(
+                    "{} on disk (no budget: `gocache limits --budget 10GiB`)",
+                    human(a.cache_bytes)
+                ),
+            },
+        )?;
+        line(
+            o,
+            "Executables",
+            match l.exe_quota {
+                Some(q) => format!(
+                    "{} of the {} quota{}",
+                    human(a.exe_bytes),
+                    human(q),
+                    pct(a.exe_quota_share)
+                ),
+                None => format!("{} (no quota)", human(a.exe_bytes)),
+            },
+        )?;
+        let free = a.free_bytes.map_or("unknown".to_string(), human);
+        line(
+            o,
+            "Free space",
+            match l.min_free {
+                Some(f) => format!("{free} on the filesystem; floor {}", human(f)),
+                None => format!("{free} on the filesystem (no floor)"),
+            },
+        )?;
+        line(
+            o,
+            "Last trim",
+            match self.last_trim {
+                Some(t) => format!(
+                    "{}: removed {} entries ({}), limits {}",
+                    ago(self.ctx.now, t.at),
+                    count(t.removed),
+                    human(t.removed_allocated),
+                    if t.limits_met { "met" } else { "not met" }
+                ),
+                None => "none recorded".to_string(),
+            },
+        )?;
+        let w = &a.trim_would_remove;
+        let status = match (a.met, w.entries) {
+            (true, 0) => "met".to_string(),
+            (true, n) => format!(
+                "met; a trim would remove {} unreachable entries ({})",
+                count(n),
+                human(w.allocated_bytes)
+            ),
+            (false, n) => format!(
+                "not met: `gocache trim` would remove {} entries ({})",
+                count(n),
+                human(w.allocated_bytes)
+            ),
+        };
+        line(o, "Limits", status)?;
+        for u in &a.unmet {
+            let text = format!(
+                "{} stays {} over: {}",
+                u.limit.as_str(),
+                human(u.over_by),
+                u.reason
+            );
+            for l in wrap(&text, COLUMNS - HEAD) {
+                line(o, "", l)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Which modules hold the bytes.
+    fn modules(&self, o: &mut dyn Write) -> std::io::Result<()> {
+        if self.modules.is_empty() {
+            return Ok(());
+        }
+        const SHOWN: usize = 10;
+        const NAME: usize = 38;
+        writeln!(o)?;
+        writeln!(
+            o,
+            "By module (the go command that added or last used them):"
+        )?;
+        writeln!(
+            o,
+            "  {:<NAME$} {:>10} {:>11}  last go command",
+            "module", "entries", "allocated"
+        )?;
+        for m in self.modules.iter().take(SHOWN) {
+            let name = match &m.path {
+                Some(p) => p.clone(),
+                None => tilde(&m.root),
+            };
+            writeln!(
+                o,
+                "  {:<NAME$} {:>10} {:>11}  {}",
+                fit_tail(&name, NAME),
+                count(m.bytes.entries),
+                human(m.bytes.allocated_bytes),
+                ago(self.ctx.now, m.last_seen)
+            )?;
+        }
+        if self.modules.len() > SHOWN {
+            let rest = &self.modules[SHOWN..];
+            let mut b = Bytes::default();
+            rest.iter().for_each(|m| {
+                b.entries += m.bytes.entries;
+                b.allocated_bytes += m.bytes.allocated_bytes;
+            });
+            let label = format!("({} more modules)", rest.len());
+            writeln!(
+                o,
+                "  {:<NAME$} {:>10} {:>11}",
+                label,
+                count(b.entries),
                 human(b.allocated_bytes)
             )?;
-            match share {
-                Some(f) => writeln!(o, "  {:>5.1}%", f * 100.0),
-                None => writeln!(o),
+        }
+        writeln!(
+            o,
+            "  {:<NAME$} {:>10} {:>11}",
+            "(none recorded)",
+            count(self.unrecorded.entries),
+            human(self.unrecorded.allocated_bytes)
+        )
+    }
+
+    /// The largest and most used executables, once when they are the
+    /// same list; "most used" only when hits were recorded.
+    fn exes(&self, o: &mut dyn Write) -> std::io::Result<()> {
+        let s = self.stats;
+        let same = s
+            .largest_exes
+            .iter()
+            .map(|e| &e.entry)
+            .eq(s.most_used_exes.iter().map(|e| &e.entry));
+        let any_hits = s.most_used_exes.iter().any(|e| e.hits > 0);
+        if same && any_hits {
+            self.exe_list(
+                o,
+                "Executables (the largest are the most used)",
+                &s.largest_exes,
+            )?;
+        } else {
+            self.exe_list(o, "Largest executables", &s.largest_exes)?;
+            if any_hits {
+                self.exe_list(o, "Most used executables", &s.most_used_exes)?;
             }
-        };
-    writeln!(
-        o,
-        "Go build cache {} ({})",
-        ctx.cache_dir.display(),
-        ctx.source
-    )?;
-    writeln!(o)?;
-    writeln!(o, "By tier:")?;
-    for t in &s.tiers {
-        row(&mut o, t.tier.as_str(), &t.bytes, Some(t.share))?;
+        }
+        Ok(())
     }
-    row(&mut o, "total", &s.total, None)?;
-    writeln!(o)?;
-    writeln!(o, "By kind:")?;
-    for k in [Kind::Action, Kind::Output, Kind::Exe] {
-        row(&mut o, k.as_str(), s.kinds.get(k), None)?;
-    }
-    writeln!(o)?;
-    writeln!(o, "By last use:")?;
-    for a in &s.age {
-        row(&mut o, a.bucket, &a.bytes, None)?;
-    }
-    let exes = |o: &mut dyn Write, title: &str, list: &[ExeStats]| -> std::io::Result<()> {
+
+    fn exe_list(&self, o: &mut dyn Write, title: &str, list: &[ExeStats]) -> std::io::Result<()> {
         if list.is_empty() {
             return Ok(());
         }
+        const NAME: usize = 27;
         writeln!(o)?;
         writeln!(o, "{title}:")?;
         writeln!(
             o,
-            "  {:<24} {:>11} {:>6}  {:<20} entry",
+            "  {:<NAME$} {:>10} {:>6}  {:<9} entry",
             "program", "size", "hits", "last use"
         )?;
         for e in list {
-            let when = Utc
-                .timestamp_opt(e.last_use, 0)
-                .single()
-                .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
-                .unwrap_or_else(|| e.last_use.to_string());
+            let name = e.import_path.as_deref().unwrap_or(&e.program);
             writeln!(
                 o,
-                "  {:<24} {:>11} {:>6}  {:<20} {}",
-                e.program,
+                "  {:<NAME$} {:>10} {:>6}  {:<9} {}",
+                fit_tail(name, NAME),
                 human(e.allocated_bytes),
-                e.hits,
-                when,
-                e.entry
+                count(e.hits),
+                ago(self.ctx.now, e.last_use),
+                short_entry(&e.entry)
             )?;
         }
         Ok(())
-    };
-    exes(&mut o, "Largest executables", &s.largest_exes)?;
-    exes(&mut o, "Most used executables", &s.most_used_exes)?;
-    if !sessions.is_empty() {
+    }
+
+    fn sessions(&self, o: &mut dyn Write) -> std::io::Result<()> {
+        if self.sessions.is_empty() {
+            return Ok(());
+        }
         writeln!(o)?;
         writeln!(o, "Recent go commands served by `gocache prog`:")?;
         writeln!(
             o,
-            "  {:<20} {:>7} {:>7} {:>8} {:>6} {:>11}",
+            "  {:<10} {:>9} {:>9} {:>8} {:>9} {:>11}",
             "ended", "gets", "hits", "hit rate", "puts", "stored"
         )?;
-        for p in sessions {
-            let when = Utc
-                .timestamp_opt(p.ended, 0)
-                .single()
-                .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
-                .unwrap_or_default();
+        for p in self.sessions {
             let rate = if p.gets == 0 {
                 0.0
             } else {
@@ -188,35 +588,44 @@ fn print_text(
             };
             writeln!(
                 o,
-                "  {when:<20} {:>7} {:>7} {:>7.1}% {:>6} {:>11}",
-                p.gets,
-                p.hits,
+                "  {:<10} {:>9} {:>9} {:>7.1}% {:>9} {:>11}",
+                ago(self.ctx.now, p.ended),
+                count(p.gets),
+                count(p.hits),
                 rate,
-                p.puts,
+                count(p.puts),
                 human(p.put_bytes)
             )?;
         }
+        Ok(())
     }
-    writeln!(o)?;
-    writeln!(
+}
+
+/// A table's title and column heads.
+fn table_header(o: &mut dyn Write, title: &str, share: bool) -> std::io::Result<()> {
+    write!(
         o,
-        "Garbage (removed by `gocache trim` once past the grace period):"
+        "{title:<20} {:>10} {:>11} {:>11}",
+        "entries", "apparent", "allocated"
     )?;
-    row(
-        &mut o,
-        "dangling actions",
-        &s.garbage.dangling_actions,
-        None,
-    )?;
-    row(&mut o, "corrupt actions", &s.garbage.corrupt_actions, None)?;
-    row(&mut o, "orphan outputs", &s.garbage.orphan_outputs, None)?;
-    writeln!(o)?;
-    writeln!(o, "Not cache entries (never touched):")?;
-    row(&mut o, "Go's own files", &s.other.go, None)?;
-    row(&mut o, "gocache's index", &s.other.gocache, None)?;
-    row(&mut o, "odd items", &s.other.odd, None)?;
-    for item in &s.other.odd_items {
-        writeln!(o, "    {}: {}", item.path, item.what)?;
+    if share {
+        writeln!(o, " {:>7}", "share")
+    } else {
+        writeln!(o)
     }
-    Ok(())
+}
+
+/// One row: a label, entries, apparent and allocated bytes, and a share.
+fn row(o: &mut dyn Write, label: &str, b: &Bytes, share: Option<f64>) -> std::io::Result<()> {
+    write!(
+        o,
+        "  {label:<18} {:>10} {:>11} {:>11}",
+        count(b.entries),
+        human(b.apparent_bytes),
+        human(b.allocated_bytes)
+    )?;
+    match share {
+        Some(f) => writeln!(o, " {:>6.1}%", f * 100.0),
+        None => writeln!(o),
+    }
 }

@@ -3,7 +3,9 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use super::common::{Ctx, Global, LimitArgs, Progress, human, print_json};
+use super::common::{
+    COLUMNS, Ctx, Global, LimitArgs, Progress, fit_tail, human, print_json, short_entry, wrap,
+};
 use gocache::enforce::{TrimOutcome, TrimReport, effective_limits};
 use gocache::policy::Rule;
 use gocache::report::Reporter;
@@ -55,9 +57,15 @@ pub const LIMITS_NOT_MET: u8 = 3;
 pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let ctx = Ctx::locate(global)?;
     let started = Instant::now();
-    let progress = Progress::new(ctx.quiet || args.json).verbose(args.verbose);
+    let progress = Progress::new(ctx.quiet, args.json).verbose(args.verbose);
+    // Whose entries go, read before they do (-v only).
+    let want_modules = args.verbose && !args.json && !ctx.quiet;
+    let mut modules = Default::default();
     let done = ctx.access().run(ctx.now, |index, _| {
         let limits = effective_limits(&ctx.cache_dir, index, &args.limits.specs())?;
+        if want_modules {
+            modules = index.entry_modules().unwrap_or_default();
+        }
         gocache::enforce::trim(
             &ctx.cache_dir,
             index,
@@ -122,7 +130,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             report: &report,
         })?;
     } else if !ctx.quiet {
-        print_text(&report, args.verbose, seconds)?;
+        print_text(&report, args.verbose.then_some(&modules), seconds)?;
     }
     Ok(if report.dry_run || report.limits_met {
         ExitCode::SUCCESS
@@ -131,12 +139,19 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn print_text(r: &TrimReport, verbose: bool, seconds: f64) -> std::io::Result<()> {
+/// The summary, and with -v (`verbose`: whose entry each was) a line per
+/// entry: `would remove 3f/3f0c9a1b…-d output   1.2 MiB age  example.com/hello`,
+/// within 80 columns.
+fn print_text(
+    r: &TrimReport,
+    verbose: Option<&gocache::index::ModuleMap>,
+    seconds: f64,
+) -> std::io::Result<()> {
     use std::io::Write;
     let mut o = std::io::stdout().lock();
     let p = &r.plan;
     let verb = if r.dry_run { "would remove" } else { "removed" };
-    if verbose {
+    if let Some(modules) = verbose {
         // A real run lists what left the disk, not what was planned.
         let gone: Option<std::collections::HashSet<_>> =
             r.executed.as_ref().map(|e| e.gone.iter().collect());
@@ -144,14 +159,17 @@ fn print_text(r: &TrimReport, verbose: bool, seconds: f64) -> std::io::Result<()
             if gone.as_ref().is_some_and(|g| !g.contains(&v.name)) {
                 continue;
             }
-            writeln!(
-                o,
-                "{verb} {} ({}, {}, {})",
-                v.name,
+            let head = format!(
+                "{verb} {} {:<6} {:>9} {:<10}",
+                short_entry(&v.name.rel_path()),
                 v.kind.as_str(),
                 human(v.allocated),
                 v.rule.as_str()
-            )?;
+            );
+            let module = modules.get(&v.name).map(|m| m.label()).unwrap_or_default();
+            let room = COLUMNS.saturating_sub(head.chars().count() + 1);
+            let line = format!("{head} {}", fit_tail(&module, room));
+            writeln!(o, "{}", line.trim_end())?;
         }
     }
     let (count, bytes) = match &r.executed {
@@ -217,13 +235,15 @@ fn print_text(r: &TrimReport, verbose: bool, seconds: f64) -> std::io::Result<()
         )?;
     }
     for u in &r.unmet {
-        writeln!(
-            o,
-            "  {} not met: still {} over: {}",
+        let text = format!(
+            "{} not met: still {} over: {}",
             u.limit.as_str(),
             human(u.over_by),
             u.reason
-        )?;
+        );
+        for (i, line) in wrap(&text, COLUMNS - 4).iter().enumerate() {
+            writeln!(o, "{}{line}", if i == 0 { "  " } else { "    " })?;
+        }
     }
     if r.limits_met {
         writeln!(o, "all limits met")?;

@@ -1,0 +1,474 @@
+//! `gocache stats` and what a newcomer reads (issue 13, items 6, 7, 8
+//! and 10): the cache against its limits, output that fits 80 columns,
+//! which modules hold the bytes, `--zero`, `gocache dir`, and `-q`.
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::*;
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn stdout_of(mut cmd: impl std::borrow::BorrowMut<Command>) -> String {
+    text(&run_ok(cmd.borrow_mut()).stdout)
+}
+
+/// The line of `report` starting with `label`.
+fn line<'a>(report: &'a str, label: &str) -> &'a str {
+    report
+        .lines()
+        .find(|l| l.starts_with(label))
+        .unwrap_or_else(|| panic!("no line {label:?} in\n{report}"))
+}
+
+/// Every line within 80 columns, and no entry's 64-digit name in full.
+#[track_caller]
+fn fits_80_columns(what: &str, out: &str) {
+    for l in out.lines() {
+        assert!(
+            l.chars().count() <= 80,
+            "{what}: {} columns: {l:?}",
+            l.chars().count()
+        );
+        let hex_run = l
+            .split(|c: char| !c.is_ascii_hexdigit())
+            .map(str::len)
+            .max()
+            .unwrap_or(0);
+        assert!(hex_run < 64, "{what}: a whole entry name: {l:?}");
+    }
+}
+
+/// Issue 13, item 6: stats opens with the cache against its limits, as
+/// `ccache -s` does, and says when every hit count is zero and why.
+#[test]
+fn stats_opens_with_the_cache_against_its_limits_and_the_last_trim() {
+    let sb = Sandbox::with_template();
+    backdate(&sb.cache(), Duration::from_secs(3 * 3600));
+    let first = json(&run_ok(sb.gocache(["stats", "--json"])));
+    let total = first["total"]["allocated_bytes"].as_u64().unwrap();
+    let budget = total / 2;
+    run_ok(
+        sb.gocache([
+            "limits",
+            "--exe-quota",
+            "100GiB",
+            "--min-free",
+            "1B",
+            "--budget",
+        ])
+        .arg(budget.to_string()),
+    );
+    let report = stdout_of(sb.gocache(["stats"]));
+    let size = line(&report, "Size         ");
+    assert!(
+        size.contains(" of the ")
+            && size.contains(" budget (")
+            && size.contains("%), as du counts it"),
+        "{size}"
+    );
+    assert!(
+        line(&report, "Executables  ").contains(" of the 100 GiB quota (0%)"),
+        "{report}"
+    );
+    assert!(
+        line(&report, "Free space   ").contains("; floor 1 B"),
+        "{report}"
+    );
+    assert_eq!(line(&report, "Last trim    "), "Last trim    none recorded");
+    let limits = line(&report, "Limits       ");
+    assert!(
+        limits.starts_with("Limits       not met: `gocache trim` would remove "),
+        "{limits}"
+    );
+    assert!(
+        report.contains(
+            "Hint: no hits recorded yet; only `gocache go` and `gocache prog` count them."
+        ),
+        "{report}"
+    );
+    let s = json(&run_ok(sb.gocache(["stats", "--json"])));
+    let a = &s["against_limits"];
+    assert_eq!(a["met"], false, "{a:#}");
+    assert!(a["budget_share"].as_f64().unwrap() > 1.9, "{a:#}");
+    assert!(a["trim_would_remove"]["entries"].as_u64().unwrap() > 0);
+    assert_eq!(s["limits"]["budget"], budget);
+    assert_eq!(s["last_trim"], Value::Null);
+    assert_eq!(s["hits_recorded"], false);
+
+    let t = json(&run_ok(sb.gocache(["trim", "--json"])));
+    assert_eq!(t["limits_met"], true, "{t:#}");
+    let removed = t["executed"]["removed"].as_u64().unwrap();
+    let report = stdout_of(sb.gocache(["stats"]));
+    let last = line(&report, "Last trim    ");
+    assert!(
+        last.starts_with(&format!(
+            "Last trim    just now: removed {removed} entries ("
+        )) || last.starts_with("Last trim    just now: removed "),
+        "{last}"
+    );
+    assert!(last.ends_with("), limits met"), "{last}");
+    assert_eq!(line(&report, "Limits       "), "Limits       met");
+    let s = json(&run_ok(sb.gocache(["stats", "--json"])));
+    let a = &s["against_limits"];
+    assert_eq!(a["met"], true, "{a:#}");
+    assert!(a["cache_bytes"].as_u64().unwrap() <= budget, "{a:#}");
+    assert!(a["budget_share"].as_f64().unwrap() <= 1.0);
+    assert_eq!(s["last_trim"]["removed"], removed);
+    assert_eq!(s["last_trim"]["limits_met"], true);
+    fits_80_columns("stats", &report);
+
+    // A run through the wrapper records hits: no hint any more.
+    let dir = sb.write_hello("greet", "hi");
+    run_ok(sb.gocache(["go", "run", "."]).current_dir(&dir));
+    let report = stdout_of(sb.gocache(["stats"]));
+    assert!(!report.contains("Hint:"), "{report}");
+}
+
+/// Issue 13, item 7: human output fits 80 columns, entry names are
+/// shortened, programs are named by import path, and the largest and most
+/// used executables are one list when they are the same.
+#[test]
+fn human_output_fits_80_columns_and_says_each_thing_once() {
+    let sb = Sandbox::with_template();
+    backdate(&sb.cache(), Duration::from_secs(10 * 86_400));
+    std::fs::write(
+        sb.cache().join("00").join(format!("{}-d", "ab".repeat(32))),
+        "misplaced",
+    )
+    .unwrap();
+    let report = stdout_of(sb.gocache(["stats"]));
+    fits_80_columns("stats", &report);
+    // No hits: "most used" would only repeat the list by recency.
+    assert!(report.contains("\nLargest executables:\n"), "{report}");
+    assert!(!report.contains("Most used"), "{report}");
+    for program in ["example.com/hello", "example.com/hola"] {
+        assert!(
+            report.contains(&format!("  {program} ")),
+            "{program} in\n{report}"
+        );
+    }
+    assert!(
+        report.contains("00/abababab…-d: file in the wrong subdirectory"),
+        "{report}"
+    );
+    let s = json(&run_ok(sb.gocache(["stats", "--json"])));
+    let hello = s["largest_exes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["program"] == "hello")
+        .unwrap();
+    assert_eq!(hello["import_path"], "example.com/hello");
+    assert_eq!(
+        hello["entry"].as_str().unwrap().len(),
+        2 + 1 + 66,
+        "JSON keeps names whole"
+    );
+
+    // hola run twice, hello once (the template's programs, the same
+    // sources): the most used come in another order than the largest
+    // (the same size) only if the hits say so.
+    for (name, runs) in [("hola", 2), ("hello", 1)] {
+        let greeting = if name == "hola" {
+            "hola, mundo"
+        } else {
+            "hello, world"
+        };
+        let dir = sb.write_hello(name, greeting);
+        for _ in 0..runs {
+            run_ok(sb.gocache(["go", "run", "."]).current_dir(&dir));
+        }
+    }
+    let s = json(&run_ok(sb.gocache(["stats", "--json"])));
+    let order = |k: &str| -> Vec<String> {
+        s[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["entry"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let report = stdout_of(sb.gocache(["stats"]));
+    fits_80_columns("stats", &report);
+    if order("largest_exes") == order("most_used_exes") {
+        assert!(
+            report.contains("Executables (the largest are the most used):"),
+            "{report}"
+        );
+        assert!(!report.contains("Largest executables"), "{report}");
+    } else {
+        assert!(report.contains("Largest executables:"), "{report}");
+        assert!(report.contains("Most used executables:"), "{report}");
+    }
+    assert_eq!(
+        s["most_used_exes"][0]["import_path"], "example.com/hola",
+        "{:#}",
+        s["most_used_exes"]
+    );
+
+    for cmd in [
+        &["trim", "-n", "-v", "--budget", "10MiB"][..],
+        &["trim", "-n", "--budget", "0B", "--grace", "0"],
+        &["limits"],
+        &["scan", "--full"],
+        &["dir"],
+    ] {
+        let out = stdout_of(sb.gocache(cmd));
+        fits_80_columns(&format!("{cmd:?}"), &out);
+    }
+    for cmd in ["stats", "trim", "limits", "scan", "hook", "go", "dir"] {
+        fits_80_columns(cmd, &stdout_of(sb.gocache(["help", cmd])));
+    }
+}
+
+/// Issue 13, item 7: `-q` means quiet everywhere: no progress, warnings or
+/// summaries; a report asked for (stats, dir, --json) still comes.
+#[test]
+fn quiet_means_quiet_everywhere() {
+    let sb = Sandbox::with_template();
+    backdate(&sb.cache(), Duration::from_secs(3 * 3600));
+    let dir = sb.write_hello("q", "quiet");
+    // The wrapper's own messages (an eviction by the hook) are gocache's;
+    // go's output is go's. Without -q the hook says what it evicted.
+    let loud = Sandbox::with_template();
+    backdate(&loud.cache(), Duration::from_secs(3 * 3600));
+    let out = run_ok(
+        loud.gocache(["go", "build", "std"])
+            .env("GOCACHE_BUDGET", "1B"),
+    );
+    assert!(
+        text(&out.stderr).contains("gocache: evicted"),
+        "{}",
+        text(&out.stderr)
+    );
+    let before = json(&run_ok(sb.gocache(["stats", "--json"])))["total"]["entries"].clone();
+    let out = run_ok(
+        sb.gocache(["-q", "go", "run", "."])
+            .current_dir(&dir)
+            .env("GOCACHE_BUDGET", "1B"),
+    );
+    assert_eq!(text(&out.stdout), "quiet\n");
+    assert_eq!(text(&out.stderr), "");
+    let after = json(&run_ok(sb.gocache(["stats", "--json"])))["total"]["entries"].clone();
+    assert!(
+        after.as_u64() < before.as_u64(),
+        "the hook evicted, quietly"
+    );
+    let silent: &[&[&str]] = &[
+        &["-q", "scan"],
+        &["-q", "trim", "--exe-quota", "0B"],
+        &["-q", "trim", "-n", "-v"],
+        &["-q", "limits", "--budget", "10GiB"],
+        &["-q", "hook", "--budget", "1B"],
+        &["-q", "stats", "--zero"],
+    ];
+    for cmd in silent {
+        let out = run_ok(sb.gocache(*cmd));
+        assert_eq!(
+            (text(&out.stdout), text(&out.stderr)),
+            (String::new(), String::new()),
+            "{cmd:?}"
+        );
+    }
+    // A warning (a corrupt index, moved aside) is silenced too, not the
+    // report asked for.
+    std::fs::write(sb.index(), vec![0x5au8; 4096]).unwrap();
+    let out = run_ok(sb.gocache(["-q", "stats"]));
+    assert!(text(&out.stdout).contains("By tier:"));
+    assert_eq!(text(&out.stderr), "");
+    let out = run_ok(sb.gocache(["-q", "dir"]));
+    assert_eq!(text(&out.stdout), format!("{}\n", sb.cache().display()));
+}
+
+/// Issue 13, item 8: which projects hold the bytes. The wrapper credits
+/// what each go command added or used to its module (go.mod directory),
+/// `gocache prog` to its session's; `stats` shows bytes and entries per
+/// module, `trim -v` the module of each entry.
+#[test]
+fn stats_and_trim_say_which_modules_hold_the_bytes() {
+    let sb = Sandbox::with_template();
+    let exp = sb.write_main(
+        "experiment",
+        "package main\n\nimport (\n\t\"fmt\"\n\t\"net/url\"\n)\n\nfunc main() { fmt.Println(url.PathEscape(\"a b\")) }\n",
+    );
+    let tool = sb.write_hello("tool", "a tool");
+    std::fs::create_dir_all(tool.join("cmd/sub")).unwrap();
+    run_ok(
+        sb.gocache(["go", "build", "-o", "/dev/null", "."])
+            .current_dir(&exp),
+    );
+    // From a subdirectory, and with go -C: the module is the go.mod's.
+    run_ok(sb.gocache(["go", "run", "."]).current_dir(&tool));
+    run_ok(
+        sb.gocache(["go", "-C", "tool", "run", "."])
+            .current_dir(sb.root().join("work")),
+    );
+    let prog = sb.write_hello("served", "served by prog");
+    run_ok(
+        sb.go(["build", "-o", "/dev/null", "."])
+            .current_dir(&prog)
+            .env("GOCACHEPROG", format!("{} prog", gocache_bin().display())),
+    );
+
+    let s = json(&run_ok(sb.gocache(["stats", "--json"])));
+    let modules = s["modules"].as_array().unwrap();
+    let module = |path: &str| -> &Value {
+        modules
+            .iter()
+            .find(|m| m["path"] == path)
+            .unwrap_or_else(|| panic!("no {path} in {modules:#?}"))
+    };
+    let e = module("example.com/experiment");
+    assert_eq!(e["root"], exp.display().to_string());
+    assert!(e["entries"].as_u64().unwrap() >= 2, "{e:#}");
+    assert!(e["allocated_bytes"].as_u64().unwrap() > 0);
+    let t = module("example.com/tool");
+    assert!(t["entries"].as_u64().unwrap() >= 2, "{t:#}");
+    assert!(module("example.com/served")["entries"].as_u64().unwrap() >= 1);
+    // The module's entries and the rest add up to the cache.
+    let credited: u64 = modules.iter().map(|m| m["entries"].as_u64().unwrap()).sum();
+    assert_eq!(
+        credited + s["modules_unrecorded"]["entries"].as_u64().unwrap(),
+        s["total"]["entries"].as_u64().unwrap()
+    );
+    // The tool's executable was used by the tool's module.
+    assert_eq!(
+        s["most_used_exes"][0]["import_path"], "example.com/tool",
+        "{:#}",
+        s["most_used_exes"]
+    );
+    let report = stdout_of(sb.gocache(["stats"]));
+    let by_module = line(&report, "  example.com/experiment ");
+    assert!(by_module.ends_with("just now"), "{by_module}");
+    assert!(line(&report, "  (none recorded) ").len() > 20);
+
+    // trim -v names the module of each entry it would remove. Ten days
+    // later (the index keeps the newest use it saw: age it too).
+    backdate(&sb.cache(), Duration::from_secs(10 * 86_400));
+    let conn = rusqlite::Connection::open(sb.index()).unwrap();
+    conn.execute(
+        "UPDATE entries SET last_use = last_use - 864000, mtime = mtime - 864000",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let plan = stdout_of(sb.gocache(["trim", "-n", "-v"]));
+    let exp_lines: Vec<&str> = plan
+        .lines()
+        .filter(|l| l.ends_with(" example.com/experiment"))
+        .collect();
+    assert!(exp_lines.len() >= 2, "{plan}");
+    assert!(
+        exp_lines
+            .iter()
+            .all(|l| l.starts_with("would remove ") && l.contains(" age "))
+    );
+    fits_80_columns("trim -n -v", &plan);
+    let done = stdout_of(sb.gocache(["trim", "-v"]));
+    assert!(
+        done.lines()
+            .any(|l| l.starts_with("removed ") && l.ends_with(" example.com/tool")),
+        "{done}"
+    );
+    let s = json(&run_ok(sb.gocache(["stats", "--json"])));
+    assert!(
+        s["modules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["path"] != "example.com/experiment"),
+        "{:#}",
+        s["modules"]
+    );
+}
+
+/// Issue 13, item 10: `stats --zero` forgets hit counts, saying how many.
+#[test]
+fn stats_zero_forgets_hits_and_says_how_many() {
+    let sb = Sandbox::with_template();
+    let dir = sb.root().join("work/hello");
+    sb.write_hello("hello", "hello, world");
+    for _ in 0..3 {
+        run_ok(sb.gocache(["go", "run", "."]).current_dir(&dir));
+    }
+    let out = stdout_of(sb.gocache(["stats", "--zero"]));
+    assert!(out.starts_with("forgot 3 hits of 1 entries in "), "{out}");
+    let s = json(&run_ok(sb.gocache(["stats", "--json"])));
+    assert_eq!(s["hits_recorded"], false);
+    let z = json(&run_ok(sb.gocache(["stats", "--zero", "--json"])));
+    assert_eq!(
+        z,
+        serde_json::json!({"zeroed_entries": 0, "zeroed_hits": 0})
+    );
+}
+
+/// Issue 13, item 10: `gocache dir` prints the cache (or the index), as
+/// `uv cache dir` does, whether or not it exists yet.
+#[test]
+fn dir_prints_the_cache_and_the_index() {
+    let sb = Sandbox::new();
+    assert_eq!(
+        stdout_of(sb.gocache(["dir"])),
+        format!("{}\n", sb.cache().display())
+    );
+    assert_eq!(
+        stdout_of(sb.gocache(["dir", "index"])),
+        format!("{}\n", sb.index().display())
+    );
+    let other = sb.root().join("elsewhere.sqlite");
+    assert_eq!(
+        stdout_of(sb.gocache(["--index"]).arg(&other).args(["dir", "index"])),
+        format!("{}\n", other.display())
+    );
+    let d = json(&run_ok(sb.gocache(["dir", "--json"])));
+    assert_eq!(d["cache_dir"], sb.cache().display().to_string());
+    assert_eq!(d["index"], sb.index().display().to_string());
+    assert_eq!(d["source"], "$GOCACHE");
+    assert_eq!(d["exists"], false);
+    assert_eq!(
+        d["config_file"],
+        sb.root()
+            .join("home/.config/gocache/config")
+            .display()
+            .to_string()
+    );
+    let out = stdout_of(sb.gocache(["dir"]).env_remove("GOCACHE"));
+    assert_eq!(
+        out,
+        format!("{}\n", sb.root().join("home/.cache/go-build").display())
+    );
+    let out = sb.gocache(["dir"]).env("GOCACHE", "off").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// Issue 13, item 12: `trim --json`'s plan keys bytes by rule in
+/// `by_rule_bytes`, every rule present; `by_rule`, the list, stays for a
+/// release.
+#[test]
+fn trim_json_keys_bytes_by_rule_and_keeps_the_old_list() {
+    let sb = Sandbox::with_template();
+    backdate(&sb.cache(), Duration::from_secs(3 * 86_400));
+    let t = json(&run_ok(sb.gocache([
+        "trim",
+        "-n",
+        "--json",
+        "--exe-max-age",
+        "1d",
+    ])));
+    let by = &t["plan"]["by_rule_bytes"];
+    let keys: Vec<&str> = by.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        ["age", "budget", "exe_quota", "free_space", "garbage"]
+    );
+    assert!(by["age"]["entries"].as_u64().unwrap() >= 2, "{by:#}");
+    assert_eq!(by["budget"]["entries"], 0);
+    let list = t["plan"]["by_rule"].as_array().unwrap();
+    for pair in list {
+        assert_eq!(by[pair[0].as_str().unwrap()], pair[1], "{pair}");
+    }
+}
