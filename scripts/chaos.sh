@@ -14,7 +14,8 @@
 #   GO_COMMANDS    go commands beside the trims (200)
 #   FUZZ_REQUESTS  malformed requests, one per `gocache prog` (3000)
 #   SEED           for the random delays and mutations (12)
-# Exits 1 when any experiment had a failure. About 15 minutes on 2 cores.
+# Exits 1 when any experiment had a failure. About 27 minutes on 2 busy
+# cores (load 6-16).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
