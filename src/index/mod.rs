@@ -9,7 +9,8 @@
 //! - `read`: entries, odd items, per-subdirectory states and totals;
 //! - `write`: a sync's changes, removals by trim, uses and mtimes;
 //! - `meta`: typed values stored in the `meta` table (the stored limits);
-//! - `sessions`: `gocache prog`'s session summaries.
+//! - `sessions`: `gocache prog`'s session summaries;
+//! - `runs`: CI runs (`gocache ci`), each entry's last run, the seal.
 //!
 //! # Where it lives
 //!
@@ -46,12 +47,14 @@ use crate::model::{Entry, Other, Totals, UnixTime};
 mod meta;
 mod open;
 mod read;
+mod runs;
 mod sessions;
 mod statements;
 mod write;
 
 pub use meta::LastTrim;
 pub use open::Fallback;
+pub use runs::{CiRun, CiSeal, RunUse};
 
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: i64 = open::MIGRATIONS.len() as i64;
