@@ -28,21 +28,33 @@
 //!    them. They are only taken once past the protection window, because Go
 //!    writes an output before the action that names it, and writes action
 //!    files in place: a build in progress looks like garbage for a moment.
-//! 2. **age**: entries unused for longer than their tier's age limit (5 days
+//! 2. **keep_runs** (only in a plan by runs, [`plan_by_runs`]): entries no
+//!    CI run among the last few used (see "Runs" below).
+//! 3. **age**: entries unused for longer than their tier's age limit (5 days
 //!    for build entries, as Go does; 2 days for executables). Age limits
 //!    apply before size limits, as in cargo's cache gc: an entry that old is
 //!    unlikely to be used again whatever the budget, and taking it first
 //!    spares recently used entries that a size limit would otherwise pick.
-//! 3. **exe_quota**: while the executables' bytes exceed the exe quota, the
+//! 4. **exe_quota**: while the executables' bytes exceed the exe quota, the
 //!    least recently used executable goes.
-//! 4. **budget**: while everything (plus the fixed bytes the cache directory
+//! 5. **budget**: while everything (plus the fixed bytes the cache directory
 //!    holds beside its entries: directories, Go's files, the index) exceeds
 //!    the budget, the least recently used group of any tier goes.
-//! 5. **free_space**: while the filesystem's free bytes plus what the plan
+//! 6. **free_space**: while the filesystem's free bytes plus what the plan
 //!    frees stay under the floor, the least recently used group goes.
 //!
 //! Ties are broken by entry name, so equal inputs give equal plans whatever
 //! their order.
+//!
+//! # Runs
+//!
+//! In CI, time since last use is a poor guide: a weekly job would find
+//! everything a week old, a busy one nothing older than an hour. What
+//! counts is which runs used an entry. [`plan_by_runs`] takes, beside each
+//! entry, the last run that used it (an ordinal; 0 for none), and the
+//! oldest run still kept: a group whose newest run is older goes by the
+//! **keep_runs** rule, and "least recently used" means by run first, then
+//! by last use within a run. Protection is by last use, as always.
 //!
 //! # Protection
 //!
@@ -95,6 +107,8 @@ pub fn over_limits(totals: &Totals, env: &Environment, limits: &Limits) -> bool 
 pub enum Rule {
     /// Unreachable or broken entries.
     Garbage,
+    /// Used by none of the CI runs kept ([`plan_by_runs`]).
+    KeepRuns,
     /// Unused for longer than its tier's age limit.
     Age,
     /// The exe tier over its quota.
@@ -107,8 +121,9 @@ pub enum Rule {
 
 impl Rule {
     /// All rules, in the order they apply.
-    pub const ALL: [Rule; 5] = [
+    pub const ALL: [Rule; 6] = [
         Rule::Garbage,
+        Rule::KeepRuns,
         Rule::Age,
         Rule::ExeQuota,
         Rule::Budget,
@@ -119,6 +134,7 @@ impl Rule {
     pub fn as_str(self) -> &'static str {
         match self {
             Rule::Garbage => "garbage",
+            Rule::KeepRuns => "keep_runs",
             Rule::Age => "age",
             Rule::ExeQuota => "exe_quota",
             Rule::Budget => "budget",
@@ -271,6 +287,8 @@ struct Group {
     key: EntryName,
     tier: Tier,
     last_use: UnixTime,
+    /// The newest run that used a member (0 without runs).
+    run: i64,
     allocated: u64,
     /// Allocated bytes of executable directories in the group.
     exe_bytes: u64,
@@ -283,6 +301,33 @@ struct Group {
 
 /// Makes the plan. Pure: same inputs, same plan.
 pub fn plan(entries: &[Entry], limits: &Limits, env: &Environment, now: UnixTime) -> Plan {
+    plan_inner(entries, None, limits, env, now)
+}
+
+/// Makes a plan by CI runs (see "Runs" in the module doc): `last_run[i]`
+/// is the last run that used `entries[i]` (0: none did); groups none of
+/// whose members a run from `keep_from` on used go by the keep_runs rule,
+/// and the limits take the least recently used by run first. Pure.
+pub fn plan_by_runs(
+    entries: &[Entry],
+    last_run: &[i64],
+    keep_from: i64,
+    limits: &Limits,
+    env: &Environment,
+    now: UnixTime,
+) -> Plan {
+    assert_eq!(entries.len(), last_run.len(), "one run per entry");
+    plan_inner(entries, Some((last_run, keep_from)), limits, env, now)
+}
+
+fn plan_inner(
+    entries: &[Entry],
+    runs: Option<(&[i64], i64)>,
+    limits: &Limits,
+    env: &Environment,
+    now: UnixTime,
+) -> Plan {
+    let run_of = |i: usize| runs.map_or(0, |(r, _)| r[i]);
     // Group entries: each output or executable starts a group, actions join
     // the group of the output they name; the rest are groups of one.
     let mut data: HashMap<Id, u32, IdHash> =
@@ -301,6 +346,7 @@ pub fn plan(entries: &[Entry], limits: &Limits, env: &Environment, now: UnixTime
                 key: e.name,
                 tier: e.tier(),
                 last_use: e.last_use,
+                run: run_of(i),
                 allocated: e.allocated,
                 exe_bytes: if e.kind == Kind::Exe { e.allocated } else { 0 },
                 garbage: false,
@@ -320,6 +366,7 @@ pub fn plan(entries: &[Entry], limits: &Limits, env: &Environment, now: UnixTime
                 group_of[i] = g;
                 let grp = &mut groups[g as usize];
                 grp.last_use = grp.last_use.max(e.last_use);
+                grp.run = grp.run.max(run_of(i));
                 grp.allocated = grp.allocated.saturating_add(e.allocated);
                 names_seen[g as usize] = true;
                 let newest = &mut newest_action[g as usize];
@@ -332,6 +379,7 @@ pub fn plan(entries: &[Entry], limits: &Limits, env: &Environment, now: UnixTime
                     key: e.name,
                     tier: Tier::Build,
                     last_use: e.last_use,
+                    run: run_of(i),
                     allocated: e.allocated,
                     exe_bytes: 0,
                     garbage: true,
@@ -363,6 +411,7 @@ pub fn plan(entries: &[Entry], limits: &Limits, env: &Environment, now: UnixTime
                 key: e.name,
                 tier: Tier::Build,
                 last_use: e.last_use,
+                run: run_of(i),
                 allocated: e.allocated,
                 exe_bytes: 0,
                 garbage: false,
@@ -377,7 +426,8 @@ pub fn plan(entries: &[Entry], limits: &Limits, env: &Environment, now: UnixTime
     let mut want_but_protected = vec![false; groups.len()];
     let mut unmet = Vec::new();
 
-    // 1. Garbage, 2. age. A group comes before the actions split off it.
+    // 1. Garbage, 2. runs, 3. age. A group comes before the actions split
+    // off it.
     for i in 0..groups.len() {
         let g = &groups[i];
         if g.parent != NO_GROUP && groups[g.parent as usize].chosen.is_some() {
@@ -389,6 +439,8 @@ pub fn plan(entries: &[Entry], limits: &Limits, env: &Environment, now: UnixTime
         };
         let rule = if g.garbage {
             Some(Rule::Garbage)
+        } else if runs.is_some_and(|(_, keep_from)| g.run < keep_from) {
+            Some(Rule::KeepRuns)
         } else if max_age.is_some_and(|m| now.saturating_sub(g.last_use) > m) {
             Some(Rule::Age)
         } else {
@@ -403,21 +455,36 @@ pub fn plan(entries: &[Entry], limits: &Limits, env: &Environment, now: UnixTime
         }
     }
 
-    // Least recently used first, ties by name. The sort moves (last use,
-    // group) pairs and reads names only on ties: comparing 33-byte names
-    // on every step cost more than the rest of the plan.
-    let mut by_use: Vec<(UnixTime, u32)> = groups
-        .iter()
-        .enumerate()
-        .map(|(i, g)| (g.last_use, i as u32))
-        .collect();
-    by_use.sort_unstable_by(|a, b| {
-        a.0.cmp(&b.0)
-            .then_with(|| groups[a.1 as usize].key.cmp(&groups[b.1 as usize].key))
-    });
-    let lru: Vec<u32> = by_use.into_iter().map(|(_, g)| g).collect();
+    // Least recently used first (by run first, in a plan by runs), ties by
+    // name. The sort moves (last use, group) pairs and reads names only on
+    // ties: comparing 33-byte names on every step cost more than the rest
+    // of the plan.
+    let lru: Vec<u32> = if runs.is_some() {
+        let mut by_use: Vec<(i64, UnixTime, u32)> = groups
+            .iter()
+            .enumerate()
+            .map(|(i, g)| (g.run, g.last_use, i as u32))
+            .collect();
+        by_use.sort_unstable_by(|a, b| {
+            (a.0, a.1)
+                .cmp(&(b.0, b.1))
+                .then_with(|| groups[a.2 as usize].key.cmp(&groups[b.2 as usize].key))
+        });
+        by_use.into_iter().map(|(_, _, g)| g).collect()
+    } else {
+        let mut by_use: Vec<(UnixTime, u32)> = groups
+            .iter()
+            .enumerate()
+            .map(|(i, g)| (g.last_use, i as u32))
+            .collect();
+        by_use.sort_unstable_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then_with(|| groups[a.1 as usize].key.cmp(&groups[b.1 as usize].key))
+        });
+        by_use.into_iter().map(|(_, g)| g).collect()
+    };
 
-    // 3. The exe quota.
+    // 4. The exe quota.
     if let Some(quota) = limits.exe_quota {
         let exe: u64 = groups
             .iter()
@@ -443,7 +510,7 @@ pub fn plan(entries: &[Entry], limits: &Limits, env: &Environment, now: UnixTime
         }
     }
 
-    // 4. The budget, counting the bytes beside the entries.
+    // 5. The budget, counting the bytes beside the entries.
     let remaining = |groups: &[Group]| -> u64 {
         groups
             .iter()
@@ -478,7 +545,7 @@ pub fn plan(entries: &[Entry], limits: &Limits, env: &Environment, now: UnixTime
         }
     }
 
-    // 5. The free-space floor.
+    // 6. The free-space floor.
     if let (Some(floor), Some(free)) = (limits.min_free, env.free_bytes) {
         let freed: u64 = groups
             .iter()
@@ -1068,5 +1135,101 @@ mod tests {
         assert_eq!(p.victims.len(), 4);
         assert_eq!(p.unmet[0].limit, Rule::FreeSpace);
         assert_eq!(p.unmet[0].over_by, 100_000 - 50_000 - 2 * 14_096);
+    }
+
+    /// Runs per entry of `es`: `runs[k]` for pair `k` (output and action).
+    fn pair_runs(runs: &[i64]) -> Vec<i64> {
+        runs.iter().flat_map(|&r| [r, r]).collect()
+    }
+
+    #[test]
+    fn without_runs_a_plan_by_runs_is_the_plain_plan() {
+        let es: Vec<Entry> = [
+            pair(1, 1000, 9 * DAY),
+            pair(2, 5000, 3 * HOUR),
+            exe(3, 9000, 4 * DAY),
+            pair(4, 1000, 10),
+        ]
+        .concat();
+        let l = Limits {
+            budget: Some(8000),
+            ..Default::default()
+        };
+        let zeros = vec![0; es.len()];
+        let by_runs = plan_by_runs(&es, &zeros, i64::MIN, &l, &Environment::default(), NOW);
+        assert_eq!(by_runs, run(&es, &l));
+    }
+
+    #[test]
+    fn entries_no_kept_run_used_go_unless_protected() {
+        let es: Vec<Entry> = [
+            pair(1, 1000, 9 * HOUR), // run 1
+            pair(2, 1000, 8 * HOUR), // run 2
+            pair(3, 1000, 7 * HOUR), // run 3
+            pair(4, 1000, 10),       // no run, but used just now
+            pair(5, 1000, 30 * DAY), // run 3: old by time, kept by runs
+        ]
+        .concat();
+        let runs = pair_runs(&[1, 2, 3, 0, 3]);
+        let p = plan_by_runs(&es, &runs, 2, &no_limits(), &Environment::default(), NOW);
+        assert_eq!(ids(&p), vec![(101, Rule::KeepRuns), (1, Rule::KeepRuns)]);
+        assert_eq!(p.bytes_for(Rule::KeepRuns).entries, 2);
+        assert_eq!(p.protected.entries, 2, "pair 4 would go, but was just used");
+        // Age limits still apply where given (ci end passes none).
+        let p = plan_by_runs(
+            &es,
+            &runs,
+            2,
+            &Limits::default(),
+            &Environment::default(),
+            NOW,
+        );
+        assert!(
+            p.victims
+                .iter()
+                .any(|v| v.name.id.0[0] == 5 && v.rule == Rule::Age)
+        );
+    }
+
+    #[test]
+    fn the_budget_takes_the_oldest_run_first_then_the_least_recently_used() {
+        let es: Vec<Entry> = [
+            pair(1, 1000, 3 * HOUR), // run 4, used last in it
+            pair(2, 1000, 5 * HOUR), // run 4, used earlier
+            pair(3, 1000, 2 * HOUR), // run 3, though used more lately by time
+        ]
+        .concat();
+        let runs = pair_runs(&[4, 4, 3]);
+        let mut l = no_limits();
+        l.budget = Some(2 * 5096 - 1);
+        let p = plan_by_runs(&es, &runs, i64::MIN, &l, &Environment::default(), NOW);
+        assert_eq!(
+            ids(&p),
+            vec![
+                (103, Rule::Budget),
+                (3, Rule::Budget),
+                (102, Rule::Budget),
+                (2, Rule::Budget)
+            ]
+        );
+        // By time alone, pair 2 would have gone first.
+        assert_eq!(
+            ids(&run(&es, &l))[..2],
+            [(102, Rule::Budget), (2, Rule::Budget)]
+        );
+    }
+
+    #[test]
+    fn a_group_counts_the_newest_run_of_any_member() {
+        // An output run 1 made, named by an action run 5 used within the
+        // hour of its output's last use: they stay together, by run 5.
+        let es = vec![
+            entry(1, Kind::Output, 1000, 3 * HOUR, None),
+            entry(101, Kind::Action, 4096, 3 * HOUR + 60, Some(1)),
+        ];
+        let p = plan_by_runs(&es, &[1, 5], 3, &no_limits(), &Environment::default(), NOW);
+        assert!(p.is_empty(), "{:?}", ids(&p));
+        let p = plan_by_runs(&es, &[1, 2], 3, &no_limits(), &Environment::default(), NOW);
+        assert_eq!(ids(&p), vec![(101, Rule::KeepRuns), (1, Rule::KeepRuns)]);
     }
 }
