@@ -6,9 +6,12 @@
 //!   full sync (only a full one sees Go's `markUsed` touches, which do not
 //!   change a subdirectory's mtime), then always a plan, so garbage and age
 //!   limits apply too; a dry run stops at the plan.
+//! - [`trim_by_runs`]: what `gocache ci end` does: a [`trim`] whose plan
+//!   is by CI runs ([`crate::policy::plan_by_runs`]), with the caller's
+//!   step between the sync and the plan (the CI mode marks what the run
+//!   used there), and a lock it waits a little for.
 //! - [`after_use`]: what runs after go used the cache: the hook after each
-//!   go command, `gocache prog` every few puts and at `close`, and (next)
-//!   the CI mode. The caller has just synced the index incrementally (the
+//!   go command, `gocache prog` every few puts and at `close`. The caller has just synced the index incrementally (the
 //!   hook with a head start). It records the uses the caller saw and then,
 //!   only when the index's running totals say the budget or the exe quota
 //!   is exceeded (or free space is low), takes the lock and evicts down to
@@ -28,14 +31,14 @@
 //! with a run's own flags over them: [`effective_limits`].
 
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::cachedir::{CacheDir, TrimLock, sweep_prog_temps};
 use crate::error::{Error, Result};
 use crate::index::{Index, Use};
 use crate::limits::{LimitSpecs, Limits};
 use crate::model::UnixTime;
-use crate::policy::{Environment, HEADROOM, Plan, over_limits};
+use crate::policy::{Environment, HEADROOM, Plan, over_limits, plan_by_runs};
 use crate::report::Reporter;
 use crate::scan::{ScanOptions, ScanSummary, scan};
 use crate::trim::{Executed, execute};
@@ -118,7 +121,7 @@ pub fn trim(
     now: UnixTime,
     reporter: &dyn Reporter,
 ) -> Result<TrimOutcome> {
-    let _lock = if dry_run {
+    let lock = if dry_run {
         None
     } else {
         match TrimLock::try_acquire(cache_dir)? {
@@ -126,6 +129,79 @@ pub fn trim(
             None => return Ok(TrimOutcome::Locked),
         }
     };
+    synced_trim(
+        cache_dir,
+        index,
+        limits,
+        lock,
+        Order::LastUse,
+        None,
+        now,
+        reporter,
+    )
+}
+
+/// What runs between [`trim_by_runs`]'s sync and its plan: the cache
+/// (open, for setting times) and the freshly synced index.
+pub type AfterSync<'a> = &'a mut dyn FnMut(&CacheDir, &mut Index) -> Result<()>;
+
+/// [`trim`] for `gocache ci end`: waits up to `wait` for the trim lock
+/// ([`TrimOutcome::Locked`] only after that), syncs fully, runs
+/// `after_sync`, and plans by CI runs: each entry's last run as the index
+/// records it (after `after_sync`), the groups no run from `keep_from` on
+/// used going first (see [`crate::policy::plan_by_runs`]); executed with
+/// the same safety as [`trim`], in rounds. Never a dry run.
+#[allow(clippy::too_many_arguments)]
+pub fn trim_by_runs(
+    cache_dir: &Path,
+    index: &mut Index,
+    limits: &Limits,
+    keep_from: i64,
+    wait: Duration,
+    after_sync: AfterSync,
+    now: UnixTime,
+    reporter: &dyn Reporter,
+) -> Result<TrimOutcome> {
+    let Some(lock) = TrimLock::acquire_within(cache_dir, wait)? else {
+        return Ok(TrimOutcome::Locked);
+    };
+    let order = Order::Runs { keep_from };
+    synced_trim(
+        cache_dir,
+        index,
+        limits,
+        Some(lock),
+        order,
+        Some(after_sync),
+        now,
+        reporter,
+    )
+}
+
+/// How a plan orders what it removes.
+#[derive(Clone, Copy, Debug)]
+enum Order {
+    /// Least recently used first.
+    LastUse,
+    /// By CI run, then last use; the groups no run from `keep_from` on
+    /// used first.
+    Runs { keep_from: i64 },
+}
+
+/// The body of [`trim`] and [`trim_by_runs`]: sync fully, plan, and (with
+/// a lock, which a dry run goes without) execute.
+#[allow(clippy::too_many_arguments)]
+fn synced_trim(
+    cache_dir: &Path,
+    index: &mut Index,
+    limits: &Limits,
+    lock: Option<TrimLock>,
+    order: Order,
+    after_sync: Option<AfterSync>,
+    now: UnixTime,
+    reporter: &dyn Reporter,
+) -> Result<TrimOutcome> {
+    let dry_run = lock.is_none();
     let mut timings = Timings::default();
     let clock = Instant::now();
     let full = ScanOptions {
@@ -139,11 +215,14 @@ pub fn trim(
     } else {
         let dir = CacheDir::open(cache_dir)?;
         sweep_prog_temps(&dir, &index.others()?, now);
+        if let Some(step) = after_sync {
+            step(&dir, index)?;
+        }
         Some(dir)
     };
     let env = environment(cache_dir, index, limits)?;
     let clock = Instant::now();
-    let plan = make_plan(index, limits, &env, now)?;
+    let plan = make_plan(index, limits, &env, now, order)?;
     timings.plan_seconds = clock.elapsed().as_secs_f64();
     let Some(dir) = dir else {
         return Ok(TrimOutcome::Done(Box::new(TrimReport {
@@ -156,7 +235,9 @@ pub fn trim(
         })));
     };
     let clock = Instant::now();
-    let (plan, executed) = execute_in_rounds(&dir, index, plan, limits, &env, now, reporter)?;
+    let (plan, executed) =
+        execute_in_rounds(&dir, index, plan, limits, &env, now, order, reporter)?;
+    drop(lock);
     timings.execute_seconds = clock.elapsed().as_secs_f64();
     Ok(TrimOutcome::Done(Box::new(TrimReport {
         dry_run: false,
@@ -213,8 +294,17 @@ pub fn after_use(
     let dir = CacheDir::open(cache_dir)?;
     let env = environment(cache_dir, index, limits)?;
     let target = limits.scaled(HEADROOM);
-    let plan = make_plan(index, &target, &env, now)?;
-    let (_, executed) = execute_in_rounds(&dir, index, plan, &target, &env, now, reporter)?;
+    let plan = make_plan(index, &target, &env, now, Order::LastUse)?;
+    let (_, executed) = execute_in_rounds(
+        &dir,
+        index,
+        plan,
+        &target,
+        &env,
+        now,
+        Order::LastUse,
+        reporter,
+    )?;
     Ok(AfterUse::Trimmed(executed))
 }
 
@@ -245,16 +335,29 @@ fn environment(cache_dir: &Path, index: &Index, limits: &Limits) -> Result<Envir
     })
 }
 
-/// Plans from every entry in the index.
-fn make_plan(index: &Index, limits: &Limits, env: &Environment, now: UnixTime) -> Result<Plan> {
-    let entries = index.entries()?;
-    Ok(crate::policy::plan(&entries, limits, env, now))
+/// Plans from every entry in the index (and, by runs, each one's last
+/// run).
+fn make_plan(
+    index: &Index,
+    limits: &Limits,
+    env: &Environment,
+    now: UnixTime,
+    order: Order,
+) -> Result<Plan> {
+    Ok(match order {
+        Order::LastUse => crate::policy::plan(&index.entries()?, limits, env, now),
+        Order::Runs { keep_from } => {
+            let (entries, runs) = index.entries_and_runs()?;
+            plan_by_runs(&entries, &runs, keep_from, limits, env, now)
+        }
+    })
 }
 
 /// Executes `plan` under the lock the caller holds, in rounds: entries Go
 /// used since the sync are skipped by the executor, which reports their new
 /// mtimes; record them and plan again, so that older entries go instead.
 /// Returns the last plan and what all rounds did.
+#[allow(clippy::too_many_arguments)]
 fn execute_in_rounds(
     dir: &CacheDir,
     index: &mut Index,
@@ -262,6 +365,7 @@ fn execute_in_rounds(
     limits: &Limits,
     env: &Environment,
     now: UnixTime,
+    order: Order,
     reporter: &dyn Reporter,
 ) -> Result<(Plan, Executed)> {
     let mut executed = Executed::default();
@@ -273,7 +377,7 @@ fn execute_in_rounds(
             break;
         }
         index.record_mtimes(&refreshed)?;
-        plan = make_plan(index, limits, env, now)?;
+        plan = make_plan(index, limits, env, now, order)?;
         if plan.is_empty() {
             break;
         }
