@@ -20,7 +20,10 @@
 //!    limits: [`enforce::trim`] for `gocache trim`, [`enforce::after_use`]
 //!    for the hook after each go command (a [`scan`] with a
 //!    [`scan::HeadStart`] first) and `gocache prog`.
-//! 6. [`prog`]: a GOCACHEPROG server over Go's own on-disk layout.
+//! 6. [`prog`]: a GOCACHEPROG server over Go's own on-disk layout. [`ci`]:
+//!    the CI mode (`gocache ci begin` / `ci end`): runs recorded in the
+//!    index, every use of a job seen exactly, trimmed by run through
+//!    [`enforce::trim_by_runs`].
 //!
 //! Beside the layers: [`sim`], traces of what go asked for, replayed under
 //! eviction policies and budgets against an upper bound (`gocache
@@ -32,6 +35,7 @@
 #![warn(missing_docs)]
 
 pub mod cachedir;
+pub mod ci;
 pub mod enforce;
 pub mod error;
 pub mod index;
