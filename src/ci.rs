@@ -88,12 +88,16 @@
 //!
 //! `ci end` removes through [`crate::enforce::trim_by_runs`]: the same
 //! sync, plan and executor as `gocache trim` (the re-check just before
-//! removal, the move aside, the grace period), so a go command still
-//! running keeps every path it was handed. What the run used is inside
-//! the grace period and stays (unless the job ran longer than it). Moving
-//! mtimes back and sealing assume no go command runs beside `ci begin` and
-//! `ci end`: a use hidden that way costs only the exactness of one mark,
-//! never an entry a build needs.
+//! removal, the move aside), so a go command still running keeps every
+//! path it was handed. The grace period protects what this run used
+//! (unless the job ran longer than it), and only that: since `ci begin`,
+//! an entry this run did not use has an exact mtime (a use would move it,
+//! and the executor's re-check would see that), so what earlier runs used
+//! minutes ago can go by the rules; otherwise, on a busy repository, the
+//! runs of the last two hours would all be kept, whatever `--keep-runs`
+//! said. Moving mtimes back and sealing assume no go command runs beside
+//! `ci begin` and `ci end`: a use hidden that way costs only the exactness
+//! of one mark, never an entry a build is using.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -107,7 +111,7 @@ use crate::index::{CiRun, CiSeal, Index, RunUse};
 use crate::layout::EntryName;
 use crate::limits::{HOUR, Limits};
 use crate::model::{Bytes, Totals, UnixTime};
-use crate::policy::{Rule, Unmet};
+use crate::policy::{Rule, Runs, Unmet};
 use crate::report::Reporter;
 use crate::scan::{ScanOptions, ScanSummary, scan};
 use crate::trim::Executed;
@@ -426,11 +430,15 @@ pub fn end(
     };
     let clock = Instant::now();
     let mut timings = EndTimings::default();
+    let runs = Runs {
+        keep_from,
+        current: run.as_ref().map(|r| r.id),
+    };
     let outcome = trim_by_runs(
         cache_dir,
         index,
         &limits,
-        keep_from,
+        runs,
         opts.lock_wait,
         &mut step,
         now,
@@ -737,7 +745,8 @@ mod tests {
     fn what_no_kept_run_used_goes_and_never_used_entries_wait_for_n_runs() {
         let c = TinyCache::new();
         let t = clock();
-        let run_at = |k: i64| t + k * 10 * HOUR;
+        // Five minutes apart: what earlier runs used is not protected.
+        let run_at = |k: i64| t + k * 300;
         let old = t - 86_400;
         let (ax, ox) = (c.action(1, 2, old), c.output(2, 10, old)); // run 1 uses it
         let (ay, oy) = (c.action(3, 4, old), c.output(4, 10, old)); // runs 2 and 3

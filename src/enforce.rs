@@ -38,7 +38,7 @@ use crate::error::{Error, Result};
 use crate::index::{Index, Use};
 use crate::limits::{LimitSpecs, Limits};
 use crate::model::UnixTime;
-use crate::policy::{Environment, HEADROOM, Plan, over_limits, plan_by_runs};
+use crate::policy::{Environment, HEADROOM, Plan, Runs, over_limits, plan_by_runs};
 use crate::report::Reporter;
 use crate::scan::{ScanOptions, ScanSummary, scan};
 use crate::trim::{Executed, execute};
@@ -148,15 +148,16 @@ pub type AfterSync<'a> = &'a mut dyn FnMut(&CacheDir, &mut Index) -> Result<()>;
 /// [`trim`] for `gocache ci end`: waits up to `wait` for the trim lock
 /// ([`TrimOutcome::Locked`] only after that), syncs fully, runs
 /// `after_sync`, and plans by CI runs: each entry's last run as the index
-/// records it (after `after_sync`), the groups no run from `keep_from` on
-/// used going first (see [`crate::policy::plan_by_runs`]); executed with
-/// the same safety as [`trim`], in rounds. Never a dry run.
+/// records it (after `after_sync`), the groups no run from
+/// `runs.keep_from` on used going first, only the ending run's protected
+/// (see [`crate::policy::plan_by_runs`]); executed with the same safety as
+/// [`trim`], in rounds. Never a dry run.
 #[allow(clippy::too_many_arguments)]
 pub fn trim_by_runs(
     cache_dir: &Path,
     index: &mut Index,
     limits: &Limits,
-    keep_from: i64,
+    runs: Runs,
     wait: Duration,
     after_sync: AfterSync,
     now: UnixTime,
@@ -165,7 +166,7 @@ pub fn trim_by_runs(
     let Some(lock) = TrimLock::acquire_within(cache_dir, wait)? else {
         return Ok(TrimOutcome::Locked);
     };
-    let order = Order::Runs { keep_from };
+    let order = Order::Runs(runs);
     synced_trim(
         cache_dir,
         index,
@@ -183,9 +184,8 @@ pub fn trim_by_runs(
 enum Order {
     /// Least recently used first.
     LastUse,
-    /// By CI run, then last use; the groups no run from `keep_from` on
-    /// used first.
-    Runs { keep_from: i64 },
+    /// By CI run, then last use (see [`Runs`]).
+    Runs(Runs),
 }
 
 /// The body of [`trim`] and [`trim_by_runs`]: sync fully, plan, and (with
@@ -346,9 +346,9 @@ fn make_plan(
 ) -> Result<Plan> {
     Ok(match order {
         Order::LastUse => crate::policy::plan(&index.entries()?, limits, env, now),
-        Order::Runs { keep_from } => {
-            let (entries, runs) = index.entries_and_runs()?;
-            plan_by_runs(&entries, &runs, keep_from, limits, env, now)
+        Order::Runs(runs) => {
+            let (entries, last_run) = index.entries_and_runs()?;
+            plan_by_runs(&entries, &last_run, runs, limits, env, now)
         }
     })
 }

@@ -51,10 +51,19 @@
 //! In CI, time since last use is a poor guide: a weekly job would find
 //! everything a week old, a busy one nothing older than an hour. What
 //! counts is which runs used an entry. [`plan_by_runs`] takes, beside each
-//! entry, the last run that used it (an ordinal; 0 for none), and the
-//! oldest run still kept: a group whose newest run is older goes by the
+//! entry, the last run that used it (an ordinal; 0 for none), and
+//! [`Runs`]: the oldest run still kept, and the run now ending. A group
+//! whose newest run is older than the oldest kept goes by the
 //! **keep_runs** rule, and "least recently used" means by run first, then
-//! by last use within a run. Protection is by last use, as always.
+//! by last use within a run.
+//!
+//! Protection, in a plan by runs with a run now ending, covers only that
+//! run's groups: `gocache ci begin` left every mtime over an hour old, so
+//! an entry this run did not use has an exact mtime (a use now moves it,
+//! and the executor's re-check sees that), and neither Go's hour of lag nor
+//! a go command still holding its path applies. Without that, everything
+//! the runs of the last two hours used (many, on a busy repository) would
+//! be kept whatever the rules said.
 //!
 //! # Protection
 //!
@@ -304,25 +313,36 @@ pub fn plan(entries: &[Entry], limits: &Limits, env: &Environment, now: UnixTime
     plan_inner(entries, None, limits, env, now)
 }
 
+/// Which runs a plan by runs keeps, and which one is ending.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Runs {
+    /// Groups no run from this one on used go by the keep_runs rule
+    /// ([`i64::MIN`]: none).
+    pub keep_from: i64,
+    /// The run now ending: only its groups are protected (see "Runs" in
+    /// the module doc). `None`: protection by last use, as in [`plan`].
+    pub current: Option<i64>,
+}
+
 /// Makes a plan by CI runs (see "Runs" in the module doc): `last_run[i]`
 /// is the last run that used `entries[i]` (0: none did); groups none of
-/// whose members a run from `keep_from` on used go by the keep_runs rule,
-/// and the limits take the least recently used by run first. Pure.
+/// whose members a run from `runs.keep_from` on used go by the keep_runs
+/// rule, and the limits take the least recently used by run first. Pure.
 pub fn plan_by_runs(
     entries: &[Entry],
     last_run: &[i64],
-    keep_from: i64,
+    runs: Runs,
     limits: &Limits,
     env: &Environment,
     now: UnixTime,
 ) -> Plan {
     assert_eq!(entries.len(), last_run.len(), "one run per entry");
-    plan_inner(entries, Some((last_run, keep_from)), limits, env, now)
+    plan_inner(entries, Some((last_run, runs)), limits, env, now)
 }
 
 fn plan_inner(
     entries: &[Entry],
-    runs: Option<(&[i64], i64)>,
+    runs: Option<(&[i64], Runs)>,
     limits: &Limits,
     env: &Environment,
     now: UnixTime,
@@ -422,7 +442,10 @@ fn plan_inner(
     }
 
     let window = limits.protection_window();
-    let protected = |g: &Group| now.saturating_sub(g.last_use) < window;
+    let current = runs.and_then(|(_, r)| r.current);
+    let protected = |g: &Group| {
+        current.is_none_or(|cur| g.run >= cur) && now.saturating_sub(g.last_use) < window
+    };
     let mut want_but_protected = vec![false; groups.len()];
     let mut unmet = Vec::new();
 
@@ -439,7 +462,7 @@ fn plan_inner(
         };
         let rule = if g.garbage {
             Some(Rule::Garbage)
-        } else if runs.is_some_and(|(_, keep_from)| g.run < keep_from) {
+        } else if runs.is_some_and(|(_, r)| g.run < r.keep_from) {
             Some(Rule::KeepRuns)
         } else if max_age.is_some_and(|m| now.saturating_sub(g.last_use) > m) {
             Some(Rule::Age)
@@ -447,7 +470,7 @@ fn plan_inner(
             None
         };
         if let Some(rule) = rule {
-            if now.saturating_sub(g.last_use) < window {
+            if protected(g) {
                 want_but_protected[i] = true;
             } else {
                 take(&mut groups, i, rule);
@@ -1142,6 +1165,18 @@ mod tests {
         runs.iter().flat_map(|&r| [r, r]).collect()
     }
 
+    /// Keep from `keep_from`, no run ending.
+    fn keep_from(keep_from: i64) -> Runs {
+        Runs {
+            keep_from,
+            current: None,
+        }
+    }
+
+    fn by_runs(es: &[Entry], runs: &[i64], r: Runs, limits: &Limits) -> Plan {
+        plan_by_runs(es, runs, r, limits, &Environment::default(), NOW)
+    }
+
     #[test]
     fn without_runs_a_plan_by_runs_is_the_plain_plan() {
         let es: Vec<Entry> = [
@@ -1156,8 +1191,7 @@ mod tests {
             ..Default::default()
         };
         let zeros = vec![0; es.len()];
-        let by_runs = plan_by_runs(&es, &zeros, i64::MIN, &l, &Environment::default(), NOW);
-        assert_eq!(by_runs, run(&es, &l));
+        assert_eq!(by_runs(&es, &zeros, keep_from(i64::MIN), &l), run(&es, &l));
     }
 
     #[test]
@@ -1171,24 +1205,51 @@ mod tests {
         ]
         .concat();
         let runs = pair_runs(&[1, 2, 3, 0, 3]);
-        let p = plan_by_runs(&es, &runs, 2, &no_limits(), &Environment::default(), NOW);
+        let p = by_runs(&es, &runs, keep_from(2), &no_limits());
         assert_eq!(ids(&p), vec![(101, Rule::KeepRuns), (1, Rule::KeepRuns)]);
         assert_eq!(p.bytes_for(Rule::KeepRuns).entries, 2);
         assert_eq!(p.protected.entries, 2, "pair 4 would go, but was just used");
         // Age limits still apply where given (ci end passes none).
-        let p = plan_by_runs(
-            &es,
-            &runs,
-            2,
-            &Limits::default(),
-            &Environment::default(),
-            NOW,
+        let p = by_runs(&es, &runs, keep_from(2), &Limits::default());
+        let age: Vec<u8> = p
+            .victims
+            .iter()
+            .filter(|v| v.rule == Rule::Age)
+            .map(|v| v.name.id.0[0])
+            .collect();
+        assert_eq!(age, vec![105, 5]);
+    }
+
+    #[test]
+    fn with_a_run_ending_only_its_entries_are_protected() {
+        let es: Vec<Entry> = [
+            pair(1, 1000, 30 * 60), // run 2, half an hour ago
+            pair(2, 1000, 20 * 60), // run 3, the one ending
+            pair(3, 1000, 10 * 60), // no run: a use before the CI mode
+        ]
+        .concat();
+        let runs = pair_runs(&[2, 3, 0]);
+        let mut l = no_limits();
+        l.budget = Some(0);
+        let ending = Runs {
+            keep_from: 3,
+            current: Some(3),
+        };
+        let p = by_runs(&es, &runs, ending, &l);
+        assert_eq!(
+            ids(&p),
+            vec![
+                (103, Rule::KeepRuns),
+                (3, Rule::KeepRuns),
+                (101, Rule::KeepRuns),
+                (1, Rule::KeepRuns)
+            ]
         );
-        assert!(
-            p.victims
-                .iter()
-                .any(|v| v.name.id.0[0] == 5 && v.rule == Rule::Age)
-        );
+        assert_eq!(p.protected.entries, 2, "run 3's own pair stays");
+        assert_eq!(p.unmet[0].limit, Rule::Budget);
+        // Without a run ending, everything used within the window stays.
+        let p = by_runs(&es, &runs, keep_from(3), &l);
+        assert!(p.is_empty() && p.protected.entries == 6);
     }
 
     #[test]
@@ -1202,7 +1263,7 @@ mod tests {
         let runs = pair_runs(&[4, 4, 3]);
         let mut l = no_limits();
         l.budget = Some(2 * 5096 - 1);
-        let p = plan_by_runs(&es, &runs, i64::MIN, &l, &Environment::default(), NOW);
+        let p = by_runs(&es, &runs, keep_from(i64::MIN), &l);
         assert_eq!(
             ids(&p),
             vec![
@@ -1227,9 +1288,9 @@ mod tests {
             entry(1, Kind::Output, 1000, 3 * HOUR, None),
             entry(101, Kind::Action, 4096, 3 * HOUR + 60, Some(1)),
         ];
-        let p = plan_by_runs(&es, &[1, 5], 3, &no_limits(), &Environment::default(), NOW);
+        let p = by_runs(&es, &[1, 5], keep_from(3), &no_limits());
         assert!(p.is_empty(), "{:?}", ids(&p));
-        let p = plan_by_runs(&es, &[1, 2], 3, &no_limits(), &Environment::default(), NOW);
+        let p = by_runs(&es, &[1, 2], keep_from(3), &no_limits());
         assert_eq!(ids(&p), vec![(101, Rule::KeepRuns), (1, Rule::KeepRuns)]);
     }
 }
