@@ -79,12 +79,27 @@ pub struct Ctx {
     pub now: gocache::UnixTime,
     /// Print only errors.
     pub quiet: bool,
+    /// The cache directory was missing and has just been created.
+    created: bool,
 }
 
 impl Ctx {
     /// Finds the cache as `go env GOCACHE` does and checks it is a readable
     /// directory.
     pub fn locate(global: &Global) -> anyhow::Result<Ctx> {
+        Ctx::locate_with(global, false)
+    }
+
+    /// [`Ctx::locate`], creating the cache directory first when it is
+    /// missing (as Go would at its first build): `gocache ci begin` in a
+    /// job that restored nothing. Returns whether it was created.
+    pub fn locate_creating(global: &Global) -> anyhow::Result<(Ctx, bool)> {
+        let ctx = Ctx::locate_with(global, true)?;
+        let created = ctx.created;
+        Ok((ctx, created))
+    }
+
+    fn locate_with(global: &Global, create: bool) -> anyhow::Result<Ctx> {
         // A relative --cache-dir is taken from the current directory; the
         // absolute-path rule is Go's, for GOCACHE.
         let flag = match &global.cache_dir {
@@ -95,6 +110,13 @@ impl Ctx {
         };
         let located = gocache::layout::locate_cache(flag.as_deref(), &|k| std::env::var_os(k))?;
         let cache_dir = located.dir;
+        let created = create && std::fs::symlink_metadata(&cache_dir).is_err();
+        if created {
+            std::fs::create_dir_all(&cache_dir).map_err(|e| {
+                anyhow::Error::new(gocache::Error::io("creating", &cache_dir, e))
+                    .context(format!("cache directory from {}", located.source))
+            })?;
+        }
         gocache::cachedir::check_cache_dir(&cache_dir).map_err(|e| {
             anyhow::Error::new(e).context(format!("cache directory from {}", located.source))
         })?;
@@ -108,6 +130,7 @@ impl Ctx {
             index_path,
             now: now(),
             quiet: global.quiet,
+            created,
         })
     }
 
@@ -243,11 +266,11 @@ fn parse_age(s: &str) -> Result<gocache::limits::AgeSpec, String> {
 // `-5G` for a flag), so that a negative size or duration is refused with
 // its reason.
 
-fn parse_budget(s: &str) -> Result<gocache::limits::SizeSpec, String> {
+pub fn parse_budget(s: &str) -> Result<gocache::limits::SizeSpec, String> {
     gocache::limits::parse_cap(s, "every entry of the cache").map_err(|e| e.to_string())
 }
 
-fn parse_exe_quota(s: &str) -> Result<gocache::limits::SizeSpec, String> {
+pub fn parse_exe_quota(s: &str) -> Result<gocache::limits::SizeSpec, String> {
     gocache::limits::parse_cap(s, "every cached executable").map_err(|e| e.to_string())
 }
 
