@@ -19,7 +19,10 @@
 //! (the empty output thousands of actions name, say) would keep every old
 //! action naming it. The actions used last stay in the group, so an output
 //! never outlives every action naming it. Uses less than an hour apart count
-//! as one: Go's mtimes only move when they are an hour old.
+//! as one: Go's mtimes only move when they are an hour old. In a plan by
+//! runs, an action an earlier run used than the newest action naming its
+//! output leaves on its own too, whatever the hour: runs are told apart
+//! exactly.
 //!
 //! # Order
 //!
@@ -377,6 +380,7 @@ fn plan_inner(
     }
     names_seen.resize(groups.len(), false);
     let mut newest_action = vec![UnixTime::MIN; groups.len()];
+    let mut newest_action_run = vec![i64::MIN; groups.len()];
     for (i, e) in entries.iter().enumerate() {
         if e.kind != Kind::Action {
             continue;
@@ -391,6 +395,8 @@ fn plan_inner(
                 names_seen[g as usize] = true;
                 let newest = &mut newest_action[g as usize];
                 *newest = (*newest).max(e.last_use);
+                let newest_run = &mut newest_action_run[g as usize];
+                *newest_run = (*newest_run).max(run_of(i));
             }
             None => {
                 // Dangling (output gone) or corrupt: useless to Go.
@@ -418,13 +424,18 @@ fn plan_inner(
     // groups of their own, inside it. (Go refreshes an mtime only when it
     // is over an hour old: uses closer than that are as recent as each
     // other, and splitting them off would only make more groups to sort.)
+    // In a plan by runs, so do actions an earlier run used than the
+    // group's newest action: runs are told apart exactly.
     for (i, e) in entries.iter().enumerate() {
         let g = group_of[i];
+        let older = |g: usize| {
+            e.last_use.saturating_add(GO_MTIME_LAG) <= newest_action[g]
+                || run_of(i) < newest_action_run[g]
+        };
         if e.kind == Kind::Action
             && !groups[g as usize].garbage
-            && newest_action
-                .get(g as usize)
-                .is_some_and(|&newest| e.last_use.saturating_add(GO_MTIME_LAG) <= newest)
+            && (g as usize) < newest_action.len()
+            && older(g as usize)
         {
             group_of[i] = groups.len() as u32;
             groups.push(Group {
@@ -1292,5 +1303,24 @@ mod tests {
         assert!(p.is_empty(), "{:?}", ids(&p));
         let p = by_runs(&es, &[1, 2], keep_from(3), &no_limits());
         assert_eq!(ids(&p), vec![(101, Rule::KeepRuns), (1, Rule::KeepRuns)]);
+    }
+
+    #[test]
+    fn an_action_of_an_older_run_leaves_its_shared_output_whatever_the_hour() {
+        // One output (the same vet facts, say) named by an action run 1
+        // used and one run 3 used, ten minutes apart.
+        let es = vec![
+            entry(1, Kind::Output, 1000, 10 * 60, None),
+            entry(101, Kind::Action, 4096, 20 * 60, Some(1)),
+            entry(102, Kind::Action, 4096, 10 * 60, Some(1)),
+        ];
+        let ending = Runs {
+            keep_from: 2,
+            current: Some(3),
+        };
+        let p = by_runs(&es, &[3, 1, 3], ending, &no_limits());
+        assert_eq!(ids(&p), vec![(101, Rule::KeepRuns)]);
+        // By time alone they are one use.
+        assert!(run(&es, &no_limits()).is_empty());
     }
 }
