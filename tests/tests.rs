@@ -4,6 +4,7 @@
 
 mod support;
 
+mod ci;
 mod generate;
 mod hook;
 mod layout_cli;
