@@ -550,3 +550,123 @@ fn ci_runs_keep_what_the_last_runs_used_and_hit_like_an_untrimmed_cache() {
     assert!(md.contains('█'), "{md}");
     assert!(md.contains("of the restored bytes"), "{md}");
 }
+
+/// What a job used or made by the test's own walk: `after`'s entries
+/// whose mtime is later than `used_after`, or that `before` lacked.
+fn touched(before: &Walk, after: &Walk, used_after: i64) -> BTreeSet<String> {
+    after
+        .iter()
+        .filter(|(n, e)| e.mtime > used_after || !before.contains_key(*n))
+        .map(|(n, _)| n.clone())
+        .collect()
+}
+
+/// Two jobs of a matrix take turns on one cache directory (a self-hosted
+/// runner, or two configurations in one job), starting from an index made
+/// before the CI mode; the second runs its tool through `gocache go`, whose
+/// exact uses count too.
+#[test]
+fn two_jobs_take_turns_on_one_directory_from_an_index_made_before_the_ci_mode() {
+    let sb = Sandbox::with_template();
+    let app = write_app(&sb);
+    use_dep(&sb, 1);
+    run_ok(sb.gocache(["scan"]));
+    let go = |args: &[&str]| {
+        let mut cmd = sb.go(args);
+        cmd.current_dir(&app);
+        run_ok(cmd)
+    };
+
+    // Job A: the library's tests.
+    let before_a = walk(&sb.cache());
+    let a_begin = json(&run_ok(
+        sb.gocache(["ci", "begin", "--json", "--label", "a"]),
+    ));
+    assert_eq!(
+        a_begin["start"], "walked",
+        "an index from before the CI mode"
+    );
+    go(&["test", "./mathx"]);
+    let after_a = walk(&sb.cache());
+    let a_end = json(&run_ok(sb.gocache(["ci", "end", "--json"])));
+    let used_by_a = touched(&before_a, &after_a, a_begin["used_after"].as_i64().unwrap());
+    assert!(!used_by_a.is_empty());
+
+    // Job B, right after, in the same directory: the tool, through the
+    // wrapper.
+    let before_b = walk(&sb.cache());
+    let b_begin = json(&run_ok(
+        sb.gocache(["ci", "begin", "--json", "--label", "b"]),
+    ));
+    assert_eq!(b_begin["start"], "sealed");
+    assert_eq!(b_begin["sealed_by"], 1);
+    assert_eq!(b_begin["scan"]["rescanned"], serde_json::json!([]));
+    assert_eq!(b_begin["moved_back"], 0);
+    assert_eq!(b_begin["restored"]["total"], a_end["kept"]);
+    let out = run_ok(sb.gocache(["go", "run", "./cmd/tool"]).current_dir(&app));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "hello from v1 3"
+    );
+    let after_b = walk(&sb.cache());
+    let b_end = json(&run_ok(sb.gocache(["ci", "end", "--json"])));
+    let used_by_b = touched(&before_b, &after_b, b_begin["used_after"].as_i64().unwrap());
+    let kept = names(&walk(&sb.cache()));
+    // Both jobs' entries stay (the default keeps ten runs).
+    assert!(used_by_a.iter().all(|n| kept.contains(n)));
+    assert!(used_by_b.iter().all(|n| kept.contains(n)));
+    assert_eq!(b_end["keep_from"], Value::Null);
+    // What A made, B found restored; what both need (std), B used.
+    let made_by_a: Vec<&String> = used_by_a
+        .iter()
+        .filter(|n| !before_a.contains_key(*n))
+        .collect();
+    assert!(made_by_a.iter().all(|n| before_b.contains_key(*n)));
+    assert!(b_end["used"]["entries"].as_u64().unwrap() > 0);
+    let programs = b_end["largest_programs"].as_array().unwrap();
+    let tool = programs.iter().find(|p| p["program"] == "tool").unwrap();
+    assert_eq!(tool["used"], true);
+    let hello = programs.iter().find(|p| p["program"] == "hello").unwrap();
+    assert_eq!(hello["used"], false, "the template's, no job ran it");
+    assert!(
+        tool["hits"].as_u64().unwrap() >= 1,
+        "the wrapper's exact use: {tool}"
+    );
+
+    // A third job that uses nothing, keeping one run: everything goes,
+    // though the earlier jobs used it minutes ago (the grace period
+    // protects only what the ending run used).
+    run_ok(sb.gocache(["ci", "begin"]));
+    let c_end = json(&run_ok(sb.gocache([
+        "ci",
+        "end",
+        "--json",
+        "--keep-runs",
+        "1",
+    ])));
+    assert_eq!(c_end["kept"]["entries"], 0, "{c_end}");
+    assert_eq!(walk(&sb.cache()).len(), 0);
+    assert_eq!(c_end["removed_by_rule"][0][0], "keep_runs");
+}
+
+/// The first run of a repository: nothing is restored, so there is no
+/// cache directory yet.
+#[test]
+fn a_job_that_restored_nothing_starts_a_new_cache() {
+    let sb = Sandbox::new();
+    let app = sb.write_hello("hello", "hi");
+    assert!(!sb.cache().exists());
+    let begin = json(&run_ok(sb.gocache(["ci", "begin", "--json"])));
+    assert_eq!(begin["created_cache_dir"], true);
+    assert_eq!(begin["start"], "new");
+    assert_eq!(begin["restored"]["total"]["entries"], 0);
+    run_ok(sb.go(["build", "fmt"]).current_dir(&app));
+    let end = json(&run_ok(sb.gocache(["ci", "end", "--json"])));
+    let kept = walk(&sb.cache());
+    assert_eq!(figures(&end["created"]), count(&kept, kept.keys()));
+    assert_eq!(end["used"]["entries"], 0);
+    assert_eq!(end["used_share"], 0.0);
+    // Without a ci begin, ci end still works, and says what it cannot do.
+    let out = run_ok(sb.gocache(["ci", "end"]));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no ci begin was recorded"));
+}
