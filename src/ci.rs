@@ -221,7 +221,8 @@ pub fn begin(
         _ => index.entries_newer_than(used_after, None)?,
     };
     let mut warnings = Vec::new();
-    let moved = move_back(&dir, recent.iter().map(|r| r.0), used_after, &mut warnings);
+    let recent = recent.iter().map(|&(name, _, mtime)| (name, mtime));
+    let (moved, _) = move_back(&dir, recent, used_after, &mut warnings);
     index.record_backdated(&moved, used_after, now)?;
     if seal.is_none_or(|s| s.newest_record >= now) && start != Start::New {
         index.record_before(now)?;
@@ -254,22 +255,24 @@ pub fn begin(
     })
 }
 
-/// Moves the mtimes of `names` back to `t`, returning those moved. One
-/// gone meanwhile is skipped; failures are summed up in one warning.
+/// Moves the mtimes of `entries` (name, mtime) back to `t`. Returns
+/// those moved, and the newest mtime of those that could not be (one gone
+/// meanwhile is skipped); failures are summed up in one warning.
 fn move_back(
     dir: &CacheDir,
-    names: impl Iterator<Item = EntryName>,
+    entries: impl Iterator<Item = (EntryName, UnixTime)>,
     t: UnixTime,
     warnings: &mut Vec<String>,
-) -> Vec<EntryName> {
+) -> (Vec<EntryName>, UnixTime) {
     let mut moved = Vec::new();
-    let (mut failed, mut first) = (0u64, None);
-    for name in names {
+    let (mut failed, mut first, mut newest) = (0u64, None, UnixTime::MIN);
+    for (name, mtime) in entries {
         match set_entry_mtime(dir, &name, t) {
             Ok(()) => moved.push(name),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
                 failed += 1;
+                newest = newest.max(mtime);
                 first.get_or_insert_with(|| format!("{name}: {e}"));
             }
         }
@@ -280,7 +283,7 @@ fn move_back(
              their uses cannot be told apart and they count as used by this run"
         ));
     }
-    moved
+    (moved, newest)
 }
 
 /// What `ci end` enforces.
@@ -418,12 +421,13 @@ pub fn end(
         };
         marked = ix.mark_run(run.id, run.used_after, run.started)?;
         let recent = marked.iter().filter(|u| u.mtime > moved_to);
-        let names = move_back(dir, recent.map(|u| u.name), moved_to, &mut warnings);
-        for u in &marked {
-            if u.mtime > moved_to && !names.contains(&u.name) {
-                unmoved_newest = unmoved_newest.max(u.mtime);
-            }
-        }
+        let (names, newest) = move_back(
+            dir,
+            recent.map(|u| (u.name, u.mtime)),
+            moved_to,
+            &mut warnings,
+        );
+        unmoved_newest = newest;
         moved = names.len() as u64;
         let seen: Vec<(EntryName, UnixTime)> = names.into_iter().map(|n| (n, moved_to)).collect();
         ix.record_mtimes(&seen)
