@@ -105,12 +105,12 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         let _ = index.record_last_trim(&summary);
     }
     // Failed removals: one line, whatever their number (each one under
-    // --verbose, as they happen).
+    // --verbose, as they happen). They are errors, so -q prints the line.
     if let Some(e) = &report.executed
         && e.failed > 0
     {
-        progress.warn(&format!(
-            "could not remove {} entries (first: {}){}",
+        eprintln!(
+            "gocache: error: could not remove {} entries (first: {}){}",
             e.failed,
             e.errors.first().map_or("", String::as_str),
             if args.verbose {
@@ -118,7 +118,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             } else {
                 "; --verbose lists each"
             }
-        ));
+        );
     }
     let seconds = started.elapsed().as_secs_f64();
     if args.json {
