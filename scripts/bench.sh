@@ -8,12 +8,17 @@
 #   hook    the hook with one changed subdirectory, vs a cached go run
 #   wrap    a cached `gocache go run` vs a cached `go run`
 #   prog    cold and warm `go build std` through GOCACHEPROG vs Go's cache
+#   ci      a cache restored (tar --posix, as actions/cache) with the index
+#           the last `ci end` left: `ci begin` vs `du -s` (target <= 0.2x);
+#           after a job touched half of it, `ci end` vs `trim` with the same
+#           budget on copies (<= 1.0x); with no index, `ci begin` vs a first
+#           `scan` (<= 1.0x)
 #
 # Usage: scripts/bench.sh [ENTRIES] [WORKDIR] [PARTS...]
 #   ENTRIES  synthetic cache size (default 1000000; 100000 is quicker)
 #   WORKDIR  where caches go (default /tmp/gocache-bench; needs ~3x 5 GB
 #            free for 1M entries)
-#   PARTS    any of scan trim hook wrap prog (default: all)
+#   PARTS    any of scan trim hook wrap prog ci (default: all)
 # The plan's own time at 1M entries is a criterion bench:
 #   cargo bench --bench policy
 set -euo pipefail
@@ -22,7 +27,7 @@ cd "$(dirname "$0")/.."
 N=${1:-1000000}
 W=${2:-/tmp/gocache-bench}
 shift $(( $# > 2 ? 2 : $# )) || true
-PARTS=${*:-scan trim hook wrap prog}
+PARTS=${*:-scan trim hook wrap prog ci}
 mkdir -p "$W"
 
 cargo build --release --quiet --bin gocache --example synth
@@ -183,4 +188,61 @@ if [[ " $PARTS " == *" prog "* ]]; then
   row "warm, Go's cache (baseline)" "$(sec "$warm_go")" "1.000x"
   row "warm, gocache prog" "$(sec "$warm_prog")" "$(ratio "$warm_prog" "$warm_go")x (target <= 1.10)"
   rm -rf "$W/std-go" "$W/std-prog"
+fi
+
+if [[ " $PARTS " == *" ci "* ]]; then
+  echo "== ci: begin and end on a $N-entry cache restored with its index; load: $(cut -d' ' -f1-3 /proc/loadavg)"
+  # Every second entry, as Go's markUsed would touch what a job used.
+  job() { find "$1" -mindepth 2 -maxdepth 2 -name '*-[ad]' | awk 'NR % 2 == 0' | xargs -r touch -h; }
+  # The previous job: begin, use half, end; saved and restored with tar as
+  # actions/cache does (--posix; --sparse for the synthetic big outputs).
+  rm -rf "${W:?}/ci-prev" "$W/ci" "$W/ci.tar"
+  cp -a "$SRC" "$W/ci-prev"
+  "$G" -q --cache-dir "$W/ci-prev" ci begin
+  job "$W/ci-prev"
+  "$G" -q --cache-dir "$W/ci-prev" ci end
+  (cd "$W" && tar --posix --sparse -cf ci.tar ci-prev && rm -rf ci-prev && mkdir ci && tar -xf ci.tar -C ci --strip-components=1 && rm ci.tar)
+  settle
+  # ci begin changes only the index and trim.txt: put them back between tries.
+  cp -a "$W/ci/gocache/index.sqlite" "$W/ci-index.sqlite"
+  cp -a "$W/ci/trim.txt" "$W/ci-trim.txt"
+  du -s "$W/ci" >/dev/null
+  : > "$W/ci-du.txt"
+  begin_us=$(for i in 1 2 3; do
+      us du -s "$W/ci" >> "$W/ci-du.txt"
+      cp "$W/ci-index.sqlite" "$W/ci/gocache/index.sqlite"; cp "$W/ci-trim.txt" "$W/ci/trim.txt"
+      rm -f "$W"/ci/gocache/index.sqlite-*
+      us "$G" -q --cache-dir "$W/ci" ci begin
+    done | median)
+  du_us=$(median < "$W/ci-du.txt")
+  row "du -s of the restored cache (baseline)" "$(sec "$du_us")" "1.000x"
+  row "ci begin, index sealed by the last ci end" "$(sec "$begin_us")" "$(ratio "$begin_us" "$du_us")x du (target <= 0.2)"
+
+  # This job: half used again; then ci end and trim with the same budget,
+  # each on its own copy of the same cache and index.
+  job "$W/ci"
+  rm -rf "$W/ci-trim" && cp -a "$W/ci" "$W/ci-trim"
+  budget=$(( $(du -s -B1 "$W/ci" | cut -f1) * 7 / 10 ))
+  settle
+  end_us=$(us "$G" -q --cache-dir "$W/ci" ci end --budget "$budget")
+  settle
+  # Ages off: ci end has none (runs replace them), so both do the budget.
+  trim_us=$(us "$G" -q --cache-dir "$W/ci-trim" trim --budget "$budget" --build-max-age off --exe-max-age off)
+  row "gocache trim --budget 70% (baseline)" "$(sec "$trim_us")" "1.000x"
+  row "ci end --budget 70%" "$(sec "$end_us")" "$(ratio "$end_us" "$trim_us")x trim (target <= 1.0)"
+  rm -rf "$W/ci" "$W/ci-trim" "$W"/ci-index.sqlite "$W"/ci-trim.txt
+
+  # No index: a cache from an image, or the first run. Interleaved.
+  rm -rf "$W/ci-new" && cp -a "$SRC" "$W/ci-new"
+  settle
+  : > "$W/ci-scan.txt"
+  new_us=$(for i in 1 2 3; do
+      rm -f "$W"/ci-new-*.sqlite*
+      us "$G" -q --cache-dir "$W/ci-new" --index "$W/ci-new-scan.sqlite" scan >> "$W/ci-scan.txt"
+      us "$G" -q --cache-dir "$W/ci-new" --index "$W/ci-new-begin.sqlite" ci begin
+    done | median)
+  scan_us=$(median < "$W/ci-scan.txt")
+  row "gocache scan, fresh index (baseline)" "$(sec "$scan_us")" "1.000x"
+  row "ci begin, no index" "$(sec "$new_us")" "$(ratio "$new_us" "$scan_us")x scan (target <= 1.0)"
+  rm -rf "$W/ci-new" "$W"/ci-new-*.sqlite*
 fi

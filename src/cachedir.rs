@@ -36,6 +36,17 @@
 //! One trim at a time: an exclusive, non-blocking fs4 lock on
 //! `<cache>/gocache/trim.lock` ([`TrimLock`]). A second trim, a hook or
 //! `gocache prog` sees it taken and steps aside. Readers never take it.
+//! `gocache ci end` waits a little for it ([`TrimLock::acquire_within`]):
+//! a hook evicting holds it for moments.
+//!
+//! # Times gocache sets (the CI mode)
+//!
+//! `gocache ci` moves mtimes, and only these: an entry's own mtime
+//! ([`set_entry_mtime`]; Go reads it only as "last used" and moves it
+//! itself), a subdirectory's mtime ([`seal_subdir`]; Go never reads it,
+//! gocache's incremental sync does), and Go's `trim.txt`
+//! ([`write_go_trim_time`], written the way Go writes it). See
+//! [`crate::ci`] for why.
 //!
 //! # Is it a Go build cache?
 //!
@@ -66,7 +77,7 @@ use std::sync::OnceLock;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 
 use crate::error::{Error, Result};
-use crate::layout::{GOCACHE_DIR, TopLevel, parse_subdir, subdir_name};
+use crate::layout::{EntryName, GOCACHE_DIR, TopLevel, parse_subdir, subdir_name};
 use crate::model::{Other, UnixTime};
 
 // ---------------------------------------------------------------------------
@@ -596,6 +607,123 @@ pub fn remove_exe_dir(dir: &OwnedFd, name: &str) -> std::result::Result<(), ExeD
 }
 
 // ---------------------------------------------------------------------------
+// Times gocache sets (the CI mode)
+
+/// Sets the mtime of the entry `name` (a file, or an executable's
+/// directory) to `t`, whole seconds, through its subdirectory's
+/// descriptor and never through a symlink; its atime is left alone.
+pub fn set_entry_mtime(dir: &CacheDir, name: &EntryName, t: UnixTime) -> std::io::Result<()> {
+    let fd = dir.subdir(name.subdir()).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("subdirectory {} is missing", subdir_name(name.subdir())),
+        )
+    })?;
+    let times = rustix::fs::Timestamps {
+        last_access: rustix::fs::Timespec {
+            tv_sec: 0,
+            tv_nsec: rustix::fs::UTIME_OMIT,
+        },
+        last_modification: rustix::fs::Timespec {
+            tv_sec: t.max(0),
+            tv_nsec: 0,
+        },
+    };
+    Ok(rustix::fs::utimensat(
+        fd,
+        name.c_file_name().as_c_str(),
+        &times,
+        AtFlags::SYMLINK_NOFOLLOW,
+    )?)
+}
+
+/// The mtime of subdirectory `s` now, in nanoseconds (`None`: missing,
+/// or not a real directory).
+pub fn subdir_mtime_ns(dir: &CacheDir, s: u8) -> Option<i64> {
+    let st = rustix::fs::fstat(dir.subdir(s)?).ok()?;
+    #[allow(clippy::useless_conversion)]
+    let secs = i64::from(st.st_mtime);
+    Some(
+        secs.saturating_mul(1_000_000_000)
+            .saturating_add(st.st_mtime_nsec as i64),
+    )
+}
+
+/// Sets subdirectory `s`'s mtime to `t`, whole seconds, if it is still
+/// `was_ns` (as [`subdir_mtime_ns`] read it): `gocache ci end` "seals" a
+/// subdirectory it has just synced, so that the next incremental sync
+/// trusts it (a whole second survives any tar format; an even one, the
+/// two-second times of zip). Returns the new mtime in nanoseconds, or
+/// `None` when it changed meanwhile (something was added: leave it to
+/// the next sync). `dir` must have been opened after the sync (a
+/// subdirectory replaced since is not the one its table holds).
+pub fn seal_subdir(
+    dir: &CacheDir,
+    s: u8,
+    was_ns: i64,
+    t: UnixTime,
+) -> std::io::Result<Option<i64>> {
+    let Some(fd) = dir.subdir(s) else {
+        return Ok(None);
+    };
+    if subdir_mtime_ns(dir, s) != Some(was_ns) {
+        return Ok(None);
+    }
+    let at = rustix::fs::Timespec {
+        tv_sec: t.max(0),
+        tv_nsec: 0,
+    };
+    rustix::fs::futimens(
+        fd,
+        &rustix::fs::Timestamps {
+            last_access: at,
+            last_modification: at,
+        },
+    )?;
+    Ok(Some(t.max(0).saturating_mul(1_000_000_000)))
+}
+
+/// Go's `trim.txt`: when Go last trimmed the cache, in Unix seconds
+/// (`None`: missing or unreadable).
+pub fn read_go_trim_time(dir: &CacheDir) -> Option<UnixTime> {
+    let fd = rustix::fs::openat(
+        dir.fd(),
+        "trim.txt",
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+        Mode::empty(),
+    )
+    .ok()?;
+    let mut buf = [0u8; 32];
+    let n = rustix::io::read(&fd, &mut buf).ok()?;
+    std::str::from_utf8(&buf[..n]).ok()?.trim().parse().ok()
+}
+
+/// Writes `t` into Go's `trim.txt` as Go does after trimming (the number,
+/// no newline, under an exclusive `flock` of the file itself, which is
+/// what Go's lockedfile takes), never through a symlink. Go skips its own
+/// trim while the time there is less than a day old (and not over an hour
+/// ahead).
+pub fn write_go_trim_time(dir: &CacheDir, t: UnixTime) -> std::io::Result<()> {
+    use std::io::Write;
+    let fd = rustix::fs::openat(
+        dir.fd(),
+        "trim.txt",
+        OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+        Mode::from_raw_mode(0o666),
+    )?;
+    if FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode as _) != FileType::RegularFile {
+        return Err(std::io::Error::other("trim.txt is not a regular file"));
+    }
+    let mut file = File::from(fd);
+    fs4::FileExt::lock(&file)?;
+    let written = file
+        .set_len(0)
+        .and_then(|()| file.write_all(t.to_string().as_bytes()));
+    let _ = fs4::FileExt::unlock(&file);
+    written
+}
+
+// ---------------------------------------------------------------------------
 // The trim lock
 
 /// The lock file's place: `<cache>/gocache/trim.lock`.
@@ -627,6 +755,21 @@ impl TrimLock {
             Ok(()) => Ok(Some(TrimLock { file, path })),
             Err(fs4::TryLockError::WouldBlock) => Ok(None),
             Err(fs4::TryLockError::Error(e)) => Err(Error::io("locking", &path, e)),
+        }
+    }
+
+    /// Takes the lock, waiting up to `wait` for another holder to let go.
+    /// `Ok(None)`: still held after that.
+    pub fn acquire_within(cache_dir: &Path, wait: std::time::Duration) -> Result<Option<TrimLock>> {
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(lock) = TrimLock::try_acquire(cache_dir)? {
+                return Ok(Some(lock));
+            }
+            if started.elapsed() >= wait {
+                return Ok(None);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
         }
     }
 
@@ -832,5 +975,72 @@ pub(crate) mod fixtures {
             .unwrap()
             .set_times(FileTimes::new().set_modified(t).set_accessed(t))
             .unwrap();
+    }
+}
+
+#[cfg(test)]
+mod time_tests {
+    use super::fixtures::{TinyCache, set_mtime};
+    use super::*;
+
+    const T: UnixTime = 1_700_000_000;
+
+    fn mtime(p: &Path) -> i64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::symlink_metadata(p).unwrap().mtime()
+    }
+
+    #[test]
+    fn entry_mtimes_move_and_a_symlink_is_never_followed() {
+        let c = TinyCache::new();
+        let (o, x) = (c.output(8, 10, T), c.exe(9, "hello", T));
+        let dir = CacheDir::open(c.path()).unwrap();
+        set_entry_mtime(&dir, &o, T - 7200).unwrap();
+        set_entry_mtime(&dir, &x, T - 7200).unwrap();
+        assert_eq!(mtime(&o.path_in(c.path())), T - 7200);
+        assert_eq!(mtime(&x.path_in(c.path())), T - 7200);
+        // A link where an entry belongs: the link itself, never its target.
+        let outside = tempfile::NamedTempFile::new().unwrap();
+        set_mtime(outside.path(), T);
+        let a = EntryName::action(crate::layout::Id([7; 32]));
+        std::os::unix::fs::symlink(outside.path(), a.path_in(c.path())).unwrap();
+        set_entry_mtime(&dir, &a, T - 7200).unwrap();
+        assert_eq!(mtime(outside.path()), T);
+    }
+
+    #[test]
+    fn a_subdirectory_is_sealed_only_when_unchanged() {
+        let c = TinyCache::new();
+        let dir = CacheDir::open(c.path()).unwrap();
+        let was = subdir_mtime_ns(&dir, 5).unwrap();
+        assert_eq!(seal_subdir(&dir, 5, was + 1, T).unwrap(), None);
+        assert_eq!(
+            seal_subdir(&dir, 5, was, T).unwrap(),
+            Some(T * 1_000_000_000)
+        );
+        assert_eq!(subdir_mtime_ns(&dir, 5), Some(T * 1_000_000_000));
+        std::fs::remove_dir(c.join("06")).unwrap();
+        assert_eq!(subdir_mtime_ns(&CacheDir::open(c.path()).unwrap(), 6), None);
+    }
+
+    #[test]
+    fn go_trim_time_is_read_and_written_as_go_does_and_never_through_a_link() {
+        let c = TinyCache::new();
+        let dir = CacheDir::open(c.path()).unwrap();
+        assert_eq!(read_go_trim_time(&dir), None);
+        write_go_trim_time(&dir, T).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(c.join("trim.txt")).unwrap(),
+            T.to_string()
+        );
+        std::fs::write(c.join("trim.txt"), "1234567890123\n").unwrap();
+        write_go_trim_time(&dir, T + 1).unwrap();
+        assert_eq!(read_go_trim_time(&dir), Some(T + 1));
+        std::fs::remove_file(c.join("trim.txt")).unwrap();
+        let outside = tempfile::NamedTempFile::new().unwrap();
+        std::os::unix::fs::symlink(outside.path(), c.join("trim.txt")).unwrap();
+        assert!(write_go_trim_time(&dir, T).is_err());
+        assert_eq!(read_go_trim_time(&dir), None);
+        assert_eq!(std::fs::read(outside.path()).unwrap(), b"");
     }
 }

@@ -6,9 +6,12 @@
 //!   full sync (only a full one sees Go's `markUsed` touches, which do not
 //!   change a subdirectory's mtime), then always a plan, so garbage and age
 //!   limits apply too; a dry run stops at the plan.
+//! - [`trim_by_runs`]: what `gocache ci end` does: a [`trim`] whose plan
+//!   is by CI runs ([`crate::policy::plan_by_runs`]), with the caller's
+//!   step between the sync and the plan (the CI mode marks what the run
+//!   used there), and a lock it waits a little for.
 //! - [`after_use`]: what runs after go used the cache: the hook after each
-//!   go command, `gocache prog` every few puts and at `close`, and (next)
-//!   the CI mode. The caller has just synced the index incrementally (the
+//!   go command, `gocache prog` every few puts and at `close`. The caller has just synced the index incrementally (the
 //!   hook with a head start). It records the uses the caller saw and then,
 //!   only when the index's running totals say the budget or the exe quota
 //!   is exceeded (or free space is low), takes the lock and evicts down to
@@ -32,14 +35,16 @@
 //! came from.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::cachedir::{CacheDir, TrimLock, own_dir_allocated, sweep_prog_temps};
 use crate::error::{Error, Result};
 use crate::index::{Index, Use};
 use crate::limits::{CONFIG_ENV, Layers, LimitSpecs, Limits, Sourced, layer, parse_config};
 use crate::model::{OtherClass, Totals, UnixTime};
-use crate::policy::{Environment, HEADROOM, Plan, Rule, Unmet, over_limits, shortfalls};
+use crate::policy::{
+    Environment, HEADROOM, Plan, Rule, Runs, Unmet, over_limits, plan_by_runs, shortfalls,
+};
 use crate::report::Reporter;
 use crate::scan::{ScanOptions, ScanSummary, scan};
 use crate::trim::{Executed, execute};
@@ -196,7 +201,7 @@ pub fn trim(
     now: UnixTime,
     reporter: &dyn Reporter,
 ) -> Result<TrimOutcome> {
-    let _lock = if dry_run {
+    let lock = if dry_run {
         None
     } else {
         match TrimLock::try_acquire(cache_dir)? {
@@ -204,6 +209,79 @@ pub fn trim(
             None => return Ok(TrimOutcome::Locked),
         }
     };
+    synced_trim(
+        cache_dir,
+        index,
+        limits,
+        lock,
+        Order::LastUse,
+        None,
+        now,
+        reporter,
+    )
+}
+
+/// What runs between [`trim_by_runs`]'s sync and its plan: the cache
+/// (open, for setting times) and the freshly synced index.
+pub type AfterSync<'a> = &'a mut dyn FnMut(&CacheDir, &mut Index) -> Result<()>;
+
+/// [`trim`] for `gocache ci end`: waits up to `wait` for the trim lock
+/// ([`TrimOutcome::Locked`] only after that), syncs fully, runs
+/// `after_sync`, and plans by CI runs: each entry's last run as the index
+/// records it (after `after_sync`), the groups no run from
+/// `runs.keep_from` on used going first, only the ending run's protected
+/// (see [`crate::policy::plan_by_runs`]); executed with the same safety as
+/// [`trim`], in rounds. Never a dry run.
+#[allow(clippy::too_many_arguments)]
+pub fn trim_by_runs(
+    cache_dir: &Path,
+    index: &mut Index,
+    limits: &Limits,
+    runs: Runs,
+    wait: Duration,
+    after_sync: AfterSync,
+    now: UnixTime,
+    reporter: &dyn Reporter,
+) -> Result<TrimOutcome> {
+    let Some(lock) = TrimLock::acquire_within(cache_dir, wait)? else {
+        return Ok(TrimOutcome::Locked);
+    };
+    let order = Order::Runs(runs);
+    synced_trim(
+        cache_dir,
+        index,
+        limits,
+        Some(lock),
+        order,
+        Some(after_sync),
+        now,
+        reporter,
+    )
+}
+
+/// How a plan orders what it removes.
+#[derive(Clone, Copy, Debug)]
+enum Order {
+    /// Least recently used first.
+    LastUse,
+    /// By CI run, then last use (see [`Runs`]).
+    Runs(Runs),
+}
+
+/// The body of [`trim`] and [`trim_by_runs`]: sync fully, plan, and (with
+/// a lock, which a dry run goes without) execute.
+#[allow(clippy::too_many_arguments)]
+fn synced_trim(
+    cache_dir: &Path,
+    index: &mut Index,
+    limits: &Limits,
+    lock: Option<TrimLock>,
+    order: Order,
+    after_sync: Option<AfterSync>,
+    now: UnixTime,
+    reporter: &dyn Reporter,
+) -> Result<TrimOutcome> {
+    let dry_run = lock.is_none();
     let mut timings = Timings::default();
     let clock = Instant::now();
     let full = ScanOptions {
@@ -222,13 +300,16 @@ pub fn trim(
     } else {
         let dir = CacheDir::open(cache_dir)?;
         sweep_prog_temps(&dir, &index.others()?, now);
+        if let Some(step) = after_sync {
+            step(&dir, index)?;
+        }
         Some(dir)
     };
     let env = environment(cache_dir, index, limits)?;
     let clock = Instant::now();
     // No measurable progress while the entries load: a spinner.
     reporter.start("plan", 0);
-    let plan = make_plan(index, limits, &env, now);
+    let plan = make_plan(index, limits, &env, now, order);
     reporter.finish();
     let plan = plan?;
     timings.plan_seconds = clock.elapsed().as_secs_f64();
@@ -248,7 +329,9 @@ pub fn trim(
         })));
     };
     let clock = Instant::now();
-    let (plan, executed) = execute_in_rounds(&dir, index, plan, limits, &env, now, reporter)?;
+    let (plan, executed) =
+        execute_in_rounds(&dir, index, plan, limits, &env, now, order, reporter)?;
+    drop(lock);
     timings.execute_seconds = clock.elapsed().as_secs_f64();
     // What is on disk now: the index's totals once the removals are
     // recorded (a removal that failed left its row), and the fixed bytes
@@ -374,8 +457,17 @@ pub fn after_use(
     let dir = CacheDir::open(cache_dir)?;
     let env = environment(cache_dir, index, limits)?;
     let target = limits.scaled(HEADROOM);
-    let plan = make_plan(index, &target, &env, now)?;
-    let (_, executed) = execute_in_rounds(&dir, index, plan, &target, &env, now, reporter)?;
+    let plan = make_plan(index, &target, &env, now, Order::LastUse)?;
+    let (_, executed) = execute_in_rounds(
+        &dir,
+        index,
+        plan,
+        &target,
+        &env,
+        now,
+        Order::LastUse,
+        reporter,
+    )?;
     Ok(AfterUse::Trimmed(executed))
 }
 
@@ -406,10 +498,22 @@ fn environment(cache_dir: &Path, index: &Index, limits: &Limits) -> Result<Envir
     })
 }
 
-/// Plans from every entry in the index.
-fn make_plan(index: &Index, limits: &Limits, env: &Environment, now: UnixTime) -> Result<Plan> {
-    let entries = index.entries()?;
-    Ok(crate::policy::plan(&entries, limits, env, now))
+/// Plans from every entry in the index (and, by runs, each one's last
+/// run).
+fn make_plan(
+    index: &Index,
+    limits: &Limits,
+    env: &Environment,
+    now: UnixTime,
+    order: Order,
+) -> Result<Plan> {
+    Ok(match order {
+        Order::LastUse => crate::policy::plan(&index.entries()?, limits, env, now),
+        Order::Runs(runs) => {
+            let (entries, last_run) = index.entries_and_runs()?;
+            plan_by_runs(&entries, &last_run, runs, limits, env, now)
+        }
+    })
 }
 
 /// Executes `plan` under the lock the caller holds, in rounds: entries Go
@@ -420,6 +524,7 @@ fn make_plan(index: &Index, limits: &Limits, env: &Environment, now: UnixTime) -
 /// the cache over a limit the next round plans again with them, so that a
 /// trim meets its budget by `du` after it exits. Returns the last plan and
 /// what all rounds did.
+#[allow(clippy::too_many_arguments)]
 fn execute_in_rounds(
     dir: &CacheDir,
     index: &mut Index,
@@ -427,6 +532,7 @@ fn execute_in_rounds(
     limits: &Limits,
     env: &Environment,
     now: UnixTime,
+    order: Order,
     reporter: &dyn Reporter,
 ) -> Result<(Plan, Executed)> {
     let mut executed = Executed::default();
@@ -450,7 +556,7 @@ fn execute_in_rounds(
         if refreshed.is_empty() && !over_limits(&index.fast_totals()?, &env, limits) {
             break;
         }
-        plan = make_plan(index, limits, &env, now)?;
+        plan = make_plan(index, limits, &env, now, order)?;
         if plan.is_empty() {
             break;
         }

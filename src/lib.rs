@@ -21,7 +21,10 @@
 //!    limits: [`enforce::trim`] for `gocache trim`, [`enforce::after_use`]
 //!    for the hook after each go command (a [`scan`] with a
 //!    [`scan::HeadStart`] first) and `gocache prog`.
-//! 6. [`prog`]: a GOCACHEPROG server over Go's own on-disk layout.
+//! 6. [`prog`]: a GOCACHEPROG server over Go's own on-disk layout. [`ci`]:
+//!    the CI mode (`gocache ci begin` / `ci end`): runs recorded in the
+//!    index, every use of a job seen exactly, trimmed by run through
+//!    [`enforce::trim_by_runs`].
 //!
 //! Beside the layers: [`remote`], a shared second tier in an S3-compatible
 //! object store (objects, fleet-wide use logs, a pure eviction policy and
@@ -35,6 +38,7 @@
 #![warn(missing_docs)]
 
 pub mod cachedir;
+pub mod ci;
 pub mod enforce;
 pub mod error;
 pub mod gomod;

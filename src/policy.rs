@@ -19,7 +19,10 @@
 //! (the empty output thousands of actions name, say) would keep every old
 //! action naming it. The actions used last stay in the group, so an output
 //! never outlives every action naming it. Uses less than an hour apart count
-//! as one: Go's mtimes only move when they are an hour old.
+//! as one: Go's mtimes only move when they are an hour old. In a plan by
+//! runs, an action an earlier run used than the newest action naming its
+//! output leaves on its own too, whatever the hour: runs are told apart
+//! exactly.
 //!
 //! # Order
 //!
@@ -28,21 +31,42 @@
 //!    them. They are only taken once past the protection window, because Go
 //!    writes an output before the action that names it, and writes action
 //!    files in place: a build in progress looks like garbage for a moment.
-//! 2. **age**: entries unused for longer than their tier's age limit (5 days
+//! 2. **keep_runs** (only in a plan by runs, [`plan_by_runs`]): entries no
+//!    CI run among the last few used (see "Runs" below).
+//! 3. **age**: entries unused for longer than their tier's age limit (5 days
 //!    for build entries, as Go does; 2 days for executables). Age limits
 //!    apply before size limits, as in cargo's cache gc: an entry that old is
 //!    unlikely to be used again whatever the budget, and taking it first
 //!    spares recently used entries that a size limit would otherwise pick.
-//! 3. **exe_quota**: while the executables' bytes exceed the exe quota, the
+//! 4. **exe_quota**: while the executables' bytes exceed the exe quota, the
 //!    least recently used executable goes.
-//! 4. **budget**: while everything (plus the fixed bytes the cache directory
+//! 5. **budget**: while everything (plus the fixed bytes the cache directory
 //!    holds beside its entries: directories, Go's files, the index) exceeds
 //!    the budget, the least recently used group of any tier goes.
-//! 5. **free_space**: while the filesystem's free bytes plus what the plan
+//! 6. **free_space**: while the filesystem's free bytes plus what the plan
 //!    frees stay under the floor, the least recently used group goes.
 //!
 //! Ties are broken by entry name, so equal inputs give equal plans whatever
 //! their order.
+//!
+//! # Runs
+//!
+//! In CI, time since last use is a poor guide: a weekly job would find
+//! everything a week old, a busy one nothing older than an hour. What
+//! counts is which runs used an entry. [`plan_by_runs`] takes, beside each
+//! entry, the last run that used it (an ordinal; 0 for none), and
+//! [`Runs`]: the oldest run still kept, and the run now ending. A group
+//! whose newest run is older than the oldest kept goes by the
+//! **keep_runs** rule, and "least recently used" means by run first, then
+//! by last use within a run.
+//!
+//! Protection, in a plan by runs with a run now ending, covers only that
+//! run's groups: `gocache ci begin` left every mtime over an hour old, so
+//! an entry this run did not use has an exact mtime (a use now moves it,
+//! and the executor's re-check sees that), and neither Go's hour of lag nor
+//! a go command still holding its path applies. Without that, everything
+//! the runs of the last two hours used (many, on a busy repository) would
+//! be kept whatever the rules said.
 //!
 //! # Protection
 //!
@@ -111,6 +135,8 @@ pub fn shortfalls(totals: &Totals, env: &Environment, limits: &Limits) -> Vec<(R
 pub enum Rule {
     /// Unreachable or broken entries.
     Garbage,
+    /// Used by none of the CI runs kept ([`plan_by_runs`]).
+    KeepRuns,
     /// Unused for longer than its tier's age limit.
     Age,
     /// The exe tier over its quota.
@@ -123,8 +149,9 @@ pub enum Rule {
 
 impl Rule {
     /// All rules, in the order they apply.
-    pub const ALL: [Rule; 5] = [
+    pub const ALL: [Rule; 6] = [
         Rule::Garbage,
+        Rule::KeepRuns,
         Rule::Age,
         Rule::ExeQuota,
         Rule::Budget,
@@ -135,6 +162,7 @@ impl Rule {
     pub fn as_str(self) -> &'static str {
         match self {
             Rule::Garbage => "garbage",
+            Rule::KeepRuns => "keep_runs",
             Rule::Age => "age",
             Rule::ExeQuota => "exe_quota",
             Rule::Budget => "budget",
@@ -326,6 +354,8 @@ struct Group {
     key: EntryName,
     tier: Tier,
     last_use: UnixTime,
+    /// The newest run that used a member (0 without runs).
+    run: i64,
     allocated: u64,
     /// Allocated bytes of executable directories in the group.
     exe_bytes: u64,
@@ -338,6 +368,44 @@ struct Group {
 
 /// Makes the plan. Pure: same inputs, same plan.
 pub fn plan(entries: &[Entry], limits: &Limits, env: &Environment, now: UnixTime) -> Plan {
+    plan_inner(entries, None, limits, env, now)
+}
+
+/// Which runs a plan by runs keeps, and which one is ending.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Runs {
+    /// Groups no run from this one on used go by the keep_runs rule
+    /// ([`i64::MIN`]: none).
+    pub keep_from: i64,
+    /// The run now ending: only its groups are protected (see "Runs" in
+    /// the module doc). `None`: protection by last use, as in [`plan`].
+    pub current: Option<i64>,
+}
+
+/// Makes a plan by CI runs (see "Runs" in the module doc): `last_run[i]`
+/// is the last run that used `entries[i]` (0: none did); groups none of
+/// whose members a run from `runs.keep_from` on used go by the keep_runs
+/// rule, and the limits take the least recently used by run first. Pure.
+pub fn plan_by_runs(
+    entries: &[Entry],
+    last_run: &[i64],
+    runs: Runs,
+    limits: &Limits,
+    env: &Environment,
+    now: UnixTime,
+) -> Plan {
+    assert_eq!(entries.len(), last_run.len(), "one run per entry");
+    plan_inner(entries, Some((last_run, runs)), limits, env, now)
+}
+
+fn plan_inner(
+    entries: &[Entry],
+    runs: Option<(&[i64], Runs)>,
+    limits: &Limits,
+    env: &Environment,
+    now: UnixTime,
+) -> Plan {
+    let run_of = |i: usize| runs.map_or(0, |(r, _)| r[i]);
     // Group entries: each output or executable starts a group, actions join
     // the group of the output they name; the rest are groups of one.
     let mut data: HashMap<Id, u32, IdHash> =
@@ -356,6 +424,7 @@ pub fn plan(entries: &[Entry], limits: &Limits, env: &Environment, now: UnixTime
                 key: e.name,
                 tier: e.tier(),
                 last_use: e.last_use,
+                run: run_of(i),
                 allocated: e.allocated,
                 exe_bytes: if e.kind == Kind::Exe { e.allocated } else { 0 },
                 garbage: false,
@@ -366,6 +435,7 @@ pub fn plan(entries: &[Entry], limits: &Limits, env: &Environment, now: UnixTime
     }
     names_seen.resize(groups.len(), false);
     let mut newest_action = vec![UnixTime::MIN; groups.len()];
+    let mut newest_action_run = vec![i64::MIN; groups.len()];
     for (i, e) in entries.iter().enumerate() {
         if e.kind != Kind::Action {
             continue;
@@ -375,10 +445,13 @@ pub fn plan(entries: &[Entry], limits: &Limits, env: &Environment, now: UnixTime
                 group_of[i] = g;
                 let grp = &mut groups[g as usize];
                 grp.last_use = grp.last_use.max(e.last_use);
+                grp.run = grp.run.max(run_of(i));
                 grp.allocated = grp.allocated.saturating_add(e.allocated);
                 names_seen[g as usize] = true;
                 let newest = &mut newest_action[g as usize];
                 *newest = (*newest).max(e.last_use);
+                let newest_run = &mut newest_action_run[g as usize];
+                *newest_run = (*newest_run).max(run_of(i));
             }
             None => {
                 // Dangling (output gone) or corrupt: useless to Go.
@@ -387,6 +460,7 @@ pub fn plan(entries: &[Entry], limits: &Limits, env: &Environment, now: UnixTime
                     key: e.name,
                     tier: Tier::Build,
                     last_use: e.last_use,
+                    run: run_of(i),
                     allocated: e.allocated,
                     exe_bytes: 0,
                     garbage: true,
@@ -405,19 +479,25 @@ pub fn plan(entries: &[Entry], limits: &Limits, env: &Environment, now: UnixTime
     // groups of their own, inside it. (Go refreshes an mtime only when it
     // is over an hour old: uses closer than that are as recent as each
     // other, and splitting them off would only make more groups to sort.)
+    // In a plan by runs, so do actions an earlier run used than the
+    // group's newest action: runs are told apart exactly.
     for (i, e) in entries.iter().enumerate() {
         let g = group_of[i];
+        let older = |g: usize| {
+            e.last_use.saturating_add(GO_MTIME_LAG) <= newest_action[g]
+                || run_of(i) < newest_action_run[g]
+        };
         if e.kind == Kind::Action
             && !groups[g as usize].garbage
-            && newest_action
-                .get(g as usize)
-                .is_some_and(|&newest| e.last_use.saturating_add(GO_MTIME_LAG) <= newest)
+            && (g as usize) < newest_action.len()
+            && older(g as usize)
         {
             group_of[i] = groups.len() as u32;
             groups.push(Group {
                 key: e.name,
                 tier: Tier::Build,
                 last_use: e.last_use,
+                run: run_of(i),
                 allocated: e.allocated,
                 exe_bytes: 0,
                 garbage: false,
@@ -428,11 +508,15 @@ pub fn plan(entries: &[Entry], limits: &Limits, env: &Environment, now: UnixTime
     }
 
     let window = limits.protection_window();
-    let protected = |g: &Group| now.saturating_sub(g.last_use) < window;
+    let current = runs.and_then(|(_, r)| r.current);
+    let protected = |g: &Group| {
+        current.is_none_or(|cur| g.run >= cur) && now.saturating_sub(g.last_use) < window
+    };
     let mut want_but_protected = vec![false; groups.len()];
     let mut unmet = Vec::new();
 
-    // 1. Garbage, 2. age. A group comes before the actions split off it.
+    // 1. Garbage, 2. runs, 3. age. A group comes before the actions split
+    // off it.
     for i in 0..groups.len() {
         let g = &groups[i];
         if g.parent != NO_GROUP && groups[g.parent as usize].chosen.is_some() {
@@ -444,13 +528,15 @@ pub fn plan(entries: &[Entry], limits: &Limits, env: &Environment, now: UnixTime
         };
         let rule = if g.garbage {
             Some(Rule::Garbage)
+        } else if runs.is_some_and(|(_, r)| g.run < r.keep_from) {
+            Some(Rule::KeepRuns)
         } else if max_age.is_some_and(|m| now.saturating_sub(g.last_use) > m) {
             Some(Rule::Age)
         } else {
             None
         };
         if let Some(rule) = rule {
-            if now.saturating_sub(g.last_use) < window {
+            if protected(g) {
                 want_but_protected[i] = true;
             } else {
                 take(&mut groups, i, rule);
@@ -458,21 +544,36 @@ pub fn plan(entries: &[Entry], limits: &Limits, env: &Environment, now: UnixTime
         }
     }
 
-    // Least recently used first, ties by name. The sort moves (last use,
-    // group) pairs and reads names only on ties: comparing 33-byte names
-    // on every step cost more than the rest of the plan.
-    let mut by_use: Vec<(UnixTime, u32)> = groups
-        .iter()
-        .enumerate()
-        .map(|(i, g)| (g.last_use, i as u32))
-        .collect();
-    by_use.sort_unstable_by(|a, b| {
-        a.0.cmp(&b.0)
-            .then_with(|| groups[a.1 as usize].key.cmp(&groups[b.1 as usize].key))
-    });
-    let lru: Vec<u32> = by_use.into_iter().map(|(_, g)| g).collect();
+    // Least recently used first (by run first, in a plan by runs), ties by
+    // name. The sort moves (last use, group) pairs and reads names only on
+    // ties: comparing 33-byte names on every step cost more than the rest
+    // of the plan.
+    let lru: Vec<u32> = if runs.is_some() {
+        let mut by_use: Vec<(i64, UnixTime, u32)> = groups
+            .iter()
+            .enumerate()
+            .map(|(i, g)| (g.run, g.last_use, i as u32))
+            .collect();
+        by_use.sort_unstable_by(|a, b| {
+            (a.0, a.1)
+                .cmp(&(b.0, b.1))
+                .then_with(|| groups[a.2 as usize].key.cmp(&groups[b.2 as usize].key))
+        });
+        by_use.into_iter().map(|(_, _, g)| g).collect()
+    } else {
+        let mut by_use: Vec<(UnixTime, u32)> = groups
+            .iter()
+            .enumerate()
+            .map(|(i, g)| (g.last_use, i as u32))
+            .collect();
+        by_use.sort_unstable_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then_with(|| groups[a.1 as usize].key.cmp(&groups[b.1 as usize].key))
+        });
+        by_use.into_iter().map(|(_, g)| g).collect()
+    };
 
-    // 3. The exe quota.
+    // 4. The exe quota.
     if let Some(quota) = limits.exe_quota {
         let exe: u64 = groups
             .iter()
@@ -498,7 +599,7 @@ pub fn plan(entries: &[Entry], limits: &Limits, env: &Environment, now: UnixTime
         }
     }
 
-    // 4. The budget, counting the bytes beside the entries.
+    // 5. The budget, counting the bytes beside the entries.
     let remaining = |groups: &[Group]| -> u64 {
         groups
             .iter()
@@ -533,7 +634,7 @@ pub fn plan(entries: &[Entry], limits: &Limits, env: &Environment, now: UnixTime
         }
     }
 
-    // 5. The free-space floor.
+    // 6. The free-space floor.
     if let (Some(floor), Some(free)) = (limits.min_free, env.free_bytes) {
         let freed: u64 = groups
             .iter()
@@ -1136,5 +1237,158 @@ mod tests {
         assert_eq!(p.victims.len(), 4);
         assert_eq!(p.unmet[0].limit, Rule::FreeSpace);
         assert_eq!(p.unmet[0].over_by, 100_000 - 50_000 - 2 * 14_096);
+    }
+
+    /// Runs per entry of `es`: `runs[k]` for pair `k` (output and action).
+    fn pair_runs(runs: &[i64]) -> Vec<i64> {
+        runs.iter().flat_map(|&r| [r, r]).collect()
+    }
+
+    /// Keep from `keep_from`, no run ending.
+    fn keep_from(keep_from: i64) -> Runs {
+        Runs {
+            keep_from,
+            current: None,
+        }
+    }
+
+    fn by_runs(es: &[Entry], runs: &[i64], r: Runs, limits: &Limits) -> Plan {
+        plan_by_runs(es, runs, r, limits, &Environment::default(), NOW)
+    }
+
+    #[test]
+    fn without_runs_a_plan_by_runs_is_the_plain_plan() {
+        let es: Vec<Entry> = [
+            pair(1, 1000, 9 * DAY),
+            pair(2, 5000, 3 * HOUR),
+            exe(3, 9000, 4 * DAY),
+            pair(4, 1000, 10),
+        ]
+        .concat();
+        let l = Limits {
+            budget: Some(8000),
+            ..Default::default()
+        };
+        let zeros = vec![0; es.len()];
+        assert_eq!(by_runs(&es, &zeros, keep_from(i64::MIN), &l), run(&es, &l));
+    }
+
+    #[test]
+    fn entries_no_kept_run_used_go_unless_protected() {
+        let es: Vec<Entry> = [
+            pair(1, 1000, 9 * HOUR), // run 1
+            pair(2, 1000, 8 * HOUR), // run 2
+            pair(3, 1000, 7 * HOUR), // run 3
+            pair(4, 1000, 10),       // no run, but used just now
+            pair(5, 1000, 30 * DAY), // run 3: old by time, kept by runs
+        ]
+        .concat();
+        let runs = pair_runs(&[1, 2, 3, 0, 3]);
+        let p = by_runs(&es, &runs, keep_from(2), &no_limits());
+        assert_eq!(ids(&p), vec![(101, Rule::KeepRuns), (1, Rule::KeepRuns)]);
+        assert_eq!(p.bytes_for(Rule::KeepRuns).entries, 2);
+        assert_eq!(p.protected.entries, 2, "pair 4 would go, but was just used");
+        // Age limits still apply where given (ci end passes none).
+        let p = by_runs(&es, &runs, keep_from(2), &Limits::default());
+        let age: Vec<u8> = p
+            .victims
+            .iter()
+            .filter(|v| v.rule == Rule::Age)
+            .map(|v| v.name.id.0[0])
+            .collect();
+        assert_eq!(age, vec![105, 5]);
+    }
+
+    #[test]
+    fn with_a_run_ending_only_its_entries_are_protected() {
+        let es: Vec<Entry> = [
+            pair(1, 1000, 30 * 60), // run 2, half an hour ago
+            pair(2, 1000, 20 * 60), // run 3, the one ending
+            pair(3, 1000, 10 * 60), // no run: a use before the CI mode
+        ]
+        .concat();
+        let runs = pair_runs(&[2, 3, 0]);
+        let mut l = no_limits();
+        l.budget = Some(0);
+        let ending = Runs {
+            keep_from: 3,
+            current: Some(3),
+        };
+        let p = by_runs(&es, &runs, ending, &l);
+        assert_eq!(
+            ids(&p),
+            vec![
+                (103, Rule::KeepRuns),
+                (3, Rule::KeepRuns),
+                (101, Rule::KeepRuns),
+                (1, Rule::KeepRuns)
+            ]
+        );
+        assert_eq!(p.protected.entries, 2, "run 3's own pair stays");
+        assert_eq!(p.unmet[0].limit, Rule::Budget);
+        // Without a run ending, everything used within the window stays.
+        let p = by_runs(&es, &runs, keep_from(3), &l);
+        assert!(p.is_empty() && p.protected.entries == 6);
+    }
+
+    #[test]
+    fn the_budget_takes_the_oldest_run_first_then_the_least_recently_used() {
+        let es: Vec<Entry> = [
+            pair(1, 1000, 3 * HOUR), // run 4, used last in it
+            pair(2, 1000, 5 * HOUR), // run 4, used earlier
+            pair(3, 1000, 2 * HOUR), // run 3, though used more lately by time
+        ]
+        .concat();
+        let runs = pair_runs(&[4, 4, 3]);
+        let mut l = no_limits();
+        l.budget = Some(2 * 5096 - 1);
+        let p = by_runs(&es, &runs, keep_from(i64::MIN), &l);
+        assert_eq!(
+            ids(&p),
+            vec![
+                (103, Rule::Budget),
+                (3, Rule::Budget),
+                (102, Rule::Budget),
+                (2, Rule::Budget)
+            ]
+        );
+        // By time alone, pair 2 would have gone first.
+        assert_eq!(
+            ids(&run(&es, &l))[..2],
+            [(102, Rule::Budget), (2, Rule::Budget)]
+        );
+    }
+
+    #[test]
+    fn a_group_counts_the_newest_run_of_any_member() {
+        // An output run 1 made, named by an action run 5 used within the
+        // hour of its output's last use: they stay together, by run 5.
+        let es = vec![
+            entry(1, Kind::Output, 1000, 3 * HOUR, None),
+            entry(101, Kind::Action, 4096, 3 * HOUR + 60, Some(1)),
+        ];
+        let p = by_runs(&es, &[1, 5], keep_from(3), &no_limits());
+        assert!(p.is_empty(), "{:?}", ids(&p));
+        let p = by_runs(&es, &[1, 2], keep_from(3), &no_limits());
+        assert_eq!(ids(&p), vec![(101, Rule::KeepRuns), (1, Rule::KeepRuns)]);
+    }
+
+    #[test]
+    fn an_action_of_an_older_run_leaves_its_shared_output_whatever_the_hour() {
+        // One output (the same vet facts, say) named by an action run 1
+        // used and one run 3 used, ten minutes apart.
+        let es = vec![
+            entry(1, Kind::Output, 1000, 10 * 60, None),
+            entry(101, Kind::Action, 4096, 20 * 60, Some(1)),
+            entry(102, Kind::Action, 4096, 10 * 60, Some(1)),
+        ];
+        let ending = Runs {
+            keep_from: 2,
+            current: Some(3),
+        };
+        let p = by_runs(&es, &[3, 1, 3], ending, &no_limits());
+        assert_eq!(ids(&p), vec![(101, Rule::KeepRuns)]);
+        // By time alone they are one use.
+        assert!(run(&es, &no_limits()).is_empty());
     }
 }

@@ -15,6 +15,7 @@ const SUBCOMMANDS: &[&str] = &[
     "hook",
     "go",
     "prog",
+    "ci",
     "simulate",
     "completions",
     "man",
@@ -81,6 +82,7 @@ fn the_man_page_covers_every_subcommand_and_installs_one_page_each() {
         .iter()
         .map(|s| format!("gocache-{s}.1"))
         .chain(["gocache.1".to_string()])
+        .chain(["begin", "end"].map(|s| format!("gocache-ci-{s}.1")))
         .collect();
     want.sort();
     assert_eq!(pages, want);

@@ -207,7 +207,8 @@ fn limits_are_shown_when_the_index_cannot_be_written() {
         // A cache that cannot be written at all: the index is read as is.
         use std::os::unix::fs::PermissionsExt;
         let conn = rusqlite::Connection::open(sb.index()).unwrap();
-        conn.execute_batch("PRAGMA user_version = 3").unwrap();
+        conn.pragma_update(None, "user_version", gocache::index::SCHEMA_VERSION)
+            .unwrap();
         drop(conn);
         let ro = std::fs::Permissions::from_mode(0o555);
         std::fs::set_permissions(sb.index().parent().unwrap(), ro.clone()).unwrap();

@@ -134,3 +134,200 @@ fn the_json_of_stats_is_documented_field_by_field() {
     .into();
     assert_eq!(against, documented);
 }
+
+#[test]
+fn the_json_of_ci_begin_and_ci_end_is_documented_field_by_field() {
+    let sb = Sandbox::with_template();
+    let begin = json(&run_ok(sb.gocache(["ci", "begin", "--json"])));
+    assert_eq!(keys(&begin), documented_fields("`ci begin --json`:"));
+    let end = json(&run_ok(
+        sb.gocache(["ci", "end", "--json", "--budget", "1GiB"]),
+    ));
+    assert_eq!(keys(&end), documented_fields("`ci end --json`:"));
+    assert_eq!(
+        keys(&end["run"]),
+        ["id", "label", "seconds", "started"]
+            .map(String::from)
+            .into()
+    );
+}
+
+/// The flags `gocache ci SUB --help` lists.
+fn ci_flags(sb: &Sandbox, sub: &str) -> BTreeSet<String> {
+    let out = run_ok(sb.gocache(["ci", sub, "--help"]));
+    String::from_utf8_lossy(&out.stdout)
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|w| w.starts_with("--") && w.len() > 2)
+        .map(|w| {
+            w.trim_end_matches(|c: char| !c.is_ascii_alphanumeric())
+                .to_string()
+        })
+        .collect()
+}
+
+/// Every `--flag` in `line` after `gocache ci SUB` (or in an
+/// `args=(ci SUB` / `args+=(` line of a script), with SUB.
+fn flags_used(line: &str) -> Option<(String, Vec<String>)> {
+    let words: Vec<&str> = line
+        .split(|c: char| c.is_whitespace() || c == '(' || c == ')' || c == '"')
+        .filter(|w| !w.is_empty())
+        .collect();
+    let at = words
+        .windows(2)
+        .position(|w| w[0] == "ci" && (w[1] == "begin" || w[1] == "end"))?;
+    let flags = words[at..]
+        .iter()
+        .filter(|w| w.starts_with("--"))
+        .map(|w| w.to_string())
+        .collect();
+    Some((words[at + 1].to_string(), flags))
+}
+
+/// The README's yaml blocks and `action.yml` parse as YAML, the workflow
+/// follows the rules the README gives (setup-go's own cache off, a new
+/// key every run restored by prefix, end and save always), and every flag
+/// they pass to `gocache ci` exists.
+#[test]
+fn the_ci_recipes_and_the_action_are_valid_and_use_flags_gocache_has() {
+    use yaml_rust2::{Yaml, YamlLoader};
+    let sb = Sandbox::new();
+    let flags = |sub: &str| ci_flags(&sb, sub);
+    let (begin_flags, end_flags) = (flags("begin"), flags("end"));
+    let check_flags = |text: &str, what: &str| {
+        let mut seen = 0;
+        for line in text.lines() {
+            let Some((sub, used)) = flags_used(line) else {
+                continue;
+            };
+            seen += 1;
+            let known = if sub == "begin" {
+                &begin_flags
+            } else {
+                &end_flags
+            };
+            for f in used {
+                assert!(
+                    known.contains(&f),
+                    "{what}: `gocache ci {sub}` has no {f}: {line}"
+                );
+            }
+        }
+        seen
+    };
+
+    let readme = include_str!("../README.md");
+    let blocks: Vec<&str> = readme
+        .split("```yaml\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap())
+        .collect();
+    let docs: Vec<Yaml> = blocks
+        .iter()
+        .map(|b| {
+            let mut d = YamlLoader::load_from_str(b).unwrap_or_else(|e| panic!("{e}:\n{b}"));
+            d.remove(0)
+        })
+        .collect();
+    assert!(
+        !readme.contains("key: go-build-${{ hashFiles"),
+        "the old snippet is back"
+    );
+    // The GitHub Actions recipe.
+    let steps = docs
+        .iter()
+        .find_map(|d| d["jobs"]["test"]["steps"].as_vec())
+        .expect("a workflow in the README");
+    let step = |uses: &str| {
+        steps
+            .iter()
+            .position(|s| s["uses"].as_str().is_some_and(|u| u.starts_with(uses)))
+            .unwrap_or_else(|| panic!("no {uses} step"))
+    };
+    let run_at = |cmd: &str| {
+        steps
+            .iter()
+            .position(|s| s["run"].as_str().is_some_and(|r| r.starts_with(cmd)))
+            .unwrap_or_else(|| panic!("no `{cmd}` step"))
+    };
+    assert_eq!(
+        steps[step("actions/setup-go")]["with"]["cache"],
+        Yaml::Boolean(false)
+    );
+    let (restore, save) = (
+        &steps[step("actions/cache/restore")],
+        &steps[step("actions/cache/save")],
+    );
+    let key = restore["with"]["key"].as_str().unwrap();
+    assert!(key.contains("${{ github.run_id }}"), "{key}");
+    assert!(key.starts_with(restore["with"]["restore-keys"].as_str().unwrap()));
+    assert_eq!(save["with"]["key"].as_str(), Some(key));
+    assert_eq!(save["if"].as_str(), Some("always()"));
+    let (begin, test, end) = (
+        run_at("gocache ci begin"),
+        run_at("go test"),
+        run_at("gocache ci end"),
+    );
+    assert!(step("actions/cache/restore") < begin && begin < test && test < end);
+    assert!(end < step("actions/cache/save"));
+    assert_eq!(steps[end]["if"].as_str(), Some("always()"));
+    // The GitLab one.
+    let gitlab = docs
+        .iter()
+        .find(|d| !d["test"]["cache"].is_badvalue())
+        .expect("a .gitlab-ci.yml in the README");
+    assert_eq!(gitlab["test"]["cache"]["when"].as_str(), Some("always"));
+    assert!(check_flags(blocks.join("\n").as_str(), "README") >= 4);
+
+    // The composite action.
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/action.yml")).unwrap();
+    let action = YamlLoader::load_from_str(&text).unwrap().remove(0);
+    assert_eq!(action["runs"]["using"].as_str(), Some("composite"));
+    let inputs = action["inputs"].as_hash().unwrap();
+    for word in text.split("inputs.").skip(1) {
+        let name: String = word
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect();
+        assert!(
+            inputs.contains_key(&Yaml::String(name.clone())),
+            "no input {name}"
+        );
+    }
+    let steps = action["runs"]["steps"].as_vec().unwrap();
+    let ids: BTreeSet<&str> = steps.iter().filter_map(|s| s["id"].as_str()).collect();
+    for word in text.split("steps.").skip(1) {
+        let id: String = word
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .collect();
+        assert!(ids.contains(id.as_str()), "no step {id}");
+    }
+    // Each script passes its flags to one `gocache ci SUB`.
+    let mut scripts = 0;
+    for s in steps {
+        let Some(script) = s["run"].as_str() else {
+            continue;
+        };
+        let Some((sub, _)) = script.lines().find_map(flags_used) else {
+            continue;
+        };
+        scripts += 1;
+        let known = if sub == "begin" {
+            &begin_flags
+        } else {
+            &end_flags
+        };
+        for w in script.split(|c: char| c.is_whitespace() || c == '(' || c == ')') {
+            if w.starts_with("--") {
+                assert!(
+                    known.contains(w),
+                    "action.yml: `gocache ci {sub}` has no {w}"
+                );
+            }
+        }
+        if sub == "end" {
+            assert!(s["if"].as_str().unwrap().starts_with("always()"));
+        }
+    }
+    assert_eq!(scripts, 2);
+}

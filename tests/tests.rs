@@ -4,6 +4,7 @@
 
 mod support;
 
+mod ci;
 mod faults;
 mod generate;
 mod hook;

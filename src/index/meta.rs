@@ -73,14 +73,14 @@ impl Index {
             .and_then(|json| serde_json::from_str(&json).ok()))
     }
 
-    fn meta(&self, key: &str) -> Result<Option<String>> {
+    pub(super) fn meta(&self, key: &str) -> Result<Option<String>> {
         self.conn
             .prepare_cached(SQL_META)
             .and_then(|mut q| q.query_row([key], |r| r.get(0)).optional())
             .at(&self.path)
     }
 
-    fn set_meta(&mut self, key: &str, value: &str) -> Result<()> {
+    pub(super) fn set_meta(&mut self, key: &str, value: &str) -> Result<()> {
         self.conn
             .execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",

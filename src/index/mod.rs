@@ -14,6 +14,7 @@
 //! - `meta`: typed values stored in the `meta` table (the stored limits);
 //! - `sessions`: `gocache prog`'s session summaries;
 //! - `modules`: which Go module added or last used each entry.
+//! - `runs`: CI runs (`gocache ci`), each entry's last run, the seal.
 //!
 //! # Where it lives
 //!
@@ -54,6 +55,7 @@ mod modules;
 mod open;
 mod read;
 mod recover;
+mod runs;
 mod sessions;
 mod statements;
 mod write;
@@ -62,6 +64,7 @@ pub use meta::LastTrim;
 pub use modules::{ModuleMap, ModuleTotals};
 pub use open::WAL_KEEP_BYTES;
 pub use recover::{Access, Fallback, Recovered, aside_path};
+pub use runs::{CiRun, CiSeal, RunUse};
 
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: i64 = open::MIGRATIONS.len() as i64;

@@ -15,6 +15,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_initial.sql"),
     include_str!("../../migrations/0002_prog_sessions.sql"),
     include_str!("../../migrations/0003_modules.sql"),
+    include_str!("../../migrations/0004_ci_runs.sql"),
 ];
 
 /// With [`Index::keep_wal_on_close`], a write-ahead log up to this size is

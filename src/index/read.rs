@@ -147,12 +147,25 @@ impl Index {
     }
 
     fn query_entries(&self, query: &str, params: impl rusqlite::Params) -> Result<Vec<Entry>> {
+        let rows = self.query_entries_with(query, params, |_| Ok(()))?;
+        Ok(rows.into_iter().map(|(e, ())| e).collect())
+    }
+
+    /// Entries from `query`, whose first 11 columns are an entry's (as in
+    /// [`Index::entries`]), each with what `extra` reads from the rest of
+    /// its row.
+    pub(super) fn query_entries_with<T>(
+        &self,
+        query: &str,
+        params: impl rusqlite::Params,
+        extra: impl Fn(&rusqlite::Row) -> rusqlite::Result<T>,
+    ) -> Result<Vec<(Entry, T)>> {
         let mut stmt = self.conn.prepare_cached(query).at(&self.path)?;
         let rows = stmt
             .query_map(params, |r| {
                 let name: String = r.get(0)?;
                 let output: Option<Vec<u8>> = r.get(8)?;
-                Ok(RawEntry {
+                let raw = RawEntry {
                     name,
                     kind: r.get(1)?,
                     apparent: r.get(2)?,
@@ -164,16 +177,17 @@ impl Index {
                     output,
                     program: r.get(9)?,
                     problem: r.get(10)?,
-                })
+                };
+                Ok((raw, extra(r)?))
             })
             .at(&self.path)?;
         let mut out = Vec::new();
         for row in rows {
-            let raw = row.at(&self.path)?;
+            let (raw, more) = row.at(&self.path)?;
             // A row that does not decode (edited by hand, say) is skipped:
             // the next full scan replaces it.
             if let Some(e) = raw.into_entry() {
-                out.push(e);
+                out.push((e, more));
             }
         }
         Ok(out)

@@ -374,15 +374,29 @@ mod tests {
         .unwrap();
     }
 
-    /// Zeroes every page past the first, as a failing disk would: opening
-    /// still works, reading the entries does not.
+    /// Zeroes the pages of the `entries` table, as a failing disk would:
+    /// opening (which reads the schema) still works, reading the entries
+    /// does not. (Not "every page past the first": the schema itself
+    /// spans more than one page as tables are added.)
     fn damage(path: &Path) {
         use std::os::unix::fs::FileExt;
+        let pages: Vec<i64> = {
+            // Read-only: closing it must not checkpoint the WAL.
+            let ro = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+            let conn = rusqlite::Connection::open_with_flags(path, ro).unwrap();
+            let mut q = conn
+                .prepare("SELECT pageno FROM dbstat WHERE name = 'entries'")
+                .unwrap();
+            q.query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap()
+        };
+        assert!(pages.len() > 3, "{pages:?}");
         let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
-        let pages = f.metadata().unwrap().len() / 4096;
-        assert!(pages > 3, "{pages}");
-        for page in 1..pages {
-            f.write_all_at(&[0u8; 4096], 4096 * page).unwrap();
+        for page in pages {
+            f.write_all_at(&[0u8; 4096], 4096 * (page as u64 - 1))
+                .unwrap();
         }
     }
 

@@ -68,7 +68,7 @@ mod reconcile;
 
 pub use head_start::{HEAD_START_LISTINGS, HeadStart};
 use listing::{Listed, TopLevelRead, list_subdir, scan_top_level};
-use reconcile::{SubdirResult, reconcile};
+use reconcile::{Stamps, SubdirResult, reconcile};
 
 /// A subdirectory whose mtime is this close to `now` (or newer) is not
 /// trusted to be final: it is rescanned next time.
@@ -85,6 +85,17 @@ pub struct ScanOptions {
     pub full: bool,
     /// Worker threads for the walk (0: one per core).
     pub threads: usize,
+    /// The first sighting recorded for entries new to the index (default:
+    /// the scan's `now`). `gocache ci begin` records what it finds as seen
+    /// just before its run starts, so that the run can tell what it made.
+    pub first_seen: Option<UnixTime>,
+    /// Record a subdirectory's mtime even when it is within [`RACY_SECS`]
+    /// of `now`, where a change in the same clock tick could hide behind
+    /// it. Only for a caller that then sets the mtime itself, to one in the
+    /// past, if it has not changed since (`gocache ci end` seals the cache
+    /// that way, with nothing else running; see
+    /// [`crate::cachedir::seal_subdir`]).
+    pub trust_recent: bool,
 }
 
 /// What a scan did.
@@ -157,6 +168,11 @@ pub fn scan_with_head_start(
     }
     let rescan = Rescan {
         cache_fd: &cache_fd,
+        stamps: Stamps {
+            now,
+            first_seen: opts.first_seen.unwrap_or(now),
+            trust_recent: opts.trust_recent,
+        },
         // A fresh index is filled in one transaction (every page written
         // once); otherwise a few subdirectories per transaction keeps the
         // write lock short for hooks running alongside.
@@ -212,6 +228,8 @@ struct Rescan<'a> {
     /// The index holds no entry yet.
     fresh: bool,
     now: UnixTime,
+    /// What reconciling stamps and judges by.
+    stamps: Stamps,
 }
 
 impl Rescan<'_> {
@@ -262,7 +280,7 @@ impl Rescan<'_> {
                             Ok(Ok(k)) => k,
                             _ => break, // loading failed: the scan is over
                         };
-                        let result = reconcile(listed, todo[i], &known, self.full, self.now);
+                        let result = reconcile(listed, todo[i], &known, self.full, &self.stamps);
                         if tx.send((i, result)).is_err() {
                             break;
                         }
@@ -299,7 +317,7 @@ impl Rescan<'_> {
                 if let Some(i) = todo.iter().position(|&t| t == s)
                     && let Some(known) = kept[i].take()
                 {
-                    apply.absorb(s, reconcile(listed, s, &known, self.full, self.now));
+                    apply.absorb(s, reconcile(listed, s, &known, self.full, &self.stamps));
                 }
             }
             for (i, r) in rx {
@@ -443,12 +461,24 @@ mod tests {
             + 3600
     }
 
+    fn stamps(now: UnixTime) -> Stamps {
+        Stamps {
+            now,
+            first_seen: now,
+            trust_recent: false,
+        }
+    }
+
     fn open_index(c: &TinyCache) -> Index {
         Index::open(&c.join("gocache/index.sqlite")).unwrap()
     }
 
     fn sync(c: &TinyCache, ix: &mut Index, full: bool, now: UnixTime) -> ScanSummary {
-        let opts = ScanOptions { full, threads: 2 };
+        let opts = ScanOptions {
+            full,
+            threads: 2,
+            ..Default::default()
+        };
         scan(c.path(), ix, &opts, now, &Silent).unwrap()
     }
 
@@ -538,6 +568,24 @@ mod tests {
     }
 
     #[test]
+    fn a_caller_may_stamp_first_sightings_and_trust_recent_mtimes() {
+        let c = TinyCache::new();
+        let o = c.output(8, 10, T);
+        let now = later();
+        set_mtime(&c.join("08"), now);
+        let mut ix = open_index(&c);
+        let opts = ScanOptions {
+            first_seen: Some(now - 1),
+            trust_recent: true,
+            ..Default::default()
+        };
+        scan(c.path(), &mut ix, &opts, now, &Silent).unwrap();
+        assert_eq!(ix.entry(&o).unwrap().unwrap().first_seen, now - 1);
+        let states = ix.subdir_states().unwrap();
+        assert_eq!(states[8].unwrap().mtime_ns, Some(now * 1_000_000_000));
+    }
+
+    #[test]
     fn names_that_vanish_are_dropped_once() {
         let c = TinyCache::new();
         let a = c.action(7, 7, T);
@@ -557,7 +605,8 @@ mod tests {
         let listed = list_subdir(&cache_fd, 0x30);
         std::fs::remove_file(n.path_in(c.path())).unwrap();
         let known = Known::Names(Default::default());
-        let SubdirResult::Changes(changes, stats) = reconcile(listed, 0x30, &known, false, T)
+        let SubdirResult::Changes(changes, stats) =
+            reconcile(listed, 0x30, &known, false, &stamps(T))
         else {
             panic!("the subdirectory is readable");
         };

@@ -22,6 +22,18 @@ pub(super) struct SubdirStats {
     pub(super) action_files_read: u64,
 }
 
+/// The times a reconcile stamps and judges by.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Stamps {
+    /// When the scan runs.
+    pub(super) now: UnixTime,
+    /// The first sighting recorded for entries new to the index.
+    pub(super) first_seen: UnixTime,
+    /// Record a subdirectory's mtime even within [`RACY_SECS`] of `now`
+    /// (the caller seals it right after; see [`super::ScanOptions`]).
+    pub(super) trust_recent: bool,
+}
+
 pub(super) enum SubdirResult {
     Changes(SubdirChanges, SubdirStats),
     /// The subdirectory exists but could not be read: the index keeps what
@@ -35,7 +47,7 @@ pub(super) fn reconcile(
     subdir: u8,
     known: &Known,
     full: bool,
-    now: UnixTime,
+    stamps: &Stamps,
 ) -> SubdirResult {
     let mut changes = SubdirChanges {
         subdir,
@@ -100,7 +112,7 @@ pub(super) fn reconcile(
             }
             None => {
                 stats.added += 1;
-                e.first_seen = now;
+                e.first_seen = stamps.first_seen;
             }
         }
         changes.upserts.push(e);
@@ -147,7 +159,7 @@ pub(super) fn reconcile(
             changes.totals = Some(totals);
         }
     }
-    changes.mtime_ns = settled_mtime(&listing, now);
+    changes.mtime_ns = settled_mtime(&listing, stamps);
     SubdirResult::Changes(changes, stats)
 }
 
@@ -216,12 +228,14 @@ fn stray(dir_fd: &OwnedFd, subdir_name: &str, fname: &CStr) -> Option<Other> {
 /// The mtime to record for the subdirectory just read: the one seen before
 /// reading, trusted only if nothing changed while we read (the descriptor's
 /// mtime after is the same) and it is not so recent that a change in the
-/// same tick could still be hidden (`None`: rescan next time).
-fn settled_mtime(listing: &Listing, now: UnixTime) -> Option<i64> {
+/// same tick could still be hidden (`None`: rescan next time), unless the
+/// caller trusts recent ones.
+fn settled_mtime(listing: &Listing, stamps: &Stamps) -> Option<i64> {
     let after = rustix::fs::fstat(&listing.dir_fd)
         .map(|st| mtime_ns(&st))
         .ok();
-    let racy = listing.mtime_before >= (now - RACY_SECS).saturating_mul(1_000_000_000);
+    let racy = !stamps.trust_recent
+        && listing.mtime_before >= (stamps.now - RACY_SECS).saturating_mul(1_000_000_000);
     (after == Some(listing.mtime_before) && !racy).then_some(listing.mtime_before)
 }
 

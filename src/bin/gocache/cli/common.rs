@@ -84,6 +84,8 @@ pub struct Ctx {
     pub now: gocache::UnixTime,
     /// Print only errors.
     pub quiet: bool,
+    /// The cache directory was missing and has just been created.
+    created: bool,
 }
 
 /// Where the cache is, as `go env GOCACHE` finds it (`--cache-dir` first),
@@ -109,8 +111,28 @@ impl Ctx {
     /// index given with --index has a directory to go in (nothing is
     /// created for it).
     pub fn locate(global: &Global) -> anyhow::Result<Ctx> {
+        Ctx::locate_with(global, false)
+    }
+
+    /// [`Ctx::locate`], creating the cache directory first when it is
+    /// missing (as Go would at its first build): `gocache ci begin` in a
+    /// job that restored nothing. Returns whether it was created.
+    pub fn locate_creating(global: &Global) -> anyhow::Result<(Ctx, bool)> {
+        let ctx = Ctx::locate_with(global, true)?;
+        let created = ctx.created;
+        Ok((ctx, created))
+    }
+
+    fn locate_with(global: &Global, create: bool) -> anyhow::Result<Ctx> {
         let located = locate_cache(global)?;
         let cache_dir = located.dir;
+        let created = create && std::fs::symlink_metadata(&cache_dir).is_err();
+        if created {
+            std::fs::create_dir_all(&cache_dir).map_err(|e| {
+                anyhow::Error::new(gocache::Error::io("creating", &cache_dir, e))
+                    .context(format!("cache directory from {}", located.source))
+            })?;
+        }
         gocache::cachedir::check_cache(&cache_dir).map_err(|e| {
             anyhow::Error::new(e).context(format!("cache directory from {}", located.source))
         })?;
@@ -121,6 +143,7 @@ impl Ctx {
             index_path,
             now: now(),
             quiet: global.quiet,
+            created,
         })
     }
 
@@ -386,11 +409,11 @@ fn parse_age(s: &str) -> Result<gocache::limits::AgeSpec, String> {
 // `-5G` for a flag), so that a negative size or duration is refused with
 // its reason.
 
-fn parse_budget(s: &str) -> Result<gocache::limits::SizeSpec, String> {
+pub fn parse_budget(s: &str) -> Result<gocache::limits::SizeSpec, String> {
     gocache::limits::parse_cap(s, "every entry of the cache").map_err(|e| e.to_string())
 }
 
-fn parse_exe_quota(s: &str) -> Result<gocache::limits::SizeSpec, String> {
+pub fn parse_exe_quota(s: &str) -> Result<gocache::limits::SizeSpec, String> {
     gocache::limits::parse_cap(s, "every cached executable").map_err(|e| e.to_string())
 }
 

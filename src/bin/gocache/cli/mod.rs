@@ -3,7 +3,8 @@
 //! the `gocache` binary and `gocache-trim` (which is `gocache trim`).
 //!
 //! Exit codes (stable, for scripts):
-//! - 0: success (also: a trim skipped because another one holds the lock);
+//! - 0: success (also: a trim skipped because another one holds the lock;
+//!   a `ci end` whose limits cannot be met, which its report explains);
 //! - 1: the command failed (I/O, index, a go command that could not start);
 //! - 2: bad usage or input (unknown flag, bad size, GOCACHE=off, relative or
 //!   missing cache directory, a directory that is not a Go build cache, an
@@ -15,6 +16,7 @@
 //! - `gocache go` exits with go's own status; 127 when no real go is found
 //!   (nothing on PATH but gocache, or go commands nested too deep).
 
+mod ci;
 mod common;
 mod dir;
 mod generate;
@@ -62,6 +64,7 @@ enum Command {
     Hook(hook::Args),
     Go(go::Args),
     Prog(prog::Args),
+    Ci(ci::Args),
     Simulate(simulate::Args),
     Completions(generate::CompletionsArgs),
     Man(generate::ManArgs),
@@ -100,6 +103,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         Command::Hook(a) => hook::run(&cli.global, a),
         Command::Go(a) => go::run(&cli.global, a, go_args),
         Command::Prog(a) => prog::run(&cli.global, a),
+        Command::Ci(a) => ci::run(&cli.global, a),
         Command::Simulate(a) => simulate::run(&cli.global, a),
         Command::Completions(a) => generate::completions(Cli::command(), a),
         Command::Man(a) => generate::man(Cli::command(), a),

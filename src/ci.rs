@@ -1,0 +1,824 @@
+//! The CI mode: a cache restored at the start of a CI job keeps exactly
+//! what recent jobs used, within a budget (`gocache ci begin` right after
+//! the restore, `gocache ci end` right before the save).
+//!
+//! # What goes wrong without it
+//!
+//! A cache restored by `actions/cache` or a `tar` keeps its `trim.txt`,
+//! which the last job left less than a day old, so Go's own trim never
+//! fires and the cache grows every run. A cache baked into an image has
+//! the image's old mtimes, so Go's trim deletes all of it in the first
+//! job. And "used in this job" cannot be read from mtimes: Go moves an
+//! entry's mtime on use only when it is over an hour old (`markUsed`), so
+//! an entry the previous job used twenty minutes before the save looks the
+//! same whether this job used it or not.
+//!
+//! # Runs
+//!
+//! Each `ci begin` records a run in the index (which travels with the
+//! cache), numbered in order; `ci end` records, for every entry the run
+//! used or made, that run as its `last_run`. Then what to keep is a
+//! question about runs, not about time: an entry none of the last
+//! `--keep-runs` runs used goes (the `keep_runs` rule), and the budget
+//! takes the least recently used by run first ([`crate::policy`]'s "Runs").
+//! Time-based age limits do not apply: a weekly job would find everything
+//! a week old, and a busy repository's hour holds many runs. Runs that
+//! began and never ended (a killed job whose cache was saved anyway) mark
+//! nothing and do not count.
+//!
+//! # Seeing every use exactly
+//!
+//! After `ci begin`, no entry's mtime is later than `used_after`, an hour
+//! and a margin ([`BEGIN_MARGIN`]) before the run started. Then every use
+//! during the run moves the entry's mtime (Go's `markUsed` sees it over an
+//! hour old), and every entry made during the run has a later mtime too:
+//! at `ci end`, mtime after `used_after` means "used or made by this run",
+//! exactly. Uses `gocache go` and `gocache prog` saw are exact already
+//! (the index's last use); they count too.
+//!
+//! `ci begin` does not touch every entry to get there: only those whose
+//! mtime is later than `used_after` (the last hour, or the future) are
+//! moved back to `used_after`. An mtime is what Go reads as "last used"
+//! and nothing else: no cache key, no test-cache decision, no build
+//! decision depends on it (a cached test result's age is the time written
+//! inside its action entry; tests check that hits are unchanged). And the
+//! index says which entries those are without a walk, when the previous
+//! `ci end` left it *sealed*:
+//!
+//! - `ci end` moves the mtimes of what its run used or made back to
+//!   [`END_BACKDATE`] before it ended (after recording the run), so that a
+//!   job starting later finds nothing within its last hour; the margin
+//!   beyond the hour allows for runners whose clocks differ.
+//! - It then syncs the subdirectories its removals changed and *seals*
+//!   each subdirectory: sets its mtime to a whole, even second in the past
+//!   if it has not changed since it was read, and records that. A whole
+//!   second survives GNU tar's default format, which keeps whole seconds
+//!   (`--format=posix`, which `actions/cache` uses, keeps nanoseconds);
+//!   an even one, zip's two-second times. So the restored cache's
+//!   subdirectories match the index exactly, and the next `ci begin`
+//!   rereads none of them.
+//! - It leaves a [`CiSeal`] in the index: the newest mtime and record it
+//!   left. `ci begin` trusts a sealed index: an incremental sync (256
+//!   `stat`s when nothing changed), then moves back only what the sync
+//!   found new, or what the seal says may be recent.
+//!
+//! Without a seal (no index, an index from before the CI mode, a run that
+//! never ended, a job that used the cache after `ci end`), `ci begin`
+//! walks the cache once (a full sync) and moves back what it finds
+//! recent: no slower than a first `gocache scan`.
+//!
+//! A run's `started` must also come after every first sighting and
+//! recorded use left by the runs before it, so that "made by this run" is
+//! "first seen at or after `started`": what `ci begin` finds is recorded
+//! as seen a second before it, and later records are moved back when a
+//! previous run ended in the same second (or on a runner whose clock is
+//! ahead).
+//!
+//! # Go's own trim
+//!
+//! `ci begin` writes the time into `trim.txt`, so Go's trim (which fires
+//! when `trim.txt` is over a day old) does not run during the job, whatever
+//! the restored file said: it would delete an image-baked cache at the
+//! first go command, and a month-old restore. `ci end` writes its own time
+//! there: it has just trimmed the cache, which is what the file records,
+//! and a consumer of the saved cache without gocache then gets Go's usual
+//! behaviour (its own trim a day later, by Go's five-day rule).
+//!
+//! # Safety
+//!
+//! `ci end` removes through [`crate::enforce::trim_by_runs`]: the same
+//! sync, plan and executor as `gocache trim` (the re-check just before
+//! removal, the move aside), so a go command still running keeps every
+//! path it was handed. The grace period protects what this run used
+//! (unless the job ran longer than it), and only that: since `ci begin`,
+//! an entry this run did not use has an exact mtime (a use would move it,
+//! and the executor's re-check would see that), so what earlier runs used
+//! minutes ago can go by the rules; otherwise, on a busy repository, the
+//! runs of the last two hours would all be kept, whatever `--keep-runs`
+//! said. Moving mtimes back and sealing assume no go command runs beside
+//! `ci begin` and `ci end`: a use hidden that way costs only the exactness
+//! of one mark, never an entry a build is using.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::cachedir::{
+    CacheDir, read_go_trim_time, seal_subdir, set_entry_mtime, write_go_trim_time,
+};
+use crate::enforce::{TrimOutcome, fixed_bytes, trim_by_runs};
+use crate::error::Result;
+use crate::index::{CiRun, CiSeal, Index, RunUse};
+use crate::layout::EntryName;
+use crate::limits::{HOUR, Limits};
+use crate::model::{Bytes, Totals, UnixTime};
+use crate::policy::{Rule, Runs, Unmet};
+use crate::report::Reporter;
+use crate::scan::{ScanOptions, ScanSummary, scan};
+use crate::trim::Executed;
+
+/// How many runs an entry may go unused and stay: ten, for a
+/// repository with many pull requests. Long enough for runs that use only
+/// part of the cache (a docs-only change, path-filtered tests, a re-run),
+/// for configurations that take turns on one cache (matrix legs sharing a
+/// directory, up to ten), and for a pull request based up to ten runs
+/// behind its base branch; short enough that what a dependency bump or a
+/// refactor replaced leaves within ten runs, which on a busy branch is
+/// hours, not Go's five days. With a budget, it only decides what goes
+/// first.
+pub const DEFAULT_KEEP_RUNS: u32 = 10;
+
+/// How far before Go's hour `ci begin` moves recent mtimes back: room for
+/// a clock that steps back during the job.
+pub const BEGIN_MARGIN: i64 = 10 * 60;
+
+/// How far back `ci end` moves what its run used or made: Go's hour, the
+/// begin margin, and twenty minutes for runners whose clocks differ (the
+/// next job, on another machine, must find these over its own hour old).
+pub const END_BACKDATE: i64 = HOUR + BEGIN_MARGIN + 20 * 60;
+
+/// How long `ci end` waits for the trim lock (a hook evicting holds it
+/// for moments; a `gocache trim` from cron, longer).
+pub const LOCK_WAIT: Duration = Duration::from_secs(60);
+
+/// How `ci begin` brought the index up to date.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Start {
+    /// The previous `ci end` sealed it: an incremental sync.
+    Sealed,
+    /// There was no index (or an empty one): a first scan.
+    New,
+    /// An index that cannot be trusted to match the disk (from before
+    /// the CI mode, or a run that never ended): a full sync.
+    Walked,
+}
+
+/// What `ci begin` did.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BeginReport {
+    /// The run recorded.
+    pub run: i64,
+    /// Its label.
+    pub label: Option<String>,
+    /// When it started.
+    pub started: UnixTime,
+    /// No entry's mtime is later than this now.
+    pub used_after: UnixTime,
+    /// How the index was brought up to date.
+    pub start: Start,
+    /// The run whose `ci end` sealed the index, if it did.
+    pub sealed_by: Option<i64>,
+    /// A run that began and never ended (left as it was; it counts for
+    /// nothing).
+    pub abandoned: Option<i64>,
+    /// What the cache holds.
+    pub restored: Totals,
+    /// The sync.
+    pub scan: ScanSummary,
+    /// Entries whose mtime was moved back to `used_after`.
+    pub moved_back: u64,
+    /// What Go's `trim.txt` said before (Unix seconds).
+    pub go_trim_was: Option<UnixTime>,
+    /// Problems that did not stop it.
+    pub warnings: Vec<String>,
+}
+
+/// Starts a run (see the module doc): brings the index up to date,
+/// moves recent mtimes back, keeps Go's trim off, records the run. The
+/// cache directory must exist (the caller creates it when nothing was
+/// restored).
+pub fn begin(
+    cache_dir: &Path,
+    index: &mut Index,
+    label: Option<&str>,
+    now: UnixTime,
+    reporter: &dyn Reporter,
+) -> Result<BeginReport> {
+    let dir = CacheDir::open(cache_dir)?;
+    let go_trim_was = read_go_trim_time(&dir);
+    let last = index.last_ci_run()?;
+    let abandoned = last.as_ref().filter(|r| r.ended.is_none()).map(|r| r.id);
+    let seal = index.ci_seal()?.filter(|s| {
+        last.as_ref()
+            .is_some_and(|r| r.id == s.run && r.ended.is_some())
+    });
+    let start = match (seal, index.is_empty()?) {
+        (Some(_), _) => Start::Sealed,
+        (None, true) => Start::New,
+        (None, false) => Start::Walked,
+    };
+    let used_after = now - HOUR - BEGIN_MARGIN;
+    let opts = ScanOptions {
+        full: start == Start::Walked,
+        first_seen: Some(now - 1),
+        ..Default::default()
+    };
+    let synced = scan(cache_dir, index, &opts, now, reporter)?;
+    let recent = match seal {
+        Some(s) if s.newest_mtime <= used_after => {
+            index.entries_newer_than(used_after, Some(&synced.rescanned))?
+        }
+        _ => index.entries_newer_than(used_after, None)?,
+    };
+    let mut warnings = Vec::new();
+    let recent = recent.iter().map(|&(name, _, mtime)| (name, mtime));
+    let (moved, _) = move_back(&dir, recent, used_after, &mut warnings);
+    index.record_backdated(&moved, used_after, now)?;
+    if seal.is_none_or(|s| s.newest_record >= now) && start != Start::New {
+        index.record_before(now)?;
+    }
+    if let Err(e) = write_go_trim_time(&dir, now) {
+        warnings.push(format!(
+            "cannot write {}: {e}; Go may trim the cache during the job",
+            cache_dir.join("trim.txt").display()
+        ));
+    }
+    let restored = index.fast_totals()?;
+    let run = index.begin_run(label, now, used_after, &restored.total)?;
+    index.clear_ci_seal()?;
+    for w in &warnings {
+        reporter.warn(w);
+    }
+    Ok(BeginReport {
+        run,
+        label: label.map(str::to_owned),
+        started: now,
+        used_after,
+        start,
+        sealed_by: seal.map(|s| s.run),
+        abandoned,
+        restored,
+        scan: synced,
+        moved_back: moved.len() as u64,
+        go_trim_was,
+        warnings,
+    })
+}
+
+/// Moves the mtimes of `entries` (name, mtime) back to `t`. Returns
+/// those moved, and the newest mtime of those that could not be (one gone
+/// meanwhile is skipped); failures are summed up in one warning.
+fn move_back(
+    dir: &CacheDir,
+    entries: impl Iterator<Item = (EntryName, UnixTime)>,
+    t: UnixTime,
+    warnings: &mut Vec<String>,
+) -> (Vec<EntryName>, UnixTime) {
+    let mut moved = Vec::new();
+    let (mut failed, mut first, mut newest) = (0u64, None, UnixTime::MIN);
+    for (name, mtime) in entries {
+        match set_entry_mtime(dir, &name, t) {
+            Ok(()) => moved.push(name),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                failed += 1;
+                newest = newest.max(mtime);
+                first.get_or_insert_with(|| format!("{name}: {e}"));
+            }
+        }
+    }
+    if let Some(first) = first {
+        warnings.push(format!(
+            "could not move back the mtime of {failed} entries (first: {first}); \
+             their uses cannot be told apart and they count as used by this run"
+        ));
+    }
+    (moved, newest)
+}
+
+/// What `ci end` enforces.
+#[derive(Clone, Debug)]
+pub struct EndOptions {
+    /// Keep what the last this-many runs used ([`DEFAULT_KEEP_RUNS`]).
+    pub keep_runs: u32,
+    /// Budget, exe quota, free-space floor, grace (age limits are
+    /// ignored: runs replace them).
+    pub limits: Limits,
+    /// How long to wait for another trim to finish.
+    pub lock_wait: Duration,
+}
+
+/// A cached executable in the report.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Program {
+    /// The program's name.
+    pub program: String,
+    /// Its entry.
+    pub entry: String,
+    /// Allocated bytes.
+    pub allocated_bytes: u64,
+    /// Apparent bytes (the executable's size).
+    pub apparent_bytes: u64,
+    /// Whether this run used (or built) it.
+    pub used: bool,
+    /// Runs of it `gocache go` or `gocache prog` counted.
+    pub hits: u64,
+}
+
+/// The run `ci end` ended, in its report.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RunInfo {
+    /// Its ordinal.
+    pub id: i64,
+    /// Its label.
+    pub label: Option<String>,
+    /// When `ci begin` ran.
+    pub started: UnixTime,
+    /// Seconds from `ci begin` to `ci end`.
+    pub seconds: i64,
+}
+
+/// What `ci end` did and found.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct EndReport {
+    /// The run ended (`None` when no `ci begin` was recorded: then no use
+    /// can be told, and nothing counts as used or made).
+    pub run: Option<RunInfo>,
+    /// What the cache held at `ci begin`.
+    pub restored: Bytes,
+    /// Restored entries the run used.
+    pub used: Bytes,
+    /// Entries the run made.
+    pub created: Bytes,
+    /// Entries `ci end` removed.
+    pub removed: Bytes,
+    /// Entries removed, by the rule that chose them.
+    pub removed_by_rule: Vec<(Rule, Bytes)>,
+    /// Entries kept: what the save uploads.
+    pub kept: Bytes,
+    /// The cache directory's allocated bytes after (entries, Go's files,
+    /// the index, directories: what `du` counts and the budget bounds).
+    pub cache_bytes: u64,
+    /// The share of restored (allocated) bytes the run used, 0 to 1.
+    pub used_share: f64,
+    /// The largest cached executables kept.
+    pub largest_programs: Vec<Program>,
+    /// `--keep-runs`.
+    pub keep_runs: u32,
+    /// The oldest run whose uses are kept (`None`: fewer runs than
+    /// `keep_runs` so far, so nothing is stale yet).
+    pub keep_from: Option<i64>,
+    /// The limits enforced.
+    pub limits: Limits,
+    /// Every limit met.
+    pub limits_met: bool,
+    /// Limits not met, and why.
+    pub unmet: Vec<Unmet>,
+    /// Entries a limit wanted but the grace period kept.
+    pub protected: Bytes,
+    /// What removing did (skips and failures included); `None` when
+    /// another trim held the lock and nothing was removed.
+    pub executed: Option<Executed>,
+    /// Entries whose mtime was moved back for the next run.
+    pub moved_back: u64,
+    /// Subdirectories sealed for the next run.
+    pub sealed_subdirs: u32,
+    /// Whether the next `ci begin` can trust the index without a walk.
+    pub sealed: bool,
+    /// Seconds spent: syncing and marking, planning, removing, sealing.
+    pub timings: EndTimings,
+    /// Problems that did not stop it.
+    pub warnings: Vec<String>,
+}
+
+/// Where `ci end`'s time went.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct EndTimings {
+    /// The full sync, marking the run's uses and moving their mtimes.
+    pub sync_seconds: f64,
+    /// Planning.
+    pub plan_seconds: f64,
+    /// Removing.
+    pub execute_seconds: f64,
+    /// The sync after removing, and the seal.
+    pub seal_seconds: f64,
+}
+
+/// Ends the open run (see the module doc): a full sync, marks what the
+/// run used or made, moves those mtimes back, removes what no kept run
+/// used and then what the limits need (by run), seals the cache and
+/// records the run. With no open run (no `ci begin`), it still trims by
+/// the runs recorded, but cannot mark anything or seal the index.
+pub fn end(
+    cache_dir: &Path,
+    index: &mut Index,
+    opts: &EndOptions,
+    now: UnixTime,
+    reporter: &dyn Reporter,
+) -> Result<EndReport> {
+    let run: Option<CiRun> = index.last_ci_run()?.filter(|r| r.ended.is_none());
+    let keep_from = index.keep_from(run.as_ref().map(|r| r.id), opts.keep_runs)?;
+    let mut limits = opts.limits.clone();
+    (limits.build_max_age, limits.exe_max_age) = (None, None);
+    let moved_to = now - END_BACKDATE;
+    let mut warnings = Vec::new();
+    let mut marked: Vec<RunUse> = Vec::new();
+    let mut moved = 0u64;
+    let mut unmoved_newest = UnixTime::MIN;
+    let mut step = |dir: &CacheDir, ix: &mut Index| -> Result<()> {
+        let Some(run) = &run else {
+            return Ok(());
+        };
+        marked = ix.mark_run(run.id, run.used_after, run.started)?;
+        let recent = marked.iter().filter(|u| u.mtime > moved_to);
+        let (names, newest) = move_back(
+            dir,
+            recent.map(|u| (u.name, u.mtime)),
+            moved_to,
+            &mut warnings,
+        );
+        unmoved_newest = newest;
+        moved = names.len() as u64;
+        let seen: Vec<(EntryName, UnixTime)> = names.into_iter().map(|n| (n, moved_to)).collect();
+        ix.record_mtimes(&seen)
+    };
+    let clock = Instant::now();
+    let mut timings = EndTimings::default();
+    let runs = Runs {
+        keep_from,
+        current: run.as_ref().map(|r| r.id),
+    };
+    let outcome = trim_by_runs(
+        cache_dir,
+        index,
+        &limits,
+        runs,
+        opts.lock_wait,
+        &mut step,
+        now,
+        reporter,
+    )?;
+    let trimmed = match outcome {
+        TrimOutcome::Done(r) => Some(r),
+        TrimOutcome::Locked => {
+            // Record the run all the same; removing is left to the trim
+            // that holds the lock.
+            let full = ScanOptions {
+                full: true,
+                ..Default::default()
+            };
+            scan(cache_dir, index, &full, now, reporter)?;
+            step(&CacheDir::open(cache_dir)?, index)?;
+            None
+        }
+    };
+    if let Some(r) = &trimmed {
+        timings.sync_seconds = r.timings.sync_seconds;
+        timings.plan_seconds = r.timings.plan_seconds;
+        timings.execute_seconds = r.timings.execute_seconds;
+    } else {
+        warnings.push(format!(
+            "another trim held {} for {}s: nothing was removed",
+            crate::cachedir::lock_path(cache_dir).display(),
+            opts.lock_wait.as_secs()
+        ));
+        timings.sync_seconds = clock.elapsed().as_secs_f64();
+    }
+
+    // Sync what the removals changed, and seal.
+    let clock = Instant::now();
+    let after = ScanOptions {
+        trust_recent: true,
+        ..Default::default()
+    };
+    let post = scan(cache_dir, index, &after, now, reporter)?;
+    let sealed_subdirs = seal(cache_dir, index, now)?;
+    timings.seal_seconds = clock.elapsed().as_secs_f64();
+
+    let dir = CacheDir::open(cache_dir)?;
+    if let Err(e) = write_go_trim_time(&dir, now) {
+        warnings.push(format!(
+            "cannot write {}: {e}",
+            cache_dir.join("trim.txt").display()
+        ));
+    }
+    let kept = index.fast_totals()?.total;
+    let cache_bytes = kept
+        .allocated_bytes
+        .saturating_add(fixed_bytes(cache_dir, index)?);
+    let run_id = run.as_ref().map(|r| r.id);
+    let largest_programs = index
+        .largest_exes(5)?
+        .into_iter()
+        .map(|(e, last)| Program {
+            program: e.program.clone().unwrap_or_default(),
+            entry: e.name.to_string(),
+            allocated_bytes: e.allocated,
+            apparent_bytes: e.apparent,
+            used: run_id.is_some() && last == run_id,
+            hits: e.hits,
+        })
+        .collect();
+    let (mut used, mut created) = (Bytes::default(), Bytes::default());
+    for u in &marked {
+        let b = match &run {
+            Some(r) if u.first_seen >= r.started => &mut created,
+            _ => &mut used,
+        };
+        b.add(u.apparent, u.allocated);
+    }
+    let restored = run.as_ref().map(|r| r.restored).unwrap_or_default();
+    let (removed, removed_by_rule, limits_met, unmet, protected, executed) = match trimmed {
+        Some(r) => {
+            let e = r.executed.unwrap_or_default();
+            let removed = Bytes {
+                entries: e.removed,
+                apparent_bytes: e.removed_apparent,
+                allocated_bytes: e.removed_allocated,
+            };
+            (
+                removed,
+                r.plan.by_rule.clone(),
+                r.limits_met,
+                r.plan.unmet.clone(),
+                r.plan.protected,
+                Some(e),
+            )
+        }
+        None => (
+            Bytes::default(),
+            Vec::new(),
+            false,
+            Vec::new(),
+            Bytes::default(),
+            None,
+        ),
+    };
+    let mut report = EndReport {
+        run: run.as_ref().map(|r| RunInfo {
+            id: r.id,
+            label: r.label.clone(),
+            started: r.started,
+            seconds: now.saturating_sub(r.started),
+        }),
+        restored,
+        used,
+        created,
+        removed,
+        removed_by_rule,
+        kept,
+        cache_bytes,
+        used_share: if restored.allocated_bytes > 0 {
+            (used.allocated_bytes as f64 / restored.allocated_bytes as f64).min(1.0)
+        } else {
+            0.0
+        },
+        largest_programs,
+        keep_runs: opts.keep_runs,
+        keep_from: (keep_from != i64::MIN).then_some(keep_from),
+        limits,
+        limits_met,
+        unmet,
+        protected,
+        executed,
+        moved_back: moved,
+        sealed_subdirs,
+        sealed: false,
+        timings,
+        warnings,
+    };
+    if let Some(r) = &run {
+        // The newest mtime left: what the run did not use was at most its
+        // `used_after`; what it used, moved back (or not, if that failed);
+        // anything added while ending, unknown.
+        let newest_mtime = if post.added > 0 {
+            UnixTime::MAX
+        } else {
+            r.used_after.max(moved_to).max(unmoved_newest)
+        };
+        let seal = CiSeal {
+            run: r.id,
+            at: now,
+            newest_mtime,
+            newest_record: now,
+        };
+        report.sealed = true;
+        let json = serde_json::to_string(&report).expect("a report serialises to JSON");
+        index.end_run(r.id, now, &json)?;
+        index.store_ci_seal(&seal)?;
+    }
+    for w in &report.warnings {
+        reporter.warn(w);
+    }
+    Ok(report)
+}
+
+/// Seals every subdirectory the index has an mtime for and that has not
+/// changed since: sets its mtime to a whole, even second before `now` and
+/// records it (see the module doc). Returns how many.
+fn seal(cache_dir: &Path, index: &mut Index, now: UnixTime) -> Result<u32> {
+    let dir = CacheDir::open(cache_dir)?;
+    let t = (now - 2).div_euclid(2) * 2;
+    let states = index.subdir_states()?;
+    let mut n = 0;
+    for s in 0..=255u8 {
+        let Some(was) = states[s as usize].and_then(|st| st.mtime_ns) else {
+            continue;
+        };
+        if was == 0 {
+            continue; // missing (go clean -cache)
+        }
+        if let Ok(Some(ns)) = seal_subdir(&dir, s, was, t)
+            && index.reseal_subdir(s, was, ns)?
+        {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cachedir::fixtures::{TinyCache, set_mtime};
+    use crate::cachedir::{TrimLock, subdir_mtime_ns};
+    use crate::report::Silent;
+
+    /// "Now" for these tests: well after every real mtime (the tiny
+    /// caches' subdirectories are made just now), so nothing is racy.
+    fn clock() -> UnixTime {
+        let real = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        real + 10 * 86_400
+    }
+
+    fn mtime(c: &TinyCache, n: &EntryName) -> UnixTime {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::symlink_metadata(n.path_in(c.path()))
+            .unwrap()
+            .mtime()
+    }
+
+    fn index(c: &TinyCache) -> Index {
+        Index::open(&c.join("gocache/index.sqlite")).unwrap()
+    }
+
+    fn keep(keep_runs: u32) -> EndOptions {
+        EndOptions {
+            keep_runs,
+            limits: Limits::default(),
+            lock_wait: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn begin_moves_back_only_what_is_recent_and_keeps_gos_trim_off() {
+        let c = TinyCache::new();
+        let t = clock();
+        let (a1, o1) = (
+            c.action(1, 2, t - 3 * 86_400),
+            c.output(2, 10, t - 3 * 86_400),
+        );
+        let (a3, o4) = (c.action(3, 4, t - 20 * 60), c.output(4, 10, t + 3600));
+        std::fs::write(c.join("trim.txt"), (t - 2 * 86_400).to_string()).unwrap();
+        let mut ix = index(&c);
+        let r = begin(c.path(), &mut ix, Some("ci"), t, &Silent).unwrap();
+        assert_eq!((r.run, r.start, r.moved_back), (1, Start::New, 2));
+        assert_eq!(r.used_after, t - HOUR - BEGIN_MARGIN);
+        assert_eq!(r.go_trim_was, Some(t - 2 * 86_400));
+        assert_eq!(r.restored.total.entries, 4);
+        assert_eq!(
+            (mtime(&c, &a1), mtime(&c, &o1)),
+            (t - 3 * 86_400, t - 3 * 86_400)
+        );
+        assert_eq!(
+            (mtime(&c, &a3), mtime(&c, &o4)),
+            (r.used_after, r.used_after)
+        );
+        assert_eq!(
+            std::fs::read_to_string(c.join("trim.txt")).unwrap(),
+            t.to_string()
+        );
+        let e = ix.entry(&o4).unwrap().unwrap();
+        assert_eq!((e.mtime, e.first_seen), (r.used_after, t - 1));
+        assert!(e.last_use < t, "a future mtime is no use by this run");
+    }
+
+    #[test]
+    fn end_tells_used_from_made_moves_them_back_and_seals_for_the_next_begin() {
+        let c = TinyCache::new();
+        let t = clock();
+        let old = t - 3 * 86_400;
+        let (a1, o1) = (c.action(1, 2, old), c.output(2, 10, old));
+        c.action(3, 4, old);
+        c.output(4, 5000, old);
+        let mut ix = index(&c);
+        begin(c.path(), &mut ix, None, t, &Silent).unwrap();
+        // The job: go uses pair 1 (markUsed) and makes pair 5.
+        set_mtime(&a1.path_in(c.path()), t + 600);
+        set_mtime(&o1.path_in(c.path()), t + 600);
+        let (a5, o5) = (c.action(5, 6, t + 700), c.output(6, 20, t + 700));
+        let end_at = t + 1000;
+        let r = end(c.path(), &mut ix, &keep(10), end_at, &Silent).unwrap();
+        assert_eq!(r.run.as_ref().unwrap().id, 1);
+        assert_eq!(
+            (r.restored.entries, r.used.entries, r.created.entries),
+            (4, 2, 2)
+        );
+        assert_eq!(r.used.apparent_bytes, 175 + 10);
+        assert_eq!(r.created.apparent_bytes, 175 + 20);
+        assert_eq!((r.removed.entries, r.kept.entries), (0, 6));
+        assert_eq!(r.moved_back, 4);
+        let moved_to = end_at - END_BACKDATE;
+        for n in [a1, o1, a5, o5] {
+            assert_eq!(mtime(&c, &n), moved_to, "{n}");
+        }
+        assert!(r.sealed && r.sealed_subdirs == 256, "{}", r.sealed_subdirs);
+        let dir = CacheDir::open(c.path()).unwrap();
+        let sealed_at = subdir_mtime_ns(&dir, 5).unwrap();
+        assert_eq!(sealed_at % 2_000_000_000, 0, "a whole, even second");
+        assert_eq!(
+            std::fs::read_to_string(c.join("trim.txt")).unwrap(),
+            end_at.to_string()
+        );
+
+        // The next job starts in the same second: nothing to reread,
+        // nothing to move back, and nothing counts as its own.
+        let b = begin(c.path(), &mut ix, None, end_at, &Silent).unwrap();
+        assert_eq!((b.run, b.start, b.sealed_by), (2, Start::Sealed, Some(1)));
+        assert_eq!((b.scan.rescanned.len(), b.moved_back), (0, 0));
+        assert_eq!(b.restored.total.entries, 6);
+        let r = end(c.path(), &mut ix, &keep(10), end_at + 100, &Silent).unwrap();
+        assert_eq!((r.used.entries, r.created.entries), (0, 0));
+        assert_eq!(r.used_share, 0.0);
+    }
+
+    #[test]
+    fn what_no_kept_run_used_goes_and_never_used_entries_wait_for_n_runs() {
+        let c = TinyCache::new();
+        let t = clock();
+        // Five minutes apart: what earlier runs used is not protected.
+        let run_at = |k: i64| t + k * 300;
+        let old = t - 86_400;
+        let (ax, ox) = (c.action(1, 2, old), c.output(2, 10, old)); // run 1 uses it
+        let (ay, oy) = (c.action(3, 4, old), c.output(4, 10, old)); // runs 2 and 3
+        let (az, oz) = (c.action(5, 6, old), c.output(6, 10, old)); // never
+        let mut ix = index(&c);
+        let job = |k: i64, used: &[EntryName], ix: &mut Index| -> EndReport {
+            begin(c.path(), ix, None, run_at(k), &Silent).unwrap();
+            for n in used {
+                set_mtime(&n.path_in(c.path()), run_at(k) + 60);
+            }
+            end(c.path(), ix, &keep(2), run_at(k) + 120, &Silent).unwrap()
+        };
+        let r = job(1, &[ax, ox], &mut ix);
+        assert_eq!(
+            (r.removed.entries, r.keep_from),
+            (0, None),
+            "one run: nothing stale"
+        );
+        let r = job(2, &[ay, oy], &mut ix);
+        // Pair z: no run used it, and two runs have ended: it goes.
+        assert_eq!((r.removed.entries, r.keep_from), (2, Some(1)));
+        assert_eq!(r.removed_by_rule, vec![(Rule::KeepRuns, r.removed)]);
+        assert!(!az.path_in(c.path()).exists() && !oz.path_in(c.path()).exists());
+        let r = job(3, &[ay, oy], &mut ix);
+        assert_eq!((r.removed.entries, r.keep_from), (2, Some(2)));
+        assert!(!ax.path_in(c.path()).exists() && !ox.path_in(c.path()).exists());
+        assert!(ay.path_in(c.path()).exists() && oy.path_in(c.path()).exists());
+        assert_eq!(r.kept.entries, 2);
+    }
+
+    #[test]
+    fn without_a_begin_nothing_is_marked_or_sealed() {
+        let c = TinyCache::new();
+        let t = clock();
+        c.action(1, 2, t - 600);
+        c.output(2, 10, t - 600);
+        let mut ix = index(&c);
+        let r = end(c.path(), &mut ix, &keep(1), t, &Silent).unwrap();
+        assert!(r.run.is_none() && !r.sealed);
+        assert_eq!(
+            (r.used.entries, r.created.entries, r.kept.entries),
+            (0, 0, 2)
+        );
+        assert_eq!(ix.ci_seal().unwrap(), None);
+        let b = begin(c.path(), &mut ix, None, t + 60, &Silent).unwrap();
+        assert_eq!((b.start, b.moved_back), (Start::Walked, 2));
+    }
+
+    #[test]
+    fn a_held_lock_removes_nothing_but_the_run_is_recorded() {
+        let c = TinyCache::new();
+        let t = clock();
+        let (a, o) = (c.action(1, 2, t - 86_400), c.output(2, 10, t - 86_400));
+        let mut ix = index(&c);
+        begin(c.path(), &mut ix, None, t, &Silent).unwrap();
+        set_mtime(&a.path_in(c.path()), t + 60);
+        set_mtime(&o.path_in(c.path()), t + 60);
+        let _held = TrimLock::try_acquire(c.path()).unwrap().unwrap();
+        let mut o0 = keep(1);
+        o0.limits.budget = Some(0);
+        let r = end(c.path(), &mut ix, &o0, t + 120, &Silent).unwrap();
+        assert!(r.executed.is_none() && !r.limits_met);
+        assert_eq!((r.used.entries, r.kept.entries), (2, 2));
+        assert!(
+            r.warnings[0].contains("nothing was removed"),
+            "{:?}",
+            r.warnings
+        );
+        assert_eq!(ix.last_ci_run().unwrap().unwrap().ended, Some(t + 120));
+    }
+}

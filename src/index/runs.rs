@@ -1,0 +1,501 @@
+//! CI runs (`gocache ci begin` / `gocache ci end`): the `ci_runs` table,
+//! each entry's `last_run`, and the seal `ci end` leaves for the next
+//! `ci begin`. What the columns mean is in `migrations/0004_ci_runs.sql`;
+//! why, in [`crate::ci`].
+
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
+
+use super::{Index, SqlResult};
+use crate::error::Result;
+use crate::layout::EntryName;
+use crate::model::{Bytes, Entry, Kind, UnixTime};
+
+/// The key the seal lives under in `meta` (as JSON).
+const SEAL_KEY: &str = "ci_seal";
+
+/// A CI run as the index records it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct CiRun {
+    /// Its ordinal in this cache's lineage: 1, 2, 3, …
+    pub id: i64,
+    /// `ci begin --label`.
+    pub label: Option<String>,
+    /// When `ci begin` ran.
+    pub started: UnixTime,
+    /// No entry's mtime was newer than this after `ci begin`: one that is
+    /// newer at `ci end` was used or made by the run.
+    pub used_after: UnixTime,
+    /// When `ci end` ran; `None` while the run is on (or if it never
+    /// ended).
+    pub ended: Option<UnixTime>,
+    /// What the cache held at `ci begin`.
+    pub restored: Bytes,
+}
+
+/// What `ci end` leaves for the next `ci begin`: the index matches the
+/// disk (every entry's mtime as recorded, every subdirectory's mtime as
+/// recorded), so the next run can start from the index without a walk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CiSeal {
+    /// The run that ended.
+    pub run: i64,
+    /// When it ended.
+    pub at: UnixTime,
+    /// No entry's mtime is newer than this.
+    pub newest_mtime: UnixTime,
+    /// No first sighting or recorded use is newer than this.
+    pub newest_record: UnixTime,
+}
+
+/// An entry a run used or made, as `ci end` marks it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunUse {
+    /// The entry.
+    pub name: EntryName,
+    /// Its kind.
+    pub kind: Kind,
+    /// Its mtime (as the sync before the marking saw it).
+    pub mtime: UnixTime,
+    /// When gocache first saw it: a run made it when this is not before
+    /// the run started.
+    pub first_seen: UnixTime,
+    /// Apparent bytes.
+    pub apparent: u64,
+    /// Allocated bytes.
+    pub allocated: u64,
+}
+
+const RUN_COLUMNS: &str = "id, label, started, used_after, ended, restored_entries, restored_apparent, restored_allocated";
+
+fn run_row(r: &rusqlite::Row) -> rusqlite::Result<CiRun> {
+    let u = |i| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
+    Ok(CiRun {
+        id: r.get(0)?,
+        label: r.get(1)?,
+        started: r.get(2)?,
+        used_after: r.get(3)?,
+        ended: r.get(4)?,
+        restored: Bytes {
+            entries: u(5)?,
+            apparent_bytes: u(6)?,
+            allocated_bytes: u(7)?,
+        },
+    })
+}
+
+impl Index {
+    /// Records a new run, started at `started`, and returns its ordinal.
+    pub fn begin_run(
+        &mut self,
+        label: Option<&str>,
+        started: UnixTime,
+        used_after: UnixTime,
+        restored: &Bytes,
+    ) -> Result<i64> {
+        self.conn
+            .execute(
+                "INSERT INTO ci_runs (label, started, used_after, restored_entries, restored_apparent, restored_allocated)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    label,
+                    started,
+                    used_after,
+                    restored.entries as i64,
+                    restored.apparent_bytes as i64,
+                    restored.allocated_bytes as i64
+                ],
+            )
+            .at(&self.path)?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// The newest run recorded, ended or not.
+    pub fn last_ci_run(&self) -> Result<Option<CiRun>> {
+        self.conn
+            .query_row(
+                &format!("SELECT {RUN_COLUMNS} FROM ci_runs ORDER BY id DESC LIMIT 1"),
+                [],
+                run_row,
+            )
+            .optional()
+            .at(&self.path)
+    }
+
+    /// The newest `limit` runs, newest first.
+    pub fn ci_runs(&self, limit: usize) -> Result<Vec<CiRun>> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT {RUN_COLUMNS} FROM ci_runs ORDER BY id DESC LIMIT ?1"
+            ))
+            .at(&self.path)?;
+        let rows = stmt.query_map([limit as i64], run_row).at(&self.path)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().at(&self.path)
+    }
+
+    /// Records that run `id` ended at `ended`, with its report (JSON).
+    pub fn end_run(&mut self, id: i64, ended: UnixTime, report: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE ci_runs SET ended = ?2, report = ?3 WHERE id = ?1",
+                params![id, ended, report],
+            )
+            .map(drop)
+            .at(&self.path)
+    }
+
+    /// The oldest run an entry may have been last used by and still be
+    /// kept under "keep what the last `keep_runs` runs used": the
+    /// `keep_runs`-th newest of the ended runs and `current`. Runs that
+    /// never ended count for nothing: they marked no use. With fewer runs
+    /// than that, [`i64::MIN`]: nothing is stale yet.
+    pub fn keep_from(&self, current: Option<i64>, keep_runs: u32) -> Result<i64> {
+        let offset = i64::from(keep_runs.max(1)) - 1;
+        let found: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT id FROM ci_runs WHERE ended IS NOT NULL OR id = ?1
+                 ORDER BY id DESC LIMIT 1 OFFSET ?2",
+                params![current, offset],
+                |r| r.get(0),
+            )
+            .optional()
+            .at(&self.path)?;
+        Ok(found.unwrap_or(i64::MIN))
+    }
+
+    /// The seal the last `ci end` left, if it is still there.
+    pub fn ci_seal(&self) -> Result<Option<CiSeal>> {
+        match self.meta(SEAL_KEY)? {
+            // One that cannot be read is as good as none: the next run
+            // walks the cache instead of trusting the index.
+            Some(json) => Ok(serde_json::from_str(&json).ok()),
+            None => Ok(None),
+        }
+    }
+
+    /// Leaves `seal` for the next `ci begin`.
+    pub fn store_ci_seal(&mut self, seal: &CiSeal) -> Result<()> {
+        let json = serde_json::to_string(seal).expect("a seal serialises to JSON");
+        self.set_meta(SEAL_KEY, &json)
+    }
+
+    /// Breaks the seal: from now on the index may fall behind the disk.
+    pub fn clear_ci_seal(&mut self) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM meta WHERE key = ?1", [SEAL_KEY])
+            .map(drop)
+            .at(&self.path)
+    }
+
+    /// Makes every first sighting and recorded use earlier than `t` (those
+    /// at `t` or later become `t - 1`), so that a run starting at `t` can
+    /// tell what it made and used from what was there before it. (A run
+    /// that ended in the same second, or on a machine whose clock is
+    /// ahead, may have left later ones.) Reads every row. Returns how many
+    /// changed.
+    pub fn record_before(&mut self, t: UnixTime) -> Result<u64> {
+        self.conn
+            .execute(
+                "UPDATE entries SET first_seen = min(first_seen, ?1 - 1),
+                   last_use = max(min(last_use, ?1 - 1), mtime)
+                 WHERE first_seen >= ?1 OR last_use >= ?1",
+                [t],
+            )
+            .map(|n| n as u64)
+            .at(&self.path)
+    }
+
+    /// Entries whose recorded mtime is newer than `mtime`, in the
+    /// subdirectories `only` (all when `None`): name, kind and mtime.
+    pub fn entries_newer_than(
+        &self,
+        mtime: UnixTime,
+        only: Option<&[u8]>,
+    ) -> Result<Vec<(EntryName, Kind, UnixTime)>> {
+        let mut out = Vec::new();
+        let mut read = |sql: &str, p: &[&dyn rusqlite::ToSql]| -> Result<()> {
+            let mut stmt = self.conn.prepare_cached(sql).at(&self.path)?;
+            let mut rows = stmt.query(p).at(&self.path)?;
+            while let Some(r) = rows.next().at(&self.path)? {
+                let name: String = r.get(0).at(&self.path)?;
+                let kind: i64 = r.get(1).at(&self.path)?;
+                let t: i64 = r.get(2).at(&self.path)?;
+                if let (Some(n), Some(k)) = (EntryName::parse(name.as_bytes()), Kind::from_db(kind))
+                {
+                    out.push((n, k, t));
+                }
+            }
+            Ok(())
+        };
+        match only {
+            None => read(
+                "SELECT name, kind, mtime FROM entries WHERE mtime > ?1",
+                &[&mtime],
+            )?,
+            Some(subdirs) => {
+                for s in subdirs {
+                    read(
+                        "SELECT name, kind, mtime FROM entries WHERE subdir = ?2 AND mtime > ?1",
+                        &[&mtime, s],
+                    )?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records that `names` were given the mtime `mtime` on disk (moved
+    /// back): their recorded last use moves back too, to before `before`
+    /// but never before `mtime`, since whatever use the old mtime stood for
+    /// was not one of the run starting at `before`.
+    pub fn record_backdated(
+        &mut self,
+        names: &[EntryName],
+        mtime: UnixTime,
+        before: UnixTime,
+    ) -> Result<()> {
+        let Index { conn, path, .. } = self;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .at(path)?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "UPDATE entries SET mtime = ?3, last_use = max(min(last_use, ?4 - 1), ?3)
+                     WHERE subdir = ?1 AND name = ?2",
+                )
+                .at(path)?;
+            for name in names {
+                stmt.execute(params![name.subdir(), name.file_name(), mtime, before])
+                    .at(path)?;
+            }
+        }
+        tx.commit().at(path)
+    }
+
+    /// Marks every entry run `run` used or made: those whose mtime is newer
+    /// than `used_after` (Go's `markUsed`, or made since), and those with a
+    /// use recorded at or after `since` (by `gocache go` or `gocache prog`).
+    /// Returns them.
+    pub fn mark_run(
+        &mut self,
+        run: i64,
+        used_after: UnixTime,
+        since: UnixTime,
+    ) -> Result<Vec<RunUse>> {
+        let Index { conn, path, .. } = self;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .at(path)?;
+        let mut out = Vec::new();
+        {
+            let mut stmt = tx
+                .prepare(
+                    "UPDATE entries SET last_run = ?1 WHERE mtime > ?2 OR last_use >= ?3
+                     RETURNING name, kind, mtime, first_seen, apparent, allocated",
+                )
+                .at(path)?;
+            let mut rows = stmt.query(params![run, used_after, since]).at(path)?;
+            while let Some(r) = rows.next().at(path)? {
+                let name: String = r.get(0).at(path)?;
+                let kind: i64 = r.get(1).at(path)?;
+                let (Some(name), Some(kind)) =
+                    (EntryName::parse(name.as_bytes()), Kind::from_db(kind))
+                else {
+                    continue;
+                };
+                let u = |v: i64| u64::try_from(v).unwrap_or(0);
+                out.push(RunUse {
+                    name,
+                    kind,
+                    mtime: r.get(2).at(path)?,
+                    first_seen: r.get(3).at(path)?,
+                    apparent: u(r.get(4).at(path)?),
+                    allocated: u(r.get(5).at(path)?),
+                });
+            }
+        }
+        tx.commit().at(path)?;
+        Ok(out)
+    }
+
+    /// Every entry, each with the last run that used it (0 when none did):
+    /// what a plan by runs reads.
+    pub fn entries_and_runs(&self) -> Result<(Vec<Entry>, Vec<i64>)> {
+        let rows = self.query_entries_with(
+            "SELECT name, kind, apparent, allocated, mtime, last_use, hits, first_seen, output, program, problem, last_run
+             FROM entries",
+            [],
+            |r| Ok(r.get::<_, Option<i64>>(11)?.unwrap_or(0)),
+        )?;
+        Ok(rows.into_iter().unzip())
+    }
+
+    /// The `n` largest cached executables, each with the last run that
+    /// used it.
+    pub fn largest_exes(&self, n: usize) -> Result<Vec<(Entry, Option<i64>)>> {
+        self.query_entries_with(
+            "SELECT name, kind, apparent, allocated, mtime, last_use, hits, first_seen, output, program, problem, last_run
+             FROM entries WHERE kind = 2 ORDER BY allocated DESC, name LIMIT ?1",
+            [n as i64],
+            |r| r.get::<_, Option<i64>>(11),
+        )
+    }
+
+    /// Records that subdirectory `subdir`, recorded with the mtime
+    /// `was_ns`, now has the mtime `now_ns` and nothing else changed (`ci
+    /// end` set it). Does nothing, and returns false, when the recorded
+    /// mtime is no longer `was_ns`.
+    pub fn reseal_subdir(&mut self, subdir: u8, was_ns: i64, now_ns: i64) -> Result<bool> {
+        self.conn
+            .execute(
+                "UPDATE subdirs SET mtime_ns = ?3 WHERE subdir = ?1 AND mtime_ns = ?2",
+                params![subdir, was_ns, now_ns],
+            )
+            .map(|n| n == 1)
+            .at(&self.path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::test_entry as entry;
+    use crate::index::{SubdirChanges, Use};
+
+    fn add(ix: &mut Index, es: &[Entry]) {
+        for e in es {
+            ix.apply_subdir(
+                &SubdirChanges {
+                    subdir: e.name.subdir(),
+                    upserts: vec![e.clone()],
+                    totals: None,
+                    ..Default::default()
+                },
+                2000,
+            )
+            .unwrap();
+        }
+    }
+
+    #[test]
+    fn runs_are_numbered_in_order_and_only_ended_ones_age_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ix = Index::open(&dir.path().join("i.sqlite")).unwrap();
+        assert_eq!(ix.last_ci_run().unwrap(), None);
+        assert_eq!(ix.keep_from(None, 1).unwrap(), i64::MIN);
+        let b = Bytes::default();
+        let one = ix.begin_run(Some("ci"), 100, 50, &b).unwrap();
+        ix.end_run(one, 110, "{}").unwrap();
+        let two = ix.begin_run(None, 200, 150, &b).unwrap(); // abandoned
+        let three = ix.begin_run(None, 300, 250, &b).unwrap();
+        assert_eq!((one, two, three), (1, 2, 3));
+        let last = ix.last_ci_run().unwrap().unwrap();
+        assert_eq!((last.id, last.started, last.ended), (3, 300, None));
+        // Run 3 is on: the two runs that count are 3 and 1.
+        assert_eq!(ix.keep_from(Some(3), 1).unwrap(), 3);
+        assert_eq!(ix.keep_from(Some(3), 2).unwrap(), 1);
+        assert_eq!(ix.keep_from(Some(3), 3).unwrap(), i64::MIN);
+        assert_eq!(ix.keep_from(None, 1).unwrap(), 1);
+        assert_eq!(ix.ci_runs(10).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn marking_finds_touched_made_and_recorded_uses_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ix = Index::open(&dir.path().join("i.sqlite")).unwrap();
+        let mut old = entry(1, Kind::Output);
+        old.mtime = 900;
+        old.last_use = 900;
+        let mut touched = entry(2, Kind::Output);
+        touched.mtime = 1500;
+        touched.last_use = 1500;
+        let exact = entry(3, Kind::Exe); // used at 1000 by mtime...
+        add(&mut ix, &[old.clone(), touched.clone(), exact.clone()]);
+        // ...and at 1300 through `gocache go`.
+        ix.record_uses(&[Use {
+            name: exact.name,
+            at: 1300,
+            hit: true,
+        }])
+        .unwrap();
+        let used = ix.mark_run(7, 1000, 1200).unwrap();
+        let mut names: Vec<EntryName> = used.iter().map(|u| u.name).collect();
+        names.sort();
+        assert_eq!(names, vec![touched.name, exact.name]);
+        let (entries, runs) = ix.entries_and_runs().unwrap();
+        let run_of = |n: EntryName| runs[entries.iter().position(|e| e.name == n).unwrap()];
+        assert_eq!((run_of(old.name), run_of(touched.name)), (0, 7));
+        // A sync's update keeps the mark.
+        let mut again = touched.clone();
+        again.mtime = 1600;
+        add(&mut ix, &[again]);
+        let (entries, runs) = ix.entries_and_runs().unwrap();
+        assert_eq!(
+            runs[entries.iter().position(|e| e.name == touched.name).unwrap()],
+            7
+        );
+    }
+
+    #[test]
+    fn backdating_moves_mtime_and_last_use_back_but_never_below_the_mtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ix = Index::open(&dir.path().join("i.sqlite")).unwrap();
+        let mut e = entry(4, Kind::Action);
+        (e.mtime, e.last_use, e.first_seen) = (5000, 5200, 5300);
+        add(&mut ix, &[e.clone()]);
+        assert_eq!(ix.entries_newer_than(4000, None).unwrap().len(), 1);
+        assert_eq!(ix.entries_newer_than(4000, Some(&[3])).unwrap().len(), 0);
+        assert_eq!(ix.entries_newer_than(5000, Some(&[4])).unwrap().len(), 0);
+        ix.record_backdated(&[e.name], 1000, 5100).unwrap();
+        let got = ix.entry(&e.name).unwrap().unwrap();
+        assert_eq!((got.mtime, got.last_use), (1000, 5099));
+        assert_eq!(ix.record_before(5250).unwrap(), 1);
+        let got = ix.entry(&e.name).unwrap().unwrap();
+        assert_eq!((got.first_seen, got.last_use), (5249, 5099));
+        assert_eq!(ix.record_before(5250).unwrap(), 0);
+    }
+
+    #[test]
+    fn an_index_from_before_the_ci_mode_migrates_with_no_runs_and_no_marks() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("i.sqlite");
+        let conn = rusqlite::Connection::open(&p).unwrap();
+        // The schema as the gocache before the CI mode left it.
+        let before = &super::super::open::MIGRATIONS[..3];
+        for (sql, version) in before.iter().zip(1..) {
+            conn.execute_batch(sql).unwrap();
+            conn.pragma_update(None, "user_version", version).unwrap();
+        }
+        conn.execute(
+            "INSERT INTO entries (subdir, name, kind, apparent, allocated, mtime, last_use, first_seen)
+             VALUES (1, ?1, 1, 3, 4096, 10, 10, 10)",
+            [crate::layout::EntryName::data(crate::layout::Id([1; 32])).file_name()],
+        )
+        .unwrap();
+        drop(conn);
+        let ix = Index::open(&p).unwrap();
+        let (entries, runs) = ix.entries_and_runs().unwrap();
+        assert_eq!((entries.len(), runs), (1, vec![0]));
+        assert_eq!(ix.last_ci_run().unwrap(), None);
+        assert_eq!(ix.ci_seal().unwrap(), None);
+    }
+
+    #[test]
+    fn the_seal_round_trips_and_breaks() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ix = Index::open(&dir.path().join("i.sqlite")).unwrap();
+        assert_eq!(ix.ci_seal().unwrap(), None);
+        let seal = CiSeal {
+            run: 2,
+            at: 10,
+            newest_mtime: 5,
+            newest_record: 10,
+        };
+        ix.store_ci_seal(&seal).unwrap();
+        assert_eq!(ix.ci_seal().unwrap(), Some(seal));
+        ix.clear_ci_seal().unwrap();
+        assert_eq!(ix.ci_seal().unwrap(), None);
+    }
+}
