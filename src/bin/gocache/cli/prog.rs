@@ -22,9 +22,16 @@ use gocache::enforce::effective_limits;
 pub struct Args {
     #[command(flatten)]
     limits: LimitArgs,
-    /// Threads answering gets and finishing puts.
-    #[arg(long, default_value_t = 4)]
-    workers: usize,
+    /// Threads answering gets while several requests wait, and finishing
+    /// puts; 0 answers everything on the thread reading requests [default:
+    /// 0 with up to two CPUs, else one fewer than the CPUs, at most 8].
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Write the server's timeline to FILE when it ends: a line per event
+    /// (each request read and answered, each write of responses, each step
+    /// of starting and closing) in microseconds since the start.
+    #[arg(long, value_name = "FILE")]
+    trace: Option<std::path::PathBuf>,
 }
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
@@ -36,34 +43,72 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         std::fs::create_dir_all(&l.dir)?;
     }
     let ctx = Ctx::locate(global)?;
-    // The build must never fail because of the index: without one, serve
-    // the cache and say so once.
-    let index = match gocache::index::Index::open(&ctx.index_path) {
-        Ok(ix) => Some(ix),
-        Err(e) => {
-            eprintln!("gocache prog: warning: {e}; serving the cache without counting hits");
-            None
+    let cache_dir = gocache::cachedir::CacheDir::open(&ctx.cache_dir)?;
+    let specs = args.limits.specs();
+    // Runs on the server's bookkeeping thread, after go has its first
+    // answer. The build must never fail because of the index: without one,
+    // serve the cache and say so once.
+    let open_index = Box::new(move || {
+        let index = match gocache::index::Index::open(&ctx.index_path) {
+            Ok(ix) => ix,
+            Err(e) => {
+                eprintln!("gocache prog: warning: {e}; serving the cache without counting hits");
+                return gocache::prog::Bookkeeping::default();
+            }
+        };
+        let limits = match effective_limits(&ctx.cache_dir, &index, &specs) {
+            Ok(l) => {
+                (l.budget.is_some() || l.exe_quota.is_some() || l.min_free.is_some()).then_some(l)
+            }
+            Err(e) => {
+                eprintln!("gocache prog: warning: reading the limits: {e:#}; not enforcing them");
+                None
+            }
+        };
+        gocache::prog::Bookkeeping {
+            index: Some(index),
+            limits,
         }
-    };
-    let limits = match &index {
-        Some(ix) => {
-            let l = effective_limits(&ctx.cache_dir, ix, &args.limits.specs())?;
-            (l.budget.is_some() || l.exe_quota.is_some() || l.min_free.is_some()).then_some(l)
-        }
-        None => None,
-    };
+    });
     let cfg = gocache::prog::ServerConfig {
-        cache_dir: gocache::cachedir::CacheDir::open(&ctx.cache_dir)?,
-        index,
-        limits,
+        cache_dir,
+        open_index,
         clock: super::common::now,
-        workers: args.workers,
+        workers: args.workers.unwrap_or_else(gocache::prog::default_workers),
+        trace: args.trace,
     };
-    match gocache::prog::serve(cfg, std::io::stdin().lock(), std::io::stdout()) {
+    match gocache::prog::serve(cfg, std::io::stdin().lock(), Stdout) {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(msg) => {
             eprintln!("gocache prog: {msg}");
             Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// Standard output, written directly: the server writes whole batches of
+/// responses. Dropping it closes the pipe to the go command (standard
+/// output becomes /dev/null), which then goes on while this process closes
+/// its index and exits.
+struct Stdout;
+
+impl std::io::Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        Ok(rustix::io::write(rustix::stdio::stdout(), buf)?)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for Stdout {
+    fn drop(&mut self) {
+        use rustix::fs::{Mode, OFlags};
+        if let Ok(null) =
+            rustix::fs::open("/dev/null", OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())
+        {
+            let _ = rustix::stdio::dup2_stdout(&null);
         }
     }
 }
