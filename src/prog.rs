@@ -1057,7 +1057,10 @@ impl Shared {
 const FLUSH_USES_AT: usize = 512;
 
 /// Streams a put's body into a temporary file next to where it belongs,
-/// checking its size and SHA-256.
+/// checking its size and SHA-256. A body that cannot be stored (its
+/// subdirectory is not a directory, the disk is full) is still read to its
+/// end, and the put is answered with an error naming the write: go then
+/// builds without caching that output, and the session goes on.
 fn receive_body(
     shared: &Shared,
     r: &mut impl BufRead,
@@ -1066,24 +1069,53 @@ fn receive_body(
 ) -> Result<TmpFile, BodyError> {
     // Go creates the 256 subdirectories before it starts us; one missing
     // (or not a real directory) is dealt with here.
-    let (tmp, file) = TmpFile::create(shared, output.subdir())?;
+    let (tmp, file) = match TmpFile::create(shared, output.subdir()) {
+        Ok(x) => x,
+        Err(e) => {
+            if size > 0 {
+                match stream_body(r, &mut std::io::sink()) {
+                    Ok(_) | Err(BodyError::Bad(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let dir = shared.dir.path().join(subdir_name(output.subdir()));
+            return Err(BodyError::Bad(format!(
+                "storing output {output} in {}: {e}; not cached",
+                dir.display()
+            )));
+        }
+    };
+    /// Hashes what it is given and writes it on; after a failed write it
+    /// keeps hashing and drops the rest, so that the body is still read to
+    /// its end, and says what failed.
     struct HashingWriter<W: Write> {
         inner: W,
         hash: sha2::Sha256,
+        failed: Option<std::io::Error>,
     }
     impl<W: Write> Write for HashingWriter<W> {
         fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            let n = self.inner.write(b)?;
-            self.hash.update(&b[..n]);
-            Ok(n)
+            self.hash.update(b);
+            if self.failed.is_none()
+                && let Err(e) = self.inner.write_all(b)
+            {
+                self.failed = Some(e);
+            }
+            Ok(b.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
-            self.inner.flush()
+            if self.failed.is_none()
+                && let Err(e) = self.inner.flush()
+            {
+                self.failed = Some(e);
+            }
+            Ok(())
         }
     }
     let mut w = HashingWriter {
         inner: std::io::BufWriter::with_capacity(256 << 10, file),
         hash: sha2::Sha256::new(),
+        failed: None,
     };
     let result = if size == 0 {
         Ok(0)
@@ -1098,8 +1130,17 @@ fn receive_body(
         Ok(n) => n,
         Err(e) => return fail(e),
     };
-    if let Err(e) = w.flush() {
-        return fail(e.into());
+    let _ = w.flush();
+    if let Some(e) = w.failed.take() {
+        let path = shared
+            .dir
+            .path()
+            .join(subdir_name(output.subdir()))
+            .join(tmp.name.to_string_lossy().as_ref());
+        return fail(BodyError::Bad(format!(
+            "writing {}: {e}; output {output} not cached",
+            path.display()
+        )));
     }
     if got != size {
         return fail(BodyError::Bad(format!(

@@ -399,3 +399,190 @@ fn a_put_never_writes_through_a_symlinked_subdirectory() {
     assert!(written.is_empty(), "written outside the cache: {written:?}");
     assert!(sub.symlink_metadata().unwrap().file_type().is_symlink());
 }
+
+/// The latest session's error count.
+fn last_session_errors(sb: &Sandbox) -> u64 {
+    let conn = rusqlite::Connection::open(sb.index()).unwrap();
+    conn.query_row(
+        "SELECT errors FROM prog_sessions ORDER BY id DESC LIMIT 1",
+        [],
+        |r| r.get::<_, i64>(0),
+    )
+    .unwrap() as u64
+}
+
+/// Every entry file of the cache, and the temporary files among them.
+fn files_and_temps(cache: &std::path::Path) -> (usize, Vec<String>) {
+    let names = outputs(cache);
+    let temps = names
+        .iter()
+        .filter(|n| n.starts_with(".gocache-tmp-"))
+        .cloned()
+        .collect();
+    (names.len(), temps)
+}
+
+#[test]
+fn a_put_that_cannot_be_stored_is_answered_with_an_error_and_serving_goes_on() {
+    // Half the subdirectories are symlinks to directories outside the
+    // cache (holding what they held): every put whose output lands there
+    // must fail alone, and nothing there may change.
+    let sb = Sandbox::with_template();
+    let outside = sb.root().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    for s in 0x80..=0xffu8 {
+        let sub = sb.cache().join(format!("{s:02x}"));
+        let away = outside.join(format!("{s:02x}"));
+        std::fs::rename(&sub, &away).unwrap();
+        std::os::unix::fs::symlink(&away, &sub).unwrap();
+    }
+    let listing = || {
+        let mut v = Vec::new();
+        for s in 0x80..=0xffu8 {
+            for e in std::fs::read_dir(outside.join(format!("{s:02x}"))).unwrap() {
+                let e = e.unwrap();
+                v.push((e.file_name(), e.metadata().unwrap().modified().unwrap()));
+            }
+        }
+        v.sort();
+        v
+    };
+    let before = listing();
+    // The protocol first: the answer names the write and the
+    // subdirectory, and the next requests are served.
+    let (mut child, mut out) = spawn_prog(&sb);
+    let mut stdin = child.stdin.take().unwrap();
+    let (mut bad, mut good) = (None, None);
+    for i in 0u32.. {
+        let body = format!("body {i}").into_bytes();
+        match sha256(&body)[0] {
+            0x80.. if bad.is_none() => bad = Some(body),
+            ..0x80 if good.is_none() => good = Some(body),
+            _ => {}
+        }
+        if bad.is_some() && good.is_some() {
+            break;
+        }
+    }
+    let (bad, good) = (bad.unwrap(), good.unwrap());
+    let action = [0x11u8; 32];
+    stdin
+        .write_all(put_request(1, &action, &bad).as_bytes())
+        .unwrap();
+    stdin.flush().unwrap();
+    let r = read_response(&mut out);
+    let err = r["Err"].as_str().unwrap_or_default();
+    let sub = format!("{:02x}", sha256(&bad)[0]);
+    assert!(
+        err.contains("storing output") && err.contains(&sub) && !err.contains("reading"),
+        "{r}"
+    );
+    stdin
+        .write_all((put_request(2, &action, &good) + &get_request(3, &action)).as_bytes())
+        .unwrap();
+    stdin.flush().unwrap();
+    let (a, b) = (read_response(&mut out), read_response(&mut out));
+    let hit = if a["ID"] == 3 { a } else { b };
+    assert_eq!(hit["Size"], good.len() as u64, "{hit}");
+    close_prog(child, stdin, &mut out, 4);
+
+    // And the real go command: a build whose puts half fail succeeds, with
+    // the failures counted. (Go's module index treats a failed put as
+    // fatal, with its own disk cache too, so it is off here: the build's
+    // outputs are what go builds again without caching.)
+    let dir = sb.write_hello("stored", "half stored");
+    let mut go = with_prog(sb.go(["build", "-gcflags=all=-N", "-o", "hello", "."]));
+    go.current_dir(&dir).env("GODEBUG", "goindex=0");
+    let out = run_ok(go);
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("GOCACHEPROG"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, _, misses, puts) = last_session(&sb);
+    assert!(misses > 20 && puts > 10, "{misses} misses, {puts} puts");
+    assert!(last_session_errors(&sb) > 5);
+    assert_eq!(listing(), before, "something outside the cache changed");
+    let hello = std::process::Command::new(dir.join("hello"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&hello.stdout), "half stored\n");
+}
+
+/// A `gocache prog` that may write files of at most `kib` KiB, as a script
+/// go can start: a stand-in for a disk that fills up.
+fn prog_with_file_limit(sb: &Sandbox, kib: u64) -> std::path::PathBuf {
+    let script = sb.root().join("prog-limited.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nulimit -f {}\nexec '{}' prog \"$@\"\n",
+            kib * 2, // 512-byte blocks, or more where the shell counts KiB
+            gocache_bin().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    script
+}
+
+#[test]
+fn a_write_that_fails_half_way_answers_that_put_with_the_write_and_serving_goes_on() {
+    let sb = Sandbox::with_template();
+    let limited = prog_with_file_limit(&sb, 1024);
+    // The protocol: a 4 MiB body passes the limit part way through.
+    let mut child = Command::new(&limited);
+    for (k, v) in sb.env() {
+        child.env(k, v);
+    }
+    let mut child = child
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    assert_eq!(read_response(&mut out)["ID"], 0);
+    let mut stdin = child.stdin.take().unwrap();
+    let big: Vec<u8> = (0..4u32 << 20).map(|i| (i % 251) as u8).collect();
+    let (a1, a2) = ([0x21u8; 32], [0x22u8; 32]);
+    let writer = std::thread::spawn(move || {
+        stdin
+            .write_all((put_request(1, &a1, &big) + &put_request(2, &a2, b"small")).as_bytes())
+            .unwrap();
+        stdin.flush().unwrap();
+        stdin
+    });
+    let r = read_response(&mut out);
+    assert_eq!(r["ID"], 1);
+    let err = r["Err"].as_str().unwrap_or_default();
+    assert!(
+        err.starts_with("writing ") && err.contains(sb.cache().to_str().unwrap()),
+        "{r}"
+    );
+    let r = read_response(&mut out);
+    assert_eq!(r["ID"], 2);
+    assert!(r["Err"].is_null(), "{r}");
+    let mut stdin = writer.join().unwrap();
+    stdin.write_all(get_request(3, &a2).as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    assert_eq!(read_response(&mut out)["Size"], 5);
+    close_prog(child, stdin, &mut out, 4);
+    assert!(files_and_temps(&sb.cache()).1.is_empty());
+
+    // The real go command, whose larger outputs (runtime, fmt) cannot be
+    // stored: the build succeeds and says nothing of GOCACHEPROG.
+    let dir = sb.write_hello("limited", "limited");
+    let mut go = sb.go(["build", "-gcflags=all=-N", "-o", "hello", "."]);
+    go.current_dir(&dir)
+        .env("GOCACHEPROG", limited.to_str().unwrap());
+    let out = run_ok(go);
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("GOCACHEPROG"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, _, _, puts) = last_session(&sb);
+    assert!(puts > 10 && last_session_errors(&sb) > 0);
+    assert!(files_and_temps(&sb.cache()).1.is_empty());
+}

@@ -35,6 +35,13 @@ pub struct Args {
 }
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
+    // A file size limit (`ulimit -f`) must fail the put that passes it
+    // (EFBIG, answered as an error like a full disk), not kill the server
+    // with SIGXFSZ and the go command's build with it.
+    // SAFETY: setting a disposition; no handler runs.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     // Like go itself, create a missing cache directory.
     if let Ok(l) =
         gocache::layout::locate_cache(global.cache_dir.as_deref(), &|k| std::env::var_os(k))
