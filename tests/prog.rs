@@ -586,3 +586,28 @@ fn a_write_that_fails_half_way_answers_that_put_with_the_write_and_serving_goes_
     assert!(puts > 10 && last_session_errors(&sb) > 0);
     assert!(files_and_temps(&sb.cache()).1.is_empty());
 }
+#[test]
+fn an_endless_request_line_stops_the_server_with_a_message_not_a_bigger_process() {
+    let sb = Sandbox::new();
+    let (mut child, _out) = spawn_prog(&sb);
+    let mut stdin = child.stdin.take().unwrap();
+    // 64 MiB without a newline; the server must stop long before.
+    let writer = std::thread::spawn(move || {
+        let chunk = vec![b'x'; 1 << 20];
+        let mut sent = 0;
+        while sent < 64 && stdin.write_all(&chunk).is_ok() {
+            sent += 1;
+        }
+        sent
+    });
+    let out = child.wait_with_output().unwrap();
+    let sent = writer.join().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("gocache prog: a request line is longer than 1024 KiB")
+            && err.contains("xxxx"),
+        "{err}"
+    );
+    assert!(sent < 64, "the server read all {sent} MiB");
+}
