@@ -9,7 +9,8 @@
 #   wrap    a cached `gocache go run` vs a cached `go run`
 #   prog    cold and warm `go build std`: Go's cache, gocache prog and a plain Go
 #           GOCACHEPROG server (go-cacher), interleaved; warm also at -p=2,
-#           -p=16 and under taskset (COLD, WARM: rounds; PEER: a go-cacher binary)
+#           -p=16 and under taskset (COLD, WARM: rounds; PEER: a go-cacher binary;
+#           VARIANTS: more gocache columns with other flags, see below)
 #
 # Usage: scripts/bench.sh [ENTRIES] [WORKDIR] [PARTS...]
 #   ENTRIES  synthetic cache size (default 1000000; 100000 is quicker)
@@ -207,7 +208,18 @@ if [[ " $PARTS " == *" prog "* ]]; then
   echo "   command: scripts/bench.sh $N $W $PARTS (COLD=$COLD WARM=$WARM); nproc $(nproc); $(uptime | sed 's/^ *//')"
   echo "   $("$GO" version); peer: ${PEER:-none}"
   echo "   each cell: median [min-max] of its rounds; ratio = median / native's median; the three run in turn, the order rotating"
-  SIDES="native gocache${PEER:+ peer}"
+  # VARIANTS adds gocache columns with other flags, for tuning on a given
+  # machine: VARIANTS='spin:--spin-us 200;w0:--workers 0'.
+  declare -A VARGS=()
+  SIDES="native gocache"
+  IFS=';' read -ra vs <<< "${VARIANTS:-}"
+  for v in "${vs[@]}"; do
+    [ -n "$v" ] || continue
+    VARGS[${v%%:*}]=${v#*:}
+    SIDES+=" ${v%%:*}"
+  done
+  SIDES+="${PEER:+ peer}"
+  [ -n "${VARIANTS:-}" ] && echo "   variants: $VARIANTS"
   # One build on one side: `side NAME CMD...`.
   side() {
     local s=$1; shift
@@ -215,6 +227,7 @@ if [[ " $PARTS " == *" prog "* ]]; then
       native) GOCACHE=$W/std-native "$@" ;;
       gocache) GOCACHE=$W/std-gocache GOCACHEPROG="$G prog" "$@" ;;
       peer) GOCACHE=$W/std-peer-go GOCACHEPROG="$PEER $W/std-peer" "$@" ;;
+      *) GOCACHE=$W/std-$s GOCACHEPROG="$G prog ${VARGS[$s]}" "$@" ;;
     esac
   }
   # stats FILE: "median min max" of the numbers in FILE.
@@ -245,9 +258,8 @@ if [[ " $PARTS " == *" prog "* ]]; then
   }
   fresh() {
     case $1 in
-      native) rm -rf "$W/std-native" ;;
-      gocache) rm -rf "$W/std-gocache" ;;
       peer) rm -rf "$W/std-peer-go" "$W/std-peer" ;;
+      *) rm -rf "${W:?}/std-$1" ;;
     esac
   }
   printf '  %-24s' ""; for s in $SIDES; do printf ' %-30s' "$s"; done; echo

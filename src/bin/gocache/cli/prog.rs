@@ -27,6 +27,11 @@ pub struct Args {
     /// 0 with up to two CPUs, else one fewer than the CPUs, at most 8].
     #[arg(long)]
     workers: Option<usize>,
+    /// Microseconds to poll for the next request before sleeping: may
+    /// shorten each get's round trip on machines with idle CPUs, costs a
+    /// CPU while it polls.
+    #[arg(long, value_name = "US", default_value_t = 0)]
+    spin_us: u64,
     /// Write the server's timeline to FILE when it ends: a line per event
     /// (each request read and answered, each write of responses, each step
     /// of starting and closing) in microseconds since the start.
@@ -82,6 +87,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         open_index,
         clock: super::common::now,
         workers: args.workers.unwrap_or_else(gocache::prog::default_workers),
+        spin: std::time::Duration::from_micros(args.spin_us),
         trace: args.trace,
     };
     match gocache::prog::serve(cfg, std::io::stdin().lock(), Stdout) {
