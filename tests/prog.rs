@@ -611,3 +611,32 @@ fn an_endless_request_line_stops_the_server_with_a_message_not_a_bigger_process(
     );
     assert!(sent < 64, "the server read all {sent} MiB");
 }
+
+#[test]
+fn every_hit_of_a_session_is_in_the_index_soon_after_go_exits() {
+    let sb = Sandbox::with_template();
+    run_ok(sb.go(["build", "std"]));
+    run_ok(sb.gocache(["scan"]));
+    let hits = || -> u64 {
+        let conn = rusqlite::Connection::open(sb.index()).unwrap();
+        conn.query_row(
+            "SELECT (SELECT coalesce(sum(hits), 0) FROM entries)
+                  + (SELECT coalesce(sum(hits), 0) FROM pending_uses)",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap() as u64
+    };
+    let before = hits();
+    run_ok(with_prog(sb.go(["build", "std"])));
+    let (gets, session_hits, _, _) = last_session(&sb);
+    assert!(gets > 300 && session_hits == gets);
+    // The session's row is there when go exits; the last uses are recorded
+    // just after (the server no longer holds go up for them). Each hit is
+    // a use of its action and of its output.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while hits() != before + 2 * session_hits && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(hits(), before + 2 * session_hits);
+}
