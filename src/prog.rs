@@ -370,7 +370,9 @@ pub struct ServerConfig {
     pub clock: fn() -> UnixTime,
     /// Threads that answer gets while more requests are waiting, and
     /// finish puts; with 0 the thread reading requests does it all.
-    pub workers: usize,
+    /// [`default_workers`] when not given (worked out after the first
+    /// answer: it reads cgroup files).
+    pub workers: Option<usize>,
     /// How long the reader polls for the next request before it sleeps
     /// (zero: it sleeps at once). go sends its next request 60-80 us
     /// (median, on 2 vCPUs) after a response; a reader that slept meanwhile
@@ -756,7 +758,7 @@ pub fn serve(
         std::thread::spawn(move || keep_books(&shared, open, started, ready_tx))
     };
     let _ = shared.bookkeeper.set(bookkeeper.thread().clone());
-    let (pool, threads) = match cfg.workers {
+    let (pool, threads) = match cfg.workers.unwrap_or_else(default_workers) {
         0 => (None, Vec::new()),
         n => {
             let (pool, threads) = Pool::start(n, &shared, &writer);

@@ -86,7 +86,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         cache_dir,
         open_index,
         clock: super::common::now,
-        workers: args.workers.unwrap_or_else(gocache::prog::default_workers),
+        workers: args.workers,
         spin: std::time::Duration::from_micros(args.spin_us),
         trace: args.trace,
     };
