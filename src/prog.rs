@@ -963,18 +963,8 @@ fn keep_books(
 ) -> Option<Index> {
     let Bookkeeping { mut index, limits } = open();
     shared.note("index-open", 0, index.is_some() as u64);
-    if let Some(ix) = &index {
-        // SQLite checkpoints (two fsyncs) in whichever commit makes the WAL
-        // long: not in the commits at close, which go waits for. This
-        // thread checkpoints between batches instead, and closing the
-        // index, after go has its answer, checkpoints the rest.
-        let _ = ix.defer_checkpoints();
-    }
     while !shared.closing.load(Ordering::SeqCst) {
         flush_uses(shared, index.as_mut());
-        if let Some(ix) = &index {
-            checkpoint_if_long(ix);
-        }
         if shared.evict_wanted.swap(false, Ordering::SeqCst)
             && let (Some(ix), Some(limits)) = (index.as_mut(), &limits)
         {
@@ -983,9 +973,15 @@ fn keep_books(
         }
         std::thread::park_timeout(std::time::Duration::from_millis(250));
     }
-    // Close. After puts, the limits are checked before go may exit, so
-    // that the cache is within them when it does; the uses come first so
-    // that the plan protects what this build used.
+    // Close. SQLite checkpoints (two fsyncs) in whichever commit makes the
+    // WAL long: not in the commits go waits for now. Closing the index,
+    // after go has its answer, checkpoints.
+    if let Some(ix) = &index {
+        let _ = ix.defer_checkpoints();
+    }
+    // After puts, the limits are checked before go may exit, so that the
+    // cache is within them when it does; the uses come first so that the
+    // plan protects what this build used.
     if shared.puts_seen.load(Ordering::Relaxed)
         && let (Some(ix), Some(limits)) = (index.as_mut(), &limits)
     {
@@ -1410,17 +1406,6 @@ fn finish_put(
         id,
         disk_path: shared.disk_path(&oname),
         ..Default::default()
-    }
-}
-
-/// WAL bytes past which the bookkeeping thread checkpoints: the 128 pages
-/// at which the index's other connections do.
-const CHECKPOINT_AT: u64 = 128 * 4096;
-
-fn checkpoint_if_long(ix: &Index) {
-    let wal = Index::wal_path(ix.path());
-    if std::fs::metadata(wal).is_ok_and(|m| m.len() > CHECKPOINT_AT) {
-        let _ = ix.checkpoint_passive();
     }
 }
 

@@ -298,20 +298,11 @@ impl Index {
     }
 
     /// Stops SQLite from checkpointing in whichever commit makes the
-    /// write-ahead log long (two fsyncs in a commit someone may be waiting
-    /// for): the caller checkpoints at times of its own choosing with
-    /// [`Index::checkpoint_passive`]. Closing the index still checkpoints.
+    /// write-ahead log long (two fsyncs), for the commits someone waits
+    /// for; closing the index still checkpoints.
     pub fn defer_checkpoints(&self) -> Result<()> {
         self.conn
             .execute_batch("PRAGMA wal_autocheckpoint = 0")
-            .at(&self.path)
-    }
-
-    /// Moves what it can of the write-ahead log into the database file
-    /// without waiting for other readers or writers.
-    pub fn checkpoint_passive(&self) -> Result<()> {
-        self.conn
-            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
             .at(&self.path)
     }
 }
