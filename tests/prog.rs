@@ -640,3 +640,179 @@ fn every_hit_of_a_session_is_in_the_index_soon_after_go_exits() {
     }
     assert_eq!(hits(), before + 2 * session_hits);
 }
+
+/// An action entry of the template cache, as a get finds it.
+struct Cached {
+    action: [u8; 32],
+    /// `<hex>-a`, the action entry's file name.
+    action_name: String,
+    /// `<hex>-d`, its output's file name.
+    output_name: String,
+    size: u64,
+}
+
+/// The first `n` action entries of `cache` whose output is there, each
+/// naming a different output.
+fn cached_actions(cache: &std::path::Path, n: usize) -> Vec<Cached> {
+    let unhex = |h: &str| -> [u8; 32] {
+        let mut b = [0u8; 32];
+        for (i, v) in b.iter_mut().enumerate() {
+            *v = u8::from_str_radix(&h[2 * i..2 * i + 2], 16).unwrap();
+        }
+        b
+    };
+    let mut found = Vec::new();
+    for name in outputs(cache) {
+        if found.len() == n {
+            break;
+        }
+        let Some(hex) = name.strip_suffix("-a") else {
+            continue;
+        };
+        let text = std::fs::read_to_string(cache.join(&hex[..2]).join(&name)).unwrap();
+        let fields: Vec<&str> = text.split_whitespace().collect();
+        let output_name = format!("{}-d", fields[2]);
+        if !cache.join(&fields[2][..2]).join(&output_name).exists()
+            || found.iter().any(|c: &Cached| c.output_name == output_name)
+        {
+            continue;
+        }
+        found.push(Cached {
+            action: unhex(hex),
+            action_name: name.clone(),
+            output_name,
+            size: fields[3].parse().unwrap(),
+        });
+    }
+    assert_eq!(
+        found.len(),
+        n,
+        "too few action entries in {}",
+        cache.display()
+    );
+    found
+}
+
+/// Each name's recorded uses, as (hits, last use): in the entries the
+/// index knows, or waiting for a scan to find them.
+fn recorded_uses(sb: &Sandbox, name: &str) -> Option<(u64, i64)> {
+    let conn = rusqlite::Connection::open(sb.index()).unwrap();
+    conn.query_row(
+        "SELECT hits, last_use FROM entries WHERE name = ?1
+         UNION ALL SELECT hits, last_use FROM pending_uses WHERE name = ?1",
+        [name],
+        |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)?)),
+    )
+    .ok()
+}
+
+/// Runs `gocache prog ARGS` on the sandbox's cache with the whole of
+/// `requests` written at once, before its first answer is read (go waits
+/// for that answer; a test need not); returns the responses by ID and the
+/// trace it wrote.
+fn prog_at_once(
+    sb: &Sandbox,
+    args: &[&str],
+    requests: String,
+) -> (
+    std::collections::BTreeMap<u64, Value>,
+    Vec<(u64, String, i64)>,
+) {
+    let trace = sb.root().join(format!("trace-{}.txt", requests.len()));
+    let mut cmd = sb.gocache(["prog", "--trace", trace.to_str().unwrap()]);
+    let mut child = cmd
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(requests.as_bytes()).unwrap());
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let responses = out
+        .stdout
+        .split(|&c| c == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let v: Value = serde_json::from_slice(l).unwrap();
+            (v["ID"].as_u64().unwrap(), v)
+        })
+        .collect();
+    let events = std::fs::read_to_string(&trace)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (
+                f[0].parse().unwrap(),
+                f[1].to_string(),
+                f[2].parse().unwrap(),
+            )
+        })
+        .collect();
+    (responses, events)
+}
+
+#[test]
+fn the_first_requests_are_counted_though_the_index_opens_after_them() {
+    // No index yet: the server creates it on its bookkeeping thread, while
+    // the reader answers the requests already waiting.
+    let sb = Sandbox::with_template();
+    assert!(!sb.index().exists());
+    let hits = cached_actions(&sb.cache(), 5);
+    let mut requests = String::new();
+    for (i, c) in hits.iter().enumerate() {
+        requests += &get_request(1 + i as u64, &c.action);
+    }
+    let body = b"a fresh output";
+    let fresh = [0x5au8; 32];
+    requests += &put_request(6, &fresh, body);
+    requests += &get_request(7, &fresh);
+    requests += "{\"ID\":8,\"Command\":\"close\"}\n";
+    let (responses, events) = prog_at_once(&sb, &["--workers", "0"], requests);
+
+    assert_eq!(responses.len(), 9, "{responses:?}");
+    for (i, c) in hits.iter().enumerate() {
+        let r = &responses[&(1 + i as u64)];
+        assert!(r["OutputID"].is_string(), "{r}");
+        assert_eq!(r["Size"].as_u64().unwrap_or(0), c.size, "{r}");
+    }
+    assert!(responses[&6]["Err"].is_null(), "{}", responses[&6]);
+    assert_eq!(responses[&7]["Size"], body.len());
+    // The timeline shows what this test is about: the first get was
+    // answered before the index was open.
+    let at = |what: &str, id: i64| {
+        events
+            .iter()
+            .find(|(_, w, i)| w == what && *i == id)
+            .unwrap_or_else(|| panic!("no {what} {id} in {events:?}"))
+            .0
+    };
+    assert!(at("get", 1) < at("index-open", 0), "{events:?}");
+
+    // Every use is in the index once the server has exited: each hit
+    // counts once for its action entry and once for its output, the put
+    // and its hit too.
+    for c in &hits {
+        for name in [&c.action_name, &c.output_name] {
+            assert_eq!(recorded_uses(&sb, name).map(|u| u.0), Some(1), "{name}");
+        }
+    }
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let fresh_output = recorded_uses(&sb, &format!("{}-d", hex(&sha256(body))));
+    assert_eq!(fresh_output.map(|u| u.0), Some(1));
+    assert!(fresh_output.unwrap().1 > 1_700_000_000);
+    assert_eq!(last_session(&sb), (6, 6, 0, 1));
+    // And the index is whole in its file: the server checkpointed its
+    // write-ahead log when it closed it.
+    let wal = sb.cache().join("gocache/index.sqlite-wal");
+    assert_eq!(std::fs::metadata(&wal).map_or(0, |m| m.len()), 0);
+}
