@@ -816,3 +816,106 @@ fn the_first_requests_are_counted_though_the_index_opens_after_them() {
     let wal = sb.cache().join("gocache/index.sqlite-wal");
     assert_eq!(std::fs::metadata(&wal).map_or(0, |m| m.len()), 0);
 }
+
+#[test]
+fn gets_answered_by_a_pool_while_requests_wait_are_all_answered_and_counted() {
+    // 40 gets at once: the reader hands those with more waiting behind
+    // them to two workers, and polls for the next request before sleeping.
+    let sb = Sandbox::with_template();
+    let hits = cached_actions(&sb.cache(), 20);
+    let mut requests = String::new();
+    for i in 0..40u64 {
+        requests += &match hits.get(i as usize / 2).filter(|_| i % 2 == 0) {
+            Some(c) => get_request(1 + i, &c.action),
+            None => get_request(
+                1 + i,
+                &[0xee, i as u8, 0x77, 0x11].repeat(8).try_into().unwrap(),
+            ),
+        };
+    }
+    requests += "{\"ID\":41,\"Command\":\"close\"}\n";
+    let args = ["--workers", "2", "--spin-us", "200"];
+    let (responses, events) = prog_at_once(&sb, &args, requests);
+    assert_eq!(responses.len(), 42, "{responses:?}");
+    for i in 0..40u64 {
+        let r = &responses[&(1 + i)];
+        if i % 2 == 0 {
+            let c = &hits[i as usize / 2];
+            assert!(r["OutputID"].is_string(), "{r}");
+            assert_eq!(r["Size"].as_u64().unwrap_or(0), c.size, "{r}");
+            let path = sb.cache().join(&c.output_name[..2]).join(&c.output_name);
+            assert_eq!(r["DiskPath"], path.to_str().unwrap());
+        } else {
+            assert_eq!(r["Miss"], true, "{r}");
+        }
+    }
+    let pooled = events.iter().filter(|(_, w, _)| w == "get-pool").count();
+    assert!(pooled > 0, "no get went to the pool: {events:?}");
+    for c in &hits {
+        for name in [&c.action_name, &c.output_name] {
+            assert_eq!(recorded_uses(&sb, name).map(|u| u.0), Some(1), "{name}");
+        }
+    }
+    assert_eq!(last_session(&sb), (40, 20, 20, 0));
+}
+
+#[test]
+fn a_warm_build_served_by_workers_is_all_hits_and_every_hit_is_recorded() {
+    // The default on two CPUs answers every get on the reader; here the
+    // pool and the polling reader serve a real, parallel build.
+    let sb = Sandbox::with_template();
+    run_ok(sb.go(["build", "std"]));
+    run_ok(sb.gocache(["scan"]));
+    let hits = || -> u64 {
+        let conn = rusqlite::Connection::open(sb.index()).unwrap();
+        conn.query_row(
+            "SELECT (SELECT coalesce(sum(hits), 0) FROM entries)
+                  + (SELECT coalesce(sum(hits), 0) FROM pending_uses)",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap() as u64
+    };
+    let before = hits();
+    let mut go = sb.go(["build", "-p=8", "std"]);
+    go.env(
+        "GOCACHEPROG",
+        format!("{} prog --workers 3 --spin-us 50", gocache_bin().display()),
+    );
+    let out = run_ok(go);
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (gets, session_hits, _, puts) = last_session(&sb);
+    assert!(
+        gets > 300 && session_hits == gets && puts == 0,
+        "{gets} gets, {session_hits} hits, {puts} puts"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while hits() != before + 2 * session_hits && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(hits(), before + 2 * session_hits);
+}
+
+#[test]
+fn without_a_usable_index_prog_serves_the_build_and_says_so_once() {
+    // The index's path is a directory: SQLite cannot open it.
+    let sb = Sandbox::with_template();
+    std::fs::create_dir_all(sb.index()).unwrap();
+    let dir = sb.write_hello("noindex", "no index");
+    let mut go = with_prog(sb.go(["build", "-o", "hello", "."]));
+    go.current_dir(&dir);
+    let out = run_ok(go);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("gocache prog: warning: ").count(), 1, "{err}");
+    assert!(
+        err.contains("serving the cache without counting hits"),
+        "{err}"
+    );
+    let hello = Command::new(dir.join("hello")).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&hello.stdout), "no index\n");
+    assert!(sb.index().is_dir());
+}
