@@ -919,3 +919,118 @@ fn without_a_usable_index_prog_serves_the_build_and_says_so_once() {
     assert_eq!(String::from_utf8_lossy(&hello.stdout), "no index\n");
     assert!(sb.index().is_dir());
 }
+
+/// Cache subdirectories made unwritable, for root too (immutable, with
+/// chattr, where the file system allows it); made writable again on drop.
+struct ReadOnlyDirs(Vec<std::path::PathBuf>);
+
+impl ReadOnlyDirs {
+    /// None where this user cannot make a directory it may not write.
+    fn new(dirs: Vec<std::path::PathBuf>) -> Option<ReadOnlyDirs> {
+        use std::os::unix::fs::PermissionsExt;
+        for d in &dirs {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o555)).unwrap();
+        }
+        let ro = ReadOnlyDirs(dirs);
+        let writable = |d: &std::path::Path| {
+            let probe = d.join("probe");
+            let ok = std::fs::write(&probe, b"").is_ok();
+            let _ = std::fs::remove_file(probe);
+            ok
+        };
+        if writable(&ro.0[0]) {
+            // root: only the immutable flag stops it.
+            let chattr = Command::new("chattr").arg("+i").args(&ro.0).status();
+            if !chattr.is_ok_and(|s| s.success()) || writable(&ro.0[0]) {
+                return None;
+            }
+        }
+        Some(ro)
+    }
+}
+
+impl Drop for ReadOnlyDirs {
+    fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = Command::new("chattr")
+            .arg("-i")
+            .args(&self.0)
+            .stderr(Stdio::null())
+            .status();
+        for d in &self.0 {
+            let _ = std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755));
+        }
+    }
+}
+
+#[test]
+fn a_put_into_a_read_only_subdirectory_is_answered_with_the_write_and_the_build_succeeds() {
+    let sb = Sandbox::with_template();
+    let dirs = (0x80..=0xffu8)
+        .map(|s| sb.cache().join(format!("{s:02x}")))
+        .collect();
+    let Some(_read_only) = ReadOnlyDirs::new(dirs) else {
+        eprintln!("skipped: this user cannot make a directory it may not write");
+        return;
+    };
+    let (mut child, mut out) = spawn_prog(&sb);
+    let mut stdin = child.stdin.take().unwrap();
+    let body_in = |low: bool| {
+        (0u32..)
+            .map(|i| format!("body {i}").into_bytes())
+            .find(|b| (sha256(b)[0] < 0x80) == low)
+            .unwrap()
+    };
+    let (bad, good) = (body_in(false), body_in(true));
+    // The output's subdirectory is read-only, then the action entry's.
+    let cases = [
+        (1, [0x11u8; 32], &bad, format!("{:02x}", sha256(&bad)[0])),
+        (2, [0x99u8; 32], &good, "99".to_string()),
+    ];
+    for (id, action, body, sub) in &cases {
+        stdin
+            .write_all(put_request(*id, action, body).as_bytes())
+            .unwrap();
+        stdin.flush().unwrap();
+        let r = read_response(&mut out);
+        assert_eq!(r["ID"], *id);
+        let err = r["Err"].as_str().unwrap_or_default();
+        let dir = sb.cache().join(sub);
+        assert!(
+            err.starts_with("storing ")
+                && err.contains(dir.to_str().unwrap())
+                && !err.contains("reading"),
+            "{r}"
+        );
+    }
+    // Later requests are served: a put that fits, then its hit.
+    let action = [0x22u8; 32];
+    stdin
+        .write_all((put_request(3, &action, &good) + &get_request(4, &action)).as_bytes())
+        .unwrap();
+    stdin.flush().unwrap();
+    let (a, b) = (read_response(&mut out), read_response(&mut out));
+    assert!(a["Err"].is_null() && b["Err"].is_null(), "{a} {b}");
+    let hit = if a["ID"] == 4 { a } else { b };
+    assert_eq!(hit["Size"], good.len() as u64, "{hit}");
+    close_prog(child, stdin, &mut out, 5);
+    assert_eq!(last_session_errors(&sb), 2);
+
+    // The real go command: the build succeeds, with the puts that could
+    // not be stored counted. (Go's module index treats a failed put as
+    // fatal, with its own cache too: off here, as above.)
+    let dir = sb.write_hello("readonly", "read only");
+    let mut go = with_prog(sb.go(["build", "-gcflags=all=-N", "-o", "hello", "."]));
+    go.current_dir(&dir).env("GODEBUG", "goindex=0");
+    let out = run_ok(go);
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, _, misses, puts) = last_session(&sb);
+    assert!(misses > 20 && puts > 10, "{misses} misses, {puts} puts");
+    assert!(last_session_errors(&sb) > 5);
+    let hello = Command::new(dir.join("hello")).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&hello.stdout), "read only\n");
+}
