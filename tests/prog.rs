@@ -706,6 +706,10 @@ fn recorded_uses(sb: &Sandbox, name: &str) -> Option<(u64, i64)> {
     .ok()
 }
 
+/// A line of `gocache prog --trace`: microseconds since the start, the
+/// event, the request ID.
+type TraceEvent = (u64, String, i64);
+
 /// Runs `gocache prog ARGS` on the sandbox's cache with the whole of
 /// `requests` written at once, before its first answer is read (go waits
 /// for that answer; a test need not); returns the responses by ID and the
@@ -714,10 +718,7 @@ fn prog_at_once(
     sb: &Sandbox,
     args: &[&str],
     requests: String,
-) -> (
-    std::collections::BTreeMap<u64, Value>,
-    Vec<(u64, String, i64)>,
-) {
+) -> (std::collections::BTreeMap<u64, Value>, Vec<TraceEvent>) {
     let trace = sb.root().join(format!("trace-{}.txt", requests.len()));
     let mut cmd = sb.gocache(["prog", "--trace", trace.to_str().unwrap()]);
     let mut child = cmd
