@@ -7,7 +7,10 @@
 #           deletion rate vs xargs rm on the same files
 #   hook    the hook with one changed subdirectory, vs a cached go run
 #   wrap    a cached `gocache go run` vs a cached `go run`
-#   prog    cold and warm `go build std` through GOCACHEPROG vs Go's cache
+#   prog    cold and warm `go build std`: Go's cache, gocache prog and a plain Go
+#           GOCACHEPROG server (go-cacher), interleaved; warm also at -p=2,
+#           -p=16 and under taskset (COLD, WARM: rounds; PEER: a go-cacher binary;
+#           VARIANTS: more gocache columns with other flags, see below)
 #   ci      a cache restored (tar --posix, as actions/cache) with the index
 #           the last `ci end` left: `ci begin` vs `du -s` (target <= 0.2x);
 #           after a job touched half of it, `ci end` vs `trim` with the same
@@ -30,14 +33,20 @@ shift $(( $# > 2 ? 2 : $# )) || true
 PARTS=${*:-scan trim hook wrap prog ci}
 mkdir -p "$W"
 
-cargo build --release --quiet --bin gocache --example synth
-G=$PWD/target/release/gocache
-SYNTH=$PWD/target/release/examples/synth
+SYNTHETIC=
+[[ " $PARTS " == *" scan "* || " $PARTS " == *" trim "* || " $PARTS " == *" hook "* ]] && SYNTHETIC=1
 # The gocache measured is the one the README installs: on glibc Linux, a
 # static build (it starts about 0.4 ms sooner, which a hook run after every
 # go command feels).
 HOST=$(rustc -vV | sed -n 's/^host: //p')
-if [[ $HOST == *-linux-gnu ]]; then
+if [ -n "$SYNTHETIC" ]; then
+  cargo build --release --quiet --example synth
+  SYNTH=$PWD/target/release/examples/synth
+fi
+if [[ $HOST != *-linux-gnu ]]; then
+  cargo build --release --quiet --bin gocache
+  G=$PWD/target/release/gocache
+else
   RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --quiet --bin gocache --target "$HOST"
   G=$PWD/target/$HOST/release/gocache
 fi
@@ -56,6 +65,13 @@ us() {
   e=$EPOCHREALTIME
   echo $(( ${e/./} - ${s/./} ))
 }
+# The same, saying so on stderr when the command fails.
+us_ok() {
+  local s=$EPOCHREALTIME e
+  "$@" >/dev/null 2>"$W/last-err.txt" || echo "   FAILED: $* ($(head -c 300 "$W/last-err.txt"))" >&2
+  e=$EPOCHREALTIME
+  echo $(( ${e/./} - ${s/./} ))
+}
 # Median of the numbers on stdin.
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a / b}'; }
@@ -64,13 +80,15 @@ sec() { awk -v a="$1" 'BEGIN {printf "%.3f s", a / 1e6}'; }
 settle() { sync; sleep 3; }
 row() { printf '  %-46s %12s   %s\n' "$1" "$2" "$3"; }
 
-SRC=$W/synth-$N
-if [ ! -f "$SRC/trim.txt" ]; then
-  rm -rf "$SRC"
-  "$SYNTH" "$SRC" "$N" 1 10
+if [ -n "$SYNTHETIC" ]; then
+  SRC=$W/synth-$N
+  if [ ! -f "$SRC/trim.txt" ]; then
+    rm -rf "$SRC"
+    "$SYNTH" "$SRC" "$N" 1 10
+  fi
+  SRC=$(readlink -f "$SRC")
+  echo "synthetic cache: $SRC ($N entries, $(du -sh "$SRC" | cut -f1))"
 fi
-SRC=$(readlink -f "$SRC")
-echo "synthetic cache: $SRC ($N entries, $(du -sh "$SRC" | cut -f1))"
 
 if [[ " $PARTS " == *" scan "* ]]; then
   echo "== scan (warm; median of runs)"
@@ -172,22 +190,101 @@ if [[ " $PARTS " == *" wrap "* ]]; then
 fi
 
 if [[ " $PARTS " == *" prog "* ]]; then
-  echo "== GOCACHEPROG: go build std, cold and warm, Go's cache vs gocache prog"
-  rm -rf "$W/std-go" "$W/std-prog"
-  cold_go=$(GOCACHE=$W/std-go us "$GO" build std)
-  cold_prog=$(GOCACHE=$W/std-prog GOCACHEPROG="$G prog" us "$GO" build std)
-  # Warm builds take a quarter of a second: medians of 9, one of each in turn.
-  : > "$W/warm-go.txt"
-  warm_prog=$(for i in $(seq 9); do
-      GOCACHE=$W/std-go us "$GO" build std >> "$W/warm-go.txt"
-      GOCACHE=$W/std-prog GOCACHEPROG="$G prog" us "$GO" build std
-    done | median)
-  warm_go=$(median < "$W/warm-go.txt")
-  row "cold, Go's cache (baseline)" "$(sec "$cold_go")" "1.000x"
-  row "cold, gocache prog" "$(sec "$cold_prog")" "$(ratio "$cold_prog" "$cold_go")x (target <= 1.05)"
-  row "warm, Go's cache (baseline)" "$(sec "$warm_go")" "1.000x"
-  row "warm, gocache prog" "$(sec "$warm_prog")" "$(ratio "$warm_prog" "$warm_go")x (target <= 1.10)"
-  rm -rf "$W/std-go" "$W/std-prog"
+  # Three caches side by side: Go's own (native), gocache prog, and a plain
+  # Go GOCACHEPROG server, bradfitz/go-tool-cache's go-cacher in its
+  # local-disk mode (the peer). Built from a git directory of that
+  # repository: $GO_TOOL_CACHE_GIT, else a mirror found beside the checkout.
+  PEER=${PEER:-$W/go-cacher}
+  if [ ! -x "$PEER" ]; then
+    find_up() { local d=$PWD; while [ "$d" != / ]; do [ -e "$d/$1" ] && { echo "$d/$1"; return; }; d=$(dirname "$d"); done; }
+    build_peer=$(find_up shared/peers/go-cacher/build.sh)
+    git_dir=${GO_TOOL_CACHE_GIT:-$(find_up .mirror/bradfitz+go-tool-cache/repo)}
+    if [ -n "$build_peer" ] && [ -n "$git_dir" ]; then
+      "$build_peer" "$git_dir" "$PEER" >/dev/null
+    else
+      echo "   (no peer: set GO_TOOL_CACHE_GIT to a git directory of github.com/bradfitz/go-tool-cache,"
+      echo "    or PEER to a go-cacher binary; shared/peers/go-cacher/build.sh builds one)"
+      PEER=
+    fi
+  fi
+  COLD=${COLD:-9}     # cold rounds (each builds std three times from nothing)
+  WARM=${WARM:-11}    # warm rounds per setting
+  echo "== GOCACHEPROG: go build std; native = Go's own cache, gocache = gocache prog, peer = go-cacher (disk)"
+  echo "   command: scripts/bench.sh $N $W $PARTS (COLD=$COLD WARM=$WARM); nproc $(nproc); $(uptime | sed 's/^ *//')"
+  echo "   $("$GO" version); peer: ${PEER:-none}"
+  echo "   each cell: median [min-max] of its rounds; ratio = median / native's median; the three run in turn, the order rotating"
+  # VARIANTS adds gocache columns with other flags, for tuning on a given
+  # machine: VARIANTS='spin:--spin-us 200;w0:--workers 0'.
+  declare -A VARGS=()
+  SIDES="native gocache"
+  IFS=';' read -ra vs <<< "${VARIANTS:-}"
+  for v in "${vs[@]}"; do
+    [ -n "$v" ] || continue
+    VARGS[${v%%:*}]=${v#*:}
+    SIDES+=" ${v%%:*}"
+  done
+  SIDES+="${PEER:+ peer}"
+  [ -n "${VARIANTS:-}" ] && echo "   variants: $VARIANTS"
+  # One build on one side: `side NAME CMD...`.
+  side() {
+    local s=$1; shift
+    case $s in
+      native) GOCACHE=$W/std-native "$@" ;;
+      gocache) GOCACHE=$W/std-gocache GOCACHEPROG="$G prog" "$@" ;;
+      peer) GOCACHE=$W/std-peer-go GOCACHEPROG="$PEER $W/std-peer" "$@" ;;
+      *) GOCACHE=$W/std-$s GOCACHEPROG="$G prog ${VARGS[$s]}" "$@" ;;
+    esac
+  }
+  # stats FILE: "median min max" of the numbers in FILE.
+  stats() { sort -n "$1" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)], a[1], a[NR]}'; }
+  fmt_ms() { awk -v m="$1" -v lo="$2" -v hi="$3" -v b="$4" 'BEGIN {
+      u = (b > 5e6) ? 1e6 : 1e3; n = (b > 5e6) ? "s" : "ms"; d = (b > 5e6) ? 2 : 0
+      r = (b == m) ? "" : sprintf(" %.3fx", m / b)
+      printf "%.*f %s [%.*f-%.*f]%s", d, m / u, n, d, lo / u, d, hi / u, r }'; }
+  # measure LABEL ROUNDS PREP CMD...: ROUNDS rounds of CMD on each side, in
+  # rotating order; PREP (a function name or :) runs before each build.
+  measure() {
+    local label=$1 rounds=$2 prep=$3; shift 3
+    local sides=($SIDES) i j s line base
+    for s in "${sides[@]}"; do : > "$W/t-$s.txt"; done
+    for i in $(seq "$rounds"); do
+      for j in "${!sides[@]}"; do
+        s=${sides[$(( (i + j) % ${#sides[@]} ))]}
+        "$prep" "$s"
+        side "$s" us_ok "$@" >> "$W/t-$s.txt"
+      done
+    done
+    read -r base _ _ < <(stats "$W/t-native.txt")
+    line=$(printf '  %-24s' "$label")
+    for s in "${sides[@]}"; do
+      line+=$(printf ' %-30s' "$(fmt_ms $(stats "$W/t-$s.txt") "$base")")
+    done
+    echo "$line"
+  }
+  fresh() {
+    case $1 in
+      peer) rm -rf "$W/std-peer-go" "$W/std-peer" ;;
+      *) rm -rf "${W:?}/std-$1" ;;
+    esac
+  }
+  printf '  %-24s' ""; for s in $SIDES; do printf ' %-30s' "$s"; done; echo
+  rm -rf "$W"/std-*
+  if [ "$COLD" -gt 0 ]; then
+    measure "cold ($COLD rounds)" "$COLD" fresh "$GO" build std
+  else
+    for s in $SIDES; do side "$s" "$GO" build std >/dev/null 2>&1; done
+  fi
+  # Warm builds take a quarter of a second; the first after a cold one is
+  # not counted (it reads what the cold one wrote back).
+  for s in $SIDES; do side "$s" "$GO" build std >/dev/null 2>&1; done
+  measure "warm ($WARM rounds)" "$WARM" : "$GO" build std
+  measure "warm, -p=2" "$WARM" : "$GO" build -p=2 std
+  measure "warm, -p=16" "$WARM" : "$GO" build -p=16 std
+  measure "warm, taskset -c 0" "$WARM" : taskset -c 0 "$GO" build std
+  measure "warm, taskset -c 0,1" "$WARM" : taskset -c 0,1 "$GO" build std
+  echo "   targets (issue 10): warm <= 1.05x native and <= peer on 16 cores; <= 1.20x and <= peer on 2;"
+  echo "   cold <= 1.03x; -p=2 <= 1.15x on 16 cores"
+  rm -rf "$W"/std-*
 fi
 
 if [[ " $PARTS " == *" ci "* ]]; then

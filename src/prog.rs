@@ -19,38 +19,55 @@
 //!
 //! # Concurrency
 //!
-//! One thread reads requests; a put's body is decoded from base64 as it
-//! streams in, hashed (SHA-256, which must equal the OutputID, or the put
-//! is refused) and written to disk, never held whole in memory. The final
-//! renames of puts run on a small pool; gets (a small read and a stat) are
-//! answered by the reader itself, since go waits on each in turn. Whoever
-//! finishes a request writes its response, in whatever order they finish
-//! (Go matches them by ID).
+//! The go command waits for the first answer (the commands we know) before
+//! it goes on, so it is sent before anything else; the index is opened on
+//! the bookkeeping thread meanwhile, and nothing a request needs waits for
+//! it.
+//!
+//! One thread reads requests. A get (a small read and two stats, about
+//! 10 us) is answered by the reader itself: go mostly waits on one get at a
+//! time, and handing it to another thread would cost a wake-up, more than
+//! the get. When several requests are already waiting in the reader's
+//! buffer (go at high `-p` on many CPUs), gets go to a pool of
+//! [`ServerConfig::workers`] threads and are answered in parallel. A put's
+//! body is decoded from base64 as it streams in, hashed (SHA-256, which must
+//! equal the OutputID, or the put is refused) and written to disk, never
+//! held whole in memory; its final renames run on the pool.
+//!
+//! Responses are written in whatever order requests finish (go matches them
+//! by ID). Whoever finds the writer idle writes everything queued in one
+//! `write`; while more requests wait, the reader queues a few answers and
+//! writes them together.
 //!
 //! # Hits and limits
 //!
 //! Every get (hit or miss) and put is counted, and uses are recorded in the
-//! index in batches by a background thread, never one transaction per
+//! index in batches by the bookkeeping thread, never one transaction per
 //! request; a session summary is stored at close. When puts add more than
-//! [`EVICT_EVERY`] bytes, the stored limits are enforced in the background
-//! (the hook's path, [`crate::enforce::after_use`]); everything handed out
-//! to this go command was just used and is inside the grace period, so it
-//! stays. No get or put waits for that. `close` does: the go command kills its
-//! GOCACHEPROG as soon as `close` is answered, so the server first finishes
-//! what is in flight, records the session and checks the limits once more.
+//! [`EVICT_EVERY`] bytes, the stored limits are enforced there too (the
+//! hook's path, [`crate::enforce::after_use`]); everything handed out to this go command
+//! was just used and is inside the grace period, so it stays. No get or put
+//! waits for that. `close` does: the go command ends as soon as `close` is
+//! answered and our standard output closes, so the server first finishes
+//! what is in flight, and after puts records the uses and checks the limits
+//! once more; it records the session's row. It then lets go of standard
+//! output, and only then records the uses still waiting (after a build
+//! with no puts), closes the index (which may checkpoint the WAL) and
+//! exits.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 
 use base64::Engine;
 use sha2::Digest;
 
 use crate::cachedir::CacheDir;
 use crate::index::{Index, Use};
-use crate::layout::{ActionEntry, EntryName, Id};
+use crate::layout::{ActionEntry, EntryName, Id, subdir_name};
 use crate::model::UnixTime;
 
 /// Bytes put between two background checks of the limits.
@@ -107,6 +124,42 @@ pub struct Response {
 
 fn is_zero(v: &i64) -> bool {
     *v == 0
+}
+
+impl Response {
+    /// Appends the response as one JSON line, exactly as `serde_json`
+    /// writes it (a test checks), without its per-field machinery: this
+    /// runs for every request.
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let string = |out: &mut Vec<u8>, key: &[u8], v: &str| {
+            out.extend_from_slice(key);
+            let _ = serde_json::to_writer(&mut *out, v);
+        };
+        let _ = write!(out, "{{\"ID\":{}", self.id);
+        if !self.err.is_empty() {
+            string(out, b",\"Err\":", &self.err);
+        }
+        if !self.known_commands.is_empty() {
+            out.extend_from_slice(b",\"KnownCommands\":");
+            let _ = serde_json::to_writer(&mut *out, &self.known_commands);
+        }
+        if self.miss {
+            out.extend_from_slice(b",\"Miss\":true");
+        }
+        if let Some(o) = &self.output_id {
+            string(out, b",\"OutputID\":", o);
+        }
+        if self.size != 0 {
+            let _ = write!(out, ",\"Size\":{}", self.size);
+        }
+        if let Some(t) = &self.time {
+            string(out, b",\"Time\":", t);
+        }
+        if !self.disk_path.is_empty() {
+            string(out, b",\"DiskPath\":", &self.disk_path);
+        }
+        out.extend_from_slice(b"}\n");
+    }
 }
 
 /// Why a request line cannot be used.
@@ -308,37 +361,646 @@ pub struct Counters {
 pub struct ServerConfig {
     /// The cache directory (absolute), open.
     pub cache_dir: CacheDir,
-    /// The index, if it could be opened (the server works without one).
-    pub index: Option<Index>,
-    /// Limits to enforce in the background, if any are set.
-    pub limits: Option<crate::limits::Limits>,
+    /// Opens the index and finds the limits to enforce. It runs on the
+    /// bookkeeping thread after the go command has its first answer, so
+    /// opening SQLite never delays a build, and no get or put waits for it
+    /// (their uses wait in memory until it is open).
+    pub open_index: Box<dyn FnOnce() -> Bookkeeping + Send>,
     /// The clock, read once per use.
     pub clock: fn() -> UnixTime,
-    /// Worker threads for gets and puts.
-    pub workers: usize,
+    /// Threads that answer gets while more requests are waiting, and
+    /// finish puts; with 0 the thread reading requests does it all.
+    /// [`default_workers`] when not given (worked out after the first
+    /// answer: it reads cgroup files).
+    pub workers: Option<usize>,
+    /// How long the reader polls for the next request before it sleeps
+    /// (zero: it sleeps at once). go sends its next request 60-80 us
+    /// (median, on 2 vCPUs) after a response; a reader that slept meanwhile
+    /// must be woken by the kernel, which costs tens of microseconds on a
+    /// VM when it slept on another CPU. Polling takes a CPU from go, so it
+    /// can only pay off where CPUs are idle; it is off by default until
+    /// measured on such a machine.
+    pub spin: std::time::Duration,
+    /// A file to write the server's timeline to when it ends: one line per
+    /// event (a request read, answered, a batch of responses written, each
+    /// step of starting and closing), in microseconds since the start.
+    pub trace: Option<PathBuf>,
 }
 
-/// Writes responses, one JSON object a line, flushed each time.
-#[derive(Clone)]
-struct Responder(Arc<Mutex<std::io::BufWriter<Box<dyn Write + Send>>>>);
+/// The index and the limits to enforce, once opened.
+#[derive(Default)]
+pub struct Bookkeeping {
+    /// The index, if it could be opened (the server works without one).
+    pub index: Option<Index>,
+    /// Limits to enforce in the background and at close, if any are set.
+    pub limits: Option<crate::limits::Limits>,
+}
 
-impl Responder {
-    fn send(&self, r: Response) -> Result<(), ()> {
-        let mut out = self.0.lock().map_err(|_| ())?;
-        serde_json::to_writer(&mut *out, &r).map_err(|_| ())?;
-        out.write_all(b"\n").map_err(|_| ())?;
-        out.flush().map_err(|_| ())
+/// The default number of [`ServerConfig::workers`] for the CPUs this
+/// process may use: none with one or two, else one fewer than the CPUs, at
+/// most 8. On two vCPUs go keeps both busy, and a get handed to a worker
+/// waited 30-50 us for it to wake (median, measured on a 2-vCPU VM) where
+/// the reader answers one in about 10 us.
+pub fn default_workers() -> usize {
+    match std::thread::available_parallelism().map_or(1, |n| n.get()) {
+        ..=2 => 0,
+        cpus => (cpus - 1).min(8),
     }
 }
 
+/// The longest request line accepted. A real one is about 200 bytes; a
+/// longer line is not a GOCACHEPROG request, and holding it whole would
+/// only grow the process.
+pub const MAX_REQUEST_LINE: usize = 1 << 20;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The server's timeline (see [`ServerConfig::trace`]).
+struct Trace {
+    start: std::time::Instant,
+    events: Mutex<Vec<(u64, &'static str, i64, u64)>>,
+}
+
+impl Trace {
+    fn note(&self, what: &'static str, id: i64, n: u64) {
+        let us = self.start.elapsed().as_micros() as u64;
+        lock(&self.events).push((us, what, id, n));
+    }
+
+    fn save(&self, path: &std::path::Path) -> std::io::Result<()> {
+        let mut out = std::io::BufWriter::new(File::create(path)?);
+        writeln!(out, "# us event id n")?;
+        for (us, what, id, n) in lock(&self.events).iter() {
+            writeln!(out, "{us} {what} {id} {n}")?;
+        }
+        out.flush()
+    }
+}
+
+/// Sends responses, one JSON object a line. Whoever finds the writer idle
+/// writes everything queued by then in one `write`, and goes on writing
+/// what others queue meanwhile; they return at once. So no response waits
+/// for a hand-off to a writing thread, and responses that finish together
+/// leave in one system call.
+struct Writer {
+    queue: Mutex<Outbox>,
+    out: Mutex<Option<Box<dyn Write + Send>>>,
+}
+
+#[derive(Default)]
+struct Outbox {
+    bytes: Vec<u8>,
+    /// A thread is writing; it will also write what is queued.
+    writing: bool,
+    /// The output failed (the go command went away): responses are dropped.
+    broken: bool,
+    /// The last batch's buffer, kept for the next.
+    spare: Vec<u8>,
+}
+
+impl Writer {
+    fn new(out: Box<dyn Write + Send>) -> Writer {
+        Writer {
+            queue: Mutex::new(Outbox::default()),
+            out: Mutex::new(Some(out)),
+        }
+    }
+
+    /// Queues a response and writes everything queued.
+    fn send(&self, r: &Response, trace: Option<&Trace>) {
+        self.queue(r);
+        self.flush(trace);
+    }
+
+    /// Queues a response without writing it: the caller will send or
+    /// flush soon.
+    fn queue(&self, r: &Response) {
+        let mut q = lock(&self.queue);
+        if !q.broken {
+            r.write_json(&mut q.bytes);
+        }
+    }
+
+    /// Writes everything queued, unless another thread is writing (it
+    /// writes this too, before it returns).
+    fn flush(&self, trace: Option<&Trace>) {
+        let mut q = lock(&self.queue);
+        if q.writing || q.bytes.is_empty() {
+            return;
+        }
+        q.writing = true;
+        loop {
+            let spare = std::mem::take(&mut q.spare);
+            let mut batch = std::mem::replace(&mut q.bytes, spare);
+            drop(q);
+            let ok = match lock(&self.out).as_mut() {
+                Some(out) => out.write_all(&batch).and_then(|()| out.flush()).is_ok(),
+                None => false,
+            };
+            if let Some(t) = trace {
+                t.note("write", 0, batch.len() as u64);
+            }
+            batch.clear();
+            q = lock(&self.queue);
+            q.spare = batch;
+            if !ok {
+                q.broken = true;
+                q.bytes.clear();
+            }
+            if q.bytes.is_empty() {
+                q.writing = false;
+                return;
+            }
+        }
+    }
+
+    /// Lets go of the output, once `close` is answered: the go command
+    /// waits for the pipe to close, not for this process to end.
+    fn release(&self) {
+        let out = lock(&self.out).take();
+        drop(out);
+    }
+}
+
+/// Work the reader hands to the pool.
 enum Job {
-    Finish {
+    Get {
+        id: i64,
+        action: Id,
+    },
+    FinishPut {
         id: i64,
         action: Id,
         output: Id,
         size: u64,
         tmp: TmpFile,
     },
+}
+
+impl Job {
+    fn run(self, shared: &Shared) -> Response {
+        match self {
+            Job::Get { id, action } => {
+                let r = get(shared, id, action);
+                shared.note("get-pool", id, 0);
+                r
+            }
+            Job::FinishPut {
+                id,
+                action,
+                output,
+                size,
+                tmp,
+            } => {
+                let r = finish_put(shared, id, action, output, size, &tmp);
+                shared.note("put-done", id, 0);
+                r
+            }
+        }
+    }
+}
+
+/// Threads beside the reader: they answer gets while more requests wait
+/// to be read, and finish puts (the renames into place).
+struct Pool {
+    queue: Mutex<Jobs>,
+    wake: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct Jobs {
+    jobs: std::collections::VecDeque<Job>,
+    /// Threads waiting for work: a job wakes one only when there is one.
+    idle: usize,
+    closing: bool,
+}
+
+impl Pool {
+    fn start(
+        n: usize,
+        shared: &Arc<Shared>,
+        writer: &Arc<Writer>,
+    ) -> (Arc<Pool>, Vec<std::thread::JoinHandle<()>>) {
+        let pool = Arc::new(Pool {
+            queue: Mutex::new(Jobs::default()),
+            wake: std::sync::Condvar::new(),
+        });
+        let threads = (0..n)
+            .map(|_| {
+                let (pool, shared, writer) = (pool.clone(), shared.clone(), writer.clone());
+                std::thread::spawn(move || {
+                    while let Some(job) = pool.next() {
+                        writer.send(&job.run(&shared), shared.trace.as_ref());
+                    }
+                })
+            })
+            .collect();
+        (pool, threads)
+    }
+
+    fn submit(&self, job: Job) {
+        let mut q = lock(&self.queue);
+        q.jobs.push_back(job);
+        if q.idle > 0 {
+            self.wake.notify_one();
+        }
+    }
+
+    fn next(&self) -> Option<Job> {
+        let mut q = lock(&self.queue);
+        loop {
+            if let Some(job) = q.jobs.pop_front() {
+                return Some(job);
+            }
+            if q.closing {
+                return None;
+            }
+            q.idle += 1;
+            q = self
+                .wake
+                .wait(q)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            q.idle -= 1;
+        }
+    }
+
+    /// Lets the threads finish what is queued, then stop.
+    fn close(&self) {
+        lock(&self.queue).closing = true;
+        self.wake.notify_all();
+    }
+}
+
+/// Requests waiting in the reader's buffer, whole lines only (go writes a
+/// blank line after each), counted up to `at_most`.
+fn requests_waiting(buf: &[u8], at_most: usize) -> usize {
+    buf.split_inclusive(|&c| c == b'\n')
+        .filter(|l| l.ends_with(b"\n") && l.iter().any(|c| !c.is_ascii_whitespace()))
+        .take(at_most)
+        .count()
+}
+
+/// Requests waiting behind a get, already read, for the reader to hand the
+/// get to the pool. Below this the reader answers it: a hand-off costs a
+/// wake-up (about 30-40 us across the vCPUs of a VM, where a get takes
+/// about 10 us), which only pays off while the reader has more to do.
+const HAND_OFF_AT: usize = 3;
+
+/// Responses the reader keeps to send with the next while more requests
+/// are waiting in its buffer: one write and one wake-up of the go command
+/// for several, at the cost of a few microseconds for the first.
+const DEFER_AT_MOST: usize = 4;
+
+/// Reads one request line into `line` (empty at the end of input), at
+/// most [`MAX_REQUEST_LINE`] bytes.
+fn read_request_line(
+    r: &mut BufReader<impl Read + AsFd>,
+    line: &mut Vec<u8>,
+    spin: std::time::Duration,
+) -> Result<(), String> {
+    loop {
+        if r.buffer().is_empty() && !spin.is_zero() {
+            spin_until_readable(r.get_ref().as_fd(), spin);
+        }
+        let buf = match r.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("reading requests: {e}")),
+        };
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let (take, done) = match buf.iter().position(|&c| c == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (buf.len(), false),
+        };
+        if line.len() + take > MAX_REQUEST_LINE {
+            let start = [line.as_slice(), buf].concat();
+            return Err(format!(
+                "a request line is longer than {} KiB, which no GOCACHEPROG request is (it starts {:?}); stopping",
+                MAX_REQUEST_LINE >> 10,
+                String::from_utf8_lossy(&start[..start.len().min(60)])
+            ));
+        }
+        line.extend_from_slice(&buf[..take]);
+        r.consume(take);
+        if done {
+            return Ok(());
+        }
+    }
+}
+
+/// Polls `fd` until it is readable or `spin` has passed, without
+/// sleeping: on a VM, waking a thread that sleeps on another CPU costs tens
+/// of microseconds, several times a get.
+fn spin_until_readable(fd: BorrowedFd<'_>, spin: std::time::Duration) {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let start = std::time::Instant::now();
+    let now = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    loop {
+        let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+        match rustix::event::poll(&mut fds, Some(&now)) {
+            Ok(0) if start.elapsed() < spin => std::hint::spin_loop(),
+            _ => return,
+        }
+    }
+}
+
+/// Serves GOCACHEPROG requests from `input`, writing responses to `output`,
+/// until `close` or the end of input. Returns an error message for a
+/// stream that broke (the caller prints it and exits non-zero).
+///
+/// `output` is dropped as soon as `close` is answered (the go command
+/// waits for it to close); the index is closed after that.
+pub fn serve(
+    cfg: ServerConfig,
+    input: impl Read + AsFd,
+    output: impl Write + Send + 'static,
+) -> Result<(), String> {
+    let trace = cfg.trace.as_ref().map(|_| Trace {
+        start: std::time::Instant::now(),
+        events: Mutex::new(Vec::with_capacity(8192)),
+    });
+    // The go command waits for this first answer before it goes on: send
+    // it before anything else.
+    let writer = Arc::new(Writer::new(Box::new(output)));
+    writer.send(
+        &Response {
+            id: 0,
+            known_commands: vec!["get", "put", "close"],
+            ..Default::default()
+        },
+        trace.as_ref(),
+    );
+    let started = (cfg.clock)();
+    let shared = Arc::new(Shared {
+        cache_prefix: cfg.cache_dir.path().join("").display().to_string(),
+        dir: cfg.cache_dir,
+        counters: Counters::default(),
+        uses: Mutex::new(Vec::new()),
+        bookkeeper: std::sync::OnceLock::new(),
+        clock: cfg.clock,
+        tmp_seq: AtomicU64::new(0),
+        evict_wanted: AtomicBool::new(false),
+        puts_seen: AtomicBool::new(false),
+        closing: AtomicBool::new(false),
+        trace,
+    });
+    shared.note("known", 0, 0);
+    let (ready_tx, ready) = mpsc::channel();
+    let bookkeeper = {
+        let (shared, open) = (shared.clone(), cfg.open_index);
+        std::thread::spawn(move || keep_books(&shared, open, started, ready_tx))
+    };
+    let _ = shared.bookkeeper.set(bookkeeper.thread().clone());
+    let (pool, threads) = match cfg.workers.unwrap_or_else(default_workers) {
+        0 => (None, Vec::new()),
+        n => {
+            let (pool, threads) = Pool::start(n, &shared, &writer);
+            (Some(pool), threads)
+        }
+    };
+
+    let mut reader = BufReader::with_capacity(256 << 10, input);
+    let (outcome, close_id) =
+        read_requests(&shared, &writer, pool.as_deref(), &mut reader, cfg.spin);
+    writer.flush(shared.trace.as_ref());
+    shared.note("end-of-requests", close_id.unwrap_or(-1), 0);
+
+    // The go command ends once it has the close response and our output
+    // closes. Before that: finish the requests in flight, and let the
+    // bookkeeper check the limits (after puts) and record the session.
+    if let Some(pool) = &pool {
+        pool.close();
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    shared.note("pool-done", 0, 0);
+    shared.closing.store(true, Ordering::SeqCst);
+    bookkeeper.thread().unpark();
+    // Err only if the bookkeeper died: nothing more to wait for.
+    let _ = ready.recv();
+    shared.note("books-ready", 0, 0);
+    if let Some(id) = close_id {
+        writer.send(
+            &Response {
+                id,
+                ..Default::default()
+            },
+            shared.trace.as_ref(),
+        );
+    }
+    writer.release();
+    shared.note("released", 0, 0);
+    let index = bookkeeper.join().ok().flatten();
+    shared.note("books-done", 0, 0);
+    // Closing the index may checkpoint its WAL: after the go command has
+    // gone on.
+    drop(index);
+    shared.note("index-closed", 0, 0);
+    if let (Some(t), Some(path)) = (&shared.trace, &cfg.trace)
+        && let Err(e) = t.save(path)
+    {
+        eprintln!(
+            "gocache prog: warning: writing the trace {}: {e}",
+            path.display()
+        );
+    }
+    outcome
+}
+
+/// The protocol loop: reads requests until `close` (its ID is returned)
+/// or the end of input, answering them or handing them to the pool.
+fn read_requests(
+    shared: &Shared,
+    writer: &Writer,
+    pool: Option<&Pool>,
+    reader: &mut BufReader<impl Read + AsFd>,
+    spin: std::time::Duration,
+) -> (Result<(), String>, Option<i64>) {
+    let trace = shared.trace.as_ref();
+    let mut line = Vec::new();
+    let mut since_evict = 0u64;
+    // Responses queued but not yet written (see DEFER_AT_MOST); always
+    // written before the reader may wait for input or a body.
+    let mut deferred = 0;
+    loop {
+        line.clear();
+        if deferred > 0 && requests_waiting(reader.buffer(), 1) == 0 {
+            writer.flush(trace);
+            deferred = 0;
+        }
+        if let Err(e) = read_request_line(reader, &mut line, spin) {
+            return (Err(e), None);
+        }
+        if line.is_empty() {
+            // End of input without close: the go command went away.
+            return (Ok(()), None);
+        }
+        if line.iter().all(|c| c.is_ascii_whitespace()) {
+            continue;
+        }
+        let (id, cmd) = match parse_request(&line) {
+            Ok(x) => x,
+            Err(e) => {
+                let line = String::from_utf8_lossy(&line);
+                return (Err(format!("{e}: {}", line.trim_end())), None);
+            }
+        };
+        let waiting = requests_waiting(reader.buffer(), HAND_OFF_AT.max(1));
+        shared.note("read", id, waiting as u64);
+        match cmd {
+            Command::Close => return (Ok(()), Some(id)),
+            Command::Get { action } => match pool {
+                // Several more requests are already here: let the pool
+                // answer this one while the reader goes on.
+                Some(pool) if waiting >= HAND_OFF_AT => {
+                    pool.submit(Job::Get { id, action });
+                }
+                // A get is one small read and a stat: answered right here,
+                // which keeps its round trip short; sent with the next
+                // answer when one is due right after.
+                _ => {
+                    let r = get(shared, id, action);
+                    shared.note("get", id, 0);
+                    if waiting > 0 && deferred < DEFER_AT_MOST {
+                        writer.queue(&r);
+                        deferred += 1;
+                    } else {
+                        writer.send(&r, trace);
+                        deferred = 0;
+                    }
+                }
+            },
+            Command::Bad { reason, body } => {
+                writer.flush(trace);
+                deferred = 0;
+                if body > 0 {
+                    match stream_body(reader, &mut std::io::sink()) {
+                        Ok(_) | Err(BodyError::Bad(_)) => {}
+                        Err(BodyError::Io(e)) => {
+                            return (Err(format!("request {id}: reading its body: {e}")), None);
+                        }
+                    }
+                }
+                shared.counters.errors.fetch_add(1, Ordering::Relaxed);
+                writer.send(
+                    &Response {
+                        id,
+                        err: reason,
+                        ..Default::default()
+                    },
+                    trace,
+                );
+            }
+            Command::Put {
+                action,
+                output,
+                size,
+            } => {
+                writer.flush(trace);
+                deferred = 0;
+                match receive_body(shared, reader, output, size) {
+                    Ok(tmp) => {
+                        shared.note("put-read", id, size);
+                        since_evict += size;
+                        shared.puts_seen.store(true, Ordering::Relaxed);
+                        let job = Job::FinishPut {
+                            id,
+                            action,
+                            output,
+                            size,
+                            tmp,
+                        };
+                        match pool {
+                            Some(pool) => pool.submit(job),
+                            None => writer.send(&job.run(shared), trace),
+                        }
+                    }
+                    Err(BodyError::Bad(reason)) => {
+                        shared.counters.errors.fetch_add(1, Ordering::Relaxed);
+                        writer.send(
+                            &Response {
+                                id,
+                                err: reason,
+                                ..Default::default()
+                            },
+                            trace,
+                        );
+                    }
+                    Err(BodyError::Io(e)) => {
+                        return (Err(format!("request {id}: reading its body: {e}")), None);
+                    }
+                }
+                if since_evict >= EVICT_EVERY {
+                    since_evict = 0;
+                    shared.evict_wanted.store(true, Ordering::SeqCst);
+                    if let Some(t) = shared.bookkeeper.get() {
+                        t.unpark();
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The bookkeeping thread: opens the index, records uses in batches
+/// (every 250 ms, or sooner when [`FLUSH_USES_AT`] wait), enforces the
+/// limits when puts ask for it, and at close records the last uses and
+/// the session and checks the limits once more. Returns the index, for the
+/// caller to close once the go command has its answer.
+fn keep_books(
+    shared: &Shared,
+    open: Box<dyn FnOnce() -> Bookkeeping + Send>,
+    started: UnixTime,
+    ready: mpsc::Sender<()>,
+) -> Option<Index> {
+    let Bookkeeping { mut index, limits } = open();
+    shared.note("index-open", 0, index.is_some() as u64);
+    while !shared.closing.load(Ordering::SeqCst) {
+        flush_uses(shared, index.as_mut());
+        if shared.evict_wanted.swap(false, Ordering::SeqCst)
+            && let (Some(ix), Some(limits)) = (index.as_mut(), &limits)
+        {
+            evict(shared, ix, limits);
+            shared.note("evicted", 0, 0);
+        }
+        std::thread::park_timeout(std::time::Duration::from_millis(250));
+    }
+    // Close. SQLite checkpoints (two fsyncs) in whichever commit makes the
+    // WAL long: not in the commits go waits for now. Closing the index,
+    // after go has its answer, checkpoints.
+    if let Some(ix) = &index {
+        let _ = ix.defer_checkpoints();
+    }
+    // After puts, the limits are checked before go may exit, so that the
+    // cache is within them when it does; the uses come first so that the
+    // plan protects what this build used.
+    if shared.puts_seen.load(Ordering::Relaxed)
+        && let (Some(ix), Some(limits)) = (index.as_mut(), &limits)
+    {
+        flush_uses(shared, Some(ix));
+        shared.note("uses-recorded", 0, 0);
+        evict(shared, ix, limits);
+        shared.note("limits-checked", 0, 0);
+    }
+    // The session's row is there when go exits (its counts are exact
+    // already); the uses still waiting are recorded right after go has its
+    // answer: up to a few hundred rows, milliseconds of SQLite that go
+    // would otherwise wait for.
+    if let Some(ix) = &mut index {
+        record_session(shared, ix, started);
+    }
+    let _ = ready.send(());
+    flush_uses(shared, index.as_mut());
+    shared.note("uses-recorded-after", 0, 0);
+    index
 }
 
 /// A temporary file in a cache subdirectory, named relative to its
@@ -399,233 +1061,53 @@ struct Shared {
     /// we serve, by `go clean -cache`, then reads as misses until the next
     /// session.)
     dir: CacheDir,
+    /// The cache directory with a trailing `/`, for [`Shared::disk_path`].
+    cache_prefix: String,
     counters: Counters,
     uses: Mutex<Vec<Use>>,
-    /// The thread that records uses, woken early when [`FLUSH_USES_AT`]
-    /// are waiting.
-    recorder: std::sync::OnceLock<std::thread::Thread>,
+    /// The bookkeeping thread, woken early when [`FLUSH_USES_AT`] uses
+    /// are waiting or puts ask for the limits to be enforced.
+    bookkeeper: std::sync::OnceLock<std::thread::Thread>,
     clock: fn() -> UnixTime,
     tmp_seq: AtomicU64,
+    /// Puts stored enough to check the limits (see [`EVICT_EVERY`]).
+    evict_wanted: AtomicBool,
+    /// A put was stored: check the limits at close.
+    puts_seen: AtomicBool,
+    /// The requests are over: record the rest and stop.
+    closing: AtomicBool,
+    trace: Option<Trace>,
 }
 
-/// Uses waiting to be recorded that wake the recorder before its next
+impl Shared {
+    /// Where an entry is, as go is told: the cache directory as given,
+    /// then `xx/<name>`.
+    fn disk_path(&self, name: &EntryName) -> String {
+        let mut s = String::with_capacity(self.cache_prefix.len() + 3 + crate::layout::NAME_LEN);
+        s.push_str(&self.cache_prefix);
+        s.push_str(&subdir_name(name.subdir()));
+        s.push('/');
+        s.extend(name.file_name_bytes().iter().map(|&b| b as char));
+        s
+    }
+
+    fn note(&self, what: &'static str, id: i64, n: u64) {
+        if let Some(t) = &self.trace {
+            t.note(what, id, n);
+        }
+    }
+}
+
+/// Uses waiting to be recorded that wake the bookkeeper before its next
 /// tick: a few milliseconds of SQLite work each time, done while go works,
 /// rather than all of it at `close`, which go waits for.
 const FLUSH_USES_AT: usize = 512;
 
-/// Serves GOCACHEPROG requests from `input`, writing responses to `output`,
-/// until `close` or the end of input. Returns an error message for a
-/// stream that broke (the caller prints it and exits non-zero).
-pub fn serve(
-    cfg: ServerConfig,
-    input: impl Read,
-    output: impl Write + Send + 'static,
-) -> Result<(), String> {
-    let started = (cfg.clock)();
-    let shared = Arc::new(Shared {
-        dir: cfg.cache_dir,
-        counters: Counters::default(),
-        uses: Mutex::new(Vec::new()),
-        recorder: std::sync::OnceLock::new(),
-        clock: cfg.clock,
-        tmp_seq: AtomicU64::new(0),
-    });
-    // Go's cache.Open creates the 256 subdirectories before it starts us;
-    // a put that finds one missing creates it (CacheDir::ensure_subdir).
-    // Whoever finishes a request writes its response, under a lock: no
-    // hand-off to a writer thread, since go waits on each get in turn.
-    let res_tx = Responder(Arc::new(Mutex::new(std::io::BufWriter::new(Box::new(
-        output,
-    )))));
-    let _ = res_tx.send(Response {
-        id: 0,
-        known_commands: vec!["get", "put", "close"],
-        ..Default::default()
-    });
-
-    let index = Arc::new(Mutex::new(cfg.index));
-    let stop = Arc::new(AtomicBool::new(false));
-    let recorder = {
-        let (shared, index, stop) = (shared.clone(), index.clone(), stop.clone());
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::SeqCst) {
-                std::thread::park_timeout(std::time::Duration::from_millis(250));
-                flush_uses(&shared, &index);
-            }
-        })
-    };
-    let _ = shared.recorder.set(recorder.thread().clone());
-    let evicting = Arc::new(AtomicBool::new(false));
-    let mut evictor: Option<std::thread::JoinHandle<()>> = None;
-    let mut since_evict = 0u64;
-
-    let (job_tx, job_rx) = mpsc::channel::<Job>();
-    let job_rx = Arc::new(Mutex::new(job_rx));
-    let workers: Vec<_> = (0..cfg.workers.max(1))
-        .map(|_| {
-            let (rx, tx, shared) = (job_rx.clone(), res_tx.clone(), shared.clone());
-            std::thread::spawn(move || {
-                loop {
-                    let job = match rx.lock() {
-                        Ok(guard) => guard.recv(),
-                        Err(_) => return,
-                    };
-                    let Ok(job) = job else { return };
-                    let resp = match job {
-                        Job::Finish {
-                            id,
-                            action,
-                            output,
-                            size,
-                            tmp,
-                        } => finish_put(&shared, id, action, output, size, &tmp),
-                    };
-                    if tx.send(resp).is_err() {
-                        return;
-                    }
-                }
-            })
-        })
-        .collect();
-
-    let mut reader = BufReader::with_capacity(256 << 10, input);
-    let mut line = Vec::new();
-    let mut outcome = Ok(());
-    let mut close_id = None;
-    let mut put_since_close_check = 0u64;
-    loop {
-        line.clear();
-        match reader.read_until(b'\n', &mut line) {
-            Ok(0) => break, // EOF without close: the go command went away.
-            Ok(_) => {}
-            Err(e) => {
-                outcome = Err(format!("reading requests: {e}"));
-                break;
-            }
-        }
-        if line.iter().all(|c| c.is_ascii_whitespace()) {
-            continue;
-        }
-        let (id, cmd) = match parse_request(&line) {
-            Ok(x) => x,
-            Err(e) => {
-                outcome = Err(format!(
-                    "{e}: {}",
-                    String::from_utf8_lossy(&line).trim_end()
-                ));
-                break;
-            }
-        };
-        match cmd {
-            Command::Close => {
-                close_id = Some(id);
-                break;
-            }
-            Command::Get { action } => {
-                // A get is one small read and a stat: answered right here,
-                // which keeps its round trip short.
-                let _ = res_tx.send(get(&shared, id, action));
-            }
-            Command::Bad { reason, body } => {
-                if body > 0 {
-                    match stream_body(&mut reader, &mut std::io::sink()) {
-                        Ok(_) | Err(BodyError::Bad(_)) => {}
-                        Err(BodyError::Io(e)) => {
-                            outcome = Err(format!("request {id}: reading its body: {e}"));
-                            break;
-                        }
-                    }
-                }
-                shared.counters.errors.fetch_add(1, Ordering::Relaxed);
-                let _ = res_tx.send(Response {
-                    id,
-                    err: reason,
-                    ..Default::default()
-                });
-            }
-            Command::Put {
-                action,
-                output,
-                size,
-            } => {
-                match receive_body(&shared, &mut reader, output, size) {
-                    Ok(tmp) => {
-                        since_evict += size;
-                        put_since_close_check += size.max(1);
-                        let _ = job_tx.send(Job::Finish {
-                            id,
-                            action,
-                            output,
-                            size,
-                            tmp,
-                        });
-                    }
-                    Err(BodyError::Bad(reason)) => {
-                        shared.counters.errors.fetch_add(1, Ordering::Relaxed);
-                        let _ = res_tx.send(Response {
-                            id,
-                            err: reason,
-                            ..Default::default()
-                        });
-                    }
-                    Err(BodyError::Io(e)) => {
-                        outcome = Err(format!("request {id}: reading its body: {e}"));
-                        break;
-                    }
-                }
-                if since_evict >= EVICT_EVERY
-                    && let Some(limits) = &cfg.limits
-                    && !evicting.swap(true, Ordering::SeqCst)
-                {
-                    since_evict = 0;
-                    let (shared, index, limits, evicting) = (
-                        shared.clone(),
-                        index.clone(),
-                        limits.clone(),
-                        evicting.clone(),
-                    );
-                    evictor = Some(std::thread::spawn(move || {
-                        flush_uses(&shared, &index);
-                        evict(&shared, &index, &limits);
-                        evicting.store(false, Ordering::SeqCst);
-                    }));
-                }
-            }
-        }
-    }
-    // Everything below happens before the close response: the go command
-    // kills us once it has it. Finish the requests in flight, let a running
-    // eviction end, record the uses and the session, and check the limits
-    // once more so the cache ends within them when the go command exits.
-    drop(job_tx);
-    for w in workers {
-        let _ = w.join();
-    }
-    if let Some(e) = evictor {
-        let _ = e.join();
-    }
-    stop.store(true, Ordering::SeqCst);
-    recorder.thread().unpark();
-    let _ = recorder.join();
-    flush_uses(&shared, &index);
-    if put_since_close_check > 0
-        && let Some(limits) = &cfg.limits
-    {
-        evict(&shared, &index, limits);
-    }
-    record_session(&shared, &index, started);
-    if let Some(id) = close_id {
-        let _ = res_tx.send(Response {
-            id,
-            ..Default::default()
-        });
-    }
-    drop(res_tx);
-    outcome
-}
-
 /// Streams a put's body into a temporary file next to where it belongs,
-/// checking its size and SHA-256.
+/// checking its size and SHA-256. A body that cannot be stored (its
+/// subdirectory is not a directory, the disk is full) is still read to its
+/// end, and the put is answered with an error naming the write: go then
+/// builds without caching that output, and the session goes on.
 fn receive_body(
     shared: &Shared,
     r: &mut impl BufRead,
@@ -634,24 +1116,53 @@ fn receive_body(
 ) -> Result<TmpFile, BodyError> {
     // Go creates the 256 subdirectories before it starts us; one missing
     // (or not a real directory) is dealt with here.
-    let (tmp, file) = TmpFile::create(shared, output.subdir())?;
+    let (tmp, file) = match TmpFile::create(shared, output.subdir()) {
+        Ok(x) => x,
+        Err(e) => {
+            if size > 0 {
+                match stream_body(r, &mut std::io::sink()) {
+                    Ok(_) | Err(BodyError::Bad(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let dir = shared.dir.path().join(subdir_name(output.subdir()));
+            return Err(BodyError::Bad(format!(
+                "storing output {output} in {}: {e}; not cached",
+                dir.display()
+            )));
+        }
+    };
+    /// Hashes what it is given and writes it on; after a failed write it
+    /// keeps hashing and drops the rest, so that the body is still read to
+    /// its end, and says what failed.
     struct HashingWriter<W: Write> {
         inner: W,
         hash: sha2::Sha256,
+        failed: Option<std::io::Error>,
     }
     impl<W: Write> Write for HashingWriter<W> {
         fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            let n = self.inner.write(b)?;
-            self.hash.update(&b[..n]);
-            Ok(n)
+            self.hash.update(b);
+            if self.failed.is_none()
+                && let Err(e) = self.inner.write_all(b)
+            {
+                self.failed = Some(e);
+            }
+            Ok(b.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
-            self.inner.flush()
+            if self.failed.is_none()
+                && let Err(e) = self.inner.flush()
+            {
+                self.failed = Some(e);
+            }
+            Ok(())
         }
     }
     let mut w = HashingWriter {
         inner: std::io::BufWriter::with_capacity(256 << 10, file),
         hash: sha2::Sha256::new(),
+        failed: None,
     };
     let result = if size == 0 {
         Ok(0)
@@ -666,8 +1177,17 @@ fn receive_body(
         Ok(n) => n,
         Err(e) => return fail(e),
     };
-    if let Err(e) = w.flush() {
-        return fail(e.into());
+    let _ = w.flush();
+    if let Some(e) = w.failed.take() {
+        let path = shared
+            .dir
+            .path()
+            .join(subdir_name(output.subdir()))
+            .join(tmp.name.to_string_lossy().as_ref());
+        return fail(BodyError::Bad(format!(
+            "writing {}: {e}; output {output} not cached",
+            path.display()
+        )));
     }
     if got != size {
         return fail(BodyError::Bad(format!(
@@ -717,14 +1237,14 @@ fn mark_used(
 }
 
 impl Shared {
-    /// Queues uses for the recorder, waking it when [`FLUSH_USES_AT`] wait.
+    /// Queues uses for the bookkeeper, waking it when [`FLUSH_USES_AT`] wait.
     fn note_uses(&self, names: [EntryName; 2], at: UnixTime, hit: bool) {
         let Ok(mut u) = self.uses.lock() else { return };
         let before = u.len();
         u.extend(names.map(|name| Use { name, at, hit }));
         if before < FLUSH_USES_AT
             && u.len() >= FLUSH_USES_AT
-            && let Some(t) = self.recorder.get()
+            && let Some(t) = self.bookkeeper.get()
         {
             t.unpark();
         }
@@ -802,7 +1322,7 @@ fn get(shared: &Shared, id: i64, action: Id) -> Response {
         output_id: Some(base64::engine::general_purpose::STANDARD.encode(entry.output.0)),
         size: entry.size as i64,
         time: rfc3339(entry.time_nanos),
-        disk_path: oname.path_in(shared.dir.path()).display().to_string(),
+        disk_path: shared.disk_path(&oname),
         ..Default::default()
     }
 }
@@ -884,30 +1404,27 @@ fn finish_put(
     shared.note_uses([aname, oname], now, false);
     Response {
         id,
-        disk_path: opath.display().to_string(),
+        disk_path: shared.disk_path(&oname),
         ..Default::default()
     }
 }
 
-fn flush_uses(shared: &Shared, index: &Mutex<Option<Index>>) {
+fn flush_uses(shared: &Shared, index: Option<&mut Index>) {
     let batch = match shared.uses.lock() {
         Ok(mut u) if !u.is_empty() => std::mem::take(&mut *u),
         _ => return,
     };
-    if let Ok(mut ix) = index.lock()
-        && let Some(ix) = ix.as_mut()
+    if let Some(ix) = index
         && let Err(e) = ix.record_uses(&batch)
     {
         eprintln!("gocache prog: warning: recording uses in the index: {e}");
     }
 }
 
-fn record_session(shared: &Shared, index: &Mutex<Option<Index>>, started: UnixTime) {
+fn record_session(shared: &Shared, ix: &mut Index, started: UnixTime) {
     let c = &shared.counters;
-    let Ok(mut ix) = index.lock() else { return };
-    let Some(ix) = ix.as_mut() else { return };
     let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
-    let _ = ix.record_session(&crate::model::ProgSession {
+    let recorded = ix.record_session(&crate::model::ProgSession {
         started,
         ended: (shared.clock)(),
         gets: l(&c.gets),
@@ -917,11 +1434,12 @@ fn record_session(shared: &Shared, index: &Mutex<Option<Index>>, started: UnixTi
         put_bytes: l(&c.put_bytes),
         errors: l(&c.errors),
     });
+    if let Err(e) = recorded {
+        eprintln!("gocache prog: warning: recording the session in the index: {e}");
+    }
 }
 
-fn evict(shared: &Shared, index: &Mutex<Option<Index>>, limits: &crate::limits::Limits) {
-    let Ok(mut guard) = index.lock() else { return };
-    let Some(ix) = guard.as_mut() else { return };
+fn evict(shared: &Shared, ix: &mut Index, limits: &crate::limits::Limits) {
     let (cache, now, quiet) = (shared.dir.path(), (shared.clock)(), &crate::report::Silent);
     let enforced = crate::scan::scan(cache, ix, &Default::default(), now, quiet)
         .and_then(|_| crate::enforce::after_use(cache, ix, &[], limits, now, quiet));
@@ -985,6 +1503,45 @@ mod tests {
                 .1,
             Command::Bad { .. }
         ));
+    }
+
+    #[test]
+    fn responses_are_written_as_serde_writes_them() {
+        let cases = [
+            Response {
+                id: 0,
+                known_commands: vec!["get", "put", "close"],
+                ..Default::default()
+            },
+            Response {
+                id: 7,
+                miss: true,
+                ..Default::default()
+            },
+            Response {
+                id: 8,
+                output_id: Some("AQID".into()),
+                size: 175,
+                time: rfc3339(1_700_000_000_123_456_789),
+                disk_path: "/c/\"q\"\\/ü/\u{1}/ab/cd-d".into(),
+                ..Default::default()
+            },
+            Response {
+                id: -3,
+                err: "storing \"x\"\n: no space".into(),
+                ..Default::default()
+            },
+        ];
+        for r in cases {
+            let mut ours = Vec::new();
+            r.write_json(&mut ours);
+            let mut theirs = serde_json::to_vec(&r).unwrap();
+            theirs.push(b'\n');
+            assert_eq!(
+                String::from_utf8_lossy(&ours),
+                String::from_utf8_lossy(&theirs)
+            );
+        }
     }
 
     #[test]

@@ -402,3 +402,639 @@ fn a_put_never_writes_through_a_symlinked_subdirectory() {
     assert!(written.is_empty(), "written outside the cache: {written:?}");
     assert!(sub.symlink_metadata().unwrap().file_type().is_symlink());
 }
+
+/// The latest session's error count.
+fn last_session_errors(sb: &Sandbox) -> u64 {
+    let conn = rusqlite::Connection::open(sb.index()).unwrap();
+    conn.query_row(
+        "SELECT errors FROM prog_sessions ORDER BY id DESC LIMIT 1",
+        [],
+        |r| r.get::<_, i64>(0),
+    )
+    .unwrap() as u64
+}
+
+/// Every entry file of the cache, and the temporary files among them.
+fn files_and_temps(cache: &std::path::Path) -> (usize, Vec<String>) {
+    let names = outputs(cache);
+    let temps = names
+        .iter()
+        .filter(|n| n.starts_with(".gocache-tmp-"))
+        .cloned()
+        .collect();
+    (names.len(), temps)
+}
+
+#[test]
+fn a_put_that_cannot_be_stored_is_answered_with_an_error_and_serving_goes_on() {
+    // Half the subdirectories are symlinks to directories outside the
+    // cache (holding what they held): every put whose output lands there
+    // must fail alone, and nothing there may change.
+    let sb = Sandbox::with_template();
+    let outside = sb.root().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    for s in 0x80..=0xffu8 {
+        let sub = sb.cache().join(format!("{s:02x}"));
+        let away = outside.join(format!("{s:02x}"));
+        std::fs::rename(&sub, &away).unwrap();
+        std::os::unix::fs::symlink(&away, &sub).unwrap();
+    }
+    let listing = || {
+        let mut v = Vec::new();
+        for s in 0x80..=0xffu8 {
+            for e in std::fs::read_dir(outside.join(format!("{s:02x}"))).unwrap() {
+                let e = e.unwrap();
+                v.push((e.file_name(), e.metadata().unwrap().modified().unwrap()));
+            }
+        }
+        v.sort();
+        v
+    };
+    let before = listing();
+    // The protocol first: the answer names the write and the
+    // subdirectory, and the next requests are served.
+    let (mut child, mut out) = spawn_prog(&sb);
+    let mut stdin = child.stdin.take().unwrap();
+    let (mut bad, mut good) = (None, None);
+    for i in 0u32.. {
+        let body = format!("body {i}").into_bytes();
+        match sha256(&body)[0] {
+            0x80.. if bad.is_none() => bad = Some(body),
+            ..0x80 if good.is_none() => good = Some(body),
+            _ => {}
+        }
+        if bad.is_some() && good.is_some() {
+            break;
+        }
+    }
+    let (bad, good) = (bad.unwrap(), good.unwrap());
+    let action = [0x11u8; 32];
+    stdin
+        .write_all(put_request(1, &action, &bad).as_bytes())
+        .unwrap();
+    stdin.flush().unwrap();
+    let r = read_response(&mut out);
+    let err = r["Err"].as_str().unwrap_or_default();
+    let sub = format!("{:02x}", sha256(&bad)[0]);
+    assert!(
+        err.contains("storing output") && err.contains(&sub) && !err.contains("reading"),
+        "{r}"
+    );
+    stdin
+        .write_all((put_request(2, &action, &good) + &get_request(3, &action)).as_bytes())
+        .unwrap();
+    stdin.flush().unwrap();
+    let (a, b) = (read_response(&mut out), read_response(&mut out));
+    let hit = if a["ID"] == 3 { a } else { b };
+    assert_eq!(hit["Size"], good.len() as u64, "{hit}");
+    close_prog(child, stdin, &mut out, 4);
+
+    // And the real go command: a build whose puts half fail succeeds, with
+    // the failures counted. (Go's module index treats a failed put as
+    // fatal, with its own disk cache too, so it is off here: the build's
+    // outputs are what go builds again without caching.)
+    let dir = sb.write_hello("stored", "half stored");
+    let mut go = with_prog(sb.go(["build", "-gcflags=all=-N", "-o", "hello", "."]));
+    go.current_dir(&dir).env("GODEBUG", "goindex=0");
+    let out = run_ok(go);
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("GOCACHEPROG"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, _, misses, puts) = last_session(&sb);
+    assert!(misses > 20 && puts > 10, "{misses} misses, {puts} puts");
+    assert!(last_session_errors(&sb) > 5);
+    assert_eq!(listing(), before, "something outside the cache changed");
+    let hello = std::process::Command::new(dir.join("hello"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&hello.stdout), "half stored\n");
+}
+
+/// A `gocache prog` that may write files of at most `kib` KiB, as a script
+/// go can start: a stand-in for a disk that fills up.
+fn prog_with_file_limit(sb: &Sandbox, kib: u64) -> std::path::PathBuf {
+    let script = sb.root().join("prog-limited.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nulimit -f {}\nexec '{}' prog \"$@\"\n",
+            kib * 2, // 512-byte blocks, or more where the shell counts KiB
+            gocache_bin().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    script
+}
+
+#[test]
+fn a_write_that_fails_half_way_answers_that_put_with_the_write_and_serving_goes_on() {
+    let sb = Sandbox::with_template();
+    let limited = prog_with_file_limit(&sb, 1024);
+    // The protocol: a 4 MiB body passes the limit part way through.
+    let mut child = Command::new(&limited);
+    for (k, v) in sb.env() {
+        child.env(k, v);
+    }
+    let mut child = child
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    assert_eq!(read_response(&mut out)["ID"], 0);
+    let mut stdin = child.stdin.take().unwrap();
+    let big: Vec<u8> = (0..4u32 << 20).map(|i| (i % 251) as u8).collect();
+    let (a1, a2) = ([0x21u8; 32], [0x22u8; 32]);
+    let writer = std::thread::spawn(move || {
+        stdin
+            .write_all((put_request(1, &a1, &big) + &put_request(2, &a2, b"small")).as_bytes())
+            .unwrap();
+        stdin.flush().unwrap();
+        stdin
+    });
+    let r = read_response(&mut out);
+    assert_eq!(r["ID"], 1);
+    let err = r["Err"].as_str().unwrap_or_default();
+    assert!(
+        err.starts_with("writing ") && err.contains(sb.cache().to_str().unwrap()),
+        "{r}"
+    );
+    let r = read_response(&mut out);
+    assert_eq!(r["ID"], 2);
+    assert!(r["Err"].is_null(), "{r}");
+    let mut stdin = writer.join().unwrap();
+    stdin.write_all(get_request(3, &a2).as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    assert_eq!(read_response(&mut out)["Size"], 5);
+    close_prog(child, stdin, &mut out, 4);
+    assert!(files_and_temps(&sb.cache()).1.is_empty());
+
+    // The real go command, whose larger outputs (runtime, fmt) cannot be
+    // stored: the build succeeds and says nothing of GOCACHEPROG.
+    let dir = sb.write_hello("limited", "limited");
+    let mut go = sb.go(["build", "-gcflags=all=-N", "-o", "hello", "."]);
+    go.current_dir(&dir)
+        .env("GOCACHEPROG", limited.to_str().unwrap());
+    let out = run_ok(go);
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("GOCACHEPROG"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, _, _, puts) = last_session(&sb);
+    assert!(puts > 10 && last_session_errors(&sb) > 0);
+    assert!(files_and_temps(&sb.cache()).1.is_empty());
+}
+#[test]
+fn an_endless_request_line_stops_the_server_with_a_message_not_a_bigger_process() {
+    let sb = Sandbox::new();
+    let (mut child, _out) = spawn_prog(&sb);
+    let mut stdin = child.stdin.take().unwrap();
+    // 64 MiB without a newline; the server must stop long before.
+    let writer = std::thread::spawn(move || {
+        let chunk = vec![b'x'; 1 << 20];
+        let mut sent = 0;
+        while sent < 64 && stdin.write_all(&chunk).is_ok() {
+            sent += 1;
+        }
+        sent
+    });
+    let out = child.wait_with_output().unwrap();
+    let sent = writer.join().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("gocache prog: a request line is longer than 1024 KiB")
+            && err.contains("xxxx"),
+        "{err}"
+    );
+    assert!(sent < 64, "the server read all {sent} MiB");
+}
+
+#[test]
+fn every_hit_of_a_session_is_in_the_index_soon_after_go_exits() {
+    let sb = Sandbox::with_template();
+    run_ok(sb.go(["build", "std"]));
+    run_ok(sb.gocache(["scan"]));
+    let hits = || -> u64 {
+        let conn = rusqlite::Connection::open(sb.index()).unwrap();
+        conn.query_row(
+            "SELECT (SELECT coalesce(sum(hits), 0) FROM entries)
+                  + (SELECT coalesce(sum(hits), 0) FROM pending_uses)",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap() as u64
+    };
+    let before = hits();
+    run_ok(with_prog(sb.go(["build", "std"])));
+    let (gets, session_hits, _, _) = last_session(&sb);
+    assert!(gets > 300 && session_hits == gets);
+    // The session's row is there when go exits; the last uses are recorded
+    // just after (the server no longer holds go up for them). Each hit is
+    // a use of its action and of its output.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while hits() != before + 2 * session_hits && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(hits(), before + 2 * session_hits);
+}
+
+/// An action entry of the template cache, as a get finds it.
+struct Cached {
+    action: [u8; 32],
+    /// `<hex>-a`, the action entry's file name.
+    action_name: String,
+    /// `<hex>-d`, its output's file name.
+    output_name: String,
+    size: u64,
+}
+
+/// The first `n` action entries of `cache` whose output is there, each
+/// naming a different output.
+fn cached_actions(cache: &std::path::Path, n: usize) -> Vec<Cached> {
+    let unhex = |h: &str| -> [u8; 32] {
+        let mut b = [0u8; 32];
+        for (i, v) in b.iter_mut().enumerate() {
+            *v = u8::from_str_radix(&h[2 * i..2 * i + 2], 16).unwrap();
+        }
+        b
+    };
+    let mut found = Vec::new();
+    for name in outputs(cache) {
+        if found.len() == n {
+            break;
+        }
+        let Some(hex) = name.strip_suffix("-a") else {
+            continue;
+        };
+        let text = std::fs::read_to_string(cache.join(&hex[..2]).join(&name)).unwrap();
+        let fields: Vec<&str> = text.split_whitespace().collect();
+        let output_name = format!("{}-d", fields[2]);
+        if !cache.join(&fields[2][..2]).join(&output_name).exists()
+            || found.iter().any(|c: &Cached| c.output_name == output_name)
+        {
+            continue;
+        }
+        found.push(Cached {
+            action: unhex(hex),
+            action_name: name.clone(),
+            output_name,
+            size: fields[3].parse().unwrap(),
+        });
+    }
+    assert_eq!(
+        found.len(),
+        n,
+        "too few action entries in {}",
+        cache.display()
+    );
+    found
+}
+
+/// Each name's recorded uses, as (hits, last use): in the entries the
+/// index knows, or waiting for a scan to find them.
+fn recorded_uses(sb: &Sandbox, name: &str) -> Option<(u64, i64)> {
+    let conn = rusqlite::Connection::open(sb.index()).unwrap();
+    conn.query_row(
+        "SELECT hits, last_use FROM entries WHERE name = ?1
+         UNION ALL SELECT hits, last_use FROM pending_uses WHERE name = ?1",
+        [name],
+        |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)?)),
+    )
+    .ok()
+}
+
+/// A line of `gocache prog --trace`: microseconds since the start, the
+/// event, the request ID.
+type TraceEvent = (u64, String, i64);
+
+/// Runs `gocache prog ARGS` on the sandbox's cache with the whole of
+/// `requests` written at once, before its first answer is read (go waits
+/// for that answer; a test need not); returns the responses by ID and the
+/// trace it wrote.
+fn prog_at_once(
+    sb: &Sandbox,
+    args: &[&str],
+    requests: String,
+) -> (std::collections::BTreeMap<u64, Value>, Vec<TraceEvent>) {
+    let trace = sb.root().join(format!("trace-{}.txt", requests.len()));
+    let mut cmd = sb.gocache(["prog", "--trace", trace.to_str().unwrap()]);
+    let mut child = cmd
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(requests.as_bytes()).unwrap());
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let responses = out
+        .stdout
+        .split(|&c| c == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let v: Value = serde_json::from_slice(l).unwrap();
+            (v["ID"].as_u64().unwrap(), v)
+        })
+        .collect();
+    let events = std::fs::read_to_string(&trace)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (
+                f[0].parse().unwrap(),
+                f[1].to_string(),
+                f[2].parse().unwrap(),
+            )
+        })
+        .collect();
+    (responses, events)
+}
+
+#[test]
+fn the_first_requests_are_counted_though_the_index_opens_after_them() {
+    // No index yet: the server creates it on its bookkeeping thread, while
+    // the reader answers the requests already waiting.
+    let sb = Sandbox::with_template();
+    assert!(!sb.index().exists());
+    let hits = cached_actions(&sb.cache(), 5);
+    let mut requests = String::new();
+    for (i, c) in hits.iter().enumerate() {
+        requests += &get_request(1 + i as u64, &c.action);
+    }
+    let body = b"a fresh output";
+    let fresh = [0x5au8; 32];
+    requests += &put_request(6, &fresh, body);
+    requests += &get_request(7, &fresh);
+    requests += "{\"ID\":8,\"Command\":\"close\"}\n";
+    let (responses, events) = prog_at_once(&sb, &["--workers", "0"], requests);
+
+    assert_eq!(responses.len(), 9, "{responses:?}");
+    for (i, c) in hits.iter().enumerate() {
+        let r = &responses[&(1 + i as u64)];
+        assert!(r["OutputID"].is_string(), "{r}");
+        assert_eq!(r["Size"].as_u64().unwrap_or(0), c.size, "{r}");
+    }
+    assert!(responses[&6]["Err"].is_null(), "{}", responses[&6]);
+    assert_eq!(responses[&7]["Size"], body.len());
+    // The timeline shows what this test is about: the first get was
+    // answered before the index was open.
+    let at = |what: &str, id: i64| {
+        events
+            .iter()
+            .find(|(_, w, i)| w == what && *i == id)
+            .unwrap_or_else(|| panic!("no {what} {id} in {events:?}"))
+            .0
+    };
+    assert!(at("get", 1) < at("index-open", 0), "{events:?}");
+
+    // Every use is in the index once the server has exited: each hit
+    // counts once for its action entry and once for its output, the put
+    // and its hit too.
+    for c in &hits {
+        for name in [&c.action_name, &c.output_name] {
+            assert_eq!(recorded_uses(&sb, name).map(|u| u.0), Some(1), "{name}");
+        }
+    }
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let fresh_output = recorded_uses(&sb, &format!("{}-d", hex(&sha256(body))));
+    assert_eq!(fresh_output.map(|u| u.0), Some(1));
+    assert!(fresh_output.unwrap().1 > 1_700_000_000);
+    assert_eq!(last_session(&sb), (6, 6, 0, 1));
+    // And the index is whole in its file: the server checkpointed its
+    // write-ahead log when it closed it.
+    let wal = sb.cache().join("gocache/index.sqlite-wal");
+    assert_eq!(std::fs::metadata(&wal).map_or(0, |m| m.len()), 0);
+}
+
+#[test]
+fn gets_answered_by_a_pool_while_requests_wait_are_all_answered_and_counted() {
+    // 40 gets at once: the reader hands those with more waiting behind
+    // them to two workers, and polls for the next request before sleeping.
+    let sb = Sandbox::with_template();
+    let hits = cached_actions(&sb.cache(), 20);
+    let mut requests = String::new();
+    for i in 0..40u64 {
+        requests += &match hits.get(i as usize / 2).filter(|_| i % 2 == 0) {
+            Some(c) => get_request(1 + i, &c.action),
+            None => get_request(
+                1 + i,
+                &[0xee, i as u8, 0x77, 0x11].repeat(8).try_into().unwrap(),
+            ),
+        };
+    }
+    requests += "{\"ID\":41,\"Command\":\"close\"}\n";
+    let args = ["--workers", "2", "--spin-us", "200"];
+    let (responses, events) = prog_at_once(&sb, &args, requests);
+    assert_eq!(responses.len(), 42, "{responses:?}");
+    for i in 0..40u64 {
+        let r = &responses[&(1 + i)];
+        if i % 2 == 0 {
+            let c = &hits[i as usize / 2];
+            assert!(r["OutputID"].is_string(), "{r}");
+            assert_eq!(r["Size"].as_u64().unwrap_or(0), c.size, "{r}");
+            let path = sb.cache().join(&c.output_name[..2]).join(&c.output_name);
+            assert_eq!(r["DiskPath"], path.to_str().unwrap());
+        } else {
+            assert_eq!(r["Miss"], true, "{r}");
+        }
+    }
+    let pooled = events.iter().filter(|(_, w, _)| w == "get-pool").count();
+    assert!(pooled > 0, "no get went to the pool: {events:?}");
+    for c in &hits {
+        for name in [&c.action_name, &c.output_name] {
+            assert_eq!(recorded_uses(&sb, name).map(|u| u.0), Some(1), "{name}");
+        }
+    }
+    assert_eq!(last_session(&sb), (40, 20, 20, 0));
+}
+
+#[test]
+fn a_warm_build_served_by_workers_is_all_hits_and_every_hit_is_recorded() {
+    // The default on two CPUs answers every get on the reader; here the
+    // pool and the polling reader serve a real, parallel build.
+    let sb = Sandbox::with_template();
+    run_ok(sb.go(["build", "std"]));
+    run_ok(sb.gocache(["scan"]));
+    let hits = || -> u64 {
+        let conn = rusqlite::Connection::open(sb.index()).unwrap();
+        conn.query_row(
+            "SELECT (SELECT coalesce(sum(hits), 0) FROM entries)
+                  + (SELECT coalesce(sum(hits), 0) FROM pending_uses)",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap() as u64
+    };
+    let before = hits();
+    let mut go = sb.go(["build", "-p=8", "std"]);
+    go.env(
+        "GOCACHEPROG",
+        format!("{} prog --workers 3 --spin-us 50", gocache_bin().display()),
+    );
+    let out = run_ok(go);
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (gets, session_hits, _, puts) = last_session(&sb);
+    assert!(
+        gets > 300 && session_hits == gets && puts == 0,
+        "{gets} gets, {session_hits} hits, {puts} puts"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while hits() != before + 2 * session_hits && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(hits(), before + 2 * session_hits);
+}
+
+#[test]
+fn without_a_usable_index_prog_serves_the_build_and_says_so_once() {
+    // The index's path is a directory: SQLite cannot open it.
+    let sb = Sandbox::with_template();
+    std::fs::create_dir_all(sb.index()).unwrap();
+    let dir = sb.write_hello("noindex", "no index");
+    let mut go = with_prog(sb.go(["build", "-o", "hello", "."]));
+    go.current_dir(&dir);
+    let out = run_ok(go);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("gocache prog: warning: ").count(), 1, "{err}");
+    assert!(
+        err.contains("serving the cache without counting hits"),
+        "{err}"
+    );
+    let hello = Command::new(dir.join("hello")).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&hello.stdout), "no index\n");
+    assert!(sb.index().is_dir());
+}
+
+/// Cache subdirectories made unwritable, for root too (immutable, with
+/// chattr, where the file system allows it); made writable again on drop.
+struct ReadOnlyDirs(Vec<std::path::PathBuf>);
+
+impl ReadOnlyDirs {
+    /// None where this user cannot make a directory it may not write.
+    fn new(dirs: Vec<std::path::PathBuf>) -> Option<ReadOnlyDirs> {
+        use std::os::unix::fs::PermissionsExt;
+        for d in &dirs {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o555)).unwrap();
+        }
+        let ro = ReadOnlyDirs(dirs);
+        let writable = |d: &std::path::Path| {
+            let probe = d.join("probe");
+            let ok = std::fs::write(&probe, b"").is_ok();
+            let _ = std::fs::remove_file(probe);
+            ok
+        };
+        if writable(&ro.0[0]) {
+            // root: only the immutable flag stops it.
+            let chattr = Command::new("chattr").arg("+i").args(&ro.0).status();
+            if !chattr.is_ok_and(|s| s.success()) || writable(&ro.0[0]) {
+                return None;
+            }
+        }
+        Some(ro)
+    }
+}
+
+impl Drop for ReadOnlyDirs {
+    fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = Command::new("chattr")
+            .arg("-i")
+            .args(&self.0)
+            .stderr(Stdio::null())
+            .status();
+        for d in &self.0 {
+            let _ = std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755));
+        }
+    }
+}
+
+#[test]
+fn a_put_into_a_read_only_subdirectory_is_answered_with_the_write_and_the_build_succeeds() {
+    let sb = Sandbox::with_template();
+    let dirs = (0x80..=0xffu8)
+        .map(|s| sb.cache().join(format!("{s:02x}")))
+        .collect();
+    let Some(_read_only) = ReadOnlyDirs::new(dirs) else {
+        eprintln!("skipped: this user cannot make a directory it may not write");
+        return;
+    };
+    let (mut child, mut out) = spawn_prog(&sb);
+    let mut stdin = child.stdin.take().unwrap();
+    let body_in = |low: bool| {
+        (0u32..)
+            .map(|i| format!("body {i}").into_bytes())
+            .find(|b| (sha256(b)[0] < 0x80) == low)
+            .unwrap()
+    };
+    let (bad, good) = (body_in(false), body_in(true));
+    // The output's subdirectory is read-only, then the action entry's.
+    let cases = [
+        (1, [0x11u8; 32], &bad, format!("{:02x}", sha256(&bad)[0])),
+        (2, [0x99u8; 32], &good, "99".to_string()),
+    ];
+    for (id, action, body, sub) in &cases {
+        stdin
+            .write_all(put_request(*id, action, body).as_bytes())
+            .unwrap();
+        stdin.flush().unwrap();
+        let r = read_response(&mut out);
+        assert_eq!(r["ID"], *id);
+        let err = r["Err"].as_str().unwrap_or_default();
+        let dir = sb.cache().join(sub);
+        assert!(
+            err.starts_with("storing ")
+                && err.contains(dir.to_str().unwrap())
+                && !err.contains("reading"),
+            "{r}"
+        );
+    }
+    // Later requests are served: a put that fits, then its hit.
+    let action = [0x22u8; 32];
+    stdin
+        .write_all((put_request(3, &action, &good) + &get_request(4, &action)).as_bytes())
+        .unwrap();
+    stdin.flush().unwrap();
+    let (a, b) = (read_response(&mut out), read_response(&mut out));
+    assert!(a["Err"].is_null() && b["Err"].is_null(), "{a} {b}");
+    let hit = if a["ID"] == 4 { a } else { b };
+    assert_eq!(hit["Size"], good.len() as u64, "{hit}");
+    close_prog(child, stdin, &mut out, 5);
+    assert_eq!(last_session_errors(&sb), 2);
+
+    // The real go command: the build succeeds, with the puts that could
+    // not be stored counted. (Go's module index treats a failed put as
+    // fatal, with its own cache too: off here, as above.)
+    let dir = sb.write_hello("readonly", "read only");
+    let mut go = with_prog(sb.go(["build", "-gcflags=all=-N", "-o", "hello", "."]));
+    go.current_dir(&dir).env("GODEBUG", "goindex=0");
+    let out = run_ok(go);
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, _, misses, puts) = last_session(&sb);
+    assert!(misses > 20 && puts > 10, "{misses} misses, {puts} puts");
+    assert!(last_session_errors(&sb) > 5);
+    let hello = Command::new(dir.join("hello")).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&hello.stdout), "read only\n");
+}

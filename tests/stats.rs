@@ -467,7 +467,14 @@ fn trim_json_keys_bytes_by_rule_and_keeps_the_old_list() {
     let keys: Vec<&str> = by.as_object().unwrap().keys().map(String::as_str).collect();
     assert_eq!(
         keys,
-        ["age", "budget", "exe_quota", "free_space", "garbage", "keep_runs"]
+        [
+            "age",
+            "budget",
+            "exe_quota",
+            "free_space",
+            "garbage",
+            "keep_runs"
+        ]
     );
     assert!(by["age"]["entries"].as_u64().unwrap() >= 2, "{by:#}");
     assert_eq!(by["budget"]["entries"], 0);

@@ -296,6 +296,15 @@ impl Index {
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
             .at(&self.path)
     }
+
+    /// Stops SQLite from checkpointing in whichever commit makes the
+    /// write-ahead log long (two fsyncs), for the commits someone waits
+    /// for; closing the index still checkpoints.
+    pub fn defer_checkpoints(&self) -> Result<()> {
+        self.conn
+            .execute_batch("PRAGMA wal_autocheckpoint = 0")
+            .at(&self.path)
+    }
 }
 
 /// Copies every row of the index at `seed` into the empty index on

@@ -22,12 +22,31 @@ use gocache::enforce::effective_limits;
 pub struct Args {
     #[command(flatten)]
     limits: LimitArgs,
-    /// Threads answering gets and finishing puts.
-    #[arg(long, default_value_t = 4)]
-    workers: usize,
+    /// Threads answering gets while several requests wait, and finishing
+    /// puts; 0 answers everything on the thread reading requests [default:
+    /// 0 with up to two CPUs, else one fewer than the CPUs, at most 8].
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Microseconds to poll for the next request before sleeping: may
+    /// shorten each get's round trip on machines with idle CPUs, costs a
+    /// CPU while it polls.
+    #[arg(long, value_name = "US", default_value_t = 0)]
+    spin_us: u64,
+    /// Write the server's timeline to FILE when it ends: a line per event
+    /// (each request read and answered, each write of responses, each step
+    /// of starting and closing) in microseconds since the start.
+    #[arg(long, value_name = "FILE")]
+    trace: Option<std::path::PathBuf>,
 }
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
+    // A file size limit (`ulimit -f`) must fail the put that passes it
+    // (EFBIG, answered as an error like a full disk), not kill the server
+    // with SIGXFSZ and the go command's build with it.
+    // SAFETY: setting a disposition; no handler runs.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     // Like go itself, set up a cache that is missing or empty (go has done
     // so already when it started us; not when we run on our own).
     let located = super::common::locate_cache(global)?;
@@ -35,50 +54,87 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         anyhow::Error::new(e).context(format!("cache directory from {}", located.source))
     })?;
     let ctx = Ctx::locate(global)?;
-    // The build must never fail because of the index: without one, serve
-    // the cache and say so once.
-    let index = match gocache::index::Index::open(&ctx.index_path) {
-        Ok(mut ix) => {
-            // Go starts us in its own working directory: what this go
-            // command gets and puts is credited to its module.
-            let cwd = std::env::current_dir().ok();
-            ix.credit_module(cwd.and_then(|d| gocache::gomod::Module::find(&d)));
-            Some(ix)
-        }
-        Err(e) => {
-            if !ctx.quiet {
-                eprintln!("gocache prog: warning: {e}; serving the cache without counting hits");
+    let cache_dir = gocache::cachedir::CacheDir::open(&ctx.cache_dir)?;
+    let specs = args.limits.specs();
+    let quiet = ctx.quiet;
+    // Runs on the server's bookkeeping thread, after go has its first
+    // answer. The build must never fail because of the index: without one,
+    // serve the cache and say so once.
+    let open_index = Box::new(move || {
+        let mut index = match gocache::index::Index::open(&ctx.index_path) {
+            Ok(ix) => ix,
+            Err(e) => {
+                if !quiet {
+                    eprintln!(
+                        "gocache prog: warning: {e}; serving the cache without counting hits"
+                    );
+                }
+                return gocache::prog::Bookkeeping::default();
             }
-            None
-        }
-    };
-    let limits = match &index {
-        Some(ix) => match effective_limits(&ctx.cache_dir, ix, &args.limits.specs()) {
+        };
+        // Go starts us in its own working directory: what this go command
+        // gets and puts is credited to its module.
+        let cwd = std::env::current_dir().ok();
+        index.credit_module(cwd.and_then(|d| gocache::gomod::Module::find(&d)));
+        let limits = match effective_limits(&ctx.cache_dir, &index, &specs) {
             Ok(l) => {
                 (l.budget.is_some() || l.exe_quota.is_some() || l.min_free.is_some()).then_some(l)
             }
             // The build goes on; the limits wait for a run that can read them.
             Err(e) => {
-                if !ctx.quiet {
-                    eprintln!("gocache prog: warning: {e}; serving the cache without limits");
+                if !quiet {
+                    eprintln!(
+                        "gocache prog: warning: reading the limits: {e:#}; not enforcing them"
+                    );
                 }
                 None
             }
-        },
-        None => None,
-    };
+        };
+        gocache::prog::Bookkeeping {
+            index: Some(index),
+            limits,
+        }
+    });
     let cfg = gocache::prog::ServerConfig {
-        cache_dir: gocache::cachedir::CacheDir::open(&ctx.cache_dir)?,
-        index,
-        limits,
+        cache_dir,
+        open_index,
         clock: super::common::now,
         workers: args.workers,
+        spin: std::time::Duration::from_micros(args.spin_us),
+        trace: args.trace,
     };
-    match gocache::prog::serve(cfg, std::io::stdin().lock(), std::io::stdout()) {
+    match gocache::prog::serve(cfg, std::io::stdin().lock(), Stdout) {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(msg) => {
             eprintln!("gocache prog: {msg}");
             Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// Standard output, written directly: the server writes whole batches of
+/// responses. Dropping it closes the pipe to the go command (standard
+/// output becomes /dev/null), which then goes on while this process closes
+/// its index and exits.
+struct Stdout;
+
+impl std::io::Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        Ok(rustix::io::write(rustix::stdio::stdout(), buf)?)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for Stdout {
+    fn drop(&mut self) {
+        use rustix::fs::{Mode, OFlags};
+        if let Ok(null) =
+            rustix::fs::open("/dev/null", OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())
+        {
+            let _ = rustix::stdio::dup2_stdout(&null);
         }
     }
 }
