@@ -34,7 +34,7 @@ PARTS=${*:-scan trim hook wrap prog ci}
 mkdir -p "$W"
 
 SYNTHETIC=
-[[ " $PARTS " == *" scan "* || " $PARTS " == *" trim "* || " $PARTS " == *" hook "* ]] && SYNTHETIC=1
+[[ " $PARTS " == *" scan "* || " $PARTS " == *" trim "* || " $PARTS " == *" hook "* || " $PARTS " == *" ci "* ]] && SYNTHETIC=1
 # The gocache measured is the one the README installs: on glibc Linux, a
 # static build (it starts about 0.4 ms sooner, which a hook run after every
 # go command feels).
