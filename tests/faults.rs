@@ -31,17 +31,39 @@ fn entries_on_disk(cache: &Path) -> u64 {
     n
 }
 
-/// Zeroes one 4 KiB page in the middle of the index, exactly as the issue
-/// did, and checks SQLite now finds it damaged.
+/// Zeroes one 4 KiB page in the middle of the index, as the issue did
+/// (`dd … bs=4096 seek=60 count=1`), and checks SQLite now finds it
+/// damaged. The page is one of the `entries` table's, from the middle: a
+/// fixed page number may be a free page, whose zeroing nothing notices,
+/// as the schema grows.
 fn damage(index: &Path) {
+    let pages: Vec<i64> = {
+        // Read-only: closing it must not checkpoint or change the file.
+        let ro = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+        let conn = rusqlite::Connection::open_with_flags(index, ro).unwrap();
+        let mut q = conn
+            .prepare("SELECT pageno FROM dbstat WHERE name = 'entries' ORDER BY pageno")
+            .unwrap();
+        q.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    };
     assert!(
-        std::fs::metadata(index).unwrap().len() > 61 * 4096,
-        "the index is too small to damage page 60"
+        pages.len() > 10,
+        "the index is too small to damage: {pages:?}"
     );
+    // dd counts pages from 0, SQLite from 1.
+    let seek = pages[pages.len() / 2] - 1;
     let status = Command::new("dd")
         .arg("if=/dev/zero")
         .arg(format!("of={}", index.display()))
-        .args(["bs=4096", "seek=60", "count=1", "conv=notrunc"])
+        .args([
+            "bs=4096",
+            &format!("seek={seek}"),
+            "count=1",
+            "conv=notrunc",
+        ])
         .stderr(Stdio::null())
         .status()
         .unwrap();
