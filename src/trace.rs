@@ -22,7 +22,7 @@
 //! the command), so a hook trace has every miss (each new action entry)
 //! but only the hits of programs; `ci end` sees build hits through the
 //! mtimes `ci end` moved back the run before; `gocache prog` sees all.
-//! A use of an entry first seen in the same second (a `go run` that just
+//! A use of an entry the same command's sync added (a `go run` that just
 //! built its program) is part of that miss, not a hit, and is not recorded.
 //! The first sync of an index that was empty records no `new` events: it
 //! indexes what was already there, not what go just made.

@@ -14,18 +14,23 @@ use rusqlite::{Transaction, TransactionBehavior, params};
 use super::statements::{SQL_IS_EMPTY, SQL_TRACE_INSERT, SQL_TRACE_ROTATE};
 use super::{Index, SqlResult};
 use crate::error::Result;
+use crate::layout::{EntryName, IdHash};
 use crate::model::{Entry, Kind, UnixTime};
 use crate::sim::trace::TraceId;
 use crate::trace::{StoredEvent, TraceEvent, TraceOp, TraceSource, Tracing};
 
 /// A connection's recording.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(super) struct TraceState {
     tracing: Tracing,
     /// Whether its syncs record `new` events: decided in its first write
     /// transaction (not when the index was empty: a first fill indexes
     /// what was there, not what go just made).
     record_new: Option<bool>,
+    /// The entries its syncs traced as new: a use of one of them is the
+    /// go command that made it (a `go run` that built its program), part
+    /// of that miss and no hit.
+    pub(super) added: std::collections::HashSet<EntryName, IdHash>,
 }
 
 fn db_id(id: TraceId) -> i64 {
@@ -60,6 +65,7 @@ impl Index {
         self.tracing = tracing.map(|tracing| TraceState {
             tracing,
             record_new: None,
+            added: Default::default(),
         });
     }
 
@@ -301,13 +307,17 @@ mod tests {
             at,
             hit: true,
         };
-        // The exe first seen at 2000 (the test entry), used at 3500; the
-        // output used in the second it was first seen is skipped.
-        let mut fresh = entry(5, Kind::Output);
-        fresh.first_seen = 3600;
+        // A use of an entry this connection's sync added is the command
+        // that made it: skipped. Uses of the others are hits.
+        let fresh = entry(5, Kind::Output);
         add(&mut ix, &fresh, 3600);
-        ix.record_uses(&[used(&x, 3500), used(&a, 3500), used(&fresh, 3600)])
-            .unwrap();
+        ix.record_uses(&[used(&fresh, 3600)]).unwrap();
+        let mut ix = Index::open(ix.path()).unwrap();
+        ix.set_trace(Some(Tracing {
+            source: TraceSource::Hook,
+            keep: 100,
+        }));
+        ix.record_uses(&[used(&x, 3500), used(&a, 3500)]).unwrap();
         let got: Vec<(TraceOp, Kind, i64)> = ix
             .trace_events(0)
             .unwrap()

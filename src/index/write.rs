@@ -48,7 +48,7 @@ impl Index {
             ),
             false => (None, false),
         };
-        let mut traced = Vec::new();
+        let (mut traced, mut added) = (Vec::new(), Vec::new());
         {
             let mut upsert = tx
                 .prepare_cached(
@@ -85,6 +85,7 @@ impl Index {
                             .at(path)?;
                         if record_new && old.is_none() {
                             traced.push(super::trace::new_event(e, now));
+                            added.push(e.name);
                         }
                         if by_delta {
                             if let Some(old) = old {
@@ -187,6 +188,9 @@ impl Index {
         Index::trace_in(tracing, &tx, module, &traced, path)?;
         tx.commit().at(path)?;
         self.credited(module);
+        if let Some(t) = &mut self.tracing {
+            t.added.extend(added);
+        }
         Ok(())
     }
 
@@ -303,7 +307,7 @@ impl Index {
                     "UPDATE entries SET last_use = max(last_use, ?3), hits = hits + ?4,
                      module = coalesce(?5, module)
                      WHERE subdir = ?1 AND name = ?2
-                     RETURNING kind, output, allocated, first_seen",
+                     RETURNING kind, output, allocated",
                 )
                 .at(path)?;
             let mut pend = tx
@@ -323,18 +327,18 @@ impl Index {
                     u.hit as i64,
                     module
                 ];
-                let row: Option<(i64, Option<Vec<u8>>, i64, UnixTime)> = update
-                    .query_row(p, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                let row: Option<(i64, Option<Vec<u8>>, i64)> = update
+                    .query_row(p, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                     .optional()
                     .at(path)?;
-                match row {
-                    None => {
+                match (row, &*tracing) {
+                    (None, _) => {
                         pend.execute(p).at(path)?;
                     }
-                    // A use in the second the entry was first seen is the
+                    // A use of an entry this command's sync added is the
                     // go command that made it: part of its miss, no hit.
-                    Some((kind, output, allocated, first_seen))
-                        if tracing.is_some() && u.hit && first_seen < u.at =>
+                    (Some((kind, output, allocated)), Some(t))
+                        if u.hit && !t.added.contains(&u.name) =>
                     {
                         let kind = Kind::from_db(kind).unwrap_or(Kind::Output);
                         traced.push(TraceEvent {
@@ -350,7 +354,7 @@ impl Index {
                             cost: None,
                         });
                     }
-                    Some(_) => {}
+                    _ => {}
                 }
             }
         }
