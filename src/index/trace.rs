@@ -339,4 +339,36 @@ mod tests {
         assert_eq!(ev[1].event.size, Some(x.allocated));
         assert_eq!(ev[0].source, TraceSource::Hook);
     }
+
+    /// An index of schema 4 (before traces) migrates in place, keeps its
+    /// rows, and records from then on.
+    #[test]
+    fn an_index_from_before_traces_migrates_and_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("i.sqlite");
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        for (sql, version) in super::super::open::MIGRATIONS[..4].iter().zip(1..) {
+            conn.execute_batch(sql).unwrap();
+            conn.pragma_update(None, "user_version", version).unwrap();
+        }
+        conn.execute(
+            "INSERT INTO entries (subdir, name, kind, apparent, allocated, mtime, last_use, hits, first_seen)
+             VALUES (1, ?1, 1, 10, 4096, 100, 100, 3, 100)",
+            [entry(1, Kind::Output).name.file_name()],
+        )
+        .unwrap();
+        drop(conn);
+        let mut ix = Index::open(&path).unwrap();
+        assert_eq!(
+            ix.entry(&entry(1, Kind::Output).name)
+                .unwrap()
+                .unwrap()
+                .hits,
+            3
+        );
+        assert_eq!(ix.trace_len().unwrap(), 0);
+        ix.set_trace(tracing(5));
+        ix.record_trace(&[miss(1)]).unwrap();
+        assert_eq!(ix.trace_len().unwrap(), 1);
+    }
 }
