@@ -15,7 +15,7 @@
 //! | --- | --- |
 //! | `hook` (the hook after `gocache go`) | `new` for each entry its sync finds that the index did not know; `use` for each use the wrapper records (a `go run` of a cached program, `go tool NAME`) |
 //! | `ci` (`gocache ci end`) | `new` for entries its sync finds; `use` for entries the run used that it did not make (Go's mtime marks) |
-//! | `prog` (`gocache prog`, through [`crate::index::Index::record_trace`]) | `use` (a get that hit), `miss`, `put` with its rebuild cost |
+//! | `prog` (`gocache prog`, through [`crate::index::Index::record_trace`]; not wired in yet) | `use` (a get that hit), `miss`, `put` with its rebuild cost |
 //!
 //! The hook cannot see go's hits on build actions (go marks an entry used
 //! only when its mtime is over an hour old, and the hook runs right after
@@ -26,6 +26,33 @@
 //! built its program) is part of that miss, not a hit, and is not recorded.
 //! The first sync of an index that was empty records no `new` events: it
 //! indexes what was already there, not what go just made.
+//!
+//! # For `gocache prog`
+//!
+//! prog records on its own connection, which it tells
+//! `index.set_trace(Tracing::from_env(TraceSource::Prog)?)`; its syncs and
+//! [`crate::index::Index::record_uses`] then add no events (they would
+//! count its gets twice). It keeps a [`RebuildClock`] and hands events to
+//! [`crate::index::Index::record_trace`] in the batches it records uses
+//! in:
+//!
+//! ```
+//! use gocache::layout::Id;
+//! use gocache::trace::{RebuildClock, TraceEvent};
+//! let (action, output) = (Id([1; 32]), Id([2; 32]));
+//! let mut clock = RebuildClock::default();
+//! let mut batch = Vec::new();
+//! // go: get(action) -> miss, at t = 1000 ms
+//! clock.miss(&action, 1000);
+//! batch.push(TraceEvent::miss(1000, &action));
+//! // go: put(action, output), 8 KiB allocated, at t = 1750 ms
+//! let cost = clock.put(&action, 1750);
+//! batch.push(TraceEvent::put(1750, &action, &output, 8192, cost));
+//! // go: get(action) -> hit
+//! batch.push(TraceEvent::hit(2000, &action, &output, 8192));
+//! assert_eq!(cost, Some(0.75));
+//! // then: index.record_trace(&batch)
+//! ```
 //!
 //! # The bound
 //!

@@ -33,6 +33,16 @@ pub(super) struct TraceState {
     pub(super) added: std::collections::HashSet<EntryName, IdHash>,
 }
 
+impl TraceState {
+    /// Whether syncs and recorded uses add events: not for `gocache
+    /// prog`, which records every get and put itself
+    /// ([`Index::record_trace`]), so its syncs and uses would count them
+    /// twice.
+    pub(super) fn traces_syncs(&self) -> bool {
+        self.tracing.source != TraceSource::Prog
+    }
+}
+
 fn db_id(id: TraceId) -> i64 {
     id.0 as i64
 }
@@ -77,6 +87,9 @@ impl Index {
         path: &std::path::Path,
     ) -> Result<bool> {
         let Some(s) = state else { return Ok(false) };
+        if !s.traces_syncs() {
+            return Ok(false);
+        }
         if let Some(r) = s.record_new {
             return Ok(r);
         }
@@ -338,6 +351,13 @@ mod tests {
         assert_eq!(ev[4].event.output, a.output.as_ref().map(TraceId::of));
         assert_eq!(ev[1].event.size, Some(x.allocated));
         assert_eq!(ev[0].source, TraceSource::Hook);
+        // prog records its own gets and puts: its syncs and uses add none.
+        let mut ix = Index::open(ix.path()).unwrap();
+        ix.set_trace(tracing(100));
+        let before = ix.trace_len().unwrap();
+        add(&mut ix, &entry(6, Kind::Output), 4000);
+        ix.record_uses(&[used(&x, 4000)]).unwrap();
+        assert_eq!(ix.trace_len().unwrap(), before);
     }
 
     /// An index of schema 4 (before traces) migrates in place, keeps its

@@ -338,7 +338,7 @@ impl Index {
                     // A use of an entry this command's sync added is the
                     // go command that made it: part of its miss, no hit.
                     (Some((kind, output, allocated)), Some(t))
-                        if u.hit && !t.added.contains(&u.name) =>
+                        if u.hit && t.traces_syncs() && !t.added.contains(&u.name) =>
                     {
                         let kind = Kind::from_db(kind).unwrap_or(Kind::Output);
                         traced.push(TraceEvent {
