@@ -55,6 +55,7 @@ pub mod sim;
 pub mod stats;
 pub mod synth;
 pub mod threads;
+pub mod trace;
 pub mod trim;
 pub mod wrapper;
 

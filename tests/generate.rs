@@ -17,6 +17,7 @@ const SUBCOMMANDS: &[&str] = &[
     "prog",
     "ci",
     "simulate",
+    "trace",
     "completions",
     "man",
 ];
@@ -52,7 +53,8 @@ fn completions_for_bash_zsh_and_fish_know_every_subcommand() {
         );
         stdout_of(&run_ok(Command::new("bash").args(["-c", &cmd])))
     };
-    assert_eq!(complete("gocache tr", 1).trim(), "trim");
+    assert_eq!(complete("gocache tri", 1).trim(), "trim");
+    assert_eq!(complete("gocache tr", 1).trim(), "trim trace");
     assert!(complete("gocache trim --bu", 2).contains("--budget"));
     assert!(complete("gocache completions ''", 2).contains("zsh"));
     // Not a shell it knows: exit 2, naming the ones it does.
@@ -83,6 +85,7 @@ fn the_man_page_covers_every_subcommand_and_installs_one_page_each() {
         .map(|s| format!("gocache-{s}.1"))
         .chain(["gocache.1".to_string()])
         .chain(["begin", "end"].map(|s| format!("gocache-ci-{s}.1")))
+        .chain(["gocache-trace-export.1".to_string()])
         .collect();
     want.sort();
     assert_eq!(pages, want);

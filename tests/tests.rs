@@ -17,5 +17,6 @@ mod remote;
 mod scan;
 mod simulate;
 mod stats;
+mod trace;
 mod trim;
 mod wrapper;

@@ -15,6 +15,7 @@
 //! - `sessions`: `gocache prog`'s session summaries;
 //! - `modules`: which Go module added or last used each entry.
 //! - `runs`: CI runs (`gocache ci`), each entry's last run, the seal.
+//! - `trace`: the bounded trace of events (`gocache trace export`).
 //!
 //! # Where it lives
 //!
@@ -58,6 +59,7 @@ mod recover;
 mod runs;
 mod sessions;
 mod statements;
+mod trace;
 mod write;
 
 pub use meta::LastTrim;
@@ -146,6 +148,9 @@ pub struct Index {
     /// The module entries this connection adds or records uses of are
     /// credited to (see [`Index::credit_module`]).
     credit: Option<modules::Credit>,
+    /// Whether this connection records trace events (see
+    /// [`Index::set_trace`]).
+    tracing: Option<trace::TraceState>,
 }
 
 impl std::fmt::Debug for Index {

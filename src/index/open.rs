@@ -16,6 +16,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0002_prog_sessions.sql"),
     include_str!("../../migrations/0003_modules.sql"),
     include_str!("../../migrations/0004_ci_runs.sql"),
+    include_str!("../../migrations/0005_trace.sql"),
 ];
 
 /// With [`Index::keep_wal_on_close`], a write-ahead log up to this size is
@@ -99,6 +100,7 @@ impl Index {
             abandoned: false,
             file_id,
             credit: None,
+            tracing: None,
         };
         index.configure(wait)?;
         index.migrate()?;
@@ -125,6 +127,7 @@ impl Index {
             abandoned: false,
             file_id: None,
             credit: None,
+            tracing: None,
         };
         index.conn.busy_timeout(wait).at(path)?;
         let version = index.user_version()?;
@@ -161,6 +164,7 @@ impl Index {
             abandoned: false,
             file_id: None,
             credit: None,
+            tracing: None,
         };
         index.conn.busy_timeout(wait).at(&index.path)?;
         index.migrate()?;

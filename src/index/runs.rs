@@ -7,8 +7,10 @@ use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
 use super::{Index, SqlResult};
 use crate::error::Result;
-use crate::layout::EntryName;
+use crate::layout::{EntryName, Id};
 use crate::model::{Bytes, Entry, Kind, UnixTime};
+use crate::sim::trace::TraceId;
+use crate::trace::{TraceEvent, TraceOp};
 
 /// The key the seal lives under in `meta` (as JSON).
 const SEAL_KEY: &str = "ci_seal";
@@ -284,16 +286,22 @@ impl Index {
         used_after: UnixTime,
         since: UnixTime,
     ) -> Result<Vec<RunUse>> {
-        let Index { conn, path, .. } = self;
+        let Index {
+            conn,
+            path,
+            tracing,
+            ..
+        } = self;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .at(path)?;
         let mut out = Vec::new();
+        let mut traced = Vec::new();
         {
             let mut stmt = tx
                 .prepare(
                     "UPDATE entries SET last_run = ?1 WHERE mtime > ?2 OR last_use >= ?3
-                     RETURNING name, kind, mtime, first_seen, apparent, allocated",
+                     RETURNING name, kind, mtime, first_seen, apparent, allocated, output",
                 )
                 .at(path)?;
             let mut rows = stmt.query(params![run, used_after, since]).at(path)?;
@@ -306,16 +314,38 @@ impl Index {
                     continue;
                 };
                 let u = |v: i64| u64::try_from(v).unwrap_or(0);
+                let (mtime, first_seen): (UnixTime, UnixTime) =
+                    (r.get(2).at(path)?, r.get(3).at(path)?);
+                // Traced: what the run used (Go's mark) and did not make
+                // (its sync traced those as new); the wrapper traced its
+                // own uses.
+                if tracing.is_some() && mtime > used_after && first_seen < since {
+                    let output: Option<Vec<u8>> = r.get(6).at(path)?;
+                    traced.push(TraceEvent {
+                        t_ms: mtime.saturating_mul(1000),
+                        op: TraceOp::Use,
+                        kind,
+                        entry: TraceId::of(&name.id),
+                        output: output
+                            .and_then(|o| <[u8; 32]>::try_from(o.as_slice()).ok())
+                            .map(|o| TraceId::of(&Id(o))),
+                        size: (kind != Kind::Action).then(|| u(r.get(5).unwrap_or(0))),
+                        cost: None,
+                    });
+                }
                 out.push(RunUse {
                     name,
                     kind,
-                    mtime: r.get(2).at(path)?,
-                    first_seen: r.get(3).at(path)?,
+                    mtime,
+                    first_seen,
                     apparent: u(r.get(4).at(path)?),
                     allocated: u(r.get(5).at(path)?),
                 });
             }
         }
+        // Go's marks in mtime order, as they happened.
+        traced.sort_by_key(|e| e.t_ms);
+        Index::trace_in(tracing, &tx, None, &traced, path)?;
         tx.commit().at(path)?;
         Ok(out)
     }

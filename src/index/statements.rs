@@ -58,6 +58,11 @@ pub(super) const SQL_CREDIT_MODULE: &str =
      ON CONFLICT (root) DO UPDATE SET last_seen = max(last_seen, excluded.last_seen),
      path = coalesce(excluded.path, path)
      RETURNING id";
+// The trace (see `trace`): an event, and the oldest past the bound.
+pub(super) const SQL_TRACE_INSERT: &str =
+    "INSERT INTO trace (t, ev, kind, entry, output, size, cost, source, module)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+pub(super) const SQL_TRACE_ROTATE: &str = "DELETE FROM trace WHERE seq <= ?1";
 // What the limit check reads.
 pub(super) const SQL_FAST_TOTALS: &str = "SELECT coalesce(sum(build_entries), 0), coalesce(sum(build_apparent), 0), coalesce(sum(build_allocated), 0),
      coalesce(sum(exe_entries), 0), coalesce(sum(exe_apparent), 0), coalesce(sum(exe_allocated), 0)
@@ -90,6 +95,8 @@ const SYNC_STATEMENTS: &[&str] = &[
     SQL_SET_SUBDIR,
     SQL_TAKE_PENDING,
     SQL_CREDIT_MODULE,
+    SQL_TRACE_INSERT,
+    SQL_TRACE_ROTATE,
 ];
 
 impl Index {

@@ -15,7 +15,10 @@ use super::statements::*;
 use super::{Index, SqlResult, SubdirChanges, Use};
 use crate::error::Result;
 use crate::layout::EntryName;
+use crate::layout::Id;
 use crate::model::{Entry, Kind, Other, UnixTime};
+use crate::sim::trace::TraceId;
+use crate::trace::{TraceEvent, TraceOp};
 
 impl Index {
     /// Applies one subdirectory's changes in one transaction, folding in
@@ -27,16 +30,25 @@ impl Index {
     /// Applies several subdirectories' changes in one transaction.
     pub fn apply_subdirs(&mut self, all: &[SubdirChanges], now: UnixTime) -> Result<()> {
         let Index {
-            conn, path, credit, ..
+            conn,
+            path,
+            credit,
+            tracing,
+            ..
         } = self;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .at(path)?;
-        // The module new entries are credited to (see `modules`).
-        let module = match all.iter().any(|c| !c.upserts.is_empty()) {
-            true => Index::credit_in(credit, &tx, now, path)?,
-            false => None,
+        // The module new entries are credited to (see `modules`), and
+        // whether they are traced (see `trace`).
+        let (module, record_new) = match all.iter().any(|c| !c.upserts.is_empty()) {
+            true => (
+                Index::credit_in(credit, &tx, now, path)?,
+                Index::trace_new_in(tracing, &tx, path)?,
+            ),
+            false => (None, false),
         };
+        let (mut traced, mut added) = (Vec::new(), Vec::new());
         {
             let mut upsert = tx
                 .prepare_cached(
@@ -66,15 +78,21 @@ impl Index {
                 let mut order: Vec<&Entry> = changes.upserts.iter().collect();
                 order.sort_unstable_by_key(|e| e.name);
                 for e in order {
-                    if by_delta {
+                    if by_delta || record_new {
                         let old = old_row
                             .query_row(params![changes.subdir, e.name.file_name()], kind_sizes)
                             .optional()
                             .at(path)?;
-                        if let Some(old) = old {
-                            delta.count(old, -1);
+                        if record_new && old.is_none() {
+                            traced.push(super::trace::new_event(e, now));
+                            added.push(e.name);
                         }
-                        delta.count((e.kind.to_db(), e.apparent as i64, e.allocated as i64), 1);
+                        if by_delta {
+                            if let Some(old) = old {
+                                delta.count(old, -1);
+                            }
+                            delta.count((e.kind.to_db(), e.apparent as i64, e.allocated as i64), 1);
+                        }
                     }
                     let (mut last_use, mut pending_hits) = (e.last_use, 0u64);
                     let mut credited = module;
@@ -167,8 +185,12 @@ impl Index {
                     .at(path)?;
             }
         }
+        Index::trace_in(tracing, &tx, module, &traced, path)?;
         tx.commit().at(path)?;
         self.credited(module);
+        if let Some(t) = &mut self.tracing {
+            t.added.extend(added);
+        }
         Ok(())
     }
 
@@ -266,7 +288,11 @@ impl Index {
             return Ok(());
         }
         let Index {
-            conn, path, credit, ..
+            conn,
+            path,
+            credit,
+            tracing,
+            ..
         } = self;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -274,12 +300,14 @@ impl Index {
         // The module the uses are credited to (see `modules`).
         let latest = uses.iter().map(|u| u.at).max().unwrap_or_default();
         let module = Index::credit_in(credit, &tx, latest, path)?;
+        let mut traced = Vec::new();
         {
             let mut update = tx
                 .prepare_cached(
                     "UPDATE entries SET last_use = max(last_use, ?3), hits = hits + ?4,
                      module = coalesce(?5, module)
-                     WHERE subdir = ?1 AND name = ?2",
+                     WHERE subdir = ?1 AND name = ?2
+                     RETURNING kind, output, allocated",
                 )
                 .at(path)?;
             let mut pend = tx
@@ -299,11 +327,38 @@ impl Index {
                     u.hit as i64,
                     module
                 ];
-                if update.execute(p).at(path)? == 0 {
-                    pend.execute(p).at(path)?;
+                let row: Option<(i64, Option<Vec<u8>>, i64)> = update
+                    .query_row(p, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .optional()
+                    .at(path)?;
+                match (row, &*tracing) {
+                    (None, _) => {
+                        pend.execute(p).at(path)?;
+                    }
+                    // A use of an entry this command's sync added is the
+                    // go command that made it: part of its miss, no hit.
+                    (Some((kind, output, allocated)), Some(t))
+                        if u.hit && t.traces_syncs() && !t.added.contains(&u.name) =>
+                    {
+                        let kind = Kind::from_db(kind).unwrap_or(Kind::Output);
+                        traced.push(TraceEvent {
+                            t_ms: u.at.saturating_mul(1000),
+                            op: TraceOp::Use,
+                            kind,
+                            entry: TraceId::of(&u.name.id),
+                            output: output
+                                .and_then(|o| <[u8; 32]>::try_from(o.as_slice()).ok().map(Id))
+                                .as_ref()
+                                .map(TraceId::of),
+                            size: (kind != Kind::Action).then_some(allocated.max(0) as u64),
+                            cost: None,
+                        });
+                    }
+                    _ => {}
                 }
             }
         }
+        Index::trace_in(tracing, &tx, module, &traced, path)?;
         tx.commit().at(path)?;
         self.credited(module);
         Ok(())

@@ -266,7 +266,9 @@ fn end(global: &Global, args: EndArgs) -> anyhow::Result<ExitCode> {
         exe_quota: args.exe_quota,
         ..Default::default()
     };
+    let tracing = super::common::tracing(gocache::trace::TraceSource::Ci, &progress);
     let done = ctx.access().run(ctx.now, |index, _| {
+        index.set_trace(tracing);
         let opts = EndOptions {
             keep_runs: args.keep_runs,
             limits: effective_limits(&ctx.cache_dir, index, &flags)?,

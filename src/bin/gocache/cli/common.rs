@@ -421,6 +421,23 @@ fn parse_grace(s: &str) -> Result<i64, String> {
     gocache::limits::parse_grace(s).map_err(|e| e.to_string())
 }
 
+/// Whether a command recording as `source` records trace events, and how
+/// many the index keeps (`GOCACHE_TRACE`; see `gocache::trace`). A value
+/// it cannot read is a warning, and the default.
+pub fn tracing(
+    source: gocache::trace::TraceSource,
+    progress: &Progress,
+) -> Option<gocache::trace::Tracing> {
+    use gocache::report::Reporter;
+    gocache::trace::Tracing::from_env(source).unwrap_or_else(|why| {
+        progress.warn(&why);
+        Some(gocache::trace::Tracing {
+            source,
+            keep: gocache::trace::DEFAULT_KEEP,
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -77,10 +77,12 @@ pub fn run_after_go(global: &Global, args: &Args, seen: &AfterGo) -> anyhow::Res
         at: ctx.now,
         hit: true,
     };
+    let tracing = super::common::tracing(gocache::trace::TraceSource::Hook, &progress);
     // Run again from the start on a rebuilt or in-memory index when this
     // one fails (the head start is only good for the first try).
     let done = access.run_from(opened, ctx.now, |index, _| {
         index.credit_module(seen.module.clone());
+        index.set_trace(tracing);
         let synced = scan_with_head_start(
             &ctx.cache_dir,
             index,

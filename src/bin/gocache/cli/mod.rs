@@ -27,6 +27,7 @@ mod prog;
 mod scan;
 mod simulate;
 mod stats;
+mod trace;
 mod trim;
 
 use std::ffi::OsString;
@@ -66,6 +67,7 @@ enum Command {
     Prog(prog::Args),
     Ci(ci::Args),
     Simulate(simulate::Args),
+    Trace(trace::Args),
     Completions(generate::CompletionsArgs),
     Man(generate::ManArgs),
 }
@@ -105,6 +107,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         Command::Prog(a) => prog::run(&cli.global, a),
         Command::Ci(a) => ci::run(&cli.global, a),
         Command::Simulate(a) => simulate::run(&cli.global, a),
+        Command::Trace(a) => trace::run(&cli.global, a),
         Command::Completions(a) => generate::completions(Cli::command(), a),
         Command::Man(a) => generate::man(Cli::command(), a),
     };

@@ -1,0 +1,477 @@
+//! Recording traces: what go did with the cache, as events kept in the
+//! index (`trace` table, migration 5) and exported as the simulator's JSON
+//! Lines schema ([`crate::sim::trace`]) for `gocache simulate`.
+//!
+//! This module is pure: the events ([`TraceEvent`]), the setting that
+//! turns recording on and bounds it ([`Tracing`], `GOCACHE_TRACE`), the
+//! rebuild cost a get miss and the put that follows bracket
+//! ([`RebuildClock`], for `gocache prog`), and the export of stored events
+//! ([`export`]). The index writes and reads them (`Index::set_trace`,
+//! `Index::record_trace`, `Index::trace_events`).
+//!
+//! # Who records what
+//!
+//! | source | events |
+//! | --- | --- |
+//! | `hook` (the hook after `gocache go`) | `new` for each entry its sync finds that the index did not know; `use` for each use the wrapper records (a `go run` of a cached program, `go tool NAME`) |
+//! | `ci` (`gocache ci end`) | `new` for entries its sync finds; `use` for entries the run used that it did not make (Go's mtime marks) |
+//! | `prog` (`gocache prog`, through [`crate::index::Index::record_trace`]; not wired in yet) | `use` (a get that hit), `miss`, `put` with its rebuild cost |
+//!
+//! The hook cannot see go's hits on build actions (go marks an entry used
+//! only when its mtime is over an hour old, and the hook runs right after
+//! the command), so a hook trace has every miss (each new action entry)
+//! but only the hits of programs; `ci end` sees build hits through the
+//! mtimes `ci end` moved back the run before; `gocache prog` sees all.
+//! A use of an entry the same command's sync added (a `go run` that just
+//! built its program) is part of that miss, not a hit, and is not recorded.
+//! The first sync of an index that was empty records no `new` events: it
+//! indexes what was already there, not what go just made.
+//!
+//! # For `gocache prog`
+//!
+//! prog records on its own connection, which it tells
+//! `index.set_trace(Tracing::from_env(TraceSource::Prog)?)`; its syncs and
+//! [`crate::index::Index::record_uses`] then add no events (they would
+//! count its gets twice). It keeps a [`RebuildClock`] and hands events to
+//! [`crate::index::Index::record_trace`] in the batches it records uses
+//! in:
+//!
+//! ```
+//! use gocache::layout::Id;
+//! use gocache::trace::{RebuildClock, TraceEvent};
+//! let (action, output) = (Id([1; 32]), Id([2; 32]));
+//! let mut clock = RebuildClock::default();
+//! let mut batch = Vec::new();
+//! // go: get(action) -> miss, at t = 1000 ms
+//! clock.miss(&action, 1000);
+//! batch.push(TraceEvent::miss(1000, &action));
+//! // go: put(action, output), 8 KiB allocated, at t = 1750 ms
+//! let cost = clock.put(&action, 1750);
+//! batch.push(TraceEvent::put(1750, &action, &output, 8192, cost));
+//! // go: get(action) -> hit
+//! batch.push(TraceEvent::hit(2000, &action, &output, 8192));
+//! assert_eq!(cost, Some(0.75));
+//! // then: index.record_trace(&batch)
+//! ```
+//!
+//! # The bound
+//!
+//! The table keeps the newest [`Tracing::keep`] events (default
+//! [`DEFAULT_KEEP`], 1,000,000, about 40 MB): each write transaction that
+//! adds events deletes the oldest beyond the bound, by a range of the
+//! table's integer key, in the same transaction.
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use crate::layout::Id;
+use crate::model::Kind;
+use crate::sim::trace::{self as schema, EntryKind, Event, Header, Op, TraceId};
+
+/// Events kept when `GOCACHE_TRACE` does not say otherwise.
+pub const DEFAULT_KEEP: u64 = 1_000_000;
+
+/// The environment variable that turns recording off or bounds it.
+pub const ENV: &str = "GOCACHE_TRACE";
+
+/// What happened to an entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TraceOp {
+    /// The entry was first seen (go made it: for an action, a miss and a
+    /// put).
+    New,
+    /// The entry was used (a hit).
+    Use,
+    /// go looked an action up and the cache did not have it.
+    Miss,
+    /// go stored an action (and its output).
+    Put,
+}
+
+impl TraceOp {
+    /// The integer stored in the index.
+    pub fn to_db(self) -> i64 {
+        match self {
+            TraceOp::New => 0,
+            TraceOp::Use => 1,
+            TraceOp::Miss => 2,
+            TraceOp::Put => 3,
+        }
+    }
+
+    /// The op for an integer stored in the index.
+    pub fn from_db(v: i64) -> Option<TraceOp> {
+        match v {
+            0 => Some(TraceOp::New),
+            1 => Some(TraceOp::Use),
+            2 => Some(TraceOp::Miss),
+            3 => Some(TraceOp::Put),
+            _ => None,
+        }
+    }
+}
+
+/// Who recorded an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TraceSource {
+    /// The hook (after `gocache go`, or run on its own).
+    Hook,
+    /// `gocache ci end`.
+    Ci,
+    /// `gocache prog`.
+    Prog,
+}
+
+impl TraceSource {
+    /// The integer stored in the index.
+    pub fn to_db(self) -> i64 {
+        match self {
+            TraceSource::Hook => 0,
+            TraceSource::Ci => 1,
+            TraceSource::Prog => 2,
+        }
+    }
+
+    /// The source for an integer stored in the index.
+    pub fn from_db(v: i64) -> Option<TraceSource> {
+        match v {
+            0 => Some(TraceSource::Hook),
+            1 => Some(TraceSource::Ci),
+            2 => Some(TraceSource::Prog),
+            _ => None,
+        }
+    }
+
+    /// The name a trace's header gives it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TraceSource::Hook => "hook",
+            TraceSource::Ci => "ci",
+            TraceSource::Prog => "prog",
+        }
+    }
+}
+
+/// One event, as a recorder hands it to the index. The source and the
+/// module come from the connection ([`crate::index::Index::set_trace`],
+/// [`crate::index::Index::credit_module`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TraceEvent {
+    /// When, in Unix milliseconds.
+    pub t_ms: i64,
+    /// What happened.
+    pub op: TraceOp,
+    /// The entry's kind (`Miss` and `Put` are about actions).
+    pub kind: Kind,
+    /// The entry: for an action, the action ID.
+    pub entry: TraceId,
+    /// For an action: the output it names, when known.
+    pub output: Option<TraceId>,
+    /// Allocated bytes: of the entry itself for an output or executable;
+    /// of the output for an action (a put, a hit), when known.
+    pub size: Option<u64>,
+    /// Rebuild seconds, when measured (a put: see [`RebuildClock`]).
+    pub cost: Option<f64>,
+}
+
+impl TraceEvent {
+    /// A get of `action` that missed.
+    pub fn miss(t_ms: i64, action: &Id) -> TraceEvent {
+        TraceEvent {
+            t_ms,
+            op: TraceOp::Miss,
+            kind: Kind::Action,
+            entry: TraceId::of(action),
+            output: None,
+            size: None,
+            cost: None,
+        }
+    }
+
+    /// A get of `action` that hit, answering `output` of `size` allocated
+    /// bytes.
+    pub fn hit(t_ms: i64, action: &Id, output: &Id, size: u64) -> TraceEvent {
+        TraceEvent {
+            op: TraceOp::Use,
+            output: Some(TraceId::of(output)),
+            size: Some(size),
+            ..TraceEvent::miss(t_ms, action)
+        }
+    }
+
+    /// A put of `output` (`size` allocated bytes) under `action`, with the
+    /// rebuild seconds when known.
+    pub fn put(t_ms: i64, action: &Id, output: &Id, size: u64, cost: Option<f64>) -> TraceEvent {
+        TraceEvent {
+            op: TraceOp::Put,
+            output: Some(TraceId::of(output)),
+            size: Some(size),
+            cost,
+            ..TraceEvent::miss(t_ms, action)
+        }
+    }
+}
+
+/// Whether a connection records events, as whom, and how many the table
+/// keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tracing {
+    /// Who records.
+    pub source: TraceSource,
+    /// The most events the table keeps (at least 1).
+    pub keep: u64,
+}
+
+impl Tracing {
+    /// Recording as `source`, with the bound `GOCACHE_TRACE` gives:
+    /// `None` when it says `off` (or `0`). A value that is neither a
+    /// number nor `on`/`off` is an error, which callers report as a
+    /// warning and record with the default bound.
+    pub fn from_env(source: TraceSource) -> Result<Option<Tracing>, String> {
+        let v = std::env::var(ENV).ok();
+        Tracing::parse(source, v.as_deref())
+    }
+
+    /// [`Tracing::from_env`] for a value given.
+    pub fn parse(source: TraceSource, value: Option<&str>) -> Result<Option<Tracing>, String> {
+        let on = |keep| Ok(Some(Tracing { source, keep }));
+        let Some(v) = value.map(str::trim) else {
+            return on(DEFAULT_KEEP);
+        };
+        match v.to_ascii_lowercase().as_str() {
+            "" | "on" | "1" | "true" | "yes" => on(DEFAULT_KEEP),
+            "off" | "0" | "false" | "no" => Ok(None),
+            n => match n.replace(['_', ','], "").parse::<u64>() {
+                Ok(keep) => on(keep),
+                Err(_) => Err(format!(
+                    "{ENV}={v:?} is not off, on or a number of events to keep; \
+                     recording with the default bound ({DEFAULT_KEEP} events)"
+                )),
+            },
+        }
+    }
+}
+
+/// Turns a get miss followed by a put of the same action into the rebuild
+/// cost: the seconds between them (go computed the action in between).
+/// Pure and bounded: it remembers at most [`RebuildClock::CAPACITY`]
+/// misses; past that the oldest are forgotten (their puts get no cost).
+#[derive(Debug, Default)]
+pub struct RebuildClock {
+    misses: HashMap<TraceId, i64>,
+    order: std::collections::VecDeque<TraceId>,
+}
+
+impl RebuildClock {
+    /// Misses remembered at most.
+    pub const CAPACITY: usize = 1 << 16;
+
+    /// Notes a get of `action` that missed at `t_ms`.
+    pub fn miss(&mut self, action: &Id, t_ms: i64) {
+        let a = TraceId::of(action);
+        if self.misses.insert(a, t_ms).is_none() {
+            self.order.push_back(a);
+        }
+        while self.order.len() > Self::CAPACITY {
+            if let Some(old) = self.order.pop_front() {
+                self.misses.remove(&old);
+            }
+        }
+    }
+
+    /// The rebuild seconds of a put of `action` at `t_ms`: the time since
+    /// its miss, if one was noted (and then forgotten).
+    pub fn put(&mut self, action: &Id, t_ms: i64) -> Option<f64> {
+        let a = TraceId::of(action);
+        let t0 = self.misses.remove(&a)?;
+        if let Some(i) = self.order.iter().rposition(|x| *x == a) {
+            self.order.remove(i);
+        }
+        Some((t_ms - t0).max(0) as f64 / 1000.0)
+    }
+}
+
+/// An event as the index keeps it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StoredEvent {
+    /// The event.
+    pub event: TraceEvent,
+    /// Who recorded it.
+    pub source: TraceSource,
+    /// The module credited (`modules.id`), if any.
+    pub module: Option<i64>,
+}
+
+/// Writes stored events (in recording order) as the simulator's JSON
+/// Lines: a header, then one line an event; a new header (segment)
+/// wherever the source changes. Actions whose output is an executable in
+/// the trace are marked `exe`. Returns how many events were written.
+pub fn export(
+    out: &mut impl Write,
+    events: &[StoredEvent],
+    host: Option<&str>,
+    created: Option<i64>,
+) -> std::io::Result<u64> {
+    let exes: std::collections::HashSet<TraceId> = events
+        .iter()
+        .filter(|e| e.event.kind == Kind::Exe)
+        .map(|e| e.event.entry)
+        .collect();
+    let header = |source: TraceSource| Header {
+        host: host.map(str::to_owned),
+        created,
+        note: Some("exported by gocache trace export".into()),
+        ..Header::new(source.as_str())
+    };
+    let mut last = None;
+    let mut n = 0;
+    if events.is_empty() {
+        schema::write(out, &header(TraceSource::Hook), [])?;
+    }
+    for s in events {
+        if last != Some(s.source) {
+            serde_json::to_writer(&mut *out, &header(s.source))?;
+            out.write_all(b"\n")?;
+            last = Some(s.source);
+        }
+        serde_json::to_writer(&mut *out, &to_schema(s, &exes))?;
+        out.write_all(b"\n")?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// One stored event in the simulator's schema.
+fn to_schema(s: &StoredEvent, exes: &std::collections::HashSet<TraceId>) -> Event {
+    let e = &s.event;
+    let kind = EntryKind::from(e.kind);
+    let (a, o) = match e.kind {
+        Kind::Action => (Some(e.entry), e.output),
+        Kind::Output | Kind::Exe => (None, Some(e.entry)),
+    };
+    let exe = e.kind == Kind::Action && e.output.is_some_and(|o| exes.contains(&o));
+    let mut ev = match (e.op, e.kind) {
+        (TraceOp::Miss, _) => Event::get_miss(e.t_ms, e.entry),
+        (TraceOp::Put, _) => match e.output {
+            Some(o) => Event::put(e.t_ms, e.entry, o, e.size.unwrap_or(0), e.cost),
+            // Never written so: a put names its output.
+            None => Event::get_miss(e.t_ms, e.entry),
+        },
+        // gocache prog's hits are gets, as go asked them.
+        (TraceOp::Use, Kind::Action) if s.source == TraceSource::Prog && o.is_some() => {
+            Event::get_hit(e.t_ms, e.entry, o.unwrap_or(e.entry), e.size.unwrap_or(0))
+        }
+        (TraceOp::New, _) => Event::seen(e.t_ms, Op::New, kind, a, o.unwrap_or(e.entry)),
+        (TraceOp::Use, _) => Event::seen(e.t_ms, Op::Use, kind, a, o.unwrap_or(e.entry)),
+    };
+    if e.kind == Kind::Action && matches!(e.op, TraceOp::New | TraceOp::Use) {
+        // `seen` sets `o` to something for every kind; an action whose
+        // output is unknown has none.
+        ev.o = o;
+    }
+    ev.exe = exe;
+    if ev.size.is_none() {
+        ev.size = e.size;
+    }
+    if ev.cost.is_none() {
+        ev.cost = e.cost;
+    }
+    ev
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::trace::read;
+
+    fn id(b: u8) -> Id {
+        Id([b; 32])
+    }
+
+    #[test]
+    fn the_setting_turns_recording_off_or_bounds_it() {
+        let s = TraceSource::Hook;
+        let on = |keep| Ok(Some(Tracing { source: s, keep }));
+        assert_eq!(Tracing::parse(s, None), on(DEFAULT_KEEP));
+        assert_eq!(Tracing::parse(s, Some("on")), on(DEFAULT_KEEP));
+        assert_eq!(Tracing::parse(s, Some("OFF")), Ok(None));
+        assert_eq!(Tracing::parse(s, Some("0")), Ok(None));
+        assert_eq!(Tracing::parse(s, Some("200_000")), on(200_000));
+        let e = Tracing::parse(s, Some("lots")).unwrap_err();
+        assert!(e.contains("GOCACHE_TRACE") && e.contains("default"), "{e}");
+    }
+
+    #[test]
+    fn a_miss_and_the_put_that_follows_bracket_the_rebuild() {
+        let mut c = RebuildClock::default();
+        c.miss(&id(1), 1_000);
+        c.miss(&id(2), 1_100);
+        assert_eq!(c.put(&id(1), 1_750), Some(0.75));
+        assert_eq!(c.put(&id(1), 1_900), None, "one put per miss");
+        assert_eq!(c.put(&id(3), 2_000), None, "a put with no miss");
+        // A clock that went back costs nothing, not a negative time.
+        assert_eq!(c.put(&id(2), 1_000), Some(0.0));
+        // Bounded: the oldest misses are forgotten.
+        for i in 0..RebuildClock::CAPACITY as u64 + 10 {
+            let mut b = [0u8; 32];
+            b[..8].copy_from_slice(&i.to_be_bytes());
+            c.miss(&Id(b), i as i64);
+        }
+        assert!(c.misses.len() <= RebuildClock::CAPACITY);
+        assert_eq!(c.put(&Id([0; 32]), 5), None);
+    }
+
+    #[test]
+    fn stored_events_export_to_the_simulators_schema() {
+        let stored = |op, kind, entry: u8, output: Option<u8>, size, source| StoredEvent {
+            event: TraceEvent {
+                t_ms: 1000 * i64::from(entry),
+                op,
+                kind,
+                entry: TraceId::of(&id(entry)),
+                output: output.map(|o| TraceId::of(&id(o))),
+                size,
+                cost: None,
+            },
+            source,
+            module: None,
+        };
+        let (h, p) = (TraceSource::Hook, TraceSource::Prog);
+        let events = vec![
+            stored(TraceOp::New, Kind::Action, 1, Some(2), None, h),
+            stored(TraceOp::New, Kind::Exe, 2, None, Some(8192), h),
+            stored(TraceOp::Use, Kind::Exe, 2, None, None, h),
+            stored(TraceOp::Miss, Kind::Action, 3, None, None, p),
+            StoredEvent {
+                event: TraceEvent::put(4000, &id(3), &id(4), 4096, Some(0.5)),
+                source: p,
+                module: Some(1),
+            },
+            StoredEvent {
+                event: TraceEvent::hit(5000, &id(3), &id(4), 4096),
+                source: p,
+                module: None,
+            },
+        ];
+        let mut buf = Vec::new();
+        assert_eq!(export(&mut buf, &events, Some("box"), Some(7)).unwrap(), 6);
+        let t = read(&buf[..], "export").unwrap();
+        let sources: Vec<&str> = t.headers.iter().map(|h| h.source.as_str()).collect();
+        assert_eq!(sources, ["hook", "prog"]);
+        assert_eq!(t.events.len(), 6);
+        assert!(t.events[0].exe, "the action names the executable");
+        assert_eq!(t.events[0].o, Some(TraceId::of(&id(2))));
+        assert_eq!(
+            (t.events[1].kind, t.events[1].size),
+            (EntryKind::Exe, Some(8192))
+        );
+        assert_eq!(t.events[3].ev, Op::Get);
+        assert_eq!(t.events[3].hit, Some(false));
+        assert_eq!((t.events[4].ev, t.events[4].cost), (Op::Put, Some(0.5)));
+        assert_eq!((t.events[5].ev, t.events[5].hit), (Op::Get, Some(true)));
+        // An empty trace is still a trace.
+        let mut buf = Vec::new();
+        assert_eq!(export(&mut buf, &[], None, None).unwrap(), 0);
+        assert!(read(&buf[..], "empty").unwrap().events.is_empty());
+    }
+}
