@@ -17,6 +17,7 @@ const SUBCOMMANDS: &[&str] = &[
     "prog",
     "ci",
     "simulate",
+    "remote",
     "completions",
     "man",
 ];
