@@ -17,6 +17,7 @@ const SUBCOMMANDS: &[&str] = &[
     "prog",
     "ci",
     "simulate",
+    "remote",
     "trace",
     "completions",
     "man",
@@ -86,9 +87,12 @@ fn the_man_page_covers_every_subcommand_and_installs_one_page_each() {
         .chain(["gocache.1".to_string()])
         .chain(["begin", "end"].map(|s| format!("gocache-ci-{s}.1")))
         .chain(["gocache-trace-export.1".to_string()])
+        .chain(["stats", "trim"].map(|s| format!("gocache-remote-{s}.1")))
         .collect();
     want.sort();
     assert_eq!(pages, want);
     let trim = std::fs::read_to_string(dir.join("gocache-trim.1")).unwrap();
     assert!(trim.contains("budget"), "{trim}");
+    let remote = std::fs::read_to_string(dir.join("gocache-remote-trim.1")).unwrap();
+    assert!(remote.contains("fleet"), "{remote}");
 }

@@ -331,3 +331,100 @@ fn the_ci_recipes_and_the_action_are_valid_and_use_flags_gocache_has() {
     }
     assert_eq!(scripts, 2);
 }
+
+/// `remote stats --json` and `remote trim --json` against the tests'
+/// Garage cluster.
+#[test]
+fn the_json_of_remote_stats_and_remote_trim_is_documented_field_by_field() {
+    use crate::remote::{log_uses, remote_cmd, seed};
+    use crate::support::garage::GarageCluster;
+    let g = GarageCluster::shared();
+    let (url, store) = g.fresh_prefix(&g.rw);
+    let entries = seed(&store, 2, 100);
+    let now = chrono::Utc::now().timestamp();
+    log_uses(&store, &entries, now);
+    let url = url.to_string();
+    let stats = json(&run_ok(remote_cmd(
+        g,
+        &g.rw,
+        &["remote", "stats", &url, "--json"],
+    )));
+    assert_eq!(keys(&stats), documented_fields("`remote stats --json`:"));
+    for t in ["total", "actions", "outputs", "logs", "snapshots", "other"] {
+        assert_eq!(
+            keys(&stats[t]),
+            ["bytes", "objects"].map(String::from).into(),
+            "{t}"
+        );
+    }
+    assert_eq!(
+        keys(&stats["age"][0]),
+        ["bucket", "bytes", "objects"].map(String::from).into()
+    );
+    assert_eq!(
+        keys(&stats["counts"]),
+        [
+            "last",
+            "lookups",
+            "hits",
+            "uploads",
+            "upload_bytes",
+            "download_bytes",
+            "refused",
+            "errors"
+        ]
+        .map(String::from)
+        .into()
+    );
+    // Past the uploads and uses, so that a zero grace period lets every
+    // object be a victim (last use is in whole seconds).
+    while chrono::Utc::now().timestamp() <= now + 1 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let trim = json(&run_expecting(
+        remote_cmd(
+            g,
+            &g.rw,
+            &[
+                "remote",
+                "trim",
+                &url,
+                "--budget",
+                "0B",
+                "--grace",
+                "0",
+                "--dry-run",
+                "--json",
+            ],
+        ),
+        0,
+    ));
+    assert_eq!(keys(&trim), documented_fields("`remote trim --json`:"));
+    assert_eq!(
+        keys(&trim["plan"]),
+        [
+            "before",
+            "after",
+            "fixed_bytes",
+            "protected",
+            "victims",
+            "unmet"
+        ]
+        .map(String::from)
+        .into()
+    );
+    assert_eq!(
+        keys(&trim["plan"]["victims"][0]),
+        ["key", "size", "last_use", "rule"].map(String::from).into()
+    );
+    assert_eq!(
+        keys(&trim["plan"]["unmet"]),
+        ["over_by", "protected_bytes", "fixed_bytes"]
+            .map(String::from)
+            .into()
+    );
+    assert_eq!(
+        keys(&trim["limits"]),
+        ["budget", "grace"].map(String::from).into()
+    );
+}

@@ -19,6 +19,7 @@ use gocache::report::Silent;
 use sha2::Digest;
 
 use crate::support::garage::{GarageCluster, Key};
+use crate::support::{gocache_bin, json, run_expecting, run_ok};
 
 fn real_now() -> i64 {
     SystemTime::now()
@@ -516,7 +517,7 @@ fn uploads_drain_within_the_deadline_and_log_their_uses() {
 }
 
 /// Uploads `n` entries of `size` bytes and returns them.
-fn seed(store: &dyn ObjectStore, n: usize, size: usize) -> Vec<ActionEntry> {
+pub(crate) fn seed(store: &dyn ObjectStore, n: usize, size: usize) -> Vec<ActionEntry> {
     (0..n)
         .map(|_| {
             let (e, body) = entry(size);
@@ -527,7 +528,7 @@ fn seed(store: &dyn ObjectStore, n: usize, size: usize) -> Vec<ActionEntry> {
 }
 
 /// Writes a use log saying `entries` were used at `at`, as a session would.
-fn log_uses(store: &dyn ObjectStore, entries: &[ActionEntry], at: i64) {
+pub(crate) fn log_uses(store: &dyn ObjectStore, entries: &[ActionEntry], at: i64) {
     let rec = UseRecorder::new(at);
     for e in entries {
         rec.record_use(e.action, e.output, at);
@@ -910,5 +911,371 @@ fn trims_beside_two_writers_lose_nothing_they_should_keep() {
         let kept = all.sessions.get(&session).copied().unwrap_or_default();
         assert_eq!(kept.uploads, counts.uploads, "session {session}");
         assert_eq!(kept.lookups, counts.lookups, "session {session}");
+    }
+}
+
+// The command line: `gocache remote stats` and `gocache remote trim`.
+
+/// `gocache ARGS` with the cluster's endpoint, region and `key` in the
+/// AWS variables, as an operator's shell would have them.
+pub(crate) fn remote_cmd(g: &GarageCluster, key: &Key, args: &[&str]) -> std::process::Command {
+    let mut cmd = bare_cmd(args);
+    for (k, v) in g.env(key) {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// `gocache ARGS` with no AWS variable set.
+fn bare_cmd(args: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(gocache_bin());
+    cmd.args(args);
+    for v in [
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+    ] {
+        cmd.env_remove(v);
+    }
+    cmd
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[track_caller]
+fn assert_fits_80_columns(text: &str) {
+    for line in text.lines() {
+        assert!(
+            line.chars().count() <= 80,
+            "over 80 columns: {line:?}\n{text}"
+        );
+    }
+}
+
+/// Every key under the prefix with its size: what "nothing changed" means.
+fn listing(store: &dyn ObjectStore) -> Vec<(String, u64)> {
+    list_all(store, "")
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.key, m.size))
+        .collect()
+}
+
+#[test]
+fn remote_stats_reports_what_was_seeded() {
+    let g = GarageCluster::shared();
+    let (url, store) = g.fresh_prefix(&g.rw);
+    let store: Arc<dyn ObjectStore> = Arc::new(store);
+    let now = real_now();
+    let entries = seed(&*store, 3, 2000);
+    // One session hits two entries and misses one.
+    let rec = Arc::new(UseRecorder::new(now));
+    let tier = RemoteTier::new(Arc::clone(&store), Some(Arc::clone(&rec)));
+    for e in &entries[..2] {
+        assert!(
+            tier.fetch(e.action, &mut Vec::new(), now)
+                .unwrap()
+                .is_some()
+        );
+    }
+    assert!(
+        tier.fetch(Id([0xee; 32]), &mut Vec::new(), now)
+            .unwrap()
+            .is_none()
+    );
+    rec.flush(&*store, now).unwrap();
+    store.put("other/x", PutBody::Bytes(b"12345")).unwrap();
+    let log_bytes: u64 = list_all(&*store, keys::USES)
+        .unwrap()
+        .iter()
+        .map(|m| m.size)
+        .sum();
+    let before = listing(&*store);
+    let url = url.to_string();
+
+    // Read-only credentials are enough.
+    let s = json(&run_ok(remote_cmd(
+        g,
+        &g.ro,
+        &["remote", "stats", &url, "--json"],
+    )));
+    assert_eq!(s["url"], url);
+    assert!(s["store"].as_str().unwrap().contains(&g.endpoint()), "{s}");
+    assert_eq!(s["actions"]["objects"], 3);
+    assert_eq!(s["actions"]["bytes"], 3 * 175);
+    assert_eq!(s["outputs"]["objects"], 3);
+    assert_eq!(s["outputs"]["bytes"], 6000);
+    assert_eq!(s["total"]["objects"], 6);
+    assert_eq!(s["total"]["bytes"], 6000 + 3 * 175);
+    assert_eq!(s["logs"]["objects"], 1);
+    assert_eq!(s["logs"]["bytes"], log_bytes);
+    assert_eq!(s["snapshots"]["objects"], 0);
+    assert_eq!(s["other"]["objects"], 1);
+    assert_eq!(s["other"]["bytes"], 5);
+    assert_eq!(s["prefix_bytes"], 6000 + 3 * 175 + log_bytes + 5);
+    assert_eq!(s["sessions"], 1);
+    assert_eq!(s["counts"]["lookups"], 3);
+    assert_eq!(s["counts"]["hits"], 2);
+    assert_eq!(s["hit_share"].as_f64(), Some(2.0 / 3.0));
+    assert_eq!(s["age"][0]["bucket"], "<1h");
+    assert_eq!(s["age"][0]["objects"], 6);
+    assert!(s["oldest_upload"].as_i64().unwrap() <= s["newest_upload"].as_i64().unwrap());
+
+    let out = run_ok(remote_cmd(g, &g.ro, &["remote", "stats", &url]));
+    let text = stdout(&out);
+    assert_fits_80_columns(&text);
+    assert!(text.contains("2 of 3 lookups hit (67%)"), "{text}");
+    assert!(text.contains("6, 6.37 KiB: 3 action entries"), "{text}");
+    assert!(text.contains("1 session in 30 days"), "{text}");
+    assert!(text.contains("1 not merged yet"), "{text}");
+    assert_eq!(listing(&*store), before, "stats changes nothing");
+}
+
+#[test]
+fn remote_trim_evicts_by_fleet_wide_last_use_and_says_what_went() {
+    let g = GarageCluster::shared();
+    let (url, store) = g.fresh_prefix(&g.rw);
+    let entries = seed(&store, 6, 10_000);
+    // The CLI reads the real clock, and an object's last use is the later
+    // of its upload and its logged uses: so the uses are logged a second
+    // and two seconds after the last upload, and the trim runs once both
+    // are past, with no grace period.
+    let last_upload = list_all(&store, "")
+        .unwrap()
+        .iter()
+        .map(|m| m.last_modified)
+        .max()
+        .unwrap();
+    // Machine A used entries 0-3; machine B used 0-1 later. Nobody used 4-5
+    // since they were uploaded (last, after 0-3).
+    log_uses(&store, &entries[0..4], last_upload + 1);
+    log_uses(&store, &entries[0..2], last_upload + 2);
+    while real_now() < last_upload + 3 {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log_bytes: u64 = list_all(&store, keys::USES)
+        .unwrap()
+        .iter()
+        .map(|m| m.size)
+        .sum();
+    // Room for two entries and the logs, not three.
+    let budget = (2 * 10_175 + log_bytes + 1000).to_string();
+    let url = url.to_string();
+    let args = |extra: &[&'static str]| {
+        let mut a = vec![
+            "remote",
+            "trim",
+            url.as_str(),
+            "--budget",
+            &budget,
+            "--grace",
+            "0",
+        ];
+        a.extend_from_slice(extra);
+        a.into_iter().map(String::from).collect::<Vec<String>>()
+    };
+    let run = |extra: &[&'static str], key: &Key| {
+        let a = args(extra);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        remote_cmd(g, key, &a)
+    };
+    let group = |i: usize| {
+        [
+            keys::action_key(entries[i].action),
+            keys::output_key(entries[i].output),
+        ]
+    };
+    let expect_gone: Vec<String> = [4, 5, 2, 3].iter().flat_map(|&i| group(i)).collect();
+
+    // A dry run says what would go, and changes nothing.
+    let before = listing(&store);
+    let dry = json(&run_ok(run(&["--dry-run", "--json"], &g.rw)));
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(dry["budget_met"], true);
+    assert_eq!(dry["deleted"], 0);
+    assert_eq!(dry["snapshot"], serde_json::Value::Null);
+    let victims = |v: &serde_json::Value| -> Vec<String> {
+        v["plan"]["victims"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["key"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let mut planned = victims(&dry);
+    planned.sort();
+    let mut want = expect_gone.clone();
+    want.sort();
+    assert_eq!(planned, want);
+    assert_eq!(listing(&store), before, "a dry run changes nothing");
+    let text = stdout(&run_ok(run(&["--dry-run", "-v"], &g.rw)));
+    assert_fits_80_columns(&text);
+    assert!(text.contains("would delete 8 objects"), "{text}");
+    assert_eq!(text.matches("would delete a/").count(), 4, "{text}");
+    assert_eq!(listing(&store), before, "a dry run changes nothing");
+
+    // Read-only credentials: a clear error, exit 1, nothing changed.
+    let out = run_expecting(run(&[], &g.ro), 1);
+    let err = stderr(&out);
+    assert!(err.contains("may list, read, write and delete"), "{err}");
+    assert!(err.contains("refused"), "{err}");
+    assert_eq!(listing(&store), before, "a refused trim changes nothing");
+
+    let r = json(&run_ok(run(&["--json"], &g.rw)));
+    assert_eq!(r["dry_run"], false);
+    assert_eq!(r["budget_met"], true);
+    assert_eq!(r["deleted"], 8);
+    assert_eq!(r["deleted_bytes"], 4 * 10_175);
+    assert_eq!(
+        (r["logs_merged"].as_u64(), r["uses_deleted"].as_u64()),
+        (Some(2), Some(2))
+    );
+    assert_eq!(r["limits"]["budget"], budget.parse::<u64>().unwrap());
+    assert_eq!(r["limits"]["grace"], 0);
+    assert!(r["snapshot"].as_str().unwrap().starts_with("uses/"), "{r}");
+    // The least recently used fleet-wide first: 4-5 (never used since
+    // uploaded, though uploaded last), then 2-3 (used by A only); 0-1 stay
+    // because B used them after A.
+    let went = victims(&r);
+    let first: std::collections::BTreeSet<&String> = went[..4].iter().collect();
+    assert_eq!(
+        first,
+        [4, 5]
+            .iter()
+            .flat_map(|&i| group(i))
+            .collect::<Vec<_>>()
+            .iter()
+            .collect()
+    );
+    assert!(
+        r["plan"]["victims"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|v| v["rule"] == "budget")
+    );
+    for (i, _) in entries.iter().enumerate() {
+        let kept = i < 2;
+        for k in group(i) {
+            assert_eq!(exists(&store, &k), kept, "entry {i}: {k}");
+        }
+    }
+
+    // Within budget now: a second trim deletes nothing.
+    let text = stdout(&run_ok(run(&[], &g.rw)));
+    assert_fits_80_columns(&text);
+    assert!(text.contains("deleted 0 objects"), "{text}");
+    assert!(text.contains("budget met"), "{text}");
+
+    // A budget the grace period keeps from being met: exit 3, says why.
+    let kept = listing(&store);
+    let out = run_expecting(
+        remote_cmd(
+            g,
+            &g.rw,
+            &["remote", "trim", &url, "--budget", "0B", "--grace", "1h"],
+        ),
+        3,
+    );
+    let text = stdout(&out);
+    assert_fits_80_columns(&text);
+    assert!(text.contains("budget not met"), "{text}");
+    assert!(text.contains("inside the grace period"), "{text}");
+    let still: Vec<(String, u64)> = listing(&store)
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with(keys::USES))
+        .collect();
+    let had: Vec<(String, u64)> = kept
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with(keys::USES))
+        .collect();
+    assert_eq!(still, had);
+}
+
+#[test]
+fn remote_commands_on_a_down_store_fail_within_the_timeout_saying_what_to_check() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let endpoint = format!("http://127.0.0.1:{port}");
+    for sub in [&["stats"][..], &["trim", "--budget", "1GiB"][..]] {
+        let mut args = vec!["remote", sub[0], "s3://go-cache/ci"];
+        args.extend_from_slice(&sub[1..]);
+        args.extend_from_slice(&["--endpoint", &endpoint, "--region", "garage"]);
+        let mut cmd = bare_cmd(&args);
+        cmd.env("AWS_ACCESS_KEY_ID", "GK0000")
+            .env("AWS_SECRET_ACCESS_KEY", "x");
+        let t = Instant::now();
+        let out = run_expecting(cmd, 1);
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+        let err = stderr(&out);
+        assert!(err.contains("is the store up"), "{err}");
+        assert!(err.contains(&endpoint), "{err}");
+        assert!(err.contains("s3://go-cache/ci"), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert_eq!(err.matches("Connection refused").count(), 1, "{err}");
+    }
+}
+
+#[test]
+fn remote_commands_refuse_bad_input_with_exit_2() {
+    /// Arguments, environment, and what the error says.
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
+        (
+            &["remote", "stats", "gs://bucket/x"],
+            &[],
+            "`gs://` remotes are not supported",
+        ),
+        (&["remote", "stats", "go-cache"], &[], "not a remote URL"),
+        (
+            &["remote", "trim", "s3://Go_Cache/x", "--budget", "1GiB"],
+            &[],
+            "bucket name `Go_Cache`",
+        ),
+        (
+            &["remote", "trim", "s3://go-cache/x", "--budget", "10%"],
+            &[],
+            "not a share",
+        ),
+        (
+            &["remote", "trim", "s3://go-cache/x", "--budget", "0"],
+            &[],
+            "0B",
+        ),
+        (&["remote", "trim", "s3://go-cache/x"], &[], "--budget"),
+        (
+            &[
+                "remote",
+                "stats",
+                "s3://go-cache/x",
+                "--endpoint",
+                "ftp://host",
+            ],
+            &[],
+            "is not http or https",
+        ),
+        (
+            &["remote", "stats", "s3://go-cache/x"],
+            &[("AWS_ACCESS_KEY_ID", "GK0000")],
+            "AWS_SECRET_ACCESS_KEY is not",
+        ),
+    ];
+    for (args, env, want) in cases {
+        let mut cmd = bare_cmd(args);
+        cmd.envs(env.iter().copied());
+        let out = run_expecting(cmd, 2);
+        let err = stderr(&out);
+        assert!(err.contains(want), "{args:?}: {err}");
     }
 }

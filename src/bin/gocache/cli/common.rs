@@ -59,6 +59,9 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         if cause
             .downcast_ref::<gocache::layout::LocateError>()
             .is_some()
+            || cause
+                .downcast_ref::<gocache::remote::s3::OpenError>()
+                .is_some()
         {
             return 2;
         }

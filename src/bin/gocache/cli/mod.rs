@@ -5,14 +5,16 @@
 //! Exit codes (stable, for scripts):
 //! - 0: success (also: a trim skipped because another one holds the lock;
 //!   a `ci end` whose limits cannot be met, which its report explains);
-//! - 1: the command failed (I/O, index, a go command that could not start);
+//! - 1: the command failed (I/O, index, a go command that could not start,
+//!   a remote store that is down or refuses);
 //! - 2: bad usage or input (unknown flag, bad size, GOCACHE=off, relative or
 //!   missing cache directory, a directory that is not a Go build cache, an
-//!   --index whose directory does not exist);
+//!   --index whose directory does not exist, a malformed remote URL,
+//!   endpoint or region, half an AWS key pair);
 //! - 3: `trim` ran, but a limit is not met after it (removals failed,
 //!   entries used within the grace period, the fixed bytes alone over the
-//!   budget): the output says which limit, by how much and why. A dry
-//!   run exits 0;
+//!   budget): the output says which limit, by how much and why; likewise
+//!   `remote trim` for its budget. A dry run exits 0;
 //! - `gocache go` exits with go's own status; 127 when no real go is found
 //!   (nothing on PATH but gocache, or go commands nested too deep).
 
@@ -24,6 +26,7 @@ mod go;
 mod hook;
 mod limits;
 mod prog;
+mod remote;
 mod scan;
 mod simulate;
 mod stats;
@@ -67,6 +70,7 @@ enum Command {
     Prog(prog::Args),
     Ci(ci::Args),
     Simulate(simulate::Args),
+    Remote(remote::Args),
     Trace(trace::Args),
     Completions(generate::CompletionsArgs),
     Man(generate::ManArgs),
@@ -107,6 +111,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         Command::Prog(a) => prog::run(&cli.global, a),
         Command::Ci(a) => ci::run(&cli.global, a),
         Command::Simulate(a) => simulate::run(&cli.global, a),
+        Command::Remote(a) => remote::run(&cli.global, a),
         Command::Trace(a) => trace::run(&cli.global, a),
         Command::Completions(a) => generate::completions(Cli::command(), a),
         Command::Man(a) => generate::man(Cli::command(), a),
