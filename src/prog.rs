@@ -385,6 +385,12 @@ pub struct ServerConfig {
     /// event (a request read, answered, a batch of responses written, each
     /// step of starting and closing), in microseconds since the start.
     pub trace: Option<PathBuf>,
+    /// Record every get (hit or miss) and put as trace events
+    /// ([`crate::trace`]), with the rebuild time between a miss and the put
+    /// of the same action. They go to [`Index::record_trace`] with the
+    /// uses, so the index `open_index` returns must have been told
+    /// [`Index::set_trace`] for them to be kept.
+    pub record_events: bool,
 }
 
 /// The index and the limits to enforce, once opened.
@@ -750,6 +756,7 @@ pub fn serve(
         puts_seen: AtomicBool::new(false),
         closing: AtomicBool::new(false),
         trace,
+        events: cfg.record_events.then(Default::default),
     });
     shared.note("known", 0, 0);
     let (ready_tx, ready) = mpsc::channel();
@@ -1077,6 +1084,24 @@ struct Shared {
     /// The requests are over: record the rest and stop.
     closing: AtomicBool,
     trace: Option<Trace>,
+    /// Trace events waiting for the bookkeeper, and the misses waiting for
+    /// their puts (`None`: not recording).
+    events: Option<Mutex<Events>>,
+}
+
+/// See [`Shared::events`].
+#[derive(Default)]
+struct Events {
+    batch: Vec<crate::trace::TraceEvent>,
+    rebuilds: crate::trace::RebuildClock,
+}
+
+/// Unix milliseconds, for trace events: a rebuild's cost is the time
+/// between a miss and its put, finer than [`ServerConfig::clock`]'s seconds.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl Shared {
@@ -1237,6 +1262,19 @@ fn mark_used(
 }
 
 impl Shared {
+    /// Queues a trace event, when recording them; `f` makes it with the
+    /// rebuild clock at hand.
+    fn event(
+        &self,
+        f: impl FnOnce(&mut crate::trace::RebuildClock, i64) -> crate::trace::TraceEvent,
+    ) {
+        if let Some(events) = &self.events {
+            let mut e = lock(events);
+            let Events { batch, rebuilds } = &mut *e;
+            batch.push(f(rebuilds, now_ms()));
+        }
+    }
+
     /// Queues uses for the bookkeeper, waking it when [`FLUSH_USES_AT`] wait.
     fn note_uses(&self, names: [EntryName; 2], at: UnixTime, hit: bool) {
         let Ok(mut u) = self.uses.lock() else { return };
@@ -1258,6 +1296,10 @@ fn get(shared: &Shared, id: i64, action: Id) -> Response {
     let now = (shared.clock)();
     let miss = || {
         c.misses.fetch_add(1, Ordering::Relaxed);
+        shared.event(|clock, t| {
+            clock.miss(&action, t);
+            crate::trace::TraceEvent::miss(t, &action)
+        });
         Response {
             id,
             miss: true,
@@ -1317,6 +1359,8 @@ fn get(shared: &Shared, id: i64, action: Id) -> Response {
     mark_used(odir, ocname, &ost, now);
     c.hits.fetch_add(1, Ordering::Relaxed);
     shared.note_uses([aname, oname], now, true);
+    let allocated = ost.st_blocks as u64 * 512;
+    shared.event(|_, t| crate::trace::TraceEvent::hit(t, &action, &entry.output, allocated));
     Response {
         id,
         output_id: Some(base64::engine::general_purpose::STANDARD.encode(entry.output.0)),
@@ -1402,6 +1446,14 @@ fn finish_put(
     c.puts.fetch_add(1, Ordering::Relaxed);
     c.put_bytes.fetch_add(size, Ordering::Relaxed);
     shared.note_uses([aname, oname], now, false);
+    // What the output takes on disk, as a filesystem of 4 KiB blocks
+    // allocates it (the file was just written; its blocks may still be
+    // delayed allocation).
+    let allocated = size.div_ceil(4096) * 4096;
+    shared.event(|clock, t| {
+        let cost = clock.put(&action, t);
+        crate::trace::TraceEvent::put(t, &action, &output, allocated, cost)
+    });
     Response {
         id,
         disk_path: shared.disk_path(&oname),
@@ -1409,15 +1461,27 @@ fn finish_put(
     }
 }
 
-fn flush_uses(shared: &Shared, index: Option<&mut Index>) {
+fn flush_uses(shared: &Shared, mut index: Option<&mut Index>) {
+    let events = shared
+        .events
+        .as_ref()
+        .map(|e| std::mem::take(&mut lock(e).batch))
+        .unwrap_or_default();
     let batch = match shared.uses.lock() {
         Ok(mut u) if !u.is_empty() => std::mem::take(&mut *u),
-        _ => return,
+        _ => Vec::new(),
     };
-    if let Some(ix) = index
+    if let Some(ix) = index.as_deref_mut()
+        && !batch.is_empty()
         && let Err(e) = ix.record_uses(&batch)
     {
         eprintln!("gocache prog: warning: recording uses in the index: {e}");
+    }
+    if let Some(ix) = index
+        && !events.is_empty()
+        && let Err(e) = ix.record_trace(&events)
+    {
+        eprintln!("gocache prog: warning: recording trace events in the index: {e}");
     }
 }
 

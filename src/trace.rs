@@ -15,7 +15,7 @@
 //! | --- | --- |
 //! | `hook` (the hook after `gocache go`) | `new` for each entry its sync finds that the index did not know; `use` for each use the wrapper records (a `go run` of a cached program, `go tool NAME`) |
 //! | `ci` (`gocache ci end`) | `new` for entries its sync finds; `use` for entries the run used that it did not make (Go's mtime marks) |
-//! | `prog` (`gocache prog`, through [`crate::index::Index::record_trace`]; not wired in yet) | `use` (a get that hit), `miss`, `put` with its rebuild cost |
+//! | `prog` (`gocache prog`, through [`crate::index::Index::record_trace`]) | `use` (a get that hit), `miss`, `put` with its rebuild cost |
 //!
 //! The hook cannot see go's hits on build actions (go marks an entry used
 //! only when its mtime is over an hour old, and the hook runs right after

@@ -1038,3 +1038,62 @@ fn a_put_into_a_read_only_subdirectory_is_answered_with_the_write_and_the_build_
     let hello = Command::new(dir.join("hello")).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&hello.stdout), "read only\n");
 }
+
+/// Issue 16: `gocache prog` records every get (hit or miss) and put as a
+/// trace event, with the rebuild time between a miss and its put, and
+/// `gocache trace export` gives them back: as many of each as the
+/// session's own counters say, and a cost on the puts that followed a miss.
+/// `GOCACHE_TRACE=off` records none.
+#[test]
+fn prog_records_each_get_and_put_in_the_trace_with_rebuild_times() {
+    let sb = Sandbox::with_template();
+    let dir = sb.write_main(
+        "traced",
+        "package main\n\nimport \"fmt\"\n\nfunc main() { fmt.Println(\"traced\") }\n",
+    );
+    let export = |sb: &Sandbox| -> Vec<Value> {
+        let out = run_ok(sb.gocache(["trace", "export"]));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .filter(|v: &Value| v.get("ev").is_some())
+            .collect()
+    };
+    let (mut gets, mut hits, mut misses, mut puts) = (0, 0, 0, 0);
+    for _ in 0..2 {
+        run_ok(with_prog(sb.go(["build", "-o", "/dev/null", "."])).current_dir(&dir));
+        let (g, h, m, p) = last_session(&sb);
+        (gets, hits, misses, puts) = (gets + g, hits + h, misses + m, puts + p);
+    }
+    assert!(
+        misses > 0 && puts > 0 && hits > 0,
+        "{gets} {hits} {misses} {puts}"
+    );
+    let events = export(&sb);
+    let n = |ev: &str, hit: Option<bool>| {
+        events
+            .iter()
+            .filter(|v| v["ev"] == ev && hit.is_none_or(|h| v["hit"] == h))
+            .count() as u64
+    };
+    assert_eq!(n("get", Some(false)), misses, "a miss event per miss");
+    assert_eq!(n("get", Some(true)), hits, "a hit event per hit");
+    assert_eq!(n("put", None), puts, "a put event per put");
+    // Each put of this build followed its miss: a rebuild time, in
+    // seconds, and never a negative one.
+    let costs: Vec<f64> = events
+        .iter()
+        .filter(|v| v["ev"] == "put")
+        .filter_map(|v| v["cost"].as_f64())
+        .collect();
+    assert!(!costs.is_empty(), "{events:?}");
+    assert!(costs.iter().all(|c| (0.0..600.0).contains(c)), "{costs:?}");
+
+    let before = events.len();
+    run_ok(
+        with_prog(sb.go(["build", "-o", "/dev/null", "."]))
+            .current_dir(&dir)
+            .env("GOCACHE_TRACE", "off"),
+    );
+    assert_eq!(export(&sb).len(), before, "GOCACHE_TRACE=off records none");
+}

@@ -57,6 +57,16 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let cache_dir = gocache::cachedir::CacheDir::open(&ctx.cache_dir)?;
     let specs = args.limits.specs();
     let quiet = ctx.quiet;
+    // Trace events (`GOCACHE_TRACE`): every get, miss and put, with the
+    // rebuild time between a miss and its put. A bad setting records none.
+    let tracing = gocache::trace::Tracing::from_env(gocache::trace::TraceSource::Prog)
+        .unwrap_or_else(|e| {
+            if !quiet {
+                eprintln!("gocache prog: warning: {e}; recording no trace");
+            }
+            None
+        });
+    let record_events = tracing.is_some();
     // Runs on the server's bookkeeping thread, after go has its first
     // answer. The build must never fail because of the index: without one,
     // serve the cache and say so once.
@@ -76,6 +86,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         // gets and puts is credited to its module.
         let cwd = std::env::current_dir().ok();
         index.credit_module(cwd.and_then(|d| gocache::gomod::Module::find(&d)));
+        index.set_trace(tracing);
         let limits = match effective_limits(&ctx.cache_dir, &index, &specs) {
             Ok(l) => {
                 (l.budget.is_some() || l.exe_quota.is_some() || l.min_free.is_some()).then_some(l)
@@ -102,6 +113,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         workers: args.workers,
         spin: std::time::Duration::from_micros(args.spin_us),
         trace: args.trace,
+        record_events,
     };
     match gocache::prog::serve(cfg, std::io::stdin().lock(), Stdout) {
         Ok(()) => Ok(ExitCode::SUCCESS),
