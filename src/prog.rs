@@ -971,7 +971,7 @@ fn keep_books(
     let Bookkeeping { mut index, limits } = open();
     shared.note("index-open", 0, index.is_some() as u64);
     while !shared.closing.load(Ordering::SeqCst) {
-        flush_uses(shared, index.as_mut());
+        flush_uses(shared, index.as_mut(), false);
         if shared.evict_wanted.swap(false, Ordering::SeqCst)
             && let (Some(ix), Some(limits)) = (index.as_mut(), &limits)
         {
@@ -992,7 +992,7 @@ fn keep_books(
     if shared.puts_seen.load(Ordering::Relaxed)
         && let (Some(ix), Some(limits)) = (index.as_mut(), &limits)
     {
-        flush_uses(shared, Some(ix));
+        flush_uses(shared, Some(ix), false);
         shared.note("uses-recorded", 0, 0);
         evict(shared, ix, limits);
         shared.note("limits-checked", 0, 0);
@@ -1005,7 +1005,7 @@ fn keep_books(
         record_session(shared, ix, started);
     }
     let _ = ready.send(());
-    flush_uses(shared, index.as_mut());
+    flush_uses(shared, index.as_mut(), true);
     shared.note("uses-recorded-after", 0, 0);
     index
 }
@@ -1461,11 +1461,25 @@ fn finish_put(
     }
 }
 
-fn flush_uses(shared: &Shared, mut index: Option<&mut Index>) {
+/// Trace events held in memory during a session before they are written
+/// anyway (about 80 bytes each); below this they wait for the close.
+const HOLD_EVENTS: usize = 100_000;
+
+/// Records the uses waiting, and the trace events when `events_too` (or
+/// when more than [`HOLD_EVENTS`] wait): events are written after go has
+/// its answer, so that their rows cost a build nothing.
+fn flush_uses(shared: &Shared, mut index: Option<&mut Index>, events_too: bool) {
     let events = shared
         .events
         .as_ref()
-        .map(|e| std::mem::take(&mut lock(e).batch))
+        .map(|e| {
+            let mut e = lock(e);
+            if events_too || e.batch.len() > HOLD_EVENTS {
+                std::mem::take(&mut e.batch)
+            } else {
+                Vec::new()
+            }
+        })
         .unwrap_or_default();
     let batch = match shared.uses.lock() {
         Ok(mut u) if !u.is_empty() => std::mem::take(&mut *u),
