@@ -350,6 +350,22 @@ impl Index {
         Ok(out)
     }
 
+    /// Records that every entry run `run` marked whose mtime is newer than
+    /// `mtime` was given `mtime` on disk (moved back): one set-based
+    /// statement instead of a lookup per entry, for a caller that moved
+    /// all of them (one that could not move some records those by name,
+    /// with [`Index::record_mtimes`]). Returns how many rows changed.
+    pub fn record_run_moved_back(&mut self, run: i64, mtime: UnixTime) -> Result<u64> {
+        self.conn
+            .execute(
+                "UPDATE entries SET mtime = ?2, last_use = max(last_use, ?2)
+                 WHERE last_run = ?1 AND mtime > ?2",
+                params![run, mtime],
+            )
+            .map(|n| n as u64)
+            .at(&self.path)
+    }
+
     /// Every entry, each with the last run that used it (0 when none did):
     /// what a plan by runs reads.
     pub fn entries_and_runs(&self) -> Result<(Vec<Entry>, Vec<i64>)> {
