@@ -387,8 +387,8 @@ pub struct ServerConfig {
     pub trace: Option<PathBuf>,
     /// Record every get (hit or miss) and put as trace events
     /// ([`crate::trace`]), with the rebuild time between a miss and the put
-    /// of the same action. They go to [`Index::record_trace`] with the
-    /// uses, so the index `open_index` returns must have been told
+    /// of the same action. They go to [`Index::record_trace`] once go has
+    /// its answer, so the index `open_index` returns must have been told
     /// [`Index::set_trace`] for them to be kept.
     pub record_events: bool,
 }
