@@ -170,7 +170,10 @@ fn read_only_and_wrong_credentials_get_clear_errors() {
     let msg = err.to_string();
     assert!(msg.contains("PUT k2 was refused"), "{msg}");
     assert!(msg.contains("may not write here"), "{msg}");
-    assert!(msg.contains("--remote-read-only"), "{msg}");
+    assert!(
+        msg.contains("gocache prog --remote URL --remote-read-only"),
+        "{msg}"
+    );
     let err = ro.delete_many(&["k".to_owned()]).unwrap_err();
     assert!(err.is_denied(), "{err:?}");
     assert!(exists(&rw, "k"));
@@ -252,6 +255,12 @@ fn a_store_that_is_down_or_silent_fails_within_its_timeouts() {
             err.to_string().contains("times out after 1 s"),
             "{what}: {err}"
         );
+        // The cause is said once, in the message: a chain printed with
+        // `{:#}` (anyhow) must not repeat it.
+        let chain = format!("{:#}", anyhow::Error::new(err));
+        let cause = chain.split(": ").nth(2).unwrap_or_default().to_owned();
+        assert!(!cause.is_empty(), "{chain}");
+        assert_eq!(chain.matches(&cause).count(), 1, "{what}: {chain}");
     }
     drop(silent);
 }
