@@ -577,8 +577,8 @@ impl Report<'_> {
         writeln!(o, "Recent go commands served by `gocache prog`:")?;
         writeln!(
             o,
-            "  {:<10} {:>9} {:>9} {:>8} {:>9} {:>11}",
-            "ended", "gets", "hits", "hit rate", "puts", "stored"
+            "  {:<10} {:>9} {:>9} {:>8} {:>9} {:>11} {:>9}",
+            "ended", "gets", "hits", "hit rate", "puts", "stored", "remote"
         )?;
         for p in self.sessions {
             let rate = if p.gets == 0 {
@@ -588,13 +588,15 @@ impl Report<'_> {
             };
             writeln!(
                 o,
-                "  {:<10} {:>9} {:>9} {:>7.1}% {:>9} {:>11}",
+                "  {:<10} {:>9} {:>9} {:>7.1}% {:>9} {:>11} {:>9}",
                 ago(self.ctx.now, p.ended),
                 count(p.gets),
                 count(p.hits),
                 rate,
                 count(p.puts),
-                human(p.put_bytes)
+                human(p.put_bytes),
+                // Local misses the remote tier served (`prog --remote`).
+                p.remote.map_or("-".to_owned(), |r| count(r.hits)),
             )?;
         }
         Ok(())
