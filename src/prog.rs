@@ -59,8 +59,7 @@
 //!
 //! With [`ServerConfig::remote`] (`gocache prog --remote URL`), an object
 //! store is level two behind the local cache ([`crate::remote`]). Without
-//! it, a get or put pays one `Option` check, on a miss or a stored put
-//! only: no lock, no allocation.
+//! it, a get or a put pays one `Option` check: no lock, no allocation.
 //!
 //! - A local hit is answered as ever, and its use goes into the session's
 //!   use log (an in-memory push), so an entry every machine holds locally
