@@ -257,10 +257,8 @@ fn a_store_that_is_down_or_silent_fails_within_its_timeouts() {
         );
         // The cause is said once, in the message: a chain printed with
         // `{:#}` (anyhow) must not repeat it.
-        let chain = format!("{:#}", anyhow::Error::new(err));
-        let cause = chain.split(": ").nth(2).unwrap_or_default().to_owned();
-        assert!(!cause.is_empty(), "{chain}");
-        assert_eq!(chain.matches(&cause).count(), 1, "{what}: {chain}");
+        let msg = err.to_string();
+        assert_eq!(format!("{:#}", anyhow::Error::new(err)), msg, "{what}");
     }
     drop(silent);
 }
