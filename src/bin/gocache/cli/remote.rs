@@ -176,6 +176,51 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// `gocache stats --remote URL`: `gocache remote stats URL`.
+pub fn stats_as_remote(
+    global: &Global,
+    url: String,
+    endpoint: EndpointArgs,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    stats(
+        global,
+        StatsArgs {
+            store: StoreArgs { url, endpoint },
+            json,
+        },
+    )
+}
+
+/// What `gocache trim --remote URL` passes on to `gocache remote trim URL`.
+pub struct TrimAsRemote {
+    pub url: String,
+    pub endpoint: EndpointArgs,
+    pub budget: u64,
+    pub grace: Option<i64>,
+    pub dry_run: bool,
+    pub json: bool,
+    pub verbose: bool,
+}
+
+/// `gocache trim --remote URL --budget SIZE`: `gocache remote trim`.
+pub fn trim_as_remote(global: &Global, t: TrimAsRemote) -> anyhow::Result<ExitCode> {
+    trim(
+        global,
+        TrimArgs {
+            store: StoreArgs {
+                url: t.url,
+                endpoint: t.endpoint,
+            },
+            budget: t.budget,
+            grace: t.grace,
+            dry_run: t.dry_run,
+            json: t.json,
+            verbose: t.verbose,
+        },
+    )
+}
+
 #[derive(serde::Serialize)]
 struct StatsOut<'a> {
     url: String,

@@ -45,6 +45,12 @@ pub struct Args {
     /// Forget every hit count (and say how many there were), then exit.
     #[arg(long)]
     zero: bool,
+    /// Report on a remote tier instead (s3://BUCKET/PREFIX): the same as
+    /// `gocache remote stats URL`.
+    #[arg(long, value_name = "URL")]
+    remote: Option<String>,
+    #[command(flatten)]
+    endpoint: super::remote::EndpointArgs,
 }
 
 /// The cache against its limits (`against_limits` in JSON).
@@ -98,6 +104,9 @@ struct Out<'a> {
 }
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
+    if let Some(url) = args.remote {
+        return super::remote::stats_as_remote(global, url, args.endpoint, args.json);
+    }
     let ctx = Ctx::locate(global)?;
     if args.zero {
         return zero(&ctx, args.json);
