@@ -11,6 +11,14 @@
 #           GOCACHEPROG server (go-cacher), interleaved; warm also at -p=2,
 #           -p=16 and under taskset (COLD, WARM: rounds; PEER: a go-cacher binary;
 #           VARIANTS: more gocache columns with other flags, see below)
+#   remote  gocache prog --remote against a three-node Garage cluster on
+#           127.0.0.1 (the tests' Garage: $GOCACHE_TEST_GARAGE, else
+#           target/garage-2.5.0/bin/garage): (a) cold `go build std` with an
+#           empty level one and a full store vs a cold build with no store;
+#           (b) warm with --remote vs without (target <= 1.02x); (c) what
+#           uploads add: how long close waited for them (bounded by
+#           --remote-drain) and how long prog ran after go had its answer
+#           (REMOTE_COLD, REMOTE_WARM: rounds)
 #   ci      a cache restored (tar --posix, as actions/cache) with the index
 #           the last `ci end` left: `ci begin` vs `du -s` (target <= 0.2x);
 #           after a job touched half of it, `ci end` vs `trim` with the same
@@ -21,7 +29,8 @@
 #   ENTRIES  synthetic cache size (default 1000000; 100000 is quicker)
 #   WORKDIR  where caches go (default /tmp/gocache-bench; needs ~3x 5 GB
 #            free for 1M entries)
-#   PARTS    any of scan trim hook wrap prog ci (default: all)
+#   PARTS    any of scan trim hook wrap prog remote ci (default: all)
+# GOCACHE_BIN: measure this gocache binary instead of building one.
 # The plan's own time at 1M entries is a criterion bench:
 #   cargo bench --bench policy
 set -euo pipefail
@@ -30,7 +39,7 @@ cd "$(dirname "$0")/.."
 N=${1:-1000000}
 W=${2:-/tmp/gocache-bench}
 shift $(( $# > 2 ? 2 : $# )) || true
-PARTS=${*:-scan trim hook wrap prog ci}
+PARTS=${*:-scan trim hook wrap prog remote ci}
 mkdir -p "$W"
 
 SYNTHETIC=
@@ -43,7 +52,9 @@ if [ -n "$SYNTHETIC" ]; then
   cargo build --release --quiet --example synth
   SYNTH=$PWD/target/release/examples/synth
 fi
-if [[ $HOST != *-linux-gnu ]]; then
+if [ -n "${GOCACHE_BIN:-}" ]; then
+  G=$GOCACHE_BIN
+elif [[ $HOST != *-linux-gnu ]]; then
   cargo build --release --quiet --bin gocache
   G=$PWD/target/release/gocache
 else
@@ -285,6 +296,119 @@ if [[ " $PARTS " == *" prog "* ]]; then
   echo "   targets (issue 10): warm <= 1.05x native and <= peer on 16 cores; <= 1.20x and <= peer on 2;"
   echo "   cold <= 1.03x; -p=2 <= 1.15x on 16 cores"
   rm -rf "$W"/std-*
+fi
+
+if [[ " $PARTS " == *" remote "* ]]; then
+  GARAGE=${GOCACHE_TEST_GARAGE:-$PWD/target/garage-2.5.0/bin/garage}
+  [ -x "$GARAGE" ] || { echo "no garage: run 'cargo test remote' once (it builds one), or set GOCACHE_TEST_GARAGE"; exit 1; }
+  # A three-node cluster as the tests start it (tests/support/garage.rs):
+  # replication factor 3, consistent mode, SQLite metadata.
+  GW=$W/garage
+  rm -rf "$GW"; mkdir -p "$GW"
+  GSECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+  GPIDS=()
+  stop_garage() { for p in "${GPIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
+  trap stop_garage EXIT
+  for i in 0 1 2; do
+    mkdir -p "$GW/n$i"
+    s3=$(port); rpc=$(port)
+    [ "$i" = 0 ] && S3_PORT=$s3
+    cat > "$GW/n$i/garage.toml" <<EOT
+metadata_dir = "$GW/n$i/meta"
+data_dir = "$GW/n$i/data"
+db_engine = "sqlite"
+replication_factor = 3
+consistency_mode = "consistent"
+rpc_bind_addr = "127.0.0.1:$rpc"
+rpc_public_addr = "127.0.0.1:$rpc"
+rpc_secret = "$GSECRET"
+
+[s3_api]
+s3_region = "garage"
+api_bind_addr = "127.0.0.1:$s3"
+EOT
+    RUST_LOG=warn "$GARAGE" -c "$GW/n$i/garage.toml" server > "$GW/n$i/log" 2>&1 &
+    GPIDS+=($!)
+  done
+  gcli() { local n=$1; shift; RUST_LOG=warn "$GARAGE" -c "$GW/n$n/garage.toml" "$@"; }
+  retry() { for _ in $(seq 60); do "$@" >/dev/null 2>&1 && return 0; sleep 0.5; done; "$@"; }
+  ids=()
+  for i in 0 1 2; do retry gcli "$i" node id -q; ids+=("$(gcli "$i" node id -q)"); done
+  for i in 1 2; do retry gcli 0 node connect "${ids[$i]}"; done
+  retry gcli 0 layout assign -z dc1 -c 1G "${ids[0]:0:16}" "${ids[1]:0:16}" "${ids[2]:0:16}"
+  gcli 0 layout apply --version 1 >/dev/null
+  KEY_ID=GK$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  KEY_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  retry gcli 0 key import --yes -n bench "$KEY_ID" "$KEY_SECRET"
+  retry gcli 0 bucket create bench
+  retry gcli 0 bucket allow --read --write --owner bench --key bench
+  export AWS_ENDPOINT_URL=http://127.0.0.1:$S3_PORT AWS_REGION=garage AWS_ACCESS_KEY_ID=$KEY_ID AWS_SECRET_ACCESS_KEY=$KEY_SECRET
+  retry "$G" remote stats s3://bench/ready
+  REMOTE_COLD=${REMOTE_COLD:-3}
+  REMOTE_WARM=${REMOTE_WARM:-11}
+  echo "== remote: gocache prog --remote on a 3-node Garage on 127.0.0.1 (rf 3); go build std"
+  echo "   command: scripts/bench.sh $N $W $PARTS (REMOTE_COLD=$REMOTE_COLD REMOTE_WARM=$REMOTE_WARM); nproc $(nproc); $(uptime | sed 's/^ *//')"
+  # rbuild CACHE TRACE [PROG ARGS...]: one go build std through gocache prog.
+  rbuild() {
+    local cache=$1 trace=$2; shift 2
+    GOCACHE=$cache GOCACHEPROG="$G prog --trace $trace $*" us_ok "$GO" build std
+  }
+  # The timeline's microseconds from event $2 to event $3 in trace $1.
+  span() { awk -v a="$2" -v b="$3" '$2 == a && !x {x = $1} $2 == b {y = $1} END {print y - x}' "$1"; }
+  fmt3() { sort -n "$1" | awk -v b="${2:-0}" -v u="${3:-1e6}" -v n="${4:-s}" '{a[NR]=$1} END {
+      m = a[int((NR+1)/2)]; r = b ? sprintf("  %.3fx", m / b) : ""
+      printf "%.2f %s [%.2f-%.2f]%s", m / u, n, a[1] / u, a[NR] / u, r }'; }
+  med() { sort -n "$1" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+  : > "$W/r-nostore.txt"; : > "$W/r-upload.txt"; : > "$W/r-fetch.txt"
+  : > "$W/r-closewait.txt"; : > "$W/r-after.txt"
+  for i in $(seq "$REMOTE_COLD"); do
+    url=s3://bench/cold-$i
+    for side in $( ((i % 2)) && echo "nostore upload" || echo "upload nostore"); do
+      rm -rf "$W/r-l1"
+      case $side in
+        nostore) rbuild "$W/r-l1" "$W/r-trace.txt" >> "$W/r-nostore.txt" ;;
+        upload)
+          rm -f "$W/r-trace.txt"
+          rbuild "$W/r-l1" "$W/r-trace.txt" --remote "$url" >> "$W/r-upload.txt"
+          # prog writes its timeline as it exits, after go.
+          for _ in $(seq 300); do [ -s "$W/r-trace.txt" ] && break; sleep 0.1; done
+          span "$W/r-trace.txt" end-of-requests released >> "$W/r-closewait.txt"
+          span "$W/r-trace.txt" released index-closed >> "$W/r-after.txt" ;;
+      esac
+    done
+    # An empty level one, a full store.
+    rm -rf "$W/r-l1"
+    rbuild "$W/r-l1" "$W/r-trace.txt" --remote "$url" >> "$W/r-fetch.txt"
+  done
+  base=$(med "$W/r-nostore.txt")
+  row "cold, no store (baseline)" "$(fmt3 "$W/r-nostore.txt")" ""
+  row "cold, empty store: uploads everything" "$(fmt3 "$W/r-upload.txt" "$base")" ""
+  row "empty level one, full store (a)" "$(fmt3 "$W/r-fetch.txt" "$base")" ""
+  row "(c) close waited for uploads" "$(fmt3 "$W/r-closewait.txt" 0 1e3 ms)" "(deadline: --remote-drain, 5 s)"
+  row "(c) prog ran on after go's answer" "$(fmt3 "$W/r-after.txt" 0 1e3 ms)" "(go does not wait for it)"
+  # Warm: each side on its own warm cache; the same store.
+  rm -rf "$W/r-warm-local" "$W/r-warm-remote"
+  for s in local remote; do
+    for _ in 1 2; do
+      if [ $s = local ]; then rbuild "$W/r-warm-$s" "$W/r-trace.txt" >/dev/null
+      else rbuild "$W/r-warm-$s" "$W/r-trace.txt" --remote s3://bench/cold-1 >/dev/null; fi
+    done
+  done
+  : > "$W/r-warm-local.txt"; : > "$W/r-warm-remote.txt"
+  for i in $(seq "$REMOTE_WARM"); do
+    for s in $( ((i % 2)) && echo "local remote" || echo "remote local"); do
+      if [ $s = local ]; then rbuild "$W/r-warm-local" "$W/r-trace.txt" >> "$W/r-warm-local.txt"
+      else rbuild "$W/r-warm-remote" "$W/r-trace.txt" --remote s3://bench/cold-1 >> "$W/r-warm-remote.txt"; fi
+    done
+  done
+  wbase=$(med "$W/r-warm-local.txt")
+  row "warm, no --remote (baseline)" "$(fmt3 "$W/r-warm-local.txt" 0 1e3 ms)" ""
+  row "warm, --remote (b)" "$(fmt3 "$W/r-warm-remote.txt" "$wbase" 1e3 ms)" "(target <= 1.02x)"
+  echo "   load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+  "$G" remote stats s3://bench/cold-1 | sed 's/^/   /' | head -12
+  stop_garage; trap - EXIT
+  rm -rf "$W"/r-l1 "$W"/r-warm-* "$GW"
 fi
 
 if [[ " $PARTS " == *" ci "* ]]; then

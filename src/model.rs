@@ -275,6 +275,28 @@ pub struct ProgSession {
     pub put_bytes: u64,
     /// Requests answered with an error.
     pub errors: u64,
+    /// What the remote tier did (`gocache prog --remote`); `None` without
+    /// one.
+    pub remote: Option<ProgRemote>,
+}
+
+/// What a `gocache prog --remote` session's remote tier did. `hits` and
+/// `misses` are of the store, asked on level one's misses: a session's
+/// `misses` include its remote `hits`, which go saw as hits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ProgRemote {
+    /// Local misses the store answered (verified, written into level one).
+    pub hits: u64,
+    /// Local misses the store did not have.
+    pub misses: u64,
+    /// Objects refused because they are not what their names say.
+    pub refused: u64,
+    /// Store errors (fetches and uploads).
+    pub errors: u64,
+    /// Entries uploaded before `close` was answered.
+    pub uploaded: u64,
+    /// Puts not uploaded because the queue was full.
+    pub dropped: u64,
 }
 
 /// Made-up entries for unit tests: one fixture, adjusted per test.

@@ -54,6 +54,39 @@
 //! output, and only then records the uses still waiting (after a build
 //! with no puts), closes the index (which may checkpoint the WAL) and
 //! exits.
+//!
+//! # The remote tier
+//!
+//! With [`ServerConfig::remote`] (`gocache prog --remote URL`), an object
+//! store is level two behind the local cache ([`crate::remote`]). Without
+//! it, a get or a put pays one `Option` check: no lock, no allocation.
+//!
+//! - A local hit is answered as ever, and its use goes into the session's
+//!   use log (an in-memory push), so an entry every machine holds locally
+//!   is still in use fleet-wide.
+//! - A local miss goes to [`FETCHERS`] threads (the reader goes on): the
+//!   store's action entry, then its output streamed into a temp file in
+//!   level one (made through the directory descriptor, like a put's) and
+//!   checked (length and SHA-256); renamed into place; the action entry
+//!   written as a put writes it, with the store's time (Go's test cache
+//!   reads it); answered as a hit. The session counts it as a local miss
+//!   and a remote hit; the index records it as a put (a use, not a hit),
+//!   and the trace as a miss and a put whose cost is the download: level
+//!   one did not hold it, and losing it again costs a download, not a
+//!   rebuild.
+//! - A refused object (not what its name says) is a miss, with one warning
+//!   per session naming it. A store that is down is a miss, with one
+//!   warning; the tier then pauses ([`crate::remote::tier::PAUSE`]), so a
+//!   get waits for the store at most once per pause, bounded by its
+//!   timeouts. Refused credentials: one warning, and the store is not asked
+//!   again this session.
+//! - A stored put is queued for upload without waiting (a full queue
+//!   drops it, and counts); entries fetched from the store are not.
+//! - `close` waits for the queue up to [`Remote::drain`], prints one
+//!   summary line to standard error when the tier did anything, and puts
+//!   the tier's counts in the session's row; after go has its answer, the
+//!   last use log is written (within the same bound again).
+//! - Read-only: no uploader and no recorder; nothing is ever written.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -391,6 +424,66 @@ pub struct ServerConfig {
     /// its answer, so the index `open_index` returns must have been told
     /// [`Index::set_trace`] for them to be kept.
     pub record_events: bool,
+    /// The remote tier (level two), when `--remote` is given.
+    pub remote: Option<Remote>,
+}
+
+/// The remote tier as the server uses it: level two behind the local
+/// cache (see the module's documentation, "The remote tier").
+pub struct Remote {
+    /// The store, for messages (`s3://bucket/prefix at http://…`).
+    pub name: String,
+    /// Verified fetches.
+    pub tier: crate::remote::tier::RemoteTier,
+    /// Background uploads; `None` in read-only mode.
+    pub uploader: Option<crate::remote::tier::Uploader>,
+    /// The session's use log; `None` in read-only mode (the tier is then
+    /// given none either, and nothing is ever written to the store).
+    pub recorder: Option<Arc<crate::remote::tier::UseRecorder>>,
+    /// How long `close` waits for uploads before it answers (and, after
+    /// that, for the last use log).
+    pub drain: std::time::Duration,
+    /// Print no warnings and no summary line.
+    pub quiet: bool,
+}
+
+/// Threads that fetch from the store while the reader goes on: a fetch is
+/// a network round trip (or two), which must not hold up the local hits
+/// behind it.
+const FETCHERS: usize = 8;
+
+/// The remote tier while serving: the configuration, what it did, and
+/// whether it warned yet.
+struct RemoteState {
+    cfg: Remote,
+    /// Taken at close to drain it.
+    uploader: Mutex<Option<crate::remote::tier::Uploader>>,
+    /// Local misses the store answered (verified, written into level one).
+    hits: AtomicU64,
+    /// Their bytes.
+    hit_bytes: AtomicU64,
+    /// Local misses the store did not have.
+    misses: AtomicU64,
+    /// Objects refused (not what their names say).
+    refused: AtomicU64,
+    /// Store errors (down, refused credentials, local write errors).
+    errors: AtomicU64,
+    /// Lookups not asked while the tier was paused or off.
+    skipped: AtomicU64,
+    /// The credentials were refused: the store is left alone from then on.
+    off: AtomicBool,
+    /// A store error was reported (once per session).
+    warned: AtomicBool,
+    /// A refused object was reported (once per session).
+    warned_refused: AtomicBool,
+}
+
+impl RemoteState {
+    fn warn_once(&self, flag: &AtomicBool, msg: impl FnOnce() -> String) {
+        if !self.cfg.quiet && !flag.swap(true, Ordering::Relaxed) {
+            eprintln!("gocache prog: warning: {}", msg());
+        }
+    }
 }
 
 /// The index and the limits to enforce, once opened.
@@ -536,6 +629,11 @@ enum Job {
         id: i64,
         action: Id,
     },
+    /// A local miss, for the store.
+    Fetch {
+        id: i64,
+        action: Id,
+    },
     FinishPut {
         id: i64,
         action: Id,
@@ -546,12 +644,17 @@ enum Job {
 }
 
 impl Job {
-    fn run(self, shared: &Shared) -> Response {
+    fn run(self, shared: &Shared) -> Option<Response> {
         match self {
             Job::Get { id, action } => {
-                let r = get(shared, id, action);
+                let r = get(shared, id, action, None);
                 shared.note("get-pool", id, 0);
                 r
+            }
+            Job::Fetch { id, action } => {
+                let r = fetch(shared, id, action);
+                shared.note("fetched", id, 0);
+                Some(r)
             }
             Job::FinishPut {
                 id,
@@ -562,7 +665,7 @@ impl Job {
             } => {
                 let r = finish_put(shared, id, action, output, size, &tmp);
                 shared.note("put-done", id, 0);
-                r
+                Some(r)
             }
         }
     }
@@ -598,7 +701,9 @@ impl Pool {
                 let (pool, shared, writer) = (pool.clone(), shared.clone(), writer.clone());
                 std::thread::spawn(move || {
                     while let Some(job) = pool.next() {
-                        writer.send(&job.run(&shared), shared.trace.as_ref());
+                        if let Some(r) = job.run(&shared) {
+                            writer.send(&r, shared.trace.as_ref());
+                        }
                     }
                 })
             })
@@ -757,6 +862,20 @@ pub fn serve(
         closing: AtomicBool::new(false),
         trace,
         events: cfg.record_events.then(Default::default),
+        remote_summary: std::sync::OnceLock::new(),
+        remote: cfg.remote.map(|mut r| RemoteState {
+            uploader: Mutex::new(r.uploader.take()),
+            cfg: r,
+            hits: AtomicU64::new(0),
+            hit_bytes: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+            off: AtomicBool::new(false),
+            warned: AtomicBool::new(false),
+            warned_refused: AtomicBool::new(false),
+        }),
     });
     shared.note("known", 0, 0);
     let (ready_tx, ready) = mpsc::channel();
@@ -773,22 +892,57 @@ pub fn serve(
         }
     };
 
+    let (fetchers, fetch_threads) = match &shared.remote {
+        Some(_) => {
+            let (pool, threads) = Pool::start(FETCHERS, &shared, &writer);
+            (Some(pool), threads)
+        }
+        None => (None, Vec::new()),
+    };
+
     let mut reader = BufReader::with_capacity(256 << 10, input);
-    let (outcome, close_id) =
-        read_requests(&shared, &writer, pool.as_deref(), &mut reader, cfg.spin);
+    let (outcome, close_id) = read_requests(
+        &shared,
+        &writer,
+        pool.as_deref(),
+        fetchers.as_deref(),
+        &mut reader,
+        cfg.spin,
+    );
     writer.flush(shared.trace.as_ref());
     shared.note("end-of-requests", close_id.unwrap_or(-1), 0);
 
     // The go command ends once it has the close response and our output
     // closes. Before that: finish the requests in flight, and let the
     // bookkeeper check the limits (after puts) and record the session.
-    if let Some(pool) = &pool {
-        pool.close();
+    let closing = std::time::Instant::now();
+    for p in [&pool, &fetchers].into_iter().flatten() {
+        p.close();
     }
-    for t in threads {
+    for t in threads.into_iter().chain(fetch_threads) {
         let _ = t.join();
     }
     shared.note("pool-done", 0, 0);
+    // This build's uploads are in the store before go exits, or the
+    // deadline passed: a CI job that ends with the build cannot cut them
+    // off, and they cost it no more than the deadline.
+    let remote_summary = shared.remote.as_ref().map(|r| {
+        let up = lock(&r.uploader);
+        if let Some(up) = up.as_ref() {
+            up.wait_idle(closing + r.cfg.drain);
+        }
+        let uploads = up.as_ref().map(|u| u.counts()).unwrap_or_default();
+        drop(up);
+        shared.note("uploads-done", 0, uploads.uploaded);
+        let summary = RemoteSummary::of(r, &uploads);
+        if !r.cfg.quiet && summary.anything() {
+            eprintln!("gocache prog: {}", summary.line(&r.cfg.name, r.cfg.drain));
+        }
+        summary
+    });
+    if let Some(s) = remote_summary {
+        let _ = shared.remote_summary.set(s);
+    }
     shared.closing.store(true, Ordering::SeqCst);
     bookkeeper.thread().unpark();
     // Err only if the bookkeeper died: nothing more to wait for.
@@ -805,6 +959,13 @@ pub fn serve(
     }
     writer.release();
     shared.note("released", 0, 0);
+    // The last use log, after go has its answer: go need not wait for it.
+    if let Some(r) = &shared.remote
+        && let Some(up) = lock(&r.uploader).take()
+    {
+        let counts = up.drain(std::time::Instant::now() + r.cfg.drain);
+        shared.note("remote-drained", 0, counts.logs_written);
+    }
     let index = bookkeeper.join().ok().flatten();
     shared.note("books-done", 0, 0);
     // Closing the index may checkpoint its WAL: after the go command has
@@ -828,6 +989,7 @@ fn read_requests(
     shared: &Shared,
     writer: &Writer,
     pool: Option<&Pool>,
+    fetchers: Option<&Pool>,
     reader: &mut BufReader<impl Read + AsFd>,
     spin: std::time::Duration,
 ) -> (Result<(), String>, Option<i64>) {
@@ -874,7 +1036,10 @@ fn read_requests(
                 // which keeps its round trip short; sent with the next
                 // answer when one is due right after.
                 _ => {
-                    let r = get(shared, id, action);
+                    // None: a local miss handed to the fetchers.
+                    let Some(r) = get(shared, id, action, fetchers) else {
+                        continue;
+                    };
                     shared.note("get", id, 0);
                     if waiting > 0 && deferred < DEFER_AT_MOST {
                         writer.queue(&r);
@@ -927,7 +1092,11 @@ fn read_requests(
                         };
                         match pool {
                             Some(pool) => pool.submit(job),
-                            None => writer.send(&job.run(shared), trace),
+                            None => {
+                                if let Some(r) = job.run(shared) {
+                                    writer.send(&r, trace);
+                                }
+                            }
                         }
                     }
                     Err(BodyError::Bad(reason)) => {
@@ -1046,6 +1215,18 @@ impl TmpFile {
         )?)
     }
 
+    /// Renames it to `target` in subdirectory `s` (the same filesystem).
+    fn rename_into(&self, shared: &Shared, s: u8, target: &std::ffi::CStr) -> std::io::Result<()> {
+        let from = self.dir(shared)?;
+        let to = shared.dir.ensure_subdir(s)?;
+        Ok(rustix::fs::renameat(
+            from,
+            self.name.as_c_str(),
+            to,
+            target,
+        )?)
+    }
+
     /// Removes it (best effort: `trim` sweeps what is left).
     fn remove(&self, shared: &Shared) {
         if let Ok(dir) = self.dir(shared) {
@@ -1087,6 +1268,10 @@ struct Shared {
     /// Trace events waiting for the bookkeeper, and the misses waiting for
     /// their puts (`None`: not recording).
     events: Option<Mutex<Events>>,
+    /// The remote tier, with `--remote`.
+    remote: Option<RemoteState>,
+    /// What the remote tier did, for the session's row: set at close.
+    remote_summary: std::sync::OnceLock<RemoteSummary>,
 }
 
 /// See [`Shared::events`].
@@ -1289,23 +1474,43 @@ impl Shared {
     }
 }
 
-fn get(shared: &Shared, id: i64, action: Id) -> Response {
-    use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+/// Answers a get: from level one, else (with a remote tier) from the
+/// store. `None` when the fetch was handed to `fetchers`, which answer it.
+fn get(shared: &Shared, id: i64, action: Id, fetchers: Option<&Pool>) -> Option<Response> {
     let c = &shared.counters;
     c.gets.fetch_add(1, Ordering::Relaxed);
     let now = (shared.clock)();
-    let miss = || {
-        c.misses.fetch_add(1, Ordering::Relaxed);
-        shared.event(|clock, t| {
-            clock.miss(&action, t);
-            crate::trace::TraceEvent::miss(t, &action)
-        });
-        Response {
-            id,
-            miss: true,
-            ..Default::default()
+    if let Some(r) = get_local(shared, id, action, now) {
+        return Some(r);
+    }
+    c.misses.fetch_add(1, Ordering::Relaxed);
+    shared.event(|clock, t| {
+        clock.miss(&action, t);
+        crate::trace::TraceEvent::miss(t, &action)
+    });
+    match (&shared.remote, fetchers) {
+        (None, _) => Some(miss_response(id)),
+        (Some(_), Some(fetchers)) => {
+            fetchers.submit(Job::Fetch { id, action });
+            None
         }
-    };
+        (Some(_), None) => Some(fetch(shared, id, action)),
+    }
+}
+
+fn miss_response(id: i64) -> Response {
+    Response {
+        id,
+        miss: true,
+        ..Default::default()
+    }
+}
+
+/// A get from level one: `None` is a miss (counted by the caller).
+fn get_local(shared: &Shared, id: i64, action: Id, now: UnixTime) -> Option<Response> {
+    use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+    let c = &shared.counters;
+    let miss = || None;
     let aname = EntryName::action(action);
     let Some(adir) = shared.dir.subdir(aname.subdir()) else {
         return miss();
@@ -1359,16 +1564,202 @@ fn get(shared: &Shared, id: i64, action: Id) -> Response {
     mark_used(odir, ocname, &ost, now);
     c.hits.fetch_add(1, Ordering::Relaxed);
     shared.note_uses([aname, oname], now, true);
+    // The fleet's last use of this entry, even though level one had it: an
+    // object every machine holds locally is still in use.
+    if let Some(r) = &shared.remote
+        && let Some(rec) = &r.cfg.recorder
+    {
+        rec.record_use(action, entry.output, now);
+    }
     let allocated = ost.st_blocks as u64 * 512;
     shared.event(|_, t| crate::trace::TraceEvent::hit(t, &action, &entry.output, allocated));
+    Some(hit_response(shared, id, &entry, &oname))
+}
+
+fn hit_response(shared: &Shared, id: i64, entry: &ActionEntry, oname: &EntryName) -> Response {
     Response {
         id,
         output_id: Some(base64::engine::general_purpose::STANDARD.encode(entry.output.0)),
         size: entry.size as i64,
         time: rfc3339(entry.time_nanos),
-        disk_path: shared.disk_path(&oname),
+        disk_path: shared.disk_path(oname),
         ..Default::default()
     }
+}
+
+/// A local miss, asked of the store: the output streams into a temp file
+/// in level one through the tier's check (length and SHA-256 against the
+/// action entry), is renamed into place, and the action entry is written
+/// as a put writes it (with the store's time, which Go's test cache reads);
+/// then the get is answered as a hit. Anything else is a miss: a build
+/// never waits longer than the store's timeouts, and never fails for it.
+fn fetch(shared: &Shared, id: i64, action: Id) -> Response {
+    let Some(remote) = &shared.remote else {
+        return miss_response(id);
+    };
+    if remote.off.load(Ordering::Relaxed) {
+        remote.skipped.fetch_add(1, Ordering::Relaxed);
+        return miss_response(id);
+    }
+    let now = (shared.clock)();
+    let Ok((tmp, file)) = TmpFile::create(shared, action.subdir()) else {
+        remote.errors.fetch_add(1, Ordering::Relaxed);
+        return miss_response(id);
+    };
+    let mut sink = std::io::BufWriter::with_capacity(64 << 10, file);
+    let fetched = remote
+        .cfg
+        .tier
+        .fetch(action, &mut sink, now)
+        .and_then(|e| match sink.flush() {
+            Ok(()) => Ok(e),
+            Err(e) => Err(crate::remote::tier::FetchError::Store(
+                crate::remote::StoreError::Local {
+                    op: crate::remote::store::Op::Get,
+                    key: crate::remote::keys::action_key(action),
+                    cause: e,
+                },
+            )),
+        });
+    drop(sink);
+    use crate::remote::tier::FetchError;
+    let entry = match fetched {
+        Ok(Some(entry)) => entry,
+        Ok(None) => {
+            tmp.remove(shared);
+            remote.misses.fetch_add(1, Ordering::Relaxed);
+            return miss_response(id);
+        }
+        Err(FetchError::Paused(_)) => {
+            tmp.remove(shared);
+            remote.skipped.fetch_add(1, Ordering::Relaxed);
+            return miss_response(id);
+        }
+        Err(e @ (FetchError::Corrupt { .. } | FetchError::BadAction { .. })) => {
+            tmp.remove(shared);
+            remote.refused.fetch_add(1, Ordering::Relaxed);
+            remote.warn_once(&remote.warned_refused, || {
+                format!("{e}; later refusals this session are only counted")
+            });
+            return miss_response(id);
+        }
+        Err(FetchError::Store(e)) => {
+            tmp.remove(shared);
+            remote.errors.fetch_add(1, Ordering::Relaxed);
+            let then = if e.is_denied() {
+                remote.off.store(true, Ordering::Relaxed);
+                "building from the local cache only for the rest of this session"
+            } else if e.is_unavailable() {
+                "building from the local cache; the store is asked again in 30 s"
+            } else {
+                "building that entry locally"
+            };
+            remote.warn_once(&remote.warned, || format!("{e}; {then}"));
+            return miss_response(id);
+        }
+    };
+    let oname = EntryName::data(entry.output);
+    if let Err(e) = store_fetched(shared, &entry, &tmp, now) {
+        tmp.remove(shared);
+        remote.errors.fetch_add(1, Ordering::Relaxed);
+        remote.warn_once(&remote.warned, || {
+            format!(
+                "storing {} from {}: {e}; building it locally",
+                oname.path_in(shared.dir.path()).display(),
+                remote.cfg.name
+            )
+        });
+        return miss_response(id);
+    }
+    remote.hits.fetch_add(1, Ordering::Relaxed);
+    remote.hit_bytes.fetch_add(entry.size, Ordering::Relaxed);
+    // Level one missed and now holds the entry: to the index and the trace
+    // this is a put (a miss, then a put whose cost is the download, not a
+    // rebuild), so that a local policy learns what evicting it costs.
+    shared.note_uses([EntryName::action(action), oname], now, false);
+    let allocated = entry.size.div_ceil(4096) * 4096;
+    shared.event(|clock, t| {
+        let cost = clock.put(&action, t);
+        crate::trace::TraceEvent::put(t, &action, &entry.output, allocated, cost)
+    });
+    hit_response(shared, id, &entry, &oname)
+}
+
+/// Puts a verified fetch in place: the output (kept if level one has it
+/// already), then the action entry.
+fn store_fetched(
+    shared: &Shared,
+    entry: &ActionEntry,
+    tmp: &TmpFile,
+    now: UnixTime,
+) -> std::io::Result<()> {
+    use rustix::fs::FileType;
+    let oname = EntryName::data(entry.output);
+    let ocname = oname.c_file_name();
+    let odir = shared.dir.ensure_subdir(oname.subdir())?;
+    match rustix::fs::statat(
+        odir,
+        ocname.as_c_str(),
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    ) {
+        Ok(st)
+            if FileType::from_raw_mode(st.st_mode as _) == FileType::RegularFile
+                && st.st_size as u64 == entry.size =>
+        {
+            tmp.remove(shared);
+            mark_used(odir, ocname.as_c_str(), &st, now);
+        }
+        Ok(st) if FileType::from_raw_mode(st.st_mode as _) == FileType::Directory => {
+            return Err(std::io::Error::other(
+                "a directory (a cached executable) has its name",
+            ));
+        }
+        _ => tmp.rename_into(shared, oname.subdir(), ocname.as_c_str())?,
+    }
+    write_action_entry(shared, entry)
+}
+
+/// Writes `entry` as Go's action file, through a temp name.
+fn write_action_entry(shared: &Shared, entry: &ActionEntry) -> std::io::Result<()> {
+    let aname = EntryName::action(entry.action);
+    let (atmp, mut f) = TmpFile::create(shared, aname.subdir())?;
+    let r = f
+        .write_all(entry.format().as_bytes())
+        .and_then(|()| atmp.rename_to(shared, aname.c_file_name().as_c_str()));
+    if r.is_err() {
+        atmp.remove(shared);
+    }
+    r
+}
+
+/// Queues a put's entry for upload (with `--remote`, not read-only): never
+/// waits; a full queue drops it, and counts.
+fn upload(shared: &Shared, entry: ActionEntry) {
+    use rustix::fs::{Mode, OFlags};
+    let Some(remote) = &shared.remote else { return };
+    if remote.off.load(Ordering::Relaxed) {
+        return;
+    }
+    let up = lock(&remote.uploader);
+    let Some(up) = up.as_ref() else { return };
+    let oname = EntryName::data(entry.output);
+    // Opened through the subdirectory's descriptor; an open file survives
+    // a trim removing it before the upload runs.
+    let Some(file) = shared.dir.subdir(oname.subdir()).and_then(|dir| {
+        rustix::fs::openat(
+            dir,
+            oname.c_file_name().as_c_str(),
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()
+    }) else {
+        return;
+    };
+    up.try_enqueue(crate::remote::tier::UploadJob {
+        entry,
+        body: crate::remote::tier::UploadBody::File(File::from(file)),
+    });
 }
 
 fn finish_put(
@@ -1429,18 +1820,12 @@ fn finish_put(
         size,
         time_nanos: now.saturating_mul(1_000_000_000),
     };
-    let apath = aname.path_in(shared.dir.path());
-    let stored = TmpFile::create(shared, aname.subdir()).and_then(|(atmp, mut f)| {
-        let r = f
-            .write_all(entry.format().as_bytes())
-            .and_then(|()| atmp.rename_to(shared, aname.c_file_name().as_c_str()));
-        if r.is_err() {
-            atmp.remove(shared);
-        }
-        r
-    });
-    if let Err(e) = stored {
+    if let Err(e) = write_action_entry(shared, &entry) {
+        let apath = aname.path_in(shared.dir.path());
         return fail(format!("storing {}: {e}", apath.display()));
+    }
+    if shared.remote.is_some() {
+        upload(shared, entry);
     }
     let c = &shared.counters;
     c.puts.fetch_add(1, Ordering::Relaxed);
@@ -1511,9 +1896,88 @@ fn record_session(shared: &Shared, ix: &mut Index, started: UnixTime) {
         puts: l(&c.puts),
         put_bytes: l(&c.put_bytes),
         errors: l(&c.errors),
+        remote: shared.remote_summary.get().map(|r| r.session()),
     });
     if let Err(e) = recorded {
         eprintln!("gocache prog: warning: recording the session in the index: {e}");
+    }
+}
+
+/// What the remote tier did in a session: the summary line, and the
+/// session's row.
+#[derive(Debug, Clone, Default)]
+struct RemoteSummary {
+    hits: u64,
+    hit_bytes: u64,
+    misses: u64,
+    refused: u64,
+    errors: u64,
+    skipped: u64,
+    uploads: crate::remote::tier::UploadCounts,
+}
+
+impl RemoteSummary {
+    fn of(r: &RemoteState, uploads: &crate::remote::tier::UploadCounts) -> RemoteSummary {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        RemoteSummary {
+            hits: l(&r.hits),
+            hit_bytes: l(&r.hit_bytes),
+            misses: l(&r.misses),
+            refused: l(&r.refused),
+            errors: l(&r.errors),
+            skipped: l(&r.skipped),
+            uploads: uploads.clone(),
+        }
+    }
+
+    fn anything(&self) -> bool {
+        let u = &self.uploads;
+        self.hits + self.misses + self.refused + self.errors + self.skipped > 0
+            || u.queued + u.dropped + u.failed > 0
+    }
+
+    /// Still queued or uploading when the deadline came.
+    fn unfinished(&self) -> u64 {
+        let u = &self.uploads;
+        u.queued.saturating_sub(u.uploaded + u.failed)
+    }
+
+    fn line(&self, name: &str, drain: std::time::Duration) -> String {
+        let u = &self.uploads;
+        let mut s = format!(
+            "remote {name}: {} hits ({}), {} misses, {} uploaded ({}), {} dropped, {} refused, {} errors",
+            self.hits,
+            humansize::format_size(self.hit_bytes, humansize::BINARY),
+            self.misses,
+            u.uploaded,
+            humansize::format_size(u.upload_bytes, humansize::BINARY),
+            u.dropped,
+            self.refused,
+            self.errors + u.failed,
+        );
+        if self.skipped > 0 {
+            s += &format!(", {} not asked (store paused or refused)", self.skipped);
+        }
+        if self.unfinished() > 0 {
+            s += &format!(
+                ", {} not uploaded by the {} s deadline (--remote-drain)",
+                self.unfinished(),
+                drain.as_secs_f64()
+            );
+        }
+        s
+    }
+
+    fn session(&self) -> crate::model::ProgRemote {
+        let u = &self.uploads;
+        crate::model::ProgRemote {
+            hits: self.hits,
+            misses: self.misses,
+            refused: self.refused,
+            errors: self.errors + u.failed,
+            uploaded: u.uploaded,
+            dropped: u.dropped,
+        }
     }
 }
 

@@ -170,7 +170,10 @@ fn read_only_and_wrong_credentials_get_clear_errors() {
     let msg = err.to_string();
     assert!(msg.contains("PUT k2 was refused"), "{msg}");
     assert!(msg.contains("may not write here"), "{msg}");
-    assert!(msg.contains("--remote-read-only"), "{msg}");
+    assert!(
+        msg.contains("gocache prog --remote URL --remote-read-only"),
+        "{msg}"
+    );
     let err = ro.delete_many(&["k".to_owned()]).unwrap_err();
     assert!(err.is_denied(), "{err:?}");
     assert!(exists(&rw, "k"));
@@ -252,6 +255,10 @@ fn a_store_that_is_down_or_silent_fails_within_its_timeouts() {
             err.to_string().contains("times out after 1 s"),
             "{what}: {err}"
         );
+        // The cause is said once, in the message: a chain printed with
+        // `{:#}` (anyhow) must not repeat it.
+        let msg = err.to_string();
+        assert_eq!(format!("{:#}", anyhow::Error::new(err)), msg, "{what}");
     }
     drop(silent);
 }
@@ -1277,5 +1284,46 @@ fn remote_commands_refuse_bad_input_with_exit_2() {
         let out = run_expecting(cmd, 2);
         let err = stderr(&out);
         assert!(err.contains(want), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn trim_and_stats_with_remote_are_the_remote_commands() {
+    let g = GarageCluster::shared();
+    let (url, store) = g.fresh_prefix(&g.rw);
+    let url = url.to_string();
+    seed(&store, 3, 1000);
+    let a = json(&run_ok(remote_cmd(
+        g,
+        &g.rw,
+        &["stats", "--remote", &url, "--json"],
+    )));
+    let b = json(&run_ok(remote_cmd(
+        g,
+        &g.rw,
+        &["remote", "stats", &url, "--json"],
+    )));
+    assert_eq!(a["total"], b["total"], "{a}\n{b}");
+    assert_eq!(a["url"], b["url"]);
+    // A dry run through either name plans the same.
+    let args = ["--budget", "1KiB", "--grace", "0s", "--dry-run", "--json"];
+    let mut t1 = vec!["trim", "--remote", &url];
+    t1.extend(args);
+    let mut t2 = vec!["remote", "trim", &url];
+    t2.extend(args);
+    let a = json(&run_ok(remote_cmd(g, &g.rw, &t1)));
+    let b = json(&run_ok(remote_cmd(g, &g.rw, &t2)));
+    assert_eq!(a["plan"], b["plan"], "{a}\n{b}");
+    assert_eq!(a["dry_run"], true);
+    // What a bucket has no use for is refused as bad input.
+    for bad in [
+        &["--budget", "10%"][..],
+        &["--budget", "1GiB", "--exe-quota", "1GiB"][..],
+        &[][..],
+    ] {
+        let mut args = vec!["trim", "--remote", &url];
+        args.extend_from_slice(bad);
+        let out = run_expecting(remote_cmd(g, &g.rw, &args), 2);
+        assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
     }
 }

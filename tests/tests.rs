@@ -11,6 +11,7 @@ mod hook;
 mod layout_cli;
 mod limits;
 mod prog;
+mod prog_remote;
 mod progress;
 mod readme;
 mod remote;

@@ -2,15 +2,18 @@
 
 use super::{Index, SqlResult};
 use crate::error::Result;
-use crate::model::ProgSession;
+use crate::model::{ProgRemote, ProgSession};
 
 impl Index {
     /// Records one session's summary.
     pub fn record_session(&mut self, s: &ProgSession) -> Result<()> {
+        let r = s.remote.unwrap_or_default();
         self.conn
             .execute(
-                "INSERT INTO prog_sessions (started, ended, gets, hits, misses, puts, put_bytes, errors)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO prog_sessions (started, ended, gets, hits, misses, puts, put_bytes, errors,
+                     remote, remote_hits, remote_misses, remote_refused, remote_errors,
+                     remote_uploaded, remote_dropped)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
                 rusqlite::params![
                     s.started,
                     s.ended,
@@ -19,7 +22,14 @@ impl Index {
                     s.misses as i64,
                     s.puts as i64,
                     s.put_bytes as i64,
-                    s.errors as i64
+                    s.errors as i64,
+                    s.remote.is_some(),
+                    r.hits as i64,
+                    r.misses as i64,
+                    r.refused as i64,
+                    r.errors as i64,
+                    r.uploaded as i64,
+                    r.dropped as i64,
                 ],
             )
             .map(drop)
@@ -31,7 +41,9 @@ impl Index {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT started, ended, gets, hits, misses, puts, put_bytes, errors
+                "SELECT started, ended, gets, hits, misses, puts, put_bytes, errors,
+                     remote, remote_hits, remote_misses, remote_refused, remote_errors,
+                     remote_uploaded, remote_dropped
                  FROM prog_sessions ORDER BY id DESC LIMIT ?1",
             )
             .at(&self.path)?;
@@ -47,6 +59,19 @@ impl Index {
                     puts: u(5)?,
                     put_bytes: u(6)?,
                     errors: u(7)?,
+                    remote: r
+                        .get::<_, bool>(8)?
+                        .then(|| {
+                            Ok::<_, rusqlite::Error>(ProgRemote {
+                                hits: u(9)?,
+                                misses: u(10)?,
+                                refused: u(11)?,
+                                errors: u(12)?,
+                                uploaded: u(13)?,
+                                dropped: u(14)?,
+                            })
+                        })
+                        .transpose()?,
                 })
             })
             .at(&self.path)?;
@@ -71,6 +96,14 @@ mod tests {
             puts: 3,
             put_bytes: 1 << 20,
             errors: 0,
+            remote: (started == 200).then_some(ProgRemote {
+                hits: 4,
+                misses: 2,
+                refused: 1,
+                errors: 0,
+                uploaded: 3,
+                dropped: 1,
+            }),
         };
         for t in [100, 200, 300] {
             ix.record_session(&s(t)).unwrap();

@@ -409,7 +409,7 @@ impl S3Store {
                         op,
                         key: key.to_owned(),
                         timeout_s: timeout.as_secs(),
-                        source: Box::new(err),
+                        cause: Box::new(err),
                     });
                 }
             }
@@ -475,7 +475,7 @@ impl S3Store {
             } else if wrong_credentials {
                 "check the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN) and AWS_REGION"
             } else if matches!(op, Op::Put | Op::Delete) {
-                "these credentials may not write here: give them write access, or use them in read-only mode (--remote-read-only)"
+                "these credentials may not write here: give them write access (`gocache remote trim` needs it), or serve builds with them read-only (`gocache prog --remote URL --remote-read-only`)"
             } else {
                 "these credentials may not read this bucket or prefix: check their permissions (or AWS_ACCESS_KEY_ID)"
             };
@@ -507,11 +507,11 @@ impl S3Store {
         }
     }
 
-    fn local(op: Op, key: &str, source: std::io::Error) -> StoreError {
+    fn local(op: Op, key: &str, cause: std::io::Error) -> StoreError {
         StoreError::Local {
             op,
             key: key.to_owned(),
-            source,
+            cause,
         }
     }
 }
@@ -654,7 +654,7 @@ impl ObjectStore for S3Store {
                         op: Op::Get,
                         key: key.to_owned(),
                         timeout_s: self.timeouts.for_len(max_len).as_secs(),
-                        source: Box::new(e),
+                        cause: Box::new(e),
                     });
                 }
             };
@@ -768,7 +768,7 @@ impl ObjectStore for S3Store {
                     op: Op::List,
                     key: prefix.to_owned(),
                     timeout_s: self.timeouts.request.as_secs(),
-                    source: Box::new(e),
+                    cause: Box::new(e),
                 })?;
             let page = rusty_s3::actions::ListObjectsV2::parse_response(&text)
                 .map_err(|e| self.bad(Op::List, prefix, format!("listing XML: {e}")))?;
@@ -842,7 +842,7 @@ impl ObjectStore for S3Store {
                     op: Op::Delete,
                     key: first.to_owned(),
                     timeout_s: self.timeouts.request.as_secs(),
-                    source: Box::new(e),
+                    cause: Box::new(e),
                 })?;
             let parsed = rusty_s3::actions::DeleteObjectsResponse::parse(&text)
                 .map_err(|e| self.bad(Op::Delete, first, format!("DeleteObjects XML: {e}")))?;

@@ -184,7 +184,7 @@ pub enum StoreError {
     },
     /// The store could not be reached, or did not answer in time.
     #[error(
-        "{store}: {op} {key}: {source} (is the store up and AWS_ENDPOINT_URL right? every request times out after {timeout_s} s)"
+        "{store}: {op} {key}: {cause} (is the store up and AWS_ENDPOINT_URL right? every request times out after {timeout_s} s)"
     )]
     Unreachable {
         /// The store.
@@ -195,9 +195,9 @@ pub enum StoreError {
         key: String,
         /// The request's whole time limit, in seconds.
         timeout_s: u64,
-        /// The transport error.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        /// The transport error. Not a `#[source]`: the message holds it
+        /// already, and a chain printed with `{:#}` would say it twice.
+        cause: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The object is longer than the caller allows.
     #[error("{store}: {key} is {size} bytes, more than the {limit} expected; refused")]
@@ -224,15 +224,15 @@ pub enum StoreError {
         what: String,
     },
     /// Reading a put's body or writing a get's sink failed (a local error).
-    #[error("{op} {key}: local I/O: {source}")]
+    #[error("{op} {key}: local I/O: {cause}")]
     Local {
         /// The operation.
         op: Op,
         /// The key.
         key: String,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
+        /// The I/O error (in the message; not a `#[source]`, so that it
+        /// is said once).
+        cause: std::io::Error,
     },
 }
 

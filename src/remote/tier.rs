@@ -483,6 +483,24 @@ impl Uploader {
         self.shared.counts.lock().unwrap().clone()
     }
 
+    /// Waits until every job queued so far is done, or `deadline`; true
+    /// when none is left. The queue stays open and nothing is abandoned:
+    /// `gocache prog` calls this before it answers `close` (so a build's
+    /// uploads are in the store when go exits) and [`Uploader::drain`]
+    /// after (the last use log, which go need not wait for).
+    pub fn wait_idle(&self, deadline: Instant) -> bool {
+        let sh = &self.shared;
+        let mut q = sh.queue.lock().unwrap();
+        while !(q.jobs.is_empty() && q.running == 0) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            q = sh.idle.wait_timeout(q, left).unwrap().0;
+        }
+        true
+    }
+
     /// Closes the queue, lets the threads finish it until `deadline`, then
     /// writes the last use log if there is time. Whatever is not done by
     /// the deadline is abandoned (the threads are left to die with the

@@ -18,6 +18,19 @@ use gocache::enforce::effective_limits;
 /// With GOCACHEPROG set, `go run` and `go tool` cache no executables at
 /// all (Go caches them only in its on-disk cache); the go command still
 /// keeps fuzzing data and test expiry in the cache directory.
+///
+/// With --remote s3://BUCKET/PREFIX, a fleet shares entries through an
+/// S3-compatible store: the local cache stays level one, the store is
+/// level two. A local miss asks the store, and a verified hit is written
+/// into the local cache and served from there; puts upload in the
+/// background (a full queue drops, never waits); `close` waits for the
+/// uploads up to --remote-drain; each session logs what it used, for
+/// `gocache remote trim`. The endpoint, region and credentials come from
+/// the AWS variables, as for `gocache remote`. A store that is down,
+/// slow, or refuses the credentials costs one warning, and the build goes
+/// on from the local cache:
+///
+///     GOCACHEPROG="gocache prog --remote s3://go-cache/ci" go build ./...
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(flatten)]
@@ -37,6 +50,73 @@ pub struct Args {
     /// of starting and closing) in microseconds since the start.
     #[arg(long, value_name = "FILE")]
     trace: Option<std::path::PathBuf>,
+    /// Share entries through a remote tier: s3://BUCKET or
+    /// s3://BUCKET/PREFIX (level two behind the local cache).
+    #[arg(long, value_name = "URL")]
+    remote: Option<String>,
+    #[command(flatten)]
+    endpoint: super::remote::EndpointArgs,
+    /// Read from the remote tier, never write to it: no uploads, no use
+    /// logs (for untrusted builds, such as pull requests from forks).
+    #[arg(long, requires = "remote")]
+    remote_read_only: bool,
+    /// Seconds `close` waits for this build's uploads before it answers
+    /// (what is left is abandoned and counted); the last use log gets as
+    /// long again, after go has its answer.
+    #[arg(long, value_name = "SECS", default_value_t = 5.0, requires = "remote", value_parser = parse_drain)]
+    remote_drain: f64,
+}
+
+fn parse_drain(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.0..=3600.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not a number of seconds from 0 to 3600")),
+    }
+}
+
+/// The remote tier for the server: `None` without --remote, or, with one
+/// warning, when the store cannot be configured (the build goes on from
+/// the local cache).
+fn remote(args: &Args, quiet: bool) -> Option<gocache::prog::Remote> {
+    use gocache::remote::ObjectStore;
+    use gocache::remote::tier::{RemoteTier, Uploader, UploaderOptions, UseRecorder};
+    use std::sync::Arc;
+    let url = args.remote.as_deref()?;
+    let store = match args.endpoint.open(url) {
+        Ok(s) => s,
+        Err(e) => {
+            if !quiet {
+                eprintln!(
+                    "gocache prog: warning: --remote {url}: {e:#}; serving the local cache only"
+                );
+            }
+            return None;
+        }
+    };
+    let name = store.describe();
+    let store: Arc<dyn ObjectStore> = Arc::new(store);
+    let now = super::common::now();
+    let (recorder, uploader) = if args.remote_read_only {
+        (None, None)
+    } else {
+        let recorder = Arc::new(UseRecorder::new(now));
+        // Each job waiting holds an open file: at most 256 of them.
+        let opts = UploaderOptions {
+            max_jobs: 256,
+            ..UploaderOptions::default()
+        };
+        let clock: gocache::remote::tier::Clock = Arc::new(super::common::now);
+        let uploader = Uploader::start(store.clone(), recorder.clone(), opts, clock);
+        (Some(recorder), Some(uploader))
+    };
+    Some(gocache::prog::Remote {
+        name,
+        tier: RemoteTier::new(store, recorder.clone()),
+        uploader,
+        recorder,
+        drain: std::time::Duration::from_secs_f64(args.remote_drain),
+        quiet,
+    })
 }
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
@@ -67,6 +147,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             None
         });
     let record_events = tracing.is_some();
+    let remote = remote(&args, quiet);
     // Runs on the server's bookkeeping thread, after go has its first
     // answer. The build must never fail because of the index: without one,
     // serve the cache and say so once.
@@ -114,6 +195,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         spin: std::time::Duration::from_micros(args.spin_us),
         trace: args.trace,
         record_events,
+        remote,
     };
     match gocache::prog::serve(cfg, std::io::stdin().lock(), Stdout) {
         Ok(()) => Ok(ExitCode::SUCCESS),

@@ -1,6 +1,6 @@
 //! `gocache remote stats URL` and `gocache remote trim URL`: the fleet
 //! operator's view of a shared remote tier (see the library's `remote`
-//! module; `gocache prog` does not use the tier yet).
+//! module; `gocache prog --remote` serves builds from it).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -49,26 +49,42 @@ struct StoreArgs {
     /// The remote tier: s3://BUCKET or s3://BUCKET/PREFIX.
     #[arg(value_name = "URL")]
     url: String,
-    /// The S3 endpoint, http(s)://HOST[:PORT] [default: $AWS_ENDPOINT_URL_S3,
-    /// else $AWS_ENDPOINT_URL, else AWS's for the region].
-    #[arg(long, value_name = "URL")]
-    endpoint: Option<String>,
-    /// The region requests are signed for [default: $AWS_REGION, else
-    /// $AWS_DEFAULT_REGION, else us-east-1].
-    #[arg(long, value_name = "REGION")]
-    region: Option<String>,
+    #[command(flatten)]
+    endpoint: EndpointArgs,
 }
 
 impl StoreArgs {
     /// The store, configured; makes no request. A bad URL, endpoint,
     /// region or half a key pair is bad input (exit 2).
     fn open(&self) -> anyhow::Result<S3Store> {
+        self.endpoint.open(&self.url)
+    }
+}
+
+/// The flags that override the AWS environment's endpoint and region,
+/// shared by `remote` and `prog --remote`.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct EndpointArgs {
+    /// The S3 endpoint, http(s)://HOST[:PORT] [default: $AWS_ENDPOINT_URL_S3,
+    /// else $AWS_ENDPOINT_URL, else AWS's for the region].
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// The region requests are signed for [default: $AWS_REGION, else
+    /// $AWS_DEFAULT_REGION, else us-east-1].
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+}
+
+impl EndpointArgs {
+    /// The store at `url`, configured; makes no request. A bad URL,
+    /// endpoint, region or half a key pair is an error.
+    pub fn open(&self, url: &str) -> anyhow::Result<S3Store> {
         let overrides = S3Overrides {
             endpoint: self.endpoint.clone(),
             region: self.region.clone(),
             ..S3Overrides::default()
         };
-        Ok(gocache::remote::s3::open(&self.url, &overrides, |k| {
+        Ok(gocache::remote::s3::open(url, &overrides, |k| {
             std::env::var_os(k)
         })?)
     }
@@ -158,6 +174,51 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         Command::Stats(a) => stats(global, a),
         Command::Trim(a) => trim(global, a),
     }
+}
+
+/// `gocache stats --remote URL`: `gocache remote stats URL`.
+pub fn stats_as_remote(
+    global: &Global,
+    url: String,
+    endpoint: EndpointArgs,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    stats(
+        global,
+        StatsArgs {
+            store: StoreArgs { url, endpoint },
+            json,
+        },
+    )
+}
+
+/// What `gocache trim --remote URL` passes on to `gocache remote trim URL`.
+pub struct TrimAsRemote {
+    pub url: String,
+    pub endpoint: EndpointArgs,
+    pub budget: u64,
+    pub grace: Option<i64>,
+    pub dry_run: bool,
+    pub json: bool,
+    pub verbose: bool,
+}
+
+/// `gocache trim --remote URL --budget SIZE`: `gocache remote trim`.
+pub fn trim_as_remote(global: &Global, t: TrimAsRemote) -> anyhow::Result<ExitCode> {
+    trim(
+        global,
+        TrimArgs {
+            store: StoreArgs {
+                url: t.url,
+                endpoint: t.endpoint,
+            },
+            budget: t.budget,
+            grace: t.grace,
+            dry_run: t.dry_run,
+            json: t.json,
+            verbose: t.verbose,
+        },
+    )
 }
 
 #[derive(serde::Serialize)]

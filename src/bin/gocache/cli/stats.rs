@@ -45,6 +45,12 @@ pub struct Args {
     /// Forget every hit count (and say how many there were), then exit.
     #[arg(long)]
     zero: bool,
+    /// Report on a remote tier instead (s3://BUCKET/PREFIX): the same as
+    /// `gocache remote stats URL`.
+    #[arg(long, value_name = "URL")]
+    remote: Option<String>,
+    #[command(flatten)]
+    endpoint: super::remote::EndpointArgs,
 }
 
 /// The cache against its limits (`against_limits` in JSON).
@@ -98,6 +104,9 @@ struct Out<'a> {
 }
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
+    if let Some(url) = args.remote {
+        return super::remote::stats_as_remote(global, url, args.endpoint, args.json);
+    }
     let ctx = Ctx::locate(global)?;
     if args.zero {
         return zero(&ctx, args.json);
@@ -577,8 +586,8 @@ impl Report<'_> {
         writeln!(o, "Recent go commands served by `gocache prog`:")?;
         writeln!(
             o,
-            "  {:<10} {:>9} {:>9} {:>8} {:>9} {:>11}",
-            "ended", "gets", "hits", "hit rate", "puts", "stored"
+            "  {:<10} {:>9} {:>9} {:>8} {:>9} {:>11} {:>9}",
+            "ended", "gets", "hits", "hit rate", "puts", "stored", "remote"
         )?;
         for p in self.sessions {
             let rate = if p.gets == 0 {
@@ -588,13 +597,15 @@ impl Report<'_> {
             };
             writeln!(
                 o,
-                "  {:<10} {:>9} {:>9} {:>7.1}% {:>9} {:>11}",
+                "  {:<10} {:>9} {:>9} {:>7.1}% {:>9} {:>11} {:>9}",
                 ago(self.ctx.now, p.ended),
                 count(p.gets),
                 count(p.hits),
                 rate,
                 count(p.puts),
-                human(p.put_bytes)
+                human(p.put_bytes),
+                // Local misses the remote tier served (`prog --remote`).
+                p.remote.map_or("-".to_owned(), |r| count(r.hits)),
             )?;
         }
         Ok(())

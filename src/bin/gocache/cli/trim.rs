@@ -37,6 +37,54 @@ pub struct Args {
     /// List every entry removed (or, with --dry-run, to be removed).
     #[arg(long, short)]
     verbose: bool,
+    /// Trim a remote tier instead (s3://BUCKET/PREFIX): the same as
+    /// `gocache remote trim URL --budget SIZE [--grace D]`; no other limit
+    /// applies to a bucket.
+    #[arg(long, value_name = "URL")]
+    remote: Option<String>,
+    #[command(flatten)]
+    endpoint: super::remote::EndpointArgs,
+}
+
+/// `trim --remote URL`: only --budget (a size) and --grace mean anything
+/// for a bucket.
+fn trim_remote(global: &Global, url: String, args: Args) -> anyhow::Result<ExitCode> {
+    let bad = |msg: String| anyhow::Error::new(gocache::Error::Invalid(msg));
+    let l = &args.limits;
+    if l.exe_quota.is_some()
+        || l.build_max_age.is_some()
+        || l.exe_max_age.is_some()
+        || l.min_free.is_some()
+    {
+        return Err(bad(
+            "trim --remote takes --budget and --grace only: a bucket has no executables' \
+             quota, ages or free space"
+                .into(),
+        ));
+    }
+    let budget = match l.budget {
+        Some(gocache::limits::SizeSpec::Bytes(b)) => b,
+        Some(gocache::limits::SizeSpec::Percent(_)) => {
+            return Err(bad(
+                "a remote budget is a size such as 200GiB, not a share: a bucket has no \
+                 filesystem to take a share of"
+                    .into(),
+            ));
+        }
+        None => return Err(bad("trim --remote needs --budget SIZE".into())),
+    };
+    super::remote::trim_as_remote(
+        global,
+        super::remote::TrimAsRemote {
+            url,
+            endpoint: args.endpoint,
+            budget,
+            grace: l.grace,
+            dry_run: args.dry_run,
+            json: args.json,
+            verbose: args.verbose,
+        },
+    )
 }
 
 #[derive(serde::Serialize)]
@@ -54,7 +102,10 @@ struct Out<'a> {
 /// `cli/mod.rs`).
 pub const LIMITS_NOT_MET: u8 = 3;
 
-pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
+pub fn run(global: &Global, mut args: Args) -> anyhow::Result<ExitCode> {
+    if let Some(url) = args.remote.take() {
+        return trim_remote(global, url, args);
+    }
     let ctx = Ctx::locate(global)?;
     let started = Instant::now();
     let progress = Progress::new(ctx.quiet, args.json).verbose(args.verbose);

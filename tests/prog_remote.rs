@@ -1,0 +1,497 @@
+//! `gocache prog --remote`: the go command over a local cache (level one)
+//! and a real three-node Garage cluster (level two), as a fleet uses it.
+//!
+//! Each test builds a small module of a few packages, never std: a machine
+//! whose cache starts empty then builds the runtime once (about 15 s
+//! here), and the others start from the template cache.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use gocache::remote::RemoteUrl;
+use gocache::remote::store::{ObjectStore, PutBody, list_all};
+use serde_json::Value;
+
+use crate::support::garage::{GarageCluster, Key, REGION};
+use crate::support::*;
+
+/// A module of three packages: `main` imports `greet`, which imports
+/// `calc`. Only builtins: on an empty cache the build compiles the
+/// runtime and nothing else of std. `salt` changes what `calc` returns.
+fn write_module(root: &Path, salt: u32) -> PathBuf {
+    let dir = root.join("work/fleet");
+    for (file, src) in [
+        ("go.mod", "module example.com/fleet\n\ngo 1.24\n".to_owned()),
+        (
+            "calc/calc.go",
+            format!("package calc\n\nfunc Add(a, b int) int {{ return a + b + {salt} }}\n"),
+        ),
+        (
+            "greet/greet.go",
+            "package greet\n\nimport \"example.com/fleet/calc\"\n\nfunc Sum() int { return calc.Add(2, 3) }\n"
+                .to_owned(),
+        ),
+        (
+            "main.go",
+            "package main\n\nimport \"example.com/fleet/greet\"\n\nfunc main() { println(\"sum\", greet.Sum()) }\n"
+                .to_owned(),
+        ),
+    ] {
+        let path = dir.join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, src).unwrap();
+        // Dated back, so that go caches everything on the first build.
+        let past = std::time::SystemTime::now() - Duration::from_secs(60);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(past)
+            .unwrap();
+    }
+    dir
+}
+
+/// Where a machine builds the module: one source directory for the whole
+/// fleet (as a CI checkout at a fixed path), since Go's action IDs name
+/// the package directory.
+struct Fleet {
+    src: tempfile::TempDir,
+}
+
+impl Fleet {
+    fn new(salt: u32) -> Fleet {
+        let src = tempfile::Builder::new()
+            .prefix("gocache-fleet-")
+            .tempdir()
+            .unwrap();
+        write_module(src.path(), salt);
+        Fleet { src }
+    }
+
+    fn module(&self) -> PathBuf {
+        self.src.path().join("work/fleet")
+    }
+
+    fn set_salt(&self, salt: u32) {
+        write_module(self.src.path(), salt);
+    }
+}
+
+/// `go build -o OUT .` of the fleet's module on machine `sb`, through
+/// `gocache prog` with `prog_args`, the store's endpoint and region, and
+/// `key` in the AWS variables.
+fn build(
+    sb: &Sandbox,
+    fleet: &Fleet,
+    out: &Path,
+    prog_args: &[&str],
+    env: &[(&str, String)],
+) -> Command {
+    let mut cmd = sb.go(["build", "-o"]);
+    cmd.arg(out).arg(".").current_dir(fleet.module());
+    let mut prog = format!("{} prog", gocache_bin().display());
+    for a in prog_args {
+        prog.push(' ');
+        prog.push_str(a);
+    }
+    cmd.env("GOCACHEPROG", prog);
+    for v in [
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "HTTP_PROXY",
+        "http_proxy",
+    ] {
+        cmd.env_remove(v);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+fn remote_args(g: &GarageCluster, url: &RemoteUrl) -> Vec<String> {
+    vec![
+        "--remote".into(),
+        url.to_string(),
+        "--endpoint".into(),
+        g.endpoint(),
+        "--region".into(),
+        REGION.into(),
+    ]
+}
+
+fn creds(key: &Key) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID", key.id.clone()),
+        ("AWS_SECRET_ACCESS_KEY", key.secret.clone()),
+    ]
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// The newest session `gocache stats --json` reports for `sb`.
+fn last_session(sb: &Sandbox) -> Value {
+    let s = json(&run_ok(sb.gocache(["stats", "--json"])));
+    s["prog_sessions"][0].clone()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn run_binary(path: &Path) -> String {
+    let out = run_ok(Command::new(path));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The cache objects (`a/`, `o/`) and use logs under the prefix.
+fn keys(store: &dyn ObjectStore) -> Vec<String> {
+    list_all(store, "")
+        .unwrap()
+        .into_iter()
+        .map(|m| m.key)
+        .collect()
+}
+
+/// The listing once `n` use logs are there (each session writes its last
+/// one right after go has its answer).
+fn wait_for_logs(store: &dyn ObjectStore, n: usize) -> Vec<String> {
+    let start = Instant::now();
+    loop {
+        let listed = keys(store);
+        if count_prefix(&listed, "uses/log-") >= n || start.elapsed() > Duration::from_secs(20) {
+            assert_eq!(count_prefix(&listed, "uses/log-"), n, "{listed:?}");
+            return listed;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn count_prefix(keys: &[String], p: &str) -> usize {
+    keys.iter().filter(|k| k.starts_with(p)).count()
+}
+
+#[test]
+fn machine_b_builds_from_what_machine_a_uploaded_and_read_only_uploads_nothing() {
+    let g = GarageCluster::shared();
+    let (url, store) = g.fresh_prefix(&g.rw);
+    let args = remote_args(g, &url);
+    let fleet = Fleet::new(1);
+
+    // Machine A: an empty cache; everything it builds goes up.
+    let a = Sandbox::new();
+    let a_bin = a.root().join("fleet-a");
+    let out = run_ok(build(&a, &fleet, &a_bin, &strs(&args), &creds(&g.rw)));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("gocache prog: remote {url}")),
+        "one summary line: {err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let sa = last_session(&a);
+    assert_eq!(sa["remote"]["hits"], 0, "{sa}");
+    let puts = sa["puts"].as_u64().unwrap();
+    assert!(puts > 10, "{sa}");
+    assert_eq!(sa["remote"]["uploaded"].as_u64().unwrap(), puts, "{sa}");
+    assert_eq!(sa["remote"]["dropped"], 0, "{sa}");
+    // The session's use log is written just after go has its answer.
+    let listed = wait_for_logs(&store, 1);
+    assert_eq!(count_prefix(&listed, "a/") as u64, puts, "{listed:?}");
+
+    // Machine B: another empty cache; every get it makes is a remote hit.
+    let b = Sandbox::new();
+    let b_bin = b.root().join("fleet-b");
+    let t = Instant::now();
+    run_ok(build(&b, &fleet, &b_bin, &strs(&args), &creds(&g.rw)));
+    let b_took = t.elapsed();
+    let sb_ = last_session(&b);
+    assert_eq!(sb_["hits"], 0, "level one was empty: {sb_}");
+    // Every compile is a remote hit; the link step's one entry is keyed by
+    // the machine's own paths too (-o), so B may make it itself.
+    let (remote_hits, b_puts) = (
+        sb_["remote"]["hits"].as_u64().unwrap(),
+        sb_["puts"].as_u64().unwrap(),
+    );
+    assert!(b_puts <= 1, "nothing but the link rebuilt: {sb_}");
+    assert_eq!(
+        remote_hits + b_puts,
+        sb_["misses"].as_u64().unwrap(),
+        "every other local miss served by the store: {sb_}"
+    );
+    assert!(
+        remote_hits + 1 >= sa["misses"].as_u64().unwrap(),
+        "{sa} {sb_}"
+    );
+    assert_eq!(sb_["remote"]["refused"], 0, "{sb_}");
+    assert_eq!(
+        std::fs::read(&a_bin).unwrap(),
+        std::fs::read(&b_bin).unwrap(),
+        "the same binary"
+    );
+    assert_eq!(run_binary(&b_bin), "sum 6\n");
+    eprintln!("machine B built from the store in {b_took:?}");
+    // What B fetched is in its level one, in Go's layout: plain go (no
+    // GOCACHEPROG) rebuilds nothing from it.
+    let mut plain = b.go(["build", "-v", "-o"]);
+    plain
+        .arg(b.root().join("fleet-plain"))
+        .arg(".")
+        .current_dir(fleet.module());
+    let out = run_ok(plain);
+    assert_eq!(stderr(&out), "", "plain go rebuilt something");
+
+    // Machine C, read-only, with a changed package: it fetches what is
+    // there, builds the rest locally, and writes nothing to the store.
+    fleet.set_salt(2);
+    wait_for_logs(&store, 2);
+    let before = list_all(&store, "").unwrap();
+    let c = Sandbox::new();
+    let c_bin = c.root().join("fleet-c");
+    let mut ro_args = args.clone();
+    ro_args.push("--remote-read-only".into());
+    run_ok(build(&c, &fleet, &c_bin, &strs(&ro_args), &creds(&g.ro)));
+    assert_eq!(run_binary(&c_bin), "sum 7\n");
+    let sc = last_session(&c);
+    assert!(sc["remote"]["hits"].as_u64().unwrap() > 10, "{sc}");
+    assert!(sc["puts"].as_u64().unwrap() >= 2, "calc and greet: {sc}");
+    assert_eq!(sc["remote"]["uploaded"], 0, "{sc}");
+    assert_eq!(sc["remote"]["errors"], 0, "{sc}");
+    assert_eq!(
+        list_all(&store, "").unwrap(),
+        before,
+        "read-only mode wrote to the store"
+    );
+}
+
+#[test]
+fn a_corrupt_object_is_refused_reported_once_and_rebuilt_correctly() {
+    let g = GarageCluster::shared();
+    let (url, store) = g.fresh_prefix(&g.rw);
+    let args = remote_args(g, &url);
+    let fleet = Fleet::new(3);
+    let a = Sandbox::with_template();
+    let a_bin = a.root().join("fleet-a");
+    run_ok(build(&a, &fleet, &a_bin, &strs(&args), &creds(&g.rw)));
+    // Every output A uploaded (the module's packages), overwritten with
+    // other bytes: a bucket someone wrote into.
+    let outputs: Vec<String> = keys(&store)
+        .into_iter()
+        .filter(|k| k.starts_with("o/"))
+        .collect();
+    assert!(outputs.len() >= 3, "{outputs:?}");
+    for k in &outputs {
+        store
+            .put(k, PutBody::Bytes(b"package evil; not what the name says"))
+            .unwrap();
+    }
+    let b = Sandbox::with_template();
+    let b_bin = b.root().join("fleet-b");
+    let out = run_ok(build(&b, &fleet, &b_bin, &strs(&args), &creds(&g.rw)));
+    let err = stderr(&out);
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("warning")).collect();
+    assert_eq!(warnings.len(), 1, "one warning: {err}");
+    assert!(warnings[0].contains("is corrupt"), "{err}");
+    assert!(
+        outputs.iter().any(|k| warnings[0].contains(k.as_str())),
+        "names the object: {err}"
+    );
+    assert!(warnings[0].contains("refused"), "{err}");
+    let s = last_session(&b);
+    assert_eq!(s["remote"]["hits"], 0, "{s}");
+    // Every local miss found its action entry and a bad output (but the
+    // link's, which is keyed by the machine's own paths).
+    assert_eq!(
+        s["remote"]["refused"].as_u64().unwrap() + s["remote"]["misses"].as_u64().unwrap(),
+        s["misses"].as_u64().unwrap(),
+        "{s}"
+    );
+    assert!(s["remote"]["refused"].as_u64().unwrap() >= 3, "{s}");
+    assert!(s["puts"].as_u64().unwrap() >= 3, "rebuilt locally: {s}");
+    assert_eq!(run_binary(&b_bin), "sum 8\n");
+    assert_eq!(
+        std::fs::read(&a_bin).unwrap(),
+        std::fs::read(&b_bin).unwrap()
+    );
+    // Nothing unverified reached level one: every output there has the
+    // SHA-256 its name says.
+    for sub in 0..256 {
+        let Ok(rd) = std::fs::read_dir(b.cache().join(format!("{sub:02x}"))) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().into_string().unwrap();
+            // (Directories are cached executables, from the template.)
+            if let Some(hex) = name.strip_suffix("-d")
+                && e.file_type().unwrap().is_file()
+            {
+                use sha2::Digest;
+                let sum = sha2::Sha256::digest(std::fs::read(e.path()).unwrap());
+                let got: String = sum.iter().map(|b| format!("{b:02x}")).collect();
+                assert_eq!(got, hex, "{name}");
+            }
+        }
+    }
+}
+
+#[test]
+fn wrong_credentials_or_a_down_store_give_one_warning_and_a_local_build() {
+    let g = GarageCluster::shared();
+    let url = g.fresh_url();
+    let args = remote_args(g, &url);
+    let fleet = Fleet::new(4);
+    let wrong = Key {
+        id: g.rw.id.clone(),
+        secret: "0".repeat(64),
+    };
+    let sb = Sandbox::with_template();
+    let bin = sb.root().join("fleet");
+    let out = run_ok(build(&sb, &fleet, &bin, &strs(&args), &creds(&wrong)));
+    let err = stderr(&out);
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("warning")).collect();
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(warnings[0].contains("check the credentials"), "{err}");
+    assert!(warnings[0].contains("local cache only"), "{err}");
+    assert_eq!(run_binary(&bin), "sum 9\n");
+    let s = last_session(&sb);
+    assert_eq!(s["remote"]["uploaded"], 0, "{s}");
+    assert!(s["puts"].as_u64().unwrap() >= 3, "{s}");
+
+    // Nothing listening: one warning, a local build, no wait beyond the
+    // store's timeouts.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    fleet.set_salt(5);
+    let down = [
+        "--remote",
+        &url.to_string(),
+        "--endpoint",
+        &endpoint,
+        "--region",
+        REGION,
+    ]
+    .map(str::to_owned);
+    let sb = Sandbox::with_template();
+    let t = Instant::now();
+    let out = run_ok(build(&sb, &fleet, &bin, &strs(&down), &creds(&g.rw)));
+    let took = t.elapsed();
+    let err = stderr(&out);
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("warning")).collect();
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(warnings[0].contains("is the store up"), "{err}");
+    assert_eq!(
+        warnings[0].matches("Connection refused").count(),
+        1,
+        "the cause once: {err}"
+    );
+    assert!(took < Duration::from_secs(60), "{took:?}");
+    assert_eq!(run_binary(&bin), "sum 10\n");
+}
+
+#[test]
+fn builds_succeed_while_a_store_node_dies_and_a_trim_runs_beside_them() {
+    // A cluster of its own: this test kills its nodes.
+    let g = GarageCluster::start();
+    let (url, store) = g.fresh_prefix(&g.rw);
+    let args = remote_args(&g, &url);
+    let fleet = Fleet::new(11);
+
+    // A trim with a tiny budget and no grace period, over and over, while
+    // two machines build (uploading and fetching) at once.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let trims = {
+        let (stop, url) = (stop.clone(), url.to_string());
+        let env = g.env(&g.rw);
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut cmd = Command::new(gocache_bin());
+                cmd.args(["remote", "trim", &url, "--budget", "1KiB", "--grace", "0s"]);
+                for (k, v) in &env {
+                    cmd.env(k, v);
+                }
+                let out = cmd.output().unwrap();
+                // 0, or 3 when a log written meanwhile is over the budget.
+                assert!(
+                    matches!(out.status.code(), Some(0 | 3)),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                n += 1;
+            }
+            n
+        })
+    };
+    let machines: Vec<Sandbox> = (0..2).map(|_| Sandbox::with_template()).collect();
+    for round in 0..2u32 {
+        fleet.set_salt(11 + round);
+        let builds: Vec<_> = machines
+            .iter()
+            .enumerate()
+            .map(|(i, sb)| {
+                build(
+                    sb,
+                    &fleet,
+                    &sb.root().join(format!("fleet-{round}-{i}")),
+                    &strs(&args),
+                    &creds(&g.rw),
+                )
+                .spawn()
+                .unwrap()
+            })
+            .collect();
+        for b in builds {
+            let out = b.wait_with_output().unwrap();
+            assert!(out.status.success(), "{}", stderr(&out));
+        }
+        for (i, sb) in machines.iter().enumerate() {
+            let bin = sb.root().join(format!("fleet-{round}-{i}"));
+            assert_eq!(run_binary(&bin), format!("sum {}\n", 16 + round));
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(trims.join().unwrap() >= 1);
+
+    // Kill a node (not the one prog talks to) while a machine builds.
+    fleet.set_salt(20);
+    let a = Sandbox::with_template();
+    let a_bin = a.root().join("fleet-a");
+    let child = build(&a, &fleet, &a_bin, &strs(&args), &creds(&g.rw))
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    g.kill(2);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(run_binary(&a_bin), "sum 25\n");
+    // Two of three nodes hold a quorum: machine B gets remote hits.
+    let b = Sandbox::with_template();
+    let b_bin = b.root().join("fleet-b");
+    run_ok(build(&b, &fleet, &b_bin, &strs(&args), &creds(&g.rw)));
+    assert_eq!(run_binary(&b_bin), "sum 25\n");
+    let s = last_session(&b);
+    assert!(s["remote"]["hits"].as_u64().unwrap() >= 3, "{s}");
+    // A second node gone: no quorum. The build still succeeds, locally.
+    g.kill(1);
+    fleet.set_salt(21);
+    let c = Sandbox::with_template();
+    let c_bin = c.root().join("fleet-c");
+    let t = Instant::now();
+    let out = run_ok(build(&c, &fleet, &c_bin, &strs(&args), &creds(&g.rw)));
+    eprintln!(
+        "without a quorum: {:?}, stderr: {}",
+        t.elapsed(),
+        stderr(&out)
+    );
+    assert_eq!(run_binary(&c_bin), "sum 26\n");
+    drop(store);
+}
