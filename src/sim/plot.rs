@@ -26,6 +26,7 @@ fn style(p: PolicyName) -> (&'static str, &'static str) {
         PolicyName::GdCost => ("#D55E00", ""),
         PolicyName::GoAge => ("#E69F00", "2 4"),
         PolicyName::Belady => ("#CC79A7", "7 4"),
+        PolicyName::Lower => ("#555555", "2 3"),
         PolicyName::Bound => ("#000000", "7 4"),
     }
 }
@@ -38,6 +39,7 @@ fn label(p: PolicyName) -> &'static str {
         PolicyName::GdCost => "gd-cost",
         PolicyName::GoAge => "go-age (no limit)",
         PolicyName::Belady => "belady (offline)",
+        PolicyName::Lower => "lower (feasible offline)",
         PolicyName::Bound => "bound (PFOO-L)",
     }
 }

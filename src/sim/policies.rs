@@ -14,6 +14,7 @@
 //! | `gdsf` | GreedyDual-Size-Frequency (Cherkasova 1998): the least `L + hits × 1 / size`, for object hits |
 //! | `gd-cost` | the same with rebuild seconds as the cost: the least `L + hits × seconds / size` |
 //! | `belady` | offline: the action whose next request is farthest (Belady's MIN, evicting until the bytes fit); a practical reference, not a bound, with sizes |
+//! | `lower` | offline: the lower bracket on the optimum, the better of `belady` and a greedy feasible schedule ([`super::schedule`]) |
 //!
 //! `lru-actions` orders actions by their exact last use; `policy::plan`
 //! counts uses under an hour apart as one (Go's mtime resolution), which a
@@ -76,19 +77,23 @@ pub enum PolicyName {
     GdCost,
     /// Belady's MIN, evicting until the bytes fit (offline).
     Belady,
+    /// The lower bracket on the offline optimum: the better of a greedy
+    /// feasible schedule and Belady's (offline).
+    Lower,
     /// The PFOO-L upper bound (offline; not a replay).
     Bound,
 }
 
 impl PolicyName {
     /// All of them, in report order.
-    pub const ALL: [PolicyName; 7] = [
+    pub const ALL: [PolicyName; 8] = [
         PolicyName::Lru,
         PolicyName::LruActions,
         PolicyName::Gdsf,
         PolicyName::GdCost,
         PolicyName::GoAge,
         PolicyName::Belady,
+        PolicyName::Lower,
         PolicyName::Bound,
     ];
 
@@ -101,6 +106,7 @@ impl PolicyName {
             PolicyName::Gdsf => "gdsf",
             PolicyName::GdCost => "gd-cost",
             PolicyName::Belady => "belady",
+            PolicyName::Lower => "lower",
             PolicyName::Bound => "bound",
         }
     }
@@ -110,9 +116,12 @@ impl PolicyName {
         PolicyName::ALL.into_iter().find(|p| p.as_str() == s)
     }
 
-    /// True for policies that know the future (Belady, the bound).
+    /// True for policies that know the future (Belady, the brackets).
     pub fn offline(self) -> bool {
-        matches!(self, PolicyName::Belady | PolicyName::Bound)
+        matches!(
+            self,
+            PolicyName::Belady | PolicyName::Lower | PolicyName::Bound
+        )
     }
 
     /// False for Go's age rule, which has no size limit.
@@ -120,7 +129,8 @@ impl PolicyName {
         self != PolicyName::GoAge
     }
 
-    /// A fresh replayable policy for `w` (`None` for the bound).
+    /// A fresh replayable policy for `w` (`None` for the brackets, which
+    /// [`super::simulate`] computes on their own).
     pub fn build(self, w: &Workload) -> Option<Box<dyn Policy>> {
         let (na, no) = (w.actions(), w.outputs());
         Some(match self {
@@ -130,7 +140,7 @@ impl PolicyName {
             PolicyName::Gdsf => Box::new(GreedyDual::new(na, false)),
             PolicyName::GdCost => Box::new(GreedyDual::new(na, true)),
             PolicyName::Belady => Box::new(Belady(Heap::new(na))),
-            PolicyName::Bound => return None,
+            PolicyName::Lower | PolicyName::Bound => return None,
         })
     }
 }

@@ -427,8 +427,9 @@ fn progress_adds_up_to_the_work() {
         &c,
     );
     let n = w.requests.len() as u64;
-    // The unbounded replay, four policies at two budgets, go-age once.
-    assert_eq!(c.0.load(Ordering::Relaxed), n * (1 + 4 * 2 + 1 + 2));
+    // The unbounded replay, five policies (belady too) at two budgets,
+    // go-age once, and the lower bracket's two schedules at two budgets.
+    assert_eq!(c.0.load(Ordering::Relaxed), n * (1 + 5 * 2 + 1 + 2 * 2));
     assert_eq!(c.1.load(Ordering::Relaxed), c.0.load(Ordering::Relaxed));
 }
 
@@ -450,4 +451,64 @@ fn an_action_stored_again_names_its_new_output() {
         assert_eq!(hits(&r, 0, p), 1, "{p}");
     }
     assert_eq!(r.unbounded.peak_bytes, BLOCK + 40_960);
+}
+
+#[test]
+fn the_lower_bracket_finds_the_obvious_optimum_belady_misses() {
+    // A minute-long entry A, then B and C in turn ten times, then A
+    // again, with room for two of the three. The optimum keeps A and one
+    // of B and C: 60 + 9 seconds. Belady evicts A, the farthest next
+    // request, and saves only the 18 cheap hits.
+    let mut order = vec![0];
+    order.extend((0..10).flat_map(|_| [1, 2]));
+    order.push(0);
+    let w = lookups(&order, |k| k, |_| 4096, |k| if k == 0 { 60.0 } else { 1.0 });
+    let r = sim(&w, &[2 * 8192], &PolicyName::ALL);
+    let row = |p| r.row(0, p).unwrap();
+    assert_eq!(row(PolicyName::Belady).outcome.saved_s, 18.0);
+    let lower = row(PolicyName::Lower);
+    assert_eq!(lower.outcome.saved_s, 69.0, "{lower:?}");
+    assert_eq!(lower.schedule, Some("greedy"));
+    assert!(lower.outcome.peak_bytes <= 2 * 8192);
+    assert!(row(PolicyName::Bound).outcome.saved_s >= 69.0);
+    // The schedule alone: A kept throughout, B between its requests.
+    let (keep, value) = schedule::greedy(&w, 2 * 8192);
+    assert_eq!(value, 69.0);
+    assert!(keep[0], "A is kept from its first request");
+    assert_eq!(keep.iter().filter(|&&k| k).count(), 1 + 9);
+}
+
+#[test]
+fn the_lower_bracket_is_feasible_and_between_belady_and_the_bound() {
+    for seed in 0..12 {
+        let (shared, sizes) = (seed % 2 == 1, seed % 3 != 0);
+        let w = random(200 + seed, 90, 1500, shared, sizes);
+        let fp = simulate(&w, &[], &[], 1, &Silent).unbounded.peak_bytes;
+        let budgets = [fp / 10, fp / 4, fp / 2];
+        let r = sim(&w, &budgets, &PolicyName::ALL);
+        for (b, &budget) in budgets.iter().enumerate() {
+            let get = |p| r.row(b, p).unwrap().outcome;
+            let (lower, belady, bound) = (
+                get(PolicyName::Lower),
+                get(PolicyName::Belady),
+                get(PolicyName::Bound),
+            );
+            assert!(lower.saved_s >= belady.saved_s, "seed {seed}");
+            assert!(lower.saved_s <= bound.saved_s + 1e-9, "seed {seed}");
+            assert!(lower.peak_bytes <= budget);
+            // The greedy schedule on its own: a replay of its decisions
+            // never passes the budget nor has to drop what it keeps, and
+            // every hit it planned happens.
+            let (keep, value) = schedule::greedy(&w, budget);
+            let mut p = schedule::Scheduled::new(&w, keep);
+            let out = replay::replay(&w, &mut p, budget, &|_| {});
+            assert_eq!(p.forced, 0, "seed {seed}: a protected entry was evicted");
+            assert!(out.peak_bytes <= budget);
+            assert!(
+                out.saved_s + 1e-9 >= value,
+                "seed {seed}: {out:?} < {value}"
+            );
+            assert!(value <= bound.saved_s + 1e-9);
+        }
+    }
 }
