@@ -9,6 +9,8 @@
 //! - [`policies`]: the policies behind one trait: `trim`'s LRU before and
 //!   after issue 16's grouping fix, Go's age rule, GDSF, a
 //!   GreedyDual weighted by rebuild cost, and Belady's MIN (offline).
+//! - `batch`: the real trim's order in its batch form (`trim-lru`,
+//!   `trim-gdsf`), with `policy`'s own functions.
 //! - [`bound`]: the PFOO-L upper bound (Berger et al., SIGMETRICS 2018).
 //! - [`schedule`]: the lower bracket, a feasible offline schedule, so
 //!   that the optimum lies between it and the bound.
@@ -33,6 +35,7 @@
 //! Pure: no clock (times come from the trace), no I/O but the reader and
 //! writer over the caller's streams.
 
+mod batch;
 pub mod bound;
 pub mod cache;
 mod heap;
@@ -163,7 +166,7 @@ pub fn simulate(
     let progress = |k: u64| reporter.advance(k);
     let unbounded = {
         let mut p = PolicyName::LruActions
-            .build(w)
+            .build(w, u64::MAX)
             .expect("a replayable policy");
         replay::replay(w, p.as_mut(), u64::MAX, &progress)
     };
@@ -185,8 +188,8 @@ pub fn simulate(
                     let (out, from) = match job {
                         Job::Bound => (bound::pfoo_l(w, &bytes), None),
                         Job::Replay(p, b) => {
-                            let mut pol = p.build(w).expect("a replayable policy");
                             let budget = b.map_or(u64::MAX, |b| bytes[b]);
+                            let mut pol = p.build(w, budget).expect("a replayable policy");
                             (
                                 vec![replay::replay(w, pol.as_mut(), budget, &progress)],
                                 None,
@@ -195,7 +198,7 @@ pub fn simulate(
                         Job::Lower(b) => {
                             let (greedy, forced) = schedule::lower(w, bytes[b], &progress);
                             debug_assert_eq!(forced, 0, "an infeasible schedule");
-                            let mut pol = PolicyName::Belady.build(w).expect("belady");
+                            let mut pol = PolicyName::Belady.build(w, bytes[b]).expect("belady");
                             let belady = replay::replay(w, pol.as_mut(), bytes[b], &progress);
                             if belady.saved_s > greedy.saved_s {
                                 (vec![belady], Some("belady"))

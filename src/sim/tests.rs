@@ -240,7 +240,7 @@ fn lru_keeps_an_old_action_whose_output_is_in_use_and_lru_actions_does_not() {
 /// Replays `w` without a budget through `policy`, then evicts down to
 /// `budget` and says what left: (actions, outputs) as dense numbers.
 fn victims_at_end(w: &Workload, name: PolicyName, budget: u64) -> (Vec<u32>, Vec<u32>) {
-    let mut p = name.build(w).unwrap();
+    let mut p = name.build(w, budget).unwrap();
     let mut c = Cache::new(w);
     for (i, r) in w.requests.iter().enumerate() {
         let at = At {
@@ -262,6 +262,12 @@ fn victims_at_end(w: &Workload, name: PolicyName, budget: u64) -> (Vec<u32>, Vec
     let mut removed = Removed::default();
     while c.bytes() > budget {
         let v: Victim = p.victim(&c).unwrap();
+        c.evict(v, &mut removed);
+        p.removed(&removed);
+        acts.extend(&removed.actions);
+        outs.extend(&removed.outputs);
+    }
+    while let Some(v) = p.rest_of_batch() {
         c.evict(v, &mut removed);
         p.removed(&removed);
         acts.extend(&removed.actions);
@@ -366,6 +372,7 @@ fn plan_victims(w: &Workload, puts: &[(u64, u64)], budget: u64) -> (Vec<u32>, Ve
         exe_max_age: None,
         grace: 0,
         min_free: None,
+        policy: Default::default(),
     };
     let now = w.requests.last().unwrap().t / 1000 + 10 * 3600;
     let plan = crate::policy::plan(&entries, &limits, &Default::default(), now);
@@ -427,9 +434,10 @@ fn progress_adds_up_to_the_work() {
         &c,
     );
     let n = w.requests.len() as u64;
-    // The unbounded replay, five policies (belady too) at two budgets,
-    // go-age once, and the lower bracket's two schedules at two budgets.
-    assert_eq!(c.0.load(Ordering::Relaxed), n * (1 + 5 * 2 + 1 + 2 * 2));
+    // The unbounded replay, eight policies (the three batch ones and
+    // belady too) at two budgets, go-age once, and the lower bracket's two
+    // schedules at two budgets.
+    assert_eq!(c.0.load(Ordering::Relaxed), n * (1 + 8 * 2 + 1 + 2 * 2));
     assert_eq!(c.1.load(Ordering::Relaxed), c.0.load(Ordering::Relaxed));
 }
 
@@ -511,4 +519,136 @@ fn the_lower_bracket_is_feasible_and_between_belady_and_the_bound() {
             assert!(value <= bound.saved_s + 1e-9);
         }
     }
+}
+
+#[test]
+fn the_simulators_batch_policies_evict_what_policy_plan_evicts() {
+    // `trim-lru`, `trim-gdsf` and `trim-gd-cost` are what `gocache trim
+    // --policy` ships: on the same cache (lookups with hits, outputs
+    // shared, measured costs, all within an hour so that no action is
+    // split off its group), they choose what `policy::plan_with` chooses
+    // under the budget scaled to the headroom, as the hook trims.
+    use crate::layout::{EntryName, Id};
+    use crate::limits::Eviction;
+    use crate::model::{Entry, Kind};
+    let id = |n: u64| {
+        let mut b = [0u8; 32];
+        b[..8].copy_from_slice(&n.to_be_bytes());
+        Id(b)
+    };
+    let mut differs = 0;
+    for seed in 0..30 {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let n_out = rng.u64(3..10);
+        let n_act = n_out + rng.u64(0..8);
+        // Distinct sizes and costs: no ties for the orders to break apart.
+        let size = |o: u64| 4096 * (o + 1) + 512 * o * o;
+        let cost = |a: u64| 0.1 + a as f64 * 0.37;
+        let order: Vec<u64> = (0..rng.usize(10..200))
+            .map(|_| ((rng.f64().powi(2) * n_act as f64) as u64).min(n_act - 1))
+            .collect();
+        let w = lookups(&order, |a| a % n_out, size, cost);
+        // The index's view: per action its hits and last use (seconds).
+        let mut hits = std::collections::HashMap::<u64, u64>::new();
+        let mut used = std::collections::HashMap::<u64, i64>::new();
+        let mut dense_a = std::collections::HashMap::new();
+        let mut dense_o = std::collections::HashMap::new();
+        for (i, &a) in order.iter().enumerate() {
+            if used.contains_key(&a) {
+                *hits.entry(a).or_default() += 1;
+            }
+            used.insert(a, i as i64);
+            dense_a.insert(a, w.requests[i].action);
+            dense_o.insert(a % n_out, w.requests[i].output);
+        }
+        let entry = |name, kind, size, used, hits, output| Entry {
+            name,
+            kind,
+            apparent: size,
+            allocated: size,
+            mtime: used,
+            last_use: used,
+            hits,
+            first_seen: 0,
+            output,
+            program: None,
+            problem: None,
+        };
+        let mut entries = Vec::new();
+        let mut out_used = std::collections::HashMap::<u64, i64>::new();
+        for (&a, &t) in &used {
+            let o = a % n_out;
+            entries.push(entry(
+                EntryName::action(id(a + 1)),
+                Kind::Action,
+                BLOCK,
+                t,
+                hits.get(&a).copied().unwrap_or(0),
+                Some(id(o + 1)),
+            ));
+            let u = out_used.entry(o).or_insert(t);
+            *u = (*u).max(t);
+        }
+        for (&o, &t) in &out_used {
+            entries.push(entry(
+                EntryName::data(id(o + 1)),
+                Kind::Output,
+                size(o),
+                t,
+                0,
+                None,
+            ));
+        }
+        let measured: std::collections::HashMap<u64, f64> =
+            used.keys().map(|&a| (a + 1, cost(a))).collect();
+        let fp = simulate(&w, &[], &[], 1, &Silent).unbounded.peak_bytes;
+        for budget in [fp / 4, fp / 2, fp - 1] {
+            let mut by_kind = Vec::new();
+            for (kind, name) in [
+                (Eviction::Lru, PolicyName::TrimLru),
+                (Eviction::Gdsf, PolicyName::TrimGdsf),
+                (Eviction::GdCost, PolicyName::TrimGdCost),
+            ] {
+                let limits = crate::limits::Limits {
+                    budget: Some((budget as f64 * crate::policy::HEADROOM) as u64),
+                    build_max_age: None,
+                    exe_max_age: None,
+                    grace: 0,
+                    policy: kind,
+                    ..Default::default()
+                };
+                let costs = crate::policy::CostInputs {
+                    clock: None,
+                    measured: Some(&measured),
+                };
+                let now = order.len() as i64 + 10 * 3600;
+                let plan = crate::policy::plan_with(
+                    &entries,
+                    None,
+                    &limits,
+                    &Default::default(),
+                    costs,
+                    now,
+                );
+                let (mut acts, mut outs) = (Vec::new(), Vec::new());
+                for v in &plan.victims {
+                    let n = u64::from_be_bytes(v.name.id.0[..8].try_into().unwrap()) - 1;
+                    match v.kind {
+                        Kind::Action => acts.push(dense_a[&n]),
+                        _ => outs.push(dense_o[&n]),
+                    }
+                }
+                acts.sort_unstable();
+                outs.sort_unstable();
+                assert_eq!(
+                    victims_at_end(&w, name, budget),
+                    (acts.clone(), outs),
+                    "seed {seed}, {name}, budget {budget} of {fp}"
+                );
+                by_kind.push(acts);
+            }
+            differs += usize::from(by_kind[0] != by_kind[1]);
+        }
+    }
+    assert!(differs > 5, "the orders differ somewhere: {differs}");
 }
