@@ -1710,4 +1710,43 @@ mod tests {
         );
         assert_eq!(ids(&unclocked), [(101, Rule::Budget), (1, Rule::Budget)]);
     }
+
+    #[test]
+    fn in_a_plan_by_runs_gdsf_orders_within_a_run_and_runs_still_come_first() {
+        // Runs 1 and 2 each made a small group and a big one; room for
+        // about one big group. By runs, run 1's go first; within run 1,
+        // lru takes the older (small) one, gdsf the big one first.
+        let es: Vec<Entry> = [
+            pair(1, 4096, 9 * HOUR),    // run 1, small, older
+            pair(2, 1 << 20, 8 * HOUR), // run 1, big
+            pair(3, 4096, 7 * HOUR),    // run 2, small
+            pair(4, 1 << 20, 6 * HOUR), // run 2, big
+        ]
+        .concat();
+        let runs = pair_runs(&[1, 1, 2, 2]);
+        let total: u64 = es.iter().map(|e| e.allocated).sum();
+        let limits = |policy| Limits {
+            budget: Some(total - (1 << 20)),
+            policy,
+            ..no_limits()
+        };
+        let r = Runs {
+            keep_from: i64::MIN,
+            current: None,
+        };
+        let lru = by_runs(&es, &runs, r, &limits(Eviction::Lru));
+        assert_eq!(
+            ids(&lru),
+            [101, 1, 102, 2].map(|i| (i, Rule::Budget)).to_vec()
+        );
+        let gdsf = plan_with(
+            &es,
+            Some((&runs, r)),
+            &limits(Eviction::Gdsf),
+            &Environment::default(),
+            CostInputs::default(),
+            NOW,
+        );
+        assert_eq!(ids(&gdsf), [102, 2].map(|i| (i, Rule::Budget)).to_vec());
+    }
 }

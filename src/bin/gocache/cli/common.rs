@@ -413,7 +413,7 @@ fn parse_size(s: &str) -> Result<gocache::limits::SizeSpec, String> {
     gocache::limits::SizeSpec::parse(s).map_err(|e| e.to_string())
 }
 
-fn parse_eviction(s: &str) -> Result<gocache::limits::Eviction, String> {
+pub fn parse_eviction(s: &str) -> Result<gocache::limits::Eviction, String> {
     gocache::limits::Eviction::parse(s).map_err(|e| e.to_string())
 }
 
