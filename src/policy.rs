@@ -68,7 +68,7 @@
 //!   measured where the caller has them (the trace's puts, the most of the
 //!   group's actions), else [`estimate_cost`] from kind and size;
 //! - MiB: the group's allocated bytes;
-//! - `L`: the GreedyDual clock. Each trim under `gdsf` that evicts by size
+//! - `L`: the GreedyDual clock. Each such trim that evicts by size
 //!   raises it to the highest priority it evicted, and the caller keeps its
 //!   history ([`Clock`], in the index's meta table). A group's `L` is the
 //!   clock as it stood when the group was last used ([`Clock::at`]), so
@@ -342,9 +342,10 @@ pub struct Plan {
     pub protected: Bytes,
     /// Limits that stay unmet.
     pub unmet: Vec<Unmet>,
-    /// Under `gdsf` or `gd-cost`, when the size rules chose something: the GreedyDual
-    /// clock `L` this plan raises it to (the highest priority it evicts),
-    /// for the caller to record once the plan ran ([`Clock::advance`]).
+    /// Under `gdsf` or `gd-cost`, when the size rules chose something:
+    /// the GreedyDual clock `L` this plan raises it to (the highest
+    /// priority it evicts), for the caller to record once the plan ran
+    /// ([`Clock::advance`]).
     pub clock: Option<f64>,
 }
 
@@ -471,7 +472,7 @@ struct Group {
     exe_bytes: u64,
     garbage: bool,
     chosen: Option<Rule>,
-    /// The most uses recorded of a member (for `gdsf`).
+    /// The most uses recorded of a member (for `gdsf`, `gd-cost`).
     hits: u64,
     /// The most rebuild seconds measured of a member action, if any.
     measured: Option<f64>,
@@ -485,8 +486,8 @@ pub fn plan(entries: &[Entry], limits: &Limits, env: &Environment, now: UnixTime
     plan_inner(entries, None, limits, env, CostInputs::default(), now)
 }
 
-/// [`plan`] (with `runs`: [`plan_by_runs`]) with what `gdsf` needs beside
-/// the entries. Pure.
+/// [`plan`] (with `runs`: [`plan_by_runs`]) with what `gdsf` and
+/// `gd-cost` need beside the entries. Pure.
 pub fn plan_with(
     entries: &[Entry],
     runs: Option<(&[i64], Runs)>,

@@ -652,3 +652,17 @@ fn the_simulators_batch_policies_evict_what_policy_plan_evicts() {
     }
     assert!(differs > 5, "the orders differ somewhere: {differs}");
 }
+
+#[test]
+fn the_real_trims_cost_estimate_is_the_simulators_default() {
+    use super::workload::CostModel;
+    for exe in [false, true] {
+        for size in [0, 4096, 1 << 20, 37 << 20] {
+            let (sim, real) = (
+                CostModel::DEFAULT.estimate(exe, size),
+                crate::policy::estimate_cost(exe, size),
+            );
+            assert!((sim - real).abs() < 1e-12, "{exe} {size}: {sim} {real}");
+        }
+    }
+}
