@@ -16,7 +16,7 @@ fn bench(c: &mut Criterion) {
     });
     let w = Workload::from_traces(&[trace]);
     let unbounded = {
-        let mut p = PolicyName::Lru.build(&w).unwrap();
+        let mut p = PolicyName::Lru.build(&w, u64::MAX).unwrap();
         replay::replay(&w, p.as_mut(), u64::MAX, &|_| {})
     };
     let budget = unbounded.peak_bytes / 5;
@@ -24,11 +24,12 @@ fn bench(c: &mut Criterion) {
         PolicyName::Lru,
         PolicyName::LruActions,
         PolicyName::GdCost,
+        PolicyName::TrimGdsf,
         PolicyName::Belady,
     ] {
         g.bench_function(format!("replay {p} at 20%"), |b| {
             b.iter(|| {
-                let mut pol = p.build(&w).unwrap();
+                let mut pol = p.build(&w, budget).unwrap();
                 replay::replay(&w, pol.as_mut(), budget, &|_| {})
             })
         });

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Traces of three real workloads, recorded by gocache itself: each a series
-# of CI-like runs (`ci begin`; go commands; `ci end`) on a cache of its own,
+# of runs of go commands on a cache of its own, served by `gocache prog`
+# (GOCACHEPROG, REC=prog, the default: every get and put, with the measured
+# seconds from a miss to its put as the rebuild cost) or marked by
+# `ci begin`/`ci end` (REC=ci: costs estimated from kind and size),
 # exported with `gocache trace export` and replayed by `gocache simulate`
 # at 20/30/50% of the unbounded footprint. Offline: only the Go toolchain's
 # own source (std, cmd) and modules written here.
@@ -12,9 +15,13 @@
 #          switches, dependency bumps, go test, go run a tool, go vet
 #
 # Usage: scripts/trace-workloads.sh [std|tests|app|all] (RUNS=8 runs each)
-# Writes WORKDIR/NAME.jsonl (the trace), NAME.txt and NAME.json (simulate).
-# The go commands run through `ci end`'s marks: go's build hits show as
-# mtimes ci end moved back, once per entry per run (see README, traces).
+# Writes WORKDIR/NAME.jsonl (the trace), NAME.txt and NAME.json (simulate);
+# WORKDIR defaults to /tmp/gocache-workloads-REC. With REC=ci the go
+# commands run through `ci end`'s marks: go's build hits show as mtimes ci
+# end moved back, once per entry per run (see README, traces). With
+# REC=prog every lookup is in the trace, and `go run` caches no executable
+# (GOCACHEPROG never does). Only the order of requests matters to the
+# policies compared here, so the runs follow each other without waiting.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet --bin gocache
@@ -24,16 +31,19 @@ GO=$(command -v go || true)
 [ -x "$GO" ] || { echo "no go: run 'cargo test' once (it installs one into target/tmp)"; exit 1; }
 export PATH="$(dirname "$GO"):$PATH"
 export GOTOOLCHAIN=local GOPROXY=off GOFLAGS=-mod=mod GOENV=off GOTELEMETRY=off CGO_ENABLED=0 GOSUMDB=off
-W=${WORKDIR:-/tmp/gocache-workloads}
+rec=${REC:-prog}
+case $rec in prog|ci) ;; *) echo "REC must be prog or ci"; exit 2;; esac
+W=${WORKDIR:-/tmp/gocache-workloads-$rec}
 mkdir -p "$W"
 which=${1:-all}
 runs=${RUNS:-8}
-ci() { "$G" -q ci "$@" >/dev/null; }
+ci() { [ "$rec" = ci ] && "$G" -q ci "$@" >/dev/null; return 0; }
 setup() { # $1 name
   export GOCACHE=$W/$1/cache GOPATH=$W/$1/gopath GOMODCACHE=$W/$1/gopath/pkg/mod
   rm -rf "$W/$1"; mkdir -p "$GOCACHE" "$W/$1/src"
   (cd "$W/$1/src" && printf 'module warm\n\ngo 1.24\n' > go.mod && printf 'package main\nfunc main(){}\n' > m.go && go build -o /dev/null . )
   "$G" -q scan >/dev/null
+  if [ "$rec" = prog ]; then export GOCACHEPROG="$G -q prog"; else unset GOCACHEPROG; fi
 }
 wl_std() { # A CI matrix: std and cmd tools built for three targets, vetted.
   setup std
@@ -93,6 +103,7 @@ for w in std tests app; do
   start=$(date +%s)
   "wl_$w"
   export GOCACHE=$W/$w/cache
+  unset GOCACHEPROG
   "$G" -q trace export -o "$W/$w.jsonl"
   echo "$w: $(( $(date +%s) - start )) s, $(wc -l < "$W/$w.jsonl") lines"
   "$G" simulate "$W/$w.jsonl" --budget 20% --budget 30% --budget 50% > "$W/$w.txt" 2>&1

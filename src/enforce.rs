@@ -507,6 +507,29 @@ fn make_plan(
     now: UnixTime,
     order: Order,
 ) -> Result<Plan> {
+    if limits.policy.greedy_dual() {
+        // What the cost-aware order needs beside the entries: the clock's
+        // history and the rebuild seconds the trace measured.
+        let clock = index.gdsf_clock()?;
+        let measured = if limits.policy == crate::limits::Eviction::GdCost {
+            index.measured_costs()?
+        } else {
+            Default::default()
+        };
+        let costs = crate::policy::CostInputs {
+            clock: Some(&clock),
+            measured: Some(&measured),
+        };
+        return Ok(match order {
+            Order::LastUse => {
+                crate::policy::plan_with(&index.entries()?, None, limits, env, costs, now)
+            }
+            Order::Runs(runs) => {
+                let (entries, last_run) = index.entries_and_runs()?;
+                crate::policy::plan_with(&entries, Some((&last_run, runs)), limits, env, costs, now)
+            }
+        });
+    }
     Ok(match order {
         Order::LastUse => crate::policy::plan(&index.entries()?, limits, env, now),
         Order::Runs(runs) => {
@@ -514,6 +537,14 @@ fn make_plan(
             plan_by_runs(&entries, &last_run, runs, limits, env, now)
         }
     })
+}
+
+/// The higher of two clocks, either possibly absent.
+fn max_clock(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.max(y)),
+        (x, y) => x.or(y),
+    }
 }
 
 /// Executes `plan` under the lock the caller holds, in rounds: entries Go
@@ -536,7 +567,10 @@ fn execute_in_rounds(
     reporter: &dyn Reporter,
 ) -> Result<(Plan, Executed)> {
     let mut executed = Executed::default();
+    // gdsf's clock: the highest priority any round evicted.
+    let mut clock = plan.clock;
     for round in 0..MAX_ROUNDS {
+        clock = max_clock(clock, plan.clock);
         let done = execute(dir, &plan.victims, Some(index), reporter)?;
         let refreshed = done.used_since.clone();
         let removed = done.removed;
@@ -560,6 +594,14 @@ fn execute_in_rounds(
         if plan.is_empty() {
             break;
         }
+    }
+    clock = max_clock(clock, plan.clock);
+    if let Some(l) = clock
+        && executed.removed > 0
+    {
+        let mut history = index.gdsf_clock()?;
+        history.advance(now, l);
+        index.store_gdsf_clock(&history)?;
     }
     Ok((plan, executed))
 }

@@ -281,6 +281,66 @@ pub struct LimitSpecs {
     /// Free-space floor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_free: Option<SizeSpec>,
+    /// The order the size limits evict in (default: lru).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Eviction>,
+}
+
+/// The order in which the size limits (budget, exe quota, free space)
+/// choose what goes; see `policy` for both.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Eviction {
+    /// Least recently used first.
+    #[default]
+    Lru,
+    /// GreedyDual-Size-Frequency: the least `L + (hits + 1) / MiB` first.
+    Gdsf,
+    /// GreedyDual weighted by rebuild cost: the least
+    /// `L + (hits + 1) × rebuild seconds / MiB` first.
+    GdCost,
+}
+
+impl Eviction {
+    /// Every policy, the default first.
+    pub const ALL: [Eviction; 3] = [Eviction::Lru, Eviction::Gdsf, Eviction::GdCost];
+
+    /// The name on the command line and in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Eviction::Lru => "lru",
+            Eviction::Gdsf => "gdsf",
+            Eviction::GdCost => "gd-cost",
+        }
+    }
+
+    /// The policy named `s`.
+    pub fn parse(s: &str) -> Result<Eviction> {
+        Eviction::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s.trim())
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "unknown eviction policy {:?}: use lru, gdsf or gd-cost",
+                    s.trim()
+                ))
+            })
+    }
+}
+
+impl Eviction {
+    /// True for the GreedyDual policies (`gdsf`, `gd-cost`).
+    pub fn greedy_dual(self) -> bool {
+        self != Eviction::Lru
+    }
+}
+
+impl fmt::Display for Eviction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl LimitSpecs {
@@ -294,6 +354,7 @@ impl LimitSpecs {
             exe_max_age: over.exe_max_age.or(self.exe_max_age),
             grace: over.grace.or(self.grace),
             min_free: over.min_free.or(self.min_free),
+            policy: over.policy.or(self.policy),
         }
     }
 
@@ -316,11 +377,12 @@ impl LimitSpecs {
                 .map_or(Some(DEFAULT_EXE_MAX_AGE), AgeSpec::get),
             grace: self.grace.unwrap_or(DEFAULT_GRACE),
             min_free: self.min_free.map(|s| s.resolve(fs_total)),
+            policy: self.policy.unwrap_or_default(),
         }
     }
 }
 
-/// One of the six limits: its names on the command line, in the
+/// One of the six limits, or the eviction policy stored with them: its names on the command line, in the
 /// environment and in the config file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Limit {
@@ -336,17 +398,20 @@ pub enum Limit {
     Grace,
     /// `--min-free`.
     MinFree,
+    /// `--policy` (not a limit, but set and stored as one).
+    Policy,
 }
 
 impl Limit {
     /// Every limit, in the order they are shown.
-    pub const ALL: [Limit; 6] = [
+    pub const ALL: [Limit; 7] = [
         Limit::Budget,
         Limit::ExeQuota,
         Limit::BuildMaxAge,
         Limit::ExeMaxAge,
         Limit::Grace,
         Limit::MinFree,
+        Limit::Policy,
     ];
 
     /// The name in JSON and in the config file: `exe_quota`.
@@ -358,6 +423,7 @@ impl Limit {
             Limit::ExeMaxAge => "exe_max_age",
             Limit::Grace => "grace",
             Limit::MinFree => "min_free",
+            Limit::Policy => "policy",
         }
     }
 
@@ -375,6 +441,7 @@ impl Limit {
             Limit::ExeMaxAge => "GOCACHE_EXE_MAX_AGE",
             Limit::Grace => "GOCACHE_GRACE",
             Limit::MinFree => "GOCACHE_MIN_FREE",
+            Limit::Policy => "GOCACHE_POLICY",
         }
     }
 
@@ -393,6 +460,7 @@ impl Limit {
             Limit::ExeMaxAge => "exe max age",
             Limit::Grace => "grace",
             Limit::MinFree => "min free",
+            Limit::Policy => "policy",
         }
     }
 }
@@ -407,6 +475,7 @@ impl LimitSpecs {
             Limit::ExeMaxAge => self.exe_max_age = Some(AgeSpec::parse(text)?),
             Limit::Grace => self.grace = Some(parse_grace(text)?),
             Limit::MinFree => self.min_free = Some(SizeSpec::parse(text)?),
+            Limit::Policy => self.policy = Some(Eviction::parse(text)?),
         }
         Ok(())
     }
@@ -420,6 +489,7 @@ impl LimitSpecs {
             Limit::ExeMaxAge => self.exe_max_age.is_some(),
             Limit::Grace => self.grace.is_some(),
             Limit::MinFree => self.min_free.is_some(),
+            Limit::Policy => self.policy.is_some(),
         }
     }
 
@@ -652,6 +722,8 @@ pub struct Limits {
     pub grace: i64,
     /// While the filesystem has less free than this, evict more.
     pub min_free: Option<u64>,
+    /// The order the size limits evict in.
+    pub policy: Eviction,
 }
 
 impl Default for Limits {
@@ -698,7 +770,8 @@ impl fmt::Display for Limits {
             "grace           {} (+ Go's 1h mtime lag)",
             format_duration(self.grace)
         )?;
-        write!(f, "min free        {}", size(self.min_free))
+        writeln!(f, "min free        {}", size(self.min_free))?;
+        write!(f, "policy          {}", self.policy)
     }
 }
 

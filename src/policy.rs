@@ -49,6 +49,37 @@
 //! Ties are broken by entry name, so equal inputs give equal plans whatever
 //! their order.
 //!
+//! # Eviction policies
+//!
+//! "Least recently used" above is the default policy, `lru`
+//! ([`Eviction::Lru`]). With `gdsf` ([`Eviction::Gdsf`]) or `gd-cost`
+//! ([`Eviction::GdCost`]) the size rules (4 to 6) take groups in
+//! increasing order of a GreedyDual priority, in batch form:
+//!
+//! ```text
+//! priority = L(last use) + (hits + 1) × cost / MiB
+//! ```
+//!
+//! - `hits`: the uses recorded of the group's members (the most of any
+//!   member; only the wrapper and GOCACHEPROG count uses: under the hook
+//!   alone every group has 0, and `gdsf` is GreedyDual-Size);
+//! - `cost`: 1 under `gdsf` (GreedyDual-Size-Frequency, Cherkasova 1998:
+//!   small, often used entries first); under `gd-cost` the rebuild seconds,
+//!   measured where the caller has them (the trace's puts, the most of the
+//!   group's actions), else [`estimate_cost`] from kind and size;
+//! - MiB: the group's allocated bytes;
+//! - `L`: the GreedyDual clock. Each such trim that evicts by size
+//!   raises it to the highest priority it evicted, and the caller keeps its
+//!   history ([`Clock`], in the index's meta table). A group's `L` is the
+//!   clock as it stood when the group was last used ([`Clock::at`]), so
+//!   what went unused while others were evicted ages, exactly as a
+//!   GreedyDual cache that updates priorities on each use.
+//!
+//! Ties (and in a plan by runs, the run first) fall back to the LRU order.
+//! Everything else (garbage, runs, ages, protection, the grouping) is the
+//! same under all three. `gocache simulate` replays exactly this batch form
+//! as `trim-lru`, `trim-gdsf` and `trim-gd-cost`.
+//!
 //! # Runs
 //!
 //! In CI, time since last use is a poor guide: a weekly job would find
@@ -86,7 +117,7 @@
 use std::collections::HashMap;
 
 use crate::layout::{EntryName, Id, IdHash};
-use crate::limits::{GO_MTIME_LAG, Limits};
+use crate::limits::{Eviction, GO_MTIME_LAG, Limits};
 use crate::model::{Bytes, Entry, Kind, Tier, Totals, UnixTime};
 
 /// The share of the budget and the exe quota an automatic trim (the hook,
@@ -127,6 +158,78 @@ pub fn shortfalls(totals: &Totals, env: &Environment, limits: &Limits) -> Vec<(R
         out.push((Rule::FreeSpace, floor - free));
     }
     out
+}
+
+/// Seconds to rebuild an entry of `bytes` allocated bytes when nothing was
+/// measured: `0.02 s + 0.25 s/MiB` for a compiled package (an output),
+/// `0.3 s + 0.1 s/MiB` for a linked program (`exe`). The simulator's
+/// defaults (`sim::workload::CostModel::DEFAULT`) are these.
+pub fn estimate_cost(exe: bool, bytes: u64) -> f64 {
+    let mib = bytes as f64 / MIB;
+    if exe {
+        0.3 + 0.1 * mib
+    } else {
+        0.02 + 0.25 * mib
+    }
+}
+
+const MIB: f64 = (1u64 << 20) as f64;
+
+/// The GreedyDual priority of a group: `l + (hits + 1) × cost / MiB`
+/// (`cost` 1 under `gdsf`).
+pub fn gdsf_priority(l: f64, hits: u64, cost_s: f64, bytes: u64) -> f64 {
+    l + (hits.saturating_add(1)) as f64 * cost_s / (bytes.max(1) as f64 / MIB)
+}
+
+/// The GreedyDual clock's history (`gdsf`, `gd-cost`): after each trim that
+/// evicted by size, when (Unix seconds; the simulator uses milliseconds)
+/// and the clock `L` it reached, oldest first, at most
+/// [`Clock::KEPT`] of them.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Clock(pub Vec<(i64, f64)>);
+
+impl Clock {
+    /// How many trims the history keeps: entries unused since the oldest
+    /// count from 0, the lowest priorities of all.
+    pub const KEPT: usize = 64;
+
+    /// The clock as it stood at `t`: that of the newest trim at or before
+    /// `t`, 0 before any.
+    pub fn at(&self, t: i64) -> f64 {
+        let k = self.0.partition_point(|&(when, _)| when <= t);
+        if k == 0 { 0.0 } else { self.0[k - 1].1 }
+    }
+
+    /// The clock now.
+    pub fn now(&self) -> f64 {
+        self.0.last().map_or(0.0, |&(_, l)| l)
+    }
+
+    /// Records a trim at `t` that raised the clock to `l` (never lowers
+    /// it; times never go back).
+    pub fn advance(&mut self, t: i64, l: f64) {
+        let l = l.max(self.now());
+        let t = self.0.last().map_or(t, |&(last, _)| t.max(last));
+        match self.0.last_mut() {
+            Some(last) if last.0 == t => last.1 = l,
+            _ => self.0.push((t, l)),
+        }
+        if self.0.len() > Clock::KEPT {
+            let drop = self.0.len() - Clock::KEPT;
+            self.0.drain(..drop);
+        }
+    }
+}
+
+/// What a GreedyDual plan knows beside the entries: the clock's history, and
+/// rebuild seconds measured per action entry.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CostInputs<'a> {
+    /// The GreedyDual clock's history.
+    pub clock: Option<&'a Clock>,
+    /// Measured rebuild seconds by action, keyed by the first 64 bits of
+    /// its ID (as traces name entries: `sim::trace::TraceId`).
+    pub measured: Option<&'a HashMap<u64, f64>>,
 }
 
 /// The rule that chose a victim (or a limit that is not met).
@@ -239,6 +342,11 @@ pub struct Plan {
     pub protected: Bytes,
     /// Limits that stay unmet.
     pub unmet: Vec<Unmet>,
+    /// Under `gdsf` or `gd-cost`, when the size rules chose something:
+    /// the GreedyDual clock `L` this plan raises it to (the highest
+    /// priority it evicts), for the caller to record once the plan ran
+    /// ([`Clock::advance`]).
+    pub clock: Option<f64>,
 }
 
 impl serde::Serialize for Plan {
@@ -256,6 +364,8 @@ impl serde::Serialize for Plan {
             by_rule_bytes: std::collections::BTreeMap<&'static str, Bytes>,
             protected: &'a Bytes,
             unmet: &'a [Unmet],
+            #[serde(skip_serializing_if = "Option::is_none")]
+            clock: Option<f64>,
         }
         PlanJson {
             now: self.now,
@@ -270,6 +380,7 @@ impl serde::Serialize for Plan {
                 .collect(),
             protected: &self.protected,
             unmet: &self.unmet,
+            clock: self.clock,
         }
         .serialize(s)
     }
@@ -361,6 +472,10 @@ struct Group {
     exe_bytes: u64,
     garbage: bool,
     chosen: Option<Rule>,
+    /// The most uses recorded of a member (for `gdsf`, `gd-cost`).
+    hits: u64,
+    /// The most rebuild seconds measured of a member action, if any.
+    measured: Option<f64>,
     /// For an action split off from its output's group: that group
     /// (whose `allocated` still counts it while it is not chosen).
     parent: u32,
@@ -368,7 +483,23 @@ struct Group {
 
 /// Makes the plan. Pure: same inputs, same plan.
 pub fn plan(entries: &[Entry], limits: &Limits, env: &Environment, now: UnixTime) -> Plan {
-    plan_inner(entries, None, limits, env, now)
+    plan_inner(entries, None, limits, env, CostInputs::default(), now)
+}
+
+/// [`plan`] (with `runs`: [`plan_by_runs`]) with what `gdsf` and
+/// `gd-cost` need beside the entries. Pure.
+pub fn plan_with(
+    entries: &[Entry],
+    runs: Option<(&[i64], Runs)>,
+    limits: &Limits,
+    env: &Environment,
+    costs: CostInputs,
+    now: UnixTime,
+) -> Plan {
+    if let Some((r, _)) = runs {
+        assert_eq!(entries.len(), r.len(), "one run per entry");
+    }
+    plan_inner(entries, runs, limits, env, costs, now)
 }
 
 /// Which runs a plan by runs keeps, and which one is ending.
@@ -395,7 +526,14 @@ pub fn plan_by_runs(
     now: UnixTime,
 ) -> Plan {
     assert_eq!(entries.len(), last_run.len(), "one run per entry");
-    plan_inner(entries, Some((last_run, runs)), limits, env, now)
+    plan_inner(
+        entries,
+        Some((last_run, runs)),
+        limits,
+        env,
+        CostInputs::default(),
+        now,
+    )
 }
 
 fn plan_inner(
@@ -403,9 +541,15 @@ fn plan_inner(
     runs: Option<(&[i64], Runs)>,
     limits: &Limits,
     env: &Environment,
+    costs: CostInputs,
     now: UnixTime,
 ) -> Plan {
     let run_of = |i: usize| runs.map_or(0, |(r, _)| r[i]);
+    let measured = |id: &Id| {
+        costs
+            .measured
+            .and_then(|m| m.get(&crate::sim::trace::TraceId::of(id).0).copied())
+    };
     // Group entries: each output or executable starts a group, actions join
     // the group of the output they name; the rest are groups of one.
     let mut data: HashMap<Id, u32, IdHash> =
@@ -429,6 +573,8 @@ fn plan_inner(
                 exe_bytes: if e.kind == Kind::Exe { e.allocated } else { 0 },
                 garbage: false,
                 chosen: None,
+                hits: e.hits,
+                measured: None,
                 parent: NO_GROUP,
             });
         }
@@ -447,6 +593,10 @@ fn plan_inner(
                 grp.last_use = grp.last_use.max(e.last_use);
                 grp.run = grp.run.max(run_of(i));
                 grp.allocated = grp.allocated.saturating_add(e.allocated);
+                grp.hits = grp.hits.max(e.hits);
+                if let Some(c) = measured(&e.name.id) {
+                    grp.measured = Some(grp.measured.map_or(c, |m| m.max(c)));
+                }
                 names_seen[g as usize] = true;
                 let newest = &mut newest_action[g as usize];
                 *newest = (*newest).max(e.last_use);
@@ -465,6 +615,8 @@ fn plan_inner(
                     exe_bytes: 0,
                     garbage: true,
                     chosen: None,
+                    hits: e.hits,
+                    measured: None,
                     parent: NO_GROUP,
                 });
             }
@@ -502,6 +654,8 @@ fn plan_inner(
                 exe_bytes: 0,
                 garbage: false,
                 chosen: None,
+                hits: e.hits,
+                measured: measured(&e.name.id),
                 parent: g,
             });
         }
@@ -548,7 +702,46 @@ fn plan_inner(
     // name. The sort moves (last use, group) pairs and reads names only on
     // ties: comparing 33-byte names on every step cost more than the rest
     // of the plan.
-    let lru: Vec<u32> = if runs.is_some() {
+    // Under gdsf: each group's priority (see "Eviction policies").
+    let gdsf = limits.policy.greedy_dual();
+    let by_cost = limits.policy == Eviction::GdCost;
+    let prio: Vec<f64> = if gdsf {
+        let clock = costs.clock.cloned().unwrap_or_default();
+        groups
+            .iter()
+            .map(|g| {
+                // An output's (or executable's) group: its rebuild cost; an
+                // action split off: its output's, for its own bytes.
+                let out = if g.parent == NO_GROUP {
+                    g
+                } else {
+                    &groups[g.parent as usize]
+                };
+                let cost = if by_cost {
+                    g.measured
+                        .or(out.measured)
+                        .unwrap_or_else(|| estimate_cost(out.tier == Tier::Exe, out.allocated))
+                } else {
+                    1.0
+                };
+                gdsf_priority(clock.at(g.last_use), g.hits, cost, g.allocated)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let lru: Vec<u32> = if gdsf {
+        let mut order: Vec<u32> = (0..groups.len() as u32).collect();
+        order.sort_unstable_by(|&a, &b| {
+            let (ga, gb) = (&groups[a as usize], &groups[b as usize]);
+            ga.run
+                .cmp(&gb.run)
+                .then(prio[a as usize].total_cmp(&prio[b as usize]))
+                .then(ga.last_use.cmp(&gb.last_use))
+                .then_with(|| ga.key.cmp(&gb.key))
+        });
+        order
+    } else if runs.is_some() {
         let mut by_use: Vec<(i64, UnixTime, u32)> = groups
             .iter()
             .enumerate()
@@ -661,6 +854,24 @@ fn plan_inner(
         }
     }
 
+    // The clock this plan raises gdsf's to: the highest priority the size
+    // rules chose.
+    let clock = gdsf
+        .then(|| {
+            groups
+                .iter()
+                .zip(&prio)
+                .filter(|(g, _)| {
+                    matches!(
+                        g.chosen,
+                        Some(Rule::ExeQuota | Rule::Budget | Rule::FreeSpace)
+                    )
+                })
+                .map(|(_, &p)| p)
+                .reduce(f64::max)
+        })
+        .flatten();
+
     // Split-off actions not chosen on their own leave with their group.
     for g in group_of.iter_mut() {
         let p = groups[*g as usize].parent;
@@ -743,6 +954,7 @@ fn plan_inner(
         by_rule,
         protected: protected_bytes,
         unmet,
+        clock,
     }
 }
 
@@ -785,6 +997,7 @@ mod tests {
             exe_max_age: None,
             grace: HOUR,
             min_free: None,
+            policy: Default::default(),
         }
     }
 
@@ -1390,5 +1603,151 @@ mod tests {
         assert_eq!(ids(&p), vec![(101, Rule::KeepRuns)]);
         // By time alone they are one use.
         assert!(run(&es, &no_limits()).is_empty());
+    }
+
+    #[test]
+    fn gdsf_keeps_the_small_often_used_group_and_gd_cost_the_expensive_one() {
+        // A: 8 KiB, used 10 times, 3 days ago, cheap to rebuild. B: 4 MiB,
+        // never hit, 2 hours ago, a minute and a half to rebuild. Room for
+        // one of them.
+        let mut es: Vec<Entry> = [pair(1, 8192, 3 * DAY), pair(2, 4 << 20, 2 * HOUR)].concat();
+        es[1].hits = 10;
+        let total: u64 = es.iter().map(|e| e.allocated).sum();
+        let limits = |policy| Limits {
+            budget: Some(total - 8192),
+            policy,
+            ..no_limits()
+        };
+        // LRU: the oldest, A.
+        let lru = run(&es, &limits(Eviction::Lru));
+        assert_eq!(ids(&lru), [(101, Rule::Budget), (1, Rule::Budget)]);
+        assert_eq!(lru.clock, None);
+        // gdsf: B, whose (hits + 1) / MiB is far lower; the clock rises to
+        // B's priority, 1 / 4.004 MiB.
+        let gdsf = run(&es, &limits(Eviction::Gdsf));
+        assert_eq!(ids(&gdsf), [(102, Rule::Budget), (2, Rule::Budget)]);
+        let b_mib = ((4 << 20) + 4096) as f64 / (1 << 20) as f64;
+        assert!((gdsf.clock.unwrap() - 1.0 / b_mib).abs() < 1e-12);
+        // gd-cost with B's rebuild measured at 90 s and A's at 1 ms: A.
+        let measured: HashMap<u64, f64> = [(102u64, 90.0), (101, 0.001)]
+            .into_iter()
+            .map(|(n, c)| {
+                let id = es
+                    .iter()
+                    .find(|e| e.name.id.0[0] == n as u8)
+                    .unwrap()
+                    .name
+                    .id;
+                (crate::sim::trace::TraceId::of(&id).0, c)
+            })
+            .collect();
+        let costs = CostInputs {
+            clock: None,
+            measured: Some(&measured),
+        };
+        let env = Environment::default();
+        let cost = plan_with(&es, None, &limits(Eviction::GdCost), &env, costs, NOW);
+        assert_eq!(ids(&cost), [(101, Rule::Budget), (1, Rule::Budget)]);
+        // Unmeasured, B is estimated at 0.02 + 0.25 × 4 s: A's estimate
+        // (0.02 s for 8 KiB) times its 11 uses still weighs more per MiB.
+        let est = plan_with(
+            &es,
+            None,
+            &limits(Eviction::GdCost),
+            &env,
+            CostInputs::default(),
+            NOW,
+        );
+        assert_eq!(ids(&est), [(102, Rule::Budget), (2, Rule::Budget)]);
+    }
+
+    #[test]
+    fn the_clock_ages_what_went_unused_while_others_were_evicted() {
+        let mut c = Clock::default();
+        assert_eq!((c.at(0), c.now()), (0.0, 0.0));
+        c.advance(100, 5.0);
+        c.advance(200, 3.0); // never lowers
+        assert_eq!(
+            (c.at(99), c.at(100), c.at(150), c.at(250)),
+            (0.0, 5.0, 5.0, 5.0)
+        );
+        c.advance(300, 9.0);
+        assert_eq!((c.at(299), c.at(300)), (5.0, 9.0));
+        for t in 0..100 {
+            c.advance(1000 + t, 10.0 + t as f64);
+        }
+        assert_eq!(c.0.len(), Clock::KEPT);
+        assert_eq!(c.now(), 109.0);
+        // In a plan: two groups of 12 KiB (85.3 a use per MiB); group 2 was
+        // used 10 times, 3 days ago, before a trim raised the clock to 1000;
+        // group 1 once, 2 days ago, after it. Without the clock group 1
+        // would go (85 against 11 × 85); with it group 2 has aged out.
+        let mut es: Vec<Entry> = [pair(1, 8192, 2 * DAY), pair(2, 8192, 3 * DAY)].concat();
+        es[3].hits = 10;
+        let clock = Clock(vec![
+            (NOW - 3 * DAY - HOUR, 0.0),
+            (NOW - 2 * DAY - HOUR, 1000.0),
+        ]);
+        let limits = Limits {
+            budget: Some(8192 + 4096),
+            policy: Eviction::Gdsf,
+            ..no_limits()
+        };
+        let costs = CostInputs {
+            clock: Some(&clock),
+            measured: None,
+        };
+        let p = plan_with(&es, None, &limits, &Environment::default(), costs, NOW);
+        assert_eq!(ids(&p), [(102, Rule::Budget), (2, Rule::Budget)]);
+        let per_use = (1u64 << 20) as f64 / 12288.0;
+        assert!((p.clock.unwrap() - 11.0 * per_use).abs() < 1e-9);
+        let unclocked = plan_with(
+            &es,
+            None,
+            &limits,
+            &Environment::default(),
+            CostInputs::default(),
+            NOW,
+        );
+        assert_eq!(ids(&unclocked), [(101, Rule::Budget), (1, Rule::Budget)]);
+    }
+
+    #[test]
+    fn in_a_plan_by_runs_gdsf_orders_within_a_run_and_runs_still_come_first() {
+        // Runs 1 and 2 each made a small group and a big one; room for
+        // about one big group. By runs, run 1's go first; within run 1,
+        // lru takes the older (small) one, gdsf the big one first.
+        let es: Vec<Entry> = [
+            pair(1, 4096, 9 * HOUR),    // run 1, small, older
+            pair(2, 1 << 20, 8 * HOUR), // run 1, big
+            pair(3, 4096, 7 * HOUR),    // run 2, small
+            pair(4, 1 << 20, 6 * HOUR), // run 2, big
+        ]
+        .concat();
+        let runs = pair_runs(&[1, 1, 2, 2]);
+        let total: u64 = es.iter().map(|e| e.allocated).sum();
+        let limits = |policy| Limits {
+            budget: Some(total - (1 << 20)),
+            policy,
+            ..no_limits()
+        };
+        let r = Runs {
+            keep_from: i64::MIN,
+            current: None,
+        };
+        let lru = by_runs(&es, &runs, r, &limits(Eviction::Lru));
+        assert_eq!(
+            ids(&lru),
+            [101, 1, 102, 2].map(|i| (i, Rule::Budget)).to_vec()
+        );
+        let gdsf = plan_with(
+            &es,
+            Some((&runs, r)),
+            &limits(Eviction::Gdsf),
+            &Environment::default(),
+            CostInputs::default(),
+            NOW,
+        );
+        assert_eq!(ids(&gdsf), [102, 2].map(|i| (i, Rule::Budget)).to_vec());
     }
 }

@@ -1097,3 +1097,44 @@ fn prog_records_each_get_and_put_in_the_trace_with_rebuild_times() {
     );
     assert_eq!(export(&sb).len(), before, "GOCACHE_TRACE=off records none");
 }
+
+#[test]
+fn prog_trims_by_the_stored_cost_aware_policy_with_measured_costs() {
+    let sb = Sandbox::with_template();
+    backdate(&sb.cache(), Duration::from_secs(3 * 3600));
+    let budget: u64 = 100 << 20;
+    run_ok(
+        sb.gocache(["limits", "--policy", "gd-cost", "--budget"])
+            .arg(budget.to_string()),
+    );
+    // As with lru: a fresh build of net/http while the template's std
+    // (old) may go, now by priority.
+    run_ok(with_prog(sb.go(["build", "-gcflags=all=-N", "net/http"])));
+    let s: Value = serde_json::from_slice(&run_ok(sb.gocache(["stats", "--json"])).stdout).unwrap();
+    let total = s["total"]["allocated_bytes"].as_u64().unwrap();
+    assert!(total <= budget, "cache {total} over budget {budget}");
+    // The trims recorded their clock; the trace has the costs they read.
+    let conn = rusqlite::Connection::open(sb.index()).unwrap();
+    let clock: String = conn
+        .query_row("SELECT value FROM meta WHERE key = 'gdsf_clock'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let clock: Vec<(i64, f64)> = serde_json::from_str(&clock).unwrap();
+    assert!(
+        !clock.is_empty() && clock.iter().all(|&(_, l)| l > 0.0),
+        "{clock:?}"
+    );
+    let measured: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM trace WHERE cost IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(measured > 30, "{measured}");
+    // What prog stored is all there and usable.
+    run_ok(with_prog(sb.go(["build", "-gcflags=all=-N", "net/http"])));
+    let (gets, hits, _, _) = last_session(&sb);
+    assert_eq!(hits, gets);
+}

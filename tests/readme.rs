@@ -68,6 +68,8 @@ fn the_json_of_scan_limits_and_hook_is_documented_field_by_field() {
         "1d",
         "--grace",
         "2h",
+        "--policy",
+        "gdsf",
     ])));
     assert_eq!(keys(&limits), documented_fields("`limits --json`:"));
     // Every limit appears in both, as the table says.
@@ -78,6 +80,7 @@ fn the_json_of_scan_limits_and_hook_is_documented_field_by_field() {
         "build_max_age",
         "exe_max_age",
         "grace",
+        "policy",
     ]
     .map(String::from)
     .into();
@@ -88,6 +91,7 @@ fn the_json_of_scan_limits_and_hook_is_documented_field_by_field() {
     assert_eq!(limits["stored"]["build_max_age"], "off");
     assert_eq!(limits["stored"]["exe_max_age"]["secs"], 86400);
     assert_eq!(limits["stored"]["grace"], 7200);
+    assert_eq!(limits["stored"]["policy"], "gdsf");
     assert_eq!(
         limits["effective"]["build_max_age"],
         serde_json::Value::Null

@@ -50,12 +50,21 @@ fn a_saved_trace_replays_to_the_same_report_and_the_plot_is_drawn() {
             "lru-actions",
             "gdsf",
             "gd-cost",
+            "trim-lru",
+            "trim-gdsf",
+            "trim-gd-cost",
             "go-age",
             "belady",
+            "lower",
             "bound"
         ]
     );
-    let bound = rows[6]["saved_s"].as_f64().unwrap();
+    let bound = rows[10]["saved_s"].as_f64().unwrap();
+    // The optimum's brackets: lower (a feasible schedule, at least
+    // belady's) and bound.
+    let lower = rows[9]["saved_s"].as_f64().unwrap();
+    assert!(lower >= rows[8]["saved_s"].as_f64().unwrap() && lower <= bound + 1e-6);
+    assert!(["greedy", "belady"].contains(&rows[9]["schedule"].as_str().unwrap()));
     for r in rows.iter().filter(|r| r["has_budget"] == true) {
         assert!(r["saved_s"].as_f64().unwrap() <= bound + 1e-6, "{r}");
         assert!(r["peak_bytes"].as_u64().unwrap() <= budgets[0]["budget"].as_u64().unwrap());
@@ -66,6 +75,7 @@ fn a_saved_trace_replays_to_the_same_report_and_the_plot_is_drawn() {
         "lru-actions (trim)",
         "gd-cost",
         "bound (PFOO-L)",
+        "lower (feasible offline)",
         "rebuild seconds saved",
     ] {
         assert!(svg.contains(label), "{label}");

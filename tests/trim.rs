@@ -416,3 +416,72 @@ fn a_corrupt_or_read_only_index_still_gets_the_limits_met() {
         run_ok(sb.go(["build", "fmt"]));
     }
 }
+
+#[test]
+fn the_eviction_policy_is_stored_with_the_limits_and_gdsf_trims_big_entries_first() {
+    let sb = Sandbox::with_template();
+    backdate(&sb.cache(), Duration::from_secs(3 * 3600));
+    run_ok(sb.gocache(["scan"]));
+    let budget = (entry_allocated(&sb.cache()) / 2).to_string();
+    let plan = |policy: Option<&str>| {
+        let mut c = sb.gocache(["trim", "-n", "--json", "--budget", &budget]);
+        if let Some(p) = policy {
+            c.args(["--policy", p]);
+        }
+        json(&run_ok(c))["plan"].clone()
+    };
+    // LRU is the default; under gdsf every entry of the template has no
+    // hits and the same clock, so the biggest go first: the same bytes in
+    // fewer entries.
+    let lru = plan(None);
+    assert_eq!(lru["limits"]["policy"], "lru");
+    assert!(lru.get("clock").is_none(), "{lru:#}");
+    let gdsf = plan(Some("gdsf"));
+    assert_eq!(gdsf["limits"]["policy"], "gdsf");
+    assert!(gdsf["clock"].as_f64().unwrap() > 0.0);
+    let count = |p: &serde_json::Value| p["victims"].as_array().unwrap().len();
+    assert!(
+        count(&gdsf) < count(&lru),
+        "{} {}",
+        count(&gdsf),
+        count(&lru)
+    );
+
+    // Stored with the limits, it is what a plain trim (and the hook, prog
+    // and ci end) uses; the environment is over it, as for a limit.
+    run_ok(sb.gocache(["limits", "--policy", "gdsf"]));
+    let l = json(&run_ok(sb.gocache(["limits", "--json"])));
+    assert_eq!(l["stored"]["policy"], "gdsf");
+    assert_eq!(
+        (&l["effective"]["policy"], &l["sources"]["policy"]),
+        (&"gdsf".into(), &"stored".into())
+    );
+    assert_eq!(plan(None)["limits"]["policy"], "gdsf");
+    let env = json(&run_ok(
+        sb.gocache(["trim", "-n", "--json", "--budget", &budget])
+            .env("GOCACHE_POLICY", "lru"),
+    ));
+    assert_eq!(env["plan"]["limits"]["policy"], "lru");
+    let bad = run_expecting(sb.gocache(["limits", "--policy", "fifo"]), 2);
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("use lru, gdsf or gd-cost"),
+        "{bad:?}"
+    );
+
+    // A real trim meets the budget and records the clock it reached in the
+    // index, for the next trim's priorities.
+    let t = json(&run_ok(sb.gocache(["trim", "--json", "--budget", &budget])));
+    assert_eq!(t["limits_met"], true, "{t:#}");
+    assert!(du(&sb.cache()) <= budget.parse::<u64>().unwrap());
+    let conn = rusqlite::Connection::open(sb.index()).unwrap();
+    let clock: String = conn
+        .query_row("SELECT value FROM meta WHERE key = 'gdsf_clock'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let clock: Vec<(i64, f64)> = serde_json::from_str(&clock).unwrap();
+    assert_eq!(clock.len(), 1);
+    assert!(clock[0].1 > 0.0, "{clock:?}");
+    // Go still builds.
+    run_ok(sb.go(["build", "fmt", "net/url"]));
+}

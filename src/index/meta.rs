@@ -1,5 +1,6 @@
 //! Typed values kept in the `meta` table: the limits stored with
-//! `gocache limits`, and a summary of the last trim.
+//! `gocache limits`, a summary of the last trim, and the `gdsf` policy's
+//! clock history.
 
 use rusqlite::OptionalExtension;
 
@@ -8,11 +9,14 @@ use super::{Index, SqlResult};
 use crate::error::{Error, Result};
 use crate::limits::LimitSpecs;
 use crate::model::UnixTime;
+use crate::policy::Clock;
 
 /// The key the stored limits live under (as JSON).
 const LIMITS_KEY: &str = "limits";
 /// The key the last trim's summary lives under (as JSON).
 const LAST_TRIM_KEY: &str = "last_trim";
+/// The key the `gdsf` policy's clock history lives under (as JSON).
+const GDSF_CLOCK_KEY: &str = "gdsf_clock";
 
 /// What a trim did, recorded for people looking at the index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -52,12 +56,29 @@ impl Index {
         self.set_meta(LAST_TRIM_KEY, &json)
     }
 
+    /// The GreedyDual policies' clock history (empty when none is stored, or
+    /// what is stored does not parse: the clock starts again from 0,
+    /// which only makes older entries look newer for a while).
+    pub fn gdsf_clock(&self) -> Result<Clock> {
+        Ok(self
+            .meta(GDSF_CLOCK_KEY)?
+            .and_then(|json| serde_json::from_str(&json).ok())
+            .unwrap_or_default())
+    }
+
+    /// Stores the GreedyDual policies' clock history.
+    pub fn store_gdsf_clock(&mut self, clock: &Clock) -> Result<()> {
+        let json = serde_json::to_string(clock).expect("a clock serializes");
+        self.set_meta(GDSF_CLOCK_KEY, &json)
+    }
+
     /// Puts back a value salvaged from a damaged index (see `recover`):
     /// only keys this binary knows, with values that parse.
     pub(super) fn restore_meta(&mut self, key: &str, value: &str) -> Result<()> {
         let parses = match key {
             LIMITS_KEY => serde_json::from_str::<LimitSpecs>(value).is_ok(),
             LAST_TRIM_KEY => serde_json::from_str::<LastTrim>(value).is_ok(),
+            GDSF_CLOCK_KEY => serde_json::from_str::<Clock>(value).is_ok(),
             _ => false,
         };
         if parses {

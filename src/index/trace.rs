@@ -167,6 +167,25 @@ impl Index {
         Ok(())
     }
 
+    /// The rebuild seconds measured per action (the mean of its puts'
+    /// costs, as the simulator takes them), keyed by the first 64 bits of
+    /// its ID: what the `gdsf` policy weighs entries by where it can.
+    pub fn measured_costs(&self) -> Result<std::collections::HashMap<u64, f64>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT entry, avg(cost) FROM trace
+                 WHERE ev = ?1 AND cost IS NOT NULL GROUP BY entry",
+            )
+            .at(&self.path)?;
+        let rows = stmt
+            .query_map([TraceOp::Put.to_db()], |r| {
+                Ok((trace_id(r.get(0)?).0, r.get::<_, f64>(1)?))
+            })
+            .at(&self.path)?;
+        rows.collect::<rusqlite::Result<_>>().at(&self.path)
+    }
+
     /// The events recorded at or after `since_ms` (Unix milliseconds), in
     /// the order they were recorded.
     pub fn trace_events(&self, since_ms: i64) -> Result<Vec<StoredEvent>> {

@@ -9,7 +9,11 @@
 //! - [`policies`]: the policies behind one trait: `trim`'s LRU before and
 //!   after issue 16's grouping fix, Go's age rule, GDSF, a
 //!   GreedyDual weighted by rebuild cost, and Belady's MIN (offline).
+//! - `batch`: the real trim's order in its batch form (`trim-lru`,
+//!   `trim-gdsf`), with `policy`'s own functions.
 //! - [`bound`]: the PFOO-L upper bound (Berger et al., SIGMETRICS 2018).
+//! - [`schedule`]: the lower bracket, a feasible offline schedule, so
+//!   that the optimum lies between it and the bound.
 //! - [`replay`]: one policy through one workload under one budget.
 //! - [`synthetic`]: synthetic Go-like traces, for tests and benchmarks.
 //! - [`plot`]: rebuild seconds saved against budget, as SVG.
@@ -31,12 +35,14 @@
 //! Pure: no clock (times come from the trace), no I/O but the reader and
 //! writer over the caller's streams.
 
+mod batch;
 pub mod bound;
 pub mod cache;
 mod heap;
 pub mod plot;
 pub mod policies;
 pub mod replay;
+pub mod schedule;
 pub mod synthetic;
 pub mod trace;
 pub mod workload;
@@ -54,8 +60,11 @@ use crate::report::Reporter;
 /// One policy at one budget.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Row {
-    /// The policy (or `bound`).
+    /// The policy (or `lower`, `bound`).
     pub policy: PolicyName,
+    /// For `lower`: the schedule that saved more, `greedy` or `belady`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<&'static str>,
     /// True for Belady and the bound, which know the future.
     pub offline: bool,
     /// False for `go-age`, which keeps what it keeps whatever the budget.
@@ -115,8 +124,12 @@ impl Report {
 #[derive(Clone, Copy)]
 enum Job {
     Replay(PolicyName, Option<usize>),
+    Lower(usize),
     Bound,
 }
+
+/// A job's number, its outcomes, and for the lower bracket the schedule.
+type JobResult = (usize, Vec<Outcome>, Option<&'static str>);
 
 /// Replays `w` under every budget and policy. `threads` 0 means one per
 /// core. Budgets in percent are of the unbounded footprint.
@@ -135,22 +148,31 @@ pub fn simulate(
     for &p in &policies {
         match p {
             PolicyName::Bound => jobs.push(Job::Bound),
+            PolicyName::Lower => jobs.extend((0..budgets.len()).map(Job::Lower)),
             PolicyName::GoAge => jobs.push(Job::Replay(p, None)),
             _ => jobs.extend((0..budgets.len()).map(|b| Job::Replay(p, Some(b)))),
         }
     }
-    let replays = jobs.iter().filter(|j| matches!(j, Job::Replay(..))).count() as u64;
+    // The lower bracket replays two schedules.
+    let replays = jobs
+        .iter()
+        .map(|j| match j {
+            Job::Replay(..) => 1,
+            Job::Lower(_) => 2,
+            Job::Bound => 0,
+        })
+        .sum::<u64>();
     reporter.start("replay", n * (1 + replays));
     let progress = |k: u64| reporter.advance(k);
     let unbounded = {
         let mut p = PolicyName::LruActions
-            .build(w)
+            .build(w, u64::MAX)
             .expect("a replayable policy");
         replay::replay(w, p.as_mut(), u64::MAX, &progress)
     };
     let footprint = unbounded.peak_bytes;
     let bytes: Vec<u64> = budgets.iter().map(|b| b.resolve(footprint)).collect();
-    let results: Mutex<Vec<(usize, Vec<Outcome>)>> = Mutex::new(Vec::new());
+    let results: Mutex<Vec<JobResult>> = Mutex::new(Vec::new());
     let next = AtomicUsize::new(0);
     let threads = match threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -163,18 +185,32 @@ pub fn simulate(
                 loop {
                     let k = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&job) = jobs.get(k) else { break };
-                    let out = match job {
-                        Job::Bound => bound::pfoo_l(w, &bytes),
+                    let (out, from) = match job {
+                        Job::Bound => (bound::pfoo_l(w, &bytes), None),
                         Job::Replay(p, b) => {
-                            let mut pol = p.build(w).expect("a replayable policy");
                             let budget = b.map_or(u64::MAX, |b| bytes[b]);
-                            vec![replay::replay(w, pol.as_mut(), budget, &progress)]
+                            let mut pol = p.build(w, budget).expect("a replayable policy");
+                            (
+                                vec![replay::replay(w, pol.as_mut(), budget, &progress)],
+                                None,
+                            )
+                        }
+                        Job::Lower(b) => {
+                            let (greedy, forced) = schedule::lower(w, bytes[b], &progress);
+                            debug_assert_eq!(forced, 0, "an infeasible schedule");
+                            let mut pol = PolicyName::Belady.build(w, bytes[b]).expect("belady");
+                            let belady = replay::replay(w, pol.as_mut(), bytes[b], &progress);
+                            if belady.saved_s > greedy.saved_s {
+                                (vec![belady], Some("belady"))
+                            } else {
+                                (vec![greedy], Some("greedy"))
+                            }
                         }
                     };
                     results
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
-                        .push((k, out));
+                        .push((k, out, from));
                 }
             });
         }
@@ -189,6 +225,7 @@ pub fn simulate(
     }
     let row = |p: PolicyName, o: Outcome| Row {
         policy: p,
+        schedule: None,
         offline: p.offline(),
         has_budget: p.has_budget(),
         object_hit_ratio: o.hits as f64 / accesses,
@@ -210,8 +247,8 @@ pub fn simulate(
         })
         .collect();
     let mut sorted = results;
-    sorted.sort_by_key(|(k, _)| *k);
-    for (k, outs) in sorted {
+    sorted.sort_by_key(|(k, _, _)| *k);
+    for (k, outs, from) in sorted {
         match jobs[k] {
             Job::Bound => {
                 for (b, mut o) in outs.into_iter().enumerate() {
@@ -221,6 +258,10 @@ pub fn simulate(
                 }
             }
             Job::Replay(p, Some(b)) => out[b].rows.push(row(p, outs[0])),
+            Job::Lower(b) => out[b].rows.push(Row {
+                schedule: from,
+                ..row(PolicyName::Lower, outs[0])
+            }),
             Job::Replay(p, None) => {
                 for b in &mut out {
                     b.rows.push(row(p, outs[0]));

@@ -26,6 +26,10 @@ fn style(p: PolicyName) -> (&'static str, &'static str) {
         PolicyName::GdCost => ("#D55E00", ""),
         PolicyName::GoAge => ("#E69F00", "2 4"),
         PolicyName::Belady => ("#CC79A7", "7 4"),
+        PolicyName::TrimLru => ("#0072B2", "4 2"),
+        PolicyName::TrimGdsf => ("#009E73", "4 2"),
+        PolicyName::TrimGdCost => ("#D55E00", "4 2"),
+        PolicyName::Lower => ("#555555", "2 3"),
         PolicyName::Bound => ("#000000", "7 4"),
     }
 }
@@ -38,6 +42,10 @@ fn label(p: PolicyName) -> &'static str {
         PolicyName::GdCost => "gd-cost",
         PolicyName::GoAge => "go-age (no limit)",
         PolicyName::Belady => "belady (offline)",
+        PolicyName::TrimLru => "trim-lru (batch)",
+        PolicyName::TrimGdsf => "trim-gdsf (batch)",
+        PolicyName::TrimGdCost => "trim-gd-cost (batch)",
+        PolicyName::Lower => "lower (feasible offline)",
         PolicyName::Bound => "bound (PFOO-L)",
     }
 }

@@ -14,6 +14,10 @@
 //! | `gdsf` | GreedyDual-Size-Frequency (Cherkasova 1998): the least `L + hits × 1 / size`, for object hits |
 //! | `gd-cost` | the same with rebuild seconds as the cost: the least `L + hits × seconds / size` |
 //! | `belady` | offline: the action whose next request is farthest (Belady's MIN, evicting until the bytes fit); a practical reference, not a bound, with sizes |
+//! | `trim-lru` | `gocache trim --policy lru` in its batch form ([`super::batch`]): once over budget, whole groups by their newest use down to 90% of it |
+//! | `trim-gdsf` | `gocache trim --policy gdsf` in its batch form: groups by `L + (hits + 1) / MiB` |
+//! | `trim-gd-cost` | `gocache trim --policy gd-cost` in its batch form: groups by `L + (hits + 1) × seconds / MiB`, measured or estimated as the real trim has them |
+//! | `lower` | offline: the lower bracket on the optimum, the better of `belady` and a greedy feasible schedule ([`super::schedule`]) |
 //!
 //! `lru-actions` orders actions by their exact last use; `policy::plan`
 //! counts uses under an hour apart as one (Go's mtime resolution), which a
@@ -23,9 +27,11 @@
 //! ages what stays), `hits` counts requests since the entry came in, and
 //! `size` is the action's block plus its output's bytes.
 
+use super::batch::Batch;
 use super::cache::{Cache, Removed, Victim};
 use super::heap::{Heap, Prio};
 use super::workload::Workload;
+use crate::limits::Eviction;
 
 /// What a policy knows about the request being replayed.
 #[derive(Clone, Copy, Debug)]
@@ -58,6 +64,11 @@ pub trait Policy: Send {
     fn expired(&mut self, _now: i64) -> Option<Victim> {
         None
     }
+    /// After the cache is back under budget: the rest of the batch being
+    /// evicted (batch policies evict below the budget, to a headroom).
+    fn rest_of_batch(&mut self) -> Option<Victim> {
+        None
+    }
 }
 
 /// The policies (and the bound) `gocache simulate` knows.
@@ -74,21 +85,34 @@ pub enum PolicyName {
     Gdsf,
     /// GreedyDual weighted by rebuild seconds.
     GdCost,
+    /// The real trim's LRU over groups, in batch form.
+    TrimLru,
+    /// The real trim's `gdsf`, in batch form.
+    TrimGdsf,
+    /// The real trim's `gd-cost`, in batch form.
+    TrimGdCost,
     /// Belady's MIN, evicting until the bytes fit (offline).
     Belady,
+    /// The lower bracket on the offline optimum: the better of a greedy
+    /// feasible schedule and Belady's (offline).
+    Lower,
     /// The PFOO-L upper bound (offline; not a replay).
     Bound,
 }
 
 impl PolicyName {
     /// All of them, in report order.
-    pub const ALL: [PolicyName; 7] = [
+    pub const ALL: [PolicyName; 11] = [
         PolicyName::Lru,
         PolicyName::LruActions,
         PolicyName::Gdsf,
         PolicyName::GdCost,
+        PolicyName::TrimLru,
+        PolicyName::TrimGdsf,
+        PolicyName::TrimGdCost,
         PolicyName::GoAge,
         PolicyName::Belady,
+        PolicyName::Lower,
         PolicyName::Bound,
     ];
 
@@ -100,7 +124,11 @@ impl PolicyName {
             PolicyName::GoAge => "go-age",
             PolicyName::Gdsf => "gdsf",
             PolicyName::GdCost => "gd-cost",
+            PolicyName::TrimLru => "trim-lru",
+            PolicyName::TrimGdsf => "trim-gdsf",
+            PolicyName::TrimGdCost => "trim-gd-cost",
             PolicyName::Belady => "belady",
+            PolicyName::Lower => "lower",
             PolicyName::Bound => "bound",
         }
     }
@@ -110,9 +138,12 @@ impl PolicyName {
         PolicyName::ALL.into_iter().find(|p| p.as_str() == s)
     }
 
-    /// True for policies that know the future (Belady, the bound).
+    /// True for policies that know the future (Belady, the brackets).
     pub fn offline(self) -> bool {
-        matches!(self, PolicyName::Belady | PolicyName::Bound)
+        matches!(
+            self,
+            PolicyName::Belady | PolicyName::Lower | PolicyName::Bound
+        )
     }
 
     /// False for Go's age rule, which has no size limit.
@@ -120,8 +151,9 @@ impl PolicyName {
         self != PolicyName::GoAge
     }
 
-    /// A fresh replayable policy for `w` (`None` for the bound).
-    pub fn build(self, w: &Workload) -> Option<Box<dyn Policy>> {
+    /// A fresh replayable policy for `w` under `budget` bytes (`None` for
+    /// the brackets, which [`super::simulate`] computes on their own).
+    pub fn build(self, w: &Workload, budget: u64) -> Option<Box<dyn Policy + '_>> {
         let (na, no) = (w.actions(), w.outputs());
         Some(match self {
             PolicyName::Lru => Box::new(LruGroups(Heap::new(no))),
@@ -129,8 +161,11 @@ impl PolicyName {
             PolicyName::GoAge => Box::new(GoAge::new(na)),
             PolicyName::Gdsf => Box::new(GreedyDual::new(na, false)),
             PolicyName::GdCost => Box::new(GreedyDual::new(na, true)),
+            PolicyName::TrimLru => Box::new(Batch::new(w, budget, Eviction::Lru)),
+            PolicyName::TrimGdsf => Box::new(Batch::new(w, budget, Eviction::Gdsf)),
+            PolicyName::TrimGdCost => Box::new(Batch::new(w, budget, Eviction::GdCost)),
             PolicyName::Belady => Box::new(Belady(Heap::new(na))),
-            PolicyName::Bound => return None,
+            PolicyName::Lower | PolicyName::Bound => return None,
         })
     }
 }

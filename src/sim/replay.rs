@@ -93,6 +93,13 @@ pub fn replay(
             }
             out.evictions += 1;
         }
+        while let Some(v) = policy.rest_of_batch() {
+            if !evict(&mut cache, policy, v) {
+                debug_assert!(false, "policy named an entry not cached: {v:?}");
+                break;
+            }
+            out.evictions += 1;
+        }
         out.peak_bytes = out.peak_bytes.max(cache.bytes());
         since += 1;
         if since == PROGRESS_EVERY {

@@ -240,7 +240,7 @@ fn lru_keeps_an_old_action_whose_output_is_in_use_and_lru_actions_does_not() {
 /// Replays `w` without a budget through `policy`, then evicts down to
 /// `budget` and says what left: (actions, outputs) as dense numbers.
 fn victims_at_end(w: &Workload, name: PolicyName, budget: u64) -> (Vec<u32>, Vec<u32>) {
-    let mut p = name.build(w).unwrap();
+    let mut p = name.build(w, budget).unwrap();
     let mut c = Cache::new(w);
     for (i, r) in w.requests.iter().enumerate() {
         let at = At {
@@ -262,6 +262,12 @@ fn victims_at_end(w: &Workload, name: PolicyName, budget: u64) -> (Vec<u32>, Vec
     let mut removed = Removed::default();
     while c.bytes() > budget {
         let v: Victim = p.victim(&c).unwrap();
+        c.evict(v, &mut removed);
+        p.removed(&removed);
+        acts.extend(&removed.actions);
+        outs.extend(&removed.outputs);
+    }
+    while let Some(v) = p.rest_of_batch() {
         c.evict(v, &mut removed);
         p.removed(&removed);
         acts.extend(&removed.actions);
@@ -366,6 +372,7 @@ fn plan_victims(w: &Workload, puts: &[(u64, u64)], budget: u64) -> (Vec<u32>, Ve
         exe_max_age: None,
         grace: 0,
         min_free: None,
+        policy: Default::default(),
     };
     let now = w.requests.last().unwrap().t / 1000 + 10 * 3600;
     let plan = crate::policy::plan(&entries, &limits, &Default::default(), now);
@@ -427,8 +434,10 @@ fn progress_adds_up_to_the_work() {
         &c,
     );
     let n = w.requests.len() as u64;
-    // The unbounded replay, four policies at two budgets, go-age once.
-    assert_eq!(c.0.load(Ordering::Relaxed), n * (1 + 4 * 2 + 1 + 2));
+    // The unbounded replay, eight policies (the three batch ones and
+    // belady too) at two budgets, go-age once, and the lower bracket's two
+    // schedules at two budgets.
+    assert_eq!(c.0.load(Ordering::Relaxed), n * (1 + 8 * 2 + 1 + 2 * 2));
     assert_eq!(c.1.load(Ordering::Relaxed), c.0.load(Ordering::Relaxed));
 }
 
@@ -450,4 +459,210 @@ fn an_action_stored_again_names_its_new_output() {
         assert_eq!(hits(&r, 0, p), 1, "{p}");
     }
     assert_eq!(r.unbounded.peak_bytes, BLOCK + 40_960);
+}
+
+#[test]
+fn the_lower_bracket_finds_the_obvious_optimum_belady_misses() {
+    // A minute-long entry A, then B and C in turn ten times, then A
+    // again, with room for two of the three. The optimum keeps A and one
+    // of B and C: 60 + 9 seconds. Belady evicts A, the farthest next
+    // request, and saves only the 18 cheap hits.
+    let mut order = vec![0];
+    order.extend((0..10).flat_map(|_| [1, 2]));
+    order.push(0);
+    let w = lookups(&order, |k| k, |_| 4096, |k| if k == 0 { 60.0 } else { 1.0 });
+    let r = sim(&w, &[2 * 8192], &PolicyName::ALL);
+    let row = |p| r.row(0, p).unwrap();
+    assert_eq!(row(PolicyName::Belady).outcome.saved_s, 18.0);
+    let lower = row(PolicyName::Lower);
+    assert_eq!(lower.outcome.saved_s, 69.0, "{lower:?}");
+    assert_eq!(lower.schedule, Some("greedy"));
+    assert!(lower.outcome.peak_bytes <= 2 * 8192);
+    assert!(row(PolicyName::Bound).outcome.saved_s >= 69.0);
+    // The schedule alone: A kept throughout, B between its requests.
+    let (keep, value) = schedule::greedy(&w, 2 * 8192);
+    assert_eq!(value, 69.0);
+    assert!(keep[0], "A is kept from its first request");
+    assert_eq!(keep.iter().filter(|&&k| k).count(), 1 + 9);
+}
+
+#[test]
+fn the_lower_bracket_is_feasible_and_between_belady_and_the_bound() {
+    for seed in 0..12 {
+        let (shared, sizes) = (seed % 2 == 1, seed % 3 != 0);
+        let w = random(200 + seed, 90, 1500, shared, sizes);
+        let fp = simulate(&w, &[], &[], 1, &Silent).unbounded.peak_bytes;
+        let budgets = [fp / 10, fp / 4, fp / 2];
+        let r = sim(&w, &budgets, &PolicyName::ALL);
+        for (b, &budget) in budgets.iter().enumerate() {
+            let get = |p| r.row(b, p).unwrap().outcome;
+            let (lower, belady, bound) = (
+                get(PolicyName::Lower),
+                get(PolicyName::Belady),
+                get(PolicyName::Bound),
+            );
+            assert!(lower.saved_s >= belady.saved_s, "seed {seed}");
+            assert!(lower.saved_s <= bound.saved_s + 1e-9, "seed {seed}");
+            assert!(lower.peak_bytes <= budget);
+            // The greedy schedule on its own: a replay of its decisions
+            // never passes the budget nor has to drop what it keeps, and
+            // every hit it planned happens.
+            let (keep, value) = schedule::greedy(&w, budget);
+            let mut p = schedule::Scheduled::new(&w, keep);
+            let out = replay::replay(&w, &mut p, budget, &|_| {});
+            assert_eq!(p.forced, 0, "seed {seed}: a protected entry was evicted");
+            assert!(out.peak_bytes <= budget);
+            assert!(
+                out.saved_s + 1e-9 >= value,
+                "seed {seed}: {out:?} < {value}"
+            );
+            assert!(value <= bound.saved_s + 1e-9);
+        }
+    }
+}
+
+#[test]
+fn the_simulators_batch_policies_evict_what_policy_plan_evicts() {
+    // `trim-lru`, `trim-gdsf` and `trim-gd-cost` are what `gocache trim
+    // --policy` ships: on the same cache (lookups with hits, outputs
+    // shared, measured costs, all within an hour so that no action is
+    // split off its group), they choose what `policy::plan_with` chooses
+    // under the budget scaled to the headroom, as the hook trims.
+    use crate::layout::{EntryName, Id};
+    use crate::limits::Eviction;
+    use crate::model::{Entry, Kind};
+    let id = |n: u64| {
+        let mut b = [0u8; 32];
+        b[..8].copy_from_slice(&n.to_be_bytes());
+        Id(b)
+    };
+    let mut differs = 0;
+    for seed in 0..30 {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let n_out = rng.u64(3..10);
+        let n_act = n_out + rng.u64(0..8);
+        // Distinct sizes and costs: no ties for the orders to break apart.
+        let size = |o: u64| 4096 * (o + 1) + 512 * o * o;
+        let cost = |a: u64| 0.1 + a as f64 * 0.37;
+        let order: Vec<u64> = (0..rng.usize(10..200))
+            .map(|_| ((rng.f64().powi(2) * n_act as f64) as u64).min(n_act - 1))
+            .collect();
+        let w = lookups(&order, |a| a % n_out, size, cost);
+        // The index's view: per action its hits and last use (seconds).
+        let mut hits = std::collections::HashMap::<u64, u64>::new();
+        let mut used = std::collections::HashMap::<u64, i64>::new();
+        let mut dense_a = std::collections::HashMap::new();
+        let mut dense_o = std::collections::HashMap::new();
+        for (i, &a) in order.iter().enumerate() {
+            if used.contains_key(&a) {
+                *hits.entry(a).or_default() += 1;
+            }
+            used.insert(a, i as i64);
+            dense_a.insert(a, w.requests[i].action);
+            dense_o.insert(a % n_out, w.requests[i].output);
+        }
+        let entry = |name, kind, size, used, hits, output| Entry {
+            name,
+            kind,
+            apparent: size,
+            allocated: size,
+            mtime: used,
+            last_use: used,
+            hits,
+            first_seen: 0,
+            output,
+            program: None,
+            problem: None,
+        };
+        let mut entries = Vec::new();
+        let mut out_used = std::collections::HashMap::<u64, i64>::new();
+        for (&a, &t) in &used {
+            let o = a % n_out;
+            entries.push(entry(
+                EntryName::action(id(a + 1)),
+                Kind::Action,
+                BLOCK,
+                t,
+                hits.get(&a).copied().unwrap_or(0),
+                Some(id(o + 1)),
+            ));
+            let u = out_used.entry(o).or_insert(t);
+            *u = (*u).max(t);
+        }
+        for (&o, &t) in &out_used {
+            entries.push(entry(
+                EntryName::data(id(o + 1)),
+                Kind::Output,
+                size(o),
+                t,
+                0,
+                None,
+            ));
+        }
+        let measured: std::collections::HashMap<u64, f64> =
+            used.keys().map(|&a| (a + 1, cost(a))).collect();
+        let fp = simulate(&w, &[], &[], 1, &Silent).unbounded.peak_bytes;
+        for budget in [fp / 4, fp / 2, fp - 1] {
+            let mut by_kind = Vec::new();
+            for (kind, name) in [
+                (Eviction::Lru, PolicyName::TrimLru),
+                (Eviction::Gdsf, PolicyName::TrimGdsf),
+                (Eviction::GdCost, PolicyName::TrimGdCost),
+            ] {
+                let limits = crate::limits::Limits {
+                    budget: Some((budget as f64 * crate::policy::HEADROOM) as u64),
+                    build_max_age: None,
+                    exe_max_age: None,
+                    grace: 0,
+                    policy: kind,
+                    ..Default::default()
+                };
+                let costs = crate::policy::CostInputs {
+                    clock: None,
+                    measured: Some(&measured),
+                };
+                let now = order.len() as i64 + 10 * 3600;
+                let plan = crate::policy::plan_with(
+                    &entries,
+                    None,
+                    &limits,
+                    &Default::default(),
+                    costs,
+                    now,
+                );
+                let (mut acts, mut outs) = (Vec::new(), Vec::new());
+                for v in &plan.victims {
+                    let n = u64::from_be_bytes(v.name.id.0[..8].try_into().unwrap()) - 1;
+                    match v.kind {
+                        Kind::Action => acts.push(dense_a[&n]),
+                        _ => outs.push(dense_o[&n]),
+                    }
+                }
+                acts.sort_unstable();
+                outs.sort_unstable();
+                assert_eq!(
+                    victims_at_end(&w, name, budget),
+                    (acts.clone(), outs),
+                    "seed {seed}, {name}, budget {budget} of {fp}"
+                );
+                by_kind.push(acts);
+            }
+            differs += usize::from(by_kind[0] != by_kind[1]);
+        }
+    }
+    assert!(differs > 5, "the orders differ somewhere: {differs}");
+}
+
+#[test]
+fn the_real_trims_cost_estimate_is_the_simulators_default() {
+    use super::workload::CostModel;
+    for exe in [false, true] {
+        for size in [0, 4096, 1 << 20, 37 << 20] {
+            let (sim, real) = (
+                CostModel::DEFAULT.estimate(exe, size),
+                crate::policy::estimate_cost(exe, size),
+            );
+            assert!((sim - real).abs() < 1e-12, "{exe} {size}: {sim} {real}");
+        }
+    }
 }

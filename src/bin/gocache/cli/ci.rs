@@ -6,7 +6,9 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use super::common::{Ctx, Global, Progress, human, parse_budget, parse_exe_quota, print_json};
+use super::common::{
+    Ctx, Global, Progress, human, parse_budget, parse_eviction, parse_exe_quota, print_json,
+};
 use gocache::ci::{BeginReport, DEFAULT_KEEP_RUNS, EndOptions, EndReport, LOCK_WAIT, Start};
 use gocache::enforce::effective_limits;
 use gocache::model::Bytes;
@@ -89,6 +91,11 @@ struct EndArgs {
     /// Quota for cached executables (`go run`, `go tool`), same units.
     #[arg(long, value_name = "SIZE", value_parser = parse_exe_quota, allow_hyphen_values = true)]
     exe_quota: Option<gocache::limits::SizeSpec>,
+    /// The order --budget and --exe-quota evict in within a run: lru,
+    /// gdsf or gd-cost (see `gocache help limits`) [default: the stored
+    /// policy, else lru].
+    #[arg(long, value_name = "POLICY", value_parser = parse_eviction)]
+    policy: Option<gocache::limits::Eviction>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -264,6 +271,7 @@ fn end(global: &Global, args: EndArgs) -> anyhow::Result<ExitCode> {
     let flags = gocache::limits::LimitSpecs {
         budget: args.budget,
         exe_quota: args.exe_quota,
+        policy: args.policy,
         ..Default::default()
     };
     let tracing = super::common::tracing(gocache::trace::TraceSource::Ci, &progress);

@@ -385,6 +385,14 @@ pub struct LimitArgs {
     /// further when needed: 5GiB or 10%.
     #[arg(long, value_name = "SIZE", value_parser = parse_size, allow_hyphen_values = true)]
     pub min_free: Option<gocache::limits::SizeSpec>,
+    /// The order the budget, exe quota and free-space floor evict in: lru
+    /// (least recently used first), gdsf (GreedyDual-Size-Frequency: the
+    /// least L + (hits + 1) / MiB first, L a clock that ages what goes
+    /// unused; best with gocache prog, which counts hits) or gd-cost (the
+    /// same weighted by measured rebuild seconds); see README, "Eviction
+    /// policies" [default: lru].
+    #[arg(long, value_name = "POLICY", value_parser = parse_eviction)]
+    pub policy: Option<gocache::limits::Eviction>,
 }
 
 impl LimitArgs {
@@ -396,12 +404,17 @@ impl LimitArgs {
             exe_max_age: self.exe_max_age,
             grace: self.grace,
             min_free: self.min_free,
+            policy: self.policy,
         }
     }
 }
 
 fn parse_size(s: &str) -> Result<gocache::limits::SizeSpec, String> {
     gocache::limits::SizeSpec::parse(s).map_err(|e| e.to_string())
+}
+
+pub fn parse_eviction(s: &str) -> Result<gocache::limits::Eviction, String> {
+    gocache::limits::Eviction::parse(s).map_err(|e| e.to_string())
 }
 
 fn parse_age(s: &str) -> Result<gocache::limits::AgeSpec, String> {

@@ -16,10 +16,14 @@ use gocache::limits::{Limit, LimitSpecs, Limits, Source, format_duration};
 /// Each limit comes from the first of: a command's flag (`trim`, `hook`,
 /// `prog`: for that run only), the environment (GOCACHE_BUDGET,
 /// GOCACHE_EXE_QUOTA, GOCACHE_BUILD_MAX_AGE, GOCACHE_EXE_MAX_AGE,
-/// GOCACHE_GRACE, GOCACHE_MIN_FREE), the config file
+/// GOCACHE_GRACE, GOCACHE_MIN_FREE, GOCACHE_POLICY), the config file
 /// ($GOCACHE_CONFIG, else $XDG_CONFIG_HOME/gocache/config: `key = value`
 /// lines such as `budget = 10GiB`), the limits stored here, the defaults.
 /// Shown even when the index cannot be written (a read-only cache).
+///
+/// The eviction policy (--policy lru|gdsf|gd-cost) is stored and resolved the
+/// same way: the order in which the budget, the exe quota and the
+/// free-space floor choose what goes (see `gocache help trim`).
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(flatten)]
@@ -124,6 +128,7 @@ fn table(limits: &Limits, sourced: &gocache::limits::Sourced, stored: &LimitSpec
                 Limit::ExeMaxAge => age(limits.exe_max_age),
                 Limit::Grace => format_duration(limits.grace),
                 Limit::MinFree => size(limits.min_free),
+                Limit::Policy => limits.policy.to_string(),
             };
             let source = sourced.source(l);
             let mut line = format!("{:<16}{:<14}{}", l.label(), value, source.describe(l));

@@ -1,0 +1,142 @@
+//! `trim-lru`, `trim-gdsf` and `trim-gd-cost`: the real trim's orders,
+//! replayed in their batch form.
+//!
+//! The other policies evict one entry at a time, the moment the cache is
+//! over budget, keeping per-entry priorities up to date on every request.
+//! `gocache trim`, the hook and `gocache prog` instead plan once over every
+//! entry in the index when a limit is exceeded, and evict down to
+//! [`HEADROOM`] of it. These two policies do exactly that, with the same
+//! pure functions [`crate::policy`] plans with: whole groups (an output with
+//! every action naming it), ordered by the group's newest use (`lru`) or by
+//! [`gdsf_priority`] with the GreedyDual [`Clock`] kept as the index keeps
+//! it (`gdsf`: cost 1; `gd-cost`: rebuild seconds measured where the trace
+//! has them, else [`estimate_cost`] from kind and size, as the real trim
+//! does, not the simulator's fitted estimate). `hits` are the hits since
+//! the entry was stored, as the index counts them for `gocache prog`. So
+//! what `gocache simulate` reports for them is what shipping the policy
+//! gives, but for what the simulator leaves out everywhere: grace periods
+//! and age limits, and the split of old actions from their group (which
+//! takes an hour between uses).
+
+use super::cache::{Cache, Removed, Victim};
+use super::policies::{At, Policy};
+use super::workload::{NONE, Workload};
+use crate::limits::Eviction;
+use crate::policy::{Clock, HEADROOM, estimate_cost, gdsf_priority};
+
+/// The batch policy.
+pub struct Batch<'w> {
+    w: &'w Workload,
+    kind: Eviction,
+    /// Evict down to this once over budget.
+    target: u64,
+    /// Per action: hits since it was stored, and its last request's time.
+    hits: Vec<u64>,
+    last_t: Vec<i64>,
+    /// The latest request's time.
+    now: i64,
+    clock: Clock,
+    /// The batch being evicted, next victim last.
+    queue: Vec<u32>,
+}
+
+impl<'w> Batch<'w> {
+    /// A batch trim of `w` under `budget` bytes in `kind`'s order.
+    pub fn new(w: &'w Workload, budget: u64, kind: Eviction) -> Batch<'w> {
+        Batch {
+            w,
+            kind,
+            target: (budget as f64 * HEADROOM) as u64,
+            hits: vec![0; w.actions()],
+            last_t: vec![i64::MIN; w.actions()],
+            now: i64::MIN,
+            clock: Clock::default(),
+            queue: Vec::new(),
+        }
+    }
+
+    /// Plans one batch: every cached group by priority, the lowest first,
+    /// until what stays fits the target.
+    fn plan(&mut self, cache: &Cache) {
+        let w = self.w;
+        // Per output: the newest use, the most hits and the most measured
+        // seconds of the actions naming it.
+        let mut last = vec![i64::MIN; w.outputs()];
+        let mut hits = vec![0u64; w.outputs()];
+        let mut measured: Vec<Option<f64>> = vec![None; w.outputs()];
+        let mut outputs = Vec::new();
+        for a in 0..w.actions() as u32 {
+            let o = cache.names(a);
+            if o == NONE {
+                continue;
+            }
+            let oi = o as usize;
+            if last[oi] == i64::MIN {
+                outputs.push(o);
+            }
+            last[oi] = last[oi].max(self.last_t[a as usize]);
+            hits[oi] = hits[oi].max(self.hits[a as usize]);
+            if w.measured[a as usize] {
+                let c = w.cost[a as usize];
+                measured[oi] = Some(measured[oi].map_or(c, |m| m.max(c)));
+            }
+        }
+        let bytes = |o: u32| w.size(o) + w.block * u64::from(cache.refs(o));
+        let prio = |o: u32| {
+            let oi = o as usize;
+            let cost = match self.kind {
+                Eviction::GdCost => {
+                    measured[oi].unwrap_or_else(|| estimate_cost(w.out_exe[oi], w.size(o)))
+                }
+                _ => 1.0,
+            };
+            gdsf_priority(self.clock.at(last[oi]), hits[oi], cost, bytes(o))
+        };
+        let gd = self.kind.greedy_dual();
+        let mut order: Vec<(f64, i64, u32)> = outputs
+            .iter()
+            .map(|&o| {
+                let p = if gd { prio(o) } else { 0.0 };
+                (p, last[o as usize], o)
+            })
+            .collect();
+        order.sort_unstable_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)).then(x.2.cmp(&y.2)));
+        let mut held = cache.bytes();
+        let mut top = None::<f64>;
+        for &(p, _, o) in &order {
+            if held <= self.target {
+                break;
+            }
+            held = held.saturating_sub(bytes(o));
+            self.queue.push(o);
+            top = Some(top.map_or(p, |t| t.max(p)));
+        }
+        self.queue.reverse();
+        if let (true, Some(l)) = (gd, top) {
+            self.clock.advance(self.now, l);
+        }
+    }
+}
+
+impl Policy for Batch<'_> {
+    fn hit(&mut self, a: u32, _o: u32, at: &At) {
+        self.hits[a as usize] += 1;
+        self.last_t[a as usize] = at.t;
+        self.now = at.t;
+    }
+    fn insert(&mut self, a: u32, _o: u32, at: &At) {
+        self.hits[a as usize] = 0;
+        self.last_t[a as usize] = at.t;
+        self.now = at.t;
+    }
+    fn removed(&mut self, _r: &Removed) {}
+    fn victim(&mut self, cache: &Cache) -> Option<Victim> {
+        if self.queue.is_empty() {
+            self.plan(cache);
+        }
+        self.queue.pop().map(Victim::Output)
+    }
+    fn rest_of_batch(&mut self) -> Option<Victim> {
+        self.queue.pop().map(Victim::Output)
+    }
+}
