@@ -1319,6 +1319,7 @@ fn trim_and_stats_with_remote_are_the_remote_commands() {
     for bad in [
         &["--budget", "10%"][..],
         &["--budget", "1GiB", "--exe-quota", "1GiB"][..],
+        &["--budget", "1GiB", "--policy", "gdsf"][..],
         &[][..],
     ] {
         let mut args = vec!["trim", "--remote", &url];

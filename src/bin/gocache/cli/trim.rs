@@ -62,6 +62,13 @@ fn trim_remote(global: &Global, url: String, args: Args) -> anyhow::Result<ExitC
                 .into(),
         ));
     }
+    if l.policy.is_some() {
+        return Err(bad(
+            "trim --remote evicts by fleet-wide last use only: --policy applies to a local \
+             cache; drop it"
+                .into(),
+        ));
+    }
     let budget = match l.budget {
         Some(gocache::limits::SizeSpec::Bytes(b)) => b,
         Some(gocache::limits::SizeSpec::Percent(_)) => {
