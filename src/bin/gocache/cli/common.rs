@@ -39,6 +39,10 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
+/// The exit status of a trim (local or remote) that ran but left a limit
+/// unmet (see `cli/mod.rs`).
+pub const LIMITS_NOT_MET: u8 = 3;
+
 /// 2 for bad input (the user can fix the command line or environment), 1
 /// for everything else. (3, limits not met, is a trim's outcome, not an
 /// error: `trim` returns it.)

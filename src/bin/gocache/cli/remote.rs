@@ -460,7 +460,7 @@ fn trim(global: &Global, args: TrimArgs) -> anyhow::Result<ExitCode> {
     Ok(if report.dry_run || met {
         ExitCode::SUCCESS
     } else {
-        ExitCode::from(super::trim::LIMITS_NOT_MET)
+        ExitCode::from(super::common::LIMITS_NOT_MET)
     })
 }
 

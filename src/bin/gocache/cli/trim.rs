@@ -105,10 +105,6 @@ struct Out<'a> {
     report: &'a TrimReport,
 }
 
-/// The exit status of a trim that ran but left a limit unmet (see
-/// `cli/mod.rs`).
-pub const LIMITS_NOT_MET: u8 = 3;
-
 pub fn run(global: &Global, mut args: Args) -> anyhow::Result<ExitCode> {
     if let Some(url) = args.remote.take() {
         return trim_remote(global, url, args);
@@ -193,7 +189,7 @@ pub fn run(global: &Global, mut args: Args) -> anyhow::Result<ExitCode> {
     Ok(if report.dry_run || report.limits_met {
         ExitCode::SUCCESS
     } else {
-        ExitCode::from(LIMITS_NOT_MET)
+        ExitCode::from(super::common::LIMITS_NOT_MET)
     })
 }
 
