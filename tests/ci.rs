@@ -165,6 +165,13 @@ fn use_dep(sb: &Sandbox, v: u32) {
 /// What a CI job runs, against the cache `cache`: build, vet, test and
 /// the tool. Returns `go test`'s output.
 fn go_job(sb: &Sandbox, app: &Path, cache: &Path, dep: u32) -> String {
+    go_job_by(sb, app, cache, dep, false)
+}
+
+/// [`go_job`]; with `tool_later`, the tool runs in a later second than
+/// the builds (a wait of at most a second), so that what it made is newer
+/// than everything else the job made, by Go's whole-second mtimes.
+fn go_job_by(sb: &Sandbox, app: &Path, cache: &Path, dep: u32, tool_later: bool) -> String {
     let go = |args: &[&str]| {
         let mut cmd = sb.go(args);
         cmd.current_dir(app).env("GOCACHE", cache);
@@ -173,6 +180,12 @@ fn go_job(sb: &Sandbox, app: &Path, cache: &Path, dep: u32) -> String {
     go(&["build", "./..."]);
     go(&["vet", "./..."]);
     let test = String::from_utf8(go(&["test", "./..."]).stdout).unwrap();
+    if tool_later {
+        let built = now();
+        while now() <= built {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
     let out = String::from_utf8(go(&["run", "./cmd/tool"]).stdout).unwrap();
     assert_eq!(out.trim(), format!("hello from v{dep} 3"));
     test
@@ -247,6 +260,19 @@ fn ci_job(
     end_args: &[&str],
     posix: bool,
 ) -> Job {
+    ci_job_by(sb, app, archive, dep, end_args, posix, false)
+}
+
+/// [`ci_job`], its go commands run by [`go_job_by`] with `tool_later`.
+fn ci_job_by(
+    sb: &Sandbox,
+    app: &Path,
+    archive: &Path,
+    dep: u32,
+    end_args: &[&str],
+    posix: bool,
+    tool_later: bool,
+) -> Job {
     restore(sb, archive);
     let restored = walk(&sb.cache());
     let label = format!("dep v{dep}");
@@ -254,7 +280,7 @@ fn ci_job(
         sb.gocache(["ci", "begin", "--json", "--label", &label]),
     ));
     use_dep(sb, dep);
-    let test = go_job(sb, app, &sb.cache(), dep);
+    let test = go_job_by(sb, app, &sb.cache(), dep, tool_later);
     let after_go = walk(&sb.cache());
     // Go's own trim did not run: everything restored is still there, and
     // trim.txt says what ci begin wrote.
@@ -719,7 +745,9 @@ fn ci_end_policy_gdsf_keeps_the_runs_rule_and_meets_the_budget_by_evicting_the_b
     }
     let keep = ["--keep-runs", "2"];
     let one = ci_job(&sb, &app, &archive, 1, &keep, false);
-    let two = ci_job(&sb, &app, &archive, 2, &keep, true);
+    // Run 2 links its tool a second after its builds: lru's order within
+    // the run is by whole seconds.
+    let two = ci_job_by(&sb, &app, &archive, 2, &keep, true, true);
     assert!(two.end["limits_met"].as_bool().unwrap());
 
     // Run 3, by hand: the same ci end on three copies of the cache (index
