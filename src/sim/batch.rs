@@ -16,9 +16,9 @@
 //! `trim-gds` every hit count is 0, as the index has them when only the
 //! hook (`gocache hook` after plain go commands), `gocache ci end` or a
 //! cron `gocache trim` see the cache: none of them counts a use of a build
-//! entry (`ci end` marks runs, not hits; the hook run by `gocache go`
-//! counts only the `go run` and `go tool` programs it starts, which the
-//! trace's `exe` actions are and `trim-gds` leaves at 0 too). So
+//! entry (`ci end` marks runs, not hits). The hook run by `gocache go`
+//! counts the programs it starts (`go run`, `go tool`) and nothing else;
+//! `trim-gds` leaves those at 0 too. So
 //! what `gocache simulate` reports for them is what shipping the policy
 //! gives, but for what the simulator leaves out everywhere: grace periods
 //! and age limits, and the split of old actions from their group (which
