@@ -61,8 +61,10 @@
 //! ```
 //!
 //! - `hits`: the uses recorded of the group's members (the most of any
-//!   member; only the wrapper and GOCACHEPROG count uses: under the hook
-//!   alone every group has 0, and `gdsf` is GreedyDual-Size);
+//!   member; GOCACHEPROG counts every hit, the wrapper only the programs
+//!   it starts, and the hook after plain go, `ci end` and a cron trim
+//!   none: there every build group has 0, and `gdsf` is GreedyDual-Size,
+//!   which `gocache simulate` replays as `trim-gds`);
 //! - `cost`: 1 under `gdsf` (GreedyDual-Size-Frequency, Cherkasova 1998:
 //!   small, often used entries first); under `gd-cost` the rebuild seconds,
 //!   measured where the caller has them (the trace's puts, the most of the

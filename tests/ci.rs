@@ -165,6 +165,13 @@ fn use_dep(sb: &Sandbox, v: u32) {
 /// What a CI job runs, against the cache `cache`: build, vet, test and
 /// the tool. Returns `go test`'s output.
 fn go_job(sb: &Sandbox, app: &Path, cache: &Path, dep: u32) -> String {
+    go_job_by(sb, app, cache, dep, false)
+}
+
+/// [`go_job`]; with `tool_later`, the tool runs in a later second than
+/// the builds (a wait of at most a second), so that what it made is newer
+/// than everything else the job made, by Go's whole-second mtimes.
+fn go_job_by(sb: &Sandbox, app: &Path, cache: &Path, dep: u32, tool_later: bool) -> String {
     let go = |args: &[&str]| {
         let mut cmd = sb.go(args);
         cmd.current_dir(app).env("GOCACHE", cache);
@@ -173,6 +180,12 @@ fn go_job(sb: &Sandbox, app: &Path, cache: &Path, dep: u32) -> String {
     go(&["build", "./..."]);
     go(&["vet", "./..."]);
     let test = String::from_utf8(go(&["test", "./..."]).stdout).unwrap();
+    if tool_later {
+        let built = now();
+        while now() <= built {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
     let out = String::from_utf8(go(&["run", "./cmd/tool"]).stdout).unwrap();
     assert_eq!(out.trim(), format!("hello from v{dep} 3"));
     test
@@ -247,6 +260,19 @@ fn ci_job(
     end_args: &[&str],
     posix: bool,
 ) -> Job {
+    ci_job_by(sb, app, archive, dep, end_args, posix, false)
+}
+
+/// [`ci_job`], its go commands run by [`go_job_by`] with `tool_later`.
+fn ci_job_by(
+    sb: &Sandbox,
+    app: &Path,
+    archive: &Path,
+    dep: u32,
+    end_args: &[&str],
+    posix: bool,
+    tool_later: bool,
+) -> Job {
     restore(sb, archive);
     let restored = walk(&sb.cache());
     let label = format!("dep v{dep}");
@@ -254,7 +280,7 @@ fn ci_job(
         sb.gocache(["ci", "begin", "--json", "--label", &label]),
     ));
     use_dep(sb, dep);
-    let test = go_job(sb, app, &sb.cache(), dep);
+    let test = go_job_by(sb, app, &sb.cache(), dep, tool_later);
     let after_go = walk(&sb.cache());
     // Go's own trim did not run: everything restored is still there, and
     // trim.txt says what ci begin wrote.
@@ -669,4 +695,188 @@ fn a_job_that_restored_nothing_starts_a_new_cache() {
     // Without a ci begin, ci end still works, and says what it cannot do.
     let out = run_ok(sb.gocache(["ci", "end"]));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no ci begin was recorded"));
+}
+
+/// A table of `n` numbers for a dependency's package: a few hundred KiB of
+/// compiled output that no program links (dead code), so that the
+/// package is big and the executables are not.
+fn write_table(sb: &Sandbox, v: u32, n: usize) {
+    let mut src =
+        format!("package dep\n\n// Table is version {v}'s table.\nvar Table = [...]uint64{{\n");
+    for i in 0..n {
+        src.push_str(&format!(
+            "\t{},\n",
+            (i as u64 + 1) * 2_654_435_761 + u64::from(v)
+        ));
+    }
+    src.push_str("}\n");
+    write_old(&sb.root().join(format!("work/dep-v{v}/table.go")), &src);
+}
+
+/// The programs named `name` that a `ci end` report lists as kept.
+fn programs_named<'a>(end: &'a Value, name: &str) -> Vec<&'a Value> {
+    end["largest_programs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["program"] == name)
+        .collect()
+}
+
+/// `ci end --policy gdsf` with the real go: three runs through `tar`, the
+/// dependency bumped each run, and at the third a budget below what the
+/// last two runs used. The runs rule comes first under both orders, the
+/// budget is met, the next run builds and hits; and within the older run
+/// the order differs as the policies say: `lru` takes that run's entries
+/// in the order it used them, so its newest (the `go run` tool it linked
+/// last) stays, while `gdsf`, with no hits counted (`ci end` counts none
+/// under plain go: GreedyDual-Size), takes the biggest group first, which
+/// is that tool's executable.
+#[test]
+fn ci_end_policy_gdsf_keeps_the_runs_rule_and_meets_the_budget_by_evicting_the_biggest_first() {
+    let sb = Sandbox::new();
+    let app = write_app(&sb);
+    copy_tree(template_cache(), &sb.cache());
+    backdate(&sb.cache(), std::time::Duration::from_secs(30 * 86_400));
+    let archive = sb.root().join("saved.tar");
+    save(&sb, &archive, false);
+    for v in 1..=3 {
+        write_table(&sb, v, 20_000);
+    }
+    let keep = ["--keep-runs", "2"];
+    let one = ci_job(&sb, &app, &archive, 1, &keep, false);
+    // Run 2 links its tool a second after its builds: lru's order within
+    // the run is by whole seconds.
+    let two = ci_job_by(&sb, &app, &archive, 2, &keep, true, true);
+    assert!(two.end["limits_met"].as_bool().unwrap());
+
+    // Run 3, by hand: the same ci end on three copies of the cache (index
+    // included) as go left it.
+    restore(&sb, &archive);
+    let begin = json(&run_ok(sb.gocache(["ci", "begin", "--json"])));
+    assert_eq!(begin["run"], 3);
+    use_dep(&sb, 3);
+    go_job(&sb, &app, &sb.cache(), 3);
+    let after_go = walk(&sb.cache());
+    let used_after = begin["used_after"].as_i64().unwrap();
+    let third: BTreeSet<String> = after_go
+        .iter()
+        .filter(|(n, e)| e.mtime > used_after || !two.kept.contains_key(*n))
+        .map(|(n, _)| n.clone())
+        .collect();
+    // An output leaves with the last action naming it: what the later
+    // runs' actions name stays with them.
+    let later: BTreeSet<String> = two.touched().union(&third).cloned().collect();
+    let named_later = outputs_named(&sb.cache(), &later, &after_go);
+    let named_third = outputs_named(&sb.cache(), &third, &after_go);
+    let first_only: BTreeSet<String> = one
+        .touched()
+        .difference(&later)
+        .filter(|n| after_go.contains_key(*n) && !named_later.contains(*n))
+        .cloned()
+        .collect();
+    assert!(!first_only.is_empty(), "dep v1's entries");
+    // What only run 2 used, with the times run 2 used it (ci end has moved
+    // them back since; the index keeps the real last use).
+    let second_only: BTreeMap<String, OnDisk> = two
+        .after_go
+        .iter()
+        .filter(|(n, _)| {
+            two.touched().contains(*n)
+                && !third.contains(*n)
+                && !named_third.contains(*n)
+                && after_go.contains_key(*n)
+        })
+        .map(|(n, e)| (n.clone(), *e))
+        .collect();
+    let newest = second_only.values().map(|e| e.mtime).max().unwrap();
+    let (older, newer): (Vec<&String>, Vec<&String>) = second_only
+        .keys()
+        .partition(|n| second_only[*n].mtime < newest);
+    let (_, older_bytes) = count(&after_go, older.iter().copied());
+    let biggest = second_only
+        .keys()
+        .max_by_key(|n| after_go[*n].allocated)
+        .unwrap();
+    assert!(
+        newer.contains(&biggest),
+        "run 2's tool, linked last, is its biggest entry: {biggest}"
+    );
+    assert!(
+        after_go[biggest].allocated > older_bytes,
+        "{biggest}: {} <= {older_bytes}",
+        after_go[biggest].allocated
+    );
+
+    let end_on = |cache: &Path, args: &[&str]| {
+        let mut c = sb.gocache(["ci", "end", "--json", "--keep-runs", "2"]);
+        c.args(args).env("GOCACHE", cache);
+        json(&run_ok(c))
+    };
+    // The probe: what the runs rule alone leaves.
+    let probe = sb.root().join("probe");
+    copy_tree(&sb.cache(), &probe);
+    let alone = end_on(&probe, &[]);
+    assert_eq!(alone["removed_by_rule"][0][0], "keep_runs", "{alone}");
+    let budget = alone["cache_bytes"].as_u64().unwrap() - older_bytes / 2;
+    let budget_arg = budget.to_string();
+    let lru_cache = sb.root().join("lru");
+    copy_tree(&sb.cache(), &lru_cache);
+    let lru = end_on(&lru_cache, &["--budget", &budget_arg, "--policy", "lru"]);
+    let gdsf = end_on(&sb.cache(), &["--budget", &budget_arg, "--policy", "gdsf"]);
+    save(&sb, &archive, true);
+
+    for (name, end, cache) in [("lru", &lru, &lru_cache), ("gdsf", &gdsf, &sb.cache())] {
+        assert_eq!(end["limits"]["policy"], name, "{end}");
+        // The runs rule first, and the same under both.
+        let rules = end["removed_by_rule"].as_array().unwrap();
+        assert_eq!(
+            (&rules[0], &rules[1][0]),
+            (&alone["removed_by_rule"][0], &"budget".into()),
+            "{name}: {end}"
+        );
+        let kept = walk(cache);
+        assert!(
+            first_only.iter().all(|n| !kept.contains_key(n)),
+            "{name}: dep v1's entries stayed"
+        );
+        assert!(
+            third.iter().all(|n| kept.contains_key(n)),
+            "{name}: run 3 lost what it used"
+        );
+        // The budget is met, also by du.
+        assert!(end["limits_met"].as_bool().unwrap(), "{name}: {end}");
+        assert!(end["cache_bytes"].as_u64().unwrap() <= budget, "{name}");
+        assert!(du(cache) <= budget + (256 << 10), "{name}");
+    }
+    // Within run 2: lru kept what run 2 used last (its tool, listed as
+    // kept and unused), gdsf took the biggest (that tool) and left the
+    // small ones lru took.
+    let (lru_kept, gdsf_kept) = (walk(&lru_cache), walk(&sb.cache()));
+    assert!(newer.iter().all(|n| lru_kept.contains_key(*n)), "{lru}");
+    assert!(older.iter().any(|n| !lru_kept.contains_key(*n)), "{lru}");
+    assert!(!gdsf_kept.contains_key(biggest), "{gdsf}");
+    assert!(older.iter().all(|n| gdsf_kept.contains_key(*n)), "{gdsf}");
+    assert_eq!(programs_named(&lru, "tool").len(), 2, "{lru}");
+    let tools = programs_named(&gdsf, "tool");
+    assert_eq!(tools.len(), 1, "{gdsf}");
+    assert_eq!(tools[0]["used"], true);
+    // gdsf's clock, for the next trim's priorities, is in the index.
+    let conn = rusqlite::Connection::open(sb.index()).unwrap();
+    let clock: String = conn
+        .query_row("SELECT value FROM meta WHERE key = 'gdsf_clock'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert!(clock.starts_with("[["), "{clock}");
+    drop(conn);
+
+    // Run 4 on what gdsf saved builds, and hits everything run 3 made.
+    let four = ci_job(&sb, &app, &archive, 3, &keep, false);
+    assert_eq!(four.begin["start"], "sealed");
+    assert_eq!(
+        four.tests_cached,
+        ["example.com/app/greet", "example.com/app/mathx"]
+    );
+    assert_same(&four.new_actions, &BTreeSet::new(), "run 4: build misses");
 }

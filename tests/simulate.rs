@@ -52,6 +52,7 @@ fn a_saved_trace_replays_to_the_same_report_and_the_plot_is_drawn() {
             "gd-cost",
             "trim-lru",
             "trim-gdsf",
+            "trim-gds",
             "trim-gd-cost",
             "go-age",
             "belady",
@@ -59,12 +60,12 @@ fn a_saved_trace_replays_to_the_same_report_and_the_plot_is_drawn() {
             "bound"
         ]
     );
-    let bound = rows[10]["saved_s"].as_f64().unwrap();
+    let bound = rows[11]["saved_s"].as_f64().unwrap();
     // The optimum's brackets: lower (a feasible schedule, at least
     // belady's) and bound.
-    let lower = rows[9]["saved_s"].as_f64().unwrap();
-    assert!(lower >= rows[8]["saved_s"].as_f64().unwrap() && lower <= bound + 1e-6);
-    assert!(["greedy", "belady"].contains(&rows[9]["schedule"].as_str().unwrap()));
+    let lower = rows[10]["saved_s"].as_f64().unwrap();
+    assert!(lower >= rows[9]["saved_s"].as_f64().unwrap() && lower <= bound + 1e-6);
+    assert!(["greedy", "belady"].contains(&rows[10]["schedule"].as_str().unwrap()));
     for r in rows.iter().filter(|r| r["has_budget"] == true) {
         assert!(r["saved_s"].as_f64().unwrap() <= bound + 1e-6, "{r}");
         assert!(r["peak_bytes"].as_u64().unwrap() <= budgets[0]["budget"].as_u64().unwrap());

@@ -1,5 +1,5 @@
-//! `trim-lru`, `trim-gdsf` and `trim-gd-cost`: the real trim's orders,
-//! replayed in their batch form.
+//! `trim-lru`, `trim-gdsf`, `trim-gds` and `trim-gd-cost`: the real trim's
+//! orders, replayed in their batch form.
 //!
 //! The other policies evict one entry at a time, the moment the cache is
 //! over budget, keeping per-entry priorities up to date on every request.
@@ -12,7 +12,13 @@
 //! it (`gdsf`: cost 1; `gd-cost`: rebuild seconds measured where the trace
 //! has them, else [`estimate_cost`] from kind and size, as the real trim
 //! does, not the simulator's fitted estimate). `hits` are the hits since
-//! the entry was stored, as the index counts them for `gocache prog`. So
+//! the entry was stored, as the index counts them for `gocache prog`; for
+//! `trim-gds` every hit count is 0, as the index has them when only the
+//! hook (`gocache hook` after plain go commands), `gocache ci end` or a
+//! cron `gocache trim` see the cache: none of them counts a use of a build
+//! entry (`ci end` marks runs, not hits). The hook run by `gocache go`
+//! counts the programs it starts (`go run`, `go tool`) and nothing else;
+//! `trim-gds` leaves those at 0 too. So
 //! what `gocache simulate` reports for them is what shipping the policy
 //! gives, but for what the simulator leaves out everywhere: grace periods
 //! and age limits, and the split of old actions from their group (which
@@ -28,6 +34,9 @@ use crate::policy::{Clock, HEADROOM, estimate_cost, gdsf_priority};
 pub struct Batch<'w> {
     w: &'w Workload,
     kind: Eviction,
+    /// Whether hits are counted (`gocache prog`) or every count stays 0
+    /// (the hook, `ci end`).
+    count_hits: bool,
     /// Evict down to this once over budget.
     target: u64,
     /// Per action: hits since it was stored, and its last request's time.
@@ -46,12 +55,22 @@ impl<'w> Batch<'w> {
         Batch {
             w,
             kind,
+            count_hits: true,
             target: (budget as f64 * HEADROOM) as u64,
             hits: vec![0; w.actions()],
             last_t: vec![i64::MIN; w.actions()],
             now: i64::MIN,
             clock: Clock::default(),
             queue: Vec::new(),
+        }
+    }
+
+    /// The same with every hit count at 0, as the index has them where
+    /// nothing counts uses (see the module doc).
+    pub fn without_hits(self) -> Batch<'w> {
+        Batch {
+            count_hits: false,
+            ..self
         }
     }
 
@@ -120,7 +139,7 @@ impl<'w> Batch<'w> {
 
 impl Policy for Batch<'_> {
     fn hit(&mut self, a: u32, _o: u32, at: &At) {
-        self.hits[a as usize] += 1;
+        self.hits[a as usize] += u64::from(self.count_hits);
         self.last_t[a as usize] = at.t;
         self.now = at.t;
     }

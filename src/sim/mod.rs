@@ -10,7 +10,8 @@
 //!   after issue 16's grouping fix, Go's age rule, GDSF, a
 //!   GreedyDual weighted by rebuild cost, and Belady's MIN (offline).
 //! - `batch`: the real trim's order in its batch form (`trim-lru`,
-//!   `trim-gdsf`), with `policy`'s own functions.
+//!   `trim-gdsf`, `trim-gds`, `trim-gd-cost`), with `policy`'s own
+//!   functions.
 //! - [`bound`]: the PFOO-L upper bound (Berger et al., SIGMETRICS 2018).
 //! - [`schedule`]: the lower bracket, a feasible offline schedule, so
 //!   that the optimum lies between it and the bound.

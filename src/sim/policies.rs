@@ -16,6 +16,7 @@
 //! | `belady` | offline: the action whose next request is farthest (Belady's MIN, evicting until the bytes fit); a practical reference, not a bound, with sizes |
 //! | `trim-lru` | `gocache trim --policy lru` in its batch form ([`super::batch`]): once over budget, whole groups by their newest use down to 90% of it |
 //! | `trim-gdsf` | `gocache trim --policy gdsf` in its batch form: groups by `L + (hits + 1) / MiB` |
+//! | `trim-gds` | `gocache trim --policy gdsf` where no hits are counted (the hook after plain go commands, `ci end`, a cron trim): `trim-gdsf` with every hit count at 0, GreedyDual-Size: groups by `L + 1 / MiB` |
 //! | `trim-gd-cost` | `gocache trim --policy gd-cost` in its batch form: groups by `L + (hits + 1) × seconds / MiB`, measured or estimated as the real trim has them |
 //! | `lower` | offline: the lower bracket on the optimum, the better of `belady` and a greedy feasible schedule ([`super::schedule`]) |
 //!
@@ -89,6 +90,8 @@ pub enum PolicyName {
     TrimLru,
     /// The real trim's `gdsf`, in batch form.
     TrimGdsf,
+    /// The real trim's `gdsf` with every hit count at 0, in batch form.
+    TrimGds,
     /// The real trim's `gd-cost`, in batch form.
     TrimGdCost,
     /// Belady's MIN, evicting until the bytes fit (offline).
@@ -102,13 +105,14 @@ pub enum PolicyName {
 
 impl PolicyName {
     /// All of them, in report order.
-    pub const ALL: [PolicyName; 11] = [
+    pub const ALL: [PolicyName; 12] = [
         PolicyName::Lru,
         PolicyName::LruActions,
         PolicyName::Gdsf,
         PolicyName::GdCost,
         PolicyName::TrimLru,
         PolicyName::TrimGdsf,
+        PolicyName::TrimGds,
         PolicyName::TrimGdCost,
         PolicyName::GoAge,
         PolicyName::Belady,
@@ -126,6 +130,7 @@ impl PolicyName {
             PolicyName::GdCost => "gd-cost",
             PolicyName::TrimLru => "trim-lru",
             PolicyName::TrimGdsf => "trim-gdsf",
+            PolicyName::TrimGds => "trim-gds",
             PolicyName::TrimGdCost => "trim-gd-cost",
             PolicyName::Belady => "belady",
             PolicyName::Lower => "lower",
@@ -163,6 +168,7 @@ impl PolicyName {
             PolicyName::GdCost => Box::new(GreedyDual::new(na, true)),
             PolicyName::TrimLru => Box::new(Batch::new(w, budget, Eviction::Lru)),
             PolicyName::TrimGdsf => Box::new(Batch::new(w, budget, Eviction::Gdsf)),
+            PolicyName::TrimGds => Box::new(Batch::new(w, budget, Eviction::Gdsf).without_hits()),
             PolicyName::TrimGdCost => Box::new(Batch::new(w, budget, Eviction::GdCost)),
             PolicyName::Belady => Box::new(Belady(Heap::new(na))),
             PolicyName::Lower | PolicyName::Bound => return None,

@@ -434,10 +434,10 @@ fn progress_adds_up_to_the_work() {
         &c,
     );
     let n = w.requests.len() as u64;
-    // The unbounded replay, eight policies (the three batch ones and
-    // belady too) at two budgets, go-age once, and the lower bracket's two
+    // The unbounded replay, nine policies (the four batch ones and belady
+    // too) at two budgets, go-age once, and the lower bracket's two
     // schedules at two budgets.
-    assert_eq!(c.0.load(Ordering::Relaxed), n * (1 + 8 * 2 + 1 + 2 * 2));
+    assert_eq!(c.0.load(Ordering::Relaxed), n * (1 + 9 * 2 + 1 + 2 * 2));
     assert_eq!(c.1.load(Ordering::Relaxed), c.0.load(Ordering::Relaxed));
 }
 
@@ -536,7 +536,7 @@ fn the_simulators_batch_policies_evict_what_policy_plan_evicts() {
         b[..8].copy_from_slice(&n.to_be_bytes());
         Id(b)
     };
-    let mut differs = 0;
+    let (mut differs, mut unhit_differs) = (0, 0);
     for seed in 0..30 {
         let mut rng = fastrand::Rng::with_seed(seed);
         let n_out = rng.u64(3..10);
@@ -601,13 +601,22 @@ fn the_simulators_batch_policies_evict_what_policy_plan_evicts() {
         }
         let measured: std::collections::HashMap<u64, f64> =
             used.keys().map(|&a| (a + 1, cost(a))).collect();
+        // The same cache as the hook and `ci end` index it: no hits.
+        let unhit: Vec<Entry> = entries
+            .iter()
+            .map(|e| Entry {
+                hits: 0,
+                ..e.clone()
+            })
+            .collect();
         let fp = simulate(&w, &[], &[], 1, &Silent).unbounded.peak_bytes;
         for budget in [fp / 4, fp / 2, fp - 1] {
             let mut by_kind = Vec::new();
-            for (kind, name) in [
-                (Eviction::Lru, PolicyName::TrimLru),
-                (Eviction::Gdsf, PolicyName::TrimGdsf),
-                (Eviction::GdCost, PolicyName::TrimGdCost),
+            for (kind, name, entries) in [
+                (Eviction::Lru, PolicyName::TrimLru, &entries),
+                (Eviction::Gdsf, PolicyName::TrimGdsf, &entries),
+                (Eviction::GdCost, PolicyName::TrimGdCost, &entries),
+                (Eviction::Gdsf, PolicyName::TrimGds, &unhit),
             ] {
                 let limits = crate::limits::Limits {
                     budget: Some((budget as f64 * crate::policy::HEADROOM) as u64),
@@ -623,7 +632,7 @@ fn the_simulators_batch_policies_evict_what_policy_plan_evicts() {
                 };
                 let now = order.len() as i64 + 10 * 3600;
                 let plan = crate::policy::plan_with(
-                    &entries,
+                    entries,
                     None,
                     &limits,
                     &Default::default(),
@@ -648,9 +657,58 @@ fn the_simulators_batch_policies_evict_what_policy_plan_evicts() {
                 by_kind.push(acts);
             }
             differs += usize::from(by_kind[0] != by_kind[1]);
+            unhit_differs += usize::from(by_kind[1] != by_kind[3]);
         }
     }
     assert!(differs > 5, "the orders differ somewhere: {differs}");
+    assert!(
+        unhit_differs > 5,
+        "hits change gdsf's order: {unhit_differs}"
+    );
+}
+
+#[test]
+fn trim_gds_is_gdsf_as_the_hook_and_ci_end_run_it_with_no_hits_counted() {
+    // A (a 40 KiB output) is used 11 times; then B, C and D (4 KiB each)
+    // once each, with room for A and two of them; then A again. At D the
+    // cache is over budget and one batch evicts down to 90% of it.
+    // trim-gdsf, with A's 10 hits: A's priority (10 + 1) / 44 KiB beats
+    // the small ones' 1 / 8 KiB, so B and C go and A hits. trim-gds, with
+    // every count at 0 as the hook and `ci end` record them: 1 / 44 KiB is
+    // the lowest, A goes (as under trim-lru, A being the oldest) and
+    // misses.
+    let (a, b, c, d) = (0, 1, 2, 3);
+    let mut order = vec![a; 11];
+    order.extend([b, c, d, a]);
+    let w = lookups(
+        &order,
+        |k| k,
+        |k| if k == a { 10 * BLOCK } else { BLOCK },
+        |_| 1.0,
+    );
+    let budget = 11 * BLOCK + 2 * 2 * BLOCK;
+    let r = sim(
+        &w,
+        &[budget],
+        &[
+            PolicyName::TrimLru,
+            PolicyName::TrimGdsf,
+            PolicyName::TrimGds,
+        ],
+    );
+    assert_eq!(hits(&r, 0, PolicyName::TrimGdsf), 11);
+    assert_eq!(hits(&r, 0, PolicyName::TrimGds), 10);
+    assert_eq!(hits(&r, 0, PolicyName::TrimLru), 10);
+    // What each batch evicted (in dense ids: actions and outputs are
+    // numbered as first seen, a, b, c, d).
+    assert_eq!(
+        victims_at_end(&w, PolicyName::TrimGdsf, budget),
+        (vec![1, 2], vec![1, 2])
+    );
+    assert_eq!(
+        victims_at_end(&w, PolicyName::TrimGds, budget),
+        (vec![0], vec![0])
+    );
 }
 
 #[test]

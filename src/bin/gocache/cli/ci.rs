@@ -92,8 +92,10 @@ struct EndArgs {
     #[arg(long, value_name = "SIZE", value_parser = parse_exe_quota, allow_hyphen_values = true)]
     exe_quota: Option<gocache::limits::SizeSpec>,
     /// The order --budget and --exe-quota evict in within a run: lru,
-    /// gdsf or gd-cost (see `gocache help limits`) [default: the stored
-    /// policy, else lru].
+    /// gdsf or gd-cost (see `gocache help limits`; ci end counts no hits,
+    /// so under plain go gdsf takes the biggest first: `gocache simulate
+    /// --policy trim-gds` replays that) [default: the stored policy, else
+    /// lru].
     #[arg(long, value_name = "POLICY", value_parser = parse_eviction)]
     policy: Option<gocache::limits::Eviction>,
     /// Print the report as JSON.

@@ -24,7 +24,10 @@ use gocache::sim::{PolicyName, Report, Workload, simulate};
 /// gd-cost (GreedyDual weighted by rebuild seconds), trim-lru, trim-gdsf
 /// and trim-gd-cost (what `gocache trim --policy lru|gdsf|gd-cost` ships:
 /// the same orders in the real trim's batch form, planned once over budget
-/// and evicting whole groups to 90% of it), go-age (Go's own
+/// and evicting whole groups to 90% of it; hits as `gocache prog` counts
+/// them), trim-gds (trim-gdsf with every hit count at 0: what `--policy
+/// gdsf` does under the hook after plain go commands, `ci end` or a cron
+/// trim, which count no hits of build entries), go-age (Go's own
 /// 5-day rule; no size limit), belady (offline: the farthest next use),
 /// lower (offline: the better of belady and a greedy feasible schedule,
 /// by rebuild seconds: the optimum saves at least this much) and bound
@@ -46,8 +49,8 @@ pub struct Args {
     #[arg(long = "budget", value_name = "SIZE", value_parser = parse_budget)]
     budgets: Vec<SizeSpec>,
     /// Policies to replay, repeated or comma-separated: lru, lru-actions,
-    /// gdsf, gd-cost, trim-lru, trim-gdsf, trim-gd-cost, go-age, belady,
-    /// lower, bound [default: all].
+    /// gdsf, gd-cost, trim-lru, trim-gdsf, trim-gds, trim-gd-cost, go-age,
+    /// belady, lower, bound [default: all].
     #[arg(long = "policy", value_name = "NAME", value_delimiter = ',', value_parser = parse_policy)]
     policies: Vec<PolicyName>,
     /// Print JSON instead of a table.
