@@ -35,6 +35,14 @@ pub const GOCACHE_DIR: &str = "gocache";
 pub struct Id(pub [u8; ID_LEN]);
 
 impl Id {
+    /// Its first 64 bits, big-endian: the compact name traces give an
+    /// entry (`sim::trace::TraceId`), and the key of measured costs.
+    pub fn prefix64(&self) -> u64 {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&self.0[..8]);
+        u64::from_be_bytes(b)
+    }
+
     /// Parses 64 lowercase hex digits. Go only ever writes lowercase, and
     /// accepting uppercase would let two names denote one ID.
     pub fn from_hex(hex: &[u8]) -> Option<Id> {

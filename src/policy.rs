@@ -230,7 +230,7 @@ pub struct CostInputs<'a> {
     /// The GreedyDual clock's history.
     pub clock: Option<&'a Clock>,
     /// Measured rebuild seconds by action, keyed by the first 64 bits of
-    /// its ID (as traces name entries: `sim::trace::TraceId`).
+    /// its ID ([`Id::prefix64`], as traces name entries).
     pub measured: Option<&'a HashMap<u64, f64>>,
 }
 
@@ -547,11 +547,7 @@ fn plan_inner(
     now: UnixTime,
 ) -> Plan {
     let run_of = |i: usize| runs.map_or(0, |(r, _)| r[i]);
-    let measured = |id: &Id| {
-        costs
-            .measured
-            .and_then(|m| m.get(&crate::sim::trace::TraceId::of(id).0).copied())
-    };
+    let measured = |id: &Id| costs.measured.and_then(|m| m.get(&id.prefix64()).copied());
     // Group entries: each output or executable starts a group, actions join
     // the group of the output they name; the rest are groups of one.
     let mut data: HashMap<Id, u32, IdHash> =
@@ -1640,7 +1636,7 @@ mod tests {
                     .unwrap()
                     .name
                     .id;
-                (crate::sim::trace::TraceId::of(&id).0, c)
+                (id.prefix64(), c)
             })
             .collect();
         let costs = CostInputs {

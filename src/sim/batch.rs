@@ -25,7 +25,7 @@
 //! takes an hour between uses).
 
 use super::cache::{Cache, Removed, Victim};
-use super::policies::{At, Policy};
+use super::evict::{At, Policy};
 use super::workload::{NONE, Workload};
 use crate::limits::Eviction;
 use crate::policy::{Clock, HEADROOM, estimate_cost, gdsf_priority};

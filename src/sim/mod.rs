@@ -39,6 +39,7 @@
 mod batch;
 pub mod bound;
 pub mod cache;
+pub mod evict;
 mod heap;
 pub mod plot;
 pub mod policies;

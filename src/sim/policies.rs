@@ -30,47 +30,10 @@
 
 use super::batch::Batch;
 use super::cache::{Cache, Removed, Victim};
+use super::evict::{At, Policy};
 use super::heap::{Heap, Prio};
 use super::workload::Workload;
 use crate::limits::Eviction;
-
-/// What a policy knows about the request being replayed.
-#[derive(Clone, Copy, Debug)]
-pub struct At {
-    /// The request's index in the workload (its logical time).
-    pub index: u32,
-    /// Unix milliseconds.
-    pub t: i64,
-    /// The index of the next request of the same action (offline policies
-    /// only; [`super::workload::NONE`] when none).
-    pub next: u32,
-    /// The action's rebuild seconds.
-    pub cost: f64,
-    /// The action's block plus its output's allocated bytes.
-    pub size: u64,
-}
-
-/// An eviction policy.
-pub trait Policy: Send {
-    /// Action `a` (naming `o`) was requested and is cached.
-    fn hit(&mut self, a: u32, o: u32, at: &At);
-    /// Action `a` naming `o` was stored.
-    fn insert(&mut self, a: u32, o: u32, at: &At);
-    /// Entries left the cache (chosen by the policy or not).
-    fn removed(&mut self, r: &Removed);
-    /// The next victim while the cache is over budget.
-    fn victim(&mut self, cache: &Cache) -> Option<Victim>;
-    /// A victim that must go by age before the request at `now` (Unix
-    /// milliseconds), whatever the budget.
-    fn expired(&mut self, _now: i64) -> Option<Victim> {
-        None
-    }
-    /// After the cache is back under budget: the rest of the batch being
-    /// evicted (batch policies evict below the budget, to a headroom).
-    fn rest_of_batch(&mut self) -> Option<Victim> {
-        None
-    }
-}
 
 /// The policies (and the bound) `gocache simulate` knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]

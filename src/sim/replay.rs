@@ -1,7 +1,7 @@
 //! Replaying a workload through a policy under a budget.
 
 use super::cache::{Cache, Removed, Victim};
-use super::policies::{At, Policy};
+use super::evict::{At, Policy};
 use super::workload::{NONE, Workload};
 
 /// How often (in requests) a replay reports progress.

@@ -44,8 +44,8 @@
 //! seconds saved) of this schedule and Belady's, both feasible.
 
 use super::cache::{Cache, Removed, Victim};
+use super::evict::{At, Policy};
 use super::heap::Heap;
-use super::policies::{At, Policy};
 use super::replay::{Outcome, replay};
 use super::workload::{NONE, Workload};
 

@@ -1,7 +1,7 @@
 //! The simulator on traces with known answers.
 
 use super::cache::{Cache, Removed, Victim};
-use super::policies::At;
+use super::evict::At;
 use super::synthetic::{GenSpec, generate};
 use super::trace::{Event, TraceId};
 use super::*;

@@ -82,9 +82,7 @@ pub struct TraceId(pub u64);
 impl TraceId {
     /// The compact form of a Go cache ID.
     pub fn of(id: &Id) -> TraceId {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&id.0[..8]);
-        TraceId(u64::from_be_bytes(b))
+        TraceId(id.prefix64())
     }
 
     /// Parses 16 to 64 hex digits (either case); the first 16 count.
