@@ -83,6 +83,13 @@ us_ok() {
   e=$EPOCHREALTIME
   echo $(( ${e/./} - ${s/./} ))
 }
+# The same, keeping the command's standard output (a --json report) in $1.
+us_json() {
+  local out=$1 s=$EPOCHREALTIME e; shift
+  "$@" >"$out" 2>/dev/null || true
+  e=$EPOCHREALTIME
+  echo $(( ${e/./} - ${s/./} ))
+}
 # Median of the numbers on stdin.
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a / b}'; }
@@ -445,13 +452,17 @@ if [[ " $PARTS " == *" ci "* ]]; then
   rm -rf "$W/ci-trim" && cp -a "$W/ci" "$W/ci-trim"
   budget=$(( $(du -s -B1 "$W/ci" | cut -f1) * 7 / 10 ))
   settle
-  end_us=$(us "$G" -q --cache-dir "$W/ci" ci end --budget "$budget")
+  end_us=$(us_json "$W/ci-end.json" "$G" -q --cache-dir "$W/ci" ci end --budget "$budget" --json)
   settle
   # Ages off: ci end has none (runs replace them), so both do the budget.
-  trim_us=$(us "$G" -q --cache-dir "$W/ci-trim" trim --budget "$budget" --build-max-age off --exe-max-age off)
-  row "gocache trim --budget 70% (baseline)" "$(sec "$trim_us")" "1.000x"
-  row "ci end --budget 70%" "$(sec "$end_us")" "$(ratio "$end_us" "$trim_us")x trim (target <= 1.0)"
-  rm -rf "$W/ci" "$W/ci-trim" "$W"/ci-index.sqlite "$W"/ci-trim.txt
+  trim_us=$(us_json "$W/ci-trim.json" "$G" -q --cache-dir "$W/ci-trim" trim --budget "$budget" --build-max-age off --exe-max-age off --json)
+  # Right after the job, trim cannot tell its uses from Go's 1h mtime lag
+  # and stops short of the budget; ci end knows them and meets it. The
+  # rows say how much each removed, so the ratio reads as what it is.
+  work() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); n=(d.get("removed") or {}).get("entries", (d.get("executed") or {}).get("removed", 0)); print("%d removed, budget %s" % (n, "met" if d.get("limits_met") else "NOT met"))' "$1" 2>/dev/null || echo "?"; }
+  row "gocache trim --budget 70% (baseline)" "$(sec "$trim_us")" "1.000x; $(work "$W/ci-trim.json")"
+  row "ci end --budget 70%" "$(sec "$end_us")" "$(ratio "$end_us" "$trim_us")x trim (target <= 1.0); $(work "$W/ci-end.json")"
+  rm -rf "$W/ci" "$W/ci-trim" "$W"/ci-index.sqlite "$W"/ci-trim.txt "$W"/ci-end.json "$W"/ci-trim.json
 
   # No index: a cache from an image, or the first run. Interleaved.
   rm -rf "$W/ci-new" && cp -a "$SRC" "$W/ci-new"
