@@ -239,17 +239,6 @@ fn print_begin(r: &BeginReport, cache: &Path, created: bool, seconds: f64) -> st
     Ok(())
 }
 
-#[derive(serde::Serialize)]
-struct EndOut<'a> {
-    cache_dir: &'a Path,
-    index: &'a Path,
-    /// Why the index file was not used, if it was not.
-    fallback: Option<&'a str>,
-    seconds: f64,
-    #[serde(flatten)]
-    report: &'a EndReport,
-}
-
 fn end(global: &Global, args: EndArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let ctx = match Ctx::locate(global) {
@@ -312,7 +301,7 @@ fn end(global: &Global, args: EndArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if args.json {
-        print_json(&EndOut {
+        print_json(&super::common::Located {
             cache_dir: &ctx.cache_dir,
             index: &ctx.index_path,
             fallback: fallback.as_deref(),

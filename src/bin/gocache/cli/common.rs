@@ -354,6 +354,20 @@ pub fn ago(now: gocache::UnixTime, t: gocache::UnixTime) -> String {
 }
 
 /// Writes `value` as pretty JSON to stdout, followed by a newline.
+/// A command's `--json` report with where and how it ran (`trim`, `ci
+/// end`): the cache, the index, why the index file was not used (if it
+/// was not), the seconds it took, then the report's own fields.
+#[derive(serde::Serialize)]
+pub struct Located<'a, R: serde::Serialize> {
+    pub cache_dir: &'a std::path::Path,
+    pub index: &'a std::path::Path,
+    /// Why the index file was not used, if it was not.
+    pub fallback: Option<&'a str>,
+    pub seconds: f64,
+    #[serde(flatten)]
+    pub report: &'a R,
+}
+
 pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();

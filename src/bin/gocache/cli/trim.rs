@@ -94,17 +94,6 @@ fn trim_remote(global: &Global, url: String, args: Args) -> anyhow::Result<ExitC
     )
 }
 
-#[derive(serde::Serialize)]
-struct Out<'a> {
-    cache_dir: &'a std::path::Path,
-    index: &'a std::path::Path,
-    /// Why the index file was not used, if it was not.
-    fallback: Option<&'a str>,
-    seconds: f64,
-    #[serde(flatten)]
-    report: &'a TrimReport,
-}
-
 pub fn run(global: &Global, mut args: Args) -> anyhow::Result<ExitCode> {
     if let Some(url) = args.remote.take() {
         return trim_remote(global, url, args);
@@ -176,7 +165,7 @@ pub fn run(global: &Global, mut args: Args) -> anyhow::Result<ExitCode> {
     }
     let seconds = started.elapsed().as_secs_f64();
     if args.json {
-        print_json(&Out {
+        print_json(&super::common::Located {
             cache_dir: &ctx.cache_dir,
             index: &ctx.index_path,
             fallback: fallback.as_deref(),
