@@ -615,21 +615,25 @@ fn an_endless_request_line_stops_the_server_with_a_message_not_a_bigger_process(
     assert!(sent < 64, "the server read all {sent} MiB");
 }
 
+/// Hits the index holds: counted on its entries, plus those waiting for a
+/// scan to find their entries.
+fn index_hits(sb: &Sandbox) -> u64 {
+    let conn = rusqlite::Connection::open(sb.index()).unwrap();
+    conn.query_row(
+        "SELECT (SELECT coalesce(sum(hits), 0) FROM entries)
+              + (SELECT coalesce(sum(hits), 0) FROM pending_uses)",
+        [],
+        |r| r.get::<_, i64>(0),
+    )
+    .unwrap() as u64
+}
+
 #[test]
 fn every_hit_of_a_session_is_in_the_index_soon_after_go_exits() {
     let sb = Sandbox::with_template();
     run_ok(sb.go(["build", "std"]));
     run_ok(sb.gocache(["scan"]));
-    let hits = || -> u64 {
-        let conn = rusqlite::Connection::open(sb.index()).unwrap();
-        conn.query_row(
-            "SELECT (SELECT coalesce(sum(hits), 0) FROM entries)
-                  + (SELECT coalesce(sum(hits), 0) FROM pending_uses)",
-            [],
-            |r| r.get::<_, i64>(0),
-        )
-        .unwrap() as u64
-    };
+    let hits = || index_hits(&sb);
     let before = hits();
     run_ok(with_prog(sb.go(["build", "std"])));
     let (gets, session_hits, _, _) = last_session(&sb);
@@ -870,16 +874,7 @@ fn a_warm_build_served_by_workers_is_all_hits_and_every_hit_is_recorded() {
     let sb = Sandbox::with_template();
     run_ok(sb.go(["build", "std"]));
     run_ok(sb.gocache(["scan"]));
-    let hits = || -> u64 {
-        let conn = rusqlite::Connection::open(sb.index()).unwrap();
-        conn.query_row(
-            "SELECT (SELECT coalesce(sum(hits), 0) FROM entries)
-                  + (SELECT coalesce(sum(hits), 0) FROM pending_uses)",
-            [],
-            |r| r.get::<_, i64>(0),
-        )
-        .unwrap() as u64
-    };
+    let hits = || index_hits(&sb);
     let before = hits();
     let mut go = sb.go(["build", "-p=8", "std"]);
     go.env(

@@ -13,7 +13,7 @@ use gocache::remote::RemoteUrl;
 use gocache::remote::store::{ObjectStore, PutBody, list_all};
 use serde_json::Value;
 
-use crate::support::garage::{GarageCluster, Key, REGION};
+use crate::support::garage::{GarageCluster, Key, REGION, clear_aws_env};
 use crate::support::*;
 
 /// A module of three packages: `main` imports `greet`, which imports
@@ -97,19 +97,7 @@ fn build(
         prog.push_str(a);
     }
     cmd.env("GOCACHEPROG", prog);
-    for v in [
-        "AWS_ENDPOINT_URL",
-        "AWS_ENDPOINT_URL_S3",
-        "AWS_REGION",
-        "AWS_DEFAULT_REGION",
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN",
-        "HTTP_PROXY",
-        "http_proxy",
-    ] {
-        cmd.env_remove(v);
-    }
+    clear_aws_env(&mut cmd);
     for (k, v) in env {
         cmd.env(k, v);
     }

@@ -937,17 +937,7 @@ pub(crate) fn remote_cmd(g: &GarageCluster, key: &Key, args: &[&str]) -> std::pr
 fn bare_cmd(args: &[&str]) -> std::process::Command {
     let mut cmd = std::process::Command::new(gocache_bin());
     cmd.args(args);
-    for v in [
-        "AWS_ENDPOINT_URL",
-        "AWS_ENDPOINT_URL_S3",
-        "AWS_REGION",
-        "AWS_DEFAULT_REGION",
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN",
-    ] {
-        cmd.env_remove(v);
-    }
+    crate::support::garage::clear_aws_env(&mut cmd);
     cmd
 }
 

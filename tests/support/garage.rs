@@ -541,7 +541,7 @@ api_bind_addr = "{s3}"
     }
 
     /// The environment a gocache process needs to use the cluster with
-    /// `key`.
+    /// `key` (after [`clear_aws_env`]).
     pub fn env(&self, key: &Key) -> Vec<(&'static str, String)> {
         vec![
             ("AWS_ENDPOINT_URL", self.endpoint()),
@@ -629,5 +629,24 @@ impl Drop for GarageCluster {
         for i in 0..3 {
             self.kill(i);
         }
+    }
+}
+
+/// Removes from `cmd`'s environment every variable the S3 store reads
+/// (endpoint, region, credentials) and the HTTP proxy ureq would honour,
+/// so a test's gocache sees only what the test sets.
+pub fn clear_aws_env(cmd: &mut std::process::Command) {
+    for v in [
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "HTTP_PROXY",
+        "http_proxy",
+    ] {
+        cmd.env_remove(v);
     }
 }
