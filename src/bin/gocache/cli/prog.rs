@@ -120,6 +120,8 @@ fn remote(args: &Args, quiet: bool) -> Option<gocache::prog::Remote> {
 }
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
+    // First, while this is the only thread (the remote tier starts more).
+    gocache::prog::reserve_descriptors();
     // A file size limit (`ulimit -f`) must fail the put that passes it
     // (EFBIG, answered as an error like a full disk), not kill the server
     // with SIGXFSZ and the go command's build with it.
