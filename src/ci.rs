@@ -512,6 +512,9 @@ pub fn end(
             cache_dir.join("trim.txt").display()
         ));
     }
+    // The cache is about to be saved: the index without a WAL, so that
+    // what is measured here is what the archive holds.
+    let _ = index.checkpoint();
     let kept = index.fast_totals()?.total;
     let cache_bytes = kept
         .allocated_bytes
@@ -616,6 +619,7 @@ pub fn end(
         let json = serde_json::to_string(&report).expect("a report serialises to JSON");
         index.end_run(r.id, now, &json)?;
         index.store_ci_seal(&seal)?;
+        let _ = index.checkpoint();
     }
     for w in &report.warnings {
         reporter.warn(w);
@@ -817,6 +821,91 @@ mod tests {
         assert_eq!(ix.ci_seal().unwrap(), None);
         let b = begin(c.path(), &mut ix, None, t + 60, &Silent).unwrap();
         assert_eq!((b.start, b.moved_back), (Start::Walked, 2));
+    }
+
+    /// `n` action entries, each naming an output of 10 bytes, with IDs of
+    /// their own (beyond TinyCache's 256), written at `at`.
+    fn many_pairs(c: &TinyCache, n: u16, at: UnixTime) -> Vec<[EntryName; 2]> {
+        use crate::layout::{ActionEntry, Id};
+        let write = |name: &EntryName, content: &[u8]| {
+            let path = name.path_in(c.path());
+            std::fs::write(&path, content).unwrap();
+            set_mtime(&path, at);
+        };
+        (0..n)
+            .map(|i| {
+                let id = |tag: u8| {
+                    let mut id = [tag; 32];
+                    id[..2].copy_from_slice(&i.to_le_bytes());
+                    Id(id)
+                };
+                let (action, output) = (EntryName::action(id(0x55)), EntryName::data(id(0x77)));
+                let entry = ActionEntry {
+                    action: action.id,
+                    output: output.id,
+                    size: 10,
+                    time_nanos: at * 1_000_000_000,
+                };
+                write(&action, entry.format().as_bytes());
+                write(&output, b"0123456789");
+                [action, output]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn end_removes_no_more_for_a_budget_than_trim_does() {
+        // Marking what a run used rewrites a row per entry; unmerged, that
+        // WAL counted as index bytes and ci end removed as much again
+        // (137 MB more than needed on a 1M-entry cache).
+        let c = TinyCache::new();
+        let t = clock();
+        let pairs = many_pairs(&c, 1500, t - 3 * 86_400);
+        let names: Vec<EntryName> = pairs.iter().flatten().copied().collect();
+        let mut ix = index(&c);
+        begin(c.path(), &mut ix, None, t, &Silent).unwrap();
+        for n in &names[..1500] {
+            set_mtime(&n.path_in(c.path()), t + 600);
+        }
+        let before =
+            ix.fast_totals().unwrap().total.allocated_bytes + fixed_bytes(c.path(), &ix).unwrap();
+        let per_entry = before / 3000;
+        let limits = Limits {
+            budget: Some(before - 600 * per_entry),
+            ..Limits::default()
+        };
+        // The same cache and index, for trim.
+        let twin = tempfile::tempdir().unwrap();
+        let copied = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(c.path().join("."))
+            .arg(twin.path())
+            .status()
+            .unwrap();
+        assert!(copied.success());
+        let end_at = t + 1000;
+        let opts = EndOptions {
+            limits: limits.clone(),
+            ..keep(10)
+        };
+        let ended = end(c.path(), &mut ix, &opts, end_at, &Silent).unwrap();
+        assert!(ended.limits_met);
+        let mut twin_ix = Index::open(&twin.path().join("gocache/index.sqlite")).unwrap();
+        let TrimOutcome::Done(trimmed) =
+            crate::enforce::trim(twin.path(), &mut twin_ix, &limits, false, end_at, &Silent)
+                .unwrap()
+        else {
+            panic!("locked")
+        };
+        let trimmed = trimmed.executed.unwrap().removed_allocated;
+        assert!(trimmed >= 500 * per_entry, "trim removed {trimmed}");
+        assert!(
+            ended.removed.allocated_bytes <= trimmed + 2 * per_entry,
+            "ci end removed {} bytes, trim {trimmed}",
+            ended.removed.allocated_bytes
+        );
+        // What the run used stays.
+        assert!(names[..1500].iter().all(|n| n.path_in(c.path()).exists()));
     }
 
     #[test]
