@@ -107,7 +107,7 @@ use crate::cachedir::{
 };
 use crate::enforce::{TrimOutcome, fixed_bytes, trim_by_runs};
 use crate::error::Result;
-use crate::index::{CiRun, CiSeal, Index, RunUse};
+use crate::index::{CiRun, CiSeal, Index, RunMarks};
 use crate::layout::EntryName;
 use crate::limits::{HOUR, Limits};
 use crate::model::{Bytes, Totals, UnixTime};
@@ -417,7 +417,7 @@ pub fn end(
     (limits.build_max_age, limits.exe_max_age) = (None, None);
     let moved_to = now - END_BACKDATE;
     let mut warnings = Vec::new();
-    let mut marked: Vec<RunUse> = Vec::new();
+    let mut marked = RunMarks::default();
     let mut moved = 0u64;
     let mut unmoved_newest = UnixTime::MIN;
     let (mut mark_seconds, mut move_back_seconds) = (0.0, 0.0);
@@ -426,14 +426,13 @@ pub fn end(
             return Ok(());
         };
         let clock = Instant::now();
-        marked = ix.mark_run(run.id, run.used_after, run.started)?;
+        marked = ix.mark_run(run.id, run.used_after, run.started, moved_to)?;
         mark_seconds = clock.elapsed().as_secs_f64();
         let clock = Instant::now();
-        let recent = marked.iter().filter(|u| u.mtime > moved_to);
-        let wanted = recent.clone().count();
+        let wanted = marked.recent.len();
         let (names, newest) = move_back(
             dir,
-            recent.map(|u| (u.name, u.mtime)),
+            std::mem::take(&mut marked.recent).into_iter(),
             moved_to,
             &mut warnings,
         );
@@ -532,14 +531,7 @@ pub fn end(
             hits: e.hits,
         })
         .collect();
-    let (mut used, mut created) = (Bytes::default(), Bytes::default());
-    for u in &marked {
-        let b = match &run {
-            Some(r) if u.first_seen >= r.started => &mut created,
-            _ => &mut used,
-        };
-        b.add(u.apparent, u.allocated);
-    }
+    let RunMarks { used, created, .. } = marked;
     let restored = run.as_ref().map(|r| r.restored).unwrap_or_default();
     let (removed, removed_by_rule, limits_met, unmet, protected, executed) = match trimmed {
         Some(r) => {

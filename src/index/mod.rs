@@ -66,7 +66,7 @@ pub use meta::LastTrim;
 pub use modules::{ModuleMap, ModuleTotals};
 pub use open::WAL_KEEP_BYTES;
 pub use recover::{Access, Fallback, Recovered, aside_path};
-pub use runs::{CiRun, CiSeal, RunUse};
+pub use runs::{CiRun, CiSeal, RunMarks};
 
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: i64 = open::MIGRATIONS.len() as i64;
