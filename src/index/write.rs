@@ -78,7 +78,8 @@ impl Index {
                 let mut order: Vec<&Entry> = changes.upserts.iter().collect();
                 order.sort_unstable_by_key(|e| e.name);
                 for e in order {
-                    if by_delta || record_new {
+                    let maybe_new = record_new && changes.updated.binary_search(&e.name).is_err();
+                    if by_delta || maybe_new {
                         let old = old_row
                             .query_row(params![changes.subdir, e.name.file_name()], kind_sizes)
                             .optional()

@@ -34,6 +34,8 @@ pub(super) struct Stamps {
     pub(super) trust_recent: bool,
 }
 
+// One per subdirectory, moved once: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum SubdirResult {
     Changes(SubdirChanges, SubdirStats),
     /// The subdirectory exists but could not be read: the index keeps what
@@ -106,6 +108,7 @@ pub(super) fn reconcile(
             }
             Some(old) => {
                 stats.updated += 1;
+                changes.updated.push(ename);
                 e.first_seen = old.first_seen;
                 e.hits = old.hits;
                 e.last_use = old.last_use.max(e.mtime);
@@ -117,6 +120,7 @@ pub(super) fn reconcile(
         }
         changes.upserts.push(e);
     }
+    changes.updated.sort_unstable();
     let name = subdir_name(subdir);
     for fname in &listing.others {
         changes.others.extend(stray(dir_fd, &name, fname));
