@@ -847,9 +847,9 @@ mod tests {
 
     #[test]
     fn end_removes_no_more_for_a_budget_than_trim_does() {
-        // Marking what a run used rewrites a row per entry; unmerged, that
-        // WAL counted as index bytes and ci end removed as much again
-        // (137 MB more than needed on a 1M-entry cache).
+        // Marking what a run used rewrites a row per entry; left in the
+        // WAL, those pages counted as index bytes and ci end removed as
+        // much again (137 MB more than needed on a 1M-entry cache).
         let c = TinyCache::new();
         let t = clock();
         let pairs = many_pairs(&c, 1500, t - 3 * 86_400);
