@@ -353,7 +353,6 @@ pub fn ago(now: gocache::UnixTime, t: gocache::UnixTime) -> String {
     }
 }
 
-/// Writes `value` as pretty JSON to stdout, followed by a newline.
 /// A command's `--json` report with where and how it ran (`trim`, `ci
 /// end`): the cache, the index, why the index file was not used (if it
 /// was not), the seconds it took, then the report's own fields.
@@ -368,6 +367,7 @@ pub struct Located<'a, R: serde::Serialize> {
     pub report: &'a R,
 }
 
+/// Writes `value` as pretty JSON to stdout, followed by a newline.
 pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
