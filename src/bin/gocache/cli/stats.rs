@@ -252,6 +252,10 @@ fn against_limits(
     stats: &Stats,
     limits: &Limits,
 ) -> gocache::Result<Against> {
+    // This run's sync may have left a WAL that its close moves back into
+    // the index file: measure the directory as it will be left, as trim
+    // does, or a trim that just met the budget reads as over it here.
+    let _ = index.checkpoint();
     let fixed = gocache::enforce::fixed_bytes(&ctx.cache_dir, index)?;
     let free = fs4::available_space(&ctx.cache_dir).ok();
     let env = gocache::policy::Environment {
