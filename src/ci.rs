@@ -456,6 +456,9 @@ pub fn end(
         keep_from,
         current: run.as_ref().map(|r| r.id),
     };
+    // The full sync marks the run's uses in the rows it rewrites anyway
+    // (their new mtimes); `mark_run` then writes only the rest.
+    index.mark_in_sync(run.as_ref().map(CiRun::sync_mark));
     let outcome = trim_by_runs(
         cache_dir,
         index,
@@ -465,7 +468,9 @@ pub fn end(
         &mut step,
         now,
         reporter,
-    )?;
+    );
+    index.mark_in_sync(None);
+    let outcome = outcome?;
     let trimmed = match outcome {
         TrimOutcome::Done(r) => Some(r),
         TrimOutcome::Locked => {
@@ -475,7 +480,10 @@ pub fn end(
                 full: true,
                 ..Default::default()
             };
-            scan(cache_dir, index, &full, now, reporter)?;
+            index.mark_in_sync(run.as_ref().map(CiRun::sync_mark));
+            let synced = scan(cache_dir, index, &full, now, reporter);
+            index.mark_in_sync(None);
+            synced?;
             step(&CacheDir::open(cache_dir)?, index)?;
             None
         }

@@ -66,7 +66,7 @@ pub use meta::LastTrim;
 pub use modules::{ModuleMap, ModuleTotals};
 pub use open::WAL_KEEP_BYTES;
 pub use recover::{Access, Fallback, Recovered, aside_path};
-pub use runs::{CiRun, CiSeal, RunMarks};
+pub use runs::{CiRun, CiSeal, RunMarks, SyncMark};
 
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: i64 = open::MIGRATIONS.len() as i64;
@@ -157,6 +157,9 @@ pub struct Index {
     /// Whether this connection records trace events (see
     /// [`Index::set_trace`]).
     tracing: Option<trace::TraceState>,
+    /// The CI run a sync marks the uses of as it writes rows (see
+    /// [`Index::mark_in_sync`]).
+    marking: Option<runs::SyncMark>,
 }
 
 impl std::fmt::Debug for Index {

@@ -102,6 +102,7 @@ impl Index {
             file_id,
             credit: None,
             tracing: None,
+            marking: None,
         };
         index.configure(wait)?;
         index.migrate()?;
@@ -129,6 +130,7 @@ impl Index {
             file_id: None,
             credit: None,
             tracing: None,
+            marking: None,
         };
         index.conn.busy_timeout(wait).at(path)?;
         let version = index.user_version()?;
@@ -166,6 +168,7 @@ impl Index {
             file_id: None,
             credit: None,
             tracing: None,
+            marking: None,
         };
         index.conn.busy_timeout(wait).at(&index.path)?;
         index.migrate()?;

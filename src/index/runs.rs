@@ -34,6 +34,17 @@ pub struct CiRun {
     pub restored: Bytes,
 }
 
+impl CiRun {
+    /// What a sync marks as this run's uses (see [`Index::mark_in_sync`]).
+    pub fn sync_mark(&self) -> SyncMark {
+        SyncMark {
+            run: self.id,
+            used_after: self.used_after,
+            since: self.started,
+        }
+    }
+}
+
 /// What `ci end` leaves for the next `ci begin`: the index matches the
 /// disk (every entry's mtime as recorded, every subdirectory's mtime as
 /// recorded), so the next run can start from the index without a walk.
@@ -47,6 +58,18 @@ pub struct CiSeal {
     pub newest_mtime: UnixTime,
     /// No first sighting or recorded use is newer than this.
     pub newest_record: UnixTime,
+}
+
+/// A CI run whose uses a sync marks as it writes rows (see
+/// [`Index::mark_in_sync`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyncMark {
+    /// The run (`ci_runs.id`).
+    pub run: i64,
+    /// [`CiRun::used_after`]: an mtime newer than this is the run's use.
+    pub used_after: UnixTime,
+    /// [`CiRun::started`]: a recorded use at or after this is the run's.
+    pub since: UnixTime,
 }
 
 /// What `ci end`'s marking found (see [`Index::mark_run`]).
@@ -270,6 +293,16 @@ impl Index {
         tx.commit().at(path)
     }
 
+    /// While `mark` is set, every row a sync writes that run `mark.run`
+    /// used gets its `last_run` in the same statement, so that
+    /// [`Index::mark_run`] afterwards rewrites only rows the sync did not
+    /// write. `ci end`'s full sync rewrites a row per entry the run used
+    /// (its new mtime), and marking them again in a second transaction
+    /// wrote every page of them twice (137 MB of WAL on 1M entries).
+    pub fn mark_in_sync(&mut self, mark: Option<SyncMark>) {
+        self.marking = mark;
+    }
+
     /// Marks every entry run `run` used or made: those whose mtime is newer
     /// than `used_after` (Go's `markUsed`, or made since), and those with a
     /// use recorded at or after `since`, the run's start (by `gocache go` or
@@ -356,8 +389,11 @@ impl Index {
                 }
             }
         }
+        // Rows a marking sync wrote are marked already: left untouched,
+        // their pages are not written again.
         tx.execute(
-            "UPDATE entries SET last_run = ?1 WHERE mtime > ?2 OR last_use >= ?3",
+            "UPDATE entries SET last_run = ?1
+             WHERE (mtime > ?2 OR last_use >= ?3) AND last_run IS NOT ?1",
             params![run, used_after, since],
         )
         .at(path)?;
@@ -510,6 +546,125 @@ mod tests {
             runs[entries.iter().position(|e| e.name == touched.name).unwrap()],
             7
         );
+    }
+
+    /// `ci end` marks in its sync what the sync rewrites anyway: the
+    /// marks come out as marking afterwards gives them, and the marking
+    /// afterwards writes only the rows the sync did not.
+    #[test]
+    fn a_marking_sync_leaves_mark_run_only_the_rows_it_did_not_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = |n: &str| Index::open(&dir.path().join(n)).unwrap();
+        let (mut plain, mut folded) = (open("plain.sqlite"), open("folded.sqlite"));
+        let at = |n: u8, mtime: UnixTime| {
+            let mut e = entry(n, Kind::Output);
+            (e.mtime, e.last_use, e.first_seen) = (mtime, mtime, 500);
+            e
+        };
+        // Restored: 1 and 2 old, 3 used during the job and synced by a
+        // hook then, 4 used by `gocache go` (a recorded use, no new mtime).
+        let restored = [at(1, 900), at(2, 900), at(3, 1500), at(4, 900)];
+        let run = CiRun {
+            id: 7,
+            label: None,
+            started: 1200,
+            used_after: 1000,
+            ended: None,
+            restored: Bytes::default(),
+        };
+        for ix in [&mut plain, &mut folded] {
+            add(ix, &restored);
+            ix.record_uses(&[Use {
+                name: restored[3].name,
+                at: 1300,
+                hit: true,
+            }])
+            .unwrap();
+        }
+        // ci end's sync rewrites 1 (unused: a new size) and 2 (Go's mark),
+        // and finds 5, made by the job.
+        let mut grown = at(1, 900);
+        grown.allocated += 4096;
+        let mut made = at(5, 1600);
+        made.first_seen = 2000;
+        let synced = [grown, at(2, 1700), made];
+        add(&mut plain, &synced);
+        folded.mark_in_sync(Some(run.sync_mark()));
+        add(&mut folded, &synced);
+        folded.mark_in_sync(None);
+
+        let before = folded.conn.total_changes();
+        let marks = folded.mark_run(7, 1000, 1200, 1400).unwrap();
+        // Left to mark: 3 (synced before ci end) and 4 (a recorded use).
+        assert_eq!(folded.conn.total_changes() - before, 2);
+        assert_eq!(marks, plain.mark_run(7, 1000, 1200, 1400).unwrap());
+        let runs = |ix: &Index| {
+            let (entries, runs) = ix.entries_and_runs().unwrap();
+            let mut v: Vec<(EntryName, i64)> = entries.iter().map(|e| e.name).zip(runs).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(runs(&folded), runs(&plain));
+        let marked: Vec<i64> = runs(&plain).into_iter().map(|(_, r)| r).collect();
+        assert_eq!(marked, vec![0, 7, 7, 7, 7]);
+        // A sync with no marking leaves the marks as they are.
+        add(&mut folded, &[at(2, 1800)]);
+        assert_eq!(runs(&folded), runs(&plain));
+    }
+
+    /// What `ci end` traces: a use per entry the run used and did not
+    /// make, at its mtime, in mtime order, with its compact IDs and (but
+    /// for an action) its size, credited to the CI source.
+    #[test]
+    fn marking_traces_the_runs_uses_in_mtime_order() {
+        use crate::sim::trace::TraceId;
+        use crate::trace::{TraceEvent, TraceSource, Tracing};
+        let dir = tempfile::tempdir().unwrap();
+        let mut ix = Index::open(&dir.path().join("i.sqlite")).unwrap();
+        let at = |n: u8, kind: Kind, mtime: UnixTime, first_seen: UnixTime| {
+            let mut e = entry(n, kind);
+            (e.mtime, e.last_use, e.first_seen) = (mtime, mtime, first_seen);
+            e
+        };
+        let action = at(0x31, Kind::Action, 1700, 500);
+        let output = at(0x32, Kind::Output, 1500, 500);
+        let exe = at(0x33, Kind::Exe, 1600, 500);
+        let unused = at(0x34, Kind::Output, 900, 500);
+        let made = at(0x35, Kind::Output, 1800, 2000);
+        add(
+            &mut ix,
+            &[
+                action.clone(),
+                output.clone(),
+                exe.clone(),
+                unused.clone(),
+                made.clone(),
+            ],
+        );
+        ix.set_trace(Some(Tracing {
+            source: TraceSource::Ci,
+            keep: 3,
+        }));
+        ix.mark_run(7, 1000, 1200, 1400).unwrap();
+        let events = ix.trace_events(0).unwrap();
+        let used = |e: &Entry| TraceEvent {
+            t_ms: e.mtime * 1000,
+            op: TraceOp::Use,
+            kind: e.kind,
+            entry: TraceId::of(&e.name.id),
+            output: e.output.as_ref().map(TraceId::of),
+            size: (e.kind != Kind::Action).then_some(e.allocated),
+            cost: None,
+        };
+        assert!(action.output.is_some());
+        assert_eq!(
+            events.iter().map(|e| e.event.clone()).collect::<Vec<_>>(),
+            vec![used(&output), used(&exe), used(&action)]
+        );
+        assert!(events.iter().all(|e| e.source == TraceSource::Ci));
+        // The bound holds: a second marking keeps the newest three.
+        ix.mark_run(8, 1000, 1200, 1400).unwrap();
+        assert_eq!(ix.trace_len().unwrap(), 3);
     }
 
     #[test]

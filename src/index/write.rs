@@ -34,6 +34,7 @@ impl Index {
             path,
             credit,
             tracing,
+            marking,
             ..
         } = self;
         let tx = conn
@@ -55,7 +56,11 @@ impl Index {
                     // A row another process wrote since this scan read the
                     // index keeps its hits, last use and first sighting;
                     // pending uses (?13) are added on top.
-                    SQL_UPSERT,
+                    if marking.is_some() {
+                        SQL_UPSERT_MARKING
+                    } else {
+                        SQL_UPSERT
+                    },
                 )
                 .at(path)?;
             let mut delete = tx.prepare_cached(SQL_DELETE_ENTRY).at(path)?;
@@ -111,24 +116,32 @@ impl Index {
                             credited = m.or(credited);
                         }
                     }
-                    upsert
-                        .execute(params![
-                            changes.subdir,
-                            e.name.file_name(),
-                            e.kind.to_db(),
-                            e.apparent as i64,
-                            e.allocated as i64,
-                            e.mtime,
-                            last_use,
-                            e.hits as i64,
-                            e.first_seen,
-                            e.output.map(|o| o.0.to_vec()),
-                            e.program,
-                            e.problem,
-                            pending_hits as i64,
-                            credited,
-                        ])
-                        .at(path)?;
+                    let row = params![
+                        changes.subdir,
+                        e.name.file_name(),
+                        e.kind.to_db(),
+                        e.apparent as i64,
+                        e.allocated as i64,
+                        e.mtime,
+                        last_use,
+                        e.hits as i64,
+                        e.first_seen,
+                        e.output.map(|o| o.0.to_vec()),
+                        e.program,
+                        e.problem,
+                        pending_hits as i64,
+                        credited,
+                    ];
+                    match marking {
+                        Some(m) => {
+                            let mark = params![m.used_after, m.since, m.run];
+                            let all: Vec<&dyn rusqlite::ToSql> =
+                                row.iter().chain(mark.iter()).copied().collect();
+                            upsert.execute(all.as_slice())
+                        }
+                        None => upsert.execute(row),
+                    }
+                    .at(path)?;
                 }
                 for name in &changes.deletes {
                     let old = delete
