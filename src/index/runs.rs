@@ -658,7 +658,7 @@ mod tests {
         };
         assert!(action.output.is_some());
         assert_eq!(
-            events.iter().map(|e| e.event.clone()).collect::<Vec<_>>(),
+            events.iter().map(|e| e.event).collect::<Vec<_>>(),
             vec![used(&output), used(&exe), used(&action)]
         );
         assert!(events.iter().all(|e| e.source == TraceSource::Ci));
