@@ -14,23 +14,12 @@ pub(super) const SQL_TOP_OTHERS: &str =
 pub(super) const SQL_IS_EMPTY: &str = "SELECT NOT EXISTS (SELECT 1 FROM entries)";
 pub(super) const SQL_SUBDIR_NAMES: &str = "SELECT name FROM entries WHERE subdir = ?1";
 pub(super) const SQL_ANY_PENDING: &str = "SELECT EXISTS (SELECT 1 FROM pending_uses)";
+/// A sync's row for an entry. ?15-?17 mark a CI run's uses as the row is
+/// written (see [`Index::mark_in_sync`]): with ?17 a run, a row whose mtime
+/// is newer than ?15, or whose last use is at or after ?16, gets
+/// `last_run` ?17, so that `mark_run` finds it marked and rewrites
+/// nothing; with ?17 NULL, `last_run` is left as it is.
 pub(super) const SQL_UPSERT: &str = "INSERT INTO entries
-     (subdir, name, kind, apparent, allocated, mtime, last_use, hits, first_seen, output, program, problem, module)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 + ?13, ?9, ?10, ?11, ?12, ?14)
-     ON CONFLICT (subdir, name) DO UPDATE SET
-     kind = excluded.kind, apparent = excluded.apparent,
-     allocated = excluded.allocated, mtime = excluded.mtime,
-     last_use = max(entries.last_use, excluded.last_use),
-     hits = entries.hits + ?13,
-     first_seen = min(entries.first_seen, excluded.first_seen),
-     output = excluded.output, program = excluded.program,
-     problem = excluded.problem,
-     module = coalesce(excluded.module, entries.module)";
-/// [`SQL_UPSERT`] for a sync that marks a CI run's uses as it writes
-/// (see [`Index::mark_in_sync`]): a row whose mtime is newer than ?15, or
-/// whose last use is at or after ?16, gets `last_run` ?17, so that
-/// `mark_run` finds it marked and rewrites nothing.
-pub(super) const SQL_UPSERT_MARKING: &str = "INSERT INTO entries
      (subdir, name, kind, apparent, allocated, mtime, last_use, hits, first_seen, output, program, problem, module, last_run)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 + ?13, ?9, ?10, ?11, ?12, ?14,
              CASE WHEN ?6 > ?15 OR ?7 >= ?16 THEN ?17 END)
@@ -43,7 +32,8 @@ pub(super) const SQL_UPSERT_MARKING: &str = "INSERT INTO entries
      output = excluded.output, program = excluded.program,
      problem = excluded.problem,
      module = coalesce(excluded.module, entries.module),
-     last_run = CASE WHEN excluded.mtime > ?15 OR max(entries.last_use, excluded.last_use) >= ?16
+     last_run = CASE WHEN ?17 IS NOT NULL
+                      AND (excluded.mtime > ?15 OR max(entries.last_use, excluded.last_use) >= ?16)
                      THEN ?17 ELSE entries.last_run END";
 pub(super) const SQL_DELETE_ENTRY: &str =
     "DELETE FROM entries WHERE subdir = ?1 AND name = ?2 RETURNING kind, apparent, allocated";

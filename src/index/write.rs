@@ -56,11 +56,7 @@ impl Index {
                     // A row another process wrote since this scan read the
                     // index keeps its hits, last use and first sighting;
                     // pending uses (?13) are added on top.
-                    if marking.is_some() {
-                        SQL_UPSERT_MARKING
-                    } else {
-                        SQL_UPSERT
-                    },
+                    SQL_UPSERT,
                 )
                 .at(path)?;
             let mut delete = tx.prepare_cached(SQL_DELETE_ENTRY).at(path)?;
@@ -116,32 +112,28 @@ impl Index {
                             credited = m.or(credited);
                         }
                     }
-                    let row = params![
-                        changes.subdir,
-                        e.name.file_name(),
-                        e.kind.to_db(),
-                        e.apparent as i64,
-                        e.allocated as i64,
-                        e.mtime,
-                        last_use,
-                        e.hits as i64,
-                        e.first_seen,
-                        e.output.map(|o| o.0.to_vec()),
-                        e.program,
-                        e.problem,
-                        pending_hits as i64,
-                        credited,
-                    ];
-                    match marking {
-                        Some(m) => {
-                            let mark = params![m.used_after, m.since, m.run];
-                            let all: Vec<&dyn rusqlite::ToSql> =
-                                row.iter().chain(mark.iter()).copied().collect();
-                            upsert.execute(all.as_slice())
-                        }
-                        None => upsert.execute(row),
-                    }
-                    .at(path)?;
+                    let mark = marking.as_ref();
+                    upsert
+                        .execute(params![
+                            changes.subdir,
+                            e.name.file_name(),
+                            e.kind.to_db(),
+                            e.apparent as i64,
+                            e.allocated as i64,
+                            e.mtime,
+                            last_use,
+                            e.hits as i64,
+                            e.first_seen,
+                            e.output.map(|o| o.0.to_vec()),
+                            e.program,
+                            e.problem,
+                            pending_hits as i64,
+                            credited,
+                            mark.map(|m| m.used_after),
+                            mark.map(|m| m.since),
+                            mark.map(|m| m.run),
+                        ])
+                        .at(path)?;
                 }
                 for name in &changes.deletes {
                     let old = delete
