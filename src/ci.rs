@@ -456,8 +456,9 @@ pub fn end(
         keep_from,
         current: run.as_ref().map(|r| r.id),
     };
-    // The full sync marks the run's uses in the rows it rewrites anyway
-    // (their new mtimes); `mark_run` then writes only the rest.
+    // The full sync (trim's, or this one's when a trim holds the lock)
+    // marks the run's uses in the rows it rewrites anyway (their new
+    // mtimes); `mark_run` then writes only the rest.
     index.mark_in_sync(run.as_ref().map(CiRun::sync_mark));
     let outcome = trim_by_runs(
         cache_dir,
@@ -468,11 +469,9 @@ pub fn end(
         &mut step,
         now,
         reporter,
-    );
-    index.mark_in_sync(None);
-    let outcome = outcome?;
-    let trimmed = match outcome {
-        TrimOutcome::Done(r) => Some(r),
+    )
+    .and_then(|outcome| match outcome {
+        TrimOutcome::Done(r) => Ok(Some(r)),
         TrimOutcome::Locked => {
             // Record the run all the same; removing is left to the trim
             // that holds the lock.
@@ -480,14 +479,13 @@ pub fn end(
                 full: true,
                 ..Default::default()
             };
-            index.mark_in_sync(run.as_ref().map(CiRun::sync_mark));
-            let synced = scan(cache_dir, index, &full, now, reporter);
-            index.mark_in_sync(None);
-            synced?;
+            scan(cache_dir, index, &full, now, reporter)?;
             step(&CacheDir::open(cache_dir)?, index)?;
-            None
+            Ok(None)
         }
-    };
+    });
+    index.mark_in_sync(None);
+    let trimmed = outcome?;
     (timings.mark_seconds, timings.move_back_seconds) = (mark_seconds, move_back_seconds);
     if let Some(r) = &trimmed {
         timings.sync_seconds = r.timings.sync_seconds;
