@@ -11,7 +11,9 @@
 #           GOCACHEPROG server (go-cacher), interleaved; warm also at -p=2,
 #           -p=16 and under taskset (COLD, WARM: rounds; PEER: a go-cacher binary;
 #           VARIANTS: more gocache columns with other flags, see below;
-#           KEEP=1 leaves the caches in WORKDIR)
+#           KEEP=1 leaves the caches in WORKDIR); the warm rounds also run
+#           the protocol's floor, a server answering from memory
+#           (examples/prog_floor.rs; FLOOR: its binary, FLOOR=off: none)
 #   remote  gocache prog --remote against a three-node Garage cluster on
 #           127.0.0.1 (the tests' Garage: $GOCACHE_TEST_GARAGE, else
 #           target/garage-2.5.0/bin/garage): (a) cold `go build std` with an
@@ -67,6 +69,19 @@ else
   G=$PWD/target/$HOST/release/gocache
 fi
 echo "gocache: $G"
+# The protocol's floor (prog part): built as gocache is, unless given.
+if [[ " $PARTS " == *" prog "* ]] && [ -z "${FLOOR:-}" ]; then
+  if [[ ${HOST:-} == *-linux-gnu ]]; then
+    RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --quiet --example prog_floor --target "$HOST"
+    FLOOR=$PWD/target/$HOST/release/examples/prog_floor
+  elif command -v cargo >/dev/null; then
+    cargo build --release --quiet --example prog_floor
+    FLOOR=$PWD/target/release/examples/prog_floor
+  else
+    FLOOR=off
+  fi
+fi
+[ "${FLOOR:-off}" = off ] && FLOOR=
 GO=$(command -v go || true)
 [ -n "$GO" ] || GO=$(ls "$PWD"/target/tmp/go-*/go/bin/go 2>/dev/null | head -1)
 [ -x "$GO" ] || { echo "no go: run 'cargo test' once (it installs one into target/tmp)"; exit 1; }
@@ -233,9 +248,10 @@ if [[ " $PARTS " == *" prog "* ]]; then
   COLD=${COLD:-9}     # cold rounds (each builds std three times from nothing)
   WARM=${WARM:-11}    # warm rounds per setting
   echo "== GOCACHEPROG: go build std; native = Go's own cache, gocache = gocache prog, peer = go-cacher (disk)"
+  [ -n "$FLOOR" ] && echo "   floor (warm only) = the protocol alone: every get answered from memory, no file access (examples/prog_floor.rs)"
   echo "   command: scripts/bench.sh $N $W $PARTS (COLD=$COLD WARM=$WARM); nproc $(nproc); $(uptime | sed 's/^ *//')"
   echo "   $("$GO" version); peer: ${PEER:-none}"
-  echo "   each cell: median [min-max] of its rounds; ratio = median / native's median; the three run in turn, the order rotating"
+  echo "   each cell: median [min-max] of its rounds; ratio = median / native's median; the sides run in turn, the order rotating"
   # VARIANTS adds gocache columns with other flags, for tuning on a given
   # machine: VARIANTS='spin:--spin-us 200;w0:--workers 0'.
   declare -A VARGS=()
@@ -255,6 +271,7 @@ if [[ " $PARTS " == *" prog "* ]]; then
       native) GOCACHE=$W/std-native "$@" ;;
       gocache) GOCACHE=$W/std-gocache GOCACHEPROG="$G prog" "$@" ;;
       peer) GOCACHE=$W/std-peer-go GOCACHEPROG="$PEER $W/std-peer" "$@" ;;
+      floor) GOCACHE=$W/std-floor GOCACHEPROG="$FLOOR $W/std-floor.snapshot" "$@" ;;
       *) GOCACHE=$W/std-$s GOCACHEPROG="$G prog ${VARGS[$s]}" "$@" ;;
     esac
   }
@@ -290,7 +307,7 @@ if [[ " $PARTS " == *" prog "* ]]; then
       *) rm -rf "${W:?}/std-$1" ;;
     esac
   }
-  printf '  %-24s' ""; for s in $SIDES; do printf ' %-30s' "$s"; done; echo
+  printf '  %-24s' ""; for s in $SIDES ${FLOOR:+floor}; do printf ' %-30s' "$s"; done; echo
   rm -rf "$W"/std-*
   if [ "$COLD" -gt 0 ]; then
     measure "cold ($COLD rounds)" "$COLD" fresh "$GO" build std
@@ -306,6 +323,13 @@ if [[ " $PARTS " == *" prog "* ]]; then
         side "$s" "$GO" build std >/dev/null 2>&1
       fi
     done
+  fi
+  # The floor (last, so that the cold rows keep their columns) stores
+  # nothing: it starts from a copy of gocache's cache, and its first build
+  # learns the answers it then serves from memory.
+  if [ -n "$FLOOR" ]; then
+    cp -a "$W/std-gocache" "$W/std-floor"
+    SIDES+=" floor"
   fi
   # Warm builds take a quarter of a second; the first after a cold one is
   # not counted (it reads what the cold one wrote back).
