@@ -9,7 +9,8 @@
 #   wrap    a cached `gocache go run` vs a cached `go run`
 #   prog    cold and warm `go build std`: Go's cache, gocache prog and a plain Go
 #           GOCACHEPROG server (go-cacher), interleaved; warm also at -p=2,
-#           -p=16 and under taskset (COLD, WARM: rounds; PEER: a go-cacher binary;
+#           -p=16 and under taskset (COLD, WARM: rounds; SETTLE: seconds between
+#           two builds, 0.1; PEER: a go-cacher binary;
 #           VARIANTS: more gocache columns with other flags, see below;
 #           KEEP=1 leaves the caches in WORKDIR); the warm rounds also run
 #           the protocol's floor, a server answering from memory
@@ -246,6 +247,7 @@ if [[ " $PARTS " == *" prog "* ]]; then
     fi
   fi
   COLD=${COLD:-9}     # cold rounds (each builds std three times from nothing)
+  SETTLE=${SETTLE:-0.1}  # seconds between two builds
   WARM=${WARM:-11}    # warm rounds per setting
   echo "== GOCACHEPROG: go build std; native = Go's own cache, gocache = gocache prog, peer = go-cacher (disk)"
   [ -n "$FLOOR" ] && echo "   floor (warm only) = the protocol alone: every get answered from memory, no file access (examples/prog_floor.rs)"
@@ -292,6 +294,11 @@ if [[ " $PARTS " == *" prog "* ]]; then
         s=${sides[$(( (i + j) % ${#sides[@]} ))]}
         "$prep" "$s"
         side "$s" us_ok "$@" >> "$W/t-$s.txt"
+        # A GOCACHEPROG server may still run after go has its answer
+        # (gocache prog records the last uses and closes its index then):
+        # let it end before the next side's build, so that no side is
+        # charged with another's tail.
+        sleep "$SETTLE"
       done
     done
     read -r base _ _ < <(stats "$W/t-native.txt")
