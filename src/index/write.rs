@@ -308,13 +308,22 @@ impl Index {
         let module = Index::credit_in(credit, &tx, latest, path)?;
         let mut traced = Vec::new();
         {
+            // What a traced use needs of its entry comes back with the
+            // update. Without a trace, a plain update: SQLite collects a
+            // RETURNING row in a temporary table, opened and closed for
+            // every use.
+            let tracing_uses = tracing.as_ref().is_some_and(|t| t.traces_syncs());
             let mut update = tx
-                .prepare_cached(
+                .prepare_cached(if tracing_uses {
                     "UPDATE entries SET last_use = max(last_use, ?3), hits = hits + ?4,
                      module = coalesce(?5, module)
                      WHERE subdir = ?1 AND name = ?2
-                     RETURNING kind, output, allocated",
-                )
+                     RETURNING kind, output, allocated"
+                } else {
+                    "UPDATE entries SET last_use = max(last_use, ?3), hits = hits + ?4,
+                     module = coalesce(?5, module)
+                     WHERE subdir = ?1 AND name = ?2"
+                })
                 .at(path)?;
             let mut pend = tx
                 .prepare_cached(
@@ -333,6 +342,12 @@ impl Index {
                     u.hit as i64,
                     module
                 ];
+                if !tracing_uses {
+                    if update.execute(p).at(path)? == 0 {
+                        pend.execute(p).at(path)?;
+                    }
+                    continue;
+                }
                 let row: Option<(i64, Option<Vec<u8>>, i64)> = update
                     .query_row(p, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                     .optional()
