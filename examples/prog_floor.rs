@@ -9,8 +9,8 @@
 //!
 //! It reads requests as `gocache prog` does (the same parser, the same
 //! buffer) and answers them on the thread that reads them, as `gocache
-//! prog` does on two CPUs, holding an answer back while more requests wait
-//! (up to 4, as `gocache prog`). A get it has not seen is learned from the
+//! prog` does on two CPUs, holding answers back while more requests wait
+//! as `gocache prog` does ([`gocache::prog::DEFER_AT_MOST`]). A get it has not seen is learned from the
 //! cache directory in `$GOCACHE` (its action entry read, its output
 //! checked); after `close`, what it learned is appended to SNAPSHOT, so the
 //! next run loads SNAPSHOT with one read and answers every get it knows
@@ -28,10 +28,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use gocache::layout::{ActionEntry, EntryName, Id};
-use gocache::prog::{Command, parse_request};
-
-/// Answers held back while more requests wait, as `gocache prog` does.
-const DEFER_AT_MOST: usize = 4;
+use gocache::prog::{Command, DEFER_AT_MOST, parse_request, requests_waiting};
 
 fn main() {
     let mut args = std::env::args_os().skip(1);
@@ -59,7 +56,7 @@ fn serve(cache: &Path, snapshot: &Path) -> std::io::Result<()> {
     let mut input = BufReader::with_capacity(256 << 10, std::io::stdin().lock());
     let mut line = Vec::new();
     let mut out = Vec::with_capacity(4096);
-    let mut held = 0;
+    let mut deferred = 0;
     loop {
         line.clear();
         if input.read_until(b'\n', &mut line)? == 0 {
@@ -92,16 +89,14 @@ fn serve(cache: &Path, snapshot: &Path) -> std::io::Result<()> {
                 ));
             }
         }
-        // Another request already read (go writes a blank line after each).
-        let waiting = input
-            .buffer()
-            .split_inclusive(|&c| c == b'\n')
-            .any(|l| l.ends_with(b"\n") && !l.iter().all(u8::is_ascii_whitespace));
-        held += 1;
-        if !waiting || held >= DEFER_AT_MOST {
+        // Held while another request is already read, as gocache prog
+        // holds its answers.
+        if requests_waiting(input.buffer(), 1) > 0 && deferred < DEFER_AT_MOST {
+            deferred += 1;
+        } else {
             send(&out)?;
             out.clear();
-            held = 0;
+            deferred = 0;
         }
     }
     save(snapshot, &known, &learned)

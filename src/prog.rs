@@ -779,7 +779,7 @@ impl Pool {
 
 /// Requests waiting in the reader's buffer, whole lines only (go writes a
 /// blank line after each), counted up to `at_most`.
-fn requests_waiting(buf: &[u8], at_most: usize) -> usize {
+pub fn requests_waiting(buf: &[u8], at_most: usize) -> usize {
     buf.split_inclusive(|&c| c == b'\n')
         .filter(|l| l.ends_with(b"\n") && l.iter().any(|c| !c.is_ascii_whitespace()))
         .take(at_most)
@@ -795,7 +795,7 @@ const HAND_OFF_AT: usize = 3;
 /// Responses the reader keeps to send with the next while more requests
 /// are waiting in its buffer: one write and one wake-up of the go command
 /// for several, at the cost of a few microseconds for the first.
-const DEFER_AT_MOST: usize = 4;
+pub const DEFER_AT_MOST: usize = 4;
 
 /// Reads one request line into `line` (empty at the end of input), at
 /// most [`MAX_REQUEST_LINE`] bytes.
