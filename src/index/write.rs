@@ -312,9 +312,9 @@ impl Index {
             // update. Without a trace, a plain update: SQLite collects a
             // RETURNING row in a temporary table, opened and closed for
             // every use.
-            let tracing_uses = tracing.as_ref().is_some_and(|t| t.traces_syncs());
+            let tracing_uses = tracing.as_ref().filter(|t| t.traces_syncs());
             let mut update = tx
-                .prepare_cached(if tracing_uses {
+                .prepare_cached(if tracing_uses.is_some() {
                     "UPDATE entries SET last_use = max(last_use, ?3), hits = hits + ?4,
                      module = coalesce(?5, module)
                      WHERE subdir = ?1 AND name = ?2
@@ -342,25 +342,23 @@ impl Index {
                     u.hit as i64,
                     module
                 ];
-                if !tracing_uses {
+                let Some(t) = tracing_uses else {
                     if update.execute(p).at(path)? == 0 {
                         pend.execute(p).at(path)?;
                     }
                     continue;
-                }
+                };
                 let row: Option<(i64, Option<Vec<u8>>, i64)> = update
                     .query_row(p, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                     .optional()
                     .at(path)?;
-                match (row, &*tracing) {
-                    (None, _) => {
+                match row {
+                    None => {
                         pend.execute(p).at(path)?;
                     }
                     // A use of an entry this command's sync added is the
                     // go command that made it: part of its miss, no hit.
-                    (Some((kind, output, allocated)), Some(t))
-                        if u.hit && t.traces_syncs() && !t.added.contains(&u.name) =>
-                    {
+                    Some((kind, output, allocated)) if u.hit && !t.added.contains(&u.name) => {
                         let kind = Kind::from_db(kind).unwrap_or(Kind::Output);
                         traced.push(TraceEvent {
                             t_ms: u.at.saturating_mul(1000),
