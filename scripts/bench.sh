@@ -48,36 +48,40 @@ mkdir -p "$W"
 
 SYNTHETIC=
 [[ " $PARTS " == *" scan "* || " $PARTS " == *" trim "* || " $PARTS " == *" hook "* || " $PARTS " == *" ci "* ]] && SYNTHETIC=1
-# The gocache measured is the one the README installs: on glibc Linux, a
-# static build (it starts about 0.4 ms sooner, which a hook run after every
-# go command feels).
-# (rustc only where something is built: with GOCACHE_BIN and the prog part
-# alone, a machine with Go and no Rust can run it.)
-if [ -z "${GOCACHE_BIN:-}" ] || [ -n "$SYNTHETIC" ]; then
-  HOST=$(rustc -vV | sed -n 's/^host: //p')
-fi
+# `release_bin --bin NAME` or `release_bin --example NAME` builds a release
+# binary as the README installs gocache, and sets BUILT to its path: on
+# glibc Linux a static build (it starts about 0.4 ms sooner, which a hook
+# run after every go command feels). rustc runs only where something is
+# built: with GOCACHE_BIN and FLOOR for the prog part alone, a machine with
+# Go and no Rust can run it.
+release_bin() {
+  local dir=release
+  [ "$1" = --example ] && dir=release/examples
+  HOST=${HOST:-$(rustc -vV | sed -n 's/^host: //p')}
+  if [[ $HOST == *-linux-gnu ]]; then
+    RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --quiet "$1" "$2" --target "$HOST"
+    BUILT=$PWD/target/$HOST/$dir/$2
+  else
+    cargo build --release --quiet "$1" "$2"
+    BUILT=$PWD/target/$dir/$2
+  fi
+}
 if [ -n "$SYNTHETIC" ]; then
   cargo build --release --quiet --example synth
   SYNTH=$PWD/target/release/examples/synth
 fi
 if [ -n "${GOCACHE_BIN:-}" ]; then
   G=$GOCACHE_BIN
-elif [[ $HOST != *-linux-gnu ]]; then
-  cargo build --release --quiet --bin gocache
-  G=$PWD/target/release/gocache
 else
-  RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --quiet --bin gocache --target "$HOST"
-  G=$PWD/target/$HOST/release/gocache
+  release_bin --bin gocache
+  G=$BUILT
 fi
 echo "gocache: $G"
 # The protocol's floor (prog part): built as gocache is, unless given.
 if [[ " $PARTS " == *" prog "* ]] && [ -z "${FLOOR:-}" ]; then
-  if [[ ${HOST:-} == *-linux-gnu ]]; then
-    RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --quiet --example prog_floor --target "$HOST"
-    FLOOR=$PWD/target/$HOST/release/examples/prog_floor
-  elif command -v cargo >/dev/null; then
-    cargo build --release --quiet --example prog_floor
-    FLOOR=$PWD/target/release/examples/prog_floor
+  if command -v cargo >/dev/null; then
+    release_bin --example prog_floor
+    FLOOR=$BUILT
   else
     FLOOR=off
   fi
