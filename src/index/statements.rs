@@ -35,6 +35,21 @@ pub(super) const SQL_UPSERT: &str = "INSERT INTO entries
      last_run = CASE WHEN ?17 IS NOT NULL
                       AND (excluded.mtime > ?15 OR max(entries.last_use, excluded.last_use) >= ?16)
                      THEN ?17 ELSE entries.last_run END";
+/// The statement of [`SQL_USE`], so that [`SQL_USE_RETURNING`] is the
+/// same update.
+macro_rules! use_update {
+    () => {
+        "UPDATE entries SET last_use = max(last_use, ?3), hits = hits + ?4,
+         module = coalesce(?5, module)
+         WHERE subdir = ?1 AND name = ?2"
+    };
+}
+/// A use of an entry: its last use and hits, and the module credited.
+pub(super) const SQL_USE: &str = use_update!();
+/// [`SQL_USE`], returning what a traced use needs of the entry (only
+/// when tracing: SQLite collects a RETURNING row in a temporary table).
+pub(super) const SQL_USE_RETURNING: &str =
+    concat!(use_update!(), " RETURNING kind, output, allocated");
 pub(super) const SQL_DELETE_ENTRY: &str =
     "DELETE FROM entries WHERE subdir = ?1 AND name = ?2 RETURNING kind, apparent, allocated";
 pub(super) const SQL_OLD_ROW: &str =

@@ -315,14 +315,9 @@ impl Index {
             let tracing_uses = tracing.as_ref().filter(|t| t.traces_syncs());
             let mut update = tx
                 .prepare_cached(if tracing_uses.is_some() {
-                    "UPDATE entries SET last_use = max(last_use, ?3), hits = hits + ?4,
-                     module = coalesce(?5, module)
-                     WHERE subdir = ?1 AND name = ?2
-                     RETURNING kind, output, allocated"
+                    SQL_USE_RETURNING
                 } else {
-                    "UPDATE entries SET last_use = max(last_use, ?3), hits = hits + ?4,
-                     module = coalesce(?5, module)
-                     WHERE subdir = ?1 AND name = ?2"
+                    SQL_USE
                 })
                 .at(path)?;
             let mut pend = tx
