@@ -9,7 +9,7 @@ use super::{Index, SqlResult};
 use crate::error::Result;
 use crate::layout::{EntryName, Id};
 use crate::model::{Bytes, Entry, Kind, UnixTime};
-use crate::sim::trace::TraceId;
+use crate::trace::schema::TraceId;
 use crate::trace::{TraceEvent, TraceOp};
 
 /// The key the seal lives under in `meta` (as JSON).
@@ -617,7 +617,7 @@ mod tests {
     /// for an action) its size, credited to the CI source.
     #[test]
     fn marking_traces_the_runs_uses_in_mtime_order() {
-        use crate::sim::trace::TraceId;
+        use crate::trace::schema::TraceId;
         use crate::trace::{TraceEvent, TraceSource, Tracing};
         let dir = tempfile::tempdir().unwrap();
         let mut ix = Index::open(&dir.path().join("i.sqlite")).unwrap();

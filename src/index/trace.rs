@@ -16,7 +16,7 @@ use super::{Index, SqlResult};
 use crate::error::Result;
 use crate::layout::{EntryName, IdHash};
 use crate::model::{Entry, Kind, UnixTime};
-use crate::sim::trace::TraceId;
+use crate::trace::schema::TraceId;
 use crate::trace::{StoredEvent, TraceEvent, TraceOp, TraceSource, Tracing};
 
 /// A connection's recording.

@@ -17,7 +17,7 @@ use crate::error::Result;
 use crate::layout::EntryName;
 use crate::layout::Id;
 use crate::model::{Entry, Kind, Other, UnixTime};
-use crate::sim::trace::TraceId;
+use crate::trace::schema::TraceId;
 use crate::trace::{TraceEvent, TraceOp};
 
 impl Index {
