@@ -555,6 +555,7 @@ impl TierDelta {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::index::test_add as add;
     use crate::index::test_entry as entry;
 
     #[test]
@@ -608,17 +609,7 @@ mod tests {
             entry(2, Kind::Exe),
             entry(3, Kind::Exe),
         );
-        for e in [&a, &b] {
-            ix.apply_subdir(
-                &SubdirChanges {
-                    subdir: e.name.subdir(),
-                    upserts: vec![e.clone()],
-                    ..Default::default()
-                },
-                10,
-            )
-            .unwrap();
-        }
+        add(&mut ix, [&a, &b], 10);
         let used = |e: &Entry, at| Use {
             name: e.name,
             at,
@@ -650,15 +641,7 @@ mod tests {
             },
         ])
         .unwrap();
-        ix.apply_subdir(
-            &SubdirChanges {
-                subdir: 7,
-                upserts: vec![e.clone()],
-                ..Default::default()
-            },
-            4000,
-        )
-        .unwrap();
+        add(&mut ix, [&e], 4000);
         let got = ix.entry(&e.name).unwrap().unwrap();
         assert_eq!((got.hits, got.last_use), (2, 3000));
         ix.record_uses(&[Use {
