@@ -36,7 +36,7 @@ pub struct Id(pub [u8; ID_LEN]);
 
 impl Id {
     /// Its first 64 bits, big-endian: the compact name traces give an
-    /// entry (`sim::trace::TraceId`), and the key of measured costs.
+    /// entry (`trace::schema::TraceId`), and the key of measured costs.
     pub fn prefix64(&self) -> u64 {
         let mut b = [0u8; 8];
         b.copy_from_slice(&self.0[..8]);

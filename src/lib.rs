@@ -1,36 +1,43 @@
 //! gocache keeps Go's build cache (`$GOCACHE`) within a byte budget.
 //!
-//! Modules, in layers: each imports only from the layers below it.
+//! Modules, in layers: each imports only from its own layer and the
+//! layers below it, and no two modules import each other, not even
+//! through others (`tests/house.rs` checks this list against the
+//! imports, folders' children included).
 //!
 //! 1. Leaves: [`layout`] (where the cache is and what its names mean; no
 //!    I/O), [`model`] (the records everyone shares), [`error`], [`report`]
 //!    (progress and warnings through the caller's reporter), [`threads`]
 //!    (helper threads that start beside their creator), [`limits`] (what
 //!    people write, validated, and the layers it comes from), [`gomod`]
-//!    (the Go module a go command works in).
+//!    (the Go module a go command works in), [`trace`] (what go did with
+//!    the cache: the events the index records, the setting that bounds
+//!    them, and the JSON Lines schema they are exported in and the
+//!    simulator reads).
 //! 2. [`cachedir`]: the one owner of the cache directory (descriptors,
 //!    gocache's own names in it, sweeps, the trim lock). [`index`]: the
 //!    SQLite index, the only module that knows its schema. [`policy`]: a
 //!    pure function from entries, limits and `now` to a plan of evictions
 //!    with reasons. [`stats`]: what the cache holds. [`synth`]:
 //!    deterministic synthetic caches for tests and benchmarks.
+//!    [`remote`]: a shared second tier in an S3-compatible object store
+//!    (objects, fleet-wide use logs, a pure eviction policy and the trim
+//!    that applies it); it stands on the leaves alone.
 //! 3. [`scan`]: reconciles the index with the disk, incrementally.
+//!    [`sim`]: traces of what go asked for, replayed under eviction
+//!    policies and budgets against an upper bound (`gocache simulate`);
+//!    it stands on the leaves, `policy` and `synth`, and reads no cache
+//!    and no index.
 //! 4. [`trim`]: executes a plan safely. [`wrapper`]: the library part of
 //!    `gocache go`.
 //! 5. [`enforce`]: the one path that syncs, plans and executes against the
 //!    limits: [`enforce::trim`] for `gocache trim`, [`enforce::after_use`]
 //!    for the hook after each go command (a [`scan`] with a
 //!    [`scan::HeadStart`] first) and `gocache prog`.
-//! 6. [`prog`]: a GOCACHEPROG server over Go's own on-disk layout. [`ci`]:
-//!    the CI mode (`gocache ci begin` / `ci end`): runs recorded in the
-//!    index, every use of a job seen exactly, trimmed by run through
-//!    [`enforce::trim_by_runs`].
-//!
-//! Beside the layers: [`remote`], a shared second tier in an S3-compatible
-//! object store (objects, fleet-wide use logs, a pure eviction policy and
-//! the trim that applies it; it uses only the leaves); and [`sim`], traces of what go asked for, replayed under
-//! eviction policies and budgets against an upper bound (`gocache
-//! simulate`); it uses only the leaves and [`policy`]'s types.
+//! 6. [`prog`]: a GOCACHEPROG server over Go's own on-disk layout, with
+//!    `remote` as its second tier. [`ci`]: the CI mode (`gocache ci
+//!    begin` / `ci end`): runs recorded in the index, every use of a job
+//!    seen exactly, trimmed by run through [`enforce::trim_by_runs`].
 //!
 //! See `DESIGN.md` in the repository for the facts about Go's cache this
 //! crate relies on, and why the layers are what they are.

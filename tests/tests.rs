@@ -8,6 +8,7 @@ mod ci;
 mod faults;
 mod generate;
 mod hook;
+mod house;
 mod layout_cli;
 mod limits;
 mod prog;

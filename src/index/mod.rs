@@ -227,3 +227,19 @@ fn test_entry(byte: u8, kind: crate::model::Kind) -> Entry {
         e
     }
 }
+
+/// The index tests' sync: adds each entry as a sync that found it would,
+/// one subdirectory's transaction each, at `now`, the totals moved by
+/// what the rows change.
+#[cfg(test)]
+fn test_add<'e>(ix: &mut Index, entries: impl IntoIterator<Item = &'e Entry>, now: UnixTime) {
+    for e in entries {
+        let changes = SubdirChanges {
+            subdir: e.name.subdir(),
+            upserts: vec![e.clone()],
+            totals: None,
+            ..Default::default()
+        };
+        ix.apply_subdir(&changes, now).unwrap();
+    }
+}

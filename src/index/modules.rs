@@ -209,7 +209,7 @@ impl Index {
 mod tests {
     use super::*;
     use crate::index::test_entry as entry;
-    use crate::index::{SubdirChanges, Use};
+    use crate::index::{Use, test_add as add};
     use crate::model::Kind;
 
     fn module(name: &str) -> Module {
@@ -217,19 +217,6 @@ mod tests {
             root: format!("/src/{name}").into(),
             path: Some(format!("example.com/{name}")),
         }
-    }
-
-    fn add(ix: &mut Index, e: &crate::model::Entry, now: UnixTime) {
-        ix.apply_subdir(
-            &SubdirChanges {
-                subdir: e.name.subdir(),
-                upserts: vec![e.clone()],
-                totals: None,
-                ..Default::default()
-            },
-            now,
-        )
-        .unwrap();
     }
 
     fn used(e: &crate::model::Entry, at: UnixTime) -> Use {
@@ -254,9 +241,9 @@ mod tests {
             entry(2, Kind::Output),
             entry(3, Kind::Exe),
         );
-        add(&mut hello, &a, 100);
-        add(&mut hello, &o, 100);
-        add(&mut plain, &x, 100);
+        add(&mut hello, [&a], 100);
+        add(&mut hello, [&o], 100);
+        add(&mut plain, [&x], 100);
         // Nothing credited to a connection with no module, nor its row
         // written before anything was credited.
         let t = hello.module_totals().unwrap();
@@ -266,7 +253,7 @@ mod tests {
             (Some("example.com/hello"), 2)
         );
         // A full scan (no module) keeps what was credited.
-        add(&mut plain, &o, 200);
+        add(&mut plain, [&o], 200);
         assert_eq!(plain.module_of(&o.name).unwrap(), Some(module("hello")));
         // A use by another module moves the entry to it.
         tools.record_uses(&[used(&o, 300), used(&x, 300)]).unwrap();
@@ -288,7 +275,7 @@ mod tests {
         // its module through the scan that finds it, whoever scans.
         let late = entry(4, Kind::Output);
         tools.record_uses(&[used(&late, 400)]).unwrap();
-        add(&mut hello, &late, 500);
+        add(&mut hello, [&late], 500);
         assert_eq!(hello.module_of(&late.name).unwrap(), Some(module("tools")));
         let map = plain.entry_modules().unwrap();
         assert_eq!(map.len(), 4);

@@ -373,6 +373,7 @@ fn read_only_uri(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::index::test_add as add;
     use crate::index::test_entry as entry;
     use crate::index::{SubdirChanges, SubdirState};
     use crate::model::Kind;
@@ -481,15 +482,7 @@ mod tests {
         let p = dir.path().join("i.sqlite");
         let mut ix = Index::open(&p).unwrap();
         let e = entry(3, Kind::Output);
-        ix.apply_subdir(
-            &SubdirChanges {
-                subdir: 3,
-                upserts: vec![e.clone()],
-                ..Default::default()
-            },
-            1,
-        )
-        .unwrap();
+        add(&mut ix, [&e], 1);
         drop(ix);
         let mem = Index::open_in_memory(Some(&p), BUSY_TIMEOUT).unwrap();
         assert_eq!(mem.entries().unwrap(), vec![e]);

@@ -350,23 +350,14 @@ impl Index {
 mod tests {
     use super::*;
     use crate::index::test_entry as entry;
-    use crate::index::{BUSY_TIMEOUT, SubdirChanges};
+    use crate::index::{BUSY_TIMEOUT, test_add as add};
     use crate::limits::{LimitSpecs, SizeSpec};
     use crate::model::Kind;
 
     fn filled(path: &Path) {
         let mut ix = Index::open(path).unwrap();
-        for s in 0..200u8 {
-            ix.apply_subdir(
-                &SubdirChanges {
-                    subdir: s,
-                    upserts: vec![entry(s, Kind::Output)],
-                    ..Default::default()
-                },
-                1,
-            )
-            .unwrap();
-        }
+        let entries: Vec<_> = (0..200u8).map(|s| entry(s, Kind::Output)).collect();
+        add(&mut ix, &entries, 1);
         ix.store_limits(&LimitSpecs {
             budget: Some(SizeSpec::Bytes(1 << 30)),
             ..Default::default()

@@ -9,7 +9,7 @@ use super::{Index, SqlResult};
 use crate::error::Result;
 use crate::layout::{EntryName, Id};
 use crate::model::{Bytes, Entry, Kind, UnixTime};
-use crate::sim::trace::TraceId;
+use crate::trace::schema::TraceId;
 use crate::trace::{TraceEvent, TraceOp};
 
 /// The key the seal lives under in `meta` (as JSON).
@@ -462,22 +462,7 @@ impl Index {
 mod tests {
     use super::*;
     use crate::index::test_entry as entry;
-    use crate::index::{SubdirChanges, Use};
-
-    fn add(ix: &mut Index, es: &[Entry]) {
-        for e in es {
-            ix.apply_subdir(
-                &SubdirChanges {
-                    subdir: e.name.subdir(),
-                    upserts: vec![e.clone()],
-                    totals: None,
-                    ..Default::default()
-                },
-                2000,
-            )
-            .unwrap();
-        }
-    }
+    use crate::index::{Use, test_add as add};
 
     #[test]
     fn runs_are_numbered_in_order_and_only_ended_ones_age_entries() {
@@ -513,7 +498,11 @@ mod tests {
         touched.last_use = 1500;
         touched.first_seen = 500; // restored: used, not made
         let exact = entry(3, Kind::Exe); // used at 1000 by mtime...
-        add(&mut ix, &[old.clone(), touched.clone(), exact.clone()]);
+        add(
+            &mut ix,
+            &[old.clone(), touched.clone(), exact.clone()],
+            2000,
+        );
         // ...and at 1300 through `gocache go`.
         ix.record_uses(&[Use {
             name: exact.name,
@@ -540,7 +529,7 @@ mod tests {
         // A sync's update keeps the mark.
         let mut again = touched.clone();
         again.mtime = 1600;
-        add(&mut ix, &[again]);
+        add(&mut ix, &[again], 2000);
         let (entries, runs) = ix.entries_and_runs().unwrap();
         assert_eq!(
             runs[entries.iter().position(|e| e.name == touched.name).unwrap()],
@@ -573,7 +562,7 @@ mod tests {
             restored: Bytes::default(),
         };
         for ix in [&mut plain, &mut folded] {
-            add(ix, &restored);
+            add(ix, &restored, 2000);
             ix.record_uses(&[Use {
                 name: restored[3].name,
                 at: 1300,
@@ -588,9 +577,9 @@ mod tests {
         let mut made = at(5, 1600);
         made.first_seen = 2000;
         let synced = [grown, at(2, 1700), made];
-        add(&mut plain, &synced);
+        add(&mut plain, &synced, 2000);
         folded.mark_in_sync(Some(run.sync_mark()));
-        add(&mut folded, &synced);
+        add(&mut folded, &synced, 2000);
         folded.mark_in_sync(None);
 
         let before = folded.conn.total_changes();
@@ -608,7 +597,7 @@ mod tests {
         let marked: Vec<i64> = runs(&plain).into_iter().map(|(_, r)| r).collect();
         assert_eq!(marked, vec![0, 7, 7, 7, 7]);
         // A sync with no marking leaves the marks as they are.
-        add(&mut folded, &[at(2, 1800)]);
+        add(&mut folded, &[at(2, 1800)], 2000);
         assert_eq!(runs(&folded), runs(&plain));
     }
 
@@ -617,7 +606,7 @@ mod tests {
     /// for an action) its size, credited to the CI source.
     #[test]
     fn marking_traces_the_runs_uses_in_mtime_order() {
-        use crate::sim::trace::TraceId;
+        use crate::trace::schema::TraceId;
         use crate::trace::{TraceEvent, TraceSource, Tracing};
         let dir = tempfile::tempdir().unwrap();
         let mut ix = Index::open(&dir.path().join("i.sqlite")).unwrap();
@@ -640,6 +629,7 @@ mod tests {
                 unused.clone(),
                 made.clone(),
             ],
+            2000,
         );
         ix.set_trace(Some(Tracing {
             source: TraceSource::Ci,
@@ -673,7 +663,7 @@ mod tests {
         let mut ix = Index::open(&dir.path().join("i.sqlite")).unwrap();
         let mut e = entry(4, Kind::Action);
         (e.mtime, e.last_use, e.first_seen) = (5000, 5200, 5300);
-        add(&mut ix, &[e.clone()]);
+        add(&mut ix, &[e.clone()], 2000);
         assert_eq!(ix.entries_newer_than(4000, None).unwrap().len(), 1);
         assert_eq!(ix.entries_newer_than(4000, Some(&[3])).unwrap().len(), 0);
         assert_eq!(ix.entries_newer_than(5000, Some(&[4])).unwrap().len(), 0);

@@ -16,7 +16,7 @@ use super::{Index, SqlResult};
 use crate::error::Result;
 use crate::layout::{EntryName, IdHash};
 use crate::model::{Entry, Kind, UnixTime};
-use crate::sim::trace::TraceId;
+use crate::trace::schema::TraceId;
 use crate::trace::{StoredEvent, TraceEvent, TraceOp, TraceSource, Tracing};
 
 /// A connection's recording.
@@ -253,7 +253,7 @@ impl Index {
 mod tests {
     use super::*;
     use crate::index::test_entry as entry;
-    use crate::index::{SubdirChanges, Use};
+    use crate::index::{Use, test_add as add};
     use crate::layout::Id;
 
     fn tracing(keep: u64) -> Option<Tracing> {
@@ -308,20 +308,9 @@ mod tests {
             source: TraceSource::Hook,
             keep: 100,
         }));
-        let add = |ix: &mut Index, e: &Entry, now| {
-            ix.apply_subdir(
-                &SubdirChanges {
-                    subdir: e.name.subdir(),
-                    upserts: vec![e.clone()],
-                    ..Default::default()
-                },
-                now,
-            )
-            .unwrap()
-        };
         // The first fill of an empty index: not go's doing.
-        add(&mut ix, &entry(1, Kind::Output), 3000);
-        add(&mut ix, &entry(2, Kind::Output), 3000);
+        add(&mut ix, [&entry(1, Kind::Output)], 3000);
+        add(&mut ix, [&entry(2, Kind::Output)], 3000);
         assert_eq!(ix.trace_len().unwrap(), 0);
         // A later connection: what its sync adds is new.
         let mut ix = Index::open(ix.path()).unwrap();
@@ -330,10 +319,10 @@ mod tests {
             keep: 100,
         }));
         let (a, x) = (entry(3, Kind::Action), entry(4, Kind::Exe));
-        add(&mut ix, &a, 3000);
-        add(&mut ix, &x, 3000);
+        add(&mut ix, [&a], 3000);
+        add(&mut ix, [&x], 3000);
         // Seen again (a changed mtime): not new.
-        add(&mut ix, &a, 3001);
+        add(&mut ix, [&a], 3001);
         let used = |e: &Entry, at| Use {
             name: e.name,
             at,
@@ -342,7 +331,7 @@ mod tests {
         // A use of an entry this connection's sync added is the command
         // that made it: skipped. Uses of the others are hits.
         let fresh = entry(5, Kind::Output);
-        add(&mut ix, &fresh, 3600);
+        add(&mut ix, [&fresh], 3600);
         ix.record_uses(&[used(&fresh, 3600)]).unwrap();
         let mut ix = Index::open(ix.path()).unwrap();
         ix.set_trace(Some(Tracing {
@@ -374,7 +363,7 @@ mod tests {
         let mut ix = Index::open(ix.path()).unwrap();
         ix.set_trace(tracing(100));
         let before = ix.trace_len().unwrap();
-        add(&mut ix, &entry(6, Kind::Output), 4000);
+        add(&mut ix, [&entry(6, Kind::Output)], 4000);
         ix.record_uses(&[used(&x, 4000)]).unwrap();
         assert_eq!(ix.trace_len().unwrap(), before);
     }

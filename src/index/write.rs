@@ -8,16 +8,17 @@
 //! each once.
 
 use std::collections::HashMap;
+use std::path::Path;
 
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use rusqlite::{CachedStatement, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::statements::*;
-use super::{Index, SqlResult, SubdirChanges, Use};
+use super::{Index, SqlResult, SubdirChanges, SyncMark, Use};
 use crate::error::Result;
 use crate::layout::EntryName;
 use crate::layout::Id;
 use crate::model::{Entry, Kind, Other, UnixTime};
-use crate::sim::trace::TraceId;
+use crate::trace::schema::TraceId;
 use crate::trace::{TraceEvent, TraceOp};
 
 impl Index {
@@ -49,148 +50,13 @@ impl Index {
             ),
             false => (None, false),
         };
-        let (mut traced, mut added) = (Vec::new(), Vec::new());
-        {
-            let mut upsert = tx
-                .prepare_cached(
-                    // A row another process wrote since this scan read the
-                    // index keeps its hits, last use and first sighting;
-                    // pending uses (?13) are added on top.
-                    SQL_UPSERT,
-                )
-                .at(path)?;
-            let mut delete = tx.prepare_cached(SQL_DELETE_ENTRY).at(path)?;
-            let mut old_row = tx.prepare_cached(SQL_OLD_ROW).at(path)?;
-            let mut adjust = tx.prepare_cached(SQL_ADJUST_SUBDIR).at(path)?;
-            let mut clear_others = tx.prepare_cached(SQL_CLEAR_OTHERS).at(path)?;
-            let mut other = tx.prepare_cached(SQL_OTHER).at(path)?;
-            let mut state = tx.prepare_cached(SQL_SET_SUBDIR).at(path)?;
-            let mut pending = tx.prepare_cached(SQL_TAKE_PENDING).at(path)?;
-            let any_pending: bool = tx
-                .prepare_cached(SQL_ANY_PENDING)
-                .and_then(|mut q| q.query_row([], |r| r.get(0)))
-                .at(path)?;
+        let (traced, added) = {
+            let mut w = SubdirWriter::new(&tx, path, now, module, record_new, marking.as_ref())?;
             for changes in all {
-                // What the changes add to the totals, for `totals: None`.
-                let mut delta = TierDelta::default();
-                let by_delta = changes.totals.is_none();
-                // Insert in key order: appends to the B-tree instead of
-                // touching random pages.
-                let mut order: Vec<&Entry> = changes.upserts.iter().collect();
-                order.sort_unstable_by_key(|e| e.name);
-                for e in order {
-                    let maybe_new = record_new && changes.updated.binary_search(&e.name).is_err();
-                    if by_delta || maybe_new {
-                        let old = old_row
-                            .query_row(params![changes.subdir, e.name.file_name()], kind_sizes)
-                            .optional()
-                            .at(path)?;
-                        if record_new && old.is_none() {
-                            traced.push(super::trace::new_event(e, now));
-                            added.push(e.name);
-                        }
-                        if by_delta {
-                            if let Some(old) = old {
-                                delta.count(old, -1);
-                            }
-                            delta.count((e.kind.to_db(), e.apparent as i64, e.allocated as i64), 1);
-                        }
-                    }
-                    let (mut last_use, mut pending_hits) = (e.last_use, 0u64);
-                    let mut credited = module;
-                    if any_pending {
-                        let p: Option<(i64, i64, Option<i64>)> = pending
-                            .query_row(params![changes.subdir, e.name.file_name()], |r| {
-                                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                            })
-                            .optional()
-                            .at(path)?;
-                        if let Some((at, h, m)) = p {
-                            last_use = last_use.max(at);
-                            pending_hits = h as u64;
-                            // The module that used it knew best.
-                            credited = m.or(credited);
-                        }
-                    }
-                    let mark = marking.as_ref();
-                    upsert
-                        .execute(params![
-                            changes.subdir,
-                            e.name.file_name(),
-                            e.kind.to_db(),
-                            e.apparent as i64,
-                            e.allocated as i64,
-                            e.mtime,
-                            last_use,
-                            e.hits as i64,
-                            e.first_seen,
-                            e.output.map(|o| o.0.to_vec()),
-                            e.program,
-                            e.problem,
-                            pending_hits as i64,
-                            credited,
-                            mark.map(|m| m.used_after),
-                            mark.map(|m| m.since),
-                            mark.map(|m| m.run),
-                        ])
-                        .at(path)?;
-                }
-                for name in &changes.deletes {
-                    let old = delete
-                        .query_row(params![changes.subdir, name.file_name()], kind_sizes)
-                        .optional()
-                        .at(path)?;
-                    if let Some(old) = old {
-                        delta.count(old, -1);
-                    }
-                }
-                clear_others.execute(params![changes.subdir]).at(path)?;
-                for o in &changes.others {
-                    other
-                        .execute(params![
-                            o.path,
-                            changes.subdir,
-                            o.class.as_str(),
-                            o.what,
-                            o.apparent as i64,
-                            o.allocated as i64
-                        ])
-                        .at(path)?;
-                }
-                let Some(t) = &changes.totals else {
-                    let (b, x) = (delta.build, delta.exe);
-                    adjust
-                        .execute(params![
-                            changes.subdir,
-                            changes.mtime_ns,
-                            now,
-                            b.entries,
-                            b.apparent,
-                            b.allocated,
-                            x.entries,
-                            x.apparent,
-                            x.allocated,
-                            changes.dir_allocated as i64,
-                        ])
-                        .at(path)?;
-                    continue;
-                };
-                state
-                    .execute(params![
-                        changes.subdir,
-                        changes.mtime_ns,
-                        now,
-                        t.build.entries as i64,
-                        t.build.apparent_bytes as i64,
-                        t.build.allocated_bytes as i64,
-                        t.exe.entries as i64,
-                        t.exe.apparent_bytes as i64,
-                        t.exe.allocated_bytes as i64,
-                        changes.dir_allocated as i64,
-                    ])
-                    .at(path)?;
+                w.apply(changes)?;
             }
-        }
+            (w.traced, w.added)
+        };
         Index::trace_in(tracing, &tx, module, &traced, path)?;
         tx.commit().at(path)?;
         self.credited(module);
@@ -427,6 +293,229 @@ impl Index {
     }
 }
 
+/// [`Index::apply_subdirs`]' statements in its write transaction, what
+/// it credits and marks, and the `new` events it gathers for the trace.
+struct SubdirWriter<'a> {
+    path: &'a Path,
+    now: UnixTime,
+    /// The module new rows are credited to.
+    module: Option<i64>,
+    /// Whether rows the index did not have are traced as `new`.
+    record_new: bool,
+    /// Whether any use waits for a scan to find its entry.
+    any_pending: bool,
+    /// `ci end`'s marks, for the rows this sync writes.
+    mark: Option<&'a SyncMark>,
+    upsert: CachedStatement<'a>,
+    delete: CachedStatement<'a>,
+    old_row: CachedStatement<'a>,
+    adjust: CachedStatement<'a>,
+    clear_others: CachedStatement<'a>,
+    other: CachedStatement<'a>,
+    state: CachedStatement<'a>,
+    pending: CachedStatement<'a>,
+    /// `new` events, and the names they are about.
+    traced: Vec<TraceEvent>,
+    added: Vec<EntryName>,
+}
+
+impl<'a> SubdirWriter<'a> {
+    fn new(
+        tx: &'a Transaction,
+        path: &'a Path,
+        now: UnixTime,
+        module: Option<i64>,
+        record_new: bool,
+        mark: Option<&'a SyncMark>,
+    ) -> Result<SubdirWriter<'a>> {
+        let any_pending: bool = tx
+            .prepare_cached(SQL_ANY_PENDING)
+            .and_then(|mut q| q.query_row([], |r| r.get(0)))
+            .at(path)?;
+        let prepare = |sql| tx.prepare_cached(sql).at(path);
+        Ok(SubdirWriter {
+            path,
+            now,
+            module,
+            record_new,
+            any_pending,
+            mark,
+            // A row another process wrote since this scan read the index
+            // keeps its hits, last use and first sighting; pending uses
+            // (?13) are added on top.
+            upsert: prepare(SQL_UPSERT)?,
+            delete: prepare(SQL_DELETE_ENTRY)?,
+            old_row: prepare(SQL_OLD_ROW)?,
+            adjust: prepare(SQL_ADJUST_SUBDIR)?,
+            clear_others: prepare(SQL_CLEAR_OTHERS)?,
+            other: prepare(SQL_OTHER)?,
+            state: prepare(SQL_SET_SUBDIR)?,
+            pending: prepare(SQL_TAKE_PENDING)?,
+            traced: Vec::new(),
+            added: Vec::new(),
+        })
+    }
+
+    /// One subdirectory's changes: its entries, its odd files, its totals.
+    fn apply(&mut self, changes: &SubdirChanges) -> Result<()> {
+        // What the changes add to the totals, for `totals: None`.
+        let mut delta = TierDelta::default();
+        // Insert in key order: appends to the B-tree instead of touching
+        // random pages.
+        let mut order: Vec<&Entry> = changes.upserts.iter().collect();
+        order.sort_unstable_by_key(|e| e.name);
+        for e in order {
+            self.replaced(changes, e, &mut delta)?;
+            self.upsert(changes.subdir, e)?;
+        }
+        for name in &changes.deletes {
+            let old = self
+                .delete
+                .query_row(params![changes.subdir, name.file_name()], kind_sizes)
+                .optional()
+                .at(self.path)?;
+            if let Some(old) = old {
+                delta.count(old, -1);
+            }
+        }
+        self.others(changes)?;
+        self.totals(changes, delta)
+    }
+
+    /// Reads the row `e` replaces when the totals move by delta, or when
+    /// `e` may be new to the index and new entries are traced.
+    fn replaced(
+        &mut self,
+        changes: &SubdirChanges,
+        e: &Entry,
+        delta: &mut TierDelta,
+    ) -> Result<()> {
+        let by_delta = changes.totals.is_none();
+        let maybe_new = self.record_new && changes.updated.binary_search(&e.name).is_err();
+        if !(by_delta || maybe_new) {
+            return Ok(());
+        }
+        let old = self
+            .old_row
+            .query_row(params![changes.subdir, e.name.file_name()], kind_sizes)
+            .optional()
+            .at(self.path)?;
+        if self.record_new && old.is_none() {
+            self.traced.push(super::trace::new_event(e, self.now));
+            self.added.push(e.name);
+        }
+        if by_delta {
+            if let Some(old) = old {
+                delta.count(old, -1);
+            }
+            delta.count((e.kind.to_db(), e.apparent as i64, e.allocated as i64), 1);
+        }
+        Ok(())
+    }
+
+    /// Writes `e`'s row, with the uses that waited for it.
+    fn upsert(&mut self, subdir: u8, e: &Entry) -> Result<()> {
+        let (mut last_use, mut pending_hits) = (e.last_use, 0u64);
+        let mut credited = self.module;
+        if self.any_pending {
+            let p: Option<(i64, i64, Option<i64>)> = self
+                .pending
+                .query_row(params![subdir, e.name.file_name()], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .optional()
+                .at(self.path)?;
+            if let Some((at, h, m)) = p {
+                last_use = last_use.max(at);
+                pending_hits = h as u64;
+                // The module that used it knew best.
+                credited = m.or(credited);
+            }
+        }
+        let mark = self.mark;
+        self.upsert
+            .execute(params![
+                subdir,
+                e.name.file_name(),
+                e.kind.to_db(),
+                e.apparent as i64,
+                e.allocated as i64,
+                e.mtime,
+                last_use,
+                e.hits as i64,
+                e.first_seen,
+                e.output.map(|o| o.0.to_vec()),
+                e.program,
+                e.problem,
+                pending_hits as i64,
+                credited,
+                mark.map(|m| m.used_after),
+                mark.map(|m| m.since),
+                mark.map(|m| m.run),
+            ])
+            .at(self.path)?;
+        Ok(())
+    }
+
+    /// Replaces the subdirectory's odd files.
+    fn others(&mut self, changes: &SubdirChanges) -> Result<()> {
+        self.clear_others
+            .execute(params![changes.subdir])
+            .at(self.path)?;
+        for o in &changes.others {
+            self.other
+                .execute(params![
+                    o.path,
+                    changes.subdir,
+                    o.class.as_str(),
+                    o.what,
+                    o.apparent as i64,
+                    o.allocated as i64
+                ])
+                .at(self.path)?;
+        }
+        Ok(())
+    }
+
+    /// The subdirectory's state and totals: as the changes give them, or
+    /// moved by `delta`.
+    fn totals(&mut self, changes: &SubdirChanges, delta: TierDelta) -> Result<()> {
+        let Some(t) = &changes.totals else {
+            let (b, x) = (delta.build, delta.exe);
+            self.adjust
+                .execute(params![
+                    changes.subdir,
+                    changes.mtime_ns,
+                    self.now,
+                    b.entries,
+                    b.apparent,
+                    b.allocated,
+                    x.entries,
+                    x.apparent,
+                    x.allocated,
+                    changes.dir_allocated as i64,
+                ])
+                .at(self.path)?;
+            return Ok(());
+        };
+        self.state
+            .execute(params![
+                changes.subdir,
+                changes.mtime_ns,
+                self.now,
+                t.build.entries as i64,
+                t.build.apparent_bytes as i64,
+                t.build.allocated_bytes as i64,
+                t.exe.entries as i64,
+                t.exe.apparent_bytes as i64,
+                t.exe.allocated_bytes as i64,
+                changes.dir_allocated as i64,
+            ])
+            .at(self.path)?;
+        Ok(())
+    }
+}
+
 /// A row's kind and sizes: `kind, apparent, allocated`.
 type KindSizes = (i64, i64, i64);
 
@@ -466,6 +555,7 @@ impl TierDelta {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::index::test_add as add;
     use crate::index::test_entry as entry;
 
     #[test]
@@ -519,17 +609,7 @@ mod tests {
             entry(2, Kind::Exe),
             entry(3, Kind::Exe),
         );
-        for e in [&a, &b] {
-            ix.apply_subdir(
-                &SubdirChanges {
-                    subdir: e.name.subdir(),
-                    upserts: vec![e.clone()],
-                    ..Default::default()
-                },
-                10,
-            )
-            .unwrap();
-        }
+        add(&mut ix, [&a, &b], 10);
         let used = |e: &Entry, at| Use {
             name: e.name,
             at,
@@ -561,15 +641,7 @@ mod tests {
             },
         ])
         .unwrap();
-        ix.apply_subdir(
-            &SubdirChanges {
-                subdir: 7,
-                upserts: vec![e.clone()],
-                ..Default::default()
-            },
-            4000,
-        )
-        .unwrap();
+        add(&mut ix, [&e], 4000);
         let got = ix.entry(&e.name).unwrap().unwrap();
         assert_eq!((got.hits, got.last_use), (2, 3000));
         ix.record_uses(&[Use {

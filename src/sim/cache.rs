@@ -161,7 +161,7 @@ impl<'w> Cache<'w> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::trace::{Event, TraceId};
+    use crate::trace::schema::{Event, TraceId};
 
     #[test]
     fn outputs_leave_with_the_last_action_naming_them() {

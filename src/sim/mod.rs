@@ -2,8 +2,10 @@
 //! them under eviction policies and budgets, and the upper bound no policy
 //! can beat.
 //!
-//! - [`trace`]: the trace schema (JSON Lines, versioned), reader and
-//!   writer; the schema is documented there and in the README.
+//! The traces it reads are in the schema of [`crate::trace::schema`]
+//! (JSON Lines, versioned; documented there and in the README), the leaf
+//! the index's recorded events are exported through.
+//!
 //! - [`workload`]: a trace turned into requests, sizes and rebuild costs
 //!   (measured where the trace has them, estimated where not).
 //! - [`policies`]: the policies behind one trait: `trim`'s LRU before and
@@ -46,7 +48,6 @@ pub mod policies;
 pub mod replay;
 pub mod schedule;
 pub mod synthetic;
-pub mod trace;
 pub mod workload;
 
 use std::sync::Mutex;

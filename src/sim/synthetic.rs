@@ -38,8 +38,8 @@
 
 use std::collections::HashMap;
 
-use super::trace::{Event, Header, Trace, TraceId};
 use crate::model::UnixTime;
+use crate::trace::schema::{Event, Header, Trace, TraceId};
 
 /// What to generate.
 #[derive(Clone, Debug, PartialEq)]
@@ -583,7 +583,7 @@ pub fn generate(spec: &GenSpec) -> Trace {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::trace::Op;
+    use crate::trace::schema::Op;
 
     #[test]
     fn same_spec_same_trace_and_it_looks_like_go() {

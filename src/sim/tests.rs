@@ -3,9 +3,9 @@
 use super::cache::{Cache, Removed, Victim};
 use super::evict::At;
 use super::synthetic::{GenSpec, generate};
-use super::trace::{Event, TraceId};
 use super::*;
 use crate::report::Silent;
+use crate::trace::schema::{Event, TraceId};
 
 const BLOCK: u64 = 4096;
 

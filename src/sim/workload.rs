@@ -37,7 +37,7 @@
 
 use std::collections::HashMap;
 
-use super::trace::{EntryKind, Event, Op, Trace, TraceId};
+use crate::trace::schema::{EntryKind, Event, Op, Trace, TraceId};
 
 /// "None" for dense numbers.
 pub const NONE: u32 = u32::MAX;
@@ -252,7 +252,7 @@ impl Workload {
     pub fn from_traces(traces: &[Trace]) -> Workload {
         let block = traces
             .first()
-            .map_or(super::trace::DEFAULT_BLOCK, Trace::block);
+            .map_or(crate::trace::schema::DEFAULT_BLOCK, Trace::block);
         let mut events: Vec<&Event> = traces.iter().flat_map(|t| t.events.iter()).collect();
         events.sort_by_key(|e| e.t);
         let mut w = Workload::from_events(block, events.into_iter());
@@ -501,7 +501,7 @@ fn add_cost(sums: &mut [(f64, u32)], a: u32, c: f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::trace::{EntryKind, Event, Op, TraceId};
+    use crate::trace::schema::{EntryKind, Event, Op, TraceId};
 
     fn id(n: u64) -> TraceId {
         TraceId(n)
@@ -603,7 +603,7 @@ mod tests {
     #[test]
     fn traces_merge_by_time() {
         let mk = |events: Vec<Event>| Trace {
-            headers: vec![crate::sim::trace::Header::new("prog")],
+            headers: vec![crate::trace::schema::Header::new("prog")],
             events,
             skipped: 0,
         };

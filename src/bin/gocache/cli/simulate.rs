@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use super::common::{Global, Progress, human, print_json};
 use gocache::limits::SizeSpec;
 use gocache::sim::synthetic::{GenSpec, generate};
-use gocache::sim::trace::{self, Trace};
 use gocache::sim::{PolicyName, Report, Workload, simulate};
+use gocache::trace::schema::{self as trace, Trace};
 
 /// Replay traces of go's cache lookups under budgets and eviction policies.
 ///

@@ -1,4 +1,5 @@
-//! Traces: what a cache was asked for, as JSON Lines (schema version 1).
+//! The trace file: what a cache was asked for, as JSON Lines (schema
+//! version 1).
 //!
 //! A trace is a text file of JSON objects, one a line. The first line is a
 //! header; every other line is an event. Several traces concatenated are

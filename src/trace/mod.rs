@@ -1,13 +1,19 @@
-//! Recording traces: what go did with the cache, as events kept in the
-//! index (`trace` table, migration 5) and exported as the simulator's JSON
-//! Lines schema ([`crate::sim::trace`]) for `gocache simulate`.
+//! Traces: what go did with the cache, as events kept in the index
+//! (`trace` table, migration 5) and as JSON Lines ([`schema`]) that
+//! `gocache trace export` writes and `gocache simulate` reads.
+//!
+//! A leaf: it stands on [`crate::layout`], [`crate::model`] and
+//! [`crate::error`] only, so that the index (which stores the events) and
+//! the simulator (which replays the schema) both stand on it and neither
+//! on the other.
 //!
 //! This module is pure: the events ([`TraceEvent`]), the setting that
 //! turns recording on and bounds it ([`Tracing`], `GOCACHE_TRACE`), the
 //! rebuild cost a get miss and the put that follows bracket
-//! ([`RebuildClock`], for `gocache prog`), and the export of stored events
-//! ([`export`]). The index writes and reads them (`Index::set_trace`,
-//! `Index::record_trace`, `Index::trace_events`).
+//! ([`RebuildClock`], for `gocache prog`), the export of stored events
+//! ([`export`]), and the file schema with its reader and writer
+//! ([`schema`]). The index writes and reads the events
+//! (`Index::set_trace`, `Index::record_trace`, `Index::trace_events`).
 //!
 //! # Who records what
 //!
@@ -66,7 +72,9 @@ use std::io::Write;
 
 use crate::layout::Id;
 use crate::model::Kind;
-use crate::sim::trace::{self as schema, EntryKind, Event, Header, Op, TraceId};
+pub mod schema;
+
+use schema::{EntryKind, Event, Header, Op, TraceId};
 
 /// Events kept when `GOCACHE_TRACE` does not say otherwise.
 pub const DEFAULT_KEEP: u64 = 1_000_000;
@@ -381,8 +389,8 @@ fn to_schema(s: &StoredEvent, exes: &std::collections::HashSet<TraceId>) -> Even
 
 #[cfg(test)]
 mod tests {
+    use super::schema::read;
     use super::*;
-    use crate::sim::trace::read;
 
     fn id(b: u8) -> Id {
         Id([b; 32])
