@@ -110,6 +110,10 @@ pub enum Error {
     /// A user-supplied value is invalid (size, duration, …).
     #[error("{0}")]
     Invalid(String),
+    /// A put found a directory (a cached executable) where its output
+    /// belongs: it is left alone, and the output is not cached.
+    #[error("{0} is a directory (a cached executable); not replaced")]
+    EntryIsDirectory(PathBuf),
 }
 
 impl Error {
