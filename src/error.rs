@@ -116,6 +116,33 @@ pub enum Error {
     EntryIsDirectory(PathBuf),
 }
 
+/// Why an item with a cache entry's name is not an entry (a scan lists it
+/// as an odd item, and never follows or removes it as an entry).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotAnEntry {
+    /// Something else where an entry belongs (a symlink, a fifo, …).
+    #[error("{0} where a cache entry belongs; not followed")]
+    WrongType(&'static str),
+    /// An action entry that is a symlink (found on opening it).
+    #[error("symlink; not followed")]
+    Symlink,
+    /// An executable's directory that cannot be opened.
+    #[error("executable directory cannot be opened: {0}")]
+    ExeDirUnopenable(rustix::io::Errno),
+    /// An executable's directory that cannot be listed.
+    #[error("executable directory cannot be read: {0}")]
+    ExeDirUnreadable(rustix::io::Errno),
+    /// An executable's directory that does not hold exactly one item.
+    #[error("executable directory holding {0} entries, expected 1")]
+    ExeDirCount(usize),
+    /// The executable inside its directory cannot be examined.
+    #[error("executable cannot be examined: {0}")]
+    ExeUnexaminable(rustix::io::Errno),
+    /// The item in an executable's directory is not a file.
+    #[error("executable directory holding a {0}")]
+    ExeNotAFile(&'static str),
+}
+
 impl Error {
     /// An I/O error on `path`.
     pub fn io(op: &'static str, path: impl Into<PathBuf>, cause: std::io::Error) -> Error {
