@@ -31,6 +31,13 @@
 //!   One left by a killed trim is removed by the next trim that opens the
 //!   subdirectory ([`sweep_trash`]).
 //!
+//! # Level one's entries
+//!
+//! [`store::LocalStore`] reads and writes entries in Go's layout, as Go
+//! does (action entries, outputs, temporary files renamed into place,
+//! "last used" mtimes): `gocache prog`'s gets and puts and the remote
+//! tier's fetches go through it.
+//!
 //! # The trim lock
 //!
 //! One trim at a time: an exclusive, non-blocking fs4 lock on
@@ -79,6 +86,8 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use crate::error::{Error, Result};
 use crate::layout::{EntryName, GOCACHE_DIR, TopLevel, parse_subdir, subdir_name};
 use crate::model::{Other, UnixTime};
+
+pub mod store;
 
 // ---------------------------------------------------------------------------
 // Opening

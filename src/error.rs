@@ -110,6 +110,87 @@ pub enum Error {
     /// A user-supplied value is invalid (size, duration, …).
     #[error("{0}")]
     Invalid(String),
+    /// A put found a directory (a cached executable) where its output
+    /// belongs: it is left alone, and the output is not cached.
+    #[error("{0} is a directory (a cached executable); not replaced")]
+    EntryIsDirectory(PathBuf),
+    /// `gocache prog` could not read the go command's requests.
+    #[error(
+        "reading requests: {cause}; the go command's pipe broke (its own error, if any, says why)"
+    )]
+    RequestStream {
+        /// The underlying error (in the message, not `source()`).
+        cause: std::io::Error,
+    },
+    /// A request line longer than any GOCACHEPROG request: what writes to
+    /// `gocache prog` is not the go command.
+    #[error(
+        "a request line is longer than {max_kib} KiB, which no GOCACHEPROG request is (it starts \
+         {start:?}); stopping: run gocache prog only as the go command's GOCACHEPROG"
+    )]
+    RequestTooLong {
+        /// The longest line accepted, in KiB.
+        max_kib: usize,
+        /// The line's first bytes, for people.
+        start: String,
+    },
+    /// A request line the stream cannot go on from (see [`RequestError`]).
+    #[error("{error}: {line}; stopping: run gocache prog only as the go command's GOCACHEPROG")]
+    BadRequest {
+        /// What is wrong with it.
+        error: RequestError,
+        /// The line, for people.
+        line: String,
+    },
+    /// A request's body could not be read: the stream broke mid-request.
+    #[error(
+        "request {id}: reading its body: {cause}; the go command's pipe broke (its own error, if any, says why)"
+    )]
+    RequestBody {
+        /// The request's ID.
+        id: i64,
+        /// The underlying error (in the message, not `source()`).
+        cause: std::io::Error,
+    },
+}
+
+/// Why a GOCACHEPROG request line cannot be used at all (the stream cannot
+/// go on: nothing can be answered).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// Not JSON, or not a request object.
+    #[error("malformed request (not a JSON request object): {0}")]
+    Malformed(String),
+    /// No ID: nothing can be answered.
+    #[error("request has no ID")]
+    NoId,
+}
+
+/// Why an item with a cache entry's name is not an entry (a scan lists it
+/// as an odd item, and never follows or removes it as an entry).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotAnEntry {
+    /// Something else where an entry belongs (a symlink, a fifo, …).
+    #[error("{0} where a cache entry belongs; not followed")]
+    WrongType(&'static str),
+    /// An action entry that is a symlink (found on opening it).
+    #[error("symlink; not followed")]
+    Symlink,
+    /// An executable's directory that cannot be opened.
+    #[error("executable directory cannot be opened: {0}")]
+    ExeDirUnopenable(rustix::io::Errno),
+    /// An executable's directory that cannot be listed.
+    #[error("executable directory cannot be read: {0}")]
+    ExeDirUnreadable(rustix::io::Errno),
+    /// An executable's directory that does not hold exactly one item.
+    #[error("executable directory holding {0} entries, expected 1")]
+    ExeDirCount(usize),
+    /// The executable inside its directory cannot be examined.
+    #[error("executable cannot be examined: {0}")]
+    ExeUnexaminable(rustix::io::Errno),
+    /// The item in an executable's directory is not a file.
+    #[error("executable directory holding a {0}")]
+    ExeNotAFile(&'static str),
 }
 
 impl Error {

@@ -142,7 +142,7 @@ pub enum ConfigError {
         /// Where it came from (a variable or a flag).
         from: &'static str,
         /// What is wrong.
-        why: String,
+        why: EndpointProblem,
     },
     /// Only half of a key pair.
     #[error("{0} is set but {1} is not: set both, or neither for anonymous access")]
@@ -267,22 +267,45 @@ pub fn open(
     Ok(S3Store::new(S3Config::resolve(url, overrides, getenv)?))
 }
 
-fn parse_endpoint(e: &str) -> Result<url::Url, String> {
-    let u = url::Url::parse(e).map_err(|err| err.to_string())?;
+/// What is wrong with an endpoint (see [`ConfigError::BadEndpoint`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointProblem {
+    /// Not a URL.
+    #[error("{0}")]
+    NotAUrl(#[from] url::ParseError),
+    /// Another scheme.
+    #[error("scheme `{0}` is not http or https")]
+    Scheme(String),
+    /// No host.
+    #[error("it has no host")]
+    NoHost,
+    /// Credentials in the URL (they belong in the AWS variables).
+    #[error("it holds a user name or password")]
+    UserInfo,
+    /// A query or fragment.
+    #[error("it has a query or fragment")]
+    Query,
+    /// A path (the bucket and prefix belong in the `s3://` URL).
+    #[error("it has a path (`{0}`)")]
+    Path(String),
+}
+
+fn parse_endpoint(e: &str) -> Result<url::Url, EndpointProblem> {
+    let u = url::Url::parse(e)?;
     if !matches!(u.scheme(), "http" | "https") {
-        return Err(format!("scheme `{}` is not http or https", u.scheme()));
+        return Err(EndpointProblem::Scheme(u.scheme().to_owned()));
     }
     if u.host_str().is_none_or(str::is_empty) {
-        return Err("it has no host".to_owned());
+        return Err(EndpointProblem::NoHost);
     }
     if !u.username().is_empty() || u.password().is_some() {
-        return Err("it holds a user name or password".to_owned());
+        return Err(EndpointProblem::UserInfo);
     }
     if u.query().is_some() || u.fragment().is_some() {
-        return Err("it has a query or fragment".to_owned());
+        return Err(EndpointProblem::Query);
     }
     if u.path() != "/" && !u.path().is_empty() {
-        return Err(format!("it has a path (`{}`)", u.path()));
+        return Err(EndpointProblem::Path(u.path().to_owned()));
     }
     Ok(u)
 }

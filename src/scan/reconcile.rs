@@ -10,6 +10,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use super::listing::{Listing, NoListing, alloc_of, mtime_ns, secs, size_of, type_name};
 use super::{Known, MISSING, RACY_SECS};
 use crate::cachedir::open_dir_at;
+use crate::error::NotAnEntry;
 use crate::index::SubdirChanges;
 use crate::layout::{ACTION_ENTRY_SIZE, ActionEntry, EntryName, IdHash, Suffix, subdir_name};
 use crate::model::{Entry, Kind, Other, OtherClass, Totals, UnixTime};
@@ -199,14 +200,16 @@ fn read_entry(
         }
         (Suffix::Data, FileType::RegularFile) => Ok(base_entry(ename, Kind::Output, &st)),
         (Suffix::Data, FileType::Directory) => read_exe(dir_fd, fname, ename, &st),
-        (_, t) => Err(format!(
-            "{} where a cache entry belongs; not followed",
-            type_name(t)
-        )),
+        (_, t) => Err(NotAnEntry::WrongType(type_name(t))),
     };
     match entry {
         Ok(e) => Read::Entry(e),
-        Err(what) => Read::Odd(odd(ename.rel_path(), what, size_of(&st), alloc_of(&st))),
+        Err(what) => Read::Odd(odd(
+            ename.rel_path(),
+            what.to_string(),
+            size_of(&st),
+            alloc_of(&st),
+        )),
     }
 }
 
@@ -276,7 +279,7 @@ fn read_action(
     st: &rustix::fs::Stat,
     known: Option<&Entry>,
     stats: &mut SubdirStats,
-) -> std::result::Result<Entry, String> {
+) -> Result<Entry, NotAnEntry> {
     let mut e = base_entry(name, Kind::Action, st);
     // An action file is rewritten in place, which changes its mtime: same
     // size and mtime means same content, so it need not be read again.
@@ -299,7 +302,7 @@ fn read_action(
     let mut buf = [0u8; ACTION_ENTRY_SIZE];
     let n = match read_small(dir_fd, fname, &mut buf) {
         Ok(n) => n,
-        Err(rustix::io::Errno::LOOP) => return Err("symlink; not followed".into()),
+        Err(rustix::io::Errno::LOOP) => return Err(NotAnEntry::Symlink),
         Err(err) => {
             e_problem(&mut e, format!("cannot read: {err}"));
             return Ok(e);
@@ -339,30 +342,25 @@ fn read_exe(
     fname: &CStr,
     name: EntryName,
     st: &rustix::fs::Stat,
-) -> std::result::Result<Entry, String> {
-    let fd = open_dir_at(dir_fd, fname)
-        .map_err(|e| format!("executable directory cannot be opened: {e}"))?;
-    let dir = rustix::fs::Dir::read_from(&fd)
-        .map_err(|e| format!("executable directory cannot be read: {e}"))?;
+) -> Result<Entry, NotAnEntry> {
+    let fd = open_dir_at(dir_fd, fname).map_err(NotAnEntry::ExeDirUnopenable)?;
+    let dir = rustix::fs::Dir::read_from(&fd).map_err(NotAnEntry::ExeDirUnreadable)?;
     let mut inner = Vec::new();
     for item in dir {
-        let item = item.map_err(|e| format!("executable directory cannot be read: {e}"))?;
+        let item = item.map_err(NotAnEntry::ExeDirUnreadable)?;
         let b = item.file_name().to_bytes();
         if b != b"." && b != b".." {
             inner.push(item.file_name().to_owned());
         }
     }
     if inner.len() != 1 {
-        return Err(format!(
-            "executable directory holding {} entries, expected 1",
-            inner.len()
-        ));
+        return Err(NotAnEntry::ExeDirCount(inner.len()));
     }
     let ist = rustix::fs::statat(&fd, inner[0].as_c_str(), AtFlags::SYMLINK_NOFOLLOW)
-        .map_err(|e| format!("executable cannot be examined: {e}"))?;
+        .map_err(NotAnEntry::ExeUnexaminable)?;
     let t = FileType::from_raw_mode(ist.st_mode as _);
     if t != FileType::RegularFile {
-        return Err(format!("executable directory holding a {}", type_name(t)));
+        return Err(NotAnEntry::ExeNotAFile(type_name(t)));
     }
     let mut e = base_entry(name, Kind::Exe, st);
     e.apparent = size_of(&ist);

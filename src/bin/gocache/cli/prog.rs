@@ -67,10 +67,12 @@ pub struct Args {
     remote_drain: f64,
 }
 
-fn parse_drain(s: &str) -> Result<f64, String> {
+fn parse_drain(s: &str) -> Result<f64, gocache::Error> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && (0.0..=3600.0).contains(&v) => Ok(v),
-        _ => Err(format!("{s:?} is not a number of seconds from 0 to 3600")),
+        _ => Err(gocache::Error::Invalid(format!(
+            "{s:?} is not a number of seconds from 0 to 3600"
+        ))),
     }
 }
 
@@ -201,8 +203,8 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     };
     match gocache::prog::serve(cfg, std::io::stdin().lock(), Stdout) {
         Ok(()) => Ok(ExitCode::SUCCESS),
-        Err(msg) => {
-            eprintln!("gocache prog: {msg}");
+        Err(e) => {
+            eprintln!("gocache prog: {e}");
             Ok(ExitCode::FAILURE)
         }
     }

@@ -1,0 +1,534 @@
+//! Serving one go command: the reader's loop, a get and a put from the
+//! request to the answer, and the session's start and close around them.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::AsFd;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, mpsc};
+
+use sha2::Digest;
+
+use super::ServerConfig;
+use super::books::{self, Books};
+use super::protocol::{BadRequest, BodyError, Command, Response, parse_request, stream_body};
+use super::remote::{self, FETCHERS, RemoteState};
+use super::wire::{
+    DEFER_AT_MOST, HAND_OFF_AT, Pool, Timeline, Writer, read_request_line, requests_waiting,
+};
+use crate::cachedir::store::{Hit, LocalStore, TmpFile};
+use crate::error::{Error, Result};
+use crate::index::Index;
+use crate::layout::{ActionEntry, EntryName, Id};
+use crate::model::UnixTime;
+use crate::trace::TraceEvent;
+
+/// What the request handlers share: each room's own part.
+struct Shared {
+    /// Level one: Go's layout on disk.
+    store: LocalStore,
+    /// What the session counts and queues for the bookkeeper.
+    books: Arc<Books>,
+    /// The remote tier, with `--remote`.
+    remote: Option<RemoteState>,
+    timeline: Arc<Timeline>,
+    clock: fn() -> UnixTime,
+}
+
+/// Serves GOCACHEPROG requests from `input`, writing responses to `output`,
+/// until `close` or the end of input. Returns an error for a stream that
+/// broke or cannot be read (the caller prints it and exits non-zero).
+///
+/// `output` is dropped as soon as `close` is answered (the go command
+/// waits for it to close); the index is closed after that.
+pub fn serve(
+    cfg: ServerConfig,
+    input: impl Read + AsFd,
+    output: impl Write + Send + 'static,
+) -> Result<()> {
+    let timeline = Arc::new(Timeline::new(cfg.trace.is_some()));
+    // The go command waits for this first answer before it goes on: send
+    // it before anything else.
+    let writer = Arc::new(Writer::new(Box::new(output), timeline.clone()));
+    writer.send(&Response::known_commands());
+    let (spin, trace) = (cfg.spin, cfg.trace.clone());
+    let session = Session::start(cfg, &writer, timeline);
+    let mut reader = Reader {
+        shared: &session.shared,
+        writer: &writer,
+        pool: session.pool.as_deref(),
+        fetchers: session.fetchers.as_deref(),
+        spin,
+        deferred: 0,
+        since_evict: 0,
+    };
+    let read = reader.run(&mut BufReader::with_capacity(256 << 10, input));
+    writer.flush();
+    let close_id = read.as_ref().ok().copied().flatten();
+    session
+        .shared
+        .timeline
+        .note("end-of-requests", close_id.unwrap_or(-1), 0);
+    session.close(close_id, &writer, trace.as_deref());
+    read.map(|_| ())
+}
+
+/// A session's threads beside the reader, and what they share.
+struct Session {
+    shared: Arc<Shared>,
+    /// Answers gets while more requests wait, and finishes puts.
+    pool: Option<Arc<Pool<Job>>>,
+    /// Fetches local misses from the remote tier.
+    fetchers: Option<Arc<Pool<Job>>>,
+    bookkeeper: std::thread::JoinHandle<Option<Index>>,
+    /// A message once the session's row is recorded.
+    books_ready: mpsc::Receiver<()>,
+}
+
+impl Session {
+    /// Starts the bookkeeping thread (which opens the index, after go has
+    /// its first answer) and the pools.
+    fn start(cfg: ServerConfig, writer: &Arc<Writer>, timeline: Arc<Timeline>) -> Session {
+        let started = (cfg.clock)();
+        let cache = cfg.cache_dir.path().to_owned();
+        let shared = Arc::new(Shared {
+            store: LocalStore::new(cfg.cache_dir),
+            books: Arc::new(Books::new(cache, cfg.clock, cfg.record_events)),
+            remote: cfg.remote.map(RemoteState::new),
+            timeline,
+            clock: cfg.clock,
+        });
+        shared.timeline.note("known", 0, 0);
+        let (bookkeeper, books_ready) =
+            books::start(&shared.books, &shared.timeline, cfg.open_index, started);
+        let start_pool = |n| {
+            let shared = shared.clone();
+            Pool::start(n, writer, move |job: Job| job.run(&shared))
+        };
+        let pool = match cfg.workers.unwrap_or_else(super::default_workers) {
+            0 => None,
+            n => Some(start_pool(n)),
+        };
+        let fetchers = shared.remote.as_ref().map(|_| start_pool(FETCHERS));
+        Session {
+            shared,
+            pool,
+            fetchers,
+            bookkeeper,
+            books_ready,
+        }
+    }
+
+    /// The go command ends once it has the close response (`close_id`,
+    /// when it sent `close`) and our output closes. Before that: finish the
+    /// requests in flight, wait for this build's uploads, and let the
+    /// bookkeeper check the limits (after puts) and record the session.
+    /// After it: the last use log, the uses still waiting, the index's
+    /// close (which may checkpoint its WAL), and the timeline.
+    fn close(self, close_id: Option<i64>, writer: &Writer, trace: Option<&std::path::Path>) {
+        let s = &self.shared;
+        let closing = std::time::Instant::now();
+        let pools = [&self.pool, &self.fetchers];
+        for p in pools.into_iter().flatten() {
+            p.close();
+        }
+        for p in pools.into_iter().flatten() {
+            p.join();
+        }
+        s.timeline.note("pool-done", 0, 0);
+        let remote = s.remote.as_ref().map(|r| r.summarize(closing, &s.timeline));
+        s.books.close(remote);
+        // Err only if the bookkeeper died: nothing more to wait for.
+        let _ = self.books_ready.recv();
+        s.timeline.note("books-ready", 0, 0);
+        if let Some(id) = close_id {
+            writer.send(&Response::done(id, String::new()));
+        }
+        writer.release();
+        s.timeline.note("released", 0, 0);
+        // The last use log, after go has its answer: go need not wait for it.
+        if let Some(r) = &s.remote {
+            r.drain(&s.timeline);
+        }
+        let index = self.bookkeeper.join().ok().flatten();
+        s.timeline.note("books-done", 0, 0);
+        // Closing the index may checkpoint its WAL: after the go command
+        // has gone on.
+        drop(index);
+        s.timeline.note("index-closed", 0, 0);
+        if let Some(path) = trace
+            && let Err(e) = s.timeline.save(path)
+        {
+            eprintln!(
+                "gocache prog: warning: writing the trace {}: {e}",
+                path.display()
+            );
+        }
+    }
+}
+
+/// Work the reader hands to a pool.
+enum Job {
+    Get {
+        id: i64,
+        action: Id,
+    },
+    /// A local miss, for the store.
+    Fetch {
+        id: i64,
+        action: Id,
+    },
+    FinishPut {
+        id: i64,
+        action: Id,
+        output: Id,
+        size: u64,
+        tmp: TmpFile,
+    },
+}
+
+impl Job {
+    fn run(self, s: &Shared) -> Option<Response> {
+        let (r, what, id) = match self {
+            Job::Get { id, action } => (get(s, id, action, None), "get-pool", id),
+            Job::Fetch { id, action } => (Some(fetch(s, id, action)), "fetched", id),
+            Job::FinishPut {
+                id,
+                action,
+                output,
+                size,
+                tmp,
+            } => (
+                Some(finish_put(s, id, action, output, size, tmp)),
+                "put-done",
+                id,
+            ),
+        };
+        s.timeline.note(what, id, 0);
+        r
+    }
+}
+
+/// The protocol loop: reads requests until `close` or the end of input,
+/// answering them or handing them to the pools.
+struct Reader<'a> {
+    shared: &'a Shared,
+    writer: &'a Writer,
+    pool: Option<&'a Pool<Job>>,
+    fetchers: Option<&'a Pool<Job>>,
+    spin: std::time::Duration,
+    /// Responses queued but not yet written (see [`DEFER_AT_MOST`]);
+    /// always written before the reader may wait for input or a body.
+    deferred: usize,
+    /// Bytes put since the limits were last checked.
+    since_evict: u64,
+}
+
+impl Reader<'_> {
+    /// Reads and serves requests: `Some(id)` of the `close` request, or
+    /// `None` at the end of input without one (the go command went away).
+    fn run(&mut self, input: &mut BufReader<impl Read + AsFd>) -> Result<Option<i64>> {
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            if self.deferred > 0 && requests_waiting(input.buffer(), 1) == 0 {
+                self.flush();
+            }
+            read_request_line(input, &mut line, self.spin)?;
+            if line.is_empty() {
+                return Ok(None);
+            }
+            if line.iter().all(|c| c.is_ascii_whitespace()) {
+                continue;
+            }
+            let (id, cmd) = parse_request(&line).map_err(|error| Error::BadRequest {
+                error,
+                line: String::from_utf8_lossy(&line).trim_end().to_owned(),
+            })?;
+            let waiting = requests_waiting(input.buffer(), HAND_OFF_AT.max(1));
+            self.shared.timeline.note("read", id, waiting as u64);
+            match cmd {
+                Command::Close => return Ok(Some(id)),
+                Command::Get { action } => self.on_get(id, action, waiting),
+                Command::Bad { reason, body } => self.on_bad(input, id, reason, body)?,
+                Command::Put {
+                    action,
+                    output,
+                    size,
+                } => self.on_put(input, id, action, output, size)?,
+            }
+        }
+    }
+
+    /// Writes the responses held back.
+    fn flush(&mut self) {
+        self.writer.flush();
+        self.deferred = 0;
+    }
+
+    fn on_get(&mut self, id: i64, action: Id, waiting: usize) {
+        match self.pool {
+            // Several more requests are already here: let the pool answer
+            // this one while the reader goes on.
+            Some(pool) if waiting >= HAND_OFF_AT => pool.submit(Job::Get { id, action }),
+            // A get is one small read and a stat: answered right here, which
+            // keeps its round trip short; sent with the next answer when one
+            // is due right after. None: a local miss handed to the fetchers.
+            _ => {
+                let Some(r) = get(self.shared, id, action, self.fetchers) else {
+                    return;
+                };
+                self.shared.timeline.note("get", id, 0);
+                if waiting > 0 && self.deferred < DEFER_AT_MOST {
+                    self.writer.queue(&r);
+                    self.deferred += 1;
+                } else {
+                    self.writer.send(&r);
+                    self.deferred = 0;
+                }
+            }
+        }
+    }
+
+    /// A request answered with an error; its body, if any, is skipped.
+    fn on_bad(
+        &mut self,
+        input: &mut impl BufRead,
+        id: i64,
+        reason: BadRequest,
+        body: u64,
+    ) -> Result<()> {
+        self.flush();
+        if body > 0 {
+            match stream_body(input, &mut std::io::sink()) {
+                Ok(_) | Err(BodyError::Bad(_)) => {}
+                Err(BodyError::Io(cause)) => return Err(Error::RequestBody { id, cause }),
+            }
+        }
+        self.refuse(id, reason.to_string());
+        Ok(())
+    }
+
+    /// A put: its body into a temporary file, checked; its renames into
+    /// place on the pool.
+    fn on_put(
+        &mut self,
+        input: &mut impl BufRead,
+        id: i64,
+        action: Id,
+        output: Id,
+        size: u64,
+    ) -> Result<()> {
+        self.flush();
+        let tmp = match receive_body(&self.shared.store, input, output, size) {
+            Ok(tmp) => tmp,
+            Err(BodyError::Bad(reason)) => {
+                self.refuse(id, reason);
+                return Ok(());
+            }
+            Err(BodyError::Io(cause)) => return Err(Error::RequestBody { id, cause }),
+        };
+        self.shared.timeline.note("put-read", id, size);
+        let job = Job::FinishPut {
+            id,
+            action,
+            output,
+            size,
+            tmp,
+        };
+        match self.pool {
+            Some(pool) => pool.submit(job),
+            None => {
+                if let Some(r) = job.run(self.shared) {
+                    self.writer.send(&r);
+                }
+            }
+        }
+        self.shared.books.put_stored(&mut self.since_evict, size);
+        Ok(())
+    }
+
+    fn refuse(&self, id: i64, err: String) {
+        let c = &self.shared.books.counters;
+        c.errors.fetch_add(1, Ordering::Relaxed);
+        self.writer.send(&Response::error(id, err));
+    }
+}
+
+/// Answers a get: from level one, else (with a remote tier) from the
+/// store. `None` when the fetch was handed to `fetchers`, which answer it.
+fn get(s: &Shared, id: i64, action: Id, fetchers: Option<&Pool<Job>>) -> Option<Response> {
+    let c = &s.books.counters;
+    c.gets.fetch_add(1, Ordering::Relaxed);
+    let now = (s.clock)();
+    if let Some(hit) = s.store.get(action, now) {
+        return Some(local_hit(s, id, hit, now));
+    }
+    c.misses.fetch_add(1, Ordering::Relaxed);
+    s.books.event(|clock, t| {
+        clock.miss(&action, t);
+        TraceEvent::miss(t, &action)
+    });
+    match (&s.remote, fetchers) {
+        (None, _) => Some(Response::miss(id)),
+        (Some(_), Some(fetchers)) => {
+            fetchers.submit(Job::Fetch { id, action });
+            None
+        }
+        (Some(r), None) => Some(remote::fetch(r, &s.store, &s.books, now, id, action)),
+    }
+}
+
+/// A get level one answered: counted, its use queued (and the fleet's,
+/// with a remote tier), and answered.
+fn local_hit(s: &Shared, id: i64, hit: Hit, now: UnixTime) -> Response {
+    let Hit { entry, allocated } = hit;
+    let oname = EntryName::data(entry.output);
+    s.books.counters.hits.fetch_add(1, Ordering::Relaxed);
+    s.books
+        .used([EntryName::action(entry.action), oname], now, true);
+    if let Some(r) = &s.remote {
+        r.record_use(&entry, now);
+    }
+    s.books
+        .event(|_, t| TraceEvent::hit(t, &entry.action, &entry.output, allocated));
+    Response::hit(id, &entry, s.store.disk_path(&oname))
+}
+
+/// A local miss handed to the fetchers.
+fn fetch(s: &Shared, id: i64, action: Id) -> Response {
+    match &s.remote {
+        Some(r) => remote::fetch(r, &s.store, &s.books, (s.clock)(), id, action),
+        None => Response::miss(id),
+    }
+}
+
+/// Hashes what it is given and writes it on; after a failed write it keeps
+/// hashing and drops the rest, so that the body is still read to its end,
+/// and says what failed.
+struct HashingWriter<W: Write> {
+    inner: W,
+    hash: sha2::Sha256,
+    failed: Option<std::io::Error>,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.hash.update(b);
+        if self.failed.is_none()
+            && let Err(e) = self.inner.write_all(b)
+        {
+            self.failed = Some(e);
+        }
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.failed.is_none()
+            && let Err(e) = self.inner.flush()
+        {
+            self.failed = Some(e);
+        }
+        Ok(())
+    }
+}
+
+/// Streams a put's body into a temporary file next to where it belongs,
+/// checking its size and SHA-256. A body that cannot be stored (its
+/// subdirectory is not a directory, the disk is full) is still read to its
+/// end, and the put is answered with an error naming the write: go then
+/// builds without caching that output, and the session goes on.
+fn receive_body(
+    store: &LocalStore,
+    r: &mut impl BufRead,
+    output: Id,
+    size: u64,
+) -> Result<TmpFile, BodyError> {
+    // Go creates the 256 subdirectories before it starts us; one missing
+    // (or not a real directory) is dealt with here.
+    let (tmp, file) = match store.create_tmp(output.subdir()) {
+        Ok(x) => x,
+        Err(e) => {
+            if size > 0 {
+                match stream_body(r, &mut std::io::sink()) {
+                    Ok(_) | Err(BodyError::Bad(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            return Err(BodyError::Bad(format!(
+                "storing output {output}: {e}; not cached"
+            )));
+        }
+    };
+    let mut w = HashingWriter {
+        inner: std::io::BufWriter::with_capacity(256 << 10, file),
+        hash: sha2::Sha256::new(),
+        failed: None,
+    };
+    let result = if size == 0 {
+        Ok(0)
+    } else {
+        stream_body(r, &mut w)
+    };
+    let fail = |e: BodyError| {
+        store.discard(&tmp);
+        Err(e)
+    };
+    let got = match result {
+        Ok(n) => n,
+        Err(e) => return fail(e),
+    };
+    let _ = w.flush();
+    if let Some(e) = w.failed.take() {
+        return fail(BodyError::Bad(format!(
+            "writing {}: {e}; output {output} not cached",
+            store.tmp_path(&tmp).display()
+        )));
+    }
+    if got != size {
+        return fail(BodyError::Bad(format!(
+            "body is {got} bytes, but BodySize says {size}"
+        )));
+    }
+    let sum: [u8; 32] = w.hash.finalize().into();
+    if sum != output.0 {
+        return fail(BodyError::Bad(format!(
+            "body's SHA-256 is {}, not its OutputID {output}; refused",
+            Id(sum)
+        )));
+    }
+    Ok(tmp)
+}
+
+/// Puts a received body in place with its action entry (see
+/// [`LocalStore::put`]), queues it for upload, counts it and queues its
+/// use.
+fn finish_put(s: &Shared, id: i64, action: Id, output: Id, size: u64, tmp: TmpFile) -> Response {
+    let now = (s.clock)();
+    let entry = ActionEntry {
+        action,
+        output,
+        size,
+        time_nanos: now.saturating_mul(1_000_000_000),
+    };
+    if let Err(e) = s.store.put(tmp, &entry, now) {
+        s.books.counters.errors.fetch_add(1, Ordering::Relaxed);
+        return Response::error(id, e.to_string());
+    }
+    if let Some(r) = &s.remote {
+        r.upload(&s.store, entry);
+    }
+    let c = &s.books.counters;
+    c.puts.fetch_add(1, Ordering::Relaxed);
+    c.put_bytes.fetch_add(size, Ordering::Relaxed);
+    let oname = EntryName::data(output);
+    s.books.used([EntryName::action(action), oname], now, false);
+    // What the output takes on disk, as a filesystem of 4 KiB blocks
+    // allocates it (the file was just written; its blocks may still be
+    // delayed allocation).
+    let allocated = size.div_ceil(4096) * 4096;
+    s.books.event(|clock, t| {
+        let cost = clock.put(&action, t);
+        TraceEvent::put(t, &action, &output, allocated, cost)
+    });
+    Response::done(id, s.store.disk_path(&oname))
+}
