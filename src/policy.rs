@@ -409,80 +409,6 @@ impl Plan {
     }
 }
 
-/// Rules 3 to 5: walks groups least recently used first, choosing each
-/// unchosen `eligible` one for `rule` until `short` bytes (as `bytes`
-/// counts them) are freed. A protected group passed over is marked in
-/// `want_but_protected`. Returns the bytes still short (0: met).
-#[allow(clippy::too_many_arguments)]
-fn choose_lru(
-    groups: &mut [Group],
-    lru: &[u32],
-    want_but_protected: &mut [bool],
-    protected: &impl Fn(&Group) -> bool,
-    rule: Rule,
-    eligible: impl Fn(&Group) -> bool,
-    bytes: impl Fn(&Group) -> u64,
-    mut short: u64,
-) -> u64 {
-    for &i in lru {
-        if short == 0 {
-            break;
-        }
-        let g = &groups[i as usize];
-        if g.chosen.is_some() || !eligible(g) {
-            continue;
-        }
-        if g.parent != NO_GROUP && groups[g.parent as usize].chosen.is_some() {
-            continue; // leaving with its group already
-        }
-        if protected(g) {
-            want_but_protected[i as usize] = true;
-            continue;
-        }
-        short = short.saturating_sub(bytes(g));
-        take(groups, i as usize, rule);
-    }
-    short
-}
-
-/// No group: a group that is not an action split off from its output's.
-const NO_GROUP: u32 = u32::MAX;
-
-/// Chooses group `i` for `rule`; an action split off from its output's
-/// group takes its bytes out of that group's.
-fn take(groups: &mut [Group], i: usize, rule: Rule) {
-    groups[i].chosen = Some(rule);
-    let p = groups[i].parent;
-    if p != NO_GROUP {
-        let bytes = groups[i].allocated;
-        let parent = &mut groups[p as usize];
-        parent.allocated = parent.allocated.saturating_sub(bytes);
-    }
-}
-
-/// A group of entries that leave together.
-struct Group {
-    /// The name ties are broken by: the output's, or the action's for a
-    /// group without an output.
-    key: EntryName,
-    tier: Tier,
-    last_use: UnixTime,
-    /// The newest run that used a member (0 without runs).
-    run: i64,
-    allocated: u64,
-    /// Allocated bytes of executable directories in the group.
-    exe_bytes: u64,
-    garbage: bool,
-    chosen: Option<Rule>,
-    /// The most uses recorded of a member (for `gdsf`, `gd-cost`).
-    hits: u64,
-    /// The most rebuild seconds measured of a member action, if any.
-    measured: Option<f64>,
-    /// For an action split off from its output's group: that group
-    /// (whose `allocated` still counts it while it is not chosen).
-    parent: u32,
-}
-
 /// Makes the plan. Pure: same inputs, same plan.
 pub fn plan(entries: &[Entry], limits: &Limits, env: &Environment, now: UnixTime) -> Plan {
     plan_inner(entries, None, limits, env, CostInputs::default(), now)
@@ -538,6 +464,9 @@ pub fn plan_by_runs(
     )
 }
 
+/// The body of every plan, in the order the rules apply: group the
+/// entries, rule out what no limit needs (garbage, runs, age), order the
+/// rest, apply the size rules in that order, and emit the victims.
 fn plan_inner(
     entries: &[Entry],
     runs: Option<(&[i64], Runs)>,
@@ -546,243 +475,327 @@ fn plan_inner(
     costs: CostInputs,
     now: UnixTime,
 ) -> Plan {
-    let run_of = |i: usize| runs.map_or(0, |(r, _)| r[i]);
-    let measured = |id: &Id| costs.measured.and_then(|m| m.get(&id.prefix64()).copied());
-    // Group entries: each output or executable starts a group, actions join
-    // the group of the output they name; the rest are groups of one.
-    let mut data: HashMap<Id, u32, IdHash> =
-        HashMap::with_capacity_and_hasher(entries.len() / 3 + 1, IdHash);
-    let mut groups: Vec<Group> = Vec::with_capacity(entries.len() / 2 + 1);
-    let mut group_of = vec![0u32; entries.len()];
-    let mut before = Totals::default();
-    let mut names_seen = vec![false; 0];
-    for (i, e) in entries.iter().enumerate() {
-        before.add(e);
-        if matches!(e.kind, Kind::Output | Kind::Exe) {
-            let g = groups.len() as u32;
-            data.insert(e.name.id, g);
-            group_of[i] = g;
-            groups.push(Group {
-                key: e.name,
-                tier: e.tier(),
-                last_use: e.last_use,
-                run: run_of(i),
-                allocated: e.allocated,
-                exe_bytes: if e.kind == Kind::Exe { e.allocated } else { 0 },
-                garbage: false,
-                chosen: None,
-                hits: e.hits,
-                measured: None,
-                parent: NO_GROUP,
-            });
+    let input = Inputs {
+        entries,
+        runs,
+        costs,
+    };
+    let Grouping {
+        groups,
+        mut group_of,
+        before,
+    } = group(&input);
+    let protection = Protection {
+        current: runs.and_then(|(_, r)| r.current),
+        window: limits.protection_window(),
+        now,
+    };
+    let mut choice = Choice::new(groups, protection);
+    choice.rule_out(limits, runs.map(|(_, r)| r), now);
+    let order = Order::of(&choice.groups, limits, costs.clock, runs.is_some());
+    choice.size_rules(&order.lru, limits, env);
+    let clock = order.raised_clock(&choice.groups);
+    leave_with_groups(&mut group_of, &choice.groups);
+    let emitted = emit(entries, &choice, &group_of, &order.lru, before);
+    Plan {
+        now,
+        limits: limits.clone(),
+        victims: emitted.victims,
+        before,
+        after: emitted.after,
+        by_rule: emitted.by_rule,
+        protected: emitted.protected,
+        unmet: choice.unmet,
+        clock,
+    }
+}
+
+/// What a plan reads beside the limits and the environment.
+struct Inputs<'a> {
+    entries: &'a [Entry],
+    /// In a plan by runs: each entry's last run, and which runs are kept.
+    runs: Option<(&'a [i64], Runs)>,
+    costs: CostInputs<'a>,
+}
+
+impl Inputs<'_> {
+    /// The last run that used entry `i` (0 without runs).
+    fn run_of(&self, i: usize) -> i64 {
+        self.runs.map_or(0, |(r, _)| r[i])
+    }
+
+    /// The rebuild seconds measured for action `id`, if any.
+    fn measured(&self, id: &Id) -> Option<f64> {
+        self.costs
+            .measured
+            .and_then(|m| m.get(&id.prefix64()).copied())
+    }
+}
+
+/// No group: a group that is not an action split off from its output's.
+const NO_GROUP: u32 = u32::MAX;
+
+/// A group of entries that leave together.
+struct Group {
+    /// The name ties are broken by: the output's, or the action's for a
+    /// group without an output.
+    key: EntryName,
+    tier: Tier,
+    last_use: UnixTime,
+    /// The newest run that used a member (0 without runs).
+    run: i64,
+    allocated: u64,
+    /// Allocated bytes of executable directories in the group.
+    exe_bytes: u64,
+    garbage: bool,
+    chosen: Option<Rule>,
+    /// The most uses recorded of a member (for `gdsf`, `gd-cost`).
+    hits: u64,
+    /// The most rebuild seconds measured of a member action, if any.
+    measured: Option<f64>,
+    /// For an action split off from its output's group: that group
+    /// (whose `allocated` still counts it while it is not chosen).
+    parent: u32,
+}
+
+impl Group {
+    /// A group of `e` alone, last used by run `run`: not garbage, not
+    /// chosen, no cost measured, split off from nothing.
+    fn of(e: &Entry, run: i64) -> Group {
+        Group {
+            key: e.name,
+            tier: e.tier(),
+            last_use: e.last_use,
+            run,
+            allocated: e.allocated,
+            exe_bytes: if e.kind == Kind::Exe { e.allocated } else { 0 },
+            garbage: false,
+            chosen: None,
+            hits: e.hits,
+            measured: None,
+            parent: NO_GROUP,
         }
     }
-    names_seen.resize(groups.len(), false);
-    let mut newest_action = vec![UnixTime::MIN; groups.len()];
-    let mut newest_action_run = vec![i64::MIN; groups.len()];
+}
+
+// Phase 1: grouping (see "Groups" in the module doc).
+
+/// The entries in groups.
+struct Grouping {
+    groups: Vec<Group>,
+    /// Each entry's group.
+    group_of: Vec<u32>,
+    /// The entries' totals.
+    before: Totals,
+}
+
+/// Groups the entries: each output or executable starts a group, actions
+/// join the group of the output they name, the rest are groups of one;
+/// then actions used well before their group's newest split off.
+fn group(input: &Inputs) -> Grouping {
+    let (mut grouping, output_groups) = start_groups(input.entries, |i| input.run_of(i));
+    let newest = join_actions(input, &mut grouping, &output_groups);
+    split_older_actions(input, &mut grouping, &newest);
+    grouping
+}
+
+/// A group for each output and executable, keyed by its ID; the other
+/// entries' groups are left to [`join_actions`].
+fn start_groups(
+    entries: &[Entry],
+    run_of: impl Fn(usize) -> i64,
+) -> (Grouping, HashMap<Id, u32, IdHash>) {
+    let mut output_groups: HashMap<Id, u32, IdHash> =
+        HashMap::with_capacity_and_hasher(entries.len() / 3 + 1, IdHash);
+    let mut grouping = Grouping {
+        groups: Vec::with_capacity(entries.len() / 2 + 1),
+        group_of: vec![0u32; entries.len()],
+        before: Totals::default(),
+    };
     for (i, e) in entries.iter().enumerate() {
+        grouping.before.add(e);
+        if matches!(e.kind, Kind::Output | Kind::Exe) {
+            let g = grouping.groups.len() as u32;
+            output_groups.insert(e.name.id, g);
+            grouping.group_of[i] = g;
+            grouping.groups.push(Group::of(e, run_of(i)));
+        }
+    }
+    (grouping, output_groups)
+}
+
+/// Per output group: the newest use of an action naming it, and the newest
+/// run.
+struct NewestAction {
+    last_use: Vec<UnixTime>,
+    run: Vec<i64>,
+}
+
+/// Puts each action in its output's group, or in a garbage group of its
+/// own when its output is gone (or it cannot be parsed); marks outputs no
+/// action names as garbage.
+fn join_actions(
+    input: &Inputs,
+    grouping: &mut Grouping,
+    output_groups: &HashMap<Id, u32, IdHash>,
+) -> NewestAction {
+    let outputs = grouping.groups.len();
+    let mut named = vec![false; outputs];
+    let mut newest = NewestAction {
+        last_use: vec![UnixTime::MIN; outputs],
+        run: vec![i64::MIN; outputs],
+    };
+    let groups = &mut grouping.groups;
+    for (i, e) in input.entries.iter().enumerate() {
         if e.kind != Kind::Action {
             continue;
         }
-        match e.output.and_then(|o| data.get(&o)) {
+        let run = input.run_of(i);
+        match e.output.and_then(|o| output_groups.get(&o)) {
             Some(&g) => {
-                group_of[i] = g;
+                grouping.group_of[i] = g;
                 let grp = &mut groups[g as usize];
                 grp.last_use = grp.last_use.max(e.last_use);
-                grp.run = grp.run.max(run_of(i));
+                grp.run = grp.run.max(run);
                 grp.allocated = grp.allocated.saturating_add(e.allocated);
                 grp.hits = grp.hits.max(e.hits);
-                if let Some(c) = measured(&e.name.id) {
+                if let Some(c) = input.measured(&e.name.id) {
                     grp.measured = Some(grp.measured.map_or(c, |m| m.max(c)));
                 }
-                names_seen[g as usize] = true;
-                let newest = &mut newest_action[g as usize];
-                *newest = (*newest).max(e.last_use);
-                let newest_run = &mut newest_action_run[g as usize];
-                *newest_run = (*newest_run).max(run_of(i));
+                named[g as usize] = true;
+                let g = g as usize;
+                newest.last_use[g] = newest.last_use[g].max(e.last_use);
+                newest.run[g] = newest.run[g].max(run);
             }
             None => {
                 // Dangling (output gone) or corrupt: useless to Go.
-                group_of[i] = groups.len() as u32;
+                grouping.group_of[i] = groups.len() as u32;
                 groups.push(Group {
-                    key: e.name,
-                    tier: Tier::Build,
-                    last_use: e.last_use,
-                    run: run_of(i),
-                    allocated: e.allocated,
-                    exe_bytes: 0,
                     garbage: true,
-                    chosen: None,
-                    hits: e.hits,
-                    measured: None,
-                    parent: NO_GROUP,
+                    ..Group::of(e, run)
                 });
             }
         }
     }
-    for (g, named) in names_seen.iter().enumerate() {
+    for (g, named) in named.iter().enumerate() {
         if !named {
             groups[g].garbage = true; // an output no action names
         }
     }
-    // Actions used over an hour before the group's newest action become
-    // groups of their own, inside it. (Go refreshes an mtime only when it
-    // is over an hour old: uses closer than that are as recent as each
-    // other, and splitting them off would only make more groups to sort.)
-    // In a plan by runs, so do actions an earlier run used than the
-    // group's newest action: runs are told apart exactly.
-    for (i, e) in entries.iter().enumerate() {
-        let g = group_of[i];
+    newest
+}
+
+/// Actions used over an hour before the group's newest action become
+/// groups of their own, inside it. (Go refreshes an mtime only when it is
+/// over an hour old: uses closer than that are as recent as each other,
+/// and splitting them off would only make more groups to sort.) In a plan
+/// by runs, so do actions an earlier run used than the group's newest
+/// action: runs are told apart exactly.
+fn split_older_actions(input: &Inputs, grouping: &mut Grouping, newest: &NewestAction) {
+    let groups = &mut grouping.groups;
+    for (i, e) in input.entries.iter().enumerate() {
+        let g = grouping.group_of[i] as usize;
+        let run = input.run_of(i);
         let older = |g: usize| {
-            e.last_use.saturating_add(GO_MTIME_LAG) <= newest_action[g]
-                || run_of(i) < newest_action_run[g]
+            e.last_use.saturating_add(GO_MTIME_LAG) <= newest.last_use[g] || run < newest.run[g]
         };
-        if e.kind == Kind::Action
-            && !groups[g as usize].garbage
-            && (g as usize) < newest_action.len()
-            && older(g as usize)
-        {
-            group_of[i] = groups.len() as u32;
+        if e.kind == Kind::Action && !groups[g].garbage && g < newest.last_use.len() && older(g) {
+            grouping.group_of[i] = groups.len() as u32;
             groups.push(Group {
-                key: e.name,
-                tier: Tier::Build,
-                last_use: e.last_use,
-                run: run_of(i),
-                allocated: e.allocated,
-                exe_bytes: 0,
-                garbage: false,
-                chosen: None,
-                hits: e.hits,
-                measured: measured(&e.name.id),
-                parent: g,
+                measured: input.measured(&e.name.id),
+                parent: g as u32,
+                ..Group::of(e, run)
             });
         }
     }
+}
 
-    let window = limits.protection_window();
-    let current = runs.and_then(|(_, r)| r.current);
-    let protected = |g: &Group| {
-        current.is_none_or(|cur| g.run >= cur) && now.saturating_sub(g.last_use) < window
-    };
-    let mut want_but_protected = vec![false; groups.len()];
-    let mut unmet = Vec::new();
+/// Which groups no rule may choose (see "Protection" in the module doc).
+struct Protection {
+    /// In a plan by runs, the run now ending: only its groups are
+    /// protected.
+    current: Option<i64>,
+    /// [`Limits::protection_window`].
+    window: i64,
+    now: UnixTime,
+}
 
-    // 1. Garbage, 2. runs, 3. age. A group comes before the actions split
-    // off it.
-    for i in 0..groups.len() {
-        let g = &groups[i];
-        if g.parent != NO_GROUP && groups[g.parent as usize].chosen.is_some() {
-            continue;
+impl Protection {
+    fn covers(&self, g: &Group) -> bool {
+        self.current.is_none_or(|cur| g.run >= cur)
+            && self.now.saturating_sub(g.last_use) < self.window
+    }
+}
+
+/// The groups as the rules choose among them.
+struct Choice {
+    groups: Vec<Group>,
+    protection: Protection,
+    /// Per group: a rule wanted it, but it is protected.
+    want_but_protected: Vec<bool>,
+    /// The limits the size rules could not meet.
+    unmet: Vec<Unmet>,
+}
+
+impl Choice {
+    fn new(groups: Vec<Group>, protection: Protection) -> Choice {
+        Choice {
+            want_but_protected: vec![false; groups.len()],
+            groups,
+            protection,
+            unmet: Vec::new(),
         }
-        let max_age = match g.tier {
-            Tier::Build => limits.build_max_age,
-            Tier::Exe => limits.exe_max_age,
-        };
-        let rule = if g.garbage {
-            Some(Rule::Garbage)
-        } else if runs.is_some_and(|(_, r)| g.run < r.keep_from) {
-            Some(Rule::KeepRuns)
-        } else if max_age.is_some_and(|m| now.saturating_sub(g.last_use) > m) {
-            Some(Rule::Age)
-        } else {
-            None
-        };
-        if let Some(rule) = rule {
-            if protected(g) {
-                want_but_protected[i] = true;
+    }
+
+    /// Phase 2, ruling out: 1. garbage, 2. runs, 3. age, whatever the
+    /// order. A group comes before the actions split off it.
+    fn rule_out(&mut self, limits: &Limits, runs: Option<Runs>, now: UnixTime) {
+        for i in 0..self.groups.len() {
+            let g = &self.groups[i];
+            if g.parent != NO_GROUP && self.groups[g.parent as usize].chosen.is_some() {
+                continue;
+            }
+            let Some(rule) = ruled_out_by(g, limits, runs, now) else {
+                continue;
+            };
+            if self.protection.covers(g) {
+                self.want_but_protected[i] = true;
             } else {
-                take(&mut groups, i, rule);
+                take(&mut self.groups, i, rule);
             }
         }
     }
 
-    // Least recently used first (by run first, in a plan by runs), ties by
-    // name. The sort moves (last use, group) pairs and reads names only on
-    // ties: comparing 33-byte names on every step cost more than the rest
-    // of the plan.
-    // Under gdsf: each group's priority (see "Eviction policies").
-    let gdsf = limits.policy.greedy_dual();
-    let by_cost = limits.policy == Eviction::GdCost;
-    let prio: Vec<f64> = if gdsf {
-        let clock = costs.clock.cloned().unwrap_or_default();
-        groups
-            .iter()
-            .map(|g| {
-                // An output's (or executable's) group: its rebuild cost; an
-                // action split off: its output's, for its own bytes.
-                let out = if g.parent == NO_GROUP {
-                    g
-                } else {
-                    &groups[g.parent as usize]
-                };
-                let cost = if by_cost {
-                    g.measured
-                        .or(out.measured)
-                        .unwrap_or_else(|| estimate_cost(out.tier == Tier::Exe, out.allocated))
-                } else {
-                    1.0
-                };
-                gdsf_priority(clock.at(g.last_use), g.hits, cost, g.allocated)
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let lru: Vec<u32> = if gdsf {
-        let mut order: Vec<u32> = (0..groups.len() as u32).collect();
-        order.sort_unstable_by(|&a, &b| {
-            let (ga, gb) = (&groups[a as usize], &groups[b as usize]);
-            ga.run
-                .cmp(&gb.run)
-                .then(prio[a as usize].total_cmp(&prio[b as usize]))
-                .then(ga.last_use.cmp(&gb.last_use))
-                .then_with(|| ga.key.cmp(&gb.key))
-        });
-        order
-    } else if runs.is_some() {
-        let mut by_use: Vec<(i64, UnixTime, u32)> = groups
-            .iter()
-            .enumerate()
-            .map(|(i, g)| (g.run, g.last_use, i as u32))
-            .collect();
-        by_use.sort_unstable_by(|a, b| {
-            (a.0, a.1)
-                .cmp(&(b.0, b.1))
-                .then_with(|| groups[a.2 as usize].key.cmp(&groups[b.2 as usize].key))
-        });
-        by_use.into_iter().map(|(_, _, g)| g).collect()
-    } else {
-        let mut by_use: Vec<(UnixTime, u32)> = groups
-            .iter()
-            .enumerate()
-            .map(|(i, g)| (g.last_use, i as u32))
-            .collect();
-        by_use.sort_unstable_by(|a, b| {
-            a.0.cmp(&b.0)
-                .then_with(|| groups[a.1 as usize].key.cmp(&groups[b.1 as usize].key))
-        });
-        by_use.into_iter().map(|(_, g)| g).collect()
-    };
+    /// Phase 4, the size rules, each taking groups in `lru` order: 4. the
+    /// exe quota, 5. the budget, 6. the free-space floor.
+    fn size_rules(&mut self, lru: &[u32], limits: &Limits, env: &Environment) {
+        if let Some(quota) = limits.exe_quota {
+            self.exe_quota(lru, quota);
+        }
+        if let Some(budget) = limits.budget {
+            self.budget(lru, budget, env.fixed_bytes);
+        }
+        if let (Some(floor), Some(free)) = (limits.min_free, env.free_bytes) {
+            self.free_space(lru, floor, free);
+        }
+    }
 
-    // 4. The exe quota.
-    if let Some(quota) = limits.exe_quota {
-        let exe: u64 = groups
+    fn exe_quota(&mut self, lru: &[u32], quota: u64) {
+        let exe: u64 = self
+            .groups
             .iter()
             .filter(|g| g.chosen.is_none())
             .map(|g| g.exe_bytes)
             .sum();
-        let short = choose_lru(
-            &mut groups,
-            &lru,
-            &mut want_but_protected,
-            &protected,
+        let short = self.choose(
+            lru,
             Rule::ExeQuota,
             |g| g.exe_bytes > 0,
             |g| g.exe_bytes,
             exe.saturating_sub(quota),
         );
         if short > 0 {
-            unmet.push(Unmet {
+            self.unmet.push(Unmet {
                 limit: Rule::ExeQuota,
                 over_by: short,
                 reason: "the remaining executables were used within the grace period".into(),
@@ -790,21 +803,11 @@ fn plan_inner(
         }
     }
 
-    // 5. The budget, counting the bytes beside the entries.
-    let remaining = |groups: &[Group]| -> u64 {
-        groups
-            .iter()
-            .filter(|g| g.chosen.is_none() && g.parent == NO_GROUP)
-            .map(|g| g.allocated)
-            .sum::<u64>()
-    };
-    if let Some(budget) = limits.budget {
-        let total = remaining(&groups).saturating_add(env.fixed_bytes);
-        let short = choose_lru(
-            &mut groups,
-            &lru,
-            &mut want_but_protected,
-            &protected,
+    /// The budget, counting the `fixed` bytes beside the entries.
+    fn budget(&mut self, lru: &[u32], budget: u64, fixed: u64) {
+        let total = remaining(&self.groups).saturating_add(fixed);
+        let short = self.choose(
+            lru,
             Rule::Budget,
             |_| true,
             |g| g.allocated,
@@ -812,12 +815,12 @@ fn plan_inner(
         );
         if short > 0 {
             let total = budget + short;
-            let reason = if total.saturating_sub(remaining(&groups)) > budget {
+            let reason = if total.saturating_sub(remaining(&self.groups)) > budget {
                 "the cache directory's fixed bytes (directories, Go's files, the index) alone exceed the budget".into()
             } else {
                 "the remaining entries were used within the grace period".into()
             };
-            unmet.push(Unmet {
+            self.unmet.push(Unmet {
                 limit: Rule::Budget,
                 over_by: short,
                 reason,
@@ -825,26 +828,24 @@ fn plan_inner(
         }
     }
 
-    // 6. The free-space floor.
-    if let (Some(floor), Some(free)) = (limits.min_free, env.free_bytes) {
-        let freed: u64 = groups
+    /// The free-space `floor`, with `free` bytes free now.
+    fn free_space(&mut self, lru: &[u32], floor: u64, free: u64) {
+        let freed: u64 = self
+            .groups
             .iter()
             .filter(|g| g.chosen.is_some())
             .map(|g| g.allocated)
             .sum();
         let have = free.saturating_add(freed);
-        let short = choose_lru(
-            &mut groups,
-            &lru,
-            &mut want_but_protected,
-            &protected,
+        let short = self.choose(
+            lru,
             Rule::FreeSpace,
             |_| true,
             |g| g.allocated,
             floor.saturating_sub(have),
         );
         if short > 0 {
-            unmet.push(Unmet {
+            self.unmet.push(Unmet {
                 limit: Rule::FreeSpace,
                 over_by: short,
                 reason: "not enough left to evict outside the grace period; something else fills the disk".into(),
@@ -852,25 +853,202 @@ fn plan_inner(
         }
     }
 
-    // The clock this plan raises gdsf's to: the highest priority the size
-    // rules chose.
-    let clock = gdsf
-        .then(|| {
-            groups
-                .iter()
-                .zip(&prio)
-                .filter(|(g, _)| {
-                    matches!(
-                        g.chosen,
-                        Some(Rule::ExeQuota | Rule::Budget | Rule::FreeSpace)
-                    )
-                })
-                .map(|(_, &p)| p)
-                .reduce(f64::max)
-        })
-        .flatten();
+    /// Walks groups in `lru` order, choosing each unchosen `eligible` one
+    /// for `rule` until `short` bytes (as `bytes` counts them) are freed. A
+    /// protected group passed over is marked in `want_but_protected`.
+    /// Returns the bytes still short (0: met).
+    fn choose(
+        &mut self,
+        lru: &[u32],
+        rule: Rule,
+        eligible: impl Fn(&Group) -> bool,
+        bytes: impl Fn(&Group) -> u64,
+        mut short: u64,
+    ) -> u64 {
+        for &i in lru {
+            if short == 0 {
+                break;
+            }
+            let g = &self.groups[i as usize];
+            if g.chosen.is_some() || !eligible(g) {
+                continue;
+            }
+            if g.parent != NO_GROUP && self.groups[g.parent as usize].chosen.is_some() {
+                continue; // leaving with its group already
+            }
+            if self.protection.covers(g) {
+                self.want_but_protected[i as usize] = true;
+                continue;
+            }
+            short = short.saturating_sub(bytes(g));
+            take(&mut self.groups, i as usize, rule);
+        }
+        short
+    }
+}
 
-    // Split-off actions not chosen on their own leave with their group.
+/// The rule among 1 to 3 that takes `g` whatever the order, if any.
+fn ruled_out_by(g: &Group, limits: &Limits, runs: Option<Runs>, now: UnixTime) -> Option<Rule> {
+    let max_age = match g.tier {
+        Tier::Build => limits.build_max_age,
+        Tier::Exe => limits.exe_max_age,
+    };
+    if g.garbage {
+        Some(Rule::Garbage)
+    } else if runs.is_some_and(|r| g.run < r.keep_from) {
+        Some(Rule::KeepRuns)
+    } else if max_age.is_some_and(|m| now.saturating_sub(g.last_use) > m) {
+        Some(Rule::Age)
+    } else {
+        None
+    }
+}
+
+/// Chooses group `i` for `rule`; an action split off from its output's
+/// group takes its bytes out of that group's.
+fn take(groups: &mut [Group], i: usize, rule: Rule) {
+    groups[i].chosen = Some(rule);
+    let p = groups[i].parent;
+    if p != NO_GROUP {
+        let bytes = groups[i].allocated;
+        let parent = &mut groups[p as usize];
+        parent.allocated = parent.allocated.saturating_sub(bytes);
+    }
+}
+
+/// The allocated bytes of the groups not chosen (an action split off
+/// counts in its output's group).
+fn remaining(groups: &[Group]) -> u64 {
+    groups
+        .iter()
+        .filter(|g| g.chosen.is_none() && g.parent == NO_GROUP)
+        .map(|g| g.allocated)
+        .sum::<u64>()
+}
+
+/// Phase 3, ordering: the order the size rules take groups in.
+struct Order {
+    /// Every group, least recently used first (by run first, in a plan by
+    /// runs; by priority first, under `gdsf` and `gd-cost`), ties by name.
+    lru: Vec<u32>,
+    /// Under `gdsf` and `gd-cost`: each group's priority (see "Eviction
+    /// policies"); empty otherwise.
+    prio: Vec<f64>,
+}
+
+impl Order {
+    fn of(groups: &[Group], limits: &Limits, clock: Option<&Clock>, by_runs: bool) -> Order {
+        if limits.policy.greedy_dual() {
+            let prio = priorities(groups, limits.policy, clock);
+            let lru = by_priority(groups, &prio);
+            Order { lru, prio }
+        } else if by_runs {
+            Order {
+                lru: by_run(groups),
+                prio: Vec::new(),
+            }
+        } else {
+            Order {
+                lru: by_last_use(groups),
+                prio: Vec::new(),
+            }
+        }
+    }
+
+    /// The clock this plan raises gdsf's to: the highest priority the size
+    /// rules chose (none without priorities).
+    fn raised_clock(&self, groups: &[Group]) -> Option<f64> {
+        groups
+            .iter()
+            .zip(&self.prio)
+            .filter(|(g, _)| {
+                matches!(
+                    g.chosen,
+                    Some(Rule::ExeQuota | Rule::Budget | Rule::FreeSpace)
+                )
+            })
+            .map(|(_, &p)| p)
+            .reduce(f64::max)
+    }
+}
+
+/// Each group's GreedyDual priority under `policy` (`gdsf` or `gd-cost`).
+fn priorities(groups: &[Group], policy: Eviction, clock: Option<&Clock>) -> Vec<f64> {
+    let clock = clock.cloned().unwrap_or_default();
+    let by_cost = policy == Eviction::GdCost;
+    groups
+        .iter()
+        .map(|g| {
+            // An output's (or executable's) group: its rebuild cost; an
+            // action split off: its output's, for its own bytes.
+            let out = if g.parent == NO_GROUP {
+                g
+            } else {
+                &groups[g.parent as usize]
+            };
+            let cost = if by_cost {
+                g.measured
+                    .or(out.measured)
+                    .unwrap_or_else(|| estimate_cost(out.tier == Tier::Exe, out.allocated))
+            } else {
+                1.0
+            };
+            gdsf_priority(clock.at(g.last_use), g.hits, cost, g.allocated)
+        })
+        .collect()
+}
+
+/// By run, then priority, then last use, then name.
+fn by_priority(groups: &[Group], prio: &[f64]) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..groups.len() as u32).collect();
+    order.sort_unstable_by(|&a, &b| {
+        let (ga, gb) = (&groups[a as usize], &groups[b as usize]);
+        ga.run
+            .cmp(&gb.run)
+            .then(prio[a as usize].total_cmp(&prio[b as usize]))
+            .then(ga.last_use.cmp(&gb.last_use))
+            .then_with(|| ga.key.cmp(&gb.key))
+    });
+    order
+}
+
+// The sorts by run and by last use move (run, last use, group) tuples and
+// read names only on ties: comparing 33-byte names on every step cost more
+// than the rest of the plan.
+
+/// By run, then last use, then name.
+fn by_run(groups: &[Group]) -> Vec<u32> {
+    let mut by_use: Vec<(i64, UnixTime, u32)> = groups
+        .iter()
+        .enumerate()
+        .map(|(i, g)| (g.run, g.last_use, i as u32))
+        .collect();
+    by_use.sort_unstable_by(|a, b| {
+        (a.0, a.1)
+            .cmp(&(b.0, b.1))
+            .then_with(|| groups[a.2 as usize].key.cmp(&groups[b.2 as usize].key))
+    });
+    by_use.into_iter().map(|(_, _, g)| g).collect()
+}
+
+/// By last use, then name.
+fn by_last_use(groups: &[Group]) -> Vec<u32> {
+    let mut by_use: Vec<(UnixTime, u32)> = groups
+        .iter()
+        .enumerate()
+        .map(|(i, g)| (g.last_use, i as u32))
+        .collect();
+    by_use.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| groups[a.1 as usize].key.cmp(&groups[b.1 as usize].key))
+    });
+    by_use.into_iter().map(|(_, g)| g).collect()
+}
+
+// Phase 5: emitting.
+
+/// Split-off actions not chosen on their own leave with their group.
+fn leave_with_groups(group_of: &mut [u32], groups: &[Group]) {
     for g in group_of.iter_mut() {
         let p = groups[*g as usize].parent;
         if p != NO_GROUP
@@ -880,47 +1058,47 @@ fn plan_inner(
             *g = p;
         }
     }
+}
 
-    // Emit victims: by rule, then least recently used, then name; within a
-    // group, actions (by name) before the output. Members are listed per
-    // group with a counting sort: no comparison sort over all entries.
-    let mut start = vec![0u32; groups.len() + 1];
-    for &g in &group_of {
-        start[g as usize + 1] += 1;
-    }
-    for g in 0..groups.len() {
-        start[g + 1] += start[g];
-    }
-    let mut fill = start.clone();
-    let mut members = vec![0u32; entries.len()];
-    for (i, &g) in group_of.iter().enumerate() {
-        members[fill[g as usize] as usize] = i as u32;
-        fill[g as usize] += 1;
-    }
-    let mut after = before;
-    let mut by_rule: Vec<(Rule, Bytes)> = Vec::new();
-    let mut victims: Vec<Victim> = Vec::new();
+/// The victims and what they leave.
+struct Emitted {
+    victims: Vec<Victim>,
+    after: Totals,
+    by_rule: Vec<(Rule, Bytes)>,
+    protected: Bytes,
+}
+
+/// Emits the victims: by rule, then in `lru` order; within a group,
+/// actions (by name) before the output.
+fn emit(
+    entries: &[Entry],
+    choice: &Choice,
+    group_of: &[u32],
+    lru: &[u32],
+    before: Totals,
+) -> Emitted {
+    let groups = &choice.groups;
+    let mut members = Members::of(group_of, groups.len());
     let mut chosen: [Vec<u32>; Rule::ALL.len()] = Default::default();
-    for &g in &lru {
+    for &g in lru {
         if let Some(rule) = groups[g as usize].chosen {
             chosen[rule as usize].push(g);
         }
     }
+    let mut emitted = Emitted {
+        victims: Vec::new(),
+        after: before,
+        by_rule: Vec::new(),
+        protected: Bytes::default(),
+    };
     for rule in Rule::ALL {
         let mut bytes = Bytes::default();
         for &g in &chosen[rule as usize] {
-            let m = &mut members[start[g as usize] as usize..start[g as usize + 1] as usize];
-            m.sort_unstable_by(|&a, &b| {
-                let (ea, eb) = (&entries[a as usize], &entries[b as usize]);
-                (ea.kind != Kind::Action)
-                    .cmp(&(eb.kind != Kind::Action))
-                    .then_with(|| ea.name.cmp(&eb.name))
-            });
-            for &i in m.iter() {
+            for &i in members.in_order(g, entries) {
                 let e = &entries[i as usize];
-                after.remove(e);
+                emitted.after.remove(e);
                 bytes.add_entry(e);
-                victims.push(Victim {
+                emitted.victims.push(Victim {
                     name: e.name,
                     kind: e.kind,
                     tier: e.tier(),
@@ -933,26 +1111,56 @@ fn plan_inner(
             }
         }
         if bytes.entries > 0 {
-            by_rule.push((rule, bytes));
+            emitted.by_rule.push((rule, bytes));
         }
     }
-    let mut protected_bytes = Bytes::default();
     for (i, e) in entries.iter().enumerate() {
         let g = group_of[i] as usize;
-        if want_but_protected[g] && groups[g].chosen.is_none() {
-            protected_bytes.add_entry(e);
+        if choice.want_but_protected[g] && groups[g].chosen.is_none() {
+            emitted.protected.add_entry(e);
         }
     }
-    Plan {
-        now,
-        limits: limits.clone(),
-        victims,
-        before,
-        after,
-        by_rule,
-        protected: protected_bytes,
-        unmet,
-        clock,
+    emitted
+}
+
+/// Each group's members, listed with a counting sort: no comparison sort
+/// over all entries.
+struct Members {
+    /// Group `g`'s members are `members[start[g]..start[g + 1]]`.
+    start: Vec<u32>,
+    members: Vec<u32>,
+}
+
+impl Members {
+    fn of(group_of: &[u32], groups: usize) -> Members {
+        let mut start = vec![0u32; groups + 1];
+        for &g in group_of {
+            start[g as usize + 1] += 1;
+        }
+        for g in 0..groups {
+            start[g + 1] += start[g];
+        }
+        let mut fill = start.clone();
+        let mut members = vec![0u32; group_of.len()];
+        for (i, &g) in group_of.iter().enumerate() {
+            members[fill[g as usize] as usize] = i as u32;
+            fill[g as usize] += 1;
+        }
+        Members { start, members }
+    }
+
+    /// Group `g`'s members in the order they leave: actions (by name)
+    /// before the output.
+    fn in_order(&mut self, g: u32, entries: &[Entry]) -> &[u32] {
+        let m =
+            &mut self.members[self.start[g as usize] as usize..self.start[g as usize + 1] as usize];
+        m.sort_unstable_by(|&a, &b| {
+            let (ea, eb) = (&entries[a as usize], &entries[b as usize]);
+            (ea.kind != Kind::Action)
+                .cmp(&(eb.kind != Kind::Action))
+                .then_with(|| ea.name.cmp(&eb.name))
+        });
+        m
     }
 }
 
