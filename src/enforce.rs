@@ -20,7 +20,7 @@
 //!   no lock taken: a hook after each go command usually ends there.
 //!
 //! Both plan with the pure [`crate::policy::plan`], and execute with
-//! [`crate::trim::execute`] under the [`TrimLock`], in rounds: entries Go
+//! [`crate::execute::execute`] under the [`TrimLock`], in rounds: entries Go
 //! used since the sync are skipped by the executor, which reports their new
 //! mtimes; they are recorded and the plan made again, so that older entries
 //! go instead (at most [`MAX_ROUNDS`]). When another trim holds the lock,
@@ -39,6 +39,7 @@ use std::time::{Duration, Instant};
 
 use crate::cachedir::{CacheDir, TrimLock, own_dir_allocated, sweep_prog_temps};
 use crate::error::{Error, Result};
+use crate::execute::{Executed, execute};
 use crate::index::{Index, Use};
 use crate::limits::{CONFIG_ENV, Layers, LimitSpecs, Limits, Sourced, layer, parse_config};
 use crate::model::{OtherClass, Totals, UnixTime};
@@ -47,7 +48,6 @@ use crate::policy::{
 };
 use crate::report::Reporter;
 use crate::scan::{ScanOptions, ScanSummary, scan};
-use crate::trim::{Executed, execute};
 
 /// How many plan-and-execute rounds a run makes when Go keeps using what
 /// was planned.

@@ -15,8 +15,8 @@
 //!    with reasons. [`stats`]: what the cache holds. [`synth`]:
 //!    deterministic synthetic caches for tests and benchmarks.
 //! 3. [`scan`]: reconciles the index with the disk, incrementally.
-//! 4. [`trim`]: executes a plan safely. [`wrapper`]: the library part of
-//!    `gocache go`.
+//! 4. [`execute`]: the executor, which removes a plan's victims safely.
+//!    [`wrapper`]: the library part of `gocache go`.
 //! 5. [`enforce`]: the one path that syncs, plans and executes against the
 //!    limits: [`enforce::trim`] for `gocache trim`, [`enforce::after_use`]
 //!    for the hook after each go command (a [`scan`] with a
@@ -41,6 +41,7 @@ pub mod cachedir;
 pub mod ci;
 pub mod enforce;
 pub mod error;
+pub mod execute;
 pub mod gomod;
 pub mod index;
 pub mod layout;
@@ -56,7 +57,6 @@ pub mod stats;
 pub mod synth;
 pub mod threads;
 pub mod trace;
-pub mod trim;
 pub mod wrapper;
 
 pub use error::{Error, Result};

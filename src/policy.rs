@@ -1,6 +1,6 @@
 //! The eviction policy: a pure function from entries, limits and `now` to a
-//! plan. No I/O, no clock: the trim executor acts on the plan, and tests
-//! call [`plan`] with made-up entries.
+//! plan. No I/O, no clock: the executor ([`crate::execute`]) acts on the
+//! plan, and tests call [`plan`] with made-up entries.
 //!
 //! # Groups
 //!
