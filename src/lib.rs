@@ -12,8 +12,9 @@
 //!    gocache's own names in it, sweeps, the trim lock). [`index`]: the
 //!    SQLite index, the only module that knows its schema. [`policy`]: a
 //!    pure function from entries, limits and `now` to a plan of evictions
-//!    with reasons. [`stats`]: what the cache holds. [`synth`]:
-//!    deterministic synthetic caches for tests and benchmarks.
+//!    with reasons. [`stats`]: what the cache holds. [`synth_cache`]:
+//!    deterministic synthetic Go build caches on disk, for tests and
+//!    benchmarks (synthetic traces are [`sim::synth_trace`]'s).
 //! 3. [`scan`]: reconciles the index with the disk, incrementally.
 //! 4. [`execute`]: the executor, which removes a plan's victims safely.
 //!    [`wrapper`]: the library part of `gocache go`.
@@ -54,7 +55,7 @@ pub mod report;
 pub mod scan;
 pub mod sim;
 pub mod stats;
-pub mod synth;
+pub mod synth_cache;
 pub mod threads;
 pub mod trace;
 pub mod wrapper;

@@ -16,7 +16,8 @@
 //! - [`schedule`]: the lower bracket, a feasible offline schedule, so
 //!   that the optimum lies between it and the bound.
 //! - [`replay`]: one policy through one workload under one budget.
-//! - [`synthetic`]: synthetic Go-like traces, for tests and benchmarks.
+//! - [`synth_trace`]: synthetic Go-like traces, for tests and benchmarks
+//!   (synthetic caches on disk are [`crate::synth_cache`]'s).
 //! - [`plot`]: rebuild seconds saved against budget, as SVG.
 //!
 //! [`simulate`] runs all of that for `gocache simulate`: the unbounded
@@ -45,7 +46,7 @@ pub mod plot;
 pub mod policies;
 pub mod replay;
 pub mod schedule;
-pub mod synthetic;
+pub mod synth_trace;
 pub mod trace;
 pub mod workload;
 
