@@ -5,7 +5,7 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use gocache::limits::Limits;
 use gocache::policy::{Environment, plan};
-use gocache::synth::{SynthSpec, index_entries};
+use gocache::synth_cache::{SynthSpec, index_entries};
 
 fn bench(c: &mut Criterion) {
     let now = 1_800_000_000;

@@ -10,7 +10,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use gocache::index::Index;
 use gocache::report::Silent;
 use gocache::scan::{ScanOptions, scan};
-use gocache::synth::{SynthSpec, generate};
+use gocache::synth_cache::{SynthSpec, generate};
 
 fn cache() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-synth-100k-v1");

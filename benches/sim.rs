@@ -4,7 +4,7 @@
 //! budget on worker threads, so these times add up to its CPU time.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use gocache::sim::synthetic::{GenSpec, generate};
+use gocache::sim::synth_trace::{GenSpec, generate};
 use gocache::sim::{PolicyName, Workload, bound, replay};
 
 fn bench(c: &mut Criterion) {

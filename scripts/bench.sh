@@ -67,8 +67,8 @@ release_bin() {
   fi
 }
 if [ -n "$SYNTHETIC" ]; then
-  cargo build --release --quiet --example synth
-  SYNTH=$PWD/target/release/examples/synth
+  cargo build --release --quiet --example synth_cache
+  SYNTH=$PWD/target/release/examples/synth_cache
 fi
 if [ -n "${GOCACHE_BIN:-}" ]; then
   G=$GOCACHE_BIN

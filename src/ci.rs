@@ -107,6 +107,7 @@ use crate::cachedir::{
 };
 use crate::enforce::{TrimOutcome, fixed_bytes, trim_by_runs};
 use crate::error::Result;
+use crate::execute::Executed;
 use crate::index::{CiRun, CiSeal, Index, RunMarks};
 use crate::layout::EntryName;
 use crate::limits::{HOUR, Limits};
@@ -114,7 +115,6 @@ use crate::model::{Bytes, Totals, UnixTime};
 use crate::policy::{Rule, Runs, Unmet};
 use crate::report::Reporter;
 use crate::scan::{ScanOptions, ScanSummary, scan};
-use crate::trim::Executed;
 
 /// How many runs an entry may go unused and stay: ten, for a
 /// repository with many pull requests. Long enough for runs that use only

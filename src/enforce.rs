@@ -1,6 +1,6 @@
 //! Enforcing the limits: the one path that syncs, plans and executes.
 //!
-//! Everything that evicts goes through here, in one of two ways:
+//! Everything that evicts goes through here, in one of three ways:
 //!
 //! - [`trim`]: what `gocache trim` (and `gocache-trim`, from cron) does. A
 //!   full sync (only a full one sees Go's `markUsed` touches, which do not
@@ -11,16 +11,18 @@
 //!   step between the sync and the plan (the CI mode marks what the run
 //!   used there), and a lock it waits a little for.
 //! - [`after_use`]: what runs after go used the cache: the hook after each
-//!   go command, `gocache prog` every few puts and at `close`. The caller has just synced the index incrementally (the
-//!   hook with a head start). It records the uses the caller saw and then,
-//!   only when the index's running totals say the budget or the exe quota
-//!   is exceeded (or free space is low), takes the lock and evicts down to
-//!   [`HEADROOM`] of them, so that the next few inserts do not trigger again
-//!   (as ccache does). Under the limits it reads 256 rows and returns, with
-//!   no lock taken: a hook after each go command usually ends there.
+//!   go command, `gocache prog` every few puts and at `close`. The caller
+//!   has just synced the index incrementally (the hook with a head start).
+//!   It records the uses the caller saw and then, only when the index's
+//!   running totals say the budget or the exe quota is exceeded (or free
+//!   space is low), takes the lock and evicts down to [`HEADROOM`] of
+//!   them, so that the next few inserts do not trigger again (as ccache
+//!   does). Under the limits it reads 256 rows and returns, with no lock
+//!   taken: a hook after each go command usually ends there.
 //!
-//! Both plan with the pure [`crate::policy::plan`], and execute with
-//! [`crate::trim::execute`] under the [`TrimLock`], in rounds: entries Go
+//! All three plan with the pure [`crate::policy`] (by runs,
+//! [`crate::policy::plan_by_runs`]), and execute with
+//! [`crate::execute::execute`] under the [`TrimLock`], in rounds: entries Go
 //! used since the sync are skipped by the executor, which reports their new
 //! mtimes; they are recorded and the plan made again, so that older entries
 //! go instead (at most [`MAX_ROUNDS`]). When another trim holds the lock,
@@ -39,6 +41,7 @@ use std::time::{Duration, Instant};
 
 use crate::cachedir::{CacheDir, TrimLock, own_dir_allocated, sweep_prog_temps};
 use crate::error::{Error, Result};
+use crate::execute::{Executed, execute};
 use crate::index::{Index, Use};
 use crate::limits::{CONFIG_ENV, Layers, LimitSpecs, Limits, Sourced, layer, parse_config};
 use crate::model::{OtherClass, Totals, UnixTime};
@@ -47,7 +50,6 @@ use crate::policy::{
 };
 use crate::report::Reporter;
 use crate::scan::{ScanOptions, ScanSummary, scan};
-use crate::trim::{Executed, execute};
 
 /// How many plan-and-execute rounds a run makes when Go keeps using what
 /// was planned.
@@ -615,3 +617,6 @@ fn execute_in_rounds(
     }
     Ok((plan, executed))
 }
+
+#[cfg(test)]
+mod tests;

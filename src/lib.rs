@@ -18,18 +18,19 @@
 //!    gocache's own names in it, sweeps, the trim lock). [`index`]: the
 //!    SQLite index, the only module that knows its schema. [`policy`]: a
 //!    pure function from entries, limits and `now` to a plan of evictions
-//!    with reasons. [`stats`]: what the cache holds. [`synth`]:
-//!    deterministic synthetic caches for tests and benchmarks.
+//!    with reasons. [`stats`]: what the cache holds. [`synth_cache`]:
+//!    deterministic synthetic Go build caches on disk, for tests and
+//!    benchmarks (synthetic traces are [`sim::synth_trace`]'s).
 //!    [`remote`]: a shared second tier in an S3-compatible object store
 //!    (objects, fleet-wide use logs, a pure eviction policy and the trim
 //!    that applies it); it stands on the leaves alone.
 //! 3. [`scan`]: reconciles the index with the disk, incrementally.
 //!    [`sim`]: traces of what go asked for, replayed under eviction
 //!    policies and budgets against an upper bound (`gocache simulate`);
-//!    it stands on the leaves, `policy` and `synth`, and reads no cache
-//!    and no index.
-//! 4. [`trim`]: executes a plan safely. [`wrapper`]: the library part of
-//!    `gocache go`.
+//!    it stands on the leaves, `policy` and `synth_cache`, and reads no
+//!    cache and no index.
+//! 4. [`execute`]: the executor, which removes a plan's victims safely.
+//!    [`wrapper`]: the library part of `gocache go`.
 //! 5. [`enforce`]: the one path that syncs, plans and executes against the
 //!    limits: [`enforce::trim`] for `gocache trim`, [`enforce::after_use`]
 //!    for the hook after each go command (a [`scan`] with a
@@ -48,6 +49,7 @@ pub mod cachedir;
 pub mod ci;
 pub mod enforce;
 pub mod error;
+pub mod execute;
 pub mod gomod;
 pub mod index;
 pub mod layout;
@@ -60,10 +62,9 @@ pub mod report;
 pub mod scan;
 pub mod sim;
 pub mod stats;
-pub mod synth;
+pub mod synth_cache;
 pub mod threads;
 pub mod trace;
-pub mod trim;
 pub mod wrapper;
 
 pub use error::{Error, Result};

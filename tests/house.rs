@@ -49,12 +49,12 @@ const LAYERS: &[(&str, u32)] = &[
     ("policy", 2),
     ("remote", 2),
     ("stats", 2),
-    ("synth", 2),
+    ("synth_cache", 2),
     // 3.
     ("scan", 3),
     ("sim", 3),
     // 4.
-    ("trim", 4),
+    ("execute", 4),
     ("wrapper", 4),
     // 5.
     ("enforce", 5),
@@ -75,21 +75,15 @@ const MAX_FN_LINES: usize = 120;
 /// Only ever remove an entry (or lower its number): a file listed here
 /// may not grow past its number, and one that no longer offends must be
 /// taken off.
-const LONG_FILES: &[(&str, usize)] = &[("src/prog.rs", 2025)];
+const LONG_FILES: &[(&str, usize)] = &[];
 
 /// Functions over [`MAX_FN_LINES`] today (file, `Type::function` or
 /// `function`, length when listed). The same ratchet as [`LONG_FILES`].
 const LONG_FNS: &[(&str, &str, usize)] = &[
     ("src/ci.rs", "end", 220),
-    ("src/policy.rs", "plan_inner", 417),
-    ("src/prog.rs", "read_requests", 140),
-    ("src/prog.rs", "serve", 154),
     ("src/remote/policy.rs", "plan", 125),
     ("src/remote/trim.rs", "remote_trim", 127),
     ("src/scan/reconcile.rs", "reconcile", 122),
-    ("src/sim/mod.rs", "simulate", 148),
-    ("src/sim/plot.rs", "svg", 156),
-    ("src/sim/workload.rs", "Workload::from_events", 179),
 ];
 
 /// A module's path from the crate root (`["index", "write"]`).

@@ -106,9 +106,9 @@ fn progress_follows_the_terminal_width_and_advances() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    let mut spec = gocache::synth::SynthSpec::realistic(60_000, 7, now);
+    let mut spec = gocache::synth_cache::SynthSpec::realistic(60_000, 7, now);
     spec.max_age = 20 * 86_400;
-    gocache::synth::generate(&sb.cache(), &spec).unwrap();
+    gocache::synth_cache::generate(&sb.cache(), &spec).unwrap();
     let total = json(&run_ok(sb.gocache(["stats", "--json"])))["total"]["allocated_bytes"]
         .as_u64()
         .unwrap();

@@ -18,7 +18,8 @@
 //! - [`schedule`]: the lower bracket, a feasible offline schedule, so
 //!   that the optimum lies between it and the bound.
 //! - [`replay`]: one policy through one workload under one budget.
-//! - [`synthetic`]: synthetic Go-like traces, for tests and benchmarks.
+//! - [`synth_trace`]: synthetic Go-like traces, for tests and benchmarks
+//!   (synthetic caches on disk are [`crate::synth_cache`]'s).
 //! - [`plot`]: rebuild seconds saved against budget, as SVG.
 //!
 //! [`simulate`] runs all of that for `gocache simulate`: the unbounded
@@ -47,7 +48,7 @@ pub mod plot;
 pub mod policies;
 pub mod replay;
 pub mod schedule;
-pub mod synthetic;
+pub mod synth_trace;
 pub mod workload;
 
 use std::sync::Mutex;
@@ -146,17 +147,9 @@ pub fn simulate(
     let mut policies: Vec<PolicyName> = policies.to_vec();
     policies.sort();
     policies.dedup();
-    let n = w.requests.len() as u64;
-    let mut jobs = Vec::new();
-    for &p in &policies {
-        match p {
-            PolicyName::Bound => jobs.push(Job::Bound),
-            PolicyName::Lower => jobs.extend((0..budgets.len()).map(Job::Lower)),
-            PolicyName::GoAge => jobs.push(Job::Replay(p, None)),
-            _ => jobs.extend((0..budgets.len()).map(|b| Job::Replay(p, Some(b)))),
-        }
-    }
-    // The lower bracket replays two schedules.
+    let jobs = jobs(&policies, budgets.len());
+    // Progress counts requests replayed: the unbounded cache's, then each
+    // job's (the lower bracket replays two schedules, the bound none).
     let replays = jobs
         .iter()
         .map(|j| match j {
@@ -165,7 +158,7 @@ pub fn simulate(
             Job::Bound => 0,
         })
         .sum::<u64>();
-    reporter.start("replay", n * (1 + replays));
+    reporter.start("replay", w.requests.len() as u64 * (1 + replays));
     let progress = |k: u64| reporter.advance(k);
     let unbounded = {
         let mut p = PolicyName::LruActions
@@ -175,6 +168,53 @@ pub fn simulate(
     };
     let footprint = unbounded.peak_bytes;
     let bytes: Vec<u64> = budgets.iter().map(|b| b.resolve(footprint)).collect();
+    let results = run_jobs(w, &jobs, &bytes, threads, &progress);
+    reporter.finish();
+    let (mut requested_bytes, mut requested_s) = (0u64, 0.0);
+    for r in w.requests.iter().filter(|r| r.is_access()) {
+        requested_bytes += w.size(r.output);
+        requested_s += w.cost[r.action as usize];
+    }
+    let rows = RowMaker {
+        accesses: w.summary.accesses.max(1) as f64,
+        requested_bytes,
+        unbounded_saved_s: unbounded.saved_s,
+    };
+    Report {
+        trace: w.summary.clone(),
+        requested_bytes,
+        requested_s,
+        unbounded,
+        budgets: budget_rows(budgets, &bytes, footprint, &jobs, results, &rows),
+    }
+}
+
+/// The jobs for `policies` at `budgets` budgets: one replay per policy
+/// and budget (one in all for `go-age`, which has none), one lower bracket
+/// per budget, one bound for all.
+fn jobs(policies: &[PolicyName], budgets: usize) -> Vec<Job> {
+    let mut jobs = Vec::new();
+    for &p in policies {
+        match p {
+            PolicyName::Bound => jobs.push(Job::Bound),
+            PolicyName::Lower => jobs.extend((0..budgets).map(Job::Lower)),
+            PolicyName::GoAge => jobs.push(Job::Replay(p, None)),
+            _ => jobs.extend((0..budgets).map(|b| Job::Replay(p, Some(b)))),
+        }
+    }
+    jobs
+}
+
+/// Runs `jobs` on `threads` worker threads (0: one per core), each taking
+/// the next job not yet taken; `bytes` are the budgets. Results come in
+/// the order they finish, numbered.
+fn run_jobs(
+    w: &Workload,
+    jobs: &[Job],
+    bytes: &[u64],
+    threads: usize,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Vec<JobResult> {
     let results: Mutex<Vec<JobResult>> = Mutex::new(Vec::new());
     let next = AtomicUsize::new(0);
     let threads = match threads {
@@ -188,28 +228,7 @@ pub fn simulate(
                 loop {
                     let k = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&job) = jobs.get(k) else { break };
-                    let (out, from) = match job {
-                        Job::Bound => (bound::pfoo_l(w, &bytes), None),
-                        Job::Replay(p, b) => {
-                            let budget = b.map_or(u64::MAX, |b| bytes[b]);
-                            let mut pol = p.build(w, budget).expect("a replayable policy");
-                            (
-                                vec![replay::replay(w, pol.as_mut(), budget, &progress)],
-                                None,
-                            )
-                        }
-                        Job::Lower(b) => {
-                            let (greedy, forced) = schedule::lower(w, bytes[b], &progress);
-                            debug_assert_eq!(forced, 0, "an infeasible schedule");
-                            let mut pol = PolicyName::Belady.build(w, bytes[b]).expect("belady");
-                            let belady = replay::replay(w, pol.as_mut(), bytes[b], &progress);
-                            if belady.saved_s > greedy.saved_s {
-                                (vec![belady], Some("belady"))
-                            } else {
-                                (vec![greedy], Some("greedy"))
-                            }
-                        }
-                    };
+                    let (out, from) = run_job(w, job, bytes, progress);
                     results
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
@@ -218,27 +237,78 @@ pub fn simulate(
             });
         }
     });
-    reporter.finish();
-    let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
-    let accesses = w.summary.accesses.max(1) as f64;
-    let (mut requested_bytes, mut requested_s) = (0u64, 0.0);
-    for r in w.requests.iter().filter(|r| r.is_access()) {
-        requested_bytes += w.size(r.output);
-        requested_s += w.cost[r.action as usize];
+    results.into_inner().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One job's outcomes (one per budget for the bound, else one), and for
+/// the lower bracket the schedule that saved more.
+fn run_job(
+    w: &Workload,
+    job: Job,
+    bytes: &[u64],
+    progress: &dyn Fn(u64),
+) -> (Vec<Outcome>, Option<&'static str>) {
+    match job {
+        Job::Bound => (bound::pfoo_l(w, bytes), None),
+        Job::Replay(p, b) => {
+            let budget = b.map_or(u64::MAX, |b| bytes[b]);
+            let mut pol = p.build(w, budget).expect("a replayable policy");
+            (
+                vec![replay::replay(w, pol.as_mut(), budget, progress)],
+                None,
+            )
+        }
+        Job::Lower(b) => {
+            let (greedy, forced) = schedule::lower(w, bytes[b], progress);
+            debug_assert_eq!(forced, 0, "an infeasible schedule");
+            let mut pol = PolicyName::Belady.build(w, bytes[b]).expect("belady");
+            let belady = replay::replay(w, pol.as_mut(), bytes[b], progress);
+            if belady.saved_s > greedy.saved_s {
+                (vec![belady], Some("belady"))
+            } else {
+                (vec![greedy], Some("greedy"))
+            }
+        }
     }
-    let row = |p: PolicyName, o: Outcome| Row {
-        policy: p,
-        schedule: None,
-        offline: p.offline(),
-        has_budget: p.has_budget(),
-        object_hit_ratio: o.hits as f64 / accesses,
-        byte_hit_ratio: o.byte_hits as f64 / requested_bytes.max(1) as f64,
-        lost_s: (unbounded.saved_s - o.saved_s).max(0.0),
-        outcome: o,
-    };
+}
+
+/// Makes a [`Row`] of an outcome, with the ratios and the loss against
+/// the unbounded cache.
+struct RowMaker {
+    /// Lookups (at least 1).
+    accesses: f64,
+    requested_bytes: u64,
+    unbounded_saved_s: f64,
+}
+
+impl RowMaker {
+    fn row(&self, p: PolicyName, o: Outcome) -> Row {
+        Row {
+            policy: p,
+            schedule: None,
+            offline: p.offline(),
+            has_budget: p.has_budget(),
+            object_hit_ratio: o.hits as f64 / self.accesses,
+            byte_hit_ratio: o.byte_hits as f64 / self.requested_bytes.max(1) as f64,
+            lost_s: (self.unbounded_saved_s - o.saved_s).max(0.0),
+            outcome: o,
+        }
+    }
+}
+
+/// The rows of each budget (`bytes`, of `footprint`), from the jobs'
+/// results, in [`PolicyName::ALL`] order.
+fn budget_rows(
+    budgets: &[SizeSpec],
+    bytes: &[u64],
+    footprint: u64,
+    jobs: &[Job],
+    mut results: Vec<JobResult>,
+    rows: &RowMaker,
+) -> Vec<BudgetRows> {
     let mut out: Vec<BudgetRows> = budgets
         .iter()
-        .zip(&bytes)
+        .zip(bytes)
         .map(|(spec, &b)| BudgetRows {
             budget: b,
             share: b as f64 / footprint.max(1) as f64,
@@ -249,25 +319,24 @@ pub fn simulate(
             rows: Vec::new(),
         })
         .collect();
-    let mut sorted = results;
-    sorted.sort_by_key(|(k, _, _)| *k);
-    for (k, outs, from) in sorted {
+    results.sort_by_key(|(k, _, _)| *k);
+    for (k, outs, from) in results {
         match jobs[k] {
             Job::Bound => {
                 for (b, mut o) in outs.into_iter().enumerate() {
                     // Never more than the unbounded cache holds.
                     o.peak_bytes = o.peak_bytes.min(footprint);
-                    out[b].rows.push(row(PolicyName::Bound, o));
+                    out[b].rows.push(rows.row(PolicyName::Bound, o));
                 }
             }
-            Job::Replay(p, Some(b)) => out[b].rows.push(row(p, outs[0])),
+            Job::Replay(p, Some(b)) => out[b].rows.push(rows.row(p, outs[0])),
             Job::Lower(b) => out[b].rows.push(Row {
                 schedule: from,
-                ..row(PolicyName::Lower, outs[0])
+                ..rows.row(PolicyName::Lower, outs[0])
             }),
             Job::Replay(p, None) => {
                 for b in &mut out {
-                    b.rows.push(row(p, outs[0]));
+                    b.rows.push(rows.row(p, outs[0]));
                 }
             }
         }
@@ -276,13 +345,7 @@ pub fn simulate(
         b.rows
             .sort_by_key(|r| PolicyName::ALL.iter().position(|&p| p == r.policy));
     }
-    Report {
-        trace: w.summary.clone(),
-        requested_bytes,
-        requested_s,
-        unbounded,
-        budgets: out,
-    }
+    out
 }
 
 #[cfg(test)]

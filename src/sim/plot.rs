@@ -104,20 +104,67 @@ pub fn svg(report: &Report, title: &str) -> String {
         .collect();
     policies.sort_by_key(|p| PolicyName::ALL.iter().position(|q| q == p));
     policies.dedup();
-    let max_share = report.budgets.iter().map(|b| b.share).fold(0.0, f64::max);
-    let xstep = nice_step(max_share.max(0.01), 6.0);
-    let xmax = ((max_share / xstep).ceil() * xstep).max(xstep);
-    let max_s = report
-        .budgets
-        .iter()
-        .flat_map(|b| b.rows.iter().map(|r| r.outcome.saved_s))
-        .fold(report.unbounded.saved_s, f64::max);
-    let ystep = nice_step(max_s * 1.05, 6.0);
-    let ymax = ((max_s * 1.05 / ystep).ceil() * ystep).max(ystep);
-    let x = |share: f64| LEFT + (RIGHT - LEFT) * share / xmax;
-    let y = |s: f64| BOTTOM - (BOTTOM - TOP) * s / ymax;
-
+    let axes = Axes::of(report);
     let mut o = String::new();
+    frame(&mut o, &axes, report, title);
+    // The unbounded cache.
+    let yu = axes.y(report.unbounded.saved_s);
+    let _ = writeln!(
+        o,
+        r##"<line x1="{LEFT}" y1="{yu:.1}" x2="{RIGHT}" y2="{yu:.1}" stroke="#888" stroke-width="1"/>"##
+    );
+    // One line per policy.
+    let mut legend: Vec<(String, &str, &str, u32)> = Vec::new();
+    for &p in &policies {
+        policy_line(&mut o, &axes, report, p);
+        let (colour, dash) = style(p);
+        legend.push((label(p).to_string(), colour, dash, line_width(p)));
+    }
+    legend.push(("unbounded cache".into(), "#888", "", 2));
+    write_legend(&mut o, &legend);
+    o.push_str("</svg>\n");
+    o
+}
+
+/// The scales: budget shares across, seconds saved up.
+struct Axes {
+    xstep: f64,
+    xmax: f64,
+    ystep: f64,
+    ymax: f64,
+}
+
+impl Axes {
+    /// Scales that hold every budget and every policy's seconds saved.
+    fn of(report: &Report) -> Axes {
+        let max_share = report.budgets.iter().map(|b| b.share).fold(0.0, f64::max);
+        let xstep = nice_step(max_share.max(0.01), 6.0);
+        let max_s = report
+            .budgets
+            .iter()
+            .flat_map(|b| b.rows.iter().map(|r| r.outcome.saved_s))
+            .fold(report.unbounded.saved_s, f64::max);
+        let ystep = nice_step(max_s * 1.05, 6.0);
+        Axes {
+            xstep,
+            xmax: ((max_share / xstep).ceil() * xstep).max(xstep),
+            ystep,
+            ymax: ((max_s * 1.05 / ystep).ceil() * ystep).max(ystep),
+        }
+    }
+
+    fn x(&self, share: f64) -> f64 {
+        LEFT + (RIGHT - LEFT) * share / self.xmax
+    }
+
+    fn y(&self, s: f64) -> f64 {
+        BOTTOM - (BOTTOM - TOP) * s / self.ymax
+    }
+}
+
+/// The opening tag, the title, the grid with its ticks and labels, the
+/// plot's border and the axes' names.
+fn frame(o: &mut String, axes: &Axes, report: &Report, title: &str) {
     let _ = writeln!(
         o,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="13">"#
@@ -131,27 +178,27 @@ pub fn svg(report: &Report, title: &str) -> String {
     );
     // Grid, ticks and labels.
     let mut v = 0.0;
-    while v <= ymax + ystep / 2.0 {
-        let yy = y(v);
+    while v <= axes.ymax + axes.ystep / 2.0 {
+        let yy = axes.y(v);
         let _ = writeln!(
             o,
             r##"<line x1="{LEFT}" y1="{yy:.1}" x2="{RIGHT}" y2="{yy:.1}" stroke="#e5e5e5"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
             LEFT - 8.0,
             yy + 4.0,
-            seconds(v, ystep)
+            seconds(v, axes.ystep)
         );
-        v += ystep;
+        v += axes.ystep;
     }
     let mut v = 0.0;
-    while v <= xmax + xstep / 2.0 {
-        let xx = x(v);
+    while v <= axes.xmax + axes.xstep / 2.0 {
+        let xx = axes.x(v);
         let _ = writeln!(
             o,
             r##"<line x1="{xx:.1}" y1="{TOP}" x2="{xx:.1}" y2="{BOTTOM}" stroke="#e5e5e5"/><text x="{xx:.1}" y="{}" text-anchor="middle">{:.0}%</text>"##,
             BOTTOM + 20.0,
             v * 100.0
         );
-        v += xstep;
+        v += axes.xstep;
     }
     let _ = writeln!(
         o,
@@ -174,71 +221,72 @@ pub fn svg(report: &Report, title: &str) -> String {
         r#"<text transform="translate(20 {}) rotate(-90)" text-anchor="middle">rebuild seconds saved</text>"#,
         (TOP + BOTTOM) / 2.0
     );
-    // The unbounded cache.
-    let yu = y(report.unbounded.saved_s);
-    let _ = writeln!(
-        o,
-        r##"<line x1="{LEFT}" y1="{yu:.1}" x2="{RIGHT}" y2="{yu:.1}" stroke="#888" stroke-width="1"/>"##
-    );
-    // One line per policy.
-    let mut legend: Vec<(String, &str, &str, u32)> = Vec::new();
-    for &p in &policies {
-        let (colour, dash) = style(p);
-        let dash_attr = if dash.is_empty() {
-            String::new()
-        } else {
-            format!(r#" stroke-dasharray="{dash}""#)
-        };
-        let mut pts: Vec<(f64, f64)> = report
-            .budgets
-            .iter()
-            .filter_map(|b| {
-                let r = b.rows.iter().find(|r| r.policy == p)?;
-                Some((b.share, r.outcome.saved_s))
-            })
-            .collect();
-        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-        if p == PolicyName::GoAge {
-            if let Some(&(_, s)) = pts.first() {
-                let _ = writeln!(
-                    o,
-                    r#"<line x1="{LEFT}" y1="{:.1}" x2="{RIGHT}" y2="{:.1}" stroke="{colour}" stroke-width="2"{dash_attr}/>"#,
-                    y(s),
-                    y(s)
-                );
-            }
-        } else {
-            let path: Vec<String> = pts
-                .iter()
-                .map(|&(sh, s)| format!("{:.1},{:.1}", x(sh), y(s)))
-                .collect();
-            // lru is drawn wide, under lru-actions: the two often coincide.
-            let width = if p == PolicyName::Lru { 5 } else { 2 };
+}
+
+/// lru is drawn wide, under lru-actions: the two often coincide.
+fn line_width(p: PolicyName) -> u32 {
+    if p == PolicyName::Lru { 5 } else { 2 }
+}
+
+/// The attribute that dashes a line (none for a solid one).
+fn dash_attr(dash: &str) -> String {
+    if dash.is_empty() {
+        String::new()
+    } else {
+        format!(r#" stroke-dasharray="{dash}""#)
+    }
+}
+
+/// Policy `p`'s line: its seconds saved at each budget, with a dot at
+/// each; `go-age`, which has no budget, across the whole plot.
+fn policy_line(o: &mut String, axes: &Axes, report: &Report, p: PolicyName) {
+    let (colour, dash) = style(p);
+    let dash_attr = dash_attr(dash);
+    let mut pts: Vec<(f64, f64)> = report
+        .budgets
+        .iter()
+        .filter_map(|b| {
+            let r = b.rows.iter().find(|r| r.policy == p)?;
+            Some((b.share, r.outcome.saved_s))
+        })
+        .collect();
+    pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+    if p == PolicyName::GoAge {
+        if let Some(&(_, s)) = pts.first() {
             let _ = writeln!(
                 o,
-                r#"<polyline points="{}" fill="none" stroke="{colour}" stroke-width="{width}"{dash_attr}/>"#,
-                path.join(" ")
+                r#"<line x1="{LEFT}" y1="{:.1}" x2="{RIGHT}" y2="{:.1}" stroke="{colour}" stroke-width="2"{dash_attr}/>"#,
+                axes.y(s),
+                axes.y(s)
             );
-            for &(sh, s) in &pts {
-                let _ = writeln!(
-                    o,
-                    r#"<circle cx="{:.1}" cy="{:.1}" r="3.5" fill="{colour}"/>"#,
-                    x(sh),
-                    y(s)
-                );
-            }
         }
-        let width = if p == PolicyName::Lru { 5 } else { 2 };
-        legend.push((label(p).to_string(), colour, dash, width));
+        return;
     }
-    legend.push(("unbounded cache".into(), "#888", "", 2));
+    let path: Vec<String> = pts
+        .iter()
+        .map(|&(sh, s)| format!("{:.1},{:.1}", axes.x(sh), axes.y(s)))
+        .collect();
+    let _ = writeln!(
+        o,
+        r#"<polyline points="{}" fill="none" stroke="{colour}" stroke-width="{}"{dash_attr}/>"#,
+        path.join(" "),
+        line_width(p)
+    );
+    for &(sh, s) in &pts {
+        let _ = writeln!(
+            o,
+            r#"<circle cx="{:.1}" cy="{:.1}" r="3.5" fill="{colour}"/>"#,
+            axes.x(sh),
+            axes.y(s)
+        );
+    }
+}
+
+/// The legend beside the plot: a line and a name each.
+fn write_legend(o: &mut String, legend: &[(String, &str, &str, u32)]) {
     for (i, (name, colour, dash, width)) in legend.iter().enumerate() {
         let ly = TOP + 10.0 + 24.0 * i as f64;
-        let dash_attr = if dash.is_empty() {
-            String::new()
-        } else {
-            format!(r#" stroke-dasharray="{dash}""#)
-        };
+        let dash_attr = dash_attr(dash);
         let _ = writeln!(
             o,
             r#"<line x1="{}" y1="{ly}" x2="{}" y2="{ly}" stroke="{colour}" stroke-width="{width}"{dash_attr}/><text x="{}" y="{}">{}</text>"#,
@@ -249,8 +297,6 @@ pub fn svg(report: &Report, title: &str) -> String {
             escape(name)
         );
     }
-    o.push_str("</svg>\n");
-    o
 }
 
 #[cfg(test)]

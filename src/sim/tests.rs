@@ -2,7 +2,7 @@
 
 use super::cache::{Cache, Removed, Victim};
 use super::evict::At;
-use super::synthetic::{GenSpec, generate};
+use super::synth_trace::{GenSpec, generate};
 use super::*;
 use crate::report::Silent;
 use crate::trace::schema::{Event, TraceId};

@@ -267,183 +267,18 @@ impl Workload {
 
     /// Builds the workload of events already in time order.
     pub fn from_events<'a>(block: u64, events: impl Iterator<Item = &'a Event>) -> Workload {
-        let mut actions = Interner::default();
-        let mut outputs = Interner::default();
-        // Executables used by ID (the wrapper's shim) map to the action
-        // naming them, or to an action of their own.
-        let mut exe_action: HashMap<u32, u32> = HashMap::new();
-        let mut w = Workload {
-            block,
-            requests: Vec::new(),
-            next: Vec::new(),
-            out_size: Vec::new(),
-            out_exe: Vec::new(),
-            cost: Vec::new(),
-            measured: Vec::new(),
-            summary: Summary::default(),
-        };
-        let mut last_out: Vec<u32> = Vec::new();
-        let mut cost_sum: Vec<(f64, u32)> = Vec::new();
-        let mut pending: HashMap<u32, (usize, i64)> = HashMap::new();
-        let (mut first_t, mut last_t) = (None, 0i64);
-        // An action by ID, or a stand-in without one.
-        let mut action = |w: &mut Workload,
-                          last_out: &mut Vec<u32>,
-                          cost_sum: &mut Vec<(f64, u32)>,
-                          id: Option<TraceId>|
-         -> (u32, bool) {
-            let (a, new) = match id {
-                Some(id) => actions.get(id),
-                None => (actions.fresh(), true),
-            };
-            if new {
-                last_out.push(NONE);
-                cost_sum.push((0.0, 0));
-                w.cost.push(0.0);
-            }
-            (a, new)
-        };
-        let mut output = |w: &mut Workload, id: TraceId, size: Option<u64>, exe: Option<bool>| {
-            let (o, new) = outputs.get(id);
-            if new {
-                w.out_size.push(0);
-                w.out_exe.push(false);
-            }
-            if let Some(s) = size {
-                w.out_size[o as usize] = s;
-            }
-            if let Some(x) = exe {
-                w.out_exe[o as usize] |= x;
-            }
-            o
-        };
+        let mut b = Builder::new(block);
         for e in events {
-            w.summary.events += 1;
-            first_t.get_or_insert(e.t);
-            last_t = last_t.max(e.t);
-            let exe = Some(e.exe);
+            b.w.summary.events += 1;
+            b.first_t.get_or_insert(e.t);
+            b.last_t = b.last_t.max(e.t);
             match (e.ev, e.kind) {
-                (Op::Get, _) | (Op::New | Op::Use, EntryKind::Action) => {
-                    let Some(aid) = e.a else { continue };
-                    let (a, first) = action(&mut w, &mut last_out, &mut cost_sum, Some(aid));
-                    let hit = match e.ev {
-                        Op::Get => e.hit == Some(true),
-                        Op::Use => true,
-                        _ => false,
-                    };
-                    let o = match e.o {
-                        Some(id) => output(&mut w, id, e.size, exe),
-                        None => last_out[a as usize],
-                    };
-                    let mut flags = Request::ACCESS;
-                    if hit {
-                        flags |= Request::REAL_HIT | Request::STORES;
-                        if first {
-                            flags |= Request::WARM;
-                        }
-                    } else if e.ev == Op::New {
-                        flags |= Request::STORES;
-                        if let Some(c) = e.cost {
-                            add_cost(&mut cost_sum, a, c);
-                        }
-                    } else {
-                        pending.insert(a, (w.requests.len(), e.t));
-                    }
-                    if o != NONE {
-                        last_out[a as usize] = o;
-                        if e.exe {
-                            exe_action.insert(o, a);
-                        }
-                    }
-                    w.requests.push(Request {
-                        t: e.t,
-                        action: a,
-                        output: o,
-                        flags,
-                    });
-                }
-                (Op::Put, _) => {
-                    let (Some(aid), Some(oid)) = (e.a, e.o) else {
-                        continue;
-                    };
-                    let (a, _) = action(&mut w, &mut last_out, &mut cost_sum, Some(aid));
-                    let o = output(&mut w, oid, e.size, exe);
-                    last_out[a as usize] = o;
-                    if e.exe {
-                        exe_action.insert(o, a);
-                    }
-                    match pending.remove(&a) {
-                        Some((i, t0)) => {
-                            let r = &mut w.requests[i];
-                            r.output = o;
-                            r.flags |= Request::STORES;
-                            let c = e.cost.unwrap_or((e.t - t0).max(0) as f64 / 1000.0);
-                            add_cost(&mut cost_sum, a, c);
-                        }
-                        None => {
-                            if let Some(c) = e.cost {
-                                add_cost(&mut cost_sum, a, c);
-                            }
-                            w.requests.push(Request {
-                                t: e.t,
-                                action: a,
-                                output: o,
-                                flags: Request::STORES,
-                            });
-                        }
-                    }
-                }
-                (Op::New | Op::Use, kind) => {
-                    let Some(oid) = e.o else { continue };
-                    let is_exe = kind == EntryKind::Exe;
-                    let o = output(&mut w, oid, e.size, Some(is_exe));
-                    if e.ev == Op::Use && is_exe {
-                        // A program run through the shim: a hit on the
-                        // action naming it, or on a stand-in action.
-                        let (a, first) = match exe_action.get(&o) {
-                            Some(&a) => (a, false),
-                            None => {
-                                let (a, _) = action(&mut w, &mut last_out, &mut cost_sum, None);
-                                exe_action.insert(o, a);
-                                (a, true)
-                            }
-                        };
-                        last_out[a as usize] = o;
-                        let mut flags = Request::ACCESS | Request::REAL_HIT | Request::STORES;
-                        if first {
-                            flags |= Request::WARM;
-                        }
-                        w.requests.push(Request {
-                            t: e.t,
-                            action: a,
-                            output: o,
-                            flags,
-                        });
-                    }
-                }
+                (Op::Get, _) | (Op::New | Op::Use, EntryKind::Action) => b.lookup(e),
+                (Op::Put, _) => b.put(e),
+                (Op::New | Op::Use, kind) => b.output_event(e, kind),
             }
         }
-        w.summary.misses_without_put = pending.len() as u64;
-        w.summary.duration_s = first_t.map_or(0.0, |f| (last_t - f) as f64 / 1000.0);
-        w.summary.actions = w.cost.len() as u64;
-        w.summary.outputs = w.out_size.len() as u64;
-        for r in &w.requests {
-            if r.is_access() {
-                w.summary.accesses += 1;
-                w.summary.trace_hits += u64::from(r.real_hit());
-                w.summary.warm_hits += u64::from(r.warm());
-            } else {
-                w.summary.inserts += 1;
-            }
-        }
-        w.finish_costs(&cost_sum, &last_out);
-        w.next = vec![NONE; w.requests.len()];
-        let mut seen = vec![NONE; w.cost.len()];
-        for (i, r) in w.requests.iter().enumerate().rev() {
-            w.next[i] = seen[r.action as usize];
-            seen[r.action as usize] = i as u32;
-        }
-        w
+        b.finish()
     }
 
     fn finish_costs(&mut self, sums: &[(f64, u32)], last_out: &[u32]) {
@@ -489,6 +324,214 @@ impl Workload {
     /// The number of distinct outputs.
     pub fn outputs(&self) -> usize {
         self.out_size.len()
+    }
+}
+
+/// A workload as [`Workload::from_events`] builds it, event by event.
+struct Builder {
+    w: Workload,
+    actions: Interner,
+    outputs: Interner,
+    /// Executables used by ID (the wrapper's shim) map to the action
+    /// naming them, or to an action of their own.
+    exe_action: HashMap<u32, u32>,
+    /// Per action: the output it last named ([`NONE`]: none yet).
+    last_out: Vec<u32>,
+    /// Per action: the measured costs' sum and count.
+    cost_sum: Vec<(f64, u32)>,
+    /// Per action missed and not yet put: its request and the miss's time.
+    pending: HashMap<u32, (usize, i64)>,
+    first_t: Option<i64>,
+    last_t: i64,
+}
+
+impl Builder {
+    fn new(block: u64) -> Builder {
+        Builder {
+            w: Workload {
+                block,
+                requests: Vec::new(),
+                next: Vec::new(),
+                out_size: Vec::new(),
+                out_exe: Vec::new(),
+                cost: Vec::new(),
+                measured: Vec::new(),
+                summary: Summary::default(),
+            },
+            actions: Interner::default(),
+            outputs: Interner::default(),
+            exe_action: HashMap::new(),
+            last_out: Vec::new(),
+            cost_sum: Vec::new(),
+            pending: HashMap::new(),
+            first_t: None,
+            last_t: 0,
+        }
+    }
+
+    /// An action by ID, or a stand-in without one; and whether it is new.
+    fn action(&mut self, id: Option<TraceId>) -> (u32, bool) {
+        let (a, new) = match id {
+            Some(id) => self.actions.get(id),
+            None => (self.actions.fresh(), true),
+        };
+        if new {
+            self.last_out.push(NONE);
+            self.cost_sum.push((0.0, 0));
+            self.w.cost.push(0.0);
+        }
+        (a, new)
+    }
+
+    /// An output by ID, with its size and whether it is an executable
+    /// where the event tells.
+    fn output(&mut self, id: TraceId, size: Option<u64>, exe: Option<bool>) -> u32 {
+        let (o, new) = self.outputs.get(id);
+        if new {
+            self.w.out_size.push(0);
+            self.w.out_exe.push(false);
+        }
+        if let Some(s) = size {
+            self.w.out_size[o as usize] = s;
+        }
+        if let Some(x) = exe {
+            self.w.out_exe[o as usize] |= x;
+        }
+        o
+    }
+
+    /// A `get`, or a `new` or `use` of an action: a request.
+    fn lookup(&mut self, e: &Event) {
+        let Some(aid) = e.a else { return };
+        let (a, first) = self.action(Some(aid));
+        let hit = match e.ev {
+            Op::Get => e.hit == Some(true),
+            Op::Use => true,
+            _ => false,
+        };
+        let o = match e.o {
+            Some(id) => self.output(id, e.size, Some(e.exe)),
+            None => self.last_out[a as usize],
+        };
+        let mut flags = Request::ACCESS;
+        if hit {
+            flags |= Request::REAL_HIT | Request::STORES;
+            if first {
+                flags |= Request::WARM;
+            }
+        } else if e.ev == Op::New {
+            flags |= Request::STORES;
+            if let Some(c) = e.cost {
+                add_cost(&mut self.cost_sum, a, c);
+            }
+        } else {
+            self.pending.insert(a, (self.w.requests.len(), e.t));
+        }
+        if o != NONE {
+            self.last_out[a as usize] = o;
+            if e.exe {
+                self.exe_action.insert(o, a);
+            }
+        }
+        self.w.requests.push(Request {
+            t: e.t,
+            action: a,
+            output: o,
+            flags,
+        });
+    }
+
+    /// A `put`: part of the miss before it, or an insert.
+    fn put(&mut self, e: &Event) {
+        let (Some(aid), Some(oid)) = (e.a, e.o) else {
+            return;
+        };
+        let (a, _) = self.action(Some(aid));
+        let o = self.output(oid, e.size, Some(e.exe));
+        self.last_out[a as usize] = o;
+        if e.exe {
+            self.exe_action.insert(o, a);
+        }
+        match self.pending.remove(&a) {
+            Some((i, t0)) => {
+                let r = &mut self.w.requests[i];
+                r.output = o;
+                r.flags |= Request::STORES;
+                let c = e.cost.unwrap_or((e.t - t0).max(0) as f64 / 1000.0);
+                add_cost(&mut self.cost_sum, a, c);
+            }
+            None => {
+                if let Some(c) = e.cost {
+                    add_cost(&mut self.cost_sum, a, c);
+                }
+                self.w.requests.push(Request {
+                    t: e.t,
+                    action: a,
+                    output: o,
+                    flags: Request::STORES,
+                });
+            }
+        }
+    }
+
+    /// A `new` or `use` of an output or executable: its size, and for an
+    /// executable used, a request.
+    fn output_event(&mut self, e: &Event, kind: EntryKind) {
+        let Some(oid) = e.o else { return };
+        let is_exe = kind == EntryKind::Exe;
+        let o = self.output(oid, e.size, Some(is_exe));
+        if e.ev != Op::Use || !is_exe {
+            return;
+        }
+        // A program run through the shim: a hit on the action naming it,
+        // or on a stand-in action.
+        let (a, first) = match self.exe_action.get(&o) {
+            Some(&a) => (a, false),
+            None => {
+                let (a, _) = self.action(None);
+                self.exe_action.insert(o, a);
+                (a, true)
+            }
+        };
+        self.last_out[a as usize] = o;
+        let mut flags = Request::ACCESS | Request::REAL_HIT | Request::STORES;
+        if first {
+            flags |= Request::WARM;
+        }
+        self.w.requests.push(Request {
+            t: e.t,
+            action: a,
+            output: o,
+            flags,
+        });
+    }
+
+    /// The summary, the costs and the links between requests.
+    fn finish(self) -> Workload {
+        let mut w = self.w;
+        w.summary.misses_without_put = self.pending.len() as u64;
+        w.summary.duration_s = self
+            .first_t
+            .map_or(0.0, |f| (self.last_t - f) as f64 / 1000.0);
+        w.summary.actions = w.cost.len() as u64;
+        w.summary.outputs = w.out_size.len() as u64;
+        for r in &w.requests {
+            if r.is_access() {
+                w.summary.accesses += 1;
+                w.summary.trace_hits += u64::from(r.real_hit());
+                w.summary.warm_hits += u64::from(r.warm());
+            } else {
+                w.summary.inserts += 1;
+            }
+        }
+        w.finish_costs(&self.cost_sum, &self.last_out);
+        w.next = vec![NONE; w.requests.len()];
+        let mut seen = vec![NONE; w.cost.len()];
+        for (i, r) in w.requests.iter().enumerate().rev() {
+            w.next[i] = seen[r.action as usize];
+            seen[r.action as usize] = i as u32;
+        }
+        w
     }
 }
 

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use super::common::{Global, Progress, human, print_json};
 use gocache::limits::SizeSpec;
-use gocache::sim::synthetic::{GenSpec, generate};
+use gocache::sim::synth_trace::{GenSpec, generate};
 use gocache::sim::{PolicyName, Report, Workload, simulate};
 use gocache::trace::schema::{self as trace, Trace};
 

@@ -1,4 +1,6 @@
-//! Deterministic synthetic Go build caches, for benchmarks and tests.
+//! Deterministic synthetic Go build caches on disk, for benchmarks and
+//! tests. (Synthetic traces, of what go asks a cache for, are
+//! [`crate::sim::synth_trace`]'s.)
 //!
 //! What is realistic (from `shared/data`: a cache Go 1.27.3 built from
 //! `go build std`, `go vet std`, a few `go test` and two `go run`):

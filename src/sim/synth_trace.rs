@@ -1,5 +1,6 @@
 //! Synthetic Go-like traces, for tests and benchmarks before real traces
-//! are recorded (and beside them after).
+//! are recorded (and beside them after). (Synthetic caches on disk are
+//! [`crate::synth_cache`]'s.)
 //!
 //! The model, deterministic from a seed:
 //!
@@ -9,7 +10,7 @@
 //!   modules), and the developer's own modules, whose packages import each
 //!   other, the standard library and their modules' dependencies.
 //! - **Action entries**, as Go makes them: per package a compile (its
-//!   archive, sized from the measured output sizes [`crate::synth::output_size`]),
+//!   archive, sized from the measured output sizes [`crate::synth_cache::output_size`]),
 //!   a vet (its facts: most often empty, and every empty output is the same
 //!   entry, so thousands of actions name it), and for tested packages a test
 //!   compile, a test-inputs list and the test result (a small log, costly:
@@ -217,7 +218,7 @@ impl World {
         };
         let add = |w: &mut World, rng: &mut fastrand::Rng, deps: Vec<u32>| -> u32 {
             let i = w.pkgs.len() as u32;
-            let size = blocks(crate::synth::output_size(rng).max(2048));
+            let size = blocks(crate::synth_cache::output_size(rng).max(2048));
             w.pkgs.push(Pkg {
                 key: mix2(spec.seed, u64::from(i) + 1),
                 deps,
@@ -257,7 +258,8 @@ impl World {
             deps.sort_unstable();
             deps.dedup();
             let i = add(&mut w, &mut rng, deps);
-            let base = crate::synth::EXE_SIZES[rng.usize(0..crate::synth::EXE_SIZES.len())];
+            let base =
+                crate::synth_cache::EXE_SIZES[rng.usize(0..crate::synth_cache::EXE_SIZES.len())];
             w.pkgs[i as usize].exe_size = Some(blocks(base + rng.u64(0..base)));
             w.tools.push(i);
         }
