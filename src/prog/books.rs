@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock, mpsc};
 
-use super::wire::{Timeline, lock};
+use super::protocol::{Timeline, lock};
 use crate::index::{Index, Use};
 use crate::layout::EntryName;
 use crate::model::UnixTime;

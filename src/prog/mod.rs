@@ -8,10 +8,11 @@
 //!
 //! # Rooms
 //!
-//! - `protocol`: the requests, parsed and checked; the responses, and
-//!   how they are written; a put's body, streamed from its base64 line.
-//! - `wire`: request lines read, responses written in batches, the pools
-//!   of threads beside the reader, the server's timeline.
+//! - `protocol`: what crosses the pipe: request lines read, parsed and
+//!   checked; the responses, written back in batches; a put's body,
+//!   streamed from its base64 line; the server's timeline (`--trace`).
+//! - `pool`: the threads beside the reader (gets while requests wait,
+//!   puts' renames, fetches).
 //! - `books`: what a session counts and queues (uses, trace events), and
 //!   the bookkeeping thread that owns the index.
 //! - `remote`: the remote tier as a session uses it (fetches, uploads,
@@ -101,18 +102,18 @@ use crate::cachedir::CacheDir;
 use crate::model::UnixTime;
 
 mod books;
+mod pool;
 mod protocol;
 mod remote;
 mod serve;
-mod wire;
 
 pub use books::{Bookkeeping, Counters, EVICT_EVERY};
 pub use protocol::{
     BadRequest, BodyError, Command, Request, RequestError, Response, parse_request, stream_body,
 };
+pub use protocol::{DEFER_AT_MOST, MAX_REQUEST_LINE, requests_waiting};
 pub use remote::Remote;
 pub use serve::serve;
-pub use wire::{DEFER_AT_MOST, MAX_REQUEST_LINE, requests_waiting};
 
 /// What the server needs from the outside.
 pub struct ServerConfig {

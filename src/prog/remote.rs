@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::books::Books;
 use super::protocol::Response;
-use super::wire::{Timeline, lock};
+use super::protocol::{Timeline, lock};
 use crate::cachedir::store::LocalStore;
 use crate::layout::{ActionEntry, EntryName, Id};
 use crate::model::UnixTime;

@@ -10,11 +10,12 @@ use sha2::Digest;
 
 use super::ServerConfig;
 use super::books::{self, Books};
-use super::protocol::{BadRequest, BodyError, Command, Response, parse_request, stream_body};
-use super::remote::{self, FETCHERS, RemoteState};
-use super::wire::{
-    DEFER_AT_MOST, HAND_OFF_AT, Pool, Timeline, Writer, read_request_line, requests_waiting,
+use super::pool::Pool;
+use super::protocol::{
+    BadRequest, BodyError, Command, DEFER_AT_MOST, HAND_OFF_AT, Response, Timeline, Writer,
+    parse_request, read_request_line, requests_waiting, stream_body,
 };
+use super::remote::{self, FETCHERS, RemoteState};
 use crate::cachedir::store::{Hit, LocalStore, TmpFile};
 use crate::error::{Error, Result};
 use crate::index::Index;
