@@ -25,6 +25,8 @@
 //!    the CI mode (`gocache ci begin` / `ci end`): runs recorded in the
 //!    index, every use of a job seen exactly, trimmed by run through
 //!    [`enforce::trim_by_runs`].
+//! 7. [`cli`]: the command line, on top of everything: what the `gocache`
+//!    and `gocache-trim` binaries run (each binary's `main` is one call).
 //!
 //! Beside the layers: [`remote`], a shared second tier in an S3-compatible
 //! object store (objects, fleet-wide use logs, a pure eviction policy and
@@ -37,8 +39,12 @@
 
 #![warn(missing_docs)]
 
+// The command line names the library `gocache::…`, as the binaries do.
+extern crate self as gocache;
+
 pub mod cachedir;
 pub mod ci;
+pub mod cli;
 pub mod enforce;
 pub mod error;
 pub mod gomod;

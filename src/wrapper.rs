@@ -81,8 +81,7 @@ pub const SHIM_SUBCOMMAND: &str = "__exec-shim";
 
 /// The ELF note every gocache binary carries (see the module doc): a
 /// note named `gocache`, of type [`MARKER_NOTE_TYPE`], in the file's first
-/// page. The binary places it with
-/// `#[used] #[unsafe(link_section = ".note.gocache")]`.
+/// page. Each binary places it with [`marker_note!`](crate::marker_note).
 #[repr(C, align(4))]
 pub struct MarkerNote {
     namesz: u32,
@@ -103,6 +102,23 @@ pub const MARKER_NOTE: MarkerNote = MarkerNote {
     name: *b"gocache\0",
     desc: *b"wrapper\0",
 };
+
+/// Places [`MARKER_NOTE`] in the binary that invokes it (in its `main.rs`,
+/// at the top level): marks the file as gocache for a wrapper looking for
+/// the real go on PATH ([`is_gocache_binary`]), so that a copy of gocache
+/// named `go` is passed over without being run. In the binary, not the
+/// library: the linker keeps a `#[used]` static of the program's own
+/// object, not necessarily one of a library's.
+#[macro_export]
+macro_rules! marker_note {
+    () => {
+        // An ELF note; Mach-O names sections otherwise.
+        #[cfg(not(target_vendor = "apple"))]
+        #[used]
+        #[unsafe(link_section = ".note.gocache")]
+        static MARKER: $crate::wrapper::MarkerNote = $crate::wrapper::MARKER_NOTE;
+    };
+}
 
 /// How much of a candidate's start [`is_gocache_binary`] reads: linkers
 /// put notes right after the ELF and program headers.

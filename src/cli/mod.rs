@@ -1,6 +1,10 @@
 //! The `gocache` command line: a thin layer over the library. Flags are
-//! parsed and validated here, errors get a hint and an exit code. Shared by
-//! the `gocache` binary and `gocache-trim` (which is `gocache trim`).
+//! parsed and validated here, errors get a hint and an exit code. Both
+//! binaries run it, compiled once, here in the library: `gocache` through
+//! [`main`], `gocache-trim` through [`trim_main`] (`gocache trim` under a
+//! name of its own). Which one a program is also follows its name, as
+//! `go` does (a link named `go` is the wrapper, one named `gocache-trim`
+//! is `gocache trim`).
 //!
 //! Exit codes (stable, for scripts):
 //! - 0: success (also: a trim skipped because another one holds the lock;
@@ -76,16 +80,12 @@ enum Command {
     Man(generate::ManArgs),
 }
 
-/// Marks this file as gocache for a wrapper looking for the real go on
-/// PATH (see `gocache::wrapper::is_gocache_binary`): a copy of gocache
-/// named `go` is passed over without being run.
-#[cfg(not(target_vendor = "apple"))] // an ELF note; Mach-O names sections otherwise
-#[used]
-#[unsafe(link_section = ".note.gocache")]
-static MARKER: gocache::wrapper::MarkerNote = gocache::wrapper::MARKER_NOTE;
-
 /// Runs the command line `args` (the program's name first).
 pub fn main(args: Vec<OsString>) -> ExitCode {
+    // A link named `gocache-trim` is gocache-trim.
+    if program_name(&args).is_some_and(|n| n == "gocache-trim") {
+        return trim_main(args);
+    }
     // `gocache` installed under the name `go` acts as the wrapper.
     if let Some(code) = go::run_if_invoked_as_go(&args) {
         return code;
@@ -120,4 +120,16 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         Ok(code) => code,
         Err(err) => common::report_error(&err),
     }
+}
+
+/// `gocache-trim ARGS…`: `gocache trim ARGS…` (`args`: the program's name
+/// first).
+pub fn trim_main(mut args: Vec<OsString>) -> ExitCode {
+    args.splice(..args.len().min(1), ["gocache".into(), "trim".into()]);
+    main(args)
+}
+
+/// The file name the program was started as (`args[0]`'s last component).
+fn program_name(args: &[OsString]) -> Option<&std::ffi::OsStr> {
+    std::path::Path::new(args.first()?).file_name()
 }
