@@ -113,20 +113,49 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         Command::Simulate(a) => simulate::run(&cli.global, a),
         Command::Remote(a) => remote::run(&cli.global, a),
         Command::Trace(a) => trace::run(&cli.global, a),
-        Command::Completions(a) => generate::completions(Cli::command(), a),
+        Command::Completions(a) => generate::completions(Cli::command(), trim_command(), a),
         Command::Man(a) => generate::man(Cli::command(), a),
     };
+    exit(result)
+}
+
+/// A command's outcome as the process's exit code.
+fn exit(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => common::report_error(&err),
     }
 }
 
-/// `gocache-trim ARGS…`: `gocache trim ARGS…` (`args`: the program's name
-/// first).
-pub fn trim_main(mut args: Vec<OsString>) -> ExitCode {
-    args.splice(..args.len().min(1), ["gocache".into(), "trim".into()]);
-    main(args)
+/// `gocache-trim ARGS…`: `gocache trim ARGS…` under a name of its own
+/// (`args`: the program's name first). Its own command, so that the usage
+/// line, `--version` and completions name `gocache-trim`.
+pub fn trim_main(args: Vec<OsString>) -> ExitCode {
+    use clap::FromArgMatches;
+    let matches = trim_command().get_matches_from(args);
+    let parsed = common::Global::from_arg_matches(&matches)
+        .and_then(|g| Ok((g, trim::Args::from_arg_matches(&matches)?)));
+    let (global, args) = parsed.unwrap_or_else(|e| e.exit());
+    exit(trim::run(&global, args))
+}
+
+/// The `gocache-trim` command: `gocache trim`'s flags and help, with
+/// gocache's own flags (`--cache-dir`, `--index`, `-q`) and `--version`.
+fn trim_command() -> clap::Command {
+    let trim = Cli::command()
+        .find_subcommand("trim")
+        .expect("gocache has a trim subcommand")
+        .clone();
+    // The global flags come with their struct's about: trim's stays.
+    let about = trim.get_about().cloned().unwrap_or_default();
+    let long_about = trim.get_long_about().cloned().unwrap_or_default();
+    <common::Global as clap::Args>::augment_args(trim)
+        .about(about)
+        .long_about(long_about)
+        .name("gocache-trim")
+        .bin_name("gocache-trim")
+        .version(env!("CARGO_PKG_VERSION")) // what #[command(version)] shows
+        .max_term_width(80)
 }
 
 /// The file name the program was started as (`args[0]`'s last component).
