@@ -67,10 +67,12 @@ pub struct Args {
     remote_drain: f64,
 }
 
-fn parse_drain(s: &str) -> Result<f64, String> {
+fn parse_drain(s: &str) -> gocache::Result<f64> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && (0.0..=3600.0).contains(&v) => Ok(v),
-        _ => Err(format!("{s:?} is not a number of seconds from 0 to 3600")),
+        _ => Err(gocache::Error::Invalid(format!(
+            "{s:?} is not a number of seconds from 0 to 3600"
+        ))),
     }
 }
 
