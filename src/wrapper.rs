@@ -1,12 +1,14 @@
 //! `gocache go`: a wrapper around the real go command.
 //!
 //! It runs the real go with the same arguments, environment and stdio,
-//! exits with go's status, and afterwards runs the post-insert hook. What
-//! this module holds is the library part (starting go and forwarding
-//! signals is the binary's): finding the real go, rewriting a
-//! `go run` command line so the exact executable used is seen, and reading
-//! back what the shim saw; and, after go exits, which cached executable a
-//! `go tool NAME` ran ([`latest_exe_named`], which asks the index).
+//! exits with go's status, and afterwards runs the post-insert hook. This
+//! module holds all of it but the command line and the hook itself, which
+//! the binary passes in ([`Wrap`]): finding the real go, starting it (or,
+//! nested, becoming it) with signals passed on, rewriting a `go run`
+//! command line so the exact executable used is seen, the shim that sees
+//! it ([`shim`]) and reading back what it saw; and, after go exits, which
+//! cached executable a `go tool NAME` ran ([`latest_exe_named`], which
+//! asks the index).
 //!
 //! # Exact uses of cached executables
 //!
@@ -56,7 +58,10 @@
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, ExitStatus};
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use crate::layout::{EntryName, Suffix};
 
@@ -505,6 +510,348 @@ pub fn tool_name(args: &[OsString]) -> Option<String> {
         .find(|a| !a.as_bytes().starts_with(b"-"))?;
     let s = name.to_str()?;
     Some(s.rsplit('/').next().unwrap_or(s).to_string())
+}
+
+// Running go: what `gocache go ARGS` does, start to end.
+
+/// What the binary gives the wrapper: its own executable, where the
+/// hook's cache is, and the hook.
+pub struct Wrap<'a> {
+    /// gocache's own executable: the shim `go run` starts, and never taken
+    /// for the real go.
+    pub me: PathBuf,
+    /// Where the hook's cache is, as `go env GOCACHE` finds it; asked only
+    /// when the go command may write the cache ([`wants_hook`]). `None`:
+    /// no hook (and no shim).
+    pub locate: &'a dyn Fn() -> Option<PathBuf>,
+    /// The hook, after go exits, with what the wrapper saw; its problems
+    /// are its own to report, never a failure of the go command.
+    pub hook: &'a dyn Fn(AfterGo),
+}
+
+/// What the wrapper saw of the go command it ran, for the hook.
+#[derive(Debug, Default)]
+pub struct AfterGo {
+    /// Cached executables `go run` started (through the exec shim).
+    pub exe_uses: Vec<EntryName>,
+    /// The program name of `go tool NAME`, if that was the command.
+    pub tool: Option<String>,
+    /// The Go module the command ran in: what it added and used is
+    /// credited to it.
+    pub module: Option<crate::gomod::Module>,
+}
+
+/// Why the wrapper could not run go; [`WrapError::exit_code`] is its
+/// status, as a shell's for a command it cannot find or start.
+#[derive(Debug, thiserror::Error)]
+pub enum WrapError {
+    /// Wrappers nested [`MAX_NESTING`] deep: a `go` on PATH starts
+    /// gocache again through a shell.
+    #[error(
+        "{depth} wrapped go commands nested inside each other{}: a `go` on PATH seems to run \
+         gocache again (a script without `exec`?); make it `exec gocache go \"$@\"`, or set \
+         GOCACHE_GO to the real go",
+        .through.as_ref().map(|g| format!(", each through {}", g.display())).unwrap_or_default()
+    )]
+    TooDeep {
+        /// How deep.
+        depth: u32,
+        /// The candidate the last wrapper handed over to, if known.
+        through: Option<PathBuf>,
+    },
+    /// No real go to run.
+    #[error("{find} (PATH={path})")]
+    NoGo {
+        /// What was found instead.
+        find: FindGoError,
+        /// `$PATH`, for people.
+        path: String,
+    },
+    /// The real go could not be started.
+    #[error("cannot run {}: {cause}", go.display())]
+    Start {
+        /// The real go.
+        go: PathBuf,
+        /// Why.
+        cause: std::io::Error,
+    },
+    /// Waiting for go failed.
+    #[error("waiting for go: {0}")]
+    Wait(std::io::Error),
+}
+
+impl WrapError {
+    /// The wrapper's exit status: 127 without a real go, 126 when it
+    /// cannot be started, 1 when waiting for it failed.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            WrapError::TooDeep { .. } | WrapError::NoGo { .. } => 127,
+            WrapError::Start { .. } => 126,
+            WrapError::Wait(_) => 1,
+        }
+    }
+}
+
+impl Wrap<'_> {
+    /// Runs the real go with `args` and returns its exit status (a signal
+    /// that killed go kills this process the same way); then, unless
+    /// this wrapper is nested inside another one's go (it becomes the
+    /// real go then), the hook.
+    pub fn run(&self, args: &[OsString]) -> Result<ExitCode, WrapError> {
+        let launch = Launch::from_env(&self.me)?;
+        if let Some(depth) = launch.depth {
+            // Already inside a wrapped go (go generate, a program running
+            // go): become the real go, no hook.
+            return Err(launch.exec_nested(args, depth));
+        }
+        // Where the cache is (go creates it if it is missing; the hook
+        // runs after go, on what go set up).
+        let cache = if wants_hook(args) {
+            (self.locate)()
+        } else {
+            None
+        };
+        let uses = tempfile::NamedTempFile::new().ok();
+        let shimmed = match (&cache, &uses) {
+            (Some(_), Some(_)) => with_exec_shim(args, &self.me),
+            _ => None,
+        };
+        let mut cmd = launch.command(shimmed.as_deref().unwrap_or(args), 1, true);
+        if let (Some(u), Some(cache)) = (&uses, &cache) {
+            cmd.env(USES_ENV, u.path()).env(CACHE_ENV, cache);
+        }
+        let status = spawn_and_wait(cmd, &launch.real)?;
+        if let Some(cache) = &cache {
+            let exe_uses = uses
+                .as_ref()
+                .map(|u| read_uses(u.path(), cache))
+                .unwrap_or_default();
+            let module = std::env::current_dir().ok().and_then(|cwd| {
+                crate::gomod::Module::find(&crate::gomod::go_command_dir(args, &cwd))
+            });
+            (self.hook)(AfterGo {
+                exe_uses,
+                tool: tool_name(args),
+                module,
+            });
+        }
+        Ok(exit_code_of(status.map_err(WrapError::Wait)?))
+    }
+}
+
+/// The real go, found from the environment the wrapper started in.
+struct Launch {
+    /// The real go.
+    real: PathBuf,
+    /// How many wrappers deep this one is nested; `None`: the outermost.
+    depth: Option<u32>,
+    /// Candidates seen to start gocache again, joined for [`LOOPS_ENV`].
+    loops: Option<OsString>,
+}
+
+impl Launch {
+    /// Reads [`DEPTH_ENV`], [`LOOPS_ENV`] and [`HANDOFF_ENV`], stops a
+    /// wrapper nested too deep, and finds the real go (see "Never a
+    /// loop" in the module doc).
+    fn from_env(me: &Path) -> Result<Launch, WrapError> {
+        // Inside a wrapped go already: how many wrappers deep (an older
+        // gocache wrote "1").
+        let depth: Option<u32> = std::env::var_os(DEPTH_ENV)
+            .map(|v| v.to_str().and_then(|s| s.parse().ok()).unwrap_or(1).max(1));
+        // Candidates seen to start gocache again, and whether the one just
+        // handed over to did.
+        let mut loops: Vec<PathBuf> = std::env::var_os(LOOPS_ENV)
+            .map(|v| {
+                std::env::split_paths(&v)
+                    .filter(|p| p.is_absolute())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let handoff = std::env::var_os(HANDOFF_ENV).and_then(|v| Handoff::parse(&v));
+        if let Some(h) = &handoff
+            && h.came_back(std::process::id(), std::os::unix::process::parent_id())
+            && !loops.contains(&h.go)
+        {
+            loops.push(h.go.clone());
+        }
+        if let Some(d) = depth
+            && d >= MAX_NESTING
+        {
+            return Err(WrapError::TooDeep {
+                depth: d,
+                through: handoff.map(|h| h.go),
+            });
+        }
+        let real = find_real_go(
+            std::env::var_os(GO_ENV).as_deref(),
+            std::env::var_os("PATH").as_deref(),
+            me,
+            &loops,
+        )
+        .map_err(|find| WrapError::NoGo {
+            find,
+            path: std::env::var("PATH").unwrap_or_default(),
+        })?;
+        // A path holding ':' cannot be listed; such a loop is found again
+        // by its hand-over, one hop later.
+        let loops = (!loops.is_empty())
+            .then(|| std::env::join_paths(&loops).ok())
+            .flatten();
+        Ok(Launch { real, depth, loops })
+    }
+
+    /// The real go with `args`, for a wrapper `depth` deep that spawns it
+    /// (`spawned`) or becomes it: the nesting and the hand-over in its
+    /// environment.
+    fn command(&self, args: &[OsString], depth: u32, spawned: bool) -> Command {
+        let handoff = Handoff {
+            pid: std::process::id(),
+            spawned,
+            go: self.real.clone(),
+        };
+        let mut cmd = Command::new(&self.real);
+        cmd.args(args)
+            .env(DEPTH_ENV, depth.to_string())
+            .env(HANDOFF_ENV, handoff.to_env());
+        if let Some(l) = &self.loops {
+            cmd.env(LOOPS_ENV, l);
+        }
+        cmd
+    }
+
+    /// Becomes the real go, one wrapper deeper than `depth`; returns only
+    /// when that fails.
+    fn exec_nested(&self, args: &[OsString], depth: u32) -> WrapError {
+        let cause = self.command(args, depth + 1, false).exec();
+        WrapError::Start {
+            go: self.real.clone(),
+            cause,
+        }
+    }
+}
+
+/// The child being waited for, for [`forward`].
+static CHILD: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn forward(sig: libc::c_int) {
+    let pid = CHILD.load(Ordering::SeqCst);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe.
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+}
+
+/// Starts `cmd` (the real go, `go`) and waits for it, as a shell waits for
+/// a foreground job. A failure to start is an error; one to wait is
+/// returned for after the hook.
+fn spawn_and_wait(mut cmd: Command, go: &Path) -> Result<std::io::Result<ExitStatus>, WrapError> {
+    // Like a shell with a foreground job: Ctrl-C and Ctrl-\ go to the whole
+    // process group (go included); we wait for go and still run the hook.
+    // SIGTERM and SIGHUP sent to us alone are passed on to go: handlers
+    // that exec resets for go. An ignored signal stays ignored across exec,
+    // so SIGINT and SIGQUIT are ignored only once go has started; that way
+    // std starts go with posix_spawn (no fork of this process, no code
+    // between fork and exec). A Ctrl-C in the microseconds between reaches
+    // go as well; only the hook after it is lost.
+    // SAFETY: the handler only calls kill(2).
+    unsafe {
+        libc::signal(libc::SIGTERM, forward as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGHUP, forward as *const () as libc::sighandler_t);
+    }
+    let mut child = cmd.spawn().map_err(|cause| WrapError::Start {
+        go: go.to_path_buf(),
+        cause,
+    })?;
+    CHILD.store(child.id() as i32, Ordering::SeqCst);
+    // SAFETY: setting dispositions; no handler runs.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+        libc::signal(libc::SIGQUIT, libc::SIG_IGN);
+    }
+    let status = child.wait();
+    CHILD.store(0, Ordering::SeqCst);
+    Ok(status)
+}
+
+/// go's exit status as this process's: its code, or, when a signal killed
+/// it, the same death (so a shell sees the same signal).
+fn exit_code_of(status: ExitStatus) -> ExitCode {
+    match (status.code(), status.signal()) {
+        (Some(c), _) => ExitCode::from(c.clamp(0, 255) as u8),
+        (None, Some(sig)) => {
+            // SAFETY: restoring the default action, then raising.
+            unsafe {
+                libc::signal(sig, libc::SIG_DFL);
+                libc::raise(sig);
+            }
+            ExitCode::from((128 + sig).clamp(0, 255) as u8)
+        }
+        _ => ExitCode::FAILURE,
+    }
+}
+
+/// Why the shim could not become the program.
+#[derive(Debug, thiserror::Error)]
+pub enum ShimError {
+    /// Started without a program.
+    #[error("{SHIM_SUBCOMMAND} needs the program to run (go run -exec starts it)")]
+    NoProgram,
+    /// The program could not be run.
+    #[error("cannot run {}: {cause}", exe.display())]
+    Exec {
+        /// The program.
+        exe: PathBuf,
+        /// Why.
+        cause: std::io::Error,
+    },
+}
+
+impl ShimError {
+    /// The shim's exit status: 2 without a program; as a shell's, 127 for
+    /// a program not found and 126 for one that cannot be run.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ShimError::NoProgram => 2,
+            ShimError::Exec { cause, .. } if cause.kind() == std::io::ErrorKind::NotFound => 127,
+            ShimError::Exec { .. } => 126,
+        }
+    }
+}
+
+/// The shim, `gocache __exec-shim EXE ARGS...` (what `go run -exec`
+/// starts; `args` are what follows [`SHIM_SUBCOMMAND`]): notes the
+/// executable in [`USES_ENV`]'s file, then becomes it. Returns only when
+/// that fails.
+pub fn shim(args: &[OsString]) -> ShimError {
+    let Some((exe, rest)) = args.split_first() else {
+        return ShimError::NoProgram;
+    };
+    let exe = Path::new(exe);
+    if let Some(file) = std::env::var_os(USES_ENV) {
+        use std::io::Write;
+        // Best effort: a use not recorded must not stop the program.
+        let cache = std::env::var_os(CACHE_ENV).map(PathBuf::from);
+        if let Some(line) = use_line(exe, cache.as_deref())
+            && let Ok(mut f) = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(&file)
+        {
+            let _ = f.write_all(&line);
+        }
+    }
+    let cause = Command::new(exe)
+        .args(rest)
+        .env_remove(USES_ENV)
+        .env_remove(CACHE_ENV)
+        .env_remove(HANDOFF_ENV)
+        .exec();
+    ShimError::Exec {
+        exe: exe.to_path_buf(),
+        cause,
+    }
 }
 
 // After go exits: the one part of the wrapper that reads the index.
