@@ -18,7 +18,11 @@
 //!   runs `<shim> <executable> <args>`. The shim appends the executable's
 //!   path to a file the wrapper named in [`USES_ENV`] and `exec`s it, so its
 //!   arguments, stdio, exit status and signals are the program's own. A
-//!   command line that already has `-exec` is left alone.
+//!   `go run` that has an `-exec` of its own (on the command line, or in
+//!   `GOFLAGS` from the environment or the go env file) is left alone, and
+//!   so is one that prints the command that runs the program (`-n`, `-x`):
+//!   go prints what it would print without the wrapper. The hook then sees
+//!   the run by the executable's mtime, as after plain go.
 //! - `go tool NAME`: there is no `-exec` for tools; after go exits, the hook
 //!   records a use of the cached executable named after the tool that was
 //!   touched most recently. If two builds of one tool are cached this may
@@ -45,11 +49,17 @@
 //!   real go in between breaks the match, so `go generate` running go is
 //!   not mistaken for a loop.
 //!
-//! A script that runs gocache without `exec` puts a shell between them, so
-//! nothing matches; [`DEPTH_ENV`] counts the wrappers nested inside each
-//! other, and past [`MAX_NESTING`] the wrapper stops with exit 127. When
-//! every candidate is gocache, it says which is what and exits 127, as a
-//! shell does for a missing command.
+//! A script that runs gocache without `exec` (`gocache go "$@"`) puts a
+//! shell between them: gocache then starts as the child of the
+//! candidate's process, which runs not the candidate's file but its
+//! interpreter ([`Handoff::came_back_through_script`], read from `/proc`
+//! on Linux). A real go running go would be its own file; go itself
+//! starts its own go by path (`go generate`), and a program or test that
+//! runs go is one process further down. Deeper chains (a script running
+//! a shell running gocache) match nothing; [`DEPTH_ENV`] counts the
+//! wrappers nested inside each other, and past [`MAX_NESTING`] the
+//! wrapper stops with exit 127. When every candidate is gocache, it says
+//! which is what and exits 127, as a shell does for a missing command.
 //!
 //! [`DEPTH_ENV`] is set for the real go and everything it starts, so a `go`
 //! started from inside (`go generate`, a program that runs go) goes
@@ -277,6 +287,41 @@ impl Handoff {
             pid == self.pid
         }
     }
+
+    /// True when this process's parent, `ppid`, is the process of this
+    /// hand-over's candidate (spawned: the wrapper's child; exec'd: the
+    /// wrapper's pid) yet does not run the candidate's file: an
+    /// interpreter runs it as a script, which started gocache again
+    /// without `exec`. Reads `/proc`; where that cannot be read, false (the
+    /// nesting limit stops such a loop instead).
+    pub fn came_back_through_script(&self, ppid: u32) -> bool {
+        let candidates_process = if self.spawned {
+            parent_of(ppid) == Some(self.pid)
+        } else {
+            ppid == self.pid
+        };
+        candidates_process && runs_file(ppid, &self.go) == Some(false)
+    }
+}
+
+/// The parent of process `pid` (Linux: `/proc/PID/stat`).
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    // "PID (COMM) STATE PPID ...": COMM may hold anything but ends at the
+    // last ')'.
+    let after = &stat[stat.iter().rposition(|&c| c == b')')? + 1..];
+    let mut fields = after
+        .split(|c| c.is_ascii_whitespace())
+        .filter(|f| !f.is_empty());
+    std::str::from_utf8(fields.nth(1)?).ok()?.parse().ok()
+}
+
+/// Whether process `pid` runs the file `exe` (Linux: `/proc/PID/exe`);
+/// `None` when that cannot be read.
+fn runs_file(pid: u32, exe: &Path) -> Option<bool> {
+    let running = std::fs::metadata(format!("/proc/{pid}/exe")).ok()?;
+    let file = std::fs::metadata(exe).ok()?;
+    Some(running.dev() == file.dev() && running.ino() == file.ino())
 }
 
 /// Why a `go` on PATH was passed over.
@@ -411,18 +456,16 @@ pub fn subcommand(args: &[OsString]) -> Option<&OsStr> {
 
 /// Rewrites `go run ...` to start the program through the shim
 /// (`shim` is the gocache executable). Returns `None` when the command is
-/// not `go run`, already has `-exec`, or the path cannot be quoted for go.
+/// not `go run`, has an `-exec` of its own or prints its commands (`-n`,
+/// `-x`) among go's flags, or the path cannot be quoted for go. (`GOFLAGS`
+/// is [`goflags_keep_go_run`]'s.)
 pub fn with_exec_shim(args: &[OsString], shim: &Path) -> Option<Vec<OsString>> {
     let pos = args.iter().position(|a| a == "run")?;
     // "run" must be the subcommand, not an argument after it.
     if args[..pos].iter().any(|a| !a.as_bytes().starts_with(b"-")) {
         return None;
     }
-    let has_exec = args[pos + 1..].iter().any(|a| {
-        let b = a.as_bytes();
-        b == b"-exec" || b == b"--exec" || b.starts_with(b"-exec=") || b.starts_with(b"--exec=")
-    });
-    if has_exec {
+    if run_flags(&args[pos + 1..]).any(keeps_go_run) {
         return None;
     }
     // go splits -exec with str.SplitQuotedFields: single quotes protect
@@ -438,6 +481,110 @@ pub fn with_exec_shim(args: &[OsString], shim: &Path) -> Option<Vec<OsString>> {
         [OsString::from("-exec"), OsString::from(value)],
     );
     Some(out)
+}
+
+/// The flags of go's build flags and `go run`'s that take a value, as in
+/// `-tags X` (the rest are booleans): what tells a flag's value from the
+/// package.
+const RUN_VALUE_FLAGS: &[&str] = &[
+    "C",
+    "asmflags",
+    "buildmode",
+    "compiler",
+    "covermode",
+    "coverpkg",
+    "debug-actiongraph",
+    "debug-runtime-trace",
+    "debug-trace",
+    "exec",
+    "gccgoflags",
+    "gcflags",
+    "installsuffix",
+    "ldflags",
+    "mod",
+    "modfile",
+    "overlay",
+    "p",
+    "pgo",
+    "pkgdir",
+    "tags",
+    "toolexec",
+];
+
+/// go's own flags among `after_run`, the arguments after `run`: up to the
+/// package (what follows it is the program's), each without its value.
+fn run_flags(after_run: &[OsString]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = after_run.iter();
+    std::iter::from_fn(move || {
+        let flag = rest.next()?.as_bytes();
+        if flag == b"--" || flag == b"-" || !flag.starts_with(b"-") {
+            return None;
+        }
+        let name = flag.strip_prefix(b"--").unwrap_or(&flag[1..]);
+        if !name.contains(&b'=') && RUN_VALUE_FLAGS.iter().any(|v| v.as_bytes() == name) {
+            rest.next();
+        }
+        Some(flag)
+    })
+}
+
+/// True for a flag that leaves `go run` to go: an `-exec` (the user's),
+/// `-n` or `-x` (go prints the command that runs the program) set to true.
+fn keeps_go_run(flag: &[u8]) -> bool {
+    let flag = flag
+        .strip_prefix(b"--")
+        .unwrap_or(flag.strip_prefix(b"-").unwrap_or(flag));
+    let (name, value) = match flag.iter().position(|&c| c == b'=') {
+        Some(eq) => (&flag[..eq], Some(&flag[eq + 1..])),
+        None => (flag, None),
+    };
+    match name {
+        b"exec" => true,
+        // strconv.ParseBool's false; anything else go takes for true or
+        // refuses.
+        b"n" | b"x" => !matches!(
+            value,
+            Some(b"0" | b"f" | b"F" | b"false" | b"FALSE" | b"False")
+        ),
+        _ => false,
+    }
+}
+
+/// True when the go command's `GOFLAGS` (`goflags`, as
+/// [`crate::layout::go_setting`] reads it) leave `go run` to go: they set
+/// `-exec`, `-n` or `-x` (see [`with_exec_shim`]).
+pub fn goflags_keep_go_run(goflags: &OsStr) -> bool {
+    split_quoted(goflags.as_bytes())
+        .iter()
+        .any(|f| f.starts_with(b"-") && keeps_go_run(f))
+}
+
+/// Fields separated by spaces, a field in single or double quotes taken
+/// whole (as go's `quoted.Split` reads GOFLAGS).
+fn split_quoted(s: &[u8]) -> Vec<Vec<u8>> {
+    let mut fields = Vec::new();
+    let mut rest = s;
+    loop {
+        rest = &rest[rest.iter().take_while(|c| c.is_ascii_whitespace()).count()..];
+        let Some(&first) = rest.first() else {
+            return fields;
+        };
+        let (field, len) = match first {
+            b'\'' | b'"' => match rest[1..].iter().position(|&c| c == first) {
+                Some(end) => (&rest[1..end + 1], end + 2),
+                None => (&rest[1..], rest.len()),
+            },
+            _ => {
+                let end = rest
+                    .iter()
+                    .position(|c| c.is_ascii_whitespace())
+                    .unwrap_or(rest.len());
+                (&rest[..end], end)
+            }
+        };
+        fields.push(field.to_vec());
+        rest = &rest[len..];
+    }
 }
 
 /// If `exe` is a cached executable `<cache>/<xx>/<hex>-d/<program>` of the
@@ -613,7 +760,10 @@ impl Wrap<'_> {
         };
         let uses = tempfile::NamedTempFile::new().ok();
         let shimmed = match (&cache, &uses) {
-            (Some(_), Some(_)) => with_exec_shim(args, &self.me),
+            (Some(_), Some(_)) => with_exec_shim(args, &self.me).filter(|_| {
+                let goflags = crate::layout::go_setting("GOFLAGS", &|k| std::env::var_os(k));
+                !goflags.is_some_and(|f| goflags_keep_go_run(&f))
+            }),
             _ => None,
         };
         let mut cmd = launch.command(shimmed.as_deref().unwrap_or(args), 1, true);
@@ -668,8 +818,9 @@ impl Launch {
             })
             .unwrap_or_default();
         let handoff = std::env::var_os(HANDOFF_ENV).and_then(|v| Handoff::parse(&v));
+        let (pid, ppid) = (std::process::id(), std::os::unix::process::parent_id());
         if let Some(h) = &handoff
-            && h.came_back(std::process::id(), std::os::unix::process::parent_id())
+            && (h.came_back(pid, ppid) || h.came_back_through_script(ppid))
             && !loops.contains(&h.go)
         {
             loops.push(h.go.clone());
@@ -925,6 +1076,58 @@ mod tests {
         );
         assert_eq!(tool_name(&os(&["tool", "vet"])), Some("vet".into()));
         assert_eq!(tool_name(&os(&["run", "tool"])), None);
+    }
+
+    #[test]
+    fn go_run_is_left_to_go_with_its_own_exec_or_when_it_prints_its_commands() {
+        let shim = Path::new("/bin/gocache");
+        for own in [
+            &["run", "-n", "."][..],
+            &["run", "-x", "."],
+            &["run", "--x=true", "."],
+            &["run", "-tags", "x", "-n", "."],
+            &["run", "-exec", "qemu", "."],
+        ] {
+            assert!(with_exec_shim(&os(own), shim).is_none(), "{own:?}");
+        }
+        for ours in [
+            &["run", "-n=false", "."][..],
+            // After the package: the program's flags, not go's.
+            &["run", ".", "-n"],
+            &["run", "main.go", "-exec", "x"],
+            // -tags takes "-n" as its value.
+            &["run", "-tags", "-n", "."],
+        ] {
+            assert!(with_exec_shim(&os(ours), shim).is_some(), "{ours:?}");
+        }
+        for (goflags, keeps) in [
+            ("-mod=mod", false),
+            ("-mod=mod -exec=/opt/qemu", true),
+            ("'-exec=qemu-arm -L /x' -mod=mod", true),
+            ("-n", true),
+            ("-x=false -trimpath", false),
+            ("", false),
+        ] {
+            assert_eq!(
+                goflags_keep_go_run(OsStr::new(goflags)),
+                keeps,
+                "{goflags:?}"
+            );
+        }
+        assert_eq!(
+            split_quoted(b" a 'b c'  \"d e\" f"),
+            [&b"a"[..], b"b c", b"d e", b"f"]
+        );
+    }
+
+    #[test]
+    fn this_process_is_known_by_its_parent_and_its_file() {
+        let me = std::process::id();
+        assert_eq!(parent_of(me), Some(std::os::unix::process::parent_id()));
+        let exe = std::env::current_exe().unwrap();
+        assert_eq!(runs_file(me, &exe), Some(true));
+        assert_eq!(runs_file(me, Path::new("/bin/sh")), Some(false));
+        assert_eq!(parent_of(u32::MAX), None);
     }
 
     #[test]
