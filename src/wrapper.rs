@@ -667,6 +667,9 @@ pub struct Wrap<'a> {
     /// gocache's own executable: the shim `go run` starts, and never taken
     /// for the real go.
     pub me: PathBuf,
+    /// The cache go is to use, set as its `GOCACHE` (`gocache --cache-dir
+    /// DIR go`); `None`: go finds its own, as gocache does.
+    pub go_cache: Option<PathBuf>,
     /// Where the hook's cache is, as `go env GOCACHE` finds it; asked only
     /// when the go command may write the cache ([`wants_hook`]). `None`:
     /// no hook (and no shim).
@@ -745,7 +748,8 @@ impl Wrap<'_> {
     /// this wrapper is nested inside another one's go (it becomes the
     /// real go then), the hook.
     pub fn run(&self, args: &[OsString]) -> Result<ExitCode, WrapError> {
-        let launch = Launch::from_env(&self.me)?;
+        let mut launch = Launch::from_env(&self.me)?;
+        launch.go_cache = self.go_cache.clone();
         if let Some(depth) = launch.depth {
             // Already inside a wrapped go (go generate, a program running
             // go): become the real go, no hook.
@@ -797,6 +801,8 @@ struct Launch {
     depth: Option<u32>,
     /// Candidates seen to start gocache again, joined for [`LOOPS_ENV`].
     loops: Option<OsString>,
+    /// `GOCACHE` for go, if the wrapper sets it ([`Wrap::go_cache`]).
+    go_cache: Option<PathBuf>,
 }
 
 impl Launch {
@@ -848,7 +854,12 @@ impl Launch {
         let loops = (!loops.is_empty())
             .then(|| std::env::join_paths(&loops).ok())
             .flatten();
-        Ok(Launch { real, depth, loops })
+        Ok(Launch {
+            real,
+            depth,
+            loops,
+            go_cache: None,
+        })
     }
 
     /// The real go with `args`, for a wrapper `depth` deep that spawns it
@@ -866,6 +877,9 @@ impl Launch {
             .env(HANDOFF_ENV, handoff.to_env());
         if let Some(l) = &self.loops {
             cmd.env(LOOPS_ENV, l);
+        }
+        if let Some(c) = &self.go_cache {
+            cmd.env("GOCACHE", c);
         }
         cmd
     }

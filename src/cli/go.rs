@@ -14,14 +14,18 @@ use super::common::Global;
 /// status. Then syncs the index and enforces the stored limits (see `gocache
 /// hook`); a hook problem is a warning, never a failure of the go command.
 /// `go run` is started through a small shim so the exact cached executable
-/// used is counted. Install gocache as `go` (a symlink earlier on PATH, or
-/// `alias go='gocache go'`) to wrap every go command.
+/// used is counted (not when it has an -exec of its own, on the command
+/// line or in GOFLAGS, or prints its commands with -n or -x: then it runs
+/// as plain go runs it). Install gocache as `go` (a symlink earlier on
+/// PATH, or `alias go='gocache go'`) to wrap every go command.
 ///
 /// Everything after `go` reaches the real go untouched, `-h`, `--help` and
 /// `-q` included (`gocache help go` shows this text); gocache's own flags
-/// go before it: `gocache -q go build`. A `go` on PATH that is gocache (a
-/// copy, or a script that runs `gocache go`) is passed over; when nothing
-/// else is there, gocache says so and exits 127.
+/// go before it: `gocache -q go build`. With `--cache-dir DIR`, go runs
+/// with GOCACHE=DIR: the cache it builds into is the one gocache manages.
+/// A `go` on PATH that is gocache (a copy, or a script that runs `gocache
+/// go`, with or without exec) is passed over; when nothing else is there,
+/// gocache says so and exits 127.
 #[derive(clap::Args, Debug)]
 #[command(disable_help_flag = true)]
 pub struct Args {
@@ -94,6 +98,15 @@ pub fn shim(args: &[OsString]) -> ExitCode {
 
 /// Runs the wrapper (`gocache::wrapper::Wrap`) with the hook after go.
 fn wrap(global: &Global, args: Vec<OsString>) -> ExitCode {
+    // `--cache-dir` is go's cache too: the one it builds into is the one
+    // gocache manages.
+    let go_cache = match &global.cache_dir {
+        None => None,
+        Some(_) => match super::common::locate_cache(global) {
+            Ok(l) => Some(l.dir),
+            Err(e) => return super::common::report_error(&e),
+        },
+    };
     let locate = || super::common::locate_cache(global).ok().map(|l| l.dir);
     let hook = |seen: wrapper::AfterGo| {
         match super::hook::run_after_go(global, &super::hook::Args::default(), &seen) {
@@ -107,6 +120,7 @@ fn wrap(global: &Global, args: Vec<OsString>) -> ExitCode {
     };
     let wrap = wrapper::Wrap {
         me: std::env::current_exe().unwrap_or_else(|_| "gocache".into()),
+        go_cache,
         locate: &locate,
         hook: &hook,
     };
