@@ -15,8 +15,9 @@
 //!    with reasons. [`stats`]: what the cache holds. [`synth`]:
 //!    deterministic synthetic caches for tests and benchmarks.
 //! 3. [`scan`]: reconciles the index with the disk, incrementally.
-//! 4. [`trim`]: executes a plan safely. [`wrapper`]: the library part of
-//!    `gocache go`.
+//! 4. [`trim`]: executes a plan safely. [`wrapper`]: `gocache go` but its
+//!    flags and its hook (finding and running the real go, the `go run`
+//!    shim).
 //! 5. [`enforce`]: the one path that syncs, plans and executes against the
 //!    limits: [`enforce::trim`] for `gocache trim`, [`enforce::after_use`]
 //!    for the hook after each go command (a [`scan`] with a
