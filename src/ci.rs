@@ -105,7 +105,7 @@ use std::time::{Duration, Instant};
 use crate::cachedir::{
     CacheDir, read_go_trim_time, seal_subdir, set_entry_mtime, write_go_trim_time,
 };
-use crate::enforce::{TrimOutcome, fixed_bytes, trim_by_runs};
+use crate::enforce::{TrimOutcome, TrimReport, fixed_bytes, trim_by_runs};
 use crate::error::Result;
 use crate::execute::Executed;
 use crate::index::{CiRun, CiSeal, Index, RunMarks};
@@ -415,194 +415,60 @@ pub fn end(
     let keep_from = index.keep_from(run.as_ref().map(|r| r.id), opts.keep_runs)?;
     let mut limits = opts.limits.clone();
     (limits.build_max_age, limits.exe_max_age) = (None, None);
-    let moved_to = now - END_BACKDATE;
-    let mut warnings = Vec::new();
-    let mut marked = RunMarks::default();
-    let mut moved = 0u64;
-    let mut unmoved_newest = UnixTime::MIN;
-    let (mut mark_seconds, mut move_back_seconds) = (0.0, 0.0);
-    let mut step = |dir: &CacheDir, ix: &mut Index| -> Result<()> {
-        let Some(run) = &run else {
-            return Ok(());
-        };
-        let clock = Instant::now();
-        marked = ix.mark_run(run.id, run.used_after, run.started, moved_to)?;
-        mark_seconds = clock.elapsed().as_secs_f64();
-        let clock = Instant::now();
-        let wanted = marked.recent.len();
-        let (names, newest) = move_back(
-            dir,
-            std::mem::take(&mut marked.recent).into_iter(),
-            moved_to,
-            &mut warnings,
-        );
-        unmoved_newest = newest;
-        moved = names.len() as u64;
-        if names.len() == wanted {
-            // All of them: the rows the marking just chose, in one
-            // statement (a lookup per entry costs seconds on 1M).
-            ix.record_run_moved_back(run.id, moved_to)?;
-        } else {
-            let seen: Vec<(EntryName, UnixTime)> =
-                names.into_iter().map(|n| (n, moved_to)).collect();
-            ix.record_mtimes(&seen)?;
-        }
-        move_back_seconds = clock.elapsed().as_secs_f64();
-        Ok(())
-    };
-    let clock = Instant::now();
-    let mut timings = EndTimings::default();
     let runs = Runs {
         keep_from,
         current: run.as_ref().map(|r| r.id),
     };
-    // The full sync (trim's, or this one's when a trim holds the lock)
-    // marks the run's uses in the rows it rewrites anyway (their new
-    // mtimes); `mark_run` then writes only the rest.
-    index.mark_in_sync(run.as_ref().map(CiRun::sync_mark));
-    let outcome = trim_by_runs(
+    let mut marking = Marking::new(run.as_ref(), now - END_BACKDATE);
+    let clock = Instant::now();
+    let trimmed = trim_and_mark(
         cache_dir,
         index,
         &limits,
         runs,
         opts.lock_wait,
-        &mut step,
+        &mut marking,
         now,
         reporter,
-    )
-    .and_then(|outcome| match outcome {
-        TrimOutcome::Done(r) => Ok(Some(r)),
-        TrimOutcome::Locked => {
-            // Record the run all the same; removing is left to the trim
-            // that holds the lock.
-            let full = ScanOptions {
-                full: true,
-                ..Default::default()
-            };
-            scan(cache_dir, index, &full, now, reporter)?;
-            step(&CacheDir::open(cache_dir)?, index)?;
-            Ok(None)
-        }
-    });
-    index.mark_in_sync(None);
-    let trimmed = outcome?;
-    (timings.mark_seconds, timings.move_back_seconds) = (mark_seconds, move_back_seconds);
+    )?;
+    let mut timings = EndTimings {
+        mark_seconds: marking.mark_seconds,
+        move_back_seconds: marking.move_back_seconds,
+        ..EndTimings::default()
+    };
     if let Some(r) = &trimmed {
         timings.sync_seconds = r.timings.sync_seconds;
         timings.plan_seconds = r.timings.plan_seconds;
         timings.execute_seconds = r.timings.execute_seconds;
     } else {
-        warnings.push(format!(
+        marking.warnings.push(format!(
             "another trim held {} for {}s: nothing was removed",
             crate::cachedir::lock_path(cache_dir).display(),
             opts.lock_wait.as_secs()
         ));
         timings.sync_seconds = clock.elapsed().as_secs_f64();
     }
-
-    // Sync what the removals changed, and seal.
-    let clock = Instant::now();
-    let after = ScanOptions {
-        trust_recent: true,
-        ..Default::default()
-    };
-    let post = scan(cache_dir, index, &after, now, reporter)?;
-    let sealed_subdirs = seal(cache_dir, index, now)?;
-    timings.seal_seconds = clock.elapsed().as_secs_f64();
-
-    let dir = CacheDir::open(cache_dir)?;
-    if let Err(e) = write_go_trim_time(&dir, now) {
-        warnings.push(format!(
-            "cannot write {}: {e}",
-            cache_dir.join("trim.txt").display()
-        ));
-    }
-    // The cache is about to be saved: the index without a WAL, so that
-    // what is measured here is what the archive holds.
-    let _ = index.checkpoint();
-    let kept = index.fast_totals()?.total;
-    let cache_bytes = kept
-        .allocated_bytes
-        .saturating_add(fixed_bytes(cache_dir, index)?);
-    let run_id = run.as_ref().map(|r| r.id);
-    let largest_programs = index
-        .largest_exes(5)?
-        .into_iter()
-        .map(|(e, last)| Program {
-            program: e.program.clone().unwrap_or_default(),
-            entry: e.name.to_string(),
-            allocated_bytes: e.allocated,
-            apparent_bytes: e.apparent,
-            used: run_id.is_some() && last == run_id,
-            hits: e.hits,
-        })
-        .collect();
-    let RunMarks { used, created, .. } = marked;
-    let restored = run.as_ref().map(|r| r.restored).unwrap_or_default();
-    let (removed, removed_by_rule, limits_met, unmet, protected, executed) = match trimmed {
-        Some(r) => {
-            let e = r.executed.unwrap_or_default();
-            let removed = Bytes {
-                entries: e.removed,
-                apparent_bytes: e.removed_apparent,
-                allocated_bytes: e.removed_allocated,
-            };
-            (
-                removed,
-                r.plan.by_rule.clone(),
-                r.limits_met,
-                r.plan.unmet.clone(),
-                r.plan.protected,
-                Some(e),
-            )
-        }
-        None => (
-            Bytes::default(),
-            Vec::new(),
-            false,
-            Vec::new(),
-            Bytes::default(),
-            None,
-        ),
-    };
-    let mut report = EndReport {
-        run: run.as_ref().map(|r| RunInfo {
-            id: r.id,
-            label: r.label.clone(),
-            started: r.started,
-            seconds: now.saturating_sub(r.started),
-        }),
-        restored,
-        used,
-        created,
-        removed,
-        removed_by_rule,
-        kept,
-        cache_bytes,
-        used_share: if restored.allocated_bytes > 0 {
-            (used.allocated_bytes as f64 / restored.allocated_bytes as f64).min(1.0)
-        } else {
-            0.0
-        },
-        largest_programs,
+    let settled = settle(cache_dir, index, now, reporter, &mut marking.warnings)?;
+    timings.seal_seconds = settled.seconds;
+    let largest_programs = largest_programs(index, run.as_ref().map(|r| r.id))?;
+    let (moved_to, unmoved_newest) = (marking.moved_to, marking.unmoved_newest);
+    let mut report = EndReport::new(Ended {
+        run: run.as_ref(),
+        now,
         keep_runs: opts.keep_runs,
-        keep_from: (keep_from != i64::MIN).then_some(keep_from),
+        keep_from,
         limits,
-        limits_met,
-        unmet,
-        protected,
-        executed,
-        moved_back: moved,
-        sealed_subdirs,
-        sealed: false,
+        marking,
+        trimmed,
+        settled: &settled,
         timings,
-        warnings,
-    };
+        largest_programs,
+    });
     if let Some(r) = &run {
         // The newest mtime left: what the run did not use was at most its
         // `used_after`; what it used, moved back (or not, if that failed);
         // anything added while ending, unknown.
-        let newest_mtime = if post.added > 0 {
+        let newest_mtime = if settled.added > 0 {
             UnixTime::MAX
         } else {
             r.used_after.max(moved_to).max(unmoved_newest)
@@ -623,6 +489,282 @@ pub fn end(
         reporter.warn(w);
     }
     Ok(report)
+}
+
+/// What `ci end` does between its sync and its plan (the [`AfterSync`]
+/// of [`trim_by_runs`]): marks what the run used or made in the freshly
+/// synced index and moves those mtimes back, keeping what it found for
+/// the report.
+///
+/// [`AfterSync`]: crate::enforce::AfterSync
+struct Marking<'r> {
+    /// The run being ended; `None`: nothing to mark.
+    run: Option<&'r CiRun>,
+    /// Where the mtimes go: [`END_BACKDATE`] before the end.
+    moved_to: UnixTime,
+    /// What the marking found (its `recent` taken by the move back).
+    marked: RunMarks,
+    /// Entries whose mtime was moved back.
+    moved: u64,
+    /// The newest mtime among those that could not be moved back.
+    unmoved_newest: UnixTime,
+    /// Seconds marking took.
+    mark_seconds: f64,
+    /// Seconds moving back took.
+    move_back_seconds: f64,
+    /// Problems that did not stop `ci end`, in the order met.
+    warnings: Vec<String>,
+}
+
+impl<'r> Marking<'r> {
+    fn new(run: Option<&'r CiRun>, moved_to: UnixTime) -> Marking<'r> {
+        Marking {
+            run,
+            moved_to,
+            marked: RunMarks::default(),
+            moved: 0,
+            unmoved_newest: UnixTime::MIN,
+            mark_seconds: 0.0,
+            move_back_seconds: 0.0,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Marks the run's uses in `ix`, then moves their mtimes back in
+    /// `dir`, on disk and in the index.
+    fn step(&mut self, dir: &CacheDir, ix: &mut Index) -> Result<()> {
+        let Some(run) = self.run else {
+            return Ok(());
+        };
+        let moved_to = self.moved_to;
+        let clock = Instant::now();
+        self.marked = ix.mark_run(run.id, run.used_after, run.started, moved_to)?;
+        self.mark_seconds = clock.elapsed().as_secs_f64();
+        let clock = Instant::now();
+        let wanted = self.marked.recent.len();
+        let (names, newest) = move_back(
+            dir,
+            std::mem::take(&mut self.marked.recent).into_iter(),
+            moved_to,
+            &mut self.warnings,
+        );
+        self.unmoved_newest = newest;
+        self.moved = names.len() as u64;
+        if names.len() == wanted {
+            // All of them: the rows the marking just chose, in one
+            // statement (a lookup per entry costs seconds on 1M).
+            ix.record_run_moved_back(run.id, moved_to)?;
+        } else {
+            let seen: Vec<(EntryName, UnixTime)> =
+                names.into_iter().map(|n| (n, moved_to)).collect();
+            ix.record_mtimes(&seen)?;
+        }
+        self.move_back_seconds = clock.elapsed().as_secs_f64();
+        Ok(())
+    }
+}
+
+/// [`trim_by_runs`] with `marking` between its sync and its plan; when
+/// another trim holds the lock, a full sync and the marking all the same
+/// (removing is left to that trim): `None`.
+#[allow(clippy::too_many_arguments)]
+fn trim_and_mark(
+    cache_dir: &Path,
+    index: &mut Index,
+    limits: &Limits,
+    runs: Runs,
+    lock_wait: Duration,
+    marking: &mut Marking,
+    now: UnixTime,
+    reporter: &dyn Reporter,
+) -> Result<Option<Box<TrimReport>>> {
+    // The full sync (trim's, or this one's when a trim holds the lock)
+    // marks the run's uses in the rows it rewrites anyway (their new
+    // mtimes); `mark_run` then writes only the rest.
+    index.mark_in_sync(marking.run.map(CiRun::sync_mark));
+    let mut step = |dir: &CacheDir, ix: &mut Index| marking.step(dir, ix);
+    let outcome = trim_by_runs(
+        cache_dir, index, limits, runs, lock_wait, &mut step, now, reporter,
+    )
+    .and_then(|outcome| match outcome {
+        TrimOutcome::Done(r) => Ok(Some(r)),
+        TrimOutcome::Locked => {
+            let full = ScanOptions {
+                full: true,
+                ..Default::default()
+            };
+            scan(cache_dir, index, &full, now, reporter)?;
+            step(&CacheDir::open(cache_dir)?, index)?;
+            Ok(None)
+        }
+    });
+    index.mark_in_sync(None);
+    outcome
+}
+
+/// The cache as `ci end` leaves it, once it has removed what it would.
+struct Settled {
+    /// Entries the sync after removing found new (added while ending).
+    added: u64,
+    /// Subdirectories sealed for the next run.
+    sealed_subdirs: u32,
+    /// Seconds the sync after removing and the seal took.
+    seconds: f64,
+    /// The entries kept.
+    kept: Bytes,
+    /// The cache directory's allocated bytes (entries and fixed bytes).
+    cache_bytes: u64,
+}
+
+/// Syncs what the removals changed, seals the subdirectories, writes
+/// `trim.txt` (a failure is a warning) and measures what is kept.
+fn settle(
+    cache_dir: &Path,
+    index: &mut Index,
+    now: UnixTime,
+    reporter: &dyn Reporter,
+    warnings: &mut Vec<String>,
+) -> Result<Settled> {
+    let clock = Instant::now();
+    let after = ScanOptions {
+        trust_recent: true,
+        ..Default::default()
+    };
+    let post = scan(cache_dir, index, &after, now, reporter)?;
+    let sealed_subdirs = seal(cache_dir, index, now)?;
+    let seconds = clock.elapsed().as_secs_f64();
+    let dir = CacheDir::open(cache_dir)?;
+    if let Err(e) = write_go_trim_time(&dir, now) {
+        warnings.push(format!(
+            "cannot write {}: {e}",
+            cache_dir.join("trim.txt").display()
+        ));
+    }
+    // The cache is about to be saved: the index without a WAL, so that
+    // what is measured here is what the archive holds.
+    let _ = index.checkpoint();
+    let kept = index.fast_totals()?.total;
+    let cache_bytes = kept
+        .allocated_bytes
+        .saturating_add(fixed_bytes(cache_dir, index)?);
+    Ok(Settled {
+        added: post.added,
+        sealed_subdirs,
+        seconds,
+        kept,
+        cache_bytes,
+    })
+}
+
+/// The five largest cached executables, and whether the run `run_id`
+/// used them.
+fn largest_programs(index: &Index, run_id: Option<i64>) -> Result<Vec<Program>> {
+    Ok(index
+        .largest_exes(5)?
+        .into_iter()
+        .map(|(e, last)| Program {
+            program: e.program.clone().unwrap_or_default(),
+            entry: e.name.to_string(),
+            allocated_bytes: e.allocated,
+            apparent_bytes: e.apparent,
+            used: run_id.is_some() && last == run_id,
+            hits: e.hits,
+        })
+        .collect())
+}
+
+/// What `ci end` gathered, for [`EndReport::new`].
+struct Ended<'r, 's> {
+    run: Option<&'r CiRun>,
+    now: UnixTime,
+    keep_runs: u32,
+    keep_from: i64,
+    limits: Limits,
+    marking: Marking<'r>,
+    /// The trim; `None` when another one held the lock.
+    trimmed: Option<Box<TrimReport>>,
+    settled: &'s Settled,
+    timings: EndTimings,
+    largest_programs: Vec<Program>,
+}
+
+impl EndReport {
+    /// The report of what `ended` gathered (not sealed yet).
+    fn new(ended: Ended) -> EndReport {
+        let Ended {
+            run,
+            now,
+            keep_runs,
+            keep_from,
+            limits,
+            marking,
+            trimmed,
+            settled,
+            timings,
+            largest_programs,
+        } = ended;
+        let RunMarks { used, created, .. } = marking.marked;
+        let restored = run.map(|r| r.restored).unwrap_or_default();
+        let (removed, removed_by_rule, limits_met, unmet, protected, executed) = match trimmed {
+            Some(r) => {
+                let e = r.executed.unwrap_or_default();
+                let removed = Bytes {
+                    entries: e.removed,
+                    apparent_bytes: e.removed_apparent,
+                    allocated_bytes: e.removed_allocated,
+                };
+                (
+                    removed,
+                    r.plan.by_rule.clone(),
+                    r.limits_met,
+                    r.plan.unmet.clone(),
+                    r.plan.protected,
+                    Some(e),
+                )
+            }
+            None => (
+                Bytes::default(),
+                Vec::new(),
+                false,
+                Vec::new(),
+                Bytes::default(),
+                None,
+            ),
+        };
+        EndReport {
+            run: run.map(|r| RunInfo {
+                id: r.id,
+                label: r.label.clone(),
+                started: r.started,
+                seconds: now.saturating_sub(r.started),
+            }),
+            restored,
+            used,
+            created,
+            removed,
+            removed_by_rule,
+            kept: settled.kept,
+            cache_bytes: settled.cache_bytes,
+            used_share: if restored.allocated_bytes > 0 {
+                (used.allocated_bytes as f64 / restored.allocated_bytes as f64).min(1.0)
+            } else {
+                0.0
+            },
+            largest_programs,
+            keep_runs,
+            keep_from: (keep_from != i64::MIN).then_some(keep_from),
+            limits,
+            limits_met,
+            unmet,
+            protected,
+            executed,
+            moved_back: marking.moved,
+            sealed_subdirs: settled.sealed_subdirs,
+            sealed: false,
+            timings,
+            warnings: marking.warnings,
+        }
+    }
 }
 
 /// Seals every subdirectory the index has an mtime for and that has not

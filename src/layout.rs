@@ -540,6 +540,14 @@ pub fn locate_cache(
     Ok(Located { dir: path, source })
 }
 
+/// A go setting (`GOFLAGS`, …) as the go command reads it: the
+/// environment, else the go env file (see [`locate_cache`]); `None` when
+/// neither sets it. An empty variable counts as unset, as in Go.
+pub fn go_setting(key: &str, getenv: &dyn Fn(&str) -> Option<OsString>) -> Option<OsString> {
+    let get = |k: &str| getenv(k).filter(|v| !v.is_empty());
+    get(key).or_else(|| env_file(&get).and_then(|f| read_env_file(&f, key)))
+}
+
 fn env_file(get: &dyn Fn(&str) -> Option<OsString>) -> Option<PathBuf> {
     if let Some(f) = get("GOENV") {
         return (f != "off").then(|| PathBuf::from(f));
@@ -609,6 +617,21 @@ mod tests {
     }
 
     const A: &str = "0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9";
+
+    #[test]
+    fn a_go_setting_comes_from_the_environment_else_the_go_env_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("env");
+        std::fs::write(&file, "GOFLAGS=-mod=mod -n\n").unwrap();
+        let f = file.to_str().unwrap();
+        let got = |vars: &[(&str, &str)]| go_setting("GOFLAGS", &env(vars));
+        assert_eq!(got(&[("GOFLAGS", "-x"), ("GOENV", f)]), Some("-x".into()));
+        assert_eq!(
+            got(&[("GOFLAGS", ""), ("GOENV", f)]),
+            Some("-mod=mod -n".into())
+        );
+        assert_eq!(got(&[("GOENV", "off")]), None);
+    }
 
     #[test]
     fn names_of_one_subdirectory_spread_over_a_hash_table() {

@@ -30,7 +30,8 @@
 //!    it stands on the leaves, `policy` and `synth_cache`, and reads no
 //!    cache and no index.
 //! 4. [`execute`]: the executor, which removes a plan's victims safely.
-//!    [`wrapper`]: the library part of `gocache go`.
+//!    [`wrapper`]: `gocache go` but its flags and its hook (finding and
+//!    running the real go, the `go run` shim).
 //! 5. [`enforce`]: the one path that syncs, plans and executes against the
 //!    limits: [`enforce::trim`] for `gocache trim`, [`enforce::after_use`]
 //!    for the hook after each go command (a [`scan`] with a
@@ -39,14 +40,20 @@
 //!    `remote` as its second tier. [`ci`]: the CI mode (`gocache ci
 //!    begin` / `ci end`): runs recorded in the index, every use of a job
 //!    seen exactly, trimmed by run through [`enforce::trim_by_runs`].
+//! 7. [`cli`]: the command line, on top of everything: what the `gocache`
+//!    and `gocache-trim` binaries run (each binary's `main` is one call).
 //!
 //! See `DESIGN.md` in the repository for the facts about Go's cache this
 //! crate relies on, and why the layers are what they are.
 
 #![warn(missing_docs)]
 
+// The command line names the library `gocache::…`, as the binaries do.
+extern crate self as gocache;
+
 pub mod cachedir;
 pub mod ci;
+pub mod cli;
 pub mod enforce;
 pub mod error;
 pub mod execute;

@@ -1,12 +1,14 @@
 //! `gocache go`: a wrapper around the real go command.
 //!
 //! It runs the real go with the same arguments, environment and stdio,
-//! exits with go's status, and afterwards runs the post-insert hook. What
-//! this module holds is the library part (starting go and forwarding
-//! signals is the binary's): finding the real go, rewriting a
-//! `go run` command line so the exact executable used is seen, and reading
-//! back what the shim saw; and, after go exits, which cached executable a
-//! `go tool NAME` ran ([`latest_exe_named`], which asks the index).
+//! exits with go's status, and afterwards runs the post-insert hook. This
+//! module holds all of it but the command line and the hook itself, which
+//! the binary passes in ([`Wrap`]): finding the real go, starting it (or,
+//! nested, becoming it) with signals passed on, rewriting a `go run`
+//! command line so the exact executable used is seen, the shim that sees
+//! it ([`shim`]) and reading back what it saw; and, after go exits, which
+//! cached executable a `go tool NAME` ran ([`latest_exe_named`], which
+//! asks the index).
 //!
 //! # Exact uses of cached executables
 //!
@@ -16,7 +18,11 @@
 //!   runs `<shim> <executable> <args>`. The shim appends the executable's
 //!   path to a file the wrapper named in [`USES_ENV`] and `exec`s it, so its
 //!   arguments, stdio, exit status and signals are the program's own. A
-//!   command line that already has `-exec` is left alone.
+//!   `go run` that has an `-exec` of its own (on the command line, or in
+//!   `GOFLAGS` from the environment or the go env file) is left alone, and
+//!   so is one that prints the command that runs the program (`-n`, `-x`):
+//!   go prints what it would print without the wrapper. The hook then sees
+//!   the run by the executable's mtime, as after plain go.
 //! - `go tool NAME`: there is no `-exec` for tools; after go exits, the hook
 //!   records a use of the cached executable named after the tool that was
 //!   touched most recently. If two builds of one tool are cached this may
@@ -43,11 +49,17 @@
 //!   real go in between breaks the match, so `go generate` running go is
 //!   not mistaken for a loop.
 //!
-//! A script that runs gocache without `exec` puts a shell between them, so
-//! nothing matches; [`DEPTH_ENV`] counts the wrappers nested inside each
-//! other, and past [`MAX_NESTING`] the wrapper stops with exit 127. When
-//! every candidate is gocache, it says which is what and exits 127, as a
-//! shell does for a missing command.
+//! A script that runs gocache without `exec` (`gocache go "$@"`) puts a
+//! shell between them: gocache then starts as the child of the
+//! candidate's process, which runs not the candidate's file but its
+//! interpreter ([`Handoff::came_back_through_script`], read from `/proc`
+//! on Linux). A real go running go would be its own file; go itself
+//! starts its own go by path (`go generate`), and a program or test that
+//! runs go is one process further down. Deeper chains (a script running
+//! a shell running gocache) match nothing; [`DEPTH_ENV`] counts the
+//! wrappers nested inside each other, and past [`MAX_NESTING`] the
+//! wrapper stops with exit 127. When every candidate is gocache, it says
+//! which is what and exits 127, as a shell does for a missing command.
 //!
 //! [`DEPTH_ENV`] is set for the real go and everything it starts, so a `go`
 //! started from inside (`go generate`, a program that runs go) goes
@@ -56,7 +68,10 @@
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, ExitStatus};
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use crate::layout::{EntryName, Suffix};
 
@@ -81,8 +96,7 @@ pub const SHIM_SUBCOMMAND: &str = "__exec-shim";
 
 /// The ELF note every gocache binary carries (see the module doc): a
 /// note named `gocache`, of type [`MARKER_NOTE_TYPE`], in the file's first
-/// page. The binary places it with
-/// `#[used] #[unsafe(link_section = ".note.gocache")]`.
+/// page. Each binary places it with [`marker_note!`](crate::marker_note).
 #[repr(C, align(4))]
 pub struct MarkerNote {
     namesz: u32,
@@ -103,6 +117,23 @@ pub const MARKER_NOTE: MarkerNote = MarkerNote {
     name: *b"gocache\0",
     desc: *b"wrapper\0",
 };
+
+/// Places [`MARKER_NOTE`] in the binary that invokes it (in its `main.rs`,
+/// at the top level): marks the file as gocache for a wrapper looking for
+/// the real go on PATH ([`is_gocache_binary`]), so that a copy of gocache
+/// named `go` is passed over without being run. In the binary, not the
+/// library: the linker keeps a `#[used]` static of the program's own
+/// object, not necessarily one of a library's.
+#[macro_export]
+macro_rules! marker_note {
+    () => {
+        // An ELF note; Mach-O names sections otherwise.
+        #[cfg(not(target_vendor = "apple"))]
+        #[used]
+        #[unsafe(link_section = ".note.gocache")]
+        static MARKER: $crate::wrapper::MarkerNote = $crate::wrapper::MARKER_NOTE;
+    };
+}
 
 /// How much of a candidate's start [`is_gocache_binary`] reads: linkers
 /// put notes right after the ELF and program headers.
@@ -256,6 +287,41 @@ impl Handoff {
             pid == self.pid
         }
     }
+
+    /// True when this process's parent, `ppid`, is the process of this
+    /// hand-over's candidate (spawned: the wrapper's child; exec'd: the
+    /// wrapper's pid) yet does not run the candidate's file: an
+    /// interpreter runs it as a script, which started gocache again
+    /// without `exec`. Reads `/proc`; where that cannot be read, false (the
+    /// nesting limit stops such a loop instead).
+    pub fn came_back_through_script(&self, ppid: u32) -> bool {
+        let candidates_process = if self.spawned {
+            parent_of(ppid) == Some(self.pid)
+        } else {
+            ppid == self.pid
+        };
+        candidates_process && runs_file(ppid, &self.go) == Some(false)
+    }
+}
+
+/// The parent of process `pid` (Linux: `/proc/PID/stat`).
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    // "PID (COMM) STATE PPID ...": COMM may hold anything but ends at the
+    // last ')'.
+    let after = &stat[stat.iter().rposition(|&c| c == b')')? + 1..];
+    let mut fields = after
+        .split(|c| c.is_ascii_whitespace())
+        .filter(|f| !f.is_empty());
+    std::str::from_utf8(fields.nth(1)?).ok()?.parse().ok()
+}
+
+/// Whether process `pid` runs the file `exe` (Linux: `/proc/PID/exe`);
+/// `None` when that cannot be read.
+fn runs_file(pid: u32, exe: &Path) -> Option<bool> {
+    let running = std::fs::metadata(format!("/proc/{pid}/exe")).ok()?;
+    let file = std::fs::metadata(exe).ok()?;
+    Some(running.dev() == file.dev() && running.ino() == file.ino())
 }
 
 /// Why a `go` on PATH was passed over.
@@ -390,18 +456,16 @@ pub fn subcommand(args: &[OsString]) -> Option<&OsStr> {
 
 /// Rewrites `go run ...` to start the program through the shim
 /// (`shim` is the gocache executable). Returns `None` when the command is
-/// not `go run`, already has `-exec`, or the path cannot be quoted for go.
+/// not `go run`, has an `-exec` of its own or prints its commands (`-n`,
+/// `-x`) among go's flags, or the path cannot be quoted for go. (`GOFLAGS`
+/// is [`goflags_keep_go_run`]'s.)
 pub fn with_exec_shim(args: &[OsString], shim: &Path) -> Option<Vec<OsString>> {
     let pos = args.iter().position(|a| a == "run")?;
     // "run" must be the subcommand, not an argument after it.
     if args[..pos].iter().any(|a| !a.as_bytes().starts_with(b"-")) {
         return None;
     }
-    let has_exec = args[pos + 1..].iter().any(|a| {
-        let b = a.as_bytes();
-        b == b"-exec" || b == b"--exec" || b.starts_with(b"-exec=") || b.starts_with(b"--exec=")
-    });
-    if has_exec {
+    if run_flags(&args[pos + 1..]).any(keeps_go_run) {
         return None;
     }
     // go splits -exec with str.SplitQuotedFields: single quotes protect
@@ -417,6 +481,110 @@ pub fn with_exec_shim(args: &[OsString], shim: &Path) -> Option<Vec<OsString>> {
         [OsString::from("-exec"), OsString::from(value)],
     );
     Some(out)
+}
+
+/// The flags of go's build flags and `go run`'s that take a value, as in
+/// `-tags X` (the rest are booleans): what tells a flag's value from the
+/// package.
+const RUN_VALUE_FLAGS: &[&str] = &[
+    "C",
+    "asmflags",
+    "buildmode",
+    "compiler",
+    "covermode",
+    "coverpkg",
+    "debug-actiongraph",
+    "debug-runtime-trace",
+    "debug-trace",
+    "exec",
+    "gccgoflags",
+    "gcflags",
+    "installsuffix",
+    "ldflags",
+    "mod",
+    "modfile",
+    "overlay",
+    "p",
+    "pgo",
+    "pkgdir",
+    "tags",
+    "toolexec",
+];
+
+/// go's own flags among `after_run`, the arguments after `run`: up to the
+/// package (what follows it is the program's), each without its value.
+fn run_flags(after_run: &[OsString]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = after_run.iter();
+    std::iter::from_fn(move || {
+        let flag = rest.next()?.as_bytes();
+        if flag == b"--" || flag == b"-" || !flag.starts_with(b"-") {
+            return None;
+        }
+        let name = flag.strip_prefix(b"--").unwrap_or(&flag[1..]);
+        if !name.contains(&b'=') && RUN_VALUE_FLAGS.iter().any(|v| v.as_bytes() == name) {
+            rest.next();
+        }
+        Some(flag)
+    })
+}
+
+/// True for a flag that leaves `go run` to go: an `-exec` (the user's),
+/// `-n` or `-x` (go prints the command that runs the program) set to true.
+fn keeps_go_run(flag: &[u8]) -> bool {
+    let flag = flag
+        .strip_prefix(b"--")
+        .unwrap_or(flag.strip_prefix(b"-").unwrap_or(flag));
+    let (name, value) = match flag.iter().position(|&c| c == b'=') {
+        Some(eq) => (&flag[..eq], Some(&flag[eq + 1..])),
+        None => (flag, None),
+    };
+    match name {
+        b"exec" => true,
+        // strconv.ParseBool's false; anything else go takes for true or
+        // refuses.
+        b"n" | b"x" => !matches!(
+            value,
+            Some(b"0" | b"f" | b"F" | b"false" | b"FALSE" | b"False")
+        ),
+        _ => false,
+    }
+}
+
+/// True when the go command's `GOFLAGS` (`goflags`, as
+/// [`crate::layout::go_setting`] reads it) leave `go run` to go: they set
+/// `-exec`, `-n` or `-x` (see [`with_exec_shim`]).
+pub fn goflags_keep_go_run(goflags: &OsStr) -> bool {
+    split_quoted(goflags.as_bytes())
+        .iter()
+        .any(|f| f.starts_with(b"-") && keeps_go_run(f))
+}
+
+/// Fields separated by spaces, a field in single or double quotes taken
+/// whole (as go's `quoted.Split` reads GOFLAGS).
+fn split_quoted(s: &[u8]) -> Vec<Vec<u8>> {
+    let mut fields = Vec::new();
+    let mut rest = s;
+    loop {
+        rest = &rest[rest.iter().take_while(|c| c.is_ascii_whitespace()).count()..];
+        let Some(&first) = rest.first() else {
+            return fields;
+        };
+        let (field, len) = match first {
+            b'\'' | b'"' => match rest[1..].iter().position(|&c| c == first) {
+                Some(end) => (&rest[1..end + 1], end + 2),
+                None => (&rest[1..], rest.len()),
+            },
+            _ => {
+                let end = rest
+                    .iter()
+                    .position(|c| c.is_ascii_whitespace())
+                    .unwrap_or(rest.len());
+                (&rest[..end], end)
+            }
+        };
+        fields.push(field.to_vec());
+        rest = &rest[len..];
+    }
 }
 
 /// If `exe` is a cached executable `<cache>/<xx>/<hex>-d/<program>` of the
@@ -491,6 +659,366 @@ pub fn tool_name(args: &[OsString]) -> Option<String> {
     Some(s.rsplit('/').next().unwrap_or(s).to_string())
 }
 
+// Running go: what `gocache go ARGS` does, start to end.
+
+/// What the binary gives the wrapper: its own executable, where the
+/// hook's cache is, and the hook.
+pub struct Wrap<'a> {
+    /// gocache's own executable: the shim `go run` starts, and never taken
+    /// for the real go.
+    pub me: PathBuf,
+    /// The cache go is to use, set as its `GOCACHE` (`gocache --cache-dir
+    /// DIR go`); `None`: go finds its own, as gocache does.
+    pub go_cache: Option<PathBuf>,
+    /// Where the hook's cache is, as `go env GOCACHE` finds it; asked only
+    /// when the go command may write the cache ([`wants_hook`]). `None`:
+    /// no hook (and no shim).
+    pub locate: &'a dyn Fn() -> Option<PathBuf>,
+    /// The hook, after go exits, with what the wrapper saw; its problems
+    /// are its own to report, never a failure of the go command.
+    pub hook: &'a dyn Fn(AfterGo),
+}
+
+/// What the wrapper saw of the go command it ran, for the hook.
+#[derive(Debug, Default)]
+pub struct AfterGo {
+    /// Cached executables `go run` started (through the exec shim).
+    pub exe_uses: Vec<EntryName>,
+    /// The program name of `go tool NAME`, if that was the command.
+    pub tool: Option<String>,
+    /// The Go module the command ran in: what it added and used is
+    /// credited to it.
+    pub module: Option<crate::gomod::Module>,
+}
+
+/// Why the wrapper could not run go; [`WrapError::exit_code`] is its
+/// status, as a shell's for a command it cannot find or start.
+#[derive(Debug, thiserror::Error)]
+pub enum WrapError {
+    /// Wrappers nested [`MAX_NESTING`] deep: a `go` on PATH starts
+    /// gocache again through a shell.
+    #[error(
+        "{depth} wrapped go commands nested inside each other{}: a `go` on PATH seems to run \
+         gocache again (a script without `exec`?); make it `exec gocache go \"$@\"`, or set \
+         GOCACHE_GO to the real go",
+        .through.as_ref().map(|g| format!(", each through {}", g.display())).unwrap_or_default()
+    )]
+    TooDeep {
+        /// How deep.
+        depth: u32,
+        /// The candidate the last wrapper handed over to, if known.
+        through: Option<PathBuf>,
+    },
+    /// No real go to run.
+    #[error("{find} (PATH={path})")]
+    NoGo {
+        /// What was found instead.
+        find: FindGoError,
+        /// `$PATH`, for people.
+        path: String,
+    },
+    /// The real go could not be started.
+    #[error("cannot run {}: {cause}", go.display())]
+    Start {
+        /// The real go.
+        go: PathBuf,
+        /// Why.
+        cause: std::io::Error,
+    },
+    /// Waiting for go failed.
+    #[error("waiting for go: {0}")]
+    Wait(std::io::Error),
+}
+
+impl WrapError {
+    /// The wrapper's exit status: 127 without a real go, 126 when it
+    /// cannot be started, 1 when waiting for it failed.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            WrapError::TooDeep { .. } | WrapError::NoGo { .. } => 127,
+            WrapError::Start { .. } => 126,
+            WrapError::Wait(_) => 1,
+        }
+    }
+}
+
+impl Wrap<'_> {
+    /// Runs the real go with `args` and returns its exit status (a signal
+    /// that killed go kills this process the same way); then, unless
+    /// this wrapper is nested inside another one's go (it becomes the
+    /// real go then), the hook.
+    pub fn run(&self, args: &[OsString]) -> Result<ExitCode, WrapError> {
+        let mut launch = Launch::from_env(&self.me)?;
+        launch.go_cache = self.go_cache.clone();
+        if let Some(depth) = launch.depth {
+            // Already inside a wrapped go (go generate, a program running
+            // go): become the real go, no hook.
+            return Err(launch.exec_nested(args, depth));
+        }
+        // Where the cache is (go creates it if it is missing; the hook
+        // runs after go, on what go set up).
+        let cache = if wants_hook(args) {
+            (self.locate)()
+        } else {
+            None
+        };
+        let uses = tempfile::NamedTempFile::new().ok();
+        let shimmed = match (&cache, &uses) {
+            (Some(_), Some(_)) => with_exec_shim(args, &self.me).filter(|_| {
+                let goflags = crate::layout::go_setting("GOFLAGS", &|k| std::env::var_os(k));
+                !goflags.is_some_and(|f| goflags_keep_go_run(&f))
+            }),
+            _ => None,
+        };
+        let mut cmd = launch.command(shimmed.as_deref().unwrap_or(args), 1, true);
+        if let (Some(u), Some(cache)) = (&uses, &cache) {
+            cmd.env(USES_ENV, u.path()).env(CACHE_ENV, cache);
+        }
+        let status = spawn_and_wait(cmd, &launch.real)?;
+        if let Some(cache) = &cache {
+            let exe_uses = uses
+                .as_ref()
+                .map(|u| read_uses(u.path(), cache))
+                .unwrap_or_default();
+            let module = std::env::current_dir().ok().and_then(|cwd| {
+                crate::gomod::Module::find(&crate::gomod::go_command_dir(args, &cwd))
+            });
+            (self.hook)(AfterGo {
+                exe_uses,
+                tool: tool_name(args),
+                module,
+            });
+        }
+        Ok(exit_code_of(status.map_err(WrapError::Wait)?))
+    }
+}
+
+/// The real go, found from the environment the wrapper started in.
+struct Launch {
+    /// The real go.
+    real: PathBuf,
+    /// How many wrappers deep this one is nested; `None`: the outermost.
+    depth: Option<u32>,
+    /// Candidates seen to start gocache again, joined for [`LOOPS_ENV`].
+    loops: Option<OsString>,
+    /// `GOCACHE` for go, if the wrapper sets it ([`Wrap::go_cache`]).
+    go_cache: Option<PathBuf>,
+}
+
+impl Launch {
+    /// Reads [`DEPTH_ENV`], [`LOOPS_ENV`] and [`HANDOFF_ENV`], stops a
+    /// wrapper nested too deep, and finds the real go (see "Never a
+    /// loop" in the module doc).
+    fn from_env(me: &Path) -> Result<Launch, WrapError> {
+        // Inside a wrapped go already: how many wrappers deep (an older
+        // gocache wrote "1").
+        let depth: Option<u32> = std::env::var_os(DEPTH_ENV)
+            .map(|v| v.to_str().and_then(|s| s.parse().ok()).unwrap_or(1).max(1));
+        // Candidates seen to start gocache again, and whether the one just
+        // handed over to did.
+        let mut loops: Vec<PathBuf> = std::env::var_os(LOOPS_ENV)
+            .map(|v| {
+                std::env::split_paths(&v)
+                    .filter(|p| p.is_absolute())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let handoff = std::env::var_os(HANDOFF_ENV).and_then(|v| Handoff::parse(&v));
+        let (pid, ppid) = (std::process::id(), std::os::unix::process::parent_id());
+        if let Some(h) = &handoff
+            && (h.came_back(pid, ppid) || h.came_back_through_script(ppid))
+            && !loops.contains(&h.go)
+        {
+            loops.push(h.go.clone());
+        }
+        if let Some(d) = depth
+            && d >= MAX_NESTING
+        {
+            return Err(WrapError::TooDeep {
+                depth: d,
+                through: handoff.map(|h| h.go),
+            });
+        }
+        let real = find_real_go(
+            std::env::var_os(GO_ENV).as_deref(),
+            std::env::var_os("PATH").as_deref(),
+            me,
+            &loops,
+        )
+        .map_err(|find| WrapError::NoGo {
+            find,
+            path: std::env::var("PATH").unwrap_or_default(),
+        })?;
+        // A path holding ':' cannot be listed; such a loop is found again
+        // by its hand-over, one hop later.
+        let loops = (!loops.is_empty())
+            .then(|| std::env::join_paths(&loops).ok())
+            .flatten();
+        Ok(Launch {
+            real,
+            depth,
+            loops,
+            go_cache: None,
+        })
+    }
+
+    /// The real go with `args`, for a wrapper `depth` deep that spawns it
+    /// (`spawned`) or becomes it: the nesting and the hand-over in its
+    /// environment.
+    fn command(&self, args: &[OsString], depth: u32, spawned: bool) -> Command {
+        let handoff = Handoff {
+            pid: std::process::id(),
+            spawned,
+            go: self.real.clone(),
+        };
+        let mut cmd = Command::new(&self.real);
+        cmd.args(args)
+            .env(DEPTH_ENV, depth.to_string())
+            .env(HANDOFF_ENV, handoff.to_env());
+        if let Some(l) = &self.loops {
+            cmd.env(LOOPS_ENV, l);
+        }
+        if let Some(c) = &self.go_cache {
+            cmd.env("GOCACHE", c);
+        }
+        cmd
+    }
+
+    /// Becomes the real go, one wrapper deeper than `depth`; returns only
+    /// when that fails.
+    fn exec_nested(&self, args: &[OsString], depth: u32) -> WrapError {
+        let cause = self.command(args, depth + 1, false).exec();
+        WrapError::Start {
+            go: self.real.clone(),
+            cause,
+        }
+    }
+}
+
+/// The child being waited for, for [`forward`].
+static CHILD: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn forward(sig: libc::c_int) {
+    let pid = CHILD.load(Ordering::SeqCst);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe.
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+}
+
+/// Starts `cmd` (the real go, `go`) and waits for it, as a shell waits for
+/// a foreground job. A failure to start is an error; one to wait is
+/// returned for after the hook.
+fn spawn_and_wait(mut cmd: Command, go: &Path) -> Result<std::io::Result<ExitStatus>, WrapError> {
+    // Like a shell with a foreground job: Ctrl-C and Ctrl-\ go to the whole
+    // process group (go included); we wait for go and still run the hook.
+    // SIGTERM and SIGHUP sent to us alone are passed on to go: handlers
+    // that exec resets for go. An ignored signal stays ignored across exec,
+    // so SIGINT and SIGQUIT are ignored only once go has started; that way
+    // std starts go with posix_spawn (no fork of this process, no code
+    // between fork and exec). A Ctrl-C in the microseconds between reaches
+    // go as well; only the hook after it is lost.
+    // SAFETY: the handler only calls kill(2).
+    unsafe {
+        libc::signal(libc::SIGTERM, forward as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGHUP, forward as *const () as libc::sighandler_t);
+    }
+    let mut child = cmd.spawn().map_err(|cause| WrapError::Start {
+        go: go.to_path_buf(),
+        cause,
+    })?;
+    CHILD.store(child.id() as i32, Ordering::SeqCst);
+    // SAFETY: setting dispositions; no handler runs.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+        libc::signal(libc::SIGQUIT, libc::SIG_IGN);
+    }
+    let status = child.wait();
+    CHILD.store(0, Ordering::SeqCst);
+    Ok(status)
+}
+
+/// go's exit status as this process's: its code, or, when a signal killed
+/// it, the same death (so a shell sees the same signal).
+fn exit_code_of(status: ExitStatus) -> ExitCode {
+    match (status.code(), status.signal()) {
+        (Some(c), _) => ExitCode::from(c.clamp(0, 255) as u8),
+        (None, Some(sig)) => {
+            // SAFETY: restoring the default action, then raising.
+            unsafe {
+                libc::signal(sig, libc::SIG_DFL);
+                libc::raise(sig);
+            }
+            ExitCode::from((128 + sig).clamp(0, 255) as u8)
+        }
+        _ => ExitCode::FAILURE,
+    }
+}
+
+/// Why the shim could not become the program.
+#[derive(Debug, thiserror::Error)]
+pub enum ShimError {
+    /// Started without a program.
+    #[error("{SHIM_SUBCOMMAND} needs the program to run (go run -exec starts it)")]
+    NoProgram,
+    /// The program could not be run.
+    #[error("cannot run {}: {cause}", exe.display())]
+    Exec {
+        /// The program.
+        exe: PathBuf,
+        /// Why.
+        cause: std::io::Error,
+    },
+}
+
+impl ShimError {
+    /// The shim's exit status: 2 without a program; as a shell's, 127 for
+    /// a program not found and 126 for one that cannot be run.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ShimError::NoProgram => 2,
+            ShimError::Exec { cause, .. } if cause.kind() == std::io::ErrorKind::NotFound => 127,
+            ShimError::Exec { .. } => 126,
+        }
+    }
+}
+
+/// The shim, `gocache __exec-shim EXE ARGS...` (what `go run -exec`
+/// starts; `args` are what follows [`SHIM_SUBCOMMAND`]): notes the
+/// executable in [`USES_ENV`]'s file, then becomes it. Returns only when
+/// that fails.
+pub fn shim(args: &[OsString]) -> ShimError {
+    let Some((exe, rest)) = args.split_first() else {
+        return ShimError::NoProgram;
+    };
+    let exe = Path::new(exe);
+    if let Some(file) = std::env::var_os(USES_ENV) {
+        use std::io::Write;
+        // Best effort: a use not recorded must not stop the program.
+        let cache = std::env::var_os(CACHE_ENV).map(PathBuf::from);
+        if let Some(line) = use_line(exe, cache.as_deref())
+            && let Ok(mut f) = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(&file)
+        {
+            let _ = f.write_all(&line);
+        }
+    }
+    let cause = Command::new(exe)
+        .args(rest)
+        .env_remove(USES_ENV)
+        .env_remove(CACHE_ENV)
+        .env_remove(HANDOFF_ENV)
+        .exec();
+    ShimError::Exec {
+        exe: exe.to_path_buf(),
+        cause,
+    }
+}
+
 // After go exits: the one part of the wrapper that reads the index.
 
 /// The cached executable called `program` whose directory Go touched most
@@ -514,214 +1042,4 @@ pub fn latest_exe_named(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn os(v: &[&str]) -> Vec<OsString> {
-        v.iter().map(OsString::from).collect()
-    }
-
-    #[test]
-    fn go_run_gets_the_shim_unless_it_has_exec() {
-        let shim = Path::new("/opt/my tools/gocache");
-        let got = with_exec_shim(&os(&["run", ".", "-x"]), shim).unwrap();
-        assert_eq!(
-            got,
-            os(&[
-                "run",
-                "-exec",
-                "'/opt/my tools/gocache' __exec-shim",
-                ".",
-                "-x"
-            ])
-        );
-        let got = with_exec_shim(&os(&["-C", "dir", "run", "x.go"]), shim);
-        assert!(
-            got.is_none(),
-            "-C dir: 'dir' is the first non-flag, not run"
-        );
-        assert!(with_exec_shim(&os(&["run", "-exec", "qemu", "."]), shim).is_none());
-        assert!(with_exec_shim(&os(&["run", "-exec=qemu", "."]), shim).is_none());
-        assert!(with_exec_shim(&os(&["build", "run"]), shim).is_none());
-        assert!(with_exec_shim(&os(&["run", "."]), Path::new("/a'b/gocache")).is_none());
-    }
-
-    #[test]
-    fn hooks_and_tools() {
-        assert!(wants_hook(&os(&["build", "./..."])));
-        assert!(!wants_hook(&os(&["version"])));
-        assert!(!wants_hook(&os(&[])));
-        assert_eq!(
-            tool_name(&os(&[
-                "tool",
-                "-n",
-                "golang.org/x/tools/cmd/stringer",
-                "-type=X"
-            ])),
-            Some("stringer".into())
-        );
-        assert_eq!(tool_name(&os(&["tool", "vet"])), Some("vet".into()));
-        assert_eq!(tool_name(&os(&["run", "tool"])), None);
-    }
-
-    #[test]
-    fn only_executables_in_this_cache_count() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = dir.path().join("cache");
-        let hex = "ab".repeat(32);
-        let exe = cache.join("ab").join(format!("{hex}-d")).join("hello");
-        std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
-        std::fs::write(&exe, "").unwrap();
-        assert_eq!(
-            cached_exe_entry(&exe, &cache).unwrap().rel_path(),
-            format!("ab/{hex}-d")
-        );
-        let other = dir.path().join("other");
-        assert!(cached_exe_entry(&exe, &other).is_none());
-        let wrong_sub = cache.join("cd").join(format!("{hex}-d")).join("hello");
-        assert!(cached_exe_entry(&wrong_sub, &cache).is_none());
-        assert!(cached_exe_entry(Path::new("/tmp/go-build123/b001/exe/hello"), &cache).is_none());
-        let uses = dir.path().join("uses");
-        std::fs::write(&uses, format!("{}\n/tmp/x/y\n", exe.display())).unwrap();
-        assert_eq!(read_uses(&uses, &cache).len(), 1);
-    }
-
-    #[test]
-    fn the_real_go_is_not_ourselves() {
-        let dir = tempfile::tempdir().unwrap();
-        let me = dir.path().join("gocache");
-        std::fs::write(&me, "").unwrap();
-        std::fs::set_permissions(&me, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-        let shim_dir = dir.path().join("shim");
-        std::fs::create_dir(&shim_dir).unwrap();
-        std::os::unix::fs::symlink(&me, shim_dir.join("go")).unwrap();
-        let real_dir = dir.path().join("real");
-        std::fs::create_dir(&real_dir).unwrap();
-        std::fs::write(real_dir.join("go"), "").unwrap();
-        std::fs::set_permissions(
-            real_dir.join("go"),
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .unwrap();
-        let path = std::env::join_paths([&shim_dir, &real_dir]).unwrap();
-        assert_eq!(
-            find_real_go(None, Some(&path), &me, &[]).unwrap(),
-            real_dir.join("go")
-        );
-        let only_me = std::env::join_paths([&shim_dir]).unwrap();
-        assert!(matches!(
-            find_real_go(None, Some(&only_me), &me, &[]),
-            Err(FindGoError::NotFound(s)) if s == [(shim_dir.join("go"), Skipped::Itself)]
-        ));
-        assert!(matches!(
-            find_real_go(Some(OsStr::new("relative/go")), Some(&path), &me, &[]),
-            Err(FindGoError::BadEnv(_))
-        ));
-        // A candidate seen to start gocache again is passed over.
-        let loops = [real_dir.join("go")];
-        let e = find_real_go(None, Some(&path), &me, &loops).unwrap_err();
-        assert!(e.to_string().contains("runs gocache again"), "{e}");
-        assert!(matches!(
-            find_real_go(Some(real_dir.join("go").as_os_str()), None, &me, &loops),
-            Err(FindGoError::EnvIsGocache(_, Skipped::Loops))
-        ));
-    }
-
-    /// An ELF64 little-endian header with one PT_NOTE segment holding
-    /// `notes`.
-    fn elf_with_notes(notes: &[u8]) -> Vec<u8> {
-        let mut f = vec![0u8; 64 + 56];
-        f[..4].copy_from_slice(b"\x7fELF");
-        f[4] = 2; // 64-bit
-        f[5] = 1; // little-endian
-        f[32..40].copy_from_slice(&64u64.to_le_bytes()); // e_phoff
-        f[54..56].copy_from_slice(&56u16.to_le_bytes()); // e_phentsize
-        f[56..58].copy_from_slice(&1u16.to_le_bytes()); // e_phnum
-        let ph = 64;
-        f[ph..ph + 4].copy_from_slice(&4u32.to_le_bytes()); // PT_NOTE
-        f[ph + 8..ph + 16].copy_from_slice(&120u64.to_le_bytes()); // p_offset
-        f[ph + 32..ph + 40].copy_from_slice(&(notes.len() as u64).to_le_bytes());
-        f[ph + 48..ph + 56].copy_from_slice(&4u64.to_le_bytes());
-        f.extend_from_slice(notes);
-        f
-    }
-
-    fn note(name: &[u8], kind: u32, desc: &[u8]) -> Vec<u8> {
-        let mut n = Vec::new();
-        n.extend_from_slice(&(name.len() as u32).to_le_bytes());
-        n.extend_from_slice(&(desc.len() as u32).to_le_bytes());
-        n.extend_from_slice(&kind.to_le_bytes());
-        n.extend_from_slice(name);
-        n.resize(n.len().div_ceil(4) * 4, 0);
-        n.extend_from_slice(desc);
-        n.resize(n.len().div_ceil(4) * 4, 0);
-        n
-    }
-
-    #[test]
-    fn the_marker_note_is_found_among_other_notes_and_nowhere_else() {
-        let gnu = note(b"GNU\0", 3, &[0xab; 20]);
-        let ours = note(b"gocache\0", MARKER_NOTE_TYPE, b"wrapper\0");
-        assert!(has_marker_note(&elf_with_notes(
-            &[gnu.clone(), ours.clone()].concat()
-        )));
-        assert!(!has_marker_note(&elf_with_notes(&gnu)));
-        // The right name with another type, or cut off by the segment.
-        assert!(!has_marker_note(&elf_with_notes(&note(
-            b"gocache\0",
-            1,
-            b"wrapper\0"
-        ))));
-        let mut cut = elf_with_notes(&ours);
-        cut.truncate(cut.len() - 20);
-        assert!(!has_marker_note(&cut));
-        // Not ELF: a script that happens to hold the name.
-        assert!(!has_marker_note(
-            b"#!/bin/sh\nexec gocache go \"$@\"\n gocache\0 gcwr"
-        ));
-        assert!(!has_marker_note(&[]));
-        // The in-memory note is laid out as an ELF note.
-        // SAFETY: MarkerNote is repr(C), five plain fields and no padding.
-        let bytes: &[u8] = unsafe {
-            std::slice::from_raw_parts(
-                (&MARKER_NOTE as *const MarkerNote).cast::<u8>(),
-                std::mem::size_of::<MarkerNote>(),
-            )
-        };
-        if cfg!(target_endian = "little") {
-            assert_eq!(bytes, &ours[..]);
-        }
-    }
-
-    #[test]
-    fn a_handoff_comes_back_only_to_the_candidates_own_process() {
-        let h = Handoff {
-            pid: 100,
-            spawned: true,
-            go: PathBuf::from("/opt/my bin/go"),
-        };
-        assert_eq!(Handoff::parse(&h.to_env()), Some(h.clone()));
-        // Spawned: the candidate (or what it exec'd) is the wrapper's child.
-        assert!(h.came_back(200, 100));
-        // A go the candidate started (go generate) is a grandchild.
-        assert!(!h.came_back(300, 200));
-        let e = Handoff {
-            pid: 200,
-            spawned: false,
-            go: PathBuf::from("/usr/bin/go"),
-        };
-        assert_eq!(Handoff::parse(&e.to_env()), Some(e.clone()));
-        // Exec'd: the candidate keeps the wrapper's pid; its children not.
-        assert!(e.came_back(200, 100));
-        assert!(!e.came_back(300, 200));
-        for bad in [
-            "",
-            "spawn:x:/go",
-            "exec:1:relative",
-            "fork:1:/go",
-            "spawn:1",
-        ] {
-            assert_eq!(Handoff::parse(OsStr::new(bad)), None, "{bad:?}");
-        }
-    }
-}
+mod tests;

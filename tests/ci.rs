@@ -880,3 +880,70 @@ fn ci_end_policy_gdsf_keeps_the_runs_rule_and_meets_the_budget_by_evicting_the_b
     );
     assert_same(&four.new_actions, &BTreeSet::new(), "run 4: build misses");
 }
+
+/// Every line `ci begin` prints fits 80 columns, whatever it has to say
+/// (a long label, a month-old trim.txt, a sealed index, a run that never
+/// ended); and the step summary's count beside "used by this run" says
+/// what it counts: a program plain go ran is used, and never counted by
+/// `gocache go`.
+#[test]
+fn ci_begin_fits_80_columns_and_the_summary_names_what_it_counts() {
+    let sb = Sandbox::with_template();
+    let app = sb.write_hello("counted", "counted");
+    // A label that fits a line, and one that cannot.
+    let label = "nightly/build-and-test-everything@feature/a-long-branch";
+    let longer = format!("{}/{label}", "x".repeat(40));
+    std::fs::write(
+        sb.cache().join("trim.txt"),
+        format!("{}", now() - 30 * 86_400),
+    )
+    .unwrap();
+    let mut lines = Vec::new();
+    let mut begin = |label: &str| {
+        let out = run_ok(sb.gocache(["ci", "begin", "--label", label]));
+        lines.extend(
+            String::from_utf8(out.stdout)
+                .unwrap()
+                .lines()
+                .map(str::to_string),
+        );
+    };
+    begin(label);
+    run_ok(sb.go(["run", "."]).current_dir(&app));
+    let summary = sb.root().join("summary.md");
+    run_ok(
+        sb.gocache(["ci", "end"])
+            .env("GITHUB_STEP_SUMMARY", &summary),
+    );
+    begin(label); // sealed by the end before
+    begin(&longer); // the run before never ended
+    let all = lines.join("\n");
+    for l in &lines {
+        assert!(
+            l.chars().count() <= 80,
+            "{} columns: {l}\n{all}",
+            l.chars().count()
+        );
+    }
+    for said in ["30d", "sealed", "never ended", label] {
+        assert!(
+            all.replace('\n', " ").contains(said),
+            "{said:?} not in\n{all}"
+        );
+    }
+    let md = std::fs::read_to_string(&summary).unwrap();
+    let header = md
+        .lines()
+        .find(|l| l.starts_with("| largest programs"))
+        .unwrap_or_else(|| panic!("no programs table: {md}"));
+    assert!(!header.contains("runs counted"), "{header}");
+    assert!(header.contains("gocache go"), "{header}");
+    let row: Vec<&str> = md
+        .lines()
+        .find(|l| l.starts_with("| `counted`"))
+        .unwrap_or_else(|| panic!("no row for counted: {md}"))
+        .split('|')
+        .map(str::trim)
+        .collect();
+    assert_eq!((row[3], row[4]), ("yes", "0"), "{md}");
+}

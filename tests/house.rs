@@ -61,6 +61,8 @@ const LAYERS: &[(&str, u32)] = &[
     // 6.
     ("ci", 6),
     ("prog", 6),
+    // 7. The command line.
+    ("cli", 7),
 ];
 
 /// The most lines a file in `src/` holds, its `#[cfg(test)]` modules not

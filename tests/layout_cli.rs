@@ -425,3 +425,102 @@ fn walk_names(dir: &std::path::Path) -> Vec<String> {
     out.sort();
     out
 }
+
+/// `gocache --cache-dir X go ...` runs go on X: the cache gocache manages
+/// is the one go builds into (`go env GOCACHE` says X), and the hook
+/// counts the run there.
+#[test]
+fn the_wrappers_cache_dir_is_the_cache_go_uses() {
+    let sb = Sandbox::with_template();
+    let other = sb.root().join("other-cache");
+    let out = run_ok(
+        sb.gocache(["--cache-dir"])
+            .arg(&other)
+            .args(["go", "env", "GOCACHE"]),
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        other.display().to_string()
+    );
+    let programs = |cache: &std::path::Path| -> Vec<String> {
+        let s = json(&run_ok(
+            sb.gocache(["--cache-dir"])
+                .arg(cache)
+                .args(["stats", "--json"]),
+        ));
+        s["most_used_exes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["program"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let before = walk_names(&sb.cache());
+    let dir = sb.write_hello("elsewhere", "built elsewhere");
+    // Relative, as every --cache-dir may be: from the current directory.
+    let out = run_ok(
+        sb.gocache(["--cache-dir", "../../other-cache", "go", "run", "."])
+            .current_dir(&dir),
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "built elsewhere\n");
+    assert!(other.join("README").is_file(), "go set up the cache");
+    assert_eq!(programs(&other), ["elsewhere"]);
+    let s = json(&run_ok(
+        sb.gocache(["--cache-dir"])
+            .arg(&other)
+            .args(["stats", "--json"]),
+    ));
+    assert_eq!(s["most_used_exes"][0]["hits"], 1, "{s:#}");
+    // $GOCACHE's cache was not touched.
+    assert_eq!(walk_names(&sb.cache()), before);
+}
+
+/// `gocache prog` cannot choose the go command's cache: started by a go
+/// whose cache is another directory than its --cache-dir, it refuses
+/// (exit 2, naming both and what to do) and writes nothing; with the same
+/// directory it serves.
+#[test]
+fn prog_refuses_a_cache_dir_other_than_the_go_commands() {
+    let sb = Sandbox::new();
+    let dir = sb.write_main("progged", "package main\n\nfunc main() {}\n");
+    let other = sb.root().join("other-cache");
+    let prog = |cache: &std::path::Path| {
+        format!(
+            "{} --cache-dir {} prog",
+            gocache_bin().display(),
+            cache.display()
+        )
+    };
+    let out = sb
+        .go(["build", "-o", "/dev/null", "."])
+        .current_dir(&dir)
+        .env("GOCACHEPROG", prog(&other))
+        .output()
+        .unwrap();
+    let err = stderr_of(&out);
+    assert!(!out.status.success(), "{err}");
+    for needle in [
+        format!("--cache-dir {}", other.display()),
+        sb.cache().display().to_string(),
+        format!("GOCACHE={}", other.display()),
+    ] {
+        assert!(err.contains(&needle), "{needle:?} not in {err}");
+    }
+    assert!(!other.exists(), "nothing written to {}", other.display());
+    // Standing alone (no go command), the same refusal, exit 2.
+    let out = sb
+        .gocache(["--cache-dir"])
+        .arg(&other)
+        .arg("prog")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr_of(&out));
+    // The go command's own cache, named: served.
+    run_ok(
+        sb.go(["build", "-o", "/dev/null", "."])
+            .current_dir(&dir)
+            .env("GOCACHEPROG", prog(&sb.cache())),
+    );
+    assert!(sb.index().exists());
+}

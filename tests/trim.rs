@@ -121,6 +121,59 @@ fn gocache_trim_from_cron_is_gocache_trim() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("another trim is running"));
 }
 
+/// `gocache-trim` is a command of its own to the user: its version, its
+/// usage line and its bash completion name it, as `gocache` does itself.
+#[test]
+fn gocache_trim_names_itself_in_its_version_help_and_completion() {
+    let sb = Sandbox::new();
+    let text = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).into_owned();
+    let version = text(&run_ok(sb.gocache(["--version"])));
+    let number = version.trim().strip_prefix("gocache ").unwrap().to_string();
+    // A link named gocache-trim is gocache-trim as well.
+    let link = sb.root().join("gocache-trim");
+    std::os::unix::fs::symlink(gocache_bin(), &link).unwrap();
+    for bin in [gocache_trim_bin(), link] {
+        let out = run_ok(sb.command(bin.clone(), ["--version"]));
+        assert_eq!(text(&out), format!("gocache-trim {number}\n"), "{bin:?}");
+        for help in ["--help", "-h"] {
+            let out = run_ok(sb.command(bin.clone(), [help]));
+            let usage = text(&out);
+            assert!(
+                usage.contains("Usage: gocache-trim [OPTIONS]"),
+                "{bin:?} {help}: {usage}"
+            );
+            assert!(!usage.contains("gocache trim"), "{bin:?} {help}: {usage}");
+            assert!(
+                usage.starts_with("Evict entries to keep the cache within its limits"),
+                "{bin:?} {help}: {usage}"
+            );
+            for flag in [
+                "--budget",
+                "--dry-run",
+                "--cache-dir",
+                "--quiet",
+                "--version",
+            ] {
+                assert!(usage.contains(flag), "{bin:?} {help}: no {flag}: {usage}");
+            }
+        }
+    }
+    // The bash script registers a completion for gocache-trim, which
+    // completes its flags.
+    let script = sb.root().join("gocache.bash");
+    std::fs::write(&script, text(&run_ok(sb.gocache(["completions", "bash"])))).unwrap();
+    let cmd = format!(
+        "source '{}'\nspec=$(complete -p gocache-trim) || exit 1\necho \"$spec\"\n\
+         f=${{spec#*-F }}; f=${{f%% *}}\nCOMP_WORDS=(gocache-trim --bu)\nCOMP_CWORD=1\n\
+         \"$f\" gocache-trim --bu gocache-trim\necho \"${{COMPREPLY[*]}}\"",
+        script.display()
+    );
+    let out = run_ok(std::process::Command::new("bash").args(["-c", &cmd]));
+    let got = text(&out);
+    assert!(got.contains("gocache-trim\n"), "{got}");
+    assert!(got.lines().last().unwrap().contains("--budget"), "{got}");
+}
+
 #[test]
 fn dry_run_twice_changes_nothing_on_disk_or_in_the_index() {
     let sb = Sandbox::with_template();

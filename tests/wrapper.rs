@@ -368,6 +368,12 @@ fn a_go_on_path_that_is_gocache_is_passed_over_and_never_runs_in_a_loop() {
     // The copy: beside the symlink, and run itself.
     version(Command::new(link.join("go")), &path(&[&link, &copy, &real]));
     version(Command::new(copy.join("go")), &path(&[&copy, &link, &real]));
+    // The script without exec, in front of the others.
+    version(sb.gocache(["go"]), &path(&[&fork, &real]));
+    version(
+        Command::new(link.join("go")),
+        &path(&[&link, &fork, &shim, &real]),
+    );
 
     // Through the script, go run is still counted and go generate, which
     // runs go again (through the script: PATH is inherited), still works.
@@ -427,17 +433,28 @@ fn a_go_on_path_that_is_gocache_is_passed_over_and_never_runs_in_a_loop() {
     );
     assert_eq!(out.status.code(), Some(127));
     assert!(text(&out.stderr).contains("is a gocache binary"), "{out:?}");
-    // A script without exec cannot be told from go generate by its pid;
+    // Two shells between a script and gocache cannot be told from a
+    // program running go by the processes (one shell can: see
+    // a_go_script_without_exec_is_passed_over_for_the_real_go_further_on_path);
     // the nesting count stops it, naming the script.
+    let deep = root.join("deep");
+    std::fs::create_dir_all(&deep).unwrap();
+    write_script(
+        &deep.join("go"),
+        &format!(
+            "#!/bin/sh\n/bin/sh -c '\"$0\" go \"$@\"; exit $?' '{}' \"$@\"\n",
+            gc.display()
+        ),
+    );
     let out = output_within(
         sb.gocache(["go", "version"])
-            .env("PATH", path(&[&fork, &real])),
+            .env("PATH", path(&[&deep, &real])),
         120,
     );
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(127), "{err}");
     assert!(
-        err.contains(&format!("each through {}", fork.join("go").display())),
+        err.contains(&format!("each through {}", deep.join("go").display())),
         "{err}"
     );
     assert!(err.contains("exec gocache go"), "{err}");
@@ -497,4 +514,156 @@ fn everything_after_go_reaches_the_real_go_untouched() {
     // And `gocache help go` is where gocache's help for it is.
     let out = run_ok(sb.gocache(["help", "go"]));
     assert!(text(&out.stdout).contains("reaches the real go untouched"));
+}
+
+/// `-exec` set in GOFLAGS (the environment or the go env file) is the
+/// user's, as on the command line: the program runs through it, and the
+/// wrapper does not replace it with its shim. And `go run -n` and `-x`
+/// print the command plain go prints, not the shim's.
+#[test]
+fn go_run_keeps_an_exec_from_goflags_and_prints_the_command_plain_go_prints() {
+    let sb = Sandbox::with_template();
+    let dir = sb.write_hello("execd", "run through exec");
+    let log = sb.root().join("exec.log");
+    let exec = sb.root().join("bin/myexec");
+    std::fs::create_dir_all(exec.parent().unwrap()).unwrap();
+    write_script(
+        &exec,
+        &format!(
+            "#!/bin/sh\necho \"$1\" >> '{}'\nexec \"$@\"\n",
+            log.display()
+        ),
+    );
+    let logged = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let goflags = format!("-mod=mod -exec={}", exec.display());
+    let env_file = sb.root().join("go.env");
+    std::fs::write(&env_file, format!("GOFLAGS={goflags}\n")).unwrap();
+    for how in ["environment", "go env file"] {
+        for wrapped in [false, true] {
+            let mut cmd = if wrapped {
+                sb.gocache(["go", "run", "."])
+            } else {
+                sb.go(["run", "."])
+            };
+            cmd.current_dir(&dir);
+            if how == "environment" {
+                cmd.env("GOFLAGS", &goflags);
+            } else {
+                cmd.env("GOENV", &env_file).env_remove("GOFLAGS");
+            }
+            let before = logged().len();
+            let out = run_ok(&mut cmd);
+            assert_eq!(text(&out.stdout), "run through exec\n", "{how} {wrapped}");
+            let after = logged();
+            assert_eq!(
+                after.len(),
+                before + 1,
+                "{how}, wrapped {wrapped}: {after:?}"
+            );
+            assert!(after[before].ends_with("/execd"), "{after:?}");
+        }
+    }
+    // The program is cached now: -n and -x print only the command that
+    // runs it (-x after its own temporary directory, which differs).
+    let work = |o: &std::process::Output| {
+        text(&o.stderr)
+            .lines()
+            .filter(|l| !l.starts_with("WORK="))
+            .map(|l| format!("{l}\n"))
+            .collect::<String>()
+    };
+    for flags in [&["-n"][..], &["-x"]] {
+        let plain = sb
+            .go(["run"])
+            .args(flags)
+            .arg(".")
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        let wrapped = sb
+            .gocache(["go", "run"])
+            .args(flags)
+            .arg(".")
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert_eq!(wrapped.status.code(), plain.status.code(), "{flags:?}");
+        assert_eq!(text(&wrapped.stdout), text(&plain.stdout), "{flags:?}");
+        assert_eq!(work(&wrapped), work(&plain), "{flags:?}");
+        assert!(!text(&wrapped.stderr).contains("__exec-shim"), "{flags:?}");
+    }
+    // -n from GOFLAGS too.
+    let plain = sb
+        .go(["run", "."])
+        .current_dir(&dir)
+        .env("GOFLAGS", "-mod=mod -n")
+        .output()
+        .unwrap();
+    let wrapped = sb
+        .gocache(["go", "run", "."])
+        .current_dir(&dir)
+        .env("GOFLAGS", "-mod=mod -n")
+        .output()
+        .unwrap();
+    assert_eq!(text(&wrapped.stderr), text(&plain.stderr));
+}
+
+/// A `go` script that runs gocache without `exec` keeps a shell between
+/// them; the wrapper finds that out too and goes on to the real go further
+/// on PATH, where it used to stop after ten nested calls. Only when
+/// nothing else is there does it stop, naming the script.
+#[test]
+fn a_go_script_without_exec_is_passed_over_for_the_real_go_further_on_path() {
+    let sb = Sandbox::with_template();
+    let fork = sb.root().join("fork");
+    std::fs::create_dir_all(&fork).unwrap();
+    write_script(
+        &fork.join("go"),
+        &format!("#!/bin/sh\n'{}' go \"$@\"\n", gocache_bin().display()),
+    );
+    let real = go_bin().parent().unwrap().to_path_buf();
+    let path = std::env::join_paths([&fork, &real]).unwrap();
+    for mut c in [Command::new(fork.join("go")), sb.gocache(["go"])] {
+        let started = Instant::now();
+        let out = output_within(c.arg("version").env("PATH", &path), 120);
+        assert!(
+            out.status.success() && text(&out.stdout).starts_with("go version go1."),
+            "{c:?}: {}\n{}",
+            out.status,
+            text(&out.stderr)
+        );
+        assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
+        assert!(started.elapsed() < Duration::from_secs(30));
+    }
+    // go run through the script: the program's output and exit status,
+    // and its run counted once.
+    let dir = sb.write_hello("forked", "through a script");
+    let out = output_within(
+        Command::new(fork.join("go"))
+            .args(["run", "."])
+            .current_dir(&dir)
+            .envs(sb.env())
+            .env("PATH", &path),
+        300,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "through a script\n");
+    let s = json(&run_ok(sb.gocache(["stats", "--json"])));
+    assert_eq!(exe(&s, "forked").unwrap()["hits"], 1, "{s:#}");
+    // Nothing but the script: exit 127 at once, saying what it is.
+    let only = std::env::join_paths([&fork]).unwrap();
+    let out = output_within(sb.gocache(["go", "version"]).env("PATH", &only), 120);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(127), "{err}");
+    assert!(
+        err.contains(&format!("{} runs gocache again", fork.join("go").display())),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "one message: {err}");
 }

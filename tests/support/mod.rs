@@ -231,7 +231,8 @@ impl Sandbox {
         self.command(gocache_trim_bin(), args)
     }
 
-    fn command<I, S>(&self, program: PathBuf, args: I) -> Command
+    /// `program ARGS` in this sandbox, as [`Sandbox::gocache`] runs gocache.
+    pub fn command<I, S>(&self, program: PathBuf, args: I) -> Command
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,

@@ -1,13 +1,10 @@
 //! `gocache-trim`: `gocache trim` under a name of its own, for cron jobs
 //! and systemd units. Same flags, output and exit codes: it runs the same
-//! command line code as `gocache trim ARGS…`.
+//! command line code as `gocache trim ARGS…` (`gocache::cli`, compiled
+//! once, in the library).
 
-#[path = "../gocache/cli/mod.rs"]
-mod cli;
+gocache::marker_note!();
 
 fn main() -> std::process::ExitCode {
-    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    // `gocache-trim ARGS…` is `gocache trim ARGS…`.
-    args.splice(..args.len().min(1), ["gocache".into(), "trim".into()]);
-    cli::main(args)
+    gocache::cli::trim_main(std::env::args_os().collect())
 }

@@ -1,8 +1,8 @@
 //! `gocache`: keep Go's build cache within a byte budget. The command line
-//! lives in `cli/`, shared with `gocache-trim`.
+//! lives in the library (`gocache::cli`), shared with `gocache-trim`.
 
-mod cli;
+gocache::marker_note!();
 
 fn main() -> std::process::ExitCode {
-    cli::main(std::env::args_os().collect())
+    gocache::cli::main(std::env::args_os().collect())
 }

@@ -1,6 +1,10 @@
 //! The `gocache` command line: a thin layer over the library. Flags are
-//! parsed and validated here, errors get a hint and an exit code. Shared by
-//! the `gocache` binary and `gocache-trim` (which is `gocache trim`).
+//! parsed and validated here, errors get a hint and an exit code. Both
+//! binaries run it, compiled once, here in the library: `gocache` through
+//! [`main`], `gocache-trim` through [`trim_main`] (`gocache trim` under a
+//! name of its own). Which one a program is also follows its name, as
+//! `go` does (a link named `go` is the wrapper, one named `gocache-trim`
+//! is `gocache trim`).
 //!
 //! Exit codes (stable, for scripts):
 //! - 0: success (also: a trim skipped because another one holds the lock;
@@ -76,16 +80,12 @@ enum Command {
     Man(generate::ManArgs),
 }
 
-/// Marks this file as gocache for a wrapper looking for the real go on
-/// PATH (see `gocache::wrapper::is_gocache_binary`): a copy of gocache
-/// named `go` is passed over without being run.
-#[cfg(not(target_vendor = "apple"))] // an ELF note; Mach-O names sections otherwise
-#[used]
-#[unsafe(link_section = ".note.gocache")]
-static MARKER: gocache::wrapper::MarkerNote = gocache::wrapper::MARKER_NOTE;
-
 /// Runs the command line `args` (the program's name first).
 pub fn main(args: Vec<OsString>) -> ExitCode {
+    // A link named `gocache-trim` is gocache-trim.
+    if program_name(&args).is_some_and(|n| n == "gocache-trim") {
+        return trim_main(args);
+    }
     // `gocache` installed under the name `go` acts as the wrapper.
     if let Some(code) = go::run_if_invoked_as_go(&args) {
         return code;
@@ -113,11 +113,52 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         Command::Simulate(a) => simulate::run(&cli.global, a),
         Command::Remote(a) => remote::run(&cli.global, a),
         Command::Trace(a) => trace::run(&cli.global, a),
-        Command::Completions(a) => generate::completions(Cli::command(), a),
+        Command::Completions(a) => generate::completions(Cli::command(), trim_command(), a),
         Command::Man(a) => generate::man(Cli::command(), a),
     };
+    exit(result)
+}
+
+/// A command's outcome as the process's exit code.
+fn exit(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => common::report_error(&err),
     }
+}
+
+/// `gocache-trim ARGS…`: `gocache trim ARGS…` under a name of its own
+/// (`args`: the program's name first). Its own command, so that the usage
+/// line, `--version` and completions name `gocache-trim`.
+pub fn trim_main(args: Vec<OsString>) -> ExitCode {
+    use clap::FromArgMatches;
+    let matches = trim_command().get_matches_from(args);
+    let parsed = common::Global::from_arg_matches(&matches)
+        .and_then(|g| Ok((g, trim::Args::from_arg_matches(&matches)?)));
+    let (global, args) = parsed.unwrap_or_else(|e| e.exit());
+    exit(trim::run(&global, args))
+}
+
+/// The `gocache-trim` command: `gocache trim`'s flags and help, with
+/// gocache's own flags (`--cache-dir`, `--index`, `-q`) and `--version`.
+fn trim_command() -> clap::Command {
+    let trim = Cli::command()
+        .find_subcommand("trim")
+        .expect("gocache has a trim subcommand")
+        .clone();
+    // The global flags come with their struct's about: trim's stays.
+    let about = trim.get_about().cloned().unwrap_or_default();
+    let long_about = trim.get_long_about().cloned().unwrap_or_default();
+    <common::Global as clap::Args>::augment_args(trim)
+        .about(about)
+        .long_about(long_about)
+        .name("gocache-trim")
+        .bin_name("gocache-trim")
+        .version(env!("CARGO_PKG_VERSION")) // what #[command(version)] shows
+        .max_term_width(80)
+}
+
+/// The file name the program was started as (`args[0]`'s last component).
+fn program_name(args: &[OsString]) -> Option<&std::ffi::OsStr> {
+    std::path::Path::new(args.first()?).file_name()
 }

@@ -47,8 +47,8 @@ struct ExportArgs {
     json: bool,
 }
 
-fn parse_since(s: &str) -> Result<i64, String> {
-    gocache::limits::parse_duration(s).map_err(|e| e.to_string())
+fn parse_since(s: &str) -> gocache::Result<i64> {
+    gocache::limits::parse_duration(s)
 }
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {

@@ -7,6 +7,7 @@ use gocache::enforce::{AfterUse, after_use, effective_limits};
 use gocache::index::{Access, Use};
 use gocache::report::Reporter;
 use gocache::scan::{HeadStart, ScanOptions, scan_with_head_start};
+use gocache::wrapper::AfterGo;
 
 /// Sync what changed and enforce the exe quota and budget (after a go command).
 ///
@@ -33,18 +34,6 @@ pub struct Args {
 pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     run_after_go(global, &args, &AfterGo::default())?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// What the wrapper saw of the go command it ran.
-#[derive(Debug, Default)]
-pub struct AfterGo {
-    /// Cached executables `go run` started (through the exec shim).
-    pub exe_uses: Vec<gocache::layout::EntryName>,
-    /// The program name of `go tool NAME`, if that was the command.
-    pub tool: Option<String>,
-    /// The Go module the command ran in: what it added and used is
-    /// credited to it.
-    pub module: Option<gocache::gomod::Module>,
 }
 
 #[derive(serde::Serialize)]

@@ -427,32 +427,35 @@ impl LimitArgs {
     }
 }
 
-fn parse_size(s: &str) -> Result<gocache::limits::SizeSpec, String> {
-    gocache::limits::SizeSpec::parse(s).map_err(|e| e.to_string())
+// The value parsers return the library's error: clap shows its message
+// after "invalid value 'X' for '--FLAG'" and exits 2.
+
+fn parse_size(s: &str) -> gocache::Result<gocache::limits::SizeSpec> {
+    gocache::limits::SizeSpec::parse(s)
 }
 
-pub fn parse_eviction(s: &str) -> Result<gocache::limits::Eviction, String> {
-    gocache::limits::Eviction::parse(s).map_err(|e| e.to_string())
+pub fn parse_eviction(s: &str) -> gocache::Result<gocache::limits::Eviction> {
+    gocache::limits::Eviction::parse(s)
 }
 
-fn parse_age(s: &str) -> Result<gocache::limits::AgeSpec, String> {
-    gocache::limits::AgeSpec::parse(s).map_err(|e| e.to_string())
+fn parse_age(s: &str) -> gocache::Result<gocache::limits::AgeSpec> {
+    gocache::limits::AgeSpec::parse(s)
 }
 
 // Values may start with '-' (clap then hands them here instead of taking
 // `-5G` for a flag), so that a negative size or duration is refused with
 // its reason.
 
-pub fn parse_budget(s: &str) -> Result<gocache::limits::SizeSpec, String> {
-    gocache::limits::parse_cap(s, "every entry of the cache").map_err(|e| e.to_string())
+pub fn parse_budget(s: &str) -> gocache::Result<gocache::limits::SizeSpec> {
+    gocache::limits::parse_cap(s, "every entry of the cache")
 }
 
-pub fn parse_exe_quota(s: &str) -> Result<gocache::limits::SizeSpec, String> {
-    gocache::limits::parse_cap(s, "every cached executable").map_err(|e| e.to_string())
+pub fn parse_exe_quota(s: &str) -> gocache::Result<gocache::limits::SizeSpec> {
+    gocache::limits::parse_cap(s, "every cached executable")
 }
 
-fn parse_grace(s: &str) -> Result<i64, String> {
-    gocache::limits::parse_grace(s).map_err(|e| e.to_string())
+fn parse_grace(s: &str) -> gocache::Result<i64> {
+    gocache::limits::parse_grace(s)
 }
 
 /// Whether a command recording as `source` records trace events, and how

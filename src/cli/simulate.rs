@@ -75,14 +75,17 @@ pub struct Args {
     save_trace: Option<PathBuf>,
 }
 
-fn parse_budget(s: &str) -> Result<SizeSpec, String> {
-    SizeSpec::parse(s).map_err(|e| e.to_string())
+fn parse_budget(s: &str) -> gocache::Result<SizeSpec> {
+    SizeSpec::parse(s)
 }
 
-fn parse_policy(s: &str) -> Result<PolicyName, String> {
+fn parse_policy(s: &str) -> gocache::Result<PolicyName> {
     PolicyName::parse(s).ok_or_else(|| {
         let names: Vec<&str> = PolicyName::ALL.iter().map(|p| p.as_str()).collect();
-        format!("unknown policy {s:?} (one of: {})", names.join(", "))
+        gocache::Error::Invalid(format!(
+            "unknown policy {s:?} (one of: {})",
+            names.join(", ")
+        ))
     })
 }
 

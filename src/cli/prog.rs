@@ -15,6 +15,9 @@ use gocache::enforce::effective_limits;
 ///
 ///     GOCACHEPROG="gocache prog" go build ./...
 ///
+/// It serves the go command's own cache (GOCACHE, found as go finds it);
+/// a --cache-dir naming another is refused: set GOCACHE for go instead.
+///
 /// With GOCACHEPROG set, `go run` and `go tool` cache no executables at
 /// all (Go caches them only in its on-disk cache); the go command still
 /// keeps fuzzing data and test expiry in the cache directory.
@@ -67,7 +70,7 @@ pub struct Args {
     remote_drain: f64,
 }
 
-fn parse_drain(s: &str) -> Result<f64, gocache::Error> {
+fn parse_drain(s: &str) -> gocache::Result<f64> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && (0.0..=3600.0).contains(&v) => Ok(v),
         _ => Err(gocache::Error::Invalid(format!(
@@ -134,6 +137,9 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     // Like go itself, set up a cache that is missing or empty (go has done
     // so already when it started us; not when we run on our own).
     let located = super::common::locate_cache(global)?;
+    if global.cache_dir.is_some() {
+        check_go_uses(&located.dir)?;
+    }
     gocache::cachedir::init_like_go(&located.dir).map_err(|e| {
         anyhow::Error::new(e).context(format!("cache directory from {}", located.source))
     })?;
@@ -208,6 +214,36 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// Refuses a `--cache-dir` that is not the go command's own cache (its
+/// GOCACHE, found as go finds it, which is how gocache finds it without
+/// the flag): go keeps test expiry, fuzz data and what `go clean -cache`
+/// removes there, whatever its GOCACHEPROG serves from, so `stats` and
+/// `trim` would see one cache and go another. A GOCACHE go cannot use
+/// (off, relative) is go's to refuse: nothing to compare.
+fn check_go_uses(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(go) = gocache::layout::locate_cache(None, &|k| std::env::var_os(k)) else {
+        return Ok(());
+    };
+    let same = |a: &std::path::Path, b: &std::path::Path| match (a.metadata(), b.metadata()) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    };
+    if go.dir == dir || same(&go.dir, dir) {
+        return Ok(());
+    }
+    Err(gocache::Error::Invalid(format!(
+        "--cache-dir {} is not the go command's cache, {} (from {}): go keeps test expiry, fuzz \
+         data and what `go clean -cache` removes in its own, whatever gocache prog serves; set \
+         GOCACHE={} for the go command instead of --cache-dir",
+        dir.display(),
+        go.dir.display(),
+        go.source,
+        dir.display()
+    ))
+    .into())
 }
 
 /// Standard output, written directly: the server writes whole batches of

@@ -3,8 +3,7 @@
 //! installed binary.
 //!
 //! Generated at run time, not in a build script: the clap definitions live
-//! in this binary (a build script cannot see them without moving them into
-//! a module it includes), and `cargo install` installs only the binary, so
+//! in this crate (which its build script cannot use), and `cargo install` installs only the binary, so
 //! files a build script wrote would stay in `target/` anyway. The binary
 //! prints them where the README says to put them.
 
@@ -13,9 +12,11 @@ use std::process::ExitCode;
 
 /// Print a shell completion script.
 ///
-/// Install for bash:
+/// Install for bash (the script completes gocache-trim too; bash loads it
+/// by the command's name, hence the link):
 ///
 ///     gocache completions bash > ~/.local/share/bash-completion/completions/gocache
+///     ln -s gocache ~/.local/share/bash-completion/completions/gocache-trim
 ///
 /// zsh (a directory on $fpath, before compinit):
 ///
@@ -44,9 +45,19 @@ pub struct ManArgs {
     dir: Option<PathBuf>,
 }
 
-pub fn completions(mut cmd: clap::Command, args: CompletionsArgs) -> anyhow::Result<ExitCode> {
+/// Prints the completion script of `cmd`, gocache; for bash, followed by
+/// `trim`'s, gocache-trim (a bash completion file may register several
+/// commands; one for zsh or fish names one).
+pub fn completions(
+    mut cmd: clap::Command,
+    mut trim: clap::Command,
+    args: CompletionsArgs,
+) -> anyhow::Result<ExitCode> {
     let mut out = Vec::new();
     clap_complete::generate(args.shell, &mut cmd, "gocache", &mut out);
+    if args.shell == clap_complete::Shell::Bash {
+        clap_complete::generate(args.shell, &mut trim, "gocache-trim", &mut out);
+    }
     write_stdout(&out)
 }
 

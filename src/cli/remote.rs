@@ -153,20 +153,18 @@ struct TrimArgs {
     verbose: bool,
 }
 
-fn parse_remote_budget(s: &str) -> Result<u64, String> {
-    let spec = gocache::limits::parse_cap(s, "every object under the prefix")
-        .map_err(|e| e.to_string())?;
-    match spec {
+fn parse_remote_budget(s: &str) -> gocache::Result<u64> {
+    match gocache::limits::parse_cap(s, "every object under the prefix")? {
         gocache::limits::SizeSpec::Bytes(b) => Ok(b),
-        gocache::limits::SizeSpec::Percent(_) => Err(format!(
+        gocache::limits::SizeSpec::Percent(_) => Err(gocache::Error::Invalid(format!(
             "a remote budget is a size such as 200GiB, not a share ({s:?}): a bucket has no \
              filesystem to take a share of"
-        )),
+        ))),
     }
 }
 
-fn parse_grace(s: &str) -> Result<i64, String> {
-    gocache::limits::parse_duration(s).map_err(|e| e.to_string())
+fn parse_grace(s: &str) -> gocache::Result<i64> {
+    gocache::limits::parse_duration(s)
 }
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {

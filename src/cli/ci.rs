@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use super::common::{
-    Ctx, Global, Progress, human, parse_budget, parse_eviction, parse_exe_quota, print_json,
+    COLUMNS, Ctx, Global, Progress, fit_tail, human, parse_budget, parse_eviction, parse_exe_quota,
+    print_json, wrap,
 };
 use gocache::ci::{BeginReport, DEFAULT_KEEP_RUNS, EndOptions, EndReport, LOCK_WAIT, Start};
 use gocache::enforce::effective_limits;
@@ -192,49 +193,73 @@ fn ago(now: i64, then: i64) -> String {
 fn print_begin(r: &BeginReport, cache: &Path, created: bool, seconds: f64) -> std::io::Result<()> {
     let mut o = std::io::stdout().lock();
     let t = &r.restored.total;
-    writeln!(
-        o,
-        "gocache ci begin: {} started; the cache holds {} entries, {} ({seconds:.2}s)",
-        run_name(r.run, r.label.as_deref()),
-        t.entries,
-        human(t.allocated_bytes)
+    let mut say = |indent: &str, text: String| say_within(&mut o, indent, &text);
+    say(
+        "",
+        format!(
+            "gocache ci begin: {} started; the cache holds {} entries, {} ({seconds:.2}s)",
+            run_name(r.run, r.label.as_deref()),
+            t.entries,
+            human(t.allocated_bytes)
+        ),
     )?;
     let reread = r.scan.rescanned.len();
-    match r.start {
-        _ if created => writeln!(
-            o,
-            "  no cache was restored: created {} for a new one",
-            cache.display()
-        )?,
-        Start::Sealed => writeln!(
-            o,
-            "  the index was sealed by run {}'s ci end: reread {reread} of 256 subdirectories, no entry",
-            r.sealed_by.unwrap_or_default()
-        )?,
-        Start::New => writeln!(o, "  no index yet: scanned the cache once")?,
-        Start::Walked => writeln!(
-            o,
-            "  the index was not left by a ci end: walked the cache once to read every entry's mtime"
-        )?,
-    }
+    say(
+        "  ",
+        match r.start {
+            _ if created => format!(
+                "no cache was restored: created {} for a new one",
+                cache.display()
+            ),
+            Start::Sealed => format!(
+                "the index was sealed by run {}'s ci end: reread {reread} of 256 subdirectories, \
+                 no entry",
+                r.sealed_by.unwrap_or_default()
+            ),
+            Start::New => "no index yet: scanned the cache once".to_string(),
+            Start::Walked => "the index was not left by a ci end: walked the cache once to read \
+                              every entry's mtime"
+                .to_string(),
+        },
+    )?;
     if let Some(a) = r.abandoned {
-        writeln!(
-            o,
-            "  run {a} began but never ended (no ci end before the save): it counts for nothing"
+        say(
+            "  ",
+            format!(
+                "run {a} began but never ended (no ci end before the save): it counts for nothing"
+            ),
         )?;
     }
-    writeln!(
-        o,
-        "  moved back the mtimes of {} entries used within the last hour, so that every use in this job shows",
-        r.moved_back
+    say(
+        "  ",
+        format!(
+            "moved back the mtimes of {} entries used within the last hour, so that every use \
+             in this job shows",
+            r.moved_back
+        ),
     )?;
-    match r.go_trim_was {
-        Some(was) if r.started - was >= 86_400 => writeln!(
-            o,
-            "  Go's own trim held off for the job (trim.txt said {} ago: Go would have trimmed at the first go command)",
-            ago(r.started, was)
-        )?,
-        _ => writeln!(o, "  Go's own trim held off for the job (trim.txt)")?,
+    say(
+        "  ",
+        match r.go_trim_was {
+            Some(was) if r.started - was >= 86_400 => format!(
+                "Go's own trim held off for the job (trim.txt said {} ago: Go would have \
+                 trimmed at the first go command)",
+                ago(r.started, was)
+            ),
+            _ => "Go's own trim held off for the job (trim.txt)".to_string(),
+        },
+    )
+}
+
+/// Writes `text` in lines of at most [`COLUMNS`]: the first after
+/// `indent`, the rest indented four columns, so that they do not read as
+/// lines of their own; a word too long for a line (a label) keeps its end.
+fn say_within(o: &mut impl Write, indent: &str, text: &str) -> std::io::Result<()> {
+    const MORE: &str = "    ";
+    let width = COLUMNS - MORE.len();
+    for (i, line) in wrap(text, width - indent.len()).iter().enumerate() {
+        let lead = if i == 0 { indent } else { MORE };
+        writeln!(o, "{lead}{}", fit_tail(line, COLUMNS - lead.len()))?;
     }
     Ok(())
 }
@@ -492,9 +517,11 @@ fn markdown(r: &EndReport) -> String {
         r.used_share * 100.0,
     );
     if !r.largest_programs.is_empty() {
+        // The last column counts across runs, and only what gocache go
+        // saw: a program plain go ran is used by this run and counted 0.
         let _ = writeln!(
             o,
-            "| largest programs | on disk | used by this run | runs counted |"
+            "| largest programs | on disk | used by this run | started through `gocache go`, all runs |"
         );
         let _ = writeln!(o, "| --- | ---: | --- | ---: |");
         for p in &r.largest_programs {
