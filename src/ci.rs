@@ -625,6 +625,52 @@ pub fn end(
     Ok(report)
 }
 
+/// On a full disk, before [`end`]: removes what `end` would (the same
+/// marks of the open run, the same plan by runs and executor), working on
+/// `index`, an in-memory copy of the file that cannot be written; and
+/// nothing else: no mtime moved back, nothing sealed or recorded, so that
+/// `end` can then run on the file, in the room this made, find the run's
+/// uses on disk as they were, and record its end. Returns what removing
+/// did and what each rule took (`None`: another trim held the lock).
+pub fn evict_first(
+    cache_dir: &Path,
+    index: &mut Index,
+    opts: &EndOptions,
+    now: UnixTime,
+    reporter: &dyn Reporter,
+) -> Result<Option<(Executed, Vec<(Rule, Bytes)>)>> {
+    let run: Option<CiRun> = index.last_ci_run()?.filter(|r| r.ended.is_none());
+    let keep_from = index.keep_from(run.as_ref().map(|r| r.id), opts.keep_runs)?;
+    let mut limits = opts.limits.clone();
+    (limits.build_max_age, limits.exe_max_age) = (None, None);
+    let mut step = |_: &CacheDir, ix: &mut Index| -> Result<()> {
+        if let Some(run) = &run {
+            ix.mark_run(run.id, run.used_after, run.started, now - END_BACKDATE)?;
+        }
+        Ok(())
+    };
+    let runs = Runs {
+        keep_from,
+        current: run.as_ref().map(|r| r.id),
+    };
+    index.mark_in_sync(run.as_ref().map(CiRun::sync_mark));
+    let outcome = trim_by_runs(
+        cache_dir,
+        index,
+        &limits,
+        runs,
+        opts.lock_wait,
+        &mut step,
+        now,
+        reporter,
+    );
+    index.mark_in_sync(None);
+    Ok(match outcome? {
+        TrimOutcome::Done(r) => Some((r.executed.unwrap_or_default(), r.plan.by_rule.clone())),
+        TrimOutcome::Locked => None,
+    })
+}
+
 /// Seals every subdirectory the index has an mtime for and that has not
 /// changed since: sets its mtime to a whole, even second before `now` and
 /// records it (see the module doc). Returns how many.

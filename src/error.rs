@@ -164,6 +164,18 @@ impl Error {
         )
     }
 
+    /// True when the disk is full (`SQLITE_FULL`, or `ENOSPC` from an I/O
+    /// call): gocache can free space by evicting, which writing the index
+    /// then may need first.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            Error::Io { cause, .. } | Error::IndexDir { cause, .. } => {
+                cause.raw_os_error() == Some(libc::ENOSPC)
+            }
+            _ => self.sqlite_code() == Some(rusqlite::ErrorCode::DiskFull),
+        }
+    }
+
     /// True when the error means the index itself is unusable (corrupt,
     /// locked past its wait, read-only, full disk, I/O errors, too new,
     /// not gocache's),

@@ -209,7 +209,8 @@ impl Index {
     /// A private in-memory index, for when the real one cannot be used
     /// (read-only, corrupt, too new, locked, on a full disk). When `seed`
     /// names a readable index of this schema version, its rows (hits, first
-    /// seen, the stored limits) are copied in, waiting at most `wait` for a
+    /// seen, the stored limits, CI runs; not the trace nor `gocache prog`'s
+    /// sessions) are copied in, waiting at most `wait` for a
     /// process holding it; else it starts empty, and the next sync walks
     /// the whole cache.
     pub fn open_in_memory(seed: Option<&Path>, wait: Duration) -> Result<Index> {
@@ -572,6 +573,9 @@ fn copy_seed(conn: &mut Connection, seed: &Path) -> rusqlite::Result<()> {
         "pending_uses",
         "meta",
         "modules",
+        // Small, and what `ci end` needs to know its run when the file
+        // cannot be written (a full disk, another user's index).
+        "ci_runs",
     ] {
         // Table names are from the fixed list above.
         tx.execute(

@@ -11,6 +11,7 @@ use super::common::{
 };
 use gocache::ci::{BeginReport, DEFAULT_KEEP_RUNS, EndOptions, EndReport, LOCK_WAIT, Start};
 use gocache::enforce::effective_limits;
+use gocache::index::Fallback;
 use gocache::model::Bytes;
 use gocache::report::Reporter;
 
@@ -149,11 +150,14 @@ fn begin(global: &Global, args: BeginArgs) -> anyhow::Result<ExitCode> {
     })?;
     let fallback = done.fallback.as_ref().map(|f| f.to_string());
     if let Some(why) = &fallback {
-        progress.warn(why);
+        // One fault, one warning: what it costs, in the same line.
         if done.index.is_in_memory() {
-            progress.warn(
-                "the run cannot be recorded, so ci end will not know what this job used; Go's trim is still held off",
-            );
+            progress.warn(&format!(
+                "{why}; the run cannot be recorded, so ci end will not know what this job used \
+                 (Go's trim is still held off)"
+            ));
+        } else {
+            progress.warn(why);
         }
     }
     let report = done.value;
@@ -266,25 +270,80 @@ fn end(global: &Global, args: EndArgs) -> anyhow::Result<ExitCode> {
         ..Default::default()
     };
     let tracing = super::common::tracing(gocache::trace::TraceSource::Ci, &progress);
-    let done = ctx.access().run(ctx.now, |index, _| {
-        index.set_trace(tracing);
-        let opts = EndOptions {
+    let options = |index: &gocache::index::Index| -> gocache::Result<EndOptions> {
+        Ok(EndOptions {
             keep_runs: args.keep_runs,
             limits: effective_limits(&ctx.cache_dir, index, &flags)?,
             lock_wait: LOCK_WAIT,
-        };
-        gocache::ci::end(&ctx.cache_dir, index, &opts, ctx.now, &progress)
+        })
+    };
+    // On a full disk the index cannot be written: evict first, from an
+    // in-memory copy as trim does, then end the run on the file in the
+    // room that made (a second full sync: a full disk is rare).
+    let first = ctx.access().run_with(ctx.now, |index, why| {
+        index.set_trace(tracing);
+        let opts = options(index)?;
+        if why
+            .is_some_and(|f| matches!(f, Fallback::InMemory { error, .. } if error.is_disk_full()))
+        {
+            return gocache::ci::evict_first(&ctx.cache_dir, index, &opts, ctx.now, &progress)
+                .map(Pass::EvictedFirst);
+        }
+        gocache::ci::end(&ctx.cache_dir, index, &opts, ctx.now, &progress).map(Pass::Ended)
     })?;
+    let (done, evicted_first) = match first.value {
+        Pass::Ended(report) => (
+            gocache::index::Recovered {
+                value: report,
+                index: first.index,
+                fallback: first.fallback,
+            },
+            None,
+        ),
+        Pass::EvictedFirst(evicted) => {
+            drop(first.index);
+            let done = ctx.access().run(ctx.now, |index, _| {
+                index.set_trace(tracing);
+                let opts = options(index)?;
+                gocache::ci::end(&ctx.cache_dir, index, &opts, ctx.now, &progress)
+            })?;
+            (done, Some(evicted))
+        }
+    };
     let fallback = done.fallback.as_ref().map(|f| f.to_string());
-    if let Some(why) = &fallback {
-        progress.warn(why);
+    let mut report = done.value;
+    let in_memory = done.index.is_in_memory();
+    if let Some(Some((executed, by_rule))) = &evicted_first {
+        absorb_first_pass(&mut report, executed, by_rule);
     }
-    let report = done.value;
-    if report.run.is_none() {
-        progress.warn(
+    // One fault, one warning: what it cost is said in the same line.
+    let mut costs = Vec::new();
+    if let Some(evicted) = &evicted_first {
+        let removed = evicted.as_ref().map_or(0, |(e, _)| e.removed);
+        costs.push(format!(
+            "the disk was full, so the index could not be written: removed {removed} entries \
+             first, working from a walk of the cache"
+        ));
+    }
+    match (&fallback, &report.run) {
+        (Some(why), Some(_)) if in_memory => costs.insert(
+            0,
+            format!("{why}; this run's end cannot be recorded, and the next ci begin walks the cache"),
+        ),
+        (Some(why), None) => costs.insert(
+            0,
+            format!("{why}; no ci begin could be read from it, so nothing counts as used or made"),
+        ),
+        (Some(why), Some(_)) => costs.insert(0, why.clone()),
+        (None, None) => costs.push(
             "no ci begin was recorded for this job (run `gocache ci begin` right after restoring the cache): \
-             nothing could be counted as used, and the next ci begin walks the cache",
-        );
+             nothing could be counted as used, and the next ci begin walks the cache"
+                .into(),
+        ),
+        (None, Some(_)) => {}
+    }
+    if !costs.is_empty() {
+        progress.warn(&costs.join("; then "));
     }
     let seconds = started.elapsed().as_secs_f64();
     if let Some(file) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|f| !f.is_empty()) {
@@ -312,6 +371,40 @@ fn end(global: &Global, args: EndArgs) -> anyhow::Result<ExitCode> {
         print!("{}", text(&report, seconds));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `ci end`'s work on the index did: ended the run, or (on a full
+/// disk) only evicted, for the run to be ended on the file next.
+enum Pass {
+    Ended(EndReport),
+    EvictedFirst(Option<(gocache::trim::Executed, Vec<(gocache::policy::Rule, Bytes)>)>),
+}
+
+/// Adds what the eviction before the run's end removed (on a full disk)
+/// to the end's report: one `ci end`, one account of what it removed.
+fn absorb_first_pass(
+    report: &mut EndReport,
+    executed: &gocache::trim::Executed,
+    by_rule: &[(gocache::policy::Rule, Bytes)],
+) {
+    let b = &mut report.removed;
+    b.entries += executed.removed;
+    b.allocated_bytes = b.allocated_bytes.saturating_add(executed.removed_allocated);
+    b.apparent_bytes = b.apparent_bytes.saturating_add(executed.removed_apparent);
+    for (rule, bytes) in by_rule {
+        match report.removed_by_rule.iter_mut().find(|(r, _)| r == rule) {
+            Some((_, have)) => {
+                have.entries += bytes.entries;
+                have.allocated_bytes = have.allocated_bytes.saturating_add(bytes.allocated_bytes);
+                have.apparent_bytes = have.apparent_bytes.saturating_add(bytes.apparent_bytes);
+            }
+            None => report.removed_by_rule.push((*rule, *bytes)),
+        }
+    }
+    match &mut report.executed {
+        Some(e) => e.absorb(executed.clone()),
+        None => report.executed = Some(executed.clone()),
+    }
 }
 
 /// A bar of `width` cells for `value` out of `max`: full blocks, then

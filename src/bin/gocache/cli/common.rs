@@ -466,7 +466,10 @@ pub fn tracing(
 ) -> Option<gocache::trace::Tracing> {
     use gocache::report::Reporter;
     gocache::trace::Tracing::from_env(source).unwrap_or_else(|why| {
-        progress.warn(&why);
+        progress.warn(&format!(
+            "{why}; recording with the default bound ({} events)",
+            gocache::trace::DEFAULT_KEEP
+        ));
         Some(gocache::trace::Tracing {
             source,
             keep: gocache::trace::DEFAULT_KEEP,
