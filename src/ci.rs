@@ -637,6 +637,16 @@ pub fn end(
     Ok(report)
 }
 
+/// What [`evict_first`] removed.
+#[derive(Clone, Debug, Default)]
+pub struct Evicted {
+    /// What removing did.
+    pub executed: Executed,
+    /// Entries removed, by the rule that chose them (as
+    /// [`EndReport::removed_by_rule`]).
+    pub by_rule: Vec<(Rule, Bytes)>,
+}
+
 /// On a full disk, before [`end`]: removes what `end` would (the same
 /// marks of the open run, the same plan by runs and executor), working on
 /// `index`, an in-memory copy of the file that cannot be written; and
@@ -650,7 +660,7 @@ pub fn evict_first(
     opts: &EndOptions,
     now: UnixTime,
     reporter: &dyn Reporter,
-) -> Result<Option<(Executed, Vec<(Rule, Bytes)>)>> {
+) -> Result<Option<Evicted>> {
     let run: Option<CiRun> = index.last_ci_run()?.filter(|r| r.ended.is_none());
     let keep_from = index.keep_from(run.as_ref().map(|r| r.id), opts.keep_runs)?;
     let mut limits = opts.limits.clone();
@@ -678,7 +688,10 @@ pub fn evict_first(
     );
     index.mark_in_sync(None);
     Ok(match outcome? {
-        TrimOutcome::Done(r) => Some((r.executed.unwrap_or_default(), r.plan.by_rule.clone())),
+        TrimOutcome::Done(r) => Some(Evicted {
+            executed: r.executed.unwrap_or_default(),
+            by_rule: r.plan.by_rule.clone(),
+        }),
         TrimOutcome::Locked => None,
     })
 }

@@ -289,12 +289,13 @@ fn end(global: &Global, args: EndArgs) -> anyhow::Result<ExitCode> {
             return gocache::ci::evict_first(&ctx.cache_dir, index, &opts, ctx.now, &progress)
                 .map(Pass::EvictedFirst);
         }
-        gocache::ci::end(&ctx.cache_dir, index, &opts, ctx.now, &progress).map(Pass::Ended)
+        gocache::ci::end(&ctx.cache_dir, index, &opts, ctx.now, &progress)
+            .map(|r| Pass::Ended(Box::new(r)))
     })?;
     let (done, evicted_first) = match first.value {
         Pass::Ended(report) => (
             gocache::index::Recovered {
-                value: report,
+                value: *report,
                 index: first.index,
                 fallback: first.fallback,
             },
@@ -313,13 +314,13 @@ fn end(global: &Global, args: EndArgs) -> anyhow::Result<ExitCode> {
     let fallback = done.fallback.as_ref().map(|f| f.to_string());
     let mut report = done.value;
     let in_memory = done.index.is_in_memory();
-    if let Some(Some((executed, by_rule))) = &evicted_first {
-        absorb_first_pass(&mut report, executed, by_rule);
+    if let Some(Some(evicted)) = &evicted_first {
+        absorb_first_pass(&mut report, evicted);
     }
     // One fault, one warning: what it cost is said in the same line.
     let mut costs = Vec::new();
     if let Some(evicted) = &evicted_first {
-        let removed = evicted.as_ref().map_or(0, |(e, _)| e.removed);
+        let removed = evicted.as_ref().map_or(0, |e| e.executed.removed);
         costs.push(format!(
             "the disk was full, so the index could not be written: removed {removed} entries \
              first, working from a walk of the cache"
@@ -376,17 +377,14 @@ fn end(global: &Global, args: EndArgs) -> anyhow::Result<ExitCode> {
 /// What `ci end`'s work on the index did: ended the run, or (on a full
 /// disk) only evicted, for the run to be ended on the file next.
 enum Pass {
-    Ended(EndReport),
-    EvictedFirst(Option<(gocache::trim::Executed, Vec<(gocache::policy::Rule, Bytes)>)>),
+    Ended(Box<EndReport>),
+    EvictedFirst(Option<gocache::ci::Evicted>),
 }
 
 /// Adds what the eviction before the run's end removed (on a full disk)
 /// to the end's report: one `ci end`, one account of what it removed.
-fn absorb_first_pass(
-    report: &mut EndReport,
-    executed: &gocache::trim::Executed,
-    by_rule: &[(gocache::policy::Rule, Bytes)],
-) {
+fn absorb_first_pass(report: &mut EndReport, first: &gocache::ci::Evicted) {
+    let (executed, by_rule) = (&first.executed, &first.by_rule);
     let b = &mut report.removed;
     b.entries += executed.removed;
     b.allocated_bytes = b.allocated_bytes.saturating_add(executed.removed_allocated);
