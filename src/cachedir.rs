@@ -79,7 +79,9 @@
 //! By default `<cache>/gocache/index.sqlite` ([`default_index_path`]),
 //! whose directory gocache creates (inside a cache it recognised). An
 //! index named with `--index` or `$GOCACHE_INDEX` must be in an existing
-//! directory: a typo there creates nothing ([`index_path`]).
+//! directory: a typo there creates nothing ([`index_path`]). Either way
+//! the index is opened only as gocache's own file, never through a
+//! symlink at it or at its directory (see [`crate::index`]'s `open`).
 
 use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
@@ -874,7 +876,9 @@ impl TrimLock {
                 path,
             })),
             Err(fs4::TryLockError::WouldBlock) => Ok(None),
-            Err(fs4::TryLockError::Error(e)) => Err(Error::io("locking", &path, e)),
+            // A filesystem without locks (some network ones): as with no
+            // lock file, go on without one.
+            Err(fs4::TryLockError::Error(_)) => Ok(Some(TrimLock { file: None, path })),
         }
     }
 

@@ -816,14 +816,14 @@ fn one_fault_one_warning_in_ci_begin_and_end() {
 // ---------------------------------------------------------------------------
 // Every Go from 1.24
 
-/// The wrapper and its hook, `go run`'s counted executables, GOCACHEPROG,
-/// the CI mode and a trim, end to end, with each Go minor users run
+/// A trim, the wrapper and its hook, `go run`'s counted executables,
+/// GOCACHEPROG and the CI mode, end to end, with each Go minor users run
 /// ([`GO_VERSIONS`]: installed like the pinned one, or named by
 /// `$GOCACHE_TEST_GO_1_24` and so on). Each on a cache of its own, built
 /// cold by that Go (a small program: about half a minute each on two
 /// cores).
 #[test]
-fn every_go_from_1_24_works_with_the_wrapper_prog_ci_and_trim() {
+fn every_go_from_1_24_works_with_trim_the_wrapper_prog_and_ci() {
     for version in go_versions() {
         let go = go_bin_of(&version);
         let sb = Sandbox::with_go(&go);
@@ -832,6 +832,26 @@ fn every_go_from_1_24_works_with_the_wrapper_prog_ci_and_trim() {
             "package main\n\nimport \"os\"\n\nfunc main() { os.Stdout.WriteString(\"hi\\n\") }\n",
         );
         let at = |what: &str| format!("Go {version}: {what}");
+        // A cold build by plain go; a trim to half the cache (as if it were
+        // three hours ago), then go builds again.
+        run_ok(sb.go(["build", "-o", "/dev/null", "."]).current_dir(&hi));
+        backdate(&sb.cache(), Duration::from_secs(3 * 3600));
+        let budget = du(&sb.cache()) / 2;
+        let t = json(&run_ok(sb.gocache([
+            "trim",
+            "--json",
+            "--budget",
+            &budget.to_string(),
+        ])));
+        assert_eq!(t["limits_met"], true, "{}: {t:#}", at("trim"));
+        assert!(du(&sb.cache()) <= budget, "{}", at("du after trim"));
+        let out = run_ok(sb.go(["run", "."]).current_dir(&hi));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "hi\n",
+            "{}",
+            at("after trim")
+        );
         // The wrapper: build, then run (the executable is cached and
         // counted).
         let mut c = sb.gocache(["go", "build", "-o", "/dev/null", "."]);
@@ -894,24 +914,6 @@ fn every_go_from_1_24_works_with_the_wrapper_prog_ci_and_trim() {
             e["removed"]["entries"].as_u64().unwrap() > 0,
             "{}",
             at("ci removed")
-        );
-        // A trim to half the cache, then go builds again.
-        backdate(&sb.cache(), Duration::from_secs(3 * 3600));
-        let budget = du(&sb.cache()) / 2;
-        let t = json(&run_ok(sb.gocache([
-            "trim",
-            "--json",
-            "--budget",
-            &budget.to_string(),
-        ])));
-        assert_eq!(t["limits_met"], true, "{}: {t:#}", at("trim"));
-        assert!(du(&sb.cache()) <= budget, "{}", at("du after trim"));
-        let out = run_ok(sb.go(["run", "."]).current_dir(&hi));
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout),
-            "hi\n",
-            "{}",
-            at("after trim")
         );
     }
 }
