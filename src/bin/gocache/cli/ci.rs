@@ -318,33 +318,37 @@ fn end(global: &Global, args: EndArgs) -> anyhow::Result<ExitCode> {
         absorb_first_pass(&mut report, evicted);
     }
     // One fault, one warning: what it cost is said in the same line.
-    let mut costs = Vec::new();
-    if let Some(evicted) = &evicted_first {
-        let removed = evicted.as_ref().map_or(0, |e| e.executed.removed);
-        costs.push(format!(
-            "the disk was full, so the index could not be written: removed {removed} entries \
-             first, working from a walk of the cache"
-        ));
-    }
-    match (&fallback, &report.run) {
-        (Some(why), Some(_)) if in_memory => costs.insert(
-            0,
-            format!("{why}; this run's end cannot be recorded, and the next ci begin walks the cache"),
-        ),
-        (Some(why), None) => costs.insert(
-            0,
-            format!("{why}; no ci begin could be read from it, so nothing counts as used or made"),
-        ),
-        (Some(why), Some(_)) => costs.insert(0, why.clone()),
-        (None, None) => costs.push(
-            "no ci begin was recorded for this job (run `gocache ci begin` right after restoring the cache): \
-             nothing could be counted as used, and the next ci begin walks the cache"
+    let warning = match (&evicted_first, &fallback, &report.run) {
+        (Some(evicted), _, _) => {
+            let removed = evicted.as_ref().map_or(0, |e| e.executed.removed);
+            let then = match &fallback {
+                Some(why) => format!(
+                    "; the index still cannot be written ({why}): this run's end is not \
+                     recorded, and the next ci begin walks the cache"
+                ),
+                None => "; then ended the run on the index".into(),
+            };
+            Some(format!(
+                "the disk was full, so the index could not be written: removed {removed} \
+                 entries first, working from a walk of the cache{then}"
+            ))
+        }
+        (None, Some(why), Some(_)) if in_memory => Some(format!(
+            "{why}; this run's end cannot be recorded, and the next ci begin walks the cache"
+        )),
+        (None, Some(why), None) => Some(format!(
+            "{why}; no ci begin could be read from it, so nothing counts as used or made"
+        )),
+        (None, Some(why), Some(_)) => Some(why.clone()),
+        (None, None, None) => Some(
+            "no ci begin was recorded for this job (run `gocache ci begin` right after restoring \
+             the cache): nothing could be counted as used, and the next ci begin walks the cache"
                 .into(),
         ),
-        (None, Some(_)) => {}
-    }
-    if !costs.is_empty() {
-        progress.warn(&costs.join("; then "));
+        (None, None, Some(_)) => None,
+    };
+    if let Some(w) = warning {
+        progress.warn(&w);
     }
     let seconds = started.elapsed().as_secs_f64();
     if let Some(file) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|f| !f.is_empty()) {
