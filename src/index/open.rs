@@ -88,9 +88,12 @@ impl Drop for Index {
 }
 
 impl Index {
-    /// Opens (creating it and its directory if needed) and migrates the
-    /// index at `path`, waiting up to [`BUSY_TIMEOUT`] for another
-    /// process's write lock.
+    /// Opens (creating it, and its directory if that alone is missing)
+    /// and migrates the index at `path`, waiting up to [`BUSY_TIMEOUT`]
+    /// for another process's write lock. Only gocache's own file, never
+    /// through a symlink at it or its directory ([`Error::NotOurIndex`]
+    /// otherwise; see the module doc). [`Index::path`] is then `path`
+    /// with the symlinks above that directory resolved.
     pub fn open(path: &Path) -> Result<Index> {
         Index::open_waiting(path, BUSY_TIMEOUT)
     }
