@@ -18,6 +18,21 @@
 //! 3. Malformed GOCACHEPROG streams: FUZZ_REQUESTS mutated requests
 //!    (default 3000), each after a few valid ones in its own `gocache
 //!    prog`: no panic, no signal, no hang.
+//! 4. Go's hour (issue 23): a build looks up entries whose mtimes are
+//!    just under an hour old (Go leaves them), waits at its link step
+//!    until they are over an hour old, and a `--grace 0s` trim or hook to
+//!    1 MiB runs then (`CHAOS_BOUNDARY_TRIALS`, default 20): the build must
+//!    link, and none of its entries may go.
+//! 5. gocache's place taken (issue 23): `gocache/index.sqlite`, its
+//!    `-wal`, or `gocache/` itself a symlink to another program's
+//!    database or directory outside the cache, that database copied in,
+//!    or `--index` naming a link (`CHAOS_LINK_TRIALS`, default 20): stats,
+//!    trim, the hook, `ci begin`/`ci end`, `gocache go` and `gocache prog`
+//!    must exit as documented, go must build, and nothing outside the
+//!    cache may change.
+//!
+//! `CHAOS_ONLY` (a comma-separated list of `kills`, `beside`, `fuzz`,
+//! `boundary`, `links`) runs only those.
 //!
 //! Prints a table of trials and failures; exits 1 when any failed.
 
@@ -79,13 +94,35 @@ fn main() {
     std::fs::create_dir_all(&world.work).unwrap();
     world.write_modules();
 
+    let only = std::env::var("CHAOS_ONLY").unwrap_or_default();
+    let runs = |name: &str| only.is_empty() || only.split(',').any(|o| o.trim() == name);
+    let trials = |var: &str| -> u64 {
+        std::env::var(var).ok().map_or(20, |s| {
+            s.parse().unwrap_or_else(|_| {
+                eprintln!("chaos: {var}={s:?} is not a whole number");
+                std::process::exit(2)
+            })
+        })
+    };
     let mut rows = Vec::new();
-    for kind in [Victim::Trim, Victim::Hook, Victim::Prog] {
-        let n = kills / 3 + u64::from(kind == Victim::Trim) * (kills % 3);
-        rows.push(world.kills(kind, n, &mut rng));
+    if runs("kills") {
+        for kind in [Victim::Trim, Victim::Hook, Victim::Prog] {
+            let n = kills / 3 + u64::from(kind == Victim::Trim) * (kills % 3);
+            rows.push(world.kills(kind, n, &mut rng));
+        }
     }
-    rows.extend(world.trims_beside_go(go_commands));
-    rows.push(world.fuzz_prog(fuzz, &mut rng));
+    if runs("beside") {
+        rows.extend(world.trims_beside_go(go_commands));
+    }
+    if runs("fuzz") {
+        rows.push(world.fuzz_prog(fuzz, &mut rng));
+    }
+    if runs("boundary") {
+        rows.push(world.at_gos_hour(trials("CHAOS_BOUNDARY_TRIALS"), &mut rng));
+    }
+    if runs("links") {
+        rows.push(world.links_in_our_place(trials("CHAOS_LINK_TRIALS"), &mut rng));
+    }
 
     println!();
     println!(
@@ -516,6 +553,255 @@ impl World {
         ]
     }
 
+    /// Experiment 4 (see the module doc): a build held at its link step
+    /// while the entries it looked up pass Go's hour, and a `--grace 0s`
+    /// trim or hook (alternately) to 1 MiB then.
+    fn at_gos_hour(&self, trials: u64, rng: &mut fastrand::Rng) -> Row {
+        eprintln!("chaos: Go's hour: {trials} trials");
+        let gate = self.work.join("gate");
+        let script = self.work.join("gate.sh");
+        std::fs::create_dir_all(&gate).unwrap();
+        std::fs::write(
+            &script,
+            "#!/bin/sh\ncase \"$1\" in */link) case \"$*\" in *-V=full*) ;; *) : > \"$GATE/at-link\"; \
+             i=0; while [ ! -e \"$GATE/go\" ] && [ $i -lt 3000 ]; do sleep 0.1; i=$((i+1)); done ;; esac ;; esac\n\
+             exec \"$@\"\n",
+        )
+        .unwrap();
+        let _ = Command::new("chmod").arg("755").arg(&script).status();
+        let hello = self.work.join("hello");
+        let (mut details, mut bumped, mut removed_older) = (Vec::new(), 0u64, 0u64);
+        let (mut via_trim, mut via_hook) = (0u64, 0u64);
+        // A trial counts once go looked everything up before Go's hour;
+        // one where go was slower (and moved the mtimes) is made again,
+        // with a wider margin.
+        let mut t = 0;
+        while via_trim + via_hook < trials && bumped < 3 * trials {
+            t += 1;
+            if t > 1 && (via_trim + via_hook) % 5 == 0 {
+                eprintln!(
+                    "chaos: Go's hour: {} trials, {} failed",
+                    via_trim + via_hook,
+                    details.len()
+                );
+            }
+            self.fresh_cache(true);
+            // What the build uses, made fresh by a first build.
+            let since = std::time::SystemTime::now() - Duration::from_secs(2);
+            let out = self
+                .go(&["build", "-o", "/dev/null", "."], &hello)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", all_lines(&out));
+            let used: Vec<String> = walk_mtimes(&self.cache())
+                .into_iter()
+                .filter(|(_, m)| *m >= since)
+                .map(|(n, _)| n)
+                .collect();
+            let margin = 10 + rng.u64(0..10) + 15 * bumped.min(4);
+            let mtime = std::time::SystemTime::now() - Duration::from_secs(3600 - margin);
+            set_mtimes(&self.cache(), &used, mtime);
+            for f in ["at-link", "go"] {
+                let _ = std::fs::remove_file(gate.join(f));
+            }
+            let mut c = self.go(
+                &[
+                    "build",
+                    "-toolexec",
+                    script.to_str().unwrap(),
+                    "-o",
+                    "/dev/null",
+                    ".",
+                ],
+                &hello,
+            );
+            let mut build = c
+                .env("GATE", &gate)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let deadline = Instant::now() + Duration::from_secs(300);
+            while !gate.join("at-link").exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let now = walk_mtimes(&self.cache());
+            if used.iter().any(|n| now.get(n) != Some(&mtime)) {
+                // Go reached them past its hour and moved them: no trial.
+                bumped += 1;
+                std::fs::write(gate.join("go"), "").unwrap();
+                let _ = build.wait();
+                continue;
+            }
+            // Past Go's hour by 1 to 4 s.
+            let past = mtime + Duration::from_secs(3601 + rng.u64(0..4));
+            while std::time::SystemTime::now() < past {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let hook = (via_trim + via_hook) % 2 == 1;
+            let args: &[&str] = if hook {
+                &["hook", "--json", "--budget", "1MiB", "--grace", "0s"]
+            } else {
+                &["trim", "--json", "--budget", "1MiB", "--grace", "0s"]
+            };
+            let out = self.gocache(args).output().unwrap();
+            if hook {
+                via_hook += 1;
+            } else {
+                via_trim += 1;
+            }
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            removed_older += v["executed"]["removed"]
+                .as_u64()
+                .or(v["removed"].as_u64())
+                .unwrap_or(0);
+            if !matches!(out.status.code(), Some(0 | 3)) {
+                details.push(format!("trial {t}: {}: {}", out.status, all_lines(&out)));
+            }
+            let left = walk_mtimes(&self.cache());
+            let gone = used.iter().filter(|n| !left.contains_key(*n)).count();
+            std::fs::write(gate.join("go"), "").unwrap();
+            let out = build.wait_with_output().unwrap();
+            if !out.status.success() || gone > 0 {
+                details.push(format!(
+                    "trial {t} ({}): {gone} of the build's {} entries removed; go build {}: {}",
+                    if hook { "hook" } else { "trim" },
+                    used.len(),
+                    out.status,
+                    all_lines(&out)
+                ));
+            }
+        }
+        Row {
+            experiment: "--grace 0s trim/hook at Go's hour".into(),
+            trials: via_trim + via_hook,
+            failures: details.len() as u64,
+            notes: format!(
+                "{via_trim} trims, {via_hook} hooks while go waited to link; {} older entries removed a trial; {bumped} retried (Go moved the mtimes)",
+                removed_older / (via_trim + via_hook).max(1)
+            ),
+            details,
+        }
+    }
+
+    /// Experiment 5 (see the module doc).
+    fn links_in_our_place(&self, trials: u64, rng: &mut fastrand::Rng) -> Row {
+        eprintln!("chaos: gocache's place taken: {trials} trials");
+        let outside = self.work.join("outside");
+        let hello = self.work.join("hello");
+        let setups = [
+            "index link",
+            "wal link",
+            "directory link",
+            "foreign file",
+            "--index link",
+        ];
+        let mut counts = vec![0u64; setups.len()];
+        let mut details = Vec::new();
+        for t in 0..trials {
+            let _ = std::fs::remove_dir_all(&outside);
+            std::fs::create_dir_all(&outside).unwrap();
+            let theirs = outside.join("app.db");
+            let conn = rusqlite::Connection::open(&theirs).unwrap();
+            conn.execute_batch(
+                "PRAGMA journal_mode = WAL; CREATE TABLE notes (body TEXT); \
+                 INSERT INTO notes VALUES ('theirs'); PRAGMA wal_checkpoint(TRUNCATE);",
+            )
+            .unwrap();
+            drop(conn);
+            let _ = std::fs::remove_file(outside.join("app.db-wal"));
+            let _ = std::fs::remove_file(outside.join("app.db-shm"));
+            self.fresh_cache(false);
+            let own = self.cache().join("gocache");
+            let k = rng.usize(0..setups.len());
+            counts[k] += 1;
+            let mut global: Vec<String> = Vec::new();
+            match k {
+                0 => {
+                    std::fs::create_dir_all(&own).unwrap();
+                    std::os::unix::fs::symlink(&theirs, own.join("index.sqlite")).unwrap();
+                }
+                1 => {
+                    std::fs::create_dir_all(&own).unwrap();
+                    std::os::unix::fs::symlink(&theirs, own.join("index.sqlite-wal")).unwrap();
+                }
+                2 => std::os::unix::fs::symlink(&outside, &own).unwrap(),
+                3 => {
+                    std::fs::create_dir_all(&own).unwrap();
+                    std::fs::copy(&theirs, own.join("index.sqlite")).unwrap();
+                }
+                _ => {
+                    let link = self.work.join("index-link.sqlite");
+                    let _ = std::fs::remove_file(&link);
+                    std::os::unix::fs::symlink(&theirs, &link).unwrap();
+                    global = vec!["--index".into(), link.display().to_string()];
+                }
+            }
+            let before = dir_state(&outside);
+            let budget = (du(&self.cache()) / 2).to_string();
+            let prog = format!("{} prog --budget {budget}", self.gocache.display());
+            let mut steps: Vec<(String, Command, &[i32])> = Vec::new();
+            let gc = |args: &[&str]| {
+                let mut c = Command::new(&self.gocache);
+                c.args(&global)
+                    .args(args)
+                    .current_dir(&hello)
+                    .stdin(Stdio::null());
+                self.env(&mut c);
+                c
+            };
+            steps.push(("stats".into(), gc(&["stats"]), &[0]));
+            steps.push(("trim".into(), gc(&["trim", "--budget", &budget]), &[0, 3]));
+            steps.push(("hook".into(), gc(&["hook", "--budget", &budget]), &[0]));
+            steps.push(("ci begin".into(), gc(&["ci", "begin"]), &[0]));
+            steps.push((
+                "gocache go build".into(),
+                gc(&["go", "build", "-o", "/dev/null", "."]),
+                &[0],
+            ));
+            let mut p = self.go(&["build", "-o", "/dev/null", "."], &hello);
+            p.env("GOCACHEPROG", &prog);
+            steps.push(("go build (prog)".into(), p, &[0]));
+            steps.push((
+                "ci end".into(),
+                gc(&["ci", "end", "--budget", &budget]),
+                &[0],
+            ));
+            steps.push(("go run".into(), self.go(&["run", "."], &hello), &[0]));
+            for (name, mut c, ok) in steps {
+                let out = c.output().unwrap();
+                if !out.status.code().is_some_and(|code| ok.contains(&code))
+                    || String::from_utf8_lossy(&out.stderr).contains("panicked")
+                {
+                    details.push(format!(
+                        "trial {t} ({}): {name}: {}: {}",
+                        setups[k],
+                        out.status,
+                        all_lines(&out)
+                    ));
+                }
+            }
+            if dir_state(&outside) != before {
+                details.push(format!(
+                    "trial {t} ({}): the directory outside the cache changed",
+                    setups[k]
+                ));
+            }
+        }
+        Row {
+            experiment: "gocache's place taken by a link or foreign db".into(),
+            trials,
+            failures: details.len() as u64,
+            notes: setups
+                .iter()
+                .zip(&counts)
+                .map(|(s, n)| format!("{s}: {n}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            details,
+        }
+    }
+
     fn fuzz_prog(&self, requests: u64, rng: &mut fastrand::Rng) -> Row {
         eprintln!("chaos: {requests} malformed GOCACHEPROG requests");
         self.fresh_cache(true);
@@ -869,6 +1155,61 @@ fn backdate(cache: &Path, ago: Duration) {
             }
         }
     }
+}
+
+/// Every entry's name and mtime, by a walk independent of gocache.
+fn walk_mtimes(cache: &Path) -> BTreeMap<String, std::time::SystemTime> {
+    let mut out = BTreeMap::new();
+    for sub in 0..256 {
+        let Ok(rd) = std::fs::read_dir(cache.join(format!("{sub:02x}"))) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().into_string().unwrap_or_default();
+            if name.len() == 66
+                && (name.ends_with("-a") || name.ends_with("-d"))
+                && let Ok(m) = e.path().symlink_metadata().and_then(|m| m.modified())
+            {
+                out.insert(format!("{sub:02x}/{name}"), m);
+            }
+        }
+    }
+    out
+}
+
+/// Sets the mtime of the entries `names` (and what an executable's
+/// directory holds) to `when`.
+fn set_mtimes(cache: &Path, names: &[String], when: std::time::SystemTime) {
+    let times = std::fs::FileTimes::new()
+        .set_modified(when)
+        .set_accessed(when);
+    for n in names {
+        let p = cache.join(n);
+        if p.is_dir() {
+            for inner in std::fs::read_dir(&p).unwrap().flatten() {
+                let _ = std::fs::File::open(inner.path()).map(|f| f.set_times(times));
+            }
+        }
+        let _ = std::fs::File::open(&p).map(|f| f.set_times(times));
+    }
+}
+
+/// Every file in `dir` with its bytes and mtime.
+fn dir_state(dir: &Path) -> BTreeMap<PathBuf, (Vec<u8>, std::time::SystemTime)> {
+    let mut out = BTreeMap::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        let Ok(m) = p.symlink_metadata() else {
+            continue;
+        };
+        let bytes = if m.is_file() {
+            std::fs::read(&p).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        out.insert(p, (bytes, m.modified().unwrap()));
+    }
+    out
 }
 
 fn make_writable(dir: &Path) {

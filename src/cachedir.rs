@@ -38,13 +38,25 @@
 //! "last used" mtimes): `gocache prog`'s gets and puts and the remote
 //! tier's fetches go through it.
 //!
-//! # The trim lock
+//! # gocache's own directory and the trim lock
+//!
+//! gocache keeps its files in `<cache>/gocache/` ([`own_dir`]): the index
+//! (see [`crate::index`]) and the trim lock. The directory and the files
+//! in it are opened without following a symlink, like everything else in
+//! the cache: a link there is refused, never written through. What gocache
+//! creates there follows the cache's owner, as what Go creates does: mode
+//! `0777`/`0666` less the umask (Go's), and, when gocache runs as root in
+//! another user's cache, that user's owner and group
+//! ([`own_like_parent`]), so that one `sudo gocache stats` does not lock
+//! the owner out of their own index and lock.
 //!
 //! One trim at a time: an exclusive, non-blocking fs4 lock on
 //! `<cache>/gocache/trim.lock` ([`TrimLock`]). A second trim, a hook or
 //! `gocache prog` sees it taken and steps aside. Readers never take it.
 //! `gocache ci end` waits a little for it ([`TrimLock::acquire_within`]):
-//! a hook evicting holds it for moments.
+//! a hook evicting holds it for moments. Another user's lock file is
+//! locked through a read-only descriptor; with no lock file to open at
+//! all, a trim goes on without it (safe: see [`TrimLock`]).
 //!
 //! # Times gocache sets (the CI mode)
 //!
@@ -74,7 +86,9 @@
 //! By default `<cache>/gocache/index.sqlite` ([`default_index_path`]),
 //! whose directory gocache creates (inside a cache it recognised). An
 //! index named with `--index` or `$GOCACHE_INDEX` must be in an existing
-//! directory: a typo there creates nothing ([`index_path`]).
+//! directory: a typo there creates nothing ([`index_path`]). Either way
+//! the index is opened only as gocache's own file, never through a
+//! symlink at it or at its directory (see [`crate::index`]'s `open`).
 
 use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
@@ -714,12 +728,23 @@ pub fn read_go_trim_time(dir: &CacheDir) -> Option<UnixTime> {
 /// ahead).
 pub fn write_go_trim_time(dir: &CacheDir, t: UnixTime) -> std::io::Result<()> {
     use std::io::Write;
-    let fd = rustix::fs::openat(
+    let flags = OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+    let fd = match rustix::fs::openat(
         dir.fd(),
         "trim.txt",
-        OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+        flags | OFlags::CREATE | OFlags::EXCL,
         Mode::from_raw_mode(0o666),
-    )?;
+    ) {
+        Ok(fd) => {
+            // Made by a root run: the cache owner's Go must still write it.
+            own_like_parent(dir.fd(), &fd);
+            fd
+        }
+        Err(rustix::io::Errno::EXIST) => {
+            rustix::fs::openat(dir.fd(), "trim.txt", flags, Mode::empty())?
+        }
+        Err(e) => return Err(e.into()),
+    };
     if FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode as _) != FileType::RegularFile {
         return Err(std::io::Error::other("trim.txt is not a regular file"));
     }
@@ -733,7 +758,96 @@ pub fn write_go_trim_time(dir: &CacheDir, t: UnixTime) -> std::io::Result<()> {
 }
 
 // ---------------------------------------------------------------------------
-// The trim lock
+// gocache's own directory and the trim lock
+
+/// Gives `created` (a file or directory this process has just created in
+/// the directory `parent`) the parent's owner and group, when this process
+/// runs as root: so that a root run in someone else's cache (a `sudo
+/// gocache stats`) leaves files the cache's owner can still write and
+/// remove, as a file the owner created there would be. Not root: nothing
+/// to do (the file is the user's, its mode `0666`/`0777` less the umask,
+/// as Go's). Best effort: a failed `fchown` leaves the file as it was.
+pub fn own_like_parent(parent: impl AsFd, created: impl AsFd) {
+    if !rustix::process::geteuid().is_root() {
+        return;
+    }
+    let Ok(st) = rustix::fs::fstat(parent) else {
+        return;
+    };
+    let mine = rustix::fs::fstat(&created);
+    if mine.is_ok_and(|m| m.st_uid == st.st_uid && m.st_gid == st.st_gid) {
+        return;
+    }
+    let _ = rustix::fs::fchown(
+        created,
+        Some(rustix::fs::Uid::from_raw(st.st_uid)),
+        Some(rustix::fs::Gid::from_raw(st.st_gid)),
+    );
+}
+
+/// Opens the directory `name` in `parent` without following a symlink,
+/// creating it first when it is missing (mode `0777` less the umask, as Go
+/// creates its directories; owned like `parent`, see [`own_like_parent`]).
+/// A symlink or anything but a directory under that name is an error
+/// (`ELOOP`, `ENOTDIR`): never followed, never replaced.
+pub fn open_or_create_dir_at(
+    parent: &OwnedFd,
+    name: impl rustix::path::Arg + Copy,
+) -> std::io::Result<OwnedFd> {
+    match open_dir_at(parent, name) {
+        Err(rustix::io::Errno::NOENT) => {}
+        opened => return Ok(opened?),
+    }
+    match rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(0o777)) {
+        Ok(()) => {
+            let fd = open_dir_at(parent, name)?;
+            own_like_parent(parent, &fd);
+            Ok(fd)
+        }
+        Err(rustix::io::Errno::EXIST) => Ok(open_dir_at(parent, name)?),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Opens (creating it if missing, as [`open_or_create_dir_at`]) gocache's
+/// own directory in the cache, `<cache>/gocache`, never through a symlink.
+pub fn own_dir(cache_dir: &Path) -> std::io::Result<OwnedFd> {
+    let cache = open_dir(cache_dir)?;
+    open_or_create_dir_at(&cache, GOCACHE_DIR)
+}
+
+/// Opens the file `name` in `dir` for a lock: read and write, created if
+/// missing (mode `0666` less the umask, owned like `dir`); read-only when
+/// this user may not write it (another user's lock: `flock` takes a lock
+/// through a read-only descriptor too). Never through a symlink; only a
+/// regular file.
+fn open_lock_file(dir: &OwnedFd, name: &str) -> std::io::Result<File> {
+    let flags = OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+    let fd = match rustix::fs::openat(
+        dir,
+        name,
+        flags | OFlags::RDWR | OFlags::CREATE | OFlags::EXCL,
+        Mode::from_raw_mode(0o666),
+    ) {
+        Ok(fd) => {
+            own_like_parent(dir, &fd);
+            fd
+        }
+        Err(rustix::io::Errno::EXIST) => {
+            match rustix::fs::openat(dir, name, flags | OFlags::RDWR, Mode::empty()) {
+                Err(rustix::io::Errno::ACCESS | rustix::io::Errno::ROFS) => {
+                    rustix::fs::openat(dir, name, flags | OFlags::RDONLY, Mode::empty())?
+                }
+                opened => opened?,
+            }
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode as _) != FileType::RegularFile {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    Ok(File::from(fd))
+}
 
 /// The lock file's place: `<cache>/gocache/trim.lock`.
 pub fn lock_path(cache_dir: &Path) -> PathBuf {
@@ -741,9 +855,18 @@ pub fn lock_path(cache_dir: &Path) -> PathBuf {
 }
 
 /// An exclusive hold on the trim lock; released on drop.
+///
+/// The lock file is opened without following a symlink (at `gocache/` or
+/// at `trim.lock`), read-only when it is another user's, and created owned
+/// like the cache directory. When it can be neither created nor opened
+/// (`gocache/` is a symlink, or not writable by this user and has no lock
+/// file yet), the trim goes on without one: a lock only keeps two trims
+/// from doing the same work; the executor re-checks every entry just before
+/// removing it, so two at once never remove anything twice or anything in
+/// use. [`TrimLock::held`] says which.
 #[derive(Debug)]
 pub struct TrimLock {
-    file: File,
+    file: Option<File>,
     path: PathBuf,
 }
 
@@ -751,19 +874,20 @@ impl TrimLock {
     /// Takes the lock without waiting. `Ok(None)`: another process holds it.
     pub fn try_acquire(cache_dir: &Path) -> Result<Option<TrimLock>> {
         let path = lock_path(cache_dir);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
-        }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| Error::io("opening", &path, e))?;
+        let file = match own_dir(cache_dir).and_then(|dir| open_lock_file(&dir, "trim.lock")) {
+            Ok(file) => file,
+            // No lock to take: go on without one (see the type's doc).
+            Err(_) => return Ok(Some(TrimLock { file: None, path })),
+        };
         match fs4::FileExt::try_lock(&file) {
-            Ok(()) => Ok(Some(TrimLock { file, path })),
+            Ok(()) => Ok(Some(TrimLock {
+                file: Some(file),
+                path,
+            })),
             Err(fs4::TryLockError::WouldBlock) => Ok(None),
-            Err(fs4::TryLockError::Error(e)) => Err(Error::io("locking", &path, e)),
+            // A filesystem without locks (some network ones): as with no
+            // lock file, go on without one.
+            Err(fs4::TryLockError::Error(_)) => Ok(Some(TrimLock { file: None, path })),
         }
     }
 
@@ -786,11 +910,19 @@ impl TrimLock {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// False when no lock file could be opened and the trim goes on
+    /// without one.
+    pub fn held(&self) -> bool {
+        self.file.is_some()
+    }
 }
 
 impl Drop for TrimLock {
     fn drop(&mut self) {
-        let _ = fs4::FileExt::unlock(&self.file);
+        if let Some(file) = &self.file {
+            let _ = fs4::FileExt::unlock(file);
+        }
     }
 }
 

@@ -60,7 +60,15 @@
 //! - It leaves a [`CiSeal`] in the index: the newest mtime and record it
 //!   left. `ci begin` trusts a sealed index: an incremental sync (256
 //!   `stat`s when nothing changed), then moves back only what the sync
-//!   found new, or what the seal says may be recent.
+//!   found new, or what the seal says may be recent. A subdirectory whose
+//!   mtime changed since the seal has every entry read again, mtimes
+//!   included: a restore that does not keep mtimes (`cp -r`, which gives
+//!   every entry and subdirectory the copy's time) changes the
+//!   subdirectories' too, and what it reset is then moved back like any
+//!   recent mtime, so the run's uses stay exact. What stays unseen: a
+//!   restore that keeps every subdirectory's mtime to the nanosecond but
+//!   changes entries' (no archive or copy tool does that); an entry then
+//!   counts as used by the run.
 //!
 //! Without a seal (no index, an index from before the CI mode, a run that
 //! never ended, a job that used the cache after `ci end`), `ci begin`
@@ -210,6 +218,10 @@ pub fn begin(
     let used_after = now - HOUR - BEGIN_MARGIN;
     let opts = ScanOptions {
         full: start == Start::Walked,
+        // A subdirectory that changed since the seal: its entries' mtimes
+        // may have changed with it (a restore that reset them all, `cp -r`),
+        // so they are read again, not trusted from the index.
+        reread_changed: start == Start::Sealed,
         first_seen: Some(now - 1),
         ..Default::default()
     };
@@ -767,6 +779,65 @@ impl EndReport {
     }
 }
 
+/// What [`evict_first`] removed.
+#[derive(Clone, Debug, Default)]
+pub struct Evicted {
+    /// What removing did.
+    pub executed: Executed,
+    /// Entries removed, by the rule that chose them (as
+    /// [`EndReport::removed_by_rule`]).
+    pub by_rule: Vec<(Rule, Bytes)>,
+}
+
+/// On a full disk, before [`end`]: removes what `end` would (the same
+/// marks of the open run, the same plan by runs and executor), working on
+/// `index`, an in-memory copy of the file that cannot be written; and
+/// nothing else: no mtime moved back, nothing sealed or recorded, so that
+/// `end` can then run on the file, in the room this made, find the run's
+/// uses on disk as they were, and record its end. Returns what removing
+/// did and what each rule took (`None`: another trim held the lock).
+pub fn evict_first(
+    cache_dir: &Path,
+    index: &mut Index,
+    opts: &EndOptions,
+    now: UnixTime,
+    reporter: &dyn Reporter,
+) -> Result<Option<Evicted>> {
+    let run: Option<CiRun> = index.last_ci_run()?.filter(|r| r.ended.is_none());
+    let keep_from = index.keep_from(run.as_ref().map(|r| r.id), opts.keep_runs)?;
+    let mut limits = opts.limits.clone();
+    (limits.build_max_age, limits.exe_max_age) = (None, None);
+    let mut step = |_: &CacheDir, ix: &mut Index| -> Result<()> {
+        if let Some(run) = &run {
+            ix.mark_run(run.id, run.used_after, run.started, now - END_BACKDATE)?;
+        }
+        Ok(())
+    };
+    let runs = Runs {
+        keep_from,
+        current: run.as_ref().map(|r| r.id),
+    };
+    index.mark_in_sync(run.as_ref().map(CiRun::sync_mark));
+    let outcome = trim_by_runs(
+        cache_dir,
+        index,
+        &limits,
+        runs,
+        opts.lock_wait,
+        &mut step,
+        now,
+        reporter,
+    );
+    index.mark_in_sync(None);
+    Ok(match outcome? {
+        TrimOutcome::Done(r) => Some(Evicted {
+            executed: r.executed.unwrap_or_default(),
+            by_rule: r.plan.by_rule.clone(),
+        }),
+        TrimOutcome::Locked => None,
+    })
+}
+
 /// Seals every subdirectory the index has an mtime for and that has not
 /// changed since: sets its mtime to a whole, even second before `now` and
 /// records it (see the module doc). Returns how many.
@@ -907,6 +978,48 @@ mod tests {
         let r = end(c.path(), &mut ix, &keep(10), end_at + 100, &Silent).unwrap();
         assert_eq!((r.used.entries, r.created.entries), (0, 0));
         assert_eq!(r.used_share, 0.0);
+    }
+
+    #[test]
+    fn a_restore_that_reset_every_mtime_is_read_again_and_the_next_end_is_exact() {
+        let c = TinyCache::new();
+        let t = clock();
+        let old = t - 3 * 86_400;
+        let pairs: Vec<(EntryName, EntryName)> = (0..4u8)
+            .map(|k| {
+                (
+                    c.action(2 * k + 1, 2 * k + 2, old),
+                    c.output(2 * k + 2, 10, old),
+                )
+            })
+            .collect();
+        let mut ix = index(&c);
+        begin(c.path(), &mut ix, None, t, &Silent).unwrap();
+        let r = end(c.path(), &mut ix, &keep(10), t + 600, &Silent).unwrap();
+        assert!(r.sealed && r.removed.entries == 0);
+        // Restored as `cp -r` does: every entry and subdirectory gets the
+        // copy's time (the index travels with it).
+        let copied = t + 86_400;
+        for (a, o) in &pairs {
+            set_mtime(&a.path_in(c.path()), copied);
+            set_mtime(&o.path_in(c.path()), copied);
+        }
+        for s in 0..=255u8 {
+            set_mtime(&c.join(crate::layout::subdir_name(s)), copied);
+        }
+        let b = begin(c.path(), &mut ix, None, copied + 60, &Silent).unwrap();
+        assert_eq!(b.start, Start::Sealed);
+        assert_eq!(b.moved_back, 8, "every reset mtime moved back");
+        // The job uses one pair; keep-runs 1 keeps that pair and no other.
+        let (a, o) = &pairs[2];
+        set_mtime(&a.path_in(c.path()), copied + 120);
+        set_mtime(&o.path_in(c.path()), copied + 120);
+        let r = end(c.path(), &mut ix, &keep(1), copied + 180, &Silent).unwrap();
+        assert_eq!(
+            (r.used.entries, r.removed.entries, r.kept.entries),
+            (2, 6, 2)
+        );
+        assert!(a.path_in(c.path()).exists() && o.path_in(c.path()).exists());
     }
 
     #[test]

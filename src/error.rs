@@ -96,6 +96,19 @@ pub enum Error {
         /// The newest this binary knows.
         supported: i64,
     },
+    /// What is at the index's place is not gocache's index (a symlink, not
+    /// a regular file, another program's SQLite database): it is left
+    /// alone, never written through nor migrated into.
+    #[error(
+        "{path} is not gocache's index: {why}; gocache leaves it alone and writes no index there \
+         (move it away to let gocache keep its index there, or name another with --index)"
+    )]
+    NotOurIndex {
+        /// The index file asked for.
+        path: PathBuf,
+        /// What is there instead, for people.
+        why: String,
+    },
     /// The limits stored in the index cannot be read back.
     #[error("the stored limits in {path} are unreadable ({error}); run `gocache limits --reset`")]
     StoredLimits {
@@ -232,13 +245,29 @@ impl Error {
         )
     }
 
+    /// True when the disk is full (`SQLITE_FULL`, or `ENOSPC` from an I/O
+    /// call): gocache can free space by evicting, which writing the index
+    /// then may need first.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            Error::Io { cause, .. } | Error::IndexDir { cause, .. } => {
+                cause.raw_os_error() == Some(libc::ENOSPC)
+            }
+            _ => self.sqlite_code() == Some(rusqlite::ErrorCode::DiskFull),
+        }
+    }
+
     /// True when the error means the index itself is unusable (corrupt,
-    /// locked past its wait, read-only, full disk, I/O errors, too new),
+    /// locked past its wait, read-only, full disk, I/O errors, too new,
+    /// not gocache's),
     /// so the caller may fall back to a direct walk of the cache.
     pub fn is_index_problem(&self) -> bool {
         matches!(
             self,
-            Error::Sqlite { .. } | Error::Migration { .. } | Error::IndexTooNew { .. }
+            Error::Sqlite { .. }
+                | Error::Migration { .. }
+                | Error::IndexTooNew { .. }
+                | Error::NotOurIndex { .. }
         )
     }
 }

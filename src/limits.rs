@@ -39,6 +39,18 @@ pub const DEFAULT_BUILD_MAX_AGE: i64 = 5 * DAY;
 pub const DEFAULT_EXE_MAX_AGE: i64 = 2 * DAY;
 /// Default grace period: nothing used this recently is evicted.
 pub const DEFAULT_GRACE: i64 = HOUR;
+/// The shortest grace period a run enforces: a shorter one (`--grace 0s`)
+/// is raised to it.
+///
+/// Go records a use in an entry's mtime only when the mtime is over an
+/// hour old, so a lookup of an entry whose mtime is 59 minutes old leaves
+/// no trace on disk: the only protection a plain go command's lookup has
+/// is the grace period itself (the policy adds Go's hour to the window
+/// so that this holds). And the go command keeps using a path it looked
+/// up until it exits. So the grace period is how long a go command may
+/// run beside a trim and keep every path it was handed; this floor makes
+/// that at least an hour, whatever the flags.
+pub const MIN_GRACE: i64 = HOUR;
 /// Go refreshes an entry's mtime only when it is over an hour old
 /// (`mtimeInterval`), so an mtime may lag the real last use by this much.
 /// The policy always adds it to the grace period.
@@ -167,8 +179,8 @@ pub fn parse_cap(s: &str, what: &str) -> Result<SizeSpec> {
 pub fn parse_grace(s: &str) -> Result<i64> {
     if matches!(s.trim(), "off" | "none") {
         return Err(Error::Invalid(format!(
-            "the grace period cannot be {:?}: it protects what running builds use; the shortest \
-             is 0 (Go's 1h mtime lag is still added)",
+            "the grace period cannot be {:?}: it protects what running go commands use; the \
+             shortest is 0, which takes effect as 1h (see `gocache help limits`)",
             s.trim()
         )));
     }
@@ -375,7 +387,7 @@ impl LimitSpecs {
             exe_max_age: self
                 .exe_max_age
                 .map_or(Some(DEFAULT_EXE_MAX_AGE), AgeSpec::get),
-            grace: self.grace.unwrap_or(DEFAULT_GRACE),
+            grace: self.grace.unwrap_or(DEFAULT_GRACE).max(MIN_GRACE),
             min_free: self.min_free.map(|s| s.resolve(fs_total)),
             policy: self.policy.unwrap_or_default(),
         }
@@ -718,7 +730,8 @@ pub struct Limits {
     pub build_max_age: Option<i64>,
     /// Maximum time since last use for executables.
     pub exe_max_age: Option<i64>,
-    /// Nothing used within `grace + GO_MTIME_LAG` of now is evicted.
+    /// Nothing used within `grace + GO_MTIME_LAG` of now is evicted. At
+    /// least [`MIN_GRACE`] once resolved from specs.
     pub grace: i64,
     /// While the filesystem has less free than this, evict more.
     pub min_free: Option<u64>,
@@ -734,7 +747,8 @@ impl Default for Limits {
 
 impl Limits {
     /// How recent a use protects an entry: the grace period plus Go's mtime
-    /// lag.
+    /// lag. A use exactly this long ago is still inside (see
+    /// `crate::policy`, "Protection").
     pub fn protection_window(&self) -> i64 {
         self.grace.max(0).saturating_add(GO_MTIME_LAG)
     }
@@ -1072,6 +1086,14 @@ mod tests {
         assert_eq!(l.exe_max_age, None);
         assert_eq!(l.grace, HOUR);
         assert_eq!(l.protection_window(), 2 * HOUR);
+        // A grace under the floor takes effect as the floor; over it, as set.
+        for (set, effective) in [(0, MIN_GRACE), (600, MIN_GRACE), (3 * HOUR, 3 * HOUR)] {
+            let g = LimitSpecs {
+                grace: Some(set),
+                ..Default::default()
+            };
+            assert_eq!(g.resolve(0).grace, effective, "{set}");
+        }
         let json = serde_json::to_string(&stored).unwrap();
         assert_eq!(serde_json::from_str::<LimitSpecs>(&json).unwrap(), stored);
     }

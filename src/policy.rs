@@ -109,6 +109,17 @@
 //! real use by up to an hour. When protection keeps a limit from being met,
 //! the plan says so in [`Plan::unmet`], with the bytes still over.
 //!
+//! What that protects, exactly: Go moves an mtime only when it is over an
+//! hour old, so a lookup at time `u` leaves the mtime `m` with
+//! `u - m < 1h`. A use `grace` or less before `now` then has
+//! `now - m < grace + 1h`, to the nanosecond; in whole seconds (the index
+//! keeps mtimes and `now` truncated) that is `now - m <= grace + 1h`, so the
+//! window includes its last second. The grace period is therefore how long
+//! a plain go command's lookup is protected, no more: a go command running
+//! longer than it beside a trim may lose a path it looked up at its start.
+//! The limits a run resolves never make it shorter than an hour
+//! ([`crate::limits::MIN_GRACE`]).
+//!
 //! # Accounting
 //!
 //! Sizes are allocated bytes (see [`crate::model`]). Per-tier figures count
@@ -723,7 +734,7 @@ struct Protection {
 impl Protection {
     fn covers(&self, g: &Group) -> bool {
         self.current.is_none_or(|cur| g.run >= cur)
-            && self.now.saturating_sub(g.last_use) < self.window
+            && self.now.saturating_sub(g.last_use) <= self.window
     }
 }
 

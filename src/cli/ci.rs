@@ -12,6 +12,7 @@ use super::common::{
 };
 use gocache::ci::{BeginReport, DEFAULT_KEEP_RUNS, EndOptions, EndReport, LOCK_WAIT, Start};
 use gocache::enforce::effective_limits;
+use gocache::index::Fallback;
 use gocache::model::Bytes;
 use gocache::report::Reporter;
 
@@ -150,11 +151,14 @@ fn begin(global: &Global, args: BeginArgs) -> anyhow::Result<ExitCode> {
     })?;
     let fallback = done.fallback.as_ref().map(|f| f.to_string());
     if let Some(why) = &fallback {
-        progress.warn(why);
+        // One fault, one warning: what it costs, in the same line.
         if done.index.is_in_memory() {
-            progress.warn(
-                "the run cannot be recorded, so ci end will not know what this job used; Go's trim is still held off",
-            );
+            progress.warn(&format!(
+                "{why}; the run cannot be recorded, so ci end will not know what this job used \
+                 (Go's trim is still held off)"
+            ));
+        } else {
+            progress.warn(why);
         }
     }
     let report = done.value;
@@ -291,25 +295,85 @@ fn end(global: &Global, args: EndArgs) -> anyhow::Result<ExitCode> {
         ..Default::default()
     };
     let tracing = super::common::tracing(gocache::trace::TraceSource::Ci, &progress);
-    let done = ctx.access().run(ctx.now, |index, _| {
-        index.set_trace(tracing);
-        let opts = EndOptions {
+    let options = |index: &gocache::index::Index| -> gocache::Result<EndOptions> {
+        Ok(EndOptions {
             keep_runs: args.keep_runs,
             limits: effective_limits(&ctx.cache_dir, index, &flags)?,
             lock_wait: LOCK_WAIT,
-        };
+        })
+    };
+    // On a full disk the index cannot be written: evict first, from an
+    // in-memory copy as trim does, then end the run on the file in the
+    // room that made (a second full sync: a full disk is rare).
+    let first = ctx.access().run_with(ctx.now, |index, why| {
+        index.set_trace(tracing);
+        let opts = options(index)?;
+        if why
+            .is_some_and(|f| matches!(f, Fallback::InMemory { error, .. } if error.is_disk_full()))
+        {
+            return gocache::ci::evict_first(&ctx.cache_dir, index, &opts, ctx.now, &progress)
+                .map(Pass::EvictedFirst);
+        }
         gocache::ci::end(&ctx.cache_dir, index, &opts, ctx.now, &progress)
+            .map(|r| Pass::Ended(Box::new(r)))
     })?;
+    let (done, evicted_first) = match first.value {
+        Pass::Ended(report) => (
+            gocache::index::Recovered {
+                value: *report,
+                index: first.index,
+                fallback: first.fallback,
+            },
+            None,
+        ),
+        Pass::EvictedFirst(evicted) => {
+            drop(first.index);
+            let done = ctx.access().run(ctx.now, |index, _| {
+                index.set_trace(tracing);
+                let opts = options(index)?;
+                gocache::ci::end(&ctx.cache_dir, index, &opts, ctx.now, &progress)
+            })?;
+            (done, Some(evicted))
+        }
+    };
     let fallback = done.fallback.as_ref().map(|f| f.to_string());
-    if let Some(why) = &fallback {
-        progress.warn(why);
+    let mut report = done.value;
+    let in_memory = done.index.is_in_memory();
+    if let Some(Some(evicted)) = &evicted_first {
+        absorb_first_pass(&mut report, evicted);
     }
-    let report = done.value;
-    if report.run.is_none() {
-        progress.warn(
-            "no ci begin was recorded for this job (run `gocache ci begin` right after restoring the cache): \
-             nothing could be counted as used, and the next ci begin walks the cache",
-        );
+    // One fault, one warning: what it cost is said in the same line.
+    let warning = match (&evicted_first, &fallback, &report.run) {
+        (Some(evicted), _, _) => {
+            let removed = evicted.as_ref().map_or(0, |e| e.executed.removed);
+            let then = match &fallback {
+                Some(why) => format!(
+                    "; the index still cannot be written ({why}): this run's end is not \
+                     recorded, and the next ci begin walks the cache"
+                ),
+                None => "; then ended the run on the index".into(),
+            };
+            Some(format!(
+                "the disk was full, so the index could not be written: removed {removed} \
+                 entries first, working from a walk of the cache{then}"
+            ))
+        }
+        (None, Some(why), Some(_)) if in_memory => Some(format!(
+            "{why}; this run's end cannot be recorded, and the next ci begin walks the cache"
+        )),
+        (None, Some(why), None) => Some(format!(
+            "{why}; no ci begin could be read from it, so nothing counts as used or made"
+        )),
+        (None, Some(why), Some(_)) => Some(why.clone()),
+        (None, None, None) => Some(
+            "no ci begin was recorded for this job (run `gocache ci begin` right after restoring \
+             the cache): nothing could be counted as used, and the next ci begin walks the cache"
+                .into(),
+        ),
+        (None, None, Some(_)) => None,
+    };
+    if let Some(w) = warning {
+        progress.warn(&w);
     }
     let seconds = started.elapsed().as_secs_f64();
     if let Some(file) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|f| !f.is_empty()) {
@@ -337,6 +401,37 @@ fn end(global: &Global, args: EndArgs) -> anyhow::Result<ExitCode> {
         print!("{}", text(&report, seconds));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `ci end`'s work on the index did: ended the run, or (on a full
+/// disk) only evicted, for the run to be ended on the file next.
+enum Pass {
+    Ended(Box<EndReport>),
+    EvictedFirst(Option<gocache::ci::Evicted>),
+}
+
+/// Adds what the eviction before the run's end removed (on a full disk)
+/// to the end's report: one `ci end`, one account of what it removed.
+fn absorb_first_pass(report: &mut EndReport, first: &gocache::ci::Evicted) {
+    let (executed, by_rule) = (&first.executed, &first.by_rule);
+    let b = &mut report.removed;
+    b.entries += executed.removed;
+    b.allocated_bytes = b.allocated_bytes.saturating_add(executed.removed_allocated);
+    b.apparent_bytes = b.apparent_bytes.saturating_add(executed.removed_apparent);
+    for (rule, bytes) in by_rule {
+        match report.removed_by_rule.iter_mut().find(|(r, _)| r == rule) {
+            Some((_, have)) => {
+                have.entries += bytes.entries;
+                have.allocated_bytes = have.allocated_bytes.saturating_add(bytes.allocated_bytes);
+                have.apparent_bytes = have.apparent_bytes.saturating_add(bytes.apparent_bytes);
+            }
+            None => report.removed_by_rule.push((*rule, *bytes)),
+        }
+    }
+    match &mut report.executed {
+        Some(e) => e.absorb(executed.clone()),
+        None => report.executed = Some(executed.clone()),
+    }
 }
 
 /// A bar of `width` cells for `value` out of `max`: full blocks, then

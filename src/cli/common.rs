@@ -395,8 +395,10 @@ pub struct LimitArgs {
     /// Remove executables unused for this long [default: 2d].
     #[arg(long, value_name = "AGE", value_parser = parse_age, allow_hyphen_values = true)]
     pub exe_max_age: Option<gocache::limits::AgeSpec>,
-    /// Never remove anything used this recently; Go's 1h mtime lag is
-    /// always added [default: 1h].
+    /// Never remove anything a go command used this recently: how long a
+    /// go command running beside a trim keeps every path it was handed. At
+    /// least 1h (a shorter value takes effect as 1h); Go's 1h mtime lag is
+    /// added to the window [default: 1h].
     #[arg(long, value_name = "DURATION", value_parser = parse_grace, allow_hyphen_values = true)]
     pub grace: Option<i64>,
     /// Keep at least this much free on the cache's filesystem, trimming
@@ -467,7 +469,10 @@ pub fn tracing(
 ) -> Option<gocache::trace::Tracing> {
     use gocache::report::Reporter;
     gocache::trace::Tracing::from_env(source).unwrap_or_else(|why| {
-        progress.warn(&why);
+        progress.warn(&format!(
+            "{why}; recording with the default bound ({} events)",
+            gocache::trace::DEFAULT_KEEP
+        ));
         Some(gocache::trace::Tracing {
             source,
             keep: gocache::trace::DEFAULT_KEEP,

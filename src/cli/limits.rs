@@ -135,6 +135,15 @@ fn table(limits: &Limits, sourced: &gocache::limits::Sourced, stored: &LimitSpec
             if stored.has(l) && !matches!(source, Source::Stored) {
                 line.push_str(" (over the stored value)");
             }
+            if let (Limit::Grace, Some(set)) = (l, sourced.specs.grace)
+                && set < gocache::limits::MIN_GRACE
+            {
+                line.push_str(&format!(
+                    " ({} set: the shortest is {})",
+                    format_duration(set),
+                    format_duration(gocache::limits::MIN_GRACE)
+                ));
+            }
             line
         })
         .collect()

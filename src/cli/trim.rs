@@ -17,8 +17,10 @@ use gocache::report::Reporter;
 /// outputs no action names), entries past their tier's age limit, the least
 /// recently used executables while over --exe-quota, the least recently used
 /// entries while over --budget, and more while the filesystem has less free
-/// than --min-free. Nothing used within the grace period (plus Go's 1h mtime
-/// lag) is removed, so running builds are safe.
+/// than --min-free. Nothing a go command used within the grace period (at
+/// least 1h) is removed: a go command running beside a trim keeps every
+/// path it was handed for that long (Go's 1h mtime lag is added to the
+/// window, since plain go records a use only in an mtime over an hour old).
 ///
 /// Limits not given here come from those stored with `gocache limits`, then
 /// the defaults. One trim runs at a time: a second one says so and exits 0.

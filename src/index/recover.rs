@@ -153,18 +153,30 @@ impl Access {
     pub fn run<T>(
         &self,
         now: UnixTime,
-        work: impl FnMut(&mut Index, bool) -> Result<T>,
+        mut work: impl FnMut(&mut Index, bool) -> Result<T>,
+    ) -> Result<Recovered<T>> {
+        self.run_from(self.open(), now, |index, why| work(index, why.is_some()))
+    }
+
+    /// [`Access::run`], telling `work` why the index it gets is not the
+    /// file as it was (`None`: it is): for work that does something else
+    /// on a full disk (`gocache ci end` evicts first, then ends the run on
+    /// the file).
+    pub fn run_with<T>(
+        &self,
+        now: UnixTime,
+        work: impl FnMut(&mut Index, Option<&Fallback>) -> Result<T>,
     ) -> Result<Recovered<T>> {
         self.run_from(self.open(), now, work)
     }
 
-    /// [`Access::run`] with the first opening done by the caller (the
+    /// [`Access::run_with`] with the first opening done by the caller (the
     /// hook opens the index while it reads the cache).
     pub fn run_from<T>(
         &self,
         opened: Result<Index>,
         now: UnixTime,
-        mut work: impl FnMut(&mut Index, bool) -> Result<T>,
+        mut work: impl FnMut(&mut Index, Option<&Fallback>) -> Result<T>,
     ) -> Result<Recovered<T>> {
         let mut fallback = None;
         let mut rebuilt = false;
@@ -181,7 +193,7 @@ impl Access {
                     index
                 }
             };
-            match work(&mut index, fallback.is_some()) {
+            match work(&mut index, fallback.as_ref()) {
                 Ok(value) => {
                     return Ok(Recovered {
                         value,
@@ -232,7 +244,8 @@ impl Access {
         if !self.in_memory_ok {
             return Err(error);
         }
-        // A damaged file is not read again: its rows may be wrong.
+        // A damaged file is not read again: its rows may be wrong; another
+        // program's file is not read at all.
         let seed = (!damaged).then_some(self.path.as_path());
         let index = Index::open_in_memory(seed, self.wait)?;
         Ok((

@@ -128,8 +128,11 @@ fn garbage_goes_once_past_the_protection_window() {
 fn the_protection_window_is_grace_plus_gos_hour() {
     let mut l = no_limits();
     l.budget = Some(0);
-    let inside: Vec<Entry> = pair(1, 1000, 2 * HOUR - 1).into();
-    let outside: Vec<Entry> = pair(1, 1000, 2 * HOUR).into();
+    // Used exactly grace + 1h ago is still inside (its last second:
+    // see the module doc); a second more is out.
+    let inside: Vec<Entry> = pair(1, 1000, 2 * HOUR).into();
+    let outside: Vec<Entry> = pair(1, 1000, 2 * HOUR + 1).into();
+    assert!(run(&pair(1, 1000, 2 * HOUR - 1), &l).is_empty());
     assert!(run(&inside, &l).is_empty());
     assert_eq!(run(&outside, &l).victims.len(), 2);
     l.grace = 0;
@@ -139,6 +142,52 @@ fn the_protection_window_is_grace_plus_gos_hour() {
     assert!(p.is_empty(), "Go's mtime lag is always protected");
     assert_eq!(p.unmet[0].limit, Rule::Budget);
     assert_eq!(p.unmet[0].over_by, 1000 + 4096);
+}
+
+/// Go's `markUsed` as the go command runs it: the mtime moves only
+/// when it is an hour old or more (nanoseconds, as Go compares them).
+fn go_looks_up(mtime_ns: i128, at_ns: i128) -> i128 {
+    if at_ns - mtime_ns >= i128::from(HOUR) * 1_000_000_000 {
+        at_ns
+    } else {
+        mtime_ns
+    }
+}
+
+#[test]
+fn a_lookup_go_did_not_record_is_protected_for_the_whole_grace_period() {
+    // The clock is injected: a go command looks an entry up at `u`,
+    // when its mtime is just under an hour old (Go leaves it), and a
+    // trim runs `grace` later; every sub-second phase of both.
+    const S: i128 = 1_000_000_000;
+    for grace in [0, 1, 600, HOUR, 3 * HOUR] {
+        let mut l = no_limits();
+        l.budget = Some(0);
+        l.grace = grace;
+        for under in [1, S / 2, S - 1, S, 3 * S + 1] {
+            for phase in [0, 1, S / 3, S - 1] {
+                let u = i128::from(NOW - grace) * S + phase;
+                let mtime = go_looks_up(u - i128::from(HOUR) * S + under, u);
+                assert!(mtime < u, "Go left it");
+                for trim_at in [u + i128::from(grace) * S, u + i128::from(grace) * S - 1] {
+                    // What the index and the trim see: whole seconds.
+                    let now = (trim_at / S) as i64;
+                    let last_use = (mtime.div_euclid(S)) as i64;
+                    let es: Vec<Entry> = pair(1, 1000, NOW - last_use).into();
+                    let p = plan(&es, &l, &Environment::default(), now);
+                    assert!(
+                        p.victims.is_empty(),
+                        "grace {grace}: looked up {}ns before the trim, mtime {}ns before",
+                        trim_at - u,
+                        trim_at - mtime
+                    );
+                }
+            }
+        }
+        // Past the window by a second: it goes.
+        let es: Vec<Entry> = pair(1, 1000, grace + HOUR + 1).into();
+        assert_eq!(run(&es, &l).victims.len(), 2, "grace {grace}");
+    }
 }
 
 #[test]
@@ -233,11 +282,12 @@ fn old_actions_naming_an_output_in_use_go_by_age_and_the_output_stays() {
 
 #[test]
 fn actions_used_within_an_hour_of_the_newest_leave_with_the_group() {
+    // All just past the protection window (grace + 1h, inclusive).
     let es = vec![
-        entry(1, Kind::Output, 10_000, 2 * HOUR, None),
-        entry(101, Kind::Action, 4096, 2 * HOUR, Some(1)),
-        entry(102, Kind::Action, 4096, 3 * HOUR - 1, Some(1)),
-        entry(103, Kind::Action, 4096, 3 * HOUR, Some(1)),
+        entry(1, Kind::Output, 10_000, 2 * HOUR + 1, None),
+        entry(101, Kind::Action, 4096, 2 * HOUR + 1, Some(1)),
+        entry(102, Kind::Action, 4096, 3 * HOUR, Some(1)),
+        entry(103, Kind::Action, 4096, 3 * HOUR + 1, Some(1)),
     ];
     let mut l = no_limits();
     l.budget = Some(20_000);
@@ -587,9 +637,9 @@ fn with_a_run_ending_only_its_entries_are_protected() {
 #[test]
 fn the_budget_takes_the_oldest_run_first_then_the_least_recently_used() {
     let es: Vec<Entry> = [
-        pair(1, 1000, 3 * HOUR), // run 4, used last in it
-        pair(2, 1000, 5 * HOUR), // run 4, used earlier
-        pair(3, 1000, 2 * HOUR), // run 3, though used more lately by time
+        pair(1, 1000, 3 * HOUR),     // run 4, used last in it
+        pair(2, 1000, 5 * HOUR),     // run 4, used earlier
+        pair(3, 1000, 2 * HOUR + 1), // run 3, though used more lately by time
     ]
     .concat();
     let runs = pair_runs(&[4, 4, 3]);
@@ -650,7 +700,7 @@ fn gdsf_keeps_the_small_often_used_group_and_gd_cost_the_expensive_one() {
     // A: 8 KiB, used 10 times, 3 days ago, cheap to rebuild. B: 4 MiB,
     // never hit, 2 hours ago, a minute and a half to rebuild. Room for
     // one of them.
-    let mut es: Vec<Entry> = [pair(1, 8192, 3 * DAY), pair(2, 4 << 20, 2 * HOUR)].concat();
+    let mut es: Vec<Entry> = [pair(1, 8192, 3 * DAY), pair(2, 4 << 20, 2 * HOUR + 1)].concat();
     es[1].hits = 10;
     let total: u64 = es.iter().map(|e| e.allocated).sum();
     let limits = |policy| Limits {

