@@ -84,7 +84,6 @@ const LONG_FILES: &[(&str, usize)] = &[];
 const LONG_FNS: &[(&str, &str, usize)] = &[
     ("src/remote/policy.rs", "plan", 125),
     ("src/remote/trim.rs", "remote_trim", 127),
-    ("src/scan/reconcile.rs", "reconcile", 122),
 ];
 
 /// A module's path from the crate root (`["index", "write"]`).

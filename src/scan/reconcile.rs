@@ -126,6 +126,22 @@ pub(super) fn reconcile(
     for fname in &listing.others {
         changes.others.extend(stray(dir_fd, &name, fname));
     }
+    deletes_and_totals(known, &listing, &seen, known_seen, &mut changes);
+    changes.mtime_ns = settled_mtime(&listing, stamps);
+    SubdirResult::Changes(changes, stats)
+}
+
+/// What the index knew here and the listing lacks (to delete), and the
+/// subdirectory's totals after the changes: worked out from the rows when
+/// the index's rows were read (a full scan), left to the write transaction
+/// otherwise.
+fn deletes_and_totals(
+    known: &Known,
+    listing: &Listing,
+    seen: &HashSet<EntryName, IdHash>,
+    known_seen: usize,
+    changes: &mut SubdirChanges,
+) {
     match known {
         Known::Names(names) => {
             // Vanished: known names not in the listing. Usually none (Go
@@ -164,8 +180,6 @@ pub(super) fn reconcile(
             changes.totals = Some(totals);
         }
     }
-    changes.mtime_ns = settled_mtime(&listing, stamps);
-    SubdirResult::Changes(changes, stats)
 }
 
 /// What a name of the entry pattern turned out to be.
