@@ -5,6 +5,7 @@
 mod support;
 
 mod ci;
+mod conventions;
 mod faults;
 mod generate;
 mod hook;

@@ -309,7 +309,7 @@ fn end(global: &Global, args: EndArgs) -> anyhow::Result<ExitCode> {
             report: &report,
         })?;
     } else if !ctx.quiet {
-        print!("{}", text(&report, seconds));
+        write!(std::io::stdout(), "{}", text(&report, seconds))?;
     }
     Ok(ExitCode::SUCCESS)
 }

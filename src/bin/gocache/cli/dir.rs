@@ -1,5 +1,6 @@
 //! `gocache dir`: where the cache and the index are.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use super::common::{Global, locate_cache, print_json};
@@ -45,10 +46,12 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             "exists": located.dir.is_dir(),
             "config_file": gocache::limits::config_path(&env).map(|(p, _)| p),
         }))?;
-    } else if args.what == What::Index {
-        println!("{}", index.display());
     } else {
-        println!("{}", located.dir.display());
+        let path = match args.what {
+            What::Index => &index,
+            What::Cache => &located.dir,
+        };
+        writeln!(std::io::stdout(), "{}", path.display())?;
     }
     Ok(ExitCode::SUCCESS)
 }

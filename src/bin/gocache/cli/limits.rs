@@ -1,5 +1,6 @@
 //! `gocache limits`: show or store the limits that trim and the hook use.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use super::common::{Ctx, Global, print_json};
@@ -94,20 +95,24 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         }))?;
     } else if !(ctx.quiet && storing) {
         // Shown unless storing quietly: showing is what the command is for.
-        println!("Limits for {}:", ctx.cache_dir.display());
+        let mut o = std::io::stdout().lock();
+        writeln!(o, "Limits for {}:", ctx.cache_dir.display())?;
         for line in table(&resolved.limits, &resolved.sourced, &stored) {
-            println!("{line}");
+            writeln!(o, "{line}")?;
         }
-        println!("Go's 1h mtime lag is added to the grace period.");
+        writeln!(o, "Go's 1h mtime lag is added to the grace period.")?;
         if resolved
             .sourced
             .sources
             .iter()
             .all(|(_, s)| *s == Source::Default)
         {
-            println!("None set: these are the defaults. Set some with e.g.");
-            println!("  gocache limits --budget 10GiB --exe-quota 2GiB");
-            println!("or in the environment (GOCACHE_BUDGET=10GiB) or the config file.");
+            writeln!(o, "None set: these are the defaults. Set some with e.g.")?;
+            writeln!(o, "  gocache limits --budget 10GiB --exe-quota 2GiB")?;
+            writeln!(
+                o,
+                "or in the environment (GOCACHE_BUDGET=10GiB) or the config file."
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -17,6 +17,13 @@
 //!   `remote trim` for its budget. A dry run exits 0;
 //! - `gocache go` exits with go's own status; 127 when no real go is found
 //!   (nothing on PATH but gocache, or go commands nested too deep).
+//!
+//! Standard output is written with `writeln!` and its error returned, never
+//! with `println!`, which panics when the reader is gone (`gocache limits |
+//! head -1`); [`common::report_error`] turns that error into a quiet exit 0,
+//! as ripgrep does. The lint below keeps it so.
+
+#![deny(clippy::print_stdout)]
 
 mod ci;
 mod common;

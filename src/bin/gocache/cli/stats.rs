@@ -197,12 +197,13 @@ fn zero(ctx: &Ctx, json: bool) -> anyhow::Result<ExitCode> {
     if json {
         print_json(&serde_json::json!({ "zeroed_entries": entries, "zeroed_hits": hits }))?;
     } else if !ctx.quiet {
-        println!(
+        writeln!(
+            std::io::stdout(),
             "forgot {} hits of {} entries in {}",
             count(hits),
             count(entries),
             ctx.index_path.display()
-        );
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

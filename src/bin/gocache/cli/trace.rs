@@ -89,7 +89,7 @@ fn export(global: &Global, args: ExportArgs) -> anyhow::Result<ExitCode> {
     };
     let Some(path) = &args.output else {
         write(&mut std::io::stdout().lock())
-            .map_err(|e| anyhow::anyhow!("writing the trace to standard output: {e}"))?;
+            .map_err(|e| anyhow::Error::new(e).context("writing the trace to standard output"))?;
         return Ok(ExitCode::SUCCESS);
     };
     let n = std::fs::File::create(path)

@@ -127,11 +127,13 @@ pub fn run(global: &Global, mut args: Args) -> anyhow::Result<ExitCode> {
         TrimOutcome::Done(r) => r,
         TrimOutcome::Locked => {
             if !ctx.quiet {
-                println!(
+                use std::io::Write;
+                writeln!(
+                    std::io::stdout(),
                     "another trim is running on {} (it holds {}); nothing to do",
                     ctx.cache_dir.display(),
                     gocache::cachedir::lock_path(&ctx.cache_dir).display()
-                );
+                )?;
             }
             return Ok(ExitCode::SUCCESS);
         }
