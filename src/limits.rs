@@ -22,7 +22,7 @@
 //! systemd units and CI runs can so set limits with no stored state. Every
 //! layer is read with the same parsers as the flags, so a value means the
 //! same wherever it is written. The layering is pure; reading the
-//! environment and the file is `enforce::effective_limits`'s.
+//! environment and the file is `enforce::read_given`'s.
 
 use std::fmt;
 use std::path::{Path, PathBuf};

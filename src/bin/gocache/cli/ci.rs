@@ -82,7 +82,7 @@ struct EndArgs {
     /// bump replaced leaves within ten runs (hours on a busy branch, not
     /// Go's five days). With --budget, N only decides what goes first.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_KEEP_RUNS,
-          value_parser = clap::value_parser!(u32).range(1..))]
+          value_parser = clap::value_parser!(u32).range(1..), allow_hyphen_values = true)]
     keep_runs: u32,
     /// Budget for the whole cache, in bytes on disk as `du` counts them:
     /// 2GiB, 500MB, or 10% of the filesystem.
@@ -265,12 +265,13 @@ fn end(global: &Global, args: EndArgs) -> anyhow::Result<ExitCode> {
         policy: args.policy,
         ..Default::default()
     };
-    let tracing = super::common::tracing(gocache::trace::TraceSource::Ci, &progress);
+    let given = super::common::given_limits(&flags)?;
+    let tracing = super::common::tracing_checked(gocache::trace::TraceSource::Ci)?;
     let done = ctx.access().run(ctx.now, |index, _| {
         index.set_trace(tracing);
         let opts = EndOptions {
             keep_runs: args.keep_runs,
-            limits: effective_limits(&ctx.cache_dir, index, &flags)?,
+            limits: effective_limits(&ctx.cache_dir, index, &given)?,
             lock_wait: LOCK_WAIT,
         };
         gocache::ci::end(&ctx.cache_dir, index, &opts, ctx.now, &progress)

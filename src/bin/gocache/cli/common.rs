@@ -413,7 +413,25 @@ pub struct LimitArgs {
     pub policy: Option<gocache::limits::Eviction>,
 }
 
+/// The limits given outside the index: `flags` (a command's), the
+/// environment and the config file, every value checked. Commands read
+/// them before they open or create anything, so that a bad value is
+/// refused (exit 2) with nothing written.
+pub fn given_limits(
+    flags: &gocache::limits::LimitSpecs,
+) -> anyhow::Result<gocache::limits::Layers> {
+    Ok(gocache::enforce::read_given(flags, &|k| {
+        std::env::var_os(k)
+    })?)
+}
+
 impl LimitArgs {
+    /// These flags over the environment and the config file (see
+    /// [`given_limits`]).
+    pub fn given(&self) -> anyhow::Result<gocache::limits::Layers> {
+        given_limits(&self.specs())
+    }
+
     pub fn specs(&self) -> gocache::limits::LimitSpecs {
         gocache::limits::LimitSpecs {
             budget: self.budget,
@@ -457,7 +475,9 @@ fn parse_grace(s: &str) -> Result<i64, String> {
 
 /// Whether a command recording as `source` records trace events, and how
 /// many the index keeps (`GOCACHE_TRACE`; see `gocache::trace`). A value
-/// it cannot read is a warning, and the default.
+/// it cannot read is a warning, and the default: for the wrapper's hook,
+/// which must never fail a build (commands run on their own refuse it:
+/// [`tracing_checked`]).
 pub fn tracing(
     source: gocache::trace::TraceSource,
     progress: &Progress,
@@ -469,6 +489,32 @@ pub fn tracing(
             source,
             keep: gocache::trace::DEFAULT_KEEP,
         })
+    })
+}
+
+/// [`tracing`] for a command run on its own (`gocache hook`, `ci end`):
+/// a value it cannot read is refused (exit 2), before anything is opened,
+/// as a bad GOCACHE_BUDGET is.
+pub fn tracing_checked(
+    source: gocache::trace::TraceSource,
+) -> anyhow::Result<Option<gocache::trace::Tracing>> {
+    use gocache::trace::{ENV, Tracing};
+    let value = std::env::var_os(ENV);
+    let text = match &value {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok_or_else(|| gocache::Error::Invalid(format!("{ENV} is not valid UTF-8")))?,
+        ),
+    };
+    Tracing::parse(source, text).map_err(|_| {
+        gocache::Error::Invalid(format!(
+            "{ENV}={:?}: not off, on or a number of events to keep (such as 100000); \
+             unset it for the default ({} events)",
+            text.unwrap_or_default(),
+            count(gocache::trace::DEFAULT_KEEP)
+        ))
+        .into()
     })
 }
 

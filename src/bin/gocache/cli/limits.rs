@@ -40,6 +40,9 @@ pub struct Args {
 pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let ctx = Ctx::locate(global)?;
     let flags = args.limits.specs();
+    // The environment and the config file, checked before the index is
+    // opened; the flags are stored, not layered over the rest here.
+    let given = super::common::given_limits(&Default::default())?;
     let storing = args.reset || !flags.is_empty();
     // The limits live in the index file: a damaged one is rebuilt (the
     // limits it still yields are kept). Storing needs the file itself;
@@ -78,8 +81,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         eprintln!("gocache: warning: {why}; showing the limits it stores");
     }
     let stored = done.value;
-    let env = |k: &str| std::env::var_os(k);
-    let resolved = resolve_limits(&ctx.cache_dir, stored.clone(), &Default::default(), &env)?;
+    let resolved = resolve_limits(&ctx.cache_dir, stored.clone(), &given);
     let sources: serde_json::Map<String, serde_json::Value> = resolved
         .sourced
         .sources

@@ -137,16 +137,22 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     })?;
     let ctx = Ctx::locate(global)?;
     let cache_dir = gocache::cachedir::CacheDir::open(&ctx.cache_dir)?;
-    let specs = args.limits.specs();
+    // Read now, enforced once the index is open; a bad value is a
+    // warning there, never a failed build.
+    let given = args.limits.given();
     let quiet = ctx.quiet;
     // Trace events (`GOCACHE_TRACE`): every get, miss and put, with the
-    // rebuild time between a miss and its put. A bad setting records none.
+    // rebuild time between a miss and its put. A bad setting is a warning,
+    // and the default bound, as under the hook.
     let tracing = gocache::trace::Tracing::from_env(gocache::trace::TraceSource::Prog)
         .unwrap_or_else(|e| {
             if !quiet {
-                eprintln!("gocache prog: warning: {e}; recording no trace");
+                eprintln!("gocache prog: warning: {e}");
             }
-            None
+            Some(gocache::trace::Tracing {
+                source: gocache::trace::TraceSource::Prog,
+                keep: gocache::trace::DEFAULT_KEEP,
+            })
         });
     let record_events = tracing.is_some();
     let remote = remote(&args, quiet);
@@ -170,7 +176,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         let cwd = std::env::current_dir().ok();
         index.credit_module(cwd.and_then(|d| gocache::gomod::Module::find(&d)));
         index.set_trace(tracing);
-        let limits = match effective_limits(&ctx.cache_dir, &index, &specs) {
+        let limits = match given.and_then(|g| Ok(effective_limits(&ctx.cache_dir, &index, &g)?)) {
             Ok(l) => {
                 (l.budget.is_some() || l.exe_quota.is_some() || l.min_free.is_some()).then_some(l)
             }

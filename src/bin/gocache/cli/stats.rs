@@ -111,6 +111,9 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     if args.zero {
         return zero(&ctx, args.json);
     }
+    // Checked before the index is opened: a bad value is refused (exit 2)
+    // with nothing written, as `trim` refuses it.
+    let given = super::common::given_limits(&Default::default())?;
     let progress = Progress::new(ctx.quiet, args.json);
     // A recovered index (rebuilt, or an in-memory copy) is synced even
     // with --no-sync: its rows may be few or none.
@@ -124,7 +127,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         }
         // Loading a large index takes a while, with nothing to count: spin.
         progress.start("load", 0);
-        let loaded = load(&ctx, index, &progress);
+        let loaded = load(&ctx, index, &given, &progress);
         progress.finish();
         Ok((synced, loaded?))
     })?;
@@ -216,18 +219,19 @@ struct Loaded {
     modules: Vec<ModuleTotals>,
 }
 
-fn load(ctx: &Ctx, index: &Index, progress: &Progress) -> gocache::Result<Loaded> {
+fn load(
+    ctx: &Ctx,
+    index: &Index,
+    given: &gocache::limits::Layers,
+    progress: &Progress,
+) -> gocache::Result<Loaded> {
     let entries = index.entries()?;
     let stats = compute(&entries, &index.others()?, ctx.now);
     let modules = index.module_totals().unwrap_or_default();
-    // A report still comes when the limits cannot be read (a bad config
-    // file, say): without the part about them, and with why.
-    let limits = match index.stored_limits().and_then(|s| {
-        gocache::enforce::resolve_limits(&ctx.cache_dir, s, &Default::default(), &|k| {
-            std::env::var_os(k)
-        })
-    }) {
-        Ok(r) => Some(r.limits),
+    // A report still comes when the stored limits cannot be read: without
+    // the part about them, and with why.
+    let limits = match index.stored_limits() {
+        Ok(s) => Some(gocache::enforce::resolve_limits(&ctx.cache_dir, s, given).limits),
         Err(e) => {
             progress.warn(&format!("{e}; the limits are left out"));
             None

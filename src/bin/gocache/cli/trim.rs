@@ -99,13 +99,14 @@ pub fn run(global: &Global, mut args: Args) -> anyhow::Result<ExitCode> {
         return trim_remote(global, url, args);
     }
     let ctx = Ctx::locate(global)?;
+    let given = args.limits.given()?;
     let started = Instant::now();
     let progress = Progress::new(ctx.quiet, args.json).verbose(args.verbose);
     // Whose entries go, read before they do (-v only).
     let want_modules = args.verbose && !args.json && !ctx.quiet;
     let mut modules = Default::default();
     let done = ctx.access().run(ctx.now, |index, _| {
-        let limits = effective_limits(&ctx.cache_dir, index, &args.limits.specs())?;
+        let limits = effective_limits(&ctx.cache_dir, index, &given)?;
         if want_modules {
             modules = index.entry_modules().unwrap_or_default();
         }
