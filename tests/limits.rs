@@ -328,3 +328,64 @@ fn a_negative_keep_runs_is_an_invalid_value() {
         assert!(!err.contains("unexpected argument"), "{err}");
     }
 }
+
+/// Issue 25, item 5: one stored limit can be unset, with the word
+/// `gocache limits` shows for it (`none`; `off` and `unlimited` too), and
+/// the others stay. Elsewhere `none` means no such limit, over what a
+/// lower layer sets, as `off` does for an age.
+#[test]
+fn a_stored_size_limit_is_unset_with_the_word_limits_shows() {
+    let sb = Sandbox::with_template();
+    for word in ["none", "off", "unlimited", "NONE"] {
+        run_ok(sb.gocache([
+            "limits",
+            "--budget",
+            "4GiB",
+            "--exe-quota",
+            "1GiB",
+            "--min-free",
+            "1%",
+        ]));
+        let out = run_ok(sb.gocache(["limits", "--budget", word]));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            text.contains("budget          none          default"),
+            "{word}: {text}"
+        );
+        let l = json(&run_ok(sb.gocache(["limits", "--json"])));
+        assert_eq!(l["stored"].get("budget"), None, "{word}: {l:#}");
+        assert_eq!(l["stored"]["exe_quota"]["bytes"], 1u64 << 30, "{l:#}");
+        assert_eq!(l["effective"]["budget"], Value::Null, "{l:#}");
+        run_ok(sb.gocache(["limits", "--exe-quota", word, "--min-free", word]));
+        let l = json(&run_ok(sb.gocache(["limits", "--json"])));
+        assert_eq!(l["stored"], serde_json::json!({}), "{word}: {l:#}");
+    }
+    // In a layer over the stored one, none is no budget for that run.
+    run_ok(sb.gocache(["limits", "--budget", "4GiB"]));
+    let planned = |c: &mut std::process::Command| planned_budget(&run_ok(c));
+    assert_eq!(
+        planned(&mut sb.gocache(["trim", "-n", "--json"])),
+        4u64 << 30
+    );
+    assert_eq!(
+        planned(&mut sb.gocache(["trim", "-n", "--json", "--budget", "none"])),
+        Value::Null
+    );
+    assert_eq!(
+        planned(
+            sb.gocache(["trim", "-n", "--json"])
+                .env("GOCACHE_BUDGET", "none")
+        ),
+        Value::Null
+    );
+    let l = json(&run_ok(
+        sb.gocache(["limits", "--json"])
+            .env("GOCACHE_BUDGET", "unlimited"),
+    ));
+    assert_eq!(l["effective"]["budget"], Value::Null, "{l:#}");
+    assert_eq!(l["sources"]["budget"], "env", "{l:#}");
+    // The help says so.
+    let help =
+        String::from_utf8_lossy(&run_ok(sb.gocache(["limits", "--help"])).stdout).into_owned();
+    assert!(help.contains("--budget none"), "{help}");
+}

@@ -85,12 +85,12 @@ struct EndArgs {
           value_parser = clap::value_parser!(u32).range(1..), allow_hyphen_values = true)]
     keep_runs: u32,
     /// Budget for the whole cache, in bytes on disk as `du` counts them:
-    /// 2GiB, 500MB, or 10% of the filesystem.
+    /// 2GiB, 500MB, or 10% of the filesystem; none for no budget.
     #[arg(long, value_name = "SIZE", value_parser = parse_budget, allow_hyphen_values = true)]
-    budget: Option<gocache::limits::SizeSpec>,
+    budget: Option<gocache::limits::SizeLimit>,
     /// Quota for cached executables (`go run`, `go tool`), same units.
     #[arg(long, value_name = "SIZE", value_parser = parse_exe_quota, allow_hyphen_values = true)]
-    exe_quota: Option<gocache::limits::SizeSpec>,
+    exe_quota: Option<gocache::limits::SizeLimit>,
     /// The order --budget and --exe-quota evict in within a run: lru,
     /// gdsf or gd-cost (see `gocache help limits`; ci end counts no hits,
     /// so under plain go gdsf takes the biggest first: `gocache simulate

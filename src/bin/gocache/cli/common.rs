@@ -381,13 +381,15 @@ pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct LimitArgs {
     /// Total budget for the cache, in bytes on disk as `du` counts them:
-    /// 10GiB, 10G (binary), 500MB (decimal), 1.5GiB, or 10% of the filesystem.
-    /// 0B empties the cache (a bare 0 is refused as a likely typo).
+    /// 10GiB, 10G (binary), 500MB (decimal), 1.5GiB, or 10% of the filesystem;
+    /// none for no budget (`gocache limits --budget none` forgets the stored
+    /// one). 0B empties the cache (a bare 0 is refused as a likely typo).
     #[arg(long, value_name = "SIZE", value_parser = parse_budget, allow_hyphen_values = true)]
-    pub budget: Option<gocache::limits::SizeSpec>,
-    /// Quota for cached executables (`go run`, `go tool`), same units.
+    pub budget: Option<gocache::limits::SizeLimit>,
+    /// Quota for cached executables (`go run`, `go tool`), same units, or
+    /// none.
     #[arg(long, value_name = "SIZE", value_parser = parse_exe_quota, allow_hyphen_values = true)]
-    pub exe_quota: Option<gocache::limits::SizeSpec>,
+    pub exe_quota: Option<gocache::limits::SizeLimit>,
     /// Remove build entries unused for this long: 90m, 36h, 5d, 1w, or off
     /// [default: 5d, as Go].
     #[arg(long, value_name = "AGE", value_parser = parse_age, allow_hyphen_values = true)]
@@ -400,9 +402,9 @@ pub struct LimitArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_grace, allow_hyphen_values = true)]
     pub grace: Option<i64>,
     /// Keep at least this much free on the cache's filesystem, trimming
-    /// further when needed: 5GiB or 10%.
+    /// further when needed: 5GiB or 10%, or none.
     #[arg(long, value_name = "SIZE", value_parser = parse_size, allow_hyphen_values = true)]
-    pub min_free: Option<gocache::limits::SizeSpec>,
+    pub min_free: Option<gocache::limits::SizeLimit>,
     /// The order the budget, exe quota and free-space floor evict in: lru
     /// (least recently used first), gdsf (GreedyDual-Size-Frequency: the
     /// least L + (hits + 1) / MiB first, L a clock that ages what goes
@@ -445,8 +447,8 @@ impl LimitArgs {
     }
 }
 
-fn parse_size(s: &str) -> Result<gocache::limits::SizeSpec, String> {
-    gocache::limits::SizeSpec::parse(s).map_err(|e| e.to_string())
+fn parse_size(s: &str) -> Result<gocache::limits::SizeLimit, String> {
+    gocache::limits::SizeLimit::parse(s).map_err(|e| e.to_string())
 }
 
 pub fn parse_eviction(s: &str) -> Result<gocache::limits::Eviction, String> {
@@ -461,12 +463,12 @@ fn parse_age(s: &str) -> Result<gocache::limits::AgeSpec, String> {
 // `-5G` for a flag), so that a negative size or duration is refused with
 // its reason.
 
-pub fn parse_budget(s: &str) -> Result<gocache::limits::SizeSpec, String> {
-    gocache::limits::parse_cap(s, "every entry of the cache").map_err(|e| e.to_string())
+pub fn parse_budget(s: &str) -> Result<gocache::limits::SizeLimit, String> {
+    gocache::limits::SizeLimit::parse_cap(s, "every entry of the cache").map_err(|e| e.to_string())
 }
 
-pub fn parse_exe_quota(s: &str) -> Result<gocache::limits::SizeSpec, String> {
-    gocache::limits::parse_cap(s, "every cached executable").map_err(|e| e.to_string())
+pub fn parse_exe_quota(s: &str) -> Result<gocache::limits::SizeLimit, String> {
+    gocache::limits::SizeLimit::parse_cap(s, "every cached executable").map_err(|e| e.to_string())
 }
 
 fn parse_grace(s: &str) -> Result<i64, String> {

@@ -12,7 +12,8 @@ use gocache::limits::{Limit, LimitSpecs, Limits, Source, format_duration};
 /// With no flags, shows the limits in force, resolved on this cache's
 /// filesystem, and where each comes from. With flags, stores them in the
 /// index (merged over what is stored), so cron, the hook and people share
-/// one set.
+/// one set. A size limit given as none (or off, unlimited: `--budget
+/// none`) is forgotten; --reset forgets them all.
 ///
 /// Each limit comes from the first of: a command's flag (`trim`, `hook`,
 /// `prog`: for that run only), the environment (GOCACHE_BUDGET,
@@ -63,7 +64,8 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
                 index.store_limits(&Default::default())?;
             }
             if !flags.is_empty() {
-                let merged = index.stored_limits()?.merge(&flags);
+                // A size limit of none forgets the stored one.
+                let merged = index.stored_limits()?.merge(&flags).to_store();
                 index.store_limits(&merged)?;
             }
             index.stored_limits()

@@ -70,15 +70,17 @@ fn trim_remote(global: &Global, url: String, args: Args) -> anyhow::Result<ExitC
         ));
     }
     let budget = match l.budget {
-        Some(gocache::limits::SizeSpec::Bytes(b)) => b,
-        Some(gocache::limits::SizeSpec::Percent(_)) => {
+        Some(gocache::limits::SizeLimit::Bytes(b)) => b,
+        Some(gocache::limits::SizeLimit::Percent(_)) => {
             return Err(bad(
                 "a remote budget is a size such as 200GiB, not a share: a bucket has no \
                  filesystem to take a share of"
                     .into(),
             ));
         }
-        None => return Err(bad("trim --remote needs --budget SIZE".into())),
+        Some(gocache::limits::SizeLimit::NoLimit) | None => {
+            return Err(bad("trim --remote needs --budget SIZE".into()));
+        }
     };
     super::remote::trim_as_remote(
         global,
