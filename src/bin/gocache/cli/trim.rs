@@ -23,7 +23,8 @@ use gocache::report::Reporter;
 /// Limits not given here come from those stored with `gocache limits`, then
 /// the defaults. One trim runs at a time: a second one says so and exits 0.
 /// A trim that leaves a limit unmet (entries used within the grace period,
-/// removals that failed) says which and why, and exits 3.
+/// removals that failed) says which and why, and exits 3; with -q, in one
+/// line on stderr.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(flatten)]
@@ -179,12 +180,28 @@ pub fn run(global: &Global, mut args: Args) -> anyhow::Result<ExitCode> {
         })?;
     } else if !ctx.quiet {
         print_text(&report, args.verbose.then_some(&modules), seconds)?;
+    } else if !report.dry_run {
+        // What needs a look, even with -q (cron mails it): which limit is
+        // unmet, one line each, as the report says it.
+        for u in &report.unmet {
+            eprintln!("gocache: {}", unmet_line(u));
+        }
     }
     Ok(if report.dry_run || report.limits_met {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(super::common::LIMITS_NOT_MET)
     })
+}
+
+/// `budget not met: still 1.2 GiB over: why`.
+fn unmet_line(u: &gocache::policy::Unmet) -> String {
+    format!(
+        "{} not met: still {} over: {}",
+        u.limit.as_str(),
+        human(u.over_by),
+        u.reason
+    )
 }
 
 /// The summary, and with -v (`verbose`: whose entry each was) a line per
@@ -283,12 +300,7 @@ fn print_text(
         )?;
     }
     for u in &r.unmet {
-        let text = format!(
-            "{} not met: still {} over: {}",
-            u.limit.as_str(),
-            human(u.over_by),
-            u.reason
-        );
+        let text = unmet_line(u);
         for (i, line) in wrap(&text, COLUMNS - 4).iter().enumerate() {
             writeln!(o, "{}{line}", if i == 0 { "  " } else { "    " })?;
         }
