@@ -531,7 +531,10 @@ fn stats_names_the_default_rule_that_is_not_met() {
     );
     for u in unmet {
         assert_eq!(u["after_trim"], 0, "{u:#}");
-        assert!(u["reason"].as_str().unwrap().contains("(the default"), "{u:#}");
+        assert!(
+            u["reason"].as_str().unwrap().contains("(the default"),
+            "{u:#}"
+        );
     }
     let report = stdout_of(sb.gocache(["stats"]));
     fits_80_columns("stats", &report);
@@ -579,5 +582,8 @@ fn stats_names_the_default_rule_that_is_not_met() {
         "{a:#}"
     );
     let report = stdout_of(sb.gocache(["stats"]));
-    assert!(report.contains("budget 1 MiB (stored in the index): "), "{report}");
+    assert!(
+        report.contains("budget 1 MiB (stored in the index): "),
+        "{report}"
+    );
 }

@@ -309,11 +309,26 @@ pub fn fit_tail(s: &str, width: usize) -> String {
 }
 
 /// `text` broken at spaces into lines of at most `width` columns (a word
-/// longer than that gets a line of its own).
+/// longer than that gets a line of its own). A size stays on one line
+/// with its unit (`1.2 GiB`), as [`human`] writes it.
 pub fn wrap(text: &str, width: usize) -> Vec<String> {
+    let unit = |w: &str| {
+        let w = w.trim_end_matches([')', ',', ';', ':', '.']);
+        matches!(w, "B" | "KiB" | "MiB" | "GiB" | "TiB" | "PiB" | "EiB")
+    };
+    let mut words: Vec<String> = Vec::new();
+    for word in text.split_whitespace() {
+        match words.last_mut() {
+            Some(last) if unit(word) && last.ends_with(|c: char| c.is_ascii_digit()) => {
+                last.push(' ');
+                last.push_str(word);
+            }
+            _ => words.push(word.to_string()),
+        }
+    }
     let mut lines = Vec::new();
     let mut line = String::new();
-    for word in text.split_whitespace() {
+    for word in &words {
         let need = line.chars().count() + usize::from(!line.is_empty()) + word.chars().count();
         if !line.is_empty() && need > width {
             lines.push(std::mem::take(&mut line));
@@ -551,6 +566,10 @@ mod tests {
         assert_eq!(
             wrap("averyveryverylongword x", 5),
             ["averyveryverylongword", "x"]
+        );
+        assert_eq!(
+            wrap("2 entries (2.90 MiB) unused", 17),
+            ["2 entries", "(2.90 MiB) unused"]
         );
         assert_eq!(ago(10_000, 10_000), "just now");
         assert_eq!(ago(10_000, 10_000 - 125), "2m ago");

@@ -67,12 +67,32 @@ struct Against {
     exe_quota_share: Option<f64>,
     /// Free bytes on the cache's filesystem, if it could be measured.
     free_bytes: Option<u64>,
-    /// Every limit is met now: a trim would remove nothing but garbage.
+    /// Every limit is met now: a trim would remove nothing but garbage
+    /// (`unmet` is empty).
     met: bool,
     /// What `gocache trim` would remove now.
     trim_would_remove: Bytes,
-    /// Limits a trim could not meet now, and why.
-    unmet: Vec<gocache::policy::Unmet>,
+    /// Each limit not met now, in the order a trim applies them.
+    unmet: Vec<NotMet>,
+}
+
+/// A limit the cache does not meet now (`against_limits.unmet[]`).
+#[derive(serde::Serialize)]
+struct NotMet {
+    /// `build_max_age`, `exe_max_age`, `exe_quota`, `budget` or
+    /// `free_space`.
+    limit: &'static str,
+    /// Allocated bytes over it now: for an age, those of the entries
+    /// unused for longer; for free space, the bytes missing.
+    over_by: u64,
+    /// Bytes still over once a trim has run (0: a trim meets it).
+    after_trim: u64,
+    /// For people: the limit, where it came from, and what a trim does
+    /// about it (the report's line, less the name).
+    reason: String,
+    /// The name for people: `build max age`.
+    #[serde(skip)]
+    label: &'static str,
 }
 
 #[derive(serde::Serialize)]
@@ -230,17 +250,18 @@ fn load(
     let modules = index.module_totals().unwrap_or_default();
     // A report still comes when the stored limits cannot be read: without
     // the part about them, and with why.
-    let limits = match index.stored_limits() {
-        Ok(s) => Some(gocache::enforce::resolve_limits(&ctx.cache_dir, s, given).limits),
+    let resolved = match index.stored_limits() {
+        Ok(s) => Some(gocache::enforce::resolve_limits(&ctx.cache_dir, s, given)),
         Err(e) => {
             progress.warn(&format!("{e}; the limits are left out"));
             None
         }
     };
-    let against = match &limits {
-        Some(l) => Some(against_limits(ctx, index, &entries, &stats, l)?),
+    let against = match &resolved {
+        Some(r) => Some(against_limits(ctx, index, &entries, &stats, r)?),
         None => None,
     };
+    let limits = resolved.map(|r| r.limits);
     Ok(Loaded {
         stats,
         limits,
@@ -255,8 +276,9 @@ fn against_limits(
     index: &Index,
     entries: &[gocache::Entry],
     stats: &Stats,
-    limits: &Limits,
+    resolved: &gocache::enforce::ResolvedLimits,
 ) -> gocache::Result<Against> {
+    let limits = &resolved.limits;
     // This run's sync may have left a WAL that its close moves back into
     // the index file: measure the directory as it will be left, as trim
     // does, or a trim that just met the budget reads as over it here.
@@ -276,16 +298,131 @@ fn against_limits(
     for v in &plan.victims {
         would.add(v.apparent, v.allocated);
     }
+    let unmet = not_met(&plan, &env, resolved);
     Ok(Against {
         cache_bytes,
         budget_share: share(cache_bytes, limits.budget),
         exe_bytes,
         exe_quota_share: share(exe_bytes, limits.exe_quota),
         free_bytes: free,
-        met: plan.meets_all_limits() && plan.victims.iter().all(|v| v.rule == Rule::Garbage),
+        met: unmet.is_empty(),
         trim_would_remove: would,
-        unmet: plan.unmet,
+        unmet,
     })
+}
+
+/// Each limit `plan` (made now) shows unmet: an age limit some entries
+/// are past, a size limit the cache is over, each with where it came from
+/// and what a trim does about it.
+fn not_met(
+    plan: &Plan,
+    env: &gocache::policy::Environment,
+    resolved: &gocache::enforce::ResolvedLimits,
+) -> Vec<NotMet> {
+    use gocache::limits::{Limit, Source, format_duration};
+    // `5d (the default, as Go)`, `1 GiB (GOCACHE_BUDGET)`.
+    let value = |limit: Limit, v: String| {
+        let source = match (resolved.sourced.source(limit), limit) {
+            (Source::Default, Limit::BuildMaxAge) => "the default, as Go".to_string(),
+            (Source::Default, Limit::ExeMaxAge) => format!(
+                "the default; Go keeps them {}",
+                format_duration(gocache::limits::DEFAULT_BUILD_MAX_AGE)
+            ),
+            (Source::Default, _) => "the default".to_string(),
+            (s, l) => s.describe(l),
+        };
+        format!("{v} ({source})")
+    };
+    let mut out = Vec::new();
+    let limits = &resolved.limits;
+    for (tier, limit, key, max_age) in [
+        (
+            gocache::Tier::Build,
+            Limit::BuildMaxAge,
+            "build_max_age",
+            limits.build_max_age,
+        ),
+        (
+            gocache::Tier::Exe,
+            Limit::ExeMaxAge,
+            "exe_max_age",
+            limits.exe_max_age,
+        ),
+    ] {
+        let mut past = Bytes::default();
+        for v in plan
+            .victims
+            .iter()
+            .filter(|v| v.rule == Rule::Age && v.tier == tier)
+        {
+            past.add(v.apparent, v.allocated);
+        }
+        if let (Some(age), true) = (max_age, past.entries > 0) {
+            out.push(NotMet {
+                limit: key,
+                over_by: past.allocated_bytes,
+                after_trim: 0,
+                reason: format!(
+                    "{}: {} entries ({}) unused for longer",
+                    value(limit, format_duration(age)),
+                    count(past.entries),
+                    human(past.allocated_bytes)
+                ),
+                label: limit.label(),
+            });
+        }
+    }
+    for (rule, over) in gocache::policy::shortfalls(&plan.before, env, limits) {
+        let (limit, size) = match rule {
+            Rule::ExeQuota => (Limit::ExeQuota, limits.exe_quota),
+            Rule::Budget => (Limit::Budget, limits.budget),
+            _ => (Limit::MinFree, limits.min_free),
+        };
+        let removes = plan.bytes_for(rule);
+        let over_text = if rule == Rule::FreeSpace {
+            format!("{} short", human(over))
+        } else {
+            format!("{} over", human(over))
+        };
+        let (after_trim, then) = match plan.unmet.iter().find(|u| u.limit == rule) {
+            Some(u) => (
+                u.over_by,
+                format!(
+                    "a trim leaves it {} {}: {}",
+                    human(u.over_by),
+                    if rule == Rule::FreeSpace {
+                        "short"
+                    } else {
+                        "over"
+                    },
+                    u.reason
+                ),
+            ),
+            None if removes.entries == 0 => (
+                0,
+                "what a trim removes for the limits above meets it".to_string(),
+            ),
+            None => (
+                0,
+                format!(
+                    "a trim removes {} entries ({}) for it",
+                    count(removes.entries),
+                    human(removes.allocated_bytes)
+                ),
+            ),
+        };
+        out.push(NotMet {
+            limit: rule.as_str(),
+            over_by: over,
+            after_trim,
+            reason: format!(
+                "{}: {over_text}; {then}",
+                value(limit, size.map_or_else(String::new, human))
+            ),
+            label: limit.label(),
+        });
+    }
+    out
 }
 
 /// Fills in the import paths of the executables listed, from their build
@@ -466,14 +603,9 @@ impl Report<'_> {
         };
         line(o, "Limits", status)?;
         for u in &a.unmet {
-            let text = format!(
-                "{} stays {} over: {}",
-                u.limit.as_str(),
-                human(u.over_by),
-                u.reason
-            );
-            for l in wrap(&text, COLUMNS - HEAD) {
-                line(o, "", l)?;
+            let text = format!("{} {}", u.label, u.reason);
+            for (i, l) in wrap(&text, COLUMNS - HEAD - 2).into_iter().enumerate() {
+                line(o, "", format!("{}{l}", if i == 0 { "" } else { "  " }))?;
             }
         }
         Ok(())
