@@ -4,20 +4,93 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// The help headings options are grouped under: what to keep, where, and
+/// how to report (see `cli::command`, which puts them in this order).
+pub mod heading {
+    /// What to keep: the limits.
+    pub const LIMITS: &str = "Limits";
+    /// Where: the local cache and its index.
+    pub const CACHE: &str = "Cache";
+    /// Where: a remote tier.
+    pub const REMOTE: &str = "Remote tier";
+    /// How to report.
+    pub const OUTPUT: &str = "Output";
+}
+
 /// Flags every subcommand takes.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Global {
-    /// The Go build cache directory [default: as `go env GOCACHE`].
-    #[arg(long, global = true, value_name = "DIR")]
+    /// The Go build cache directory [default: as `go env GOCACHE`] [env:
+    /// GOCACHE]
+    ///
+    /// Found as go finds it: this flag, else $GOCACHE, else GOCACHE in the
+    /// go env file, else ~/.cache/go-build.
+    #[arg(long, global = true, value_name = "DIR", help_heading = heading::CACHE,
+          value_hint = clap::ValueHint::DirPath)]
     pub cache_dir: Option<PathBuf>,
-    /// The index database [default: <cache>/gocache/index.sqlite].
-    #[arg(long, global = true, value_name = "FILE", env = "GOCACHE_INDEX")]
+    /// The index database [default: <cache>/gocache/index.sqlite]
+    #[arg(long, global = true, value_name = "FILE", env = "GOCACHE_INDEX",
+          hide_env_values = true, help_heading = heading::CACHE,
+          value_hint = clap::ValueHint::FilePath)]
     pub index: Option<PathBuf>,
-    /// Quiet: no progress, warnings or summaries of what was done; only
-    /// errors, and what a command is asked to show (a report, a path,
-    /// --json). For `gocache go`, only gocache's own messages.
-    #[arg(long, short, global = true)]
+    /// Quiet: print only errors and what the command is asked to show
+    ///
+    /// No progress, warnings or summaries of what was done; only errors,
+    /// and what a command is asked to show (a report, a path, --json). For
+    /// `gocache go`, only gocache's own messages.
+    #[arg(long, short, global = true, help_heading = heading::OUTPUT)]
     pub quiet: bool,
+}
+
+/// A value parser for a closed set of names: `parse` reads a value (its
+/// errors as they are), `values` lists the names, so that help, man pages
+/// and shell completions offer them.
+#[derive(Clone)]
+pub struct Closed<T> {
+    pub parse: fn(&str) -> Result<T, String>,
+    pub values: fn() -> Vec<clap::builder::PossibleValue>,
+}
+
+impl<T: Clone + Send + Sync + 'static> clap::builder::TypedValueParser for Closed<T> {
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<T, clap::Error> {
+        self.parse.parse_ref(cmd, arg, value)
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new((self.values)().into_iter()))
+    }
+}
+
+/// `--policy` of trim, hook, limits, prog and ci end: lru, gdsf, gd-cost.
+pub fn eviction_parser() -> Closed<gocache::limits::Eviction> {
+    use gocache::limits::Eviction;
+    Closed {
+        parse: parse_eviction,
+        values: || {
+            Eviction::ALL
+                .iter()
+                .map(|p| {
+                    clap::builder::PossibleValue::new(p.as_str()).help(match p {
+                        Eviction::Lru => "least recently used first",
+                        Eviction::Gdsf => {
+                            "GreedyDual-Size-Frequency: the fewest hits per MiB first, aged \
+                             (best under gocache prog, which counts hits)"
+                        }
+                        Eviction::GdCost => "gdsf weighted by measured rebuild seconds",
+                    })
+                })
+                .collect()
+        },
+    }
 }
 
 /// Maps an error to a message on stderr and an exit code.
@@ -391,42 +464,59 @@ pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Limit flags, shared by `trim`, `hook` and `limits`. Each overrides the
-/// stored value for this run (or, for `limits`, stores it).
+/// Limit flags, shared by `trim`, `hook`, `limits` and `prog`. Each
+/// overrides the environment, the config file and the stored value for
+/// this run (or, for `limits`, stores it).
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct LimitArgs {
-    /// Total budget for the cache, in bytes on disk as `du` counts them:
-    /// 10GiB, 10G (binary), 500MB (decimal), 1.5GiB, or 10% of the filesystem;
-    /// none for no budget (`gocache limits --budget none` forgets the stored
-    /// one). 0B empties the cache (a bare 0 is refused as a likely typo).
-    #[arg(long, value_name = "SIZE", value_parser = parse_budget, allow_hyphen_values = true)]
+    /// The most the cache may take, as `du` counts it: 10GiB, 500MB, 10%, none [env:
+    /// GOCACHE_BUDGET]
+    ///
+    /// In bytes on disk: 10GiB, 10G (binary), 500MB (decimal), 1.5GiB, or
+    /// 10% of the filesystem; none for no budget (`gocache limits --budget
+    /// none` forgets the stored one). 0B empties the cache (a bare 0 is
+    /// refused as a likely typo).
+    #[arg(long, help_heading = heading::LIMITS, value_name = "SIZE", value_parser = parse_budget, allow_hyphen_values = true,
+          value_hint = clap::ValueHint::Other)]
     pub budget: Option<gocache::limits::SizeLimit>,
-    /// Quota for cached executables (`go run`, `go tool`), same units, or
-    /// none.
-    #[arg(long, value_name = "SIZE", value_parser = parse_exe_quota, allow_hyphen_values = true)]
+    /// The most cached executables (`go run`, `go tool`) may take [env:
+    /// GOCACHE_EXE_QUOTA]
+    ///
+    /// A size as for --budget, or none.
+    #[arg(long, help_heading = heading::LIMITS, value_name = "SIZE", value_parser = parse_exe_quota, allow_hyphen_values = true,
+          value_hint = clap::ValueHint::Other)]
     pub exe_quota: Option<gocache::limits::SizeLimit>,
-    /// Remove build entries unused for this long: 90m, 36h, 5d, 1w, or off
-    /// [default: 5d, as Go].
-    #[arg(long, value_name = "AGE", value_parser = parse_age, allow_hyphen_values = true)]
+    /// Remove build entries unused this long [default: 5d, as Go] [env: GOCACHE_BUILD_MAX_AGE]
+    ///
+    /// 90m, 36h, 5d, 1w, or off.
+    #[arg(long, help_heading = heading::LIMITS, value_name = "AGE", value_parser = parse_age, allow_hyphen_values = true,
+          value_hint = clap::ValueHint::Other)]
     pub build_max_age: Option<gocache::limits::AgeSpec>,
-    /// Remove executables unused for this long [default: 2d].
-    #[arg(long, value_name = "AGE", value_parser = parse_age, allow_hyphen_values = true)]
+    /// Remove executables unused this long [default: 2d; Go keeps them 5d] [env:
+    /// GOCACHE_EXE_MAX_AGE]
+    ///
+    /// 90m, 36h, 2d, 1w, or off.
+    #[arg(long, help_heading = heading::LIMITS, value_name = "AGE", value_parser = parse_age, allow_hyphen_values = true,
+          value_hint = clap::ValueHint::Other)]
     pub exe_max_age: Option<gocache::limits::AgeSpec>,
-    /// Never remove anything used this recently; Go's 1h mtime lag is
-    /// always added [default: 1h].
-    #[arg(long, value_name = "DURATION", value_parser = parse_grace, allow_hyphen_values = true)]
+    /// Never remove what was used this recently [default: 1h] [env: GOCACHE_GRACE]
+    ///
+    /// 90m, 2h, 0 (the shortest); Go's 1h mtime lag is always added.
+    #[arg(long, help_heading = heading::LIMITS, value_name = "DURATION", value_parser = parse_grace, allow_hyphen_values = true,
+          value_hint = clap::ValueHint::Other)]
     pub grace: Option<i64>,
-    /// Keep at least this much free on the cache's filesystem, trimming
-    /// further when needed: 5GiB or 10%, or none.
-    #[arg(long, value_name = "SIZE", value_parser = parse_size, allow_hyphen_values = true)]
+    /// Keep this much free on the cache's filesystem: 5GiB, 10%, or none [env: GOCACHE_MIN_FREE]
+    ///
+    /// Trims further, least recently used first, while the filesystem has
+    /// less free.
+    #[arg(long, help_heading = heading::LIMITS, value_name = "SIZE", value_parser = parse_size, allow_hyphen_values = true,
+          value_hint = clap::ValueHint::Other)]
     pub min_free: Option<gocache::limits::SizeLimit>,
-    /// The order the budget, exe quota and free-space floor evict in: lru
-    /// (least recently used first), gdsf (GreedyDual-Size-Frequency: the
-    /// least L + (hits + 1) / MiB first, L a clock that ages what goes
-    /// unused; best with gocache prog, which counts hits) or gd-cost (the
-    /// same weighted by measured rebuild seconds); see README, "Eviction
-    /// policies" [default: lru].
-    #[arg(long, value_name = "POLICY", value_parser = parse_eviction)]
+    /// The order the size limits evict in [default: lru] [env: GOCACHE_POLICY]
+    ///
+    /// The budget, the exe quota and the free-space floor choose what goes
+    /// in this order; see the README, "Eviction policies".
+    #[arg(long, help_heading = heading::LIMITS, value_name = "POLICY", value_parser = eviction_parser())]
     pub policy: Option<gocache::limits::Eviction>,
 }
 

@@ -18,8 +18,8 @@ pub struct Args {
     /// What to print: the cache directory, or the index file.
     #[arg(value_enum, default_value_t = What::Cache)]
     what: What,
-    /// Print JSON.
-    #[arg(long)]
+    /// Print JSON: both paths, where the cache setting came from, the config file.
+    #[arg(long, help_heading = super::common::heading::OUTPUT)]
     json: bool,
 }
 

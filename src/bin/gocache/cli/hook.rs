@@ -26,7 +26,7 @@ pub struct Args {
     #[command(flatten)]
     pub limits: LimitArgs,
     /// Print what the hook did as JSON.
-    #[arg(long)]
+    #[arg(long, help_heading = super::common::heading::OUTPUT)]
     pub json: bool,
 }
 

@@ -16,12 +16,17 @@ use gocache::limits::{Limit, LimitSpecs, Limits, Source, format_duration};
 /// none`) is forgotten; --reset forgets them all.
 ///
 /// Each limit comes from the first of: a command's flag (`trim`, `hook`,
-/// `prog`: for that run only), the environment (GOCACHE_BUDGET,
+/// `prog`, `ci end`: for that run only), the environment (GOCACHE_BUDGET,
 /// GOCACHE_EXE_QUOTA, GOCACHE_BUILD_MAX_AGE, GOCACHE_EXE_MAX_AGE,
 /// GOCACHE_GRACE, GOCACHE_MIN_FREE, GOCACHE_POLICY), the config file
 /// ($GOCACHE_CONFIG, else $XDG_CONFIG_HOME/gocache/config: `key = value`
 /// lines such as `budget = 10GiB`), the limits stored here, the defaults.
 /// Shown even when the index cannot be written (a read-only cache).
+///
+/// With no limits set, the defaults keep what Go's own trim keeps, less
+/// older executables: build entries unused for 5 days (as Go does) and
+/// executables unused for 2 days (Go keeps them 5) go; no budget, no exe
+/// quota, no free-space floor; a grace period of 1h; the lru policy.
 ///
 /// The eviction policy (--policy lru|gdsf|gd-cost) is stored and resolved the
 /// same way: the order in which the budget, the exe quota and the
@@ -31,10 +36,10 @@ pub struct Args {
     #[command(flatten)]
     limits: super::common::LimitArgs,
     /// Forget every stored limit (the defaults apply again).
-    #[arg(long)]
+    #[arg(long, help_heading = super::common::heading::LIMITS)]
     reset: bool,
-    /// Print JSON.
-    #[arg(long)]
+    /// Print JSON: the stored and effective limits, and where each came from.
+    #[arg(long, help_heading = super::common::heading::OUTPUT)]
     json: bool,
 }
 

@@ -35,35 +35,47 @@ use gocache::enforce::effective_limits;
 pub struct Args {
     #[command(flatten)]
     limits: LimitArgs,
-    /// Threads answering gets while several requests wait, and finishing
-    /// puts; 0 answers everything on the thread reading requests [default:
-    /// 0 with up to two CPUs, else one fewer than the CPUs, at most 8].
-    #[arg(long)]
+    /// Threads answering gets and finishing puts; 0: none besides the reader
+    ///
+    /// Threads answer gets while several requests wait, and finish puts; 0
+    /// answers everything on the thread reading requests [default: 0 with
+    /// up to two CPUs, else one fewer than the CPUs, at most 8].
+    #[arg(long, value_name = "N")]
     workers: Option<usize>,
-    /// Microseconds to poll for the next request before sleeping: may
-    /// shorten each get's round trip on machines with idle CPUs, costs a
-    /// CPU while it polls.
+    /// Microseconds to poll for the next request before sleeping
+    ///
+    /// May shorten each get's round trip on machines with idle CPUs; costs
+    /// a CPU while it polls.
     #[arg(long, value_name = "US", default_value_t = 0)]
     spin_us: u64,
-    /// Write the server's timeline to FILE when it ends: a line per event
-    /// (each request read and answered, each write of responses, each step
-    /// of starting and closing) in microseconds since the start.
-    #[arg(long, value_name = "FILE")]
+    /// Write the server's timeline to FILE when it ends
+    ///
+    /// A line per event (each request read and answered, each write of
+    /// responses, each step of starting and closing) in microseconds since
+    /// the start.
+    #[arg(long, value_name = "FILE", help_heading = super::common::heading::OUTPUT,
+          value_hint = clap::ValueHint::FilePath)]
     trace: Option<std::path::PathBuf>,
-    /// Share entries through a remote tier: s3://BUCKET or
-    /// s3://BUCKET/PREFIX (level two behind the local cache).
-    #[arg(long, value_name = "URL")]
+    /// Share entries through a remote tier: s3://BUCKET or s3://BUCKET/PREFIX
+    ///
+    /// Level two behind the local cache.
+    #[arg(long, value_name = "URL", help_heading = super::common::heading::REMOTE,
+          value_hint = clap::ValueHint::Url)]
     remote: Option<String>,
     #[command(flatten)]
     endpoint: super::remote::EndpointArgs,
-    /// Read from the remote tier, never write to it: no uploads, no use
-    /// logs (for untrusted builds, such as pull requests from forks).
-    #[arg(long, requires = "remote")]
+    /// Read from the remote tier, never write to it
+    ///
+    /// No uploads, no use logs: for untrusted builds, such as pull requests
+    /// from forks.
+    #[arg(long, requires = "remote", help_heading = super::common::heading::REMOTE)]
     remote_read_only: bool,
     /// Seconds `close` waits for this build's uploads before it answers
-    /// (what is left is abandoned and counted); the last use log gets as
-    /// long again, after go has its answer.
-    #[arg(long, value_name = "SECS", default_value_t = 5.0, requires = "remote", value_parser = parse_drain)]
+    ///
+    /// What is left is abandoned and counted; the last use log gets as long
+    /// again, after go has its answer.
+    #[arg(long, value_name = "SECS", default_value_t = 5.0, requires = "remote",
+          value_parser = parse_drain, help_heading = super::common::heading::REMOTE)]
     remote_drain: f64,
 }
 

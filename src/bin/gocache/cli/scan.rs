@@ -4,7 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use super::common::{Ctx, Global, Progress, count, human, print_json};
+use super::common::{Ctx, Global, Progress, count, heading, human, print_json};
 use gocache::scan::{ScanOptions, scan};
 
 /// Reconcile the index with the cache on disk.
@@ -20,7 +20,7 @@ pub struct Args {
     #[arg(long)]
     full: bool,
     /// Print the summary as JSON.
-    #[arg(long)]
+    #[arg(long, help_heading = heading::OUTPUT)]
     json: bool,
 }
 

@@ -21,8 +21,8 @@ use gocache::stats::{ExeStats, Stats, compute};
 /// First the cache against its limits, as `ccache -s` does: its size on
 /// disk against the budget, the executables against their quota, free
 /// space against its floor, the last trim, and whether the limits are met
-/// now (what `gocache trim` would remove). Then per tier (exe: cached
-/// executables; build: everything else) the count, apparent and allocated
+/// now (what `gocache trim` would remove, and for which limit). Then per
+/// tier (exe: cached executables; build: everything else) the count, apparent and allocated
 /// bytes and share; entries by last use; which Go modules (projects) hold
 /// the bytes, as `gocache go` and `gocache prog` recorded them; the largest
 /// and most used executables; garbage (action entries whose output is
@@ -32,22 +32,28 @@ use gocache::stats::{ExeStats, Stats, compute};
 /// for over 2 s, read-only, on a full disk: left alone) it still answers,
 /// from a direct walk of the cache, with a warning.
 ///
+/// With no limits set, the defaults apply: there is no budget, and what a
+/// trim would remove is build entries unused for 5 days (as Go does) and
+/// executables unused for 2 days (Go keeps them 5).
+///
 /// --json prints one object; see the README for its fields. Fields are
 /// only ever added, never renamed or removed.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    json: bool,
     /// Do not sync the index with the disk first.
     #[arg(long)]
     no_sync: bool,
     /// Forget every hit count (and say how many there were), then exit.
     #[arg(long)]
     zero: bool,
-    /// Report on a remote tier instead (s3://BUCKET/PREFIX): the same as
-    /// `gocache remote stats URL`.
-    #[arg(long, value_name = "URL")]
+    /// Print JSON instead of a table.
+    #[arg(long, help_heading = super::common::heading::OUTPUT)]
+    json: bool,
+    /// Report on a remote tier instead: s3://BUCKET/PREFIX
+    ///
+    /// The same as `gocache remote stats URL`.
+    #[arg(long, value_name = "URL", help_heading = super::common::heading::REMOTE,
+          value_hint = clap::ValueHint::Url)]
     remote: Option<String>,
     #[command(flatten)]
     endpoint: super::remote::EndpointArgs,

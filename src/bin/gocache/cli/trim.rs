@@ -4,7 +4,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use super::common::{
-    COLUMNS, Ctx, Global, LimitArgs, Progress, fit_tail, human, print_json, short_entry, wrap,
+    COLUMNS, Ctx, Global, LimitArgs, Progress, fit_tail, heading, human, print_json, short_entry,
+    wrap,
 };
 use gocache::enforce::{TrimOutcome, TrimReport, effective_limits};
 use gocache::policy::Rule;
@@ -20,11 +21,17 @@ use gocache::report::Reporter;
 /// than --min-free. Nothing used within the grace period (plus Go's 1h mtime
 /// lag) is removed, so running builds are safe.
 ///
-/// Limits not given here come from those stored with `gocache limits`, then
-/// the defaults. One trim runs at a time: a second one says so and exits 0.
-/// A trim that leaves a limit unmet (entries used within the grace period,
-/// removals that failed) says which and why, and exits 3; with -q, in one
-/// line on stderr.
+/// Limits not given here come from the environment (GOCACHE_BUDGET,
+/// GOCACHE_EXE_QUOTA, …), then the config file ($GOCACHE_CONFIG, else
+/// $XDG_CONFIG_HOME/gocache/config), then those stored with `gocache
+/// limits`, then the defaults. With no limits set, a trim removes garbage,
+/// build entries unused for 5 days (as Go does) and executables unused for
+/// 2 days (Go keeps them 5); there is no budget until one is set.
+///
+/// One trim runs at a time: a second one says so and exits 0. A trim that
+/// leaves a limit unmet (entries used within the grace period, removals
+/// that failed) says which and why, and exits 3; with -q, in one line on
+/// stderr.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(flatten)]
@@ -33,15 +40,17 @@ pub struct Args {
     #[arg(long, short = 'n')]
     dry_run: bool,
     /// Print the result as JSON.
-    #[arg(long)]
+    #[arg(long, help_heading = heading::OUTPUT)]
     json: bool,
     /// List every entry removed (or, with --dry-run, to be removed).
-    #[arg(long, short)]
+    #[arg(long, short, help_heading = heading::OUTPUT)]
     verbose: bool,
-    /// Trim a remote tier instead (s3://BUCKET/PREFIX): the same as
-    /// `gocache remote trim URL --budget SIZE [--grace D]`; no other limit
-    /// applies to a bucket.
-    #[arg(long, value_name = "URL")]
+    /// Trim a remote tier instead: s3://BUCKET/PREFIX
+    ///
+    /// The same as `gocache remote trim URL --budget SIZE [--grace
+    /// DURATION]`; no other limit applies to a bucket.
+    #[arg(long, value_name = "URL", help_heading = heading::REMOTE,
+          value_hint = clap::ValueHint::Url)]
     remote: Option<String>,
     #[command(flatten)]
     endpoint: super::remote::EndpointArgs,
