@@ -34,7 +34,9 @@
 //! then those stored in the index (`gocache limits`), then the defaults:
 //! [`effective_limits`], so that the hook, `gocache prog`, `trim` and the
 //! CI mode all get the same answer; [`resolve_limits`] also says where each
-//! came from.
+//! came from. All but the stored layer are read and checked first
+//! ([`read_given`]), before the index is opened: a bad value in the
+//! environment or the config file is refused with nothing created.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -55,12 +57,12 @@ use crate::scan::{ScanOptions, ScanSummary, scan};
 /// was planned.
 pub const MAX_ROUNDS: usize = 3;
 
-/// The limits a run enforces: `flags` (the run's own) over the process's
-/// environment, the config file and the limits stored in `index`, resolved
-/// against the filesystem holding the cache (see [`resolve_limits`]).
-pub fn effective_limits(cache_dir: &Path, index: &Index, flags: &LimitSpecs) -> Result<Limits> {
-    let env = |k: &str| std::env::var_os(k);
-    Ok(resolve_limits(cache_dir, index.stored_limits()?, flags, &env)?.limits)
+/// The limits a run enforces: `given` (the run's flags, the environment
+/// and the config file, read by [`read_given`]) over the limits stored in
+/// `index`, resolved against the filesystem holding the cache (see
+/// [`resolve_limits`]).
+pub fn effective_limits(cache_dir: &Path, index: &Index, given: &Layers) -> Result<Limits> {
+    Ok(resolve_limits(cache_dir, index.stored_limits()?, given).limits)
 }
 
 /// The limits in force and where each came from.
@@ -74,16 +76,16 @@ pub struct ResolvedLimits {
     pub config_file: Option<PathBuf>,
 }
 
-/// Layers `flags`, the environment as `env` reads it, the config file it
-/// names ([`crate::limits::config_path`]) and `stored`, and resolves them
-/// against the filesystem holding `cache_dir`. A config file named by
-/// `$GOCACHE_CONFIG` must exist; the default one may not.
-pub fn resolve_limits(
-    cache_dir: &Path,
-    stored: LimitSpecs,
+/// Reads the layers of limits set outside the index: `flags`, the
+/// environment as `env` reads it and the config file it names
+/// ([`crate::limits::config_path`]); a config file named by
+/// `$GOCACHE_CONFIG` must exist, the default one may not. Every value is
+/// checked here, so a command calls this before it opens or creates
+/// anything: a bad setting is refused with nothing written.
+pub fn read_given(
     flags: &LimitSpecs,
     env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
-) -> Result<ResolvedLimits> {
+) -> Result<Layers> {
     let config = match crate::limits::config_path(env) {
         None => None,
         Some((path, named)) => match std::fs::read_to_string(&path) {
@@ -102,19 +104,28 @@ pub fn resolve_limits(
             }
         },
     };
-    let config_file = config.as_ref().map(|c| c.path.clone());
-    let sourced = layer(&Layers {
+    Ok(Layers {
         flags: flags.clone(),
         env: LimitSpecs::from_env(env)?,
         config,
+        stored: LimitSpecs::default(),
+    })
+}
+
+/// Layers `given` ([`read_given`]) over `stored`, and resolves them
+/// against the filesystem holding `cache_dir`.
+pub fn resolve_limits(cache_dir: &Path, stored: LimitSpecs, given: &Layers) -> ResolvedLimits {
+    let config_file = given.config.as_ref().map(|c| c.path.clone());
+    let sourced = layer(&Layers {
         stored,
+        ..given.clone()
     });
     let fs_total = fs4::total_space(cache_dir).unwrap_or(0);
-    Ok(ResolvedLimits {
+    ResolvedLimits {
         limits: sourced.specs.resolve(fs_total),
         sourced,
         config_file,
-    })
+    }
 }
 
 /// Allocated bytes in the cache directory that are not entries: the

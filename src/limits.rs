@@ -22,7 +22,7 @@
 //! systemd units and CI runs can so set limits with no stored state. Every
 //! layer is read with the same parsers as the flags, so a value means the
 //! same wherever it is written. The layering is pure; reading the
-//! environment and the file is `enforce::effective_limits`'s.
+//! environment and the file is `enforce::read_given`'s.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -174,6 +174,66 @@ pub fn parse_cap(s: &str, what: &str) -> Result<SizeSpec> {
     SizeSpec::parse(s)
 }
 
+/// A size limit as given (`--budget`, `--exe-quota`, `--min-free`): a
+/// size, or none (written `none`, `off` or `unlimited`: what `gocache
+/// limits` shows for a size limit not set). A none given in one layer is
+/// over a size given in a lower one, as an age's `off` is; stored with
+/// `gocache limits`, it forgets the stored size ([`LimitSpecs::to_store`]),
+/// no size limit being the default. Stored as a [`SizeSpec`] is, with
+/// `"none"` besides.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SizeLimit {
+    /// A number of bytes.
+    Bytes(u64),
+    /// A percentage (0 to 100) of the filesystem's total size.
+    Percent(f64),
+    /// No such limit.
+    #[serde(rename = "none")]
+    NoLimit,
+}
+
+impl SizeLimit {
+    /// The words that mean no limit.
+    pub const NONE_WORDS: [&str; 3] = ["none", "off", "unlimited"];
+
+    /// Parses a size as [`SizeSpec::parse`] does, or `none`.
+    pub fn parse(s: &str) -> Result<SizeLimit> {
+        SizeLimit::parse_with(s, SizeSpec::parse)
+    }
+
+    /// Parses a cap as [`parse_cap`] does, or `none`.
+    pub fn parse_cap(s: &str, what: &str) -> Result<SizeLimit> {
+        SizeLimit::parse_with(s, |s| parse_cap(s, what))
+    }
+
+    fn parse_with(s: &str, size: impl Fn(&str) -> Result<SizeSpec>) -> Result<SizeLimit> {
+        let word = s.trim().to_ascii_lowercase();
+        if SizeLimit::NONE_WORDS.contains(&word.as_str()) {
+            return Ok(SizeLimit::NoLimit);
+        }
+        size(s).map(SizeLimit::from)
+    }
+
+    /// The size, or `None` for no limit.
+    pub fn spec(self) -> Option<SizeSpec> {
+        match self {
+            SizeLimit::Bytes(b) => Some(SizeSpec::Bytes(b)),
+            SizeLimit::Percent(p) => Some(SizeSpec::Percent(p)),
+            SizeLimit::NoLimit => None,
+        }
+    }
+}
+
+impl From<SizeSpec> for SizeLimit {
+    fn from(s: SizeSpec) -> SizeLimit {
+        match s {
+            SizeSpec::Bytes(b) => SizeLimit::Bytes(b),
+            SizeSpec::Percent(p) => SizeLimit::Percent(p),
+        }
+    }
+}
+
 /// Parses the grace period: a duration as [`parse_duration`] reads it;
 /// `off` is refused with the reason.
 pub fn parse_grace(s: &str) -> Result<i64> {
@@ -275,12 +335,13 @@ impl AgeSpec {
 /// that cron, the hook and people share them.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LimitSpecs {
-    /// Total budget for the cache, in allocated bytes. `None`: no budget.
+    /// Total budget for the cache, in allocated bytes. `None`: not set
+    /// (no budget, unless a lower layer sets one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub budget: Option<SizeSpec>,
-    /// Quota for the exe tier. `None`: no quota.
+    pub budget: Option<SizeLimit>,
+    /// Quota for the exe tier. `None`: not set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exe_quota: Option<SizeSpec>,
+    pub exe_quota: Option<SizeLimit>,
     /// Maximum age of build entries (default 5 days).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build_max_age: Option<AgeSpec>,
@@ -292,7 +353,7 @@ pub struct LimitSpecs {
     pub grace: Option<i64>,
     /// Free-space floor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min_free: Option<SizeSpec>,
+    pub min_free: Option<SizeLimit>,
     /// The order the size limits evict in (default: lru).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<Eviction>,
@@ -375,12 +436,26 @@ impl LimitSpecs {
         *self == LimitSpecs::default()
     }
 
+    /// What `gocache limits` stores of these: the same, less a size limit
+    /// of none, which is forgotten (no size limit is the default): `gocache
+    /// limits --budget none` unsets the stored budget.
+    pub fn to_store(&self) -> LimitSpecs {
+        let set = |v: Option<SizeLimit>| v.filter(|s| *s != SizeLimit::NoLimit);
+        LimitSpecs {
+            budget: set(self.budget),
+            exe_quota: set(self.exe_quota),
+            min_free: set(self.min_free),
+            ..self.clone()
+        }
+    }
+
     /// The limits in bytes and seconds, with defaults filled in, given the
     /// total size of the filesystem holding the cache.
     pub fn resolve(&self, fs_total: u64) -> Limits {
+        let size = |v: Option<SizeLimit>| v.and_then(SizeLimit::spec).map(|s| s.resolve(fs_total));
         Limits {
-            budget: self.budget.map(|s| s.resolve(fs_total)),
-            exe_quota: self.exe_quota.map(|s| s.resolve(fs_total)),
+            budget: size(self.budget),
+            exe_quota: size(self.exe_quota),
             build_max_age: self
                 .build_max_age
                 .map_or(Some(DEFAULT_BUILD_MAX_AGE), AgeSpec::get),
@@ -388,7 +463,7 @@ impl LimitSpecs {
                 .exe_max_age
                 .map_or(Some(DEFAULT_EXE_MAX_AGE), AgeSpec::get),
             grace: self.grace.unwrap_or(DEFAULT_GRACE).max(MIN_GRACE),
-            min_free: self.min_free.map(|s| s.resolve(fs_total)),
+            min_free: size(self.min_free),
             policy: self.policy.unwrap_or_default(),
         }
     }
@@ -481,12 +556,16 @@ impl LimitSpecs {
     /// Sets `limit` from `text`, read as its flag reads it.
     pub fn set(&mut self, limit: Limit, text: &str) -> Result<()> {
         match limit {
-            Limit::Budget => self.budget = Some(parse_cap(text, "every entry of the cache")?),
-            Limit::ExeQuota => self.exe_quota = Some(parse_cap(text, "every cached executable")?),
+            Limit::Budget => {
+                self.budget = Some(SizeLimit::parse_cap(text, "every entry of the cache")?)
+            }
+            Limit::ExeQuota => {
+                self.exe_quota = Some(SizeLimit::parse_cap(text, "every cached executable")?)
+            }
             Limit::BuildMaxAge => self.build_max_age = Some(AgeSpec::parse(text)?),
             Limit::ExeMaxAge => self.exe_max_age = Some(AgeSpec::parse(text)?),
             Limit::Grace => self.grace = Some(parse_grace(text)?),
-            Limit::MinFree => self.min_free = Some(SizeSpec::parse(text)?),
+            Limit::MinFree => self.min_free = Some(SizeLimit::parse(text)?),
             Limit::Policy => self.policy = Some(Eviction::parse(text)?),
         }
         Ok(())
@@ -953,7 +1032,7 @@ mod tests {
             ("GOCACHE_BUILD_MAX_AGE", "off"),
         ]))
         .unwrap();
-        assert_eq!(from_env.budget, Some(SizeSpec::Bytes(8 << 30)));
+        assert_eq!(from_env.budget, Some(SizeLimit::Bytes(8 << 30)));
         assert_eq!(from_env.build_max_age, Some(AgeSpec::Off));
         assert_eq!(from_env.grace, None, "empty is unset");
         for (bad, needle) in [
@@ -978,9 +1057,9 @@ mod tests {
         let path = Path::new("/etc/x/config");
         let text = "# limits for this machine\n\nbudget = \"10GiB\"   # quoted, as TOML\nexe-quota = 2G\n  min_free='5%'\ngrace = 2h\n";
         let config = parse_config(text, path).unwrap();
-        assert_eq!(config.specs.budget, Some(SizeSpec::Bytes(10 << 30)));
-        assert_eq!(config.specs.exe_quota, Some(SizeSpec::Bytes(2 << 30)));
-        assert_eq!(config.specs.min_free, Some(SizeSpec::Percent(5.0)));
+        assert_eq!(config.specs.budget, Some(SizeLimit::Bytes(10 << 30)));
+        assert_eq!(config.specs.exe_quota, Some(SizeLimit::Bytes(2 << 30)));
+        assert_eq!(config.specs.min_free, Some(SizeLimit::Percent(5.0)));
         assert_eq!(config.lines[0], (Limit::Budget, 3));
         for (bad, needle) in [
             ("budget 10G", "/etc/x/config:1: expected `key = value`"),
@@ -1003,15 +1082,15 @@ mod tests {
         }
 
         let stored = LimitSpecs {
-            budget: Some(SizeSpec::Bytes(1)),
-            exe_quota: Some(SizeSpec::Bytes(1)),
-            min_free: Some(SizeSpec::Bytes(1)),
+            budget: Some(SizeLimit::Bytes(1)),
+            exe_quota: Some(SizeLimit::Bytes(1)),
+            min_free: Some(SizeLimit::Bytes(1)),
             grace: Some(1),
             exe_max_age: Some(AgeSpec::Secs(60)),
             ..Default::default()
         };
         let flags = LimitSpecs {
-            budget: Some(SizeSpec::Bytes(99)),
+            budget: Some(SizeLimit::Bytes(99)),
             ..Default::default()
         };
         let layered = layer(&Layers {
@@ -1021,9 +1100,9 @@ mod tests {
             stored,
         });
         let s = &layered.specs;
-        assert_eq!(s.budget, Some(SizeSpec::Bytes(99)));
-        assert_eq!(s.exe_quota, Some(SizeSpec::Bytes(1 << 30)));
-        assert_eq!(s.min_free, Some(SizeSpec::Percent(5.0)));
+        assert_eq!(s.budget, Some(SizeLimit::Bytes(99)));
+        assert_eq!(s.exe_quota, Some(SizeLimit::Bytes(1 << 30)));
+        assert_eq!(s.min_free, Some(SizeLimit::Percent(5.0)));
         assert_eq!(s.grace, Some(7200));
         assert_eq!(s.exe_max_age, Some(AgeSpec::Secs(60)));
         let src = |l| layered.source(l).describe(l);
@@ -1067,12 +1146,12 @@ mod tests {
     #[test]
     fn flags_override_stored_limits_and_defaults_fill_the_rest() {
         let stored = LimitSpecs {
-            budget: Some(SizeSpec::Bytes(100)),
-            exe_quota: Some(SizeSpec::Percent(1.0)),
+            budget: Some(SizeLimit::Bytes(100)),
+            exe_quota: Some(SizeLimit::Percent(1.0)),
             ..Default::default()
         };
         let flags = LimitSpecs {
-            budget: Some(SizeSpec::Bytes(50)),
+            budget: Some(SizeLimit::Bytes(50)),
             exe_max_age: Some(AgeSpec::Off),
             ..Default::default()
         };

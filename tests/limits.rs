@@ -220,3 +220,172 @@ fn limits_are_shown_when_the_index_cannot_be_written() {
         std::fs::set_permissions(sb.index().parent().unwrap(), rw).unwrap();
     }
 }
+
+/// Issue 25, item 3: a bad value in the environment or the config file is
+/// refused before anything is created, as the same value given as a flag
+/// is: in an empty cache, each command exits 2 naming the value, and the
+/// cache stays empty (no `gocache/index.sqlite`, `-wal` or `-shm`).
+#[test]
+fn a_bad_setting_is_refused_before_anything_is_created() {
+    let sb = Sandbox::new();
+    std::fs::create_dir_all(sb.cache()).unwrap();
+    let quota = sb.root().join("quota.conf");
+    std::fs::write(&quota, "budget = 10GiB\nexe-quota = lots\n").unwrap();
+    let latin1 = sb.root().join("latin1.conf");
+    std::fs::write(&latin1, b"# caf\xe9\nbudget = 10GiB\n").unwrap();
+    let missing = sb.root().join("nonexistent");
+    let limits_cmds: &[&[&str]] = &[
+        &["trim", "-n"],
+        &["trim"],
+        &["limits"],
+        &["limits", "--budget", "1GiB"],
+        &["hook"],
+        &["stats"],
+        &["stats", "--json"],
+        &["ci", "end"],
+    ];
+    let cases: Vec<(&str, std::ffi::OsString, String, &[&[&str]])> = vec![
+        (
+            "GOCACHE_BUDGET",
+            "lots".into(),
+            "GOCACHE_BUDGET=lots: invalid size".into(),
+            limits_cmds,
+        ),
+        (
+            "GOCACHE_GRACE",
+            "off".into(),
+            "GOCACHE_GRACE=off: the grace period cannot".into(),
+            limits_cmds,
+        ),
+        (
+            "GOCACHE_MIN_FREE",
+            "200%".into(),
+            "GOCACHE_MIN_FREE=200%: invalid size".into(),
+            limits_cmds,
+        ),
+        (
+            "GOCACHE_CONFIG",
+            quota.clone().into(),
+            format!("{}:2: exe-quota: invalid size", quota.display()),
+            limits_cmds,
+        ),
+        (
+            "GOCACHE_CONFIG",
+            missing.clone().into(),
+            format!(
+                "the config file {} cannot be read: No such file",
+                missing.display()
+            ),
+            limits_cmds,
+        ),
+        (
+            "GOCACHE_CONFIG",
+            latin1.clone().into(),
+            format!("the config file {} cannot be read", latin1.display()),
+            limits_cmds,
+        ),
+        (
+            "GOCACHE_TRACE",
+            "many".into(),
+            "GOCACHE_TRACE=\"many\": not off, on or a number of events".into(),
+            &[&["hook"], &["ci", "end"]],
+        ),
+    ];
+    for (var, value, needle, cmds) in &cases {
+        for cmd in *cmds {
+            let out = sb.gocache(*cmd).env(var, value).output().unwrap();
+            let err = stderr_of(&out);
+            let what = format!("{var}={} gocache {}", value.display(), cmd.join(" "));
+            assert_eq!(out.status.code(), Some(2), "{what}: {err}");
+            assert!(err.contains(needle.as_str()), "{what}: {err}");
+            assert_eq!(err.lines().count(), 1, "{what}: one line: {err}");
+            assert!(out.stdout.is_empty(), "{what}");
+            let left: Vec<_> = std::fs::read_dir(sb.cache())
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            assert!(left.is_empty(), "{what} left {left:?}");
+        }
+    }
+}
+
+/// Issue 25, item 3: `ci end --keep-runs -1` says what is wrong with the
+/// value, as the size flags do, rather than taking it for a flag.
+#[test]
+fn a_negative_keep_runs_is_an_invalid_value() {
+    let sb = Sandbox::new();
+    for bad in ["-1", "0"] {
+        let out = sb
+            .gocache(["ci", "end", "--keep-runs", bad])
+            .output()
+            .unwrap();
+        let err = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains(&format!("invalid value '{bad}' for '--keep-runs <N>'")),
+            "{err}"
+        );
+        assert!(!err.contains("unexpected argument"), "{err}");
+    }
+}
+
+/// Issue 25, item 5: one stored limit can be unset, with the word
+/// `gocache limits` shows for it (`none`; `off` and `unlimited` too), and
+/// the others stay. Elsewhere `none` means no such limit, over what a
+/// lower layer sets, as `off` does for an age.
+#[test]
+fn a_stored_size_limit_is_unset_with_the_word_limits_shows() {
+    let sb = Sandbox::with_template();
+    for word in ["none", "off", "unlimited", "NONE"] {
+        run_ok(sb.gocache([
+            "limits",
+            "--budget",
+            "4GiB",
+            "--exe-quota",
+            "1GiB",
+            "--min-free",
+            "1%",
+        ]));
+        let out = run_ok(sb.gocache(["limits", "--budget", word]));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            text.contains("budget          none          default"),
+            "{word}: {text}"
+        );
+        let l = json(&run_ok(sb.gocache(["limits", "--json"])));
+        assert_eq!(l["stored"].get("budget"), None, "{word}: {l:#}");
+        assert_eq!(l["stored"]["exe_quota"]["bytes"], 1u64 << 30, "{l:#}");
+        assert_eq!(l["effective"]["budget"], Value::Null, "{l:#}");
+        run_ok(sb.gocache(["limits", "--exe-quota", word, "--min-free", word]));
+        let l = json(&run_ok(sb.gocache(["limits", "--json"])));
+        assert_eq!(l["stored"], serde_json::json!({}), "{word}: {l:#}");
+    }
+    // In a layer over the stored one, none is no budget for that run.
+    run_ok(sb.gocache(["limits", "--budget", "4GiB"]));
+    let planned = |c: &mut std::process::Command| planned_budget(&run_ok(c));
+    assert_eq!(
+        planned(&mut sb.gocache(["trim", "-n", "--json"])),
+        4u64 << 30
+    );
+    assert_eq!(
+        planned(&mut sb.gocache(["trim", "-n", "--json", "--budget", "none"])),
+        Value::Null
+    );
+    assert_eq!(
+        planned(
+            sb.gocache(["trim", "-n", "--json"])
+                .env("GOCACHE_BUDGET", "none")
+        ),
+        Value::Null
+    );
+    let l = json(&run_ok(
+        sb.gocache(["limits", "--json"])
+            .env("GOCACHE_BUDGET", "unlimited"),
+    ));
+    assert_eq!(l["effective"]["budget"], Value::Null, "{l:#}");
+    assert_eq!(l["sources"]["budget"], "env", "{l:#}");
+    // The help says so.
+    let help =
+        String::from_utf8_lossy(&run_ok(sb.gocache(["limits", "--help"])).stdout).into_owned();
+    assert!(help.contains("--budget none"), "{help}");
+}

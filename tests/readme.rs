@@ -432,3 +432,95 @@ fn the_json_of_remote_stats_and_remote_trim_is_documented_field_by_field() {
         ["budget", "grace"].map(String::from).into()
     );
 }
+
+/// Issue 25, item 9: the README's recipes can be copied as written. The
+/// `OWNER` placeholder is explained before a recipe uses it; the plain
+/// GitHub workflow builds gocache once and restores the binary from a
+/// cache of its own (as action.yml does), its keys naming the
+/// architecture as action.yml's do; and every trace a `gocache simulate`
+/// line replays is made by an earlier line of its block.
+#[test]
+fn the_recipes_can_be_copied_as_written() {
+    use yaml_rust2::YamlLoader;
+    let readme = include_str!("../README.md");
+    let first_use = readme.find("OWNER/").expect("the recipes use OWNER");
+    let explained = readme
+        .find("`OWNER` is")
+        .expect("the README says what OWNER is");
+    assert!(explained < first_use, "OWNER explained after its first use");
+
+    let workflow = readme
+        .split("```yaml\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap())
+        .map(|b| YamlLoader::load_from_str(b).unwrap().remove(0))
+        .find(|d| d["jobs"]["test"]["steps"].as_vec().is_some())
+        .expect("a workflow in the README");
+    let job = &workflow["jobs"]["test"];
+    let steps = job["steps"].as_vec().unwrap();
+    let build_key = job["env"]["GO_BUILD_KEY"].as_str().unwrap();
+    assert!(build_key.contains("${{ runner.arch }}"), "{build_key}");
+    let install = steps
+        .iter()
+        .find(|s| {
+            s["run"]
+                .as_str()
+                .is_some_and(|r| r.contains("cargo install"))
+        })
+        .expect("a step that builds gocache");
+    let run = install["run"].as_str().unwrap();
+    let root = run
+        .split_whitespace()
+        .skip_while(|w| *w != "--root")
+        .nth(1)
+        .unwrap_or_else(|| panic!("cargo install --root DIR: {run}"));
+    let cached = steps
+        .iter()
+        .find(|s| {
+            s["uses"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("actions/cache@"))
+                && s["with"]["path"].as_str() == Some(root)
+        })
+        .unwrap_or_else(|| panic!("no actions/cache step for {root}"));
+    let id = cached["id"]
+        .as_str()
+        .expect("the binary's cache step has an id");
+    assert_eq!(
+        install["if"].as_str(),
+        Some(format!("steps.{id}.outputs.cache-hit != 'true'").as_str()),
+        "built only when the binary's cache missed"
+    );
+    let key = cached["with"]["key"].as_str().unwrap();
+    assert!(key.contains("${{ runner.arch }}"), "{key}");
+    let action =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/action.yml")).unwrap();
+    for want in ["${{ runner.arch }}", "${RUNNER_ARCH}"] {
+        assert!(action.contains(want), "action.yml: {want}");
+    }
+
+    let mut simulated = 0;
+    for block in readme.split("```sh\n").skip(1) {
+        let block = block.split("```").next().unwrap();
+        let lines: Vec<&str> = block.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            if !line.trim_start().starts_with("gocache simulate") {
+                continue;
+            }
+            let words: Vec<&str> = line.split_whitespace().collect();
+            // What it reads, not what it writes (`--save-trace FILE`).
+            let read = words.iter().enumerate().filter(|&(j, w)| {
+                w.ends_with(".jsonl") && (j == 0 || words[j - 1] != "--save-trace")
+            });
+            for (_, trace) in read {
+                simulated += 1;
+                assert!(
+                    lines[..i].iter().any(|l| l.contains(trace)),
+                    "`{}` replays {trace}, which nothing before it in its block makes:\n{block}",
+                    line.trim()
+                );
+            }
+        }
+    }
+    assert!(simulated >= 4, "{simulated}");
+}

@@ -272,9 +272,18 @@ fn quiet_means_quiet_everywhere() {
         after.as_u64() < before.as_u64(),
         "the hook evicted, quietly"
     );
+    // 3: the trim ran, and the executables just used (within the grace
+    // period) stay: one line says so, even with -q (issue 25, item 7).
+    let out = run_expecting(sb.gocache(["-q", "trim", "--exe-quota", "0B"]), 3);
+    assert_eq!(text(&out.stdout), "");
+    assert!(
+        text(&out.stderr).starts_with("gocache: exe_quota not met: still ")
+            && text(&out.stderr).lines().count() == 1,
+        "{}",
+        text(&out.stderr)
+    );
     let silent: &[&[&str]] = &[
         &["-q", "scan"],
-        &["-q", "trim", "--exe-quota", "0B"],
         &["-q", "trim", "-n", "-v"],
         &["-q", "limits", "--budget", "10GiB"],
         &["-q", "hook", "--budget", "1B"],
@@ -282,10 +291,7 @@ fn quiet_means_quiet_everywhere() {
     ];
     for cmd in silent {
         let out = sb.gocache(*cmd).output().unwrap();
-        // 3: the trim ran, and says with its exit code alone that the
-        // executables just used (within the grace period) stay.
-        let ok = if cmd.contains(&"--exe-quota") { 3 } else { 0 };
-        assert_eq!(out.status.code(), Some(ok), "{cmd:?}");
+        assert_eq!(out.status.code(), Some(0), "{cmd:?}");
         assert_eq!(
             (text(&out.stdout), text(&out.stderr)),
             (String::new(), String::new()),
@@ -496,4 +502,88 @@ fn trim_json_keys_bytes_by_rule_and_keeps_the_old_list() {
     for pair in list {
         assert_eq!(by[pair[0].as_str().unwrap()], pair[1], "{pair}");
     }
+}
+
+/// Issue 25, item 4: with no limit set, what is not met is a default age
+/// rule, and stats names it, with where it came from, in the report and
+/// in `--json` alike: `met` is false exactly when `unmet` lists something.
+#[test]
+fn stats_names_the_default_rule_that_is_not_met() {
+    let sb = Sandbox::with_template();
+    // Past Go's 5 days: both default age rules apply.
+    backdate(&sb.cache(), Duration::from_secs(6 * 86_400));
+    let s = json(&run_ok(sb.gocache(["stats", "--json"])));
+    let a = &s["against_limits"];
+    assert_eq!(a["met"], false, "{a:#}");
+    let unmet = a["unmet"].as_array().unwrap();
+    let names: Vec<&str> = unmet.iter().map(|u| u["limit"].as_str().unwrap()).collect();
+    assert_eq!(names, ["build_max_age", "exe_max_age"], "{a:#}");
+    let exe = s["kinds"]["exe"]["allocated_bytes"].as_u64().unwrap();
+    assert_eq!(unmet[1]["over_by"], exe, "every executable is past 2d");
+    // What a dry run of trim would remove by age, counted by trim.
+    let t = json(&run_ok(sb.gocache(["trim", "-n", "--json"])));
+    assert_eq!(
+        unmet[0]["over_by"].as_u64().unwrap() + exe,
+        t["plan"]["by_rule_bytes"]["age"]["allocated_bytes"]
+            .as_u64()
+            .unwrap(),
+        "{a:#}"
+    );
+    for u in unmet {
+        assert_eq!(u["after_trim"], 0, "{u:#}");
+        assert!(
+            u["reason"].as_str().unwrap().contains("(the default"),
+            "{u:#}"
+        );
+    }
+    let report = stdout_of(sb.gocache(["stats"]));
+    fits_80_columns("stats", &report);
+    let limits = report
+        .split("Limits       ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{report}"));
+    assert!(
+        limits.starts_with("not met: `gocache trim` would remove "),
+        "{report}"
+    );
+    let flat = limits.split_whitespace().collect::<Vec<_>>().join(" ");
+    for want in [
+        "build max age 5d (the default, as Go): ",
+        "exe max age 2d (the default; Go keeps them 5d): 2 entries",
+        "unused for longer",
+    ] {
+        assert!(flat.contains(want), "{want:?} in\n{report}");
+    }
+
+    // Within the ages: met, and nothing listed.
+    let sb = Sandbox::with_template();
+    backdate(&sb.cache(), Duration::from_secs(3 * 3600));
+    let s = json(&run_ok(sb.gocache(["stats", "--json"])));
+    assert_eq!(s["against_limits"]["met"], true, "{s:#}");
+    assert_eq!(s["against_limits"]["unmet"], serde_json::json!([]));
+    // A budget over now that a trim meets is listed too, with what is
+    // over now and nothing after a trim; a stored one says so.
+    run_ok(sb.gocache(["limits", "--budget", "1MiB"]));
+    let s = json(&run_ok(sb.gocache(["stats", "--json"])));
+    let a = &s["against_limits"];
+    let unmet = a["unmet"].as_array().unwrap();
+    assert_eq!(unmet.len(), 1, "{a:#}");
+    assert_eq!(unmet[0]["limit"], "budget");
+    assert_eq!(
+        unmet[0]["over_by"].as_u64().unwrap(),
+        a["cache_bytes"].as_u64().unwrap() - (1 << 20),
+        "{a:#}"
+    );
+    assert!(
+        unmet[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("stored in the index"),
+        "{a:#}"
+    );
+    let report = stdout_of(sb.gocache(["stats"]));
+    assert!(
+        report.contains("budget 1 MiB (stored in the index): "),
+        "{report}"
+    );
 }

@@ -5,6 +5,7 @@
 mod support;
 
 mod ci;
+mod conventions;
 mod edges;
 mod faults;
 mod generate;

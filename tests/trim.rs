@@ -538,3 +538,28 @@ fn the_eviction_policy_is_stored_with_the_limits_and_gdsf_trims_big_entries_firs
     // Go still builds.
     run_ok(sb.go(["build", "fmt", "net/url"]));
 }
+
+/// Issue 25, item 7: cron mails what a job prints, and `-q` keeps the
+/// mail to what needs a look: a trim that leaves a limit unmet (exit 3)
+/// says which in one line on stderr, even with `-q`; one that meets them
+/// prints nothing, and neither does a dry run.
+#[test]
+fn a_quiet_trim_that_leaves_a_limit_unmet_says_which_in_one_line() {
+    let sb = Sandbox::with_template();
+    backdate(&sb.cache(), Duration::from_secs(3 * 3600));
+    // 0B: the directories alone are over it.
+    for args in [&["-q", "--budget", "0B"][..], &["--budget", "0B", "-q"]] {
+        let out = run_expecting(sb.gocache_trim(args), 3);
+        assert!(out.stdout.is_empty(), "{out:?}");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.starts_with("gocache: budget not met: still ") && err.contains(" over: "),
+            "{err}"
+        );
+    }
+    let out = run_ok(sb.gocache(["trim", "-q", "-n", "--budget", "0B"]));
+    assert!(out.stdout.is_empty() && out.stderr.is_empty(), "{out:?}");
+    let out = run_ok(sb.gocache(["trim", "-q", "--budget", "10GiB"]));
+    assert!(out.stdout.is_empty() && out.stderr.is_empty(), "{out:?}");
+}

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use super::common::{
-    COLUMNS, Ctx, Global, Progress, fit_tail, human, parse_budget, parse_eviction, parse_exe_quota,
-    print_json, wrap,
+    COLUMNS, Ctx, Global, Progress, eviction_parser, fit_tail, heading, human, parse_budget,
+    parse_exe_quota, print_json, wrap,
 };
 use gocache::ci::{BeginReport, DEFAULT_KEEP_RUNS, EndOptions, EndReport, LOCK_WAIT, Start};
 use gocache::enforce::effective_limits;
@@ -52,12 +52,13 @@ enum Command {
 #[derive(clap::Args, Debug)]
 struct BeginArgs {
     /// A name for the run in reports, such as workflow/job@branch
+    ///
     /// [default: from $GITHUB_WORKFLOW, $GITHUB_JOB and $GITHUB_REF_NAME,
     /// or $CI_JOB_NAME and $CI_COMMIT_REF_NAME].
     #[arg(long, value_name = "TEXT")]
     label: Option<String>,
     /// Print what begin did as JSON.
-    #[arg(long)]
+    #[arg(long, help_heading = heading::OUTPUT)]
     json: bool,
 }
 
@@ -72,36 +73,53 @@ struct BeginArgs {
 /// `ci begin` and reports restored, used, created, removed and kept
 /// entries; with $GITHUB_STEP_SUMMARY set, also as Markdown there.
 ///
-/// Limits not given here come from those stored with `gocache limits`.
-/// Exits 0 even when a limit cannot be met (the report says why).
+/// Limits not given here (the budget, the exe quota, the grace period, the
+/// free-space floor and the policy) come from the environment
+/// (GOCACHE_BUDGET, GOCACHE_EXE_QUOTA, …), then the config file
+/// ($GOCACHE_CONFIG, else $XDG_CONFIG_HOME/gocache/config), then those
+/// stored with `gocache limits`, then the defaults (no budget). Exits 0
+/// even when a limit cannot be met (the report says why).
 #[derive(clap::Args, Debug)]
 struct EndArgs {
-    /// Keep what the last N runs used. The default, 10, suits a
-    /// repository with many pull requests: it covers runs that use only
+    /// Keep what the last N runs used
+    ///
+    /// The default, 10, suits a repository with many pull requests: it
+    /// covers runs that use only
     /// part of the cache (docs-only changes, path-filtered tests,
     /// re-runs), up to ten configurations taking turns on one cache, and
     /// pull requests based up to ten runs behind; and what a dependency
     /// bump replaced leaves within ten runs (hours on a busy branch, not
     /// Go's five days). With --budget, N only decides what goes first.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_KEEP_RUNS,
-          value_parser = clap::value_parser!(u32).range(1..))]
+          value_parser = clap::value_parser!(u32).range(1..), allow_hyphen_values = true,
+          help_heading = heading::LIMITS)]
     keep_runs: u32,
-    /// Budget for the whole cache, in bytes on disk as `du` counts them:
-    /// 2GiB, 500MB, or 10% of the filesystem.
-    #[arg(long, value_name = "SIZE", value_parser = parse_budget, allow_hyphen_values = true)]
-    budget: Option<gocache::limits::SizeSpec>,
-    /// Quota for cached executables (`go run`, `go tool`), same units.
-    #[arg(long, value_name = "SIZE", value_parser = parse_exe_quota, allow_hyphen_values = true)]
-    exe_quota: Option<gocache::limits::SizeSpec>,
-    /// The order --budget and --exe-quota evict in within a run: lru,
-    /// gdsf or gd-cost (see `gocache help limits`; ci end counts no hits,
-    /// so under plain go gdsf takes the biggest first: `gocache simulate
-    /// --policy trim-gds` replays that) [default: the stored policy, else
-    /// lru].
-    #[arg(long, value_name = "POLICY", value_parser = parse_eviction)]
+    /// The most the cache may take, as `du` counts it: 2GiB, 500MB, 10%, none [env:
+    /// GOCACHE_BUDGET]
+    ///
+    /// In bytes on disk: 2GiB, 500MB, or 10% of the filesystem; none for no
+    /// budget.
+    #[arg(long, value_name = "SIZE", value_parser = parse_budget, allow_hyphen_values = true,
+          help_heading = heading::LIMITS, value_hint = clap::ValueHint::Other)]
+    budget: Option<gocache::limits::SizeLimit>,
+    /// The most cached executables (`go run`, `go tool`) may take [env:
+    /// GOCACHE_EXE_QUOTA]
+    ///
+    /// A size as for --budget, or none.
+    #[arg(long, value_name = "SIZE", value_parser = parse_exe_quota, allow_hyphen_values = true,
+          help_heading = heading::LIMITS, value_hint = clap::ValueHint::Other)]
+    exe_quota: Option<gocache::limits::SizeLimit>,
+    /// The order --budget and --exe-quota evict in within a run [default: lru]
+    /// [env: GOCACHE_POLICY]
+    ///
+    /// See `gocache help limits`. ci end counts no hits, so under plain go
+    /// gdsf takes the biggest first: `gocache simulate --policy trim-gds`
+    /// replays that.
+    #[arg(long, value_name = "POLICY", value_parser = eviction_parser(),
+          help_heading = heading::LIMITS)]
     policy: Option<gocache::limits::Eviction>,
     /// Print the report as JSON.
-    #[arg(long)]
+    #[arg(long, help_heading = heading::OUTPUT)]
     json: bool,
 }
 
@@ -294,11 +312,12 @@ fn end(global: &Global, args: EndArgs) -> anyhow::Result<ExitCode> {
         policy: args.policy,
         ..Default::default()
     };
-    let tracing = super::common::tracing(gocache::trace::TraceSource::Ci, &progress);
+    let given = super::common::given_limits(&flags)?;
+    let tracing = super::common::tracing_checked(gocache::trace::TraceSource::Ci)?;
     let options = |index: &gocache::index::Index| -> gocache::Result<EndOptions> {
         Ok(EndOptions {
             keep_runs: args.keep_runs,
-            limits: effective_limits(&ctx.cache_dir, index, &flags)?,
+            limits: effective_limits(&ctx.cache_dir, index, &given)?,
             lock_wait: LOCK_WAIT,
         })
     };
@@ -398,7 +417,7 @@ fn end(global: &Global, args: EndArgs) -> anyhow::Result<ExitCode> {
             report: &report,
         })?;
     } else if !ctx.quiet {
-        print!("{}", text(&report, seconds));
+        write!(std::io::stdout(), "{}", text(&report, seconds))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -4,20 +4,93 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// The help headings options are grouped under: what to keep, where, and
+/// how to report (see `cli::command`, which puts them in this order).
+pub mod heading {
+    /// What to keep: the limits.
+    pub const LIMITS: &str = "Limits";
+    /// Where: the local cache and its index.
+    pub const CACHE: &str = "Cache";
+    /// Where: a remote tier.
+    pub const REMOTE: &str = "Remote tier";
+    /// How to report.
+    pub const OUTPUT: &str = "Output";
+}
+
 /// Flags every subcommand takes.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Global {
-    /// The Go build cache directory [default: as `go env GOCACHE`].
-    #[arg(long, global = true, value_name = "DIR")]
+    /// The Go build cache directory [default: as `go env GOCACHE`] [env:
+    /// GOCACHE]
+    ///
+    /// Found as go finds it: this flag, else $GOCACHE, else GOCACHE in the
+    /// go env file, else ~/.cache/go-build.
+    #[arg(long, global = true, value_name = "DIR", help_heading = heading::CACHE,
+          value_hint = clap::ValueHint::DirPath)]
     pub cache_dir: Option<PathBuf>,
-    /// The index database [default: <cache>/gocache/index.sqlite].
-    #[arg(long, global = true, value_name = "FILE", env = "GOCACHE_INDEX")]
+    /// The index database [default: <cache>/gocache/index.sqlite]
+    #[arg(long, global = true, value_name = "FILE", env = "GOCACHE_INDEX",
+          hide_env_values = true, help_heading = heading::CACHE,
+          value_hint = clap::ValueHint::FilePath)]
     pub index: Option<PathBuf>,
-    /// Quiet: no progress, warnings or summaries of what was done; only
-    /// errors, and what a command is asked to show (a report, a path,
-    /// --json). For `gocache go`, only gocache's own messages.
-    #[arg(long, short, global = true)]
+    /// Quiet: print only errors and what the command is asked to show
+    ///
+    /// No progress, warnings or summaries of what was done; only errors,
+    /// and what a command is asked to show (a report, a path, --json). For
+    /// `gocache go`, only gocache's own messages.
+    #[arg(long, short, global = true, help_heading = heading::OUTPUT)]
     pub quiet: bool,
+}
+
+/// A value parser for a closed set of names: `parse` reads a value (its
+/// errors as they are), `values` lists the names, so that help, man pages
+/// and shell completions offer them.
+#[derive(Clone)]
+pub struct Closed<T> {
+    pub parse: fn(&str) -> gocache::Result<T>,
+    pub values: fn() -> Vec<clap::builder::PossibleValue>,
+}
+
+impl<T: Clone + Send + Sync + 'static> clap::builder::TypedValueParser for Closed<T> {
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<T, clap::Error> {
+        self.parse.parse_ref(cmd, arg, value)
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new((self.values)().into_iter()))
+    }
+}
+
+/// `--policy` of trim, hook, limits, prog and ci end: lru, gdsf, gd-cost.
+pub fn eviction_parser() -> Closed<gocache::limits::Eviction> {
+    use gocache::limits::Eviction;
+    Closed {
+        parse: parse_eviction,
+        values: || {
+            Eviction::ALL
+                .iter()
+                .map(|p| {
+                    clap::builder::PossibleValue::new(p.as_str()).help(match p {
+                        Eviction::Lru => "least recently used first",
+                        Eviction::Gdsf => {
+                            "GreedyDual-Size-Frequency: the fewest hits per MiB first, aged \
+                             (best under gocache prog, which counts hits)"
+                        }
+                        Eviction::GdCost => "gdsf weighted by measured rebuild seconds",
+                    })
+                })
+                .collect()
+        },
+    }
 }
 
 /// Maps an error to a message on stderr and an exit code.
@@ -309,11 +382,26 @@ pub fn fit_tail(s: &str, width: usize) -> String {
 }
 
 /// `text` broken at spaces into lines of at most `width` columns (a word
-/// longer than that gets a line of its own).
+/// longer than that gets a line of its own). A size stays on one line
+/// with its unit (`1.2 GiB`), as [`human`] writes it.
 pub fn wrap(text: &str, width: usize) -> Vec<String> {
+    let unit = |w: &str| {
+        let w = w.trim_end_matches([')', ',', ';', ':', '.']);
+        matches!(w, "B" | "KiB" | "MiB" | "GiB" | "TiB" | "PiB" | "EiB")
+    };
+    let mut words: Vec<String> = Vec::new();
+    for word in text.split_whitespace() {
+        match words.last_mut() {
+            Some(last) if unit(word) && last.ends_with(|c: char| c.is_ascii_digit()) => {
+                last.push(' ');
+                last.push_str(word);
+            }
+            _ => words.push(word.to_string()),
+        }
+    }
     let mut lines = Vec::new();
     let mut line = String::new();
-    for word in text.split_whitespace() {
+    for word in &words {
         let need = line.chars().count() + usize::from(!line.is_empty()) + word.chars().count();
         if !line.is_empty() && need > width {
             lines.push(std::mem::take(&mut line));
@@ -376,46 +464,84 @@ pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Limit flags, shared by `trim`, `hook` and `limits`. Each overrides the
-/// stored value for this run (or, for `limits`, stores it).
+/// Limit flags, shared by `trim`, `hook`, `limits` and `prog`. Each
+/// overrides the environment, the config file and the stored value for
+/// this run (or, for `limits`, stores it).
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct LimitArgs {
-    /// Total budget for the cache, in bytes on disk as `du` counts them:
-    /// 10GiB, 10G (binary), 500MB (decimal), 1.5GiB, or 10% of the filesystem.
-    /// 0B empties the cache (a bare 0 is refused as a likely typo).
-    #[arg(long, value_name = "SIZE", value_parser = parse_budget, allow_hyphen_values = true)]
-    pub budget: Option<gocache::limits::SizeSpec>,
-    /// Quota for cached executables (`go run`, `go tool`), same units.
-    #[arg(long, value_name = "SIZE", value_parser = parse_exe_quota, allow_hyphen_values = true)]
-    pub exe_quota: Option<gocache::limits::SizeSpec>,
-    /// Remove build entries unused for this long: 90m, 36h, 5d, 1w, or off
-    /// [default: 5d, as Go].
-    #[arg(long, value_name = "AGE", value_parser = parse_age, allow_hyphen_values = true)]
+    /// The most the cache may take, as `du` counts it: 10GiB, 500MB, 10%, none [env:
+    /// GOCACHE_BUDGET]
+    ///
+    /// In bytes on disk: 10GiB, 10G (binary), 500MB (decimal), 1.5GiB, or
+    /// 10% of the filesystem; none for no budget (`gocache limits --budget
+    /// none` forgets the stored one). 0B empties the cache (a bare 0 is
+    /// refused as a likely typo).
+    #[arg(long, help_heading = heading::LIMITS, value_name = "SIZE", value_parser = parse_budget, allow_hyphen_values = true,
+          value_hint = clap::ValueHint::Other)]
+    pub budget: Option<gocache::limits::SizeLimit>,
+    /// The most cached executables (`go run`, `go tool`) may take [env:
+    /// GOCACHE_EXE_QUOTA]
+    ///
+    /// A size as for --budget, or none.
+    #[arg(long, help_heading = heading::LIMITS, value_name = "SIZE", value_parser = parse_exe_quota, allow_hyphen_values = true,
+          value_hint = clap::ValueHint::Other)]
+    pub exe_quota: Option<gocache::limits::SizeLimit>,
+    /// Remove build entries unused this long [default: 5d, as Go] [env: GOCACHE_BUILD_MAX_AGE]
+    ///
+    /// 90m, 36h, 5d, 1w, or off.
+    #[arg(long, help_heading = heading::LIMITS, value_name = "AGE", value_parser = parse_age, allow_hyphen_values = true,
+          value_hint = clap::ValueHint::Other)]
     pub build_max_age: Option<gocache::limits::AgeSpec>,
-    /// Remove executables unused for this long [default: 2d].
-    #[arg(long, value_name = "AGE", value_parser = parse_age, allow_hyphen_values = true)]
+    /// Remove executables unused this long [default: 2d; Go keeps them 5d] [env:
+    /// GOCACHE_EXE_MAX_AGE]
+    ///
+    /// 90m, 36h, 2d, 1w, or off.
+    #[arg(long, help_heading = heading::LIMITS, value_name = "AGE", value_parser = parse_age, allow_hyphen_values = true,
+          value_hint = clap::ValueHint::Other)]
     pub exe_max_age: Option<gocache::limits::AgeSpec>,
-    /// Never remove anything a go command used this recently: how long a
-    /// go command running beside a trim keeps every path it was handed. At
-    /// least 1h (a shorter value takes effect as 1h); Go's 1h mtime lag is
-    /// added to the window [default: 1h].
-    #[arg(long, value_name = "DURATION", value_parser = parse_grace, allow_hyphen_values = true)]
+    /// Never remove what a go command used this recently [default: 1h, the least] [env:
+    /// GOCACHE_GRACE]
+    ///
+    /// How long a go command running beside a trim keeps every path it was
+    /// handed: 90m, 2h; a shorter value takes effect as 1h. Go's 1h mtime
+    /// lag is added to the window.
+    #[arg(long, help_heading = heading::LIMITS, value_name = "DURATION", value_parser = parse_grace, allow_hyphen_values = true,
+          value_hint = clap::ValueHint::Other)]
     pub grace: Option<i64>,
-    /// Keep at least this much free on the cache's filesystem, trimming
-    /// further when needed: 5GiB or 10%.
-    #[arg(long, value_name = "SIZE", value_parser = parse_size, allow_hyphen_values = true)]
-    pub min_free: Option<gocache::limits::SizeSpec>,
-    /// The order the budget, exe quota and free-space floor evict in: lru
-    /// (least recently used first), gdsf (GreedyDual-Size-Frequency: the
-    /// least L + (hits + 1) / MiB first, L a clock that ages what goes
-    /// unused; best with gocache prog, which counts hits) or gd-cost (the
-    /// same weighted by measured rebuild seconds); see README, "Eviction
-    /// policies" [default: lru].
-    #[arg(long, value_name = "POLICY", value_parser = parse_eviction)]
+    /// Keep this much free on the cache's filesystem: 5GiB, 10%, or none [env: GOCACHE_MIN_FREE]
+    ///
+    /// Trims further, least recently used first, while the filesystem has
+    /// less free.
+    #[arg(long, help_heading = heading::LIMITS, value_name = "SIZE", value_parser = parse_size, allow_hyphen_values = true,
+          value_hint = clap::ValueHint::Other)]
+    pub min_free: Option<gocache::limits::SizeLimit>,
+    /// The order the size limits evict in [default: lru] [env: GOCACHE_POLICY]
+    ///
+    /// The budget, the exe quota and the free-space floor choose what goes
+    /// in this order; see the README, "Eviction policies".
+    #[arg(long, help_heading = heading::LIMITS, value_name = "POLICY", value_parser = eviction_parser())]
     pub policy: Option<gocache::limits::Eviction>,
 }
 
+/// The limits given outside the index: `flags` (a command's), the
+/// environment and the config file, every value checked. Commands read
+/// them before they open or create anything, so that a bad value is
+/// refused (exit 2) with nothing written.
+pub fn given_limits(
+    flags: &gocache::limits::LimitSpecs,
+) -> anyhow::Result<gocache::limits::Layers> {
+    Ok(gocache::enforce::read_given(flags, &|k| {
+        std::env::var_os(k)
+    })?)
+}
+
 impl LimitArgs {
+    /// These flags over the environment and the config file (see
+    /// [`given_limits`]).
+    pub fn given(&self) -> anyhow::Result<gocache::limits::Layers> {
+        given_limits(&self.specs())
+    }
+
     pub fn specs(&self) -> gocache::limits::LimitSpecs {
         gocache::limits::LimitSpecs {
             budget: self.budget,
@@ -432,8 +558,8 @@ impl LimitArgs {
 // The value parsers return the library's error: clap shows its message
 // after "invalid value 'X' for '--FLAG'" and exits 2.
 
-fn parse_size(s: &str) -> gocache::Result<gocache::limits::SizeSpec> {
-    gocache::limits::SizeSpec::parse(s)
+fn parse_size(s: &str) -> gocache::Result<gocache::limits::SizeLimit> {
+    gocache::limits::SizeLimit::parse(s)
 }
 
 pub fn parse_eviction(s: &str) -> gocache::Result<gocache::limits::Eviction> {
@@ -448,12 +574,12 @@ fn parse_age(s: &str) -> gocache::Result<gocache::limits::AgeSpec> {
 // `-5G` for a flag), so that a negative size or duration is refused with
 // its reason.
 
-pub fn parse_budget(s: &str) -> gocache::Result<gocache::limits::SizeSpec> {
-    gocache::limits::parse_cap(s, "every entry of the cache")
+pub fn parse_budget(s: &str) -> gocache::Result<gocache::limits::SizeLimit> {
+    gocache::limits::SizeLimit::parse_cap(s, "every entry of the cache")
 }
 
-pub fn parse_exe_quota(s: &str) -> gocache::Result<gocache::limits::SizeSpec> {
-    gocache::limits::parse_cap(s, "every cached executable")
+pub fn parse_exe_quota(s: &str) -> gocache::Result<gocache::limits::SizeLimit> {
+    gocache::limits::SizeLimit::parse_cap(s, "every cached executable")
 }
 
 fn parse_grace(s: &str) -> gocache::Result<i64> {
@@ -462,7 +588,9 @@ fn parse_grace(s: &str) -> gocache::Result<i64> {
 
 /// Whether a command recording as `source` records trace events, and how
 /// many the index keeps (`GOCACHE_TRACE`; see `gocache::trace`). A value
-/// it cannot read is a warning, and the default.
+/// it cannot read is a warning, and the default: for the wrapper's hook,
+/// which must never fail a build (commands run on their own refuse it:
+/// [`tracing_checked`]).
 pub fn tracing(
     source: gocache::trace::TraceSource,
     progress: &Progress,
@@ -477,6 +605,32 @@ pub fn tracing(
             source,
             keep: gocache::trace::DEFAULT_KEEP,
         })
+    })
+}
+
+/// [`tracing`] for a command run on its own (`gocache hook`, `ci end`):
+/// a value it cannot read is refused (exit 2), before anything is opened,
+/// as a bad GOCACHE_BUDGET is.
+pub fn tracing_checked(
+    source: gocache::trace::TraceSource,
+) -> anyhow::Result<Option<gocache::trace::Tracing>> {
+    use gocache::trace::{ENV, Tracing};
+    let value = std::env::var_os(ENV);
+    let text = match &value {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok_or_else(|| gocache::Error::Invalid(format!("{ENV} is not valid UTF-8")))?,
+        ),
+    };
+    Tracing::parse(source, text).map_err(|_| {
+        gocache::Error::Invalid(format!(
+            "{ENV}={:?}: not off, on or a number of events to keep (such as 100000); \
+             unset it for the default ({} events)",
+            text.unwrap_or_default(),
+            count(gocache::trace::DEFAULT_KEEP)
+        ))
+        .into()
     })
 }
 
@@ -511,6 +665,10 @@ mod tests {
         assert_eq!(
             wrap("averyveryverylongword x", 5),
             ["averyveryverylongword", "x"]
+        );
+        assert_eq!(
+            wrap("2 entries (2.90 MiB) unused", 17),
+            ["2 entries", "(2.90 MiB) unused"]
         );
         assert_eq!(ago(10_000, 10_000), "just now");
         assert_eq!(ago(10_000, 10_000 - 125), "2m ago");

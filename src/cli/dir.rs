@@ -1,5 +1,6 @@
 //! `gocache dir`: where the cache and the index are.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use super::common::{Global, locate_cache, print_json};
@@ -17,8 +18,8 @@ pub struct Args {
     /// What to print: the cache directory, or the index file.
     #[arg(value_enum, default_value_t = What::Cache)]
     what: What,
-    /// Print JSON.
-    #[arg(long)]
+    /// Print JSON: both paths, where the cache setting came from, the config file.
+    #[arg(long, help_heading = super::common::heading::OUTPUT)]
     json: bool,
 }
 
@@ -45,10 +46,12 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             "exists": located.dir.is_dir(),
             "config_file": gocache::limits::config_path(&env).map(|(p, _)| p),
         }))?;
-    } else if args.what == What::Index {
-        println!("{}", index.display());
     } else {
-        println!("{}", located.dir.display());
+        let path = match args.what {
+            What::Index => &index,
+            What::Cache => &located.dir,
+        };
+        writeln!(std::io::stdout(), "{}", path.display())?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -27,11 +27,14 @@ pub struct Args {
     #[command(flatten)]
     pub limits: LimitArgs,
     /// Print what the hook did as JSON.
-    #[arg(long)]
+    #[arg(long, help_heading = super::common::heading::OUTPUT)]
     pub json: bool,
 }
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
+    // Refused before anything is opened; the wrapper's hook only warns.
+    args.limits.given()?;
+    super::common::tracing_checked(gocache::trace::TraceSource::Hook)?;
     run_after_go(global, &args, &AfterGo::default())?;
     Ok(ExitCode::SUCCESS)
 }
@@ -52,6 +55,7 @@ struct Out<'a> {
 /// caller's to report as warnings: a hook never fails a go command.
 pub fn run_after_go(global: &Global, args: &Args, seen: &AfterGo) -> anyhow::Result<()> {
     let ctx = Ctx::locate(global)?;
+    let given = args.limits.given()?;
     let access = Access {
         keep_wal: true,
         ..ctx.access()
@@ -86,7 +90,7 @@ pub fn run_after_go(global: &Global, args: &Args, seen: &AfterGo) -> anyhow::Res
         {
             uses.push(used(name));
         }
-        let limits = effective_limits(&ctx.cache_dir, index, &args.limits.specs())?;
+        let limits = effective_limits(&ctx.cache_dir, index, &given)?;
         let outcome = after_use(&ctx.cache_dir, index, &uses, &limits, ctx.now, &progress)?;
         Ok((synced, outcome))
     })?;

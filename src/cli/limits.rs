@@ -1,5 +1,6 @@
 //! `gocache limits`: show or store the limits that trim and the hook use.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use super::common::{Ctx, Global, print_json};
@@ -11,15 +12,21 @@ use gocache::limits::{Limit, LimitSpecs, Limits, Source, format_duration};
 /// With no flags, shows the limits in force, resolved on this cache's
 /// filesystem, and where each comes from. With flags, stores them in the
 /// index (merged over what is stored), so cron, the hook and people share
-/// one set.
+/// one set. A size limit given as none (or off, unlimited: `--budget
+/// none`) is forgotten; --reset forgets them all.
 ///
 /// Each limit comes from the first of: a command's flag (`trim`, `hook`,
-/// `prog`: for that run only), the environment (GOCACHE_BUDGET,
+/// `prog`, `ci end`: for that run only), the environment (GOCACHE_BUDGET,
 /// GOCACHE_EXE_QUOTA, GOCACHE_BUILD_MAX_AGE, GOCACHE_EXE_MAX_AGE,
 /// GOCACHE_GRACE, GOCACHE_MIN_FREE, GOCACHE_POLICY), the config file
 /// ($GOCACHE_CONFIG, else $XDG_CONFIG_HOME/gocache/config: `key = value`
 /// lines such as `budget = 10GiB`), the limits stored here, the defaults.
 /// Shown even when the index cannot be written (a read-only cache).
+///
+/// With no limits set, the defaults keep what Go's own trim keeps, less
+/// older executables: build entries unused for 5 days (as Go does) and
+/// executables unused for 2 days (Go keeps them 5) go; no budget, no exe
+/// quota, no free-space floor; a grace period of 1h; the lru policy.
 ///
 /// The eviction policy (--policy lru|gdsf|gd-cost) is stored and resolved the
 /// same way: the order in which the budget, the exe quota and the
@@ -29,16 +36,19 @@ pub struct Args {
     #[command(flatten)]
     limits: super::common::LimitArgs,
     /// Forget every stored limit (the defaults apply again).
-    #[arg(long)]
+    #[arg(long, help_heading = super::common::heading::LIMITS)]
     reset: bool,
-    /// Print JSON.
-    #[arg(long)]
+    /// Print JSON: the stored and effective limits, and where each came from.
+    #[arg(long, help_heading = super::common::heading::OUTPUT)]
     json: bool,
 }
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let ctx = Ctx::locate(global)?;
     let flags = args.limits.specs();
+    // The environment and the config file, checked before the index is
+    // opened; the flags are stored, not layered over the rest here.
+    let given = super::common::given_limits(&Default::default())?;
     let storing = args.reset || !flags.is_empty();
     // The limits live in the index file: a damaged one is rebuilt (the
     // limits it still yields are kept). Storing needs the file itself;
@@ -59,7 +69,8 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
                 index.store_limits(&Default::default())?;
             }
             if !flags.is_empty() {
-                let merged = index.stored_limits()?.merge(&flags);
+                // A size limit of none forgets the stored one.
+                let merged = index.stored_limits()?.merge(&flags).to_store();
                 index.store_limits(&merged)?;
             }
             index.stored_limits()
@@ -77,8 +88,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         eprintln!("gocache: warning: {why}; showing the limits it stores");
     }
     let stored = done.value;
-    let env = |k: &str| std::env::var_os(k);
-    let resolved = resolve_limits(&ctx.cache_dir, stored.clone(), &Default::default(), &env)?;
+    let resolved = resolve_limits(&ctx.cache_dir, stored.clone(), &given);
     let sources: serde_json::Map<String, serde_json::Value> = resolved
         .sourced
         .sources
@@ -94,20 +104,24 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         }))?;
     } else if !(ctx.quiet && storing) {
         // Shown unless storing quietly: showing is what the command is for.
-        println!("Limits for {}:", ctx.cache_dir.display());
+        let mut o = std::io::stdout().lock();
+        writeln!(o, "Limits for {}:", ctx.cache_dir.display())?;
         for line in table(&resolved.limits, &resolved.sourced, &stored) {
-            println!("{line}");
+            writeln!(o, "{line}")?;
         }
-        println!("Go's 1h mtime lag is added to the grace period.");
+        writeln!(o, "Go's 1h mtime lag is added to the grace period.")?;
         if resolved
             .sourced
             .sources
             .iter()
             .all(|(_, s)| *s == Source::Default)
         {
-            println!("None set: these are the defaults. Set some with e.g.");
-            println!("  gocache limits --budget 10GiB --exe-quota 2GiB");
-            println!("or in the environment (GOCACHE_BUDGET=10GiB) or the config file.");
+            writeln!(o, "None set: these are the defaults. Set some with e.g.")?;
+            writeln!(o, "  gocache limits --budget 10GiB --exe-quota 2GiB")?;
+            writeln!(
+                o,
+                "or in the environment (GOCACHE_BUDGET=10GiB) or the config file."
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)

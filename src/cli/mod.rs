@@ -21,6 +21,13 @@
 //!   `remote trim` for its budget. A dry run exits 0;
 //! - `gocache go` exits with go's own status; 127 when no real go is found
 //!   (nothing on PATH but gocache, or go commands nested too deep).
+//!
+//! Standard output is written with `writeln!` and its error returned, never
+//! with `println!`, which panics when the reader is gone (`gocache limits |
+//! head -1`); [`common::report_error`] turns that error into a quiet exit 0,
+//! as ripgrep does. The lint below keeps it so.
+
+#![deny(clippy::print_stdout)]
 
 mod ci;
 mod common;
@@ -40,7 +47,7 @@ mod trim;
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Keep Go's build cache within a byte budget.
 ///
@@ -80,6 +87,57 @@ enum Command {
     Man(generate::ManArgs),
 }
 
+/// The subcommands that touch no local cache: their help, man pages and
+/// completions leave out --cache-dir and --index (still accepted).
+const NO_CACHE: [&str; 4] = ["simulate", "remote", "completions", "man"];
+
+/// The command line as clap builds it from the definitions, arranged for
+/// people: in every command's help the options are grouped, what to keep
+/// (limits) first, then where (the cache, a remote tier), then how to
+/// report; the global --cache-dir and --index are hidden where no cache is
+/// touched. Parsing, help, completions and man pages all use this one.
+pub fn command() -> clap::Command {
+    let cmd = Cli::command();
+    let globals: Vec<clap::Arg> = cmd
+        .get_arguments()
+        .filter(|a| a.is_global_set())
+        .cloned()
+        .collect();
+    arrange(cmd, &globals, false)
+}
+
+/// Arranges `cmd` and its subcommands before clap builds them (building
+/// fixes where each argument is). The global flags are copied into each
+/// subcommand here, as clap would copy them (it leaves those present
+/// alone), so that they can be hidden and placed.
+fn arrange(mut cmd: clap::Command, globals: &[clap::Arg], no_cache: bool) -> clap::Command {
+    use common::heading;
+    for g in globals {
+        if cmd.get_arguments().all(|a| a.get_id() != g.get_id()) {
+            let id = g.get_id().as_str();
+            let hide = no_cache && (id == "cache_dir" || id == "index");
+            cmd = cmd.arg(g.clone().hide(hide));
+        }
+    }
+    // `mut_arg` moves an argument last: moving each group in turn puts
+    // the groups in this order after the others (help lists headings in
+    // the order their first argument comes).
+    for group in [heading::CACHE, heading::REMOTE, heading::OUTPUT] {
+        let ids: Vec<String> = cmd
+            .get_arguments()
+            .filter(|a| a.get_help_heading() == Some(group))
+            .map(|a| a.get_id().to_string())
+            .collect();
+        for id in ids {
+            cmd = cmd.mut_arg(id, |a| a);
+        }
+    }
+    cmd.mut_subcommands(|sub| {
+        let no_cache = no_cache || NO_CACHE.contains(&sub.get_name());
+        arrange(sub, globals, no_cache)
+    })
+}
+
 /// Runs the command line `args` (the program's name first).
 pub fn main(args: Vec<OsString>) -> ExitCode {
     // A link named `gocache-trim` is gocache-trim.
@@ -99,7 +157,13 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     }
     // `gocache go ARGS`: ARGS are go's, whatever they look like.
     let (args, go_args) = go::split_argv(args);
-    let cli = Cli::parse_from(args);
+    let cli = match command()
+        .try_get_matches_from(args)
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let result = match cli.command {
         Command::Scan(a) => scan::run(&cli.global, a),
         Command::Stats(a) => stats::run(&cli.global, a),
@@ -113,8 +177,8 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         Command::Simulate(a) => simulate::run(&cli.global, a),
         Command::Remote(a) => remote::run(&cli.global, a),
         Command::Trace(a) => trace::run(&cli.global, a),
-        Command::Completions(a) => generate::completions(Cli::command(), trim_command(), a),
-        Command::Man(a) => generate::man(Cli::command(), a),
+        Command::Completions(a) => generate::completions(command(), trim_command(), a),
+        Command::Man(a) => generate::man(command(), a),
     };
     exit(result)
 }

@@ -38,35 +38,47 @@ use gocache::enforce::effective_limits;
 pub struct Args {
     #[command(flatten)]
     limits: LimitArgs,
-    /// Threads answering gets while several requests wait, and finishing
-    /// puts; 0 answers everything on the thread reading requests [default:
-    /// 0 with up to two CPUs, else one fewer than the CPUs, at most 8].
-    #[arg(long)]
+    /// Threads answering gets and finishing puts; 0: none besides the reader
+    ///
+    /// Threads answer gets while several requests wait, and finish puts; 0
+    /// answers everything on the thread reading requests [default: 0 with
+    /// up to two CPUs, else one fewer than the CPUs, at most 8].
+    #[arg(long, value_name = "N")]
     workers: Option<usize>,
-    /// Microseconds to poll for the next request before sleeping: may
-    /// shorten each get's round trip on machines with idle CPUs, costs a
-    /// CPU while it polls.
+    /// Microseconds to poll for the next request before sleeping
+    ///
+    /// May shorten each get's round trip on machines with idle CPUs; costs
+    /// a CPU while it polls.
     #[arg(long, value_name = "US", default_value_t = 0)]
     spin_us: u64,
-    /// Write the server's timeline to FILE when it ends: a line per event
-    /// (each request read and answered, each write of responses, each step
-    /// of starting and closing) in microseconds since the start.
-    #[arg(long, value_name = "FILE")]
+    /// Write the server's timeline to FILE when it ends
+    ///
+    /// A line per event (each request read and answered, each write of
+    /// responses, each step of starting and closing) in microseconds since
+    /// the start.
+    #[arg(long, value_name = "FILE", help_heading = super::common::heading::OUTPUT,
+          value_hint = clap::ValueHint::FilePath)]
     trace: Option<std::path::PathBuf>,
-    /// Share entries through a remote tier: s3://BUCKET or
-    /// s3://BUCKET/PREFIX (level two behind the local cache).
-    #[arg(long, value_name = "URL")]
+    /// Share entries through a remote tier: s3://BUCKET or s3://BUCKET/PREFIX
+    ///
+    /// Level two behind the local cache.
+    #[arg(long, value_name = "URL", help_heading = super::common::heading::REMOTE,
+          value_hint = clap::ValueHint::Url)]
     remote: Option<String>,
     #[command(flatten)]
     endpoint: super::remote::EndpointArgs,
-    /// Read from the remote tier, never write to it: no uploads, no use
-    /// logs (for untrusted builds, such as pull requests from forks).
-    #[arg(long, requires = "remote")]
+    /// Read from the remote tier, never write to it
+    ///
+    /// No uploads, no use logs: for untrusted builds, such as pull requests
+    /// from forks.
+    #[arg(long, requires = "remote", help_heading = super::common::heading::REMOTE)]
     remote_read_only: bool,
     /// Seconds `close` waits for this build's uploads before it answers
-    /// (what is left is abandoned and counted); the last use log gets as
-    /// long again, after go has its answer.
-    #[arg(long, value_name = "SECS", default_value_t = 5.0, requires = "remote", value_parser = parse_drain)]
+    ///
+    /// What is left is abandoned and counted; the last use log gets as long
+    /// again, after go has its answer.
+    #[arg(long, value_name = "SECS", default_value_t = 5.0, requires = "remote",
+          value_parser = parse_drain, help_heading = super::common::heading::REMOTE)]
     remote_drain: f64,
 }
 
@@ -145,16 +157,22 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     })?;
     let ctx = Ctx::locate(global)?;
     let cache_dir = gocache::cachedir::CacheDir::open(&ctx.cache_dir)?;
-    let specs = args.limits.specs();
+    // Read now, enforced once the index is open; a bad value is a
+    // warning there, never a failed build.
+    let given = args.limits.given();
     let quiet = ctx.quiet;
     // Trace events (`GOCACHE_TRACE`): every get, miss and put, with the
-    // rebuild time between a miss and its put. A bad setting records none.
+    // rebuild time between a miss and its put. A bad setting is a warning,
+    // and the default bound, as under the hook.
     let tracing = gocache::trace::Tracing::from_env(gocache::trace::TraceSource::Prog)
         .unwrap_or_else(|e| {
             if !quiet {
-                eprintln!("gocache prog: warning: {e}; recording no trace");
+                eprintln!("gocache prog: warning: {e}");
             }
-            None
+            Some(gocache::trace::Tracing {
+                source: gocache::trace::TraceSource::Prog,
+                keep: gocache::trace::DEFAULT_KEEP,
+            })
         });
     let record_events = tracing.is_some();
     let remote = remote(&args, quiet);
@@ -178,7 +196,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         let cwd = std::env::current_dir().ok();
         index.credit_module(cwd.and_then(|d| gocache::gomod::Module::find(&d)));
         index.set_trace(tracing);
-        let limits = match effective_limits(&ctx.cache_dir, &index, &specs) {
+        let limits = match given.and_then(|g| Ok(effective_limits(&ctx.cache_dir, &index, &g)?)) {
             Ok(l) => {
                 (l.budget.is_some() || l.exe_quota.is_some() || l.min_free.is_some()).then_some(l)
             }

@@ -47,7 +47,7 @@ enum Command {
 #[derive(clap::Args, Debug)]
 struct StoreArgs {
     /// The remote tier: s3://BUCKET or s3://BUCKET/PREFIX.
-    #[arg(value_name = "URL")]
+    #[arg(value_name = "URL", value_hint = clap::ValueHint::Url)]
     url: String,
     #[command(flatten)]
     endpoint: EndpointArgs,
@@ -65,13 +65,20 @@ impl StoreArgs {
 /// shared by `remote` and `prog --remote`.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct EndpointArgs {
-    /// The S3 endpoint, http(s)://HOST[:PORT] [default: $AWS_ENDPOINT_URL_S3,
-    /// else $AWS_ENDPOINT_URL, else AWS's for the region].
-    #[arg(long, value_name = "URL")]
+    /// The S3 endpoint, http(s)://HOST[:PORT] [env: AWS_ENDPOINT_URL_S3,
+    /// AWS_ENDPOINT_URL]
+    ///
+    /// Taken from the first of this flag, $AWS_ENDPOINT_URL_S3 and
+    /// $AWS_ENDPOINT_URL [default: AWS's own endpoint for the region].
+    #[arg(long, value_name = "URL", help_heading = super::common::heading::REMOTE,
+          value_hint = clap::ValueHint::Url)]
     pub endpoint: Option<String>,
-    /// The region requests are signed for [default: $AWS_REGION, else
-    /// $AWS_DEFAULT_REGION, else us-east-1].
-    #[arg(long, value_name = "REGION")]
+    /// The region requests are signed for [default: us-east-1] [env: AWS_REGION,
+    /// AWS_DEFAULT_REGION]
+    ///
+    /// Taken from the first of this flag, $AWS_REGION and
+    /// $AWS_DEFAULT_REGION; else us-east-1.
+    #[arg(long, value_name = "REGION", help_heading = super::common::heading::REMOTE)]
     pub region: Option<String>,
 }
 
@@ -105,7 +112,7 @@ struct StatsArgs {
     #[command(flatten)]
     store: StoreArgs,
     /// Print JSON instead of a table.
-    #[arg(long)]
+    #[arg(long, help_heading = super::common::heading::OUTPUT)]
     json: bool,
 }
 
@@ -133,23 +140,27 @@ const DEFAULT_GRACE: i64 = 3600;
 struct TrimArgs {
     #[command(flatten)]
     store: StoreArgs,
-    /// The most the prefix may hold, everything under it counted: 200GiB,
-    /// 200G (binary), 500GB (decimal). 0B deletes every object outside the
-    /// grace period.
-    #[arg(long, value_name = "SIZE", value_parser = parse_remote_budget, allow_hyphen_values = true)]
+    /// The most the prefix may hold, everything under it counted: 200GiB, 500GB
+    ///
+    /// 200GiB, 200G (binary), 500GB (decimal). 0B deletes every object
+    /// outside the grace period.
+    #[arg(long, value_name = "SIZE", value_parser = parse_remote_budget, allow_hyphen_values = true,
+          help_heading = super::common::heading::LIMITS, value_hint = clap::ValueHint::Other)]
     budget: u64,
-    /// Never delete an object uploaded or used this recently: 90m, 2h, 1d
-    /// [default: 1h].
-    #[arg(long, value_name = "DURATION", value_parser = parse_grace, allow_hyphen_values = true)]
+    /// Never delete an object uploaded or used this recently [default: 1h]
+    ///
+    /// 90m, 2h, 1d.
+    #[arg(long, value_name = "DURATION", value_parser = parse_grace, allow_hyphen_values = true,
+          help_heading = super::common::heading::LIMITS, value_hint = clap::ValueHint::Other)]
     grace: Option<i64>,
     /// Show what would be deleted, and why; change nothing.
     #[arg(long, short = 'n')]
     dry_run: bool,
     /// Print the result as JSON.
-    #[arg(long)]
+    #[arg(long, help_heading = super::common::heading::OUTPUT)]
     json: bool,
     /// List every object deleted (or, with --dry-run, to be deleted).
-    #[arg(long, short)]
+    #[arg(long, short, help_heading = super::common::heading::OUTPUT)]
     verbose: bool,
 }
 

@@ -1,9 +1,10 @@
 //! `gocache scan`: reconcile the index with the disk.
 
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use super::common::{Ctx, Global, Progress, count, human, print_json};
+use super::common::{Ctx, Global, Progress, count, heading, human, print_json};
 use gocache::scan::{ScanOptions, scan};
 
 /// Reconcile the index with the cache on disk.
@@ -19,7 +20,7 @@ pub struct Args {
     #[arg(long)]
     full: bool,
     /// Print the summary as JSON.
-    #[arg(long)]
+    #[arg(long, help_heading = heading::OUTPUT)]
     json: bool,
 }
 
@@ -76,15 +77,18 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             summary: &summary,
         })?;
     } else if !ctx.quiet {
-        println!(
+        let mut o = std::io::stdout().lock();
+        writeln!(
+            o,
             "scanned {} of 256 subdirectories in {:.2}s: {} added, {} updated, {} removed",
             summary.rescanned.len(),
             elapsed.as_secs_f64(),
             count(summary.added),
             count(summary.updated),
             count(summary.removed),
-        );
-        println!(
+        )?;
+        writeln!(
+            o,
             "index: {} entries, {} allocated{}",
             count(entries),
             human(alloc),
@@ -93,7 +97,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             } else {
                 String::new()
             }
-        );
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

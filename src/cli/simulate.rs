@@ -42,23 +42,27 @@ use gocache::trace::schema::{self as trace, Trace};
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Trace files (JSON Lines); `-` reads standard input.
-    #[arg(value_name = "TRACE", required_unless_present = "synthetic")]
+    #[arg(value_name = "TRACE", required_unless_present = "synthetic",
+          value_hint = clap::ValueHint::FilePath)]
     traces: Vec<PathBuf>,
-    /// A budget: 2GiB, 500MB, or 20% of the unbounded footprint; repeat
-    /// for more [default: 10% 20% 30% 50% 75%].
-    #[arg(long = "budget", value_name = "SIZE", value_parser = parse_budget)]
+    /// A budget to replay; repeat for more [default: 10% 20% 30% 50% 75%]
+    ///
+    /// 2GiB, 500MB, or 20% of the unbounded footprint.
+    #[arg(long = "budget", value_name = "SIZE", value_parser = parse_budget,
+          value_hint = clap::ValueHint::Other)]
     budgets: Vec<SizeSpec>,
-    /// Policies to replay, repeated or comma-separated: lru, lru-actions,
-    /// gdsf, gd-cost, trim-lru, trim-gdsf, trim-gds, trim-gd-cost, go-age,
-    /// belady, lower, bound [default: all].
-    #[arg(long = "policy", value_name = "NAME", value_delimiter = ',', value_parser = parse_policy)]
+    /// Policies to replay, repeated or comma-separated [default: all]
+    #[arg(long = "policy", value_name = "POLICY", value_delimiter = ',',
+          value_parser = super::common::Closed { parse: parse_policy, values: policy_values })]
     policies: Vec<PolicyName>,
     /// Print JSON instead of a table.
-    #[arg(long)]
+    #[arg(long, help_heading = super::common::heading::OUTPUT)]
     json: bool,
-    /// Also draw rebuild seconds saved against budget, one line per
-    /// policy, into this SVG file.
-    #[arg(long, value_name = "FILE.svg")]
+    /// Also draw rebuild seconds saved against budget into this SVG file
+    ///
+    /// One line per policy.
+    #[arg(long, value_name = "FILE", help_heading = super::common::heading::OUTPUT,
+          value_hint = clap::ValueHint::FilePath)]
     plot: Option<PathBuf>,
     /// Replay a synthetic Go-like workload (three modules, a developer's
     /// working days) instead of traces.
@@ -71,12 +75,20 @@ pub struct Args {
     #[arg(long, default_value_t = 14, requires = "synthetic", value_parser = clap::value_parser!(u32).range(1..=3650))]
     days: u32,
     /// Also write the synthetic workload as a trace to this file.
-    #[arg(long, value_name = "FILE", requires = "synthetic")]
+    #[arg(long, value_name = "FILE", requires = "synthetic",
+          value_hint = clap::ValueHint::FilePath)]
     save_trace: Option<PathBuf>,
 }
 
 fn parse_budget(s: &str) -> gocache::Result<SizeSpec> {
     SizeSpec::parse(s)
+}
+
+fn policy_values() -> Vec<clap::builder::PossibleValue> {
+    PolicyName::ALL
+        .iter()
+        .map(|p| clap::builder::PossibleValue::new(p.as_str()))
+        .collect()
 }
 
 fn parse_policy(s: &str) -> gocache::Result<PolicyName> {

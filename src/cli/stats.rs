@@ -21,8 +21,8 @@ use gocache::stats::{ExeStats, Stats, compute};
 /// First the cache against its limits, as `ccache -s` does: its size on
 /// disk against the budget, the executables against their quota, free
 /// space against its floor, the last trim, and whether the limits are met
-/// now (what `gocache trim` would remove). Then per tier (exe: cached
-/// executables; build: everything else) the count, apparent and allocated
+/// now (what `gocache trim` would remove, and for which limit). Then per
+/// tier (exe: cached executables; build: everything else) the count, apparent and allocated
 /// bytes and share; entries by last use; which Go modules (projects) hold
 /// the bytes, as `gocache go` and `gocache prog` recorded them; the largest
 /// and most used executables; garbage (action entries whose output is
@@ -32,22 +32,28 @@ use gocache::stats::{ExeStats, Stats, compute};
 /// for over 2 s, read-only, on a full disk: left alone) it still answers,
 /// from a direct walk of the cache, with a warning.
 ///
+/// With no limits set, the defaults apply: there is no budget, and what a
+/// trim would remove is build entries unused for 5 days (as Go does) and
+/// executables unused for 2 days (Go keeps them 5).
+///
 /// --json prints one object; see the README for its fields. Fields are
 /// only ever added, never renamed or removed.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    json: bool,
     /// Do not sync the index with the disk first.
     #[arg(long)]
     no_sync: bool,
     /// Forget every hit count (and say how many there were), then exit.
     #[arg(long)]
     zero: bool,
-    /// Report on a remote tier instead (s3://BUCKET/PREFIX): the same as
-    /// `gocache remote stats URL`.
-    #[arg(long, value_name = "URL")]
+    /// Print JSON instead of a table.
+    #[arg(long, help_heading = super::common::heading::OUTPUT)]
+    json: bool,
+    /// Report on a remote tier instead: s3://BUCKET/PREFIX
+    ///
+    /// The same as `gocache remote stats URL`.
+    #[arg(long, value_name = "URL", help_heading = super::common::heading::REMOTE,
+          value_hint = clap::ValueHint::Url)]
     remote: Option<String>,
     #[command(flatten)]
     endpoint: super::remote::EndpointArgs,
@@ -67,12 +73,32 @@ struct Against {
     exe_quota_share: Option<f64>,
     /// Free bytes on the cache's filesystem, if it could be measured.
     free_bytes: Option<u64>,
-    /// Every limit is met now: a trim would remove nothing but garbage.
+    /// Every limit is met now: a trim would remove nothing but garbage
+    /// (`unmet` is empty).
     met: bool,
     /// What `gocache trim` would remove now.
     trim_would_remove: Bytes,
-    /// Limits a trim could not meet now, and why.
-    unmet: Vec<gocache::policy::Unmet>,
+    /// Each limit not met now, in the order a trim applies them.
+    unmet: Vec<NotMet>,
+}
+
+/// A limit the cache does not meet now (`against_limits.unmet[]`).
+#[derive(serde::Serialize)]
+struct NotMet {
+    /// `build_max_age`, `exe_max_age`, `exe_quota`, `budget` or
+    /// `free_space`.
+    limit: &'static str,
+    /// Allocated bytes over it now: for an age, those of the entries
+    /// unused for longer; for free space, the bytes missing.
+    over_by: u64,
+    /// Bytes still over once a trim has run (0: a trim meets it).
+    after_trim: u64,
+    /// For people: the limit, where it came from, and what a trim does
+    /// about it (the report's line, less the name).
+    reason: String,
+    /// The name for people: `build max age`.
+    #[serde(skip)]
+    label: &'static str,
 }
 
 #[derive(serde::Serialize)]
@@ -111,6 +137,9 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     if args.zero {
         return zero(&ctx, args.json);
     }
+    // Checked before the index is opened: a bad value is refused (exit 2)
+    // with nothing written, as `trim` refuses it.
+    let given = super::common::given_limits(&Default::default())?;
     let progress = Progress::new(ctx.quiet, args.json);
     // A recovered index (rebuilt, or an in-memory copy) is synced even
     // with --no-sync: its rows may be few or none.
@@ -124,7 +153,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         }
         // Loading a large index takes a while, with nothing to count: spin.
         progress.start("load", 0);
-        let loaded = load(&ctx, index, &progress);
+        let loaded = load(&ctx, index, &given, &progress);
         progress.finish();
         Ok((synced, loaded?))
     })?;
@@ -197,12 +226,13 @@ fn zero(ctx: &Ctx, json: bool) -> anyhow::Result<ExitCode> {
     if json {
         print_json(&serde_json::json!({ "zeroed_entries": entries, "zeroed_hits": hits }))?;
     } else if !ctx.quiet {
-        println!(
+        writeln!(
+            std::io::stdout(),
             "forgot {} hits of {} entries in {}",
             count(hits),
             count(entries),
             ctx.index_path.display()
-        );
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -215,27 +245,29 @@ struct Loaded {
     modules: Vec<ModuleTotals>,
 }
 
-fn load(ctx: &Ctx, index: &Index, progress: &Progress) -> gocache::Result<Loaded> {
+fn load(
+    ctx: &Ctx,
+    index: &Index,
+    given: &gocache::limits::Layers,
+    progress: &Progress,
+) -> gocache::Result<Loaded> {
     let entries = index.entries()?;
     let stats = compute(&entries, &index.others()?, ctx.now);
     let modules = index.module_totals().unwrap_or_default();
-    // A report still comes when the limits cannot be read (a bad config
-    // file, say): without the part about them, and with why.
-    let limits = match index.stored_limits().and_then(|s| {
-        gocache::enforce::resolve_limits(&ctx.cache_dir, s, &Default::default(), &|k| {
-            std::env::var_os(k)
-        })
-    }) {
-        Ok(r) => Some(r.limits),
+    // A report still comes when the stored limits cannot be read: without
+    // the part about them, and with why.
+    let resolved = match index.stored_limits() {
+        Ok(s) => Some(gocache::enforce::resolve_limits(&ctx.cache_dir, s, given)),
         Err(e) => {
             progress.warn(&format!("{e}; the limits are left out"));
             None
         }
     };
-    let against = match &limits {
-        Some(l) => Some(against_limits(ctx, index, &entries, &stats, l)?),
+    let against = match &resolved {
+        Some(r) => Some(against_limits(ctx, index, &entries, &stats, r)?),
         None => None,
     };
+    let limits = resolved.map(|r| r.limits);
     Ok(Loaded {
         stats,
         limits,
@@ -250,8 +282,9 @@ fn against_limits(
     index: &Index,
     entries: &[gocache::Entry],
     stats: &Stats,
-    limits: &Limits,
+    resolved: &gocache::enforce::ResolvedLimits,
 ) -> gocache::Result<Against> {
+    let limits = &resolved.limits;
     // This run's sync may have left a WAL that its close moves back into
     // the index file: measure the directory as it will be left, as trim
     // does, or a trim that just met the budget reads as over it here.
@@ -271,16 +304,131 @@ fn against_limits(
     for v in &plan.victims {
         would.add(v.apparent, v.allocated);
     }
+    let unmet = not_met(&plan, &env, resolved);
     Ok(Against {
         cache_bytes,
         budget_share: share(cache_bytes, limits.budget),
         exe_bytes,
         exe_quota_share: share(exe_bytes, limits.exe_quota),
         free_bytes: free,
-        met: plan.meets_all_limits() && plan.victims.iter().all(|v| v.rule == Rule::Garbage),
+        met: unmet.is_empty(),
         trim_would_remove: would,
-        unmet: plan.unmet,
+        unmet,
     })
+}
+
+/// Each limit `plan` (made now) shows unmet: an age limit some entries
+/// are past, a size limit the cache is over, each with where it came from
+/// and what a trim does about it.
+fn not_met(
+    plan: &Plan,
+    env: &gocache::policy::Environment,
+    resolved: &gocache::enforce::ResolvedLimits,
+) -> Vec<NotMet> {
+    use gocache::limits::{Limit, Source, format_duration};
+    // `5d (the default, as Go)`, `1 GiB (GOCACHE_BUDGET)`.
+    let value = |limit: Limit, v: String| {
+        let source = match (resolved.sourced.source(limit), limit) {
+            (Source::Default, Limit::BuildMaxAge) => "the default, as Go".to_string(),
+            (Source::Default, Limit::ExeMaxAge) => format!(
+                "the default; Go keeps them {}",
+                format_duration(gocache::limits::DEFAULT_BUILD_MAX_AGE)
+            ),
+            (Source::Default, _) => "the default".to_string(),
+            (s, l) => s.describe(l),
+        };
+        format!("{v} ({source})")
+    };
+    let mut out = Vec::new();
+    let limits = &resolved.limits;
+    for (tier, limit, key, max_age) in [
+        (
+            gocache::Tier::Build,
+            Limit::BuildMaxAge,
+            "build_max_age",
+            limits.build_max_age,
+        ),
+        (
+            gocache::Tier::Exe,
+            Limit::ExeMaxAge,
+            "exe_max_age",
+            limits.exe_max_age,
+        ),
+    ] {
+        let mut past = Bytes::default();
+        for v in plan
+            .victims
+            .iter()
+            .filter(|v| v.rule == Rule::Age && v.tier == tier)
+        {
+            past.add(v.apparent, v.allocated);
+        }
+        if let (Some(age), true) = (max_age, past.entries > 0) {
+            out.push(NotMet {
+                limit: key,
+                over_by: past.allocated_bytes,
+                after_trim: 0,
+                reason: format!(
+                    "{}: {} entries ({}) unused for longer",
+                    value(limit, format_duration(age)),
+                    count(past.entries),
+                    human(past.allocated_bytes)
+                ),
+                label: limit.label(),
+            });
+        }
+    }
+    for (rule, over) in gocache::policy::shortfalls(&plan.before, env, limits) {
+        let (limit, size) = match rule {
+            Rule::ExeQuota => (Limit::ExeQuota, limits.exe_quota),
+            Rule::Budget => (Limit::Budget, limits.budget),
+            _ => (Limit::MinFree, limits.min_free),
+        };
+        let removes = plan.bytes_for(rule);
+        let over_text = if rule == Rule::FreeSpace {
+            format!("{} short", human(over))
+        } else {
+            format!("{} over", human(over))
+        };
+        let (after_trim, then) = match plan.unmet.iter().find(|u| u.limit == rule) {
+            Some(u) => (
+                u.over_by,
+                format!(
+                    "a trim leaves it {} {}: {}",
+                    human(u.over_by),
+                    if rule == Rule::FreeSpace {
+                        "short"
+                    } else {
+                        "over"
+                    },
+                    u.reason
+                ),
+            ),
+            None if removes.entries == 0 => (
+                0,
+                "what a trim removes for the limits above meets it".to_string(),
+            ),
+            None => (
+                0,
+                format!(
+                    "a trim removes {} entries ({}) for it",
+                    count(removes.entries),
+                    human(removes.allocated_bytes)
+                ),
+            ),
+        };
+        out.push(NotMet {
+            limit: rule.as_str(),
+            over_by: over,
+            after_trim,
+            reason: format!(
+                "{}: {over_text}; {then}",
+                value(limit, size.map_or_else(String::new, human))
+            ),
+            label: limit.label(),
+        });
+    }
+    out
 }
 
 /// Fills in the import paths of the executables listed, from their build
@@ -461,14 +609,9 @@ impl Report<'_> {
         };
         line(o, "Limits", status)?;
         for u in &a.unmet {
-            let text = format!(
-                "{} stays {} over: {}",
-                u.limit.as_str(),
-                human(u.over_by),
-                u.reason
-            );
-            for l in wrap(&text, COLUMNS - HEAD) {
-                line(o, "", l)?;
+            let text = format!("{} {}", u.label, u.reason);
+            for (i, l) in wrap(&text, COLUMNS - HEAD - 2).into_iter().enumerate() {
+                line(o, "", format!("{}{l}", if i == 0 { "" } else { "  " }))?;
             }
         }
         Ok(())

@@ -34,16 +34,20 @@ enum Command {
 /// simulate the file here (`gocache simulate ci.jsonl --budget 20%`).
 #[derive(clap::Args, Debug)]
 struct ExportArgs {
-    /// Only events from the last DURATION (90m, 36h, 7d, 2w) [default:
-    /// all the index keeps].
-    #[arg(long, value_name = "DURATION", value_parser = parse_since)]
+    /// Only events from the last DURATION [default: all the index keeps]
+    ///
+    /// 90m, 36h, 7d, 2w.
+    #[arg(long, value_name = "DURATION", value_parser = parse_since,
+          value_hint = clap::ValueHint::Other)]
     since: Option<i64>,
     /// Write to FILE instead of standard output.
-    #[arg(short, long, value_name = "FILE")]
+    #[arg(short, long, value_name = "FILE", help_heading = super::common::heading::OUTPUT,
+          value_hint = clap::ValueHint::FilePath)]
     output: Option<PathBuf>,
-    /// With --output: print what was written as JSON (events, first and
-    /// last times, the file).
-    #[arg(long, requires = "output")]
+    /// With --output: print what was written as JSON
+    ///
+    /// The events, first and last times, and the file.
+    #[arg(long, requires = "output", help_heading = super::common::heading::OUTPUT)]
     json: bool,
 }
 
@@ -89,7 +93,7 @@ fn export(global: &Global, args: ExportArgs) -> anyhow::Result<ExitCode> {
     };
     let Some(path) = &args.output else {
         write(&mut std::io::stdout().lock())
-            .map_err(|e| anyhow::anyhow!("writing the trace to standard output: {e}"))?;
+            .map_err(|e| anyhow::Error::new(e).context("writing the trace to standard output"))?;
         return Ok(ExitCode::SUCCESS);
     };
     let n = std::fs::File::create(path)

@@ -4,7 +4,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use super::common::{
-    COLUMNS, Ctx, Global, LimitArgs, Progress, fit_tail, human, print_json, short_entry, wrap,
+    COLUMNS, Ctx, Global, LimitArgs, Progress, fit_tail, heading, human, print_json, short_entry,
+    wrap,
 };
 use gocache::enforce::{TrimOutcome, TrimReport, effective_limits};
 use gocache::policy::Rule;
@@ -22,10 +23,17 @@ use gocache::report::Reporter;
 /// path it was handed for that long (Go's 1h mtime lag is added to the
 /// window, since plain go records a use only in an mtime over an hour old).
 ///
-/// Limits not given here come from those stored with `gocache limits`, then
-/// the defaults. One trim runs at a time: a second one says so and exits 0.
-/// A trim that leaves a limit unmet (entries used within the grace period,
-/// removals that failed) says which and why, and exits 3.
+/// Limits not given here come from the environment (GOCACHE_BUDGET,
+/// GOCACHE_EXE_QUOTA, …), then the config file ($GOCACHE_CONFIG, else
+/// $XDG_CONFIG_HOME/gocache/config), then those stored with `gocache
+/// limits`, then the defaults. With no limits set, a trim removes garbage,
+/// build entries unused for 5 days (as Go does) and executables unused for
+/// 2 days (Go keeps them 5); there is no budget until one is set.
+///
+/// One trim runs at a time: a second one says so and exits 0. A trim that
+/// leaves a limit unmet (entries used within the grace period, removals
+/// that failed) says which and why, and exits 3; with -q, in one line on
+/// stderr.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(flatten)]
@@ -34,15 +42,17 @@ pub struct Args {
     #[arg(long, short = 'n')]
     dry_run: bool,
     /// Print the result as JSON.
-    #[arg(long)]
+    #[arg(long, help_heading = heading::OUTPUT)]
     json: bool,
     /// List every entry removed (or, with --dry-run, to be removed).
-    #[arg(long, short)]
+    #[arg(long, short, help_heading = heading::OUTPUT)]
     verbose: bool,
-    /// Trim a remote tier instead (s3://BUCKET/PREFIX): the same as
-    /// `gocache remote trim URL --budget SIZE [--grace D]`; no other limit
-    /// applies to a bucket.
-    #[arg(long, value_name = "URL")]
+    /// Trim a remote tier instead: s3://BUCKET/PREFIX
+    ///
+    /// The same as `gocache remote trim URL --budget SIZE [--grace
+    /// DURATION]`; no other limit applies to a bucket.
+    #[arg(long, value_name = "URL", help_heading = heading::REMOTE,
+          value_hint = clap::ValueHint::Url)]
     remote: Option<String>,
     #[command(flatten)]
     endpoint: super::remote::EndpointArgs,
@@ -72,15 +82,17 @@ fn trim_remote(global: &Global, url: String, args: Args) -> anyhow::Result<ExitC
         ));
     }
     let budget = match l.budget {
-        Some(gocache::limits::SizeSpec::Bytes(b)) => b,
-        Some(gocache::limits::SizeSpec::Percent(_)) => {
+        Some(gocache::limits::SizeLimit::Bytes(b)) => b,
+        Some(gocache::limits::SizeLimit::Percent(_)) => {
             return Err(bad(
                 "a remote budget is a size such as 200GiB, not a share: a bucket has no \
                  filesystem to take a share of"
                     .into(),
             ));
         }
-        None => return Err(bad("trim --remote needs --budget SIZE".into())),
+        Some(gocache::limits::SizeLimit::NoLimit) | None => {
+            return Err(bad("trim --remote needs --budget SIZE".into()));
+        }
     };
     super::remote::trim_as_remote(
         global,
@@ -101,13 +113,14 @@ pub fn run(global: &Global, mut args: Args) -> anyhow::Result<ExitCode> {
         return trim_remote(global, url, args);
     }
     let ctx = Ctx::locate(global)?;
+    let given = args.limits.given()?;
     let started = Instant::now();
     let progress = Progress::new(ctx.quiet, args.json).verbose(args.verbose);
     // Whose entries go, read before they do (-v only).
     let want_modules = args.verbose && !args.json && !ctx.quiet;
     let mut modules = Default::default();
     let done = ctx.access().run(ctx.now, |index, _| {
-        let limits = effective_limits(&ctx.cache_dir, index, &args.limits.specs())?;
+        let limits = effective_limits(&ctx.cache_dir, index, &given)?;
         if want_modules {
             modules = index.entry_modules().unwrap_or_default();
         }
@@ -129,11 +142,13 @@ pub fn run(global: &Global, mut args: Args) -> anyhow::Result<ExitCode> {
         TrimOutcome::Done(r) => r,
         TrimOutcome::Locked => {
             if !ctx.quiet {
-                println!(
+                use std::io::Write;
+                writeln!(
+                    std::io::stdout(),
                     "another trim is running on {} (it holds {}); nothing to do",
                     ctx.cache_dir.display(),
                     gocache::cachedir::lock_path(&ctx.cache_dir).display()
-                );
+                )?;
             }
             return Ok(ExitCode::SUCCESS);
         }
@@ -176,12 +191,28 @@ pub fn run(global: &Global, mut args: Args) -> anyhow::Result<ExitCode> {
         })?;
     } else if !ctx.quiet {
         print_text(&report, args.verbose.then_some(&modules), seconds)?;
+    } else if !report.dry_run {
+        // What needs a look, even with -q (cron mails it): which limit is
+        // unmet, one line each, as the report says it.
+        for u in &report.unmet {
+            eprintln!("gocache: {}", unmet_line(u));
+        }
     }
     Ok(if report.dry_run || report.limits_met {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(super::common::LIMITS_NOT_MET)
     })
+}
+
+/// `budget not met: still 1.2 GiB over: why`.
+fn unmet_line(u: &gocache::policy::Unmet) -> String {
+    format!(
+        "{} not met: still {} over: {}",
+        u.limit.as_str(),
+        human(u.over_by),
+        u.reason
+    )
 }
 
 /// The summary, and with -v (`verbose`: whose entry each was) a line per
@@ -280,12 +311,7 @@ fn print_text(
         )?;
     }
     for u in &r.unmet {
-        let text = format!(
-            "{} not met: still {} over: {}",
-            u.limit.as_str(),
-            human(u.over_by),
-            u.reason
-        );
+        let text = unmet_line(u);
         for (i, line) in wrap(&text, COLUMNS - 4).iter().enumerate() {
             writeln!(o, "{}{line}", if i == 0 { "  " } else { "    " })?;
         }

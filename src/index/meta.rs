@@ -115,7 +115,7 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::limits::SizeSpec;
+    use crate::limits::SizeLimit;
 
     #[test]
     fn stored_limits_round_trip_and_bad_ones_say_how_to_reset() {
@@ -123,7 +123,7 @@ mod tests {
         let mut ix = Index::open(&dir.path().join("i.sqlite")).unwrap();
         assert!(ix.stored_limits().unwrap().is_empty());
         let limits = LimitSpecs {
-            budget: Some(SizeSpec::Bytes(10 << 30)),
+            budget: Some(SizeLimit::Bytes(10 << 30)),
             ..Default::default()
         };
         ix.store_limits(&limits).unwrap();

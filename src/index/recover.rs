@@ -364,7 +364,7 @@ mod tests {
     use super::*;
     use crate::index::test_entry as entry;
     use crate::index::{BUSY_TIMEOUT, test_add as add};
-    use crate::limits::{LimitSpecs, SizeSpec};
+    use crate::limits::{LimitSpecs, SizeLimit};
     use crate::model::Kind;
 
     fn filled(path: &Path) {
@@ -372,7 +372,7 @@ mod tests {
         let entries: Vec<_> = (0..200u8).map(|s| entry(s, Kind::Output)).collect();
         add(&mut ix, &entries, 1);
         ix.store_limits(&LimitSpecs {
-            budget: Some(SizeSpec::Bytes(1 << 30)),
+            budget: Some(SizeLimit::Bytes(1 << 30)),
             ..Default::default()
         })
         .unwrap();
@@ -414,7 +414,7 @@ mod tests {
         let mut ix = Index::open(&p).unwrap();
         ix.keep_wal_on_close();
         ix.store_limits(&LimitSpecs {
-            budget: Some(SizeSpec::Bytes(2 << 30)),
+            budget: Some(SizeLimit::Bytes(2 << 30)),
             ..Default::default()
         })
         .unwrap();
@@ -444,7 +444,7 @@ mod tests {
         assert!(!done.index.is_in_memory());
         assert_eq!(
             done.index.stored_limits().unwrap().budget,
-            Some(SizeSpec::Bytes(2 << 30)),
+            Some(SizeLimit::Bytes(2 << 30)),
             "the stored limits survive, from the WAL moved with the file"
         );
         drop(done);

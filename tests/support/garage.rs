@@ -4,7 +4,7 @@
 //! Garage is AGPL, so it is only ever run as a separate server process,
 //! never linked. [`garage_bin`] finds it (`$GOCACHE_TEST_GARAGE`, else
 //! `target/garage-<version>/bin/garage`), else builds the pinned version
-//! from crates.io into that directory, once, under a file lock: about 30
+//! from the crate registry into that directory, once, under a file lock: about 30
 //! to 40 minutes on two cores, after which every run reuses it.
 //!
 //! [`GarageCluster`] starts three nodes (replication factor 3, consistency

