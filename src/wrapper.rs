@@ -369,6 +369,19 @@ pub fn find_real_go(
     Err(FindGoError::NotFound(skipped))
 }
 
+/// Now (Unix ns) by the clock file times are stamped from (Linux takes a
+/// file's mtime from the coarse real-time clock, which can lag the precise
+/// one by a tick): the wrapper reads it just before it starts go, and the
+/// hook credits to the command's module the entries whose mtime is later
+/// (see [`crate::index::Index::credit_module`]). An entry written before,
+/// even in the same tick, is not later.
+pub fn file_clock_ns() -> i64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
+    t.tv_sec
+        .saturating_mul(1_000_000_000)
+        .saturating_add(t.tv_nsec as i64)
+}
+
 /// Go subcommands that never write the build cache: no hook after them.
 /// When in doubt the hook runs (it is cheap when nothing changed).
 pub const NO_HOOK: &[&str] = &["version", "env", "help", "fmt", "doc", "telemetry", "bug"];

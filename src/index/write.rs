@@ -40,14 +40,15 @@ impl Index {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .at(path)?;
-        // The module new entries are credited to (see `modules`), and
-        // whether they are traced (see `trace`).
-        let (module, record_new) = match all.iter().any(|c| !c.upserts.is_empty()) {
-            true => (
-                Index::credit_in(credit, &tx, now, path)?,
-                Index::trace_new_in(tracing, &tx, path)?,
-            ),
-            false => (None, false),
+        // The module the entries the scan credits are credited to (see
+        // `modules`), and whether new entries are traced (see `trace`).
+        let module = match all.iter().any(|c| !c.credited.is_empty()) {
+            true => Index::credit_in(credit, &tx, now, path)?,
+            false => None,
+        };
+        let record_new = match all.iter().any(|c| !c.upserts.is_empty()) {
+            true => Index::trace_new_in(tracing, &tx, path)?,
+            false => false,
         };
         let (mut traced, mut added) = (Vec::new(), Vec::new());
         {
@@ -97,7 +98,8 @@ impl Index {
                         }
                     }
                     let (mut last_use, mut pending_hits) = (e.last_use, 0u64);
-                    let mut credited = module;
+                    let mut credited =
+                        module.filter(|_| changes.credited.binary_search(&e.name).is_ok());
                     if any_pending {
                         let p: Option<(i64, i64, Option<i64>)> = pending
                             .query_row(params![changes.subdir, e.name.file_name()], |r| {

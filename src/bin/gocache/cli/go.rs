@@ -252,6 +252,8 @@ fn wrap(global: &Global, args: Vec<OsString>) -> ExitCode {
         libc::signal(libc::SIGTERM, forward as *const () as libc::sighandler_t);
         libc::signal(libc::SIGHUP, forward as *const () as libc::sighandler_t);
     }
+    // What the command writes or touches has a later mtime than this.
+    let started_ns = gocache::wrapper::file_clock_ns();
     let status = match cmd.spawn() {
         Ok(mut child) => {
             CHILD.store(child.id() as i32, Ordering::SeqCst);
@@ -281,6 +283,7 @@ fn wrap(global: &Global, args: Vec<OsString>) -> ExitCode {
             exe_uses: used,
             tool: wrapper::tool_name(&args),
             module,
+            started_ns: Some(started_ns),
         };
         match super::hook::run_after_go(global, &super::hook::Args::default(), &extra) {
             Ok(()) => {}

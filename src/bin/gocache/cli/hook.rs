@@ -45,6 +45,9 @@ pub struct AfterGo {
     /// The Go module the command ran in: what it added and used is
     /// credited to it.
     pub module: Option<gocache::gomod::Module>,
+    /// When the command started ([`gocache::wrapper::file_clock_ns`]):
+    /// only entries with a later mtime count as added or used by it.
+    pub started_ns: Option<i64>,
 }
 
 #[derive(serde::Serialize)]
@@ -81,7 +84,7 @@ pub fn run_after_go(global: &Global, args: &Args, seen: &AfterGo) -> anyhow::Res
     // Run again from the start on a rebuilt or in-memory index when this
     // one fails (the head start is only good for the first try).
     let done = access.run_from(opened, ctx.now, |index, _| {
-        index.credit_module(seen.module.clone());
+        index.credit_module(seen.module.clone(), seen.started_ns);
         index.set_trace(tracing);
         let synced = scan_with_head_start(
             &ctx.cache_dir,
