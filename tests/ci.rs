@@ -675,6 +675,82 @@ fn two_jobs_take_turns_on_one_directory_from_an_index_made_before_the_ci_mode() 
     assert_eq!(c_end["removed_by_rule"][0][0], "keep_runs");
 }
 
+/// `(entries, allocated bytes)` of each module `stats --json` lists, by
+/// module path, and of the entries credited to none.
+fn by_module(sb: &Sandbox) -> (BTreeMap<String, (u64, u64)>, (u64, u64)) {
+    let s = json(&run_ok(sb.gocache(["stats", "--json"])));
+    let modules = s["modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["path"].as_str().unwrap().to_string(), figures(m)))
+        .collect();
+    (modules, figures(&s["modules_unrecorded"]))
+}
+
+/// Issue 24, item 1: two CI jobs on a restored cache that plain go filled,
+/// each with a plain go command and then one through `gocache go`. A
+/// module holds exactly what its wrapped command made (the test's walk
+/// before and after it); what was restored, what the plain commands made
+/// (which the wrapped command's hook finds) and what the wrapped ones only
+/// used are credited to none.
+#[test]
+fn ci_jobs_credit_a_module_only_with_what_its_wrapped_commands_made() {
+    let sb = Sandbox::with_template();
+    let archive = sb.root().join("cache.tar");
+    let app = write_app(&sb);
+    use_dep(&sb, 1);
+    let tiny = sb.write_main("tiny", "package main\n\nfunc main() {}\n");
+    let mut made: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    let mut job = |module: &'static str, dir: &Path, wrapped: &[&str], plain: &[&str]| {
+        run_ok(sb.gocache(["ci", "begin"]));
+        // The plain command first: the wrapped one's hook finds what it
+        // made.
+        let before = walk(&sb.cache());
+        run_ok(sb.go(plain).current_dir(&app));
+        assert!(
+            walk(&sb.cache()).len() > before.len(),
+            "plain go made nothing"
+        );
+        let before = walk(&sb.cache());
+        run_ok(sb.gocache(["go"]).args(wrapped).current_dir(dir));
+        let after = walk(&sb.cache());
+        let new: BTreeSet<String> = after
+            .keys()
+            .filter(|n| !before.contains_key(*n))
+            .cloned()
+            .collect();
+        assert!(!new.is_empty());
+        made.entry(module).or_default().extend(new);
+        run_ok(sb.gocache(["ci", "end"]));
+        save(&sb, &archive, true);
+        restore(&sb, &archive);
+        let kept = walk(&sb.cache());
+        let want: BTreeMap<String, (u64, u64)> = made
+            .iter()
+            .map(|(m, names)| {
+                let names = names.iter().filter(|n| kept.contains_key(*n));
+                (m.to_string(), count(&kept, names))
+            })
+            .collect();
+        let credited: BTreeSet<&String> = made.values().flatten().collect();
+        let rest = kept.keys().filter(|n| !credited.contains(n));
+        assert_eq!(by_module(&sb), (want, count(&kept, rest)));
+    };
+    job(
+        "example.com/app",
+        &app,
+        &["build", "./..."],
+        &["vet", "./..."],
+    );
+    job(
+        "example.com/tiny",
+        &tiny,
+        &["build", "-o", "/dev/null", "."],
+        &["test", "./..."],
+    );
+}
+
 /// The first run of a repository: nothing is restored, so there is no
 /// cache directory yet.
 #[test]
