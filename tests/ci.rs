@@ -296,6 +296,29 @@ fn ci_job_by(
     let mut end_cmd = sb.gocache(["ci", "end", "--json"]);
     end_cmd.args(end_args);
     let end = json(&run_ok(end_cmd));
+    // The size ci end reports is what du finds once it has exited, and
+    // "met" agrees with it.
+    let on_disk = crate::support::du(&sb.cache());
+    assert_eq!(end["cache_bytes"].as_u64(), Some(on_disk), "cache_bytes");
+    if let Some(budget) = end["limits"]["budget"].as_u64() {
+        let over: Vec<u64> = end["unmet"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|u| u["limit"] == "budget")
+            .map(|u| u["over_by"].as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            over,
+            (on_disk > budget)
+                .then(|| on_disk - budget)
+                .into_iter()
+                .collect::<Vec<_>>()
+        );
+        if on_disk > budget {
+            assert_eq!(end["limits_met"], false);
+        }
+    }
     let kept = walk(&sb.cache());
     save(sb, archive, posix);
     let new_actions = after_go
