@@ -279,8 +279,9 @@ fn move_back(
     }
     if let Some(first) = first {
         warnings.push(format!(
-            "could not move back the mtime of {failed} entries (first: {first}); \
-             their uses cannot be told apart and they count as used by this run"
+            "could not move back the mtime of {} entries (first: {first}); \
+             their uses cannot be told apart and they count as used by this run",
+            crate::report::count(failed)
         ));
     }
     (moved, newest)

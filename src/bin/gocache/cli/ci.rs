@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use super::common::{
-    Ctx, Global, Progress, human, parse_budget, parse_eviction, parse_exe_quota, print_json,
+    Ctx, Global, Progress, count, human, parse_budget, parse_eviction, parse_exe_quota, print_json,
 };
 use gocache::ci::{BeginReport, DEFAULT_KEEP_RUNS, EndOptions, EndReport, LOCK_WAIT, Start};
 use gocache::enforce::effective_limits;
@@ -196,7 +196,7 @@ fn print_begin(r: &BeginReport, cache: &Path, created: bool, seconds: f64) -> st
         o,
         "gocache ci begin: {} started; the cache holds {} entries, {} ({seconds:.2}s)",
         run_name(r.run, r.label.as_deref()),
-        t.entries,
+        count(t.entries),
         human(t.allocated_bytes)
     )?;
     let reread = r.scan.rescanned.len();
@@ -226,7 +226,7 @@ fn print_begin(r: &BeginReport, cache: &Path, created: bool, seconds: f64) -> st
     writeln!(
         o,
         "  moved back the mtimes of {} entries used within the last hour, so that every use in this job shows",
-        r.moved_back
+        count(r.moved_back)
     )?;
     match r.go_trim_was {
         Some(was) if r.started - was >= 86_400 => writeln!(
@@ -332,7 +332,7 @@ fn rows(r: &EndReport) -> Vec<(&'static str, Bytes, String)> {
     let by_rule: Vec<String> = r
         .removed_by_rule
         .iter()
-        .map(|(rule, b)| format!("{}: {}", rule.as_str(), b.entries))
+        .map(|(rule, b)| format!("{}: {}", rule.as_str(), count(b.entries)))
         .collect();
     vec![
         ("restored", r.restored, String::new()),
@@ -346,7 +346,7 @@ fn rows(r: &EndReport) -> Vec<(&'static str, Bytes, String)> {
         (
             "saved",
             r.kept,
-            format!("directory {}", human(r.cache_bytes)),
+            format!("whole directory {}, as du counts it", human(r.cache_bytes)),
         ),
     ]
 }
@@ -420,7 +420,7 @@ fn text(r: &EndReport, seconds: f64) -> String {
         let _ = writeln!(
             o,
             "  {name:<9} {:>9}  {:>11}  {note}",
-            b.entries,
+            count(b.entries),
             human(b.allocated_bytes)
         );
     }
@@ -475,7 +475,7 @@ fn markdown(r: &EndReport) -> String {
         let _ = writeln!(
             o,
             "| {name} | {} | {} | {} {note} |",
-            b.entries,
+            count(b.entries),
             human(b.allocated_bytes),
             bar(b.allocated_bytes, max, 20)
         );
@@ -504,7 +504,7 @@ fn markdown(r: &EndReport) -> String {
                 p.program,
                 human(p.allocated_bytes),
                 if p.used { "yes" } else { "no" },
-                p.hits
+                count(p.hits)
             );
         }
         o.push('\n');

@@ -113,7 +113,7 @@ pub fn run_after_go(global: &Global, args: &Args, seen: &AfterGo) -> anyhow::Res
     {
         progress.warn(&format!(
             "could not remove {} cache entries (first: {})",
-            e.failed,
+            super::common::count(e.failed),
             e.errors.first().map_or("", String::as_str)
         ));
     }
@@ -134,7 +134,8 @@ pub fn run_after_go(global: &Global, args: &Args, seen: &AfterGo) -> anyhow::Res
         })?;
     } else if removed > 0 && !ctx.quiet {
         eprintln!(
-            "gocache: evicted {removed} cache entries ({}) to stay within the limits",
+            "gocache: evicted {} cache entries ({}) to stay within the limits",
+            super::common::count(removed),
             super::common::human(removed_allocated)
         );
     }

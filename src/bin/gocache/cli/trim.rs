@@ -4,7 +4,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use super::common::{
-    COLUMNS, Ctx, Global, LimitArgs, Progress, fit_tail, human, print_json, short_entry, wrap,
+    COLUMNS, Ctx, Global, LimitArgs, Progress, count, fit_tail, human, print_json, short_entry,
+    wrap,
 };
 use gocache::enforce::{TrimOutcome, TrimReport, effective_limits};
 use gocache::policy::Rule;
@@ -154,7 +155,7 @@ pub fn run(global: &Global, mut args: Args) -> anyhow::Result<ExitCode> {
     {
         eprintln!(
             "gocache: error: could not remove {} entries (first: {}){}",
-            e.failed,
+            count(e.failed),
             e.errors.first().map_or("", String::as_str),
             if args.verbose {
                 ""
@@ -215,7 +216,7 @@ fn print_text(
             writeln!(o, "{}", line.trim_end())?;
         }
     }
-    let (count, bytes) = match &r.executed {
+    let (removed, bytes) = match &r.executed {
         Some(e) => (e.removed, e.removed_allocated),
         None => (
             p.victims.len() as u64,
@@ -224,9 +225,12 @@ fn print_text(
     };
     // Before and after are what was on disk (for a dry run: what the plan
     // would leave), so removals that failed show as bytes still there.
+    // The entries alone; the whole directory (what du and stats show, and
+    // the budget bounds) below.
     writeln!(
         o,
-        "{verb} {count} entries, {} (cache {} -> {}) in {seconds:.2}s",
+        "{verb} {} entries, {} (entries {} -> {}) in {seconds:.2}s",
+        count(removed),
         human(bytes),
         human(r.before.total.allocated_bytes),
         human(r.after.total.allocated_bytes),
@@ -238,8 +242,8 @@ fn print_text(
         writeln!(
             o,
             "  {tier:<11} {:>8} -> {:<8} entries  {:>11} -> {}",
-            before.entries,
-            after.entries,
+            count(before.entries),
+            count(after.entries),
             human(before.allocated_bytes),
             human(after.allocated_bytes)
         )?;
@@ -251,21 +255,31 @@ fn print_text(
                 o,
                 "  {:<11} {:>8} entries  {:>11}",
                 rule.as_str(),
-                b.entries,
+                count(b.entries),
                 human(b.allocated_bytes)
             )?;
         }
     }
+    writeln!(
+        o,
+        "  directory   {} on disk after{} (du; what the budget bounds)",
+        human(r.after.total.allocated_bytes.saturating_add(r.fixed_bytes)),
+        if r.dry_run { " the plan" } else { "" }
+    )?;
     if let Some(e) = &r.executed {
         let skipped = e.skipped_used_since + e.skipped_changed + e.skipped_odd + e.failed;
         if e.already_gone > 0 {
-            writeln!(o, "  {} entries were already gone", e.already_gone)?;
+            writeln!(o, "  {} entries were already gone", count(e.already_gone))?;
         }
         if skipped > 0 {
             writeln!(
                 o,
-                "  kept {skipped} entries: {} used since the plan, {} changed, {} odd, {} failed",
-                e.skipped_used_since, e.skipped_changed, e.skipped_odd, e.failed
+                "  kept {} entries: {} used since the plan, {} changed, {} odd, {} failed",
+                count(skipped),
+                count(e.skipped_used_since),
+                count(e.skipped_changed),
+                count(e.skipped_odd),
+                count(e.failed)
             )?;
         }
     }
@@ -273,7 +287,7 @@ fn print_text(
         writeln!(
             o,
             "  {} entries ({}) kept because they were used within the grace period",
-            p.protected.entries,
+            count(p.protected.entries),
             human(p.protected.allocated_bytes)
         )?;
     }
