@@ -409,6 +409,40 @@ impl Plan {
     }
 }
 
+/// Why a budget stays unmet once every entry outside the grace period is
+/// chosen: what is left, each part with its bytes, the larger first. The
+/// entries left (`kept`) were all used within the grace period; the fixed
+/// bytes beside them cannot be evicted, and may exceed the budget alone.
+fn budget_reason(kept: u64, fixed: u64, budget: u64) -> String {
+    let entries = (kept > 0).then(|| {
+        (
+            kept,
+            format!(
+                "{} of entries used within the grace period",
+                crate::report::human(kept)
+            ),
+        )
+    });
+    let beside = (fixed > 0).then(|| {
+        let alone = if fixed > budget {
+            ", more than the budget on their own"
+        } else {
+            ""
+        };
+        (
+            fixed,
+            format!(
+                "{} of fixed bytes beside the entries (directories, Go's files, the index){alone}",
+                crate::report::human(fixed)
+            ),
+        )
+    });
+    let mut parts: Vec<(u64, String)> = entries.into_iter().chain(beside).collect();
+    parts.sort_by(|a, b| b.0.cmp(&a.0));
+    let parts: Vec<String> = parts.into_iter().map(|(_, p)| p).collect();
+    format!("what is left is {}", parts.join(" and "))
+}
+
 /// Rules 3 to 5: walks groups least recently used first, choosing each
 /// unchosen `eligible` one for `rule` until `short` bytes (as `bytes`
 /// counts them) are freed. A protected group passed over is marked in
@@ -811,16 +845,10 @@ fn plan_inner(
             total.saturating_sub(budget),
         );
         if short > 0 {
-            let total = budget + short;
-            let reason = if total.saturating_sub(remaining(&groups)) > budget {
-                "the cache directory's fixed bytes (directories, Go's files, the index) alone exceed the budget".into()
-            } else {
-                "the remaining entries were used within the grace period".into()
-            };
             unmet.push(Unmet {
                 limit: Rule::Budget,
                 over_by: short,
-                reason,
+                reason: budget_reason(remaining(&groups), env.fixed_bytes, budget),
             });
         }
     }
@@ -1422,6 +1450,57 @@ mod tests {
         };
         let p = plan(&es, &l, &env, NOW);
         assert!(p.unmet[0].reason.contains("fixed bytes"));
+    }
+
+    /// Issue 24: a budget of 0 with most of the cache used within the grace
+    /// period says so, with the bytes of each part left, the larger first;
+    /// the fixed bytes are named as over the budget on their own only when
+    /// they are.
+    #[test]
+    fn an_unmet_budget_names_what_is_left_with_its_bytes() {
+        let es: Vec<Entry> = [pair(1, 1 << 20, 60), pair(2, 1 << 20, 5 * HOUR)].concat();
+        let mut l = no_limits();
+        l.budget = Some(0);
+        let env = Environment {
+            fixed_bytes: 8192,
+            free_bytes: None,
+        };
+        let p = plan(&es, &l, &env, NOW);
+        assert_eq!(ids(&p), vec![(102, Rule::Budget), (2, Rule::Budget)]);
+        let kept = (1 << 20) + 4096;
+        assert_eq!(p.unmet.len(), 1);
+        assert_eq!(p.unmet[0].over_by, kept + 8192);
+        assert_eq!(
+            p.unmet[0].reason,
+            "what is left is 1 MiB of entries used within the grace period and 8 KiB of \
+             fixed bytes beside the entries (directories, Go's files, the index), more than \
+             the budget on their own"
+                .replace("1 MiB", &crate::report::human(kept))
+        );
+        // A budget the fixed bytes fit: not "on their own"; and where they
+        // are the larger part, they come first.
+        l.budget = Some(4096);
+        let env = Environment {
+            fixed_bytes: 3 << 20,
+            free_bytes: None,
+        };
+        let p = plan(&es, &l, &env, NOW);
+        assert_eq!(
+            p.unmet[0].reason,
+            format!(
+                "what is left is 3 MiB of fixed bytes beside the entries (directories, Go's \
+                 files, the index), more than the budget on their own and {} of entries used \
+                 within the grace period",
+                crate::report::human(kept)
+            )
+        );
+        l.budget = Some(16 << 20);
+        let env = Environment {
+            fixed_bytes: 16 << 20,
+            free_bytes: None,
+        };
+        let p = plan(&es, &l, &env, NOW);
+        assert!(!p.unmet[0].reason.contains("on their own"), "{:?}", p.unmet);
     }
 
     #[test]

@@ -774,6 +774,71 @@ fn ci_jobs_credit_a_module_only_with_what_its_wrapped_commands_made() {
     );
 }
 
+/// Issue 24, item 4: `ci end --budget 0B` after a job. What the run did
+/// not use goes in a first round and a second finds nothing more: the
+/// report still says what went by which rule, names what is left with its
+/// bytes, and its text groups the counts and names the whole directory as
+/// `du` counts it.
+#[test]
+fn ci_end_under_a_budget_it_cannot_meet_reports_every_rounds_removals() {
+    let sb = Sandbox::with_template();
+    let job = sb.write_hello("job", "the job");
+    run_ok(sb.gocache(["ci", "begin"]));
+    run_ok(sb.go(["build", "-o", "/dev/null", "."]).current_dir(&job));
+    let twin = sb.root().join("twin");
+    copy_tree(&sb.cache(), &twin);
+    let before = walk(&sb.cache());
+    let end = json(&run_ok(
+        sb.gocache(["ci", "end", "--json", "--budget", "0B"]),
+    ));
+    let after = walk(&sb.cache());
+    let removed: Vec<&String> = before.keys().filter(|n| !after.contains_key(*n)).collect();
+    assert!(removed.len() > 1000 && !after.is_empty(), "{end:#}");
+    let gone = count(&before, removed.iter().copied());
+    assert_eq!(figures(&end["removed"]), gone);
+    let by_rule = end["removed_by_rule"].as_array().unwrap();
+    let summed = by_rule.iter().fold((0, 0), |(n, b), r| {
+        let (rn, rb) = figures(&r[1]);
+        (n + rn, b + rb)
+    });
+    assert_eq!(summed, gone, "{by_rule:#?}");
+    assert_eq!(end["limits_met"], false);
+    let kept = count(&after, after.keys()).1;
+    let reason = end["unmet"][0]["reason"].as_str().unwrap();
+    let human = |b: u64| humansize::format_size(b, humansize::BINARY);
+    assert!(
+        reason.starts_with(&format!(
+            "what is left is {} of entries used within the grace period and ",
+            human(kept)
+        )),
+        "{reason}"
+    );
+
+    let out = run_ok(
+        sb.gocache(["ci", "end", "--budget", "0B"])
+            .env("GOCACHE", &twin),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(walk(&twin).len(), after.len(), "the same ci end");
+    let row = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("  {name} ")))
+            .unwrap_or_else(|| panic!("no {name} row in\n{text}"))
+            .to_string()
+    };
+    let n = grouped(removed.len() as u64);
+    let removed_row = row("removed");
+    assert!(removed_row.contains(&format!(" {n} ")), "{text}");
+    assert!(removed_row.ends_with(&format!("budget: {n}")), "{text}");
+    assert!(
+        row("saved").ends_with(&format!(
+            "whole directory {}, as du counts it",
+            human(crate::support::du(&twin))
+        )),
+        "{text}"
+    );
+}
+
 /// The first run of a repository: nothing is restored, so there is no
 /// cache directory yet.
 #[test]
