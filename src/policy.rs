@@ -438,7 +438,7 @@ fn budget_reason(kept: u64, fixed: u64, budget: u64) -> String {
         )
     });
     let mut parts: Vec<(u64, String)> = entries.into_iter().chain(beside).collect();
-    parts.sort_by(|a, b| b.0.cmp(&a.0));
+    parts.sort_by_key(|p| std::cmp::Reverse(p.0));
     let parts: Vec<String> = parts.into_iter().map(|(_, p)| p).collect();
     format!("what is left is {}", parts.join(" and "))
 }
