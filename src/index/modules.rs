@@ -24,7 +24,10 @@
 //! over an hour old, so a later mtime is the command's doing (or that of a
 //! go command running beside it, which no mtime can tell apart). A
 //! connection with no such moment (`gocache prog`, whose gets and puts
-//! are its uses) credits nothing its scans find.
+//! are its uses) credits nothing its scans find. On a network filesystem
+//! the server stamps mtimes by its own clock, so the comparison is off by
+//! the two clocks' difference: a server behind this machine credits less,
+//! one ahead may credit what a plain go command wrote moments before.
 
 use std::collections::HashMap;
 
