@@ -368,13 +368,8 @@ fn a_trim_whose_removals_fail_says_what_is_left_and_exits_3() {
     let out = run_expecting(unprivileged(&trim(&[])).unwrap(), 3);
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.lines().next().unwrap();
-    let sizes = line
-        .split("(entries ")
-        .nth(1)
-        .unwrap()
-        .split(") in")
-        .next()
-        .unwrap();
+    let total = text.lines().find(|l| l.starts_with("  total ")).unwrap();
+    let sizes = total.split(" entries ").nth(1).unwrap().trim();
     let (before, after) = sizes.split_once(" -> ").unwrap();
     assert!(line.starts_with("removed 0 entries, 0 B"), "{text}");
     assert_eq!(before, after, "{text}");

@@ -600,12 +600,23 @@ fn a_budget_the_grace_period_keeps_out_of_reach_says_what_was_removed_and_why_no
     let first = text.lines().next().unwrap();
     assert!(
         first.starts_with(&format!(
-            "removed {} entries, {} (entries {} -> {}) in ",
+            "removed {} entries, {}, in ",
             grouped(removed.len() as u64),
             human(removed_bytes),
+        )),
+        "{text}"
+    );
+    let total = text.lines().find(|l| l.starts_with("  total ")).unwrap();
+    let words: Vec<&str> = total.split_whitespace().collect();
+    assert_eq!(
+        words.join(" "),
+        format!(
+            "total {} -> {} entries {} -> {}",
+            grouped(before.len() as u64),
+            grouped(twin_after.len() as u64),
             human(before.values().sum()),
             human(twin_after.values().sum()),
-        )),
+        ),
         "{text}"
     );
     let build = text.lines().find(|l| l.starts_with("  build ")).unwrap();

@@ -223,21 +223,20 @@ fn print_text(
             p.victims.iter().map(|v| v.allocated).sum(),
         ),
     };
-    // Before and after are what was on disk (for a dry run: what the plan
-    // would leave), so removals that failed show as bytes still there.
-    // The entries alone; the whole directory (what du and stats show, and
-    // the budget bounds) below.
     writeln!(
         o,
-        "{verb} {} entries, {} (entries {} -> {}) in {seconds:.2}s",
+        "{verb} {} entries, {}, in {seconds:.2}s",
         count(removed),
         human(bytes),
-        human(r.before.total.allocated_bytes),
-        human(r.after.total.allocated_bytes),
     )?;
+    // Before and after are what was on disk (for a dry run: what the plan
+    // would leave), so removals that failed show as bytes still there:
+    // the entries (as stats' tiers), then the whole directory (as its
+    // size, du's, what the budget bounds).
     for (tier, before, after) in [
         ("build", &r.before.build, &r.after.build),
         ("exe", &r.before.exe, &r.after.exe),
+        ("total", &r.before.total, &r.after.total),
     ] {
         writeln!(
             o,
