@@ -38,6 +38,7 @@
 //! ([`read_given`]), before the index is opened: a bad value in the
 //! environment or the config file is refused with nothing created.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -45,12 +46,13 @@ use crate::cachedir::{CacheDir, TrimLock, own_dir_allocated, sweep_prog_temps};
 use crate::error::{Error, Result};
 use crate::execute::{Executed, execute};
 use crate::index::{Index, Use};
+use crate::layout::{EntryName, IdHash};
 use crate::limits::{CONFIG_ENV, Layers, LimitSpecs, Limits, Sourced, layer, parse_config};
-use crate::model::{OtherClass, Totals, UnixTime};
+use crate::model::{Bytes, OtherClass, Totals, UnixTime};
 use crate::policy::{
-    Environment, HEADROOM, Plan, Rule, Runs, Unmet, over_limits, plan_by_runs, shortfalls,
+    Environment, HEADROOM, Plan, Rule, Runs, Unmet, Victim, over_limits, plan_by_runs, shortfalls,
 };
-use crate::report::Reporter;
+use crate::report::{Reporter, count};
 use crate::scan::{ScanOptions, ScanSummary, scan};
 
 /// How many plan-and-execute rounds a run makes when Go keeps using what
@@ -405,19 +407,20 @@ fn unmet_after(
                 let first = executed.errors.first().map_or("", String::as_str);
                 why.push(format!(
                     "{} removals failed (first: {first})",
-                    executed.failed
+                    count(executed.failed)
                 ));
             }
             if executed.skipped_used_since > 0 {
                 why.push(format!(
                     "{} entries were used by go while the trim ran",
-                    executed.skipped_used_since
+                    count(executed.skipped_used_since)
                 ));
             }
             let odd = executed.skipped_changed + executed.skipped_odd;
             if odd > 0 {
                 why.push(format!(
-                    "{odd} entries changed or are not in Go's layout and were left alone"
+                    "{} entries changed or are not in Go's layout and were left alone",
+                    count(odd)
                 ));
             }
             if why.is_empty() {
@@ -576,8 +579,10 @@ fn max_clock(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 /// The fixed bytes are measured again after each round (the index's own
 /// files change as rows go: a page, a `-shm` block), and while they put
 /// the cache over a limit the next round plans again with them, so that a
-/// trim meets its budget by `du` after it exits. Returns the last plan and
-/// what all rounds did.
+/// trim meets its budget by `du` after it exits. Returns the plan of all
+/// rounds (every round's victims, once each, and their bytes by rule; what
+/// stays protected and unmet as the last round found it) and what all
+/// rounds did.
 #[allow(clippy::too_many_arguments)]
 fn execute_in_rounds(
     dir: &CacheDir,
@@ -592,8 +597,15 @@ fn execute_in_rounds(
     let mut executed = Executed::default();
     // gdsf's clock: the highest priority any round evicted.
     let mut clock = plan.clock;
+    // Every round's victims, once each (a removal that failed may be
+    // chosen again): a last round that finds nothing more to remove must
+    // not hide what the earlier ones removed, and why.
+    let before = plan.before;
+    let mut victims: Vec<Victim> = Vec::new();
+    let mut seen: HashSet<EntryName, IdHash> = HashSet::default();
     for round in 0..MAX_ROUNDS {
         clock = max_clock(clock, plan.clock);
+        victims.extend(plan.victims.iter().filter(|v| seen.insert(v.name)).cloned());
         let done = execute(dir, &plan.victims, Some(index), reporter)?;
         let refreshed = done.used_since.clone();
         let removed = done.removed;
@@ -626,6 +638,17 @@ fn execute_in_rounds(
         history.advance(now, l);
         index.store_gdsf_clock(&history)?;
     }
+    plan.by_rule = Rule::ALL
+        .iter()
+        .filter_map(|&rule| {
+            let mut bytes = Bytes::default();
+            for v in victims.iter().filter(|v| v.rule == rule) {
+                bytes.add(v.apparent, v.allocated);
+            }
+            (bytes.entries > 0).then_some((rule, bytes))
+        })
+        .collect();
+    (plan.before, plan.victims) = (before, victims);
     Ok((plan, executed))
 }
 

@@ -435,6 +435,19 @@ pub fn find_real_go(
     Err(FindGoError::NotFound(skipped))
 }
 
+/// Now (Unix ns) by the clock file times are stamped from (Linux takes a
+/// file's mtime from the coarse real-time clock, which can lag the precise
+/// one by a tick): the wrapper reads it just before it starts go, and the
+/// hook credits to the command's module the entries whose mtime is later
+/// (see [`crate::index::Index::credit_module`]). An entry written before,
+/// even in the same tick, is not later.
+pub fn file_clock_ns() -> i64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
+    t.tv_sec
+        .saturating_mul(1_000_000_000)
+        .saturating_add(t.tv_nsec as i64)
+}
+
 /// Go subcommands that never write the build cache: no hook after them.
 /// When in doubt the hook runs (it is cheap when nothing changed).
 pub const NO_HOOK: &[&str] = &["version", "env", "help", "fmt", "doc", "telemetry", "bug"];
@@ -689,6 +702,9 @@ pub struct AfterGo {
     /// The Go module the command ran in: what it added and used is
     /// credited to it.
     pub module: Option<crate::gomod::Module>,
+    /// When the command started ([`file_clock_ns`]): only entries with a
+    /// later mtime count as added or used by it.
+    pub started_ns: Option<i64>,
 }
 
 /// Why the wrapper could not run go; [`WrapError::exit_code`] is its
@@ -774,6 +790,8 @@ impl Wrap<'_> {
         if let (Some(u), Some(cache)) = (&uses, &cache) {
             cmd.env(USES_ENV, u.path()).env(CACHE_ENV, cache);
         }
+        // What the command writes or touches has a later mtime than this.
+        let started_ns = file_clock_ns();
         let status = spawn_and_wait(cmd, &launch.real)?;
         if let Some(cache) = &cache {
             let exe_uses = uses
@@ -787,6 +805,7 @@ impl Wrap<'_> {
                 exe_uses,
                 tool: tool_name(args),
                 module,
+                started_ns: Some(started_ns),
             });
         }
         Ok(exit_code_of(status.map_err(WrapError::Wait)?))

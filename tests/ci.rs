@@ -296,6 +296,29 @@ fn ci_job_by(
     let mut end_cmd = sb.gocache(["ci", "end", "--json"]);
     end_cmd.args(end_args);
     let end = json(&run_ok(end_cmd));
+    // The size ci end reports is what du finds once it has exited, and
+    // "met" agrees with it.
+    let on_disk = crate::support::du(&sb.cache());
+    assert_eq!(end["cache_bytes"].as_u64(), Some(on_disk), "cache_bytes");
+    if let Some(budget) = end["limits"]["budget"].as_u64() {
+        let over: Vec<u64> = end["unmet"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|u| u["limit"] == "budget")
+            .map(|u| u["over_by"].as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            over,
+            (on_disk > budget)
+                .then(|| on_disk - budget)
+                .into_iter()
+                .collect::<Vec<_>>()
+        );
+        if on_disk > budget {
+            assert_eq!(end["limits_met"], false);
+        }
+    }
     let kept = walk(&sb.cache());
     save(sb, archive, posix);
     let new_actions = after_go
@@ -557,20 +580,16 @@ fn ci_runs_keep_what_the_last_runs_used_and_hit_like_an_untrimmed_cache() {
     assert!(rules.contains(&&Value::from("budget")), "{rules:?}");
     assert!(end["limits_met"].as_bool().unwrap(), "{end}");
     assert!(end["cache_bytes"].as_u64().unwrap() <= tight);
-    // By du, up to what the index grows by while ci end records the run
-    // after measuring (issue 12, item 8, counts that exactly).
-    assert!(
-        du(&sb.cache()) <= tight + (256 << 10),
-        "{} > {tight}",
-        du(&sb.cache())
-    );
+    // By du: ci end measures after it records the run (issue 24).
+    assert_eq!(end["cache_bytes"].as_u64(), Some(du(&sb.cache())));
     // The step summary: a table with the same figures, and bars.
     let md = std::fs::read_to_string(&summary).unwrap();
     assert!(md.starts_with("### Go build cache: run 7"), "{md}");
-    let restored_row = format!("| restored | {} |", end["restored"]["entries"]);
+    let entries = |v: &Value| grouped(v["entries"].as_u64().unwrap());
+    let restored_row = format!("| restored | {} |", entries(&end["restored"]));
     assert!(md.contains(&restored_row), "{md}");
     assert!(
-        md.contains(&format!("| saved | {} |", end["kept"]["entries"])),
+        md.contains(&format!("| saved | {} |", entries(&end["kept"]))),
         "{md}"
     );
     assert!(md.contains('█'), "{md}");
@@ -673,6 +692,147 @@ fn two_jobs_take_turns_on_one_directory_from_an_index_made_before_the_ci_mode() 
     assert_eq!(c_end["kept"]["entries"], 0, "{c_end}");
     assert_eq!(walk(&sb.cache()).len(), 0);
     assert_eq!(c_end["removed_by_rule"][0][0], "keep_runs");
+}
+
+/// `(entries, allocated bytes)` of each module `stats --json` lists, by
+/// module path, and of the entries credited to none.
+fn by_module(sb: &Sandbox) -> (BTreeMap<String, (u64, u64)>, (u64, u64)) {
+    let s = json(&run_ok(sb.gocache(["stats", "--json"])));
+    let modules = s["modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["path"].as_str().unwrap().to_string(), figures(m)))
+        .collect();
+    (modules, figures(&s["modules_unrecorded"]))
+}
+
+/// Issue 24, item 1: two CI jobs on a restored cache that plain go filled,
+/// each with a plain go command and then one through `gocache go`. A
+/// module holds exactly what its wrapped command made (the test's walk
+/// before and after it); what was restored, what the plain commands made
+/// (which the wrapped command's hook finds) and what the wrapped ones only
+/// used are credited to none.
+#[test]
+fn ci_jobs_credit_a_module_only_with_what_its_wrapped_commands_made() {
+    let sb = Sandbox::with_template();
+    let archive = sb.root().join("cache.tar");
+    let app = write_app(&sb);
+    use_dep(&sb, 1);
+    let tiny = sb.write_main("tiny", "package main\n\nfunc main() {}\n");
+    let mut made: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    let mut job = |module: &'static str, dir: &Path, wrapped: &[&str], plain: &[&str]| {
+        run_ok(sb.gocache(["ci", "begin"]));
+        // The plain command first: the wrapped one's hook finds what it
+        // made.
+        let before = walk(&sb.cache());
+        run_ok(sb.go(plain).current_dir(&app));
+        assert!(
+            walk(&sb.cache()).len() > before.len(),
+            "plain go made nothing"
+        );
+        let before = walk(&sb.cache());
+        run_ok(sb.gocache(["go"]).args(wrapped).current_dir(dir));
+        let after = walk(&sb.cache());
+        let new: BTreeSet<String> = after
+            .keys()
+            .filter(|n| !before.contains_key(*n))
+            .cloned()
+            .collect();
+        assert!(!new.is_empty());
+        made.entry(module).or_default().extend(new);
+        run_ok(sb.gocache(["ci", "end"]));
+        save(&sb, &archive, true);
+        restore(&sb, &archive);
+        let kept = walk(&sb.cache());
+        let want: BTreeMap<String, (u64, u64)> = made
+            .iter()
+            .map(|(m, names)| {
+                let names = names.iter().filter(|n| kept.contains_key(*n));
+                (m.to_string(), count(&kept, names))
+            })
+            .collect();
+        let credited: BTreeSet<&String> = made.values().flatten().collect();
+        let rest = kept.keys().filter(|n| !credited.contains(n));
+        assert_eq!(by_module(&sb), (want, count(&kept, rest)));
+    };
+    job(
+        "example.com/app",
+        &app,
+        &["build", "./..."],
+        &["vet", "./..."],
+    );
+    job(
+        "example.com/tiny",
+        &tiny,
+        &["build", "-o", "/dev/null", "."],
+        &["test", "./..."],
+    );
+}
+
+/// Issue 24, item 4: `ci end --budget 0B` after a job. What the run did
+/// not use goes in a first round and a second finds nothing more: the
+/// report still says what went by which rule, names what is left with its
+/// bytes, and its text groups the counts and names the whole directory as
+/// `du` counts it.
+#[test]
+fn ci_end_under_a_budget_it_cannot_meet_reports_every_rounds_removals() {
+    let sb = Sandbox::with_template();
+    let job = sb.write_hello("job", "the job");
+    run_ok(sb.gocache(["ci", "begin"]));
+    run_ok(sb.go(["build", "-o", "/dev/null", "."]).current_dir(&job));
+    let twin = sb.root().join("twin");
+    copy_tree(&sb.cache(), &twin);
+    let before = walk(&sb.cache());
+    let end = json(&run_ok(
+        sb.gocache(["ci", "end", "--json", "--budget", "0B"]),
+    ));
+    let after = walk(&sb.cache());
+    let removed: Vec<&String> = before.keys().filter(|n| !after.contains_key(*n)).collect();
+    assert!(removed.len() > 1000 && !after.is_empty(), "{end:#}");
+    let gone = count(&before, removed.iter().copied());
+    assert_eq!(figures(&end["removed"]), gone);
+    let by_rule = end["removed_by_rule"].as_array().unwrap();
+    let summed = by_rule.iter().fold((0, 0), |(n, b), r| {
+        let (rn, rb) = figures(&r[1]);
+        (n + rn, b + rb)
+    });
+    assert_eq!(summed, gone, "{by_rule:#?}");
+    assert_eq!(end["limits_met"], false);
+    let kept = count(&after, after.keys()).1;
+    let reason = end["unmet"][0]["reason"].as_str().unwrap();
+    let human = |b: u64| humansize::format_size(b, humansize::BINARY);
+    assert!(
+        reason.starts_with(&format!(
+            "what is left is {} of entries used within the grace period and ",
+            human(kept)
+        )),
+        "{reason}"
+    );
+
+    let out = run_ok(
+        sb.gocache(["ci", "end", "--budget", "0B"])
+            .env("GOCACHE", &twin),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(walk(&twin).len(), after.len(), "the same ci end");
+    let row = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("  {name} ")))
+            .unwrap_or_else(|| panic!("no {name} row in\n{text}"))
+            .to_string()
+    };
+    let n = grouped(removed.len() as u64);
+    let removed_row = row("removed");
+    assert!(removed_row.contains(&format!(" {n} ")), "{text}");
+    assert!(removed_row.ends_with(&format!("budget: {n}")), "{text}");
+    assert!(
+        row("saved").ends_with(&format!(
+            "whole directory {}, as du counts it",
+            human(crate::support::du(&twin))
+        )),
+        "{text}"
+    );
 }
 
 /// The first run of a repository: nothing is restored, so there is no

@@ -2,6 +2,9 @@
 //! and 10): the cache against its limits, output that fits 80 columns,
 //! which modules hold the bytes, `--zero`, `gocache dir`, and `-q`.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -407,6 +410,204 @@ fn stats_and_trim_say_which_modules_hold_the_bytes() {
             .all(|m| m["path"] != "example.com/experiment"),
         "{:#}",
         s["modules"]
+    );
+}
+
+/// Every entry of the cache (`xx/<hex>-a`, `xx/<hex>-d`) to its mtime in
+/// nanoseconds, by the test's own walk.
+fn entry_mtimes(cache: &Path) -> BTreeMap<String, i128> {
+    let mut out = BTreeMap::new();
+    for sub in 0..256 {
+        let sub = format!("{sub:02x}");
+        let Ok(rd) = std::fs::read_dir(cache.join(&sub)) else {
+            continue;
+        };
+        for e in rd {
+            let e = e.unwrap();
+            let name = e.file_name().into_string().unwrap();
+            let entry = name.len() == 66
+                && name.starts_with(&sub)
+                && (name.ends_with("-a") || name.ends_with("-d"))
+                && name[..64].bytes().all(|b| b.is_ascii_hexdigit());
+            if entry {
+                let md = std::fs::symlink_metadata(e.path()).unwrap();
+                let ns = md.mtime() as i128 * 1_000_000_000 + md.mtime_nsec() as i128;
+                out.insert(format!("{sub}/{name}"), ns);
+            }
+        }
+    }
+    out
+}
+
+/// The entries of `after` that are new since `before` or whose mtime
+/// moved: what a go command between the two walks wrote or used.
+fn touched(before: &BTreeMap<String, i128>, after: &BTreeMap<String, i128>) -> BTreeSet<String> {
+    after
+        .iter()
+        .filter(|(n, t)| before.get(*n) != Some(t))
+        .map(|(n, _)| n.clone())
+        .collect()
+}
+
+/// `du -sc --block-size=1` of exactly the entries `names` under `cache`.
+fn du_of<'a>(cache: &Path, names: impl IntoIterator<Item = &'a String>) -> u64 {
+    let paths: Vec<PathBuf> = names.into_iter().map(|n| cache.join(n)).collect();
+    if paths.is_empty() {
+        return 0;
+    }
+    let out = run_ok(
+        Command::new("du")
+            .args(["-sc", "--block-size=1"])
+            .args(&paths),
+    );
+    let total = text(&out.stdout);
+    let last = total.lines().last().unwrap();
+    assert!(last.ends_with("\ttotal"), "{total}");
+    last.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// `(entries, allocated bytes)` of each module `stats --json` lists, by
+/// module path, and of the entries credited to none.
+fn by_module(sb: &Sandbox) -> (BTreeMap<String, (u64, u64)>, (u64, u64)) {
+    let s = json(&run_ok(sb.gocache(["stats", "--json"])));
+    let figures = |v: &Value| {
+        (
+            v["entries"].as_u64().unwrap(),
+            v["allocated_bytes"].as_u64().unwrap(),
+        )
+    };
+    let modules = s["modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["path"].as_str().unwrap().to_string(), figures(m)))
+        .collect();
+    (modules, figures(&s["modules_unrecorded"]))
+}
+
+/// Issue 24, item 1: the first hook on a cache the index has never seen
+/// (one plain go filled) credits to its module only what its go command
+/// wrote or used, as the test's own walk finds them (new entries, and
+/// entries whose mtime Go moved because they were over an hour old); the
+/// rest is "(none recorded)".
+#[test]
+fn a_first_hook_credits_only_what_its_command_wrote_or_used() {
+    let sb = Sandbox::with_template();
+    // Over an hour old: Go moves the mtime of what it uses.
+    backdate(&sb.cache(), Duration::from_secs(2 * 3600));
+    let _ = std::fs::remove_dir_all(sb.cache().join("gocache"));
+    let tiny = sb.write_main("tiny", "package main\n\nfunc main() {}\n");
+    let before = entry_mtimes(&sb.cache());
+    run_ok(
+        sb.gocache(["go", "build", "-o", "/dev/null", "."])
+            .current_dir(&tiny),
+    );
+    let after = entry_mtimes(&sb.cache());
+    let did = touched(&before, &after);
+    assert!(
+        did.iter().any(|n| before.contains_key(n)) && did.iter().any(|n| !before.contains_key(n)),
+        "the build both used old entries and made new ones"
+    );
+    let rest: Vec<&String> = after.keys().filter(|n| !did.contains(*n)).collect();
+    assert!(rest.len() > 1000, "a cache of std: {}", rest.len());
+    let (modules, none) = by_module(&sb);
+    assert_eq!(
+        modules,
+        BTreeMap::from([(
+            "example.com/tiny".to_string(),
+            (did.len() as u64, du_of(&sb.cache(), &did))
+        )])
+    );
+    assert_eq!(
+        none,
+        (rest.len() as u64, du_of(&sb.cache(), rest.iter().copied()))
+    );
+    let report = stdout_of(sb.gocache(["stats"]));
+    let unrecorded = line(&report, "  (none recorded) ");
+    assert!(
+        unrecorded.contains(&format!(" {} ", grouped(rest.len() as u64))),
+        "{unrecorded}"
+    );
+}
+
+/// Issue 24, item 1: two modules taking turns through the wrapper, with a
+/// plain go command between them: each module holds exactly the entries
+/// its own commands made (the test's walk before and after each), and
+/// what the plain command made, which the next hook finds, is credited to
+/// none.
+#[test]
+fn modules_taking_turns_hold_what_their_own_commands_made() {
+    let sb = Sandbox::with_template();
+    // Within the hour: Go moves no mtime, so "made" is "new".
+    backdate(&sb.cache(), Duration::from_secs(600));
+    let src = |pkg: &str, call: &str| {
+        format!(
+            "package main\n\nimport (\n\t\"fmt\"\n\t\"{pkg}\"\n)\n\nfunc main() {{ fmt.Println({call}) }}\n"
+        )
+    };
+    let alpha = sb.write_main("alpha", &src("strings", "strings.ToUpper(\"a\")"));
+    let beta = sb.write_main("beta", &src("net/url", "url.PathEscape(\"b c\")"));
+    let gamma = sb.write_main("gamma", &src("strconv", "strconv.Itoa(3)"));
+    let mut made: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    let mut step = |module: Option<&'static str>, mut cmd: Command| {
+        let before = entry_mtimes(&sb.cache());
+        run_ok(&mut cmd);
+        let did = touched(&before, &entry_mtimes(&sb.cache()));
+        assert!(!did.is_empty(), "{cmd:?} made nothing");
+        assert!(
+            did.iter().all(|n| !before.contains_key(n)),
+            "{cmd:?} moved an mtime"
+        );
+        if let Some(m) = module {
+            made.entry(m).or_default().extend(did);
+        }
+    };
+    let wrapped = |dir: &Path, args: &[&str]| {
+        let mut c = sb.gocache(["go"]);
+        c.args(args).current_dir(dir);
+        c
+    };
+    let plain = |dir: &Path, args: &[&str]| {
+        let mut c = sb.go(args);
+        c.current_dir(dir);
+        c
+    };
+    step(
+        Some("example.com/alpha"),
+        wrapped(&alpha, &["build", "-o", "/dev/null", "."]),
+    );
+    step(
+        Some("example.com/beta"),
+        wrapped(&beta, &["build", "-o", "/dev/null", "."]),
+    );
+    step(None, plain(&gamma, &["build", "-o", "/dev/null", "."]));
+    sb.write_main("alpha", &src("strings", "strings.ToLower(\"A\")"));
+    step(Some("example.com/alpha"), wrapped(&alpha, &["vet", "."]));
+    step(
+        Some("example.com/alpha"),
+        wrapped(&alpha, &["build", "-o", "/dev/null", "."]),
+    );
+    sb.write_main("gamma", &src("strconv", "strconv.Itoa(4)"));
+    step(None, plain(&gamma, &["vet", "."]));
+    step(Some("example.com/beta"), wrapped(&beta, &["run", "."]));
+
+    let all = entry_mtimes(&sb.cache());
+    let want: BTreeMap<String, (u64, u64)> = made
+        .iter()
+        .map(|(m, names)| {
+            (
+                m.to_string(),
+                (names.len() as u64, du_of(&sb.cache(), names)),
+            )
+        })
+        .collect();
+    let credited: BTreeSet<&String> = made.values().flatten().collect();
+    let rest: Vec<&String> = all.keys().filter(|n| !credited.contains(n)).collect();
+    let (modules, none) = by_module(&sb);
+    assert_eq!(modules, want);
+    assert_eq!(
+        none,
+        (rest.len() as u64, du_of(&sb.cache(), rest.iter().copied()))
     );
 }
 

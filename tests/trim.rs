@@ -563,3 +563,178 @@ fn a_quiet_trim_that_leaves_a_limit_unmet_says_which_in_one_line() {
     let out = run_ok(sb.gocache(["trim", "-q", "--budget", "10GiB"]));
     assert!(out.stdout.is_empty() && out.stderr.is_empty(), "{out:?}");
 }
+
+/// Every entry of the cache (`xx/<hex>-a`, `xx/<hex>-d`) to its allocated
+/// bytes (an executable: its directory and its file), by the test's own
+/// walk.
+fn entry_sizes(cache: &Path) -> BTreeMap<String, u64> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = BTreeMap::new();
+    for sub in 0..256 {
+        let sub = format!("{sub:02x}");
+        let Ok(rd) = std::fs::read_dir(cache.join(&sub)) else {
+            continue;
+        };
+        for e in rd {
+            let e = e.unwrap();
+            let name = e.file_name().into_string().unwrap();
+            let entry = name.len() == 66
+                && name.starts_with(&sub)
+                && (name.ends_with("-a") || name.ends_with("-d"))
+                && name[..64].bytes().all(|b| b.is_ascii_hexdigit());
+            if !entry {
+                continue;
+            }
+            let md = std::fs::symlink_metadata(e.path()).unwrap();
+            let mut allocated = md.blocks() * 512;
+            if md.is_dir() {
+                for inner in std::fs::read_dir(e.path()).unwrap() {
+                    allocated += inner.unwrap().metadata().unwrap().blocks() * 512;
+                }
+            }
+            out.insert(format!("{sub}/{name}"), allocated);
+        }
+    }
+    out
+}
+
+fn human(bytes: u64) -> String {
+    humansize::format_size(bytes, humansize::BINARY)
+}
+
+/// Issue 24, item 4: `trim --budget 0B` on a cache a build has just used.
+/// Everything outside the grace period goes in a first round, and a second
+/// finds nothing more: the report still says what was removed and by which
+/// rule, names what is left with its bytes (mostly entries inside the
+/// grace period, then the directory's fixed bytes), and every number takes
+/// one form and agrees with the test's walk, `du` and `stats`.
+#[test]
+fn a_budget_the_grace_period_keeps_out_of_reach_says_what_was_removed_and_why_not_more() {
+    let sb = Sandbox::with_template();
+    backdate(&sb.cache(), Duration::from_secs(10 * 86_400));
+    let hello = sb.write_hello("recent", "used just now");
+    run_ok(sb.go(["build", "-o", "/dev/null", "."]).current_dir(&hello));
+    // The same cache twice: one trim for JSON, one for text.
+    let twin = sb.root().join("twin");
+    copy_tree(&sb.cache(), &twin);
+    let before = entry_sizes(&sb.cache());
+    let exes = before
+        .keys()
+        .filter(|n| std::fs::symlink_metadata(twin.join(n)).is_ok_and(|m| m.is_dir()))
+        .count() as u64;
+
+    let t = json(&run_expecting(
+        sb.gocache(["trim", "--json", "--budget", "0B"]),
+        3,
+    ));
+    let after = entry_sizes(&sb.cache());
+    let removed: Vec<&String> = before.keys().filter(|n| !after.contains_key(*n)).collect();
+    let removed_bytes: u64 = removed.iter().map(|n| before[*n]).sum();
+    let kept_bytes: u64 = after.values().sum();
+    assert!(removed.len() > 1000 && !after.is_empty(), "{t:#}");
+    assert_eq!(t["executed"]["removed"], removed.len() as u64);
+    let by_rule = t["plan"]["by_rule_bytes"].as_object().unwrap();
+    let (n, b) = by_rule.values().fold((0, 0), |(n, b), v| {
+        (
+            n + v["entries"].as_u64().unwrap(),
+            b + v["allocated_bytes"].as_u64().unwrap(),
+        )
+    });
+    assert_eq!(
+        (n, b),
+        (removed.len() as u64, removed_bytes),
+        "{by_rule:#?}"
+    );
+    assert_eq!(
+        t["plan"]["victims"].as_array().unwrap().len(),
+        removed.len()
+    );
+    let on_disk = du(&sb.cache());
+    let fixed = on_disk - kept_bytes;
+    assert_eq!(t["unmet"][0]["limit"], "budget", "{t:#}");
+    assert_eq!(t["unmet"][0]["over_by"], on_disk);
+    let reason = t["unmet"][0]["reason"].as_str().unwrap();
+    assert!(kept_bytes > fixed, "mostly entries: {kept_bytes} {fixed}");
+    assert_eq!(
+        reason,
+        format!(
+            "what is left is {} of entries used within the grace period and {} of fixed \
+             bytes beside the entries (directories, Go's files, the index), more than the \
+             budget on their own",
+            human(kept_bytes),
+            human(fixed)
+        )
+    );
+
+    // Text: grouped counts, the entries and the whole directory named as
+    // such, and the sizes stats and du give.
+    let out = run_expecting(
+        sb.gocache(["trim", "--budget", "0B"]).env("GOCACHE", &twin),
+        3,
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let twin_after = entry_sizes(&twin);
+    assert_eq!(twin_after.len(), after.len(), "the same trim");
+    let first = text.lines().next().unwrap();
+    assert!(
+        first.starts_with(&format!(
+            "removed {} entries, {}, in ",
+            grouped(removed.len() as u64),
+            human(removed_bytes),
+        )),
+        "{text}"
+    );
+    let total = text.lines().find(|l| l.starts_with("  total ")).unwrap();
+    let words: Vec<&str> = total.split_whitespace().collect();
+    assert_eq!(
+        words.join(" "),
+        format!(
+            "total {} -> {} entries {} -> {}",
+            grouped(before.len() as u64),
+            grouped(twin_after.len() as u64),
+            human(before.values().sum()),
+            human(twin_after.values().sum()),
+        ),
+        "{text}"
+    );
+    let build = text.lines().find(|l| l.starts_with("  build ")).unwrap();
+    assert!(
+        build.contains(&format!(" {} -> ", grouped(before.len() as u64 - exes))),
+        "{text}"
+    );
+    for (rule, b) in by_rule {
+        let n = b["entries"].as_u64().unwrap();
+        if n > 0 {
+            let want = format!("  {rule:<11} {:>8} entries ", grouped(n));
+            assert!(
+                text.lines().any(|l| l.starts_with(&want)),
+                "{want:?}\n{text}"
+            );
+        }
+    }
+    let twin_du = du(&twin);
+    assert!(
+        text.contains(&format!(
+            "\n  directory   {} on disk after (du; what the budget bounds)\n",
+            human(twin_du)
+        )),
+        "{text}"
+    );
+    let words = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        words.contains(&format!(
+            "what is left is {} of entries used within the grace period",
+            human(kept_bytes)
+        )),
+        "{text}"
+    );
+    let s = json(&run_ok(
+        sb.gocache(["stats", "--json"]).env("GOCACHE", &twin),
+    ));
+    assert_eq!(s["against_limits"]["cache_bytes"], twin_du);
+    let stats =
+        String::from_utf8_lossy(&run_ok(sb.gocache(["stats"]).env("GOCACHE", &twin)).stdout)
+            .into_owned();
+    let size = stats.lines().find(|l| l.starts_with("Size ")).unwrap();
+    assert!(size.contains(&format!(" {} ", human(twin_du))), "{stats}");
+}

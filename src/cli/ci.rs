@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use super::common::{
-    COLUMNS, Ctx, Global, Progress, eviction_parser, fit_tail, heading, human, parse_budget,
+    COLUMNS, Ctx, Global, Progress, count, eviction_parser, fit_tail, heading, human, parse_budget,
     parse_exe_quota, print_json, wrap,
 };
 use gocache::ci::{BeginReport, DEFAULT_KEEP_RUNS, EndOptions, EndReport, LOCK_WAIT, Start};
@@ -221,7 +221,7 @@ fn print_begin(r: &BeginReport, cache: &Path, created: bool, seconds: f64) -> st
         format!(
             "gocache ci begin: {} started; the cache holds {} entries, {} ({seconds:.2}s)",
             run_name(r.run, r.label.as_deref()),
-            t.entries,
+            count(t.entries),
             human(t.allocated_bytes)
         ),
     )?;
@@ -257,7 +257,7 @@ fn print_begin(r: &BeginReport, cache: &Path, created: bool, seconds: f64) -> st
         format!(
             "moved back the mtimes of {} entries used within the last hour, so that every use \
              in this job shows",
-            r.moved_back
+            count(r.moved_back)
         ),
     )?;
     say(
@@ -471,7 +471,7 @@ fn rows(r: &EndReport) -> Vec<(&'static str, Bytes, String)> {
     let by_rule: Vec<String> = r
         .removed_by_rule
         .iter()
-        .map(|(rule, b)| format!("{}: {}", rule.as_str(), b.entries))
+        .map(|(rule, b)| format!("{}: {}", rule.as_str(), count(b.entries)))
         .collect();
     vec![
         ("restored", r.restored, String::new()),
@@ -485,7 +485,7 @@ fn rows(r: &EndReport) -> Vec<(&'static str, Bytes, String)> {
         (
             "saved",
             r.kept,
-            format!("directory {}", human(r.cache_bytes)),
+            format!("whole directory {}, as du counts it", human(r.cache_bytes)),
         ),
     ]
 }
@@ -559,7 +559,7 @@ fn text(r: &EndReport, seconds: f64) -> String {
         let _ = writeln!(
             o,
             "  {name:<9} {:>9}  {:>11}  {note}",
-            b.entries,
+            count(b.entries),
             human(b.allocated_bytes)
         );
     }
@@ -614,7 +614,7 @@ fn markdown(r: &EndReport) -> String {
         let _ = writeln!(
             o,
             "| {name} | {} | {} | {} {note} |",
-            b.entries,
+            count(b.entries),
             human(b.allocated_bytes),
             bar(b.allocated_bytes, max, 20)
         );
@@ -645,7 +645,7 @@ fn markdown(r: &EndReport) -> String {
                 p.program,
                 human(p.allocated_bytes),
                 if p.used { "yes" } else { "no" },
-                p.hits
+                count(p.hits)
             );
         }
         o.push('\n');

@@ -337,26 +337,11 @@ impl gocache::report::Reporter for Progress {
     }
 }
 
-/// Bytes in binary units ("1.5 GiB").
-pub fn human(bytes: u64) -> String {
-    humansize::format_size(bytes, humansize::BINARY)
-}
+/// Numbers for people: one form everywhere (see [`gocache::report`]).
+pub use gocache::report::{count, human};
 
 /// The width human output is laid out for: an 80-column terminal.
 pub const COLUMNS: usize = 80;
-
-/// A count with thousands separators: `1,234,567`.
-pub fn count(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
 
 /// An entry's path, `ab/<64 hex>-d`, shortened for people as git
 /// shortens hashes: `ab/ab12cd34…-d` (`--json` has the whole name).

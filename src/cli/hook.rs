@@ -74,7 +74,7 @@ pub fn run_after_go(global: &Global, args: &Args, seen: &AfterGo) -> anyhow::Res
     // Run again from the start on a rebuilt or in-memory index when this
     // one fails (the head start is only good for the first try).
     let done = access.run_from(opened, ctx.now, |index, _| {
-        index.credit_module(seen.module.clone());
+        index.credit_module(seen.module.clone(), seen.started_ns);
         index.set_trace(tracing);
         let synced = scan_with_head_start(
             &ctx.cache_dir,
@@ -103,7 +103,7 @@ pub fn run_after_go(global: &Global, args: &Args, seen: &AfterGo) -> anyhow::Res
     {
         progress.warn(&format!(
             "could not remove {} cache entries (first: {})",
-            e.failed,
+            super::common::count(e.failed),
             e.errors.first().map_or("", String::as_str)
         ));
     }
@@ -124,7 +124,8 @@ pub fn run_after_go(global: &Global, args: &Args, seen: &AfterGo) -> anyhow::Res
         })?;
     } else if removed > 0 && !ctx.quiet {
         eprintln!(
-            "gocache: evicted {removed} cache entries ({}) to stay within the limits",
+            "gocache: evicted {} cache entries ({}) to stay within the limits",
+            super::common::count(removed),
             super::common::human(removed_allocated)
         );
     }

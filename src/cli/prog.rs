@@ -192,9 +192,10 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             }
         };
         // Go starts us in its own working directory: what this go command
-        // gets and puts is credited to its module.
+        // gets and puts is credited to its module (and nothing else: what
+        // a scan finds, this session did not necessarily use).
         let cwd = std::env::current_dir().ok();
-        index.credit_module(cwd.and_then(|d| gocache::gomod::Module::find(&d)));
+        index.credit_module(cwd.and_then(|d| gocache::gomod::Module::find(&d)), None);
         index.set_trace(tracing);
         let limits = match given.and_then(|g| Ok(effective_limits(&ctx.cache_dir, &index, &g)?)) {
             Ok(l) => {

@@ -4,8 +4,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use super::common::{
-    COLUMNS, Ctx, Global, LimitArgs, Progress, fit_tail, heading, human, print_json, short_entry,
-    wrap,
+    COLUMNS, Ctx, Global, LimitArgs, Progress, count, fit_tail, heading, human, print_json,
+    short_entry, wrap,
 };
 use gocache::enforce::{TrimOutcome, TrimReport, effective_limits};
 use gocache::policy::Rule;
@@ -171,7 +171,7 @@ pub fn run(global: &Global, mut args: Args) -> anyhow::Result<ExitCode> {
     {
         eprintln!(
             "gocache: error: could not remove {} entries (first: {}){}",
-            e.failed,
+            count(e.failed),
             e.errors.first().map_or("", String::as_str),
             if args.verbose {
                 ""
@@ -248,31 +248,33 @@ fn print_text(
             writeln!(o, "{}", line.trim_end())?;
         }
     }
-    let (count, bytes) = match &r.executed {
+    let (removed, bytes) = match &r.executed {
         Some(e) => (e.removed, e.removed_allocated),
         None => (
             p.victims.len() as u64,
             p.victims.iter().map(|v| v.allocated).sum(),
         ),
     };
-    // Before and after are what was on disk (for a dry run: what the plan
-    // would leave), so removals that failed show as bytes still there.
     writeln!(
         o,
-        "{verb} {count} entries, {} (cache {} -> {}) in {seconds:.2}s",
+        "{verb} {} entries, {}, in {seconds:.2}s",
+        count(removed),
         human(bytes),
-        human(r.before.total.allocated_bytes),
-        human(r.after.total.allocated_bytes),
     )?;
+    // Before and after are what was on disk (for a dry run: what the plan
+    // would leave), so removals that failed show as bytes still there:
+    // the entries (as stats' tiers), then the whole directory (as its
+    // size, du's, what the budget bounds).
     for (tier, before, after) in [
         ("build", &r.before.build, &r.after.build),
         ("exe", &r.before.exe, &r.after.exe),
+        ("total", &r.before.total, &r.after.total),
     ] {
         writeln!(
             o,
             "  {tier:<11} {:>8} -> {:<8} entries  {:>11} -> {}",
-            before.entries,
-            after.entries,
+            count(before.entries),
+            count(after.entries),
             human(before.allocated_bytes),
             human(after.allocated_bytes)
         )?;
@@ -284,21 +286,31 @@ fn print_text(
                 o,
                 "  {:<11} {:>8} entries  {:>11}",
                 rule.as_str(),
-                b.entries,
+                count(b.entries),
                 human(b.allocated_bytes)
             )?;
         }
     }
+    writeln!(
+        o,
+        "  directory   {} on disk after{} (du; what the budget bounds)",
+        human(r.after.total.allocated_bytes.saturating_add(r.fixed_bytes)),
+        if r.dry_run { " the plan" } else { "" }
+    )?;
     if let Some(e) = &r.executed {
         let skipped = e.skipped_used_since + e.skipped_changed + e.skipped_odd + e.failed;
         if e.already_gone > 0 {
-            writeln!(o, "  {} entries were already gone", e.already_gone)?;
+            writeln!(o, "  {} entries were already gone", count(e.already_gone))?;
         }
         if skipped > 0 {
             writeln!(
                 o,
-                "  kept {skipped} entries: {} used since the plan, {} changed, {} odd, {} failed",
-                e.skipped_used_since, e.skipped_changed, e.skipped_odd, e.failed
+                "  kept {} entries: {} used since the plan, {} changed, {} odd, {} failed",
+                count(skipped),
+                count(e.skipped_used_since),
+                count(e.skipped_changed),
+                count(e.skipped_odd),
+                count(e.failed)
             )?;
         }
     }
@@ -306,7 +318,7 @@ fn print_text(
         writeln!(
             o,
             "  {} entries ({}) kept because they were used within the grace period",
-            p.protected.entries,
+            count(p.protected.entries),
             human(p.protected.allocated_bytes)
         )?;
     }

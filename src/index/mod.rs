@@ -111,6 +111,10 @@ pub struct SubdirChanges {
     /// it). Empty: it looks up every upsert's (a changed entry's lookup
     /// cost ci end's sync a second on the 500k entries a job used).
     pub updated: Vec<EntryName>,
+    /// Of the upserts, those credited to the connection's module (see
+    /// [`Index::credit_module`]), sorted; the others keep the module they
+    /// had, or none.
+    pub credited: Vec<EntryName>,
     /// Names of entries that are gone.
     pub deletes: Vec<EntryName>,
     /// Everything odd in the subdirectory (replaces what was recorded).

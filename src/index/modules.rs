@@ -3,13 +3,31 @@
 //! bytes and `trim -v` whose entries go.
 //!
 //! A connection is told once which module its go command ran in
-//! ([`Index::credit_module`]: the wrapper's hook, `gocache prog`, the CI
-//! mode); from then on the entries its scans add and the uses it records
-//! are credited to that module, in the same statements (one more bound
-//! parameter), and the module's row is written once, in the first
-//! transaction that credits anything. A hook that adds and uses nothing
-//! writes nothing more. A later use by another module moves an entry to
-//! it: an entry counts for the last module seen using it.
+//! ([`Index::credit_module`]: the wrapper's hook, `gocache prog`); from
+//! then on the uses it records are credited to that module, and so are the
+//! entries its scans find that the command demonstrably wrote or touched,
+//! in the same statements (one more bound parameter). The module's row is
+//! written once, in the first transaction that credits anything. A hook
+//! that adds and uses nothing writes nothing more. A later use by another
+//! module moves an entry to it: an entry counts for the last module seen
+//! using it.
+//!
+//! # Only what the command did
+//!
+//! A scan finds whatever is new to the index, and that is not only what
+//! the command made: the first hook on a cache the index has never seen
+//! finds every entry, and a hook after plain go commands finds what they
+//! added. Those entries are credited to no module. A scan credits an entry
+//! only when its mtime is later than the moment the go command started
+//! (`found_after_ns`, read from the clock file times come from): Go writes
+//! an entry's mtime when it makes it, and moves it when it uses an entry
+//! over an hour old, so a later mtime is the command's doing (or that of a
+//! go command running beside it, which no mtime can tell apart). A
+//! connection with no such moment (`gocache prog`, whose gets and puts
+//! are its uses) credits nothing its scans find. On a network filesystem
+//! the server stamps mtimes by its own clock, so the comparison is off by
+//! the two clocks' difference: a server behind this machine credits less,
+//! one ahead may credit what a plain go command wrote moments before.
 
 use std::collections::HashMap;
 
@@ -27,6 +45,9 @@ use crate::model::{Bytes, UnixTime};
 pub(super) struct Credit {
     module: Module,
     id: Option<i64>,
+    /// When the go command started (Unix ns): the entries a scan finds
+    /// with a later mtime are credited; `None`: none are.
+    found_after_ns: Option<i64>,
 }
 
 /// One module's share of the cache.
@@ -70,11 +91,23 @@ impl ModuleMap {
 }
 
 impl Index {
-    /// Credits the entries this connection's scans add, and the uses it
-    /// records, to `module` from now on (`None`: to none). Writes nothing
-    /// until something is credited.
-    pub fn credit_module(&mut self, module: Option<Module>) {
-        self.credit = module.map(|module| Credit { module, id: None });
+    /// Credits the uses this connection records to `module` from now on
+    /// (`None`: to none), and the entries its scans find with an mtime
+    /// later than `found_after_ns` (Unix ns: when the go command started,
+    /// from [`crate::wrapper::file_clock_ns`]; `None`: none of them; see
+    /// the module doc). Writes nothing until something is credited.
+    pub fn credit_module(&mut self, module: Option<Module>, found_after_ns: Option<i64>) {
+        self.credit = module.map(|module| Credit {
+            module,
+            id: None,
+            found_after_ns,
+        });
+    }
+
+    /// The mtime (Unix ns) after which an entry a scan finds is credited
+    /// to this connection's module (see [`Index::credit_module`]).
+    pub fn credit_found_after(&self) -> Option<i64> {
+        self.credit.as_ref().and_then(|c| c.found_after_ns)
     }
 
     /// The credited module's row id, written in `tx` the first time (and
@@ -209,7 +242,7 @@ impl Index {
 mod tests {
     use super::*;
     use crate::index::test_entry as entry;
-    use crate::index::{Use, test_add as add};
+    use crate::index::{SubdirChanges, Use};
     use crate::model::Kind;
 
     fn module(name: &str) -> Module {
@@ -217,6 +250,33 @@ mod tests {
             root: format!("/src/{name}").into(),
             path: Some(format!("example.com/{name}")),
         }
+    }
+
+    /// Adds `es` as a scan that found them written by the connection's go
+    /// command.
+    fn add<'a>(
+        ix: &mut Index,
+        es: impl IntoIterator<Item = &'a crate::model::Entry>,
+        now: UnixTime,
+    ) {
+        for e in es {
+            found(ix, e, now, true);
+        }
+    }
+
+    /// Adds `e` as a scan that found it, credited or not.
+    fn found(ix: &mut Index, e: &crate::model::Entry, now: UnixTime, credit: bool) {
+        ix.apply_subdir(
+            &SubdirChanges {
+                subdir: e.name.subdir(),
+                upserts: vec![e.clone()],
+                credited: if credit { vec![e.name] } else { vec![] },
+                totals: None,
+                ..Default::default()
+            },
+            now,
+        )
+        .unwrap();
     }
 
     fn used(e: &crate::model::Entry, at: UnixTime) -> Use {
@@ -234,8 +294,8 @@ mod tests {
         let mut hello = Index::open(&path).unwrap();
         let mut tools = Index::open(&path).unwrap();
         let mut plain = Index::open(&path).unwrap();
-        hello.credit_module(Some(module("hello")));
-        tools.credit_module(Some(module("tools")));
+        hello.credit_module(Some(module("hello")), Some(0));
+        tools.credit_module(Some(module("tools")), Some(0));
         let (a, o, x) = (
             entry(1, Kind::Action),
             entry(2, Kind::Output),
@@ -285,6 +345,18 @@ mod tests {
         let t = plain.module_totals().unwrap();
         assert_eq!(t.len(), 2);
         assert_eq!(t[0].last_seen, 300);
+        // What a scan finds that the command did not write (there before
+        // the index, or a plain go command's) is credited to none, and
+        // writes no module row.
+        let mut other = Index::open(&path).unwrap();
+        other.credit_module(Some(module("other")), Some(0));
+        let before = entry(5, Kind::Output);
+        found(&mut other, &before, 600, false);
+        assert_eq!(other.module_of(&before.name).unwrap(), None);
+        assert_eq!(other.module_totals().unwrap().len(), 2);
+        // Nor does it take an entry from the module that has it.
+        found(&mut other, &a, 600, false);
+        assert_eq!(other.module_of(&a.name).unwrap(), Some(module("hello")));
     }
 
     /// An index of schema 2 (before modules) is migrated in place: its
@@ -315,7 +387,7 @@ mod tests {
         assert_eq!(ix.entry(&old.name).unwrap().unwrap().hits, 3);
         assert_eq!(ix.module_of(&old.name).unwrap(), None);
         assert!(ix.module_totals().unwrap().is_empty());
-        ix.credit_module(Some(module("after")));
+        ix.credit_module(Some(module("after")), Some(0));
         ix.record_uses(&[used(&old, 200)]).unwrap();
         assert_eq!(ix.module_of(&old.name).unwrap(), Some(module("after")));
     }
@@ -324,7 +396,7 @@ mod tests {
     fn a_connection_crediting_nothing_writes_no_module() {
         let dir = tempfile::tempdir().unwrap();
         let mut ix = Index::open(&dir.path().join("i.sqlite")).unwrap();
-        ix.credit_module(Some(module("idle")));
+        ix.credit_module(Some(module("idle")), Some(0));
         ix.record_uses(&[]).unwrap();
         let n: i64 = ix
             .conn

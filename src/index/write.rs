@@ -41,14 +41,15 @@ impl Index {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .at(path)?;
-        // The module new entries are credited to (see `modules`), and
-        // whether they are traced (see `trace`).
-        let (module, record_new) = match all.iter().any(|c| !c.upserts.is_empty()) {
-            true => (
-                Index::credit_in(credit, &tx, now, path)?,
-                Index::trace_new_in(tracing, &tx, path)?,
-            ),
-            false => (None, false),
+        // The module the entries the scan credits are credited to (see
+        // `modules`), and whether new entries are traced (see `trace`).
+        let module = match all.iter().any(|c| !c.credited.is_empty()) {
+            true => Index::credit_in(credit, &tx, now, path)?,
+            false => None,
+        };
+        let record_new = match all.iter().any(|c| !c.upserts.is_empty()) {
+            true => Index::trace_new_in(tracing, &tx, path)?,
+            false => false,
         };
         let (traced, added) = {
             let mut w = SubdirWriter::new(&tx, path, now, module, record_new, marking.as_ref())?;
@@ -366,7 +367,8 @@ impl<'a> SubdirWriter<'a> {
         order.sort_unstable_by_key(|e| e.name);
         for e in order {
             self.replaced(changes, e, &mut delta)?;
-            self.upsert(changes.subdir, e)?;
+            let credit = changes.credited.binary_search(&e.name).is_ok();
+            self.upsert(changes.subdir, e, credit)?;
         }
         for name in &changes.deletes {
             let old = self
@@ -413,10 +415,11 @@ impl<'a> SubdirWriter<'a> {
         Ok(())
     }
 
-    /// Writes `e`'s row, with the uses that waited for it.
-    fn upsert(&mut self, subdir: u8, e: &Entry) -> Result<()> {
+    /// Writes `e`'s row, with the uses that waited for it; `credit`: the
+    /// scan found it made or touched by the connection's go command.
+    fn upsert(&mut self, subdir: u8, e: &Entry, credit: bool) -> Result<()> {
         let (mut last_use, mut pending_hits) = (e.last_use, 0u64);
-        let mut credited = self.module;
+        let mut credited = self.module.filter(|_| credit);
         if self.any_pending {
             let p: Option<(i64, i64, Option<i64>)> = self
                 .pending

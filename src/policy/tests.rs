@@ -840,3 +840,54 @@ fn in_a_plan_by_runs_gdsf_orders_within_a_run_and_runs_still_come_first() {
     );
     assert_eq!(ids(&gdsf), [102, 2].map(|i| (i, Rule::Budget)).to_vec());
 }
+
+/// A budget of 0 with most of the cache used within the grace
+/// period says so, with the bytes of each part left, the larger first;
+/// the fixed bytes are named as over the budget on their own only when
+/// they are.
+#[test]
+fn an_unmet_budget_names_what_is_left_with_its_bytes() {
+    let es: Vec<Entry> = [pair(1, 1 << 20, 60), pair(2, 1 << 20, 5 * HOUR)].concat();
+    let mut l = no_limits();
+    l.budget = Some(0);
+    let env = Environment {
+        fixed_bytes: 8192,
+        free_bytes: None,
+    };
+    let p = plan(&es, &l, &env, NOW);
+    assert_eq!(ids(&p), vec![(102, Rule::Budget), (2, Rule::Budget)]);
+    let kept = (1 << 20) + 4096;
+    assert_eq!(p.unmet.len(), 1);
+    assert_eq!(p.unmet[0].over_by, kept + 8192);
+    assert_eq!(
+        p.unmet[0].reason,
+        "what is left is 1 MiB of entries used within the grace period and 8 KiB of \
+         fixed bytes beside the entries (directories, Go's files, the index), more than \
+         the budget on their own"
+            .replace("1 MiB", &crate::report::human(kept))
+    );
+    // A budget the fixed bytes fit: not "on their own"; and where they
+    // are the larger part, they come first.
+    l.budget = Some(4096);
+    let env = Environment {
+        fixed_bytes: 3 << 20,
+        free_bytes: None,
+    };
+    let p = plan(&es, &l, &env, NOW);
+    assert_eq!(
+        p.unmet[0].reason,
+        format!(
+            "what is left is 3 MiB of fixed bytes beside the entries (directories, Go's \
+             files, the index), more than the budget on their own and {} of entries used \
+             within the grace period",
+            crate::report::human(kept)
+        )
+    );
+    l.budget = Some(16 << 20);
+    let env = Environment {
+        fixed_bytes: 16 << 20,
+        free_bytes: None,
+    };
+    let p = plan(&es, &l, &env, NOW);
+    assert!(!p.unmet[0].reason.contains("on their own"), "{:?}", p.unmet);
+}

@@ -178,6 +178,7 @@ pub fn scan_with_head_start(
             now,
             first_seen: opts.first_seen.unwrap_or(now),
             trust_recent: opts.trust_recent,
+            credit_after_ns: index.credit_found_after(),
         },
         // A fresh index is filled in one transaction (every page written
         // once); otherwise a few subdirectories per transaction keeps the
@@ -472,6 +473,7 @@ mod tests {
             now,
             first_seen: now,
             trust_recent: false,
+            credit_after_ns: None,
         }
     }
 
@@ -696,5 +698,53 @@ mod tests {
             want.into_iter().map(|(p, w)| (p, w.to_string())).collect();
         assert_eq!(odd, want);
         assert!(ix.entries().unwrap().iter().all(|e| e.kind != Kind::Action));
+    }
+
+    /// A scan credits to the connection's module only the entries whose
+    /// mtime is later than the moment its go command started, to the
+    /// nanosecond: not what was there before, even in the same second.
+    #[test]
+    fn a_scan_credits_only_what_was_written_after_the_command_started() {
+        use std::time::{Duration, SystemTime};
+        let at_ns = |p: &std::path::Path, ns: i64| {
+            let t = SystemTime::UNIX_EPOCH + Duration::from_nanos(ns as u64);
+            std::fs::File::open(p)
+                .unwrap()
+                .set_times(std::fs::FileTimes::new().set_modified(t))
+                .unwrap();
+        };
+        let sec = 1_000_000_000i64;
+        let start = T * sec + sec / 2;
+        let c = TinyCache::new();
+        let old = c.output(1, 10, T - 100);
+        let same_second_before = c.output(2, 10, T);
+        at_ns(&same_second_before.path_in(c.path()), T * sec + sec / 4);
+        let same_second_after = c.output(3, 10, T);
+        at_ns(&same_second_after.path_in(c.path()), start + 1);
+        let later_exe = c.exe(4, "tool", T + 10);
+        let module = crate::gomod::Module {
+            root: "/src/tiny".into(),
+            path: Some("example.com/tiny".into()),
+        };
+        let mut ix = open_index(&c);
+        ix.credit_module(Some(module.clone()), Some(start));
+        let s = sync(&c, &mut ix, false, later());
+        assert_eq!(s.added, 4);
+        let credited = |ix: &Index, n| ix.module_of(n).unwrap().is_some();
+        assert!(!credited(&ix, &old));
+        assert!(!credited(&ix, &same_second_before));
+        assert!(credited(&ix, &same_second_after));
+        assert!(credited(&ix, &later_exe));
+        let t = ix.module_totals().unwrap();
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].bytes.entries, 2);
+        // A connection that credits what it finds from no moment (prog's)
+        // credits nothing a scan finds.
+        let new = c.output(5, 10, T + 20);
+        let mut prog = open_index(&c);
+        prog.credit_module(Some(module), None);
+        let s = sync(&c, &mut prog, false, later());
+        assert_eq!(s.added, 1);
+        assert!(!credited(&prog, &new));
     }
 }

@@ -33,6 +33,10 @@ pub(super) struct Stamps {
     /// Record a subdirectory's mtime even within [`RACY_SECS`] of `now`
     /// (the caller seals it right after; see [`super::ScanOptions`]).
     pub(super) trust_recent: bool,
+    /// Entries written or touched after this (Unix ns) are credited to
+    /// the index connection's module (see
+    /// [`crate::index::Index::credit_module`]); `None`: none are.
+    pub(super) credit_after_ns: Option<i64>,
 }
 
 // One per subdirectory, moved once: the size difference costs nothing.
@@ -90,13 +94,13 @@ pub(super) fn reconcile(
             }
             continue;
         }
-        let mut e = match read_entry(dir_fd, ename, known.row(&ename), &mut stats) {
+        let (mut e, mtime_ns) = match read_entry(dir_fd, ename, known.row(&ename), &mut stats) {
             Read::Gone => continue,
             Read::Odd(o) => {
                 changes.others.push(o);
                 continue;
             }
-            Read::Entry(e) => e,
+            Read::Entry(e, ns) => (e, ns),
         };
         if known.contains(&ename) {
             known_seen += 1;
@@ -119,9 +123,13 @@ pub(super) fn reconcile(
                 e.first_seen = stamps.first_seen;
             }
         }
+        if stamps.credit_after_ns.is_some_and(|t| mtime_ns > t) {
+            changes.credited.push(ename);
+        }
         changes.upserts.push(e);
     }
     changes.updated.sort_unstable();
+    changes.credited.sort_unstable();
     let name = subdir_name(subdir);
     for fname in &listing.others {
         changes.others.extend(stray(dir_fd, &name, fname));
@@ -189,8 +197,8 @@ enum Read {
     /// Not what its name says (a symlink, a fifo, a malformed executable
     /// directory…): an odd item, never followed.
     Odd(Other),
-    /// An entry, as it is on disk.
-    Entry(Entry),
+    /// An entry, as it is on disk, and its mtime in nanoseconds.
+    Entry(Entry, i64),
 }
 
 /// Reads the entry `ename` in the subdirectory `dir_fd`: its stat, and an
@@ -217,7 +225,7 @@ fn read_entry(
         (_, t) => Err(NotAnEntry::WrongType(type_name(t))),
     };
     match entry {
-        Ok(e) => Read::Entry(e),
+        Ok(e) => Read::Entry(e, mtime_ns(&st)),
         Err(what) => Read::Odd(odd(
             ename.rel_path(),
             what.to_string(),

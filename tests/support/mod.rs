@@ -509,3 +509,17 @@ pub fn backdate(cache: &Path, ago: std::time::Duration) {
         }
     }
 }
+
+/// `n` with its digits grouped in threes by commas (`136,474`), as
+/// gocache writes counts and byte figures for people.
+pub fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
