@@ -76,7 +76,6 @@ pub(super) struct Books {
 }
 
 /// See [`Books::events`].
-#[derive(Default)]
 struct Events {
     batch: Vec<TraceEvent>,
     rebuilds: RebuildClock,
@@ -92,7 +91,8 @@ fn now_ms() -> i64 {
 
 /// The CPU-milliseconds go (prog's parent) and its finished children
 /// (compile, asm, link: go waits for each before its put) have used, for
-/// [`RebuildClock::observe_cpu`]: `/proc/PID/stat`'s utime, stime, cutime
+/// [`RebuildClock::reading_cpu`], read at each miss and put:
+/// `/proc/PID/stat`'s utime, stime, cutime
 /// and cstime. `None` where there is no such file (not Linux) or it cannot
 /// be read; the costs are then shares of wall time.
 fn go_cpu_ms() -> Option<f64> {
@@ -126,7 +126,12 @@ impl Books {
             evict_wanted: AtomicBool::new(false),
             puts_seen: AtomicBool::new(false),
             closing: AtomicBool::new(false),
-            events: record_events.then(Default::default),
+            events: record_events.then(|| {
+                Mutex::new(Events {
+                    batch: Vec::new(),
+                    rebuilds: RebuildClock::default().reading_cpu(go_cpu_ms),
+                })
+            }),
             remote: OnceLock::new(),
             cache,
             clock,
@@ -150,11 +155,7 @@ impl Books {
         if let Some(events) = &self.events {
             let mut e = lock(events);
             let Events { batch, rebuilds } = &mut *e;
-            let t = now_ms();
-            if let Some(cpu) = go_cpu_ms() {
-                rebuilds.observe_cpu(t, cpu);
-            }
-            batch.push(f(rebuilds, t));
+            batch.push(f(rebuilds, now_ms()));
         }
     }
 

@@ -273,9 +273,10 @@ impl Tracing {
 ///
 /// A machine busy with other work gives go less than its CPUs. When the
 /// recorder can read the CPU time go and its finished children have used
-/// ([`RebuildClock::observe_cpu`]; prog reads its parent's), an action's
-/// share is scaled by the CPU go got over the action's span against what
-/// its CPUs could have given (`cpu used / (CPUs busy * wall)`, at most 1).
+/// ([`RebuildClock::reading_cpu`]; prog reads its parent's at each miss
+/// and put), an action's share is scaled by the CPU go got over the
+/// action's span against what its CPUs could have given
+/// (`cpu used / (CPUs busy * wall)`, at most 1).
 /// The costs of a build then sum to about its CPU seconds, at any `-p`
 /// and beside any load; without a reading, to what its CPUs could give.
 ///
@@ -294,6 +295,8 @@ pub struct RebuildClock {
     /// The latest time seen (times that go back add nothing).
     last: Option<i64>,
     cpus: usize,
+    /// Reads the CPU-milliseconds go has used, at each miss and put.
+    read_cpu: Option<fn() -> Option<f64>>,
 }
 
 /// See [`RebuildClock`].
@@ -327,6 +330,24 @@ impl RebuildClock {
             sums: Sums::default(),
             last: None,
             cpus: cpus.max(1),
+            read_cpu: None,
+        }
+    }
+
+    /// The same, calling `read` for the CPU-milliseconds go has used at
+    /// each miss and put ([`RebuildClock::observe_cpu`]); hits read
+    /// nothing.
+    pub fn reading_cpu(self, read: fn() -> Option<f64>) -> RebuildClock {
+        RebuildClock {
+            read_cpu: Some(read),
+            ..self
+        }
+    }
+
+    /// Reads the CPU time, where a reader was given.
+    fn read(&mut self, t_ms: i64) {
+        if let Some(cpu) = self.read_cpu.and_then(|read| read()) {
+            self.observe_cpu(t_ms, cpu);
         }
     }
 
@@ -365,6 +386,7 @@ impl RebuildClock {
 
     /// Notes a get of `action` that missed at `t_ms`.
     pub fn miss(&mut self, action: &Id, t_ms: i64) {
+        self.read(t_ms);
         self.advance(t_ms);
         let a = TraceId::of(action);
         if self.misses.insert(a, self.sums).is_none() {
@@ -380,6 +402,7 @@ impl RebuildClock {
     /// The rebuild seconds of a put of `action` at `t_ms`: its share of
     /// the work since its miss, if one was noted (and then forgotten).
     pub fn put(&mut self, action: &Id, t_ms: i64) -> Option<f64> {
+        self.read(t_ms);
         self.advance(t_ms);
         let a = TraceId::of(action);
         let start = self.misses.remove(&a)?;
@@ -582,6 +605,14 @@ mod tests {
         c.observe_cpu(500, 4_000.0);
         c.observe_cpu(1_000, 9_000.0);
         assert_eq!(c.put(&id(1), 1_000), Some(1.0));
+        // A reader is called at the miss and the put: 250 ms of CPU over
+        // a second of one CPU's capacity.
+        static CPU: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let mut c = RebuildClock::with_cpus(1)
+            .reading_cpu(|| Some(CPU.load(std::sync::atomic::Ordering::Relaxed) as f64));
+        c.miss(&id(1), 0);
+        CPU.store(250, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(c.put(&id(1), 1_000), Some(0.25));
     }
 
     #[test]
