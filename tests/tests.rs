@@ -17,6 +17,7 @@ mod progress;
 mod readme;
 mod remote;
 mod scan;
+mod sim_real;
 mod simulate;
 mod stats;
 mod trace;
