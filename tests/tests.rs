@@ -19,6 +19,7 @@ mod progress;
 mod readme;
 mod remote;
 mod scan;
+mod sim_real;
 mod simulate;
 mod stats;
 mod trace;

@@ -146,9 +146,26 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
     1
 }
 
-/// The current time, read once per command.
+/// The current time, read once per command: the system clock, shifted
+/// by `GOCACHE_TEST_NOW_OFFSET` seconds where that is set (a knob for
+/// tests and `scripts/validate-sim.sh`, as cargo's
+/// `__CARGO_TEST_LAST_USE_NOW`: it moves what gocache takes for now, so
+/// that a replay of go commands can put hours between them; the times go
+/// sees and sets do not move).
 pub fn now() -> gocache::UnixTime {
-    chrono::Utc::now().timestamp()
+    chrono::Utc::now().timestamp() + now_offset()
+}
+
+/// `GOCACHE_TEST_NOW_OFFSET`, in seconds (0 when unset or not a whole
+/// number).
+fn now_offset() -> i64 {
+    static OFFSET: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *OFFSET.get_or_init(|| {
+        std::env::var("GOCACHE_TEST_NOW_OFFSET")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    })
 }
 
 /// The cache and index a command works on.

@@ -112,6 +112,11 @@ fn read_trace(path: &PathBuf) -> anyhow::Result<Trace> {
     if name == "-" {
         return Ok(trace::read(std::io::stdin().lock(), "<stdin>")?);
     }
+    if path.is_dir() {
+        return Err(bad(format!(
+            "{name} is a directory, not a trace: give the file `gocache trace export -o FILE` wrote"
+        )));
+    }
     let f = std::fs::File::open(path).map_err(|e| bad(format!("cannot open trace {name}: {e}")))?;
     Ok(trace::read(std::io::BufReader::new(f), &name)?)
 }

@@ -20,14 +20,22 @@
 //! counts the programs it starts (`go run`, `go tool`) and nothing else;
 //! `trim-gds` leaves those at 0 too. So
 //! what `gocache simulate` reports for them is what shipping the policy
-//! gives, but for what the simulator leaves out everywhere: grace periods
-//! and age limits, and the split of old actions from their group (which
-//! takes an hour between uses).
+//! gives, but for what the simulator leaves out everywhere: age limits,
+//! and the split of old actions from their group (which takes an hour
+//! between uses).
+//!
+//! Like the real plan, a batch never takes a group used within the
+//! protection window ([`crate::limits::Limits::protection_window`]: the
+//! default grace period plus Go's one-hour mtime lag, two hours), which
+//! covers what a live go command was handed; when only protected groups
+//! are left the cache stays over its budget until the oldest of them
+//! leaves the window, as the real cache does.
 
 use super::cache::{Cache, Removed, Victim};
 use super::evict::{At, Policy};
 use super::workload::{NONE, Workload};
 use crate::limits::Eviction;
+use crate::limits::{DEFAULT_GRACE, GO_MTIME_LAG};
 use crate::policy::{Clock, HEADROOM, estimate_cost, gdsf_priority};
 
 /// The batch policy.
@@ -47,6 +55,11 @@ pub struct Batch<'w> {
     clock: Clock,
     /// The batch being evicted, next victim last.
     queue: Vec<u32>,
+    /// Groups used within this many milliseconds of now are never taken.
+    protect_ms: i64,
+    /// No plan before this time: the last one left only protected groups
+    /// beyond its batch, and none leaves the window before then.
+    retry_at: i64,
 }
 
 impl<'w> Batch<'w> {
@@ -62,6 +75,16 @@ impl<'w> Batch<'w> {
             now: i64::MIN,
             clock: Clock::default(),
             queue: Vec::new(),
+            protect_ms: (DEFAULT_GRACE + GO_MTIME_LAG) * 1000,
+            retry_at: i64::MIN,
+        }
+    }
+
+    /// The same with a protection window of `ms` milliseconds (0: none).
+    pub fn protecting(self, ms: i64) -> Batch<'w> {
+        Batch {
+            protect_ms: ms.max(0),
+            ..self
         }
     }
 
@@ -112,8 +135,19 @@ impl<'w> Batch<'w> {
             gdsf_priority(self.clock.at(last[oi]), hits[oi], cost, bytes(o))
         };
         let gd = self.kind.greedy_dual();
+        let window = self.protect_ms;
+        let now = self.now;
+        let protected = |o: u32| window > 0 && now.saturating_sub(last[o as usize]) < window;
+        let mut retry_at = i64::MAX;
         let mut order: Vec<(f64, i64, u32)> = outputs
             .iter()
+            .filter(|&&o| {
+                if protected(o) {
+                    retry_at = retry_at.min(last[o as usize].saturating_add(window));
+                    return false;
+                }
+                true
+            })
             .map(|&o| {
                 let p = if gd { prio(o) } else { 0.0 };
                 (p, last[o as usize], o)
@@ -130,6 +164,11 @@ impl<'w> Batch<'w> {
             self.queue.push(o);
             top = Some(top.map_or(p, |t| t.max(p)));
         }
+        self.retry_at = if held > self.target {
+            retry_at
+        } else {
+            i64::MIN
+        };
         self.queue.reverse();
         if let (true, Some(l)) = (gd, top) {
             self.clock.advance(self.now, l);
@@ -150,7 +189,7 @@ impl Policy for Batch<'_> {
     }
     fn removed(&mut self, _r: &Removed) {}
     fn victim(&mut self, cache: &Cache) -> Option<Victim> {
-        if self.queue.is_empty() {
+        if self.queue.is_empty() && self.now >= self.retry_at {
             self.plan(cache);
         }
         self.queue.pop().map(Victim::Output)

@@ -32,9 +32,23 @@
 //! The cache holds action entries (one block each) naming outputs (their
 //! allocated bytes); an output no cached action names is gone (Go cannot
 //! reach it, and `trim` removes it as garbage). The budget is enforced
-//! after every request, with no grace period and no age rule beside it:
-//! the simulator compares what the policies choose, not when the executor
-//! may act. Go's own trim is the `go-age` policy, on its own.
+//! after every request. The batch policies (`trim-*`, the real trim's
+//! orders) also keep what the real trim protects: nothing used within the
+//! default protection window (grace 1 h plus Go's 1 h mtime lag), which
+//! covers what a live go command was handed, so the cache may stay over
+//! budget while a command's working set exceeds it; they evict in batches
+//! down to the headroom. The other policies are textbook ones, with no
+//! protection: they compare what a policy chooses, not when the executor
+//! may act. Not modelled anywhere: when the real trim runs (the hook after
+//! each go command, prog every 16 MiB put, `ci end`, cron: the simulator
+//! checks after every request), age limits (Go's own trim is the `go-age`
+//! policy, on its own), and Go's hour of mtime lag on recency (a trace
+//! has exact uses where prog recorded them).
+//!
+//! Rebuild costs are what the recorder measured: for `gocache prog`, an
+//! action's share of the CPU go used between its miss and its put
+//! ([`crate::trace::RebuildClock`]), which sums to the build's CPU
+//! seconds at any `-p` and beside other load.
 //!
 //! Pure: no clock (times come from the trace), no I/O but the reader and
 //! writer over the caller's streams.

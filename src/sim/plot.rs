@@ -1,8 +1,9 @@
 //! Rebuild seconds saved against budget, one line per policy, as an SVG
 //! written by hand (a few dozen elements; no crate needed).
 //!
-//! The x axis is the budget as a share of the unbounded footprint, the y
-//! axis rebuild seconds saved. Offline lines (Belady, the bound) are
+//! The x axis is the budget as a share of the unbounded footprint, up to
+//! the largest budget; the y axis rebuild seconds saved, from zero unless
+//! every line is in the upper half (then from a tick below the lowest). Offline lines (Belady, the bound) are
 //! dashed; `go-age`, which has no budget, and the unbounded cache are
 //! horizontal lines. Colours are the Okabe-Ito palette, which people with
 //! the common colour-vision deficiencies tell apart.
@@ -131,25 +132,46 @@ struct Axes {
     xstep: f64,
     xmax: f64,
     ystep: f64,
+    ymin: f64,
     ymax: f64,
 }
 
 impl Axes {
     /// Scales that hold every budget and every policy's seconds saved.
     fn of(report: &Report) -> Axes {
-        let max_share = report.budgets.iter().map(|b| b.share).fold(0.0, f64::max);
-        let xstep = nice_step(max_share.max(0.01), 6.0);
-        let max_s = report
+        let shares: Vec<f64> = report.budgets.iter().map(|b| b.share).collect();
+        let saved: Vec<f64> = report
             .budgets
             .iter()
             .flat_map(|b| b.rows.iter().map(|r| r.outcome.saved_s))
-            .fold(report.unbounded.saved_s, f64::max);
-        let ystep = nice_step(max_s * 1.05, 6.0);
+            .chain([report.unbounded.saved_s])
+            .collect();
+        Axes::holding(&shares, &saved)
+    }
+
+    /// Scales for budget shares `shares` and seconds `saved`: the x axis
+    /// from 0 to the largest budget, the y axis from 0 unless every value
+    /// is over half the largest (lines close together would then be drawn
+    /// on top of each other), then from a tick below the smallest.
+    fn holding(shares: &[f64], saved: &[f64]) -> Axes {
+        let max_share = shares.iter().copied().fold(0.0, f64::max);
+        let xstep = nice_step(max_share.max(0.01), 6.0);
+        let hi = saved.iter().copied().fold(0.0, f64::max);
+        let lo = saved.iter().copied().fold(hi, f64::min);
+        let span = hi - lo;
+        let (from, to) = if lo <= 0.5 * hi || span <= 0.0 {
+            (0.0, hi * 1.05)
+        } else {
+            (lo - 0.1 * span, hi + 0.05 * span)
+        };
+        let ystep = nice_step(to - from, 6.0);
+        let ymin = ((from / ystep).floor() * ystep).max(0.0);
         Axes {
             xstep,
-            xmax: ((max_share / xstep).ceil() * xstep).max(xstep),
+            xmax: if max_share > 0.0 { max_share } else { xstep },
             ystep,
-            ymax: ((max_s * 1.05 / ystep).ceil() * ystep).max(ystep),
+            ymin,
+            ymax: ((to / ystep).ceil() * ystep).max(ymin + ystep),
         }
     }
 
@@ -158,7 +180,21 @@ impl Axes {
     }
 
     fn y(&self, s: f64) -> f64 {
-        BOTTOM - (BOTTOM - TOP) * s / self.ymax
+        BOTTOM - (BOTTOM - TOP) * (s - self.ymin) / (self.ymax - self.ymin)
+    }
+
+    /// The y ticks, from the bottom.
+    fn yticks(&self) -> Vec<f64> {
+        let n = ((self.ymax - self.ymin) / self.ystep).round() as u32;
+        (0..=n)
+            .map(|i| self.ymin + f64::from(i) * self.ystep)
+            .collect()
+    }
+
+    /// The x ticks: multiples of the step up to the largest budget.
+    fn xticks(&self) -> Vec<f64> {
+        let n = (self.xmax / self.xstep * (1.0 + 1e-9)).floor() as u32;
+        (0..=n).map(|i| f64::from(i) * self.xstep).collect()
     }
 }
 
@@ -177,8 +213,7 @@ fn frame(o: &mut String, axes: &Axes, report: &Report, title: &str) {
         escape(title)
     );
     // Grid, ticks and labels.
-    let mut v = 0.0;
-    while v <= axes.ymax + axes.ystep / 2.0 {
+    for v in axes.yticks() {
         let yy = axes.y(v);
         let _ = writeln!(
             o,
@@ -187,10 +222,8 @@ fn frame(o: &mut String, axes: &Axes, report: &Report, title: &str) {
             yy + 4.0,
             seconds(v, axes.ystep)
         );
-        v += axes.ystep;
     }
-    let mut v = 0.0;
-    while v <= axes.xmax + axes.xstep / 2.0 {
+    for v in axes.xticks() {
         let xx = axes.x(v);
         let _ = writeln!(
             o,
@@ -198,7 +231,6 @@ fn frame(o: &mut String, axes: &Axes, report: &Report, title: &str) {
             BOTTOM + 20.0,
             v * 100.0
         );
-        v += axes.xstep;
     }
     let _ = writeln!(
         o,
@@ -312,5 +344,24 @@ mod tests {
         assert_eq!(seconds(2_500.0, 500.0), "2500");
         assert_eq!(seconds(0.0, 5000.0), "0");
         assert_eq!(escape("a<b & \"c\""), "a&lt;b &amp; &quot;c&quot;");
+    }
+
+    #[test]
+    fn close_lines_get_an_axis_of_their_own_and_the_last_budget_ends_it() {
+        // Lines between 41k and 47k: drawn from 40k, not from 0, so that
+        // they spread over the plot's height.
+        let shares = [0.1, 0.2, 0.3, 0.5, 0.75];
+        let a = Axes::holding(&shares, &[41_000.0, 43_500.0, 47_000.0]);
+        assert_eq!((a.ymin, a.ystep, a.ymax), (40_000.0, 2_000.0, 48_000.0));
+        assert!(a.y(41_000.0) - a.y(47_000.0) > 0.7 * (BOTTOM - TOP));
+        // The x axis ends at the last budget (75%), not at a tick past it
+        // (80%).
+        assert_eq!(a.x(0.75), RIGHT);
+        assert_eq!(a.xticks().last().map(|t| (t * 100.0).round()), Some(60.0));
+        // Lines far apart keep zero.
+        let a = Axes::holding(&shares, &[2_000.0, 47_000.0]);
+        assert_eq!(a.ymin, 0.0);
+        assert_eq!(a.yticks().first(), Some(&0.0));
+        assert!(a.y(47_000.0) >= TOP);
     }
 }

@@ -120,19 +120,39 @@ impl PolicyName {
     }
 
     /// A fresh replayable policy for `w` under `budget` bytes (`None` for
-    /// the brackets, which [`super::simulate`] computes on their own).
+    /// the brackets, which [`super::simulate`] computes on their own). The
+    /// batch policies protect what the real trim protects by default (see
+    /// [`super::batch`]).
     pub fn build(self, w: &Workload, budget: u64) -> Option<Box<dyn Policy + '_>> {
+        self.build_protecting(w, budget, None)
+    }
+
+    /// The same, with the batch policies' protection window in
+    /// milliseconds given (`Some(0)`: none) or the default (`None`).
+    pub fn build_protecting(
+        self,
+        w: &Workload,
+        budget: u64,
+        protect_ms: Option<i64>,
+    ) -> Option<Box<dyn Policy + '_>> {
         let (na, no) = (w.actions(), w.outputs());
+        let batch = |kind| {
+            let b = Batch::new(w, budget, kind);
+            match protect_ms {
+                Some(ms) => b.protecting(ms),
+                None => b,
+            }
+        };
         Some(match self {
             PolicyName::Lru => Box::new(LruGroups(Heap::new(no))),
             PolicyName::LruActions => Box::new(LruActions(Heap::new(na))),
             PolicyName::GoAge => Box::new(GoAge::new(na)),
             PolicyName::Gdsf => Box::new(GreedyDual::new(na, false)),
             PolicyName::GdCost => Box::new(GreedyDual::new(na, true)),
-            PolicyName::TrimLru => Box::new(Batch::new(w, budget, Eviction::Lru)),
-            PolicyName::TrimGdsf => Box::new(Batch::new(w, budget, Eviction::Gdsf)),
-            PolicyName::TrimGds => Box::new(Batch::new(w, budget, Eviction::Gdsf).without_hits()),
-            PolicyName::TrimGdCost => Box::new(Batch::new(w, budget, Eviction::GdCost)),
+            PolicyName::TrimLru => Box::new(batch(Eviction::Lru)),
+            PolicyName::TrimGdsf => Box::new(batch(Eviction::Gdsf)),
+            PolicyName::TrimGds => Box::new(batch(Eviction::Gdsf).without_hits()),
+            PolicyName::TrimGdCost => Box::new(batch(Eviction::GdCost)),
             PolicyName::Belady => Box::new(Belady(Heap::new(na))),
             PolicyName::Lower | PolicyName::Bound => return None,
         })

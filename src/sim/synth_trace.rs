@@ -103,6 +103,9 @@ impl GenSpec {
     }
 }
 
+/// The source a synthetic trace's header names.
+pub const SOURCE: &str = "synth";
+
 const DAY: i64 = 86_400_000;
 const HOUR: i64 = 3_600_000;
 
@@ -569,7 +572,7 @@ pub fn generate(spec: &GenSpec) -> Trace {
     }
     let mut events = w.events;
     events.sort_by_key(|e| e.t);
-    let mut header = Header::new("synth");
+    let mut header = Header::new(SOURCE);
     header.created = Some(spec.start);
     header.note = Some(format!(
         "gocache synthetic workload: seed {}, {} days, {} modules of {} packages",

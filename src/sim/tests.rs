@@ -9,6 +9,10 @@ use crate::trace::schema::{Event, TraceId};
 
 const BLOCK: u64 = 4096;
 
+/// Three hours in milliseconds: more than the batch policies' protection
+/// window (grace plus Go's hour of mtime lag).
+const APART: i64 = 3 * 3_600_000;
+
 /// Replays `w` under byte budgets (not percentages).
 fn sim(w: &Workload, budgets: &[u64], policies: &[PolicyName]) -> Report {
     let specs: Vec<SizeSpec> = budgets.iter().map(|&b| SizeSpec::Bytes(b)).collect();
@@ -17,7 +21,9 @@ fn sim(w: &Workload, budgets: &[u64], policies: &[PolicyName]) -> Report {
 
 /// A trace of lookups by an unbounded cache: each action `k` names its
 /// own output `k` of `size(k)` bytes (or `output(k)`, shared), costs
-/// `cost(k)` seconds, and is looked up in the order given.
+/// `cost(k)` seconds, and is looked up in the order given, [`APART`]
+/// apart: the batch policies' protection window then covers only the
+/// lookup at hand, as if each were a go command of its own.
 fn lookups(
     order: &[u64],
     output: impl Fn(u64) -> u64,
@@ -27,7 +33,7 @@ fn lookups(
     let mut held = std::collections::HashSet::new();
     let mut ev = Vec::new();
     for (i, &k) in order.iter().enumerate() {
-        let (t, a, o) = (i as i64 * 1000, TraceId(k + 1), TraceId(output(k) + 1));
+        let (t, a, o) = (i as i64 * APART, TraceId(k + 1), TraceId(output(k) + 1));
         if held.insert(k) {
             ev.push(Event::get_miss(t, a));
             ev.push(Event::put(t + 1, a, o, size(output(k)), Some(cost(k))));
@@ -239,8 +245,10 @@ fn lru_keeps_an_old_action_whose_output_is_in_use_and_lru_actions_does_not() {
 
 /// Replays `w` without a budget through `policy`, then evicts down to
 /// `budget` and says what left: (actions, outputs) as dense numbers.
+/// What `name` evicts once the whole of `w` is in the cache, with no
+/// protection window (as `policy::plan` plans hours later, grace 0).
 fn victims_at_end(w: &Workload, name: PolicyName, budget: u64) -> (Vec<u32>, Vec<u32>) {
-    let mut p = name.build(w, budget).unwrap();
+    let mut p = name.build_protecting(w, budget, Some(0)).unwrap();
     let mut c = Cache::new(w);
     for (i, r) in w.requests.iter().enumerate() {
         let at = At {
@@ -722,5 +730,46 @@ fn the_real_trims_cost_estimate_is_the_simulators_default() {
             );
             assert!((sim - real).abs() < 1e-12, "{exe} {size}: {sim} {real}");
         }
+    }
+}
+
+#[test]
+fn the_batch_policies_never_take_what_the_protection_window_covers() {
+    // A, B and C (8 KiB each with their blocks) are put a second apart,
+    // over a budget of two: the real trim, with its default grace period
+    // and Go's hour of mtime lag, takes none of them (a live go command
+    // may hold them), so the cache stays over budget. D comes 2 h later:
+    // A and B are out of the window and go; C and D stay. Then A misses
+    // and C, still in the window, hits: without the protection A and B
+    // would have gone at C's put, and C and D at A's.
+    const H: i64 = 3_600_000;
+    let (a, b, c, d) = (TraceId(1), TraceId(2), TraceId(3), TraceId(4));
+    let put = |t, x| [Event::get_miss(t, x), Event::put(t, x, x, BLOCK, Some(1.0))];
+    let mut ev = Vec::new();
+    ev.extend(put(0, a));
+    ev.extend(put(1_000, b));
+    ev.extend(put(2_000, c));
+    ev.extend(put(2 * H + 1_500, d));
+    ev.extend(put(2 * H + 1_800, a));
+    ev.push(Event::get_hit(2 * H + 1_900, c, c, BLOCK));
+    let w = Workload::from_events(BLOCK, ev.iter());
+    let budget = 2 * 2 * BLOCK;
+    for name in [
+        PolicyName::TrimLru,
+        PolicyName::TrimGdsf,
+        PolicyName::TrimGdCost,
+    ] {
+        let mut p = name.build(&w, budget).unwrap();
+        let out = replay::replay(&w, &mut *p, budget, &|_| ());
+        assert_eq!(
+            out.peak_bytes,
+            3 * 2 * BLOCK,
+            "{name}: three entries after a request's trim, over a budget of two"
+        );
+        assert_eq!(out.hits, 1, "{name}: C");
+        let mut p = name.build_protecting(&w, budget, Some(0)).unwrap();
+        let out = replay::replay(&w, &mut *p, budget, &|_| ());
+        assert!(out.peak_bytes <= budget, "{name}");
+        assert_eq!(out.hits, 0, "{name}: without protection");
     }
 }

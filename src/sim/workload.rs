@@ -37,6 +37,7 @@
 
 use std::collections::HashMap;
 
+use super::synth_trace::SOURCE as SYNTH_SOURCE;
 use crate::trace::schema::{EntryKind, Event, Op, Trace, TraceId};
 
 /// "None" for dense numbers.
@@ -249,11 +250,40 @@ impl Interner {
 
 impl Workload {
     /// Builds the workload of one or several traces (merged by time).
+    ///
+    /// A synthetic trace (source `synth`: `simulate --save-trace`) has
+    /// made-up times (from 2026-01-05); merged with recorded ones, it is
+    /// moved to start with the earliest of them, an overlay on the same
+    /// period rather than months before it.
     pub fn from_traces(traces: &[Trace]) -> Workload {
         let block = traces
             .first()
             .map_or(crate::trace::schema::DEFAULT_BLOCK, Trace::block);
-        let mut events: Vec<&Event> = traces.iter().flat_map(|t| t.events.iter()).collect();
+        let synthetic = |t: &Trace| t.headers.iter().all(|h| h.source == SYNTH_SOURCE);
+        let anchor = traces
+            .iter()
+            .filter(|t| !synthetic(t))
+            .filter_map(|t| t.events.iter().map(|e| e.t).min())
+            .min();
+        let moved: Vec<Event> = traces
+            .iter()
+            .filter(|t| synthetic(t) && anchor.is_some())
+            .flat_map(|t| {
+                let first = t.events.iter().map(|e| e.t).min().unwrap_or(0);
+                let by = anchor.unwrap_or(first) - first;
+                t.events.iter().map(move |e| {
+                    let mut e = e.clone();
+                    e.t += by;
+                    e
+                })
+            })
+            .collect();
+        let mut events: Vec<&Event> = traces
+            .iter()
+            .filter(|t| !(synthetic(t) && anchor.is_some()))
+            .flat_map(|t| t.events.iter())
+            .chain(&moved)
+            .collect();
         events.sort_by_key(|e| e.t);
         let mut w = Workload::from_events(block, events.into_iter());
         w.summary.sources = traces
@@ -659,5 +689,37 @@ mod tests {
         let ts: Vec<i64> = w.requests.iter().map(|r| r.t).collect();
         assert_eq!(ts, [10, 20, 30]);
         assert_eq!(w.summary.sources, ["prog"]);
+    }
+
+    #[test]
+    fn a_synthetic_trace_merged_with_a_recorded_one_overlays_its_period() {
+        // A recorded trace of a day in December, and a synthetic one from
+        // 2026-01-05 (`simulate --save-trace`) of two days: merged, they
+        // span two days, not eleven months.
+        const DAY: i64 = 86_400_000;
+        let real_start = 1_796_000_000_000;
+        let real = Trace {
+            headers: vec![crate::trace::schema::Header::new("prog")],
+            events: vec![
+                Event::get_hit(real_start, id(1), id(9), 0),
+                Event::get_hit(real_start + DAY, id(1), id(9), 0),
+            ],
+            skipped: 0,
+        };
+        let synth_start = 1_767_571_200_000;
+        let synth = Trace {
+            headers: vec![crate::trace::schema::Header::new(SYNTH_SOURCE)],
+            events: vec![
+                Event::get_hit(synth_start, id(2), id(8), 0),
+                Event::get_hit(synth_start + 2 * DAY, id(2), id(8), 0),
+            ],
+            skipped: 0,
+        };
+        let w = Workload::from_traces(&[real, synth.clone()]);
+        let ts: Vec<i64> = w.requests.iter().map(|r| r.t - real_start).collect();
+        assert_eq!(ts, [0, 0, DAY, 2 * DAY]);
+        // Alone, a synthetic trace keeps its times.
+        let w = Workload::from_traces(&[synth]);
+        assert_eq!(w.requests[0].t, synth_start);
     }
 }

@@ -261,23 +261,135 @@ impl Tracing {
 }
 
 /// Turns a get miss followed by a put of the same action into the rebuild
-/// cost: the seconds between them (go computed the action in between).
+/// cost: the action's share of the CPU time spent between them.
+///
+/// go runs several actions at once (`-p`, by default as many as there are
+/// CPUs), and may run more than there are CPUs; an action's wall span from
+/// its miss to its put then counts the time it waited as work (at `-p 8`
+/// on 2 CPUs the spans summed to 3.2 times the build's CPU seconds). So
+/// each instant's time is divided among the misses outstanding then, at
+/// most [`RebuildClock::cpus`] of them working at once: with `n`
+/// outstanding, each earns `dt * min(n, cpus) / n`.
+///
+/// A machine busy with other work gives go less than its CPUs. When the
+/// recorder can read the CPU time go and its finished children have used
+/// ([`RebuildClock::reading_cpu`]; prog reads its parent's at each miss
+/// and put), an action's share is scaled by the CPU go got over the
+/// action's span against what its CPUs could have given
+/// (`cpu used / (CPUs busy * wall)`, at most 1).
+/// The costs of a build then sum to about its CPU seconds, at any `-p`
+/// and beside any load; without a reading, to what its CPUs could give.
+///
+/// Kept in O(1) an event: running sums of the share one outstanding miss
+/// has earned, of the CPU capacity in use, and the CPU read; a miss
+/// remembers them at its start, and its put takes the differences.
+///
 /// Pure and bounded: it remembers at most [`RebuildClock::CAPACITY`]
 /// misses; past that the oldest are forgotten (their puts get no cost).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RebuildClock {
-    misses: HashMap<TraceId, i64>,
+    /// Each outstanding miss: the running sums when it started.
+    misses: HashMap<TraceId, Sums>,
     order: std::collections::VecDeque<TraceId>,
+    sums: Sums,
+    /// The latest time seen (times that go back add nothing).
+    last: Option<i64>,
+    cpus: usize,
+    /// Reads the CPU-milliseconds go has used, at each miss and put.
+    read_cpu: Option<fn() -> Option<f64>>,
+}
+
+/// See [`RebuildClock`].
+#[derive(Clone, Copy, Debug, Default)]
+struct Sums {
+    /// Milliseconds one miss outstanding since the start would have earned.
+    share_ms: f64,
+    /// CPU-milliseconds the outstanding misses could have used.
+    capacity_ms: f64,
+    /// CPU-milliseconds go had used, as last read (`None`: never read).
+    cpu_ms: Option<f64>,
+}
+
+impl Default for RebuildClock {
+    /// A clock that caps the work at this machine's CPUs
+    /// (`std::thread::available_parallelism`).
+    fn default() -> RebuildClock {
+        RebuildClock::with_cpus(std::thread::available_parallelism().map_or(1, usize::from))
+    }
 }
 
 impl RebuildClock {
     /// Misses remembered at most.
     pub const CAPACITY: usize = 1 << 16;
 
+    /// A clock for a machine of `cpus` CPUs (at least 1).
+    pub fn with_cpus(cpus: usize) -> RebuildClock {
+        RebuildClock {
+            misses: HashMap::new(),
+            order: std::collections::VecDeque::new(),
+            sums: Sums::default(),
+            last: None,
+            cpus: cpus.max(1),
+            read_cpu: None,
+        }
+    }
+
+    /// The same, calling `read` for the CPU-milliseconds go has used at
+    /// each miss and put ([`RebuildClock::observe_cpu`]); hits read
+    /// nothing.
+    pub fn reading_cpu(self, read: fn() -> Option<f64>) -> RebuildClock {
+        RebuildClock {
+            read_cpu: Some(read),
+            ..self
+        }
+    }
+
+    /// Reads the CPU time, where a reader was given.
+    fn read(&mut self, t_ms: i64) {
+        if let Some(cpu) = self.read_cpu.and_then(|read| read()) {
+            self.observe_cpu(t_ms, cpu);
+        }
+    }
+
+    /// The CPUs the work is capped at.
+    pub fn cpus(&self) -> usize {
+        self.cpus
+    }
+
+    /// Notes that go and its finished children had used `cpu_ms`
+    /// CPU-milliseconds in all by `t_ms` (a reading that goes back is
+    /// ignored).
+    pub fn observe_cpu(&mut self, t_ms: i64, cpu_ms: f64) {
+        self.advance(t_ms);
+        if self.sums.cpu_ms.is_none_or(|c| cpu_ms >= c) {
+            self.sums.cpu_ms = Some(cpu_ms);
+        }
+    }
+
+    /// Moves the clock to `t_ms`, sharing the time since the last event
+    /// among the misses outstanding through it.
+    fn advance(&mut self, t_ms: i64) {
+        let last = self.last.unwrap_or(t_ms);
+        if t_ms <= last {
+            self.last = Some(last);
+            return;
+        }
+        let n = self.misses.len();
+        if n > 0 {
+            let busy = n.min(self.cpus) as f64;
+            let dt = (t_ms - last) as f64;
+            self.sums.share_ms += dt * busy / n as f64;
+            self.sums.capacity_ms += dt * busy;
+        }
+        self.last = Some(t_ms);
+    }
+
     /// Notes a get of `action` that missed at `t_ms`.
     pub fn miss(&mut self, action: &Id, t_ms: i64) {
+        self.read(t_ms);
+        self.advance(t_ms);
         let a = TraceId::of(action);
-        if self.misses.insert(a, t_ms).is_none() {
+        if self.misses.insert(a, self.sums).is_none() {
             self.order.push_back(a);
         }
         while self.order.len() > Self::CAPACITY {
@@ -287,15 +399,26 @@ impl RebuildClock {
         }
     }
 
-    /// The rebuild seconds of a put of `action` at `t_ms`: the time since
-    /// its miss, if one was noted (and then forgotten).
+    /// The rebuild seconds of a put of `action` at `t_ms`: its share of
+    /// the work since its miss, if one was noted (and then forgotten).
     pub fn put(&mut self, action: &Id, t_ms: i64) -> Option<f64> {
+        self.read(t_ms);
+        self.advance(t_ms);
         let a = TraceId::of(action);
-        let t0 = self.misses.remove(&a)?;
+        let start = self.misses.remove(&a)?;
         if let Some(i) = self.order.iter().rposition(|x| *x == a) {
             self.order.remove(i);
         }
-        Some((t_ms - t0).max(0) as f64 / 1000.0)
+        let now = self.sums;
+        let share = (now.share_ms - start.share_ms).max(0.0);
+        let capacity = now.capacity_ms - start.capacity_ms;
+        let ms = match (start.cpu_ms, now.cpu_ms) {
+            (Some(c0), Some(c1)) if capacity > 0.0 => {
+                share * (c1 - c0).clamp(0.0, capacity) / capacity
+            }
+            _ => share,
+        };
+        Some(ms / 1000.0)
     }
 }
 
@@ -418,14 +541,15 @@ mod tests {
 
     #[test]
     fn a_miss_and_the_put_that_follows_bracket_the_rebuild() {
-        let mut c = RebuildClock::default();
+        let mut c = RebuildClock::with_cpus(2);
         c.miss(&id(1), 1_000);
         c.miss(&id(2), 1_100);
-        assert_eq!(c.put(&id(1), 1_750), Some(0.75));
+        assert_eq!(c.put(&id(1), 1_750), Some(0.75), "two misses, two CPUs");
         assert_eq!(c.put(&id(1), 1_900), None, "one put per miss");
         assert_eq!(c.put(&id(3), 2_000), None, "a put with no miss");
-        // A clock that went back costs nothing, not a negative time.
-        assert_eq!(c.put(&id(2), 1_000), Some(0.0));
+        // A clock that went back adds no time, and never a negative cost:
+        // action 2 is charged its time up to the latest event.
+        assert_eq!(c.put(&id(2), 1_000), Some(0.9));
         // Bounded: the oldest misses are forgotten.
         for i in 0..RebuildClock::CAPACITY as u64 + 10 {
             let mut b = [0u8; 32];
@@ -434,6 +558,68 @@ mod tests {
         }
         assert!(c.misses.len() <= RebuildClock::CAPACITY);
         assert_eq!(c.put(&Id([0; 32]), 5), None);
+    }
+
+    #[test]
+    fn actions_beyond_the_cpus_share_the_time_they_overlap() {
+        // Four actions at once on two CPUs, each for 1 s of wall time:
+        // 2 CPU-seconds of work, half a second each.
+        let mut c = RebuildClock::with_cpus(2);
+        for a in 1..=4 {
+            c.miss(&id(a), 0);
+        }
+        let costs: Vec<f64> = (1..=4).filter_map(|a| c.put(&id(a), 1_000)).collect();
+        assert_eq!(costs, [0.5; 4]);
+        // Staggered: 1 alone for 1 s, then 1 and 2..4 for 1 s (two CPUs,
+        // four actions: 0.5 s each), then 2..4 for 1.5 s (two CPUs, three
+        // actions: 1 s each). 6 s in all: the CPU-seconds the four kept
+        // busy (1 s on one CPU, then 2.5 s on two).
+        let mut c = RebuildClock::with_cpus(2);
+        c.miss(&id(1), 0);
+        for a in 2..=4 {
+            c.miss(&id(a), 1_000);
+        }
+        let one = c.put(&id(1), 2_000).unwrap();
+        let rest: Vec<f64> = (2..=4).filter_map(|a| c.put(&id(a), 3_500)).collect();
+        assert!((one - 1.5).abs() < 1e-9, "{one}");
+        assert!(rest.iter().all(|r| (r - 1.5).abs() < 1e-9), "{rest:?}");
+        // One CPU: two overlapping actions share it.
+        let mut c = RebuildClock::with_cpus(1);
+        c.miss(&id(1), 0);
+        c.miss(&id(2), 0);
+        assert_eq!(c.put(&id(1), 2_000), Some(1.0));
+        assert_eq!(c.put(&id(2), 3_000), Some(2.0));
+    }
+
+    #[test]
+    fn a_busy_machine_scales_the_shares_by_the_cpu_go_got() {
+        // Two actions at once on two CPUs for 2 s: 4 CPU-seconds could
+        // have been theirs, go got 1 (a competing load took the rest).
+        let mut c = RebuildClock::with_cpus(2);
+        c.observe_cpu(0, 10_000.0);
+        c.miss(&id(1), 0);
+        c.miss(&id(2), 0);
+        c.observe_cpu(2_000, 10_600.0);
+        assert_eq!(c.put(&id(1), 2_000), Some(0.3));
+        c.observe_cpu(2_000, 11_000.0);
+        // Action 2 saw the whole second go got.
+        assert_eq!(c.put(&id(2), 2_000), Some(0.5));
+        // A reading that goes back is ignored; a span with more CPU than
+        // capacity (go's own threads) is capped at the capacity.
+        let mut c = RebuildClock::with_cpus(1);
+        c.observe_cpu(0, 5_000.0);
+        c.miss(&id(1), 0);
+        c.observe_cpu(500, 4_000.0);
+        c.observe_cpu(1_000, 9_000.0);
+        assert_eq!(c.put(&id(1), 1_000), Some(1.0));
+        // A reader is called at the miss and the put: 250 ms of CPU over
+        // a second of one CPU's capacity.
+        static CPU: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let mut c = RebuildClock::with_cpus(1)
+            .reading_cpu(|| Some(CPU.load(std::sync::atomic::Ordering::Relaxed) as f64));
+        c.miss(&id(1), 0);
+        CPU.store(250, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(c.put(&id(1), 1_000), Some(0.25));
     }
 
     #[test]

@@ -362,7 +362,7 @@ pub fn read(input: impl BufRead, what: &str) -> Result<Trace> {
             continue;
         }
         let bad = |why: String| Error::Invalid(format!("trace {what}, line {n}: {why}"));
-        let raw: Raw = serde_json::from_str(&line).map_err(|e| bad(format!("not JSON: {e}")))?;
+        let raw: Raw = serde_json::from_str(&line).map_err(|e| bad(unreadable(&line, &e)))?;
         if let Some(v) = raw.gocache_trace {
             if v > u64::from(VERSION) {
                 return Err(bad(format!(
@@ -391,6 +391,48 @@ pub fn read(input: impl BufRead, what: &str) -> Result<Trace> {
         )));
     }
     Ok(trace)
+}
+
+/// Why a line could not be read, in a trace's own terms: not JSON at all,
+/// or JSON with a field of the wrong type (which field, and what it must
+/// be), or JSON that is not an object.
+fn unreadable(line: &str, e: &serde_json::Error) -> String {
+    use serde_json::Value;
+    if !e.is_data() {
+        return format!("not JSON ({e}); each line is a JSON object");
+    }
+    let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(line) else {
+        return "not a JSON object: each line is a header like {\"gocache_trace\":1,\"source\":\"prog\"} or an event like {\"t\":1767225600123,\"ev\":\"get\",\"a\":\"9f3c0e21d4a8b7c6\",\"hit\":false}".into();
+    };
+    const MUST: [(&str, &str); 12] = [
+        ("gocache_trace", "the schema version, a whole number"),
+        ("t", "a time in Unix milliseconds, a whole number"),
+        ("ev", "a string: get, put, new or use"),
+        ("kind", "one of \"action\", \"output\", \"exe\""),
+        ("a", "a string of 16 hex digits (an action's ID)"),
+        ("o", "a string of 16 hex digits (an output's ID)"),
+        ("exe", "true or false"),
+        ("size", "a whole number of bytes"),
+        ("hit", "true or false"),
+        ("cost", "a number of seconds"),
+        ("program", "a string"),
+        ("source", "a string"),
+    ];
+    for (field, must) in MUST {
+        if let Some(v) = fields.get(field) {
+            let ok = match field {
+                "gocache_trace" | "t" | "size" => v.is_u64() || (field == "t" && v.is_i64()),
+                "exe" | "hit" => v.is_boolean(),
+                "cost" => v.is_number(),
+                "kind" => matches!(v.as_str(), Some("action" | "output" | "exe")),
+                _ => v.is_string(),
+            };
+            if !ok {
+                return format!("\"{field}\" must be {must}, not {v}");
+            }
+        }
+    }
+    format!("not a trace line ({e})")
 }
 
 /// Checks one event line; `None` for an `ev` this reader does not know.
@@ -533,6 +575,10 @@ mod tests {
             ),
             ("{\"gocache_trace\":1}\n", "line 1: missing field `source`"),
             ("not json\n", "line 1: not JSON"),
+            (
+                "{\"a\":1}\n",
+                "line 1: \"a\" must be a string of 16 hex digits",
+            ),
         ];
         for (text, needle) in cases {
             let e = read(text.as_bytes(), "t.jsonl").unwrap_err().to_string();
@@ -555,7 +601,19 @@ mod tests {
                 "hex digits",
             ),
             ("{\"t\":1,\"ev\":\"new\",\"kind\":\"exe\"}", "needs \"o\""),
-            ("{\"t\":1,\"ev\":\"new\",\"kind\":\"dir\"}", "not JSON"),
+            (
+                "{\"t\":1,\"ev\":\"new\",\"kind\":\"dir\"}",
+                "\"kind\" must be one of \"action\", \"output\", \"exe\", not \"dir\"",
+            ),
+            (
+                "{\"a\":1}",
+                "\"a\" must be a string of 16 hex digits (an action's ID), not 1",
+            ),
+            (
+                "{\"t\":\"now\"}",
+                "\"t\" must be a time in Unix milliseconds",
+            ),
+            ("[1]", "not a JSON object"),
             (
                 "{\"t\":1,\"ev\":\"put\",\"a\":\"0000000000000001\",\"o\":\"0000000000000001\",\"cost\":-1}",
                 "\"cost\" must be",

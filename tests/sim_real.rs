@@ -1,0 +1,130 @@
+//! The real system as the simulator needs it: rebuild costs that add up
+//! (over a cold build through `gocache prog`, the costs its trace records
+//! sum to about the CPU seconds the build used, user + sys of go and its
+//! children, whatever go's `-p` and beside a competing load: see
+//! `gocache::trace::RebuildClock`), and a clock a replay can shift
+//! (`GOCACHE_TEST_NOW_OFFSET`).
+
+use std::process::{Command, Stdio};
+
+use crate::support::*;
+
+/// Packages a cold build of which takes a few CPU-seconds: enough actions
+/// to keep every CPU busy, few enough for a busy 2-core machine.
+const PACKAGES: &[&str] = &["fmt", "encoding/json", "net/url", "text/template"];
+
+/// Cold-builds [`PACKAGES`] through prog with `go build ARGS`, and returns
+/// (summed rebuild costs of its trace, CPU seconds of go and its children).
+fn cold_build(args: &[&str]) -> (f64, f64) {
+    let sb = Sandbox::new();
+    let go = sb.go(["build"]);
+    // The CPU time as the shell that waits for go counts it: `times`'s
+    // second line, user and sys of its (waited-for) children.
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg("\"$@\" >/dev/null && times")
+        .arg("sh")
+        .arg(go.get_program())
+        .arg("build")
+        .args(args)
+        .args(PACKAGES)
+        .current_dir(go.get_current_dir().unwrap());
+    for (k, v) in go.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    cmd.env("GOCACHEPROG", format!("{} prog", gocache_bin().display()));
+    let out = run_ok(&mut cmd);
+    let times = String::from_utf8_lossy(&out.stdout);
+    let children = times.lines().nth(1).expect("times prints two lines");
+    let cpu: f64 = children.split_whitespace().map(seconds).sum();
+
+    let path = sb.root().join("t.jsonl");
+    run_ok(sb.gocache(["trace", "export", "-o", path.to_str().unwrap()]));
+    let trace = std::fs::read_to_string(&path).unwrap();
+    let costs: f64 = trace
+        .lines()
+        .skip(1)
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["ev"] == "put")
+        .filter_map(|e| e["cost"].as_f64())
+        .sum();
+    (costs, cpu)
+}
+
+/// `1m2.500s` -> 62.5.
+fn seconds(s: &str) -> f64 {
+    let (m, rest) = s.split_once('m').expect("times writes MmS.SSSs");
+    m.parse::<f64>().unwrap() * 60.0 + rest.trim_end_matches('s').parse::<f64>().unwrap()
+}
+
+fn assert_adds_up(what: &str, (costs, cpu): (f64, f64)) {
+    eprintln!(
+        "{what}: costs {costs:.1} s, CPU {cpu:.1} s ({:.2}x)",
+        costs / cpu
+    );
+    assert!(
+        (costs / cpu - 1.0).abs() <= 0.25,
+        "{what}: the trace's costs sum to {costs:.1} s for a build of {cpu:.1} CPU-seconds"
+    );
+}
+
+#[test]
+fn a_cold_builds_costs_sum_to_its_cpu_seconds() {
+    assert_adds_up("default -p", cold_build(&[]));
+    assert_adds_up("-p 8", cold_build(&["-p", "8"]));
+    // A competing load: a busy loop on every CPU beside the build.
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let mut load: Vec<_> = (0..cpus)
+        .map(|_| {
+            Command::new("sh")
+                .args(["-c", "while :; do :; done"])
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let beside = cold_build(&["-p", "8"]);
+    for child in &mut load {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert_adds_up("-p 8 beside a busy loop on every CPU", beside);
+}
+
+#[test]
+fn the_test_clock_offset_moves_what_gocache_takes_for_now() {
+    // Entries just used are inside the protection window: a trim to 0B
+    // removes none of them. Three hours later by gocache's clock (the
+    // files untouched), the same trim removes them.
+    let sb = Sandbox::with_template();
+    backdate(&sb.cache(), std::time::Duration::ZERO);
+    let before = entries(&sb);
+    let t = json(&run_expecting(
+        sb.gocache(["trim", "--json", "--budget", "0B"]),
+        3,
+    ));
+    assert_eq!(t["executed"]["removed"].as_u64(), Some(0), "{t:#}");
+    assert_eq!(entries(&sb), before);
+    let t = json(&run_expecting(
+        sb.gocache(["trim", "--json", "--budget", "0B"])
+            .env("GOCACHE_TEST_NOW_OFFSET", (3 * 3600).to_string()),
+        3,
+    ));
+    let removed = t["executed"]["removed"].as_u64().unwrap();
+    assert!(removed > 1000, "{t:#}");
+    assert_eq!(entries(&sb), before - removed, "{t:#}");
+}
+
+/// The entries in the cache, as `find` would count them.
+fn entries(sb: &Sandbox) -> u64 {
+    let mut n = 0;
+    for sub in 0..256 {
+        if let Ok(rd) = std::fs::read_dir(sb.cache().join(format!("{sub:02x}"))) {
+            n += rd.count() as u64;
+        }
+    }
+    n
+}
