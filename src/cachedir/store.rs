@@ -514,4 +514,37 @@ mod tests {
         assert!(err.to_string().contains("05"), "{err}");
         assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
     }
+
+    #[test]
+    fn an_output_that_cannot_be_put_in_place_is_kept_in_a_real_subdirectory() {
+        use sha2::Digest;
+        let c = TinyCache::new();
+        let s = store(&c);
+        let outside = tempfile::tempdir().unwrap();
+        let body = b"kept aside".as_slice();
+        let output = Id(sha2::Sha256::digest(body).into());
+        let sub = c.join(subdir_name(output.subdir()));
+        std::fs::remove_dir_all(&sub).unwrap();
+        std::os::unix::fs::symlink(outside.path(), &sub).unwrap();
+        let (tmp, mut f) = s.create_tmp_near(output.subdir()).unwrap();
+        assert_eq!(tmp.subdir(), output.subdir().wrapping_add(1));
+        f.write_all(body).unwrap();
+        let entry = ActionEntry {
+            action: Id([9; 32]),
+            output,
+            size: body.len() as u64,
+            time_nanos: T * 1_000_000_000,
+        };
+        let Put::Kept(tmp, e) = s.put_or_keep(tmp, &entry, T) else {
+            panic!("stored through a symlink");
+        };
+        assert!(e.to_string().contains(&subdir_name(output.subdir())), "{e}");
+        let path = s.tmp_path(&tmp);
+        assert!(path.starts_with(c.path()));
+        assert_eq!(std::fs::read(&path).unwrap(), body);
+        s.discard(&tmp);
+        assert!(!path.exists());
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+        assert_eq!(s.get(Id([9; 32]), T), None);
+    }
 }
