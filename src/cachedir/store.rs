@@ -45,6 +45,19 @@ pub struct LocalStore {
     tmp_seq: AtomicU64,
 }
 
+/// What [`LocalStore::put_or_keep`] did.
+#[derive(Debug)]
+pub enum Put {
+    /// The output and its action entry are in place.
+    Stored,
+    /// The output is in place, its action entry could not be written: a
+    /// later get misses.
+    OutputOnly(Error),
+    /// The output could not be put in place: it is still in the temporary
+    /// file, for the caller to discard when it is no longer read.
+    Kept(TmpFile, Error),
+}
+
 /// An entry level one holds, as a get found it (and marked it used).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hit {
@@ -151,6 +164,21 @@ impl LocalStore {
             .map_err(|e| Error::io("creating a temporary file in", self.subdir_path(s), e))
     }
 
+    /// [`LocalStore::create_tmp`] in subdirectory `s`, or when that
+    /// cannot hold one (a link, not a directory), in the next subdirectory
+    /// that can: a body then still has a place inside the cache (see
+    /// [`LocalStore::put_or_keep`]). The error is `s`'s when none can.
+    pub fn create_tmp_near(&self, s: u8) -> Result<(TmpFile, File)> {
+        let first = match self.create_tmp(s) {
+            Ok(x) => return Ok(x),
+            Err(e) => e,
+        };
+        (1..=255u8)
+            .map(|k| s.wrapping_add(k))
+            .find_map(|other| self.open_tmp(other).ok())
+            .ok_or(first)
+    }
+
     fn open_tmp(&self, s: u8) -> std::io::Result<(TmpFile, File)> {
         let dir = self.dir.ensure_subdir(s)?;
         let n = self.tmp_seq.fetch_add(1, Ordering::Relaxed);
@@ -164,7 +192,15 @@ impl LocalStore {
         Ok((TmpFile { subdir: s, name }, File::from(fd)))
     }
 
-    /// Where `tmp` is (for messages).
+    /// Bytes free for an unprivileged user on the cache's filesystem, if
+    /// they can be measured (`fstatvfs` on the directory's descriptor).
+    pub fn free_bytes(&self) -> Option<u64> {
+        let st = rustix::fs::fstatvfs(self.dir.fd()).ok()?;
+        Some(st.f_bavail.saturating_mul(st.f_frsize))
+    }
+
+    /// Where `tmp` is (for messages, and for the go command: see
+    /// [`LocalStore::put_or_keep`]).
     pub fn tmp_path(&self, tmp: &TmpFile) -> PathBuf {
         self.subdir_path(tmp.subdir)
             .join(tmp.name.to_string_lossy().as_ref())
@@ -185,12 +221,29 @@ impl LocalStore {
     /// `tmp` is gone afterwards, whatever happened. A directory with the
     /// output's name (a cached executable) is never replaced.
     pub fn put(&self, tmp: TmpFile, entry: &ActionEntry, now: UnixTime) -> Result<()> {
-        let placed = self.place_output(&tmp, entry, now);
-        if placed.is_err() {
-            self.discard(&tmp);
+        match self.put_or_keep(tmp, entry, now) {
+            Put::Stored => Ok(()),
+            Put::OutputOnly(e) => Err(e),
+            Put::Kept(tmp, e) => {
+                self.discard(&tmp);
+                Err(e)
+            }
         }
-        placed?;
-        self.write_action_entry(entry)
+    }
+
+    /// [`LocalStore::put`], but an output that cannot be put in place
+    /// (its subdirectory is a link or not a directory, a directory has its
+    /// name) stays in `tmp` and comes back ([`Put::Kept`]): `gocache prog`
+    /// hands its path to the go command, which may need to read what it
+    /// put, and discards it at close.
+    pub fn put_or_keep(&self, tmp: TmpFile, entry: &ActionEntry, now: UnixTime) -> Put {
+        if let Err(e) = self.place_output(&tmp, entry, now) {
+            return Put::Kept(tmp, e);
+        }
+        match self.write_action_entry(entry) {
+            Ok(()) => Put::Stored,
+            Err(e) => Put::OutputOnly(e),
+        }
     }
 
     fn place_output(&self, tmp: &TmpFile, entry: &ActionEntry, now: UnixTime) -> Result<()> {
@@ -460,5 +513,38 @@ mod tests {
         let err = s.create_tmp(5).unwrap_err();
         assert!(err.to_string().contains("05"), "{err}");
         assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn an_output_that_cannot_be_put_in_place_is_kept_in_a_real_subdirectory() {
+        use sha2::Digest;
+        let c = TinyCache::new();
+        let s = store(&c);
+        let outside = tempfile::tempdir().unwrap();
+        let body = b"kept aside".as_slice();
+        let output = Id(sha2::Sha256::digest(body).into());
+        let sub = c.join(subdir_name(output.subdir()));
+        std::fs::remove_dir_all(&sub).unwrap();
+        std::os::unix::fs::symlink(outside.path(), &sub).unwrap();
+        let (tmp, mut f) = s.create_tmp_near(output.subdir()).unwrap();
+        assert_eq!(tmp.subdir(), output.subdir().wrapping_add(1));
+        f.write_all(body).unwrap();
+        let entry = ActionEntry {
+            action: Id([9; 32]),
+            output,
+            size: body.len() as u64,
+            time_nanos: T * 1_000_000_000,
+        };
+        let Put::Kept(tmp, e) = s.put_or_keep(tmp, &entry, T) else {
+            panic!("stored through a symlink");
+        };
+        assert!(e.to_string().contains(&subdir_name(output.subdir())), "{e}");
+        let path = s.tmp_path(&tmp);
+        assert!(path.starts_with(c.path()));
+        assert_eq!(std::fs::read(&path).unwrap(), body);
+        s.discard(&tmp);
+        assert!(!path.exists());
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+        assert_eq!(s.get(Id([9; 32]), T), None);
     }
 }

@@ -22,6 +22,14 @@ use gocache::enforce::effective_limits;
 /// all (Go caches them only in its on-disk cache); the go command still
 /// keeps fuzzing data and test expiry in the cache directory.
 ///
+/// A put never fails the go command while its output has a place inside
+/// the cache: one that cannot be put in place (a subdirectory that is a
+/// symlink is never written through) is handed to go from a temporary file
+/// in the cache, removed at the end, and not cached. On a nearly full disk
+/// a put first has the limits enforced; an index that cannot be written
+/// gives way to an in-memory copy and a walk of the cache, so eviction
+/// goes on. Each fault costs one warning.
+///
 /// With --remote s3://BUCKET/PREFIX, a fleet shares entries through an
 /// S3-compatible store: the local cache stays level one, the store is
 /// level two. A local miss asks the store, and a verified hit is written
@@ -162,8 +170,9 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let given = args.limits.given();
     let quiet = ctx.quiet;
     // Trace events (`GOCACHE_TRACE`): every get, miss and put, with the
-    // rebuild time between a miss and its put. A bad setting is a warning,
-    // and the default bound, as under the hook.
+    // rebuild time between a miss and its put. A bad setting records with
+    // the default bound, as the hook does, and says so once, now, before
+    // go's own output.
     let tracing = gocache::trace::Tracing::from_env(gocache::trace::TraceSource::Prog)
         .unwrap_or_else(|e| {
             if !quiet {
@@ -177,19 +186,35 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let record_events = tracing.is_some();
     let remote = remote(&args, quiet);
     // Runs on the server's bookkeeping thread, after go has its first
-    // answer. The build must never fail because of the index: without one,
-    // serve the cache and say so once.
+    // answer. The build must never fail because of the index: a file that
+    // cannot be opened for writing (a full disk) gives way to an in-memory
+    // copy, as for trim and the hook, so the limits are still enforced;
+    // without any, serve the cache. Either way, say so once.
     let open_index = Box::new(move || {
+        let mut warned = false;
         let mut index = match gocache::index::Index::open(&ctx.index_path) {
             Ok(ix) => ix,
-            Err(e) => {
-                if !quiet {
-                    eprintln!(
-                        "gocache prog: warning: {e}; serving the cache without counting hits"
-                    );
+            Err(e) => match in_memory(&ctx.index_path, &e) {
+                Some(copy) => {
+                    if !quiet {
+                        let why = gocache::index::Fallback::InMemory {
+                            error: e,
+                            waited: gocache::index::LOCK_WAIT,
+                        };
+                        eprintln!("gocache prog: warning: {why}");
+                    }
+                    warned = true;
+                    copy
                 }
-                return gocache::prog::Bookkeeping::default();
-            }
+                None => {
+                    if !quiet {
+                        eprintln!(
+                            "gocache prog: warning: {e}; serving the cache without counting hits"
+                        );
+                    }
+                    return gocache::prog::Bookkeeping::default();
+                }
+            },
         };
         // Go starts us in its own working directory: what this go command
         // gets and puts is credited to its module (and nothing else: what
@@ -203,7 +228,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             }
             // The build goes on; the limits wait for a run that can read them.
             Err(e) => {
-                if !quiet {
+                if !quiet && !std::mem::replace(&mut warned, true) {
                     eprintln!(
                         "gocache prog: warning: reading the limits: {e:#}; not enforcing them"
                     );
@@ -214,6 +239,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         gocache::prog::Bookkeeping {
             index: Some(index),
             limits,
+            warned,
         }
     });
     let cfg = gocache::prog::ServerConfig {
@@ -225,6 +251,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         trace: args.trace,
         record_events,
         remote,
+        quiet,
     };
     match gocache::prog::serve(cfg, std::io::stdin().lock(), Stdout) {
         Ok(()) => Ok(ExitCode::SUCCESS),
@@ -263,6 +290,16 @@ fn check_go_uses(dir: &std::path::Path) -> anyhow::Result<()> {
         dir.display()
     ))
     .into())
+}
+
+/// An in-memory copy of the index at `path`, seeded from the file, when
+/// opening it failed with `e` for a reason the file is to blame for (a full
+/// disk, read-only, held by another process) and it is not damaged.
+fn in_memory(path: &std::path::Path, e: &gocache::Error) -> Option<gocache::index::Index> {
+    if !e.is_index_problem() || e.is_corrupt_index() {
+        return None;
+    }
+    gocache::index::Index::open_in_memory(Some(path), gocache::index::LOCK_WAIT).ok()
 }
 
 /// Standard output, written directly: the server writes whole batches of

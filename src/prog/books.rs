@@ -5,10 +5,12 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock, mpsc};
+use std::sync::{Condvar, Mutex, OnceLock, mpsc};
+use std::time::{Duration, Instant};
 
 use super::protocol::{Timeline, lock};
-use crate::index::{Index, Use};
+use crate::error::Error;
+use crate::index::{Fallback, Index, LOCK_WAIT, Use};
 use crate::layout::EntryName;
 use crate::model::UnixTime;
 use crate::trace::{RebuildClock, TraceEvent};
@@ -20,6 +22,18 @@ pub const EVICT_EVERY: u64 = 16 << 20;
 /// tick: a few milliseconds of SQLite work each time, done while go works,
 /// rather than all of it at `close`, which go waits for.
 const FLUSH_USES_AT: usize = 512;
+
+/// A put finding less free space than its body and this much more asks
+/// the bookkeeper to enforce the limits at once, and waits for it (see
+/// [`Books::make_room`]).
+pub const LOW_SPACE_SLACK: u64 = 1 << 20;
+
+/// How long a put waits for [`Books::make_room`] at most.
+const ROOM_WAIT: Duration = Duration::from_secs(20);
+
+/// A put asks for room at most this often: a disk full of what the limits
+/// may not remove stays full, and each ask costs a sync.
+const ROOM_AGAIN: Duration = Duration::from_secs(1);
 
 /// Trace events held in memory during a session before they are written
 /// anyway (about 80 bytes each); below this they wait for the close.
@@ -49,6 +63,8 @@ pub struct Bookkeeping {
     pub index: Option<Index>,
     /// Limits to enforce in the background and at close, if any are set.
     pub limits: Option<crate::limits::Limits>,
+    /// A warning about the index was printed already (one a session).
+    pub warned: bool,
 }
 
 /// The session's books: what requests count and queue, for the
@@ -70,9 +86,29 @@ pub(super) struct Books {
     events: Option<Mutex<Events>>,
     /// What the remote tier did, for the session's row: set at close.
     remote: OnceLock<crate::model::ProgRemote>,
+    /// Puts waiting for room on a full disk, and the bookkeeper's rounds
+    /// of enforcement for them (see [`Books::make_room`]).
+    room: Mutex<Room>,
+    room_done: Condvar,
+    /// When a put last asked for room.
+    room_asked: Mutex<Option<Instant>>,
+    /// An output was not cached (said once a session).
+    warned_not_cached: AtomicBool,
+    /// No warnings (`--quiet`).
+    quiet: bool,
     /// The cache directory, for the limits' sync and enforcement.
     cache: PathBuf,
     clock: fn() -> UnixTime,
+}
+
+/// See [`Books::room`].
+#[derive(Default)]
+struct Room {
+    /// A put waits for a round.
+    wanted: bool,
+    /// Rounds started and done.
+    started: u64,
+    done: u64,
 }
 
 /// See [`Books::events`].
@@ -118,7 +154,12 @@ fn go_cpu_ms() -> Option<f64> {
 impl Books {
     /// Books for the cache at `cache`, recording trace events when
     /// `record_events`.
-    pub(super) fn new(cache: PathBuf, clock: fn() -> UnixTime, record_events: bool) -> Books {
+    pub(super) fn new(
+        cache: PathBuf,
+        clock: fn() -> UnixTime,
+        record_events: bool,
+        quiet: bool,
+    ) -> Books {
         Books {
             counters: Counters::default(),
             uses: Mutex::new(Vec::new()),
@@ -133,8 +174,57 @@ impl Books {
                 })
             }),
             remote: OnceLock::new(),
+            room: Mutex::default(),
+            room_done: Condvar::new(),
+            room_asked: Mutex::new(None),
+            warned_not_cached: AtomicBool::new(false),
+            quiet,
             cache,
             clock,
+        }
+    }
+
+    /// A put's output was not cached (`e` says why); the first time in a
+    /// session, a warning says so.
+    pub(super) fn not_cached(&self, e: &Error) {
+        if !self.quiet && !self.warned_not_cached.swap(true, Ordering::Relaxed) {
+            eprintln!(
+                "gocache prog: warning: {e}; outputs that cannot be put in place are \
+                 handed to go from a temporary file in the cache, removed when it \
+                 exits, and not cached"
+            );
+        }
+    }
+
+    /// A put found the disk nearly full: the bookkeeper enforces the
+    /// limits now (a sync and an eviction, from a walk when the index
+    /// cannot be written), and this waits for it, up to [`ROOM_WAIT`].
+    /// Asked at most once every [`ROOM_AGAIN`]; returns at once otherwise.
+    pub(super) fn make_room(&self) {
+        {
+            let mut asked = lock(&self.room_asked);
+            if asked.is_some_and(|t| t.elapsed() < ROOM_AGAIN) {
+                return;
+            }
+            *asked = Some(Instant::now());
+        }
+        let mut room = lock(&self.room);
+        room.wanted = true;
+        let target = room.started + 1;
+        self.wake();
+        let deadline = Instant::now() + ROOM_WAIT;
+        while room.done < target && !self.closing.load(Ordering::SeqCst) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            room = match self
+                .room_done
+                .wait_timeout(room, left.min(Duration::from_millis(250)))
+            {
+                Ok((r, _)) => r,
+                Err(_) => return,
+            };
         }
     }
 
@@ -218,52 +308,115 @@ fn keep_books(
     started: UnixTime,
     ready: mpsc::Sender<()>,
 ) -> Option<Index> {
-    let Bookkeeping { mut index, limits } = open();
-    timeline.note("index-open", 0, index.is_some() as u64);
+    let Bookkeeping {
+        index,
+        limits,
+        warned,
+    } = open();
+    let mut keeper = Keeper {
+        index,
+        warned,
+        quiet: books.quiet,
+    };
+    timeline.note("index-open", 0, keeper.index.is_some() as u64);
     while !books.closing.load(Ordering::SeqCst) {
-        flush_uses(books, index.as_mut(), false);
-        if books.evict_wanted.swap(false, Ordering::SeqCst)
-            && let (Some(ix), Some(limits)) = (index.as_mut(), &limits)
+        flush_uses(books, &mut keeper, false);
+        let for_room = {
+            let mut room = lock(&books.room);
+            let wanted = std::mem::take(&mut room.wanted);
+            room.started += u64::from(wanted);
+            wanted
+        };
+        if (books.evict_wanted.swap(false, Ordering::SeqCst) || for_room)
+            && let Some(limits) = &limits
         {
-            evict(books, ix, limits);
+            evict(books, &mut keeper, limits);
             timeline.note("evicted", 0, 0);
         }
-        std::thread::park_timeout(std::time::Duration::from_millis(250));
+        if for_room {
+            lock(&books.room).done += 1;
+            books.room_done.notify_all();
+        }
+        std::thread::park_timeout(Duration::from_millis(250));
     }
     // Close. SQLite checkpoints (two fsyncs) in whichever commit makes the
     // WAL long: not in the commits go waits for now. Closing the index,
     // after go has its answer, checkpoints.
-    if let Some(ix) = &index {
+    if let Some(ix) = &keeper.index {
         let _ = ix.defer_checkpoints();
     }
     // After puts, the limits are checked before go may exit, so that the
     // cache is within them when it does; the uses come first so that the
     // plan protects what this build used.
     if books.puts_seen.load(Ordering::Relaxed)
-        && let (Some(ix), Some(limits)) = (index.as_mut(), &limits)
+        && keeper.index.is_some()
+        && let Some(limits) = &limits
     {
-        flush_uses(books, Some(ix), false);
+        flush_uses(books, &mut keeper, false);
         timeline.note("uses-recorded", 0, 0);
-        evict(books, ix, limits);
+        evict(books, &mut keeper, limits);
         timeline.note("limits-checked", 0, 0);
     }
     // The session's row is there when go exits (its counts are exact
     // already); the uses still waiting are recorded right after go has its
     // answer: up to a few hundred rows, milliseconds of SQLite that go
     // would otherwise wait for.
-    if let Some(ix) = &mut index {
-        record_session(books, ix, started);
-    }
+    record_session(books, &mut keeper, started);
     let _ = ready.send(());
-    flush_uses(books, index.as_mut(), true);
+    flush_uses(books, &mut keeper, true);
     timeline.note("uses-recorded-after", 0, 0);
-    index
+    keeper.index
+}
+
+/// The bookkeeper's index, and what to do when writing it fails.
+struct Keeper {
+    index: Option<Index>,
+    /// A warning about the index was printed (one a session).
+    warned: bool,
+    quiet: bool,
+}
+
+impl Keeper {
+    /// Writing the index failed with `e` while `doing`. When the file is to
+    /// blame (full disk, read-only, held too long, damaged), the session
+    /// goes on with an in-memory copy, seeded from the file where it can be
+    /// read, as trim and the hook do: eviction never depends on writing the
+    /// index. One warning a session, whatever failed.
+    fn fault(&mut self, e: Error, doing: &str) {
+        let copy = match &self.index {
+            Some(ix) if !ix.is_in_memory() && e.is_index_problem() => {
+                let seed = (!e.is_corrupt_index()).then(|| ix.path().to_owned());
+                Index::open_in_memory(seed.as_deref(), LOCK_WAIT).ok()
+            }
+            _ => None,
+        };
+        let why = match copy {
+            Some(copy) => {
+                self.index = Some(copy);
+                Fallback::InMemory {
+                    error: e,
+                    waited: LOCK_WAIT,
+                }
+                .to_string()
+            }
+            None => e.to_string(),
+        };
+        if !self.quiet && !std::mem::replace(&mut self.warned, true) {
+            eprintln!("gocache prog: warning: {doing}: {why}");
+        }
+    }
+
+    /// Whether a failure of the index in use may be tried again on an
+    /// in-memory copy ([`Keeper::fault`]).
+    fn on_file(&self) -> bool {
+        self.index.as_ref().is_some_and(|ix| !ix.is_in_memory())
+    }
 }
 
 /// Records the uses waiting, and the trace events when `events_too` (or
 /// when more than [`HOLD_EVENTS`] wait): events are written after go has
 /// its answer, so that their rows cost a build nothing.
-fn flush_uses(books: &Books, mut index: Option<&mut Index>, events_too: bool) {
+fn flush_uses(books: &Books, keeper: &mut Keeper, events_too: bool) {
     let events = books
         .events
         .as_ref()
@@ -280,24 +433,48 @@ fn flush_uses(books: &Books, mut index: Option<&mut Index>, events_too: bool) {
         Ok(mut u) if !u.is_empty() => std::mem::take(&mut *u),
         _ => Vec::new(),
     };
-    if let Some(ix) = index.as_deref_mut()
-        && !batch.is_empty()
-        && let Err(e) = ix.record_uses(&batch)
-    {
-        eprintln!("gocache prog: warning: recording uses in the index: {e}");
+    if !batch.is_empty() {
+        with_index(keeper, "recording uses in the index", |ix| {
+            ix.record_uses(&batch)
+        });
     }
-    if let Some(ix) = index
-        && !events.is_empty()
-        && let Err(e) = ix.record_trace(&events)
-    {
-        eprintln!("gocache prog: warning: recording trace events in the index: {e}");
+    if !events.is_empty() {
+        with_index(keeper, "recording trace events in the index", |ix| {
+            ix.record_trace(&events)
+        });
     }
 }
 
-fn record_session(books: &Books, ix: &mut Index, started: UnixTime) {
+/// Runs `work` on the keeper's index, once more on an in-memory copy when
+/// the file fails it ([`Keeper::fault`]).
+fn with_index<T>(
+    keeper: &mut Keeper,
+    doing: &str,
+    mut work: impl FnMut(&mut Index) -> crate::error::Result<T>,
+) -> Option<T> {
+    let on_file = keeper.on_file();
+    let e = match work(keeper.index.as_mut()?) {
+        Ok(v) => return Some(v),
+        Err(e) => e,
+    };
+    let retry = on_file && e.is_index_problem();
+    keeper.fault(e, doing);
+    if !retry || !keeper.index.as_ref().is_some_and(Index::is_in_memory) {
+        return None;
+    }
+    match work(keeper.index.as_mut()?) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            keeper.fault(e, doing);
+            None
+        }
+    }
+}
+
+fn record_session(books: &Books, keeper: &mut Keeper, started: UnixTime) {
     let c = &books.counters;
     let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
-    let recorded = ix.record_session(&crate::model::ProgSession {
+    let session = crate::model::ProgSession {
         started,
         ended: (books.clock)(),
         gets: l(&c.gets),
@@ -307,20 +484,20 @@ fn record_session(books: &Books, ix: &mut Index, started: UnixTime) {
         put_bytes: l(&c.put_bytes),
         errors: l(&c.errors),
         remote: books.remote.get().cloned(),
+    };
+    with_index(keeper, "recording the session in the index", |ix| {
+        ix.record_session(&session)
     });
-    if let Err(e) = recorded {
-        eprintln!("gocache prog: warning: recording the session in the index: {e}");
-    }
 }
 
 /// Syncs the index with the disk and enforces `limits`, as the hook does
 /// ([`crate::enforce::after_use`]): everything handed out to this go
 /// command was just used and is inside the grace period, so it stays.
-fn evict(books: &Books, ix: &mut Index, limits: &crate::limits::Limits) {
+/// When the index cannot be written (a full disk), on an in-memory copy.
+fn evict(books: &Books, keeper: &mut Keeper, limits: &crate::limits::Limits) {
     let (cache, now, quiet) = (&books.cache, (books.clock)(), &crate::report::Silent);
-    let enforced = crate::scan::scan(cache, ix, &Default::default(), now, quiet)
-        .and_then(|_| crate::enforce::after_use(cache, ix, &[], limits, now, quiet));
-    if let Err(e) = enforced {
-        eprintln!("gocache prog: warning: enforcing the limits: {e}");
-    }
+    with_index(keeper, "enforcing the limits", |ix| {
+        crate::scan::scan(cache, ix, &Default::default(), now, quiet)
+            .and_then(|_| crate::enforce::after_use(cache, ix, &[], limits, now, quiet))
+    });
 }

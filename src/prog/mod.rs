@@ -151,6 +151,8 @@ pub struct ServerConfig {
     pub record_events: bool,
     /// The remote tier (level two), when `--remote` is given.
     pub remote: Option<Remote>,
+    /// No warnings on standard error (`--quiet`).
+    pub quiet: bool,
 }
 
 /// The default number of [`ServerConfig::workers`] for the CPUs this

@@ -16,7 +16,7 @@ use super::protocol::{
     parse_request, read_request_line, requests_waiting, stream_body,
 };
 use super::remote::{self, FETCHERS, RemoteState};
-use crate::cachedir::store::{Hit, LocalStore, TmpFile};
+use crate::cachedir::store::{Hit, LocalStore, Put, TmpFile};
 use crate::error::{Error, Result};
 use crate::index::Index;
 use crate::layout::{ActionEntry, EntryName, Id};
@@ -33,6 +33,10 @@ struct Shared {
     remote: Option<RemoteState>,
     timeline: Arc<Timeline>,
     clock: fn() -> UnixTime,
+    /// Outputs that could not be put in place, kept in their temporary
+    /// files for the go command to read (see [`finish_put`]); removed at
+    /// close.
+    kept: std::sync::Mutex<Vec<TmpFile>>,
 }
 
 /// Serves GOCACHEPROG requests from `input`, writing responses to `output`,
@@ -93,10 +97,11 @@ impl Session {
         let cache = cfg.cache_dir.path().to_owned();
         let shared = Arc::new(Shared {
             store: LocalStore::new(cfg.cache_dir),
-            books: Arc::new(Books::new(cache, cfg.clock, cfg.record_events)),
+            books: Arc::new(Books::new(cache, cfg.clock, cfg.record_events, cfg.quiet)),
             remote: cfg.remote.map(RemoteState::new),
             timeline,
             clock: cfg.clock,
+            kept: Default::default(),
         });
         shared.timeline.note("known", 0, 0);
         let (bookkeeper, books_ready) =
@@ -141,6 +146,11 @@ impl Session {
         // Err only if the bookkeeper died: nothing more to wait for.
         let _ = self.books_ready.recv();
         s.timeline.note("books-ready", 0, 0);
+        // The go command is done reading what it put (it sends `close`
+        // last): gone before it may exit.
+        for tmp in std::mem::take(&mut *super::protocol::lock(&s.kept)) {
+            s.store.discard(&tmp);
+        }
         if let Some(id) = close_id {
             writer.send(&Response::done(id, String::new()));
         }
@@ -320,7 +330,8 @@ impl Reader<'_> {
         size: u64,
     ) -> Result<()> {
         self.flush();
-        let tmp = match receive_body(&self.shared.store, input, output, size) {
+        let s = self.shared;
+        let tmp = match receive_body(&s.store, &s.books, input, output, size) {
             Ok(tmp) => tmp,
             Err(BodyError::Bad(reason)) => {
                 self.refuse(id, reason);
@@ -433,20 +444,33 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-/// Streams a put's body into a temporary file next to where it belongs,
-/// checking its size and SHA-256. A body that cannot be stored (its
-/// subdirectory is not a directory, the disk is full) is still read to its
-/// end, and the put is answered with an error naming the write: go then
-/// builds without caching that output, and the session goes on.
+/// Streams a put's body into a temporary file next to where it belongs
+/// (or, when its subdirectory cannot hold one, in the next that can),
+/// checking its size and SHA-256. A body that cannot be written anywhere
+/// (the disk is full, a file size limit) is still read to its end, and the
+/// put is answered with an error naming the write: go then builds without
+/// caching that output, and the session goes on.
+///
+/// On a disk with less free space than the body (and
+/// [`books::LOW_SPACE_SLACK`]), the limits are enforced first and the put
+/// waits for it ([`Books::make_room`]): on a full disk, eviction comes
+/// before the write that would fail.
 fn receive_body(
     store: &LocalStore,
+    books: &Books,
     r: &mut impl BufRead,
     output: Id,
     size: u64,
 ) -> Result<TmpFile, BodyError> {
+    if store
+        .free_bytes()
+        .is_some_and(|free| free < size.saturating_add(books::LOW_SPACE_SLACK))
+    {
+        books.make_room();
+    }
     // Go creates the 256 subdirectories before it starts us; one missing
     // (or not a real directory) is dealt with here.
-    let (tmp, file) = match store.create_tmp(output.subdir()) {
+    let (tmp, file) = match store.create_tmp_near(output.subdir()) {
         Ok(x) => x,
         Err(e) => {
             if size > 0 {
@@ -501,8 +525,16 @@ fn receive_body(
 }
 
 /// Puts a received body in place with its action entry (see
-/// [`LocalStore::put`]), queues it for upload, counts it and queues its
-/// use.
+/// [`LocalStore::put_or_keep`]), queues it for upload, counts it and
+/// queues its use.
+///
+/// A put never fails the go command while its body has a place in the
+/// cache: go treats a failed put as fatal in places (its module index). An
+/// output that cannot be put in place (its subdirectory is a symlink, say)
+/// stays in its temporary file, inside the cache, whose path go is told;
+/// it is removed at close, and not cached. An output put in place without
+/// its action entry is answered with its path. Either costs one warning a
+/// session.
 fn finish_put(s: &Shared, id: i64, action: Id, output: Id, size: u64, tmp: TmpFile) -> Response {
     let now = (s.clock)();
     let entry = ActionEntry {
@@ -511,9 +543,18 @@ fn finish_put(s: &Shared, id: i64, action: Id, output: Id, size: u64, tmp: TmpFi
         size,
         time_nanos: now.saturating_mul(1_000_000_000),
     };
-    if let Err(e) = s.store.put(tmp, &entry, now) {
-        s.books.counters.errors.fetch_add(1, Ordering::Relaxed);
-        return Response::error(id, e.to_string());
+    match s.store.put_or_keep(tmp, &entry, now) {
+        Put::Stored => {}
+        Put::OutputOnly(e) => {
+            s.books.not_cached(&e);
+            return Response::done(id, s.store.disk_path(&EntryName::data(output)));
+        }
+        Put::Kept(tmp, e) => {
+            s.books.not_cached(&e);
+            let path = s.store.tmp_path(&tmp).display().to_string();
+            super::protocol::lock(&s.kept).push(tmp);
+            return Response::done(id, path);
+        }
     }
     if let Some(r) = &s.remote {
         r.upload(&s.store, entry);
