@@ -269,11 +269,12 @@ fn a_corrupt_object_is_refused_reported_once_and_rebuilt_correctly() {
     let a = Sandbox::with_template();
     let a_bin = a.root().join("fleet-a");
     run_ok(build(&a, &fleet, &a_bin, &strs(&args), &creds(&g.rw)));
-    // Every output A uploaded (the module's packages), overwritten with
-    // other bytes: a bucket someone wrote into.
+    // Every output A uploaded (the module's packages), in either form
+    // (as it is, or compressed), overwritten with other bytes: a bucket
+    // someone wrote into.
     let outputs: Vec<String> = keys(&store)
         .into_iter()
-        .filter(|k| k.starts_with("o/"))
+        .filter(|k| k.starts_with("o/") || k.starts_with("z/"))
         .collect();
     assert!(outputs.len() >= 3, "{outputs:?}");
     for k in &outputs {
