@@ -15,6 +15,7 @@ mod prog_remote;
 mod progress;
 mod readme;
 mod remote;
+mod remote_link;
 mod scan;
 mod simulate;
 mod stats;
