@@ -23,9 +23,10 @@ use gocache::enforce::effective_limits;
 /// S3-compatible store: the local cache stays level one, the store is
 /// level two. A local miss asks the store, and a verified hit is written
 /// into the local cache and served from there; puts upload in the
-/// background (a full queue drops, never waits); `close` waits for the
-/// uploads up to --remote-drain; each session logs what it used, for
-/// `gocache remote trim`. The endpoint, region and credentials come from
+/// background, zstd-compressed where it pays (a full queue drops, never
+/// waits); `close` waits for the uploads up to --remote-drain; each
+/// session logs what it used, for `gocache remote trim`. The endpoint,
+/// region and credentials come from
 /// the AWS variables, as for `gocache remote`. A store that is down,
 /// slow, or refuses the credentials costs one warning, and the build goes
 /// on from the local cache:

@@ -29,7 +29,7 @@ use gocache::report::Reporter;
 /// or AWS_DEFAULT_REGION (else us-east-1), AWS_ACCESS_KEY_ID,
 /// AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN (none: anonymous requests).
 /// --endpoint and --region win over them. Every request times out (3 s to
-/// connect, 30 s in all plus a second per MiB).
+/// connect, 30 s in all plus a second per MiB, 10 s without a byte).
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(subcommand)]
