@@ -424,7 +424,7 @@ EOT
   MOD=$W/r-mod
   rm -rf "$MOD"; mkdir -p "$MOD"
   printf 'module example.com/benchmod\n\ngo 1.24\n' > "$MOD/go.mod"
-  imports=""
+  imports=""; uses=""
   for p in 0 1 2 3 4 5 6 7 8 9; do
     mkdir -p "$MOD/p$p"
     {
@@ -436,8 +436,9 @@ EOT
       done
     } > "$MOD/p$p/p.go"
     imports+="\t\"example.com/benchmod/p$p\"\n"
+    uses+="\tout = append(out, p$p.F$((p * 5))(\"a,b\"))\n"
   done
-  printf 'package main\n\nimport (\n\t"encoding/json"\n\t"net/http"\n\t"os"\n%b)\n\nfunc main() {\n\tjson.NewEncoder(os.Stdout).Encode([]string{p0.F1("a"), p9.F59("b")})\n\t_ = http.ListenAndServe\n}\n' "$imports" > "$MOD/main.go"
+  printf 'package main\n\nimport (\n\t"encoding/json"\n\t"net/http"\n\t"os"\n%b)\n\nfunc main() {\n\tvar out []string\n%b\tjson.NewEncoder(os.Stdout).Encode(out)\n\t_ = http.ListenAndServe\n}\n' "$imports" "$uses" > "$MOD/main.go"
   # Dated back, so that go caches everything on the first build.
   find "$MOD" -type f -exec touch -d '1 minute ago' {} +
   # rbuild CACHE --native | rbuild CACHE PROG-ARGS...: go build std, then

@@ -29,8 +29,8 @@ fn real_now() -> i64 {
         .as_secs() as i64
 }
 
-/// Bytes that compress about as Go's outputs do (3-4x): words of code
-/// with some noise.
+/// Bytes that compress somewhat better than Go's outputs (4.5x at level
+/// 1, against 3.7x): words of code with some noise.
 fn compressible(len: usize) -> Vec<u8> {
     let words: [&[u8]; 8] = [
         b"func ",
