@@ -3,12 +3,14 @@
 //!
 //! - [`RemoteTier::fetch`] looks an action up in the store and streams its
 //!   output into a sink the caller supplies (a temp file in level one),
-//!   checking the output's length and SHA-256 against the action entry
-//!   before saying yes. The caller renames the temp file into place only
+//!   decompressing it if it is stored compressed, and checking the
+//!   output's length and SHA-256 against the action entry before saying
+//!   yes. The caller renames the temp file into place only
 //!   on `Ok(Some(_))`, so a bad object never reaches a build.
 //! - [`Uploader`] takes puts without ever blocking ([`Uploader::try_enqueue`]
 //!   drops a job when the queue is full, and counts it), uploads them on
-//!   its own threads (output first, then the action entry, so an action
+//!   its own threads (output first, compressed where it pays, then the
+//!   action entry, which says which form the output took, so an action
 //!   entry never names a missing output), and [`Uploader::drain`] finishes
 //!   within a deadline, abandoning what is left.
 //! - [`UseRecorder`] collects the session's uses and counters and writes
