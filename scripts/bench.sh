@@ -29,7 +29,8 @@
 #           uploads add: how long close waited for them (bounded by
 #           --remote-drain) and how long prog ran after go had its answer;
 #           (d) warm with --remote vs without (target <= 1.02x)
-#           (REMOTE_COLD, REMOTE_FETCH, REMOTE_WARM: rounds)
+#           (REMOTE_COLD, REMOTE_FETCH, REMOTE_WARM: rounds; PROXY,
+#           RAW_FETCH: the two examples' binaries, else built)
 #   ci      a cache restored (tar --posix, as actions/cache) with the index
 #           the last `ci end` left: `ci begin` vs `du -s` (target <= 0.2x);
 #           after a job touched half of it, `ci end` vs `trim` with the same
@@ -414,9 +415,10 @@ EOT
   REMOTE_WARM=${REMOTE_WARM:-11}
   REMOTE_LINKS=${REMOTE_LINKS:-20:100 50:1000}
   # The shaped link (tests/support/shaped.rs) and the raw download, built
-  # as gocache is.
-  release_bin --example shaped_proxy; PROXY=$BUILT
-  release_bin --example raw_fetch; RAW=$BUILT
+  # as gocache is unless given (PROXY, RAW_FETCH: their binaries).
+  [ -n "${PROXY:-}" ] || { release_bin --example shaped_proxy; PROXY=$BUILT; }
+  [ -n "${RAW_FETCH:-}" ] || { release_bin --example raw_fetch; RAW_FETCH=$BUILT; }
+  RAW=$RAW_FETCH
   echo "== remote: gocache prog --remote on a 3-node Garage on 127.0.0.1 (rf 3); go build std plus a module"
   echo "   command: scripts/bench.sh $N $W $PARTS (REMOTE_COLD=$REMOTE_COLD REMOTE_FETCH=$REMOTE_FETCH REMOTE_WARM=$REMOTE_WARM REMOTE_LINKS='$REMOTE_LINKS'); nproc $(nproc); $(uptime | sed 's/^ *//')"
   # A module of its own beside std: ten generated packages and a main
