@@ -17,12 +17,20 @@
 #           (examples/prog_floor.rs; FLOOR: its binary, FLOOR=off: none)
 #   remote  gocache prog --remote against a three-node Garage cluster on
 #           127.0.0.1 (the tests' Garage: $GOCACHE_TEST_GARAGE, else
-#           target/garage-2.5.0/bin/garage): (a) cold `go build std` with an
-#           empty level one and a full store vs a cold build with no store;
-#           (b) warm with --remote vs without (target <= 1.02x); (c) what
+#           target/garage-2.5.0/bin/garage), `go build std` plus a generated
+#           module: (a) upload side, cold with an empty prefix: plain go vs
+#           uploading compressed vs as before compression (target <= 1.03x
+#           the latter), and the bucket's bytes each way (target <= 0.40x);
+#           (b) download side, an empty level one and a full bucket behind
+#           a shaped link (examples/shaped_proxy.rs; REMOTE_LINKS, default
+#           "20:100 50:1000", RTT ms:Mbit/s): plain go, from the compressed
+#           bucket, from the uncompressed one, and a raw 8-way download of
+#           the uncompressed objects (examples/raw_fetch.rs); (c) what
 #           uploads add: how long close waited for them (bounded by
-#           --remote-drain) and how long prog ran after go had its answer
-#           (REMOTE_COLD, REMOTE_WARM: rounds)
+#           --remote-drain) and how long prog ran after go had its answer;
+#           (d) warm with --remote vs without (target <= 1.02x)
+#           (REMOTE_COLD, REMOTE_FETCH, REMOTE_WARM: rounds; PROXY,
+#           RAW_FETCH: the two examples' binaries, else built)
 #   ci      a cache restored (tar --posix, as actions/cache) with the index
 #           the last `ci end` left: `ci begin` vs `du -s` (target <= 0.2x);
 #           after a job touched half of it, `ci end` vs `trim` with the same
@@ -403,13 +411,49 @@ EOT
   export AWS_ENDPOINT_URL=http://127.0.0.1:$S3_PORT AWS_REGION=garage AWS_ACCESS_KEY_ID=$KEY_ID AWS_SECRET_ACCESS_KEY=$KEY_SECRET
   retry "$G" remote stats s3://bench/ready
   REMOTE_COLD=${REMOTE_COLD:-3}
+  REMOTE_FETCH=${REMOTE_FETCH:-3}
   REMOTE_WARM=${REMOTE_WARM:-11}
-  echo "== remote: gocache prog --remote on a 3-node Garage on 127.0.0.1 (rf 3); go build std"
-  echo "   command: scripts/bench.sh $N $W $PARTS (REMOTE_COLD=$REMOTE_COLD REMOTE_WARM=$REMOTE_WARM); nproc $(nproc); $(uptime | sed 's/^ *//')"
-  # rbuild CACHE TRACE [PROG ARGS...]: one go build std through gocache prog.
+  REMOTE_LINKS=${REMOTE_LINKS:-20:100 50:1000}
+  # The shaped link (tests/support/shaped.rs) and the raw download, built
+  # as gocache is unless given (PROXY, RAW_FETCH: their binaries).
+  [ -n "${PROXY:-}" ] || { release_bin --example shaped_proxy; PROXY=$BUILT; }
+  [ -n "${RAW_FETCH:-}" ] || { release_bin --example raw_fetch; RAW_FETCH=$BUILT; }
+  RAW=$RAW_FETCH
+  echo "== remote: gocache prog --remote on a 3-node Garage on 127.0.0.1 (rf 3); go build std plus a module"
+  echo "   command: scripts/bench.sh $N $W $PARTS (REMOTE_COLD=$REMOTE_COLD REMOTE_FETCH=$REMOTE_FETCH REMOTE_WARM=$REMOTE_WARM REMOTE_LINKS='$REMOTE_LINKS'); nproc $(nproc); $(uptime | sed 's/^ *//')"
+  # A module of its own beside std: ten generated packages and a main
+  # that imports them and some of std (net/http, encoding/json).
+  MOD=$W/r-mod
+  rm -rf "$MOD"; mkdir -p "$MOD"
+  printf 'module example.com/benchmod\n\ngo 1.24\n' > "$MOD/go.mod"
+  imports=""; uses=""
+  for p in 0 1 2 3 4 5 6 7 8 9; do
+    mkdir -p "$MOD/p$p"
+    {
+      printf 'package p%s\n\nimport (\n\t"fmt"\n\t"sort"\n\t"strings"\n)\n\n' "$p"
+      for f in $(seq 0 59); do
+        printf 'type T%s struct{ A, B int; S string; M map[string]int }\n\n' "$f"
+        printf 'func (t *T%s) Sum(xs []int) int {\n\tsort.Ints(xs)\n\tn := t.A\n\tfor i, x := range xs {\n\t\tif i%%%s == 0 { n += x * %s } else { n -= x }\n\t}\n\treturn n + len(t.M)\n}\n\n' "$f" $((f % 7 + 2)) "$f"
+        printf 'func F%s(s string) string {\n\tparts := strings.Split(s, ",")\n\tfor i := range parts { parts[i] = fmt.Sprintf("%%s-%s-%%d", parts[i], i) }\n\treturn strings.Join(parts, ";")\n}\n\n' "$f" "$p$f"
+      done
+    } > "$MOD/p$p/p.go"
+    imports+="\t\"example.com/benchmod/p$p\"\n"
+    uses+="\tout = append(out, p$p.F$((p * 5))(\"a,b\"))\n"
+  done
+  printf 'package main\n\nimport (\n\t"encoding/json"\n\t"net/http"\n\t"os"\n%b)\n\nfunc main() {\n\tvar out []string\n%b\tjson.NewEncoder(os.Stdout).Encode(out)\n\t_ = http.ListenAndServe\n}\n' "$imports" "$uses" > "$MOD/main.go"
+  # Dated back, so that go caches everything on the first build.
+  find "$MOD" -type f -exec touch -d '1 minute ago' {} +
+  # rbuild CACHE --native | rbuild CACHE PROG-ARGS...: go build std, then
+  # the module, with an own GOCACHE; through gocache prog unless --native
+  # (the std build's session writes its timeline to r-trace.txt).
   rbuild() {
-    local cache=$1 trace=$2; shift 2
-    GOCACHE=$cache GOCACHEPROG="$G prog --trace $trace $*" us_ok "$GO" build std
+    local cache=$1; shift
+    if [ "${1:-}" = --native ]; then
+      GOCACHE=$cache us_ok bash -c '"$0" build std && cd "$1" && "$0" build -o "$2" .' "$GO" "$MOD" "$W/r-bin"
+    else
+      GOCACHE=$cache P1="$G prog --trace $W/r-trace.txt $*" P2="$G prog $*" us_ok bash -c \
+        'GOCACHEPROG=$P1 "$0" build std && cd "$1" && GOCACHEPROG=$P2 "$0" build -o "$2" .' "$GO" "$MOD" "$W/r-bin"
+    fi
   }
   # The timeline's microseconds from event $2 to event $3 in trace $1.
   span() { awk -v a="$2" -v b="$3" '$2 == a && !x {x = $1} $2 == b {y = $1} END {print y - x}' "$1"; }
@@ -417,55 +461,96 @@ EOT
       m = a[int((NR+1)/2)]; r = b ? sprintf("  %.3fx", m / b) : ""
       printf "%.2f %s [%.2f-%.2f]%s", m / u, n, a[1] / u, a[NR] / u, r }'; }
   med() { sort -n "$1" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-  : > "$W/r-nostore.txt"; : > "$W/r-upload.txt"; : > "$W/r-fetch.txt"
+  # Upload side: cold builds into empty prefixes, the sides interleaved:
+  # no store (plain go), uploading compressed (the default, z-N), and as
+  # before compression (--remote-compression off, u-N).
+  : > "$W/r-native.txt"; : > "$W/r-upz.txt"; : > "$W/r-upu.txt"
   : > "$W/r-closewait.txt"; : > "$W/r-after.txt"
+  sides=(native upz upu)
   for i in $(seq "$REMOTE_COLD"); do
-    url=s3://bench/cold-$i
-    for side in $( ((i % 2)) && echo "nostore upload" || echo "upload nostore"); do
-      rm -rf "$W/r-l1"
+    for k in 0 1 2; do
+      side=${sides[$(( (i + k) % 3 ))]}
+      rm -rf "$W/r-l1" "$W/r-trace.txt"
       case $side in
-        nostore) rbuild "$W/r-l1" "$W/r-trace.txt" >> "$W/r-nostore.txt" ;;
-        upload)
-          rm -f "$W/r-trace.txt"
-          rbuild "$W/r-l1" "$W/r-trace.txt" --remote "$url" >> "$W/r-upload.txt"
-          # prog writes its timeline as it exits, after go.
-          for _ in $(seq 300); do [ -s "$W/r-trace.txt" ] && break; sleep 0.1; done
-          span "$W/r-trace.txt" end-of-requests released >> "$W/r-closewait.txt"
-          span "$W/r-trace.txt" released index-closed >> "$W/r-after.txt" ;;
+        native) rbuild "$W/r-l1" --native >> "$W/r-native.txt" ;;
+        upz) rbuild "$W/r-l1" --remote "s3://bench/z-$i" >> "$W/r-upz.txt" ;;
+        upu) rbuild "$W/r-l1" --remote "s3://bench/u-$i" --remote-compression off >> "$W/r-upu.txt" ;;
       esac
+      if [ "$side" != native ]; then
+        # prog writes its timeline as it exits, after go.
+        for _ in $(seq 300); do [ -s "$W/r-trace.txt" ] && break; sleep 0.1; done
+        span "$W/r-trace.txt" end-of-requests released >> "$W/r-closewait.txt"
+        span "$W/r-trace.txt" released index-closed >> "$W/r-after.txt"
+      fi
     done
-    # An empty level one, a full store.
-    rm -rf "$W/r-l1"
-    rbuild "$W/r-l1" "$W/r-trace.txt" --remote "$url" >> "$W/r-fetch.txt"
   done
-  base=$(med "$W/r-nostore.txt")
-  row "cold, no store (baseline)" "$(fmt3 "$W/r-nostore.txt")" ""
-  row "cold, empty store: uploads everything" "$(fmt3 "$W/r-upload.txt" "$base")" ""
-  row "empty level one, full store (a)" "$(fmt3 "$W/r-fetch.txt" "$base")" ""
-  row "(c) close waited for uploads" "$(fmt3 "$W/r-closewait.txt" 0 1e3 ms)" "(deadline: --remote-drain, 5 s)"
-  row "(c) prog ran on after go's answer" "$(fmt3 "$W/r-after.txt" 0 1e3 ms)" "(go does not wait for it)"
+  base=$(med "$W/r-native.txt")
+  upu=$(med "$W/r-upu.txt")
+  echo "   upload side: an empty level one, an empty prefix ($REMOTE_COLD rounds, interleaved; loopback)"
+  row "cold, plain go (baseline)" "$(fmt3 "$W/r-native.txt")" ""
+  row "cold, uploading as before (compression off)" "$(fmt3 "$W/r-upu.txt" "$base")" ""
+  row "cold, uploading compressed" "$(fmt3 "$W/r-upz.txt" "$base")" "$(ratio "$(med "$W/r-upz.txt")" "$upu")x off (target <= 1.03)"
+  row "(c) close waited for uploads (std)" "$(fmt3 "$W/r-closewait.txt" 0 1e3 ms)" "(deadline: --remote-drain, 5 s)"
+  row "(c) prog ran on after go's answer (std)" "$(fmt3 "$W/r-after.txt" 0 1e3 ms)" "(go does not wait for it)"
+  # The bucket: the same entries as before compression and compressed.
+  "$G" remote stats --json s3://bench/u-1 > "$W/r-stats-u.json"
+  "$G" remote stats --json s3://bench/z-1 > "$W/r-stats-z.json"
+  field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$@"; }
+  ub=$(field "$W/r-stats-u.json" stored_bytes); zb=$(field "$W/r-stats-z.json" stored_bytes)
+  row "bucket bytes, as before compression" "$(awk -v b="$ub" 'BEGIN {printf "%.1f MB", b / 1e6}')" "$(field "$W/r-stats-u.json" total | sed 's/.*objects.: \([0-9]*\).*/\1 objects/')"
+  row "bucket bytes, compressed" "$(awk -v b="$zb" 'BEGIN {printf "%.1f MB", b / 1e6}')" "$(ratio "$zb" "$ub")x (target <= 0.40)"
+  # Download side: an empty level one, a full bucket, through a shaped
+  # link; beside it, the floor of today's format: every object of u-1
+  # fetched 8 at a time, nothing verified or written.
+  for link in $REMOTE_LINKS; do
+    rtt=${link%%:*}; mbit=${link##*:}
+    "$PROXY" --to "127.0.0.1:$S3_PORT" --rtt-ms "$rtt" --mbit "$mbit" > "$W/r-proxy.txt" &
+    PPID_=$!; GPIDS+=("$PPID_")
+    for _ in $(seq 50); do [ -s "$W/r-proxy.txt" ] && break; sleep 0.1; done
+    ep="http://$(head -1 "$W/r-proxy.txt")"
+    : > "$W/r-fz.txt"; : > "$W/r-fu.txt"; : > "$W/r-raw.txt"
+    fsides=(z u raw)
+    for i in $(seq "$REMOTE_FETCH"); do
+      for k in 0 1 2; do
+        rm -rf "$W/r-l1"
+        case ${fsides[$(( (i + k) % 3 ))]} in
+          z) rbuild "$W/r-l1" --remote s3://bench/z-1 --endpoint "$ep" >> "$W/r-fz.txt" ;;
+          u) rbuild "$W/r-l1" --remote s3://bench/u-1 --endpoint "$ep" >> "$W/r-fu.txt" ;;
+          raw) "$RAW" s3://bench/u-1 --parallel 8 --endpoint "$ep" | awk '{printf "%d\n", $3 * 1e6}' >> "$W/r-raw.txt" ;;
+        esac
+      done
+    done
+    kill "$PPID_" 2>/dev/null || true
+    raw=$(med "$W/r-raw.txt")
+    echo "   download side over ${rtt} ms / ${mbit} Mbit/s (shaped link; $REMOTE_FETCH rounds, interleaved; ratios to the raw download)"
+    row "cold, plain go" "$(fmt3 "$W/r-native.txt" "$raw")" ""
+    row "raw 8-way download of u-1 (the floor)" "$(fmt3 "$W/r-raw.txt")" ""
+    row "from the bucket, as before compression" "$(fmt3 "$W/r-fu.txt" "$raw")" ""
+    row "from the bucket, compressed" "$(fmt3 "$W/r-fz.txt" "$raw")" "(target < 1.0x at 100 Mbit/s)"
+  done
   # Warm: each side on its own warm cache; the same store.
   rm -rf "$W/r-warm-local" "$W/r-warm-remote"
   for s in local remote; do
     for _ in 1 2; do
-      if [ $s = local ]; then rbuild "$W/r-warm-$s" "$W/r-trace.txt" >/dev/null
-      else rbuild "$W/r-warm-$s" "$W/r-trace.txt" --remote s3://bench/cold-1 >/dev/null; fi
+      if [ $s = local ]; then rbuild "$W/r-warm-$s" >/dev/null
+      else rbuild "$W/r-warm-$s" --remote s3://bench/z-1 >/dev/null; fi
     done
   done
   : > "$W/r-warm-local.txt"; : > "$W/r-warm-remote.txt"
   for i in $(seq "$REMOTE_WARM"); do
     for s in $( ((i % 2)) && echo "local remote" || echo "remote local"); do
-      if [ $s = local ]; then rbuild "$W/r-warm-local" "$W/r-trace.txt" >> "$W/r-warm-local.txt"
-      else rbuild "$W/r-warm-remote" "$W/r-trace.txt" --remote s3://bench/cold-1 >> "$W/r-warm-remote.txt"; fi
+      if [ $s = local ]; then rbuild "$W/r-warm-local" >> "$W/r-warm-local.txt"
+      else rbuild "$W/r-warm-remote" --remote s3://bench/z-1 >> "$W/r-warm-remote.txt"; fi
     done
   done
   wbase=$(med "$W/r-warm-local.txt")
+  echo "   warm (loopback; $REMOTE_WARM rounds, interleaved)"
   row "warm, no --remote (baseline)" "$(fmt3 "$W/r-warm-local.txt" 0 1e3 ms)" ""
-  row "warm, --remote (b)" "$(fmt3 "$W/r-warm-remote.txt" "$wbase" 1e3 ms)" "(target <= 1.02x)"
+  row "warm, --remote (d)" "$(fmt3 "$W/r-warm-remote.txt" "$wbase" 1e3 ms)" "(target <= 1.02x)"
   echo "   load after: $(cut -d' ' -f1-3 /proc/loadavg)"
-  "$G" remote stats s3://bench/cold-1 | sed 's/^/   /' | head -12
+  "$G" remote stats s3://bench/z-1 | sed 's/^/   /' | head -12
   stop_garage; trap - EXIT
-  rm -rf "$W"/r-l1 "$W"/r-warm-* "$GW"
+  rm -rf "$W"/r-l1 "$W"/r-warm-* "$GW" "$MOD"
 fi
 
 if [[ " $PARTS " == *" ci "* ]]; then

@@ -269,11 +269,12 @@ fn a_corrupt_object_is_refused_reported_once_and_rebuilt_correctly() {
     let a = Sandbox::with_template();
     let a_bin = a.root().join("fleet-a");
     run_ok(build(&a, &fleet, &a_bin, &strs(&args), &creds(&g.rw)));
-    // Every output A uploaded (the module's packages), overwritten with
-    // other bytes: a bucket someone wrote into.
+    // Every output A uploaded (the module's packages), in either form
+    // (as it is, or compressed), overwritten with other bytes: a bucket
+    // someone wrote into.
     let outputs: Vec<String> = keys(&store)
         .into_iter()
-        .filter(|k| k.starts_with("o/"))
+        .filter(|k| k.starts_with("o/") || k.starts_with("z/"))
         .collect();
     assert!(outputs.len() >= 3, "{outputs:?}");
     for k in &outputs {
@@ -482,4 +483,73 @@ fn builds_succeed_while_a_store_node_dies_and_a_trim_runs_beside_them() {
     );
     assert_eq!(run_binary(&c_bin), "sum 26\n");
     drop(store);
+}
+
+#[test]
+fn over_a_slow_link_machine_b_builds_from_compressed_objects_and_a_reset_costs_one_warning() {
+    use crate::support::shaped::{Fault, Shape, ShapedLink};
+    let g = GarageCluster::shared();
+    let (url, store) = g.fresh_prefix(&g.rw);
+    let fleet = Fleet::new(20);
+    // Machine A uploads compressed objects (the default).
+    let a = Sandbox::with_template();
+    let a_bin = a.root().join("fleet-a");
+    run_ok(build(
+        &a,
+        &fleet,
+        &a_bin,
+        &strs(&remote_args(g, &url)),
+        &creds(&g.rw),
+    ));
+    let listed = wait_for_logs(&store, 1);
+    assert!(count_prefix(&listed, "z/") >= 3, "compressed: {listed:?}");
+
+    // Machine B reaches the store over 20 ms and 100 Mbit/s.
+    let node0 = g.endpoint().trim_start_matches("http://").parse().unwrap();
+    let link = ShapedLink::start(node0, Shape::new(20, 100)).unwrap();
+    let via_link = [
+        "--remote",
+        &url.to_string(),
+        "--endpoint",
+        &link.endpoint(),
+        "--region",
+        REGION,
+    ]
+    .map(str::to_owned);
+    let b = Sandbox::with_template();
+    let b_bin = b.root().join("fleet-b");
+    let out = run_ok(build(&b, &fleet, &b_bin, &strs(&via_link), &creds(&g.rw)));
+    let err = stderr(&out);
+    assert!(!err.contains("warning"), "{err}");
+    let s = last_session(&b);
+    assert!(s["remote"]["hits"].as_u64().unwrap() >= 3, "{s}");
+    assert_eq!(s["remote"]["refused"], 0, "{s}");
+    assert_eq!(s["remote"]["errors"], 0, "{s}");
+    assert!(link.bytes_down() > 0);
+    assert_eq!(
+        std::fs::read(&a_bin).unwrap(),
+        std::fs::read(&b_bin).unwrap()
+    );
+
+    // Machine C: the link resets a connection in the middle of an answer.
+    // One warning, the tier pauses, the build is local and correct.
+    let c = Sandbox::with_template();
+    let c_bin = c.root().join("fleet-c");
+    link.arm(Fault::Reset { after: 600 });
+    let out = run_ok(build(&c, &fleet, &c_bin, &strs(&via_link), &creds(&g.rw)));
+    assert_eq!(link.faults_fired(), 1);
+    let err = stderr(&out);
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("warning")).collect();
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(warnings[0].contains("asked again in 30 s"), "{err}");
+    let s = last_session(&c);
+    assert_eq!(
+        s["remote"]["refused"], 0,
+        "a reset is not a bad object: {s}"
+    );
+    assert_eq!(
+        std::fs::read(&a_bin).unwrap(),
+        std::fs::read(&c_bin).unwrap()
+    );
+    assert_eq!(run_binary(&c_bin), "sum 25\n");
 }

@@ -227,6 +227,7 @@ fn a_store_that_is_down_or_silent_fails_within_its_timeouts() {
         request: Duration::from_secs(1),
         min_rate_bytes_per_s: 1 << 20,
         retries: 1,
+        ..Timeouts::default()
     };
     // Nothing listens: refused at once.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -476,6 +477,7 @@ fn uploads_drain_within_the_deadline_and_log_their_uses() {
         workers: 2,
         max_jobs: 8,
         max_bytes: 1 << 20,
+        ..UploaderOptions::default()
     };
     let up = Uploader::start(Arc::clone(&store), Arc::clone(&rec), opts, real_clock());
     let mut sent = Vec::new();

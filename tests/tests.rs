@@ -18,6 +18,7 @@ mod prog_remote;
 mod progress;
 mod readme;
 mod remote;
+mod remote_link;
 mod scan;
 mod sim_real;
 mod simulate;

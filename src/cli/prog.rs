@@ -34,9 +34,10 @@ use gocache::enforce::effective_limits;
 /// S3-compatible store: the local cache stays level one, the store is
 /// level two. A local miss asks the store, and a verified hit is written
 /// into the local cache and served from there; puts upload in the
-/// background (a full queue drops, never waits); `close` waits for the
-/// uploads up to --remote-drain; each session logs what it used, for
-/// `gocache remote trim`. The endpoint, region and credentials come from
+/// background, zstd-compressed where it pays (a full queue drops, never
+/// waits); `close` waits for the uploads up to --remote-drain; each
+/// session logs what it used, for `gocache remote trim`. The endpoint,
+/// region and credentials come from
 /// the AWS variables, as for `gocache remote`. A store that is down,
 /// slow, or refuses the credentials costs one warning, and the build goes
 /// on from the local cache:
@@ -88,6 +89,39 @@ pub struct Args {
     #[arg(long, value_name = "SECS", default_value_t = 5.0, requires = "remote",
           value_parser = parse_drain, help_heading = super::common::heading::REMOTE)]
     remote_drain: f64,
+    /// How uploads store outputs: a zstd level from 1 to 19 (where it
+    /// pays: not for outputs under 1 KiB or data that does not compress),
+    /// or `off` to store every output as it is, readable by gocache
+    /// versions before compression (for a fleet upgrading; see the README).
+    /// Reads take either form whatever this says.
+    #[arg(long, value_name = "LEVEL|off", default_value_t = Compression(Some(gocache::remote::codec::DEFAULT_LEVEL)), requires = "remote", value_parser = parse_compression)]
+    remote_compression: Compression,
+}
+
+/// `--remote-compression`: a zstd level, or none.
+#[derive(Clone, Copy, Debug)]
+struct Compression(Option<i32>);
+
+impl std::fmt::Display for Compression {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(level) => write!(f, "{level}"),
+            None => f.write_str("off"),
+        }
+    }
+}
+
+fn parse_compression(s: &str) -> Result<Compression, String> {
+    if s == "off" {
+        return Ok(Compression(None));
+    }
+    match s.parse::<i32>() {
+        Ok(l) if (1..=gocache::remote::codec::MAX_LEVEL).contains(&l) => Ok(Compression(Some(l))),
+        _ => Err(format!(
+            "{s:?} is not a zstd level from 1 to {} or `off`",
+            gocache::remote::codec::MAX_LEVEL
+        )),
+    }
 }
 
 fn parse_drain(s: &str) -> gocache::Result<f64> {
@@ -128,6 +162,7 @@ fn remote(args: &Args, quiet: bool) -> Option<gocache::prog::Remote> {
         // Each job waiting holds an open file: at most 256 of them.
         let opts = UploaderOptions {
             max_jobs: 256,
+            compression: args.remote_compression.0,
             ..UploaderOptions::default()
         };
         let clock: gocache::remote::tier::Clock = Arc::new(super::common::now);

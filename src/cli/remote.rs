@@ -29,7 +29,7 @@ use gocache::report::Reporter;
 /// or AWS_DEFAULT_REGION (else us-east-1), AWS_ACCESS_KEY_ID,
 /// AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN (none: anonymous requests).
 /// --endpoint and --region win over them. Every request times out (3 s to
-/// connect, 30 s in all plus a second per MiB).
+/// connect, 30 s in all plus a second per MiB, 10 s without a byte).
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(subcommand)]
@@ -101,8 +101,9 @@ impl EndpointArgs {
 ///
 /// Lists the prefix and reads the use logs and snapshots the fleet's
 /// sessions wrote; changes nothing, so read-only credentials do. Reports
-/// the bytes under the prefix (what a `remote trim --budget` counts), the
-/// action entries and outputs, the use logs not merged yet, the objects by
+/// the bytes under the prefix (what a `remote trim --budget` counts, as
+/// stored), the action entries and outputs, the bytes stored against the
+/// bytes before compression, the use logs not merged yet, the objects by
 /// last use anywhere in the fleet, and the hit share of the sessions that
 /// reported in the last 30 days.
 ///
@@ -310,6 +311,20 @@ fn print_stats(o: &mut dyn Write, store: &str, s: &RemoteStats) -> std::io::Resu
     )?;
     line(
         o,
+        "Compression",
+        match s.compression_ratio {
+            Some(r) if s.compressed.objects > 0 => format!(
+                "{} stored for {} of entries ({r:.2}x): {} of {} outputs compressed",
+                human(s.stored_bytes),
+                human(s.logical_bytes),
+                count(s.compressed.objects),
+                count(s.outputs.objects)
+            ),
+            _ => "none: every output is stored as it is".to_string(),
+        },
+    )?;
+    line(
+        o,
         "Uploads",
         match (s.oldest_upload, s.newest_upload) {
             (Some(a), Some(b)) => format!("oldest {}, newest {}", ago(s.now, a), ago(s.now, b)),
@@ -501,8 +516,11 @@ fn print_trim(
             if !r.dry_run && failed.contains(key.as_str()) {
                 continue;
             }
+            // `o/3f0c9a1b…e2`; a compressed output's length left out.
             let short = match key.split_at_checked(2) {
-                Some((kind, id)) if id.len() == 64 => format!("{kind}{}…{}", &id[..8], &id[62..]),
+                Some((kind, id)) if id.len() >= 64 && id.is_char_boundary(64) => {
+                    format!("{kind}{}…{}", &id[..8], &id[62..64])
+                }
                 _ => key.clone(),
             };
             writeln!(

@@ -4,12 +4,20 @@
 //! | key | holds |
 //! | --- | --- |
 //! | `o/<output ID hex>` | an output's bytes; its SHA-256 is its name |
+//! | `z/<output ID hex>.<length>` | an output, zstd-compressed; the name carries its length |
 //! | `a/<action ID hex>` | Go's 175-byte action entry, verbatim |
 //! | `uses/log-<unix time>-<16 hex>` | one batch of a session's uses |
 //! | `uses/snap-<unix time>-<16 hex>` | a trim's merge of logs and older snapshots |
 //!
 //! Anything else under the prefix is someone else's: counted, never
 //! deleted.
+//!
+//! An action entry whose output is stored compressed carries the metadata
+//! [`OUTPUT_FORM`]` = `[`ZSTD`], so a reader asks for the right key first.
+//! A compressed output's key carries its (decompressed) length so that a
+//! listing alone tells what the bucket holds before compression, and
+//! older versions of gocache, which know only `o/`, see a miss, never
+//! bytes they cannot read.
 
 use std::fmt;
 
@@ -18,14 +26,25 @@ use crate::model::UnixTime;
 
 /// Where outputs live.
 pub const OUTPUTS: &str = "o/";
+/// Where compressed outputs live.
+pub const COMPRESSED: &str = "z/";
 /// Where action entries live.
 pub const ACTIONS: &str = "a/";
+/// The action entry's metadata that says how its output is stored.
+pub const OUTPUT_FORM: &str = "gocache-output";
+/// [`OUTPUT_FORM`]'s value for an output stored at [`compressed_key`].
+pub const ZSTD: &str = "zstd";
 /// Where use logs and snapshots live.
 pub const USES: &str = "uses/";
 
 /// The key of output `id`.
 pub fn output_key(id: Id) -> String {
     format!("{OUTPUTS}{id}")
+}
+
+/// The key of output `id`, `size` bytes long, stored compressed.
+pub fn compressed_key(id: Id, size: u64) -> String {
+    format!("{COMPRESSED}{id}.{size}")
 }
 
 /// The key of action entry `id`.
@@ -40,6 +59,8 @@ pub enum RemoteKey {
     Action(Id),
     /// `o/<hex>`.
     Output(Id),
+    /// `z/<hex>.<length>`: the output and its decompressed length.
+    Compressed(Id, u64),
     /// `uses/log-…` or `uses/snap-…`.
     Uses(UsesName),
     /// Anything else.
@@ -57,11 +78,26 @@ impl RemoteKey {
         if let Some(id) = key.strip_prefix(OUTPUTS).and_then(id) {
             return RemoteKey::Output(id);
         }
+        if let Some((hex, len)) = key
+            .strip_prefix(COMPRESSED)
+            .and_then(|rest| rest.split_once('.'))
+            && let Some(id) = id(hex)
+            && let Some(len) = parse_len(len)
+        {
+            return RemoteKey::Compressed(id, len);
+        }
         if let Some(name) = key.strip_prefix(USES).and_then(UsesName::parse) {
             return RemoteKey::Uses(name);
         }
         RemoteKey::Other
     }
+}
+
+/// A length as a key writes it: decimal digits, no sign, no leading zero.
+fn parse_len(s: &str) -> Option<u64> {
+    let canonical =
+        !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
+    canonical.then(|| s.parse().ok())?
 }
 
 /// A use log (written by sessions) or a snapshot (written by trims).
@@ -147,6 +183,11 @@ mod tests {
         let id = Id([0xab; 32]);
         assert_eq!(RemoteKey::parse(&output_key(id)), RemoteKey::Output(id));
         assert_eq!(RemoteKey::parse(&action_key(id)), RemoteKey::Action(id));
+        assert_eq!(compressed_key(id, 4096), format!("z/{id}.4096"));
+        assert_eq!(
+            RemoteKey::parse(&compressed_key(id, u64::MAX)),
+            RemoteKey::Compressed(id, u64::MAX)
+        );
         let n = UsesName {
             kind: UsesKind::Log,
             time: 1_767_323_045,
@@ -163,6 +204,13 @@ mod tests {
             format!("o/{hex}x"),
             format!("o/{}", &hex[1..]),
             format!("a/{hex}/x"),
+            format!("z/{hex}"),
+            format!("z/{hex}."),
+            format!("z/{hex}.012"),
+            format!("z/{hex}.-1"),
+            format!("z/{hex}.1x"),
+            format!("z/{hex}.18446744073709551616"),
+            format!("z/{}.5", &hex[1..]),
             format!("x/{hex}"),
             "uses/log-1-2".to_owned(),
             "uses/log-001767323045-0123456789ABCDEF".to_owned(),

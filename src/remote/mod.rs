@@ -10,19 +10,24 @@
 //!   delete_many; blocking, every call bounded by timeouts) and its errors.
 //! - [`s3`]: the S3 implementation (rusty-s3 signing, ureq transport) and
 //!   its configuration from the AWS environment variables.
-//! - [`keys`]: object names (`o/<output>`, `a/<action>`, `uses/…`).
+//! - [`keys`]: object names (`o/<output>`, `z/<output>.<length>`,
+//!   `a/<action>`, `uses/…`).
+//! - [`codec`]: how outputs are stored (zstd where it pays), streamed
+//!   both ways.
 //! - [`uses`]: use logs and snapshots, merged without loss.
 //! - [`policy`]: the pure remote eviction policy.
 //! - [`trim`] and [`stats`]: `remote_trim` and `remote_stats`.
 //! - [`tier`]: what `gocache prog` calls: [`tier::RemoteTier::fetch`]
-//!   (verified downloads into a caller's sink), the [`tier::Uploader`]
-//!   (a bounded queue drained within a deadline) and the
+//!   (verified downloads into a caller's sink, decompressed as they
+//!   come), the [`tier::Uploader`] (compressing; a bounded queue drained
+//!   within a deadline) and the
 //!   [`tier::UseRecorder`] (use logs in batches).
 //!
 //! See the remote tier's section of `DESIGN.md` for the object layout, the
 //! use logs, the trim's safety argument, and what happens when the store
 //! is slow or down.
 
+pub mod codec;
 pub mod keys;
 pub mod location;
 pub mod policy;

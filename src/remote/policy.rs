@@ -6,7 +6,9 @@
 //! # Groups
 //!
 //! As in the local policy, an output leaves together with every action
-//! entry naming it, action entries first: a crash between the two deletes
+//! entry naming it, action entries first (an output stored in both forms,
+//! as-is and compressed, by versions before and after compression,
+//! leaves as one): a crash between the two deletes
 //! leaves an output nothing names (garbage, taken by the next trim), never
 //! an action entry whose output is gone (a wasted round trip for every
 //! build that asks).
@@ -41,6 +43,8 @@ pub enum ObjectKey {
     Action(Id),
     /// `o/<id>`: an output.
     Output(Id),
+    /// `z/<id>.<length>`: an output, compressed, and its length.
+    Compressed(Id, u64),
 }
 
 impl ObjectKey {
@@ -49,11 +53,21 @@ impl ObjectKey {
         match *self {
             ObjectKey::Action(id) => super::keys::action_key(id),
             ObjectKey::Output(id) => super::keys::output_key(id),
+            ObjectKey::Compressed(id, len) => super::keys::compressed_key(id, len),
+        }
+    }
+
+    /// The output this object holds, in either form; `None` for an action
+    /// entry.
+    pub fn output(&self) -> Option<Id> {
+        match *self {
+            ObjectKey::Action(_) => None,
+            ObjectKey::Output(id) | ObjectKey::Compressed(id, _) => Some(id),
         }
     }
 }
 
-/// Serialized as its key (`a/<hex>` or `o/<hex>`).
+/// Serialized as its key (`a/<hex>`, `o/<hex>` or `z/<hex>.<length>`).
 impl serde::Serialize for ObjectKey {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.key())
@@ -201,14 +215,13 @@ pub fn plan(
         }
     }
 
-    let outputs: HashMap<Id, usize, IdHash> = objects
-        .iter()
-        .enumerate()
-        .filter_map(|(i, o)| match o.key {
-            ObjectKey::Output(id) => Some((id, i)),
-            ObjectKey::Action(_) => None,
-        })
-        .collect();
+    // Each output's objects: one, or two when it is stored in both forms.
+    let mut outputs: HashMap<Id, Vec<usize>, IdHash> = HashMap::default();
+    for (i, o) in objects.iter().enumerate() {
+        if let Some(id) = o.key.output() {
+            outputs.entry(id).or_default().push(i);
+        }
+    }
     let any_unknown = objects
         .iter()
         .any(|o| matches!(o.key, ObjectKey::Action(_)) && o.names == Names::Unknown);
@@ -230,11 +243,13 @@ pub fn plan(
         }
     }
     let mut groups: Vec<(UnixTime, ObjectKey, Vec<usize>)> = Vec::new();
-    for (&out, &i) in &outputs {
+    for (&out, forms) in &outputs {
+        let mut forms = forms.clone();
+        forms.sort_unstable_by_key(|&f| objects[f].key);
         match members.remove(&out) {
             Some(mut acts) => {
                 acts.sort_unstable_by_key(|&a| objects[a].key);
-                acts.push(i);
+                acts.extend(forms);
                 let last = acts
                     .iter()
                     .map(|&m| objects[m].effective_last_use())
@@ -242,8 +257,8 @@ pub fn plan(
                     .expect("a group has its output");
                 groups.push((last, ObjectKey::Output(out), acts));
             }
-            None if any_unknown => singles.push(i),
-            None => garbage.push(i),
+            None if any_unknown => singles.extend(forms),
+            None => garbage.extend(forms),
         }
     }
     for i in singles {
@@ -399,6 +414,54 @@ mod tests {
         assert!(plan(&rev, 500, &limits(Some(8200)), NOW).victims.is_empty());
         assert_eq!(plan(&rev, 500, &limits(Some(5000)), NOW), p);
         assert!(plan(&objs, 0, &limits(None), NOW).victims.is_empty());
+    }
+
+    #[test]
+    fn an_output_in_both_forms_leaves_as_one_counted_as_stored() {
+        let day = 24 * HOUR;
+        let compressed = |n: u8, len: u64, size: u64, last_use| RemoteObject {
+            key: ObjectKey::Compressed(id(n), len),
+            size,
+            ..output(n, size, last_use)
+        };
+        let objs = vec![
+            // Output 10 as it is (an older writer) and compressed (a newer
+            // one): one group with the action naming it.
+            output(10, 1000, NOW - 5 * day),
+            compressed(10, 1000, 300, NOW - 2 * day),
+            action(1, Names::Output(id(10)), NOW - 5 * day),
+            // Output 11 only compressed; its stored bytes are what count.
+            compressed(11, 8000, 2000, NOW - 4 * day),
+            action(2, Names::Output(id(11)), NOW - 4 * day),
+            // Output 12 compressed, named by nothing: garbage.
+            compressed(12, 500, 100, NOW - 9 * day),
+        ];
+        let p = plan(&objs, 0, &limits(Some(1500)), NOW);
+        use ObjectKey::*;
+        assert_eq!(
+            keys(&p),
+            vec![
+                (Compressed(id(12), 500), RemoteRule::Garbage),
+                (Action(id(2)), RemoteRule::Budget),
+                (Compressed(id(11), 8000), RemoteRule::Budget),
+            ]
+        );
+        assert_eq!(p.before.bytes, 1000 + 300 + 175 + 2000 + 175 + 100);
+        assert_eq!(p.after.bytes, 1000 + 300 + 175);
+        // Budget meets group 10: both forms go with its action, and the
+        // group is as recent as its newest form.
+        let p = plan(&objs, 0, &limits(Some(0)), NOW);
+        assert_eq!(
+            keys(&p)[3..],
+            [
+                (Action(id(1)), RemoteRule::Budget),
+                (Output(id(10)), RemoteRule::Budget),
+                (Compressed(id(10), 1000), RemoteRule::Budget),
+            ]
+        );
+        assert_eq!(p.victims[3].last_use, NOW - 2 * day);
+        assert_eq!(p.after.bytes, 0);
+        assert_eq!(Compressed(id(10), 1000).key(), format!("z/{}.1000", id(10)));
     }
 
     #[test]

@@ -28,17 +28,18 @@
 //!
 //! Every request has a connect timeout and a limit on the whole request;
 //! requests with a body get more time in proportion to its size, at a
-//! minimum transfer rate. Nothing waits unbounded.
+//! minimum transfer rate. A connection that carries no byte for a while
+//! (a stalled store) fails sooner, whatever the whole request's limit.
+//! Nothing waits unbounded.
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
-use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 
 use super::location::RemoteUrl;
-use super::store::{DeleteReport, ObjectMeta, ObjectStore, Op, PutBody, StoreError};
+use super::store::{DeleteReport, Metadata, ObjectMeta, ObjectStore, Op, PutBody, StoreError};
 use crate::model::UnixTime;
 
 /// Access keys for S3.
@@ -73,6 +74,11 @@ pub struct Timeouts {
     pub request: Duration,
     /// Bodies get `size / min_rate` seconds on top of `request`.
     pub min_rate_bytes_per_s: u64,
+    /// The longest wait for any one read or write on the connection (a
+    /// response that stops mid-body, a store that stops reading a put).
+    /// Batch deletes, which a store may answer only when done, wait up to
+    /// `request` instead.
+    pub stall: Duration,
     /// Extra attempts after a connection failure or an HTTP 500/503 (not
     /// after a timeout: a slow store should not be waited for twice).
     pub retries: u32,
@@ -84,6 +90,7 @@ impl Default for Timeouts {
             connect: Duration::from_secs(3),
             request: Duration::from_secs(30),
             min_rate_bytes_per_s: 1 << 20,
+            stall: Duration::from_secs(10),
             retries: 1,
         }
     }
@@ -323,6 +330,9 @@ const ERROR_BODY_LIMIT: u64 = 64 * 1024;
 /// The most bytes of one listing page (1,000 keys are about 300 KB).
 const LIST_PAGE_LIMIT: u64 = 16 << 20;
 
+/// What S3 puts before a user metadata name in a header.
+const META_PREFIX: &str = "x-amz-meta-";
+
 /// An S3 bucket and prefix, as an [`ObjectStore`].
 pub struct S3Store {
     url: RemoteUrl,
@@ -367,6 +377,8 @@ impl S3Store {
             .http_status_as_error(false)
             .timeout_connect(Some(config.timeouts.connect))
             .timeout_global(Some(config.timeouts.request))
+            .timeout_per_read(Some(config.timeouts.stall))
+            .timeout_per_write(Some(config.timeouts.stall))
             .max_redirects(0)
             .user_agent(concat!("gocache/", env!("CARGO_PKG_VERSION")))
             .max_idle_connections_per_host(64)
@@ -432,6 +444,7 @@ impl S3Store {
                         op,
                         key: key.to_owned(),
                         timeout_s: timeout.as_secs(),
+                        stall_s: self.timeouts.stall.as_secs(),
                         cause: Box::new(err),
                     });
                 }
@@ -557,32 +570,58 @@ fn is_local_body_error(e: &std::io::Error) -> bool {
         .is_some_and(|inner| inner.is::<LocalBodyError>())
 }
 
-/// Reads `len` bytes of a file from offset 0 with positioned reads.
-struct FileBody<'a> {
-    file: &'a std::fs::File,
+/// A put's body as ureq reads it: exactly `len` bytes of `inner`, its
+/// errors marked as local ([`LocalBodyError`]), and a reader that ends
+/// early or goes on past `len` an error too.
+struct LocalBody<R> {
+    inner: R,
     pos: u64,
     len: u64,
 }
 
-impl Read for FileBody<'_> {
+impl<R: Read> LocalBody<R> {
+    fn new(inner: R, len: u64) -> LocalBody<R> {
+        LocalBody { inner, pos: 0, len }
+    }
+}
+
+impl<R: Read> Read for LocalBody<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let local = |e| std::io::Error::other(LocalBodyError(e));
         let left = self.len - self.pos;
         if left == 0 {
+            // The end: the reader must be at its end too.
+            let mut probe = [0u8; 1];
+            return loop {
+                match self.inner.read(&mut probe) {
+                    Ok(0) => break Ok(0),
+                    Ok(_) => {
+                        break Err(local(std::io::Error::other(format!(
+                            "the body goes on past its {} bytes",
+                            self.len
+                        ))));
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => break Err(local(e)),
+                }
+            };
+        }
+        if buf.is_empty() {
             return Ok(0);
         }
         let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
         loop {
-            return match self.file.read_at(&mut buf[..n], self.pos) {
-                Ok(0) => Err(std::io::Error::other(LocalBodyError(std::io::Error::new(
+            return match self.inner.read(&mut buf[..n]) {
+                Ok(0) => Err(local(std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
-                    format!("the file ended at {} of {} bytes", self.pos, self.len),
-                )))),
+                    format!("the body ended at {} of {} bytes", self.pos, self.len),
+                ))),
                 Ok(got) => {
                     self.pos += got as u64;
                     Ok(got)
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => Err(std::io::Error::other(LocalBodyError(e))),
+                Err(e) => Err(local(e)),
             };
         }
     }
@@ -622,12 +661,12 @@ fn parse_http_time(s: &str) -> Option<UnixTime> {
 }
 
 impl ObjectStore for S3Store {
-    fn get(
+    fn get_with_meta(
         &self,
         key: &str,
         max_len: u64,
         sink: &mut dyn Write,
-    ) -> Result<Option<u64>, StoreError> {
+    ) -> Result<Option<(u64, Metadata)>, StoreError> {
         let full = self.url.key(key);
         let mut resp = self.send(Op::Get, key, max_len, |timeout| {
             let url = self
@@ -653,7 +692,8 @@ impl ObjectStore for S3Store {
             }
             _ => return Err(self.status_error(Op::Get, key, resp)),
         }
-        if let Some(len) = resp.body().content_length()
+        let announced = resp.body().content_length();
+        if let Some(len) = announced
             && len > max_len
         {
             return Err(StoreError::TooLarge {
@@ -663,6 +703,23 @@ impl ObjectStore for S3Store {
                 limit: max_len,
             });
         }
+        let meta: Metadata = resp
+            .headers()
+            .iter()
+            .filter_map(|(name, value)| {
+                let name = name.as_str().strip_prefix(META_PREFIX)?;
+                Some((name.to_owned(), value.to_str().ok()?.to_owned()))
+            })
+            .collect();
+        let unreachable =
+            |cause: Box<dyn std::error::Error + Send + Sync>| StoreError::Unreachable {
+                store: self.name.clone(),
+                op: Op::Get,
+                key: key.to_owned(),
+                timeout_s: self.timeouts.for_len(max_len).as_secs(),
+                stall_s: self.timeouts.stall.as_secs(),
+                cause,
+            };
         let mut reader = resp.body_mut().as_reader();
         let mut buf = vec![0u8; 64 * 1024];
         let mut total = 0u64;
@@ -671,15 +728,7 @@ impl ObjectStore for S3Store {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    return Err(StoreError::Unreachable {
-                        store: self.name.clone(),
-                        op: Op::Get,
-                        key: key.to_owned(),
-                        timeout_s: self.timeouts.for_len(max_len).as_secs(),
-                        cause: Box::new(e),
-                    });
-                }
+                Err(e) => return Err(unreachable(Box::new(e))),
             };
             total += n as u64;
             if total > max_len {
@@ -693,30 +742,59 @@ impl ObjectStore for S3Store {
             sink.write_all(&buf[..n])
                 .map_err(|e| Self::local(Op::Get, key, e))?;
         }
-        Ok(Some(total))
+        // A connection closed early: the network's fault, not the object's.
+        if let Some(len) = announced
+            && total < len
+        {
+            return Err(unreachable(
+                format!("the connection ended after {total} of {len} bytes").into(),
+            ));
+        }
+        Ok(Some((total, meta)))
     }
 
-    fn put(&self, key: &str, body: PutBody<'_>) -> Result<(), StoreError> {
+    fn put_with_meta(
+        &self,
+        key: &str,
+        body: PutBody<'_>,
+        meta: &[(&str, &str)],
+    ) -> Result<(), StoreError> {
         let full = self.url.key(key);
         let len = body.len();
+        let headers: Vec<(String, &str)> = meta
+            .iter()
+            .map(|(name, value)| {
+                (
+                    format!("{META_PREFIX}{}", name.to_ascii_lowercase()),
+                    *value,
+                )
+            })
+            .collect();
         let resp = self.send(Op::Put, key, len, |timeout| {
-            let url = self
-                .bucket
-                .put_object(self.credentials.as_ref(), &full)
-                .sign(SIGNATURE_TTL);
-            let req = self
-                .agent
-                .put(url.as_str())
-                .header("content-length", len)
-                .config()
-                .timeout_global(Some(timeout))
-                .build();
+            let mut action = self.bucket.put_object(self.credentials.as_ref(), &full);
+            // Signed, as AWS requires of every x-amz-* header.
+            for (name, value) in &headers {
+                action.headers_mut().insert(name.as_str(), *value);
+            }
+            let url = action.sign(SIGNATURE_TTL);
+            let mut req = self.agent.put(url.as_str()).header("content-length", len);
+            for (name, value) in &headers {
+                req = req.header(name.as_str(), *value);
+            }
+            let req = req.config().timeout_global(Some(timeout)).build();
             match body {
                 PutBody::Bytes(b) => req.send(b),
                 PutBody::File { file, len } => {
-                    let mut r = FileBody { file, pos: 0, len };
+                    let mut r = LocalBody::new(super::codec::FileReader::new(file, len), len);
                     req.send(ureq::SendBody::from_reader(&mut r))
                 }
+                PutBody::Stream { len, open } => match open() {
+                    Ok(reader) => {
+                        let mut r = LocalBody::new(reader, len);
+                        req.send(ureq::SendBody::from_reader(&mut r))
+                    }
+                    Err(e) => Err(ureq::Error::Io(std::io::Error::other(LocalBodyError(e)))),
+                },
             }
         })?;
         match resp.status().as_u16() {
@@ -791,6 +869,7 @@ impl ObjectStore for S3Store {
                     op: Op::List,
                     key: prefix.to_owned(),
                     timeout_s: self.timeouts.request.as_secs(),
+                    stall_s: self.timeouts.stall.as_secs(),
                     cause: Box::new(e),
                 })?;
             let page = rusty_s3::actions::ListObjectsV2::parse_response(&text)
@@ -849,6 +928,8 @@ impl ObjectStore for S3Store {
                     .header("content-type", "application/xml")
                     .config()
                     .timeout_global(Some(timeout))
+                    // A store may answer a batch delete only when it is done.
+                    .timeout_per_read(Some(self.timeouts.request))
                     .build()
                     .send(body.as_bytes())
             })?;
@@ -865,6 +946,7 @@ impl ObjectStore for S3Store {
                     op: Op::Delete,
                     key: first.to_owned(),
                     timeout_s: self.timeouts.request.as_secs(),
+                    stall_s: self.timeouts.stall.as_secs(),
                     cause: Box::new(e),
                 })?;
             let parsed = rusty_s3::actions::DeleteObjectsResponse::parse(&text)

@@ -27,8 +27,19 @@ pub struct RemoteStats {
     pub total: Totals,
     /// Action entries (`a/`).
     pub actions: Totals,
-    /// Outputs (`o/`).
+    /// Outputs, in either form (`o/` and `z/`), as stored.
     pub outputs: Totals,
+    /// Of those, the outputs stored compressed (`z/`), as stored.
+    pub compressed: Totals,
+    /// The cache objects' bytes as stored: `total.bytes`, what the bill
+    /// and a budget count.
+    pub stored_bytes: u64,
+    /// The cache objects' bytes before compression: what they would take
+    /// stored as they are.
+    pub logical_bytes: u64,
+    /// `logical_bytes / stored_bytes`; `None` when the bucket holds no
+    /// cache object.
+    pub compression_ratio: Option<f64>,
     /// Use logs not merged yet.
     pub logs: Totals,
     /// Snapshots.
@@ -71,6 +82,10 @@ pub fn remote_stats(store: &dyn ObjectStore, now: UnixTime) -> Result<RemoteStat
         total: Totals::default(),
         actions: Totals::default(),
         outputs: Totals::default(),
+        compressed: Totals::default(),
+        stored_bytes: 0,
+        logical_bytes: 0,
+        compression_ratio: None,
         logs: Totals::default(),
         snapshots: Totals::default(),
         other: Totals {
@@ -104,6 +119,12 @@ pub fn remote_stats(store: &dyn ObjectStore, now: UnixTime) -> Result<RemoteStat
     for (_, size, _) in &inv.outputs {
         add(&mut stats.outputs, *size);
     }
+    let mut logical = stats.actions.bytes.saturating_add(stats.outputs.bytes);
+    for (_, len, size, _) in &inv.compressed {
+        add(&mut stats.outputs, *size);
+        add(&mut stats.compressed, *size);
+        logical = logical.saturating_add(*len);
+    }
     for o in inv.objects(&read.uses) {
         add(&mut stats.total, o.size);
         let age = now.saturating_sub(o.effective_last_use());
@@ -122,6 +143,10 @@ pub fn remote_stats(store: &dyn ObjectStore, now: UnixTime) -> Result<RemoteStat
         bytes: inv.snapshots.1,
     };
     stats.prefix_bytes = stats.total.bytes.saturating_add(inv.fixed_bytes());
+    stats.stored_bytes = stats.total.bytes;
+    stats.logical_bytes = logical;
+    stats.compression_ratio =
+        (stats.stored_bytes > 0).then(|| logical as f64 / stats.stored_bytes as f64);
     let (sessions, counts) = read
         .uses
         .totals_since(now.saturating_sub(SESSION_RETENTION));

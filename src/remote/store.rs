@@ -10,7 +10,7 @@
 //! Keys are relative to the store's root (for S3, `s3://BUCKET/PREFIX`
 //! becomes the root), so callers never see or build the prefix.
 
-use std::io::Write;
+use std::io::{Read, Write};
 
 use crate::model::UnixTime;
 
@@ -26,10 +26,13 @@ pub struct ObjectMeta {
     pub last_modified: UnixTime,
 }
 
-/// The body of a put: bytes in memory, or a whole open file (read with
-/// positioned reads, so a retry can start again and the file's offset is
-/// never moved).
-#[derive(Clone, Copy, Debug)]
+/// Opens a fresh reader of a put's body, for each attempt.
+pub type OpenBody<'a> = dyn Fn() -> std::io::Result<Box<dyn Read + 'a>> + Sync + 'a;
+
+/// The body of a put: bytes in memory, an open file (read with positioned
+/// reads, so a retry can start again and the file's offset is never
+/// moved), or a stream made afresh for each attempt (a compressed file).
+#[derive(Clone, Copy)]
 pub enum PutBody<'a> {
     /// Bytes in memory.
     Bytes(&'a [u8]),
@@ -40,6 +43,24 @@ pub enum PutBody<'a> {
         /// How many bytes to send, from offset 0.
         len: u64,
     },
+    /// Exactly `len` bytes from a reader that `open` makes; a reader that
+    /// gives more or fewer fails the put (a local error).
+    Stream {
+        /// How many bytes the reader gives.
+        len: u64,
+        /// Makes the reader, once per attempt.
+        open: &'a OpenBody<'a>,
+    },
+}
+
+impl std::fmt::Debug for PutBody<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PutBody::Bytes(b) => write!(f, "Bytes({} bytes)", b.len()),
+            PutBody::File { len, .. } => write!(f, "File({len} bytes)"),
+            PutBody::Stream { len, .. } => write!(f, "Stream({len} bytes)"),
+        }
+    }
 }
 
 impl PutBody<'_> {
@@ -47,7 +68,7 @@ impl PutBody<'_> {
     pub fn len(&self) -> u64 {
         match self {
             PutBody::Bytes(b) => b.len() as u64,
-            PutBody::File { len, .. } => *len,
+            PutBody::File { len, .. } | PutBody::Stream { len, .. } => *len,
         }
     }
 
@@ -66,19 +87,56 @@ pub struct DeleteReport {
     pub failed: Vec<(String, String)>,
 }
 
+/// An object's user metadata: short `name: value` pairs stored with it
+/// (`x-amz-meta-<name>` on S3), names in lowercase ASCII.
+pub type Metadata = Vec<(String, String)>;
+
+/// The value of metadata `name` in `meta`.
+pub fn meta_value<'m>(meta: &'m Metadata, name: &str) -> Option<&'m str> {
+    meta.iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
 /// A blocking object store. Implementations must be safe to share between
 /// threads and must bound every call with timeouts.
 pub trait ObjectStore: Send + Sync {
     /// Streams object `key` into `sink`. `Ok(None)` when it does not exist;
-    /// otherwise the number of bytes written. An object longer than
-    /// `max_len` is refused with [`StoreError::TooLarge`] (a bad object in a
-    /// bucket must not fill a disk); what was written to `sink` by then is
-    /// the caller's to discard.
-    fn get(&self, key: &str, max_len: u64, sink: &mut dyn Write)
-    -> Result<Option<u64>, StoreError>;
+    /// otherwise the number of bytes written and the object's metadata. An
+    /// object longer than `max_len` is refused with
+    /// [`StoreError::TooLarge`] (a bad object in a bucket must not fill a
+    /// disk); what was written to `sink` by then is the caller's to
+    /// discard.
+    fn get_with_meta(
+        &self,
+        key: &str,
+        max_len: u64,
+        sink: &mut dyn Write,
+    ) -> Result<Option<(u64, Metadata)>, StoreError>;
+
+    /// [`ObjectStore::get_with_meta`] without the metadata.
+    fn get(
+        &self,
+        key: &str,
+        max_len: u64,
+        sink: &mut dyn Write,
+    ) -> Result<Option<u64>, StoreError> {
+        Ok(self.get_with_meta(key, max_len, sink)?.map(|(n, _)| n))
+    }
+
+    /// Writes object `key` (replacing any object of that key) with user
+    /// metadata `meta` (names: lowercase ASCII letters, digits, `-`).
+    fn put_with_meta(
+        &self,
+        key: &str,
+        body: PutBody<'_>,
+        meta: &[(&str, &str)],
+    ) -> Result<(), StoreError>;
 
     /// Writes object `key` (replacing any object of that key).
-    fn put(&self, key: &str, body: PutBody<'_>) -> Result<(), StoreError>;
+    fn put(&self, key: &str, body: PutBody<'_>) -> Result<(), StoreError> {
+        self.put_with_meta(key, body, &[])
+    }
 
     /// The object's size and upload time, or `None` when it does not exist.
     fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError>;
@@ -184,7 +242,7 @@ pub enum StoreError {
     },
     /// The store could not be reached, or did not answer in time.
     #[error(
-        "{store}: {op} {key}: {cause} (is the store up and AWS_ENDPOINT_URL right? every request times out after {timeout_s} s)"
+        "{store}: {op} {key}: {cause} (is the store up and AWS_ENDPOINT_URL right? every request times out after {timeout_s} s, or {stall_s} s without a byte)"
     )]
     Unreachable {
         /// The store.
@@ -195,6 +253,8 @@ pub enum StoreError {
         key: String,
         /// The request's whole time limit, in seconds.
         timeout_s: u64,
+        /// The longest wait for one read or write, in seconds.
+        stall_s: u64,
         /// The transport error. Not a `#[source]`: the message holds it
         /// already, and a chain printed with `{:#}` would say it twice.
         cause: Box<dyn std::error::Error + Send + Sync>,

@@ -3,12 +3,14 @@
 //!
 //! - [`RemoteTier::fetch`] looks an action up in the store and streams its
 //!   output into a sink the caller supplies (a temp file in level one),
-//!   checking the output's length and SHA-256 against the action entry
-//!   before saying yes. The caller renames the temp file into place only
+//!   decompressing it if it is stored compressed, and checking the
+//!   output's length and SHA-256 against the action entry before saying
+//!   yes. The caller renames the temp file into place only
 //!   on `Ok(Some(_))`, so a bad object never reaches a build.
 //! - [`Uploader`] takes puts without ever blocking ([`Uploader::try_enqueue`]
 //!   drops a job when the queue is full, and counts it), uploads them on
-//!   its own threads (output first, then the action entry, so an action
+//!   its own threads (output first, compressed where it pays, then the
+//!   action entry, which says which form the output took, so an action
 //!   entry never names a missing output), and [`Uploader::drain`] finishes
 //!   within a deadline, abandoning what is left.
 //! - [`UseRecorder`] collects the session's uses and counters and writes
@@ -28,8 +30,9 @@ use std::time::{Duration, Instant};
 
 use sha2::Digest;
 
+use super::codec::{self, DecodeFault, Decoding, Encoded};
 use super::keys::{self, UsesKind, UsesName};
-use super::store::{ObjectStore, PutBody, StoreError, get_bytes};
+use super::store::{ObjectStore, Op, PutBody, StoreError, meta_value};
 use super::uses::{SessionCounts, SessionId, Uses};
 use crate::layout::{ACTION_ENTRY_SIZE, ActionEntry, Id};
 use crate::model::UnixTime;
@@ -272,16 +275,19 @@ impl RemoteTier {
         sink: &mut dyn Write,
     ) -> Result<Option<ActionEntry>, FetchError> {
         let akey = keys::action_key(action);
-        let Some(data) =
-            get_bytes(&*self.store, &akey, ACTION_ENTRY_SIZE as u64).map_err(|e| match e {
+        let mut data = Vec::new();
+        let got = self
+            .store
+            .get_with_meta(&akey, ACTION_ENTRY_SIZE as u64, &mut data)
+            .map_err(|e| match e {
                 StoreError::TooLarge { size, .. } => FetchError::BadAction {
                     store: self.store.describe(),
                     key: akey.clone(),
                     why: format!("{size} bytes or more, not {ACTION_ENTRY_SIZE}"),
                 },
                 e => e.into(),
-            })?
-        else {
+            })?;
+        let Some((_, meta)) = got else {
             return Ok(None);
         };
         let entry = ActionEntry::parse(&data, Some(action)).map_err(|e| FetchError::BadAction {
@@ -289,43 +295,116 @@ impl RemoteTier {
             key: akey,
             why: e.to_string(),
         })?;
-        let okey = keys::output_key(entry.output);
-        let mut hashing = Hashing {
-            inner: sink,
-            hash: sha2::Sha256::new(),
-        };
-        let got = match self.store.get(&okey, entry.size, &mut hashing) {
-            Ok(Some(n)) => n,
-            // The action entry names an output that is gone: a miss.
-            Ok(None) => return Ok(None),
-            Err(StoreError::TooLarge { size, .. }) => {
+        // The form the action entry names first; the other if that one is
+        // gone (a store that drops metadata, or a writer of the other form
+        // racing this one), as a miss costs a round trip anyway.
+        let compressed_first = meta_value(&meta, keys::OUTPUT_FORM) == Some(keys::ZSTD);
+        for compressed in [compressed_first, !compressed_first] {
+            let mut hashing = Hashing {
+                inner: &mut *sink,
+                hash: sha2::Sha256::new(),
+            };
+            let got = if compressed {
+                self.get_compressed(&entry, &mut hashing)?
+            } else {
+                self.get_as_is(&entry, &mut hashing)?
+            };
+            let Some(got) = got else { continue };
+            let okey = if compressed {
+                keys::compressed_key(entry.output, entry.size)
+            } else {
+                keys::output_key(entry.output)
+            };
+            if got != entry.size {
                 return Err(FetchError::Corrupt {
                     store: self.store.describe(),
                     key: okey,
-                    why: format!(
-                        "{size} bytes or more, but its action entry says {}",
-                        entry.size
-                    ),
+                    why: format!("{got} bytes, but its action entry says {}", entry.size),
                 });
             }
-            Err(e) => return Err(e.into()),
+            let digest: [u8; 32] = hashing.hash.finalize().into();
+            if Id(digest) != entry.output {
+                return Err(FetchError::Corrupt {
+                    store: self.store.describe(),
+                    key: okey,
+                    why: format!("its SHA-256 is {}, not its name", Id(digest)),
+                });
+            }
+            return Ok(Some(entry));
+        }
+        // The action entry names an output that is gone: a miss.
+        Ok(None)
+    }
+
+    /// Streams `o/<output>` into `sink`: its length, or `None` if absent.
+    fn get_as_is(
+        &self,
+        entry: &ActionEntry,
+        sink: &mut dyn Write,
+    ) -> Result<Option<u64>, FetchError> {
+        let okey = keys::output_key(entry.output);
+        match self.store.get(&okey, entry.size, sink) {
+            Err(StoreError::TooLarge { size, .. }) => Err(FetchError::Corrupt {
+                store: self.store.describe(),
+                key: okey,
+                why: format!(
+                    "{size} bytes or more, but its action entry says {}",
+                    entry.size
+                ),
+            }),
+            r => Ok(r?),
+        }
+    }
+
+    /// Streams `z/<output>.<size>` into `sink`, decompressed: the length
+    /// decompressed, or `None` if absent. Compressed, it is never larger
+    /// than the output (the uploader stores it only when it is smaller);
+    /// decompressed, never past the output's length.
+    fn get_compressed(
+        &self,
+        entry: &ActionEntry,
+        sink: &mut dyn Write,
+    ) -> Result<Option<u64>, FetchError> {
+        let zkey = keys::compressed_key(entry.output, entry.size);
+        let corrupt = |why: String| FetchError::Corrupt {
+            store: self.store.describe(),
+            key: zkey.clone(),
+            why,
         };
-        if got != entry.size {
-            return Err(FetchError::Corrupt {
-                store: self.store.describe(),
-                key: okey,
-                why: format!("{got} bytes, but its action entry says {}", entry.size),
-            });
+        let mut decoding = Decoding::new(sink, entry.size).map_err(|e| {
+            FetchError::Store(StoreError::Local {
+                op: Op::Get,
+                key: zkey.clone(),
+                cause: e,
+            })
+        })?;
+        let got = self.store.get(&zkey, entry.size, &mut decoding);
+        let fault = decoding.fault();
+        let fault_error = |f: DecodeFault| match f {
+            DecodeFault::TooLong => corrupt(format!(
+                "it decompresses to more than the {} bytes its action entry says",
+                entry.size
+            )),
+            DecodeFault::Invalid(why) => corrupt(format!("not a valid zstd stream: {why}")),
+            DecodeFault::Sink(kind, why) => FetchError::Store(StoreError::Local {
+                op: Op::Get,
+                key: zkey.clone(),
+                cause: std::io::Error::new(kind, why),
+            }),
+        };
+        match got {
+            Ok(Some(_)) => decoding.finish().map(Some).map_err(fault_error),
+            Ok(None) => Ok(None),
+            Err(StoreError::TooLarge { size, .. }) => Err(corrupt(format!(
+                "{size} bytes or more compressed, but its action entry says {} in all",
+                entry.size
+            ))),
+            Err(e @ StoreError::Local { .. }) => Err(match fault {
+                Some(f) => fault_error(f),
+                None => e.into(),
+            }),
+            Err(e) => Err(e.into()),
         }
-        let digest: [u8; 32] = hashing.hash.finalize().into();
-        if Id(digest) != entry.output {
-            return Err(FetchError::Corrupt {
-                store: self.store.describe(),
-                key: okey,
-                why: format!("its SHA-256 is {}, not its name", Id(digest)),
-            });
-        }
-        Ok(Some(entry))
     }
 }
 
@@ -356,6 +435,10 @@ pub struct UploaderOptions {
     pub max_jobs: usize,
     /// Bytes waiting in memory, at most.
     pub max_bytes: u64,
+    /// The zstd level outputs are compressed with (where it pays; see
+    /// [`codec`]), 1 to [`codec::MAX_LEVEL`]; `None` stores every output
+    /// as it is, as versions before compression did and read.
+    pub compression: Option<i32>,
 }
 
 impl Default for UploaderOptions {
@@ -364,6 +447,7 @@ impl Default for UploaderOptions {
             workers: 4,
             max_jobs: 512,
             max_bytes: 256 << 20,
+            compression: Some(codec::DEFAULT_LEVEL),
         }
     }
 }
@@ -375,8 +459,12 @@ pub struct UploadCounts {
     pub queued: u64,
     /// Entries uploaded (output and action entry).
     pub uploaded: u64,
-    /// Their bytes.
+    /// Their bytes (outputs at their length, before compression).
     pub upload_bytes: u64,
+    /// Of those entries, the ones whose output was stored compressed.
+    pub compressed: u64,
+    /// The bytes they took in the store (outputs as stored).
+    pub stored_bytes: u64,
     /// Jobs refused because the queue was full or closed.
     pub dropped: u64,
     /// Jobs that failed or were skipped while the store was paused.
@@ -628,6 +716,70 @@ fn note_error(sh: &Shared, e: &StoreError, now: UnixTime) {
         .get_or_insert_with(|| e.to_string());
 }
 
+/// How an output went into the store.
+struct Stored {
+    compressed: bool,
+    bytes: u64,
+}
+
+/// Puts the output of `entry`, compressed where that pays.
+fn put_output(sh: &Shared, entry: &ActionEntry, body: &UploadBody) -> Result<Stored, StoreError> {
+    let okey = keys::output_key(entry.output);
+    let as_is = || {
+        let put = match body {
+            UploadBody::Bytes(b) => PutBody::Bytes(b),
+            UploadBody::File(f) => PutBody::File {
+                file: f,
+                len: entry.size,
+            },
+        };
+        sh.store.put(&okey, put).map(|()| Stored {
+            compressed: false,
+            bytes: entry.size,
+        })
+    };
+    let Some(level) = sh.opts.compression else {
+        return as_is();
+    };
+    let enc = codec::Encoder {
+        level,
+        size: entry.size,
+    };
+    let source = || -> Box<dyn std::io::Read + '_> {
+        match body {
+            UploadBody::Bytes(b) => Box::new(&b[..]),
+            UploadBody::File(f) => Box::new(codec::FileReader::new(f, entry.size)),
+        }
+    };
+    let encoded =
+        codec::encode(source(), enc, codec::KEEP_IN_MEMORY).map_err(|cause| StoreError::Local {
+            op: Op::Put,
+            key: okey.clone(),
+            cause,
+        })?;
+    let zkey = keys::compressed_key(entry.output, entry.size);
+    let (put, bytes) = match encoded {
+        Encoded::AsIs => return as_is(),
+        Encoded::Bytes(z) => {
+            let n = z.len() as u64;
+            (sh.store.put(&zkey, PutBody::Bytes(&z)), n)
+        }
+        Encoded::Stream { len } => {
+            let open = || -> std::io::Result<Box<dyn std::io::Read + '_>> {
+                Ok(Box::new(enc.open(source())?))
+            };
+            (
+                sh.store.put(&zkey, PutBody::Stream { len, open: &open }),
+                len,
+            )
+        }
+    };
+    put.map(|()| Stored {
+        compressed: true,
+        bytes,
+    })
+}
+
 fn upload(sh: &Shared, job: UploadJob) {
     let now = (sh.clock)();
     let fail = |e: Option<&StoreError>| {
@@ -641,13 +793,6 @@ fn upload(sh: &Shared, job: UploadJob) {
         return fail(None);
     }
     let entry = job.entry;
-    let body = match &job.body {
-        UploadBody::Bytes(b) => PutBody::Bytes(b),
-        UploadBody::File(f) => PutBody::File {
-            file: f,
-            len: entry.size,
-        },
-    };
     if let UploadBody::Bytes(b) = &job.body
         && b.len() as u64 != entry.size
     {
@@ -660,22 +805,32 @@ fn upload(sh: &Shared, job: UploadJob) {
         sh.counts.lock().unwrap().first_error.get_or_insert(e);
         return fail(None);
     }
-    let r = sh
-        .store
-        .put(&keys::output_key(entry.output), body)
-        .and_then(|()| {
-            sh.store.put(
+    // The output first, then the action entry: an action entry never
+    // names an output that is not there. The entry says which form the
+    // output took.
+    let r = put_output(sh, &entry, &job.body).and_then(|stored| {
+        let meta: &[(&str, &str)] = if stored.compressed {
+            &[(keys::OUTPUT_FORM, keys::ZSTD)]
+        } else {
+            &[]
+        };
+        sh.store
+            .put_with_meta(
                 &keys::action_key(entry.action),
                 PutBody::Bytes(entry.format().as_bytes()),
+                meta,
             )
-        });
+            .map(|()| stored)
+    });
     match r {
-        Ok(()) => {
+        Ok(stored) => {
             let bytes = entry.size + ACTION_ENTRY_SIZE as u64;
             {
                 let mut c = sh.counts.lock().unwrap();
                 c.uploaded += 1;
                 c.upload_bytes += bytes;
+                c.compressed += u64::from(stored.compressed);
+                c.stored_bytes += stored.bytes + ACTION_ENTRY_SIZE as u64;
             }
             sh.recorder.record_use(entry.action, entry.output, now);
             sh.recorder.count(now, |c| {

@@ -198,8 +198,11 @@ impl UsesRead {
 pub(crate) struct Inventory {
     /// Action entries: key, size, upload time.
     pub actions: Vec<(Id, u64, UnixTime)>,
-    /// Outputs: key, size, upload time.
+    /// Outputs stored as they are: key, size, upload time.
     pub outputs: Vec<(Id, u64, UnixTime)>,
+    /// Outputs stored compressed: key, length (decompressed), stored
+    /// size, upload time.
+    pub compressed: Vec<(Id, u64, u64, UnixTime)>,
     /// Use logs: count and bytes.
     pub logs: (u64, u64),
     /// Snapshots: count and bytes.
@@ -224,6 +227,9 @@ impl Inventory {
             match RemoteKey::parse(&m.key) {
                 RemoteKey::Action(id) => inv.actions.push((id, m.size, m.last_modified)),
                 RemoteKey::Output(id) => inv.outputs.push((id, m.size, m.last_modified)),
+                RemoteKey::Compressed(id, len) => {
+                    inv.compressed.push((id, len, m.size, m.last_modified))
+                }
                 RemoteKey::Uses(n) => {
                     cache_object = false;
                     let t = match n.kind {
@@ -252,7 +258,8 @@ impl Inventory {
 
     /// The objects as the policy sees them, with last uses from `uses`.
     pub fn objects(&self, uses: &Uses) -> Vec<RemoteObject> {
-        let mut out = Vec::with_capacity(self.actions.len() + self.outputs.len());
+        let mut out =
+            Vec::with_capacity(self.actions.len() + self.outputs.len() + self.compressed.len());
         for &(id, size, uploaded) in &self.actions {
             let known = uses.actions.get(&id);
             out.push(RemoteObject {
@@ -266,6 +273,15 @@ impl Inventory {
         for &(id, size, uploaded) in &self.outputs {
             out.push(RemoteObject {
                 key: ObjectKey::Output(id),
+                size,
+                uploaded,
+                last_use: uses.outputs.get(&id).copied(),
+                names: Names::Unknown,
+            });
+        }
+        for &(id, len, size, uploaded) in &self.compressed {
+            out.push(RemoteObject {
+                key: ObjectKey::Compressed(id, len),
                 size,
                 uploaded,
                 last_use: uses.outputs.get(&id).copied(),
@@ -413,14 +429,18 @@ pub fn remote_trim(
     let victims: std::collections::HashSet<ObjectKey> =
         plan.victims.iter().map(|v| v.key).collect();
     let present_actions: std::collections::HashSet<Id> = inv.actions.iter().map(|a| a.0).collect();
-    let present_outputs: std::collections::HashSet<Id> = inv.outputs.iter().map(|o| o.0).collect();
+    let present_outputs: std::collections::HashSet<Id> = (inv.outputs.iter().map(|o| o.0))
+        .chain(inv.compressed.iter().map(|o| o.0))
+        .collect();
     let recent = now.saturating_sub(limits.grace.max(0));
     snap.actions.retain(|id, u| {
         !victims.contains(&ObjectKey::Action(*id))
             && (present_actions.contains(id) || u.last_use > recent)
     });
+    let victim_outputs: std::collections::HashSet<Id> =
+        victims.iter().filter_map(ObjectKey::output).collect();
     snap.outputs.retain(|id, t| {
-        !victims.contains(&ObjectKey::Output(*id)) && (present_outputs.contains(id) || *t > recent)
+        !victim_outputs.contains(id) && (present_outputs.contains(id) || *t > recent)
     });
     snap.sessions
         .retain(|_, c| c.last >= now.saturating_sub(SESSION_RETENTION));
@@ -463,6 +483,7 @@ pub fn remote_trim(
                 let key = match RemoteKey::parse(k) {
                     RemoteKey::Action(id) => ObjectKey::Action(id),
                     RemoteKey::Output(id) => ObjectKey::Output(id),
+                    RemoteKey::Compressed(id, len) => ObjectKey::Compressed(id, len),
                     _ => continue,
                 };
                 report.deleted_bytes += sizes.get(&key).copied().unwrap_or(0);

@@ -17,6 +17,7 @@
 #![allow(dead_code)]
 
 pub mod garage;
+pub mod shaped;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
