@@ -495,79 +495,44 @@ fn rule_name(r: RemoteRule) -> &'static str {
     }
 }
 
-/// The summary, and with -v a line per object:
-/// `would remove o/3f0c9a1b…e2    1.2 MiB budget   used 3d ago`.
-fn print_trim(
+/// With -v, a line per object the trim deletes (or would), less those the
+/// store refused.
+fn print_victims(
     o: &mut dyn Write,
     r: &RemoteTrimReport,
-    budget: u64,
-    met: bool,
-    verbose: bool,
+    verb: &str,
     now: gocache::UnixTime,
-    seconds: f64,
 ) -> std::io::Result<()> {
     let p = &r.plan;
-    let verb = if r.dry_run { "would delete" } else { "deleted" };
     let failed: std::collections::HashSet<&str> =
         r.delete_failures.iter().map(|(k, _)| k.as_str()).collect();
-    if verbose {
-        for v in &p.victims {
-            let key = v.key.key();
-            if !r.dry_run && failed.contains(key.as_str()) {
-                continue;
+    for v in &p.victims {
+        let key = v.key.key();
+        if !r.dry_run && failed.contains(key.as_str()) {
+            continue;
+        }
+        // `o/3f0c9a1b…e2`; a compressed output's length left out.
+        let short = match key.split_at_checked(2) {
+            Some((kind, id)) if id.len() >= 64 && id.is_char_boundary(64) => {
+                format!("{kind}{}…{}", &id[..8], &id[62..64])
             }
-            // `o/3f0c9a1b…e2`; a compressed output's length left out.
-            let short = match key.split_at_checked(2) {
-                Some((kind, id)) if id.len() >= 64 && id.is_char_boundary(64) => {
-                    format!("{kind}{}…{}", &id[..8], &id[62..64])
-                }
-                _ => key.clone(),
-            };
-            writeln!(
-                o,
-                "{verb} {short:<14} {:>10} {:<8} last used {}",
-                human(v.size),
-                rule_name(v.rule),
-                ago(now, v.last_use)
-            )?;
-        }
+            _ => key.clone(),
+        };
+        writeln!(
+            o,
+            "{verb} {short:<14} {:>10} {:<8} last used {}",
+            human(v.size),
+            rule_name(v.rule),
+            ago(now, v.last_use)
+        )?;
     }
-    let (n, bytes) = if r.dry_run {
-        (p.victims.len() as u64, p.freed())
-    } else {
-        (r.deleted, r.deleted_bytes)
-    };
-    let before = p.before.bytes.saturating_add(p.fixed_bytes);
-    let after = before.saturating_sub(bytes);
-    writeln!(
-        o,
-        "{verb} {} objects, {} in {seconds:.2}s",
-        count(n),
-        human(bytes)
-    )?;
-    writeln!(
-        o,
-        "  prefix {} -> {} for a budget of {}",
-        human(before),
-        human(after),
-        human(budget)
-    )?;
-    for rule in [RemoteRule::Garbage, RemoteRule::Budget] {
-        let (k, b) = p
-            .victims
-            .iter()
-            .filter(|v| v.rule == rule)
-            .fold((0u64, 0u64), |(k, b), v| (k + 1, b + v.size));
-        if k > 0 {
-            writeln!(
-                o,
-                "  {:<9} {:>10} objects {:>11}",
-                rule_name(rule),
-                count(k),
-                human(b)
-            )?;
-        }
-    }
+    Ok(())
+}
+
+/// The trim's other counts: logs merged, action entries read, objects
+/// spared, kept and refused; each only when there is one.
+fn print_trim_counts(o: &mut dyn Write, r: &RemoteTrimReport) -> std::io::Result<()> {
+    let p = &r.plan;
     let merged = if r.dry_run { "would merge" } else { "merged" };
     if r.logs_merged + r.snapshots_merged > 0 {
         writeln!(
@@ -609,6 +574,62 @@ fn print_trim(
             count(r.delete_failures.len() as u64)
         )?;
     }
+    Ok(())
+}
+
+/// The summary, and with -v a line per object:
+/// `would remove o/3f0c9a1b…e2    1.2 MiB budget   used 3d ago`.
+fn print_trim(
+    o: &mut dyn Write,
+    r: &RemoteTrimReport,
+    budget: u64,
+    met: bool,
+    verbose: bool,
+    now: gocache::UnixTime,
+    seconds: f64,
+) -> std::io::Result<()> {
+    let p = &r.plan;
+    let verb = if r.dry_run { "would delete" } else { "deleted" };
+    if verbose {
+        print_victims(o, r, verb, now)?;
+    }
+    let (n, bytes) = if r.dry_run {
+        (p.victims.len() as u64, p.freed())
+    } else {
+        (r.deleted, r.deleted_bytes)
+    };
+    let before = p.before.bytes.saturating_add(p.fixed_bytes);
+    let after = before.saturating_sub(bytes);
+    writeln!(
+        o,
+        "{verb} {} objects, {} in {seconds:.2}s",
+        count(n),
+        human(bytes)
+    )?;
+    writeln!(
+        o,
+        "  prefix {} -> {} for a budget of {}",
+        human(before),
+        human(after),
+        human(budget)
+    )?;
+    for rule in [RemoteRule::Garbage, RemoteRule::Budget] {
+        let (k, b) = p
+            .victims
+            .iter()
+            .filter(|v| v.rule == rule)
+            .fold((0u64, 0u64), |(k, b), v| (k + 1, b + v.size));
+        if k > 0 {
+            writeln!(
+                o,
+                "  {:<9} {:>10} objects {:>11}",
+                rule_name(rule),
+                count(k),
+                human(b)
+            )?;
+        }
+    }
+    print_trim_counts(o, r)?;
     if let Some(u) = &p.unmet {
         let text = format!(
             "budget not met: still {} over: {} inside the grace period, {} of use logs, \

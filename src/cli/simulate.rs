@@ -252,6 +252,13 @@ fn print_table(r: &Report, what: &str) -> std::io::Result<()> {
         }
         _ => writeln!(o)?,
     }
+    print_budgets(&mut o, r, acc)?;
+    print_footnotes(&mut o, r)
+}
+
+/// A table per budget: each policy's hits, seconds saved and lost, and
+/// peak; `acc` is the trace's lookups.
+fn print_budgets(o: &mut dyn Write, r: &Report, acc: f64) -> std::io::Result<()> {
     for b in &r.budgets {
         writeln!(o)?;
         if b.given.ends_with('%') {
@@ -294,6 +301,11 @@ fn print_table(r: &Report, what: &str) -> std::io::Result<()> {
             )?;
         }
     }
+    Ok(())
+}
+
+/// The notes on the offline rows and Go's own trim, for those shown.
+fn print_footnotes(o: &mut dyn Write, r: &Report) -> std::io::Result<()> {
     let shown = |p: PolicyName| {
         r.budgets
             .iter()

@@ -194,27 +194,14 @@ impl RemotePlan {
     }
 }
 
-/// Plans a remote trim. `fixed_bytes` are the bytes under the prefix that
-/// are not cache objects (they count towards the budget but are not
-/// evicted here).
-pub fn plan(
-    objects: &[RemoteObject],
-    fixed_bytes: u64,
-    limits: &RemoteLimits,
-    now: UnixTime,
-) -> RemotePlan {
-    let cutoff = now.saturating_sub(limits.grace.max(0));
-    let protected = |o: &RemoteObject| o.effective_last_use() > cutoff;
+/// One eviction unit: its last use, its key (for a stable order) and the
+/// indices of its objects.
+type Group = (UnixTime, ObjectKey, Vec<usize>);
 
-    let mut before = Totals::default();
-    let mut protected_totals = Totals::default();
-    for o in objects {
-        before.add(o.size);
-        if protected(o) {
-            protected_totals.add(o.size);
-        }
-    }
-
+/// Splits `objects` into groups evicted together (an output with the
+/// action entries naming it; an action entry whose output is unknown
+/// alone) and garbage (the indices of objects nothing live can reach).
+fn group(objects: &[RemoteObject]) -> (Vec<Group>, Vec<usize>) {
     // Each output's objects: one, or two when it is stored in both forms.
     let mut outputs: HashMap<Id, Vec<usize>, IdHash> = HashMap::default();
     for (i, o) in objects.iter().enumerate() {
@@ -242,7 +229,7 @@ pub fn plan(
             }
         }
     }
-    let mut groups: Vec<(UnixTime, ObjectKey, Vec<usize>)> = Vec::new();
+    let mut groups: Vec<Group> = Vec::new();
     for (&out, forms) in &outputs {
         let mut forms = forms.clone();
         forms.sort_unstable_by_key(|&f| objects[f].key);
@@ -265,6 +252,31 @@ pub fn plan(
         let o = &objects[i];
         groups.push((o.effective_last_use(), o.key, vec![i]));
     }
+    (groups, garbage)
+}
+
+/// Plans a remote trim. `fixed_bytes` are the bytes under the prefix that
+/// are not cache objects (they count towards the budget but are not
+/// evicted here).
+pub fn plan(
+    objects: &[RemoteObject],
+    fixed_bytes: u64,
+    limits: &RemoteLimits,
+    now: UnixTime,
+) -> RemotePlan {
+    let cutoff = now.saturating_sub(limits.grace.max(0));
+    let protected = |o: &RemoteObject| o.effective_last_use() > cutoff;
+
+    let mut before = Totals::default();
+    let mut protected_totals = Totals::default();
+    for o in objects {
+        before.add(o.size);
+        if protected(o) {
+            protected_totals.add(o.size);
+        }
+    }
+
+    let (mut groups, mut garbage) = group(objects);
 
     let mut victims = Vec::new();
     let mut after = before;

@@ -363,6 +363,89 @@ fn plan_with(
     policy::plan(&objects, fixed, limits, now)
 }
 
+/// The snapshot a trim writes: everything merged (`uses`), less what
+/// `plan` deletes, less what is gone from the store and too old to be an
+/// upload in flight, less old sessions.
+fn snapshot(
+    uses: &Uses,
+    inv: &Inventory,
+    plan: &RemotePlan,
+    limits: &RemoteLimits,
+    now: UnixTime,
+) -> Uses {
+    let mut snap = uses.clone();
+    let victims: std::collections::HashSet<ObjectKey> =
+        plan.victims.iter().map(|v| v.key).collect();
+    let present_actions: std::collections::HashSet<Id> = inv.actions.iter().map(|a| a.0).collect();
+    let present_outputs: std::collections::HashSet<Id> = (inv.outputs.iter().map(|o| o.0))
+        .chain(inv.compressed.iter().map(|o| o.0))
+        .collect();
+    let recent = now.saturating_sub(limits.grace.max(0));
+    snap.actions.retain(|id, u| {
+        !victims.contains(&ObjectKey::Action(*id))
+            && (present_actions.contains(id) || u.last_use > recent)
+    });
+    let victim_outputs: std::collections::HashSet<Id> =
+        victims.iter().filter_map(ObjectKey::output).collect();
+    snap.outputs.retain(|id, t| {
+        !victim_outputs.contains(id) && (present_outputs.contains(id) || *t > recent)
+    });
+    snap.sessions
+        .retain(|_, c| c.last >= now.saturating_sub(SESSION_RETENTION));
+    snap
+}
+
+/// Deletes `plan`'s victims, action entries first, then outputs, in
+/// separate requests, counting what went and what failed into `report`.
+fn delete_victims(
+    store: &dyn ObjectStore,
+    plan: &RemotePlan,
+    reporter: &dyn Reporter,
+    report: &mut RemoteTrimReport,
+) -> Result<(), StoreError> {
+    // Action entries first, then outputs, in separate requests.
+    let sizes: std::collections::HashMap<ObjectKey, u64> =
+        plan.victims.iter().map(|v| (v.key, v.size)).collect();
+    for want_action in [true, false] {
+        let batch: Vec<String> = plan
+            .victims
+            .iter()
+            .filter(|v| matches!(v.key, ObjectKey::Action(_)) == want_action)
+            .map(|v| v.key.key())
+            .collect();
+        if batch.is_empty() {
+            continue;
+        }
+        reporter.start(
+            if want_action {
+                "delete action entries"
+            } else {
+                "delete outputs"
+            },
+            batch.len() as u64,
+        );
+        let r = store.delete_many(&batch)?;
+        reporter.advance(batch.len() as u64);
+        reporter.finish();
+        let failed: std::collections::HashSet<&str> =
+            r.failed.iter().map(|(k, _)| k.as_str()).collect();
+        for k in &batch {
+            if !failed.contains(k.as_str()) {
+                report.deleted += 1;
+                let key = match RemoteKey::parse(k) {
+                    RemoteKey::Action(id) => ObjectKey::Action(id),
+                    RemoteKey::Output(id) => ObjectKey::Output(id),
+                    RemoteKey::Compressed(id, len) => ObjectKey::Compressed(id, len),
+                    _ => continue,
+                };
+                report.deleted_bytes += sizes.get(&key).copied().unwrap_or(0);
+            }
+        }
+        report.delete_failures.extend(r.failed);
+    }
+    Ok(())
+}
+
 /// Trims the store to `options.limits` by fleet-wide last use. See the
 /// module doc for why this is safe beside writers and other trims.
 ///
@@ -423,27 +506,7 @@ pub fn remote_trim(
         return Ok(report);
     }
 
-    // The snapshot: everything merged, less what goes, less what is gone
-    // and too old to be an upload in flight, less old sessions.
-    let mut snap = read.uses.clone();
-    let victims: std::collections::HashSet<ObjectKey> =
-        plan.victims.iter().map(|v| v.key).collect();
-    let present_actions: std::collections::HashSet<Id> = inv.actions.iter().map(|a| a.0).collect();
-    let present_outputs: std::collections::HashSet<Id> = (inv.outputs.iter().map(|o| o.0))
-        .chain(inv.compressed.iter().map(|o| o.0))
-        .collect();
-    let recent = now.saturating_sub(limits.grace.max(0));
-    snap.actions.retain(|id, u| {
-        !victims.contains(&ObjectKey::Action(*id))
-            && (present_actions.contains(id) || u.last_use > recent)
-    });
-    let victim_outputs: std::collections::HashSet<Id> =
-        victims.iter().filter_map(ObjectKey::output).collect();
-    snap.outputs.retain(|id, t| {
-        !victim_outputs.contains(id) && (present_outputs.contains(id) || *t > recent)
-    });
-    snap.sessions
-        .retain(|_, c| c.last >= now.saturating_sub(SESSION_RETENTION));
+    let snap = snapshot(&read.uses, &inv, &plan, &limits, now);
     let name = UsesName::new(UsesKind::Snapshot, now);
     let needs_snapshot = !read.merged.is_empty() || actions_read > 0;
     if needs_snapshot {
@@ -451,46 +514,7 @@ pub fn remote_trim(
         report.snapshot = Some(name.key());
     }
 
-    // Action entries first, then outputs, in separate requests.
-    let sizes: std::collections::HashMap<ObjectKey, u64> =
-        plan.victims.iter().map(|v| (v.key, v.size)).collect();
-    for want_action in [true, false] {
-        let batch: Vec<String> = plan
-            .victims
-            .iter()
-            .filter(|v| matches!(v.key, ObjectKey::Action(_)) == want_action)
-            .map(|v| v.key.key())
-            .collect();
-        if batch.is_empty() {
-            continue;
-        }
-        reporter.start(
-            if want_action {
-                "delete action entries"
-            } else {
-                "delete outputs"
-            },
-            batch.len() as u64,
-        );
-        let r = store.delete_many(&batch)?;
-        reporter.advance(batch.len() as u64);
-        reporter.finish();
-        let failed: std::collections::HashSet<&str> =
-            r.failed.iter().map(|(k, _)| k.as_str()).collect();
-        for k in &batch {
-            if !failed.contains(k.as_str()) {
-                report.deleted += 1;
-                let key = match RemoteKey::parse(k) {
-                    RemoteKey::Action(id) => ObjectKey::Action(id),
-                    RemoteKey::Output(id) => ObjectKey::Output(id),
-                    RemoteKey::Compressed(id, len) => ObjectKey::Compressed(id, len),
-                    _ => continue,
-                };
-                report.deleted_bytes += sizes.get(&key).copied().unwrap_or(0);
-            }
-        }
-        report.delete_failures.extend(r.failed);
-    }
+    delete_victims(store, &plan, reporter, &mut report)?;
 
     // Only now, with the snapshot written, the logs and snapshots it holds.
     if needs_snapshot && !read.merged.is_empty() {
