@@ -362,35 +362,12 @@ fn end(global: &Global, args: EndArgs) -> anyhow::Result<ExitCode> {
         absorb_first_pass(&mut report, evicted);
     }
     // One fault, one warning: what it cost is said in the same line.
-    let warning = match (&evicted_first, &fallback, &report.run) {
-        (Some(evicted), _, _) => {
-            let removed = evicted.as_ref().map_or(0, |e| e.executed.removed);
-            let then = match &fallback {
-                Some(why) => format!(
-                    "; the index still cannot be written ({why}): this run's end is not \
-                     recorded, and the next ci begin walks the cache"
-                ),
-                None => "; then ended the run on the index".into(),
-            };
-            Some(format!(
-                "the disk was full, so the index could not be written: removed {removed} \
-                 entries first, working from a walk of the cache{then}"
-            ))
-        }
-        (None, Some(why), Some(_)) if in_memory => Some(format!(
-            "{why}; this run's end cannot be recorded, and the next ci begin walks the cache"
-        )),
-        (None, Some(why), None) => Some(format!(
-            "{why}; no ci begin could be read from it, so nothing counts as used or made"
-        )),
-        (None, Some(why), Some(_)) => Some(why.clone()),
-        (None, None, None) => Some(
-            "no ci begin was recorded for this job (run `gocache ci begin` right after restoring \
-             the cache): nothing could be counted as used, and the next ci begin walks the cache"
-                .into(),
-        ),
-        (None, None, Some(_)) => None,
-    };
+    let warning = end_warning(
+        &evicted_first,
+        fallback.as_deref(),
+        report.run.is_some(),
+        in_memory,
+    );
     if let Some(w) = warning {
         progress.warn(&w);
     }
@@ -424,6 +401,46 @@ fn end(global: &Global, args: EndArgs) -> anyhow::Result<ExitCode> {
 
 /// What `ci end`'s work on the index did: ended the run, or (on a full
 /// disk) only evicted, for the run to be ended on the file next.
+/// `ci end`'s one warning for what went wrong, if anything: the eviction
+/// a full disk made it do first, an index it could not write (`fallback`),
+/// or no `ci begin` to end.
+fn end_warning(
+    evicted_first: &Option<Option<gocache::ci::Evicted>>,
+    fallback: Option<&str>,
+    has_run: bool,
+    in_memory: bool,
+) -> Option<String> {
+    match (evicted_first, fallback, has_run) {
+        (Some(evicted), _, _) => {
+            let removed = evicted.as_ref().map_or(0, |e| e.executed.removed);
+            let then = match fallback {
+                Some(why) => format!(
+                    "; the index still cannot be written ({why}): this run's end is not \
+                 recorded, and the next ci begin walks the cache"
+                ),
+                None => "; then ended the run on the index".into(),
+            };
+            Some(format!(
+                "the disk was full, so the index could not be written: removed {removed} \
+             entries first, working from a walk of the cache{then}"
+            ))
+        }
+        (None, Some(why), true) if in_memory => Some(format!(
+            "{why}; this run's end cannot be recorded, and the next ci begin walks the cache"
+        )),
+        (None, Some(why), false) => Some(format!(
+            "{why}; no ci begin could be read from it, so nothing counts as used or made"
+        )),
+        (None, Some(why), true) => Some(why.to_string()),
+        (None, None, false) => Some(
+            "no ci begin was recorded for this job (run `gocache ci begin` right after restoring \
+         the cache): nothing could be counted as used, and the next ci begin walks the cache"
+                .into(),
+        ),
+        (None, None, true) => None,
+    }
+}
+
 enum Pass {
     Ended(Box<EndReport>),
     EvictedFirst(Option<gocache::ci::Evicted>),

@@ -309,20 +309,7 @@ fn print_stats(o: &mut dyn Write, store: &str, s: &RemoteStats) -> std::io::Resu
             human(s.outputs.bytes)
         ),
     )?;
-    line(
-        o,
-        "Compression",
-        match s.compression_ratio {
-            Some(r) if s.compressed.objects > 0 => format!(
-                "{} stored for {} of entries ({r:.2}x): {} of {} outputs compressed",
-                human(s.stored_bytes),
-                human(s.logical_bytes),
-                count(s.compressed.objects),
-                count(s.outputs.objects)
-            ),
-            _ => "none: every output is stored as it is".to_string(),
-        },
-    )?;
+    line(o, "Compression", compression_line(s))?;
     line(
         o,
         "Uploads",
@@ -398,6 +385,25 @@ fn print_stats(o: &mut dyn Write, store: &str, s: &RemoteStats) -> std::io::Resu
         )?;
     }
     writeln!(o)?;
+    print_ages(o, s)
+}
+
+/// `remote stats`' compression line: stored against logical bytes.
+fn compression_line(s: &RemoteStats) -> String {
+    match s.compression_ratio {
+        Some(r) if s.compressed.objects > 0 => format!(
+            "{} stored for {} of entries ({r:.2}x): {} of {} outputs compressed",
+            human(s.stored_bytes),
+            human(s.logical_bytes),
+            count(s.compressed.objects),
+            count(s.outputs.objects)
+        ),
+        _ => "none: every output is stored as it is".to_string(),
+    }
+}
+
+/// `remote stats`' table of objects by their last use in the fleet.
+fn print_ages(o: &mut dyn Write, s: &RemoteStats) -> std::io::Result<()> {
     writeln!(o, "By last use in the fleet:")?;
     writeln!(o, "  {:<11} {:>12} {:>12}", "", "objects", "bytes")?;
     for a in &s.age {
