@@ -922,7 +922,7 @@ mod tests {
         }
     }
 
-    /// Issue 13, item 11: each piece of bad input gets its own reason.
+    /// Each piece of bad input gets its own reason.
     #[test]
     fn bad_sizes_and_durations_say_what_is_wrong() {
         let size = |s: &str| SizeSpec::parse(s).unwrap_err().to_string();
@@ -1013,7 +1013,7 @@ mod tests {
         assert_eq!(format_duration(3600), "1h");
     }
 
-    /// Issue 13, item 9: limits from the environment and a config file,
+    /// Limits from the environment and a config file,
     /// layered flags > env > config > stored > defaults.
     #[test]
     fn limits_layer_flags_env_config_stored_then_defaults() {

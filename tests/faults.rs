@@ -374,13 +374,19 @@ fn a_trim_whose_removals_fail_says_what_is_left_and_exits_3() {
     assert!(line.starts_with("removed 0 entries, 0 B"), "{text}");
     assert_eq!(before, after, "{text}");
     assert!(text.contains("budget not met"), "{text}");
-    // -q: one line for all the failures.
+    // -q: one line for all the failures, and the one that says which
+    // limit is left unmet (issue 25, item 7).
     let out = run_expecting(unprivileged(&trim(&["-q"])).unwrap(), 3);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "");
     let err = stderr_of(&out);
-    assert_eq!(err.lines().count(), 1, "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
     assert!(
-        err.contains(&format!("could not remove {} entries", grouped(failed))),
+        lines[0].contains(&format!("could not remove {} entries", grouped(failed))),
+        "{err}"
+    );
+    assert!(
+        lines[1].starts_with("gocache: budget not met: still "),
         "{err}"
     );
     // -v: each one.

@@ -256,7 +256,7 @@ fn a_shared_output_goes_with_the_actions_used_last_and_older_ones_go_alone() {
 
 #[test]
 fn old_actions_naming_an_output_in_use_go_by_age_and_the_output_stays() {
-    // Issue 16, item 4: one recent use of the (shared) empty output kept
+    // One recent use of the (shared) empty output kept
     // every old action naming it. Action 100 used it 30 minutes ago
     // (protected); actions 101..=120 six days ago.
     let mut es = vec![

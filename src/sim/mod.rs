@@ -9,7 +9,7 @@
 //! - [`workload`]: a trace turned into requests, sizes and rebuild costs
 //!   (measured where the trace has them, estimated where not).
 //! - [`policies`]: the policies behind one trait: `trim`'s LRU before and
-//!   after issue 16's grouping fix, Go's age rule, GDSF, a
+//!   after the grouping fix (actions ordered one by one), Go's age rule, GDSF, a
 //!   GreedyDual weighted by rebuild cost, and Belady's MIN (offline).
 //! - `batch`: the real trim's order in its batch form (`trim-lru`,
 //!   `trim-gdsf`, `trim-gds`, `trim-gd-cost`), with `policy`'s own

@@ -8,8 +8,8 @@
 //!
 //! | name | what it evicts first |
 //! | --- | --- |
-//! | `lru` | `gocache trim`'s former grouping (before issue 16): the least recently used *group*, an output with every action naming it, whose last use is the newest of its members' |
-//! | `lru-actions` | `gocache trim` since issue 16 (item 4): the least recently used action entry, alone; an output leaves with the last action naming it |
+//! | `lru` | `gocache trim`'s former grouping (before actions were ordered one by one): the least recently used *group*, an output with every action naming it, whose last use is the newest of its members' |
+//! | `lru-actions` | `gocache trim` as it is: the least recently used action entry, alone; an output leaves with the last action naming it |
 //! | `go-age` | Go's own trim: at most once a day, everything unused for 5 days and an hour; no size limit |
 //! | `gdsf` | GreedyDual-Size-Frequency (Cherkasova 1998): the least `L + hits × 1 / size`, for object hits |
 //! | `gd-cost` | the same with rebuild seconds as the cost: the least `L + hits × seconds / size` |

@@ -400,7 +400,7 @@ fn plan_victims(w: &Workload, puts: &[(u64, u64)], budget: u64) -> (Vec<u32>, Ve
 
 #[test]
 fn the_simulators_lru_actions_evicts_what_policy_plan_evicts() {
-    // Since issue 16's grouping fix, `policy::plan` evicts old action
+    // Since the grouping fix (actions ordered one by one), `policy::plan` evicts old action
     // entries on their own: the simulator's `lru-actions`. Its `lru` keeps
     // the grouping from before, and must differ somewhere.
     let mut differs = 0;
