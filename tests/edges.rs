@@ -800,17 +800,19 @@ fn one_fault_one_warning_in_ci_begin_and_end() {
         &mut sb.gocache(["ci", "end"]),
         &["newer than this gocache", "nothing counts as used"],
     );
-    // A fresh index: GOCACHE_TRACE=abc, one warning that says what is done.
+    // A fresh index: GOCACHE_TRACE=abc is a bad setting, refused before
+    // anything is done (exit 2, as every bad value of `ci end`'s), in one
+    // line that says what to do; it never reads as two contradicting ones.
     std::fs::remove_dir_all(sb.cache().join("gocache")).unwrap();
     run_ok(sb.gocache(["ci", "begin"]));
-    let out = one_warning(
-        sb.gocache(["ci", "end"]).env("GOCACHE_TRACE", "abc"),
-        &[
-            "GOCACHE_TRACE=\"abc\" is not off, on or a number of events to keep; \
-             recording with the default bound",
-        ],
+    let out = run_expecting(sb.gocache(["ci", "end"]).env("GOCACHE_TRACE", "abc"), 2);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("GOCACHE_TRACE=\"abc\"") && err.contains("unset it for the default"),
+        "{err}"
     );
-    assert!(!String::from_utf8_lossy(&out.stderr).contains("recording no trace"));
+    assert!(!err.contains("recording no trace"), "{err}");
 }
 
 // ---------------------------------------------------------------------------
