@@ -89,12 +89,15 @@ pub struct Args {
     #[arg(long, value_name = "SECS", default_value_t = 5.0, requires = "remote",
           value_parser = parse_drain, help_heading = super::common::heading::REMOTE)]
     remote_drain: f64,
-    /// How uploads store outputs: a zstd level from 1 to 19 (where it
-    /// pays: not for outputs under 1 KiB or data that does not compress),
-    /// or `off` to store every output as it is, readable by gocache
-    /// versions before compression (for a fleet upgrading; see the README).
-    /// Reads take either form whatever this says.
-    #[arg(long, value_name = "LEVEL|off", default_value_t = Compression(Some(gocache::remote::codec::DEFAULT_LEVEL)), requires = "remote", value_parser = parse_compression)]
+    /// How uploads store outputs: a zstd level from 1 to 19, or off
+    ///
+    /// Compression is used where it pays: not for outputs under 1 KiB or
+    /// data that does not compress. `off` stores every output as it is,
+    /// readable by gocache versions before compression (for a fleet
+    /// upgrading; see the README). Reads take either form whatever this
+    /// says.
+    #[arg(long, value_name = "LEVEL|off", default_value_t = Compression(Some(gocache::remote::codec::DEFAULT_LEVEL)), requires = "remote", value_parser = parse_compression,
+          help_heading = super::common::heading::REMOTE)]
     remote_compression: Compression,
 }
 
