@@ -214,7 +214,10 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let tracing = gocache::trace::Tracing::from_env(gocache::trace::TraceSource::Prog)
         .unwrap_or_else(|e| {
             if !quiet {
-                eprintln!("gocache prog: warning: {e}");
+                eprintln!(
+                    "gocache prog: warning: {e}; recording with the default bound ({} events)",
+                    super::common::count(gocache::trace::DEFAULT_KEEP)
+                );
             }
             Some(gocache::trace::Tracing {
                 source: gocache::trace::TraceSource::Prog,
