@@ -504,6 +504,8 @@ EOT
   # fetched 8 at a time, nothing verified or written.
   for link in $REMOTE_LINKS; do
     rtt=${link%%:*}; mbit=${link##*:}
+    # Removed first: the last link's address must not be read for this one's.
+    rm -f "$W/r-proxy.txt"
     "$PROXY" --to "127.0.0.1:$S3_PORT" --rtt-ms "$rtt" --mbit "$mbit" > "$W/r-proxy.txt" &
     PPID_=$!; GPIDS+=("$PPID_")
     for _ in $(seq 50); do [ -s "$W/r-proxy.txt" ] && break; sleep 0.1; done
