@@ -1,4 +1,4 @@
-//! The adversarial experiments of issue 12, repeatable: run by
+//! The adversarial experiments, repeatable: run by
 //! `scripts/chaos.sh`, which builds gocache, finds go and a template cache.
 //!
 //! ```sh
@@ -18,12 +18,12 @@
 //! 3. Malformed GOCACHEPROG streams: FUZZ_REQUESTS mutated requests
 //!    (default 3000), each after a few valid ones in its own `gocache
 //!    prog`: no panic, no signal, no hang.
-//! 4. Go's hour (issue 23): a build looks up entries whose mtimes are
+//! 4. Go's hour: a build looks up entries whose mtimes are
 //!    just under an hour old (Go leaves them), waits at its link step
 //!    until they are over an hour old, and a `--grace 0s` trim or hook to
 //!    1 MiB runs then (`CHAOS_BOUNDARY_TRIALS`, default 20): the build must
 //!    link, and none of its entries may go.
-//! 5. gocache's place taken (issue 23): `gocache/index.sqlite`, its
+//! 5. gocache's place taken: `gocache/index.sqlite`, its
 //!    `-wal`, or `gocache/` itself a symlink to another program's
 //!    database or directory outside the cache, that database copied in,
 //!    or `--index` naming a link (`CHAOS_LINK_TRIALS`, default 20): stats,

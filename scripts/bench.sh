@@ -358,7 +358,7 @@ if [[ " $PARTS " == *" prog "* ]]; then
   measure "warm, -p=16" "$WARM" : "$GO" build -p=16 std
   measure "warm, taskset -c 0" "$WARM" : taskset -c 0 "$GO" build std
   measure "warm, taskset -c 0,1" "$WARM" : taskset -c 0,1 "$GO" build std
-  echo "   targets (issue 10): warm <= 1.05x native and <= peer on 16 cores; <= 1.20x and <= peer on 2;"
+  echo "   targets: warm <= 1.05x native and <= peer on 16 cores; <= 1.20x and <= peer on 2;"
   echo "   cold <= 1.03x; -p=2 <= 1.15x on 16 cores"
   [ -n "${KEEP:-}" ] || rm -rf "$W"/std-*   # KEEP=1: leave the caches, for more runs by hand
 fi

@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
-# The adversarial experiments of issue 12, for anyone to rerun: prints a
-# table of trials and failures (examples/chaos.rs has the details).
+# gocache's adversarial experiments, for anyone to rerun: prints a table of
+# trials and failures (examples/chaos.rs has the details).
 #
-#   SIGKILL of trim, the hook and `gocache prog` at random moments; after
-#   each, go must build and `gocache scan` must match a walk of the cache
-#   go build/test/vet/run loops (half through `gocache go`) beside trims
-#   to a quarter of their working set: no go command (nor trim) may fail
-#   malformed GOCACHEPROG streams: no panic, signal or hang
-#   full-disk prog (issue 23): `GOCACHEPROG="gocache prog" go build -a ./...`
-#   on a tmpfs filled to 0 bytes free, entries 3 days old, a 50 MiB
-#   budget: the build must pass and entries must be evicted
+#   kills      SIGKILL of trim, the hook and `gocache prog` at random
+#              moments; after each, go must build and `gocache scan` must
+#              match a walk of the cache
+#   beside     go build/test/vet/run loops (half through `gocache go`)
+#              beside trims to a quarter of their working set: no go
+#              command (nor trim) may fail
+#   fuzz       malformed GOCACHEPROG streams: no panic, signal or hang
+#   boundary   Go's one-hour mtime rule: a build whose entries are just
+#              under an hour old, held at its link step while `trim
+#              --grace 0s --budget 1MiB` (or the hook) runs: it must link
+#   links      symlinks where gocache's own files go (the index, its -wal,
+#              gocache/ itself, --index naming a link): stats, trim, the
+#              hook and prog must write nothing outside the cache
+#   full-disk-prog  `GOCACHEPROG="gocache prog" go build -a ./...` on a
+#              tmpfs filled to 0 bytes free, entries 3 days old, a 50 MiB
+#              budget: the build must pass and entries must be evicted
 #
 # Usage: scripts/chaos.sh [WORKDIR] [KILLS] [GO_COMMANDS] [FUZZ_REQUESTS] [SEED]
 #   WORKDIR        where caches go (default /tmp/gocache-chaos; ~1 GB free)
@@ -17,10 +25,13 @@
 #   GO_COMMANDS    go commands beside the trims (200)
 #   FUZZ_REQUESTS  malformed requests, one per `gocache prog` (3000)
 #   SEED           for the random delays and mutations (12)
-#   FULL_DISK_TRIALS (env) full-disk prog trials (20; 0 skips them; they
-#                  need root or user namespaces, to mount a tmpfs)
-#   CHAOS_ONLY=full-disk-prog  runs only those (with GOCACHE_BIN set, builds
-#                  nothing: a debug build will do)
+# Environment:
+#   CHAOS_ONLY     a comma-separated list of the experiments above to run
+#                  (default: all); with only full-disk-prog and GOCACHE_BIN
+#                  set, builds nothing (a debug build will do)
+#   CHAOS_BOUNDARY_TRIALS, CHAOS_LINK_TRIALS  trials of those (20 each)
+#   FULL_DISK_TRIALS  full-disk prog trials (20; 0 skips them; they need
+#                  root or user namespaces, to mount a tmpfs)
 # Exits 1 when any experiment had a failure. About 27 minutes on 2 busy
 # cores (load 6-16).
 set -euo pipefail
@@ -30,6 +41,9 @@ W=${1:-/tmp/gocache-chaos}
 shift $(( $# > 0 ? 1 : 0 )) || true
 mkdir -p "$W"
 W=$(readlink -f "$W")
+
+# Whether experiment $1 runs (CHAOS_ONLY unset or naming it).
+wanted() { [ -z "${CHAOS_ONLY:-}" ] || case ",$CHAOS_ONLY," in *",$1,"*) true ;; *) false ;; esac; }
 
 if [ "${CHAOS_ONLY:-}" = full-disk-prog ] && [ -n "${GOCACHE_BIN:-}" ]; then
   :
@@ -64,7 +78,7 @@ echo "go: $GO ($("$GO" version))"
 echo "template cache: $TEMPLATE ($(du -sh "$TEMPLATE" | cut -f1))"
 echo "load: $(uptime)"
 
-# --- Full-disk prog (issue 23, item 3) -----------------------------------
+# --- Full-disk prog ----------------------------------------------------
 # Each trial, in its own mount namespace: a tmpfs as large as the template
 # cache and 24 MiB more, the cache copied in and indexed, every entry 3
 # days old, the rest of the filesystem filled to 0 bytes free; then
@@ -123,9 +137,11 @@ full_disk_prog() {
 }
 
 FULL_DISK_FAILED=0
-if [ "${FULL_DISK_TRIALS:-20}" -gt 0 ]; then
+if [ "${FULL_DISK_TRIALS:-20}" -gt 0 ] && wanted full-disk-prog; then
   full_disk_prog "${FULL_DISK_TRIALS:-20}" || FULL_DISK_FAILED=1
 fi
 [ "${CHAOS_ONLY:-}" = full-disk-prog ] && exit "$FULL_DISK_FAILED"
+# The example runs the others (CHAOS_ONLY passes through; it ignores
+# full-disk-prog).
 "$PWD/target/release/examples/chaos" "$W/run" "$TEMPLATE" "$@" || exit 1
 exit "$FULL_DISK_FAILED"

@@ -580,7 +580,7 @@ fn ci_runs_keep_what_the_last_runs_used_and_hit_like_an_untrimmed_cache() {
     assert!(rules.contains(&&Value::from("budget")), "{rules:?}");
     assert!(end["limits_met"].as_bool().unwrap(), "{end}");
     assert!(end["cache_bytes"].as_u64().unwrap() <= tight);
-    // By du: ci end measures after it records the run (issue 24).
+    // By du: ci end measures after it records the run.
     assert_eq!(end["cache_bytes"].as_u64(), Some(du(&sb.cache())));
     // The step summary: a table with the same figures, and bars.
     let md = std::fs::read_to_string(&summary).unwrap();
@@ -707,7 +707,7 @@ fn by_module(sb: &Sandbox) -> (BTreeMap<String, (u64, u64)>, (u64, u64)) {
     (modules, figures(&s["modules_unrecorded"]))
 }
 
-/// Issue 24, item 1: two CI jobs on a restored cache that plain go filled,
+/// Two CI jobs on a restored cache that plain go filled,
 /// each with a plain go command and then one through `gocache go`. A
 /// module holds exactly what its wrapped command made (the test's walk
 /// before and after it); what was restored, what the plain commands made
@@ -770,7 +770,7 @@ fn ci_jobs_credit_a_module_only_with_what_its_wrapped_commands_made() {
     );
 }
 
-/// Issue 24, item 4: `ci end --budget 0B` after a job. What the run did
+/// `ci end --budget 0B` after a job. What the run did
 /// not use goes in a first round and a second finds nothing more: the
 /// report still says what went by which rule, names what is left with its
 /// bytes, and its text groups the counts and names the whole directory as

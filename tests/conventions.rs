@@ -1,5 +1,5 @@
 //! What people expect of any command line tool, checked for every
-//! command (issue 25): a closed pipe ends a command quietly, as it ends
+//! command: a closed pipe ends a command quietly, as it ends
 //! `ls | head`.
 
 use crate::support::*;
@@ -8,7 +8,7 @@ fn stderr_of(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// Issue 25, item 2: `gocache limits | true` and the like. The reader of
+/// `gocache limits | true` and the like. The reader of
 /// the pipe is gone before the command writes, so its first write fails
 /// with EPIPE: each command exits 0, says nothing and does not panic.
 #[test]
@@ -136,7 +136,7 @@ fn option_text(page: &str, flag: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Issue 25, item 11: the help pages agree with each other and with the
+/// The help pages agree with each other and with the
 /// code. Each flag has one value name wherever it appears; a flag that
 /// reads an environment variable says which; flags come in groups (what
 /// to keep, where, how to report); commands that touch no cache do not
@@ -230,7 +230,7 @@ fn help_pages_agree_with_each_other_and_with_the_code() {
     }
 }
 
-/// Issue 25, item 4: the defaults are where a newcomer looks first. With
+/// The defaults are where a newcomer looks first. With
 /// nothing set, a trim removes executables unused for 2 days where Go
 /// keeps them 5: the help of stats, limits and trim says so.
 #[test]

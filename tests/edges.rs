@@ -1,4 +1,4 @@
-//! Every promise at its edge (issue 23): gocache writes nothing outside
+//! Every promise at its edge: gocache writes nothing outside
 //! the cache through its own paths, a trim breaks no running build
 //! whatever the flags, eviction works for every user and on a full disk,
 //! CI runs stay exact after a `cp -r` restore, one fault gives one
@@ -106,7 +106,7 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (Vec<u8>, i64, i64)> {
 // ---------------------------------------------------------------------------
 // 1. gocache's own directory and files, never through a symlink
 
-/// Issue 23, item 1: a link where gocache's directory or index belongs,
+/// A link where gocache's directory or index belongs,
 /// another program's database at the index's place, or a link named with
 /// `--index`: every command works from a walk with one warning, and the
 /// file or directory outside the cache is not written, not even a `-wal`
@@ -271,7 +271,7 @@ fn wait_for_file(path: &Path, limit: Duration) -> bool {
     true
 }
 
-/// Issue 23, item 2: Go moves an mtime only when it is an hour old, so a
+/// Go moves an mtime only when it is an hour old, so a
 /// build that looks up entries whose mtimes are 59 minutes old leaves
 /// them as they are; seconds later they are over an hour old. A trim and
 /// a hook with `--grace 0s` and a budget far below the build's working
@@ -443,7 +443,7 @@ fn owner(p: &Path) -> u32 {
     std::fs::symlink_metadata(p).unwrap().uid()
 }
 
-/// Issue 23, item 5: one `gocache stats` by root in a cache `nobody` owns
+/// One `gocache stats` by root in a cache `nobody` owns
 /// leaves files `nobody` can write (as Go's own would, owned like the
 /// cache); then `nobody`'s trim, hook, `ci begin`/`ci end` and the
 /// wrapper's budget eviction all work, without a warning. And where an
@@ -545,7 +545,7 @@ fn a_root_run_in_another_users_cache_never_locks_the_owner_out() {
     assert!(e["removed"]["entries"].as_u64().unwrap() > 0, "{e:#}");
 }
 
-/// Issue 23, item 5: under umask 002, what gocache creates in the cache
+/// Under umask 002, what gocache creates in the cache
 /// has the mode Go gives its own files and directories there (0664 and
 /// 0775), the index's WAL and shared memory included.
 #[test]
@@ -617,7 +617,7 @@ fn namespace_for_mounts() -> Option<Vec<&'static str>> {
     None
 }
 
-/// Issue 23, item 6: `ci end` with the filesystem full (0 bytes free):
+/// `ci end` with the filesystem full (0 bytes free):
 /// it evicts first, as trim does, meets the budget by `du`, keeps the
 /// run (its record and seal: the next `ci begin` finds it ended), and
 /// says so in one warning.
@@ -703,7 +703,7 @@ fn ci_end_on_a_full_disk_evicts_first_and_keeps_the_run() {
 // ---------------------------------------------------------------------------
 // 7. A restore that reset every mtime
 
-/// Issue 23, item 7: a cache saved after `ci end` and restored with
+/// A cache saved after `ci end` and restored with
 /// `cp -r` (every entry and directory gets the copy's time): the next
 /// `ci begin` sees it, and `ci end --keep-runs 1` keeps exactly what the
 /// job used or made (a walk independent of gocache says which), so the
@@ -780,7 +780,7 @@ fn ci_runs_stay_exact_after_a_restore_with_cp_r() {
 // ---------------------------------------------------------------------------
 // 8. One fault, one warning
 
-/// Issue 23, item 8: an index gocache cannot use (here one from a newer
+/// An index gocache cannot use (here one from a newer
 /// gocache) costs `ci begin` and `ci end` one warning each, saying what it
 /// cost; a `GOCACHE_TRACE` that is not a setting, one coherent warning.
 #[test]

@@ -1,4 +1,4 @@
-//! Faults degrade, never fail (issue 12): a damaged, held or racing index,
+//! Faults degrade, never fail: a damaged, held or racing index,
 //! removals that fail, a full disk, what gocache leaves in the directory,
 //! and a custom index name, each on a real cache and, where it takes part,
 //! with the real go command.
@@ -102,7 +102,7 @@ fn scanned_sandbox() -> Sandbox {
     sb
 }
 
-/// Issue 12, item 1: damage found past the first page (mid-scan, not at
+/// Damage found past the first page (mid-scan, not at
 /// open) is repaired by every command, each of which still does its job.
 #[test]
 fn damage_past_the_first_page_is_repaired_by_every_command_which_still_does_its_job() {
@@ -157,7 +157,7 @@ fn damage_past_the_first_page_is_repaired_by_every_command_which_still_does_its_
     }
 }
 
-/// Issue 12, item 2: with another process holding `BEGIN EXCLUSIVE` on
+/// With another process holding `BEGIN EXCLUSIVE` on
 /// the index (WAL mode), stats, trim and the hook wait the documented 2 s,
 /// then work from a walk; a go command through the wrapper is not held up
 /// longer than that.
@@ -226,7 +226,7 @@ fn a_held_index_costs_the_documented_wait_then_stats_trim_and_the_hook_work_from
     assert_eq!(v["total"]["entries"], entries_on_disk(&sb.cache()));
 }
 
-/// Issue 12, item 3: hooks, scans, stats and a GOCACHEPROG go command
+/// Hooks, scans, stats and a GOCACHEPROG go command
 /// creating the index together all succeed; none prints SQL.
 #[test]
 fn processes_creating_the_index_together_all_succeed_and_never_print_sql() {
@@ -329,7 +329,7 @@ fn set_subdir_modes(cache: &Path, mode: u32) {
     }
 }
 
-/// Issue 12, item 4: a trim whose removals all fail reports what is still
+/// A trim whose removals all fail reports what is still
 /// on disk, names the unmet limit and why, exits 3, and prints one line
 /// for its failures under -q (each under -v).
 #[test]
@@ -375,7 +375,7 @@ fn a_trim_whose_removals_fail_says_what_is_left_and_exits_3() {
     assert_eq!(before, after, "{text}");
     assert!(text.contains("budget not met"), "{text}");
     // -q: one line for all the failures, and the one that says which
-    // limit is left unmet (issue 25, item 7).
+    // limit is left unmet.
     let out = run_expecting(unprivileged(&trim(&["-q"])).unwrap(), 3);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "");
     let err = stderr_of(&out);
@@ -408,7 +408,7 @@ fn a_trim_whose_removals_fail_says_what_is_left_and_exits_3() {
     run_ok(sb.go(["build", "fmt"]));
 }
 
-/// Issue 12, item 5: on a full disk, the hook and trim evict without
+/// On a full disk, the hook and trim evict without
 /// writing the index first, and go builds again. A real small filesystem:
 /// a tmpfs mounted in a user and mount namespace (skipped where those are
 /// unavailable).
@@ -491,7 +491,7 @@ fn on_a_full_disk_the_hook_and_trim_evict_and_go_builds_again() {
     assert_eq!(read("go.rc").trim(), "0", "{}", read("go.out"));
 }
 
-/// Issue 12, item 6: the budget holds by `du -s -B1` after the command
+/// The budget holds by `du -s -B1` after the command
 /// exits, counting the index gocache filled during the run, its WAL, and a
 /// moved-aside damaged copy.
 #[test]
@@ -532,7 +532,7 @@ fn the_budget_holds_by_du_after_the_command_exits_with_the_index_and_a_damaged_c
     assert!(used <= budget, "du {used} > budget {budget}");
 }
 
-/// Issue 12, item 7: `--index foo.db` recovery moves `foo.db` with its own
+/// `--index foo.db` recovery moves `foo.db` with its own
 /// `foo.db-wal`, touches no `foo.sqlite-*`, and keeps only the newest
 /// damaged copy.
 #[test]

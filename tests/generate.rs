@@ -97,7 +97,7 @@ fn the_man_page_covers_every_subcommand_and_installs_one_page_each() {
     assert!(remote.contains("fleet"), "{remote}");
 }
 
-/// Issue 25, item 10: a closed set of values completes to its values, in
+/// A closed set of values completes to its values, in
 /// every shell (`--policy <TAB>` offers lru, gdsf, gd-cost, not file
 /// names), and zsh and fish describe each option in one short line, not
 /// its whole help paragraph.
@@ -191,7 +191,7 @@ fn plain(roff: &str) -> String {
         .replace("\\*(Aq", "'")
 }
 
-/// Issue 25, item 10: the man pages say what the exit codes, the
+/// The man pages say what the exit codes, the
 /// environment variables and the files are, and the synopsis names each
 /// flag's value.
 #[test]

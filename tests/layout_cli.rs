@@ -142,7 +142,7 @@ fn a_corrupt_or_future_index_does_not_stop_stats() {
     assert_eq!(version, 999);
 }
 
-/// Issue 13, item 11: each piece of bad input a newcomer tried, with the
+/// Each piece of bad input a newcomer tried, with the
 /// reason the error must give. All exit 2 and change nothing.
 #[test]
 fn bad_limits_are_refused_with_their_reason_and_change_nothing() {
@@ -207,7 +207,7 @@ fn bad_limits_are_refused_with_their_reason_and_change_nothing() {
     );
 }
 
-/// Issue 13, item 11: "Permission denied (os error 13): Permission denied
+/// "Permission denied (os error 13): Permission denied
 /// (os error 13)". The library's errors printed their cause and also
 /// returned it as their source, so `{:#}` printed it twice.
 #[test]
@@ -232,7 +232,7 @@ fn an_error_message_never_repeats_its_cause() {
     }
 }
 
-/// Issue 13, defect 3: `GOCACHE=~/src/hello gocache trim -n` took a Go
+/// `GOCACHE=~/src/hello gocache trim -n` took a Go
 /// project for a cache, wrote `hello/gocache/index.sqlite` into it, and
 /// `stats` listed go.mod and main.go as odd items. Every command refuses
 /// (exit 2, saying what it found) and writes nothing.
@@ -329,7 +329,7 @@ fn a_go_cache_is_recognised_by_its_readme_its_subdirectories_or_emptiness() {
     run_ok(empty.gocache(["trim"]));
 }
 
-/// Issue 13, defect 3: `--index /nonexistent/dir/x.sqlite` created the
+/// `--index /nonexistent/dir/x.sqlite` created the
 /// directories. An index named with --index or GOCACHE_INDEX goes only
 /// into a directory that exists.
 #[test]

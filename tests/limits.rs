@@ -1,5 +1,5 @@
 //! `gocache limits`, and limits from the environment and the config file
-//! (issue 13, item 9): flags > environment > config file > stored >
+//!: flags > environment > config file > stored >
 //! defaults, the same for trim, the hook and `limits`.
 
 use std::time::Duration;
@@ -221,7 +221,7 @@ fn limits_are_shown_when_the_index_cannot_be_written() {
     }
 }
 
-/// Issue 25, item 3: a bad value in the environment or the config file is
+/// A bad value in the environment or the config file is
 /// refused before anything is created, as the same value given as a flag
 /// is: in an empty cache, each command exits 2 naming the value, and the
 /// cache stays empty (no `gocache/index.sqlite`, `-wal` or `-shm`).
@@ -309,7 +309,7 @@ fn a_bad_setting_is_refused_before_anything_is_created() {
     }
 }
 
-/// Issue 25, item 3: `ci end --keep-runs -1` says what is wrong with the
+/// `ci end --keep-runs -1` says what is wrong with the
 /// value, as the size flags do, rather than taking it for a flag.
 #[test]
 fn a_negative_keep_runs_is_an_invalid_value() {
@@ -329,7 +329,7 @@ fn a_negative_keep_runs_is_an_invalid_value() {
     }
 }
 
-/// Issue 25, item 5: one stored limit can be unset, with the word
+/// One stored limit can be unset, with the word
 /// `gocache limits` shows for it (`none`; `off` and `unlimited` too), and
 /// the others stay. Elsewhere `none` means no such limit, over what a
 /// lower layer sets, as `off` does for an age.

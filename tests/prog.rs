@@ -572,7 +572,7 @@ fn a_put_that_cannot_be_put_in_place_is_handed_over_from_inside_the_cache_and_se
     assert_eq!(String::from_utf8_lossy(&hello.stdout), "half stored\n");
 }
 
-/// Issue 23, item 4: with one subdirectory a symlink, `go build -a ./...`
+/// With one subdirectory a symlink, `go build -a ./...`
 /// through prog passes (go's module index fails the build on a failed
 /// put), nothing outside the cache is written, and no temporary file is
 /// left.
@@ -1122,7 +1122,7 @@ fn a_put_into_a_read_only_subdirectory_is_handed_over_from_inside_the_cache_and_
     assert_eq!(String::from_utf8_lossy(&hello.stdout), "read only\n");
 }
 
-/// Issue 16: `gocache prog` records every get (hit or miss) and put as a
+/// `gocache prog` records every get (hit or miss) and put as a
 /// trace event, with the rebuild time between a miss and its put, and
 /// `gocache trace export` gives them back: as many of each as the
 /// session's own counters say, and a cost on the puts that followed a miss.
@@ -1181,7 +1181,7 @@ fn prog_records_each_get_and_put_in_the_trace_with_rebuild_times() {
     assert_eq!(export(&sb).len(), before, "GOCACHE_TRACE=off records none");
 }
 
-/// Issue 23, item 8: a bad `GOCACHE_TRACE` costs one warning that says
+/// A bad `GOCACHE_TRACE` costs one warning that says
 /// what prog does (records with the default bound, as the hook does), and
 /// it comes at the start: before go's own messages of the build.
 #[test]
@@ -1278,7 +1278,7 @@ pub const FULL_DISK_TRIAL: &str = r#"
     du -s -B1 "$C" | cut -f1 > "$R/du"
 "#;
 
-/// Issue 23, item 3: on a full disk, `gocache prog` evicts (from a walk
+/// On a full disk, `gocache prog` evicts (from a walk
 /// when its index cannot be written) before the puts that need the room,
 /// and the go command builds; one warning says what happened.
 #[test]

@@ -1,4 +1,4 @@
-//! Progress on a terminal (issue 13, item 7): a bar as wide as the
+//! Progress on a terminal: a bar as wide as the
 //! terminal, at 50 and at 120 columns, that advances, and a spinner that
 //! keeps moving while a phase has nothing to count. Run on a real
 //! pseudo-terminal, read back byte for byte.

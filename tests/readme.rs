@@ -433,7 +433,7 @@ fn the_json_of_remote_stats_and_remote_trim_is_documented_field_by_field() {
     );
 }
 
-/// Issue 25, item 9: the README's recipes can be copied as written. The
+/// The README's recipes can be copied as written. The
 /// `OWNER` placeholder is explained before a recipe uses it; the plain
 /// GitHub workflow builds gocache once and restores the binary from a
 /// cache of its own (as action.yml does), its keys naming the

@@ -1,6 +1,6 @@
-//! `gocache stats` and what a newcomer reads (issue 13, items 6, 7, 8
-//! and 10): the cache against its limits, output that fits 80 columns,
-//! which modules hold the bytes, `--zero`, `gocache dir`, and `-q`.
+//! `gocache stats` and what a newcomer reads: the cache against its
+//! limits, output that fits 80 columns, which modules hold the
+//! bytes, `--zero`, `gocache dir`, and `-q`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt;
@@ -46,7 +46,7 @@ fn fits_80_columns(what: &str, out: &str) {
     }
 }
 
-/// Issue 13, item 6: stats opens with the cache against its limits, as
+/// Stats opens with the cache against its limits, as
 /// `ccache -s` does, and says when every hit count is zero and why.
 #[test]
 fn stats_opens_with_the_cache_against_its_limits_and_the_last_trim() {
@@ -146,7 +146,7 @@ fn stats_opens_with_the_cache_against_its_limits_and_the_last_trim() {
     assert!(!report.contains("Hint:"), "{report}");
 }
 
-/// Issue 13, item 7: human output fits 80 columns, entry names are
+/// Human output fits 80 columns, entry names are
 /// shortened, programs are named by import path, and the largest and most
 /// used executables are one list when they are the same.
 #[test]
@@ -242,7 +242,7 @@ fn human_output_fits_80_columns_and_says_each_thing_once() {
     }
 }
 
-/// Issue 13, item 7: `-q` means quiet everywhere: no progress, warnings or
+/// `-q` means quiet everywhere: no progress, warnings or
 /// summaries; a report asked for (stats, dir, --json) still comes.
 #[test]
 fn quiet_means_quiet_everywhere() {
@@ -276,7 +276,7 @@ fn quiet_means_quiet_everywhere() {
         "the hook evicted, quietly"
     );
     // 3: the trim ran, and the executables just used (within the grace
-    // period) stay: one line says so, even with -q (issue 25, item 7).
+    // period) stay: one line says so, even with -q.
     let out = run_expecting(sb.gocache(["-q", "trim", "--exe-quota", "0B"]), 3);
     assert_eq!(text(&out.stdout), "");
     assert!(
@@ -311,7 +311,7 @@ fn quiet_means_quiet_everywhere() {
     assert_eq!(text(&out.stdout), format!("{}\n", sb.cache().display()));
 }
 
-/// Issue 13, item 8: which projects hold the bytes. The wrapper credits
+/// Which projects hold the bytes. The wrapper credits
 /// what each go command added or used to its module (go.mod directory),
 /// `gocache prog` to its session's; `stats` shows bytes and entries per
 /// module, `trim -v` the module of each entry.
@@ -485,7 +485,7 @@ fn by_module(sb: &Sandbox) -> (BTreeMap<String, (u64, u64)>, (u64, u64)) {
     (modules, figures(&s["modules_unrecorded"]))
 }
 
-/// Issue 24, item 1: the first hook on a cache the index has never seen
+/// The first hook on a cache the index has never seen
 /// (one plain go filled) credits to its module only what its go command
 /// wrote or used, as the test's own walk finds them (new entries, and
 /// entries whose mtime Go moved because they were over an hour old); the
@@ -530,7 +530,7 @@ fn a_first_hook_credits_only_what_its_command_wrote_or_used() {
     );
 }
 
-/// Issue 24, item 1: two modules taking turns through the wrapper, with a
+/// Two modules taking turns through the wrapper, with a
 /// plain go command between them: each module holds exactly the entries
 /// its own commands made (the test's walk before and after each), and
 /// what the plain command made, which the next hook finds, is credited to
@@ -611,7 +611,7 @@ fn modules_taking_turns_hold_what_their_own_commands_made() {
     );
 }
 
-/// Issue 13, item 10: `stats --zero` forgets hit counts, saying how many.
+/// `stats --zero` forgets hit counts, saying how many.
 #[test]
 fn stats_zero_forgets_hits_and_says_how_many() {
     let sb = Sandbox::with_template();
@@ -631,7 +631,7 @@ fn stats_zero_forgets_hits_and_says_how_many() {
     );
 }
 
-/// Issue 13, item 10: `gocache dir` prints the cache (or the index), as
+/// `gocache dir` prints the cache (or the index), as
 /// `uv cache dir` does, whether or not it exists yet.
 #[test]
 fn dir_prints_the_cache_and_the_index() {
@@ -670,7 +670,7 @@ fn dir_prints_the_cache_and_the_index() {
     assert_eq!(out.status.code(), Some(2));
 }
 
-/// Issue 13, item 12: `trim --json`'s plan keys bytes by rule in
+/// `trim --json`'s plan keys bytes by rule in
 /// `by_rule_bytes`, every rule present; `by_rule`, the list, stays for a
 /// release.
 #[test]
@@ -705,7 +705,7 @@ fn trim_json_keys_bytes_by_rule_and_keeps_the_old_list() {
     }
 }
 
-/// Issue 25, item 4: with no limit set, what is not met is a default age
+/// With no limit set, what is not met is a default age
 /// rule, and stats names it, with where it came from, in the report and
 /// in `--json` alike: `met` is false exactly when `unmet` lists something.
 #[test]

@@ -539,7 +539,7 @@ fn the_eviction_policy_is_stored_with_the_limits_and_gdsf_trims_big_entries_firs
     run_ok(sb.go(["build", "fmt", "net/url"]));
 }
 
-/// Issue 25, item 7: cron mails what a job prints, and `-q` keeps the
+/// Cron mails what a job prints, and `-q` keeps the
 /// mail to what needs a look: a trim that leaves a limit unmet (exit 3)
 /// says which in one line on stderr, even with `-q`; one that meets them
 /// prints nothing, and neither does a dry run.
@@ -602,7 +602,7 @@ fn human(bytes: u64) -> String {
     humansize::format_size(bytes, humansize::BINARY)
 }
 
-/// Issue 24, item 4: `trim --budget 0B` on a cache a build has just used.
+/// `trim --budget 0B` on a cache a build has just used.
 /// Everything outside the grace period goes in a first round, and a second
 /// finds nothing more: the report still says what was removed and by which
 /// rule, names what is left with its bytes (mostly entries inside the

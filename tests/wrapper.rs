@@ -313,7 +313,7 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// Regression test for issue 13, defect 1: installed as `go`, gocache ran
+/// Installed as `go`, gocache ran
 /// itself without end (about 640 execve a second) when a `go` earlier on
 /// PATH was a script running `exec gocache go "$@"`, or a copy of gocache.
 #[test]
@@ -460,7 +460,7 @@ fn a_go_on_path_that_is_gocache_is_passed_over_and_never_runs_in_a_loop() {
     assert!(err.contains("exec gocache go"), "{err}");
 }
 
-/// Regression test for issue 13, defect 2: with `alias go='gocache go'`,
+/// With `alias go='gocache go'`,
 /// `go -h` printed gocache's help and `-q` was taken by gocache.
 #[test]
 fn everything_after_go_reaches_the_real_go_untouched() {
