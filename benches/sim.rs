@@ -16,15 +16,15 @@ fn bench(c: &mut Criterion) {
     });
     let w = Workload::from_traces(&[trace]);
     let unbounded = {
-        let mut p = PolicyName::Lru.build(&w, u64::MAX).unwrap();
+        let mut p = PolicyName::LruGroups.build(&w, u64::MAX).unwrap();
         replay::replay(&w, p.as_mut(), u64::MAX, &|_| {})
     };
     let budget = unbounded.peak_bytes / 5;
     for p in [
-        PolicyName::Lru,
+        PolicyName::LruGroups,
         PolicyName::LruActions,
-        PolicyName::GdCost,
-        PolicyName::TrimGdsf,
+        PolicyName::GdCostClassic,
+        PolicyName::Gdsf,
         PolicyName::Belady,
     ] {
         g.bench_function(format!("replay {p} at 20%"), |b| {

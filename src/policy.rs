@@ -64,7 +64,7 @@
 //!   member; GOCACHEPROG counts every hit, the wrapper only the programs
 //!   it starts, and the hook after plain go, `ci end` and a cron trim
 //!   none: there every build group has 0, and `gdsf` is GreedyDual-Size,
-//!   which `gocache simulate` replays as `trim-gds`);
+//!   which `gocache simulate` replays as `gds`);
 //! - `cost`: 1 under `gdsf` (GreedyDual-Size-Frequency, Cherkasova 1998:
 //!   small, often used entries first); under `gd-cost` the rebuild seconds,
 //!   measured where the caller has them (the trace's puts, the most of the
@@ -80,7 +80,7 @@
 //! Ties (and in a plan by runs, the run first) fall back to the LRU order.
 //! Everything else (garbage, runs, ages, protection, the grouping) is the
 //! same under all three. `gocache simulate` replays exactly this batch form
-//! as `trim-lru`, `trim-gdsf` and `trim-gd-cost`.
+//! under the same names, `lru`, `gdsf` and `gd-cost`.
 //!
 //! # Runs
 //!

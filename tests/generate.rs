@@ -132,7 +132,15 @@ fn completions_offer_closed_values_and_one_line_descriptions() {
         "lru gdsf gd-cost"
     );
     let sim = complete("gocache simulate --policy ''", 3);
-    for p in ["lru-actions", "trim-gdsf", "go-age", "belady", "bound"] {
+    for p in [
+        "lru",
+        "gdsf",
+        "gd-cost",
+        "lru-actions",
+        "go-age",
+        "belady",
+        "bound",
+    ] {
         assert!(sim.split_whitespace().any(|w| w == p), "{p}: {sim}");
     }
     assert!(!sim.contains("gocache.bash"), "file names: {sim}");

@@ -47,13 +47,13 @@ fn a_saved_trace_replays_to_the_same_report_and_the_plot_is_drawn() {
         names,
         [
             "lru",
-            "lru-actions",
             "gdsf",
             "gd-cost",
-            "trim-lru",
-            "trim-gdsf",
-            "trim-gds",
-            "trim-gd-cost",
+            "gds",
+            "lru-groups",
+            "lru-actions",
+            "gdsf-classic",
+            "gd-cost-classic",
             "go-age",
             "belady",
             "lower",
@@ -73,7 +73,7 @@ fn a_saved_trace_replays_to_the_same_report_and_the_plot_is_drawn() {
         // the unbounded cache.
         let peak = r["peak_bytes"].as_u64().unwrap();
         let saved = r["saved_s"].as_f64().unwrap();
-        if r["policy"].as_str().unwrap().starts_with("trim-") {
+        if ["lru", "gdsf", "gd-cost", "gds"].contains(&r["policy"].as_str().unwrap()) {
             assert!(
                 peak <= b["unbounded"]["peak_bytes"].as_u64().unwrap(),
                 "{r}"
@@ -90,8 +90,9 @@ fn a_saved_trace_replays_to_the_same_report_and_the_plot_is_drawn() {
     let svg = std::fs::read_to_string(dir.path().join("p.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
     for label in [
-        "lru-actions (trim)",
-        "gd-cost",
+        "lru (as trim)",
+        "lru-actions",
+        "gd-cost-classic",
         "bound (PFOO-L)",
         "lower (feasible offline)",
         "rebuild seconds saved",

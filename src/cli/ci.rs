@@ -113,7 +113,7 @@ struct EndArgs {
     /// [env: GOCACHE_POLICY]
     ///
     /// See `gocache help limits`. ci end counts no hits, so under plain go
-    /// gdsf takes the biggest first: `gocache simulate --policy trim-gds`
+    /// gdsf takes the biggest first: `gocache simulate --policy gds`
     /// replays that.
     #[arg(long, value_name = "POLICY", value_parser = eviction_parser(),
           help_heading = heading::LIMITS)]

@@ -18,17 +18,17 @@ use gocache::trace::schema::{self as trace, Trace};
 /// unbounded cache. Percent budgets are of the unbounded footprint (the
 /// most an unbounded cache holds over the trace).
 ///
-/// Policies: lru (trim's former grouping: an output with the actions
-/// naming it, by the newest use), lru-actions (trim's: old action entries
-/// also leave on their own), gdsf,
-/// gd-cost (GreedyDual weighted by rebuild seconds), trim-lru, trim-gdsf
-/// and trim-gd-cost (what `gocache trim --policy lru|gdsf|gd-cost` ships:
-/// the same orders in the real trim's batch form, planned once over budget
-/// and evicting whole groups to 90% of it; hits as `gocache prog` counts
-/// them), trim-gds (trim-gdsf with every hit count at 0: what `--policy
-/// gdsf` does under the hook after plain go commands, `ci end` or a cron
-/// trim, which count no hits of build entries), go-age (Go's own
-/// 5-day rule; no size limit), belady (offline: the farthest next use),
+/// Policies, by the names `gocache trim --policy` takes for the same
+/// behaviour: lru, gdsf and gd-cost (what trim ships, in its batch form:
+/// planned once over budget, evicting whole groups, an output with the
+/// actions naming it, to 90% of it; hits as `gocache prog` counts them),
+/// gds (gdsf with every hit count at 0: what `--policy gdsf` does under
+/// the hook after plain go commands, `ci end` or a cron trim, which count
+/// no hits of build entries). For comparison, the textbook forms, one
+/// victim at a time the moment the cache is over budget: lru-groups,
+/// lru-actions (action entries leave on their own), gdsf-classic and
+/// gd-cost-classic (GreedyDual weighted by rebuild seconds); go-age (Go's
+/// own 5-day rule; no size limit), belady (offline: the farthest next use),
 /// lower (offline: the better of belady and a greedy feasible schedule,
 /// by rebuild seconds: the optimum saves at least this much) and bound
 /// (the PFOO-L upper bound of Berger et al., SIGMETRICS 2018: no policy

@@ -1,4 +1,4 @@
-//! `trim-lru`, `trim-gdsf`, `trim-gds` and `trim-gd-cost`: the real trim's
+//! `lru`, `gdsf`, `gds` and `gd-cost`: the real trim's
 //! orders, replayed in their batch form.
 //!
 //! The other policies evict one entry at a time, the moment the cache is
@@ -13,12 +13,12 @@
 //! has them, else [`estimate_cost`] from kind and size, as the real trim
 //! does, not the simulator's fitted estimate). `hits` are the hits since
 //! the entry was stored, as the index counts them for `gocache prog`; for
-//! `trim-gds` every hit count is 0, as the index has them when only the
+//! `gds` every hit count is 0, as the index has them when only the
 //! hook (`gocache hook` after plain go commands), `gocache ci end` or a
 //! cron `gocache trim` see the cache: none of them counts a use of a build
 //! entry (`ci end` marks runs, not hits). The hook run by `gocache go`
 //! counts the programs it starts (`go run`, `go tool`) and nothing else;
-//! `trim-gds` leaves those at 0 too. So
+//! `gds` leaves those at 0 too. So
 //! what `gocache simulate` reports for them is what shipping the policy
 //! gives, but for what the simulator leaves out everywhere: age limits,
 //! and the split of old actions from their group (which takes an hour

@@ -11,8 +11,8 @@
 //! - [`policies`]: the policies behind one trait: `trim`'s LRU before and
 //!   after the grouping fix (actions ordered one by one), Go's age rule, GDSF, a
 //!   GreedyDual weighted by rebuild cost, and Belady's MIN (offline).
-//! - `batch`: the real trim's order in its batch form (`trim-lru`,
-//!   `trim-gdsf`, `trim-gds`, `trim-gd-cost`), with `policy`'s own
+//! - `batch`: the real trim's order in its batch form (`lru`,
+//!   `gdsf`, `gds`, `gd-cost`: the names `gocache trim --policy` takes), with `policy`'s own
 //!   functions.
 //! - [`bound`]: the PFOO-L upper bound (Berger et al., SIGMETRICS 2018).
 //! - [`schedule`]: the lower bracket, a feasible offline schedule, so
@@ -32,8 +32,8 @@
 //! The cache holds action entries (one block each) naming outputs (their
 //! allocated bytes); an output no cached action names is gone (Go cannot
 //! reach it, and `trim` removes it as garbage). The budget is enforced
-//! after every request. The batch policies (`trim-*`, the real trim's
-//! orders) also keep what the real trim protects: nothing used within the
+//! after every request. The batch policies (`lru`, `gdsf`, `gds`,
+//! `gd-cost`: the real trim's orders) also keep what the real trim protects: nothing used within the
 //! default protection window (grace 1 h plus Go's 1 h mtime lag), which
 //! covers what a live go command was handed, so the cache may stay over
 //! budget while a command's working set exceeds it; they evict in batches

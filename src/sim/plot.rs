@@ -21,16 +21,16 @@ const BOTTOM: f64 = 400.0;
 
 fn style(p: PolicyName) -> (&'static str, &'static str) {
     match p {
-        PolicyName::Lru => ("#0072B2", ""),
+        PolicyName::LruGroups => ("#0072B2", ""),
         PolicyName::LruActions => ("#56B4E9", ""),
-        PolicyName::Gdsf => ("#009E73", ""),
-        PolicyName::GdCost => ("#D55E00", ""),
+        PolicyName::GdsfClassic => ("#009E73", ""),
+        PolicyName::GdCostClassic => ("#D55E00", ""),
         PolicyName::GoAge => ("#E69F00", "2 4"),
         PolicyName::Belady => ("#CC79A7", "7 4"),
-        PolicyName::TrimLru => ("#0072B2", "4 2"),
-        PolicyName::TrimGdsf => ("#009E73", "4 2"),
-        PolicyName::TrimGds => ("#009E73", "1 2"),
-        PolicyName::TrimGdCost => ("#D55E00", "4 2"),
+        PolicyName::Lru => ("#0072B2", "4 2"),
+        PolicyName::Gdsf => ("#009E73", "4 2"),
+        PolicyName::Gds => ("#009E73", "1 2"),
+        PolicyName::GdCost => ("#D55E00", "4 2"),
         PolicyName::Lower => ("#555555", "2 3"),
         PolicyName::Bound => ("#000000", "7 4"),
     }
@@ -38,16 +38,16 @@ fn style(p: PolicyName) -> (&'static str, &'static str) {
 
 fn label(p: PolicyName) -> &'static str {
     match p {
-        PolicyName::Lru => "lru (former trim)",
-        PolicyName::LruActions => "lru-actions (trim)",
-        PolicyName::Gdsf => "gdsf",
-        PolicyName::GdCost => "gd-cost",
+        PolicyName::LruGroups => "lru-groups",
+        PolicyName::LruActions => "lru-actions",
+        PolicyName::GdsfClassic => "gdsf-classic",
+        PolicyName::GdCostClassic => "gd-cost-classic",
         PolicyName::GoAge => "go-age (no limit)",
         PolicyName::Belady => "belady (offline)",
-        PolicyName::TrimLru => "trim-lru (batch)",
-        PolicyName::TrimGdsf => "trim-gdsf (batch)",
-        PolicyName::TrimGds => "trim-gds (batch, no hits)",
-        PolicyName::TrimGdCost => "trim-gd-cost (batch)",
+        PolicyName::Lru => "lru (as trim)",
+        PolicyName::Gdsf => "gdsf (as trim)",
+        PolicyName::Gds => "gds (trim's gdsf, no hits)",
+        PolicyName::GdCost => "gd-cost (as trim)",
         PolicyName::Lower => "lower (feasible offline)",
         PolicyName::Bound => "bound (PFOO-L)",
     }
@@ -255,9 +255,9 @@ fn frame(o: &mut String, axes: &Axes, report: &Report, title: &str) {
     );
 }
 
-/// lru is drawn wide, under lru-actions: the two often coincide.
+/// lru-groups is drawn wide, under lru-actions: the two often coincide.
 fn line_width(p: PolicyName) -> u32 {
-    if p == PolicyName::Lru { 5 } else { 2 }
+    if p == PolicyName::LruGroups { 5 } else { 2 }
 }
 
 /// The attribute that dashes a line (none for a solid one).

@@ -6,25 +6,30 @@
 //! O(log n): millions of requests replay in seconds. Policies never read
 //! a clock: every call carries the request's time and index.
 //!
+//! The first four are what `gocache trim --policy NAME` does, under the
+//! same names: a user comparing `simulate` with `trim` reads the same
+//! name for the same behaviour. The `-classic`, `-groups` and `-actions`
+//! ones are the textbook forms, for comparison.
+//!
 //! | name | what it evicts first |
 //! | --- | --- |
-//! | `lru` | `gocache trim`'s former grouping (before actions were ordered one by one): the least recently used *group*, an output with every action naming it, whose last use is the newest of its members' |
-//! | `lru-actions` | `gocache trim` as it is: the least recently used action entry, alone; an output leaves with the last action naming it |
+//! | `lru` | `gocache trim --policy lru` in its batch form ([`super::batch`]): once over budget, whole groups (an output with every action naming it) by their newest use, down to 90% of the budget |
+//! | `gdsf` | `gocache trim --policy gdsf` in its batch form: groups by `L + (hits + 1) / MiB` |
+//! | `gd-cost` | `gocache trim --policy gd-cost` in its batch form: groups by `L + (hits + 1) × seconds / MiB`, measured or estimated as the real trim has them |
+//! | `gds` | `gocache trim --policy gdsf` where no hits are counted (the hook after plain go commands, `ci end`, a cron trim): `gdsf` with every hit count at 0, GreedyDual-Size: groups by `L + 1 / MiB` |
+//! | `lru-groups` | the textbook LRU over groups, evicting one group at a time the moment the cache is over budget |
+//! | `lru-actions` | the textbook LRU over action entries, one at a time; an output leaves with the last action naming it |
+//! | `gdsf-classic` | GreedyDual-Size-Frequency (Cherkasova 1998), one entry at a time: the least `L + hits × 1 / size`, for object hits |
+//! | `gd-cost-classic` | the same with rebuild seconds as the cost: the least `L + hits × seconds / size` |
 //! | `go-age` | Go's own trim: at most once a day, everything unused for 5 days and an hour; no size limit |
-//! | `gdsf` | GreedyDual-Size-Frequency (Cherkasova 1998): the least `L + hits × 1 / size`, for object hits |
-//! | `gd-cost` | the same with rebuild seconds as the cost: the least `L + hits × seconds / size` |
 //! | `belady` | offline: the action whose next request is farthest (Belady's MIN, evicting until the bytes fit); a practical reference, not a bound, with sizes |
-//! | `trim-lru` | `gocache trim --policy lru` in its batch form ([`super::batch`]): once over budget, whole groups by their newest use down to 90% of it |
-//! | `trim-gdsf` | `gocache trim --policy gdsf` in its batch form: groups by `L + (hits + 1) / MiB` |
-//! | `trim-gds` | `gocache trim --policy gdsf` where no hits are counted (the hook after plain go commands, `ci end`, a cron trim): `trim-gdsf` with every hit count at 0, GreedyDual-Size: groups by `L + 1 / MiB` |
-//! | `trim-gd-cost` | `gocache trim --policy gd-cost` in its batch form: groups by `L + (hits + 1) × seconds / MiB`, measured or estimated as the real trim has them |
 //! | `lower` | offline: the lower bracket on the optimum, the better of `belady` and a greedy feasible schedule ([`super::schedule`]) |
 //!
 //! `lru-actions` orders actions by their exact last use; `policy::plan`
 //! counts uses under an hour apart as one (Go's mtime resolution), which a
 //! trace of exact uses does not need.
 //!
-//! In the GreedyDual policies `L` is the priority of the last victim (it
+//! In the classic GreedyDual policies `L` is the priority of the last victim (it
 //! ages what stays), `hits` counts requests since the entry came in, and
 //! `size` is the action's block plus its output's bytes.
 
@@ -39,24 +44,25 @@ use crate::limits::Eviction;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PolicyName {
-    /// Today's LRU over groups.
+    /// `gocache trim --policy lru`: LRU over groups, in batch form.
     Lru,
-    /// LRU over action entries.
+    /// `gocache trim --policy gdsf`, in batch form.
+    Gdsf,
+    /// `gocache trim --policy gd-cost`, in batch form.
+    GdCost,
+    /// `gocache trim --policy gdsf` where no hits are counted: every hit
+    /// count at 0 (GreedyDual-Size), in batch form.
+    Gds,
+    /// The textbook LRU over groups, one victim at a time.
+    LruGroups,
+    /// The textbook LRU over action entries, one victim at a time.
     LruActions,
+    /// The textbook GreedyDual-Size-Frequency, one victim at a time.
+    GdsfClassic,
+    /// The textbook GreedyDual weighted by rebuild seconds.
+    GdCostClassic,
     /// Go's own 5-day rule.
     GoAge,
-    /// GreedyDual-Size-Frequency.
-    Gdsf,
-    /// GreedyDual weighted by rebuild seconds.
-    GdCost,
-    /// The real trim's LRU over groups, in batch form.
-    TrimLru,
-    /// The real trim's `gdsf`, in batch form.
-    TrimGdsf,
-    /// The real trim's `gdsf` with every hit count at 0, in batch form.
-    TrimGds,
-    /// The real trim's `gd-cost`, in batch form.
-    TrimGdCost,
     /// Belady's MIN, evicting until the bytes fit (offline).
     Belady,
     /// The lower bracket on the offline optimum: the better of a greedy
@@ -70,13 +76,13 @@ impl PolicyName {
     /// All of them, in report order.
     pub const ALL: [PolicyName; 12] = [
         PolicyName::Lru,
-        PolicyName::LruActions,
         PolicyName::Gdsf,
         PolicyName::GdCost,
-        PolicyName::TrimLru,
-        PolicyName::TrimGdsf,
-        PolicyName::TrimGds,
-        PolicyName::TrimGdCost,
+        PolicyName::Gds,
+        PolicyName::LruGroups,
+        PolicyName::LruActions,
+        PolicyName::GdsfClassic,
+        PolicyName::GdCostClassic,
         PolicyName::GoAge,
         PolicyName::Belady,
         PolicyName::Lower,
@@ -86,15 +92,15 @@ impl PolicyName {
     /// The name on the command line and in JSON.
     pub fn as_str(self) -> &'static str {
         match self {
-            PolicyName::Lru => "lru",
+            PolicyName::LruGroups => "lru-groups",
             PolicyName::LruActions => "lru-actions",
             PolicyName::GoAge => "go-age",
+            PolicyName::GdsfClassic => "gdsf-classic",
+            PolicyName::GdCostClassic => "gd-cost-classic",
+            PolicyName::Lru => "lru",
             PolicyName::Gdsf => "gdsf",
+            PolicyName::Gds => "gds",
             PolicyName::GdCost => "gd-cost",
-            PolicyName::TrimLru => "trim-lru",
-            PolicyName::TrimGdsf => "trim-gdsf",
-            PolicyName::TrimGds => "trim-gds",
-            PolicyName::TrimGdCost => "trim-gd-cost",
             PolicyName::Belady => "belady",
             PolicyName::Lower => "lower",
             PolicyName::Bound => "bound",
@@ -144,15 +150,15 @@ impl PolicyName {
             }
         };
         Some(match self {
-            PolicyName::Lru => Box::new(LruGroups(Heap::new(no))),
+            PolicyName::LruGroups => Box::new(LruGroups(Heap::new(no))),
             PolicyName::LruActions => Box::new(LruActions(Heap::new(na))),
             PolicyName::GoAge => Box::new(GoAge::new(na)),
-            PolicyName::Gdsf => Box::new(GreedyDual::new(na, false)),
-            PolicyName::GdCost => Box::new(GreedyDual::new(na, true)),
-            PolicyName::TrimLru => Box::new(batch(Eviction::Lru)),
-            PolicyName::TrimGdsf => Box::new(batch(Eviction::Gdsf)),
-            PolicyName::TrimGds => Box::new(batch(Eviction::Gdsf).without_hits()),
-            PolicyName::TrimGdCost => Box::new(batch(Eviction::GdCost)),
+            PolicyName::GdsfClassic => Box::new(GreedyDual::new(na, false)),
+            PolicyName::GdCostClassic => Box::new(GreedyDual::new(na, true)),
+            PolicyName::Lru => Box::new(batch(Eviction::Lru)),
+            PolicyName::Gdsf => Box::new(batch(Eviction::Gdsf)),
+            PolicyName::Gds => Box::new(batch(Eviction::Gdsf).without_hits()),
+            PolicyName::GdCost => Box::new(batch(Eviction::GdCost)),
             PolicyName::Belady => Box::new(Belady(Heap::new(na))),
             PolicyName::Lower | PolicyName::Bound => return None,
         })
@@ -165,7 +171,7 @@ impl std::fmt::Display for PolicyName {
     }
 }
 
-/// `lru`: groups keyed by the last request naming their output.
+/// `lru-groups`: groups keyed by the last request naming their output.
 struct LruGroups(Heap<u32>);
 
 impl Policy for LruGroups {
@@ -261,7 +267,7 @@ impl Policy for GoAge {
     }
 }
 
-/// `gdsf` and `gd-cost`.
+/// `gdsf-classic` and `gd-cost-classic`.
 struct GreedyDual {
     heap: Heap<(Prio, u32)>,
     hits: Vec<u32>,

@@ -55,7 +55,7 @@ fn lru_on_a_cycle_larger_than_the_budget_hits_nothing() {
     let w = lookups(&order, |k| k, |_| 4096, |_| 1.0);
     assert_eq!(w.summary.trace_hits, 40);
     let r = sim(&w, &[9 * 8192], &PolicyName::ALL);
-    assert_eq!(hits(&r, 0, PolicyName::Lru), 0);
+    assert_eq!(hits(&r, 0, PolicyName::LruGroups), 0);
     assert_eq!(hits(&r, 0, PolicyName::LruActions), 0);
     // Belady keeps 8 of the 10 across each lap: 8 hits a lap after the
     // first, and the first lap's eviction keeps one more.
@@ -79,12 +79,12 @@ fn a_cost_aware_policy_keeps_the_one_expensive_entry() {
     );
     let r = sim(&w, &[9 * 8192], &PolicyName::ALL);
     let saved = |p| r.row(0, p).unwrap().outcome.saved_s;
-    assert_eq!(hits(&r, 0, PolicyName::Lru), 0);
-    assert!(saved(PolicyName::GdCost) >= 19.0 * 60.0, "{r:#?}");
-    assert!(saved(PolicyName::Gdsf) < saved(PolicyName::GdCost));
-    assert!(saved(PolicyName::Bound) >= saved(PolicyName::GdCost));
-    let lost = r.row(0, PolicyName::GdCost).unwrap().lost_s;
-    assert!((lost - (r.unbounded.saved_s - saved(PolicyName::GdCost))).abs() < 1e-9);
+    assert_eq!(hits(&r, 0, PolicyName::LruGroups), 0);
+    assert!(saved(PolicyName::GdCostClassic) >= 19.0 * 60.0, "{r:#?}");
+    assert!(saved(PolicyName::GdsfClassic) < saved(PolicyName::GdCostClassic));
+    assert!(saved(PolicyName::Bound) >= saved(PolicyName::GdCostClassic));
+    let lost = r.row(0, PolicyName::GdCostClassic).unwrap().lost_s;
+    assert!((lost - (r.unbounded.saved_s - saved(PolicyName::GdCostClassic))).abs() < 1e-9);
 }
 
 #[test]
@@ -139,10 +139,10 @@ fn random(seed: u64, n: u64, len: usize, shared: bool, sizes: bool) -> Workload 
 #[test]
 fn belady_is_never_beaten_with_equal_sizes_nor_the_bound_ever() {
     let online = [
-        PolicyName::Lru,
+        PolicyName::LruGroups,
         PolicyName::LruActions,
-        PolicyName::Gdsf,
-        PolicyName::GdCost,
+        PolicyName::GdsfClassic,
+        PolicyName::GdCostClassic,
     ];
     for seed in 0..12 {
         let w = random(seed, 60, 1500, false, false);
@@ -216,10 +216,10 @@ fn go_age_drops_what_went_unused_for_five_days_at_its_daily_trim() {
 }
 
 #[test]
-fn lru_keeps_an_old_action_whose_output_is_in_use_and_lru_actions_does_not() {
+fn lru_groups_keeps_an_old_action_whose_output_is_in_use_and_lru_actions_does_not() {
     // Actions 0..8 name one empty output; 0 is used once, long ago, the
     // others all the time; entry 9 (40 KiB) comes and goes. With room for
-    // everything but one action block, `lru` evicts 9 (its group is older
+    // everything but one action block, `lru-groups` evicts 9 (its group is older
     // than the shared output's) and `lru-actions` evicts action 0.
     let mut order: Vec<u64> = vec![0, 9];
     order.extend((0..30).flat_map(|i| [1 + i % 8, 9]));
@@ -233,10 +233,10 @@ fn lru_keeps_an_old_action_whose_output_is_in_use_and_lru_actions_does_not() {
     let r = sim(
         &w,
         &[fp - BLOCK],
-        &[PolicyName::Lru, PolicyName::LruActions],
+        &[PolicyName::LruGroups, PolicyName::LruActions],
     );
     let (lru, split) = (
-        r.row(0, PolicyName::Lru).unwrap().outcome,
+        r.row(0, PolicyName::LruGroups).unwrap().outcome,
         r.row(0, PolicyName::LruActions).unwrap().outcome,
     );
     assert!(split.hits > lru.hits, "{lru:?} {split:?}");
@@ -401,8 +401,8 @@ fn plan_victims(w: &Workload, puts: &[(u64, u64)], budget: u64) -> (Vec<u32>, Ve
 #[test]
 fn the_simulators_lru_actions_evicts_what_policy_plan_evicts() {
     // Since the grouping fix (actions ordered one by one), `policy::plan` evicts old action
-    // entries on their own: the simulator's `lru-actions`. Its `lru` keeps
-    // the grouping from before, and must differ somewhere.
+    // entries on their own: the simulator's `lru-actions`. Its `lru-groups`
+    // keeps the grouping from before, and must differ somewhere.
     let mut differs = 0;
     for seed in 0..40 {
         let (w, puts) = random_cache(seed);
@@ -414,7 +414,7 @@ fn the_simulators_lru_actions_evicts_what_policy_plan_evicts() {
                 plan,
                 "seed {seed}, budget {budget} of {fp}"
             );
-            differs += usize::from(victims_at_end(&w, PolicyName::Lru, budget) != plan);
+            differs += usize::from(victims_at_end(&w, PolicyName::LruGroups, budget) != plan);
         }
     }
     assert!(differs > 10, "{differs}");
@@ -461,8 +461,8 @@ fn an_action_stored_again_names_its_new_output() {
         Event::get_hit(4, TraceId(1), TraceId(10), 40_960),
     ];
     let w = Workload::from_events(BLOCK, ev.iter());
-    let r = sim(&w, &[1 << 20], &[PolicyName::Lru, PolicyName::Belady]);
-    for p in [PolicyName::Lru, PolicyName::Belady] {
+    let r = sim(&w, &[1 << 20], &[PolicyName::LruGroups, PolicyName::Belady]);
+    for p in [PolicyName::LruGroups, PolicyName::Belady] {
         // The last lookup names output 10 again: the cache now holds 11.
         assert_eq!(hits(&r, 0, p), 1, "{p}");
     }
@@ -531,8 +531,8 @@ fn the_lower_bracket_is_feasible_and_between_belady_and_the_bound() {
 
 #[test]
 fn the_simulators_batch_policies_evict_what_policy_plan_evicts() {
-    // `trim-lru`, `trim-gdsf` and `trim-gd-cost` are what `gocache trim
-    // --policy` ships: on the same cache (lookups with hits, outputs
+    // `lru`, `gdsf` and `gd-cost` are what `gocache trim --policy` ships
+    // under the same names: on the same cache (lookups with hits, outputs
     // shared, measured costs, all within an hour so that no action is
     // split off its group), they choose what `policy::plan_with` chooses
     // under the budget scaled to the headroom, as the hook trims.
@@ -620,11 +620,14 @@ fn the_simulators_batch_policies_evict_what_policy_plan_evicts() {
         let fp = simulate(&w, &[], &[], 1, &Silent).unbounded.peak_bytes;
         for budget in [fp / 4, fp / 2, fp - 1] {
             let mut by_kind = Vec::new();
+            // The simulator's policy is found by the name trim takes:
+            // the same name must mean the same behaviour.
+            let by_trims_name = |k: Eviction| PolicyName::parse(k.as_str()).unwrap();
             for (kind, name, entries) in [
-                (Eviction::Lru, PolicyName::TrimLru, &entries),
-                (Eviction::Gdsf, PolicyName::TrimGdsf, &entries),
-                (Eviction::GdCost, PolicyName::TrimGdCost, &entries),
-                (Eviction::Gdsf, PolicyName::TrimGds, &unhit),
+                (Eviction::Lru, by_trims_name(Eviction::Lru), &entries),
+                (Eviction::Gdsf, by_trims_name(Eviction::Gdsf), &entries),
+                (Eviction::GdCost, by_trims_name(Eviction::GdCost), &entries),
+                (Eviction::Gdsf, PolicyName::Gds, &unhit),
             ] {
                 let limits = crate::limits::Limits {
                     budget: Some((budget as f64 * crate::policy::HEADROOM) as u64),
@@ -676,14 +679,14 @@ fn the_simulators_batch_policies_evict_what_policy_plan_evicts() {
 }
 
 #[test]
-fn trim_gds_is_gdsf_as_the_hook_and_ci_end_run_it_with_no_hits_counted() {
+fn gds_is_gdsf_as_the_hook_and_ci_end_run_it_with_no_hits_counted() {
     // A (a 40 KiB output) is used 11 times; then B, C and D (4 KiB each)
     // once each, with room for A and two of them; then A again. At D the
     // cache is over budget and one batch evicts down to 90% of it.
-    // trim-gdsf, with A's 10 hits: A's priority (10 + 1) / 44 KiB beats
-    // the small ones' 1 / 8 KiB, so B and C go and A hits. trim-gds, with
+    // gdsf, with A's 10 hits: A's priority (10 + 1) / 44 KiB beats
+    // the small ones' 1 / 8 KiB, so B and C go and A hits. gds, with
     // every count at 0 as the hook and `ci end` record them: 1 / 44 KiB is
-    // the lowest, A goes (as under trim-lru, A being the oldest) and
+    // the lowest, A goes (as under lru, A being the oldest) and
     // misses.
     let (a, b, c, d) = (0, 1, 2, 3);
     let mut order = vec![a; 11];
@@ -698,23 +701,19 @@ fn trim_gds_is_gdsf_as_the_hook_and_ci_end_run_it_with_no_hits_counted() {
     let r = sim(
         &w,
         &[budget],
-        &[
-            PolicyName::TrimLru,
-            PolicyName::TrimGdsf,
-            PolicyName::TrimGds,
-        ],
+        &[PolicyName::Lru, PolicyName::Gdsf, PolicyName::Gds],
     );
-    assert_eq!(hits(&r, 0, PolicyName::TrimGdsf), 11);
-    assert_eq!(hits(&r, 0, PolicyName::TrimGds), 10);
-    assert_eq!(hits(&r, 0, PolicyName::TrimLru), 10);
+    assert_eq!(hits(&r, 0, PolicyName::Gdsf), 11);
+    assert_eq!(hits(&r, 0, PolicyName::Gds), 10);
+    assert_eq!(hits(&r, 0, PolicyName::Lru), 10);
     // What each batch evicted (in dense ids: actions and outputs are
     // numbered as first seen, a, b, c, d).
     assert_eq!(
-        victims_at_end(&w, PolicyName::TrimGdsf, budget),
+        victims_at_end(&w, PolicyName::Gdsf, budget),
         (vec![1, 2], vec![1, 2])
     );
     assert_eq!(
-        victims_at_end(&w, PolicyName::TrimGds, budget),
+        victims_at_end(&w, PolicyName::Gds, budget),
         (vec![0], vec![0])
     );
 }
@@ -754,11 +753,7 @@ fn the_batch_policies_never_take_what_the_protection_window_covers() {
     ev.push(Event::get_hit(2 * H + 1_900, c, c, BLOCK));
     let w = Workload::from_events(BLOCK, ev.iter());
     let budget = 2 * 2 * BLOCK;
-    for name in [
-        PolicyName::TrimLru,
-        PolicyName::TrimGdsf,
-        PolicyName::TrimGdCost,
-    ] {
+    for name in [PolicyName::Lru, PolicyName::Gdsf, PolicyName::GdCost] {
         let mut p = name.build(&w, budget).unwrap();
         let out = replay::replay(&w, &mut *p, budget, &|_| ());
         assert_eq!(
