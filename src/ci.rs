@@ -204,9 +204,9 @@ pub fn begin(
 ) -> Result<BeginReport> {
     let dir = CacheDir::open(cache_dir)?;
     let go_trim_was = read_go_trim_time(&dir);
-    let last = index.last_ci_run()?;
+    let last = index.runs().last()?;
     let abandoned = last.as_ref().filter(|r| r.ended.is_none()).map(|r| r.id);
-    let seal = index.ci_seal()?.filter(|s| {
+    let seal = index.runs().seal()?.filter(|s| {
         last.as_ref()
             .is_some_and(|r| r.id == s.run && r.ended.is_some())
     });
@@ -227,17 +227,17 @@ pub fn begin(
     };
     let synced = scan(cache_dir, index, &opts, now, reporter)?;
     let recent = match seal {
-        Some(s) if s.newest_mtime <= used_after => {
-            index.entries_newer_than(used_after, Some(&synced.rescanned))?
-        }
-        _ => index.entries_newer_than(used_after, None)?,
+        Some(s) if s.newest_mtime <= used_after => index
+            .runs()
+            .entries_newer_than(used_after, Some(&synced.rescanned))?,
+        _ => index.runs().entries_newer_than(used_after, None)?,
     };
     let mut warnings = Vec::new();
     let recent = recent.iter().map(|&(name, _, mtime)| (name, mtime));
     let (moved, _) = move_back(&dir, recent, used_after, &mut warnings);
-    index.record_backdated(&moved, used_after, now)?;
+    index.runs_mut().record_backdated(&moved, used_after, now)?;
     if seal.is_none_or(|s| s.newest_record >= now) && start != Start::New {
-        index.record_before(now)?;
+        index.runs_mut().record_before(now)?;
     }
     if let Err(e) = write_go_trim_time(&dir, now) {
         warnings.push(format!(
@@ -246,8 +246,10 @@ pub fn begin(
         ));
     }
     let restored = index.fast_totals()?;
-    let run = index.begin_run(label, now, used_after, &restored.total)?;
-    index.clear_ci_seal()?;
+    let run = index
+        .runs_mut()
+        .begin(label, now, used_after, &restored.total)?;
+    index.runs_mut().clear_seal()?;
     for w in &warnings {
         reporter.warn(w);
     }
@@ -425,8 +427,10 @@ pub fn end(
     now: UnixTime,
     reporter: &dyn Reporter,
 ) -> Result<EndReport> {
-    let run: Option<CiRun> = index.last_ci_run()?.filter(|r| r.ended.is_none());
-    let keep_from = index.keep_from(run.as_ref().map(|r| r.id), opts.keep_runs)?;
+    let run: Option<CiRun> = index.runs().last()?.filter(|r| r.ended.is_none());
+    let keep_from = index
+        .runs()
+        .keep_from(run.as_ref().map(|r| r.id), opts.keep_runs)?;
     let mut limits = opts.limits.clone();
     (limits.build_max_age, limits.exe_max_age) = (None, None);
     let runs = Runs {
@@ -495,13 +499,13 @@ pub fn end(
             newest_record: now,
         };
         report.sealed = true;
-        index.store_ci_seal(&seal)?;
+        index.runs_mut().store_seal(&seal)?;
         // The report is stored with the run, and its row is part of the
         // size it reports: store it, measure again, and store it again
         // while the figures it holds are not the ones measured after it.
         for _ in 0..3 {
             let json = serde_json::to_string(&report).expect("a report serialises to JSON");
-            index.end_run(r.id, now, &json)?;
+            index.runs_mut().end(r.id, now, &json)?;
             if !measure(cache_dir, index, &mut report)? {
                 break;
             }
@@ -597,7 +601,9 @@ impl<'r> Marking<'r> {
         };
         let moved_to = self.moved_to;
         let clock = Instant::now();
-        self.marked = ix.mark_run(run.id, run.used_after, run.started, moved_to)?;
+        self.marked = ix
+            .runs_mut()
+            .mark(run.id, run.used_after, run.started, moved_to)?;
         self.mark_seconds = clock.elapsed().as_secs_f64();
         let clock = Instant::now();
         let wanted = self.marked.recent.len();
@@ -612,7 +618,7 @@ impl<'r> Marking<'r> {
         if names.len() == wanted {
             // All of them: the rows the marking just chose, in one
             // statement (a lookup per entry costs seconds on 1M).
-            ix.record_run_moved_back(run.id, moved_to)?;
+            ix.runs_mut().record_moved_back(run.id, moved_to)?;
         } else {
             let seen: Vec<(EntryName, UnixTime)> =
                 names.into_iter().map(|n| (n, moved_to)).collect();
@@ -639,7 +645,7 @@ fn trim_and_mark(
 ) -> Result<Option<Box<TrimReport>>> {
     // The full sync (trim's, or this one's when a trim holds the lock)
     // marks the run's uses in the rows it rewrites anyway (their new
-    // mtimes); `mark_run` then writes only the rest.
+    // mtimes); `runs_mut().mark` then writes only the rest.
     index.mark_in_sync(marking.run.map(CiRun::sync_mark));
     let mut step = |dir: &CacheDir, ix: &mut Index| marking.step(dir, ix);
     let outcome = trim_by_runs(
@@ -719,6 +725,7 @@ fn settle(
 /// used them.
 fn largest_programs(index: &Index, run_id: Option<i64>) -> Result<Vec<Program>> {
     Ok(index
+        .runs()
         .largest_exes(5)?
         .into_iter()
         .map(|(e, last)| Program {
@@ -850,13 +857,16 @@ pub fn evict_first(
     now: UnixTime,
     reporter: &dyn Reporter,
 ) -> Result<Option<Evicted>> {
-    let run: Option<CiRun> = index.last_ci_run()?.filter(|r| r.ended.is_none());
-    let keep_from = index.keep_from(run.as_ref().map(|r| r.id), opts.keep_runs)?;
+    let run: Option<CiRun> = index.runs().last()?.filter(|r| r.ended.is_none());
+    let keep_from = index
+        .runs()
+        .keep_from(run.as_ref().map(|r| r.id), opts.keep_runs)?;
     let mut limits = opts.limits.clone();
     (limits.build_max_age, limits.exe_max_age) = (None, None);
     let mut step = |_: &CacheDir, ix: &mut Index| -> Result<()> {
         if let Some(run) = &run {
-            ix.mark_run(run.id, run.used_after, run.started, now - END_BACKDATE)?;
+            ix.runs_mut()
+                .mark(run.id, run.used_after, run.started, now - END_BACKDATE)?;
         }
         Ok(())
     };
@@ -901,7 +911,7 @@ fn seal(cache_dir: &Path, index: &mut Index, now: UnixTime) -> Result<u32> {
             continue; // missing (go clean -cache)
         }
         if let Ok(Some(ns)) = seal_subdir(&dir, s, was, t)
-            && index.reseal_subdir(s, was, ns)?
+            && index.runs_mut().reseal_subdir(s, was, ns)?
         {
             n += 1;
         }
@@ -1118,7 +1128,7 @@ mod tests {
             (r.used.entries, r.created.entries, r.kept.entries),
             (0, 0, 2)
         );
-        assert_eq!(ix.ci_seal().unwrap(), None);
+        assert_eq!(ix.runs().seal().unwrap(), None);
         let b = begin(c.path(), &mut ix, None, t + 60, &Silent).unwrap();
         assert_eq!((b.start, b.moved_back), (Start::Walked, 2));
     }
@@ -1302,6 +1312,6 @@ mod tests {
             "{:?}",
             r.warnings
         );
-        assert_eq!(ix.last_ci_run().unwrap().unwrap().ended, Some(t + 120));
+        assert_eq!(ix.runs().last().unwrap().unwrap().ended, Some(t + 120));
     }
 }

@@ -538,7 +538,7 @@ fn make_plan(
         // history and the rebuild seconds the trace measured.
         let clock = index.gdsf_clock()?;
         let measured = if limits.policy == crate::limits::Eviction::GdCost {
-            index.measured_costs()?
+            index.trace().measured_costs()?
         } else {
             Default::default()
         };
@@ -551,7 +551,7 @@ fn make_plan(
                 crate::policy::plan_with(&index.entries()?, None, limits, env, costs, now)
             }
             Order::Runs(runs) => {
-                let (entries, last_run) = index.entries_and_runs()?;
+                let (entries, last_run) = index.runs().entries_and_runs()?;
                 crate::policy::plan_with(&entries, Some((&last_run, runs)), limits, env, costs, now)
             }
         });
@@ -559,7 +559,7 @@ fn make_plan(
     Ok(match order {
         Order::LastUse => crate::policy::plan(&index.entries()?, limits, env, now),
         Order::Runs(runs) => {
-            let (entries, last_run) = index.entries_and_runs()?;
+            let (entries, last_run) = index.runs().entries_and_runs()?;
             plan_by_runs(&entries, &last_run, runs, limits, env, now)
         }
     })

@@ -170,7 +170,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         modules,
     } = loaded;
     fill_import_paths(&ctx, &mut stats);
-    let sessions = index.sessions(10).unwrap_or_default();
+    let sessions = index.sessions().recent(10).unwrap_or_default();
     let last_trim = index.last_trim().unwrap_or_default();
     let mut unrecorded = stats.total;
     for m in &modules {

@@ -73,7 +73,7 @@ fn export(global: &Global, args: ExportArgs) -> anyhow::Result<ExitCode> {
     let since_ms = args
         .since
         .map_or(i64::MIN, |d| ctx.now.saturating_sub(d).saturating_mul(1000));
-    let done = access.run(ctx.now, |index, _| index.trace_events(since_ms))?;
+    let done = access.run(ctx.now, |index, _| index.trace().events(since_ms))?;
     if let Some(why) = &done.fallback
         && !ctx.quiet
     {

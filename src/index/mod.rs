@@ -12,10 +12,18 @@
 //! - `read`: entries, odd items, per-subdirectory states and totals;
 //! - `write`: a sync's changes, removals by trim, uses and mtimes;
 //! - `meta`: typed values stored in the `meta` table (the stored limits);
-//! - `sessions`: `gocache prog`'s session summaries;
-//! - `modules`: which Go module added or last used each entry.
-//! - `runs`: CI runs (`gocache ci`), each entry's last run, the seal.
-//! - `trace`: the bounded trace of events (`gocache trace export`).
+//! - `modules`: which Go module added or last used each entry;
+//! - `runs`: CI runs (`gocache ci`), each entry's last run, the seal;
+//! - `trace`: the bounded trace of events (`gocache trace export`);
+//! - `sessions`: `gocache prog`'s session summaries.
+//!
+//! The entries are [`Index`]'s own methods. The features beside them are
+//! handles, so that `Index` does not grow a method per feature:
+//! [`Index::runs`], [`Index::trace`] and [`Index::sessions`] to read,
+//! their `_mut` twins to write (`index.runs_mut().end(id, now, &report)`).
+//! A handle borrows the index and holds nothing of its own; what changes
+//! how the connection itself writes (the module credited, trace
+//! recording, a sync's run marking) stays on `Index`.
 //!
 //! # Where it lives
 //!
@@ -66,7 +74,9 @@ pub use meta::LastTrim;
 pub use modules::{ModuleMap, ModuleTotals};
 pub use open::WAL_KEEP_BYTES;
 pub use recover::{Access, Fallback, Recovered, aside_path};
-pub use runs::{CiRun, CiSeal, RunMarks, SyncMark};
+pub use runs::{CiRun, CiSeal, RunMarks, Runs, SyncMark};
+pub use sessions::Sessions;
+pub use trace::Trace;
 
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: i64 = open::MIGRATIONS.len() as i64;

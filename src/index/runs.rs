@@ -72,7 +72,7 @@ pub struct SyncMark {
     pub since: UnixTime,
 }
 
-/// What `ci end`'s marking found (see [`Index::mark_run`]).
+/// What `ci end`'s marking found (see [`Runs::mark`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RunMarks {
     /// What the run used and had not made.
@@ -103,64 +103,58 @@ fn run_row(r: &rusqlite::Row) -> rusqlite::Result<CiRun> {
 }
 
 impl Index {
-    /// Records a new run, started at `started`, and returns its ordinal.
-    pub fn begin_run(
-        &mut self,
-        label: Option<&str>,
-        started: UnixTime,
-        used_after: UnixTime,
-        restored: &Bytes,
-    ) -> Result<i64> {
-        self.conn
-            .execute(
-                "INSERT INTO ci_runs (label, started, used_after, restored_entries, restored_apparent, restored_allocated)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
-                    label,
-                    started,
-                    used_after,
-                    restored.entries as i64,
-                    restored.apparent_bytes as i64,
-                    restored.allocated_bytes as i64
-                ],
-            )
-            .at(&self.path)?;
-        Ok(self.conn.last_insert_rowid())
+    /// While `mark` is set, every row a sync writes that run `mark.run`
+    /// used gets its `last_run` in the same statement, so that
+    /// [`Runs::mark`] afterwards rewrites only rows the sync did not
+    /// write. `ci end`'s full sync rewrites a row per entry the run used
+    /// (its new mtime), and marking them again in a second transaction
+    /// wrote every page of them twice (137 MB of WAL on 1M entries).
+    pub fn mark_in_sync(&mut self, mark: Option<SyncMark>) {
+        self.marking = mark;
+    }
+}
+
+/// CI runs, the seal and each entry's last run: [`Index::runs`] to
+/// read, [`Index::runs_mut`] to write. A handle borrows the index; it holds no state of its own.
+pub struct Runs<I>(I);
+
+impl Index {
+    /// CI runs, the seal and each entry's last run, to read.
+    pub fn runs(&self) -> Runs<&Index> {
+        Runs(self)
     }
 
+    /// CI runs, the seal and each entry's last run, to read and write.
+    pub fn runs_mut(&mut self) -> Runs<&mut Index> {
+        Runs(self)
+    }
+}
+
+impl<I: std::ops::Deref<Target = Index>> Runs<I> {
     /// The newest run recorded, ended or not.
-    pub fn last_ci_run(&self) -> Result<Option<CiRun>> {
-        self.conn
+    pub fn last(&self) -> Result<Option<CiRun>> {
+        self.0
+            .conn
             .query_row(
                 &format!("SELECT {RUN_COLUMNS} FROM ci_runs ORDER BY id DESC LIMIT 1"),
                 [],
                 run_row,
             )
             .optional()
-            .at(&self.path)
+            .at(&self.0.path)
     }
 
     /// The newest `limit` runs, newest first.
-    pub fn ci_runs(&self, limit: usize) -> Result<Vec<CiRun>> {
+    pub fn recent(&self, limit: usize) -> Result<Vec<CiRun>> {
         let mut stmt = self
+            .0
             .conn
             .prepare(&format!(
                 "SELECT {RUN_COLUMNS} FROM ci_runs ORDER BY id DESC LIMIT ?1"
             ))
-            .at(&self.path)?;
-        let rows = stmt.query_map([limit as i64], run_row).at(&self.path)?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().at(&self.path)
-    }
-
-    /// Records that run `id` ended at `ended`, with its report (JSON).
-    pub fn end_run(&mut self, id: i64, ended: UnixTime, report: &str) -> Result<()> {
-        self.conn
-            .execute(
-                "UPDATE ci_runs SET ended = ?2, report = ?3 WHERE id = ?1",
-                params![id, ended, report],
-            )
-            .map(drop)
-            .at(&self.path)
+            .at(&self.0.path)?;
+        let rows = stmt.query_map([limit as i64], run_row).at(&self.0.path)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().at(&self.0.path)
     }
 
     /// The oldest run an entry may have been last used by and still be
@@ -171,6 +165,7 @@ impl Index {
     pub fn keep_from(&self, current: Option<i64>, keep_runs: u32) -> Result<i64> {
         let offset = i64::from(keep_runs.max(1)) - 1;
         let found: Option<i64> = self
+            .0
             .conn
             .query_row(
                 "SELECT id FROM ci_runs WHERE ended IS NOT NULL OR id = ?1
@@ -179,50 +174,18 @@ impl Index {
                 |r| r.get(0),
             )
             .optional()
-            .at(&self.path)?;
+            .at(&self.0.path)?;
         Ok(found.unwrap_or(i64::MIN))
     }
 
     /// The seal the last `ci end` left, if it is still there.
-    pub fn ci_seal(&self) -> Result<Option<CiSeal>> {
-        match self.meta(SEAL_KEY)? {
+    pub fn seal(&self) -> Result<Option<CiSeal>> {
+        match self.0.meta(SEAL_KEY)? {
             // One that cannot be read is as good as none: the next run
             // walks the cache instead of trusting the index.
             Some(json) => Ok(serde_json::from_str(&json).ok()),
             None => Ok(None),
         }
-    }
-
-    /// Leaves `seal` for the next `ci begin`.
-    pub fn store_ci_seal(&mut self, seal: &CiSeal) -> Result<()> {
-        let json = serde_json::to_string(seal).expect("a seal serialises to JSON");
-        self.set_meta(SEAL_KEY, &json)
-    }
-
-    /// Breaks the seal: from now on the index may fall behind the disk.
-    pub fn clear_ci_seal(&mut self) -> Result<()> {
-        self.conn
-            .execute("DELETE FROM meta WHERE key = ?1", [SEAL_KEY])
-            .map(drop)
-            .at(&self.path)
-    }
-
-    /// Makes every first sighting and recorded use earlier than `t` (those
-    /// at `t` or later become `t - 1`), so that a run starting at `t` can
-    /// tell what it made and used from what was there before it. (A run
-    /// that ended in the same second, or on a machine whose clock is
-    /// ahead, may have left later ones.) Reads every row. Returns how many
-    /// changed.
-    pub fn record_before(&mut self, t: UnixTime) -> Result<u64> {
-        self.conn
-            .execute(
-                "UPDATE entries SET first_seen = min(first_seen, ?1 - 1),
-                   last_use = max(min(last_use, ?1 - 1), mtime)
-                 WHERE first_seen >= ?1 OR last_use >= ?1",
-                [t],
-            )
-            .map(|n| n as u64)
-            .at(&self.path)
     }
 
     /// Entries whose recorded mtime is newer than `mtime`, in the
@@ -234,12 +197,12 @@ impl Index {
     ) -> Result<Vec<(EntryName, Kind, UnixTime)>> {
         let mut out = Vec::new();
         let mut read = |sql: &str, p: &[&dyn rusqlite::ToSql]| -> Result<()> {
-            let mut stmt = self.conn.prepare_cached(sql).at(&self.path)?;
-            let mut rows = stmt.query(p).at(&self.path)?;
-            while let Some(r) = rows.next().at(&self.path)? {
-                let name: String = r.get(0).at(&self.path)?;
-                let kind: i64 = r.get(1).at(&self.path)?;
-                let t: i64 = r.get(2).at(&self.path)?;
+            let mut stmt = self.0.conn.prepare_cached(sql).at(&self.0.path)?;
+            let mut rows = stmt.query(p).at(&self.0.path)?;
+            while let Some(r) = rows.next().at(&self.0.path)? {
+                let name: String = r.get(0).at(&self.0.path)?;
+                let kind: i64 = r.get(1).at(&self.0.path)?;
+                let t: i64 = r.get(2).at(&self.0.path)?;
                 if let (Some(n), Some(k)) = (EntryName::parse(name.as_bytes()), Kind::from_db(kind))
                 {
                     out.push((n, k, t));
@@ -264,6 +227,102 @@ impl Index {
         Ok(out)
     }
 
+    /// Every entry, each with the last run that used it (0 when none did):
+    /// what a plan by runs reads.
+    pub fn entries_and_runs(&self) -> Result<(Vec<Entry>, Vec<i64>)> {
+        let rows = self.0.query_entries_with(
+            "SELECT name, kind, apparent, allocated, mtime, last_use, hits, first_seen, output, program, problem, last_run
+             FROM entries",
+            [],
+            |r| Ok(r.get::<_, Option<i64>>(11)?.unwrap_or(0)),
+        )?;
+        Ok(rows.into_iter().unzip())
+    }
+
+    /// The `n` largest cached executables, each with the last run that
+    /// used it.
+    pub fn largest_exes(&self, n: usize) -> Result<Vec<(Entry, Option<i64>)>> {
+        self.0.query_entries_with(
+            "SELECT name, kind, apparent, allocated, mtime, last_use, hits, first_seen, output, program, problem, last_run
+             FROM entries WHERE kind = 2 ORDER BY allocated DESC, name LIMIT ?1",
+            [n as i64],
+            |r| r.get::<_, Option<i64>>(11),
+        )
+    }
+}
+
+impl<I: std::ops::DerefMut<Target = Index>> Runs<I> {
+    /// Records a new run, started at `started`, and returns its ordinal.
+    pub fn begin(
+        &mut self,
+        label: Option<&str>,
+        started: UnixTime,
+        used_after: UnixTime,
+        restored: &Bytes,
+    ) -> Result<i64> {
+        self.0.conn
+            .execute(
+                "INSERT INTO ci_runs (label, started, used_after, restored_entries, restored_apparent, restored_allocated)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    label,
+                    started,
+                    used_after,
+                    restored.entries as i64,
+                    restored.apparent_bytes as i64,
+                    restored.allocated_bytes as i64
+                ],
+            )
+            .at(&self.0.path)?;
+        Ok(self.0.conn.last_insert_rowid())
+    }
+
+    /// Records that run `id` ended at `ended`, with its report (JSON).
+    pub fn end(&mut self, id: i64, ended: UnixTime, report: &str) -> Result<()> {
+        self.0
+            .conn
+            .execute(
+                "UPDATE ci_runs SET ended = ?2, report = ?3 WHERE id = ?1",
+                params![id, ended, report],
+            )
+            .map(drop)
+            .at(&self.0.path)
+    }
+
+    /// Leaves `seal` for the next `ci begin`.
+    pub fn store_seal(&mut self, seal: &CiSeal) -> Result<()> {
+        let json = serde_json::to_string(seal).expect("a seal serialises to JSON");
+        self.0.set_meta(SEAL_KEY, &json)
+    }
+
+    /// Breaks the seal: from now on the index may fall behind the disk.
+    pub fn clear_seal(&mut self) -> Result<()> {
+        self.0
+            .conn
+            .execute("DELETE FROM meta WHERE key = ?1", [SEAL_KEY])
+            .map(drop)
+            .at(&self.0.path)
+    }
+
+    /// Makes every first sighting and recorded use earlier than `t` (those
+    /// at `t` or later become `t - 1`), so that a run starting at `t` can
+    /// tell what it made and used from what was there before it. (A run
+    /// that ended in the same second, or on a machine whose clock is
+    /// ahead, may have left later ones.) Reads every row. Returns how many
+    /// changed.
+    pub fn record_before(&mut self, t: UnixTime) -> Result<u64> {
+        self.0
+            .conn
+            .execute(
+                "UPDATE entries SET first_seen = min(first_seen, ?1 - 1),
+                   last_use = max(min(last_use, ?1 - 1), mtime)
+                 WHERE first_seen >= ?1 OR last_use >= ?1",
+                [t],
+            )
+            .map(|n| n as u64)
+            .at(&self.0.path)
+    }
+
     /// Records that `names` were given the mtime `mtime` on disk (moved
     /// back): their recorded last use moves back too, to before `before`
     /// but never before `mtime`, since whatever use the old mtime stood for
@@ -274,7 +333,7 @@ impl Index {
         mtime: UnixTime,
         before: UnixTime,
     ) -> Result<()> {
-        let Index { conn, path, .. } = self;
+        let Index { conn, path, .. } = &mut *self.0;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .at(path)?;
@@ -293,16 +352,6 @@ impl Index {
         tx.commit().at(path)
     }
 
-    /// While `mark` is set, every row a sync writes that run `mark.run`
-    /// used gets its `last_run` in the same statement, so that
-    /// [`Index::mark_run`] afterwards rewrites only rows the sync did not
-    /// write. `ci end`'s full sync rewrites a row per entry the run used
-    /// (its new mtime), and marking them again in a second transaction
-    /// wrote every page of them twice (137 MB of WAL on 1M entries).
-    pub fn mark_in_sync(&mut self, mark: Option<SyncMark>) {
-        self.marking = mark;
-    }
-
     /// Marks every entry run `run` used or made: those whose mtime is newer
     /// than `used_after` (Go's `markUsed`, or made since), and those with a
     /// use recorded at or after `since`, the run's start (by `gocache go` or
@@ -312,7 +361,7 @@ impl Index {
     /// One read of what to mark, then one set-based update: on 1M entries
     /// a job used half of, an `UPDATE ... RETURNING` of every row, each
     /// name parsed, took 2.5-3 s of `ci end`; most of them need no name.
-    pub fn mark_run(
+    pub fn mark(
         &mut self,
         run: i64,
         used_after: UnixTime,
@@ -324,7 +373,7 @@ impl Index {
             path,
             tracing,
             ..
-        } = self;
+        } = &mut *self.0;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .at(path)?;
@@ -409,38 +458,16 @@ impl Index {
     /// statement instead of a lookup per entry, for a caller that moved
     /// all of them (one that could not move some records those by name,
     /// with [`Index::record_mtimes`]). Returns how many rows changed.
-    pub fn record_run_moved_back(&mut self, run: i64, mtime: UnixTime) -> Result<u64> {
-        self.conn
+    pub fn record_moved_back(&mut self, run: i64, mtime: UnixTime) -> Result<u64> {
+        self.0
+            .conn
             .execute(
                 "UPDATE entries SET mtime = ?2, last_use = max(last_use, ?2)
                  WHERE last_run = ?1 AND mtime > ?2",
                 params![run, mtime],
             )
             .map(|n| n as u64)
-            .at(&self.path)
-    }
-
-    /// Every entry, each with the last run that used it (0 when none did):
-    /// what a plan by runs reads.
-    pub fn entries_and_runs(&self) -> Result<(Vec<Entry>, Vec<i64>)> {
-        let rows = self.query_entries_with(
-            "SELECT name, kind, apparent, allocated, mtime, last_use, hits, first_seen, output, program, problem, last_run
-             FROM entries",
-            [],
-            |r| Ok(r.get::<_, Option<i64>>(11)?.unwrap_or(0)),
-        )?;
-        Ok(rows.into_iter().unzip())
-    }
-
-    /// The `n` largest cached executables, each with the last run that
-    /// used it.
-    pub fn largest_exes(&self, n: usize) -> Result<Vec<(Entry, Option<i64>)>> {
-        self.query_entries_with(
-            "SELECT name, kind, apparent, allocated, mtime, last_use, hits, first_seen, output, program, problem, last_run
-             FROM entries WHERE kind = 2 ORDER BY allocated DESC, name LIMIT ?1",
-            [n as i64],
-            |r| r.get::<_, Option<i64>>(11),
-        )
+            .at(&self.0.path)
     }
 
     /// Records that subdirectory `subdir`, recorded with the mtime
@@ -448,13 +475,14 @@ impl Index {
     /// end` set it). Does nothing, and returns false, when the recorded
     /// mtime is no longer `was_ns`.
     pub fn reseal_subdir(&mut self, subdir: u8, was_ns: i64, now_ns: i64) -> Result<bool> {
-        self.conn
+        self.0
+            .conn
             .execute(
                 "UPDATE subdirs SET mtime_ns = ?3 WHERE subdir = ?1 AND mtime_ns = ?2",
                 params![subdir, was_ns, now_ns],
             )
             .map(|n| n == 1)
-            .at(&self.path)
+            .at(&self.0.path)
     }
 }
 
@@ -468,22 +496,22 @@ mod tests {
     fn runs_are_numbered_in_order_and_only_ended_ones_age_entries() {
         let dir = tempfile::tempdir().unwrap();
         let mut ix = Index::open(&dir.path().join("i.sqlite")).unwrap();
-        assert_eq!(ix.last_ci_run().unwrap(), None);
-        assert_eq!(ix.keep_from(None, 1).unwrap(), i64::MIN);
+        assert_eq!(ix.runs().last().unwrap(), None);
+        assert_eq!(ix.runs().keep_from(None, 1).unwrap(), i64::MIN);
         let b = Bytes::default();
-        let one = ix.begin_run(Some("ci"), 100, 50, &b).unwrap();
-        ix.end_run(one, 110, "{}").unwrap();
-        let two = ix.begin_run(None, 200, 150, &b).unwrap(); // abandoned
-        let three = ix.begin_run(None, 300, 250, &b).unwrap();
+        let one = ix.runs_mut().begin(Some("ci"), 100, 50, &b).unwrap();
+        ix.runs_mut().end(one, 110, "{}").unwrap();
+        let two = ix.runs_mut().begin(None, 200, 150, &b).unwrap(); // abandoned
+        let three = ix.runs_mut().begin(None, 300, 250, &b).unwrap();
         assert_eq!((one, two, three), (1, 2, 3));
-        let last = ix.last_ci_run().unwrap().unwrap();
+        let last = ix.runs().last().unwrap().unwrap();
         assert_eq!((last.id, last.started, last.ended), (3, 300, None));
         // Run 3 is on: the two runs that count are 3 and 1.
-        assert_eq!(ix.keep_from(Some(3), 1).unwrap(), 3);
-        assert_eq!(ix.keep_from(Some(3), 2).unwrap(), 1);
-        assert_eq!(ix.keep_from(Some(3), 3).unwrap(), i64::MIN);
-        assert_eq!(ix.keep_from(None, 1).unwrap(), 1);
-        assert_eq!(ix.ci_runs(10).unwrap().len(), 3);
+        assert_eq!(ix.runs().keep_from(Some(3), 1).unwrap(), 3);
+        assert_eq!(ix.runs().keep_from(Some(3), 2).unwrap(), 1);
+        assert_eq!(ix.runs().keep_from(Some(3), 3).unwrap(), i64::MIN);
+        assert_eq!(ix.runs().keep_from(None, 1).unwrap(), 1);
+        assert_eq!(ix.runs().recent(10).unwrap().len(), 3);
     }
 
     #[test]
@@ -510,7 +538,7 @@ mod tests {
             hit: true,
         }])
         .unwrap();
-        let marks = ix.mark_run(7, 1000, 1200, 1400).unwrap();
+        let marks = ix.runs_mut().mark(7, 1000, 1200, 1400).unwrap();
         let bytes = |e: &Entry| {
             let mut b = Bytes::default();
             b.add(e.apparent, e.allocated);
@@ -523,14 +551,14 @@ mod tests {
         );
         // Only the entry newer than 1400 is named, to be moved back.
         assert_eq!(marks.recent, vec![(touched.name, 1500)]);
-        let (entries, runs) = ix.entries_and_runs().unwrap();
+        let (entries, runs) = ix.runs().entries_and_runs().unwrap();
         let run_of = |n: EntryName| runs[entries.iter().position(|e| e.name == n).unwrap()];
         assert_eq!((run_of(old.name), run_of(touched.name)), (0, 7));
         // A sync's update keeps the mark.
         let mut again = touched.clone();
         again.mtime = 1600;
         add(&mut ix, &[again], 2000);
-        let (entries, runs) = ix.entries_and_runs().unwrap();
+        let (entries, runs) = ix.runs().entries_and_runs().unwrap();
         assert_eq!(
             runs[entries.iter().position(|e| e.name == touched.name).unwrap()],
             7
@@ -583,12 +611,12 @@ mod tests {
         folded.mark_in_sync(None);
 
         let before = folded.conn.total_changes();
-        let marks = folded.mark_run(7, 1000, 1200, 1400).unwrap();
+        let marks = folded.runs_mut().mark(7, 1000, 1200, 1400).unwrap();
         // Left to mark: 3 (synced before ci end) and 4 (a recorded use).
         assert_eq!(folded.conn.total_changes() - before, 2);
-        assert_eq!(marks, plain.mark_run(7, 1000, 1200, 1400).unwrap());
+        assert_eq!(marks, plain.runs_mut().mark(7, 1000, 1200, 1400).unwrap());
         let runs = |ix: &Index| {
-            let (entries, runs) = ix.entries_and_runs().unwrap();
+            let (entries, runs) = ix.runs().entries_and_runs().unwrap();
             let mut v: Vec<(EntryName, i64)> = entries.iter().map(|e| e.name).zip(runs).collect();
             v.sort();
             v
@@ -635,8 +663,8 @@ mod tests {
             source: TraceSource::Ci,
             keep: 3,
         }));
-        ix.mark_run(7, 1000, 1200, 1400).unwrap();
-        let events = ix.trace_events(0).unwrap();
+        ix.runs_mut().mark(7, 1000, 1200, 1400).unwrap();
+        let events = ix.trace().events(0).unwrap();
         let used = |e: &Entry| TraceEvent {
             t_ms: e.mtime * 1000,
             op: TraceOp::Use,
@@ -653,8 +681,8 @@ mod tests {
         );
         assert!(events.iter().all(|e| e.source == TraceSource::Ci));
         // The bound holds: a second marking keeps the newest three.
-        ix.mark_run(8, 1000, 1200, 1400).unwrap();
-        assert_eq!(ix.trace_len().unwrap(), 3);
+        ix.runs_mut().mark(8, 1000, 1200, 1400).unwrap();
+        assert_eq!(ix.trace().count().unwrap(), 3);
     }
 
     #[test]
@@ -664,16 +692,30 @@ mod tests {
         let mut e = entry(4, Kind::Action);
         (e.mtime, e.last_use, e.first_seen) = (5000, 5200, 5300);
         add(&mut ix, &[e.clone()], 2000);
-        assert_eq!(ix.entries_newer_than(4000, None).unwrap().len(), 1);
-        assert_eq!(ix.entries_newer_than(4000, Some(&[3])).unwrap().len(), 0);
-        assert_eq!(ix.entries_newer_than(5000, Some(&[4])).unwrap().len(), 0);
-        ix.record_backdated(&[e.name], 1000, 5100).unwrap();
+        assert_eq!(ix.runs().entries_newer_than(4000, None).unwrap().len(), 1);
+        assert_eq!(
+            ix.runs()
+                .entries_newer_than(4000, Some(&[3]))
+                .unwrap()
+                .len(),
+            0
+        );
+        assert_eq!(
+            ix.runs()
+                .entries_newer_than(5000, Some(&[4]))
+                .unwrap()
+                .len(),
+            0
+        );
+        ix.runs_mut()
+            .record_backdated(&[e.name], 1000, 5100)
+            .unwrap();
         let got = ix.entry(&e.name).unwrap().unwrap();
         assert_eq!((got.mtime, got.last_use), (1000, 5099));
-        assert_eq!(ix.record_before(5250).unwrap(), 1);
+        assert_eq!(ix.runs_mut().record_before(5250).unwrap(), 1);
         let got = ix.entry(&e.name).unwrap().unwrap();
         assert_eq!((got.first_seen, got.last_use), (5249, 5099));
-        assert_eq!(ix.record_before(5250).unwrap(), 0);
+        assert_eq!(ix.runs_mut().record_before(5250).unwrap(), 0);
     }
 
     #[test]
@@ -695,26 +737,26 @@ mod tests {
         .unwrap();
         drop(conn);
         let ix = Index::open(&p).unwrap();
-        let (entries, runs) = ix.entries_and_runs().unwrap();
+        let (entries, runs) = ix.runs().entries_and_runs().unwrap();
         assert_eq!((entries.len(), runs), (1, vec![0]));
-        assert_eq!(ix.last_ci_run().unwrap(), None);
-        assert_eq!(ix.ci_seal().unwrap(), None);
+        assert_eq!(ix.runs().last().unwrap(), None);
+        assert_eq!(ix.runs().seal().unwrap(), None);
     }
 
     #[test]
     fn the_seal_round_trips_and_breaks() {
         let dir = tempfile::tempdir().unwrap();
         let mut ix = Index::open(&dir.path().join("i.sqlite")).unwrap();
-        assert_eq!(ix.ci_seal().unwrap(), None);
+        assert_eq!(ix.runs().seal().unwrap(), None);
         let seal = CiSeal {
             run: 2,
             at: 10,
             newest_mtime: 5,
             newest_record: 10,
         };
-        ix.store_ci_seal(&seal).unwrap();
-        assert_eq!(ix.ci_seal().unwrap(), Some(seal));
-        ix.clear_ci_seal().unwrap();
-        assert_eq!(ix.ci_seal().unwrap(), None);
+        ix.runs_mut().store_seal(&seal).unwrap();
+        assert_eq!(ix.runs().seal().unwrap(), Some(seal));
+        ix.runs_mut().clear_seal().unwrap();
+        assert_eq!(ix.runs().seal().unwrap(), None);
     }
 }

@@ -4,41 +4,27 @@ use super::{Index, SqlResult};
 use crate::error::Result;
 use crate::model::{ProgRemote, ProgSession};
 
+/// The summaries of `gocache prog` sessions: [`Index::sessions`] to
+/// read, [`Index::sessions_mut`] to write. A handle borrows the index; it holds no state of its own.
+pub struct Sessions<I>(I);
+
 impl Index {
-    /// Records one session's summary.
-    pub fn record_session(&mut self, s: &ProgSession) -> Result<()> {
-        let r = s.remote.unwrap_or_default();
-        self.conn
-            .execute(
-                "INSERT INTO prog_sessions (started, ended, gets, hits, misses, puts, put_bytes, errors,
-                     remote, remote_hits, remote_misses, remote_refused, remote_errors,
-                     remote_uploaded, remote_dropped)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-                rusqlite::params![
-                    s.started,
-                    s.ended,
-                    s.gets as i64,
-                    s.hits as i64,
-                    s.misses as i64,
-                    s.puts as i64,
-                    s.put_bytes as i64,
-                    s.errors as i64,
-                    s.remote.is_some(),
-                    r.hits as i64,
-                    r.misses as i64,
-                    r.refused as i64,
-                    r.errors as i64,
-                    r.uploaded as i64,
-                    r.dropped as i64,
-                ],
-            )
-            .map(drop)
-            .at(&self.path)
+    /// The summaries of `gocache prog` sessions, to read.
+    pub fn sessions(&self) -> Sessions<&Index> {
+        Sessions(self)
     }
 
+    /// The summaries of `gocache prog` sessions, to read and write.
+    pub fn sessions_mut(&mut self) -> Sessions<&mut Index> {
+        Sessions(self)
+    }
+}
+
+impl<I: std::ops::Deref<Target = Index>> Sessions<I> {
     /// The most recent `limit` sessions, newest first.
-    pub fn sessions(&self, limit: usize) -> Result<Vec<ProgSession>> {
+    pub fn recent(&self, limit: usize) -> Result<Vec<ProgSession>> {
         let mut stmt = self
+            .0
             .conn
             .prepare(
                 "SELECT started, ended, gets, hits, misses, puts, put_bytes, errors,
@@ -46,7 +32,7 @@ impl Index {
                      remote_uploaded, remote_dropped
                  FROM prog_sessions ORDER BY id DESC LIMIT ?1",
             )
-            .at(&self.path)?;
+            .at(&self.0.path)?;
         let rows = stmt
             .query_map([limit as i64], |r| {
                 let u = |i| r.get::<_, i64>(i).map(|v| v as u64);
@@ -74,8 +60,41 @@ impl Index {
                         .transpose()?,
                 })
             })
-            .at(&self.path)?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().at(&self.path)
+            .at(&self.0.path)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().at(&self.0.path)
+    }
+}
+
+impl<I: std::ops::DerefMut<Target = Index>> Sessions<I> {
+    /// Records one session's summary.
+    pub fn record(&mut self, s: &ProgSession) -> Result<()> {
+        let r = s.remote.unwrap_or_default();
+        self.0.conn
+            .execute(
+                "INSERT INTO prog_sessions (started, ended, gets, hits, misses, puts, put_bytes, errors,
+                     remote, remote_hits, remote_misses, remote_refused, remote_errors,
+                     remote_uploaded, remote_dropped)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                rusqlite::params![
+                    s.started,
+                    s.ended,
+                    s.gets as i64,
+                    s.hits as i64,
+                    s.misses as i64,
+                    s.puts as i64,
+                    s.put_bytes as i64,
+                    s.errors as i64,
+                    s.remote.is_some(),
+                    r.hits as i64,
+                    r.misses as i64,
+                    r.refused as i64,
+                    r.errors as i64,
+                    r.uploaded as i64,
+                    r.dropped as i64,
+                ],
+            )
+            .map(drop)
+            .at(&self.0.path)
     }
 }
 
@@ -106,8 +125,8 @@ mod tests {
             }),
         };
         for t in [100, 200, 300] {
-            ix.record_session(&s(t)).unwrap();
+            ix.sessions_mut().record(&s(t)).unwrap();
         }
-        assert_eq!(ix.sessions(2).unwrap(), vec![s(300), s(200)]);
+        assert_eq!(ix.sessions().recent(2).unwrap(), vec![s(300), s(200)]);
     }
 }

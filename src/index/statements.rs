@@ -17,7 +17,7 @@ pub(super) const SQL_ANY_PENDING: &str = "SELECT EXISTS (SELECT 1 FROM pending_u
 /// A sync's row for an entry. ?15-?17 mark a CI run's uses as the row is
 /// written (see [`Index::mark_in_sync`]): with ?17 a run, a row whose mtime
 /// is newer than ?15, or whose last use is at or after ?16, gets
-/// `last_run` ?17, so that `mark_run` finds it marked and rewrites
+/// `last_run` ?17, so that `runs_mut().mark` finds it marked and rewrites
 /// nothing; with ?17 NULL, `last_run` is left as it is.
 pub(super) const SQL_UPSERT: &str = "INSERT INTO entries
      (subdir, name, kind, apparent, allocated, mtime, last_use, hits, first_seen, output, program, problem, module, last_run)

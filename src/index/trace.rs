@@ -4,10 +4,10 @@
 //!
 //! A connection records once it is told to ([`Index::set_trace`]): the
 //! entries its syncs add ([`Index::apply_subdirs`]) and the uses it
-//! records ([`Index::record_uses`], [`Index::mark_run`]) add events in the
+//! records ([`Index::record_uses`], [`Runs::mark`]) add events in the
 //! same write transaction, through one prepared statement, and the same
 //! transaction deletes the oldest rows past the bound. `gocache prog`
-//! hands its own events to [`Index::record_trace`].
+//! hands its own events to [`index.trace_mut().record`].
 
 use rusqlite::{Transaction, TransactionBehavior, params};
 
@@ -36,7 +36,7 @@ pub(super) struct TraceState {
 impl TraceState {
     /// Whether syncs and recorded uses add events: not for `gocache
     /// prog`, which records every get and put itself
-    /// ([`Index::record_trace`]), so its syncs and uses would count them
+    /// ([`index.trace_mut().record`]), so its syncs and uses would count them
     /// twice.
     pub(super) fn traces_syncs(&self) -> bool {
         self.tracing.source != TraceSource::Prog
@@ -140,65 +140,59 @@ impl Index {
             .at(path)?;
         Ok(())
     }
+}
 
-    /// Records events (`gocache prog`'s gets, misses and puts) in one
-    /// transaction, credited to the connection's module, and rotates the
-    /// oldest out. Does nothing unless [`Index::set_trace`] turned
-    /// recording on.
-    pub fn record_trace(&mut self, events: &[TraceEvent]) -> Result<()> {
-        if self.tracing.is_none() || events.is_empty() {
-            return Ok(());
-        }
-        let Index {
-            conn,
-            path,
-            credit,
-            tracing,
-            ..
-        } = self;
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .at(path)?;
-        let latest = events.iter().map(|e| e.t_ms).max().unwrap_or_default() / 1000;
-        let module = Index::credit_in(credit, &tx, latest, path)?;
-        Index::trace_in(tracing, &tx, module, events, path)?;
-        tx.commit().at(path)?;
-        self.credited(module);
-        Ok(())
+/// The trace table: [`Index::trace`] to read, [`Index::trace_mut`] to
+/// write. A handle borrows the index; it holds no state of its own.
+pub struct Trace<I>(I);
+
+impl Index {
+    /// The trace table, to read.
+    pub fn trace(&self) -> Trace<&Index> {
+        Trace(self)
     }
 
+    /// The trace table, to read and write.
+    pub fn trace_mut(&mut self) -> Trace<&mut Index> {
+        Trace(self)
+    }
+}
+
+impl<I: std::ops::Deref<Target = Index>> Trace<I> {
     /// The rebuild seconds measured per action (the mean of its puts'
     /// costs, as the simulator takes them), keyed by the first 64 bits of
     /// its ID: what the `gdsf` policy weighs entries by where it can.
     pub fn measured_costs(&self) -> Result<std::collections::HashMap<u64, f64>> {
         let mut stmt = self
+            .0
             .conn
             .prepare(
                 "SELECT entry, avg(cost) FROM trace
                  WHERE ev = ?1 AND cost IS NOT NULL GROUP BY entry",
             )
-            .at(&self.path)?;
+            .at(&self.0.path)?;
         let rows = stmt
             .query_map([TraceOp::Put.to_db()], |r| {
                 Ok((trace_id(r.get(0)?).0, r.get::<_, f64>(1)?))
             })
-            .at(&self.path)?;
-        rows.collect::<rusqlite::Result<_>>().at(&self.path)
+            .at(&self.0.path)?;
+        rows.collect::<rusqlite::Result<_>>().at(&self.0.path)
     }
 
     /// The events recorded at or after `since_ms` (Unix milliseconds), in
     /// the order they were recorded.
-    pub fn trace_events(&self, since_ms: i64) -> Result<Vec<StoredEvent>> {
+    pub fn events(&self, since_ms: i64) -> Result<Vec<StoredEvent>> {
         let mut stmt = self
+            .0
             .conn
             .prepare(
                 "SELECT t, ev, kind, entry, output, size, cost, source, module
                  FROM trace WHERE t >= ?1 ORDER BY seq",
             )
-            .at(&self.path)?;
-        let mut rows = stmt.query([since_ms]).at(&self.path)?;
+            .at(&self.0.path)?;
+        let mut rows = stmt.query([since_ms]).at(&self.0.path)?;
         let mut out = Vec::new();
-        while let Some(r) = rows.next().at(&self.path)? {
+        while let Some(r) = rows.next().at(&self.0.path)? {
             let row = (|| -> rusqlite::Result<_> {
                 Ok((
                     r.get::<_, i64>(0)?,
@@ -212,7 +206,7 @@ impl Index {
                     r.get::<_, Option<i64>>(8)?,
                 ))
             })()
-            .at(&self.path)?;
+            .at(&self.0.path)?;
             let (t, ev, kind, entry, output, size, cost, source, module) = row;
             // Rows a newer gocache wrote with codes this one does not know
             // are skipped, as the trace reader skips unknown events.
@@ -241,11 +235,40 @@ impl Index {
     }
 
     /// How many events the table holds.
-    pub fn trace_len(&self) -> Result<u64> {
-        self.conn
+    pub fn count(&self) -> Result<u64> {
+        self.0
+            .conn
             .query_row("SELECT count(*) FROM trace", [], |r| r.get::<_, i64>(0))
             .map(|n| n.max(0) as u64)
-            .at(&self.path)
+            .at(&self.0.path)
+    }
+}
+
+impl<I: std::ops::DerefMut<Target = Index>> Trace<I> {
+    /// Records events (`gocache prog`'s gets, misses and puts) in one
+    /// transaction, credited to the connection's module, and rotates the
+    /// oldest out. Does nothing unless [`Index::set_trace`] turned
+    /// recording on.
+    pub fn record(&mut self, events: &[TraceEvent]) -> Result<()> {
+        if self.0.tracing.is_none() || events.is_empty() {
+            return Ok(());
+        }
+        let Index {
+            conn,
+            path,
+            credit,
+            tracing,
+            ..
+        } = &mut *self.0;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .at(path)?;
+        let latest = events.iter().map(|e| e.t_ms).max().unwrap_or_default() / 1000;
+        let module = Index::credit_in(credit, &tx, latest, path)?;
+        Index::trace_in(tracing, &tx, module, events, path)?;
+        tx.commit().at(path)?;
+        self.0.credited(module);
+        Ok(())
     }
 }
 
@@ -274,17 +297,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut ix = Index::open(&dir.path().join("i.sqlite")).unwrap();
         // Off by default: nothing recorded.
-        ix.record_trace(&[miss(0)]).unwrap();
-        assert_eq!(ix.trace_len().unwrap(), 0);
+        ix.trace_mut().record(&[miss(0)]).unwrap();
+        assert_eq!(ix.trace().count().unwrap(), 0);
         ix.set_trace(tracing(10));
         let all: Vec<TraceEvent> = (1..=25).map(miss).collect();
         // In batches, as hooks add them: 7 + 7 + 7 + 4.
         for batch in all.chunks(7) {
-            ix.record_trace(batch).unwrap();
-            assert!(ix.trace_len().unwrap() <= 10);
+            ix.trace_mut().record(batch).unwrap();
+            assert!(ix.trace().count().unwrap() <= 10);
         }
         let kept: Vec<i64> = ix
-            .trace_events(0)
+            .trace()
+            .events(0)
             .unwrap()
             .iter()
             .map(|s| s.event.t_ms)
@@ -292,12 +316,12 @@ mod tests {
         assert_eq!(kept, (16..=25).collect::<Vec<i64>>());
         // One batch bigger than the bound keeps its own newest.
         let big: Vec<TraceEvent> = (100..130).map(miss).collect();
-        ix.record_trace(&big).unwrap();
-        let kept = ix.trace_events(0).unwrap();
+        ix.trace_mut().record(&big).unwrap();
+        let kept = ix.trace().events(0).unwrap();
         assert_eq!(kept.len(), 10);
         assert_eq!(kept[0].event.t_ms, 120);
         // --since.
-        assert_eq!(ix.trace_events(125).unwrap().len(), 5);
+        assert_eq!(ix.trace().events(125).unwrap().len(), 5);
     }
 
     #[test]
@@ -311,7 +335,7 @@ mod tests {
         // The first fill of an empty index: not go's doing.
         add(&mut ix, [&entry(1, Kind::Output)], 3000);
         add(&mut ix, [&entry(2, Kind::Output)], 3000);
-        assert_eq!(ix.trace_len().unwrap(), 0);
+        assert_eq!(ix.trace().count().unwrap(), 0);
         // A later connection: what its sync adds is new.
         let mut ix = Index::open(ix.path()).unwrap();
         ix.set_trace(Some(Tracing {
@@ -340,7 +364,8 @@ mod tests {
         }));
         ix.record_uses(&[used(&x, 3500), used(&a, 3500)]).unwrap();
         let got: Vec<(TraceOp, Kind, i64)> = ix
-            .trace_events(0)
+            .trace()
+            .events(0)
             .unwrap()
             .iter()
             .map(|s| (s.event.op, s.event.kind, s.event.t_ms))
@@ -355,17 +380,17 @@ mod tests {
                 (TraceOp::Use, Kind::Action, 3_500_000),
             ]
         );
-        let ev = ix.trace_events(0).unwrap();
+        let ev = ix.trace().events(0).unwrap();
         assert_eq!(ev[4].event.output, a.output.as_ref().map(TraceId::of));
         assert_eq!(ev[1].event.size, Some(x.allocated));
         assert_eq!(ev[0].source, TraceSource::Hook);
         // prog records its own gets and puts: its syncs and uses add none.
         let mut ix = Index::open(ix.path()).unwrap();
         ix.set_trace(tracing(100));
-        let before = ix.trace_len().unwrap();
+        let before = ix.trace().count().unwrap();
         add(&mut ix, [&entry(6, Kind::Output)], 4000);
         ix.record_uses(&[used(&x, 4000)]).unwrap();
-        assert_eq!(ix.trace_len().unwrap(), before);
+        assert_eq!(ix.trace().count().unwrap(), before);
     }
 
     /// An index of schema 4 (before traces) migrates in place, keeps its
@@ -394,9 +419,9 @@ mod tests {
                 .hits,
             3
         );
-        assert_eq!(ix.trace_len().unwrap(), 0);
+        assert_eq!(ix.trace().count().unwrap(), 0);
         ix.set_trace(tracing(5));
-        ix.record_trace(&[miss(1)]).unwrap();
-        assert_eq!(ix.trace_len().unwrap(), 1);
+        ix.trace_mut().record(&[miss(1)]).unwrap();
+        assert_eq!(ix.trace().count().unwrap(), 1);
     }
 }

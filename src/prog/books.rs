@@ -440,7 +440,7 @@ fn flush_uses(books: &Books, keeper: &mut Keeper, events_too: bool) {
     }
     if !events.is_empty() {
         with_index(keeper, "recording trace events in the index", |ix| {
-            ix.record_trace(&events)
+            ix.trace_mut().record(&events)
         });
     }
 }
@@ -486,7 +486,7 @@ fn record_session(books: &Books, keeper: &mut Keeper, started: UnixTime) {
         remote: books.remote.get().cloned(),
     };
     with_index(keeper, "recording the session in the index", |ix| {
-        ix.record_session(&session)
+        ix.sessions_mut().record(&session)
     });
 }
 

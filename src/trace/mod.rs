@@ -13,7 +13,7 @@
 //! ([`RebuildClock`], for `gocache prog`), the export of stored events
 //! ([`export`]), and the file schema with its reader and writer
 //! ([`schema`]). The index writes and reads the events
-//! (`Index::set_trace`, `Index::record_trace`, `Index::trace_events`).
+//! (`Index::set_trace`, `index.trace_mut().record`, `index.trace().events`).
 //!
 //! # Who records what
 //!
@@ -21,7 +21,7 @@
 //! | --- | --- |
 //! | `hook` (the hook after `gocache go`) | `new` for each entry its sync finds that the index did not know; `use` for each use the wrapper records (a `go run` of a cached program, `go tool NAME`) |
 //! | `ci` (`gocache ci end`) | `new` for entries its sync finds; `use` for entries the run used that it did not make (Go's mtime marks) |
-//! | `prog` (`gocache prog`, through [`crate::index::Index::record_trace`]) | `use` (a get that hit), `miss`, `put` with its rebuild cost |
+//! | `prog` (`gocache prog`, through [`crate::index::Trace::record`]) | `use` (a get that hit), `miss`, `put` with its rebuild cost |
 //!
 //! The hook cannot see go's hits on build actions (go marks an entry used
 //! only when its mtime is over an hour old, and the hook runs right after
@@ -39,7 +39,7 @@
 //! `index.set_trace(Tracing::from_env(TraceSource::Prog)?)`; its syncs and
 //! [`crate::index::Index::record_uses`] then add no events (they would
 //! count its gets twice). It keeps a [`RebuildClock`] and hands events to
-//! [`crate::index::Index::record_trace`] in the batches it records uses
+//! [`crate::index::Trace::record`] in the batches it records uses
 //! in:
 //!
 //! ```
@@ -57,7 +57,7 @@
 //! // go: get(action) -> hit
 //! batch.push(TraceEvent::hit(2000, &action, &output, 8192));
 //! assert_eq!(cost, Some(0.75));
-//! // then: index.record_trace(&batch)
+//! // then: index.trace_mut().record(&batch)
 //! ```
 //!
 //! # The bound
