@@ -1199,6 +1199,27 @@ fn remote_trim_evicts_by_fleet_wide_last_use_and_says_what_went() {
         .filter(|(k, _)| !k.starts_with(keys::USES))
         .collect();
     assert_eq!(still, had);
+
+    // Under cron (-q), what needs a look still says so, in one line, as
+    // `gocache trim -q` does.
+    let out = run_expecting(
+        remote_cmd(
+            g,
+            &g.rw,
+            &[
+                "-q", "remote", "trim", &url, "--budget", "0B", "--grace", "1h",
+            ],
+        ),
+        3,
+    );
+    assert_eq!(stdout(&out), "", "-q prints no report");
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("gocache: budget not met: still ")
+            && err.contains("inside the grace period"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -208,7 +208,8 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
     let given = args.limits.given();
     let quiet = ctx.quiet;
     // Trace events (`GOCACHE_TRACE`): every get, miss and put, with the
-    // rebuild time between a miss and its put. A bad setting records with
+    // rebuild cost of each put: the action's share of the CPU go used
+    // between its miss and its put (`trace::RebuildClock`). A bad setting records with
     // the default bound, as the hook does, and says so once, now, before
     // go's own output.
     let tracing = gocache::trace::Tracing::from_env(gocache::trace::TraceSource::Prog)

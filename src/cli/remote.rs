@@ -486,12 +486,29 @@ fn trim(global: &Global, args: TrimArgs) -> anyhow::Result<ExitCode> {
             now,
             seconds,
         )?;
+    } else if !report.dry_run
+        && let Some(u) = &report.plan.unmet
+    {
+        // What needs a look, even with -q (cron mails it), as `gocache
+        // trim -q` says it: one line.
+        eprintln!("gocache: {}", remote_unmet_text(u));
     }
     Ok(if report.dry_run || met {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(super::common::LIMITS_NOT_MET)
     })
+}
+
+/// Why the bucket is still over its budget, in one sentence.
+fn remote_unmet_text(u: &gocache::remote::policy::RemoteUnmet) -> String {
+    format!(
+        "budget not met: still {} over: {} inside the grace period, {} of use logs, \
+         snapshots and other keys",
+        human(u.over_by),
+        human(u.protected_bytes),
+        human(u.fixed_bytes)
+    )
 }
 
 fn rule_name(r: RemoteRule) -> &'static str {
@@ -637,13 +654,7 @@ fn print_trim(
     }
     print_trim_counts(o, r)?;
     if let Some(u) = &p.unmet {
-        let text = format!(
-            "budget not met: still {} over: {} inside the grace period, {} of use logs, \
-             snapshots and other keys",
-            human(u.over_by),
-            human(u.protected_bytes),
-            human(u.fixed_bytes)
-        );
+        let text = remote_unmet_text(u);
         for (i, line) in wrap(&text, COLUMNS - 4).iter().enumerate() {
             writeln!(o, "{}{line}", if i == 0 { "  " } else { "    " })?;
         }
