@@ -31,6 +31,10 @@
 #           (d) warm with --remote vs without (target <= 1.02x)
 #           (REMOTE_COLD, REMOTE_FETCH, REMOTE_WARM: rounds; PROXY,
 #           RAW_FETCH: the two examples' binaries, else built)
+#   vs      this gocache against another build of it (BASE_BIN), round by
+#           round on the same data: scan fresh and unchanged, trim -n, the
+#           hook, a warm `go build std` through prog (VS_ROUNDS, default 9);
+#           medians, min-max, and the median of the per-round ratios
 #   ci      a cache restored (tar --posix, as actions/cache) with the index
 #           the last `ci end` left: `ci begin` vs `du -s` (target <= 0.2x);
 #           after a job touched half of it, `ci end` vs `trim` with the same
@@ -41,7 +45,8 @@
 #   ENTRIES  synthetic cache size (default 1000000; 100000 is quicker)
 #   WORKDIR  where caches go (default /tmp/gocache-bench; needs ~3x 5 GB
 #            free for 1M entries)
-#   PARTS    any of scan trim hook wrap prog remote ci (default: all)
+#   PARTS    any of scan trim hook wrap prog remote ci vs (default: all
+#            but vs)
 # GOCACHE_BIN: measure this gocache binary instead of building one.
 # The plan's own time at 1M entries is a criterion bench:
 #   cargo bench --bench policy
@@ -55,7 +60,7 @@ PARTS=${*:-scan trim hook wrap prog remote ci}
 mkdir -p "$W"
 
 SYNTHETIC=
-[[ " $PARTS " == *" scan "* || " $PARTS " == *" trim "* || " $PARTS " == *" hook "* || " $PARTS " == *" ci "* ]] && SYNTHETIC=1
+[[ " $PARTS " == *" scan "* || " $PARTS " == *" trim "* || " $PARTS " == *" hook "* || " $PARTS " == *" ci "* || " $PARTS " == *" vs "* ]] && SYNTHETIC=1
 # `release_bin --bin NAME` or `release_bin --example NAME` builds a release
 # binary as the README installs gocache, and sets BUILT to its path: on
 # glibc Linux a static build (it starts about 0.4 ms sooner, which a hook
@@ -614,4 +619,49 @@ if [[ " $PARTS " == *" ci "* ]]; then
   row "gocache scan, fresh index (baseline)" "$(sec "$scan_us")" "1.000x"
   row "ci begin, no index" "$(sec "$new_us")" "$(ratio "$new_us" "$scan_us")x scan (target <= 1.0)"
   rm -rf "$W/ci-new" "$W"/ci-new-*.sqlite*
+fi
+
+if [[ " $PARTS " == *" vs "* ]]; then
+  # Two gocache builds side by side (a restructure must not slow anything
+  # down): BASE_BIN (another build, e.g. of the commit before) against
+  # this one, round by round, B then A, on the same data.
+  [ -x "${BASE_BIN:-}" ] || { echo "vs: set BASE_BIN to the gocache binary to compare with"; exit 1; }
+  B=$BASE_BIN
+  R=${VS_ROUNDS:-9}
+  echo "== vs: $G (A) against $B (B), $R rounds each, interleaved"
+  printf '  %-34s %22s %22s %18s\n' "" "A median (min-max)" "B median (min-max)" "A/B median (range)"
+  # vs_row NAME PREP A-CMD B-CMD: PREP (eval'd) runs untimed before each.
+  vs_row() {
+    local name=$1 prep=$2 a=$3 b=$4 i ta tb
+    : > "$W/vs-a.txt"; : > "$W/vs-b.txt"; : > "$W/vs-r.txt"
+    for i in $(seq "$R"); do
+      eval "$prep"; tb=$(eval "us_ok $b")
+      eval "$prep"; ta=$(eval "us_ok $a")
+      echo "$ta" >> "$W/vs-a.txt"; echo "$tb" >> "$W/vs-b.txt"
+      ratio "$ta" "$tb" >> "$W/vs-r.txt"; echo >> "$W/vs-r.txt"
+    done
+    local ma mb mr
+    ma=$(median < "$W/vs-a.txt"); mb=$(median < "$W/vs-b.txt"); mr=$(grep . "$W/vs-r.txt" | median)
+    printf '  %-34s %22s %22s %18s\n' "$name" \
+      "$(sec "$ma") ($(sort -n "$W/vs-a.txt" | head -1 | awk '{printf "%.3f", $1/1e6}')-$(sort -n "$W/vs-a.txt" | tail -1 | awk '{printf "%.3f", $1/1e6}'))" \
+      "$(sec "$mb") ($(sort -n "$W/vs-b.txt" | head -1 | awk '{printf "%.3f", $1/1e6}')-$(sort -n "$W/vs-b.txt" | tail -1 | awk '{printf "%.3f", $1/1e6}'))" \
+      "${mr}x ($(grep . "$W/vs-r.txt" | sort -n | head -1)-$(grep . "$W/vs-r.txt" | sort -n | tail -1))"
+  }
+  IA="--cache-dir $SRC --index $W/vs-a.sqlite"; IB="--cache-dir $SRC --index $W/vs-b.sqlite"
+  vs_row "scan, fresh index" 'rm -f "$W"/vs-[ab].sqlite*' '"$G" $IA scan -q' '"$B" $IB scan -q'
+  vs_row "scan, nothing changed" ':' '"$G" $IA scan -q' '"$B" $IB scan -q'
+  half=$(( $(du -s -B1 "$SRC" | cut -f1) / 2 ))
+  vs_row "trim -n, budget half the cache" ':' '"$G" $IA trim -n -q --budget $half' '"$B" $IB trim -n -q --budget $half'
+  sub=$(cd "$SRC/01" && set -- *-a && echo "$1")
+  : > "$W/vs-added.txt"
+  # Each hook finds one new entry in one subdirectory, as after a go command.
+  vs_add() { local f; f="$SRC/01/01$(printf '%058d%06d' "$$" "$RANDOM$RANDOM" | tail -c 62)-a"; cp "$SRC/01/$sub" "$f"; echo "$f" >> "$W/vs-added.txt"; }
+  vs_row "hook, 1 subdirectory changed" 'vs_add' '"$G" $IA hook --budget 1TiB' '"$B" $IB hook --budget 1TiB'
+  xargs rm -f < "$W/vs-added.txt"
+  rm -f "$W"/vs-[ab].sqlite*
+  # GOCACHEPROG: a warm `go build std`, each build with its own warm cache.
+  for x in a b; do rm -rf "$W/vs-prog-$x"; done
+  (GOCACHE=$W/vs-prog-a GOCACHEPROG="$G prog" "$GO" build std && GOCACHE=$W/vs-prog-b GOCACHEPROG="$B prog" "$GO" build std) >/dev/null 2>&1
+  vs_row "prog, warm go build std" ':' 'env GOCACHE=$W/vs-prog-a GOCACHEPROG="$G prog" "$GO" build std' 'env GOCACHE=$W/vs-prog-b GOCACHEPROG="$B prog" "$GO" build std'
+  [ -n "${KEEP:-}" ] || rm -rf "$W"/vs-prog-[ab]
 fi
