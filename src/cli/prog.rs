@@ -138,25 +138,6 @@ fn parse_drain(s: &str) -> gocache::Result<f64> {
 
 /// The remote tier for the server: `None` without --remote, or, with one
 /// warning, when the store cannot be configured (the build goes on from
-/// Trace events (`GOCACHE_TRACE`): every get, miss and put, with the
-/// rebuild cost of each put (the action's share of the CPU go used between
-/// its miss and its put, `trace::RebuildClock`). A bad setting records
-/// with the default bound, as the hook does, and says so once, now, before
-/// go's own output.
-fn tracing_from_env(quiet: bool) -> Option<gocache::trace::Tracing> {
-    gocache::trace::Tracing::from_env(gocache::trace::TraceSource::Prog).unwrap_or_else(|e| {
-        if !quiet {
-            eprintln!(
-                "gocache prog: warning: {e}; recording with the default bound ({} events)",
-                super::common::count(gocache::trace::DEFAULT_KEEP)
-            );
-        }
-        Some(gocache::trace::Tracing {
-            source: gocache::trace::TraceSource::Prog,
-            keep: gocache::trace::DEFAULT_KEEP,
-        })
-    })
-}
 
 /// the local cache).
 fn remote(args: &Args, quiet: bool) -> Option<gocache::prog::Remote> {
@@ -199,6 +180,26 @@ fn remote(args: &Args, quiet: bool) -> Option<gocache::prog::Remote> {
         recorder,
         drain: std::time::Duration::from_secs_f64(args.remote_drain),
         quiet,
+    })
+}
+
+/// Trace events (`GOCACHE_TRACE`): every get, miss and put, with the
+/// rebuild cost of each put (the action's share of the CPU go used between
+/// its miss and its put, `trace::RebuildClock`). A bad setting records
+/// with the default bound, as the hook does, and says so once, now, before
+/// go's own output.
+fn tracing_from_env(quiet: bool) -> Option<gocache::trace::Tracing> {
+    gocache::trace::Tracing::from_env(gocache::trace::TraceSource::Prog).unwrap_or_else(|e| {
+        if !quiet {
+            eprintln!(
+                "gocache prog: warning: {e}; recording with the default bound ({} events)",
+                super::common::count(gocache::trace::DEFAULT_KEEP)
+            );
+        }
+        Some(gocache::trace::Tracing {
+            source: gocache::trace::TraceSource::Prog,
+            keep: gocache::trace::DEFAULT_KEEP,
+        })
     })
 }
 
