@@ -138,7 +138,6 @@ fn parse_drain(s: &str) -> gocache::Result<f64> {
 
 /// The remote tier for the server: `None` without --remote, or, with one
 /// warning, when the store cannot be configured (the build goes on from
-
 /// the local cache).
 fn remote(args: &Args, quiet: bool) -> Option<gocache::prog::Remote> {
     use gocache::remote::ObjectStore;
