@@ -118,6 +118,46 @@ fn the_test_clock_offset_moves_what_gocache_takes_for_now() {
     assert_eq!(entries(&sb), before - removed, "{t:#}");
 }
 
+#[test]
+fn the_test_clock_offset_moves_the_trace_prog_records() {
+    // A replay puts hours between go commands by gocache's clock: the
+    // events prog records carry that clock's time, as the index's uses
+    // do, so that `simulate` sees the hours the real trim saw.
+    let sb = Sandbox::with_template();
+    std::fs::write(sb.root().join("work/go.mod"), "module m\n\ngo 1.24\n").unwrap();
+    std::fs::write(
+        sb.root().join("work/m.go"),
+        "package m\n\nfunc F() int { return 1 }\n",
+    )
+    .unwrap();
+    let offset = 5 * 3600;
+    let real_ms = || chrono::Utc::now().timestamp_millis();
+    let before = real_ms();
+    run_ok(
+        sb.go(["build", "."])
+            .env("GOCACHEPROG", format!("{} prog", gocache_bin().display()))
+            .env("GOCACHE_TEST_NOW_OFFSET", offset.to_string()),
+    );
+    let after = real_ms();
+    let path = sb.root().join("t.jsonl");
+    run_ok(sb.gocache(["trace", "export", "-o", path.to_str().unwrap()]));
+    let trace = std::fs::read_to_string(&path).unwrap();
+    let times: Vec<i64> = trace
+        .lines()
+        .skip(1)
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["ev"] == "get" || e["ev"] == "put")
+        .map(|e| e["t"].as_i64().unwrap())
+        .collect();
+    assert!(!times.is_empty(), "{trace}");
+    for t in times {
+        assert!(
+            (before + offset * 1000..=after + offset * 1000).contains(&t),
+            "an event at {t}, outside {before}..={after} moved by {offset} s"
+        );
+    }
+}
+
 /// The entries in the cache, as `find` would count them.
 fn entries(sb: &Sandbox) -> u64 {
     let mut n = 0;

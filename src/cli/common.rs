@@ -158,7 +158,7 @@ pub fn now() -> gocache::UnixTime {
 
 /// `GOCACHE_TEST_NOW_OFFSET`, in seconds (0 when unset or not a whole
 /// number).
-fn now_offset() -> i64 {
+pub fn now_offset() -> i64 {
     static OFFSET: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
     *OFFSET.get_or_init(|| {
         std::env::var("GOCACHE_TEST_NOW_OFFSET")

@@ -291,6 +291,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         cache_dir,
         open_index,
         clock: super::common::now,
+        clock_offset: super::common::now_offset(),
         workers: args.workers,
         spin: std::time::Duration::from_micros(args.spin_us),
         trace: args.trace,

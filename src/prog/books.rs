@@ -114,6 +114,8 @@ struct Room {
 /// See [`Books::events`].
 struct Events {
     batch: Vec<TraceEvent>,
+    /// Added to the system's milliseconds (see `ServerConfig::clock_offset`).
+    offset_ms: i64,
     rebuilds: RebuildClock,
 }
 
@@ -157,6 +159,7 @@ impl Books {
     pub(super) fn new(
         cache: PathBuf,
         clock: fn() -> UnixTime,
+        clock_offset: i64,
         record_events: bool,
         quiet: bool,
     ) -> Books {
@@ -170,6 +173,7 @@ impl Books {
             events: record_events.then(|| {
                 Mutex::new(Events {
                     batch: Vec::new(),
+                    offset_ms: clock_offset.saturating_mul(1000),
                     rebuilds: RebuildClock::default().reading_cpu(go_cpu_ms),
                 })
             }),
@@ -244,8 +248,12 @@ impl Books {
     pub(super) fn event(&self, f: impl FnOnce(&mut RebuildClock, i64) -> TraceEvent) {
         if let Some(events) = &self.events {
             let mut e = lock(events);
-            let Events { batch, rebuilds } = &mut *e;
-            batch.push(f(rebuilds, now_ms()));
+            let Events {
+                batch,
+                rebuilds,
+                offset_ms,
+            } = &mut *e;
+            batch.push(f(rebuilds, now_ms() + *offset_ms));
         }
     }
 

@@ -126,6 +126,11 @@ pub struct ServerConfig {
     pub open_index: Box<dyn FnOnce() -> Bookkeeping + Send>,
     /// The clock, read once per use.
     pub clock: fn() -> UnixTime,
+    /// Seconds `clock` runs ahead of the system's (0 but in a replay that
+    /// puts hours between go commands, `GOCACHE_TEST_NOW_OFFSET`): trace
+    /// events' milliseconds move with it, so that a recorded trace and
+    /// the index's uses tell the same time.
+    pub clock_offset: i64,
     /// Threads that answer gets while more requests are waiting, and
     /// finish puts; with 0 the thread reading requests does it all.
     /// [`default_workers`] when not given (worked out after the first

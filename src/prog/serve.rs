@@ -97,7 +97,13 @@ impl Session {
         let cache = cfg.cache_dir.path().to_owned();
         let shared = Arc::new(Shared {
             store: LocalStore::new(cfg.cache_dir),
-            books: Arc::new(Books::new(cache, cfg.clock, cfg.record_events, cfg.quiet)),
+            books: Arc::new(Books::new(
+                cache,
+                cfg.clock,
+                cfg.clock_offset,
+                cfg.record_events,
+                cfg.quiet,
+            )),
             remote: cfg.remote.map(RemoteState::new),
             timeline,
             clock: cfg.clock,
