@@ -55,6 +55,10 @@ pub const MIN_GRACE: i64 = HOUR;
 /// (`mtimeInterval`), so an mtime may lag the real last use by this much.
 /// The policy always adds it to the grace period.
 pub const GO_MTIME_LAG: i64 = HOUR;
+/// Bytes `gocache prog` stores between two checks of the limits (it also
+/// checks when a session that stored anything closes). The simulator's
+/// batch policies plan at the same points.
+pub const PROG_EVICT_EVERY: u64 = 16 << 20;
 
 /// A size as given: bytes, or a share of the filesystem.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -51,6 +51,18 @@ pub struct Args {
     #[arg(long = "budget", value_name = "SIZE", value_parser = parse_budget,
           value_hint = clap::ValueHint::Other)]
     budgets: Vec<SizeSpec>,
+    /// The cache directory's bytes besides its entries, which the real trim
+    /// counts against a budget [default: 1028KiB]
+    ///
+    /// Go's 256 subdirectories and its README take a block each (4 KiB on
+    /// ext4), and gocache's index grows with the entries (in a real cache,
+    /// `gocache stats`'s size on disk less its entries' allocated bytes). A budget given as a size is
+    /// replayed as that size less these, so that `simulate --budget 2GiB`
+    /// keeps what `trim --budget 2GiB` would; a percentage is of the
+    /// entries' footprint and left as it is.
+    #[arg(long, value_name = "SIZE", value_parser = parse_fixed,
+          value_hint = clap::ValueHint::Other)]
+    fixed_bytes: Option<u64>,
     /// Policies to replay, repeated or comma-separated [default: all]
     #[arg(long = "policy", value_name = "POLICY", value_delimiter = ',',
           value_parser = super::common::Closed { parse: parse_policy, values: policy_values })]
@@ -83,6 +95,18 @@ pub struct Args {
 fn parse_budget(s: &str) -> gocache::Result<SizeSpec> {
     SizeSpec::parse(s)
 }
+
+fn parse_fixed(s: &str) -> gocache::Result<u64> {
+    match SizeSpec::parse(s)? {
+        SizeSpec::Bytes(b) => Ok(b),
+        SizeSpec::Percent(_) => Err(gocache::Error::Invalid(format!(
+            "invalid size {s:?}: the fixed bytes are a size, not a percentage"
+        ))),
+    }
+}
+
+/// Go's 256 subdirectories and its README, a 4 KiB block each.
+const DEFAULT_FIXED: u64 = 257 * 4096;
 
 fn policy_values() -> Vec<clap::builder::PossibleValue> {
     PolicyName::ALL
@@ -162,12 +186,20 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             "{what} holds no lookups (get, or new or use of an action): nothing to replay"
         )));
     }
+    let fixed = args.fixed_bytes.unwrap_or(DEFAULT_FIXED);
     let budgets = if args.budgets.is_empty() {
         [10.0, 20.0, 30.0, 50.0, 75.0]
             .map(SizeSpec::Percent)
             .to_vec()
     } else {
-        args.budgets.clone()
+        // What is left for entries, as the real trim counts a budget.
+        args.budgets
+            .iter()
+            .map(|b| match *b {
+                SizeSpec::Bytes(b) => SizeSpec::Bytes(b.saturating_sub(fixed)),
+                p => p,
+            })
+            .collect()
     };
     let policies = if args.policies.is_empty() {
         PolicyName::ALL.to_vec()
@@ -175,7 +207,14 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         args.policies.clone()
     };
     let progress = Progress::new(global.quiet, args.json);
-    let report = simulate(&w, &budgets, &policies, 0, &progress);
+    let mut report = simulate(&w, &budgets, &policies, 0, &progress);
+    // Each row as given; the replay held the entries to what was left.
+    for (row, spec) in report.budgets.iter_mut().zip(&args.budgets) {
+        if let SizeSpec::Bytes(b) = *spec {
+            row.budget = b;
+            row.given = spec.to_string();
+        }
+    }
     if let Some(p) = &args.plot {
         let svg = gocache::sim::plot::svg(&report, &format!("What a budget keeps: {what}"));
         std::fs::write(p, svg).map_err(|e| anyhow::anyhow!("writing {}: {e}", p.display()))?;
@@ -184,11 +223,14 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         #[derive(serde::Serialize)]
         struct Out<'a> {
             workload: &'a str,
+            /// Taken off each budget given as a size.
+            fixed_bytes: u64,
             #[serde(flatten)]
             report: &'a Report,
         }
         print_json(&Out {
             workload: &what,
+            fixed_bytes: fixed,
             report: &report,
         })?;
     } else if !global.quiet {

@@ -16,7 +16,7 @@ use crate::model::UnixTime;
 use crate::trace::{RebuildClock, TraceEvent};
 
 /// Bytes put between two background checks of the limits.
-pub const EVICT_EVERY: u64 = 16 << 20;
+pub const EVICT_EVERY: u64 = crate::limits::PROG_EVICT_EVERY;
 
 /// Uses waiting to be recorded that wake the bookkeeper before its next
 /// tick: a few milliseconds of SQLite work each time, done while go works,
@@ -353,6 +353,9 @@ fn keep_books(
     if let Some(ix) = &keeper.index {
         let _ = ix.defer_checkpoints();
     }
+    // The session's end in the trace: where the limits are checked, for
+    // the simulator to replay the real trim's trigger points.
+    books.event(|_, t| TraceEvent::end(t));
     // After puts, the limits are checked before go may exit, so that the
     // cache is within them when it does; the uses come first so that the
     // plan protects what this build used.

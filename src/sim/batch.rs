@@ -197,4 +197,7 @@ impl Policy for Batch<'_> {
     fn rest_of_batch(&mut self) -> Option<Victim> {
         self.queue.pop().map(Victim::Output)
     }
+    fn lazy(&self) -> bool {
+        !self.w.ends.is_empty()
+    }
 }

@@ -41,4 +41,11 @@ pub trait Policy: Send {
     fn rest_of_batch(&mut self) -> Option<Victim> {
         None
     }
+    /// True for a policy that evicts only where the real trim runs: as a
+    /// `gocache prog` session closes after storing anything, and every
+    /// [`crate::limits::PROG_EVICT_EVERY`] bytes stored, where the
+    /// workload marks its sessions; false: after every request.
+    fn lazy(&self) -> bool {
+        false
+    }
 }

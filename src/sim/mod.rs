@@ -102,8 +102,11 @@ pub struct Row {
 /// The rows of one budget.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct BudgetRows {
-    /// Allocated bytes.
+    /// Allocated bytes, as given.
     pub budget: u64,
+    /// What of it the entries may take: `budget` less the cache
+    /// directory's other bytes (see `gocache simulate --fixed-bytes`).
+    pub for_entries: u64,
     /// As a share of the unbounded footprint.
     pub share: f64,
     /// As given (`20%`, `2 GiB`).
@@ -325,6 +328,7 @@ fn budget_rows(
         .zip(bytes)
         .map(|(spec, &b)| BudgetRows {
             budget: b,
+            for_entries: b,
             share: b as f64 / footprint.max(1) as f64,
             given: match spec {
                 SizeSpec::Percent(p) => format!("{p}%"),

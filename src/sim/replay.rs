@@ -3,6 +3,7 @@
 use super::cache::{Cache, Removed, Victim};
 use super::evict::{At, Policy};
 use super::workload::{NONE, Workload};
+use crate::limits::PROG_EVICT_EVERY;
 
 /// How often (in requests) a replay reports progress.
 pub const PROGRESS_EVERY: u64 = 1 << 16;
@@ -49,6 +50,12 @@ pub fn replay(
         !removed.actions.is_empty()
     };
     let mut since = 0;
+    // Where the real trim runs, for a lazy policy (see `Policy::lazy`):
+    // the bytes stored since the last check, whether the session stored
+    // anything, and the sessions' ends still ahead.
+    let lazy = policy.lazy();
+    let (mut stored, mut session_stored) = (0u64, false);
+    let mut ends = w.ends.iter().copied().peekable();
     for (i, r) in w.requests.iter().enumerate() {
         while let Some(v) = policy.expired(r.t) {
             if !evict(&mut cache, policy, v) {
@@ -79,9 +86,19 @@ pub fn replay(
             }
             cache.insert(a, o);
             policy.insert(a, o, &at);
+            stored += w.size(o);
+            session_stored = true;
         }
         last_use[a as usize] = r.t;
-        while cache.bytes() > budget {
+        let mut check = !lazy || stored >= PROG_EVICT_EVERY;
+        if check {
+            stored = 0;
+        }
+        while ends.peek().is_some_and(|&e| e as usize <= i + 1) {
+            ends.next();
+            check |= std::mem::take(&mut session_stored);
+        }
+        while check && cache.bytes() > budget {
             let Some(v) = policy.victim(&cache) else {
                 break;
             };

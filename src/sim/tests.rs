@@ -768,3 +768,48 @@ fn the_batch_policies_never_take_what_the_protection_window_covers() {
         assert_eq!(out.hits, 0, "{name}: without protection");
     }
 }
+
+#[test]
+fn batch_policies_evict_where_prog_checks_the_limits_when_the_trace_marks_sessions() {
+    // Session 1 stores A then B; session 2, three hours later, stores C
+    // (over the budget) and then looks A up. prog checks the limits only
+    // as a session that stored anything closes (and every 16 MiB of puts):
+    // A is still there for session 2's lookup, and at its end B, the one
+    // not used within the protection window, goes. Without the sessions
+    // marked, the replay checks after every request, as before: A, the
+    // oldest, goes as C comes, and its lookup misses.
+    let size = 10 * BLOCK;
+    let (a, b, c) = (TraceId(1), TraceId(2), TraceId(3));
+    let (oa, ob, oc) = (TraceId(11), TraceId(12), TraceId(13));
+    let mut ev = vec![
+        Event::get_miss(0, a),
+        Event::put(1, a, oa, size, Some(1.0)),
+        Event::get_miss(2, b),
+        Event::put(3, b, ob, size, Some(1.0)),
+        Event::end(4),
+        Event::get_miss(APART, c),
+        Event::put(APART + 1, c, oc, size, Some(1.0)),
+        Event::get_hit(APART + 2, a, oa, size),
+        Event::end(APART + 3),
+    ];
+    // Room for two entries, not three.
+    let budget = 2 * (size + BLOCK) + BLOCK;
+    let marked = Workload::from_events(BLOCK, ev.iter());
+    assert_eq!(marked.ends, vec![2, 4]);
+    ev.retain(|e| e.ev != crate::trace::schema::Op::End);
+    let unmarked = Workload::from_events(BLOCK, ev.iter());
+    assert!(unmarked.ends.is_empty());
+    for p in [PolicyName::Lru, PolicyName::Gdsf, PolicyName::GdCost] {
+        let mut pol = p.build(&marked, budget).unwrap();
+        let o = replay::replay(&marked, pol.as_mut(), budget, &|_| {});
+        assert_eq!(o.hits, 1, "{p}: A is kept until session 2 ends");
+        assert_eq!(o.evictions, 1, "{p}: B goes as session 2 ends");
+        let mut pol = p.build(&unmarked, budget).unwrap();
+        let o = replay::replay(&unmarked, pol.as_mut(), budget, &|_| {});
+        assert_eq!(o.hits, 0, "{p}: A goes as C comes");
+    }
+    // The textbook policies evict as they always did.
+    let mut pol = PolicyName::LruGroups.build(&marked, budget).unwrap();
+    let o = replay::replay(&marked, pol.as_mut(), budget, &|_| {});
+    assert_eq!(o.hits, 0);
+}

@@ -217,6 +217,10 @@ pub struct Workload {
     pub cost: Vec<f64>,
     /// Per action: whether `cost` was measured.
     pub measured: Vec<bool>,
+    /// Where go commands' `gocache prog` sessions ended (trace `end`
+    /// events): the number of requests before each, ascending. Empty for
+    /// traces without them (the hook's, older ones, synthetic ones).
+    pub ends: Vec<u32>,
     /// Figures for reports.
     pub summary: Summary,
 }
@@ -306,6 +310,12 @@ impl Workload {
                 (Op::Get, _) | (Op::New | Op::Use, EntryKind::Action) => b.lookup(e),
                 (Op::Put, _) => b.put(e),
                 (Op::New | Op::Use, kind) => b.output_event(e, kind),
+                (Op::End, _) => {
+                    let n = b.w.requests.len() as u32;
+                    if b.w.ends.last() != Some(&n) {
+                        b.w.ends.push(n);
+                    }
+                }
             }
         }
         b.finish()
@@ -386,6 +396,7 @@ impl Builder {
                 out_exe: Vec::new(),
                 cost: Vec::new(),
                 measured: Vec::new(),
+                ends: Vec::new(),
                 summary: Summary::default(),
             },
             actions: Interner::default(),

@@ -94,6 +94,8 @@ pub enum TraceOp {
     Miss,
     /// go stored an action (and its output).
     Put,
+    /// A go command's `gocache prog` session closed (no entry).
+    End,
 }
 
 impl TraceOp {
@@ -104,6 +106,7 @@ impl TraceOp {
             TraceOp::Use => 1,
             TraceOp::Miss => 2,
             TraceOp::Put => 3,
+            TraceOp::End => 4,
         }
     }
 
@@ -114,6 +117,7 @@ impl TraceOp {
             1 => Some(TraceOp::Use),
             2 => Some(TraceOp::Miss),
             3 => Some(TraceOp::Put),
+            4 => Some(TraceOp::End),
             _ => None,
         }
     }
@@ -183,6 +187,20 @@ pub struct TraceEvent {
 }
 
 impl TraceEvent {
+    /// The session of one go command closed: where `gocache prog` checks
+    /// the limits, which the simulator replays as the real trim runs.
+    pub fn end(t_ms: i64) -> TraceEvent {
+        TraceEvent {
+            t_ms,
+            op: TraceOp::End,
+            kind: Kind::Action,
+            entry: TraceId(0),
+            output: None,
+            size: None,
+            cost: None,
+        }
+    }
+
     /// A get of `action` that missed.
     pub fn miss(t_ms: i64, action: &Id) -> TraceEvent {
         TraceEvent {
@@ -482,6 +500,7 @@ fn to_schema(s: &StoredEvent, exes: &std::collections::HashSet<TraceId>) -> Even
     };
     let exe = e.kind == Kind::Action && e.output.is_some_and(|o| exes.contains(&o));
     let mut ev = match (e.op, e.kind) {
+        (TraceOp::End, _) => return Event::end(e.t_ms),
         (TraceOp::Miss, _) => Event::get_miss(e.t_ms, e.entry),
         (TraceOp::Put, _) => match e.output {
             Some(o) => Event::put(e.t_ms, e.entry, o, e.size.unwrap_or(0), e.cost),

@@ -30,12 +30,13 @@
 //! {"t":1767225700000,"ev":"new","kind":"action","a":"77ab…","o":"c0ff…","size":12288}
 //! {"t":1767225700000,"ev":"new","kind":"exe","o":"d00d…","size":6291456,"program":"stringer"}
 //! {"t":1767225800000,"ev":"use","kind":"exe","o":"d00d…"}
+//! {"t":1767225800412,"ev":"end"}
 //! ```
 //!
 //! | field | meaning |
 //! | --- | --- |
 //! | `t` | when, in Unix milliseconds |
-//! | `ev` | `get` (go looked an action up), `put` (go stored an action's output), `new` (an entry first seen by a scan or the hook), `use` (a use seen by the wrapper or the hook) |
+//! | `ev` | `get` (go looked an action up), `put` (go stored an action's output), `new` (an entry first seen by a scan or the hook), `use` (a use seen by the wrapper or the hook), `end` (a go command's `gocache prog` session closed: the real trim checks the limits there; no other field) |
 //! | `kind` | the entry the event is about: `action` (the default, and the only kind for `get` and `put`), `output` or `exe` |
 //! | `a` | the action ID (for `kind` `action`) |
 //! | `o` | the output ID: the data entry an action names, or the output or executable itself |
@@ -159,6 +160,9 @@ pub enum Op {
     New,
     /// A use seen by the wrapper or the hook.
     Use,
+    /// A go command's session ended (`gocache prog`): where the real trim
+    /// checks the limits, besides every 16 MiB of puts.
+    End,
 }
 
 /// The entry an event is about.
@@ -225,6 +229,11 @@ pub struct Event {
 }
 
 impl Event {
+    /// A go command's session ended at `t`.
+    pub fn end(t: i64) -> Event {
+        Event::bare(t, Op::End, EntryKind::Action)
+    }
+
     fn bare(t: i64, ev: Op, kind: EntryKind) -> Event {
         Event {
             t,
@@ -443,8 +452,9 @@ fn event(raw: Raw) -> std::result::Result<Option<Event>, String> {
         Some("put") => Op::Put,
         Some("new") => Op::New,
         Some("use") => Op::Use,
+        Some("end") => Op::End,
         Some(_) => return Ok(None),
-        None => return Err("an event needs \"ev\" (get, put, new or use)".into()),
+        None => return Err("an event needs \"ev\" (get, put, new, use or end)".into()),
     };
     let id = |field: &str, v: &Option<Cow<str>>| -> std::result::Result<Option<TraceId>, String> {
         match v {
@@ -463,6 +473,9 @@ fn event(raw: Raw) -> std::result::Result<Option<Event>, String> {
         return Err(format!("\"cost\" must be seconds, 0 or more, not {c}"));
     }
     let need = |ok: bool, why: &str| if ok { Ok(()) } else { Err(why.to_string()) };
+    if ev == Op::End {
+        return Ok(Some(Event::bare(t, Op::End, EntryKind::Action)));
+    }
     match ev {
         Op::Get => {
             need(kind.is_action(), "a get is about an action")?;
@@ -479,6 +492,7 @@ fn event(raw: Raw) -> std::result::Result<Option<Event>, String> {
                 need(o.is_some(), "an output or exe event needs \"o\"")?
             }
         },
+        Op::End => {}
     }
     Ok(Some(Event {
         t,
@@ -519,6 +533,7 @@ mod tests {
                 ..Event::seen(3000, Op::New, EntryKind::Exe, None, id(4)).with_size(1 << 20)
             },
             Event::seen(4000, Op::Use, EntryKind::Exe, None, id(4)),
+            Event::end(4100),
         ];
         let mut buf = Vec::new();
         write(&mut buf, &h, &events).unwrap();
@@ -528,6 +543,7 @@ mod tests {
             r#"{"t":1000,"ev":"get","a":"0000000000000001","hit":false}"#
         );
         assert!(text.lines().nth(5).unwrap().contains(r#""kind":"exe""#));
+        assert_eq!(text.lines().nth(7).unwrap(), r#"{"t":4100,"ev":"end"}"#);
         let back = read(&buf[..], "mem").unwrap();
         assert_eq!(back.headers, vec![h]);
         assert_eq!(back.events, events);

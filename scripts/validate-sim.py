@@ -1,0 +1,346 @@
+#!/usr/bin/env python3
+"""Checks `gocache simulate` against the real system it models.
+
+For each workload (a generated Go module and a fixed series of edits and go
+commands), it replays the series through real go and `gocache prog`:
+
+- once unbounded, recording the trace `simulate` replays (its costs are
+  the CPU shares prog measures);
+- once per shipped policy (lru, gdsf, gd-cost) and budget, each from an
+  empty cache, with `gocache prog --budget B --policy P`;
+
+with gocache's clock moved STEP_HOURS (default 1.5) between go commands
+(GOCACHE_TEST_NOW_OFFSET; the times go sees do not move), so that the
+grace period covers the command running and the one before, as it would
+for commands an hour and a half apart. Then it asks `simulate` for the
+same policies and budgets on the recorded trace and prints, per policy and
+budget, the real and predicted misses and rebuild CPU-seconds (real: the
+CPU go and its children used beyond the unbounded replay's; predicted:
+`lost_s`), their ratio, and whether the ranking agrees.
+
+The budgets: one below the largest single command's working set (what
+one go command used, by the trace), one twice it, and one between that
+and the unbounded footprint (the most an unbounded cache holds).
+
+Usage: scripts/validate-sim.py [--scale small|full] [--workloads a,b]
+       [--json OUT] [--workdir DIR] [--gocache BIN] [--go GO]
+Workloads: `deep` (48 packages in 8 layers: edits, branch switches, builds
+of targets and their dependencies, vet) and `wide` (240 packages in 4
+layers, 1-8 edited per command). --scale small runs each with fewer
+packages and commands (the cargo test's size, about a minute each).
+Exits 1 when a check fails (--check: the 15% and ranking targets).
+"""
+
+import argparse
+import json
+import os
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import time
+
+POLICIES = ["lru", "gdsf", "gd-cost"]
+
+# name: (layers, per layer, functions per package, commands) per scale
+WORKLOADS = {
+    "deep": {"full": (8, 6, 40, 60), "small": (4, 3, 20, 16)},
+    "wide": {"full": (4, 60, 12, 40), "small": (3, 8, 8, 14)},
+}
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def gen_package(root, name, imports, funcs, version):
+    d = os.path.join(root, name)
+    os.makedirs(d, exist_ok=True)
+    lines = [f"package {name}", ""]
+    if imports:
+        lines.append("import (")
+        lines += [f'\t"w/{i}"' for i in imports]
+        lines.append(")")
+        lines.append("")
+    lines.append(f"const Version = {version}")
+    lines.append("")
+    for f in range(funcs):
+        body = [f"func F{f}(x int) int {{", "\ts := x"]
+        for k in range(6):
+            body.append(f"\tfor i := 0; i < {k + 2}; i++ {{ s = s*{k + 3} + i ^ {f} }}")
+        if imports:
+            body.append(f"\ts += {imports[f % len(imports)]}.F{f % funcs}(s)")
+        body += ["\treturn s + Version", "}", ""]
+        lines += body
+    with open(os.path.join(d, f"{name}.go"), "w") as fh:
+        fh.write("\n".join(lines))
+
+
+def make_workload(name, scale, seed=7):
+    """The module's shape and the series of steps, deterministic: three
+    branches, each with its own versions of the packages; a command stays
+    on its branch or switches (30%), edits one to a few packages there
+    (half the time; upper layers more often, as libraries change less),
+    then builds one to three top-layer targets with their dependencies,
+    the whole module, or vets a target."""
+    layers, width, funcs, commands = WORKLOADS[name][scale]
+    rng = random.Random(f"{name}-{scale}-{seed}")
+    pkgs = [[f"p{l}x{k}" for k in range(width)] for l in range(layers)]
+    deps = {}
+    for l, row in enumerate(pkgs):
+        for p in row:
+            deps[p] = sorted(rng.sample(pkgs[l - 1], min(2, width))) if l else []
+    flat = [p for row in pkgs for p in row]
+    weights = [1 + l for l, row in enumerate(pkgs) for _ in row]
+    branches = [{p: 0 for p in flat} for _ in range(3)]
+    on = 0
+    steps = []
+    for c in range(commands):
+        if c and rng.random() < 0.3:
+            on = rng.choice([b for b in range(3) if b != on])
+        versions = branches[on]
+        if rng.random() < 0.5:
+            n = rng.randint(1, 2 if name == "deep" else 4)
+            for p in rng.choices(flat, weights=weights, k=n):
+                versions[p] = c + 1
+        kind = rng.random()
+        if kind < 0.15:
+            cmd = ["vet", "./" + rng.choice(pkgs[-1])]
+        elif kind < 0.25:
+            cmd = ["build", "./..."]
+        else:
+            top = rng.sample(pkgs[-1], min(len(pkgs[-1]), rng.randint(1, 3)))
+            cmd = ["build"] + ["./" + t for t in top]
+        steps.append((dict(versions), cmd))
+    return {"deps": deps, "funcs": funcs, "steps": steps, "packages": len(flat)}
+
+
+def write_tree(src, wl, versions, written):
+    for p, imps in wl["deps"].items():
+        v = versions[p]
+        if written.get(p) != v:
+            gen_package(src, p, imps, wl["funcs"], v)
+            written[p] = v
+
+
+class Env:
+    def __init__(self, args):
+        self.g = args.gocache
+        self.go = args.go
+        self.work = args.workdir
+        self.step = int(float(args.step_hours) * 3600)
+
+    def base_env(self, cache, home):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GOCACHE")}
+        env.update(
+            GOCACHE=cache,
+            HOME=home,
+            XDG_CONFIG_HOME=os.path.join(home, ".config"),
+            GOPATH=os.path.join(home, "gopath"),
+            GOENV="off",
+            GOTOOLCHAIN="local",
+            GOPROXY="off",
+            GOFLAGS="-mod=mod",
+            GOTELEMETRY="off",
+            CGO_ENABLED="0",
+            PATH=os.path.dirname(self.go) + ":" + os.environ.get("PATH", ""),
+        )
+        return env
+
+    def replay(self, name, wl, tag, prog_args):
+        """Runs the series from an empty cache; returns CPU seconds, the
+        trace's counts, and the cache for the caller to read."""
+        root = os.path.join(self.work, name, tag)
+        shutil.rmtree(root, ignore_errors=True)
+        src, cache, home = (os.path.join(root, d) for d in ("src", "cache", "home"))
+        for d in (src, cache, home):
+            os.makedirs(d)
+        with open(os.path.join(src, "go.mod"), "w") as fh:
+            fh.write("module w\n\ngo 1.24\n")
+        env = self.base_env(cache, home)
+        env["GOCACHEPROG"] = " ".join([self.g, "-q", "prog"] + prog_args)
+        env["GOCACHE_TRACE"] = "on"
+        written = {}
+        cpu = 0.0
+        for i, (versions, cmd) in enumerate(wl["steps"]):
+            write_tree(src, wl, versions, written)
+            env["GOCACHE_TEST_NOW_OFFSET"] = str(i * self.step)
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            p = subprocess.run(
+                [self.go] + cmd, cwd=src, env=env, capture_output=True, text=True
+            )
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            if p.returncode != 0:
+                sys.exit(f"{name}/{tag}: go {' '.join(cmd)} failed:\n{p.stderr}")
+            cpu += (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        trace = os.path.join(root, "trace.jsonl")
+        subprocess.run(
+            [self.g, "-q", "trace", "export", "-o", trace],
+            env=self.base_env(cache, home),
+            check=True,
+        )
+        gets = misses = 0
+        with open(trace) as fh:
+            next(fh)
+            for line in fh:
+                e = json.loads(line)
+                if e.get("ev") == "get":
+                    gets += 1
+                    misses += not e.get("hit")
+        return {"cpu": cpu, "gets": gets, "misses": misses, "trace": trace, "cache": cache}
+
+
+def working_sets(trace):
+    """The largest bytes one go command used: events grouped by the clock
+    step between commands (gaps of over 30 minutes)."""
+    sizes = {}
+    best = cur_t = 0
+    cur = {}
+    with open(trace) as fh:
+        next(fh)
+        for line in fh:
+            e = json.loads(line)
+            t = e["t"]
+            if cur and t - cur_t > 30 * 60 * 1000:
+                best = max(best, sum(cur.values()))
+                cur = {}
+            cur_t = t
+            if e.get("o") and e.get("size") is not None:
+                sizes[e["o"]] = e["size"]
+            if e.get("o"):
+                cur[e["o"]] = sizes.get(e["o"], 0) + 4096
+    return max(best, sum(cur.values()))
+
+
+def simulate(env, trace, budgets, fixed):
+    args = [env.g, "simulate", trace, "--json", "--policy", ",".join(POLICIES),
+            "--fixed-bytes", str(fixed)]
+    for b in budgets:
+        args += ["--budget", str(b)]
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--scale", choices=["small", "full"], default="full")
+    ap.add_argument("--workloads", default="deep,wide")
+    ap.add_argument("--workdir", default="/tmp/gocache-validate-sim")
+    ap.add_argument("--gocache", default=None)
+    ap.add_argument("--go", default=shutil.which("go"))
+    ap.add_argument("--step-hours", default="1.5")
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--check", action="store_true")
+    args = ap.parse_args()
+    here = os.path.dirname(os.path.abspath(__file__))
+    if not args.gocache:
+        subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "gocache"],
+                       cwd=os.path.dirname(here), check=True)
+        args.gocache = os.path.join(os.path.dirname(here), "target/release/gocache")
+    if not args.go:
+        sys.exit("no go on PATH: give --go")
+    env = Env(args)
+    report = {"scale": args.scale, "step_hours": float(args.step_hours), "workloads": []}
+    failed = []
+    for name in args.workloads.split(","):
+        wl = make_workload(name, args.scale)
+        t0 = time.time()
+        log(f"{name}: {wl['packages']} packages, {len(wl['steps'])} go commands")
+        rec = env.replay(name, wl, "unbounded", [])
+        again = env.replay(name, wl, "unbounded2", [])
+        base_cpu = (rec["cpu"] + again["cpu"]) / 2
+        ws = working_sets(rec["trace"])
+        # The cache directory's bytes besides its entries (Go's 256
+        # subdirectories, its README, gocache's index), which the real
+        # budget counts: simulate is told them.
+        stats = subprocess.run(
+            [env.g, "-q", "stats", "--json"],
+            env=env.base_env(rec["cache"], os.path.join(os.path.dirname(rec["cache"]), "home")),
+            capture_output=True, text=True, check=True,
+        ).stdout
+        stats = json.loads(stats)
+        fixed = stats["against_limits"]["cache_bytes"] - stats["total"]["allocated_bytes"]
+        sim0 = simulate(env, rec["trace"], [1 << 40], fixed)
+        footprint = sim0["unbounded"]["peak_bytes"]
+        budgets = sorted({fixed + int(ws * 0.6), fixed + int(ws * 2),
+                          fixed + int((ws * 2 + footprint) / 2)})
+        sim = simulate(env, rec["trace"], budgets, fixed)
+        lookups = rec["gets"]
+        w = {"name": name, "packages": wl["packages"], "commands": len(wl["steps"]),
+             "lookups": lookups, "footprint": footprint, "working_set": ws,
+             "fixed_bytes": fixed,
+             "unbounded": {"misses": rec["misses"], "cpu": [rec["cpu"], again["cpu"]]},
+             "rows": []}
+        for bi, b in enumerate(budgets):
+            row_sim = {r["policy"]: r for r in sim["budgets"][bi]["rows"]}
+            reals = {}
+            for pol in POLICIES:
+                r = env.replay(name, wl, f"{pol}-{b}", ["--budget", str(b), "--policy", pol])
+                reals[pol] = r
+                s = row_sim[pol]
+                pred_miss = sim["unbounded"]["hits"] - s["hits"] + rec["misses"]
+                real_extra = r["cpu"] - base_cpu
+                w["rows"].append({
+                    "budget": b, "policy": pol,
+                    "real_misses": r["misses"], "predicted_misses": pred_miss,
+                    "real_extra_misses": r["misses"] - rec["misses"],
+                    "predicted_extra_misses": pred_miss - rec["misses"],
+                    "real_extra_cpu_s": round(real_extra, 2),
+                    "predicted_lost_s": round(s["lost_s"], 2),
+                })
+                log(f"  {pol:8} {b / 2**20:8.1f} MiB: misses real {r['misses']} predicted {pred_miss};"
+                    f" extra CPU real {real_extra:.1f} s predicted {s['lost_s']:.1f} s")
+            rank_real = sorted(POLICIES, key=lambda p: reals[p]["misses"])
+            rank_pred = sorted(POLICIES, key=lambda p: row_sim[p]["hits"], reverse=True)
+            w.setdefault("rankings", []).append({"budget": b, "real": rank_real, "predicted": rank_pred})
+        w["seconds"] = round(time.time() - t0, 1)
+        report["workloads"].append(w)
+        print_table(w)
+        if args.check:
+            failed += check(w)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(report, fh, indent=1)
+    for f in failed:
+        print("FAILED:", f)
+    sys.exit(1 if failed else 0)
+
+
+def within(real, pred, tol=0.15, floor=0):
+    if real <= floor and pred <= floor:
+        return True
+    return abs(pred - real) <= tol * max(real, floor)
+
+
+def check(w):
+    out = []
+    for r in w["rows"]:
+        if not within(r["real_misses"], r["predicted_misses"]):
+            out.append(f"{w['name']} {r['policy']} at {r['budget']}: misses {r['predicted_misses']} predicted, {r['real_misses']} real")
+    return out
+
+
+def print_table(w):
+    print(f"\n{w['name']}: {w['packages']} packages, {w['commands']} go commands, "
+          f"{w['lookups']} lookups; footprint {w['footprint'] / 2**20:.1f} MiB, "
+          f"largest command's working set {w['working_set'] / 2**20:.1f} MiB, "
+          f"fixed bytes {w['fixed_bytes'] / 2**20:.2f} MiB; "
+          f"unbounded: {w['unbounded']['misses']} misses, CPU "
+          + " / ".join(f"{c:.1f}" for c in w["unbounded"]["cpu"]) + " s")
+    print("| budget | policy | misses real | predicted | pred/real | beyond unbounded: real | predicted | extra CPU-s real | predicted |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in w["rows"]:
+        ratio = r["predicted_misses"] / r["real_misses"] if r["real_misses"] else float("nan")
+        print(f"| {r['budget'] / 2**20:.1f} MiB | {r['policy']} | {r['real_misses']} | "
+              f"{r['predicted_misses']} | {ratio:.2f} | {r['real_extra_misses']} | "
+              f"{r['predicted_extra_misses']} | {r['real_extra_cpu_s']:.1f} | "
+              f"{r['predicted_lost_s']:.1f} |")
+    for k in w.get("rankings", []):
+        print(f"ranking at {k['budget'] / 2**20:.1f} MiB: real {' < '.join(k['real'])}; "
+              f"predicted {' < '.join(k['predicted'])}")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
