@@ -49,7 +49,8 @@ if [ "${CHAOS_ONLY:-}" = full-disk-prog ] && [ -n "${GOCACHE_BIN:-}" ]; then
   :
 else
   cargo build --release --quiet --bin gocache --example chaos
-  export GOCACHE_BIN=$PWD/target/release/gocache
+  TARGET=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+  export GOCACHE_BIN=$TARGET/release/gocache
 fi
 # The go that built the template cache (Go keys some entries by GOROOT).
 GO=${GOCACHE_TEST_GO:-$(command -v go || true)}
@@ -143,5 +144,5 @@ fi
 [ "${CHAOS_ONLY:-}" = full-disk-prog ] && exit "$FULL_DISK_FAILED"
 # The example runs the others (CHAOS_ONLY passes through; it ignores
 # full-disk-prog).
-"$PWD/target/release/examples/chaos" "$W/run" "$TEMPLATE" "$@" || exit 1
+"${TARGET:-$PWD/target}/release/examples/chaos" "$W/run" "$TEMPLATE" "$@" || exit 1
 exit "$FULL_DISK_FAILED"

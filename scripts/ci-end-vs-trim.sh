@@ -32,7 +32,7 @@ W=${4:-/tmp/gocache-ci-vs-trim}
 [[ "$BUDGET" =~ ^[0-9]+$ ]] || { echo "error: BUDGET must be a number of bytes, not '$BUDGET'" >&2; exit 2; }
 if [[ -z "${GOCACHE_BIN:-}" ]]; then
   cargo build --release --quiet --bin gocache
-  GOCACHE_BIN=$PWD/target/release/gocache
+  GOCACHE_BIN=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/gocache
 fi
 G=$GOCACHE_BIN
 mkdir -p "$W"

@@ -24,8 +24,14 @@
 # policies compared here, so the runs follow each other without waiting.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet --bin gocache
-G=$PWD/target/release/gocache
+# GOCACHE_BIN: the gocache to record with (default: built here, in cargo's
+# target directory, wherever CARGO_TARGET_DIR puts it).
+if [ -n "${GOCACHE_BIN:-}" ]; then
+  G=$GOCACHE_BIN
+else
+  cargo build --release --quiet --bin gocache
+  G=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/gocache
+fi
 GO=$(command -v go || true)
 [ -n "$GO" ] || GO=$(ls "$PWD"/target/tmp/go-*/go/bin/go 2>/dev/null | head -1)
 [ -x "$GO" ] || { echo "no go: run 'cargo test' once (it installs one into target/tmp)"; exit 1; }

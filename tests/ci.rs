@@ -1107,3 +1107,32 @@ fn ci_begin_fits_80_columns_and_the_summary_names_what_it_counts() {
         .collect();
     assert_eq!((row[3], row[4]), ("yes", "0"), "{md}");
 }
+
+/// `ci end`'s report fits 80 columns with no blanks at the ends of its
+/// lines, met or not (an unmet budget says why at length).
+#[test]
+fn ci_end_fits_80_columns_met_or_not() {
+    let sb = Sandbox::with_template();
+    let app = sb.write_hello("fits", "fits");
+    for budget in ["2GiB", "1MiB"] {
+        run_ok(sb.gocache(["ci", "begin"]));
+        run_ok(sb.go(["build", "-o", "/dev/null", "."]).current_dir(&app));
+        let out = sb
+            .gocache(["ci", "end", "--budget", budget])
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        let said = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        let unmet = budget == "1MiB";
+        assert_eq!(said.contains("budget 1 MiB not met"), unmet, "{text}");
+        assert_eq!(said.contains("budget 2 GiB met"), !unmet, "{text}");
+        for l in text.lines() {
+            assert!(
+                l.chars().count() <= 80,
+                "{} columns: {l}\n{text}",
+                l.chars().count()
+            );
+            assert_eq!(l, l.trim_end(), "blanks at the end: {l:?}\n{text}");
+        }
+    }
+}

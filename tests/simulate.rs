@@ -145,7 +145,7 @@ fn bad_traces_and_flags_exit_2_and_say_why() {
     .unwrap();
     std::fs::write(d.join("odd.jsonl"), "{\"a\":1}\n").unwrap();
     std::fs::create_dir(d.join("traces")).unwrap();
-    let cases: [(&[&str], &str); 8] = [
+    let cases: [(&[&str], &str); 10] = [
         (&["bad.jsonl"], "bad.jsonl, line 2: a get needs \"a\""),
         (&["traces"], "traces is a directory, not a trace"),
         (
@@ -157,6 +157,14 @@ fn bad_traces_and_flags_exit_2_and_say_why() {
         (
             &["empty.jsonl", "--policy", "fifo"],
             "unknown policy \"fifo\"",
+        ),
+        (
+            &["empty.jsonl", "--policy", "trim-gdsf"],
+            "trim's policies go by trim's names now, \"gdsf\"",
+        ),
+        (
+            &["empty.jsonl", "--fixed-bytes", "5%"],
+            "a size, not a percentage",
         ),
         (&["empty.jsonl", "--budget", "lots"], "invalid size"),
         (&[], "TRACE"),

@@ -573,12 +573,12 @@ fn text(r: &EndReport, seconds: f64) -> String {
     let _ = writeln!(o, "  {:<9} {:>9}  {:>11}", "", "entries", "on disk");
     let rows = rows(r);
     for (name, b, note) in &rows {
-        let _ = writeln!(
-            o,
+        let row = format!(
             "  {name:<9} {:>9}  {:>11}  {note}",
             count(b.entries),
             human(b.allocated_bytes)
         );
+        let _ = writeln!(o, "{}", row.trim_end());
     }
     let max = rows
         .iter()
@@ -608,7 +608,10 @@ fn text(r: &EndReport, seconds: f64) -> String {
             .collect();
         let _ = writeln!(o, "  largest programs: {}", progs.join(", "));
     }
-    let _ = writeln!(o, "  {}", limits_line(r));
+    // Laid out for 80 columns, as every human report: broken at spaces.
+    for (i, line) in super::common::wrap(&limits_line(r), 76).iter().enumerate() {
+        let _ = writeln!(o, "{}{line}", if i == 0 { "  " } else { "    " });
+    }
     o
 }
 

@@ -117,6 +117,19 @@ fn policy_values() -> Vec<clap::builder::PossibleValue> {
 
 fn parse_policy(s: &str) -> gocache::Result<PolicyName> {
     PolicyName::parse(s).ok_or_else(|| {
+        // The names before simulate took trim's: say what they are now.
+        let renamed = match s {
+            "trim-lru" => Some("lru"),
+            "trim-gdsf" => Some("gdsf"),
+            "trim-gds" => Some("gds"),
+            "trim-gd-cost" => Some("gd-cost"),
+            _ => None,
+        };
+        if let Some(now) = renamed {
+            return gocache::Error::Invalid(format!(
+                "unknown policy {s:?}: trim's policies go by trim's names now, {now:?}"
+            ));
+        }
         let names: Vec<&str> = PolicyName::ALL.iter().map(|p| p.as_str()).collect();
         gocache::Error::Invalid(format!(
             "unknown policy {s:?} (one of: {})",
