@@ -133,6 +133,9 @@ use crate::layout::{EntryName, Id, IdHash};
 use crate::limits::{Eviction, GO_MTIME_LAG, Limits};
 use crate::model::{Bytes, Entry, Kind, Tier, Totals, UnixTime};
 
+mod unmet;
+use unmet::budget_reason;
+
 /// The share of the budget and the exe quota an automatic trim (the hook,
 /// `gocache prog`) evicts down to once one is exceeded, so that it does not
 /// run on every insert (ccache's hysteresis).
@@ -1168,9 +1171,6 @@ impl Members {
         m
     }
 }
-
-mod unmet;
-use unmet::budget_reason;
 
 #[cfg(test)]
 mod tests;
