@@ -386,13 +386,7 @@ fn end(global: &Global, args: EndArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if args.json {
-        print_json(&super::common::Located {
-            cache_dir: &ctx.cache_dir,
-            index: &ctx.index_path,
-            fallback: fallback.as_deref(),
-            seconds,
-            report: &report,
-        })?;
+        ctx.print_located(fallback.as_deref(), seconds, &report)?;
     } else if !ctx.quiet {
         write!(std::io::stdout(), "{}", text(&report, seconds))?;
     }

@@ -457,6 +457,25 @@ pub struct Located<'a, R: serde::Serialize> {
     pub report: &'a R,
 }
 
+impl Ctx {
+    /// Prints a command's `--json` report where and how it ran (see
+    /// [`Located`]).
+    pub fn print_located<R: serde::Serialize>(
+        &self,
+        fallback: Option<&str>,
+        seconds: f64,
+        report: &R,
+    ) -> anyhow::Result<()> {
+        print_json(&Located {
+            cache_dir: &self.cache_dir,
+            index: &self.index_path,
+            fallback,
+            seconds,
+            report,
+        })
+    }
+}
+
 /// Writes `value` as pretty JSON to stdout, followed by a newline.
 pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     use std::io::Write;

@@ -4,8 +4,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use super::common::{
-    COLUMNS, Ctx, Global, LimitArgs, Progress, count, fit_tail, heading, human, print_json,
-    short_entry, wrap,
+    COLUMNS, Ctx, Global, LimitArgs, Progress, count, fit_tail, heading, human, short_entry, wrap,
 };
 use gocache::enforce::{TrimOutcome, TrimReport, effective_limits};
 use gocache::policy::Rule;
@@ -182,13 +181,7 @@ pub fn run(global: &Global, mut args: Args) -> anyhow::Result<ExitCode> {
     }
     let seconds = started.elapsed().as_secs_f64();
     if args.json {
-        print_json(&super::common::Located {
-            cache_dir: &ctx.cache_dir,
-            index: &ctx.index_path,
-            fallback: fallback.as_deref(),
-            seconds,
-            report: &report,
-        })?;
+        ctx.print_located(fallback.as_deref(), seconds, &report)?;
     } else if !ctx.quiet {
         print_text(&report, args.verbose.then_some(&modules), seconds)?;
     } else if !report.dry_run {
