@@ -51,9 +51,9 @@ pub struct Args {
     #[arg(long = "budget", value_name = "SIZE", value_parser = parse_budget,
           value_hint = clap::ValueHint::Other)]
     budgets: Vec<SizeSpec>,
-    /// The cache directory's bytes besides its entries, which the real trim
-    /// counts against a budget [default: 1028KiB]
+    /// The cache directory's bytes besides its entries [default: 1028KiB]
     ///
+    /// The real trim counts them against a budget.
     /// Go's 256 subdirectories and its README take a block each (4 KiB on
     /// ext4), and gocache's index grows with the entries (in a real cache,
     /// `gocache stats`'s size on disk less its entries' allocated bytes). A budget given as a size is
