@@ -363,6 +363,17 @@ fn print_stats(o: &mut dyn Write, store: &str, s: &RemoteStats) -> std::io::Resu
             human(s.snapshots.bytes)
         ),
     )?;
+    if s.manifests.objects > 0 {
+        line(
+            o,
+            "Manifests",
+            format!(
+                "{} ({}): what the last session of each build key used, for prefetching",
+                count(s.manifests.objects),
+                human(s.manifests.bytes)
+            ),
+        )?;
+    }
     if s.other.objects > 0 {
         line(
             o,
