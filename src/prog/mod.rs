@@ -103,11 +103,13 @@ use crate::model::UnixTime;
 
 mod books;
 mod pool;
+mod prefetch;
 mod protocol;
 mod remote;
 mod serve;
 
 pub use books::{Bookkeeping, Counters, EVICT_EVERY};
+pub use prefetch::PrefetchOptions;
 pub use protocol::{
     BadRequest, BodyError, Command, Request, RequestError, Response, parse_request, stream_body,
 };
