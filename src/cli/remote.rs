@@ -515,7 +515,7 @@ fn trim(global: &Global, args: TrimArgs) -> anyhow::Result<ExitCode> {
 fn remote_unmet_text(u: &gocache::remote::policy::RemoteUnmet) -> String {
     format!(
         "budget not met: still {} over: {} inside the grace period, {} of use logs, \
-         snapshots and other keys",
+         snapshots, manifests and other keys",
         human(u.over_by),
         human(u.protected_bytes),
         human(u.fixed_bytes)
