@@ -25,7 +25,9 @@
 #           a shaped link (examples/shaped_proxy.rs; REMOTE_LINKS, default
 #           "20:100 50:1000", RTT ms:Mbit/s): plain go, from the compressed
 #           bucket, from the uncompressed one, and a raw 8-way download of
-#           the uncompressed objects (examples/raw_fetch.rs); (c) what
+#           the uncompressed objects (examples/raw_fetch.rs), and from the
+#           compressed bucket without the manifest's prefetch
+#           (--remote-prefetch 0: go's gets alone); (c) what
 #           uploads add: how long close waited for them (bounded by
 #           --remote-drain) and how long prog ran after go had its answer;
 #           (d) warm with --remote vs without (target <= 1.02x)
@@ -119,6 +121,7 @@ us_ok() {
   local s=$EPOCHREALTIME e
   "$@" >/dev/null 2>"$W/last-err.txt" || echo "   FAILED: $* ($(head -c 300 "$W/last-err.txt"))" >&2
   e=$EPOCHREALTIME
+  cat "$W/last-err.txt" >> "$W/all-err.txt"   # every run's stderr (prog's summary lines), kept
   echo $(( ${e/./} - ${s/./} ))
 }
 # The same, keeping the command's standard output (a --json report) in $1.
@@ -515,13 +518,14 @@ EOT
     PPID_=$!; GPIDS+=("$PPID_")
     for _ in $(seq 50); do [ -s "$W/r-proxy.txt" ] && break; sleep 0.1; done
     ep="http://$(head -1 "$W/r-proxy.txt")"
-    : > "$W/r-fz.txt"; : > "$W/r-fu.txt"; : > "$W/r-raw.txt"
-    fsides=(z u raw)
+    : > "$W/r-fz.txt"; : > "$W/r-fu.txt"; : > "$W/r-raw.txt"; : > "$W/r-fzn.txt"
+    fsides=(z u raw zn)
     for i in $(seq "$REMOTE_FETCH"); do
-      for k in 0 1 2; do
+      for k in 0 1 2 3; do
         rm -rf "$W/r-l1"
-        case ${fsides[$(( (i + k) % 3 ))]} in
+        case ${fsides[$(( (i + k) % 4 ))]} in
           z) rbuild "$W/r-l1" --remote s3://bench/z-1 --endpoint "$ep" >> "$W/r-fz.txt" ;;
+          zn) rbuild "$W/r-l1" --remote s3://bench/z-1 --endpoint "$ep" --remote-prefetch 0 >> "$W/r-fzn.txt" ;;
           u) rbuild "$W/r-l1" --remote s3://bench/u-1 --endpoint "$ep" >> "$W/r-fu.txt" ;;
           raw) "$RAW" s3://bench/u-1 --parallel 8 --endpoint "$ep" | awk '{printf "%d\n", $3 * 1e6}' >> "$W/r-raw.txt" ;;
         esac
@@ -532,6 +536,7 @@ EOT
     echo "   download side over ${rtt} ms / ${mbit} Mbit/s (shaped link; $REMOTE_FETCH rounds, interleaved; ratios to the raw download)"
     row "cold, plain go" "$(fmt3 "$W/r-native.txt" "$raw")" ""
     row "raw 8-way download of u-1 (the floor)" "$(fmt3 "$W/r-raw.txt")" ""
+    row "from the bucket, compressed, no prefetch" "$(fmt3 "$W/r-fzn.txt" "$raw")" "(--remote-prefetch 0)"
     row "from the bucket, as before compression" "$(fmt3 "$W/r-fu.txt" "$raw")" ""
     row "from the bucket, compressed" "$(fmt3 "$W/r-fz.txt" "$raw")" "(target < 1.0x at 100 Mbit/s)"
   done

@@ -195,11 +195,15 @@ fn machine_b_builds_from_what_machine_a_uploaded_and_read_only_uploads_nothing()
     let listed = wait_for_logs(&store, 1);
     assert_eq!(count_prefix(&listed, "a/") as u64, puts, "{listed:?}");
 
-    // Machine B: another empty cache; every get it makes is a remote hit.
+    // Machine B: another empty cache; every get it makes is a remote hit
+    // (no prefetch from A's manifest here: the get's own fetch is what
+    // this checks; the prefetch has a test of its own).
     let b = Sandbox::new();
     let b_bin = b.root().join("fleet-b");
     let t = Instant::now();
-    run_ok(build(&b, &fleet, &b_bin, &strs(&args), &creds(&g.rw)));
+    let mut b_args = args.clone();
+    b_args.extend(["--remote-prefetch".to_owned(), "0".to_owned()]);
+    run_ok(build(&b, &fleet, &b_bin, &strs(&b_args), &creds(&g.rw)));
     let b_took = t.elapsed();
     let sb_ = last_session(&b);
     assert_eq!(sb_["hits"], 0, "level one was empty: {sb_}");
@@ -249,7 +253,12 @@ fn machine_b_builds_from_what_machine_a_uploaded_and_read_only_uploads_nothing()
     run_ok(build(&c, &fleet, &c_bin, &strs(&ro_args), &creds(&g.ro)));
     assert_eq!(run_binary(&c_bin), "sum 7\n");
     let sc = last_session(&c);
-    assert!(sc["remote"]["hits"].as_u64().unwrap() > 10, "{sc}");
+    // From the store: fetched by its gets, or prefetched (A's manifest)
+    // and then local hits.
+    assert!(
+        sc["remote"]["hits"].as_u64().unwrap() + sc["hits"].as_u64().unwrap() > 10,
+        "{sc}"
+    );
     assert!(sc["puts"].as_u64().unwrap() >= 2, "calc and greet: {sc}");
     assert_eq!(sc["remote"]["uploaded"], 0, "{sc}");
     assert_eq!(sc["remote"]["errors"], 0, "{sc}");
@@ -465,10 +474,16 @@ fn builds_succeed_while_a_store_node_dies_and_a_trim_runs_beside_them() {
     // Two of three nodes hold a quorum: machine B gets remote hits.
     let b = Sandbox::with_template();
     let b_bin = b.root().join("fleet-b");
-    run_ok(build(&b, &fleet, &b_bin, &strs(&args), &creds(&g.rw)));
+    let out = run_ok(build(&b, &fleet, &b_bin, &strs(&args), &creds(&g.rw)));
     assert_eq!(run_binary(&b_bin), "sum 25\n");
     let s = last_session(&b);
-    assert!(s["remote"]["hits"].as_u64().unwrap() >= 3, "{s}");
+    // Fetched by its gets, or prefetched from A's manifest and then used.
+    let prefetched_used = prefetched(&stderr(&out)).map_or(0, |p| p.2);
+    assert!(
+        s["remote"]["hits"].as_u64().unwrap() + prefetched_used >= 3,
+        "{s} {}",
+        stderr(&out)
+    );
     // A second node gone: no quorum. The build still succeeds, locally.
     g.kill(1);
     fleet.set_salt(21);
@@ -552,4 +567,171 @@ fn over_a_slow_link_machine_b_builds_from_compressed_objects_and_a_reset_costs_o
         std::fs::read(&c_bin).unwrap()
     );
     assert_eq!(run_binary(&c_bin), "sum 25\n");
+}
+
+/// The listing once a key starting with `p` is there (a session writes
+/// its manifest right after go has its answer).
+fn wait_for_prefix(store: &dyn ObjectStore, p: &str) -> Vec<String> {
+    let start = Instant::now();
+    loop {
+        let listed = keys(store);
+        if count_prefix(&listed, p) > 0 || start.elapsed() > Duration::from_secs(20) {
+            assert!(count_prefix(&listed, p) > 0, "no {p}: {listed:?}");
+            return listed;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The fleet module's manifest as the store holds it.
+fn manifest_of(
+    store: &dyn ObjectStore,
+    fleet: &Fleet,
+) -> Option<gocache::remote::manifest::Manifest> {
+    use gocache::remote::manifest::{BuildKey, read};
+    let key = BuildKey::of_build(&fleet.module(), |n| std::env::var(n).ok());
+    read(store, &key).unwrap()
+}
+
+/// `(prefetched, planned, used by go)` from the summary line.
+fn prefetched(err: &str) -> Option<(u64, u64, u64)> {
+    let rest = err.split("; prefetched ").nth(1)?;
+    let n: Vec<u64> = rest
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    // "F of P in the manifest (B KiB), U used by go, M not fetched"
+    Some((n[0], n[1], *n.get(n.len().saturating_sub(2))?))
+}
+
+#[test]
+fn over_a_slow_link_the_session_manifest_is_prefetched_and_a_stall_or_reset_mid_prefetch_costs_one_warning()
+ {
+    use crate::support::shaped::{Fault, Shape, ShapedLink};
+    let g = GarageCluster::shared();
+    let (url, store) = g.fresh_prefix(&g.rw);
+    let fleet = Fleet::new(30);
+    // Machine A starts empty, builds and uploads everything (the runtime
+    // too); at close it writes its manifest.
+    let a = Sandbox::new();
+    let a_bin = a.root().join("fleet-a");
+    let out = run_ok(build(
+        &a,
+        &fleet,
+        &a_bin,
+        &strs(&remote_args(g, &url)),
+        &creds(&g.rw),
+    ));
+    assert!(prefetched(&stderr(&out)).is_none(), "no manifest yet");
+    let listed = wait_for_prefix(&store, "m/");
+    assert_eq!(count_prefix(&listed, "m/"), 1, "{listed:?}");
+    let m = manifest_of(&store, &fleet).unwrap();
+    assert!(m.entries.len() >= 3, "{m:?}");
+
+    // Machine B, over 20 ms and 100 Mbit/s: the manifest's entries arrive
+    // ahead of go's gets, which find them in level one.
+    let node0 = g.endpoint().trim_start_matches("http://").parse().unwrap();
+    let link = ShapedLink::start(node0, Shape::new(20, 100)).unwrap();
+    let via_link = [
+        "--remote",
+        &url.to_string(),
+        "--endpoint",
+        &link.endpoint(),
+        "--region",
+        REGION,
+    ]
+    .map(str::to_owned);
+    let b = Sandbox::with_template();
+    let b_bin = b.root().join("fleet-b");
+    let out = run_ok(build(&b, &fleet, &b_bin, &strs(&via_link), &creds(&g.rw)));
+    let err = stderr(&out);
+    assert!(!err.contains("warning"), "{err}");
+    let (fetched, planned, used) = prefetched(&err).unwrap_or_else(|| panic!("{err}"));
+    assert!(fetched >= 3 && planned >= fetched, "{err}");
+    assert!(used >= 3, "go used what was prefetched: {err}");
+    let s = last_session(&b);
+    assert!(
+        s["puts"].as_u64().unwrap() <= 1,
+        "nothing but the link: {s}"
+    );
+    assert_eq!(s["remote"]["refused"], 0, "{s}");
+    assert_eq!(s["remote"]["errors"], 0, "{s}");
+    assert_eq!(
+        std::fs::read(&a_bin).unwrap(),
+        std::fs::read(&b_bin).unwrap()
+    );
+    // Nothing but Go's layout in level one: no temp file left.
+    for sub in 0..256 {
+        let Ok(rd) = std::fs::read_dir(b.cache().join(format!("{sub:02x}"))) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().into_string().unwrap();
+            assert!(name.ends_with("-a") || name.ends_with("-d"), "{name}");
+        }
+    }
+
+    // Machines C and D start empty, so their prefetch brings the runtime
+    // too (megabytes, A uploaded it): the link stalls, then resets, a
+    // connection in the middle of it. At most one warning each, and a
+    // correct build.
+    for (i, fault) in [
+        Fault::Stall { after: 100_000 },
+        Fault::Reset { after: 100_000 },
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let c = Sandbox::new();
+        let c_bin = c.root().join("fleet-c");
+        link.arm(fault);
+        let t = Instant::now();
+        let out = run_ok(build(&c, &fleet, &c_bin, &strs(&via_link), &creds(&g.rw)));
+        let err = stderr(&out);
+        eprintln!("{fault:?}: {:?}\n{err}", t.elapsed());
+        assert_eq!(link.faults_fired(), i as u64 + 1, "{err}");
+        let warnings: Vec<&str> = err.lines().filter(|l| l.contains("warning")).collect();
+        assert_eq!(warnings.len(), 1, "{err}");
+        assert!(warnings[0].contains("asked again in 30 s"), "{err}");
+        let (fetched, planned, _) = prefetched(&err).unwrap_or_else(|| panic!("{err}"));
+        assert!(fetched < planned, "the fault cut the prefetch short: {err}");
+        assert_eq!(run_binary(&c_bin), "sum 35\n");
+        assert_eq!(
+            std::fs::read(&a_bin).unwrap(),
+            std::fs::read(&c_bin).unwrap()
+        );
+    }
+
+    // The manifest is the trim's to count, never to delete, and stats
+    // report it.
+    let env = g.env(&g.rw);
+    let mut trim = Command::new(gocache_bin());
+    trim.args([
+        "remote",
+        "trim",
+        &url.to_string(),
+        "--budget",
+        "1KiB",
+        "--grace",
+        "0s",
+    ]);
+    let mut st = Command::new(gocache_bin());
+    st.args(["remote", "stats", "--json", &url.to_string()]);
+    for cmd in [&mut trim, &mut st] {
+        clear_aws_env(cmd);
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+    }
+    let out = trim.output().unwrap();
+    assert!(matches!(out.status.code(), Some(0 | 3)), "{}", stderr(&out));
+    assert_eq!(count_prefix(&keys(&store), "m/"), 1);
+    let stats = json(&run_ok(st));
+    assert_eq!(stats["manifests"]["objects"], 1, "{stats}");
+    assert!(stats["manifests"]["bytes"].as_u64().unwrap() > 0, "{stats}");
+    assert!(
+        stats["prefix_bytes"].as_u64().unwrap() > stats["stored_bytes"].as_u64().unwrap(),
+        "{stats}"
+    );
 }

@@ -354,7 +354,15 @@ fn the_json_of_remote_stats_and_remote_trim_is_documented_field_by_field() {
         &["remote", "stats", &url, "--json"],
     )));
     assert_eq!(keys(&stats), documented_fields("`remote stats --json`:"));
-    for t in ["total", "actions", "outputs", "logs", "snapshots", "other"] {
+    for t in [
+        "total",
+        "actions",
+        "outputs",
+        "logs",
+        "snapshots",
+        "manifests",
+        "other",
+    ] {
         assert_eq!(
             keys(&stats[t]),
             ["bytes", "objects"].map(String::from).into(),

@@ -99,6 +99,17 @@ pub struct Args {
     #[arg(long, value_name = "LEVEL|off", default_value_t = Compression(Some(gocache::remote::codec::DEFAULT_LEVEL)), requires = "remote", value_parser = parse_compression,
           help_heading = super::common::heading::REMOTE)]
     remote_compression: Compression,
+    /// MiB of outputs to fetch ahead of go from the session manifest; 0: none
+    ///
+    /// At close, a session writes what it used to the store (a manifest
+    /// keyed by the main module of its working directory, GOOS and
+    /// GOARCH); the next session with that key fetches those entries into
+    /// the local cache, 16 at a time, while go starts, so that go's gets
+    /// find them there instead of waiting two round trips each. 0 neither
+    /// reads nor writes manifests.
+    #[arg(long, value_name = "MIB", default_value_t = 1024, requires = "remote",
+          help_heading = super::common::heading::REMOTE)]
+    remote_prefetch: u64,
 }
 
 /// `--remote-compression`: a zstd level, or none.
@@ -179,7 +190,29 @@ fn remote(args: &Args, quiet: bool) -> Option<gocache::prog::Remote> {
         recorder,
         drain: std::time::Duration::from_secs_f64(args.remote_drain),
         quiet,
+        manifest: manifest(args),
     })
+}
+
+/// The session manifest's key and the prefetch's bounds, unless
+/// `--remote-prefetch 0`.
+fn manifest(
+    args: &Args,
+) -> Option<(
+    gocache::remote::manifest::BuildKey,
+    gocache::prog::PrefetchOptions,
+)> {
+    if args.remote_prefetch == 0 {
+        return None;
+    }
+    // The go command starts us in its own working directory.
+    let cwd = std::env::current_dir().ok()?;
+    let key = gocache::remote::manifest::BuildKey::of_build(&cwd, |n| std::env::var(n).ok());
+    let opts = gocache::prog::PrefetchOptions {
+        max_bytes: args.remote_prefetch.saturating_mul(1 << 20),
+        ..Default::default()
+    };
+    Some((key, opts))
 }
 
 /// Trace events (`GOCACHE_TRACE`): every get, miss and put, with the

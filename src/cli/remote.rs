@@ -363,6 +363,17 @@ fn print_stats(o: &mut dyn Write, store: &str, s: &RemoteStats) -> std::io::Resu
             human(s.snapshots.bytes)
         ),
     )?;
+    if s.manifests.objects > 0 {
+        line(
+            o,
+            "Manifests",
+            format!(
+                "{} ({}): what the last session of each build key used, for prefetching",
+                count(s.manifests.objects),
+                human(s.manifests.bytes)
+            ),
+        )?;
+    }
     if s.other.objects > 0 {
         line(
             o,
@@ -504,7 +515,7 @@ fn trim(global: &Global, args: TrimArgs) -> anyhow::Result<ExitCode> {
 fn remote_unmet_text(u: &gocache::remote::policy::RemoteUnmet) -> String {
     format!(
         "budget not met: still {} over: {} inside the grace period, {} of use logs, \
-         snapshots and other keys",
+         snapshots, manifests and other keys",
         human(u.over_by),
         human(u.protected_bytes),
         human(u.fixed_bytes)

@@ -17,6 +17,7 @@
 //!   the bookkeeping thread that owns the index.
 //! - `remote`: the remote tier as a session uses it (fetches, uploads,
 //!   its summary).
+//! - `prefetch`: the session manifest's entries fetched ahead of go.
 //! - `serve`: the reader's loop, a get and a put from request to answer,
 //!   and the session's start and close.
 //!
@@ -88,6 +89,11 @@
 //!   get waits for the store at most once per pause, bounded by its
 //!   timeouts. Refused credentials: one warning, and the store is not asked
 //!   again this session.
+//! - With a session manifest (`--remote-prefetch`, on by default), the
+//!   entries the last session of the same build used are fetched into
+//!   level one 16 at a time from the start (`prefetch`), so go's gets
+//!   mostly find them there; a get for one in flight waits for it. The
+//!   session's own manifest is written after go has its answer.
 //! - A stored put is queued for upload without waiting (a full queue
 //!   drops it, and counts); entries fetched from the store are not.
 //! - `close` waits for the queue up to [`Remote::drain`], prints one
@@ -103,11 +109,13 @@ use crate::model::UnixTime;
 
 mod books;
 mod pool;
+mod prefetch;
 mod protocol;
 mod remote;
 mod serve;
 
 pub use books::{Bookkeeping, Counters, EVICT_EVERY};
+pub use prefetch::PrefetchOptions;
 pub use protocol::{
     BadRequest, BodyError, Command, Request, RequestError, Response, parse_request, stream_body,
 };

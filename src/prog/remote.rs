@@ -3,15 +3,18 @@
 //! local misses into level one, uploads of puts, what it did, and its
 //! warnings, once each.
 
+use std::collections::HashSet;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::books::Books;
+use super::prefetch::{Claim, Prefetch, PrefetchOptions};
 use super::protocol::Response;
 use super::protocol::{Timeline, lock};
 use crate::cachedir::store::LocalStore;
 use crate::layout::{ActionEntry, EntryName, Id};
 use crate::model::UnixTime;
+use crate::remote::manifest::{self, BuildKey, Manifest};
 use crate::remote::tier::{
     FetchError, RemoteTier, UploadBody, UploadCounts, UploadJob, Uploader, UseRecorder,
 };
@@ -33,6 +36,10 @@ pub struct Remote {
     pub drain: std::time::Duration,
     /// Print no warnings and no summary line.
     pub quiet: bool,
+    /// The session manifest's build key, and how much to prefetch from
+    /// it ([`crate::remote::manifest`]); `None`: no manifest read or
+    /// written.
+    pub manifest: Option<(BuildKey, PrefetchOptions)>,
 }
 
 /// Threads that fetch from the store while the reader goes on: a fetch is
@@ -64,6 +71,22 @@ pub(super) struct RemoteState {
     warned: AtomicBool,
     /// A refused object was reported (once per session).
     warned_refused: AtomicBool,
+    /// What the session used, in order of first use, for its manifest
+    /// (not kept in read-only mode).
+    used: Mutex<UsedLog>,
+    /// The manifest read at start, merged into the one written at close.
+    previous: Mutex<Option<Manifest>>,
+    /// The manifest's entries fetched ahead of go.
+    pub(super) prefetch: Prefetch,
+    /// The manifest was written at close.
+    manifest_written: AtomicBool,
+}
+
+/// The entries a session used, each once, in order.
+#[derive(Default)]
+struct UsedLog {
+    order: Vec<(Id, Id, u64)>,
+    seen: HashSet<Id>,
 }
 
 impl RemoteState {
@@ -80,7 +103,142 @@ impl RemoteState {
             off: AtomicBool::new(false),
             warned: AtomicBool::new(false),
             warned_refused: AtomicBool::new(false),
+            used: Mutex::new(UsedLog::default()),
+            previous: Mutex::new(None),
+            prefetch: Prefetch::default(),
+            manifest_written: AtomicBool::new(false),
         }
+    }
+
+    /// Notes that the session used `entry`, for its manifest.
+    fn note_used(&self, entry: &ActionEntry) {
+        if self.cfg.manifest.is_none() || self.cfg.recorder.is_none() {
+            return;
+        }
+        let mut u = lock(&self.used);
+        if u.seen.insert(entry.action) {
+            u.order.push((entry.action, entry.output, entry.size));
+        }
+    }
+
+    /// True when this session reads a manifest and prefetches from it.
+    pub(super) fn prefetches(&self) -> bool {
+        self.cfg.manifest.is_some() && !self.off.load(Ordering::Relaxed)
+    }
+
+    /// At start: reads the build key's manifest and queues its entries.
+    /// Returns how many threads should work the plan (none when there is
+    /// nothing to fetch). A store that fails costs one warning, as a
+    /// fetch's failure does.
+    pub(super) fn plan_prefetch(&self, now: UnixTime) -> usize {
+        let Some((key, opts)) = &self.cfg.manifest else {
+            return 0;
+        };
+        if self.cfg.tier.check_paused(now).is_err() {
+            return 0;
+        }
+        match manifest::read(&**self.cfg.tier.store(), key) {
+            Ok(Some(m)) => {
+                let n = self.prefetch.plan(&m, opts);
+                *lock(&self.previous) = Some(m);
+                n.min(opts.workers.max(1))
+            }
+            Ok(None) => 0,
+            Err(manifest::ManifestError::Store(e)) => {
+                self.cfg.tier.pause_after(&e, now);
+                self.prefetch.failed.fetch_add(1, Ordering::Relaxed);
+                self.warn_store_error(&e);
+                0
+            }
+            Err(e @ manifest::ManifestError::Unreadable { .. }) => {
+                self.prefetch.failed.fetch_add(1, Ordering::Relaxed);
+                self.warn_once(&self.warned_refused, || {
+                    format!("{e}; later refusals this session are only counted")
+                });
+                0
+            }
+        }
+    }
+
+    /// One prefetch thread: fetches the plan's entries into level one
+    /// until it is done, stopped or cancelled.
+    pub(super) fn run_prefetch(&self, store: &LocalStore, books: &Books, clock: fn() -> UnixTime) {
+        let p = &self.prefetch;
+        p.enter();
+        while let Some(action) = p.next() {
+            let now = clock();
+            let fetched = self.prefetch_one(store, books, now, action);
+            p.done(action, fetched);
+        }
+        p.leave();
+    }
+
+    /// Fetches `action` into level one ahead of go: true when it is there
+    /// now because of this.
+    fn prefetch_one(&self, store: &LocalStore, books: &Books, now: UnixTime, action: Id) -> bool {
+        let p = &self.prefetch;
+        if self.off.load(Ordering::Relaxed) {
+            p.halt();
+            return false;
+        }
+        // Go may have built it, or a get fetched it, since the plan.
+        if store.get(action, now).is_some() {
+            return false;
+        }
+        let Ok((tmp, file)) = store.create_tmp(action.subdir()) else {
+            p.failed.fetch_add(1, Ordering::Relaxed);
+            return false;
+        };
+        let mut sink = std::io::BufWriter::with_capacity(
+            64 << 10,
+            manifest::Cancellable {
+                inner: file,
+                cancel: &p.cancel,
+            },
+        );
+        let fetched = self
+            .cfg
+            .tier
+            .prefetch(action, &mut sink, now)
+            .and_then(|e| flushed(&mut sink, action).map(|()| e));
+        drop(sink);
+        let entry = match fetched {
+            Ok(Some(entry)) => entry,
+            other => {
+                store.discard(&tmp);
+                p.missed.fetch_add(1, Ordering::Relaxed);
+                match other {
+                    Ok(_) => {}
+                    // The store is paused (down): the plan goes, and go's
+                    // gets go on as without one.
+                    Err(FetchError::Paused(_)) => p.halt(),
+                    Err(_) if p.cancel.load(Ordering::Relaxed) => {}
+                    Err(e) => {
+                        p.failed.fetch_add(1, Ordering::Relaxed);
+                        if matches!(&e, FetchError::Store(s) if s.is_unavailable()) {
+                            p.halt();
+                        }
+                        self.warn_fetch_error(e);
+                    }
+                }
+                return false;
+            }
+        };
+        if let Err(e) = store.put(tmp, &entry, now) {
+            p.failed.fetch_add(1, Ordering::Relaxed);
+            self.warn_once(&self.warned, || {
+                format!("{e} (fetched from {}); building it locally", self.cfg.name)
+            });
+            return false;
+        }
+        p.fetched.fetch_add(1, Ordering::Relaxed);
+        p.fetched_bytes.fetch_add(entry.size, Ordering::Relaxed);
+        books.used(
+            [EntryName::action(action), EntryName::data(entry.output)],
+            now,
+            false,
+        );
+        true
     }
 
     fn warn_once(&self, flag: &AtomicBool, msg: impl FnOnce() -> String) {
@@ -94,7 +252,9 @@ impl RemoteState {
     pub(super) fn record_use(&self, entry: &ActionEntry, now: UnixTime) {
         if let Some(rec) = &self.cfg.recorder {
             rec.record_use(entry.action, entry.output, now);
+            self.note_used(entry);
         }
+        self.prefetch.note_hit(entry.action);
     }
 
     /// Queues a put's entry for upload (not read-only): never waits; a
@@ -109,6 +269,7 @@ impl RemoteState {
         let Some(file) = store.open_output(entry.output) else {
             return;
         };
+        self.note_used(&entry);
         up.try_enqueue(UploadJob {
             entry,
             body: UploadBody::File(file),
@@ -143,12 +304,83 @@ impl RemoteState {
 
     /// After go has its answer: the last use log, within the same bound
     /// again.
-    pub(super) fn drain(&self, timeline: &Timeline) {
+    /// The session's manifest is written beside it, within the same
+    /// bound (on a thread of its own, so the bound holds whatever the
+    /// store does).
+    pub(super) fn drain(&self, timeline: &Timeline, now: UnixTime) {
+        let deadline = std::time::Instant::now() + self.cfg.drain;
+        let manifest = self.start_manifest_write(now);
         if let Some(up) = lock(&self.uploader).take() {
-            let counts = up.drain(std::time::Instant::now() + self.cfg.drain);
+            let counts = up.drain(deadline);
             timeline.note("remote-drained", 0, counts.logs_written);
         }
+        if let Some(rx) = manifest {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let ok = matches!(rx.recv_timeout(left), Ok(Ok(())));
+            self.manifest_written.store(ok, Ordering::Relaxed);
+            timeline.note("manifest-written", 0, u64::from(ok));
+        }
     }
+
+    /// Starts writing the session's manifest, when it has one to write
+    /// (not read-only, the store not paused or refusing, something used,
+    /// and not the manifest read at start over again).
+    fn start_manifest_write(
+        &self,
+        now: UnixTime,
+    ) -> Option<std::sync::mpsc::Receiver<Result<(), crate::remote::StoreError>>> {
+        let (key, _) = self.cfg.manifest.as_ref()?;
+        self.cfg.recorder.as_ref()?;
+        if self.off.load(Ordering::Relaxed) || self.cfg.tier.check_paused(now).is_err() {
+            return None;
+        }
+        let used = std::mem::take(&mut lock(&self.used).order);
+        if used.is_empty() {
+            return None;
+        }
+        let previous = lock(&self.previous).take();
+        let m = Manifest::merge(key.clone(), &used, previous.as_ref());
+        if previous.as_ref() == Some(&m) {
+            return None;
+        }
+        let store = self.cfg.tier.store().clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("gocache-manifest".into())
+            .spawn(move || {
+                let _ = tx.send(manifest::write(&*store, &m));
+            })
+            .ok()?;
+        Some(rx)
+    }
+}
+
+/// After a local miss: the prefetch may have the entry in flight (the get
+/// waits for it) or just brought it (level one has it now). `Some` when
+/// the get is answered from level one.
+pub(super) fn from_prefetch(
+    remote: &RemoteState,
+    store: &LocalStore,
+    books: &Books,
+    now: UnixTime,
+    id: i64,
+    action: Id,
+) -> Option<Response> {
+    if remote.prefetch.claim(action) != Claim::Arrived {
+        return None;
+    }
+    let hit = store.get(action, now)?;
+    let entry = hit.entry;
+    remote.prefetch.note_hit(action);
+    remote.hits.fetch_add(1, Ordering::Relaxed);
+    remote.hit_bytes.fetch_add(entry.size, Ordering::Relaxed);
+    if let Some(rec) = &remote.cfg.recorder {
+        rec.record_use(entry.action, entry.output, now);
+    }
+    remote.note_used(&entry);
+    let oname = EntryName::data(entry.output);
+    books.used([EntryName::action(action), oname], now, false);
+    Some(Response::hit(id, &entry, store.disk_path(&oname)))
 }
 
 /// A local miss, asked of the store: the output streams into a temp file
@@ -201,6 +433,7 @@ pub(super) fn fetch(
     }
     remote.hits.fetch_add(1, Ordering::Relaxed);
     remote.hit_bytes.fetch_add(entry.size, Ordering::Relaxed);
+    remote.note_used(&entry);
     // Level one missed and now holds the entry: to the index and the trace
     // this is a put (a miss, then a put whose cost is the download, not a
     // rebuild), so that a local policy learns what evicting it costs.
@@ -232,28 +465,45 @@ fn count_miss(remote: &RemoteState, err: Option<FetchError>) {
         remote.misses.fetch_add(1, Ordering::Relaxed);
         return;
     };
-    match err {
+    match &err {
         FetchError::Paused(_) => {
             remote.skipped.fetch_add(1, Ordering::Relaxed);
         }
-        e @ (FetchError::Corrupt { .. } | FetchError::BadAction { .. }) => {
+        FetchError::Corrupt { .. } | FetchError::BadAction { .. } => {
             remote.refused.fetch_add(1, Ordering::Relaxed);
-            remote.warn_once(&remote.warned_refused, || {
-                format!("{e}; later refusals this session are only counted")
-            });
         }
-        FetchError::Store(e) => {
+        FetchError::Store(_) => {
             remote.errors.fetch_add(1, Ordering::Relaxed);
-            let then = if e.is_denied() {
-                remote.off.store(true, Ordering::Relaxed);
-                "building from the local cache only for the rest of this session"
-            } else if e.is_unavailable() {
-                "building from the local cache; the store is asked again in 30 s"
-            } else {
-                "building that entry locally"
-            };
-            remote.warn_once(&remote.warned, || format!("{e}; {then}"));
         }
+    }
+    remote.warn_fetch_error(err);
+}
+
+impl RemoteState {
+    /// Warns once about a refusal or a store error (a get's or a
+    /// prefetch's: one warning each per session, whoever met it).
+    fn warn_fetch_error(&self, err: FetchError) {
+        match err {
+            FetchError::Paused(_) => {}
+            e @ (FetchError::Corrupt { .. } | FetchError::BadAction { .. }) => {
+                self.warn_once(&self.warned_refused, || {
+                    format!("{e}; later refusals this session are only counted")
+                });
+            }
+            FetchError::Store(e) => self.warn_store_error(&e),
+        }
+    }
+
+    fn warn_store_error(&self, e: &crate::remote::StoreError) {
+        let then = if e.is_denied() {
+            self.off.store(true, Ordering::Relaxed);
+            "building from the local cache only for the rest of this session"
+        } else if e.is_unavailable() {
+            "building from the local cache; the store is asked again in 30 s"
+        } else {
+            "building that entry locally"
+        };
+        self.warn_once(&self.warned, || format!("{e}; {then}"));
     }
 }
 
@@ -268,6 +518,9 @@ struct RemoteSummary {
     errors: u64,
     skipped: u64,
     uploads: UploadCounts,
+    /// Planned from the manifest, fetched (and bytes), used by go, not
+    /// fetched, of which errors.
+    prefetch: [u64; 6],
 }
 
 impl RemoteSummary {
@@ -281,6 +534,17 @@ impl RemoteSummary {
             errors: l(&r.errors),
             skipped: l(&r.skipped),
             uploads: uploads.clone(),
+            prefetch: {
+                let p = &r.prefetch;
+                [
+                    l(&p.planned),
+                    l(&p.fetched),
+                    l(&p.fetched_bytes),
+                    l(&p.used),
+                    l(&p.missed),
+                    l(&p.failed),
+                ]
+            },
         }
     }
 
@@ -288,6 +552,7 @@ impl RemoteSummary {
         let u = &self.uploads;
         self.hits + self.misses + self.refused + self.errors + self.skipped > 0
             || u.queued + u.dropped + u.failed > 0
+            || self.prefetch[0] + self.prefetch[5] > 0
     }
 
     /// Still queued or uploading when the deadline came.
@@ -298,17 +563,31 @@ impl RemoteSummary {
 
     fn line(&self, name: &str, drain: std::time::Duration) -> String {
         let u = &self.uploads;
+        let size = |b| humansize::format_size(b, humansize::BINARY);
+        // Uploads: the entries' bytes, and what went over the wire (as
+        // stored: compressed where it paid) when that differs.
+        let uploaded = if u.stored_bytes != u.upload_bytes {
+            format!("{}, {} sent", size(u.upload_bytes), size(u.stored_bytes))
+        } else {
+            size(u.upload_bytes)
+        };
+        let [planned, fetched, fetched_bytes, used, missed, failed] = self.prefetch;
         let mut s = format!(
-            "remote {name}: {} hits ({}), {} misses, {} uploaded ({}), {} dropped, {} refused, {} errors",
+            "remote {name}: {} hits ({}), {} misses, {} uploaded ({uploaded}), {} dropped, {} refused, {} errors",
             self.hits,
-            humansize::format_size(self.hit_bytes, humansize::BINARY),
+            size(self.hit_bytes),
             self.misses,
             u.uploaded,
-            humansize::format_size(u.upload_bytes, humansize::BINARY),
             u.dropped,
             self.refused,
-            self.errors + u.failed,
+            self.errors + u.failed + failed,
         );
+        if planned > 0 {
+            s += &format!(
+                "; prefetched {fetched} of {planned} in the manifest ({}), {used} used by go, {missed} not fetched",
+                size(fetched_bytes)
+            );
+        }
         if self.skipped > 0 {
             s += &format!(", {} not asked (store paused or refused)", self.skipped);
         }

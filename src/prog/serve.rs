@@ -121,6 +121,7 @@ impl Session {
             n => Some(start_pool(n)),
         };
         let fetchers = shared.remote.as_ref().map(|_| start_pool(FETCHERS));
+        start_prefetch(&shared);
         Session {
             shared,
             pool,
@@ -139,6 +140,11 @@ impl Session {
     fn close(self, close_id: Option<i64>, writer: &Writer, trace: Option<&std::path::Path>) {
         let s = &self.shared;
         let closing = std::time::Instant::now();
+        // Go asks for nothing more: the prefetch stops starting fetches
+        // and those in flight stop at their next write.
+        if let Some(r) = &s.remote {
+            r.prefetch.cancel(closing);
+        }
         let pools = [&self.pool, &self.fetchers];
         for p in pools.into_iter().flatten() {
             p.close();
@@ -162,9 +168,15 @@ impl Session {
         }
         writer.release();
         s.timeline.note("released", 0, 0);
-        // The last use log, after go has its answer: go need not wait for it.
+        // The last use log and the manifest, after go has its answer: go
+        // need not wait for them. Prefetches still in flight get as long
+        // to remove their temp files (one blocked on the network past it
+        // leaves its file to a full trim's sweep).
         if let Some(r) = &s.remote {
-            r.drain(&s.timeline);
+            r.drain(&s.timeline, (s.clock)());
+            r.prefetch
+                .cancel(std::time::Instant::now() + PREFETCH_CANCEL_WAIT);
+            s.timeline.note("prefetch-stopped", 0, 0);
         }
         let index = self.bookkeeper.join().ok().flatten();
         s.timeline.note("books-done", 0, 0);
@@ -180,6 +192,44 @@ impl Session {
                 path.display()
             );
         }
+    }
+}
+
+/// How long close waits, after go has its answer, for prefetches in flight
+/// to stop and remove their temp files.
+const PREFETCH_CANCEL_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Starts the session's prefetch (see [`super::prefetch`]) on threads of
+/// its own: one reads the manifest and plans, then it and more fetch. Go
+/// is answered meanwhile; nothing waits for them.
+fn start_prefetch(shared: &Arc<Shared>) {
+    let Some(r) = &shared.remote else { return };
+    if !r.prefetches() {
+        return;
+    }
+    let sh = Arc::clone(shared);
+    let spawned = std::thread::Builder::new()
+        .name("gocache-prefetch".into())
+        .spawn(move || {
+            let Some(r) = &sh.remote else { return };
+            let workers = r.plan_prefetch((sh.clock)());
+            sh.timeline.note("prefetch-planned", 0, workers as u64);
+            for i in 1..workers {
+                let sh = Arc::clone(&sh);
+                let _ = std::thread::Builder::new()
+                    .name(format!("gocache-prefetch-{i}"))
+                    .spawn(move || {
+                        if let Some(r) = &sh.remote {
+                            r.run_prefetch(&sh.store, &sh.books, sh.clock);
+                        }
+                    });
+            }
+            if workers > 0 {
+                r.run_prefetch(&sh.store, &sh.books, sh.clock);
+            }
+        });
+    if spawned.is_err() {
+        r.prefetch.halt();
     }
 }
 
@@ -392,7 +442,7 @@ fn get(s: &Shared, id: i64, action: Id, fetchers: Option<&Pool<Job>>) -> Option<
             fetchers.submit(Job::Fetch { id, action });
             None
         }
-        (Some(r), None) => Some(remote::fetch(r, &s.store, &s.books, now, id, action)),
+        (Some(_), None) => Some(fetch(s, id, action)),
     }
 }
 
@@ -414,10 +464,14 @@ fn local_hit(s: &Shared, id: i64, hit: Hit, now: UnixTime) -> Response {
 
 /// A local miss handed to the fetchers.
 fn fetch(s: &Shared, id: i64, action: Id) -> Response {
-    match &s.remote {
-        Some(r) => remote::fetch(r, &s.store, &s.books, (s.clock)(), id, action),
-        None => Response::miss(id),
+    let Some(r) = &s.remote else {
+        return Response::miss(id);
+    };
+    let now = (s.clock)();
+    if let Some(hit) = remote::from_prefetch(r, &s.store, &s.books, now, id, action) {
+        return hit;
     }
+    remote::fetch(r, &s.store, &s.books, now, id, action)
 }
 
 /// Hashes what it is given and writes it on; after a failed write it keeps

@@ -8,6 +8,7 @@
 //! | `a/<action ID hex>` | Go's 175-byte action entry, verbatim |
 //! | `uses/log-<unix time>-<16 hex>` | one batch of a session's uses |
 //! | `uses/snap-<unix time>-<16 hex>` | a trim's merge of logs and older snapshots |
+//! | `m/<SHA-256 hex of a build's key>` | a session manifest: what the last session with that key used ([`super::manifest`]) |
 //!
 //! Anything else under the prefix is someone else's: counted, never
 //! deleted.
@@ -36,6 +37,8 @@ pub const OUTPUT_FORM: &str = "gocache-output";
 pub const ZSTD: &str = "zstd";
 /// Where use logs and snapshots live.
 pub const USES: &str = "uses/";
+/// Where session manifests live.
+pub const MANIFESTS: &str = "m/";
 
 /// The key of output `id`.
 pub fn output_key(id: Id) -> String {
@@ -52,6 +55,11 @@ pub fn action_key(id: Id) -> String {
     format!("{ACTIONS}{id}")
 }
 
+/// The key of the session manifest whose key hashes to `id`.
+pub fn manifest_key(id: Id) -> String {
+    format!("{MANIFESTS}{id}")
+}
+
 /// What a key under the prefix is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum RemoteKey {
@@ -63,6 +71,8 @@ pub enum RemoteKey {
     Compressed(Id, u64),
     /// `uses/log-…` or `uses/snap-…`.
     Uses(UsesName),
+    /// `m/<hex>`: a session manifest.
+    Manifest(Id),
     /// Anything else.
     Other,
 }
@@ -85,6 +95,9 @@ impl RemoteKey {
             && let Some(len) = parse_len(len)
         {
             return RemoteKey::Compressed(id, len);
+        }
+        if let Some(id) = key.strip_prefix(MANIFESTS).and_then(id) {
+            return RemoteKey::Manifest(id);
         }
         if let Some(name) = key.strip_prefix(USES).and_then(UsesName::parse) {
             return RemoteKey::Uses(name);
@@ -183,6 +196,7 @@ mod tests {
         let id = Id([0xab; 32]);
         assert_eq!(RemoteKey::parse(&output_key(id)), RemoteKey::Output(id));
         assert_eq!(RemoteKey::parse(&action_key(id)), RemoteKey::Action(id));
+        assert_eq!(RemoteKey::parse(&manifest_key(id)), RemoteKey::Manifest(id));
         assert_eq!(compressed_key(id, 4096), format!("z/{id}.4096"));
         assert_eq!(
             RemoteKey::parse(&compressed_key(id, u64::MAX)),
@@ -212,6 +226,8 @@ mod tests {
             format!("z/{hex}.18446744073709551616"),
             format!("z/{}.5", &hex[1..]),
             format!("x/{hex}"),
+            format!("m/{hex}.1"),
+            format!("m/{}", &hex[1..]),
             "uses/log-1-2".to_owned(),
             "uses/log-001767323045-0123456789ABCDEF".to_owned(),
             "uses/other-001767323045-0123456789abcdef".to_owned(),

@@ -15,6 +15,8 @@
 //! - [`codec`]: how outputs are stored (zstd where it pays), streamed
 //!   both ways.
 //! - [`uses`]: use logs and snapshots, merged without loss.
+//! - [`manifest`]: session manifests, what a build used, for the next one
+//!   to prefetch.
 //! - [`policy`]: the pure remote eviction policy.
 //! - [`trim`] and [`stats`]: `remote_trim` and `remote_stats`.
 //! - [`tier`]: what `gocache prog` calls: [`tier::RemoteTier::fetch`]
@@ -30,6 +32,7 @@
 pub mod codec;
 pub mod keys;
 pub mod location;
+pub mod manifest;
 pub mod policy;
 pub mod s3;
 pub mod stats;

@@ -164,7 +164,8 @@ pub struct RemoteUnmet {
     pub over_by: u64,
     /// Bytes inside the grace period, which the plan may not touch.
     pub protected_bytes: u64,
-    /// Bytes that are not cache objects (use logs, snapshots, other keys).
+    /// Bytes that are not cache objects (use logs, snapshots, manifests,
+    /// other keys).
     pub fixed_bytes: u64,
 }
 

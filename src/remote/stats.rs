@@ -44,6 +44,8 @@ pub struct RemoteStats {
     pub logs: Totals,
     /// Snapshots.
     pub snapshots: Totals,
+    /// Session manifests (`m/`), one per build key.
+    pub manifests: Totals,
     /// Other keys under the prefix (never touched).
     pub other: Totals,
     /// Everything under the prefix, in bytes: what a budget counts.
@@ -88,6 +90,10 @@ pub fn remote_stats(store: &dyn ObjectStore, now: UnixTime) -> Result<RemoteStat
         compression_ratio: None,
         logs: Totals::default(),
         snapshots: Totals::default(),
+        manifests: Totals {
+            objects: inv.manifests.0,
+            bytes: inv.manifests.1,
+        },
         other: Totals {
             objects: inv.other.0,
             bytes: inv.other.1,

@@ -237,10 +237,7 @@ impl RemoteTier {
         sink: &mut dyn Write,
         now: UnixTime,
     ) -> Result<Option<ActionEntry>, FetchError> {
-        let until = self.paused_until.load(Ordering::Relaxed);
-        if now < until {
-            return Err(FetchError::Paused(until));
-        }
+        self.check_paused(now)?;
         let r = self.fetch_inner(action, sink);
         if let Some(rec) = &self.recorder {
             rec.count(now, |c| {
@@ -261,12 +258,47 @@ impl RemoteTier {
                 rec.record_use(e.action, e.output, now);
             }
         }
-        if let Err(FetchError::Store(e)) = &r
-            && e.is_unavailable()
-        {
-            self.paused_until.store(now + PAUSE, Ordering::Relaxed);
+        if let Err(FetchError::Store(e)) = &r {
+            self.pause_after(e, now);
         }
         r
+    }
+
+    /// [`RemoteTier::fetch`] ahead of go (a prefetch): the same checks,
+    /// but neither a lookup nor a use (go's get of the entry, if it comes,
+    /// is the use); its bytes count as downloaded.
+    pub fn prefetch(
+        &self,
+        action: Id,
+        sink: &mut dyn Write,
+        now: UnixTime,
+    ) -> Result<Option<ActionEntry>, FetchError> {
+        self.check_paused(now)?;
+        let r = self.fetch_inner(action, sink);
+        if let (Some(rec), Ok(Some(e))) = (&self.recorder, &r) {
+            rec.count(now, |c| c.download_bytes += e.size);
+        }
+        if let Err(FetchError::Store(e)) = &r {
+            self.pause_after(e, now);
+        }
+        r
+    }
+
+    /// `Err(Paused)` while the tier is paused.
+    pub fn check_paused(&self, now: UnixTime) -> Result<(), FetchError> {
+        let until = self.paused_until.load(Ordering::Relaxed);
+        if now < until {
+            return Err(FetchError::Paused(until));
+        }
+        Ok(())
+    }
+
+    /// Pauses the tier for [`PAUSE`] seconds from `now` when `e` says the
+    /// store is unreachable or overloaded.
+    pub fn pause_after(&self, e: &StoreError, now: UnixTime) {
+        if e.is_unavailable() {
+            self.paused_until.store(now + PAUSE, Ordering::Relaxed);
+        }
     }
 
     fn fetch_inner(

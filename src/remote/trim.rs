@@ -207,6 +207,9 @@ pub(crate) struct Inventory {
     pub logs: (u64, u64),
     /// Snapshots: count and bytes.
     pub snapshots: (u64, u64),
+    /// Session manifests (`m/`): count and bytes. Never deleted: one per
+    /// build key, each replaced by the next session with that key.
+    pub manifests: (u64, u64),
     /// Anything else: count and bytes.
     pub other: (u64, u64),
     /// Oldest and newest upload of a cache object.
@@ -216,7 +219,7 @@ pub(crate) struct Inventory {
 impl Inventory {
     /// Bytes under the prefix that are not cache objects.
     pub fn fixed_bytes(&self) -> u64 {
-        self.logs.1 + self.snapshots.1 + self.other.1
+        self.logs.1 + self.snapshots.1 + self.manifests.1 + self.other.1
     }
 
     /// Lists everything under the prefix.
@@ -238,6 +241,11 @@ impl Inventory {
                     };
                     t.0 += 1;
                     t.1 += m.size;
+                }
+                RemoteKey::Manifest(_) => {
+                    cache_object = false;
+                    inv.manifests.0 += 1;
+                    inv.manifests.1 += m.size;
                 }
                 RemoteKey::Other => {
                     cache_object = false;

@@ -1,0 +1,296 @@
+//! Prefetching a session manifest's entries into level one
+//! ([`crate::remote::manifest`]): the plan, the threads that work it, and
+//! how a get that go sends meanwhile meets them.
+//!
+//! At start, one thread reads the manifest of the session's build key (a
+//! GET; go is answered meanwhile, its local misses fetched as ever) and
+//! queues its entries in order, up to [`PrefetchOptions`]' bounds; then it
+//! and [`PrefetchOptions::workers`]` - 1` more fetch them, each as a get's
+//! fetch does (the action entry, then its output, verified, into a temp
+//! file put into place only when it checks out). A get go sends meanwhile
+//! finds a prefetched entry in level one (a local hit). For one not
+//! fetched yet, go's get [`Prefetch::claim`]s it: queued, it is taken off
+//! the plan and fetched for go at once; in flight, the get waits for that
+//! fetch (bounded by the store's timeouts, as its own fetch would be) and
+//! then reads level one, so no entry is downloaded twice.
+//!
+//! A store that fails pauses the tier as a fetch's failure does: the plan
+//! is dropped, and go's gets go on as without a manifest. At close the
+//! prefetch is cancelled: nothing more is started, and downloads in flight
+//! stop at their next write (their temp files removed).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use super::protocol::lock;
+use crate::layout::Id;
+use crate::remote::manifest::Manifest;
+
+/// How much a session prefetches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PrefetchOptions {
+    /// Bytes of outputs (as their lengths), at most.
+    pub max_bytes: u64,
+    /// Entries, at most.
+    pub max_entries: usize,
+    /// Fetches at once.
+    pub workers: usize,
+}
+
+impl Default for PrefetchOptions {
+    fn default() -> PrefetchOptions {
+        PrefetchOptions {
+            max_bytes: 1 << 30,
+            max_entries: 20_000,
+            workers: 16,
+        }
+    }
+}
+
+/// Where an action of the plan is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Slot {
+    Queued,
+    /// A prefetch thread is fetching it.
+    InFlight,
+    /// Go's get took it off the plan.
+    Taken,
+    /// In level one, put there by the prefetch; not asked for by go yet.
+    Fetched,
+    /// Fetched and then asked for by go.
+    Used,
+    /// Not fetched (gone from the store, already local, a failure).
+    Skipped,
+}
+
+#[derive(Default)]
+struct Plan {
+    queue: VecDeque<Id>,
+    slots: HashMap<Id, Slot>,
+}
+
+/// What a get should do about an action (see [`Prefetch::claim`]).
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Claim {
+    /// Fetch it as ever.
+    Fetch,
+    /// The prefetch just brought it: read level one.
+    Arrived,
+}
+
+/// A session's prefetch.
+#[derive(Default)]
+pub(super) struct Prefetch {
+    plan: Mutex<Plan>,
+    changed: Condvar,
+    /// Set at close, or when the store fails: nothing more starts.
+    pub(super) stop: AtomicBool,
+    /// Set at close: downloads in flight stop.
+    pub(super) cancel: AtomicBool,
+    /// Threads still working.
+    running: AtomicUsize,
+    /// The manifest's entries queued.
+    pub(super) planned: AtomicU64,
+    /// Entries fetched into level one, and their bytes.
+    pub(super) fetched: AtomicU64,
+    pub(super) fetched_bytes: AtomicU64,
+    /// Of those, the ones go asked for.
+    pub(super) used: AtomicU64,
+    /// Not fetched: gone from the store, or refused, or failed.
+    pub(super) missed: AtomicU64,
+    /// Errors and refusals among those.
+    pub(super) failed: AtomicU64,
+}
+
+impl Prefetch {
+    /// Queues the manifest's entries, in order, within `opts`' bounds;
+    /// none that a get has taken already.
+    pub(super) fn plan(&self, m: &Manifest, opts: &PrefetchOptions) -> usize {
+        let mut p = lock(&self.plan);
+        let mut bytes = 0u64;
+        for e in &m.entries {
+            if p.queue.len() >= opts.max_entries {
+                break;
+            }
+            if bytes.saturating_add(e.size) > opts.max_bytes {
+                continue;
+            }
+            if let std::collections::hash_map::Entry::Vacant(v) = p.slots.entry(e.action) {
+                v.insert(Slot::Queued);
+                p.queue.push_back(e.action);
+                bytes += e.size;
+            }
+        }
+        let n = p.queue.len();
+        self.planned.store(n as u64, Ordering::Relaxed);
+        n
+    }
+
+    /// A thread starts working the plan.
+    pub(super) fn enter(&self) {
+        self.running.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A thread is done.
+    pub(super) fn leave(&self) {
+        let _guard = lock(&self.plan);
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        self.changed.notify_all();
+    }
+
+    /// The next action to prefetch, now in flight; `None` when the plan
+    /// is done or stopped.
+    pub(super) fn next(&self) -> Option<Id> {
+        let mut p = lock(&self.plan);
+        while !self.stop.load(Ordering::Relaxed) {
+            let action = p.queue.pop_front()?;
+            if let Some(slot) = p.slots.get_mut(&action)
+                && *slot == Slot::Queued
+            {
+                *slot = Slot::InFlight;
+                return Some(action);
+            }
+        }
+        None
+    }
+
+    /// A prefetch of `action` ended: in level one (`fetched`) or not.
+    pub(super) fn done(&self, action: Id, fetched: bool) {
+        let mut p = lock(&self.plan);
+        p.slots.insert(
+            action,
+            if fetched {
+                Slot::Fetched
+            } else {
+                Slot::Skipped
+            },
+        );
+        self.changed.notify_all();
+    }
+
+    /// Stops the plan: nothing more starts (the store failed, or close).
+    pub(super) fn halt(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut p = lock(&self.plan);
+        for a in std::mem::take(&mut p.queue) {
+            p.slots.insert(a, Slot::Skipped);
+        }
+        self.changed.notify_all();
+    }
+
+    /// Go's get of `action` missed level one: take it off the plan
+    /// ([`Claim::Fetch`]: fetch it now), or wait for the prefetch that
+    /// has it in flight ([`Claim::Arrived`]: level one may hold it now).
+    pub(super) fn claim(&self, action: Id) -> Claim {
+        let mut p = lock(&self.plan);
+        loop {
+            match p.slots.get(&action).copied() {
+                Some(Slot::Taken | Slot::Skipped) => return Claim::Fetch,
+                // Queued, or not planned (yet: a get before the manifest
+                // came must not be fetched twice).
+                None | Some(Slot::Queued) => {
+                    p.slots.insert(action, Slot::Taken);
+                    return Claim::Fetch;
+                }
+                Some(Slot::Fetched | Slot::Used) => return Claim::Arrived,
+                Some(Slot::InFlight) => {
+                    // Each prefetch ends within the store's timeouts; the
+                    // loop rechecks after any change.
+                    p = self
+                        .changed
+                        .wait_timeout(p, Duration::from_secs(1))
+                        .unwrap()
+                        .0;
+                }
+            }
+        }
+    }
+
+    /// Go asked for `action` and level one had it: counts a prefetched
+    /// entry as used, once. Cheap when nothing was prefetched.
+    pub(super) fn note_hit(&self, action: Id) {
+        if self.fetched.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let mut p = lock(&self.plan);
+        if let Some(slot) = p.slots.get_mut(&action)
+            && *slot == Slot::Fetched
+        {
+            *slot = Slot::Used;
+            self.used.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// At close: stops the plan, cancels downloads in flight, and waits
+    /// for the threads until `deadline` (a thread blocked on the network
+    /// past it is left to end with the process).
+    pub(super) fn cancel(&self, deadline: Instant) {
+        self.cancel.store(true, Ordering::Relaxed);
+        self.halt();
+        let mut p = lock(&self.plan);
+        while self.running.load(Ordering::SeqCst) > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            p = self.changed.wait_timeout(p, left).unwrap().0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remote::manifest::{BuildKey, Manifest};
+
+    fn id(n: u8) -> Id {
+        Id([n; 32])
+    }
+
+    #[test]
+    fn a_get_takes_a_queued_entry_and_waits_for_one_in_flight() {
+        let m = Manifest::merge(
+            BuildKey::new("k"),
+            &[
+                (id(1), id(11), 10),
+                (id(2), id(12), 10),
+                (id(3), id(13), 10),
+            ],
+            None,
+        );
+        let p = std::sync::Arc::new(Prefetch::default());
+        let opts = PrefetchOptions {
+            max_bytes: 25,
+            ..PrefetchOptions::default()
+        };
+        assert_eq!(p.plan(&m, &opts), 2, "the byte bound leaves the third");
+        assert_eq!(p.next(), Some(id(1)));
+        assert_eq!(p.claim(id(2)), Claim::Fetch, "queued: the get takes it");
+        assert_eq!(p.next(), None, "taken entries are not prefetched");
+        assert_eq!(p.claim(id(3)), Claim::Fetch, "not planned");
+        assert_eq!(p.plan(&m, &PrefetchOptions::default()), 0, "all taken");
+        let p2 = p.clone();
+        let waiter = std::thread::spawn(move || p2.claim(id(1)));
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!waiter.is_finished(), "in flight: the get waits");
+        p.fetched.fetch_add(1, Ordering::Relaxed);
+        p.done(id(1), true);
+        assert_eq!(waiter.join().unwrap(), Claim::Arrived);
+        p.note_hit(id(1));
+        p.note_hit(id(1));
+        assert_eq!(p.used.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn halting_drops_the_plan() {
+        let m = Manifest::merge(BuildKey::new("k"), &[(id(1), id(11), 10)], None);
+        let p = Prefetch::default();
+        p.plan(&m, &PrefetchOptions::default());
+        p.halt();
+        assert_eq!(p.next(), None);
+        assert_eq!(p.claim(id(1)), Claim::Fetch);
+        p.cancel(Instant::now() + Duration::from_millis(10));
+    }
+}
