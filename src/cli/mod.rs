@@ -24,7 +24,7 @@
 //!
 //! Standard output is written with `writeln!` and its error returned, never
 //! with `println!`, which panics when the reader is gone (`gocache limits |
-//! head -1`); [`common::report_error`] turns that error into a quiet exit 0,
+//! head -1`); `common::report_error` turns that error into a quiet exit 0,
 //! as ripgrep does. The lint below keeps it so.
 
 #![deny(clippy::print_stdout)]

@@ -1,6 +1,6 @@
 //! What every eviction policy the replay drives implements, and what it is
 //! told about each request: the contract between [`super::replay`] and the
-//! policies ([`super::policies`], [`super::batch`], [`super::schedule`]),
+//! policies ([`super::policies`], `sim::batch`, [`super::schedule`]),
 //! kept apart so that none of them imports another for it.
 
 use super::cache::{Cache, Removed, Victim};

@@ -13,7 +13,7 @@
 //!
 //! | name | what it evicts first |
 //! | --- | --- |
-//! | `lru` | `gocache trim --policy lru` in its batch form ([`super::batch`]): once over budget, whole groups (an output with every action naming it) by their newest use, down to 90% of the budget |
+//! | `lru` | `gocache trim --policy lru` in its batch form (`sim::batch`): once over budget, whole groups (an output with every action naming it) by their newest use, down to 90% of the budget |
 //! | `gdsf` | `gocache trim --policy gdsf` in its batch form: groups by `L + (hits + 1) / MiB` |
 //! | `gd-cost` | `gocache trim --policy gd-cost` in its batch form: groups by `L + (hits + 1) × seconds / MiB`, measured or estimated as the real trim has them |
 //! | `gds` | `gocache trim --policy gdsf` where no hits are counted (the hook after plain go commands, `ci end`, a cron trim): `gdsf` with every hit count at 0, GreedyDual-Size: groups by `L + 1 / MiB` |
@@ -128,7 +128,7 @@ impl PolicyName {
     /// A fresh replayable policy for `w` under `budget` bytes (`None` for
     /// the brackets, which [`super::simulate`] computes on their own). The
     /// batch policies protect what the real trim protects by default (see
-    /// [`super::batch`]).
+    /// `sim::batch`).
     pub fn build(self, w: &Workload, budget: u64) -> Option<Box<dyn Policy + '_>> {
         self.build_protecting(w, budget, None)
     }
