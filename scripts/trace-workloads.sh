@@ -21,11 +21,11 @@
 # end moved back, once per entry per run (see README, traces). With
 # REC=prog every lookup is in the trace, and `go run` caches no executable
 # (GOCACHEPROG never does). The runs follow each other without waiting,
-# but gocache's clock moves 1.5 h on for each (GOCACHE_TEST_NOW_OFFSET;
+# but gocache's clock moves 2.5 h on for each (GOCACHE_TEST_NOW_OFFSET;
 # prog's trace carries that clock), as for runs hours apart: the batch
 # policies (lru, gdsf, gd-cost, gds) protect what was used within the
-# last 2 h, as the real trim does, and a trace of runs minutes apart would
-# have them evict nothing. (Under REC=ci the clock stays: ci begin and
+# last 2 h, as the real trim does, so the window covers the run at hand
+# only; a trace of runs minutes apart would have them evict nothing. (Under REC=ci the clock stays: ci begin and
 # ci end read go's mtimes against it.)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -61,7 +61,7 @@ wl_std() { # A CI matrix: std and cmd tools built for three targets, vetted.
   local targets=(linux/amd64 darwin/arm64 windows/amd64)
   local pkgs=(net/http encoding/json go/parser text/template crypto/tls archive/zip image/png database/sql)
   for r in $(seq "$runs"); do
-    [ "$rec" = prog ] && export GOCACHE_TEST_NOW_OFFSET=$(( r * 5400 ))
+    [ "$rec" = prog ] && export GOCACHE_TEST_NOW_OFFSET=$(( r * 9000 ))
     ci begin
     local t=${targets[$(( r % 3 ))]}
     GOOS=${t%/*} GOARCH=${t#*/} go build -o /dev/null "${pkgs[@]}" 2>/dev/null
@@ -75,7 +75,7 @@ wl_tests() { # A developer testing std packages, a sliding window of them.
   setup tests
   local all=(strings bytes strconv sort bufio unicode/utf8 container/list container/heap encoding/base64 encoding/hex encoding/csv encoding/binary text/tabwriter path path/filepath regexp regexp/syntax hash/crc32 hash/fnv math/bits html net/url mime)
   for r in $(seq "$runs"); do
-    [ "$rec" = prog ] && export GOCACHE_TEST_NOW_OFFSET=$(( r * 5400 ))
+    [ "$rec" = prog ] && export GOCACHE_TEST_NOW_OFFSET=$(( r * 9000 ))
     ci begin
     local s=$(( (r * 3) % ${#all[@]} )) win=()
     for k in $(seq 0 7); do win+=("${all[$(( (s + k) % ${#all[@]} ))]}"); done
@@ -102,7 +102,7 @@ wl_app() { # An app: branch switches, dependency bumps, tests, go run a tool.
   setup app
   local d=$W/app/src branches=(main feature-a feature-b) dep=1
   for r in $(seq "$runs"); do
-    [ "$rec" = prog ] && export GOCACHE_TEST_NOW_OFFSET=$(( r * 5400 ))
+    [ "$rec" = prog ] && export GOCACHE_TEST_NOW_OFFSET=$(( r * 9000 ))
     ci begin
     local b=${branches[$(( (r * 7 / 3) % 3 ))]}
     [ $(( r % 3 )) = 0 ] && dep=$(( dep + 1 ))
