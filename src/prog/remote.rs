@@ -185,35 +185,31 @@ impl RemoteState {
         if store.get(action, now).is_some() {
             return false;
         }
-        let Ok((tmp, file)) = store.create_tmp(action.subdir()) else {
-            p.failed.fetch_add(1, Ordering::Relaxed);
-            return false;
-        };
-        let mut sink = std::io::BufWriter::with_capacity(
-            64 << 10,
-            manifest::Cancellable {
+        let landed = land(
+            store,
+            action,
+            now,
+            |file| manifest::Cancellable {
                 inner: file,
                 cancel: &p.cancel,
             },
+            |sink| self.cfg.tier.prefetch(action, sink, now),
         );
-        let fetched = self
-            .cfg
-            .tier
-            .prefetch(action, &mut sink, now)
-            .and_then(|e| flushed(&mut sink, action).map(|()| e));
-        drop(sink);
-        let entry = match fetched {
-            Ok(Some(entry)) => entry,
-            other => {
-                store.discard(&tmp);
+        let entry = match landed {
+            Landed::Put(entry) => entry,
+            Landed::NoRoom => {
+                p.failed.fetch_add(1, Ordering::Relaxed);
+                return false;
+            }
+            Landed::NotFetched(fetched) => {
                 p.missed.fetch_add(1, Ordering::Relaxed);
-                match other {
-                    Ok(_) => {}
+                match fetched {
+                    None => {}
                     // The store is paused (down): the plan goes, and go's
                     // gets go on as without one.
-                    Err(FetchError::Paused(_)) => p.halt(),
-                    Err(_) if p.cancel.load(Ordering::Relaxed) => {}
-                    Err(e) => {
+                    Some(FetchError::Paused(_)) => p.halt(),
+                    Some(_) if p.cancel.load(Ordering::Relaxed) => {}
+                    Some(e) => {
                         p.failed.fetch_add(1, Ordering::Relaxed);
                         if matches!(&e, FetchError::Store(s) if s.is_unavailable()) {
                             p.halt();
@@ -223,14 +219,12 @@ impl RemoteState {
                 }
                 return false;
             }
+            Landed::NotPut(e) => {
+                p.failed.fetch_add(1, Ordering::Relaxed);
+                self.warn_not_put(&e);
+                return false;
+            }
         };
-        if let Err(e) = store.put(tmp, &entry, now) {
-            p.failed.fetch_add(1, Ordering::Relaxed);
-            self.warn_once(&self.warned, || {
-                format!("{e} (fetched from {}); building it locally", self.cfg.name)
-            });
-            return false;
-        }
         p.fetched.fetch_add(1, Ordering::Relaxed);
         p.fetched_bytes.fetch_add(entry.size, Ordering::Relaxed);
         books.used(
@@ -239,6 +233,13 @@ impl RemoteState {
             false,
         );
         true
+    }
+
+    /// A fetched entry that level one could not take: built locally.
+    fn warn_not_put(&self, e: &crate::error::Error) {
+        self.warn_once(&self.warned, || {
+            format!("{e} (fetched from {}); building it locally", self.cfg.name)
+        });
     }
 
     fn warn_once(&self, flag: &AtomicBool, msg: impl FnOnce() -> String) {
@@ -401,36 +402,30 @@ pub(super) fn fetch(
         remote.skipped.fetch_add(1, Ordering::Relaxed);
         return Response::miss(id);
     }
-    let Ok((tmp, file)) = store.create_tmp(action.subdir()) else {
-        remote.errors.fetch_add(1, Ordering::Relaxed);
-        return Response::miss(id);
-    };
-    let mut sink = std::io::BufWriter::with_capacity(64 << 10, file);
-    let fetched = remote
-        .cfg
-        .tier
-        .fetch(action, &mut sink, now)
-        .and_then(|e| flushed(&mut sink, action).map(|()| e));
-    drop(sink);
-    let entry = match fetched {
-        Ok(Some(entry)) => entry,
-        other => {
-            store.discard(&tmp);
-            count_miss(remote, other.err());
+    let landed = land(
+        store,
+        action,
+        now,
+        |file| file,
+        |sink| remote.cfg.tier.fetch(action, sink, now),
+    );
+    let entry = match landed {
+        Landed::Put(entry) => entry,
+        Landed::NoRoom => {
+            remote.errors.fetch_add(1, Ordering::Relaxed);
+            return Response::miss(id);
+        }
+        Landed::NotFetched(e) => {
+            count_miss(remote, e);
+            return Response::miss(id);
+        }
+        Landed::NotPut(e) => {
+            remote.errors.fetch_add(1, Ordering::Relaxed);
+            remote.warn_not_put(&e);
             return Response::miss(id);
         }
     };
     let oname = EntryName::data(entry.output);
-    if let Err(e) = store.put(tmp, &entry, now) {
-        remote.errors.fetch_add(1, Ordering::Relaxed);
-        remote.warn_once(&remote.warned, || {
-            format!(
-                "{e} (fetched from {}); building it locally",
-                remote.cfg.name
-            )
-        });
-        return Response::miss(id);
-    }
     remote.hits.fetch_add(1, Ordering::Relaxed);
     remote.hit_bytes.fetch_add(entry.size, Ordering::Relaxed);
     remote.note_used(&entry);
@@ -444,6 +439,48 @@ pub(super) fn fetch(
         crate::trace::TraceEvent::put(t, &action, &entry.output, allocated, cost)
     });
     Response::hit(id, &entry, store.disk_path(&oname))
+}
+
+/// How fetching an entry into level one ended (see [`land`]).
+enum Landed {
+    /// Fetched, checked and put in place.
+    Put(ActionEntry),
+    /// No temporary file could be made in level one.
+    NoRoom,
+    /// A miss in the store (`None`) or a failed fetch; nothing is left.
+    NotFetched(Option<FetchError>),
+    /// Fetched, but level one would not take it; nothing is left.
+    NotPut(crate::error::Error),
+}
+
+/// Streams `action`'s output from the store (`get`: the tier's fetch or
+/// prefetch, which check its length and SHA-256) into a temporary file in
+/// level one, through `wrap` around the file, and puts it in place with
+/// its action entry. Whatever fails, no temporary file is left.
+fn land<W: std::io::Write>(
+    store: &LocalStore,
+    action: Id,
+    now: UnixTime,
+    wrap: impl FnOnce(std::fs::File) -> W,
+    get: impl FnOnce(&mut dyn std::io::Write) -> Result<Option<ActionEntry>, FetchError>,
+) -> Landed {
+    let Ok((tmp, file)) = store.create_tmp(action.subdir()) else {
+        return Landed::NoRoom;
+    };
+    let mut sink = std::io::BufWriter::with_capacity(64 << 10, wrap(file));
+    let fetched = get(&mut sink).and_then(|e| flushed(&mut sink, action).map(|()| e));
+    drop(sink);
+    let entry = match fetched {
+        Ok(Some(entry)) => entry,
+        other => {
+            store.discard(&tmp);
+            return Landed::NotFetched(other.err());
+        }
+    };
+    match store.put(tmp, &entry, now) {
+        Ok(()) => Landed::Put(entry),
+        Err(e) => Landed::NotPut(e),
+    }
 }
 
 /// Flushes the fetched output into its temporary file; a failure is the
