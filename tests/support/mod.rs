@@ -481,6 +481,22 @@ pub fn json(out: &Output) -> serde_json::Value {
     })
 }
 
+/// Everything in the cache's 256 subdirectories, as `ls` lists it: each
+/// name with its path (no link followed). An independent count for tests
+/// to hold gocache's figures against.
+pub fn level_one(cache: &Path) -> Vec<(String, PathBuf)> {
+    let mut out = Vec::new();
+    for sub in 0..256 {
+        let Ok(rd) = std::fs::read_dir(cache.join(format!("{sub:02x}"))) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            out.push((e.file_name().into_string().unwrap(), e.path()));
+        }
+    }
+    out
+}
+
 /// Sets the mtime of every entry (and of the file inside each executable
 /// directory) to `ago` before now, as if the cache had not been used since:
 /// tests move time instead of sleeping.
