@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use super::common::{Global, Progress, human, print_json};
 use gocache::limits::SizeSpec;
 use gocache::sim::synth_trace::{GenSpec, generate};
-use gocache::sim::{PolicyName, Report, Workload, simulate};
+use gocache::sim::{PolicyName, Report, Workload, simulate_in};
 use gocache::trace::schema::{self as trace, Trace};
 
 /// Replay traces of go's cache lookups under budgets and eviction policies.
@@ -53,12 +53,12 @@ pub struct Args {
     budgets: Vec<SizeSpec>,
     /// The cache directory's bytes besides its entries [default: 1028KiB]
     ///
-    /// The real trim counts them against a budget.
-    /// Go's 256 subdirectories and its README take a block each (4 KiB on
-    /// ext4), and gocache's index grows with the entries (in a real cache,
-    /// `gocache stats`'s size on disk less its entries' allocated bytes). A budget given as a size is
-    /// replayed as that size less these, so that `simulate --budget 2GiB`
-    /// keeps what `trim --budget 2GiB` would; a percentage is of the
+    /// The real trim counts them against a budget. Go's 256 subdirectories
+    /// and its README take a block each (4 KiB on ext4), and gocache's
+    /// index grows with the entries (in a real cache, `gocache stats`'s
+    /// size on disk less its entries' allocated bytes). A budget given as a
+    /// size is replayed as that size less these, so that `simulate --budget
+    /// 2GiB` keeps what `trim --budget 2GiB` would; a percentage is of the
     /// entries' footprint and left as it is.
     #[arg(long, value_name = "SIZE", value_parser = parse_fixed,
           value_hint = clap::ValueHint::Other)]
@@ -205,14 +205,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             .map(SizeSpec::Percent)
             .to_vec()
     } else {
-        // What is left for entries, as the real trim counts a budget.
-        args.budgets
-            .iter()
-            .map(|b| match *b {
-                SizeSpec::Bytes(b) => SizeSpec::Bytes(b.saturating_sub(fixed)),
-                p => p,
-            })
-            .collect()
+        args.budgets.clone()
     };
     let policies = if args.policies.is_empty() {
         PolicyName::ALL.to_vec()
@@ -220,14 +213,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         args.policies.clone()
     };
     let progress = Progress::new(global.quiet, args.json);
-    let mut report = simulate(&w, &budgets, &policies, 0, &progress);
-    // Each row as given; the replay held the entries to what was left.
-    for (row, spec) in report.budgets.iter_mut().zip(&args.budgets) {
-        if let SizeSpec::Bytes(b) = *spec {
-            row.budget = b;
-            row.given = spec.to_string();
-        }
-    }
+    let report = simulate_in(&w, &budgets, fixed, &policies, 0, &progress);
     if let Some(p) = &args.plot {
         let svg = gocache::sim::plot::svg(&report, &format!("What a budget keeps: {what}"));
         std::fs::write(p, svg).map_err(|e| anyhow::anyhow!("writing {}: {e}", p.display()))?;

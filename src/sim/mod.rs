@@ -161,6 +161,21 @@ pub fn simulate(
     threads: usize,
     reporter: &dyn Reporter,
 ) -> Report {
+    simulate_in(w, budgets, 0, policies, threads, reporter)
+}
+
+/// [`simulate`] for budgets that count the whole cache directory, as the
+/// real trim does: a budget given as a size holds the entries to it less
+/// `fixed` bytes (the directory's own: Go's subdirectories and README,
+/// the index); a percentage is of the entries' footprint and stays whole.
+pub fn simulate_in(
+    w: &Workload,
+    budgets: &[SizeSpec],
+    fixed: u64,
+    policies: &[PolicyName],
+    threads: usize,
+    reporter: &dyn Reporter,
+) -> Report {
     let mut policies: Vec<PolicyName> = policies.to_vec();
     policies.sort();
     policies.dedup();
@@ -184,7 +199,15 @@ pub fn simulate(
         replay::replay(w, p.as_mut(), u64::MAX, &progress)
     };
     let footprint = unbounded.peak_bytes;
-    let bytes: Vec<u64> = budgets.iter().map(|b| b.resolve(footprint)).collect();
+    let given: Vec<u64> = budgets.iter().map(|b| b.resolve(footprint)).collect();
+    let bytes: Vec<u64> = budgets
+        .iter()
+        .zip(&given)
+        .map(|(spec, &b)| match spec {
+            SizeSpec::Bytes(_) => b.saturating_sub(fixed),
+            SizeSpec::Percent(_) => b,
+        })
+        .collect();
     let results = run_jobs(w, &jobs, &bytes, threads, &progress);
     reporter.finish();
     let (mut requested_bytes, mut requested_s) = (0u64, 0.0);
@@ -202,7 +225,7 @@ pub fn simulate(
         requested_bytes,
         requested_s,
         unbounded,
-        budgets: budget_rows(budgets, &bytes, footprint, &jobs, results, &rows),
+        budgets: budget_rows(budgets, &given, &bytes, footprint, &jobs, results, &rows),
     }
 }
 
@@ -317,6 +340,7 @@ impl RowMaker {
 /// results, in [`PolicyName::ALL`] order.
 fn budget_rows(
     budgets: &[SizeSpec],
+    given: &[u64],
     bytes: &[u64],
     footprint: u64,
     jobs: &[Job],
@@ -325,9 +349,9 @@ fn budget_rows(
 ) -> Vec<BudgetRows> {
     let mut out: Vec<BudgetRows> = budgets
         .iter()
-        .zip(bytes)
-        .map(|(spec, &b)| BudgetRows {
-            budget: b,
+        .zip(given.iter().zip(bytes))
+        .map(|(spec, (&budget, &b))| BudgetRows {
+            budget,
             for_entries: b,
             share: b as f64 / footprint.max(1) as f64,
             given: match spec {
