@@ -51,7 +51,7 @@ pub fn replay(
     };
     let mut since = 0;
     // Where the real trim runs, for a lazy policy (see `Policy::lazy`):
-    // the bytes stored since the last check, whether the session stored
+    // the bytes the session stored since its last check, whether it stored
     // anything, and the sessions' ends still ahead.
     let lazy = policy.lazy();
     let (mut stored, mut session_stored) = (0u64, false);
@@ -97,6 +97,8 @@ pub fn replay(
         while ends.peek().is_some_and(|&e| e as usize <= i + 1) {
             ends.next();
             check |= std::mem::take(&mut session_stored);
+            // The next go command's prog counts its puts from 0.
+            stored = 0;
         }
         while check && cache.bytes() > budget {
             let Some(v) = policy.victim(&cache) else {
