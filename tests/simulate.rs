@@ -176,3 +176,64 @@ fn bad_traces_and_flags_exit_2_and_say_why() {
         assert!(err.contains(needle), "{args:?}: {err}");
     }
 }
+
+/// A budget given as a size counts the whole directory, as trim's does:
+/// `--budget B --fixed-bytes F` replays exactly what `--budget B-F` does
+/// with no fixed bytes, and says so in `for_entries`; a percentage is of
+/// the entries' footprint, whatever the fixed bytes.
+#[test]
+fn fixed_bytes_come_off_a_size_budget_and_not_a_percentage() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    run_ok(
+        Command::new(gocache_bin())
+            .args([
+                "simulate",
+                "--synthetic",
+                "--days",
+                "2",
+                "--save-trace",
+                "t.jsonl",
+            ])
+            .args(["--budget", "10%"])
+            .current_dir(d),
+    );
+    let sim = |args: &[&str]| {
+        json(&run_ok(
+            Command::new(gocache_bin())
+                .args([
+                    "simulate",
+                    "t.jsonl",
+                    "--json",
+                    "--policy",
+                    "lru,gdsf,lru-groups",
+                ])
+                .args(args)
+                .current_dir(d),
+        ))
+    };
+    let (b, f) = (64u64 << 20, 5u64 << 20);
+    let with = sim(&[
+        "--budget",
+        &b.to_string(),
+        "--budget",
+        "20%",
+        "--fixed-bytes",
+        &f.to_string(),
+    ]);
+    let less = sim(&[
+        "--budget",
+        &(b - f).to_string(),
+        "--budget",
+        "20%",
+        "--fixed-bytes",
+        "0",
+    ]);
+    assert_eq!(with["fixed_bytes"], f);
+    let (w, l) = (&with["budgets"], &less["budgets"]);
+    assert_eq!(w[0]["budget"], b, "{w}");
+    assert_eq!(w[0]["for_entries"], b - f, "{w}");
+    assert_eq!(w[0]["rows"], l[0]["rows"], "the same replay");
+    assert_eq!(w[1]["budget"], w[1]["for_entries"], "{w}");
+    assert_eq!(w[1]["rows"], l[1]["rows"], "a percentage is the same");
+}
