@@ -325,7 +325,7 @@ impl RemoteState {
 
     /// Starts writing the session's manifest, when it has one to write
     /// (not read-only, the store not paused or refusing, something used,
-    /// and not the manifest read at start over again).
+    /// and not the manifest read at start over again, in any order).
     fn start_manifest_write(
         &self,
         now: UnixTime,
@@ -341,7 +341,7 @@ impl RemoteState {
         }
         let previous = lock(&self.previous).take();
         let m = Manifest::merge(key.clone(), &used, previous.as_ref());
-        if previous.as_ref() == Some(&m) {
+        if previous.as_ref().is_some_and(|p| p.same_entries(&m)) {
             return None;
         }
         let store = self.cfg.tier.store().clone();

@@ -173,6 +173,25 @@ impl Manifest {
         Manifest { key, entries }
     }
 
+    /// True when `other` holds the same entries at the same ages, in any
+    /// order: go asks for a build's entries in a different order each
+    /// time, and a manifest that differs only in order is not worth a
+    /// write (a warm build would otherwise rewrite it every session).
+    pub fn same_entries(&self, other: &Manifest) -> bool {
+        let sorted = |m: &Manifest| {
+            let mut v: Vec<_> = m
+                .entries
+                .iter()
+                .map(|e| (e.action, e.output, e.size, e.age))
+                .collect();
+            v.sort_unstable();
+            v
+        };
+        self.key == other.key
+            && self.entries.len() == other.entries.len()
+            && sorted(self) == sorted(other)
+    }
+
     /// The object's bytes.
     pub fn encode(&self) -> Vec<u8> {
         let mut text = String::with_capacity(self.entries.len() * 150 + 64);
@@ -380,6 +399,24 @@ mod tests {
             [id(3)],
             "unused entries leave after {MAX_AGE} sessions"
         );
+    }
+
+    #[test]
+    fn a_session_that_used_the_same_entries_in_another_order_changes_nothing() {
+        let key = BuildKey::new("k");
+        let used = [(id(1), id(11), 1), (id(2), id(12), 2), (id(3), id(13), 3)];
+        let prev = Manifest::merge(key.clone(), &used, None);
+        let mut again = used;
+        again.reverse();
+        let m = Manifest::merge(key.clone(), &again, Some(&prev));
+        assert_ne!(m, prev, "the order differs");
+        assert!(m.same_entries(&prev));
+        // One entry left unused is one session older: a change.
+        let m = Manifest::merge(key.clone(), &again[..2], Some(&prev));
+        assert!(!m.same_entries(&prev));
+        // Another build key never matches.
+        let other = Manifest::merge(BuildKey::new("j"), &used, None);
+        assert!(!other.same_entries(&prev));
     }
 
     #[test]
