@@ -729,3 +729,53 @@ fn over_a_slow_link_the_session_manifest_is_prefetched_and_a_stall_or_reset_mid_
         "{stats}"
     );
 }
+
+/// The prefetch brings what level one lacks and leaves the rest alone: on
+/// a warm machine it reads nothing and, above all, marks nothing used.
+/// Go's own trim (and gocache's) goes by the mtimes, so an entry the
+/// manifest names but this go command never asked for must keep its age.
+#[test]
+fn the_prefetch_on_a_warm_machine_marks_nothing_used_that_go_did_not_ask_for() {
+    let g = GarageCluster::shared();
+    let (url, store) = g.fresh_prefix(&g.rw);
+    let fleet = Fleet::new(41);
+    let args = remote_args(g, &url);
+    let a = Sandbox::with_template();
+    let bin = a.root().join("fleet-a");
+    run_ok(build(&a, &fleet, &bin, &strs(&args), &creds(&g.rw)));
+    wait_for_prefix(&store, "m/");
+    let named = manifest_of(&store, &fleet).unwrap().entries.len();
+
+    // Hours later, a go command of the same module (the same manifest)
+    // that needs one package of it.
+    backdate(&a.cache(), Duration::from_secs(2 * 3600));
+    let mut cmd = a.go(["build", "./calc"]);
+    cmd.current_dir(fleet.module());
+    cmd.env(
+        "GOCACHEPROG",
+        format!("{} prog {}", gocache_bin().display(), args.join(" ")),
+    );
+    clear_aws_env(&mut cmd);
+    for (k, v) in creds(&g.rw) {
+        cmd.env(k, v);
+    }
+    let err = stderr(&run_ok(cmd));
+    // Level one had everything: nothing queued, so no prefetch line.
+    assert_eq!(prefetched(&err), None, "{err}");
+    assert!(named > 20, "{named}");
+    let gets = last_session(&a)["gets"].as_u64().unwrap() as usize;
+
+    // An hour is Go's lag before it marks a file used again: what was
+    // marked now is what this go command looked up.
+    let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    let fresh: Vec<String> = level_one(&a.cache())
+        .into_iter()
+        .filter(|(_, p)| std::fs::symlink_metadata(p).unwrap().modified().unwrap() > hour_ago)
+        .map(|(name, _)| name)
+        .collect();
+    assert!(
+        fresh.len() <= 2 * gets && gets * 4 < named,
+        "{} entries marked used for {gets} gets; the manifest names {named}: {fresh:?}",
+        fresh.len()
+    );
+}

@@ -157,6 +157,23 @@ impl LocalStore {
         })
     }
 
+    /// True when `action`'s entry is a regular file in level one: one
+    /// `stat`, nothing read and nothing marked used (unlike
+    /// [`LocalStore::get`]). For a caller that only asks whether fetching
+    /// it would be worth it; a get still checks the entry and its output.
+    pub fn has_action(&self, action: Id) -> bool {
+        let aname = EntryName::action(action);
+        let Some(adir) = self.dir.subdir(aname.subdir()) else {
+            return false;
+        };
+        rustix::fs::statat(
+            adir,
+            aname.c_file_name().as_c_str(),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .is_ok_and(|st| FileType::from_raw_mode(st.st_mode as _) == FileType::RegularFile)
+    }
+
     /// Creates a new temporary file (`O_EXCL`, never following a link) in
     /// subdirectory `s`, created first if missing (as Go creates it).
     pub fn create_tmp(&self, s: u8) -> Result<(TmpFile, File)> {

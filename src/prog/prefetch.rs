@@ -91,7 +91,7 @@ pub(super) struct Prefetch {
     pub(super) cancel: AtomicBool,
     /// Threads still working.
     running: AtomicUsize,
-    /// The manifest's entries queued.
+    /// The manifest's entries queued (those level one lacked).
     pub(super) planned: AtomicU64,
     /// Entries fetched into level one, and their bytes.
     pub(super) fetched: AtomicU64,
@@ -105,22 +105,34 @@ pub(super) struct Prefetch {
 }
 
 impl Prefetch {
-    /// Queues the manifest's entries, in order, within `opts`' bounds;
-    /// none that a get has taken already.
-    pub(super) fn plan(&self, m: &Manifest, opts: &PrefetchOptions) -> usize {
-        let mut p = lock(&self.plan);
+    /// Queues the manifest's entries that level one lacks (`local` says
+    /// which it has), in order, within `opts`' bounds; none that a get has
+    /// taken already. On a warm machine nothing is queued and no thread
+    /// starts. `local` is asked before the plan is locked, so a get never
+    /// waits on it.
+    pub(super) fn plan(
+        &self,
+        m: &Manifest,
+        opts: &PrefetchOptions,
+        local: impl Fn(Id) -> bool,
+    ) -> usize {
+        let mut wanted = Vec::new();
         let mut bytes = 0u64;
         for e in &m.entries {
-            if p.queue.len() >= opts.max_entries {
+            if wanted.len() >= opts.max_entries {
                 break;
             }
-            if bytes.saturating_add(e.size) > opts.max_bytes {
+            if bytes.saturating_add(e.size) > opts.max_bytes || local(e.action) {
                 continue;
             }
-            if let std::collections::hash_map::Entry::Vacant(v) = p.slots.entry(e.action) {
+            wanted.push(e.action);
+            bytes += e.size;
+        }
+        let mut p = lock(&self.plan);
+        for action in wanted {
+            if let std::collections::hash_map::Entry::Vacant(v) = p.slots.entry(action) {
                 v.insert(Slot::Queued);
-                p.queue.push_back(e.action);
-                bytes += e.size;
+                p.queue.push_back(action);
             }
         }
         let n = p.queue.len();
@@ -265,12 +277,20 @@ mod tests {
             max_bytes: 25,
             ..PrefetchOptions::default()
         };
-        assert_eq!(p.plan(&m, &opts), 2, "the byte bound leaves the third");
+        assert_eq!(
+            p.plan(&m, &opts, |_| false),
+            2,
+            "the byte bound leaves the third"
+        );
         assert_eq!(p.next(), Some(id(1)));
         assert_eq!(p.claim(id(2)), Claim::Fetch, "queued: the get takes it");
         assert_eq!(p.next(), None, "taken entries are not prefetched");
         assert_eq!(p.claim(id(3)), Claim::Fetch, "not planned");
-        assert_eq!(p.plan(&m, &PrefetchOptions::default()), 0, "all taken");
+        assert_eq!(
+            p.plan(&m, &PrefetchOptions::default(), |_| false),
+            0,
+            "all taken"
+        );
         let p2 = p.clone();
         let waiter = std::thread::spawn(move || p2.claim(id(1)));
         std::thread::sleep(Duration::from_millis(50));
@@ -284,10 +304,36 @@ mod tests {
     }
 
     #[test]
+    fn what_level_one_has_is_not_planned_nor_counted_against_the_bound() {
+        let m = Manifest::merge(
+            BuildKey::new("k"),
+            &[
+                (id(1), id(11), 10),
+                (id(2), id(12), 10),
+                (id(3), id(13), 10),
+            ],
+            None,
+        );
+        let p = Prefetch::default();
+        let opts = PrefetchOptions {
+            max_bytes: 20,
+            ..PrefetchOptions::default()
+        };
+        assert_eq!(p.plan(&m, &opts, |a| a == id(2)), 2);
+        assert_eq!(p.planned.load(Ordering::Relaxed), 2);
+        assert_eq!(
+            (p.next(), p.next(), p.next()),
+            (Some(id(1)), Some(id(3)), None)
+        );
+        let warm = Prefetch::default();
+        assert_eq!(warm.plan(&m, &opts, |_| true), 0, "a warm machine: nothing");
+    }
+
+    #[test]
     fn halting_drops_the_plan() {
         let m = Manifest::merge(BuildKey::new("k"), &[(id(1), id(11), 10)], None);
         let p = Prefetch::default();
-        p.plan(&m, &PrefetchOptions::default());
+        p.plan(&m, &PrefetchOptions::default(), |_| false);
         p.halt();
         assert_eq!(p.next(), None);
         assert_eq!(p.claim(id(1)), Claim::Fetch);

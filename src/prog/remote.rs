@@ -126,11 +126,12 @@ impl RemoteState {
         self.cfg.manifest.is_some() && !self.off.load(Ordering::Relaxed)
     }
 
-    /// At start: reads the build key's manifest and queues its entries.
+    /// At start: reads the build key's manifest and queues its entries
+    /// that level one lacks.
     /// Returns how many threads should work the plan (none when there is
     /// nothing to fetch). A store that fails costs one warning, as a
     /// fetch's failure does.
-    pub(super) fn plan_prefetch(&self, now: UnixTime) -> usize {
+    pub(super) fn plan_prefetch(&self, store: &LocalStore, now: UnixTime) -> usize {
         let Some((key, opts)) = &self.cfg.manifest else {
             return 0;
         };
@@ -139,7 +140,7 @@ impl RemoteState {
         }
         match manifest::read(&**self.cfg.tier.store(), key) {
             Ok(Some(m)) => {
-                let n = self.prefetch.plan(&m, opts);
+                let n = self.prefetch.plan(&m, opts, |a| store.has_action(a));
                 *lock(&self.previous) = Some(m);
                 n.min(opts.workers.max(1))
             }
@@ -181,8 +182,10 @@ impl RemoteState {
             p.halt();
             return false;
         }
-        // Go may have built it, or a get fetched it, since the plan.
-        if store.get(action, now).is_some() {
+        // Level one has it (go built it, or a get fetched it, since the
+        // plan; on a warm machine, all of them). Only looked at: a get
+        // marks an entry used, and go may never ask for this one.
+        if store.has_action(action) {
             return false;
         }
         let landed = land(

@@ -212,7 +212,7 @@ fn start_prefetch(shared: &Arc<Shared>) {
         .name("gocache-prefetch".into())
         .spawn(move || {
             let Some(r) = &sh.remote else { return };
-            let workers = r.plan_prefetch((sh.clock)());
+            let workers = r.plan_prefetch(&sh.store, (sh.clock)());
             sh.timeline.note("prefetch-planned", 0, workers as u64);
             for i in 1..workers {
                 let sh = Arc::clone(&sh);
