@@ -13,7 +13,7 @@ use crate::error::Error;
 use crate::index::{Fallback, Index, LOCK_WAIT, Use};
 use crate::layout::EntryName;
 use crate::model::UnixTime;
-use crate::trace::{RebuildClock, TraceEvent};
+use crate::trace::{RebuildLog, TraceEvent};
 
 /// Bytes put between two background checks of the limits.
 pub const EVICT_EVERY: u64 = crate::limits::PROG_EVICT_EVERY;
@@ -116,7 +116,7 @@ struct Events {
     batch: Vec<TraceEvent>,
     /// Added to the system's milliseconds (see `ServerConfig::clock_offset`).
     offset_ms: i64,
-    rebuilds: RebuildClock,
+    rebuilds: RebuildLog,
 }
 
 /// Unix milliseconds, for trace events: a rebuild's cost is shared out
@@ -129,7 +129,7 @@ fn now_ms() -> i64 {
 
 /// The CPU-milliseconds go (prog's parent) and its finished children
 /// (compile, asm, link: go waits for each before its put) have used, for
-/// [`RebuildClock::reading_cpu`], read at each miss and put:
+/// [`RebuildLog::reading_cpu`], read at each miss and put:
 /// `/proc/PID/stat`'s utime, stime, cutime
 /// and cstime. `None` where there is no such file (not Linux) or it cannot
 /// be read; the costs are then shares of wall time.
@@ -174,7 +174,7 @@ impl Books {
                 Mutex::new(Events {
                     batch: Vec::new(),
                     offset_ms: clock_offset.saturating_mul(1000),
-                    rebuilds: RebuildClock::default().reading_cpu(go_cpu_ms),
+                    rebuilds: RebuildLog::default().reading_cpu(go_cpu_ms),
                 })
             }),
             remote: OnceLock::new(),
@@ -244,8 +244,9 @@ impl Books {
     }
 
     /// Queues a trace event, when recording them; `f` makes it with the
-    /// rebuild clock at hand.
-    pub(super) fn event(&self, f: impl FnOnce(&mut RebuildClock, i64) -> TraceEvent) {
+    /// rebuild log at hand, the time, and the event's place in the batch
+    /// (for [`RebuildLog::put`]).
+    pub(super) fn event(&self, f: impl FnOnce(&mut RebuildLog, i64, usize) -> TraceEvent) {
         if let Some(events) = &self.events {
             let mut e = lock(events);
             let Events {
@@ -253,7 +254,8 @@ impl Books {
                 rebuilds,
                 offset_ms,
             } = &mut *e;
-            batch.push(f(rebuilds, now_ms() + *offset_ms));
+            let at = batch.len();
+            batch.push(f(rebuilds, now_ms() + *offset_ms, at));
         }
     }
 
@@ -355,7 +357,7 @@ fn keep_books(
     }
     // The session's end in the trace: where the limits are checked, for
     // the simulator to replay the real trim's trigger points.
-    books.event(|_, t| TraceEvent::end(t));
+    books.event(|_, t, _| TraceEvent::end(t));
     // After puts, the limits are checked before go may exit, so that the
     // cache is within them when it does; the uses come first so that the
     // plan protects what this build used.
@@ -434,7 +436,11 @@ fn flush_uses(books: &Books, keeper: &mut Keeper, events_too: bool) {
         .map(|e| {
             let mut e = lock(e);
             if events_too || e.batch.len() > HOLD_EVENTS {
-                std::mem::take(&mut e.batch)
+                let Events {
+                    batch, rebuilds, ..
+                } = &mut *e;
+                rebuilds.settle(batch);
+                std::mem::take(batch)
             } else {
                 Vec::new()
             }

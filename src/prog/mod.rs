@@ -158,7 +158,7 @@ pub struct ServerConfig {
     pub trace: Option<PathBuf>,
     /// Record every get (hit or miss) and put as trace events
     /// ([`crate::trace`]), with the rebuild cost a miss and the put
-    /// of the same action bracket ([`crate::trace::RebuildClock`]). They go to [`crate::index::Trace::record`]
+    /// of the same action bracket ([`crate::trace::RebuildLog`]). They go to [`crate::index::Trace::record`]
     /// once go has its answer, so the index `open_index` returns must have
     /// been told [`crate::index::Index::set_trace`] for them to be kept.
     pub record_events: bool,

@@ -437,9 +437,9 @@ pub(super) fn fetch(
     // rebuild), so that a local policy learns what evicting it costs.
     books.used([EntryName::action(action), oname], now, false);
     let allocated = entry.size.div_ceil(4096) * 4096;
-    books.event(|clock, t| {
-        let cost = clock.put(&action, t);
-        crate::trace::TraceEvent::put(t, &action, &entry.output, allocated, cost)
+    books.event(|log, t, at| {
+        log.put(&action, t, at);
+        crate::trace::TraceEvent::put(t, &action, &entry.output, allocated, None)
     });
     Response::hit(id, &entry, store.disk_path(&oname))
 }

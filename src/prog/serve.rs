@@ -432,8 +432,8 @@ fn get(s: &Shared, id: i64, action: Id, fetchers: Option<&Pool<Job>>) -> Option<
         return Some(local_hit(s, id, hit, now));
     }
     c.misses.fetch_add(1, Ordering::Relaxed);
-    s.books.event(|clock, t| {
-        clock.miss(&action, t);
+    s.books.event(|log, t, _| {
+        log.miss(&action, t);
         TraceEvent::miss(t, &action)
     });
     match (&s.remote, fetchers) {
@@ -458,7 +458,7 @@ fn local_hit(s: &Shared, id: i64, hit: Hit, now: UnixTime) -> Response {
         r.record_use(&entry, now);
     }
     s.books
-        .event(|_, t| TraceEvent::hit(t, &entry.action, &entry.output, allocated));
+        .event(|_, t, _| TraceEvent::hit(t, &entry.action, &entry.output, allocated));
     Response::hit(id, &entry, s.store.disk_path(&oname))
 }
 
@@ -628,9 +628,9 @@ fn finish_put(s: &Shared, id: i64, action: Id, output: Id, size: u64, tmp: TmpFi
     // allocates it (the file was just written; its blocks may still be
     // delayed allocation).
     let allocated = size.div_ceil(4096) * 4096;
-    s.books.event(|clock, t| {
-        let cost = clock.put(&action, t);
-        TraceEvent::put(t, &action, &output, allocated, cost)
+    s.books.event(|log, t, at| {
+        log.put(&action, t, at);
+        TraceEvent::put(t, &action, &output, allocated, None)
     });
     Response::done(id, s.store.disk_path(&oname))
 }

@@ -38,25 +38,31 @@
 //! prog records on its own connection, which it tells
 //! `index.set_trace(Tracing::from_env(TraceSource::Prog)?)`; its syncs and
 //! [`crate::index::Index::record_uses`] then add no events (they would
-//! count its gets twice). It keeps a [`RebuildClock`] and hands events to
-//! [`crate::index::Trace::record`] in the batches it records uses
-//! in:
+//! count its gets twice). It keeps a [`RebuildLog`] (a [`RebuildClock`]
+//! run when the events are written, over the misses a put followed) and
+//! hands events to [`crate::index::Trace::record`] in the batches it
+//! records uses in:
 //!
 //! ```
 //! use gocache::layout::Id;
-//! use gocache::trace::{RebuildClock, TraceEvent};
-//! let (action, output) = (Id([1; 32]), Id([2; 32]));
-//! let mut clock = RebuildClock::default();
+//! use gocache::trace::{RebuildLog, TraceEvent};
+//! let (action, output, stdout) = (Id([1; 32]), Id([2; 32]), Id([3; 32]));
+//! let mut log = RebuildLog::with_cpus(2);
 //! let mut batch = Vec::new();
+//! // go: get(stdout subkey) -> miss (go never puts it back), at 1000 ms
+//! log.miss(&stdout, 1000);
+//! batch.push(TraceEvent::miss(1000, &stdout));
 //! // go: get(action) -> miss, at t = 1000 ms
-//! clock.miss(&action, 1000);
+//! log.miss(&action, 1000);
 //! batch.push(TraceEvent::miss(1000, &action));
 //! // go: put(action, output), 8 KiB allocated, at t = 1750 ms
-//! let cost = clock.put(&action, 1750);
-//! batch.push(TraceEvent::put(1750, &action, &output, 8192, cost));
+//! log.put(&action, 1750, batch.len());
+//! batch.push(TraceEvent::put(1750, &action, &output, 8192, None));
 //! // go: get(action) -> hit
 //! batch.push(TraceEvent::hit(2000, &action, &output, 8192));
-//! assert_eq!(cost, Some(0.75));
+//! // when the batch is written: the put's cost, the stale miss no share
+//! log.settle(&mut batch);
+//! assert_eq!(batch[2].cost, Some(0.75));
 //! // then: index.trace_mut().record(&batch)
 //! ```
 //!
@@ -404,9 +410,12 @@ impl RebuildClock {
 
     /// Notes a get of `action` that missed at `t_ms`.
     pub fn miss(&mut self, action: &Id, t_ms: i64) {
+        self.miss_of(TraceId::of(action), t_ms);
+    }
+
+    fn miss_of(&mut self, a: TraceId, t_ms: i64) {
         self.read(t_ms);
         self.advance(t_ms);
-        let a = TraceId::of(action);
         if self.misses.insert(a, self.sums).is_none() {
             self.order.push_back(a);
         }
@@ -420,9 +429,12 @@ impl RebuildClock {
     /// The rebuild seconds of a put of `action` at `t_ms`: its share of
     /// the work since its miss, if one was noted (and then forgotten).
     pub fn put(&mut self, action: &Id, t_ms: i64) -> Option<f64> {
+        self.put_of(TraceId::of(action), t_ms)
+    }
+
+    fn put_of(&mut self, a: TraceId, t_ms: i64) -> Option<f64> {
         self.read(t_ms);
         self.advance(t_ms);
-        let a = TraceId::of(action);
         let start = self.misses.remove(&a)?;
         if let Some(i) = self.order.iter().rposition(|x| *x == a) {
             self.order.remove(i);
@@ -437,6 +449,129 @@ impl RebuildClock {
             _ => share,
         };
         Some(ms / 1000.0)
+    }
+}
+
+/// A session's misses and puts, costed by a [`RebuildClock`] when the
+/// session's events are written ([`RebuildLog::settle`]) rather than as
+/// each put arrives, so that only the misses a put followed count as
+/// work. go looks up some entries it never puts back: after a hit it asks
+/// for the compiler's output kept beside the action
+/// (`cache.Subkey(action, "stdout")`) and goes on without it when it is
+/// gone. Such a miss, counted as working until the session ended, took a
+/// share of every rebuild after it: a replay whose trim had evicted a
+/// few of them measured its rebuilds 30-50% low.
+///
+/// Bounded: at most [`RebuildLog::CAPACITY`] marks wait for a settle
+/// (prog settles whenever it writes events, at the latest every 100,000);
+/// past that, new puts get no cost. A miss still waiting for its put at a
+/// settle is dropped: that put, if it comes, gets no cost.
+#[derive(Debug)]
+pub struct RebuildLog {
+    cpus: usize,
+    read_cpu: Option<fn() -> Option<f64>>,
+    marks: Vec<Mark>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Mark {
+    t_ms: i64,
+    cpu_ms: Option<f64>,
+    /// A miss of the action, or its put with the index of the put's event
+    /// in the batch that [`RebuildLog::settle`] is given.
+    put: Option<usize>,
+    action: TraceId,
+}
+
+impl Default for RebuildLog {
+    /// A log whose clock caps the work at this machine's CPUs.
+    fn default() -> RebuildLog {
+        RebuildLog {
+            cpus: RebuildClock::default().cpus(),
+            read_cpu: None,
+            marks: Vec::new(),
+        }
+    }
+}
+
+impl RebuildLog {
+    /// Marks waiting for a settle, at most.
+    pub const CAPACITY: usize = 1 << 20;
+
+    /// A log for a machine of `cpus` CPUs (at least 1).
+    pub fn with_cpus(cpus: usize) -> RebuildLog {
+        RebuildLog {
+            cpus: cpus.max(1),
+            read_cpu: None,
+            marks: Vec::new(),
+        }
+    }
+
+    /// The same, reading go's CPU-milliseconds at each miss and put (see
+    /// [`RebuildClock::reading_cpu`]).
+    pub fn reading_cpu(self, read: fn() -> Option<f64>) -> RebuildLog {
+        RebuildLog {
+            read_cpu: Some(read),
+            ..self
+        }
+    }
+
+    fn mark(&mut self, t_ms: i64, action: &Id, put: Option<usize>) {
+        if self.marks.len() < Self::CAPACITY {
+            let cpu_ms = self.read_cpu.and_then(|read| read());
+            self.marks.push(Mark {
+                t_ms,
+                cpu_ms,
+                put,
+                action: TraceId::of(action),
+            });
+        }
+    }
+
+    /// Notes a get of `action` that missed at `t_ms`.
+    pub fn miss(&mut self, action: &Id, t_ms: i64) {
+        self.mark(t_ms, action, None);
+    }
+
+    /// Notes a put of `action` at `t_ms`, whose event is `event` in the
+    /// batch the next [`RebuildLog::settle`] is given.
+    pub fn put(&mut self, action: &Id, t_ms: i64, event: usize) {
+        self.mark(t_ms, action, Some(event));
+    }
+
+    /// Sets the cost of each put noted since the last settle on its event
+    /// in `events`: its share of the work since its miss, among the misses
+    /// a put followed (see [`RebuildClock`] for the share). Then forgets
+    /// them.
+    pub fn settle(&mut self, events: &mut [TraceEvent]) {
+        // Walking back: a miss is work when a put of its action follows.
+        let mut put_later = std::collections::HashSet::new();
+        let mut working = vec![false; self.marks.len()];
+        for (i, m) in self.marks.iter().enumerate().rev() {
+            match m.put {
+                Some(_) => {
+                    put_later.insert(m.action);
+                }
+                None => working[i] = put_later.contains(&m.action),
+            }
+        }
+        let mut clock = RebuildClock::with_cpus(self.cpus);
+        for (m, &work) in self.marks.iter().zip(&working) {
+            if let Some(cpu) = m.cpu_ms {
+                clock.observe_cpu(m.t_ms, cpu);
+            }
+            match m.put {
+                None if work => clock.miss_of(m.action, m.t_ms),
+                None => clock.advance(m.t_ms),
+                Some(ev) => {
+                    let cost = clock.put_of(m.action, m.t_ms);
+                    if let (Some(cost), Some(e)) = (cost, events.get_mut(ev)) {
+                        e.cost = Some(cost);
+                    }
+                }
+            }
+        }
+        self.marks.clear();
     }
 }
 
@@ -608,6 +743,51 @@ mod tests {
         c.miss(&id(2), 0);
         assert_eq!(c.put(&id(1), 2_000), Some(1.0));
         assert_eq!(c.put(&id(2), 3_000), Some(2.0));
+    }
+
+    #[test]
+    fn a_miss_no_put_follows_takes_no_share_of_the_rebuilds() {
+        // go asks for a stdout subkey (never put back) and for action 1,
+        // which it rebuilds in a second of one CPU. Online, the stale miss
+        // counts as working and takes half; settled, action 1 gets it all.
+        let stale = id(9);
+        let mut clock = RebuildClock::with_cpus(2);
+        clock.observe_cpu(0, 0.0);
+        clock.miss(&stale, 0);
+        clock.miss(&id(1), 0);
+        clock.observe_cpu(1_000, 1_000.0);
+        assert_eq!(clock.put(&id(1), 1_000), Some(0.5), "diluted");
+        let mut log = RebuildLog::with_cpus(2);
+        let mut events = vec![TraceEvent::miss(0, &stale), TraceEvent::miss(0, &id(1))];
+        log.miss(&stale, 0);
+        log.miss(&id(1), 0);
+        log.marks[1].cpu_ms = Some(0.0);
+        events.push(TraceEvent::put(1_000, &id(1), &id(11), 4096, None));
+        log.put(&id(1), 1_000, 2);
+        log.marks[2].cpu_ms = Some(1_000.0);
+        log.settle(&mut events);
+        assert_eq!(events[2].cost, Some(1.0));
+        assert!(log.marks.is_empty());
+        // Two rebuilds at once, one stale miss beside them: each has half
+        // of the two CPUs' two seconds of work, as without it.
+        let mut log = RebuildLog::with_cpus(2);
+        let mut events = vec![
+            TraceEvent::put(2_000, &id(1), &id(11), 4096, None),
+            TraceEvent::put(2_000, &id(2), &id(12), 4096, None),
+        ];
+        log.miss(&stale, 0);
+        log.miss(&id(1), 0);
+        log.miss(&id(2), 0);
+        log.put(&id(1), 2_000, 0);
+        log.put(&id(2), 2_000, 1);
+        log.settle(&mut events);
+        assert_eq!((events[0].cost, events[1].cost), (Some(2.0), Some(2.0)));
+        // A put with no miss before it (a download, or go putting what it
+        // never asked for) gets no cost.
+        let mut events = vec![TraceEvent::put(5, &id(3), &id(13), 4096, None)];
+        log.put(&id(3), 5, 0);
+        log.settle(&mut events);
+        assert_eq!(events[0].cost, None);
     }
 
     #[test]
