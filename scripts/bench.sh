@@ -39,6 +39,11 @@
 #           round on the same data: scan fresh and unchanged, trim -n, the
 #           hook, a warm `go build std` through prog (VS_ROUNDS, default 9);
 #           medians, min-max, and the median of the per-round ratios
+#   sim     the simulator against the real system at full scale
+#           (scripts/validate-sim.py --scale full --hook: two generated
+#           workloads replayed through real go and gocache prog, and through
+#           the hook, each policy at three budgets; about 40 minutes on 2
+#           CPUs); its report in WORKDIR/sim.json
 #   ci      a cache restored (tar --posix, as actions/cache) with the index
 #           the last `ci end` left: `ci begin` vs `du -s` (target <= 0.2x);
 #           after a job touched half of it, `ci end` vs `trim` with the same
@@ -49,8 +54,8 @@
 #   ENTRIES  synthetic cache size (default 1000000; 100000 is quicker)
 #   WORKDIR  where caches go (default /tmp/gocache-bench; needs ~3x 5 GB
 #            free for 1M entries)
-#   PARTS    any of scan trim hook wrap prog remote ci vs (default: all
-#            but vs)
+#   PARTS    any of scan trim hook wrap prog remote ci vs sim (default:
+#            all but vs and sim)
 # GOCACHE_BIN: measure this gocache binary instead of building one.
 # The plan's own time at 1M entries is a criterion bench:
 #   cargo bench --bench policy
@@ -646,6 +651,13 @@ if [[ " $PARTS " == *" ci "* ]]; then
   row "gocache scan, fresh index (baseline)" "$(sec "$scan_us")" "1.000x"
   row "ci begin, no index" "$(sec "$new_us")" "$(ratio "$new_us" "$scan_us")x scan (target <= 1.0)"
   rm -rf "$W/ci-new" "$W"/ci-new-*.sqlite*
+fi
+
+if [[ " $PARTS " == *" sim "* ]]; then
+  [ -n "$GO" ] || { echo "sim: no go on PATH"; exit 1; }
+  echo "== sim: scripts/validate-sim.py --scale full --hook; nproc $(nproc); $(uptime | sed 's/^ *//')"
+  python3 scripts/validate-sim.py --scale full --hook --gocache "$G" --go "$GO" \
+    --workdir "$W/sim" --json "$W/sim.json"
 fi
 
 if [[ " $PARTS " == *" vs "* ]]; then

@@ -14,9 +14,16 @@ with gocache's clock moved STEP_HOURS (default 1.5) between go commands
 grace period covers the command running and the one before, as it would
 for commands an hour and a half apart. Then it asks `simulate` for the
 same policies and budgets on the recorded trace and prints, per policy and
-budget, the real and predicted misses and rebuild CPU-seconds (real: the
-CPU go and its children used beyond the unbounded replay's; predicted:
-`lost_s`), their ratio, and whether the ranking agrees.
+budget, the real and predicted misses and rebuild seconds, their ratio,
+and whether the ranking agrees. Every replay builds in the same source
+directory, so go's action IDs are the same in each and a real miss is
+matched with the recording's (same go command, same action). Real
+rebuild seconds: what prog measured (go's CPU share, read from /proc)
+for the rebuilds of the misses the recording did not have; predicted:
+`simulate`'s `lost_s`. Beside them, the whole run's CPU (go and its
+children) beyond the unbounded replays' mean, which carries the run's
+noise (the two unbounded replays' CPU are printed; their difference is
+of the size of the smaller effects).
 
 The budgets: one below the largest single command's working set (what
 one go command used, by the trace), and two above it, 30% and 70% of the
@@ -25,7 +32,11 @@ with the cache directory's fixed bytes added, as a real budget counts
 them.
 
 Usage: scripts/validate-sim.py [--scale small|full] [--workloads a,b]
-       [--json OUT] [--workdir DIR] [--gocache BIN] [--go GO]
+       [--json OUT] [--workdir DIR] [--gocache BIN] [--go GO] [--hook]
+--hook also replays each policy and budget through `gocache go` (go, then
+the hook; no GOCACHEPROG, so no hits are counted and gdsf is
+GreedyDual-Size) and counts the tools go ran (`-x`), for the default
+policy on the path most users take (see hook_replay for how time moves).
 Workloads: `deep` (48 packages in 8 layers: edits, branch switches, builds
 of targets and their dependencies, vet) and `wide` (240 packages in 4
 layers, 1-8 edited per command). --scale small runs each with fewer
@@ -37,6 +48,7 @@ import argparse
 import json
 import os
 import random
+import re
 import resource
 import shutil
 import subprocess
@@ -155,7 +167,13 @@ class Env:
         trace's counts, and the cache for the caller to read."""
         root = os.path.join(self.work, name, tag)
         shutil.rmtree(root, ignore_errors=True)
-        src, cache, home = (os.path.join(root, d) for d in ("src", "cache", "home"))
+        cache, home = (os.path.join(root, d) for d in ("cache", "home"))
+        # One source directory for every replay of a workload: go's action
+        # IDs name the package directory, so the same path gives the same
+        # IDs, and a bounded replay's misses can be matched one by one
+        # with the recording's.
+        src = os.path.join(self.work, name, "src")
+        shutil.rmtree(src, ignore_errors=True)
         for d in (src, cache, home):
             os.makedirs(d)
         with open(os.path.join(src, "go.mod"), "w") as fh:
@@ -183,14 +201,131 @@ class Env:
             check=True,
         )
         gets = misses = 0
+        # Per (go command, action): the misses, and the rebuild seconds
+        # prog measured for their puts (go's CPU share, read from /proc).
+        missed, cost = set(), {}
+        cmd_no = 0
         with open(trace) as fh:
             next(fh)
             for line in fh:
                 e = json.loads(line)
-                if e.get("ev") == "get":
+                ev = e.get("ev")
+                if ev == "get":
                     gets += 1
-                    misses += not e.get("hit")
-        return {"cpu": cpu, "gets": gets, "misses": misses, "trace": trace, "cache": cache}
+                    if not e.get("hit"):
+                        misses += 1
+                        missed.add((cmd_no, e["a"]))
+                elif ev == "put" and e.get("cost") is not None:
+                    cost[(cmd_no, e["a"])] = cost.get((cmd_no, e["a"]), 0.0) + e["cost"]
+                elif ev == "end":
+                    cmd_no += 1
+        return {"cpu": cpu, "gets": gets, "misses": misses, "trace": trace, "cache": cache,
+                "missed": missed, "cost": cost}
+
+
+TOOL_RUN = re.compile(r"/pkg/tool/[^/ ]+/(compile|asm|cgo|link|vet) ")
+
+
+def age_level_one(cache, seconds):
+    """Moves every entry's mtime (and atime) `seconds` back, never
+    following a link: to go and to gocache's scans, that much time has
+    passed since anything was last used."""
+    for sub in range(256):
+        d = os.path.join(cache, f"{sub:02x}")
+        try:
+            names = os.listdir(d)
+        except FileNotFoundError:
+            continue
+        for n in names:
+            path = os.path.join(d, n)
+            st = os.lstat(path)
+            os.utime(path, ns=(st.st_atime_ns - seconds * 10**9, st.st_mtime_ns - seconds * 10**9),
+                     follow_symlinks=False)
+
+
+def hook_replay(env, name, wl, tag, limits):
+    """The series through `gocache go` (go, then the hook with `limits`
+    from the environment: GOCACHE_BUDGET, GOCACHE_POLICY),
+    no GOCACHEPROG: the path most users take, where nothing counts hits.
+    go moves an entry's mtime only when it is an hour old by the real
+    clock, which no variable shifts; so before each command every entry
+    is aged STEP_HOURS, and go then marks what it uses as it would hours
+    later, and the hook's trim (a full sync) sees those uses. gocache's
+    clock moves STEP_HOURS a command as in the prog replays, so that the
+    grace period and Go's hour of mtime lag, which gocache counts from
+    the real times the files and the index hold, cover only the first
+    command: the trims act on every later one, in the order of the real
+    times (the commands' order). Where a budget is below one command's
+    working set this evicts what the real hook would keep a while.
+    Counts the tools go ran (`-x`: compile, asm, cgo, link, vet): each a
+    rebuild."""
+    root = os.path.join(env.work, name, tag)
+    shutil.rmtree(root, ignore_errors=True)
+    cache, home = (os.path.join(root, d) for d in ("cache", "home"))
+    src = os.path.join(env.work, name, "src")
+    shutil.rmtree(src, ignore_errors=True)
+    for d in (src, cache, home):
+        os.makedirs(d)
+    with open(os.path.join(src, "go.mod"), "w") as fh:
+        fh.write("module w\n\ngo 1.24\n")
+    e = env.base_env(cache, home)
+    e["GOCACHE_GO"] = env.go
+    e.update(limits)
+    written = {}
+    cpu = 0.0
+    runs = 0
+    for i, (versions, cmd) in enumerate(wl["steps"]):
+        write_tree(src, wl, versions, written)
+        if i:
+            age_level_one(cache, env.step)
+        e["GOCACHE_TEST_NOW_OFFSET"] = str(i * env.step)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        p = subprocess.run([env.g, "-q", "go", cmd[0], "-x"] + cmd[1:], cwd=src, env=e,
+                           capture_output=True, text=True)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if p.returncode != 0:
+            sys.exit(f"{name}/{tag}: gocache go {' '.join(cmd)} failed:\n{p.stderr[-4000:]}")
+        runs += sum(1 for line in p.stderr.splitlines() if TOOL_RUN.search(line))
+        cpu += (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"cpu": cpu, "tool_runs": runs, "cache": cache}
+
+
+def hook_rows(env, name, wl, budgets):
+    """Each shipped policy at each budget through the hook, against the
+    same series unbounded through the hook."""
+    base = hook_replay(env, name, wl, "hook-unbounded", {})
+    out = {"unbounded": {"tool_runs": base["tool_runs"], "cpu": round(base["cpu"], 2)}, "rows": []}
+    for b in budgets:
+        for pol in POLICIES:
+            r = hook_replay(env, name, wl, f"hook-{pol}-{b}",
+                            {"GOCACHE_BUDGET": str(b), "GOCACHE_POLICY": pol})
+            out["rows"].append({"budget": b, "policy": pol, "tool_runs": r["tool_runs"],
+                                "extra_tool_runs": r["tool_runs"] - base["tool_runs"],
+                                "extra_cpu_s": round(r["cpu"] - base["cpu"], 2)})
+            log(f"  hook {pol:8} {b / 2**20:8.1f} MiB: tools run {r['tool_runs']}"
+                f" ({r['tool_runs'] - base['tool_runs']:+d}); extra CPU {r['cpu'] - base['cpu']:.1f} s")
+    return out
+
+
+def repeat(again, rec):
+    """How the system repeats itself: the second unbounded replay's misses
+    the first did not have, and the seconds prog measured for the
+    rebuilds both had (second / first)."""
+    n, secs = rebuilds_beyond(again, rec)
+    both = again["missed"] & rec["missed"]
+    a = sum(again["cost"].get(k, 0.0) for k in both)
+    b = sum(rec["cost"].get(k, 0.0) for k in both)
+    return {"misses_not_recorded": n, "their_rebuild_s": round(secs, 2),
+            "rebuild_s_second_over_first": round(a / b, 3) if b else None}
+
+
+def rebuilds_beyond(r, rec):
+    """The misses of replay `r` that the recording `rec` did not have (the
+    same go command, the same action), and the seconds their rebuilds
+    took as prog measured them in `r`: the real rebuild CPU a budget
+    cost, free of the whole run's noise."""
+    extra = r["missed"] - rec["missed"]
+    return len(extra), sum(r["cost"].get(k, 0.0) for k in extra)
 
 
 def working_sets(trace):
@@ -233,6 +368,8 @@ def main():
     ap.add_argument("--go", default=shutil.which("go"))
     ap.add_argument("--step-hours", default="1.5")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--hook", action="store_true",
+                    help="also replay each policy and budget through `gocache go` (the hook; no hits)")
     ap.add_argument("--check", action="store_true",
                     help="exit 1 unless predicted misses are within 15%% of the real ones")
     ap.add_argument("--check-policies", default=",".join(POLICIES),
@@ -276,7 +413,8 @@ def main():
         w = {"name": name, "packages": wl["packages"], "commands": len(wl["steps"]),
              "lookups": lookups, "footprint": footprint, "working_set": ws,
              "fixed_bytes": fixed,
-             "unbounded": {"misses": rec["misses"], "cpu": [rec["cpu"], again["cpu"]]},
+             "unbounded": {"misses": rec["misses"], "cpu": [rec["cpu"], again["cpu"]],
+                           "repeat": repeat(again, rec)},
              "rows": []}
         for bi, b in enumerate(budgets):
             row_sim = {r["policy"]: r for r in sim["budgets"][bi]["rows"]}
@@ -287,19 +425,25 @@ def main():
                 s = row_sim[pol]
                 pred_miss = sim["unbounded"]["hits"] - s["hits"] + rec["misses"]
                 real_extra = r["cpu"] - base_cpu
+                n_beyond, rebuild_s = rebuilds_beyond(r, rec)
                 w["rows"].append({
                     "budget": b, "policy": pol,
                     "real_misses": r["misses"], "predicted_misses": pred_miss,
                     "real_extra_misses": r["misses"] - rec["misses"],
                     "predicted_extra_misses": pred_miss - rec["misses"],
                     "real_extra_cpu_s": round(real_extra, 2),
+                    "real_misses_not_recorded": n_beyond,
+                    "real_rebuild_s": round(rebuild_s, 2),
                     "predicted_lost_s": round(s["lost_s"], 2),
                 })
                 log(f"  {pol:8} {b / 2**20:8.1f} MiB: misses real {r['misses']} predicted {pred_miss};"
-                    f" extra CPU real {real_extra:.1f} s predicted {s['lost_s']:.1f} s")
+                    f" rebuilds real {rebuild_s:.1f} s predicted {s['lost_s']:.1f} s;"
+                    f" extra CPU real {real_extra:.1f} s")
             rank_real = sorted(POLICIES, key=lambda p: reals[p]["misses"])
             rank_pred = sorted(POLICIES, key=lambda p: row_sim[p]["hits"], reverse=True)
             w.setdefault("rankings", []).append({"budget": b, "real": rank_real, "predicted": rank_pred})
+        if args.hook:
+            w["hook"] = hook_rows(env, name, wl, budgets)
         w["seconds"] = round(time.time() - t0, 1)
         report["workloads"].append(w)
         print_table(w)
@@ -333,15 +477,29 @@ def print_table(w):
           f"largest command's working set {w['working_set'] / 2**20:.1f} MiB, "
           f"fixed bytes {w['fixed_bytes'] / 2**20:.2f} MiB; "
           f"unbounded: {w['unbounded']['misses']} misses, CPU "
-          + " / ".join(f"{c:.1f}" for c in w["unbounded"]["cpu"]) + " s")
-    print("| budget | policy | misses real | predicted | pred/real | beyond unbounded: real | predicted | extra CPU-s real | predicted |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          + " / ".join(f"{c:.1f}" for c in w["unbounded"]["cpu"]) + " s; "
+          f"the second unbounded replay: {w['unbounded']['repeat']['misses_not_recorded']} misses "
+          f"the first had not ({w['unbounded']['repeat']['their_rebuild_s']:.1f} s), "
+          f"common rebuilds {w['unbounded']['repeat']['rebuild_s_second_over_first']}x the first's seconds")
+    print("| budget | policy | misses real | predicted | pred/real | beyond unbounded: real | predicted "
+          "| rebuild s real | predicted | pred/real | whole-run extra CPU-s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in w["rows"]:
         ratio = r["predicted_misses"] / r["real_misses"] if r["real_misses"] else float("nan")
+        cratio = r["predicted_lost_s"] / r["real_rebuild_s"] if r["real_rebuild_s"] else float("nan")
         print(f"| {r['budget'] / 2**20:.1f} MiB | {r['policy']} | {r['real_misses']} | "
               f"{r['predicted_misses']} | {ratio:.2f} | {r['real_extra_misses']} | "
-              f"{r['predicted_extra_misses']} | {r['real_extra_cpu_s']:.1f} | "
-              f"{r['predicted_lost_s']:.1f} |")
+              f"{r['predicted_extra_misses']} | {r['real_rebuild_s']:.1f} | "
+              f"{r['predicted_lost_s']:.1f} | {cratio:.2f} | {r['real_extra_cpu_s']:.1f} |")
+    if "hook" in w:
+        h = w["hook"]
+        print(f"through the hook (gocache go, no hits): unbounded {h['unbounded']['tool_runs']} tools run, "
+              f"CPU {h['unbounded']['cpu']:.1f} s")
+        print("| budget | policy | tools run | beyond unbounded | extra CPU-s |")
+        print("|---|---|---|---|---|")
+        for r in h["rows"]:
+            print(f"| {r['budget'] / 2**20:.1f} MiB | {r['policy']} | {r['tool_runs']} | "
+                  f"{r['extra_tool_runs']} | {r['extra_cpu_s']:.1f} |")
     for k in w.get("rankings", []):
         print(f"ranking at {k['budget'] / 2**20:.1f} MiB: real {' < '.join(k['real'])}; "
               f"predicted {' < '.join(k['predicted'])}")
