@@ -137,7 +137,7 @@ fn go_run_through_prog_caches_no_executable_as_its_help_says() {
 }
 
 #[test]
-fn a_budget_smaller_than_std_holds_while_prog_builds() {
+fn a_budget_smaller_than_std_holds_while_prog_builds_by_gdsf_when_no_policy_is_set() {
     let sb = Sandbox::with_template();
     backdate(&sb.cache(), Duration::from_secs(3 * 3600));
     let budget: u64 = 100 << 20;
@@ -150,6 +150,21 @@ fn a_budget_smaller_than_std_holds_while_prog_builds() {
     let s: Value = serde_json::from_slice(&run_ok(sb.gocache(["stats", "--json"])).stdout).unwrap();
     let total = s["total"]["allocated_bytes"].as_u64().unwrap();
     assert!(total <= budget, "cache {total} over budget {budget}");
+    // With no policy set, prog's trims took gdsf's order (it counts the
+    // hits gdsf weighs): they recorded gdsf's clock, which lru never does.
+    let conn = rusqlite::Connection::open(sb.index()).unwrap();
+    let clock: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'gdsf_clock'", [], |r| {
+            r.get(0)
+        })
+        .ok();
+    assert!(clock.is_some(), "prog's trims did not run gdsf");
+    // What `gocache limits` says of it; the others' default stays lru.
+    let limits = String::from_utf8_lossy(&run_ok(sb.gocache(["limits"])).stdout).into_owned();
+    assert!(
+        limits.contains("lru") && limits.contains("default (gdsf under `gocache prog`)"),
+        "{limits}"
+    );
     // What prog stored is all there and usable.
     run_ok(with_prog(sb.go(["build", "-gcflags=all=-N", "net/http"])));
     let (gets, hits, _, _) = last_session(&sb);
