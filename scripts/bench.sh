@@ -563,7 +563,11 @@ EOT
     done
   done
   if [ "${REMOTE_STORE_IDLE:-0}" = 1 ]; then
-    for p in "${GPIDS[@]}"; do for t in /proc/"$p"/task/*; do chrt --idle -p 0 "${t##*/}"; done; done
+    # The store's nodes (the links' proxies in GPIDS are gone by now).
+    for p in "${GPIDS[@]}"; do
+      [ -d "/proc/$p/task" ] || continue
+      for t in /proc/"$p"/task/*; do chrt --idle -p 0 "${t##*/}" >/dev/null 2>&1 || true; done
+    done
   fi
   wsides=(local remote); [ -x "${BASE_BIN:-}" ] && wsides+=(base)
   for s in "${wsides[@]}"; do : > "$W/r-warm-$s.txt"; done
