@@ -779,3 +779,79 @@ fn the_prefetch_on_a_warm_machine_marks_nothing_used_that_go_did_not_ask_for() {
         fresh.len()
     );
 }
+
+/// One session of `gocache prog` with `args` on `sb`'s cache, asking as
+/// go asks: a get of each of `actions` (each a miss), then close.
+fn prog_gets(sb: &Sandbox, args: &[String], env: &[(&str, String)], actions: &[[u8; 32]]) {
+    use base64::Engine;
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+    std::fs::create_dir_all(sb.cache()).unwrap();
+    let mut cmd = sb.gocache(["prog"]);
+    cmd.args(args);
+    clear_aws_env(&mut cmd);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut input = child.stdin.take().unwrap();
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    for (i, a) in actions.iter().enumerate() {
+        let id = base64::engine::general_purpose::STANDARD.encode(a);
+        writeln!(
+            input,
+            "{{\"ID\":{},\"Command\":\"get\",\"ActionID\":\"{id}\"}}",
+            i + 1
+        )
+        .unwrap();
+        line.clear();
+        out.read_line(&mut line).unwrap();
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["Miss"], true, "{line}");
+    }
+    writeln!(
+        input,
+        "{{\"ID\":{},\"Command\":\"close\"}}",
+        actions.len() + 1
+    )
+    .unwrap();
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    drop(input);
+    let done = child.wait_with_output().unwrap();
+    assert!(done.status.success(), "{}", stderr(&done));
+}
+
+/// What the store lacks and go does not store (go looks up some entries
+/// it never puts: the compiler's output kept beside an action when there
+/// was none, a link it does not cache) is asked of the store once a day,
+/// not in every go command: each is a round trip go waits for.
+#[test]
+fn a_lookup_the_store_lacks_and_go_never_stores_is_not_asked_again_for_a_day() {
+    let g = GarageCluster::shared();
+    let (url, _store) = g.fresh_prefix(&g.rw);
+    let args = remote_args(g, &url);
+    let sb = Sandbox::new();
+    let never = [7u8; 32];
+    let remote_misses = || last_session(&sb)["remote"]["misses"].as_u64().unwrap();
+    // Asked, the store lacks it, and nothing is put.
+    prog_gets(&sb, &args, &creds(&g.rw), &[never]);
+    assert_eq!(remote_misses(), 1, "{}", last_session(&sb));
+    // The next session answers the miss without asking.
+    prog_gets(&sb, &args, &creds(&g.rw), &[never]);
+    let s = last_session(&sb);
+    assert_eq!((s["misses"].as_u64(), remote_misses()), (Some(1), 0), "{s}");
+    // A day later the store is asked again (another machine may have
+    // stored it after all).
+    let mut later = creds(&g.rw);
+    later.push(("GOCACHE_TEST_NOW_OFFSET", (25 * 3600).to_string()));
+    prog_gets(&sb, &args, &later, &[never]);
+    assert_eq!(remote_misses(), 1, "{}", last_session(&sb));
+}

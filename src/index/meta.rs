@@ -1,12 +1,14 @@
 //! Typed values kept in the `meta` table: the limits stored with
-//! `gocache limits`, a summary of the last trim, and the `gdsf` policy's
-//! clock history.
+//! `gocache limits`, a summary of the last trim, the `gdsf` policy's
+//! clock history, and per remote store the actions it did not have that go
+//! never stores.
 
 use rusqlite::OptionalExtension;
 
 use super::statements::SQL_META;
 use super::{Index, SqlResult};
 use crate::error::{Error, Result};
+use crate::layout::Id;
 use crate::limits::LimitSpecs;
 use crate::model::UnixTime;
 use crate::policy::Clock;
@@ -17,6 +19,9 @@ const LIMITS_KEY: &str = "limits";
 const LAST_TRIM_KEY: &str = "last_trim";
 /// The key the `gdsf` policy's clock history lives under (as JSON).
 const GDSF_CLOCK_KEY: &str = "gdsf_clock";
+/// The key (then a space and the store) of [`Index::remote_absent`]'s set
+/// (as JSON: action hex to Unix seconds).
+const REMOTE_ABSENT_KEY: &str = "remote_absent";
 
 /// What a trim did, recorded for people looking at the index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -92,6 +97,45 @@ impl Index {
         Ok(self
             .meta(LAST_TRIM_KEY)?
             .and_then(|json| serde_json::from_str(&json).ok()))
+    }
+
+    /// The actions the remote store `place` did not have and go never
+    /// stored, each with the time until which prog need not ask for it
+    /// again (see `prog::books::Absent`). Empty when none are stored or
+    /// what is stored cannot be read (it is only a hint).
+    pub fn remote_absent(&self, place: &str) -> Result<std::collections::HashMap<Id, UnixTime>> {
+        let Some(json) = self.meta(&format!("{REMOTE_ABSENT_KEY} {place}"))? else {
+            return Ok(Default::default());
+        };
+        let map: std::collections::HashMap<String, UnixTime> =
+            serde_json::from_str(&json).unwrap_or_default();
+        Ok(map
+            .into_iter()
+            .filter_map(|(hex, until)| Some((Id::from_hex(hex.as_bytes())?, until)))
+            .collect())
+    }
+
+    /// Stores [`Index::remote_absent`]'s set for `place` in place of what
+    /// was stored (none when `absent` is empty).
+    pub fn store_remote_absent(
+        &mut self,
+        place: &str,
+        absent: &std::collections::HashMap<Id, UnixTime>,
+    ) -> Result<()> {
+        let key = format!("{REMOTE_ABSENT_KEY} {place}");
+        if absent.is_empty() {
+            return self
+                .conn
+                .execute("DELETE FROM meta WHERE key = ?1", [&key])
+                .map(drop)
+                .at(&self.path);
+        }
+        let map: std::collections::BTreeMap<String, UnixTime> = absent
+            .iter()
+            .map(|(id, until)| (id.to_string(), *until))
+            .collect();
+        let json = serde_json::to_string(&map).unwrap_or_default();
+        self.set_meta(&key, &json)
     }
 
     pub(super) fn meta(&self, key: &str) -> Result<Option<String>> {

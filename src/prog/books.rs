@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use super::protocol::{Timeline, lock};
 use crate::error::Error;
 use crate::index::{Fallback, Index, LOCK_WAIT, Use};
-use crate::layout::EntryName;
+use crate::layout::{EntryName, Id};
 use crate::model::UnixTime;
 use crate::trace::{RebuildLog, TraceEvent};
 
@@ -86,6 +86,8 @@ pub(super) struct Books {
     events: Option<Mutex<Events>>,
     /// What the remote tier did, for the session's row: set at close.
     remote: OnceLock<crate::model::ProgRemote>,
+    /// The actions the remote store did not have and go never stores.
+    pub(super) absent: Absent,
     /// Puts waiting for room on a full disk, and the bookkeeper's rounds
     /// of enforcement for them (see [`Books::make_room`]).
     room: Mutex<Room>,
@@ -99,6 +101,57 @@ pub(super) struct Books {
     /// The cache directory, for the limits' sync and enforcement.
     cache: PathBuf,
     clock: fn() -> UnixTime,
+}
+
+/// Actions the remote store did not have and go did not store either:
+/// what go looks up and never puts (the link of `go build -o`, the
+/// compiler output kept beside an action when there was none). Asked of
+/// the store, each costs a round trip on every warm build (two for a
+/// `go build -o` of a module: at 20-50 ms a request, more than the whole
+/// tier costs otherwise). So a session records its store misses that no
+/// put followed (the entry is not in level one at close), the index keeps
+/// them per store for [`ABSENT_FOR`], and later sessions answer them as
+/// misses without asking. An entry another machine stores after all is
+/// fetched again once its time is up; meanwhile go builds it, as without
+/// a store.
+#[derive(Default)]
+pub(super) struct Absent {
+    /// The store (its name as the summary line gives it): set when a
+    /// remote tier serves the session.
+    pub(super) place: OnceLock<String>,
+    /// Read from the index by the bookkeeper: action, and until when.
+    known: OnceLock<std::collections::HashMap<Id, UnixTime>>,
+    /// This session's store misses.
+    missed: Mutex<Vec<Id>>,
+    /// Of those, the ones level one did not have at close: to be stored.
+    new: Mutex<Vec<Id>>,
+}
+
+/// How long an action the store did not have and go did not store is not
+/// asked for again.
+pub const ABSENT_FOR: UnixTime = 24 * 3600;
+
+/// The most actions [`Absent`] keeps a store (the latest to expire).
+const ABSENT_MAX: usize = 4096;
+
+impl Absent {
+    /// True when the store is known not to have `action` (and go not to
+    /// store it): no need to ask.
+    pub(super) fn has(&self, action: &Id) -> bool {
+        self.known.get().is_some_and(|k| k.contains_key(action))
+    }
+
+    /// The store did not have `action`.
+    pub(super) fn missed(&self, action: Id) {
+        lock(&self.missed).push(action);
+    }
+
+    /// At close: keeps the misses `local` says level one does not have
+    /// (go did not put them), for the bookkeeper to store.
+    pub(super) fn settle(&self, local: impl Fn(Id) -> bool) {
+        let missed = std::mem::take(&mut *lock(&self.missed));
+        *lock(&self.new) = missed.into_iter().filter(|&a| !local(a)).collect();
+    }
 }
 
 /// See [`Books::room`].
@@ -178,6 +231,7 @@ impl Books {
                 })
             }),
             remote: OnceLock::new(),
+            absent: Absent::default(),
             room: Mutex::default(),
             room_done: Condvar::new(),
             room_asked: Mutex::new(None),
@@ -329,6 +383,12 @@ fn keep_books(
         quiet: books.quiet,
     };
     timeline.note("index-open", 0, keeper.index.is_some() as u64);
+    if let (Some(place), Some(ix)) = (books.absent.place.get(), &keeper.index) {
+        let now = (books.clock)();
+        let mut known = ix.remote_absent(place).unwrap_or_default();
+        known.retain(|_, until| *until > now);
+        let _ = books.absent.known.set(known);
+    }
     while !books.closing.load(Ordering::SeqCst) {
         flush_uses(books, &mut keeper, false);
         let for_room = {
@@ -378,7 +438,43 @@ fn keep_books(
     let _ = ready.send(());
     flush_uses(books, &mut keeper, true);
     timeline.note("uses-recorded-after", 0, 0);
+    store_absent(books, &mut keeper);
     keeper.index
+}
+
+/// Stores what the store did not have and go did not store ([`Absent`]),
+/// after go has its answer; writes nothing when nothing changed.
+fn store_absent(books: &Books, keeper: &mut Keeper) {
+    let Some(place) = books.absent.place.get() else {
+        return;
+    };
+    let new = std::mem::take(&mut *lock(&books.absent.new));
+    let now = (books.clock)();
+    let Some(ix) = &keeper.index else { return };
+    let stored = ix.remote_absent(place).unwrap_or_default();
+    let mut keep: std::collections::HashMap<Id, UnixTime> = stored
+        .iter()
+        .filter(|&(_, &until)| until > now)
+        .map(|(&a, &u)| (a, u))
+        .collect();
+    if new.is_empty() && keep.len() == stored.len() {
+        return;
+    }
+    for a in new {
+        keep.insert(a, now + ABSENT_FOR);
+    }
+    if keep.len() > ABSENT_MAX {
+        let mut by_until: Vec<(UnixTime, Id)> = keep.iter().map(|(&a, &u)| (u, a)).collect();
+        by_until.sort_unstable_by(|x, y| y.cmp(x));
+        keep = by_until
+            .into_iter()
+            .take(ABSENT_MAX)
+            .map(|(u, a)| (a, u))
+            .collect();
+    }
+    with_index(keeper, "recording what the remote store lacks", |ix| {
+        ix.store_remote_absent(place, &keep)
+    });
 }
 
 /// The bookkeeper's index, and what to do when writing it fails.

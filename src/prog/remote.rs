@@ -65,6 +65,9 @@ pub(super) struct RemoteState {
     errors: AtomicU64,
     /// Lookups not asked while the tier was paused or off.
     skipped: AtomicU64,
+    /// Lookups not asked: the store lately did not have them, and go did
+    /// not store them ([`super::books::Absent`]).
+    known_absent: AtomicU64,
     /// The credentials were refused: the store is left alone from then on.
     off: AtomicBool,
     /// A store error was reported (once per session).
@@ -100,6 +103,7 @@ impl RemoteState {
             refused: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
+            known_absent: AtomicU64::new(0),
             off: AtomicBool::new(false),
             warned: AtomicBool::new(false),
             warned_refused: AtomicBool::new(false),
@@ -119,6 +123,11 @@ impl RemoteState {
         if u.seen.insert(entry.action) {
             u.order.push((entry.action, entry.output, entry.size));
         }
+    }
+
+    /// The store's name, as the summary line gives it.
+    pub(super) fn name(&self) -> &str {
+        &self.cfg.name
     }
 
     /// True when this session reads a manifest and prefetches from it.
@@ -405,6 +414,11 @@ pub(super) fn fetch(
         remote.skipped.fetch_add(1, Ordering::Relaxed);
         return Response::miss(id);
     }
+    // The store did not have it lately, and go did not store it.
+    if books.absent.has(&action) {
+        remote.known_absent.fetch_add(1, Ordering::Relaxed);
+        return Response::miss(id);
+    }
     let landed = land(
         store,
         action,
@@ -419,6 +433,9 @@ pub(super) fn fetch(
             return Response::miss(id);
         }
         Landed::NotFetched(e) => {
+            if e.is_none() {
+                books.absent.missed(action);
+            }
             count_miss(remote, e);
             return Response::miss(id);
         }
@@ -557,6 +574,7 @@ struct RemoteSummary {
     refused: u64,
     errors: u64,
     skipped: u64,
+    known_absent: u64,
     uploads: UploadCounts,
     /// Planned from the manifest, fetched (and bytes), used by go, not
     /// fetched, of which errors.
@@ -573,6 +591,7 @@ impl RemoteSummary {
             refused: l(&r.refused),
             errors: l(&r.errors),
             skipped: l(&r.skipped),
+            known_absent: l(&r.known_absent),
             uploads: uploads.clone(),
             prefetch: {
                 let p = &r.prefetch;
@@ -630,6 +649,12 @@ impl RemoteSummary {
         }
         if self.skipped > 0 {
             s += &format!(", {} not asked (store paused or refused)", self.skipped);
+        }
+        if self.known_absent > 0 {
+            s += &format!(
+                ", {} not asked (the store lacked them lately, go stores none)",
+                self.known_absent
+            );
         }
         if self.unfinished() > 0 {
             s += &format!(

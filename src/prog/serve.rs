@@ -110,6 +110,10 @@ impl Session {
             kept: Default::default(),
         });
         shared.timeline.note("known", 0, 0);
+        if let Some(r) = &shared.remote {
+            // Before the bookkeeper starts: it reads what this store lacks.
+            let _ = shared.books.absent.place.set(r.name().to_owned());
+        }
         let (bookkeeper, books_ready) =
             books::start(&shared.books, &shared.timeline, cfg.open_index, started);
         let start_pool = |n| {
@@ -153,6 +157,11 @@ impl Session {
             p.join();
         }
         s.timeline.note("pool-done", 0, 0);
+        if s.remote.is_some() {
+            // What the store lacked and go did not put: level one does not
+            // have it now.
+            s.books.absent.settle(|a| s.store.has_action(a));
+        }
         let remote = s.remote.as_ref().map(|r| r.summarize(closing, &s.timeline));
         s.books.close(remote);
         // Err only if the bookkeeper died: nothing more to wait for.
