@@ -11,7 +11,12 @@ pub(super) struct Pool<J> {
     queue: Mutex<Jobs<J>>,
     wake: std::sync::Condvar,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// For a pool started lazily ([`Pool::start_lazy`]): starts its
+    /// threads, at the first job.
+    later: Mutex<Option<Starter>>,
 }
+
+type Starter = Box<dyn FnOnce() -> Vec<std::thread::JoinHandle<()>> + Send>;
 
 struct Jobs<J> {
     jobs: std::collections::VecDeque<J>,
@@ -28,7 +33,30 @@ impl<J: Send + 'static> Pool<J> {
         writer: &Arc<Writer>,
         run: impl Fn(J) -> Option<Response> + Send + Clone + 'static,
     ) -> Arc<Pool<J>> {
-        let pool = Arc::new(Pool {
+        let pool = Pool::empty();
+        *lock(&pool.threads) = spawn(&pool, n, writer, run);
+        pool
+    }
+
+    /// [`Pool::start`], but the threads start with the first job: a
+    /// session that never needs them (the remote fetchers of a warm
+    /// build) spends nothing on them.
+    pub(super) fn start_lazy(
+        n: usize,
+        writer: &Arc<Writer>,
+        run: impl Fn(J) -> Option<Response> + Send + Clone + 'static,
+    ) -> Arc<Pool<J>> {
+        let pool = Pool::empty();
+        let (weak, writer) = (Arc::downgrade(&pool), writer.clone());
+        *lock(&pool.later) = Some(Box::new(move || match weak.upgrade() {
+            Some(pool) => spawn(&pool, n, &writer, run),
+            None => Vec::new(),
+        }));
+        pool
+    }
+
+    fn empty() -> Arc<Pool<J>> {
+        Arc::new(Pool {
             queue: Mutex::new(Jobs {
                 jobs: Default::default(),
                 idle: 0,
@@ -36,24 +64,16 @@ impl<J: Send + 'static> Pool<J> {
             }),
             wake: std::sync::Condvar::new(),
             threads: Mutex::new(Vec::new()),
-        });
-        let threads = (0..n)
-            .map(|_| {
-                let (pool, writer, run) = (pool.clone(), writer.clone(), run.clone());
-                std::thread::spawn(move || {
-                    while let Some(job) = pool.next() {
-                        if let Some(r) = run(job) {
-                            writer.send(&r);
-                        }
-                    }
-                })
-            })
-            .collect();
-        *lock(&pool.threads) = threads;
-        pool
+            later: Mutex::new(None),
+        })
     }
 
     pub(super) fn submit(&self, job: J) {
+        let start = lock(&self.later).take();
+        if let Some(start) = start {
+            let threads = start();
+            lock(&self.threads).extend(threads);
+        }
         let mut q = lock(&self.queue);
         q.jobs.push_back(job);
         if q.idle > 0 {
@@ -91,4 +111,26 @@ impl<J: Send + 'static> Pool<J> {
             let _ = t.join();
         }
     }
+}
+
+/// Starts `n` threads of `pool`, each running jobs with `run` and sending
+/// what it answers to `writer`.
+fn spawn<J: Send + 'static>(
+    pool: &Arc<Pool<J>>,
+    n: usize,
+    writer: &Arc<Writer>,
+    run: impl Fn(J) -> Option<Response> + Send + Clone + 'static,
+) -> Vec<std::thread::JoinHandle<()>> {
+    (0..n)
+        .map(|_| {
+            let (pool, writer, run) = (pool.clone(), writer.clone(), run.clone());
+            std::thread::spawn(move || {
+                while let Some(job) = pool.next() {
+                    if let Some(r) = run(job) {
+                        writer.send(&r);
+                    }
+                }
+            })
+        })
+        .collect()
 }

@@ -124,7 +124,11 @@ impl Session {
             0 => None,
             n => Some(start_pool(n)),
         };
-        let fetchers = shared.remote.as_ref().map(|_| start_pool(FETCHERS));
+        // Started at the first fetch: a warm build fetches nothing.
+        let fetchers = shared.remote.as_ref().map(|_| {
+            let shared = shared.clone();
+            Pool::start_lazy(FETCHERS, writer, move |job: Job| job.run(&shared))
+        });
         start_prefetch(&shared);
         Session {
             shared,

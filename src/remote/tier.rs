@@ -535,7 +535,10 @@ struct Shared {
 /// Background uploads through a bounded queue.
 pub struct Uploader {
     shared: Arc<Shared>,
-    workers: Vec<std::thread::JoinHandle<()>>,
+    /// The flusher (worker 0) from the start; the others from the first
+    /// upload, so that a session that uploads nothing (a warm build)
+    /// starts one thread, not [`UploaderOptions::workers`].
+    workers: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 impl Uploader {
@@ -563,16 +566,17 @@ impl Uploader {
             counts: Mutex::new(UploadCounts::default()),
             paused_until: AtomicI64::new(i64::MIN),
         });
-        let workers = (0..opts.workers.max(1))
-            .map(|i| {
-                let shared = Arc::clone(&shared);
-                std::thread::Builder::new()
-                    .name(format!("gocache-upload-{i}"))
-                    .spawn(move || worker(&shared, i == 0))
-                    .expect("spawning an upload thread")
-            })
-            .collect();
+        let workers = Mutex::new(vec![spawn_worker(&shared, 0)]);
         Uploader { shared, workers }
+    }
+
+    /// Starts the workers besides the flusher, at the first upload.
+    fn start_the_rest(&self) {
+        let mut w = self.workers.lock().unwrap();
+        if w.len() == 1 {
+            let n = self.shared.opts.workers.max(1);
+            w.extend((1..n).map(|i| spawn_worker(&self.shared, i)));
+        }
     }
 
     /// Queues a job without waiting. False (and counted as dropped) when
@@ -593,6 +597,7 @@ impl Uploader {
         q.jobs.push_back(job);
         q.bytes += mem;
         drop(q);
+        self.start_the_rest();
         self.shared.counts.lock().unwrap().queued += 1;
         self.shared.work.notify_one();
         true
@@ -675,6 +680,14 @@ impl Uploader {
         }
         c.clone()
     }
+}
+
+fn spawn_worker(shared: &Arc<Shared>, i: usize) -> std::thread::JoinHandle<()> {
+    let shared = Arc::clone(shared);
+    std::thread::Builder::new()
+        .name(format!("gocache-upload-{i}"))
+        .spawn(move || worker(&shared, i == 0))
+        .expect("spawning an upload thread")
 }
 
 fn worker(sh: &Shared, flusher: bool) {
