@@ -162,22 +162,28 @@ class Env:
         )
         return env
 
-    def replay(self, name, wl, tag, prog_args):
-        """Runs the series from an empty cache; returns CPU seconds, the
-        trace's counts, and the cache for the caller to read."""
+    def fresh(self, name, tag):
+        """An empty cache and home for replay `tag` of workload `name`, and
+        the workload's source directory, emptied: (src, cache, home).
+        One source directory for every replay of a workload: go's action
+        IDs name the package directory, so the same path gives the same
+        IDs, and a bounded replay's misses can be matched one by one with
+        the recording's."""
         root = os.path.join(self.work, name, tag)
         shutil.rmtree(root, ignore_errors=True)
         cache, home = (os.path.join(root, d) for d in ("cache", "home"))
-        # One source directory for every replay of a workload: go's action
-        # IDs name the package directory, so the same path gives the same
-        # IDs, and a bounded replay's misses can be matched one by one
-        # with the recording's.
         src = os.path.join(self.work, name, "src")
         shutil.rmtree(src, ignore_errors=True)
         for d in (src, cache, home):
             os.makedirs(d)
         with open(os.path.join(src, "go.mod"), "w") as fh:
             fh.write("module w\n\ngo 1.24\n")
+        return src, cache, home
+
+    def replay(self, name, wl, tag, prog_args):
+        """Runs the series from an empty cache; returns CPU seconds, the
+        trace's counts, and the cache for the caller to read."""
+        src, cache, home = self.fresh(name, tag)
         env = self.base_env(cache, home)
         env["GOCACHEPROG"] = " ".join([self.g, "-q", "prog"] + prog_args)
         env["GOCACHE_TRACE"] = "on"
@@ -194,7 +200,7 @@ class Env:
             if p.returncode != 0:
                 sys.exit(f"{name}/{tag}: go {' '.join(cmd)} failed:\n{p.stderr}")
             cpu += (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        trace = os.path.join(root, "trace.jsonl")
+        trace = os.path.join(os.path.dirname(cache), "trace.jsonl")
         subprocess.run(
             [self.g, "-q", "trace", "export", "-o", trace],
             env=self.base_env(cache, home),
@@ -259,15 +265,7 @@ def hook_replay(env, name, wl, tag, limits):
     working set this evicts what the real hook would keep a while.
     Counts the tools go ran (`-x`: compile, asm, cgo, link, vet): each a
     rebuild."""
-    root = os.path.join(env.work, name, tag)
-    shutil.rmtree(root, ignore_errors=True)
-    cache, home = (os.path.join(root, d) for d in ("cache", "home"))
-    src = os.path.join(env.work, name, "src")
-    shutil.rmtree(src, ignore_errors=True)
-    for d in (src, cache, home):
-        os.makedirs(d)
-    with open(os.path.join(src, "go.mod"), "w") as fh:
-        fh.write("module w\n\ngo 1.24\n")
+    src, cache, home = env.fresh(name, tag)
     e = env.base_env(cache, home)
     e["GOCACHE_GO"] = env.go
     e.update(limits)

@@ -261,9 +261,9 @@ mod tests {
         Id([n; 32])
     }
 
-    #[test]
-    fn a_get_takes_a_queued_entry_and_waits_for_one_in_flight() {
-        let m = Manifest::merge(
+    /// A manifest of actions 1, 2 and 3, 10 bytes each.
+    fn three() -> Manifest {
+        Manifest::merge(
             BuildKey::new("k"),
             &[
                 (id(1), id(11), 10),
@@ -271,7 +271,12 @@ mod tests {
                 (id(3), id(13), 10),
             ],
             None,
-        );
+        )
+    }
+
+    #[test]
+    fn a_get_takes_a_queued_entry_and_waits_for_one_in_flight() {
+        let m = three();
         let p = std::sync::Arc::new(Prefetch::default());
         let opts = PrefetchOptions {
             max_bytes: 25,
@@ -305,15 +310,7 @@ mod tests {
 
     #[test]
     fn what_level_one_has_is_not_planned_nor_counted_against_the_bound() {
-        let m = Manifest::merge(
-            BuildKey::new("k"),
-            &[
-                (id(1), id(11), 10),
-                (id(2), id(12), 10),
-                (id(3), id(13), 10),
-            ],
-            None,
-        );
+        let m = three();
         let p = Prefetch::default();
         let opts = PrefetchOptions {
             max_bytes: 20,
