@@ -1,6 +1,6 @@
 //! `gocache prog`: the go command using gocache as its GOCACHEPROG.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -175,29 +175,7 @@ fn a_budget_smaller_than_std_holds_while_prog_builds_by_gdsf_when_no_policy_is_s
 /// stdout lines.
 fn spawn_prog(sb: &Sandbox) -> (std::process::Child, BufReader<std::process::ChildStdout>) {
     std::fs::create_dir_all(sb.cache()).unwrap();
-    let mut child = sb
-        .gocache(["prog"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut hello = String::new();
-    out.read_line(&mut hello).unwrap();
-    let v: Value = serde_json::from_str(&hello).unwrap();
-    assert_eq!(v["ID"], 0);
-    assert_eq!(
-        v["KnownCommands"],
-        serde_json::json!(["get", "put", "close"])
-    );
-    (child, out)
-}
-
-fn read_response(out: &mut BufReader<std::process::ChildStdout>) -> Value {
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
+    spawn_prog_with(sb.gocache(["prog"]))
 }
 
 fn b64(b: &[u8]) -> String {

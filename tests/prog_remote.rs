@@ -784,8 +784,7 @@ fn the_prefetch_on_a_warm_machine_marks_nothing_used_that_go_did_not_ask_for() {
 /// go asks: a get of each of `actions` (each a miss), then close.
 fn prog_gets(sb: &Sandbox, args: &[String], env: &[(&str, String)], actions: &[[u8; 32]]) {
     use base64::Engine;
-    use std::io::{BufRead, BufReader, Write};
-    use std::process::Stdio;
+    use std::io::Write;
     std::fs::create_dir_all(sb.cache()).unwrap();
     let mut cmd = sb.gocache(["prog"]);
     cmd.args(args);
@@ -793,16 +792,8 @@ fn prog_gets(sb: &Sandbox, args: &[String], env: &[(&str, String)], actions: &[[
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let (mut child, mut out) = spawn_prog_with(cmd);
     let mut input = child.stdin.take().unwrap();
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
     for (i, a) in actions.iter().enumerate() {
         let id = base64::engine::general_purpose::STANDARD.encode(a);
         writeln!(
@@ -811,10 +802,8 @@ fn prog_gets(sb: &Sandbox, args: &[String], env: &[(&str, String)], actions: &[[
             i + 1
         )
         .unwrap();
-        line.clear();
-        out.read_line(&mut line).unwrap();
-        let v: Value = serde_json::from_str(&line).unwrap();
-        assert_eq!(v["Miss"], true, "{line}");
+        let v = read_response(&mut out);
+        assert_eq!(v["Miss"], true, "{v}");
     }
     writeln!(
         input,
@@ -822,8 +811,7 @@ fn prog_gets(sb: &Sandbox, args: &[String], env: &[(&str, String)], actions: &[[
         actions.len() + 1
     )
     .unwrap();
-    line.clear();
-    out.read_line(&mut line).unwrap();
+    read_response(&mut out);
     drop(input);
     let done = child.wait_with_output().unwrap();
     assert!(done.status.success(), "{}", stderr(&done));

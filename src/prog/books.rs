@@ -119,8 +119,13 @@ pub(super) struct Absent {
     /// The store (its name as the summary line gives it): set when a
     /// remote tier serves the session.
     pub(super) place: OnceLock<String>,
-    /// Read from the index by the bookkeeper: action, and until when.
-    known: OnceLock<std::collections::HashMap<Id, UnixTime>>,
+    /// Read from the index by the bookkeeper as it opens it: action, and
+    /// until when (`None` until then).
+    known: Mutex<Option<std::collections::HashMap<Id, UnixTime>>>,
+    loaded: Condvar,
+    /// A miss waited [`ABSENT_WAIT`] in vain (the index slow to open):
+    /// later ones do not wait.
+    waited: AtomicBool,
     /// This session's store misses.
     missed: Mutex<Vec<Id>>,
     /// Of those, the ones level one did not have at close: to be stored.
@@ -134,11 +139,38 @@ pub const ABSENT_FOR: UnixTime = 24 * 3600;
 /// The most actions [`Absent`] keeps a store (the latest to expire).
 const ABSENT_MAX: usize = 4096;
 
+/// The longest a local miss waits for [`Absent`]'s set before asking the
+/// store anyway.
+const ABSENT_WAIT: Duration = Duration::from_millis(50);
+
 impl Absent {
     /// True when the store is known not to have `action` (and go not to
     /// store it): no need to ask.
+    /// Waits up to [`ABSENT_WAIT`] for the bookkeeper to have read the set
+    /// (it opens the index as the session starts, a millisecond or two; a
+    /// miss asked of the store costs a round trip anyway), once a session.
     pub(super) fn has(&self, action: &Id) -> bool {
-        self.known.get().is_some_and(|k| k.contains_key(action))
+        let deadline = Instant::now() + ABSENT_WAIT;
+        let mut known = lock(&self.known);
+        while known.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.waited.load(Ordering::Relaxed) {
+                self.waited.store(true, Ordering::Relaxed);
+                return false;
+            }
+            known = self
+                .loaded
+                .wait_timeout(known, left)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+        known.as_ref().is_some_and(|k| k.contains_key(action))
+    }
+
+    /// The bookkeeper read the set (empty without an index).
+    fn load(&self, known: std::collections::HashMap<Id, UnixTime>) {
+        *lock(&self.known) = Some(known);
+        self.loaded.notify_all();
     }
 
     /// The store did not have `action`.
@@ -383,11 +415,15 @@ fn keep_books(
         quiet: books.quiet,
     };
     timeline.note("index-open", 0, keeper.index.is_some() as u64);
-    if let (Some(place), Some(ix)) = (books.absent.place.get(), &keeper.index) {
+    if let Some(place) = books.absent.place.get() {
         let now = (books.clock)();
-        let mut known = ix.remote_absent(place).unwrap_or_default();
+        let mut known = keeper
+            .index
+            .as_ref()
+            .and_then(|ix| ix.remote_absent(place).ok())
+            .unwrap_or_default();
         known.retain(|_, until| *until > now);
-        let _ = books.absent.known.set(known);
+        books.absent.load(known);
     }
     while !books.closing.load(Ordering::SeqCst) {
         flush_uses(books, &mut keeper, false);

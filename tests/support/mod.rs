@@ -540,3 +540,42 @@ pub fn grouped(n: u64) -> String {
     }
     out
 }
+
+/// Starts `cmd` (a `gocache prog` command, its arguments and environment
+/// set) with piped standard streams, reads its hello (ID 0, the commands
+/// it knows), and returns it with its stdout, for a test to speak the
+/// protocol as go does.
+pub fn spawn_prog_with(
+    mut cmd: Command,
+) -> (
+    std::process::Child,
+    std::io::BufReader<std::process::ChildStdout>,
+) {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut hello = String::new();
+    out.read_line(&mut hello).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&hello).unwrap();
+    assert_eq!(v["ID"], 0);
+    assert_eq!(
+        v["KnownCommands"],
+        serde_json::json!(["get", "put", "close"])
+    );
+    (child, out)
+}
+
+/// The next response line of a `gocache prog` started by
+/// [`spawn_prog_with`].
+pub fn read_response(out: &mut std::io::BufReader<std::process::ChildStdout>) -> serde_json::Value {
+    use std::io::BufRead;
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
+}
