@@ -237,8 +237,7 @@ impl RemoteTier {
         sink: &mut dyn Write,
         now: UnixTime,
     ) -> Result<Option<ActionEntry>, FetchError> {
-        self.check_paused(now)?;
-        let r = self.fetch_inner(action, sink);
+        let r = self.fetch_unpaused(action, sink, now);
         if let Some(rec) = &self.recorder {
             rec.count(now, |c| {
                 c.lookups += 1;
@@ -258,9 +257,6 @@ impl RemoteTier {
                 rec.record_use(e.action, e.output, now);
             }
         }
-        if let Err(FetchError::Store(e)) = &r {
-            self.pause_after(e, now);
-        }
         r
     }
 
@@ -273,11 +269,23 @@ impl RemoteTier {
         sink: &mut dyn Write,
         now: UnixTime,
     ) -> Result<Option<ActionEntry>, FetchError> {
-        self.check_paused(now)?;
-        let r = self.fetch_inner(action, sink);
+        let r = self.fetch_unpaused(action, sink, now);
         if let (Some(rec), Ok(Some(e))) = (&self.recorder, &r) {
             rec.count(now, |c| c.download_bytes += e.size);
         }
+        r
+    }
+
+    /// The fetch of [`RemoteTier::fetch`] and [`RemoteTier::prefetch`]:
+    /// `Err(Paused)` while the tier is paused, and a store error pauses it.
+    fn fetch_unpaused(
+        &self,
+        action: Id,
+        sink: &mut dyn Write,
+        now: UnixTime,
+    ) -> Result<Option<ActionEntry>, FetchError> {
+        self.check_paused(now)?;
+        let r = self.fetch_inner(action, sink);
         if let Err(FetchError::Store(e)) = &r {
             self.pause_after(e, now);
         }
