@@ -105,11 +105,17 @@ fn build(
 }
 
 fn remote_args(g: &GarageCluster, url: &RemoteUrl) -> Vec<String> {
+    store_args(url, g.endpoint())
+}
+
+/// prog's arguments for the store `url` reached at `endpoint` (a node, or
+/// a shaped link in front of one).
+fn store_args(url: &RemoteUrl, endpoint: String) -> Vec<String> {
     vec![
         "--remote".into(),
         url.to_string(),
         "--endpoint".into(),
-        g.endpoint(),
+        endpoint,
         "--region".into(),
         REGION.into(),
     ]
@@ -520,17 +526,8 @@ fn over_a_slow_link_machine_b_builds_from_compressed_objects_and_a_reset_costs_o
     // `over_a_slow_link_the_session_manifest_is_prefetched_...`.
     let node0 = g.endpoint().trim_start_matches("http://").parse().unwrap();
     let link = ShapedLink::start(node0, Shape::new(20, 100)).unwrap();
-    let via_link = [
-        "--remote",
-        &url.to_string(),
-        "--endpoint",
-        &link.endpoint(),
-        "--region",
-        REGION,
-        "--remote-prefetch",
-        "0",
-    ]
-    .map(str::to_owned);
+    let mut via_link = store_args(&url, link.endpoint());
+    via_link.extend(["--remote-prefetch".into(), "0".into()]);
     let b = Sandbox::with_template();
     let b_bin = b.root().join("fleet-b");
     let out = run_ok(build(&b, &fleet, &b_bin, &strs(&via_link), &creds(&g.rw)));
@@ -633,15 +630,7 @@ fn over_a_slow_link_the_session_manifest_is_prefetched_and_a_stall_or_reset_mid_
     // ahead of go's gets, which find them in level one.
     let node0 = g.endpoint().trim_start_matches("http://").parse().unwrap();
     let link = ShapedLink::start(node0, Shape::new(20, 100)).unwrap();
-    let via_link = [
-        "--remote",
-        &url.to_string(),
-        "--endpoint",
-        &link.endpoint(),
-        "--region",
-        REGION,
-    ]
-    .map(str::to_owned);
+    let via_link = store_args(&url, link.endpoint());
     let b = Sandbox::with_template();
     let b_bin = b.root().join("fleet-b");
     let out = run_ok(build(&b, &fleet, &b_bin, &strs(&via_link), &creds(&g.rw)));
