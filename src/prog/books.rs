@@ -126,10 +126,9 @@ pub(super) struct Absent {
     /// A miss waited [`ABSENT_WAIT`] in vain (the index slow to open):
     /// later ones do not wait.
     waited: AtomicBool,
-    /// This session's store misses.
+    /// This session's store misses; at close, only those level one does
+    /// not have (go did not put them): to be stored.
     missed: Mutex<Vec<Id>>,
-    /// Of those, the ones level one did not have at close: to be stored.
-    new: Mutex<Vec<Id>>,
 }
 
 /// How long an action the store did not have and go did not store is not
@@ -146,6 +145,7 @@ const ABSENT_WAIT: Duration = Duration::from_millis(50);
 impl Absent {
     /// True when the store is known not to have `action` (and go not to
     /// store it): no need to ask.
+    ///
     /// Waits up to [`ABSENT_WAIT`] for the bookkeeper to have read the set
     /// (it opens the index as the session starts, a millisecond or two; a
     /// miss asked of the store costs a round trip anyway), once a session.
@@ -181,9 +181,22 @@ impl Absent {
     /// At close: keeps the misses `local` says level one does not have
     /// (go did not put them), for the bookkeeper to store.
     pub(super) fn settle(&self, local: impl Fn(Id) -> bool) {
-        let missed = std::mem::take(&mut *lock(&self.missed));
-        *lock(&self.new) = missed.into_iter().filter(|&a| !local(a)).collect();
+        lock(&self.missed).retain(|&a| !local(a));
     }
+}
+
+/// What the index holds for the store `place` that has not expired by
+/// `now`, and whether anything had.
+fn unexpired_absent(
+    ix: &Index,
+    place: &str,
+    now: UnixTime,
+) -> (std::collections::HashMap<Id, UnixTime>, bool) {
+    let mut known = ix.remote_absent(place).unwrap_or_default();
+    let stored = known.len();
+    known.retain(|_, until| *until > now);
+    let expired = known.len() < stored;
+    (known, expired)
 }
 
 /// See [`Books::room`].
@@ -417,13 +430,11 @@ fn keep_books(
     timeline.note("index-open", 0, keeper.index.is_some() as u64);
     if let Some(place) = books.absent.place.get() {
         let now = (books.clock)();
-        let mut known = keeper
+        let known = keeper
             .index
             .as_ref()
-            .and_then(|ix| ix.remote_absent(place).ok())
-            .unwrap_or_default();
-        known.retain(|_, until| *until > now);
-        books.absent.load(known);
+            .map(|ix| unexpired_absent(ix, place, now).0);
+        books.absent.load(known.unwrap_or_default());
     }
     while !books.closing.load(Ordering::SeqCst) {
         flush_uses(books, &mut keeper, false);
@@ -484,16 +495,12 @@ fn store_absent(books: &Books, keeper: &mut Keeper) {
     let Some(place) = books.absent.place.get() else {
         return;
     };
-    let new = std::mem::take(&mut *lock(&books.absent.new));
+    let new = std::mem::take(&mut *lock(&books.absent.missed));
     let now = (books.clock)();
     let Some(ix) = &keeper.index else { return };
-    let stored = ix.remote_absent(place).unwrap_or_default();
-    let mut keep: std::collections::HashMap<Id, UnixTime> = stored
-        .iter()
-        .filter(|&(_, &until)| until > now)
-        .map(|(&a, &u)| (a, u))
-        .collect();
-    if new.is_empty() && keep.len() == stored.len() {
+    // Read again: another session may have stored since this one read.
+    let (mut keep, expired) = unexpired_absent(ix, place, now);
+    if new.is_empty() && !expired {
         return;
     }
     for a in new {
