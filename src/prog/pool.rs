@@ -1,5 +1,6 @@
 //! The pool of threads beside the reader of `gocache prog`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::protocol::{Response, Writer, lock};
@@ -14,6 +15,8 @@ pub(super) struct Pool<J> {
     /// For a pool started lazily ([`Pool::start_lazy`]): starts its
     /// threads, at the first job.
     later: Mutex<Option<Starter>>,
+    /// `later` still holds its starter: the one check a job pays after.
+    pending: AtomicBool,
 }
 
 type Starter = Box<dyn FnOnce() -> Vec<std::thread::JoinHandle<()>> + Send>;
@@ -52,6 +55,7 @@ impl<J: Send + 'static> Pool<J> {
             Some(pool) => spawn(&pool, n, &writer, run),
             None => Vec::new(),
         }));
+        pool.pending.store(true, Ordering::Release);
         pool
     }
 
@@ -65,14 +69,18 @@ impl<J: Send + 'static> Pool<J> {
             wake: std::sync::Condvar::new(),
             threads: Mutex::new(Vec::new()),
             later: Mutex::new(None),
+            pending: AtomicBool::new(false),
         })
     }
 
     pub(super) fn submit(&self, job: J) {
-        let start = lock(&self.later).take();
-        if let Some(start) = start {
-            let threads = start();
-            lock(&self.threads).extend(threads);
+        if self.pending.load(Ordering::Acquire) {
+            let start = lock(&self.later).take();
+            if let Some(start) = start {
+                self.pending.store(false, Ordering::Release);
+                let threads = start();
+                lock(&self.threads).extend(threads);
+            }
         }
         let mut q = lock(&self.queue);
         q.jobs.push_back(job);

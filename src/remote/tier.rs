@@ -547,6 +547,8 @@ pub struct Uploader {
     /// upload, so that a session that uploads nothing (a warm build)
     /// starts one thread, not [`UploaderOptions::workers`].
     workers: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// The workers besides the flusher were started.
+    all_started: std::sync::atomic::AtomicBool,
 }
 
 impl Uploader {
@@ -575,16 +577,21 @@ impl Uploader {
             paused_until: AtomicI64::new(i64::MIN),
         });
         let workers = Mutex::new(vec![spawn_worker(&shared, 0)]);
-        Uploader { shared, workers }
+        Uploader {
+            shared,
+            workers,
+            all_started: Default::default(),
+        }
     }
 
     /// Starts the workers besides the flusher, at the first upload.
     fn start_the_rest(&self) {
-        let mut w = self.workers.lock().unwrap();
-        if w.len() == 1 {
-            let n = self.shared.opts.workers.max(1);
-            w.extend((1..n).map(|i| spawn_worker(&self.shared, i)));
+        if self.all_started.swap(true, Ordering::AcqRel) {
+            return;
         }
+        let n = self.shared.opts.workers.max(1);
+        let mut w = self.workers.lock().unwrap();
+        w.extend((1..n).map(|i| spawn_worker(&self.shared, i)));
     }
 
     /// Queues a job without waiting. False (and counted as dropped) when
