@@ -353,16 +353,19 @@ fn pump(ctl: &Arc<Control>, from: Arc<TcpStream>, to: Arc<TcpStream>, way: Way) 
                 }
                 since_armed += data.len() as u64;
             }
-            if to.as_ref().write_all(data).is_err() {
-                let _ = from.shutdown(Shutdown::Both);
-                return;
-            }
+            // Counted as it arrives, before it is handed on: counted
+            // after, a client could read the last byte and its test look
+            // at the count before the count had it.
             let counter = if way == Way::Up {
                 &c.bytes_up
             } else {
                 &c.bytes_down
             };
             counter.fetch_add(data.len() as u64, Ordering::SeqCst);
+            if to.as_ref().write_all(data).is_err() {
+                let _ = from.shutdown(Shutdown::Both);
+                return;
+            }
             match fired {
                 None => {}
                 Some(Fault::Stall { .. }) => {
