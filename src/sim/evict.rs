@@ -15,7 +15,8 @@ pub struct At {
     /// The index of the next request of the same action (offline policies
     /// only; [`super::workload::NONE`] when none).
     pub next: u32,
-    /// The action's rebuild seconds.
+    /// The action's rebuild seconds, as the policies decide with them
+    /// (`Workload::decide_cost`).
     pub cost: f64,
     /// The action's block plus its output's allocated bytes.
     pub size: u64,

@@ -88,6 +88,40 @@ fn a_cost_aware_policy_keeps_the_one_expensive_entry() {
 }
 
 #[test]
+fn a_cost_policy_deciding_with_a_second_recording_is_charged_the_first() {
+    // The same lap, but a second recording measured entry 3, not 10, as
+    // the dear one: deciding with it, gd-cost keeps 3 and rebuilds 10 on
+    // every lap, charged the minute this workload measured for 10; the
+    // other policies, which weigh no seconds, replay as before.
+    let order: Vec<u64> = (0..20).flat_map(|_| 0..11).collect();
+    let dear = |d: u64| move |k: u64| if k == d { 60.0 } else { 0.01 };
+    let own = || lookups(&order, |k| k, |_| 4096, dear(10));
+    let mut w = own();
+    let other = lookups(&order, |k| k, |_| 4096, dear(3));
+    assert_eq!(w.decide_with(&other), 11);
+    assert_eq!(w.summary.decided_with_other, Some(11));
+    let policies = [PolicyName::GdCostClassic, PolicyName::GdCost, PolicyName::GdsfClassic];
+    let (r, before) = (
+        sim(&w, &[9 * 8192], &policies),
+        sim(&own(), &[9 * 8192], &policies),
+    );
+    for p in [PolicyName::GdCostClassic, PolicyName::GdCost] {
+        let (now, was) = (r.row(0, p).unwrap(), before.row(0, p).unwrap());
+        assert!(was.lost_s < 60.0, "{p}: {was:?}");
+        assert!(now.lost_s >= 19.0 * 60.0, "{p}: {now:?}");
+        assert!(now.outcome.saved_s >= 19.0 * 0.01, "{p} kept 3: {now:?}");
+    }
+    let row = |r: &Report| r.row(0, PolicyName::GdsfClassic).unwrap().outcome.clone();
+    assert_eq!(row(&r), row(&before));
+    assert_eq!(r.unbounded.saved_s, before.unbounded.saved_s);
+    // A recording of other work shares no action: nothing is taken.
+    let mut w = own();
+    let unrelated = lookups(&[100, 101], |k| k, |_| 4096, |_| 5.0);
+    assert_eq!(w.decide_with(&unrelated), 0);
+    assert_eq!(w.decide_cost, w.cost);
+}
+
+#[test]
 fn every_policy_replays_to_the_traces_own_hits_when_unbounded() {
     for seed in 1..=3 {
         let t = generate(&GenSpec::small(seed));

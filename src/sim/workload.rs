@@ -197,6 +197,11 @@ pub struct Summary {
     pub estimated_actions: u64,
     /// The estimate used for the others.
     pub cost_model: Option<CostModel>,
+    /// Actions whose cost the cost-weighted policies took from a second
+    /// recording ([`Workload::decide_with`]); `None`: they decide with
+    /// this workload's own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decided_with_other: Option<u64>,
 }
 
 /// A trace ready to replay.
@@ -217,6 +222,17 @@ pub struct Workload {
     pub cost: Vec<f64>,
     /// Per action: whether `cost` was measured.
     pub measured: Vec<bool>,
+    /// Per action: the rebuild seconds the cost-weighted policies decide
+    /// with (`gd-cost`, `gd-cost-classic`), and whether they were measured.
+    /// The same as `cost` and `measured` unless [`Workload::decide_with`]
+    /// took them from a second recording: the seconds saved and lost are
+    /// always counted with `cost`.
+    pub decide_cost: Vec<f64>,
+    /// See `decide_cost`.
+    pub decide_measured: Vec<bool>,
+    /// Per action: its ID in the trace (`None`: a stand-in for a program
+    /// run by ID).
+    pub action_ids: Vec<Option<TraceId>>,
     /// Where go commands' `gocache prog` sessions ended (trace `end`
     /// events): the number of requests before each, ascending. Empty for
     /// traces without them (the hook's, older ones, synthetic ones).
@@ -345,10 +361,44 @@ impl Workload {
                 }
             };
         }
+        self.decide_cost.clone_from(&self.cost);
+        self.decide_measured.clone_from(&self.measured);
         let measured = self.measured.iter().filter(|&&m| m).count() as u64;
         self.summary.measured_actions = measured;
         self.summary.estimated_actions = self.cost.len() as u64 - measured;
         self.summary.cost_model = Some(model);
+    }
+
+    /// Makes the cost-weighted policies decide with the measured costs of
+    /// `other`, a second recording of the same workload (the same go
+    /// commands in the same source directory, so the same action IDs),
+    /// while the seconds saved and lost stay this workload's own. Returns
+    /// how many of this workload's actions took a cost from `other`.
+    ///
+    /// The real `gd-cost` decides with what it measured when an entry was
+    /// built and pays what its rebuild costs, a second measurement of the
+    /// same work; replayed with one recording's costs for both, the model
+    /// keeps exactly the entries that measured dear and is charged those
+    /// same figures, which flatters any policy that orders by measured
+    /// seconds. Actions `other` did not measure keep their own costs.
+    pub fn decide_with(&mut self, other: &Workload) -> usize {
+        let theirs: HashMap<TraceId, usize> = other
+            .action_ids
+            .iter()
+            .enumerate()
+            .filter_map(|(i, id)| Some(((*id)?, i)))
+            .filter(|&(_, i)| other.measured[i])
+            .collect();
+        let mut matched = 0;
+        for (a, id) in self.action_ids.iter().enumerate() {
+            if let Some(&i) = id.as_ref().and_then(|id| theirs.get(id)) {
+                self.decide_cost[a] = other.cost[i];
+                self.decide_measured[a] = true;
+                matched += 1;
+            }
+        }
+        self.summary.decided_with_other = Some(matched as u64);
+        matched
     }
 
     /// Allocated bytes of an output ([`NONE`]: 0).
@@ -396,6 +446,9 @@ impl Builder {
                 out_exe: Vec::new(),
                 cost: Vec::new(),
                 measured: Vec::new(),
+                decide_cost: Vec::new(),
+                decide_measured: Vec::new(),
+                action_ids: Vec::new(),
                 ends: Vec::new(),
                 summary: Summary::default(),
             },
@@ -420,6 +473,7 @@ impl Builder {
             self.last_out.push(NONE);
             self.cost_sum.push((0.0, 0));
             self.w.cost.push(0.0);
+            self.w.action_ids.push(id);
         }
         (a, new)
     }
