@@ -145,7 +145,17 @@ fn bad_traces_and_flags_exit_2_and_say_why() {
     .unwrap();
     std::fs::write(d.join("odd.jsonl"), "{\"a\":1}\n").unwrap();
     std::fs::create_dir(d.join("traces")).unwrap();
-    let cases: [(&[&str], &str); 10] = [
+    // Two recordings of different work: no action in common.
+    let one_action = |a: &str| {
+        format!(
+            "{{\"gocache_trace\":1,\"source\":\"prog\"}}\n\
+             {{\"t\":1,\"ev\":\"get\",\"a\":\"{a}\",\"hit\":false}}\n\
+             {{\"t\":9,\"ev\":\"put\",\"a\":\"{a}\",\"o\":\"51aa0c3e9d2b7f10\",\"size\":4096,\"cost\":0.5}}\n"
+        )
+    };
+    std::fs::write(d.join("mine.jsonl"), one_action("9f3c0e21d4a8b7c6")).unwrap();
+    std::fs::write(d.join("theirs.jsonl"), one_action("0b7e99c2a1d3f456")).unwrap();
+    let cases: [(&[&str], &str); 12] = [
         (&["bad.jsonl"], "bad.jsonl, line 2: a get needs \"a\""),
         (&["traces"], "traces is a directory, not a trace"),
         (
@@ -168,6 +178,14 @@ fn bad_traces_and_flags_exit_2_and_say_why() {
         ),
         (&["empty.jsonl", "--budget", "lots"], "invalid size"),
         (&[], "TRACE"),
+        (
+            &["mine.jsonl", "--decide-costs", "theirs.jsonl"],
+            "theirs.jsonl measured the cost of no action in mine.jsonl: give --decide-costs a second recording",
+        ),
+        (
+            &["mine.jsonl", "--decide-costs", "missing.jsonl"],
+            "cannot open trace missing.jsonl",
+        ),
     ];
     for (args, needle) in cases {
         let out = simulate(d, args);
@@ -175,6 +193,57 @@ fn bad_traces_and_flags_exit_2_and_say_why() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(needle), "{args:?}: {err}");
     }
+}
+
+/// `--decide-costs`: a second recording of the same action gives gd-cost
+/// its seconds, and both outputs say so.
+#[test]
+fn a_second_recording_gives_gd_cost_its_seconds_and_the_report_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let recording = |cost: f64| {
+        format!(
+            "{{\"gocache_trace\":1,\"source\":\"prog\"}}\n\
+             {{\"t\":1,\"ev\":\"get\",\"a\":\"9f3c0e21d4a8b7c6\",\"hit\":false}}\n\
+             {{\"t\":9,\"ev\":\"put\",\"a\":\"9f3c0e21d4a8b7c6\",\"o\":\"51aa0c3e9d2b7f10\",\"size\":4096,\"cost\":{cost}}}\n\
+             {{\"t\":20,\"ev\":\"get\",\"a\":\"0b7e99c2a1d3f456\",\"hit\":false}}\n"
+        )
+    };
+    std::fs::write(d.join("first.jsonl"), recording(0.5)).unwrap();
+    std::fs::write(d.join("second.jsonl"), recording(0.7)).unwrap();
+    let out = run_ok(Command::new(gocache_bin()).current_dir(d).args([
+        "simulate",
+        "first.jsonl",
+        "--decide-costs",
+        "second.jsonl",
+    ]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    // Of two actions, one was measured in the second: half.
+    assert!(
+        text.contains("gd-cost decides with a second recording's seconds for 50.0% of actions"),
+        "{text}"
+    );
+    let out = run_ok(Command::new(gocache_bin()).current_dir(d).args([
+        "simulate",
+        "first.jsonl",
+        "--decide-costs",
+        "second.jsonl",
+        "--json",
+    ]));
+    let with: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(with["trace"]["decided_with_other"], 1, "{with}");
+    let out = run_ok(Command::new(gocache_bin()).current_dir(d).args([
+        "simulate",
+        "first.jsonl",
+        "--json",
+    ]));
+    let without: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        without["trace"].get("decided_with_other").is_none(),
+        "{without}"
+    );
+    // What is counted is the first recording's seconds either way.
+    assert_eq!(with["requested_s"], without["requested_s"]);
 }
 
 /// A budget given as a size counts the whole directory, as trim's does:
