@@ -771,7 +771,14 @@ fn the_prefetch_on_a_warm_machine_marks_nothing_used_that_go_did_not_ask_for() {
 
 /// One session of `gocache prog` with `args` on `sb`'s cache, asking as
 /// go asks: a get of each of `actions` (each a miss), then close.
-fn prog_gets(sb: &Sandbox, args: &[String], env: &[(&str, String)], actions: &[[u8; 32]]) {
+/// Sends `actions` as gets (each a miss) and a close to one `gocache
+/// prog` session; returns what it printed on stderr.
+fn prog_gets(
+    sb: &Sandbox,
+    args: &[String],
+    env: &[(&str, String)],
+    actions: &[[u8; 32]],
+) -> String {
     use base64::Engine;
     use std::io::Write;
     std::fs::create_dir_all(sb.cache()).unwrap();
@@ -804,6 +811,7 @@ fn prog_gets(sb: &Sandbox, args: &[String], env: &[(&str, String)], actions: &[[
     drop(input);
     let done = child.wait_with_output().unwrap();
     assert!(done.status.success(), "{}", stderr(&done));
+    stderr(&done)
 }
 
 /// What the store lacks and go does not store (go looks up some entries
@@ -818,13 +826,25 @@ fn a_lookup_the_store_lacks_and_go_never_stores_is_not_asked_again_for_a_day() {
     let sb = Sandbox::new();
     let never = [7u8; 32];
     let remote_misses = || last_session(&sb)["remote"]["misses"].as_u64().unwrap();
+    let not_asked = "1 not asked (the store lacked them lately, go stores none)";
     // Asked, the store lacks it, and nothing is put.
-    prog_gets(&sb, &args, &creds(&g.rw), &[never]);
+    let said = prog_gets(&sb, &args, &creds(&g.rw), &[never]);
     assert_eq!(remote_misses(), 1, "{}", last_session(&sb));
-    // The next session answers the miss without asking.
-    prog_gets(&sb, &args, &creds(&g.rw), &[never]);
+    assert!(
+        said.contains("1 misses") && !said.contains("not asked"),
+        "{said}"
+    );
+    // The next session answers the miss without asking; having asked the
+    // store nothing, it prints no summary.
+    let said = prog_gets(&sb, &args, &creds(&g.rw), &[never]);
     let s = last_session(&sb);
     assert_eq!((s["misses"].as_u64(), remote_misses()), (Some(1), 0), "{s}");
+    assert!(!said.contains("remote"), "{said}");
+    // One that asks for something else too says what it did not ask.
+    let said = prog_gets(&sb, &args, &creds(&g.rw), &[never, [8u8; 32]]);
+    let s = last_session(&sb);
+    assert_eq!((s["misses"].as_u64(), remote_misses()), (Some(2), 1), "{s}");
+    assert!(said.contains(not_asked), "{said}");
     // A day later the store is asked again (another machine may have
     // stored it after all).
     let mut later = creds(&g.rw);
