@@ -13,7 +13,7 @@ use crate::error::Error;
 use crate::index::{Fallback, Index, LOCK_WAIT, Use};
 use crate::layout::{EntryName, Id};
 use crate::model::UnixTime;
-use crate::trace::{RebuildLog, TraceEvent};
+use crate::trace::{CpuReading, RebuildLog, TraceEvent};
 
 /// Bytes put between two background checks of the limits.
 pub const EVICT_EVERY: u64 = crate::limits::PROG_EVICT_EVERY;
@@ -228,10 +228,10 @@ fn now_ms() -> i64 {
 /// The CPU-milliseconds go (prog's parent) and its finished children
 /// (compile, asm, link: go waits for each before its put) have used, for
 /// [`RebuildLog::reading_cpu`], read at each miss and put:
-/// `/proc/PID/stat`'s utime, stime, cutime
-/// and cstime. `None` where there is no such file (not Linux) or it cannot
-/// be read; the costs are then shares of wall time.
-fn go_cpu_ms() -> Option<f64> {
+/// `/proc/PID/stat`'s utime and stime (go's own), cutime and cstime
+/// (its children's). `None` where there is no such file (not Linux) or it
+/// cannot be read; the costs are then shares of wall time.
+fn go_cpu_ms() -> Option<CpuReading> {
     let stat = std::fs::read_to_string(format!(
         "/proc/{}/stat",
         std::os::unix::process::parent_id()
@@ -240,15 +240,16 @@ fn go_cpu_ms() -> Option<f64> {
     // Fields after the command name (which may hold spaces), from the
     // third: state is 3, utime 14 .. cstime 17.
     let rest = &stat[stat.rfind(')')? + 2..];
-    let ticks: f64 = rest
-        .split(' ')
-        .skip(11)
-        .take(4)
-        .map(|f| f.parse::<f64>().ok())
-        .sum::<Option<f64>>()?;
+    let mut ticks = rest.split(' ').skip(11).map(|f| f.parse::<f64>().ok());
+    let mut next = || ticks.next().flatten();
+    let (utime, stime, cutime, cstime) = (next()?, next()?, next()?, next()?);
     // SAFETY: sysconf reads a constant of the system; no memory is passed.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    (hz > 0).then(|| ticks * 1000.0 / hz as f64)
+    let ms = |t: f64| t * 1000.0 / hz as f64;
+    (hz > 0).then(|| CpuReading {
+        own_ms: ms(utime + stime),
+        children_ms: ms(cutime + cstime),
+    })
 }
 
 impl Books {

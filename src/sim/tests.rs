@@ -100,7 +100,11 @@ fn a_cost_policy_deciding_with_a_second_recording_is_charged_the_first() {
     let other = lookups(&order, |k| k, |_| 4096, dear(3));
     assert_eq!(w.decide_with(&other), 11);
     assert_eq!(w.summary.decided_with_other, Some(11));
-    let policies = [PolicyName::GdCostClassic, PolicyName::GdCost, PolicyName::GdsfClassic];
+    let policies = [
+        PolicyName::GdCostClassic,
+        PolicyName::GdCost,
+        PolicyName::GdsfClassic,
+    ];
     let (r, before) = (
         sim(&w, &[9 * 8192], &policies),
         sim(&own(), &[9 * 8192], &policies),

@@ -462,6 +462,21 @@ impl RebuildClock {
 /// share of every rebuild after it: a replay whose trim had evicted a
 /// few of them measured its rebuilds 30-50% low.
 ///
+/// Where go's CPU can be read apart from its children's
+/// ([`RebuildLog::reading_cpu`]), the cost is the work itself rather than
+/// a share of time: what go's tools (compile, asm, link, a test binary)
+/// used, which lands in go's children's time when go reaps the tool,
+/// just before it puts the tool's output, goes to the put that follows,
+/// and go's own CPU over a span is divided among the misses outstanding
+/// then. Shares of time priced an action by what ran beside it: in a
+/// cold build, where two compiles overlap and one finishes outside the
+/// other's span, at half its CPU; rebuilt alone in a chain of
+/// dependencies, at its whole wall span. The same rebuilds then measured
+/// 1.2-1.4x their recorded seconds, and the simulator, which prices a
+/// rebuild by the recording, ran that much low. A tool's CPU is capped by
+/// its action's span times the CPUs, so that a long test binary finishing
+/// inside a short compile's span is not charged to it whole.
+///
 /// Bounded: at most [`RebuildLog::CAPACITY`] marks wait for a settle
 /// (prog settles whenever it writes events, at the latest every 100,000);
 /// past that, new puts get no cost. A miss still waiting for its put at a
@@ -469,14 +484,31 @@ impl RebuildClock {
 #[derive(Debug)]
 pub struct RebuildLog {
     cpus: usize,
-    read_cpu: Option<fn() -> Option<f64>>,
+    read_cpu: Option<fn() -> Option<CpuReading>>,
     marks: Vec<Mark>,
+}
+
+/// CPU-milliseconds a process has used: its own threads', and its
+/// finished (reaped) children's.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct CpuReading {
+    /// Its own (user + system).
+    pub own_ms: f64,
+    /// Its reaped children's (user + system).
+    pub children_ms: f64,
+}
+
+impl CpuReading {
+    /// Both together.
+    pub fn total_ms(self) -> f64 {
+        self.own_ms + self.children_ms
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
 struct Mark {
     t_ms: i64,
-    cpu_ms: Option<f64>,
+    cpu: Option<CpuReading>,
     /// A miss of the action, or its put with the index of the put's event
     /// in the batch that [`RebuildLog::settle`] is given.
     put: Option<usize>,
@@ -507,9 +539,10 @@ impl RebuildLog {
         }
     }
 
-    /// The same, reading go's CPU-milliseconds at each miss and put (see
-    /// [`RebuildClock::reading_cpu`]).
-    pub fn reading_cpu(self, read: fn() -> Option<f64>) -> RebuildLog {
+    /// The same, reading go's CPU-milliseconds, its own and its finished
+    /// children's, at each miss and put: a settle whose marks all have a
+    /// reading costs each put by the work itself (see the type).
+    pub fn reading_cpu(self, read: fn() -> Option<CpuReading>) -> RebuildLog {
         RebuildLog {
             read_cpu: Some(read),
             ..self
@@ -518,10 +551,10 @@ impl RebuildLog {
 
     fn mark(&mut self, t_ms: i64, action: &Id, put: Option<usize>) {
         if self.marks.len() < Self::CAPACITY {
-            let cpu_ms = self.read_cpu.and_then(|read| read());
+            let cpu = self.read_cpu.and_then(|read| read());
             self.marks.push(Mark {
                 t_ms,
-                cpu_ms,
+                cpu,
                 put,
                 action: TraceId::of(action),
             });
@@ -540,7 +573,8 @@ impl RebuildLog {
     }
 
     /// Sets the cost of each put noted since the last settle on its event
-    /// in `events`: its share of the work since its miss, among the misses
+    /// in `events`: the work since its miss, where every mark has a CPU
+    /// reading (see the type), else its share of the time among the misses
     /// a put followed (see [`RebuildClock`] for the share). Then forgets
     /// them.
     pub fn settle(&mut self, events: &mut [TraceEvent]) {
@@ -555,10 +589,15 @@ impl RebuildLog {
                 None => working[i] = put_later.contains(&m.action),
             }
         }
+        if !self.marks.is_empty() && self.marks.iter().all(|m| m.cpu.is_some()) {
+            self.settle_by_work(events, &working);
+            self.marks.clear();
+            return;
+        }
         let mut clock = RebuildClock::with_cpus(self.cpus);
         for (m, &work) in self.marks.iter().zip(&working) {
-            if let Some(cpu) = m.cpu_ms {
-                clock.observe_cpu(m.t_ms, cpu);
+            if let Some(cpu) = m.cpu {
+                clock.observe_cpu(m.t_ms, cpu.total_ms());
             }
             match m.put {
                 None if work => clock.miss_of(m.action, m.t_ms),
@@ -572,6 +611,59 @@ impl RebuildLog {
             }
         }
         self.marks.clear();
+    }
+
+    /// Costs each put by the work itself, every mark holding a reading:
+    /// go's children's CPU reaped since the last put that took some goes
+    /// to the next put of a working miss (go reaps a tool just before it
+    /// puts the tool's output), capped by that miss's span times the
+    /// CPUs; go's own CPU between two marks is divided among the working
+    /// misses outstanding through it. CPU used while no working miss is
+    /// outstanding (go loading packages, serving hits, linking a binary
+    /// it does not cache) is no rebuild's.
+    fn settle_by_work(&self, events: &mut [TraceEvent], working: &[bool]) {
+        // Per outstanding working miss: its start and go's own CPU earned.
+        let mut open: HashMap<TraceId, (i64, f64)> = HashMap::new();
+        let mut reaped = 0.0;
+        let mut prev: Option<CpuReading> = None;
+        for (m, &work) in self.marks.iter().zip(working) {
+            let Some(cpu) = m.cpu else { continue };
+            if let Some(p) = prev
+                && !open.is_empty()
+            {
+                let own = (cpu.own_ms - p.own_ms).max(0.0);
+                reaped += (cpu.children_ms - p.children_ms).max(0.0);
+                let each = own / open.len() as f64;
+                for (_, earned) in open.values_mut() {
+                    *earned += each;
+                }
+            }
+            // A reading that goes back is ignored.
+            prev = Some(match prev {
+                Some(p) => CpuReading {
+                    own_ms: p.own_ms.max(cpu.own_ms),
+                    children_ms: p.children_ms.max(cpu.children_ms),
+                },
+                None => cpu,
+            });
+            match m.put {
+                None if work => {
+                    open.entry(m.action).or_insert((m.t_ms, 0.0));
+                }
+                None => {}
+                Some(ev) => {
+                    let Some((start, own)) = open.remove(&m.action) else {
+                        continue;
+                    };
+                    let cap = (m.t_ms - start).max(1) as f64 * self.cpus as f64;
+                    let tools = reaped.min(cap);
+                    reaped = 0.0;
+                    if let Some(e) = events.get_mut(ev) {
+                        e.cost = Some((own + tools) / 1000.0);
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -761,10 +853,13 @@ mod tests {
         let mut events = vec![TraceEvent::miss(0, &stale), TraceEvent::miss(0, &id(1))];
         log.miss(&stale, 0);
         log.miss(&id(1), 0);
-        log.marks[1].cpu_ms = Some(0.0);
+        log.marks[1].cpu = Some(CpuReading::default());
         events.push(TraceEvent::put(1_000, &id(1), &id(11), 4096, None));
         log.put(&id(1), 1_000, 2);
-        log.marks[2].cpu_ms = Some(1_000.0);
+        log.marks[2].cpu = Some(CpuReading {
+            own_ms: 0.0,
+            children_ms: 1_000.0,
+        });
         log.settle(&mut events);
         assert_eq!(events[2].cost, Some(1.0));
         assert!(log.marks.is_empty());
@@ -788,6 +883,93 @@ mod tests {
         log.put(&id(3), 5, 0);
         log.settle(&mut events);
         assert_eq!(events[0].cost, None);
+    }
+
+    /// A log of `marks` (time, go's own and children's CPU-ms, action,
+    /// the put's event) as prog would have noted them.
+    fn noted(cpus: usize, marks: &[(i64, (f64, f64), u8, Option<usize>)]) -> RebuildLog {
+        let mut log = RebuildLog::with_cpus(cpus);
+        for &(t_ms, (own_ms, children_ms), a, put) in marks {
+            log.marks.push(Mark {
+                t_ms,
+                cpu: Some(CpuReading {
+                    own_ms,
+                    children_ms,
+                }),
+                put,
+                action: TraceId::of(&id(a)),
+            });
+        }
+        log
+    }
+
+    fn settled(mut log: RebuildLog, puts: usize) -> Vec<Option<f64>> {
+        let mut events: Vec<TraceEvent> = (0..puts)
+            .map(|i| TraceEvent::put(0, &id(i as u8), &id(100), 4096, None))
+            .collect();
+        log.settle(&mut events);
+        events
+            .iter()
+            .map(|e| e.cost.map(|c| (c * 1e6).round() / 1e6))
+            .collect()
+    }
+
+    #[test]
+    fn with_go_and_its_tools_read_apart_a_rebuild_costs_its_own_work() {
+        // A cold build: two compiles at once on two CPUs. 1's tool (90 ms)
+        // is reaped before its put at 100 ms, 2's (80 ms) before its put
+        // at 150 ms; go's own 14 ms is shared while both are open. By
+        // shares of time, 1 would cost half its span (2's tool finishing
+        // outside it); by work, each costs its tool and its part of go's.
+        let log = noted(
+            2,
+            &[
+                (0, (0.0, 0.0), 1, None),
+                (0, (0.0, 0.0), 2, None),
+                (100, (10.0, 90.0), 1, Some(0)),
+                (150, (14.0, 170.0), 2, Some(1)),
+            ],
+        );
+        assert_eq!(settled(log, 2), [Some(0.095), Some(0.089)]);
+        // The same compile rebuilt alone, and one whose tool (a test
+        // binary that ran 5 s) finished inside a 10 ms span: capped at
+        // the span on both CPUs.
+        let log = noted(
+            2,
+            &[
+                (0, (0.0, 0.0), 0, None),
+                (100, (5.0, 90.0), 0, Some(0)),
+                (200, (5.0, 90.0), 1, None),
+                (210, (5.0, 5090.0), 1, Some(1)),
+            ],
+        );
+        assert_eq!(settled(log, 2), [Some(0.095), Some(0.02)]);
+        // A lookup go never puts back (9) is no rebuild: it takes nothing,
+        // and what go used while no rebuild was open (loading packages,
+        // serving hits: 50 ms, and a 500 ms link it does not cache) is no
+        // rebuild's either.
+        let log = noted(
+            2,
+            &[
+                (0, (0.0, 0.0), 9, None),
+                (100, (50.0, 500.0), 0, None),
+                (200, (60.0, 600.0), 0, Some(0)),
+            ],
+        );
+        assert_eq!(settled(log, 1), [Some(0.11)]);
+        // A put with no miss before it gets no cost; a reading that goes
+        // back is ignored (1's 5 ms and 5 ms before 0 opened are no one's;
+        // 0 takes 3 + 15 ms).
+        let log = noted(
+            1,
+            &[
+                (0, (0.0, 0.0), 1, Some(0)),
+                (10, (5.0, 5.0), 0, None),
+                (20, (4.0, 3.0), 0, None),
+                (30, (8.0, 20.0), 0, Some(1)),
+            ],
+        );
+        assert_eq!(settled(log, 2), [None, Some(0.018)]);
     }
 
     #[test]
