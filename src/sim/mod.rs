@@ -45,10 +45,11 @@
 //! policy, on its own), and Go's hour of mtime lag on recency (a trace
 //! has exact uses where prog recorded them).
 //!
-//! Rebuild costs are what the recorder measured: for `gocache prog`, an
-//! action's share of the CPU go used between its miss and its put,
-//! among the misses a put followed ([`crate::trace::RebuildLog`]), which
-//! sums to the build's CPU seconds at any `-p` and beside other load.
+//! Rebuild costs are what the recorder measured: for `gocache prog`, the
+//! CPU of the tool go ran for the action and its part of go's own CPU
+//! between its miss and its put, among the misses a put followed
+//! ([`crate::trace::RebuildLog`]), which sums to the build's CPU seconds
+//! at any `-p` and beside other load.
 //!
 //! Pure: no clock (times come from the trace), no I/O but the reader and
 //! writer over the caller's streams.

@@ -115,7 +115,7 @@ fn a_cost_policy_deciding_with_a_second_recording_is_charged_the_first() {
         assert!(now.lost_s >= 19.0 * 60.0, "{p}: {now:?}");
         assert!(now.outcome.saved_s >= 19.0 * 0.01, "{p} kept 3: {now:?}");
     }
-    let row = |r: &Report| r.row(0, PolicyName::GdsfClassic).unwrap().outcome.clone();
+    let row = |r: &Report| r.row(0, PolicyName::GdsfClassic).unwrap().outcome;
     assert_eq!(row(&r), row(&before));
     assert_eq!(r.unbounded.saved_s, before.unbounded.saved_s);
     // A recording of other work shares no action: nothing is taken.

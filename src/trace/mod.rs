@@ -885,9 +885,12 @@ mod tests {
         assert_eq!(events[0].cost, None);
     }
 
-    /// A log of `marks` (time, go's own and children's CPU-ms, action,
-    /// the put's event) as prog would have noted them.
-    fn noted(cpus: usize, marks: &[(i64, (f64, f64), u8, Option<usize>)]) -> RebuildLog {
+    /// A mark as prog notes it: time, go's own and children's CPU-ms,
+    /// action, the put's event (`None`: a miss).
+    type Noted = (i64, (f64, f64), u8, Option<usize>);
+
+    /// A log of `marks` as prog would have noted them.
+    fn noted(cpus: usize, marks: &[Noted]) -> RebuildLog {
         let mut log = RebuildLog::with_cpus(cpus);
         for &(t_ms, (own_ms, children_ms), a, put) in marks {
             log.marks.push(Mark {
