@@ -67,21 +67,6 @@ pub fn effective_limits(cache_dir: &Path, index: &Index, given: &Layers) -> Resu
     Ok(resolve_limits(cache_dir, index.stored_limits()?, given).limits)
 }
 
-/// [`effective_limits`] as `gocache prog` enforces them: where nothing
-/// sets the policy, [`crate::limits::PROG_DEFAULT_POLICY`] (prog counts
-/// the hits it weighs) rather than `lru`.
-pub fn prog_limits(cache_dir: &Path, index: &Index, given: &Layers) -> Result<Limits> {
-    let resolved = resolve_limits(cache_dir, index.stored_limits()?, given);
-    let mut limits = resolved.limits;
-    if matches!(
-        resolved.sourced.source(crate::limits::Limit::Policy),
-        crate::limits::Source::Default
-    ) {
-        limits.policy = crate::limits::PROG_DEFAULT_POLICY;
-    }
-    Ok(limits)
-}
-
 /// The limits in force and where each came from.
 #[derive(Clone, Debug)]
 pub struct ResolvedLimits {

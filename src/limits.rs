@@ -358,8 +358,7 @@ pub struct LimitSpecs {
     /// Free-space floor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_free: Option<SizeLimit>,
-    /// The order the size limits evict in (default: lru; gdsf under
-    /// `gocache prog`, [`PROG_DEFAULT_POLICY`]).
+    /// The order the size limits evict in (default: lru).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<Eviction>,
 }
@@ -371,7 +370,13 @@ pub struct LimitSpecs {
 )]
 #[serde(rename_all = "kebab-case")]
 pub enum Eviction {
-    /// Least recently used first.
+    /// Least recently used first. The default for every command: replayed
+    /// through the real system (`scripts/validate-sim.py`, two generated
+    /// workloads, three budgets each, three replays a row), `lru` cost
+    /// the least rebuild CPU or tied at five budgets of six through
+    /// `gocache prog` (`gdsf` had fewer misses at three, keeping many
+    /// small entries, but never alone the least CPU) and ran the fewest rebuilds
+    /// at four of six through the hook.
     #[default]
     Lru,
     /// GreedyDual-Size-Frequency: the least `L + (hits + 1) / MiB` first.
@@ -380,16 +385,6 @@ pub enum Eviction {
     /// `L + (hits + 1) × rebuild seconds / MiB` first.
     GdCost,
 }
-
-/// The policy `gocache prog` takes where nothing sets one (the default
-/// elsewhere is [`Eviction::Lru`]). prog counts every hit, which `gdsf`
-/// weighs; replayed through the real system (`scripts/validate-sim.py`,
-/// two generated workloads, three budgets each), `gdsf` had the fewest
-/// misses at four budgets of six (39% fewer than `lru` at one), `lru` at
-/// two (by 3%). Without hits (the hook, `ci end`, cron) `gdsf` is
-/// GreedyDual-Size, and there `lru` had fewer rebuilds at four budgets of
-/// six (up to 40% fewer): so the default follows the command.
-pub const PROG_DEFAULT_POLICY: Eviction = Eviction::Gdsf;
 
 impl Eviction {
     /// Every policy, the default first.
@@ -741,10 +736,6 @@ impl Source {
             Source::Env(var) => (*var).to_string(),
             Source::Config(p, n) => format!("{}:{n}", p.display()),
             Source::Stored => "stored in the index".into(),
-            Source::Default if limit == Limit::Policy => format!(
-                "default ({} under `gocache prog`)",
-                PROG_DEFAULT_POLICY.as_str()
-            ),
             Source::Default => "default".into(),
         }
     }

@@ -137,7 +137,7 @@ fn go_run_through_prog_caches_no_executable_as_its_help_says() {
 }
 
 #[test]
-fn a_budget_smaller_than_std_holds_while_prog_builds_by_gdsf_when_no_policy_is_set() {
+fn a_budget_smaller_than_std_holds_while_prog_builds_by_lru_when_no_policy_is_set() {
     let sb = Sandbox::with_template();
     backdate(&sb.cache(), Duration::from_secs(3 * 3600));
     let budget: u64 = 100 << 20;
@@ -150,19 +150,24 @@ fn a_budget_smaller_than_std_holds_while_prog_builds_by_gdsf_when_no_policy_is_s
     let s: Value = serde_json::from_slice(&run_ok(sb.gocache(["stats", "--json"])).stdout).unwrap();
     let total = s["total"]["allocated_bytes"].as_u64().unwrap();
     assert!(total <= budget, "cache {total} over budget {budget}");
-    // With no policy set, prog's trims took gdsf's order (it counts the
-    // hits gdsf weighs): they recorded gdsf's clock, which lru never does.
+    // With no policy set, prog's trims took lru's order, as every other
+    // command's do: they evicted (the budget held) and recorded no
+    // GreedyDual clock, which gdsf and gd-cost's trims always do (see
+    // prog_trims_by_the_stored_cost_aware_policy_with_measured_costs).
     let conn = rusqlite::Connection::open(sb.index()).unwrap();
     let clock: Option<String> = conn
         .query_row("SELECT value FROM meta WHERE key = 'gdsf_clock'", [], |r| {
             r.get(0)
         })
         .ok();
-    assert!(clock.is_some(), "prog's trims did not run gdsf");
-    // What `gocache limits` says of it; the others' default stays lru.
-    let limits = String::from_utf8_lossy(&run_ok(sb.gocache(["limits"])).stdout).into_owned();
     assert!(
-        limits.contains("lru") && limits.contains("default (gdsf under `gocache prog`)"),
+        clock.is_none(),
+        "prog's trims ran a GreedyDual policy: {clock:?}"
+    );
+    let limits = String::from_utf8_lossy(&run_ok(sb.gocache(["limits"])).stdout).into_owned();
+    let policy = limits.lines().find(|l| l.contains("policy")).unwrap_or("");
+    assert!(
+        policy.contains("lru") && policy.contains("default") && !limits.contains("gdsf under"),
         "{limits}"
     );
     // What prog stored is all there and usable.

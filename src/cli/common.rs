@@ -536,8 +536,7 @@ pub struct LimitArgs {
     #[arg(long, help_heading = heading::LIMITS, value_name = "SIZE", value_parser = parse_size, allow_hyphen_values = true,
           value_hint = clap::ValueHint::Other)]
     pub min_free: Option<gocache::limits::SizeLimit>,
-    /// The order the size limits evict in [default: lru; gdsf under `gocache prog`] [env:
-    /// GOCACHE_POLICY]
+    /// The order the size limits evict in [default: lru] [env: GOCACHE_POLICY]
     ///
     /// The budget, the exe quota and the free-space floor choose what goes
     /// in this order; see the README, "Eviction policies".

@@ -26,8 +26,7 @@ use gocache::limits::{Limit, LimitSpecs, Limits, Source, format_duration};
 /// With no limits set, the defaults keep what Go's own trim keeps, less
 /// older executables: build entries unused for 5 days (as Go does) and
 /// executables unused for 2 days (Go keeps them 5) go; no budget, no exe
-/// quota, no free-space floor; a grace period of 1h; the lru policy (gdsf
-/// under `gocache prog`, which counts the hits gdsf weighs).
+/// quota, no free-space floor; a grace period of 1h; the lru policy.
 ///
 /// The eviction policy (--policy lru|gdsf|gd-cost) is stored and resolved the
 /// same way: the order in which the budget, the exe quota and the

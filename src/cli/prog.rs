@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use super::common::{Ctx, Global, LimitArgs};
-use gocache::enforce::prog_limits;
+use gocache::enforce::effective_limits;
 
 /// Serve the go command's cache (GOCACHEPROG="gocache prog").
 ///
@@ -301,7 +301,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         let cwd = std::env::current_dir().ok();
         index.credit_module(cwd.and_then(|d| gocache::gomod::Module::find(&d)), None);
         index.set_trace(tracing);
-        let limits = match given.and_then(|g| Ok(prog_limits(&ctx.cache_dir, &index, &g)?)) {
+        let limits = match given.and_then(|g| Ok(effective_limits(&ctx.cache_dir, &index, &g)?)) {
             Ok(l) => {
                 (l.budget.is_some() || l.exe_quota.is_some() || l.min_free.is_some()).then_some(l)
             }
