@@ -40,10 +40,11 @@
 #           hook, a warm `go build std` through prog (VS_ROUNDS, default 9);
 #           medians, min-max, and the median of the per-round ratios
 #   sim     the simulator against the real system at full scale
-#           (scripts/validate-sim.py --scale full --hook: two generated
-#           workloads replayed through real go and gocache prog, and through
-#           the hook, each policy at three budgets; about 40 minutes on 2
-#           CPUs); its report in WORKDIR/sim.json
+#           (scripts/validate-sim.py --scale full --repeat 3 --hook: two
+#           generated workloads replayed through real go and gocache prog,
+#           three times a row, and through the hook, each policy at three
+#           budgets; about 30 minutes on 2 CPUs); its report in
+#           WORKDIR/sim.json
 #   ci      a cache restored (tar --posix, as actions/cache) with the index
 #           the last `ci end` left: `ci begin` vs `du -s` (target <= 0.2x);
 #           after a job touched half of it, `ci end` vs `trim` with the same
@@ -659,8 +660,8 @@ fi
 
 if [[ " $PARTS " == *" sim "* ]]; then
   [ -n "$GO" ] || { echo "sim: no go on PATH"; exit 1; }
-  echo "== sim: scripts/validate-sim.py --scale full --hook; nproc $(nproc); $(uptime | sed 's/^ *//')"
-  python3 scripts/validate-sim.py --scale full --hook --gocache "$G" --go "$GO" \
+  echo "== sim: scripts/validate-sim.py --scale full --repeat 3 --hook; nproc $(nproc); $(uptime | sed 's/^ *//')"
+  python3 scripts/validate-sim.py --scale full --repeat 3 --hook --gocache "$G" --go "$GO" \
     --workdir "$W/sim" --json "$W/sim.json"
 fi
 
