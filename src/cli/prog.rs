@@ -216,9 +216,9 @@ fn manifest(
 }
 
 /// Trace events (`GOCACHE_TRACE`): every get, miss and put, with the
-/// rebuild cost of each put (the CPU of the tool go ran for the action and
-/// its part of go's own CPU between its miss and its put, among the misses
-/// a put followed: `trace::RebuildLog`). A bad setting records
+/// rebuild cost of each put (the CPU of the tool go ran for the action
+/// between its miss and its put, among the misses a put followed:
+/// `trace::RebuildLog`). A bad setting records
 /// with the default bound, as the hook does, and says so once, now, before
 /// go's own output.
 fn tracing_from_env(quiet: bool) -> Option<gocache::trace::Tracing> {

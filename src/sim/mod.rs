@@ -46,10 +46,10 @@
 //! has exact uses where prog recorded them).
 //!
 //! Rebuild costs are what the recorder measured: for `gocache prog`, the
-//! CPU of the tool go ran for the action and its part of go's own CPU
-//! between its miss and its put, among the misses a put followed
-//! ([`crate::trace::RebuildLog`]), which sums to the build's CPU seconds
-//! at any `-p` and beside other load.
+//! CPU of the tool go ran for the action between its miss and its put,
+//! among the misses a put followed ([`crate::trace::RebuildLog`]), which
+//! sums to 0.94-0.96x the build's CPU seconds at any `-p` and beside other
+//! load (the rest is go's own work).
 //!
 //! Pure: no clock (times come from the trace), no I/O but the reader and
 //! writer over the caller's streams.
