@@ -372,11 +372,12 @@ pub struct LimitSpecs {
 pub enum Eviction {
     /// Least recently used first. The default for every command: replayed
     /// through the real system (`scripts/validate-sim.py`, two generated
-    /// workloads, three budgets each, three replays a row), `lru` cost
-    /// the least rebuild CPU or tied at five budgets of six through
-    /// `gocache prog` (`gdsf` had fewer misses at three, keeping many
-    /// small entries, but never alone the least CPU) and ran the fewest rebuilds
-    /// at four of six through the hook.
+    /// workloads, three budgets each, three replays a row), no policy's
+    /// rebuilds cost less CPU over the six budgets through `gocache prog`
+    /// (`lru` 45.6 s, `gd-cost` 45.4, `gdsf` 47.5: `gdsf` misses least,
+    /// keeping many small entries, and rebuilds dearer ones), and `lru`
+    /// ran the fewest rebuilds at four of six through the hook. It needs
+    /// neither hit counts nor measured costs.
     #[default]
     Lru,
     /// GreedyDual-Size-Frequency: the least `L + (hits + 1) / MiB` first.
