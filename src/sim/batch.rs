@@ -118,8 +118,7 @@ impl<'w> Batch<'w> {
             }
             last[oi] = last[oi].max(self.last_t[a as usize]);
             hits[oi] = hits[oi].max(self.hits[a as usize]);
-            if w.decide_measured[a as usize] {
-                let c = w.decide_cost[a as usize];
+            if let (c, true) = w.decision_cost(a) {
                 measured[oi] = Some(measured[oi].map_or(c, |m| m.max(c)));
             }
         }

@@ -16,7 +16,7 @@ pub struct At {
     /// only; [`super::workload::NONE`] when none).
     pub next: u32,
     /// The action's rebuild seconds, as the policies decide with them
-    /// (`Workload::decide_cost`).
+    /// (`Workload::decision_cost`).
     pub cost: f64,
     /// The action's block plus its output's allocated bytes.
     pub size: u64,

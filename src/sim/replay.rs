@@ -74,7 +74,7 @@ pub fn replay(
             index: i as u32,
             t: r.t,
             next: w.next[i],
-            cost: w.decide_cost[a as usize],
+            cost: w.decision_cost(a).0,
             size: w.block + w.size(o),
         };
         if held {

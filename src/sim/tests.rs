@@ -122,7 +122,10 @@ fn a_cost_policy_deciding_with_a_second_recording_is_charged_the_first() {
     let mut w = own();
     let unrelated = lookups(&[100, 101], |k| k, |_| 4096, |_| 5.0);
     assert_eq!(w.decide_with(&unrelated), 0);
-    assert_eq!(w.decide_cost, w.cost);
+    for a in 0..w.actions() as u32 {
+        let i = a as usize;
+        assert_eq!(w.decision_cost(a), (w.cost[i], w.measured[i]));
+    }
 }
 
 #[test]

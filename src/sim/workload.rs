@@ -222,14 +222,12 @@ pub struct Workload {
     pub cost: Vec<f64>,
     /// Per action: whether `cost` was measured.
     pub measured: Vec<bool>,
-    /// Per action: the rebuild seconds the cost-weighted policies decide
-    /// with (`gd-cost`, `gd-cost-classic`), and whether they were measured.
-    /// The same as `cost` and `measured` unless [`Workload::decide_with`]
-    /// took them from a second recording: the seconds saved and lost are
-    /// always counted with `cost`.
-    pub decide_cost: Vec<f64>,
-    /// See `decide_cost`.
-    pub decide_measured: Vec<bool>,
+    /// Per action: the measured rebuild seconds the cost-weighted
+    /// policies decide with in place of `cost`, where
+    /// [`Workload::decide_with`] took them from a second recording (see
+    /// [`Workload::decision_cost`]); the seconds saved and lost are always
+    /// counted with `cost`.
+    pub decide_cost: Option<Vec<Option<f64>>>,
     /// Per action: its ID in the trace (`None`: a stand-in for a program
     /// run by ID).
     pub action_ids: Vec<Option<TraceId>>,
@@ -361,8 +359,6 @@ impl Workload {
                 }
             };
         }
-        self.decide_cost.clone_from(&self.cost);
-        self.decide_measured.clone_from(&self.measured);
         let measured = self.measured.iter().filter(|&&m| m).count() as u64;
         self.summary.measured_actions = measured;
         self.summary.estimated_actions = self.cost.len() as u64 - measured;
@@ -389,16 +385,27 @@ impl Workload {
             .filter_map(|(i, id)| Some(((*id)?, i)))
             .filter(|&(_, i)| other.measured[i])
             .collect();
-        let mut matched = 0;
-        for (a, id) in self.action_ids.iter().enumerate() {
-            if let Some(&i) = id.as_ref().and_then(|id| theirs.get(id)) {
-                self.decide_cost[a] = other.cost[i];
-                self.decide_measured[a] = true;
-                matched += 1;
-            }
-        }
+        let decide: Vec<Option<f64>> = self
+            .action_ids
+            .iter()
+            .map(|id| Some(other.cost[*theirs.get(id.as_ref()?)?]))
+            .collect();
+        let matched = decide.iter().flatten().count();
+        self.decide_cost = Some(decide);
         self.summary.decided_with_other = Some(matched as u64);
         matched
+    }
+
+    /// The rebuild seconds the cost-weighted policies decide with for
+    /// action `a`, and whether they were measured: a second recording's
+    /// where [`Workload::decide_with`] gave one, else `cost` and
+    /// `measured`.
+    pub fn decision_cost(&self, a: u32) -> (f64, bool) {
+        let a = a as usize;
+        match self.decide_cost.as_ref().and_then(|d| d[a]) {
+            Some(c) => (c, true),
+            None => (self.cost[a], self.measured[a]),
+        }
     }
 
     /// Allocated bytes of an output ([`NONE`]: 0).
@@ -446,8 +453,7 @@ impl Builder {
                 out_exe: Vec::new(),
                 cost: Vec::new(),
                 measured: Vec::new(),
-                decide_cost: Vec::new(),
-                decide_measured: Vec::new(),
+                decide_cost: None,
                 action_ids: Vec::new(),
                 ends: Vec::new(),
                 summary: Summary::default(),
