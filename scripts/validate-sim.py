@@ -265,30 +265,28 @@ def mean_priced_trace(rec, others, path):
     VM), and every prediction would inherit the recording's error; the
     real side is a mean of replays too (--repeat). Returns it read."""
     runs = [rec] + others
+    with open(rec["trace"]) as src:
+        header = next(src)
+        # Each event with its go command's number, parsed once.
+        events, cmd_no = [], 0
+        for line in src:
+            e = json.loads(line)
+            events.append((cmd_no, e, line))
+            cmd_no += e.get("ev") == "end"
+    # Puts of the same action twice in one go command: their seconds are
+    # summed per command in `runs`, so they are left as measured.
     puts = {}
-    with open(rec["trace"]) as src, open(path, "w") as dst:
-        dst.write(next(src))
-        cmd_no = 0
-        for line in src:
-            e = json.loads(line)
-            ev = e.get("ev")
-            if ev == "put" and e.get("cost") is not None:
-                k = (cmd_no, e["a"])
-                puts[k] = puts.get(k, 0) + 1
-            elif ev == "end":
-                cmd_no += 1
-        src.seek(0)
-        next(src)
-        cmd_no = 0
-        for line in src:
-            e = json.loads(line)
-            ev = e.get("ev")
-            if ev == "put" and e.get("cost") is not None and puts[(cmd_no, e["a"])] == 1:
-                got = [r["cost"][(cmd_no, e["a"])] for r in runs if (cmd_no, e["a"]) in r["cost"]]
+    for cmd_no, e, _ in events:
+        if e.get("ev") == "put" and e.get("cost") is not None:
+            puts[(cmd_no, e["a"])] = puts.get((cmd_no, e["a"]), 0) + 1
+    with open(path, "w") as dst:
+        dst.write(header)
+        for cmd_no, e, line in events:
+            k = (cmd_no, e.get("a"))
+            if e.get("ev") == "put" and e.get("cost") is not None and puts[k] == 1:
+                got = [r["cost"][k] for r in runs if k in r["cost"]]
                 e["cost"] = round(sum(got) / len(got), 6)
                 line = json.dumps(e, separators=(",", ":")) + "\n"
-            elif ev == "end":
-                cmd_no += 1
             dst.write(line)
     return read_trace(path)
 
