@@ -615,18 +615,11 @@ fn a_write_that_fails_half_way_answers_that_put_with_the_write_and_serving_goes_
     let sb = Sandbox::with_template();
     let limited = prog_with_file_limit(&sb, 1024);
     // The protocol: a 4 MiB body passes the limit part way through.
-    let mut child = Command::new(&limited);
+    let mut cmd = Command::new(&limited);
     for (k, v) in sb.env() {
-        child.env(k, v);
+        cmd.env(k, v);
     }
-    let mut child = child
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    assert_eq!(read_response(&mut out)["ID"], 0);
+    let (mut child, mut out) = spawn_prog_with(cmd);
     let mut stdin = child.stdin.take().unwrap();
     let big: Vec<u8> = (0..4u32 << 20).map(|i| (i % 251) as u8).collect();
     let (a1, a2) = ([0x21u8; 32], [0x22u8; 32]);
