@@ -1,7 +1,6 @@
 //! The pool of threads beside the reader of `gocache prog`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use super::protocol::{Response, Writer, lock};
 
@@ -12,19 +11,21 @@ pub(super) struct Pool<J> {
     queue: Mutex<Jobs<J>>,
     wake: std::sync::Condvar,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
-    /// For a pool started lazily ([`Pool::start_lazy`]): starts its
-    /// threads, at the first job.
-    later: Mutex<Option<Starter>>,
-    /// `later` still holds its starter: the one check a job pays after.
-    pending: AtomicBool,
+    /// For a pool that grows with its work ([`Pool::start_lazy`]): starts
+    /// one more thread.
+    grow: OnceLock<Grower>,
+    /// The most threads it starts.
+    max: usize,
 }
 
-type Starter = Box<dyn FnOnce() -> Vec<std::thread::JoinHandle<()>> + Send>;
+type Grower = Box<dyn Fn() -> Option<std::thread::JoinHandle<()>> + Send + Sync>;
 
 struct Jobs<J> {
     jobs: std::collections::VecDeque<J>,
     /// Threads waiting for work: a job wakes one only when there is one.
     idle: usize,
+    /// Threads started.
+    started: usize,
     closing: bool,
 }
 
@@ -34,58 +35,64 @@ impl<J: Send + 'static> Pool<J> {
     pub(super) fn start(
         n: usize,
         writer: &Arc<Writer>,
-        run: impl Fn(J) -> Option<Response> + Send + Clone + 'static,
+        run: impl Fn(J) -> Option<Response> + Send + Sync + Clone + 'static,
     ) -> Arc<Pool<J>> {
-        let pool = Pool::empty();
-        *lock(&pool.threads) = spawn(&pool, n, writer, run);
+        let pool = Pool::empty(n);
+        let threads = (0..n).map(|_| worker(&pool, writer, &run)).collect();
+        *lock(&pool.threads) = threads;
+        lock(&pool.queue).started = n;
         pool
     }
 
-    /// [`Pool::start`], but the threads start with the first job: a
+    /// [`Pool::start`], but no thread starts before there is work, and one
+    /// more only when more jobs wait than threads are idle, up to `n`: a
     /// session that never needs them (the remote fetchers of a warm
-    /// build) spends nothing on them.
+    /// build) spends nothing on them, one with a miss or two, a thread.
     pub(super) fn start_lazy(
         n: usize,
         writer: &Arc<Writer>,
-        run: impl Fn(J) -> Option<Response> + Send + Clone + 'static,
+        run: impl Fn(J) -> Option<Response> + Send + Sync + Clone + 'static,
     ) -> Arc<Pool<J>> {
-        let pool = Pool::empty();
-        let (weak, writer) = (Arc::downgrade(&pool), writer.clone());
-        *lock(&pool.later) = Some(Box::new(move || match weak.upgrade() {
-            Some(pool) => spawn(&pool, n, &writer, run),
-            None => Vec::new(),
-        }));
-        pool.pending.store(true, Ordering::Release);
+        let pool = Pool::empty(n);
+        let (weak, writer): (Weak<Pool<J>>, _) = (Arc::downgrade(&pool), writer.clone());
+        let grow: Grower = Box::new(move || Some(worker(&weak.upgrade()?, &writer, &run)));
+        let _ = pool.grow.set(grow);
         pool
     }
 
-    fn empty() -> Arc<Pool<J>> {
+    fn empty(max: usize) -> Arc<Pool<J>> {
         Arc::new(Pool {
             queue: Mutex::new(Jobs {
                 jobs: Default::default(),
                 idle: 0,
+                started: 0,
                 closing: false,
             }),
             wake: std::sync::Condvar::new(),
             threads: Mutex::new(Vec::new()),
-            later: Mutex::new(None),
-            pending: AtomicBool::new(false),
+            grow: OnceLock::new(),
+            max,
         })
     }
 
     pub(super) fn submit(&self, job: J) {
-        if self.pending.load(Ordering::Acquire) {
-            let start = lock(&self.later).take();
-            if let Some(start) = start {
-                self.pending.store(false, Ordering::Release);
-                let threads = start();
-                lock(&self.threads).extend(threads);
+        let more = {
+            let mut q = lock(&self.queue);
+            q.jobs.push_back(job);
+            if q.idle > 0 {
+                self.wake.notify_one();
             }
-        }
-        let mut q = lock(&self.queue);
-        q.jobs.push_back(job);
-        if q.idle > 0 {
-            self.wake.notify_one();
+            let more = q.jobs.len() > q.idle && q.started < self.max && self.grow.get().is_some();
+            if more {
+                q.started += 1;
+            }
+            more
+        };
+        if more && let Some(grow) = self.grow.get() {
+            match grow() {
+                Some(thread) => lock(&self.threads).push(thread),
+                None => lock(&self.queue).started -= 1,
+            }
         }
     }
 
@@ -121,24 +128,107 @@ impl<J: Send + 'static> Pool<J> {
     }
 }
 
-/// Starts `n` threads of `pool`, each running jobs with `run` and sending
-/// what it answers to `writer`.
-fn spawn<J: Send + 'static>(
+/// Starts a thread of `pool`, running jobs with `run` and sending what it
+/// answers to `writer`.
+fn worker<J: Send + 'static>(
     pool: &Arc<Pool<J>>,
-    n: usize,
     writer: &Arc<Writer>,
-    run: impl Fn(J) -> Option<Response> + Send + Clone + 'static,
-) -> Vec<std::thread::JoinHandle<()>> {
-    (0..n)
-        .map(|_| {
-            let (pool, writer, run) = (pool.clone(), writer.clone(), run.clone());
-            std::thread::spawn(move || {
-                while let Some(job) = pool.next() {
-                    if let Some(r) = run(job) {
-                        writer.send(&r);
-                    }
-                }
-            })
-        })
-        .collect()
+    run: &(impl Fn(J) -> Option<Response> + Send + Clone + 'static),
+) -> std::thread::JoinHandle<()> {
+    let (pool, writer, run) = (pool.clone(), writer.clone(), run.clone());
+    std::thread::spawn(move || {
+        while let Some(job) = pool.next() {
+            if let Some(r) = run(job) {
+                writer.send(&r);
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::mpsc;
+
+    fn writer() -> Arc<Writer> {
+        let timeline = Arc::new(super::super::protocol::Timeline::new(false));
+        Arc::new(Writer::new(Box::new(std::io::sink()), timeline))
+    }
+
+    fn threads<J: Send + 'static>(pool: &Pool<J>) -> usize {
+        lock(&pool.threads).len()
+    }
+
+    #[test]
+    fn a_lazy_pool_starts_no_thread_before_work_and_one_for_jobs_one_at_a_time() {
+        let done = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = mpsc::channel();
+        let d = done.clone();
+        let pool = Pool::start_lazy(8, &writer(), move |tx: mpsc::Sender<()>| {
+            d.fetch_add(1, Ordering::SeqCst);
+            tx.send(()).unwrap();
+            None
+        });
+        assert_eq!(threads(&pool), 0);
+        for _ in 0..5 {
+            pool.submit(tx.clone());
+            rx.recv().unwrap();
+            // The worker is back waiting before the next job comes, as a
+            // go command's second miss comes long after its first.
+            while lock(&pool.queue).idle == 0 {
+                std::thread::yield_now();
+            }
+        }
+        assert_eq!(threads(&pool), 1, "jobs one at a time need one thread");
+        pool.close();
+        pool.join();
+        assert_eq!(done.load(Ordering::SeqCst), 5);
+    }
+
+    #[test]
+    fn a_lazy_pool_grows_to_its_bound_for_jobs_that_wait_together() {
+        // Each job waits until four run at once (or a second went by): the
+        // pool must run its bound of four at once, and no more.
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let (r, m) = (running.clone(), most.clone());
+        let pool = Pool::start_lazy(4, &writer(), move |_: ()| {
+            let now = r.fetch_add(1, Ordering::SeqCst) + 1;
+            m.fetch_max(now, Ordering::SeqCst);
+            let start = std::time::Instant::now();
+            while r.load(Ordering::SeqCst) < 4 && start.elapsed().as_secs() < 1 {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            r.fetch_sub(1, Ordering::SeqCst);
+            None
+        });
+        for _ in 0..12 {
+            pool.submit(());
+        }
+        assert_eq!(threads(&pool), 4);
+        pool.close();
+        pool.join();
+        assert_eq!(most.load(Ordering::SeqCst), 4);
+        assert_eq!(running.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn an_eager_pool_starts_its_threads_at_once_and_finishes_what_is_queued() {
+        let done = Arc::new(AtomicUsize::new(0));
+        let d = done.clone();
+        let pool = Pool::start(3, &writer(), move |_: ()| {
+            d.fetch_add(1, Ordering::SeqCst);
+            None
+        });
+        assert_eq!(threads(&pool), 3);
+        for _ in 0..50 {
+            pool.submit(());
+        }
+        pool.close();
+        pool.join();
+        assert_eq!(done.load(Ordering::SeqCst), 50);
+        assert_eq!(threads(&pool), 0);
+    }
 }
