@@ -852,3 +852,57 @@ fn a_lookup_the_store_lacks_and_go_never_stores_is_not_asked_again_for_a_day() {
     prog_gets(&sb, &args, &later, &[never]);
     assert_eq!(remote_misses(), 1, "{}", last_session(&sb));
 }
+
+/// A machine whose level one lost part of what its manifest names (a trim,
+/// `go clean`, a partly restored CI cache): the prefetch waits for go's
+/// first miss of one of them instead of looking up every entry at start
+/// (a warm machine never gives that sign), and everything lost comes back
+/// from the store: nothing is rebuilt.
+#[test]
+fn a_machine_that_lost_part_of_its_manifest_gets_it_back_without_a_rebuild() {
+    let g = GarageCluster::shared();
+    let (url, store) = g.fresh_prefix(&g.rw);
+    let fleet = Fleet::new(47);
+    let args = remote_args(g, &url);
+    // Empty at first, so that everything it uses went up.
+    let a = Sandbox::new();
+    let bin = a.root().join("fleet-a");
+    run_ok(build(&a, &fleet, &bin, &strs(&args), &creds(&g.rw)));
+    let first = std::fs::read(&bin).unwrap();
+    wait_for_prefix(&store, "m/");
+    let m = manifest_of(&store, &fleet).unwrap();
+    assert!(m.entries.len() > 20, "{m:?}");
+
+    // Every other entry of the manifest's later half loses its action
+    // file: go's first gets are hits, so the manifest is most likely read
+    // before the first miss, and the plan waits for it.
+    let mut lost = 0;
+    for e in m.entries.iter().skip(m.entries.len() / 2).step_by(2) {
+        let hex = e.action.to_string();
+        let p = a.cache().join(&hex[..2]).join(format!("{hex}-a"));
+        if std::fs::remove_file(&p).is_ok() {
+            lost += 1;
+        }
+    }
+    assert!(lost > 5, "{lost}");
+
+    let out = run_ok(build(&a, &fleet, &bin, &strs(&args), &creds(&g.rw)));
+    let err = stderr(&out);
+    assert!(!err.contains("warning"), "{err}");
+    let s = last_session(&a);
+    assert!(
+        s["puts"].as_u64().unwrap() <= 1,
+        "nothing but the link: {s}"
+    );
+    let remote_hits = s["remote"]["hits"].as_u64().unwrap();
+    assert_eq!(
+        remote_hits,
+        s["misses"].as_u64().unwrap(),
+        "every local miss served by the store: {s}\n{err}"
+    );
+    // What go did not take itself before the plan was made is planned:
+    // the plan came, at go's first miss of an entry the manifest names.
+    let (_, planned, _) = prefetched(&err).unwrap_or_else(|| panic!("{err}"));
+    assert!(planned + remote_hits >= lost, "{lost} lost: {s}\n{err}");
+    assert_eq!(std::fs::read(&bin).unwrap(), first);
+}

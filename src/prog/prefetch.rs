@@ -3,9 +3,15 @@
 //! how a get that go sends meanwhile meets them.
 //!
 //! At start, one thread reads the manifest of the session's build key (a
-//! GET; go is answered meanwhile, its local misses fetched as ever) and
-//! queues its entries in order, up to [`PrefetchOptions`]' bounds; then it
-//! and [`PrefetchOptions::workers`]` - 1` more fetch them, each as a get's
+//! GET; go is answered meanwhile, its local misses fetched as ever). It
+//! plans at the first sign that level one lacks something
+//! ([`Prefetch::local_miss`]): a local miss before the manifest came (a
+//! cold machine), or one of an entry the manifest names. A warm machine
+//! gives none, and so is spared looking up each entry the manifest names
+//! (a `stat` each, a thousand for std: most of what the tier cost a warm
+//! build). The plan queues the manifest's entries that level one lacks, in
+//! order, up to [`PrefetchOptions`]' bounds; then the thread and
+//! [`PrefetchOptions::workers`]` - 1` more fetch them, each as a get's
 //! fetch does (the action entry, then its output, verified, into a temp
 //! file put into place only when it checks out). A get go sends meanwhile
 //! finds a prefetched entry in level one (a local hit). For one not
@@ -20,7 +26,7 @@
 //! stop at their next write (their temp files removed).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -80,11 +86,23 @@ pub(super) enum Claim {
     Arrived,
 }
 
+/// When the plan is made ([`Prefetch::local_miss`]): the manifest is
+/// being read.
+const READING: u8 = 0;
+/// Read; the plan waits for a local miss of an entry it names.
+const WATCHING: u8 = 1;
+/// Plan now (a local miss said level one lacks something), or planned.
+const PLANNING: u8 = 2;
+
 /// A session's prefetch.
 #[derive(Default)]
 pub(super) struct Prefetch {
     plan: Mutex<Plan>,
     changed: Condvar,
+    /// [`READING`], [`WATCHING`] or [`PLANNING`].
+    trigger: AtomicU8,
+    /// The actions the manifest names, once read.
+    named: std::sync::OnceLock<std::collections::HashSet<Id>>,
     /// Set at close, or when the store fails: nothing more starts.
     pub(super) stop: AtomicBool,
     /// Set at close: downloads in flight stop.
@@ -138,6 +156,68 @@ impl Prefetch {
         let n = p.queue.len();
         self.planned.store(n as u64, Ordering::Relaxed);
         n
+    }
+
+    /// Go's get of `action` missed level one (called for every local miss,
+    /// before it is fetched): the sign the plan waits for, when it is the
+    /// first miss (the manifest not read yet: a cold machine, most likely)
+    /// or the first of an entry the manifest names. One atomic load once
+    /// the plan is made.
+    pub(super) fn local_miss(&self, action: Id) {
+        match self.trigger.load(Ordering::Acquire) {
+            READING => {
+                let _ = self.trigger.compare_exchange(
+                    READING,
+                    PLANNING,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                );
+            }
+            WATCHING
+                if self.named.get().is_some_and(|n| n.contains(&action))
+                    && self
+                        .trigger
+                        .compare_exchange(WATCHING, PLANNING, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok() =>
+            {
+                let _guard = lock(&self.plan);
+                self.changed.notify_all();
+            }
+            _ => {}
+        }
+    }
+
+    /// The manifest `m` was read: returns once it is time to plan (true),
+    /// or when the prefetch stops first (false; at close, or the store
+    /// failed). Returns at once after a local miss before it came.
+    pub(super) fn wait_for_sign(&self, m: &Manifest) -> bool {
+        let _ = self.named.set(m.entries.iter().map(|e| e.action).collect());
+        if self
+            .trigger
+            .compare_exchange(READING, WATCHING, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return !self.stop.load(Ordering::Relaxed);
+        }
+        let mut p = lock(&self.plan);
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                return false;
+            }
+            if self.trigger.load(Ordering::Acquire) == PLANNING {
+                return true;
+            }
+            p = self
+                .changed
+                .wait(p)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+
+    /// There is no manifest to plan from (none, or unreadable): later
+    /// misses need not look.
+    pub(super) fn no_plan(&self) {
+        self.trigger.store(PLANNING, Ordering::Release);
     }
 
     /// A thread starts working the plan.
@@ -335,5 +415,51 @@ mod tests {
         assert_eq!(p.next(), None);
         assert_eq!(p.claim(id(1)), Claim::Fetch);
         p.cancel(Instant::now() + Duration::from_millis(10));
+    }
+
+    #[test]
+    fn the_plan_waits_for_a_miss_before_the_manifest_or_of_an_entry_it_names() {
+        let m = three();
+        // A cold machine: go missed before the manifest came.
+        let cold = Prefetch::default();
+        cold.local_miss(id(9));
+        assert!(cold.wait_for_sign(&m), "plans at once");
+
+        // A warm machine: misses of entries the manifest does not name
+        // (go's link, a stdout it never stores) are no sign; close ends
+        // the wait without a plan.
+        let warm = std::sync::Arc::new(Prefetch::default());
+        let w = warm.clone();
+        let waiter = std::thread::spawn(move || w.wait_for_sign(&three()));
+        while warm.named.get().is_none() {
+            std::thread::yield_now();
+        }
+        warm.local_miss(id(9));
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!waiter.is_finished(), "an entry it does not name: no sign");
+        warm.cancel(Instant::now());
+        assert!(!waiter.join().unwrap(), "closed: no plan");
+
+        // Level one lost an entry the manifest names: the plan comes at
+        // go's miss of it.
+        let lost = std::sync::Arc::new(Prefetch::default());
+        let l = lost.clone();
+        let waiter = std::thread::spawn(move || l.wait_for_sign(&three()));
+        while lost.named.get().is_none() {
+            std::thread::yield_now();
+        }
+        lost.local_miss(id(2));
+        assert!(waiter.join().unwrap(), "a named entry missed: plan");
+        assert_eq!(lost.claim(id(2)), Claim::Fetch, "go's get fetches its own");
+        assert_eq!(lost.plan(&m, &PrefetchOptions::default(), |_| false), 2);
+    }
+
+    #[test]
+    fn without_a_manifest_a_miss_looks_for_nothing() {
+        let p = Prefetch::default();
+        p.no_plan();
+        p.local_miss(id(1));
+        assert!(p.named.get().is_none());
+        assert_eq!(p.trigger.load(Ordering::Relaxed), PLANNING);
     }
 }

@@ -135,8 +135,10 @@ impl RemoteState {
         self.cfg.manifest.is_some() && !self.off.load(Ordering::Relaxed)
     }
 
-    /// At start: reads the build key's manifest and queues its entries
-    /// that level one lacks.
+    /// At start: reads the build key's manifest and, at the first sign
+    /// that level one lacks something ([`super::prefetch::Prefetch::
+    /// local_miss`]), queues its entries that level one lacks; on a warm
+    /// machine the sign never comes, and this returns at close.
     /// Returns how many threads should work the plan (none when there is
     /// nothing to fetch). A store that fails costs one warning, as a
     /// fetch's failure does.
@@ -145,12 +147,20 @@ impl RemoteState {
             return 0;
         };
         if self.cfg.tier.check_paused(now).is_err() {
+            self.prefetch.no_plan();
             return 0;
         }
-        match manifest::read(&**self.cfg.tier.store(), key) {
+        let read = manifest::read(&**self.cfg.tier.store(), key);
+        if !matches!(read, Ok(Some(_))) {
+            self.prefetch.no_plan();
+        }
+        match read {
             Ok(Some(m)) => {
+                *lock(&self.previous) = Some(m.clone());
+                if !self.prefetch.wait_for_sign(&m) {
+                    return 0;
+                }
                 let n = self.prefetch.plan(&m, opts, |a| store.has_action(a));
-                *lock(&self.previous) = Some(m);
                 n.min(opts.workers.max(1))
             }
             Ok(None) => 0,

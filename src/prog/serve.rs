@@ -449,6 +449,9 @@ fn get(s: &Shared, id: i64, action: Id, fetchers: Option<&Pool<Job>>) -> Option<
         log.miss(&action, t);
         TraceEvent::miss(t, &action)
     });
+    if let Some(r) = &s.remote {
+        r.prefetch.local_miss(action);
+    }
     match (&s.remote, fetchers) {
         (None, _) => Some(Response::miss(id)),
         (Some(_), Some(fetchers)) => {
