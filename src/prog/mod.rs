@@ -74,7 +74,8 @@
 //! - A local hit is answered as ever, and its use goes into the session's
 //!   use log (an in-memory push), so an entry every machine holds locally
 //!   is still in use fleet-wide.
-//! - A local miss goes to 8 fetcher threads (the reader goes on): the
+//! - A local miss goes to up to 8 fetcher threads, started as misses
+//!   wait and none is idle (the reader goes on): the
 //!   store's action entry, then its output streamed into a temp file in
 //!   level one and checked (length and SHA-256); put into place with the
 //!   action entry as a put is, with the store's time (Go's test cache
