@@ -525,7 +525,10 @@ def main():
                 mean = lambda xs: sum(xs) / len(xs)
                 reals[pol] = {"misses": mean(misses), "rebuild_s": mean(secs)}
                 s = row_sim[pol]
-                pred_miss = sim["unbounded"]["hits"] - s["hits"] + rec["misses"]
+                # Lookups go makes only after a hit the replay missed are
+                # not made (`not_asked`): neither hits nor misses.
+                pred_miss = (sim["unbounded"]["hits"] - s["hits"] + rec["misses"]
+                             - s.get("not_asked", 0))
                 w["rows"].append({
                     "budget": b, "policy": pol,
                     "real_misses": round(mean(misses)), "predicted_misses": pred_miss,
@@ -539,7 +542,8 @@ def main():
                     # gd-cost deciding with the seconds it is charged.
                     "predicted_lost_s_one_sample": round(row_sim1[pol]["lost_s"], 2),
                     "predicted_misses_one_sample":
-                        sim1["unbounded"]["hits"] - row_sim1[pol]["hits"] + rec["misses"],
+                        sim1["unbounded"]["hits"] - row_sim1[pol]["hits"] + rec["misses"]
+                        - row_sim1[pol].get("not_asked", 0),
                     "real_misses_each": misses,
                     "real_rebuild_s_each": [round(x, 2) for x in secs],
                 })
@@ -548,7 +552,7 @@ def main():
                     f" predicted {s['lost_s']:.1f} s;"
                     f" extra CPU real {' '.join(f'{x:.1f}' for x in extra)} s")
             rank_real = sorted(POLICIES, key=lambda p: reals[p]["misses"])
-            rank_pred = sorted(POLICIES, key=lambda p: row_sim[p]["hits"], reverse=True)
+            rank_pred = sorted(POLICIES, key=lambda p: row_sim[p]["hits"] + row_sim[p].get("not_asked", 0), reverse=True)
             rank_real_s = sorted(POLICIES, key=lambda p: reals[p]["rebuild_s"])
             rank_pred_s = sorted(POLICIES, key=lambda p: row_sim[p]["lost_s"])
             w.setdefault("rankings", []).append({"budget": b, "real": rank_real, "predicted": rank_pred,

@@ -254,3 +254,70 @@ fn the_simulator_predicts_the_real_caches_misses() {
         "rebuilds: {predicted:.2} s predicted, {real:.2} s real\n{said}"
     );
 }
+
+#[test]
+fn the_trace_marks_the_lookups_go_makes_only_after_a_hit() {
+    // After a hit of a build action go asks for the compiler's output kept
+    // beside it (`Subkey(action, "stdout")`), which it never asks after a
+    // miss: prog marks those lookups with the action (`of`), so that a
+    // replay that misses the action does not count them.
+    let sb = Sandbox::with_template();
+    std::fs::write(sb.root().join("work/go.mod"), "module m\n\ngo 1.24\n").unwrap();
+    std::fs::create_dir_all(sb.root().join("work/q")).unwrap();
+    std::fs::write(
+        sb.root().join("work/q/q.go"),
+        "package q\n\nimport \"strings\"\n\nfunc Q(s string) string { return strings.ToUpper(s) }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        sb.root().join("work/m.go"),
+        "package m\n\nimport \"m/q\"\n\nfunc F() string { return q.Q(\"x\") }\n",
+    )
+    .unwrap();
+    for _ in 0..2 {
+        run_ok(
+            sb.go(["build", "./..."])
+                .env("GOCACHEPROG", format!("{} prog", gocache_bin().display())),
+        );
+    }
+    let path = sb.root().join("t.jsonl");
+    run_ok(sb.gocache(["trace", "export", "-o", path.to_str().unwrap()]));
+    let trace = std::fs::read_to_string(&path).unwrap();
+    let events: Vec<serde_json::Value> = trace
+        .lines()
+        .skip(1)
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    // Per session: the actions that hit so far, and the marked lookups.
+    let (mut hit, mut marked, mut warm_marked) = (Vec::new(), 0, 0);
+    let mut session = 0;
+    for e in &events {
+        match e["ev"].as_str() {
+            Some("end") => {
+                session += 1;
+                hit.clear();
+            }
+            Some("get") => {
+                if let Some(of) = e["of"].as_str() {
+                    assert!(
+                        hit.contains(&of.to_owned()),
+                        "{e} follows no hit of {of} in its session"
+                    );
+                    marked += 1;
+                    warm_marked += usize::from(session == 1);
+                }
+                if e["hit"] == true {
+                    hit.push(e["a"].as_str().unwrap().to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(session, 2, "{trace}");
+    // The second build hits every package, m's and q's among them, and go
+    // then asks for each one's compiler output.
+    assert!(
+        warm_marked >= 2,
+        "{warm_marked} marked of {marked}: {trace}"
+    );
+}

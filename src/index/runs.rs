@@ -434,6 +434,7 @@ impl<I: std::ops::DerefMut<Target = Index>> Runs<I> {
                             .map(|o| TraceId::of(&Id(o))),
                         size: (kind != Kind::Action).then_some(allocated),
                         cost: None,
+                        of: None,
                     });
                 }
             }
@@ -673,6 +674,7 @@ mod tests {
             output: e.output.as_ref().map(TraceId::of),
             size: (e.kind != Kind::Action).then_some(e.allocated),
             cost: None,
+            of: None,
         };
         assert!(action.output.is_some());
         assert_eq!(

@@ -64,6 +64,7 @@ pub(super) fn new_event(e: &Entry, now: UnixTime) -> TraceEvent {
         // output's, which the output's own event gives.
         size: (e.kind != Kind::Action).then_some(e.allocated),
         cost: None,
+        of: None,
     }
 }
 
@@ -128,6 +129,7 @@ impl Index {
                     e.cost,
                     source,
                     module,
+                    e.of.map(db_id),
                 ])
                 .at(path)?;
         }
@@ -186,7 +188,7 @@ impl<I: std::ops::Deref<Target = Index>> Trace<I> {
             .0
             .conn
             .prepare(
-                "SELECT t, ev, kind, entry, output, size, cost, source, module
+                "SELECT t, ev, kind, entry, output, size, cost, source, module, of
                  FROM trace WHERE t >= ?1 ORDER BY seq",
             )
             .at(&self.0.path)?;
@@ -204,10 +206,11 @@ impl<I: std::ops::Deref<Target = Index>> Trace<I> {
                     r.get::<_, Option<f64>>(6)?,
                     r.get::<_, i64>(7)?,
                     r.get::<_, Option<i64>>(8)?,
+                    r.get::<_, Option<i64>>(9)?,
                 ))
             })()
             .at(&self.0.path)?;
-            let (t, ev, kind, entry, output, size, cost, source, module) = row;
+            let (t, ev, kind, entry, output, size, cost, source, module, of) = row;
             // Rows a newer gocache wrote with codes this one does not know
             // are skipped, as the trace reader skips unknown events.
             let (Some(op), Some(kind), Some(source)) = (
@@ -226,6 +229,7 @@ impl<I: std::ops::Deref<Target = Index>> Trace<I> {
                     output: output.map(trace_id),
                     size: size.map(|s| s.max(0) as u64),
                     cost,
+                    of: of.map(trace_id),
                 },
                 source,
                 module,

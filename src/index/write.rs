@@ -233,6 +233,7 @@ impl Index {
                                 .map(TraceId::of),
                             size: (kind != Kind::Action).then_some(allocated.max(0) as u64),
                             cost: None,
+                            of: None,
                         });
                     }
                     _ => {}

@@ -215,6 +215,20 @@ struct Events {
     /// Added to the system's milliseconds (see `ServerConfig::clock_offset`).
     offset_ms: i64,
     rebuilds: RebuildLog,
+    /// The lookups go makes only after a hit: each hit's
+    /// `Subkey(action, "stdout")` and `"link-stdout"`, to the action.
+    after_hit: std::collections::HashMap<Id, crate::trace::schema::TraceId>,
+}
+
+/// Go's `cache.Subkey(parent, desc)`: the ID of an entry kept beside
+/// `parent` (SHA-256 of `"subkey:"`, the parent's ID and `desc`).
+pub(super) fn subkey(parent: &Id, desc: &str) -> Id {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(b"subkey:");
+    h.update(parent.0);
+    h.update(desc.as_bytes());
+    Id(h.finalize().into())
 }
 
 /// Unix milliseconds, for trace events: a rebuild's cost is shared out
@@ -274,6 +288,7 @@ impl Books {
                     batch: Vec::new(),
                     offset_ms: clock_offset.saturating_mul(1000),
                     rebuilds: RebuildLog::default().reading_cpu(go_cpu_ms),
+                    after_hit: std::collections::HashMap::new(),
                 })
             }),
             remote: OnceLock::new(),
@@ -343,6 +358,27 @@ impl Books {
         }
     }
 
+    /// When recording trace events: the action whose hit go was showing
+    /// when it asked for `action` (its compiler or linker output kept
+    /// beside it, which go asks for only after that hit), if any; a hit
+    /// (`hit`) is remembered for the lookups that may follow it.
+    pub(super) fn asked_after(
+        &self,
+        action: &Id,
+        hit: bool,
+    ) -> Option<crate::trace::schema::TraceId> {
+        let events = self.events.as_ref()?;
+        let mut e = lock(events);
+        let of = e.after_hit.get(action).copied();
+        if hit {
+            let parent = crate::trace::schema::TraceId::of(action);
+            for desc in ["stdout", "link-stdout"] {
+                e.after_hit.insert(subkey(action, desc), parent);
+            }
+        }
+        of
+    }
+
     /// Queues a trace event, when recording them; `f` makes it with the
     /// rebuild log at hand, the time, and the event's place in the batch
     /// (for [`RebuildLog::put`]).
@@ -353,6 +389,7 @@ impl Books {
                 batch,
                 rebuilds,
                 offset_ms,
+                ..
             } = &mut *e;
             let at = batch.len();
             batch.push(f(rebuilds, now_ms() + *offset_ms, at));

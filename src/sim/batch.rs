@@ -20,11 +20,9 @@
 //! counts the programs it starts (`go run`, `go tool`) and nothing else;
 //! `gds` leaves those at 0 too. So
 //! what `gocache simulate` reports for them is what shipping the policy
-//! gives, but for what the simulator leaves out everywhere: age limits.
-//! As the real plan does, an action used an hour or more before its
-//! group's newest use is split off into a group of its own: under `lru`
-//! an old action entry (4 KiB) goes before the output a newer action still
-//! names.
+//! gives, but for what the simulator leaves out everywhere: age limits,
+//! and the split of old actions from their group (which takes an hour
+//! between uses).
 //!
 //! Like the real plan, a batch never takes a group used within the
 //! protection window ([`crate::limits::Limits::protection_window`]: the
@@ -56,7 +54,7 @@ pub struct Batch<'w> {
     now: i64,
     clock: Clock,
     /// The batch being evicted, next victim last.
-    queue: Vec<Victim>,
+    queue: Vec<u32>,
     /// Groups used within this many milliseconds of now are never taken.
     protect_ms: i64,
     /// No plan before this time: the last one left only protected groups
@@ -100,11 +98,7 @@ impl<'w> Batch<'w> {
     }
 
     /// Plans one batch: every cached group by priority, the lowest first,
-    /// until what stays fits the target. A group is an output with the
-    /// actions naming it; an action used [`GO_MTIME_LAG`] or more before
-    /// its group's newest use is split off into a group of its own (its
-    /// block, its own last use and hits, its own measured seconds else its
-    /// output's), as `policy::plan_with` splits it.
+    /// until what stays fits the target.
     fn plan(&mut self, cache: &Cache) {
         let w = self.w;
         // Per output: the newest use, the most hits and the most measured
@@ -113,13 +107,11 @@ impl<'w> Batch<'w> {
         let mut hits = vec![0u64; w.outputs()];
         let mut measured: Vec<Option<f64>> = vec![None; w.outputs()];
         let mut outputs = Vec::new();
-        let mut actions = Vec::new();
         for a in 0..w.actions() as u32 {
             let o = cache.names(a);
             if o == NONE {
                 continue;
             }
-            actions.push(a);
             let oi = o as usize;
             if last[oi] == i64::MIN {
                 outputs.push(o);
@@ -130,106 +122,45 @@ impl<'w> Batch<'w> {
                 measured[oi] = Some(measured[oi].map_or(c, |m| m.max(c)));
             }
         }
-        let lag_ms = GO_MTIME_LAG * 1000;
-        let split: Vec<u32> = actions
-            .into_iter()
-            .filter(|&a| {
-                let o = cache.names(a) as usize;
-                self.last_t[a as usize].saturating_add(lag_ms) <= last[o]
-            })
-            .collect();
-        // The output's cost, for its group and for an action split off it
-        // without seconds of its own.
-        let out_cost = |o: u32| {
+        let bytes = |o: u32| w.size(o) + w.block * u64::from(cache.refs(o));
+        let prio = |o: u32| {
             let oi = o as usize;
-            measured[oi].unwrap_or_else(|| estimate_cost(w.out_exe[oi], w.size(o)))
-        };
-        let prio = |v: Victim| {
-            let (t, h, cost, bytes) = match v {
-                Victim::Output(o) => {
-                    let oi = o as usize;
-                    let bytes = w.size(o) + w.block * u64::from(cache.refs(o));
-                    (last[oi], hits[oi], out_cost(o), bytes)
+            let cost = match self.kind {
+                Eviction::GdCost => {
+                    measured[oi].unwrap_or_else(|| estimate_cost(w.out_exe[oi], w.size(o)))
                 }
-                Victim::Action(a) => {
-                    let own = match w.decision_cost(a) {
-                        (c, true) => c,
-                        _ => out_cost(cache.names(a)),
-                    };
-                    let ai = a as usize;
-                    (self.last_t[ai], self.hits[ai], own, w.block)
-                }
+                _ => 1.0,
             };
-            let cost = if self.kind == Eviction::GdCost {
-                cost
-            } else {
-                1.0
-            };
-            gdsf_priority(self.clock.at(t), h, cost, bytes)
-        };
-        let last_of = |v: Victim| match v {
-            Victim::Output(o) => last[o as usize],
-            Victim::Action(a) => self.last_t[a as usize],
+            gdsf_priority(self.clock.at(last[oi]), hits[oi], cost, bytes(o))
         };
         let gd = self.kind.greedy_dual();
         let window = self.protect_ms;
         let now = self.now;
+        let protected = |o: u32| window > 0 && now.saturating_sub(last[o as usize]) < window;
         let mut retry_at = i64::MAX;
-        let candidates = outputs
+        let mut order: Vec<(f64, i64, u32)> = outputs
             .iter()
-            .map(|&o| Victim::Output(o))
-            .chain(split.iter().map(|&a| Victim::Action(a)));
-        let mut order: Vec<(f64, i64, u8, u32, Victim)> = candidates
-            .filter(|&v| {
-                let t = last_of(v);
-                if window > 0 && now.saturating_sub(t) < window {
-                    retry_at = retry_at.min(t.saturating_add(window));
+            .filter(|&&o| {
+                if protected(o) {
+                    retry_at = retry_at.min(last[o as usize].saturating_add(window));
                     return false;
                 }
                 true
             })
-            .map(|v| {
-                let p = if gd { prio(v) } else { 0.0 };
-                let (kind, id) = match v {
-                    Victim::Output(o) => (0, o),
-                    Victim::Action(a) => (1, a),
-                };
-                (p, last_of(v), kind, id, v)
+            .map(|&o| {
+                let p = if gd { prio(o) } else { 0.0 };
+                (p, last[o as usize], o)
             })
             .collect();
-        order.sort_unstable_by(|x, y| {
-            x.0.total_cmp(&y.0)
-                .then(x.1.cmp(&y.1))
-                .then(x.2.cmp(&y.2))
-                .then(x.3.cmp(&y.3))
-        });
+        order.sort_unstable_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)).then(x.2.cmp(&y.2)));
         let mut held = cache.bytes();
         let mut top = None::<f64>;
-        // Per output: taken (its split actions go with it), and how many
-        // of its actions were split off and taken before it.
-        let mut taken = vec![false; w.outputs()];
-        let mut split_taken = vec![0u32; w.outputs()];
-        for &(p, _, _, _, v) in &order {
+        for &(p, _, o) in &order {
             if held <= self.target {
                 break;
             }
-            match v {
-                Victim::Output(o) => {
-                    let oi = o as usize;
-                    let refs = cache.refs(o) - split_taken[oi];
-                    held = held.saturating_sub(w.size(o) + w.block * u64::from(refs));
-                    taken[oi] = true;
-                }
-                Victim::Action(a) => {
-                    let oi = cache.names(a) as usize;
-                    if taken[oi] {
-                        continue;
-                    }
-                    held = held.saturating_sub(w.block);
-                    split_taken[oi] += 1;
-                }
-            }
-            self.queue.push(v);
+            held = held.saturating_sub(bytes(o));
+            self.queue.push(o);
             top = Some(top.map_or(p, |t| t.max(p)));
         }
         self.retry_at = if held > self.target {
@@ -260,10 +191,10 @@ impl Policy for Batch<'_> {
         if self.queue.is_empty() && self.now >= self.retry_at {
             self.plan(cache);
         }
-        self.queue.pop()
+        self.queue.pop().map(Victim::Output)
     }
     fn rest_of_batch(&mut self) -> Option<Victim> {
-        self.queue.pop()
+        self.queue.pop().map(Victim::Output)
     }
     fn lazy(&self) -> bool {
         !self.w.ends.is_empty()

@@ -91,7 +91,7 @@ pub struct Row {
     /// Hits, bytes, seconds, peak.
     #[serde(flatten)]
     pub outcome: Outcome,
-    /// Hits over lookups.
+    /// Hits over the lookups made (less [`Outcome::not_asked`]).
     pub object_hit_ratio: f64,
     /// Bytes hit over bytes looked up.
     pub byte_hit_ratio: f64,
@@ -329,7 +329,8 @@ impl RowMaker {
             schedule: None,
             offline: p.offline(),
             has_budget: p.has_budget(),
-            object_hit_ratio: o.hits as f64 / self.accesses,
+            // Of the lookups this replay made (go skips some after a miss).
+            object_hit_ratio: o.hits as f64 / (self.accesses - o.not_asked as f64).max(1.0),
             byte_hit_ratio: o.byte_hits as f64 / self.requested_bytes.max(1) as f64,
             lost_s: (self.unbounded_saved_s - o.saved_s).max(0.0),
             outcome: o,

@@ -28,6 +28,10 @@ pub struct Outcome {
     pub evictions: u64,
     /// Action entries held at the end that had been unused for 5 days.
     pub stale_actions: u64,
+    /// Lookups not made: go asks them only after a hit of another action
+    /// (its compiler output kept beside it), and this replay missed that
+    /// action. Neither hits nor misses.
+    pub not_asked: u64,
 }
 
 /// Replays `w` through `policy`, keeping at most `budget` bytes after
@@ -56,6 +60,9 @@ pub fn replay(
     let lazy = policy.lazy();
     let (mut stored, mut session_stored) = (0u64, false);
     let mut ends = w.ends.iter().copied().peekable();
+    // Per action: its last lookup missed (go then rebuilt it, and did not
+    // ask for what it shows only after a hit).
+    let mut missed = vec![false; w.actions()];
     for (i, r) in w.requests.iter().enumerate() {
         while let Some(v) = policy.expired(r.t) {
             if !evict(&mut cache, policy, v) {
@@ -65,7 +72,17 @@ pub fn replay(
         }
         let (a, o) = (r.action, r.output);
         let held = o != NONE && cache.names(a) == o;
-        if r.is_access() && (held || r.warm()) {
+        let asked = !r.is_access()
+            || w.asked_after.is_empty()
+            || w.asked_after
+                .get(&(i as u32))
+                .is_none_or(|&p| !missed[p as usize]);
+        if !asked {
+            out.not_asked += 1;
+        } else if r.is_access() {
+            missed[a as usize] = !(held || r.warm());
+        }
+        if asked && r.is_access() && (held || r.warm()) {
             out.hits += 1;
             out.byte_hits += w.size(o);
             out.saved_s += w.cost[a as usize];
@@ -77,9 +94,9 @@ pub fn replay(
             cost: w.decision_cost(a).0,
             size: w.block + w.size(o),
         };
-        if held {
+        if asked && held {
             policy.hit(a, o, &at);
-        } else if o != NONE && r.stores() {
+        } else if asked && o != NONE && r.stores() {
             if cache.names(a) != NONE {
                 // Stored again, naming another output.
                 evict(&mut cache, policy, Victim::Action(a));
@@ -89,7 +106,9 @@ pub fn replay(
             stored += w.size(o);
             session_stored = true;
         }
-        last_use[a as usize] = r.t;
+        if asked {
+            last_use[a as usize] = r.t;
+        }
         let mut check = !lazy || stored >= PROG_EVICT_EVERY;
         if check {
             stored = 0;

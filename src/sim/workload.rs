@@ -231,6 +231,11 @@ pub struct Workload {
     /// Per action: its ID in the trace (`None`: a stand-in for a program
     /// run by ID).
     pub action_ids: Vec<Option<TraceId>>,
+    /// Lookups go makes only after a hit of another action (trace `of`:
+    /// the compiler's output kept beside it): request index to that
+    /// action. A replay that missed the action skips the lookup, as go
+    /// does.
+    pub asked_after: HashMap<u32, u32>,
     /// Where go commands' `gocache prog` sessions ended (trace `end`
     /// events): the number of requests before each, ascending. Empty for
     /// traces without them (the hook's, older ones, synthetic ones).
@@ -455,6 +460,7 @@ impl Builder {
                 measured: Vec::new(),
                 decide_cost: None,
                 action_ids: Vec::new(),
+                asked_after: HashMap::new(),
                 ends: Vec::new(),
                 summary: Summary::default(),
             },
@@ -533,6 +539,11 @@ impl Builder {
             if e.exe {
                 self.exe_action.insert(o, a);
             }
+        }
+        if let Some(&parent) = e.of.and_then(|p| self.actions.map.get(&p)) {
+            self.w
+                .asked_after
+                .insert(self.w.requests.len() as u32, parent);
         }
         self.w.requests.push(Request {
             t: e.t,

@@ -190,6 +190,9 @@ pub struct TraceEvent {
     pub size: Option<u64>,
     /// Rebuild seconds, when measured (a put: see [`RebuildClock`]).
     pub cost: Option<f64>,
+    /// A get (`Miss`, or `Use` of an action): the action whose cached
+    /// result go was showing when it asked (see [`schema::Event::of`]).
+    pub of: Option<TraceId>,
 }
 
 impl TraceEvent {
@@ -204,6 +207,7 @@ impl TraceEvent {
             output: None,
             size: None,
             cost: None,
+            of: None,
         }
     }
 
@@ -217,7 +221,14 @@ impl TraceEvent {
             output: None,
             size: None,
             cost: None,
+            of: None,
         }
+    }
+
+    /// The same get, made while go showed `parent`'s cached result (see
+    /// [`schema::Event::of`]).
+    pub fn of(self, parent: Option<TraceId>) -> TraceEvent {
+        TraceEvent { of: parent, ..self }
     }
 
     /// A get of `action` that hit, answering `output` of `size` allocated
@@ -747,6 +758,9 @@ fn to_schema(s: &StoredEvent, exes: &std::collections::HashSet<TraceId>) -> Even
     if ev.cost.is_none() {
         ev.cost = e.cost;
     }
+    if ev.ev == Op::Get {
+        ev.of = e.of;
+    }
     ev
 }
 
@@ -1010,6 +1024,7 @@ mod tests {
                 output: output.map(|o| TraceId::of(&id(o))),
                 size,
                 cost: None,
+                of: None,
             },
             source,
             module: None,

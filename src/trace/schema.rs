@@ -45,6 +45,7 @@
 //! | `hit` | for `get`: whether the cache had it |
 //! | `cost` | for `put` (and `new`): seconds go spent rebuilding it; for a `put` without it, the time since the `get` miss of the same action is used |
 //! | `program` | for an executable: its file name, for people |
+//! | `of` | for `get`: the action whose hit go was showing when it asked (this lookup is that action's compiler or linker output kept beside it, Go's `Subkey(action, "stdout")` or `"link-stdout"`, which go asks for only after a hit): a replay that misses that action does not count this lookup (`gocache prog` records it) |
 //!
 //! IDs are hex. Writers write the first 16 hex digits of Go's 64 (a
 //! compact ID: 64 bits are plenty to tell a trace's entries apart, and a
@@ -226,6 +227,12 @@ pub struct Event {
     /// An executable's file name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub program: Option<String>,
+    /// For `get`: the action whose cached result go was showing when it
+    /// asked (this lookup is that action's compiler or linker output kept
+    /// beside it, Go's `Subkey(action, "stdout")` or `"link-stdout"`): go
+    /// asks it only after a hit of that action, never after a miss.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub of: Option<TraceId>,
 }
 
 impl Event {
@@ -246,6 +253,7 @@ impl Event {
             hit: None,
             cost: None,
             program: None,
+            of: None,
         }
     }
 
@@ -354,6 +362,8 @@ struct Raw<'a> {
     hit: Option<bool>,
     cost: Option<f64>,
     program: Option<String>,
+    #[serde(borrow)]
+    of: Option<Cow<'a, str>>,
 }
 
 /// Reads a trace (one or several segments). `what` names the input in
@@ -413,7 +423,7 @@ fn unreadable(line: &str, e: &serde_json::Error) -> String {
     let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(line) else {
         return "not a JSON object: each line is a header like {\"gocache_trace\":1,\"source\":\"prog\"} or an event like {\"t\":1767225600123,\"ev\":\"get\",\"a\":\"9f3c0e21d4a8b7c6\",\"hit\":false}".into();
     };
-    const MUST: [(&str, &str); 12] = [
+    const MUST: [(&str, &str); 13] = [
         ("gocache_trace", "the schema version, a whole number"),
         ("t", "a time in Unix milliseconds, a whole number"),
         ("ev", "a string: get, put, new or use"),
@@ -426,6 +436,7 @@ fn unreadable(line: &str, e: &serde_json::Error) -> String {
         ("cost", "a number of seconds"),
         ("program", "a string"),
         ("source", "a string"),
+        ("of", "a string of 16 hex digits (an action's ID)"),
     ];
     for (field, must) in MUST {
         if let Some(v) = fields.get(field) {
@@ -466,6 +477,7 @@ fn event(raw: Raw) -> std::result::Result<Option<Event>, String> {
     };
     let a = id("a", &raw.a)?;
     let o = id("o", &raw.o)?;
+    let of = id("of", &raw.of)?;
     let kind = raw.kind.unwrap_or_default();
     if let Some(c) = raw.cost
         && !(c.is_finite() && c >= 0.0)
@@ -505,6 +517,7 @@ fn event(raw: Raw) -> std::result::Result<Option<Event>, String> {
         hit: raw.hit,
         cost: raw.cost,
         program: raw.program,
+        of: of.filter(|_| ev == Op::Get),
     }))
 }
 
@@ -534,6 +547,10 @@ mod tests {
             },
             Event::seen(4000, Op::Use, EntryKind::Exe, None, id(4)),
             Event::end(4100),
+            Event {
+                of: Some(id(1)),
+                ..Event::get_miss(4200, id(5))
+            },
         ];
         let mut buf = Vec::new();
         write(&mut buf, &h, &events).unwrap();
@@ -544,6 +561,10 @@ mod tests {
         );
         assert!(text.lines().nth(5).unwrap().contains(r#""kind":"exe""#));
         assert_eq!(text.lines().nth(7).unwrap(), r#"{"t":4100,"ev":"end"}"#);
+        assert_eq!(
+            text.lines().nth(8).unwrap(),
+            r#"{"t":4200,"ev":"get","a":"0000000000000005","hit":false,"of":"0000000000000001"}"#
+        );
         let back = read(&buf[..], "mem").unwrap();
         assert_eq!(back.headers, vec![h]);
         assert_eq!(back.events, events);
