@@ -15,7 +15,7 @@
 #           KEEP=1 leaves the caches in WORKDIR); the warm rounds also run
 #           the protocol's floor, a server answering from memory
 #           (examples/prog_floor.rs; FLOOR: its binary, FLOOR=off: none)
-#   remote  gocache prog --remote against a three-node Garage cluster on
+#   remote  gocache prog --remote against a Garage cluster (three nodes; REMOTE_STORE_NODES=1: one) on
 #           127.0.0.1 (the tests' Garage: $GOCACHE_TEST_GARAGE, else
 #           target/garage-2.5.0/bin/garage), `go build std` plus a generated
 #           module: (a) upload side, cold with an empty prefix: plain go vs
@@ -32,7 +32,8 @@
 #           --remote-drain) and how long prog ran after go had its answer;
 #           (d) warm with --remote vs without (target <= 1.02x; with
 #           BASE_BIN also that build's --remote; REMOTE_STORE_IDLE=1: the
-#           store at idle priority, its CPU off go's path)
+#           store at idle priority, its CPU off go's path;
+#           REMOTE_STORE_NODES=1: a one-node store, a third of its CPU)
 #           (REMOTE_COLD, REMOTE_FETCH, REMOTE_WARM: rounds; PROXY,
 #           RAW_FETCH: the two examples' binaries, else built)
 #   vs      this gocache against another build of it (BASE_BIN), round by
@@ -384,6 +385,10 @@ if [[ " $PARTS " == *" remote "* ]]; then
   [ -x "$GARAGE" ] || { echo "no garage: run 'cargo test remote' once (it builds one), or set GOCACHE_TEST_GARAGE"; exit 1; }
   # A three-node cluster as the tests start it (tests/support/garage.rs):
   # replication factor 3, consistent mode, SQLite metadata.
+  # REMOTE_STORE_NODES=1: one node (replication factor 1), a third of the
+  # store's CPU on this machine (a store elsewhere costs it none).
+  NODES=${REMOTE_STORE_NODES:-3}
+  case $NODES in 1|3) ;; *) echo "REMOTE_STORE_NODES must be 1 or 3, not '$NODES'"; exit 2 ;; esac
   GW=$W/garage
   rm -rf "$GW"; mkdir -p "$GW"
   GSECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
@@ -391,7 +396,7 @@ if [[ " $PARTS " == *" remote "* ]]; then
   GPIDS=()
   stop_garage() { for p in "${GPIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
   trap stop_garage EXIT
-  for i in 0 1 2; do
+  for i in $(seq 0 $((NODES - 1))); do
     mkdir -p "$GW/n$i"
     s3=$(port); rpc=$(port)
     [ "$i" = 0 ] && S3_PORT=$s3
@@ -399,7 +404,7 @@ if [[ " $PARTS " == *" remote "* ]]; then
 metadata_dir = "$GW/n$i/meta"
 data_dir = "$GW/n$i/data"
 db_engine = "sqlite"
-replication_factor = 3
+replication_factor = $NODES
 consistency_mode = "consistent"
 rpc_bind_addr = "127.0.0.1:$rpc"
 rpc_public_addr = "127.0.0.1:$rpc"
@@ -415,9 +420,9 @@ EOT
   gcli() { local n=$1; shift; RUST_LOG=warn "$GARAGE" -c "$GW/n$n/garage.toml" "$@"; }
   retry() { for _ in $(seq 60); do "$@" >/dev/null 2>&1 && return 0; sleep 0.5; done; "$@"; }
   ids=()
-  for i in 0 1 2; do retry gcli "$i" node id -q; ids+=("$(gcli "$i" node id -q)"); done
-  for i in 1 2; do retry gcli 0 node connect "${ids[$i]}"; done
-  retry gcli 0 layout assign -z dc1 -c 1G "${ids[0]:0:16}" "${ids[1]:0:16}" "${ids[2]:0:16}"
+  for i in $(seq 0 $((NODES - 1))); do retry gcli "$i" node id -q; ids+=("$(gcli "$i" node id -q)"); done
+  for i in $(seq 1 $((NODES - 1))); do retry gcli 0 node connect "${ids[$i]}"; done
+  retry gcli 0 layout assign -z dc1 -c 1G $(for id in "${ids[@]}"; do echo "${id:0:16}"; done)
   gcli 0 layout apply --version 1 >/dev/null
   KEY_ID=GK$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
   KEY_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
@@ -435,8 +440,8 @@ EOT
   [ -n "${PROXY:-}" ] || { release_bin --example shaped_proxy; PROXY=$BUILT; }
   [ -n "${RAW_FETCH:-}" ] || { release_bin --example raw_fetch; RAW_FETCH=$BUILT; }
   RAW=$RAW_FETCH
-  echo "== remote: gocache prog --remote on a 3-node Garage on 127.0.0.1 (rf 3); go build std plus a module"
-  echo "   command: scripts/bench.sh $N $W $PARTS (REMOTE_COLD=$REMOTE_COLD REMOTE_FETCH=$REMOTE_FETCH REMOTE_WARM=$REMOTE_WARM REMOTE_LINKS='$REMOTE_LINKS'); nproc $(nproc); $(uptime | sed 's/^ *//')"
+  echo "== remote: gocache prog --remote on a $NODES-node Garage on 127.0.0.1 (rf $NODES); go build std plus a module"
+  echo "   command: scripts/bench.sh $N $W $PARTS (REMOTE_COLD=$REMOTE_COLD REMOTE_FETCH=$REMOTE_FETCH REMOTE_WARM=$REMOTE_WARM REMOTE_LINKS='$REMOTE_LINKS' REMOTE_STORE_NODES=$NODES REMOTE_STORE_IDLE=${REMOTE_STORE_IDLE:-0}); nproc $(nproc); $(uptime | sed 's/^ *//')"
   # A module of its own beside std: ten generated packages and a main
   # that imports them and some of std (net/http, encoding/json).
   MOD=$W/r-mod
@@ -585,7 +590,7 @@ EOT
   # The median of the round-by-round ratios to the local side.
   pairwise() { paste "$1" "$2" | awk '{print $1 / $2}' | sort -n | awk '{a[NR]=$1} END {printf "pairwise median %.3fx [%.3f-%.3f]", a[int((NR+1)/2)], a[1], a[NR]}'; }
   wbase=$(med "$W/r-warm-local.txt")
-  echo "   warm (loopback; $REMOTE_WARM rounds, interleaved; store at $([ "${REMOTE_STORE_IDLE:-0}" = 1 ] && echo idle || echo normal) priority)"
+  echo "   warm (loopback; $REMOTE_WARM rounds, interleaved; store: $NODES node(s) at $([ "${REMOTE_STORE_IDLE:-0}" = 1 ] && echo idle || echo normal) priority)"
   row "warm, no --remote (baseline)" "$(fmt3 "$W/r-warm-local.txt" 0 1e3 ms)" ""
   row "warm, --remote (d)" "$(fmt3 "$W/r-warm-remote.txt" "$wbase" 1e3 ms)" "$(pairwise "$W/r-warm-remote.txt" "$W/r-warm-local.txt") (target <= 1.02x)"
   if [ -s "$W/r-warm-base.txt" ]; then

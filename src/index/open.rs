@@ -62,7 +62,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0004_ci_runs.sql"),
     include_str!("../../migrations/0005_trace.sql"),
     include_str!("../../migrations/0006_prog_remote.sql"),
-    include_str!("../../migrations/0007_trace_of.sql"),
+    include_str!("../../migrations/0007_trace_asked_after.sql"),
 ];
 
 /// With [`Index::keep_wal_on_close`], a write-ahead log up to this size is

@@ -84,7 +84,7 @@ pub(super) const SQL_CREDIT_MODULE: &str =
      RETURNING id";
 // The trace (see `trace`): an event, and the oldest past the bound.
 pub(super) const SQL_TRACE_INSERT: &str =
-    "INSERT INTO trace (t, ev, kind, entry, output, size, cost, source, module, of)
+    "INSERT INTO trace (t, ev, kind, entry, output, size, cost, source, module, asked_after)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
 pub(super) const SQL_TRACE_ROTATE: &str = "DELETE FROM trace WHERE seq <= ?1";
 // What the limit check reads.

@@ -188,7 +188,7 @@ impl<I: std::ops::Deref<Target = Index>> Trace<I> {
             .0
             .conn
             .prepare(
-                "SELECT t, ev, kind, entry, output, size, cost, source, module, of
+                "SELECT t, ev, kind, entry, output, size, cost, source, module, asked_after
                  FROM trace WHERE t >= ?1 ORDER BY seq",
             )
             .at(&self.0.path)?;

@@ -9,6 +9,6 @@
 -- they follow, so that the simulator does not count them where its replay
 -- missed that action.
 
-ALTER TABLE trace ADD COLUMN of INTEGER;  -- a get: the action, its first
-                                          -- 64 bits (signed), whose hit go
-                                          -- was showing when it asked
+ALTER TABLE trace ADD COLUMN asked_after INTEGER;  -- a get: the action, its first
+                                                   -- 64 bits (signed), whose hit go
+                                                   -- was showing when it asked
