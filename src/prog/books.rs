@@ -216,9 +216,14 @@ struct Events {
     offset_ms: i64,
     rebuilds: RebuildLog,
     /// The lookups go makes only after a hit: each hit's
-    /// `Subkey(action, "stdout")` and `"link-stdout"`, to the action.
-    after_hit: std::collections::HashMap<Id, crate::trace::schema::TraceId>,
+    /// `Subkey(action, "stdout")` and `"link-stdout"`, to the action
+    /// (keyed by the IDs' own bits: they are hashes already).
+    after_hit: std::collections::HashMap<Id, crate::trace::schema::TraceId, crate::layout::IdHash>,
 }
+
+/// Room for the subkeys of a warm `go build std`'s hits (two each) before
+/// the map grows.
+const AFTER_HIT_CAPACITY: usize = 4096;
 
 /// Go's `cache.Subkey(parent, desc)`: the ID of an entry kept beside
 /// `parent` (SHA-256 of `"subkey:"`, the parent's ID and `desc`).
@@ -288,7 +293,10 @@ impl Books {
                     batch: Vec::new(),
                     offset_ms: clock_offset.saturating_mul(1000),
                     rebuilds: RebuildLog::default().reading_cpu(go_cpu_ms),
-                    after_hit: std::collections::HashMap::new(),
+                    after_hit: std::collections::HashMap::with_capacity_and_hasher(
+                        AFTER_HIT_CAPACITY,
+                        crate::layout::IdHash,
+                    ),
                 })
             }),
             remote: OnceLock::new(),
