@@ -417,6 +417,17 @@ mod tests {
         p.cancel(Instant::now() + Duration::from_millis(10));
     }
 
+    /// A prefetch whose thread has read [`three`] and waits for a sign.
+    fn waiting_for_sign() -> (std::sync::Arc<Prefetch>, std::thread::JoinHandle<bool>) {
+        let p = std::sync::Arc::new(Prefetch::default());
+        let q = p.clone();
+        let waiter = std::thread::spawn(move || q.wait_for_sign(&three()));
+        while p.named.get().is_none() {
+            std::thread::yield_now();
+        }
+        (p, waiter)
+    }
+
     #[test]
     fn the_plan_waits_for_a_miss_before_the_manifest_or_of_an_entry_it_names() {
         let m = three();
@@ -428,12 +439,7 @@ mod tests {
         // A warm machine: misses of entries the manifest does not name
         // (go's link, a stdout it never stores) are no sign; close ends
         // the wait without a plan.
-        let warm = std::sync::Arc::new(Prefetch::default());
-        let w = warm.clone();
-        let waiter = std::thread::spawn(move || w.wait_for_sign(&three()));
-        while warm.named.get().is_none() {
-            std::thread::yield_now();
-        }
+        let (warm, waiter) = waiting_for_sign();
         warm.local_miss(id(9));
         std::thread::sleep(Duration::from_millis(50));
         assert!(!waiter.is_finished(), "an entry it does not name: no sign");
@@ -442,12 +448,7 @@ mod tests {
 
         // Level one lost an entry the manifest names: the plan comes at
         // go's miss of it.
-        let lost = std::sync::Arc::new(Prefetch::default());
-        let l = lost.clone();
-        let waiter = std::thread::spawn(move || l.wait_for_sign(&three()));
-        while lost.named.get().is_none() {
-            std::thread::yield_now();
-        }
+        let (lost, waiter) = waiting_for_sign();
         lost.local_miss(id(2));
         assert!(waiter.join().unwrap(), "a named entry missed: plan");
         assert_eq!(lost.claim(id(2)), Claim::Fetch, "go's get fetches its own");
