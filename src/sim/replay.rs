@@ -2,7 +2,7 @@
 
 use super::cache::{Cache, Removed, Victim};
 use super::evict::{At, Policy};
-use super::workload::{NONE, Workload};
+use super::workload::{NONE, Request, Workload};
 use crate::limits::PROG_EVICT_EVERY;
 
 /// How often (in requests) a replay reports progress.
@@ -72,8 +72,7 @@ pub fn replay(
         }
         let (a, o) = (r.action, r.output);
         let held = o != NONE && cache.names(a) == o;
-        let asked = !r.is_access()
-            || w.asked_after.is_empty()
+        let asked = r.flags & Request::AFTER_HIT == 0
             || w.asked_after
                 .get(&(i as u32))
                 .is_none_or(|&p| !missed[p as usize]);

@@ -66,6 +66,9 @@ impl Request {
     /// go stores the output when the lookup misses (a hit in the trace, or
     /// a miss followed by a put).
     pub const STORES: u8 = 8;
+    /// go makes this lookup only after a hit of another action (its
+    /// parent in [`Workload::asked_after`]).
+    pub const AFTER_HIT: u8 = 16;
 
     /// True for a lookup.
     pub fn is_access(&self) -> bool {
@@ -232,8 +235,8 @@ pub struct Workload {
     /// run by ID).
     pub action_ids: Vec<Option<TraceId>>,
     /// Lookups go makes only after a hit of another action (trace `of`:
-    /// the compiler's output kept beside it): request index to that
-    /// action. A replay that missed the action skips the lookup, as go
+    /// the compiler's output kept beside it; flagged
+    /// [`Request::AFTER_HIT`]): request index to that action. A replay that missed the action skips the lookup, as go
     /// does.
     pub asked_after: HashMap<u32, u32>,
     /// Where go commands' `gocache prog` sessions ended (trace `end`
@@ -544,6 +547,7 @@ impl Builder {
             self.w
                 .asked_after
                 .insert(self.w.requests.len() as u32, parent);
+            flags |= Request::AFTER_HIT;
         }
         self.w.requests.push(Request {
             t: e.t,
