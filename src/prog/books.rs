@@ -366,25 +366,34 @@ impl Books {
         }
     }
 
-    /// When recording trace events: the action whose hit go was showing
-    /// when it asked for `action` (its compiler or linker output kept
-    /// beside it, which go asks for only after that hit), if any; a hit
-    /// (`hit`) is remembered for the lookups that may follow it.
-    pub(super) fn asked_after(
+    /// Queues a get's trace event, when recording them (`f` makes it, as
+    /// for [`Books::event`]), marked with the action whose hit go was
+    /// showing when it asked for `action` (its compiler or linker output
+    /// kept beside it, which go asks for only after that hit), if any; a
+    /// hit (`hit`) is remembered for the lookups that may follow it. One
+    /// lock for both.
+    pub(super) fn get_event(
         &self,
         action: &Id,
         hit: bool,
-    ) -> Option<crate::trace::schema::TraceId> {
-        let events = self.events.as_ref()?;
+        f: impl FnOnce(&mut RebuildLog, i64) -> TraceEvent,
+    ) {
+        let Some(events) = &self.events else { return };
         let mut e = lock(events);
-        let of = e.after_hit.get(action).copied();
+        let Events {
+            batch,
+            rebuilds,
+            offset_ms,
+            after_hit,
+        } = &mut *e;
+        let of = after_hit.get(action).copied();
         if hit {
             let parent = crate::trace::schema::TraceId::of(action);
             for desc in ["stdout", "link-stdout"] {
-                e.after_hit.insert(subkey(action, desc), parent);
+                after_hit.insert(subkey(action, desc), parent);
             }
         }
-        of
+        batch.push(f(rebuilds, now_ms() + *offset_ms).of(of));
     }
 
     /// Queues a trace event, when recording them; `f` makes it with the

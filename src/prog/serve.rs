@@ -445,10 +445,9 @@ fn get(s: &Shared, id: i64, action: Id, fetchers: Option<&Pool<Job>>) -> Option<
         return Some(local_hit(s, id, hit, now));
     }
     c.misses.fetch_add(1, Ordering::Relaxed);
-    let of = s.books.asked_after(&action, false);
-    s.books.event(|log, t, _| {
+    s.books.get_event(&action, false, |log, t| {
         log.miss(&action, t);
-        TraceEvent::miss(t, &action).of(of)
+        TraceEvent::miss(t, &action)
     });
     if let Some(r) = &s.remote {
         r.prefetch.local_miss(action);
@@ -474,9 +473,9 @@ fn local_hit(s: &Shared, id: i64, hit: Hit, now: UnixTime) -> Response {
     if let Some(r) = &s.remote {
         r.record_use(&entry, now);
     }
-    let of = s.books.asked_after(&entry.action, true);
-    s.books
-        .event(|_, t, _| TraceEvent::hit(t, &entry.action, &entry.output, allocated).of(of));
+    s.books.get_event(&entry.action, true, |_, t| {
+        TraceEvent::hit(t, &entry.action, &entry.output, allocated)
+    });
     Response::hit(id, &entry, s.store.disk_path(&oname))
 }
 
