@@ -421,6 +421,13 @@ def working_sets(trace):
     return max(best, sum(cur.values()))
 
 
+def predicted_misses(sim, row, rec):
+    """The misses `simulate` predicts for `row`: the recording's, plus the
+    hits the budget lost, less the lookups go would not make (`not_asked`:
+    asked only after a hit the replay missed; neither hits nor misses)."""
+    return sim["unbounded"]["hits"] - row["hits"] + rec["misses"] - row.get("not_asked", 0)
+
+
 def simulate(env, trace, budgets, fixed, decide_costs=None):
     args = [env.g, "simulate", trace, "--json", "--policy", ",".join(POLICIES),
             "--fixed-bytes", str(fixed)]
@@ -525,10 +532,7 @@ def main():
                 mean = lambda xs: sum(xs) / len(xs)
                 reals[pol] = {"misses": mean(misses), "rebuild_s": mean(secs)}
                 s = row_sim[pol]
-                # Lookups go makes only after a hit the replay missed are
-                # not made (`not_asked`): neither hits nor misses.
-                pred_miss = (sim["unbounded"]["hits"] - s["hits"] + rec["misses"]
-                             - s.get("not_asked", 0))
+                pred_miss = predicted_misses(sim, s, rec)
                 w["rows"].append({
                     "budget": b, "policy": pol,
                     "real_misses": round(mean(misses)), "predicted_misses": pred_miss,
@@ -542,8 +546,7 @@ def main():
                     # gd-cost deciding with the seconds it is charged.
                     "predicted_lost_s_one_sample": round(row_sim1[pol]["lost_s"], 2),
                     "predicted_misses_one_sample":
-                        sim1["unbounded"]["hits"] - row_sim1[pol]["hits"] + rec["misses"]
-                        - row_sim1[pol].get("not_asked", 0),
+                        predicted_misses(sim1, row_sim1[pol], rec),
                     "real_misses_each": misses,
                     "real_rebuild_s_each": [round(x, 2) for x in secs],
                 })
@@ -552,7 +555,7 @@ def main():
                     f" predicted {s['lost_s']:.1f} s;"
                     f" extra CPU real {' '.join(f'{x:.1f}' for x in extra)} s")
             rank_real = sorted(POLICIES, key=lambda p: reals[p]["misses"])
-            rank_pred = sorted(POLICIES, key=lambda p: row_sim[p]["hits"] + row_sim[p].get("not_asked", 0), reverse=True)
+            rank_pred = sorted(POLICIES, key=lambda p: predicted_misses(sim, row_sim[p], rec))
             rank_real_s = sorted(POLICIES, key=lambda p: reals[p]["rebuild_s"])
             rank_pred_s = sorted(POLICIES, key=lambda p: row_sim[p]["lost_s"])
             w.setdefault("rankings", []).append({"budget": b, "real": rank_real, "predicted": rank_pred,
