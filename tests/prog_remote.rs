@@ -906,3 +906,67 @@ fn a_machine_that_lost_part_of_its_manifest_gets_it_back_without_a_rebuild() {
     assert!(planned + remote_hits >= lost, "{lost} lost: {s}\n{err}");
     assert_eq!(std::fs::read(&bin).unwrap(), first);
 }
+
+/// A warm build run again costs the store nothing: level one misses
+/// nothing the store could have, so the manifest is neither read nor
+/// written, and the uses are the set this machine reported minutes ago,
+/// so no use log goes up either. Fifteen minutes later the same build
+/// reports them again: the fleet's last use moves on, and a trim (whose
+/// grace period is an hour) keeps what is in use.
+#[test]
+fn a_warm_build_run_again_sends_the_store_nothing() {
+    use crate::support::shaped::{Shape, ShapedLink};
+    let g = GarageCluster::shared();
+    let (url, store) = g.fresh_prefix(&g.rw);
+    let fleet = Fleet::new(53);
+    let a = Sandbox::with_template();
+    let bin = a.root().join("fleet-a");
+    // go waits for the wrapper's output to close, so for prog to have
+    // exited: what it sends after go has its answer is sent by then.
+    let wrapper = a.root().join("until-prog-exits.sh");
+    std::fs::write(&wrapper, "\"$@\"\n").unwrap();
+    let waiting = |args: &[String], env: &[(&str, String)]| {
+        let mut cmd = build(&a, &fleet, &bin, &strs(args), &creds(&g.rw));
+        let prog = format!(
+            "/bin/sh {} {} prog {}",
+            wrapper.display(),
+            gocache_bin().display(),
+            args.join(" ")
+        );
+        cmd.env("GOCACHEPROG", prog);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        run_ok(cmd)
+    };
+    let logs = || list_all(&store, "uses/log-").unwrap().len();
+    // Every build through a link that counts what crosses it (the store
+    // as this machine names it: its uses and absences are kept per store).
+    let node0 = g.endpoint().trim_start_matches("http://").parse().unwrap();
+    let link = ShapedLink::start(node0, Shape::none()).unwrap();
+    let args = store_args(&url, link.endpoint());
+    // The first build uploads what it built; the second, warm, reports
+    // its uses (a set this machine has not reported yet).
+    waiting(&args, &[]);
+    assert!(!wait_for_prefix(&store, "m/").is_empty());
+    waiting(&args, &[]);
+    let logs_before = logs();
+    assert!(logs_before >= 1, "{logs_before}");
+
+    // The third sends nothing.
+    let sent = (link.connections(), link.bytes_up(), link.bytes_down());
+    let err = stderr(&waiting(&args, &[]));
+    assert_eq!(
+        (link.connections(), link.bytes_up(), link.bytes_down()),
+        sent,
+        "a warm build run again asked the store something: {err}"
+    );
+    assert_eq!(run_binary(&bin), "sum 58\n");
+    assert_eq!(logs(), logs_before);
+
+    // Sixteen minutes on, the same build reports its uses again.
+    let later = [("GOCACHE_TEST_NOW_OFFSET", (16 * 60).to_string())];
+    waiting(&args, &later);
+    assert!(link.bytes_up() > sent.1);
+    assert_eq!(logs(), logs_before + 1, "one log, with the later uses");
+}

@@ -118,7 +118,8 @@ struct StatsArgs {
 }
 
 /// The grace period when --grace is not given: far above the interval at
-/// which sessions log their uses (a minute).
+/// which sessions log their uses (a minute, or fifteen for a set of uses
+/// the same machine reported already: `remote::tier::REPORT_AGAIN_AFTER`).
 const DEFAULT_GRACE: i64 = 3600;
 
 /// Keep a remote tier within a budget, by fleet-wide last use.
@@ -150,7 +151,8 @@ struct TrimArgs {
     budget: u64,
     /// Never delete an object uploaded or used this recently [default: 1h]
     ///
-    /// 90m, 2h, 1d.
+    /// 90m, 2h, 1d. Uses reach the store within a minute, or fifteen when
+    /// a machine repeats what it reported already: keep it above 20m.
     #[arg(long, value_name = "DURATION", value_parser = parse_grace, allow_hyphen_values = true,
           help_heading = super::common::heading::LIMITS, value_hint = clap::ValueHint::Other)]
     grace: Option<i64>,

@@ -1,7 +1,7 @@
 //! Typed values kept in the `meta` table: the limits stored with
 //! `gocache limits`, a summary of the last trim, the `gdsf` policy's
 //! clock history, and per remote store the actions it did not have that go
-//! never stores.
+//! never stores and the sets of uses this machine reported to it lately.
 
 use rusqlite::OptionalExtension;
 
@@ -22,6 +22,9 @@ const GDSF_CLOCK_KEY: &str = "gdsf_clock";
 /// The key (then a space and the store) of [`Index::remote_absent`]'s set
 /// (as JSON: action hex to Unix seconds).
 const REMOTE_ABSENT_KEY: &str = "remote_absent";
+/// The key (then a space and the store) of [`Index::remote_reported`]'s
+/// sets (as JSON: fingerprint hex to Unix seconds).
+const REMOTE_REPORTED_KEY: &str = "remote_reported";
 
 /// What a trim did, recorded for people looking at the index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -104,15 +107,7 @@ impl Index {
     /// again (see `prog::books::Absent`). Empty when none are stored or
     /// what is stored cannot be read (it is only a hint).
     pub fn remote_absent(&self, place: &str) -> Result<std::collections::HashMap<Id, UnixTime>> {
-        let Some(json) = self.meta(&format!("{REMOTE_ABSENT_KEY} {place}"))? else {
-            return Ok(Default::default());
-        };
-        let map: std::collections::HashMap<String, UnixTime> =
-            serde_json::from_str(&json).unwrap_or_default();
-        Ok(map
-            .into_iter()
-            .filter_map(|(hex, until)| Some((Id::from_hex(hex.as_bytes())?, until)))
-            .collect())
+        self.id_times(&format!("{REMOTE_ABSENT_KEY} {place}"))
     }
 
     /// Stores [`Index::remote_absent`]'s set for `place` in place of what
@@ -122,20 +117,62 @@ impl Index {
         place: &str,
         absent: &std::collections::HashMap<Id, UnixTime>,
     ) -> Result<()> {
-        let key = format!("{REMOTE_ABSENT_KEY} {place}");
-        if absent.is_empty() {
+        self.set_id_times(&format!("{REMOTE_ABSENT_KEY} {place}"), absent)
+    }
+
+    /// The sets of uses this machine reported to the remote store `place`
+    /// lately, by fingerprint, with when (see
+    /// `remote::tier::REPORT_AGAIN_AFTER`). Empty when none are stored or
+    /// what is stored cannot be read (it is only a hint).
+    pub fn remote_reported(&self, place: &str) -> Result<std::collections::HashMap<Id, UnixTime>> {
+        self.id_times(&format!("{REMOTE_REPORTED_KEY} {place}"))
+    }
+
+    /// Adds a set of uses reported to `place` at `at` to
+    /// [`Index::remote_reported`]'s, dropping those reported before
+    /// `forget_before`.
+    pub fn add_remote_reported(
+        &mut self,
+        place: &str,
+        fingerprint: Id,
+        at: UnixTime,
+        forget_before: UnixTime,
+    ) -> Result<()> {
+        let mut sets = self.remote_reported(place)?;
+        sets.retain(|_, t| *t >= forget_before);
+        let t = sets.entry(fingerprint).or_insert(at);
+        *t = (*t).max(at);
+        self.set_id_times(&format!("{REMOTE_REPORTED_KEY} {place}"), &sets)
+    }
+
+    fn id_times(&self, key: &str) -> Result<std::collections::HashMap<Id, UnixTime>> {
+        let Some(json) = self.meta(key)? else {
+            return Ok(Default::default());
+        };
+        let map: std::collections::HashMap<String, UnixTime> =
+            serde_json::from_str(&json).unwrap_or_default();
+        Ok(map
+            .into_iter()
+            .filter_map(|(hex, t)| Some((Id::from_hex(hex.as_bytes())?, t)))
+            .collect())
+    }
+
+    fn set_id_times(
+        &mut self,
+        key: &str,
+        map: &std::collections::HashMap<Id, UnixTime>,
+    ) -> Result<()> {
+        if map.is_empty() {
             return self
                 .conn
-                .execute("DELETE FROM meta WHERE key = ?1", [&key])
+                .execute("DELETE FROM meta WHERE key = ?1", [key])
                 .map(drop)
                 .at(&self.path);
         }
-        let map: std::collections::BTreeMap<String, UnixTime> = absent
-            .iter()
-            .map(|(id, until)| (id.to_string(), *until))
-            .collect();
+        let map: std::collections::BTreeMap<String, UnixTime> =
+            map.iter().map(|(id, t)| (id.to_string(), *t)).collect();
         let json = serde_json::to_string(&map).unwrap_or_default();
-        self.set_meta(&key, &json)
+        self.set_meta(key, &json)
     }
 
     pub(super) fn meta(&self, key: &str) -> Result<Option<String>> {

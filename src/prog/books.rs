@@ -88,6 +88,10 @@ pub(super) struct Books {
     remote: OnceLock<crate::model::ProgRemote>,
     /// The actions the remote store did not have and go never stores.
     pub(super) absent: Absent,
+    /// The sets of uses this machine reported to the remote store lately
+    /// (`remote::tier::REPORT_AGAIN_AFTER`): read by the bookkeeper as it
+    /// opens the index, for the session's last use log.
+    reported: Mutex<Option<std::collections::HashMap<Id, UnixTime>>>,
     /// Puts waiting for room on a full disk, and the bookkeeper's rounds
     /// of enforcement for them (see [`Books::make_room`]).
     room: Mutex<Room>,
@@ -301,6 +305,7 @@ impl Books {
             }),
             remote: OnceLock::new(),
             absent: Absent::default(),
+            reported: Mutex::default(),
             room: Mutex::default(),
             room_done: Condvar::new(),
             room_asked: Mutex::new(None),
@@ -426,6 +431,12 @@ impl Books {
         }
     }
 
+    /// The sets of uses this machine reported to the remote store lately,
+    /// as the index held them at start (empty without one).
+    pub(super) fn take_reported(&self) -> std::collections::HashMap<Id, UnixTime> {
+        lock(&self.reported).take().unwrap_or_default()
+    }
+
     /// The requests are over: the bookkeeper records the rest, with the
     /// remote tier's counts when there is one.
     pub(super) fn close(&self, remote: Option<crate::model::ProgRemote>) {
@@ -490,6 +501,8 @@ fn keep_books(
             .as_ref()
             .map(|ix| unexpired_absent(ix, place, now).0);
         books.absent.load(known.unwrap_or_default());
+        let reported = keeper.index.as_ref().map(|ix| ix.remote_reported(place));
+        *lock(&books.reported) = Some(reported.and_then(|r| r.ok()).unwrap_or_default());
     }
     while !books.closing.load(Ordering::SeqCst) {
         flush_uses(books, &mut keeper, false);
@@ -542,6 +555,22 @@ fn keep_books(
     timeline.note("uses-recorded-after", 0, 0);
     store_absent(books, &mut keeper);
     keeper.index
+}
+
+/// After the session's last use log: remembers that it reported this set
+/// of uses (see `remote::tier::REPORT_AGAIN_AFTER`), so that the next
+/// session using the same need not.
+pub(super) fn store_reported(
+    books: &Books,
+    index: Option<&mut Index>,
+    (fingerprint, at): (Id, UnixTime),
+) {
+    let (Some(ix), Some(place)) = (index, books.absent.place.get()) else {
+        return;
+    };
+    let forget = at - crate::remote::tier::REPORT_AGAIN_AFTER;
+    // A hint: without it the next session writes its log, as before.
+    let _ = ix.add_remote_reported(place, fingerprint, at, forget);
 }
 
 /// Stores what the store did not have and go did not store ([`Absent`]),

@@ -2,23 +2,29 @@
 //! ([`crate::remote::manifest`]): the plan, the threads that work it, and
 //! how a get that go sends meanwhile meets them.
 //!
-//! At start, one thread reads the manifest of the session's build key (a
-//! GET; go is answered meanwhile, its local misses fetched as ever). It
-//! plans at the first sign that level one lacks something
-//! ([`Prefetch::local_miss`]): a local miss before the manifest came (a
-//! cold machine), or one of an entry the manifest names. A warm machine
-//! gives none, and so is spared looking up each entry the manifest names
-//! (a `stat` each, a thousand for std: about 2.5 ms of prog's CPU in a
-//! warm session). The plan queues the manifest's entries that level one lacks, in
-//! order, up to [`PrefetchOptions`]' bounds; then the thread and
-//! [`PrefetchOptions::workers`]` - 1` more fetch them, each as a get's
-//! fetch does (the action entry, then its output, verified, into a temp
-//! file put into place only when it checks out). A get go sends meanwhile
-//! finds a prefetched entry in level one (a local hit). For one not
-//! fetched yet, go's get [`Prefetch::claim`]s it: queued, it is taken off
-//! the plan and fetched for go at once; in flight, the get waits for that
-//! fetch (bounded by the store's timeouts, as its own fetch would be) and
-//! then reads level one, so no entry is downloaded twice.
+//! A warm machine needs no manifest: every entry go asks for is in level
+//! one, or is one go never stores (the link of `go build -o`), which the
+//! store was asked for once and is answered without asking since
+//! ([`super::books::Absent`]). So the manifest is read only at the first
+//! sign that level one lacks something ([`Prefetch::local_miss`]): a local
+//! miss the store may answer. Until then the prefetch's thread waits, and
+//! a warm build makes no request of the store for it (nor, at close,
+//! writes a manifest it never read; see `RemoteState::drain`). At the
+//! sign the thread reads the manifest of the session's build key (a GET;
+//! go is answered meanwhile, its misses fetched as ever) and plans if one
+//! of the misses so far is of an entry the manifest names (a cold
+//! machine, or one that lost entries to a trim, `go clean` or a partly
+//! restored CI cache); if none is (an edit: the misses are new actions),
+//! it waits for one that is. The plan queues the manifest's entries that
+//! level one lacks, in order, up to [`PrefetchOptions`]' bounds; then the
+//! thread and [`PrefetchOptions::workers`]` - 1` more fetch them, each as
+//! a get's fetch does (the action entry, then its output, verified, into
+//! a temp file put into place only when it checks out). A get go sends
+//! meanwhile finds a prefetched entry in level one (a local hit). For one
+//! not fetched yet, go's get [`Prefetch::claim`]s it: queued, it is taken
+//! off the plan and fetched for go at once; in flight, the get waits for
+//! that fetch (bounded by the store's timeouts, as its own fetch would be)
+//! and then reads level one, so no entry is downloaded twice.
 //!
 //! A store that fails pauses the tier as a fetch's failure does: the plan
 //! is dropped, and go's gets go on as without a manifest. At close the
@@ -75,7 +81,14 @@ enum Slot {
 struct Plan {
     queue: VecDeque<Id>,
     slots: HashMap<Id, Slot>,
+    /// The misses while the manifest was being read (the first
+    /// [`EARLY_MAX`]): whether one is named decides the plan.
+    early: Vec<Id>,
 }
+
+/// Misses kept while the manifest is read: a cold machine's first few are
+/// named already.
+const EARLY_MAX: usize = 256;
 
 /// What a get should do about an action (see [`Prefetch::claim`]).
 #[derive(Debug, PartialEq, Eq)]
@@ -86,20 +99,23 @@ pub(super) enum Claim {
     Arrived,
 }
 
-/// When the plan is made ([`Prefetch::local_miss`]): the manifest is
-/// being read.
-const READING: u8 = 0;
+/// When the manifest is read and the plan made ([`Prefetch::local_miss`]):
+/// no sign yet, nothing read.
+const IDLE: u8 = 0;
+/// A local miss came: the manifest is being read.
+const READING: u8 = 1;
 /// Read; the plan waits for a local miss of an entry it names.
-const WATCHING: u8 = 1;
-/// Plan now (a local miss said level one lacks something), or planned.
-const PLANNING: u8 = 2;
+const WATCHING: u8 = 2;
+/// Plan now (a local miss said level one lacks something), or planned, or
+/// nothing to plan from.
+const PLANNING: u8 = 3;
 
 /// A session's prefetch.
 #[derive(Default)]
 pub(super) struct Prefetch {
     plan: Mutex<Plan>,
     changed: Condvar,
-    /// [`READING`], [`WATCHING`] or [`PLANNING`].
+    /// [`IDLE`], [`READING`], [`WATCHING`] or [`PLANNING`].
     trigger: AtomicU8,
     /// The actions the manifest names, once read.
     named: std::sync::OnceLock<std::collections::HashSet<Id>>,
@@ -158,48 +174,71 @@ impl Prefetch {
         n
     }
 
-    /// Go's get of `action` missed level one (called for every local miss,
-    /// before it is fetched): the sign the plan waits for, when it is the
-    /// first miss (the manifest not read yet: a cold machine, most likely)
-    /// or the first of an entry the manifest names. One atomic load once
-    /// the plan is made.
+    /// Go's get of `action` missed level one, and the store may have it
+    /// (called for every such miss, before it is fetched): the sign the
+    /// manifest's read waits for, when it is the first, and the plan, when
+    /// it is of an entry the manifest names. One atomic load once the plan
+    /// is made, two and a set lookup while it waits for a named miss.
     pub(super) fn local_miss(&self, action: Id) {
         match self.trigger.load(Ordering::Acquire) {
-            READING => {
-                let _ = self.trigger.compare_exchange(
-                    READING,
-                    PLANNING,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                );
+            PLANNING => return,
+            WATCHING if !self.named.get().is_some_and(|n| n.contains(&action)) => return,
+            _ => {}
+        }
+        let mut p = lock(&self.plan);
+        match self.trigger.load(Ordering::Acquire) {
+            IDLE => {
+                self.trigger.store(READING, Ordering::Release);
+                p.early.push(action);
+                self.changed.notify_all();
             }
-            WATCHING
-                if self.named.get().is_some_and(|n| n.contains(&action))
-                    && self
-                        .trigger
-                        .compare_exchange(WATCHING, PLANNING, Ordering::AcqRel, Ordering::Acquire)
-                        .is_ok() =>
-            {
-                let _guard = lock(&self.plan);
+            READING if p.early.len() < EARLY_MAX => p.early.push(action),
+            // Named (checked above; the set never changes once made).
+            WATCHING => {
+                self.trigger.store(PLANNING, Ordering::Release);
                 self.changed.notify_all();
             }
             _ => {}
         }
     }
 
+    /// Waits for the first sign that level one lacks something: true when
+    /// it came (read the manifest now), false when the prefetch stopped
+    /// first (close, on a warm machine).
+    pub(super) fn wait_for_miss(&self) -> bool {
+        let mut p = lock(&self.plan);
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                return false;
+            }
+            if self.trigger.load(Ordering::Acquire) != IDLE {
+                return true;
+            }
+            p = self
+                .changed
+                .wait(p)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+
     /// The manifest `m` was read: returns once it is time to plan (true),
     /// or when the prefetch stops first (false; at close, or the store
-    /// failed). Returns at once after a local miss before it came.
+    /// failed). Returns at once when a miss while it was read is of an
+    /// entry it names.
     pub(super) fn wait_for_sign(&self, m: &Manifest) -> bool {
-        let _ = self.named.set(m.entries.iter().map(|e| e.action).collect());
-        if self
-            .trigger
-            .compare_exchange(READING, WATCHING, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
-            return !self.stop.load(Ordering::Relaxed);
-        }
+        let named = self
+            .named
+            .get_or_init(|| m.entries.iter().map(|e| e.action).collect());
         let mut p = lock(&self.plan);
+        if matches!(self.trigger.load(Ordering::Acquire), IDLE | READING) {
+            let early = std::mem::take(&mut p.early);
+            let next = if early.iter().any(|a| named.contains(a)) {
+                PLANNING
+            } else {
+                WATCHING
+            };
+            self.trigger.store(next, Ordering::Release);
+        }
         loop {
             if self.stop.load(Ordering::Relaxed) {
                 return false;
@@ -417,38 +456,53 @@ mod tests {
         p.cancel(Instant::now() + Duration::from_millis(10));
     }
 
-    /// A prefetch whose thread has read [`three`] and waits for a sign.
-    fn waiting_for_sign() -> (std::sync::Arc<Prefetch>, std::thread::JoinHandle<bool>) {
+    #[test]
+    fn a_warm_machine_reads_no_manifest() {
         let p = std::sync::Arc::new(Prefetch::default());
         let q = p.clone();
-        let waiter = std::thread::spawn(move || q.wait_for_sign(&three()));
-        while p.named.get().is_none() {
-            std::thread::yield_now();
-        }
-        (p, waiter)
+        let waiter = std::thread::spawn(move || q.wait_for_miss());
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!waiter.is_finished(), "no miss: nothing to read");
+        p.cancel(Instant::now());
+        assert!(!waiter.join().unwrap(), "closed: nothing read");
     }
 
     #[test]
-    fn the_plan_waits_for_a_miss_before_the_manifest_or_of_an_entry_it_names() {
+    fn the_plan_waits_for_a_miss_of_an_entry_the_manifest_names() {
         let m = three();
-        // A cold machine: go missed before the manifest came.
+        // A cold machine: go missed an entry the manifest names while it
+        // was being read.
         let cold = Prefetch::default();
+        cold.local_miss(id(1));
+        assert!(cold.wait_for_miss(), "the first miss: read the manifest");
         cold.local_miss(id(9));
-        assert!(cold.wait_for_sign(&m), "plans at once");
+        assert!(cold.wait_for_sign(&m), "a named miss while reading: plan");
 
-        // A warm machine: misses of entries the manifest does not name
-        // (go's link, a stdout it never stores) are no sign; close ends
-        // the wait without a plan.
-        let (warm, waiter) = waiting_for_sign();
-        warm.local_miss(id(9));
+        // An edit: the misses are new actions, which the manifest does not
+        // name; the read comes, the plan does not, and close ends the wait.
+        let edit = std::sync::Arc::new(Prefetch::default());
+        edit.local_miss(id(9));
+        assert!(edit.wait_for_miss());
+        let q = edit.clone();
+        let waiter = std::thread::spawn(move || q.wait_for_sign(&three()));
+        while edit.trigger.load(Ordering::Acquire) != WATCHING {
+            std::thread::yield_now();
+        }
+        edit.local_miss(id(8));
         std::thread::sleep(Duration::from_millis(50));
-        assert!(!waiter.is_finished(), "an entry it does not name: no sign");
-        warm.cancel(Instant::now());
+        assert!(!waiter.is_finished(), "entries it does not name: no sign");
+        edit.cancel(Instant::now());
         assert!(!waiter.join().unwrap(), "closed: no plan");
 
-        // Level one lost an entry the manifest names: the plan comes at
-        // go's miss of it.
-        let (lost, waiter) = waiting_for_sign();
+        // Level one lost an entry the manifest names, missed after the
+        // read: the plan comes at go's miss of it.
+        let lost = std::sync::Arc::new(Prefetch::default());
+        lost.local_miss(id(9));
+        let q = lost.clone();
+        let waiter = std::thread::spawn(move || q.wait_for_sign(&three()));
+        while lost.trigger.load(Ordering::Acquire) != WATCHING {
+            std::thread::yield_now();
+        }
         lost.local_miss(id(2));
         assert!(waiter.join().unwrap(), "a named entry missed: plan");
         assert_eq!(lost.claim(id(2)), Claim::Fetch, "go's get fetches its own");

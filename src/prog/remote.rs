@@ -81,6 +81,9 @@ pub(super) struct RemoteState {
     previous: Mutex<Option<Manifest>>,
     /// The manifest's entries fetched ahead of go.
     pub(super) prefetch: Prefetch,
+    /// The manifest was read (or found missing or unreadable): only then
+    /// is one written at close, merged with it.
+    manifest_read: AtomicBool,
     /// The manifest was written at close.
     manifest_written: AtomicBool,
 }
@@ -110,6 +113,7 @@ impl RemoteState {
             used: Mutex::new(UsedLog::default()),
             previous: Mutex::new(None),
             prefetch: Prefetch::default(),
+            manifest_read: AtomicBool::new(false),
             manifest_written: AtomicBool::new(false),
         }
     }
@@ -135,17 +139,22 @@ impl RemoteState {
         self.cfg.manifest.is_some() && !self.off.load(Ordering::Relaxed)
     }
 
-    /// At start: reads the build key's manifest and, at the first sign
-    /// that level one lacks something ([`super::prefetch::Prefetch::
-    /// local_miss`]), queues its entries that level one lacks; on a warm
-    /// machine the sign never comes, and this returns at close.
-    /// Returns how many threads should work the plan (none when there is
-    /// nothing to fetch). A store that fails costs one warning, as a
-    /// fetch's failure does.
-    pub(super) fn plan_prefetch(&self, store: &LocalStore, now: UnixTime) -> usize {
+    /// On the prefetch's thread from the start: at the first sign that
+    /// level one lacks something ([`super::prefetch::Prefetch::
+    /// local_miss`]), reads the build key's manifest and, once a miss is
+    /// of an entry it names, queues its entries that level one lacks; on a
+    /// warm machine the sign never comes, nothing is read, and this
+    /// returns at close. Returns how many threads should work the plan
+    /// (none when there is nothing to fetch). A store that fails costs one
+    /// warning, as a fetch's failure does.
+    pub(super) fn plan_prefetch(&self, store: &LocalStore, clock: fn() -> UnixTime) -> usize {
         let Some((key, opts)) = &self.cfg.manifest else {
             return 0;
         };
+        if !self.prefetch.wait_for_miss() {
+            return 0;
+        }
+        let now = clock();
         if self.cfg.tier.check_paused(now).is_err() {
             self.prefetch.no_plan();
             return 0;
@@ -154,6 +163,10 @@ impl RemoteState {
         if !matches!(read, Ok(Some(_))) {
             self.prefetch.no_plan();
         }
+        // What is stored is known now (nothing, or damage to replace): the
+        // session's own may be written at close.
+        let known = !matches!(read, Err(manifest::ManifestError::Store(_)));
+        self.manifest_read.store(known, Ordering::Relaxed);
         match read {
             Ok(Some(m)) => {
                 *lock(&self.previous) = Some(m.clone());
@@ -330,9 +343,21 @@ impl RemoteState {
     /// The session's manifest is written beside it, within the same
     /// bound (on a thread of its own, so the bound holds whatever the
     /// store does).
-    pub(super) fn drain(&self, timeline: &Timeline, now: UnixTime) {
+    ///
+    /// `reported` is what this machine reported lately (see
+    /// [`crate::remote::tier::REPORT_AGAIN_AFTER`]); returns the set of
+    /// uses the last log reported, when it held the whole session's.
+    pub(super) fn drain(
+        &self,
+        timeline: &Timeline,
+        now: UnixTime,
+        reported: std::collections::HashMap<Id, UnixTime>,
+    ) -> Option<(Id, UnixTime)> {
         let deadline = std::time::Instant::now() + self.cfg.drain;
         let manifest = self.start_manifest_write(now);
+        if let Some(rec) = &self.cfg.recorder {
+            rec.reported_lately(reported);
+        }
         if let Some(up) = lock(&self.uploader).take() {
             let counts = up.drain(deadline);
             timeline.note("remote-drained", 0, counts.logs_written);
@@ -343,17 +368,24 @@ impl RemoteState {
             self.manifest_written.store(ok, Ordering::Relaxed);
             timeline.note("manifest-written", 0, u64::from(ok));
         }
+        self.cfg.recorder.as_ref().and_then(|r| r.reported())
     }
 
     /// Starts writing the session's manifest, when it has one to write
-    /// (not read-only, the store not paused or refusing, something used,
-    /// and not the manifest read at start over again, in any order).
+    /// (not read-only, the store not paused or refusing, the manifest read
+    /// this session, something used, and not what was read over again, in
+    /// any order). A session that never read it missed nothing the store
+    /// could have had: a warm build, whose entries the manifest's writer
+    /// (the session that built or fetched them) named already.
     fn start_manifest_write(
         &self,
         now: UnixTime,
     ) -> Option<std::sync::mpsc::Receiver<Result<(), crate::remote::StoreError>>> {
         let (key, _) = self.cfg.manifest.as_ref()?;
         self.cfg.recorder.as_ref()?;
+        if !self.manifest_read.load(Ordering::Relaxed) {
+            return None;
+        }
         if self.off.load(Ordering::Relaxed) || self.cfg.tier.check_paused(now).is_err() {
             return None;
         }
@@ -429,6 +461,7 @@ pub(super) fn fetch(
         remote.known_absent.fetch_add(1, Ordering::Relaxed);
         return Response::miss(id);
     }
+    remote.prefetch.local_miss(action);
     let landed = land(
         store,
         action,

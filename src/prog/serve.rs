@@ -185,14 +185,18 @@ impl Session {
         // need not wait for them. Prefetches still in flight get as long
         // to remove their temp files (one blocked on the network past it
         // leaves its file to a full trim's sweep).
-        if let Some(r) = &s.remote {
-            r.drain(&s.timeline, (s.clock)());
+        let reported = s.remote.as_ref().and_then(|r| {
+            let reported = r.drain(&s.timeline, (s.clock)(), s.books.take_reported());
             r.prefetch
                 .cancel(std::time::Instant::now() + PREFETCH_CANCEL_WAIT);
             s.timeline.note("prefetch-stopped", 0, 0);
-        }
-        let index = self.bookkeeper.join().ok().flatten();
+            reported
+        });
+        let mut index = self.bookkeeper.join().ok().flatten();
         s.timeline.note("books-done", 0, 0);
+        if let Some(r) = reported {
+            books::store_reported(&s.books, index.as_mut(), r);
+        }
         // Closing the index may checkpoint its WAL: after the go command
         // has gone on.
         drop(index);
@@ -225,7 +229,7 @@ fn start_prefetch(shared: &Arc<Shared>) {
         .name("gocache-prefetch".into())
         .spawn(move || {
             let Some(r) = &sh.remote else { return };
-            let workers = r.plan_prefetch(&sh.store, (sh.clock)());
+            let workers = r.plan_prefetch(&sh.store, sh.clock);
             sh.timeline.note("prefetch-planned", 0, workers as u64);
             for i in 1..workers {
                 let sh = Arc::clone(&sh);
@@ -449,9 +453,6 @@ fn get(s: &Shared, id: i64, action: Id, fetchers: Option<&Pool<Job>>) -> Option<
         log.miss(&action, t);
         TraceEvent::miss(t, &action)
     });
-    if let Some(r) = &s.remote {
-        r.prefetch.local_miss(action);
-    }
     match (&s.remote, fetchers) {
         (None, _) => Some(Response::miss(id)),
         (Some(_), Some(fetchers)) => {

@@ -14,7 +14,9 @@
 //!   entry never names a missing output), and [`Uploader::drain`] finishes
 //!   within a deadline, abandoning what is left.
 //! - [`UseRecorder`] collects the session's uses and counters and writes
-//!   them as a use log every [`LOG_BATCH`] uses or [`LOG_INTERVAL`] seconds.
+//!   them as a use log every [`LOG_BATCH`] uses or [`LOG_INTERVAL`] seconds,
+//!   and at close unless this machine reported the same uses within
+//!   [`REPORT_AGAIN_AFTER`] (a warm build run again writes nothing).
 //!
 //! When the store is unreachable or overloaded, the tier pauses for
 //! [`PAUSE`] seconds: fetches answer [`FetchError::Paused`] at once (a
@@ -44,6 +46,15 @@ pub const LOG_BATCH: usize = 4096;
 pub const LOG_INTERVAL: i64 = 60;
 /// Seconds the tier stops asking a store that is down.
 pub const PAUSE: i64 = 30;
+/// A session whose uses are, all of them, a set this machine reported to
+/// the store less than this long ago writes no use log at close (its
+/// counters are all zero then: it asked the store nothing). A warm build
+/// run again and again costs the store nothing, and the fleet's last use
+/// of what it used lags by at most this (cargo's last-use tracking updates
+/// a timestamp only after five minutes for the same reason), so a trim's
+/// grace period must be well above it plus [`LOG_INTERVAL`]; the default,
+/// one hour, is.
+pub const REPORT_AGAIN_AFTER: i64 = 15 * 60;
 
 /// A clock, injected: Unix seconds.
 pub type Clock = Arc<dyn Fn() -> UnixTime + Send + Sync>;
@@ -52,6 +63,9 @@ pub type Clock = Arc<dyn Fn() -> UnixTime + Send + Sync>;
 pub struct UseRecorder {
     session: SessionId,
     state: Mutex<RecorderState>,
+    /// The sets of uses this machine reported lately (see
+    /// [`UseRecorder::reported_lately`]).
+    lately: Mutex<std::collections::HashMap<Id, UnixTime>>,
 }
 
 struct RecorderState {
@@ -60,6 +74,23 @@ struct RecorderState {
     counts: SessionCounts,
     counts_dirty: bool,
     last_flush: UnixTime,
+    /// A log was written this session: the last one holds only a part.
+    logged: bool,
+    /// The last log held the whole session's uses: their fingerprint
+    /// ([`Uses::fingerprint`]) and when it was written.
+    reported: Option<(Id, UnixTime)>,
+}
+
+/// What [`UseRecorder::flush_last`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LastLog {
+    /// Written, under this key.
+    Written(String),
+    /// Nothing was pending.
+    Nothing,
+    /// The session used what this machine reported lately, and asked the
+    /// store nothing: no log ([`REPORT_AGAIN_AFTER`]).
+    ReportedLately,
 }
 
 impl UseRecorder {
@@ -73,8 +104,25 @@ impl UseRecorder {
                 counts: SessionCounts::default(),
                 counts_dirty: false,
                 last_flush: now,
+                logged: false,
+                reported: None,
             }),
+            lately: Mutex::default(),
         }
+    }
+
+    /// The sets of uses this machine reported to the store lately, by
+    /// fingerprint, with when (kept in the index between sessions): a
+    /// session whose uses are one of them, reported less than
+    /// [`REPORT_AGAIN_AFTER`] ago, writes no log at close.
+    pub fn reported_lately(&self, sets: std::collections::HashMap<Id, UnixTime>) {
+        *self.lately.lock().unwrap() = sets;
+    }
+
+    /// The session's last log held all its uses: their fingerprint and
+    /// when it was written, for the next sessions' [`Self::reported_lately`].
+    pub fn reported(&self) -> Option<(Id, UnixTime)> {
+        self.state.lock().unwrap().reported
     }
 
     /// This session's ID.
@@ -124,10 +172,48 @@ impl UseRecorder {
         store: &dyn ObjectStore,
         now: UnixTime,
     ) -> Result<Option<String>, StoreError> {
-        let (mut batch, records) = {
+        self.write_log(store, now, false).map(|l| match l {
+            LastLog::Written(key) => Some(key),
+            LastLog::Nothing | LastLog::ReportedLately => None,
+        })
+    }
+
+    /// The session's last log, at close: as [`UseRecorder::flush`], except
+    /// that a session that wrote no log before, asked the store nothing
+    /// (its counters unchanged), and used exactly a set this machine
+    /// reported less than [`REPORT_AGAIN_AFTER`] ago writes none.
+    pub fn flush_last(
+        &self,
+        store: &dyn ObjectStore,
+        now: UnixTime,
+    ) -> Result<LastLog, StoreError> {
+        self.write_log(store, now, true)
+    }
+
+    fn write_log(
+        &self,
+        store: &dyn ObjectStore,
+        now: UnixTime,
+        last: bool,
+    ) -> Result<LastLog, StoreError> {
+        let (mut batch, records, whole) = {
             let mut s = self.state.lock().unwrap();
             if s.records == 0 && !s.counts_dirty {
-                return Ok(None);
+                return Ok(LastLog::Nothing);
+            }
+            let whole = (last && !s.logged).then(|| s.pending.fingerprint());
+            if let Some(fp) = whole
+                && !s.counts_dirty
+                && self
+                    .lately
+                    .lock()
+                    .unwrap()
+                    .get(&fp)
+                    .is_some_and(|&at| at <= now && now - at < REPORT_AGAIN_AFTER)
+            {
+                s.pending = Uses::default();
+                s.records = 0;
+                return Ok(LastLog::ReportedLately);
             }
             let mut batch = std::mem::take(&mut s.pending);
             let mut counts = s.counts;
@@ -135,11 +221,16 @@ impl UseRecorder {
             batch.sessions.insert(self.session, counts);
             s.counts_dirty = false;
             s.last_flush = now;
-            (batch, std::mem::take(&mut s.records))
+            (batch, std::mem::take(&mut s.records), whole)
         };
         let name = UsesName::new(UsesKind::Log, now);
         match store.put(&name.key(), PutBody::Bytes(&batch.encode())) {
-            Ok(()) => Ok(Some(name.key())),
+            Ok(()) => {
+                let mut s = self.state.lock().unwrap();
+                s.logged = true;
+                s.reported = whole.map(|fp| (fp, now));
+                Ok(LastLog::Written(name.key()))
+            }
             Err(e) => {
                 let mut s = self.state.lock().unwrap();
                 batch.sessions.clear();
@@ -517,6 +608,9 @@ pub struct UploadCounts {
     pub logs_written: u64,
     /// True when the final use log could not be written in time.
     pub log_lost: bool,
+    /// True when no final use log was needed: this machine reported the
+    /// same uses lately ([`REPORT_AGAIN_AFTER`]).
+    pub log_reported_lately: bool,
 }
 
 struct Queue {
@@ -679,14 +773,15 @@ impl Uploader {
             .name("gocache-upload-log".into())
             .spawn(move || {
                 let now = (shared.clock)();
-                let _ = tx.send(shared.recorder.flush(&*shared.store, now));
+                let _ = tx.send(shared.recorder.flush_last(&*shared.store, now));
             });
         let left = deadline.saturating_duration_since(Instant::now());
         let flushed = rx.recv_timeout(left.max(Duration::from_millis(1)));
         let mut c = sh.counts.lock().unwrap();
         match flushed {
-            Ok(Ok(Some(_))) => c.logs_written += 1,
-            Ok(Ok(None)) => {}
+            Ok(Ok(LastLog::Written(_))) => c.logs_written += 1,
+            Ok(Ok(LastLog::ReportedLately)) => c.log_reported_lately = true,
+            Ok(Ok(LastLog::Nothing)) => {}
             Ok(Err(e)) => {
                 c.log_lost = true;
                 c.first_error.get_or_insert_with(|| e.to_string());

@@ -216,6 +216,32 @@ impl Uses {
         self.record_output(u.output, u.last_use);
     }
 
+    /// What was used, without when: the same for two sessions that used
+    /// the same action entries (naming the same outputs) and outputs,
+    /// whatever their order or times.
+    pub fn fingerprint(&self) -> Id {
+        let mut actions: Vec<_> = self
+            .actions
+            .iter()
+            .map(|(a, u)| (a.0, u.output.0))
+            .collect();
+        actions.sort_unstable();
+        let mut outputs: Vec<_> = self.outputs.keys().map(|o| o.0).collect();
+        outputs.sort_unstable();
+        let mut h = blake3::Hasher::new();
+        h.update(b"gocache uses\0");
+        h.update(&(actions.len() as u64).to_le_bytes());
+        for (a, o) in &actions {
+            h.update(a);
+            h.update(o);
+        }
+        h.update(&(outputs.len() as u64).to_le_bytes());
+        for o in &outputs {
+            h.update(o);
+        }
+        Id(*h.finalize().as_bytes())
+    }
+
     /// Merges `other` into `self` (field-wise maximum; see the module doc).
     pub fn merge(&mut self, other: &Uses) {
         for (&a, &u) in &other.actions {
@@ -333,6 +359,25 @@ mod tests {
 
     fn id(n: u8) -> Id {
         Id([n; 32])
+    }
+
+    #[test]
+    fn the_fingerprint_is_what_was_used_not_when_nor_in_which_order() {
+        let mut a = Uses::default();
+        a.record(id(1), id(11), 100);
+        a.record(id(2), id(12), 101);
+        let mut b = Uses::default();
+        b.record(id(2), id(12), 900);
+        b.record(id(1), id(11), 950);
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        let mut other_output = Uses::default();
+        other_output.record(id(1), id(11), 100);
+        other_output.record(id(2), id(13), 101);
+        assert_ne!(a.fingerprint(), other_output.fingerprint());
+        let mut more = a.clone();
+        more.record_output(id(14), 102);
+        assert_ne!(a.fingerprint(), more.fingerprint());
+        assert_ne!(a.fingerprint(), Uses::default().fingerprint());
     }
 
     fn sample() -> Uses {
