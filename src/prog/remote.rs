@@ -92,7 +92,8 @@ pub(super) struct RemoteState {
 #[derive(Default)]
 struct UsedLog {
     order: Vec<(Id, Id, u64)>,
-    seen: HashSet<Id>,
+    /// Keyed by the IDs' own bits: they are hashes already.
+    seen: HashSet<Id, crate::layout::IdHash>,
 }
 
 impl RemoteState {

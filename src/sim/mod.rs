@@ -31,19 +31,26 @@
 //!
 //! The cache holds action entries (one block each) naming outputs (their
 //! allocated bytes); an output no cached action names is gone (Go cannot
-//! reach it, and `trim` removes it as garbage). The budget is enforced
-//! after every request. The batch policies (`lru`, `gdsf`, `gds`,
-//! `gd-cost`: the real trim's orders) also keep what the real trim protects: nothing used within the
-//! default protection window (grace 1 h plus Go's 1 h mtime lag), which
-//! covers what a live go command was handed, so the cache may stay over
-//! budget while a command's working set exceeds it; they evict in batches
-//! down to the headroom. The other policies are textbook ones, with no
-//! protection: they compare what a policy chooses, not when the executor
-//! may act. Not modelled anywhere: when the real trim runs (the hook after
-//! each go command, prog every 16 MiB put, `ci end`, cron: the simulator
-//! checks after every request), age limits (Go's own trim is the `go-age`
-//! policy, on its own), and Go's hour of mtime lag on recency (a trace
-//! has exact uses where prog recorded them).
+//! reach it, and `trim` removes it as garbage). The batch policies (`lru`,
+//! `gdsf`, `gds`, `gd-cost`: the real trim's orders) also keep what the
+//! real trim protects: nothing used within the default protection window
+//! (grace 1 h plus Go's 1 h mtime lag), which covers what a live go
+//! command was handed, so the cache may stay over budget while a
+//! command's working set exceeds it; they evict in batches down to the
+//! headroom, where the real prog checks the limits: as a go command that
+//! stored anything ends and every 16 MiB of puts (`PROG_EVICT_EVERY`),
+//! when the trace marks its commands' ends (prog's traces do; an unmarked
+//! trace is checked after every request). The budget is what the entries
+//! may take: `--fixed-bytes` (the index, the cache directory's own files)
+//! comes off it. A lookup go makes only after a hit (`Request::AFTER_HIT`)
+//! is not made where the replay missed that action. The other policies
+//! are textbook ones, checked after every request, with no protection:
+//! they compare what a policy chooses, not when the executor may act.
+//! Not modelled: age limits (Go's own trim is the `go-age` policy, on its
+//! own), the hook's, `ci end`'s and cron's trims (a trace from prog has
+//! prog's trigger points only), and Go's hour of mtime lag on recency (a
+//! trace has exact uses where prog recorded them). DESIGN.md's validation
+//! table says how close this comes to the real system.
 //!
 //! Rebuild costs are what the recorder measured: for `gocache prog`, the
 //! CPU of the tool go ran for the action between its miss and its put,
