@@ -56,7 +56,9 @@ pub struct RemoteStats {
     pub oldest_upload: Option<UnixTime>,
     /// Newest upload.
     pub newest_upload: Option<UnixTime>,
-    /// Sessions that reported in the last 30 days.
+    /// Sessions that reported in the last 30 days (not those that asked
+    /// the store nothing and used what their machine had just reported:
+    /// `tier::REPORT_AGAIN_AFTER`).
     pub sessions: u64,
     /// Their counters, added up.
     pub counts: SessionCounts,
