@@ -996,3 +996,121 @@ fn upload(sh: &Shared, job: UploadJob) {
         Err(e) => fail(Some(&e)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remote::store::{DeleteReport, Metadata, ObjectMeta};
+    use std::sync::atomic::AtomicBool;
+
+    /// A store that keeps the keys put, or refuses every put: the
+    /// recorder's decisions alone, which a real store cannot make fail on
+    /// cue (the tests with Garage check the same behaviour end to end).
+    #[derive(Default)]
+    struct Puts {
+        refuse: AtomicBool,
+        keys: Mutex<Vec<String>>,
+    }
+
+    impl ObjectStore for Puts {
+        fn get_with_meta(
+            &self,
+            _: &str,
+            _: u64,
+            _: &mut dyn Write,
+        ) -> Result<Option<(u64, Metadata)>, StoreError> {
+            Ok(None)
+        }
+        fn put_with_meta(
+            &self,
+            key: &str,
+            _: PutBody<'_>,
+            _: &[(&str, &str)],
+        ) -> Result<(), StoreError> {
+            if self.refuse.load(Ordering::Relaxed) {
+                return Err(StoreError::NoSuchBucket {
+                    store: self.describe(),
+                });
+            }
+            self.keys.lock().unwrap().push(key.to_owned());
+            Ok(())
+        }
+        fn head(&self, _: &str) -> Result<Option<ObjectMeta>, StoreError> {
+            Ok(None)
+        }
+        fn list(&self, _: &str, _: &mut dyn FnMut(ObjectMeta)) -> Result<u64, StoreError> {
+            Ok(0)
+        }
+        fn delete_many(&self, _: &[String]) -> Result<DeleteReport, StoreError> {
+            Ok(DeleteReport::default())
+        }
+        fn describe(&self) -> String {
+            "puts".into()
+        }
+    }
+
+    fn id(n: u8) -> Id {
+        Id([n; 32])
+    }
+
+    /// A session of `uses` (action n naming output n + 100) at `t`.
+    fn session(t: UnixTime, uses: &[u8]) -> UseRecorder {
+        let rec = UseRecorder::new(t);
+        for &n in uses {
+            rec.record_use(id(n), id(n + 100), t);
+        }
+        rec
+    }
+
+    #[test]
+    fn a_set_of_uses_reported_lately_is_not_reported_again_and_a_failed_put_reports_nothing() {
+        let store = Puts::default();
+        let first = session(1000, &[1, 2]);
+        store.refuse.store(true, Ordering::Relaxed);
+        assert!(first.flush_last(&store, 1010).is_err());
+        assert_eq!(first.reported(), None, "not put: not reported");
+        store.refuse.store(false, Ordering::Relaxed);
+        assert!(matches!(
+            first.flush_last(&store, 1020),
+            Ok(LastLog::Written(_))
+        ));
+        let (fp, at) = first.reported().expect("the whole session in one log");
+        assert_eq!(at, 1020);
+        let lately = std::collections::HashMap::from([(fp, at)]);
+
+        // The same uses minutes later, in another order: no log.
+        let again = session(1300, &[2, 1]);
+        again.reported_lately(lately.clone());
+        assert_eq!(
+            again.flush_last(&store, 1310).unwrap(),
+            LastLog::ReportedLately
+        );
+        assert_eq!(store.keys.lock().unwrap().len(), 1);
+        assert!(!again.has_pending());
+
+        // Fifteen minutes on, one more use, a counter, or a log earlier
+        // in the session: a log.
+        let later = session(1020 + REPORT_AGAIN_AFTER, &[1, 2]);
+        later.reported_lately(lately.clone());
+        let more = session(1300, &[1, 2, 3]);
+        more.reported_lately(lately.clone());
+        let counted = session(1300, &[1, 2]);
+        counted.reported_lately(lately.clone());
+        counted.count(1300, |c| c.lookups += 1);
+        let split = session(1300, &[1]);
+        split.reported_lately(lately.clone());
+        split.flush(&store, 1300).unwrap();
+        split.record_use(id(2), id(102), 1301);
+        for (what, rec, now) in [
+            ("later", &later, 1020 + REPORT_AGAIN_AFTER),
+            ("more", &more, 1310),
+            ("counted", &counted, 1310),
+            ("split", &split, 1310),
+        ] {
+            let log = rec.flush_last(&store, now).unwrap();
+            assert!(matches!(log, LastLog::Written(_)), "{what}: {log:?}");
+        }
+        assert_eq!(split.reported(), None, "the last log held a part");
+        assert_eq!(more.reported().map(|r| r.0 != fp), Some(true));
+    }
+}
