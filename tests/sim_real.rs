@@ -253,6 +253,20 @@ fn the_simulator_predicts_the_real_caches_misses() {
         real > 0.0 && (predicted - real).abs() <= 0.5 * real,
         "rebuilds: {predicted:.2} s predicted, {real:.2} s real\n{said}"
     );
+    // Each replay's machine speed, from the rebuilds it shares with the
+    // recording (the same machine, minutes apart): near one, and the real
+    // seconds at the recording's speed are the same rebuilds.
+    for row in rows {
+        for f in row["speed_each"].as_array().unwrap() {
+            let f = f.as_f64().unwrap();
+            assert!((0.5..2.0).contains(&f), "speed {f}: {row}");
+        }
+    }
+    let drift_free = sum("real_rebuild_s_drift_free");
+    assert!(
+        (drift_free - real).abs() <= 0.5 * real,
+        "{drift_free:.2} s at the recording's speed, {real:.2} s as measured\n{said}"
+    );
 }
 
 #[test]
