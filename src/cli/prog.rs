@@ -103,10 +103,11 @@ pub struct Args {
     ///
     /// At close, a session writes what it used to the store (a manifest
     /// keyed by the main module of its working directory, GOOS and
-    /// GOARCH); the next session with that key fetches those entries into
-    /// the local cache, 16 at a time, while go starts, so that go's gets
-    /// find them there instead of waiting two round trips each. 0 neither
-    /// reads nor writes manifests.
+    /// GOARCH); the next session with that key that misses one of those
+    /// entries (a new or wiped machine) fetches the rest into the local
+    /// cache, 16 at a time, while go goes on, so that go's gets find them
+    /// there instead of waiting two round trips each. A warm machine
+    /// neither reads nor writes the manifest. 0: never.
     #[arg(long, value_name = "MIB", default_value_t = 1024, requires = "remote",
           help_heading = super::common::heading::REMOTE)]
     remote_prefetch: u64,

@@ -91,12 +91,13 @@
 //!   timeouts. Refused credentials: one warning, and the store is not asked
 //!   again this session.
 //! - With a session manifest (`--remote-prefetch`, on by default), the
-//!   entries the last session of the same build used are fetched into
-//!   level one 16 at a time from go's first local miss of one of them (or
-//!   any miss before the manifest came; `prefetch`), so go's gets mostly
-//!   find them there; a get for one in flight waits for it. A warm
-//!   machine never plans. The
-//!   session's own manifest is written after go has its answer.
+//!   manifest is read at go's first local miss the store may answer, and
+//!   the entries the last session of the same build used are fetched into
+//!   level one 16 at a time from go's first miss of one of them
+//!   (`prefetch`), so go's gets mostly find them there; a get for one in
+//!   flight waits for it. A warm machine never reads the manifest. The
+//!   session's own manifest is written after go has its answer, when it
+//!   read one.
 //! - A stored put is queued for upload without waiting (a full queue
 //!   drops it, and counts); entries fetched from the store are not.
 //! - `close` waits for the queue up to [`Remote::drain`], prints one
