@@ -587,8 +587,22 @@ EOT
       esac
     done
   done
-  # The median of the round-by-round ratios to the local side.
-  pairwise() { paste "$1" "$2" | awk '{print $1 / $2}' | sort -n | awk '{a[NR]=$1} END {printf "pairwise median %.3fx [%.3f-%.3f]", a[int((NR+1)/2)], a[1], a[NR]}'; }
+  # The median of the round-by-round ratios to the local side, their
+  # range, and a 90% bootstrap interval of that median (on a busy 2-CPU
+  # machine single rounds spread by a quarter: the interval says whether
+  # the rounds can tell 1.02x from 1.00x).
+  pairwise() {
+    python3 - "$1" "$2" <<'PY'
+import random, statistics, sys
+a = [float(x) for x in open(sys.argv[1]).read().split()]
+b = [float(x) for x in open(sys.argv[2]).read().split()]
+r = sorted(x / y for x, y in zip(a, b))
+random.seed(1)
+meds = sorted(statistics.median(random.choices(r, k=len(r))) for _ in range(2000))
+print(f"pairwise median {statistics.median(r):.3f}x [{r[0]:.3f}-{r[-1]:.3f}], "
+      f"90% interval {meds[100]:.3f}-{meds[1899]:.3f}", end="")
+PY
+  }
   wbase=$(med "$W/r-warm-local.txt")
   echo "   warm (loopback; $REMOTE_WARM rounds, interleaved; store: $NODES node(s) at $([ "${REMOTE_STORE_IDLE:-0}" = 1 ] && echo idle || echo normal) priority)"
   row "warm, no --remote (baseline)" "$(fmt3 "$W/r-warm-local.txt" 0 1e3 ms)" ""
