@@ -247,9 +247,12 @@ fn a_second_recording_gives_gd_cost_its_seconds_and_the_report_says_so() {
 }
 
 /// A budget given as a size counts the whole directory, as trim's does:
-/// `--budget B --fixed-bytes F` replays exactly what `--budget B-F` does
-/// with no fixed bytes, and says so in `for_entries`; a percentage is of
-/// the entries' footprint, whatever the fixed bytes.
+/// `--budget B --fixed-bytes F` holds the entries to B-F (`for_entries`),
+/// which a textbook policy replays exactly as `--budget B-F` with no fixed
+/// bytes; a batch policy also scales the whole budget to the headroom, as
+/// trim does, so it leaves the entries 90% of B less F, not 90% of B-F:
+/// it evicts at least as much. A percentage is of the entries' footprint,
+/// whatever the fixed bytes.
 #[test]
 fn fixed_bytes_come_off_a_size_budget_and_not_a_percentage() {
     let dir = tempfile::tempdir().unwrap();
@@ -302,7 +305,31 @@ fn fixed_bytes_come_off_a_size_budget_and_not_a_percentage() {
     let (w, l) = (&with["budgets"], &less["budgets"]);
     assert_eq!(w[0]["budget"], b, "{w}");
     assert_eq!(w[0]["for_entries"], b - f, "{w}");
-    assert_eq!(w[0]["rows"], l[0]["rows"], "the same replay");
+    let row = |rows: &serde_json::Value, p: &str| {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["policy"] == p)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        row(&w[0]["rows"], "lru-groups"),
+        row(&l[0]["rows"], "lru-groups"),
+        "the same replay"
+    );
+    let mut deeper = 0;
+    for p in ["lru", "gdsf"] {
+        let (with, less) = (row(&w[0]["rows"], p), row(&l[0]["rows"], p));
+        let n = |r: &serde_json::Value, k: &str| r[k].as_u64().unwrap();
+        assert!(
+            n(&with, "evictions") >= n(&less, "evictions"),
+            "{p}: {with} {less}"
+        );
+        assert!(n(&with, "hits") <= n(&less, "hits"), "{p}: {with} {less}");
+        deeper += usize::from(n(&with, "evictions") > n(&less, "evictions"));
+    }
+    assert!(deeper > 0, "the headroom of the whole is deeper: {w} {l}");
     assert_eq!(w[1]["budget"], w[1]["for_entries"], "{w}");
     assert_eq!(w[1]["rows"], l[1]["rows"], "a percentage is the same");
 }

@@ -5,7 +5,11 @@
 //! over budget, keeping per-entry priorities up to date on every request.
 //! `gocache trim`, the hook and `gocache prog` instead plan once over every
 //! entry in the index when a limit is exceeded, and evict down to
-//! [`HEADROOM`] of it. These two policies do exactly that, with the same
+//! [`HEADROOM`] of it, counted as the real trim counts it: the budget is
+//! the whole cache directory's, its fixed bytes included
+//! ([`Batch::with_fixed`]), so the entries are left `HEADROOM` of the
+//! budget less the fixed bytes, not `HEADROOM` of their own share. These
+//! policies do exactly that, with the same
 //! pure functions [`crate::policy`] plans with: whole groups (an output with
 //! every action naming it), ordered by the group's newest use (`lru`) or by
 //! [`gdsf_priority`] with the GreedyDual [`Clock`] kept as the index keeps
@@ -46,6 +50,9 @@ pub struct Batch<'w> {
     /// (the hook, `ci end`).
     count_hits: bool,
     /// Evict down to this once over budget.
+    /// The entries' budget (the whole less the fixed bytes).
+    budget: u64,
+    /// What a batch leaves the entries.
     target: u64,
     /// Per action: hits since it was stored, and its last request's time.
     hits: Vec<u64>,
@@ -69,6 +76,7 @@ impl<'w> Batch<'w> {
             w,
             kind,
             count_hits: true,
+            budget,
             target: (budget as f64 * HEADROOM) as u64,
             hits: vec![0; w.actions()],
             last_t: vec![i64::MIN; w.actions()],
@@ -77,6 +85,19 @@ impl<'w> Batch<'w> {
             queue: Vec::new(),
             protect_ms: (DEFAULT_GRACE + GO_MTIME_LAG) * 1000,
             retry_at: i64::MIN,
+        }
+    }
+
+    /// The same for a cache directory whose other bytes (Go's
+    /// subdirectories, gocache's index) take `fixed` of the budget besides
+    /// the entries' `budget`: a batch leaves the entries [`HEADROOM`] of
+    /// the whole less `fixed`, as `enforce` scales the whole budget and
+    /// counts the fixed bytes against it.
+    pub fn with_fixed(self, fixed: u64) -> Batch<'w> {
+        let whole = self.budget.saturating_add(fixed);
+        Batch {
+            target: ((whole as f64 * HEADROOM) as u64).saturating_sub(fixed),
+            ..self
         }
     }
 

@@ -42,7 +42,8 @@
 //! when the trace marks its commands' ends (prog's traces do; an unmarked
 //! trace is checked after every request). The budget is what the entries
 //! may take: `--fixed-bytes` (the index, the cache directory's own files)
-//! comes off it. A lookup go makes only after a hit (`Request::AFTER_HIT`)
+//! comes off it, and a batch leaves the entries the headroom of the whole
+//! budget less those bytes, as the real trim counts it. A lookup go makes only after a hit (`Request::AFTER_HIT`)
 //! is not made where the replay missed that action. The other policies
 //! are textbook ones, checked after every request, with no protection:
 //! they compare what a policy chooses, not when the executor may act.
@@ -216,7 +217,16 @@ pub fn simulate_in(
             SizeSpec::Percent(_) => b,
         })
         .collect();
-    let results = run_jobs(w, &jobs, &bytes, threads, &progress);
+    // The batch policies scale the whole budget to the headroom, as the
+    // real trim does: what the fixed bytes take of it, per budget.
+    let fixed_of: Vec<u64> = budgets
+        .iter()
+        .map(|spec| match spec {
+            SizeSpec::Bytes(_) => fixed,
+            SizeSpec::Percent(_) => 0,
+        })
+        .collect();
+    let results = run_jobs(w, &jobs, (&bytes, &fixed_of), threads, &progress);
     reporter.finish();
     let (mut requested_bytes, mut requested_s) = (0u64, 0.0);
     for r in w.requests.iter().filter(|r| r.is_access()) {
@@ -259,7 +269,7 @@ fn jobs(policies: &[PolicyName], budgets: usize) -> Vec<Job> {
 fn run_jobs(
     w: &Workload,
     jobs: &[Job],
-    bytes: &[u64],
+    bytes: (&[u64], &[u64]),
     threads: usize,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Vec<JobResult> {
@@ -293,14 +303,17 @@ fn run_jobs(
 fn run_job(
     w: &Workload,
     job: Job,
-    bytes: &[u64],
+    (bytes, fixed): (&[u64], &[u64]),
     progress: &dyn Fn(u64),
 ) -> (Vec<Outcome>, Option<&'static str>) {
     match job {
         Job::Bound => (bound::pfoo_l(w, bytes), None),
         Job::Replay(p, b) => {
             let budget = b.map_or(u64::MAX, |b| bytes[b]);
-            let mut pol = p.build(w, budget).expect("a replayable policy");
+            let fixed = b.map_or(0, |b| fixed[b]);
+            let mut pol = p
+                .build_for(w, budget, fixed, None)
+                .expect("a replayable policy");
             (
                 vec![replay::replay(w, pol.as_mut(), budget, progress)],
                 None,

@@ -141,9 +141,23 @@ impl PolicyName {
         budget: u64,
         protect_ms: Option<i64>,
     ) -> Option<Box<dyn Policy + '_>> {
+        self.build_for(w, budget, 0, protect_ms)
+    }
+
+    /// The same in a cache directory whose other bytes take `fixed` of
+    /// the budget besides the entries' `budget` (the batch policies leave
+    /// the entries [`crate::policy::HEADROOM`] of the whole less `fixed`,
+    /// as the real trim does; see `sim::batch`).
+    pub fn build_for(
+        self,
+        w: &Workload,
+        budget: u64,
+        fixed: u64,
+        protect_ms: Option<i64>,
+    ) -> Option<Box<dyn Policy + '_>> {
         let (na, no) = (w.actions(), w.outputs());
         let batch = |kind| {
-            let b = Batch::new(w, budget, kind);
+            let b = Batch::new(w, budget, kind).with_fixed(fixed);
             match protect_ms {
                 Some(ms) => b.protecting(ms),
                 None => b,

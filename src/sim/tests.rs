@@ -289,7 +289,18 @@ fn lru_groups_keeps_an_old_action_whose_output_is_in_use_and_lru_actions_does_no
 /// What `name` evicts once the whole of `w` is in the cache, with no
 /// protection window (as `policy::plan` plans hours later, grace 0).
 fn victims_at_end(w: &Workload, name: PolicyName, budget: u64) -> (Vec<u32>, Vec<u32>) {
-    let mut p = name.build_protecting(w, budget, Some(0)).unwrap();
+    victims_at_end_in(w, name, budget, 0)
+}
+
+/// [`victims_at_end`] in a cache directory whose other bytes take `fixed`
+/// besides the entries' `budget`.
+fn victims_at_end_in(
+    w: &Workload,
+    name: PolicyName,
+    budget: u64,
+    fixed: u64,
+) -> (Vec<u32>, Vec<u32>) {
+    let mut p = name.build_for(w, budget, fixed, Some(0)).unwrap();
     let mut c = Cache::new(w);
     for (i, r) in w.requests.iter().enumerate() {
         let at = At {
@@ -576,7 +587,9 @@ fn the_simulators_batch_policies_evict_what_policy_plan_evicts() {
     // under the same names: on the same cache (lookups with hits, outputs
     // shared, measured costs, all within an hour so that no action is
     // split off its group), they choose what `policy::plan_with` chooses
-    // under the budget scaled to the headroom, as the hook trims.
+    // under the budget scaled to the headroom, as the hook trims; and in
+    // a cache directory with fixed bytes, where the real trim scales the
+    // whole budget and counts the fixed bytes against it.
     use crate::layout::{EntryName, Id};
     use crate::limits::Eviction;
     use crate::model::{Entry, Kind};
@@ -659,7 +672,13 @@ fn the_simulators_batch_policies_evict_what_policy_plan_evicts() {
             })
             .collect();
         let fp = simulate(&w, &[], &[], 1, &Silent).unbounded.peak_bytes;
-        for budget in [fp / 4, fp / 2, fp - 1] {
+        for (budget, fixed) in [
+            (fp / 4, 0),
+            (fp / 2, 0),
+            (fp - 1, 0),
+            (fp / 2, fp / 5),
+            (fp - 1, fp / 3),
+        ] {
             let mut by_kind = Vec::new();
             // The simulator's policy is found by the name trim takes:
             // the same name must mean the same behaviour.
@@ -671,7 +690,7 @@ fn the_simulators_batch_policies_evict_what_policy_plan_evicts() {
                 (Eviction::Gdsf, PolicyName::Gds, &unhit),
             ] {
                 let limits = crate::limits::Limits {
-                    budget: Some((budget as f64 * crate::policy::HEADROOM) as u64),
+                    budget: Some(((budget + fixed) as f64 * crate::policy::HEADROOM) as u64),
                     build_max_age: None,
                     exe_max_age: None,
                     grace: 0,
@@ -683,14 +702,11 @@ fn the_simulators_batch_policies_evict_what_policy_plan_evicts() {
                     measured: Some(&measured),
                 };
                 let now = order.len() as i64 + 10 * 3600;
-                let plan = crate::policy::plan_with(
-                    entries,
-                    None,
-                    &limits,
-                    &Default::default(),
-                    costs,
-                    now,
-                );
+                let env = crate::policy::Environment {
+                    fixed_bytes: fixed,
+                    free_bytes: None,
+                };
+                let plan = crate::policy::plan_with(entries, None, &limits, &env, costs, now);
                 let (mut acts, mut outs) = (Vec::new(), Vec::new());
                 for v in &plan.victims {
                     let n = u64::from_be_bytes(v.name.id.0[..8].try_into().unwrap()) - 1;
@@ -702,9 +718,9 @@ fn the_simulators_batch_policies_evict_what_policy_plan_evicts() {
                 acts.sort_unstable();
                 outs.sort_unstable();
                 assert_eq!(
-                    victims_at_end(&w, name, budget),
+                    victims_at_end_in(&w, name, budget, fixed),
                     (acts.clone(), outs),
-                    "seed {seed}, {name}, budget {budget} of {fp}"
+                    "seed {seed}, {name}, budget {budget} of {fp}, fixed {fixed}"
                 );
                 by_kind.push(acts);
             }
