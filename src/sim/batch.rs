@@ -7,7 +7,7 @@
 //! entry in the index when a limit is exceeded, and evict down to
 //! [`HEADROOM`] of it, counted as the real trim counts it: the budget is
 //! the whole cache directory's, its fixed bytes included
-//! ([`Batch::with_fixed`]), so the entries are left `HEADROOM` of the
+//! ([`Batch::new`]), so the entries are left `HEADROOM` of the
 //! budget less the fixed bytes, not `HEADROOM` of their own share. These
 //! policies do exactly that, with the same
 //! pure functions [`crate::policy`] plans with: whole groups (an output with
@@ -49,10 +49,7 @@ pub struct Batch<'w> {
     /// Whether hits are counted (`gocache prog`) or every count stays 0
     /// (the hook, `ci end`).
     count_hits: bool,
-    /// Evict down to this once over budget.
-    /// The entries' budget (the whole less the fixed bytes).
-    budget: u64,
-    /// What a batch leaves the entries.
+    /// What a batch leaves the entries once over budget.
     target: u64,
     /// Per action: hits since it was stored, and its last request's time.
     hits: Vec<u64>,
@@ -70,14 +67,19 @@ pub struct Batch<'w> {
 }
 
 impl<'w> Batch<'w> {
-    /// A batch trim of `w` under `budget` bytes in `kind`'s order.
-    pub fn new(w: &'w Workload, budget: u64, kind: Eviction) -> Batch<'w> {
+    /// A batch trim of `w` under `budget` bytes for the entries in
+    /// `kind`'s order, in a cache directory whose other bytes (Go's
+    /// subdirectories, gocache's index) take `fixed` besides: a batch
+    /// leaves the entries [`HEADROOM`] of the whole less `fixed`, as
+    /// `enforce` scales the whole budget and counts the fixed bytes
+    /// against it.
+    pub fn new(w: &'w Workload, budget: u64, fixed: u64, kind: Eviction) -> Batch<'w> {
+        let whole = budget.saturating_add(fixed);
         Batch {
             w,
             kind,
             count_hits: true,
-            budget,
-            target: (budget as f64 * HEADROOM) as u64,
+            target: ((whole as f64 * HEADROOM) as u64).saturating_sub(fixed),
             hits: vec![0; w.actions()],
             last_t: vec![i64::MIN; w.actions()],
             now: i64::MIN,
@@ -85,19 +87,6 @@ impl<'w> Batch<'w> {
             queue: Vec::new(),
             protect_ms: (DEFAULT_GRACE + GO_MTIME_LAG) * 1000,
             retry_at: i64::MIN,
-        }
-    }
-
-    /// The same for a cache directory whose other bytes (Go's
-    /// subdirectories, gocache's index) take `fixed` of the budget besides
-    /// the entries' `budget`: a batch leaves the entries [`HEADROOM`] of
-    /// the whole less `fixed`, as `enforce` scales the whole budget and
-    /// counts the fixed bytes against it.
-    pub fn with_fixed(self, fixed: u64) -> Batch<'w> {
-        let whole = self.budget.saturating_add(fixed);
-        Batch {
-            target: ((whole as f64 * HEADROOM) as u64).saturating_sub(fixed),
-            ..self
         }
     }
 

@@ -157,7 +157,7 @@ impl PolicyName {
     ) -> Option<Box<dyn Policy + '_>> {
         let (na, no) = (w.actions(), w.outputs());
         let batch = |kind| {
-            let b = Batch::new(w, budget, kind).with_fixed(fixed);
+            let b = Batch::new(w, budget, fixed, kind);
             match protect_ms {
                 Some(ms) => b.protecting(ms),
                 None => b,
