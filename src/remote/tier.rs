@@ -608,9 +608,6 @@ pub struct UploadCounts {
     pub logs_written: u64,
     /// True when the final use log could not be written in time.
     pub log_lost: bool,
-    /// True when no final use log was needed: this machine reported the
-    /// same uses lately ([`REPORT_AGAIN_AFTER`]).
-    pub log_reported_lately: bool,
 }
 
 struct Queue {
@@ -780,8 +777,8 @@ impl Uploader {
         let mut c = sh.counts.lock().unwrap();
         match flushed {
             Ok(Ok(LastLog::Written(_))) => c.logs_written += 1,
-            Ok(Ok(LastLog::ReportedLately)) => c.log_reported_lately = true,
-            Ok(Ok(LastLog::Nothing)) => {}
+            // Nothing pending, or what this machine reported lately.
+            Ok(Ok(LastLog::Nothing | LastLog::ReportedLately)) => {}
             Ok(Err(e)) => {
                 c.log_lost = true;
                 c.first_error.get_or_insert_with(|| e.to_string());
