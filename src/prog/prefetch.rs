@@ -206,19 +206,7 @@ impl Prefetch {
     /// it came (read the manifest now), false when the prefetch stopped
     /// first (close, on a warm machine).
     pub(super) fn wait_for_miss(&self) -> bool {
-        let mut p = lock(&self.plan);
-        loop {
-            if self.stop.load(Ordering::Relaxed) {
-                return false;
-            }
-            if self.trigger.load(Ordering::Acquire) != IDLE {
-                return true;
-            }
-            p = self
-                .changed
-                .wait(p)
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-        }
+        self.wait_until(lock(&self.plan), |t| t != IDLE)
     }
 
     /// The manifest `m` was read: returns once it is time to plan (true),
@@ -239,11 +227,21 @@ impl Prefetch {
             };
             self.trigger.store(next, Ordering::Release);
         }
+        self.wait_until(p, |t| t == PLANNING)
+    }
+
+    /// Waits, holding `p` between wake-ups, until the trigger is one
+    /// `reached` accepts (true) or the prefetch stops (false).
+    fn wait_until(
+        &self,
+        mut p: std::sync::MutexGuard<'_, Plan>,
+        reached: impl Fn(u8) -> bool,
+    ) -> bool {
         loop {
             if self.stop.load(Ordering::Relaxed) {
                 return false;
             }
-            if self.trigger.load(Ordering::Acquire) == PLANNING {
+            if reached(self.trigger.load(Ordering::Acquire)) {
                 return true;
             }
             p = self
