@@ -927,13 +927,19 @@ fn a_warm_build_run_again_sends_the_store_nothing() {
     std::fs::write(&wrapper, "\"$@\"\n").unwrap();
     let waiting = |args: &[String], env: &[(&str, String)]| {
         let mut cmd = build(&a, &fleet, &bin, &strs(args), &creds(&g.rw));
-        let prog = format!(
-            "/bin/sh {} {} prog {}",
-            wrapper.display(),
-            gocache_bin().display(),
-            args.join(" ")
+        // `build`'s GOCACHEPROG, run by the wrapper.
+        let prog = cmd
+            .get_envs()
+            .find(|(k, _)| *k == "GOCACHEPROG")
+            .and_then(|(_, v)| v)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        cmd.env(
+            "GOCACHEPROG",
+            format!("/bin/sh {} {prog}", wrapper.display()),
         );
-        cmd.env("GOCACHEPROG", prog);
         for (k, v) in env {
             cmd.env(k, v);
         }
