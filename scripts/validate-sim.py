@@ -378,9 +378,7 @@ def repeat(again, rec):
     the first did not have, and the seconds prog measured for the
     rebuilds both had (second / first)."""
     n, secs = rebuilds_beyond(again, rec)
-    both = again["missed"] & rec["missed"]
-    a = sum(again["cost"].get(k, 0.0) for k in both)
-    b = sum(rec["cost"].get(k, 0.0) for k in both)
+    a, b = common_rebuild_s(again, rec, rec)
     return {"misses_not_recorded": n, "their_rebuild_s": round(secs, 2),
             "rebuild_s_second_over_first": round(a / b, 3) if b else None}
 
@@ -413,10 +411,17 @@ def speed(r, rec, priced):
     same action), over `priced`'s seconds for them. On a shared 2-vCPU VM
     it moves by a fifth within a quarter of an hour (0.93-1.32 in one
     run), which the real seconds carry and the model's cannot."""
-    common = r["missed"] & rec["missed"]
-    a = sum(r["cost"].get(k, 0.0) for k in common)
-    b = sum(priced["cost"].get(k, 0.0) for k in common)
+    a, b = common_rebuild_s(r, rec, priced)
     return a / b if b else 1.0
+
+
+def common_rebuild_s(r, rec, priced):
+    """The seconds replay `r` measured for the rebuilds it shares with
+    `rec` (the same go command, the same action), and `priced`'s seconds
+    for the same rebuilds."""
+    common = r["missed"] & rec["missed"]
+    return (sum(r["cost"].get(k, 0.0) for k in common),
+            sum(priced["cost"].get(k, 0.0) for k in common))
 
 
 def working_sets(trace):
