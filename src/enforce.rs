@@ -476,6 +476,13 @@ pub fn after_use(
     let Some(_lock) = TrimLock::try_acquire(cache_dir)? else {
         return Ok(AfterUse::TrimRunning);
     };
+    // The write-ahead log of what was recorded since the last checkpoint
+    // (a whole prog session's, which defers them) counts in the fixed
+    // bytes, and the first round would plan with it and remove as many
+    // entries' worth beyond the headroom before the next round's
+    // checkpoint shrank it again: move it into the file first, as `trim`
+    // does after its sync. Best effort: readers may hold the WAL a moment.
+    let _ = index.checkpoint();
     // Another trim may have finished between the check and the lock.
     if !over_limits_now(cache_dir, index, limits)? {
         return Ok(AfterUse::UnderLimits);

@@ -1331,3 +1331,68 @@ fn on_a_full_disk_prog_evicts_and_go_build_a_passes_with_one_warning() {
         "one fault, one warning: {out}"
     );
 }
+
+/// Every entry the index knows with its mtime there and on disk (`lstat`),
+/// where the two differ.
+fn mtimes_index_and_disk_disagree(sb: &Sandbox) -> Vec<(String, i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    let conn = rusqlite::Connection::open(sb.index()).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT printf('%02x', subdir), name, mtime FROM entries")
+        .unwrap();
+    let rows: Vec<(String, String, i64)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(rows.len() > 300, "the index knows the cache");
+    rows.into_iter()
+        .filter_map(|(sub, name, indexed)| {
+            let md = std::fs::symlink_metadata(sb.cache().join(&sub).join(&name)).ok()?;
+            (md.mtime() != indexed).then(|| (format!("{sub}/{name}"), indexed, md.mtime()))
+        })
+        .collect()
+}
+
+#[test]
+fn a_hit_of_an_hour_old_entry_moves_its_mtime_on_disk_and_in_the_index_alike() {
+    // The executor of a trim keeps a victim whose mtime on disk is newer
+    // than the index's (go used it since the plan): prog's own marks must
+    // not look like that, or every entry hit since it was stored is kept
+    // by the first round of every trim and something else goes instead.
+    let sb = Sandbox::with_template();
+    backdate(&sb.cache(), Duration::from_secs(2 * 3600));
+    run_ok(sb.gocache(["scan"]));
+    assert_eq!(mtimes_index_and_disk_disagree(&sb), vec![]);
+    run_ok(with_prog(sb.go(["build", "fmt"])));
+    let (gets, hits, _, _) = last_session(&sb);
+    assert!(gets > 20 && hits == gets, "{gets} {hits}");
+    // go's hits marked their entries (an hour old or more: the mtime
+    // becomes now, as go marks them); the uses reach the index just after
+    // go exits.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut differ = mtimes_index_and_disk_disagree(&sb);
+    while !differ.is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        differ = mtimes_index_and_disk_disagree(&sb);
+    }
+    assert_eq!(differ, vec![], "(entry, index mtime, disk mtime)");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let conn = rusqlite::Connection::open(sb.index()).unwrap();
+    let marked: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM entries WHERE mtime > ?1",
+            [now - 600],
+            |r| r.get(0),
+        )
+        .unwrap();
+    // Each hit marked its action entry and its output (outputs may be
+    // shared: the empty compiler output of many actions).
+    assert!(
+        (hits..=2 * hits).contains(&(marked as u64)),
+        "{marked} entries marked by {hits} hits"
+    );
+}

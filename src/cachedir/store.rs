@@ -48,8 +48,13 @@ pub struct LocalStore {
 /// What [`LocalStore::put_or_keep`] did.
 #[derive(Debug)]
 pub enum Put {
-    /// The output and its action entry are in place.
-    Stored,
+    /// The output and its action entry are in place. `output_marked`: the
+    /// output was there already and this put marked it used
+    /// ([`mark_used`] moved its mtime).
+    Stored {
+        /// Whether the put moved the output's mtime to its `now`.
+        output_marked: bool,
+    },
     /// The output is in place, its action entry could not be written: a
     /// later get misses.
     OutputOnly(Error),
@@ -65,6 +70,10 @@ pub struct Hit {
     pub entry: ActionEntry,
     /// What its output takes on disk (allocated blocks).
     pub allocated: u64,
+    /// Whether the get moved the action entry's and the output's mtimes
+    /// to its `now` ([`mark_used`]), in that order: the index records it,
+    /// so that a trim does not take the mark for a use since its plan.
+    pub marked: [bool; 2],
 }
 
 /// A temporary file in a cache subdirectory, named relative to its
@@ -149,11 +158,14 @@ impl LocalStore {
         if !is_file_of(&ost, entry.size) {
             return None;
         }
-        mark_used(adir, acname.as_c_str(), &ast, now);
-        mark_used(odir, ocname.as_c_str(), &ost, now);
+        let marked = [
+            mark_used(adir, acname.as_c_str(), &ast, now),
+            mark_used(odir, ocname.as_c_str(), &ost, now),
+        ];
         Some(Hit {
             entry,
             allocated: ost.st_blocks as u64 * 512,
+            marked,
         })
     }
 
@@ -239,7 +251,7 @@ impl LocalStore {
     /// output's name (a cached executable) is never replaced.
     pub fn put(&self, tmp: TmpFile, entry: &ActionEntry, now: UnixTime) -> Result<()> {
         match self.put_or_keep(tmp, entry, now) {
-            Put::Stored => Ok(()),
+            Put::Stored { .. } => Ok(()),
             Put::OutputOnly(e) => Err(e),
             Put::Kept(tmp, e) => {
                 self.discard(&tmp);
@@ -254,16 +266,19 @@ impl LocalStore {
     /// hands its path to the go command, which may need to read what it
     /// put, and discards it at close.
     pub fn put_or_keep(&self, tmp: TmpFile, entry: &ActionEntry, now: UnixTime) -> Put {
-        if let Err(e) = self.place_output(&tmp, entry, now) {
-            return Put::Kept(tmp, e);
-        }
+        let output_marked = match self.place_output(&tmp, entry, now) {
+            Ok(marked) => marked,
+            Err(e) => return Put::Kept(tmp, e),
+        };
         match self.write_action_entry(entry) {
-            Ok(()) => Put::Stored,
+            Ok(()) => Put::Stored { output_marked },
             Err(e) => Put::OutputOnly(e),
         }
     }
 
-    fn place_output(&self, tmp: &TmpFile, entry: &ActionEntry, now: UnixTime) -> Result<()> {
+    /// Puts `tmp` in place as `entry`'s output, or keeps the one there
+    /// (marking it used): true when that mark moved its mtime.
+    fn place_output(&self, tmp: &TmpFile, entry: &ActionEntry, now: UnixTime) -> Result<bool> {
         let oname = EntryName::data(entry.output);
         let opath = || oname.path_in(self.path());
         let odir = self
@@ -274,14 +289,14 @@ impl LocalStore {
         match rustix::fs::statat(odir, ocname.as_c_str(), AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) if is_file_of(&st, entry.size) => {
                 self.discard(tmp);
-                mark_used(odir, ocname.as_c_str(), &st, now);
-                Ok(())
+                Ok(mark_used(odir, ocname.as_c_str(), &st, now))
             }
             Ok(st) if FileType::from_raw_mode(st.st_mode as _) == FileType::Directory => {
                 Err(Error::EntryIsDirectory(opath()))
             }
             _ => self
                 .rename(tmp, odir, ocname.as_c_str())
+                .map(|()| false)
                 .map_err(|e| Error::io("storing", opath(), e)),
         }
     }
@@ -359,12 +374,18 @@ fn is_file_of(st: &rustix::fs::Stat, size: u64) -> bool {
 
 /// Go's `markUsed`: an mtime [`GO_MTIME_LAG`] or more old is set to `now`
 /// (atime too, as Go's `os.Chtimes` does). `st` is what the caller already
-/// knows of `name` in `dir` (never followed if a link).
-pub fn mark_used(dir: &OwnedFd, name: &std::ffi::CStr, st: &rustix::fs::Stat, now: UnixTime) {
+/// knows of `name` in `dir` (never followed if a link). True when it set
+/// the mtime.
+pub fn mark_used(
+    dir: &OwnedFd,
+    name: &std::ffi::CStr,
+    st: &rustix::fs::Stat,
+    now: UnixTime,
+) -> bool {
     #[allow(clippy::useless_conversion)]
     let mtime = i64::from(st.st_mtime);
     if now.saturating_sub(mtime) < GO_MTIME_LAG {
-        return;
+        return false;
     }
     let t = rustix::fs::Timespec {
         tv_sec: now.max(0),
@@ -374,7 +395,7 @@ pub fn mark_used(dir: &OwnedFd, name: &std::ffi::CStr, st: &rustix::fs::Stat, no
         last_access: t,
         last_modification: t,
     };
-    let _ = rustix::fs::utimensat(dir, name, &times, AtFlags::SYMLINK_NOFOLLOW);
+    rustix::fs::utimensat(dir, name, &times, AtFlags::SYMLINK_NOFOLLOW).is_ok()
 }
 
 #[cfg(test)]

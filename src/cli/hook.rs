@@ -69,6 +69,7 @@ pub fn run_after_go(global: &Global, args: &Args, seen: &AfterGo) -> anyhow::Res
         name,
         at: ctx.now,
         hit: true,
+        marked: false,
     };
     let tracing = super::common::tracing(gocache::trace::TraceSource::Hook, &progress);
     // Run again from the start on a rebuilt or in-memory index when this

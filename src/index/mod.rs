@@ -151,6 +151,12 @@ pub struct Use {
     /// Whether it counts as a hit (a lookup that found it), not just a
     /// touch (a put).
     pub hit: bool,
+    /// Whether the use moved the entry's mtime to `at` on disk (Go's
+    /// `markUsed`, which `gocache prog` does as go would): the index then
+    /// keeps `at` as the entry's mtime too, so that a trim's executor,
+    /// which keeps an entry whose mtime is newer than its plan saw, does
+    /// not take this mark for a use since the plan.
+    pub marked: bool,
 }
 
 /// An open index.

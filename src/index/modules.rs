@@ -284,6 +284,7 @@ mod tests {
             name: e.name,
             at,
             hit: true,
+            marked: false,
         }
     }
 

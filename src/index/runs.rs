@@ -537,6 +537,7 @@ mod tests {
             name: exact.name,
             at: 1300,
             hit: true,
+            marked: false,
         }])
         .unwrap();
         let marks = ix.runs_mut().mark(7, 1000, 1200, 1400).unwrap();
@@ -596,6 +597,7 @@ mod tests {
                 name: restored[3].name,
                 at: 1300,
                 hit: true,
+                marked: false,
             }])
             .unwrap();
         }

@@ -40,7 +40,8 @@ pub(super) const SQL_UPSERT: &str = "INSERT INTO entries
 macro_rules! use_update {
     () => {
         "UPDATE entries SET last_use = max(last_use, ?3), hits = hits + ?4,
-         module = coalesce(?5, module)
+         module = coalesce(?5, module),
+         mtime = CASE WHEN ?6 THEN max(mtime, ?3) ELSE mtime END
          WHERE subdir = ?1 AND name = ?2"
     };
 }

@@ -355,6 +355,7 @@ mod tests {
             name: e.name,
             at,
             hit: true,
+            marked: false,
         };
         // A use of an entry this connection's sync added is the command
         // that made it: skipped. Uses of the others are hits.

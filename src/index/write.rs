@@ -197,6 +197,8 @@ impl Index {
                 )
                 .at(path)?;
             for u in uses {
+                // The pending row needs no mtime: the scan that finds the
+                // entry reads it from disk.
                 let p = params![
                     u.name.subdir(),
                     u.name.file_name(),
@@ -204,14 +206,22 @@ impl Index {
                     u.hit as i64,
                     module
                 ];
+                let pu = params![
+                    u.name.subdir(),
+                    u.name.file_name(),
+                    u.at,
+                    u.hit as i64,
+                    module,
+                    u.marked
+                ];
                 let Some(t) = tracing_uses else {
-                    if update.execute(p).at(path)? == 0 {
+                    if update.execute(pu).at(path)? == 0 {
                         pend.execute(p).at(path)?;
                     }
                     continue;
                 };
                 let row: Option<(i64, Option<Vec<u8>>, i64)> = update
-                    .query_row(p, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .query_row(pu, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                     .optional()
                     .at(path)?;
                 match row {
@@ -618,6 +628,7 @@ mod tests {
             name: e.name,
             at,
             hit: true,
+            marked: false,
         };
         ix.record_uses(&[used(&a, 20), used(&a, 21), used(&c, 22)])
             .unwrap();
@@ -637,11 +648,13 @@ mod tests {
                 name: e.name,
                 at: 3000,
                 hit: true,
+                marked: false,
             },
             Use {
                 name: e.name,
                 at: 2500,
                 hit: true,
+                marked: false,
             },
         ])
         .unwrap();
@@ -652,6 +665,7 @@ mod tests {
             name: e.name,
             at: 3500,
             hit: true,
+            marked: false,
         }])
         .unwrap();
         let got = ix.entry(&e.name).unwrap().unwrap();

@@ -361,11 +361,18 @@ impl Books {
     }
 
     /// Queues the uses of an entry (its action and output) for the
-    /// bookkeeper, waking it when [`FLUSH_USES_AT`] wait.
-    pub(super) fn used(&self, names: [EntryName; 2], at: UnixTime, hit: bool) {
+    /// bookkeeper, waking it when [`FLUSH_USES_AT`] wait. `marked`: which
+    /// of the two this use's mark moved to `at` on disk (see
+    /// [`Use::marked`]).
+    pub(super) fn used(&self, names: [EntryName; 2], at: UnixTime, hit: bool, marked: [bool; 2]) {
         let Ok(mut u) = self.uses.lock() else { return };
         let before = u.len();
-        u.extend(names.map(|name| Use { name, at, hit }));
+        u.extend(names.into_iter().zip(marked).map(|(name, marked)| Use {
+            name,
+            at,
+            hit,
+            marked,
+        }));
         if before < FLUSH_USES_AT && u.len() >= FLUSH_USES_AT {
             self.wake();
         }

@@ -263,10 +263,13 @@ impl RemoteState {
         };
         p.fetched.fetch_add(1, Ordering::Relaxed);
         p.fetched_bytes.fetch_add(entry.size, Ordering::Relaxed);
+        // Written now (an output level one had already may have been
+        // marked: a trim then keeps it once, as used since its plan).
         books.used(
             [EntryName::action(action), EntryName::data(entry.output)],
             now,
             false,
+            [false, false],
         );
         true
     }
@@ -426,7 +429,7 @@ pub(super) fn from_prefetch(
         return None;
     }
     let hit = store.get(action, now)?;
-    let entry = hit.entry;
+    let (entry, marked) = (hit.entry, hit.marked);
     remote.prefetch.note_hit(action);
     remote.hits.fetch_add(1, Ordering::Relaxed);
     remote.hit_bytes.fetch_add(entry.size, Ordering::Relaxed);
@@ -435,7 +438,7 @@ pub(super) fn from_prefetch(
     }
     remote.note_used(&entry);
     let oname = EntryName::data(entry.output);
-    books.used([EntryName::action(action), oname], now, false);
+    books.used([EntryName::action(action), oname], now, false, marked);
     Some(Response::hit(id, &entry, store.disk_path(&oname)))
 }
 
@@ -496,7 +499,12 @@ pub(super) fn fetch(
     // Level one missed and now holds the entry: to the index and the trace
     // this is a put (a miss, then a put whose cost is the download, not a
     // rebuild), so that a local policy learns what evicting it costs.
-    books.used([EntryName::action(action), oname], now, false);
+    books.used(
+        [EntryName::action(action), oname],
+        now,
+        false,
+        [false, false],
+    );
     let allocated = entry.size.div_ceil(4096) * 4096;
     books.event(|log, t, at| {
         log.put(&action, t, at);

@@ -466,11 +466,15 @@ fn get(s: &Shared, id: i64, action: Id, fetchers: Option<&Pool<Job>>) -> Option<
 /// A get level one answered: counted, its use queued (and the fleet's,
 /// with a remote tier), and answered.
 fn local_hit(s: &Shared, id: i64, hit: Hit, now: UnixTime) -> Response {
-    let Hit { entry, allocated } = hit;
+    let Hit {
+        entry,
+        allocated,
+        marked,
+    } = hit;
     let oname = EntryName::data(entry.output);
     s.books.counters.hits.fetch_add(1, Ordering::Relaxed);
     s.books
-        .used([EntryName::action(entry.action), oname], now, true);
+        .used([EntryName::action(entry.action), oname], now, true, marked);
     if let Some(r) = &s.remote {
         r.record_use(&entry, now);
     }
@@ -621,8 +625,8 @@ fn finish_put(s: &Shared, id: i64, action: Id, output: Id, size: u64, tmp: TmpFi
         size,
         time_nanos: now.saturating_mul(1_000_000_000),
     };
-    match s.store.put_or_keep(tmp, &entry, now) {
-        Put::Stored => {}
+    let output_marked = match s.store.put_or_keep(tmp, &entry, now) {
+        Put::Stored { output_marked } => output_marked,
         Put::OutputOnly(e) => {
             s.books.not_cached(&e);
             return Response::done(id, s.store.disk_path(&EntryName::data(output)));
@@ -633,7 +637,7 @@ fn finish_put(s: &Shared, id: i64, action: Id, output: Id, size: u64, tmp: TmpFi
             super::protocol::lock(&s.kept).push(tmp);
             return Response::done(id, path);
         }
-    }
+    };
     if let Some(r) = &s.remote {
         r.upload(&s.store, entry);
     }
@@ -641,7 +645,12 @@ fn finish_put(s: &Shared, id: i64, action: Id, output: Id, size: u64, tmp: TmpFi
     c.puts.fetch_add(1, Ordering::Relaxed);
     c.put_bytes.fetch_add(size, Ordering::Relaxed);
     let oname = EntryName::data(output);
-    s.books.used([EntryName::action(action), oname], now, false);
+    s.books.used(
+        [EntryName::action(action), oname],
+        now,
+        false,
+        [false, output_marked],
+    );
     // What the output takes on disk, as a filesystem of 4 KiB blocks
     // allocates it (the file was just written; its blocks may still be
     // delayed allocation).
