@@ -220,14 +220,25 @@ struct Events {
     offset_ms: i64,
     rebuilds: RebuildLog,
     /// The lookups go makes only after a hit: each hit's
-    /// `Subkey(action, "stdout")` and `"link-stdout"`, to the action
+    /// [`AFTER_HIT_SUBKEYS`], to the action
     /// (keyed by the IDs' own bits: they are hashes already).
     after_hit: std::collections::HashMap<Id, crate::trace::schema::TraceId, crate::layout::IdHash>,
 }
 
-/// Room for the subkeys of a warm `go build std`'s hits (two each) before
+/// Room for the subkeys of a warm `go build std`'s hits (four each) before
 /// the map grows.
-const AFTER_HIT_CAPACITY: usize = 4096;
+const AFTER_HIT_CAPACITY: usize = 8192;
+
+/// What go looks up beside an action only after that action hit (Go's
+/// `cache.Subkey(action, desc)`): the compiler's and the linker's output
+/// (`updateBuildID` stores them; a rebuild prints its own), the list of a
+/// package's compiled source files (`loadCachedVet` and
+/// `loadCachedCompiledGoFiles`: vet and `go list -compiled` read it after
+/// the package's compile hit; a compile writes it afresh) and a cgo
+/// package's exported header (`loadCachedCgoHdr`). Generated files the
+/// source list names and coverage metadata are asked for by names prog
+/// does not know, and go on unmarked.
+const AFTER_HIT_SUBKEYS: [&str; 4] = ["stdout", "link-stdout", "srcfiles", "_cgo_install.h"];
 
 /// Go's `cache.Subkey(parent, desc)`: the ID of an entry kept beside
 /// `parent` (SHA-256 of `"subkey:"`, the parent's ID and `desc`).
@@ -401,7 +412,7 @@ impl Books {
         let of = after_hit.get(action).copied();
         if hit {
             let parent = crate::trace::schema::TraceId::of(action);
-            for desc in ["stdout", "link-stdout"] {
+            for desc in AFTER_HIT_SUBKEYS {
                 after_hit.insert(subkey(action, desc), parent);
             }
         }

@@ -45,7 +45,7 @@
 //! | `hit` | for `get`: whether the cache had it |
 //! | `cost` | for `put` (and `new`): seconds go spent rebuilding it; for a `put` without it, the time since the `get` miss of the same action is used |
 //! | `program` | for an executable: its file name, for people |
-//! | `of` | for `get`: the action whose hit go was showing when it asked (this lookup is that action's compiler or linker output kept beside it, Go's `Subkey(action, "stdout")` or `"link-stdout"`, which go asks for only after a hit): a replay that misses that action does not count this lookup (`gocache prog` records it) |
+//! | `of` | for `get`: the action whose hit go was using when it asked (this lookup is an entry kept beside that action, Go's `Subkey(action, desc)` for its compiler or linker output, its list of compiled source files or its cgo header, which go asks for only after a hit): a replay that misses that action does not count this lookup (`gocache prog` records it) |
 //!
 //! IDs are hex. Writers write the first 16 hex digits of Go's 64 (a
 //! compact ID: 64 bits are plenty to tell a trace's entries apart, and a
@@ -227,10 +227,11 @@ pub struct Event {
     /// An executable's file name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub program: Option<String>,
-    /// For `get`: the action whose cached result go was showing when it
-    /// asked (this lookup is that action's compiler or linker output kept
-    /// beside it, Go's `Subkey(action, "stdout")` or `"link-stdout"`): go
-    /// asks it only after a hit of that action, never after a miss.
+    /// For `get`: the action whose cached result go was using when it
+    /// asked (this lookup is an entry kept beside that action, Go's
+    /// `Subkey(action, desc)` for its compiler or linker output, its list
+    /// of compiled source files or its cgo header): go asks it only after
+    /// a hit of that action, never after a miss.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub of: Option<TraceId>,
 }
