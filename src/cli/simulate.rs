@@ -20,8 +20,9 @@ use gocache::trace::schema::{self as trace, Trace};
 ///
 /// Policies, by the names `gocache trim --policy` takes for the same
 /// behaviour: lru, gdsf and gd-cost (what trim ships, in its batch form:
-/// planned once over budget, evicting whole groups, an output with the
-/// actions naming it, to 90% of it; hits as `gocache prog` counts them),
+/// planned once over budget, evicting groups, an output with the actions
+/// naming it (an action used an hour before the group's newest is a
+/// group of its own), to 90% of it; hits as `gocache prog` counts them),
 /// gds (gdsf with every hit count at 0: what `--policy gdsf` does under
 /// the hook after plain go commands, `ci end` or a cron trim, which count
 /// no hits of build entries). For comparison, the textbook forms, one

@@ -10,8 +10,11 @@
 //! ([`Batch::new`]), so the entries are left `HEADROOM` of the
 //! budget less the fixed bytes, not `HEADROOM` of their own share. These
 //! policies do exactly that, with the same
-//! pure functions [`crate::policy`] plans with: whole groups (an output with
-//! every action naming it), ordered by the group's newest use (`lru`) or by
+//! pure functions [`crate::policy`] plans with: groups (an output with
+//! every action naming it, less each action used an hour or more before
+//! the group's newest, which is a group of its own as the real plan splits
+//! it), ordered by the group's newest use in the index's whole seconds,
+//! ties by name (`lru`), or by
 //! [`gdsf_priority`] with the GreedyDual [`Clock`] kept as the index keeps
 //! it (`gdsf`: cost 1; `gd-cost`: rebuild seconds measured where the trace
 //! has them, else [`estimate_cost`] from kind and size, as the real trim
@@ -24,9 +27,7 @@
 //! counts the programs it starts (`go run`, `go tool`) and nothing else;
 //! `gds` leaves those at 0 too. So
 //! what `gocache simulate` reports for them is what shipping the policy
-//! gives, but for what the simulator leaves out everywhere: age limits,
-//! and the split of old actions from their group (which takes an hour
-//! between uses).
+//! gives, but for what the simulator leaves out everywhere: age limits.
 //!
 //! Like the real plan, a batch never takes a group used within the
 //! protection window ([`crate::limits::Limits::protection_window`]: the
@@ -58,7 +59,7 @@ pub struct Batch<'w> {
     now: i64,
     clock: Clock,
     /// The batch being evicted, next victim last.
-    queue: Vec<u32>,
+    queue: Vec<Victim>,
     /// Groups used within this many milliseconds of now are never taken.
     protect_ms: i64,
     /// No plan before this time: the last one left only protected groups
@@ -108,11 +109,21 @@ impl<'w> Batch<'w> {
     }
 
     /// Plans one batch: every cached group by priority, the lowest first,
-    /// until what stays fits the target.
+    /// until what stays fits the target. As the real plan sees them: a
+    /// group is an output with the actions naming it, less those used
+    /// [`GO_MTIME_LAG`] or more before its newest action, each of which is
+    /// a group of its own (its block, its own last use and hits, its
+    /// output's cost), as `policy::plan_with` splits them; times are the
+    /// index's whole seconds, and groups used in the same second are taken
+    /// in the order of their names (the output's, or the split action's),
+    /// as the real plan breaks ties. A go command's uses fall within a
+    /// second or two, so that order, not the order go asked in, decides
+    /// which of one command's entries leave first.
     fn plan(&mut self, cache: &Cache) {
         let w = self.w;
-        // Per output: the newest use, the most hits and the most measured
-        // seconds of the actions naming it.
+        let secs = |t: i64| t.div_euclid(1000);
+        // Per output: the newest use (seconds), the most hits and the most
+        // measured seconds of the actions naming it.
         let mut last = vec![i64::MIN; w.outputs()];
         let mut hits = vec![0u64; w.outputs()];
         let mut measured: Vec<Option<f64>> = vec![None; w.outputs()];
@@ -126,51 +137,102 @@ impl<'w> Batch<'w> {
             if last[oi] == i64::MIN {
                 outputs.push(o);
             }
-            last[oi] = last[oi].max(self.last_t[a as usize]);
+            last[oi] = last[oi].max(secs(self.last_t[a as usize]));
             hits[oi] = hits[oi].max(self.hits[a as usize]);
             if let (c, true) = w.decision_cost(a) {
                 measured[oi] = Some(measured[oi].map_or(c, |m| m.max(c)));
             }
         }
-        let bytes = |o: u32| w.size(o) + w.block * u64::from(cache.refs(o));
-        let prio = |o: u32| {
+        // The groups: each output's, then each action split off from it.
+        let mut groups: Vec<Victim> = outputs.iter().map(|&o| Victim::Output(o)).collect();
+        groups.extend((0..w.actions() as u32).filter_map(|a| {
+            let o = cache.names(a);
+            (o != NONE
+                && secs(self.last_t[a as usize]).saturating_add(GO_MTIME_LAG) <= last[o as usize])
+                .then_some(Victim::Action(a))
+        }));
+        let output_bytes = |o: u32| w.size(o) + w.block * u64::from(cache.refs(o));
+        let cost_of = |o: u32| {
             let oi = o as usize;
-            let cost = match self.kind {
-                Eviction::GdCost => {
-                    measured[oi].unwrap_or_else(|| estimate_cost(w.out_exe[oi], w.size(o)))
-                }
-                _ => 1.0,
-            };
-            gdsf_priority(self.clock.at(last[oi]), hits[oi], cost, bytes(o))
+            measured[oi].unwrap_or_else(|| estimate_cost(w.out_exe[oi], output_bytes(o)))
         };
         let gd = self.kind.greedy_dual();
-        let window = self.protect_ms;
-        let now = self.now;
-        let protected = |o: u32| window > 0 && now.saturating_sub(last[o as usize]) < window;
+        let by_cost = self.kind == Eviction::GdCost;
+        let (hits_a, last_a) = (&self.hits, &self.last_t);
+        // A group's last use (seconds), hits, cost, bytes and name.
+        let describe = |g: Victim| match g {
+            Victim::Output(o) => {
+                let oi = o as usize;
+                let cost = if by_cost { cost_of(o) } else { 1.0 };
+                (
+                    last[oi],
+                    hits[oi],
+                    cost,
+                    output_bytes(o),
+                    w.output_ids[oi].0,
+                )
+            }
+            Victim::Action(a) => {
+                let ai = a as usize;
+                let cost = match (by_cost, w.decision_cost(a)) {
+                    (false, _) => 1.0,
+                    (true, (c, true)) => c,
+                    (true, _) => cost_of(cache.names(a)),
+                };
+                let name = w.action_ids[ai].map_or(u64::from(a), |t| t.0);
+                (secs(last_a[ai]), hits_a[ai], cost, w.block, name)
+            }
+        };
+        // What the real plan protects: groups used within the window of
+        // now, in whole seconds.
+        let window = self.protect_ms / 1000;
+        let now = secs(self.now);
         let mut retry_at = i64::MAX;
-        let mut order: Vec<(f64, i64, u32)> = outputs
-            .iter()
-            .filter(|&&o| {
-                if protected(o) {
-                    retry_at = retry_at.min(last[o as usize].saturating_add(window));
-                    return false;
+        let mut order: Vec<(f64, i64, u64, Victim)> = groups
+            .into_iter()
+            .filter_map(|g| {
+                let (last, hits, cost, bytes, name) = describe(g);
+                if self.protect_ms > 0 && now.saturating_sub(last) <= window {
+                    retry_at = retry_at.min(last.saturating_add(window + 1).saturating_mul(1000));
+                    return None;
                 }
-                true
-            })
-            .map(|&o| {
-                let p = if gd { prio(o) } else { 0.0 };
-                (p, last[o as usize], o)
+                let p = if gd {
+                    gdsf_priority(self.clock.at(last.saturating_mul(1000)), hits, cost, bytes)
+                } else {
+                    0.0
+                };
+                Some((p, last, name, g))
             })
             .collect();
         order.sort_unstable_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)).then(x.2.cmp(&y.2)));
         let mut held = cache.bytes();
         let mut top = None::<f64>;
-        for &(p, _, o) in &order {
+        // Per output: its group taken, and the blocks of the actions split
+        // off from it taken before it.
+        let mut taken = vec![false; w.outputs()];
+        let mut split_taken = vec![0u64; w.outputs()];
+        for &(p, _, _, g) in &order {
             if held <= self.target {
                 break;
             }
-            held = held.saturating_sub(bytes(o));
-            self.queue.push(o);
+            let bytes = match g {
+                Victim::Output(o) => {
+                    taken[o as usize] = true;
+                    output_bytes(o) - split_taken[o as usize]
+                }
+                Victim::Action(a) => {
+                    let o = cache.names(a) as usize;
+                    if taken[o] {
+                        continue;
+                    }
+                    // Never its output's last action (the newest stays in
+                    // the output's group): its block alone.
+                    split_taken[o] += w.block;
+                    w.block
+                }
+            };
+            held = held.saturating_sub(bytes);
+            self.queue.push(g);
             top = Some(top.map_or(p, |t| t.max(p)));
         }
         self.retry_at = if held > self.target {
@@ -180,7 +242,7 @@ impl<'w> Batch<'w> {
         };
         self.queue.reverse();
         if let (true, Some(l)) = (gd, top) {
-            self.clock.advance(self.now, l);
+            self.clock.advance(now.saturating_mul(1000), l);
         }
     }
 }
@@ -201,10 +263,10 @@ impl Policy for Batch<'_> {
         if self.queue.is_empty() && self.now >= self.retry_at {
             self.plan(cache);
         }
-        self.queue.pop().map(Victim::Output)
+        self.queue.pop()
     }
     fn rest_of_batch(&mut self) -> Option<Victim> {
-        self.queue.pop().map(Victim::Output)
+        self.queue.pop()
     }
     fn lazy(&self) -> bool {
         !self.w.ends.is_empty()

@@ -13,7 +13,7 @@
 //!
 //! | name | what it evicts first |
 //! | --- | --- |
-//! | `lru` | `gocache trim --policy lru` in its batch form (`sim::batch`): once over budget, whole groups (an output with every action naming it) by their newest use, down to 90% of the budget |
+//! | `lru` | `gocache trim --policy lru` in its batch form (`sim::batch`): once over budget, groups (an output with every action naming it, less those used an hour before its newest: each a group of its own, as trim splits them) by their newest use, down to 90% of the budget |
 //! | `gdsf` | `gocache trim --policy gdsf` in its batch form: groups by `L + (hits + 1) / MiB` |
 //! | `gd-cost` | `gocache trim --policy gd-cost` in its batch form: groups by `L + (hits + 1) × seconds / MiB`, measured or estimated as the real trim has them |
 //! | `gds` | `gocache trim --policy gdsf` where no hits are counted (the hook after plain go commands, `ci end`, a cron trim): `gdsf` with every hit count at 0, GreedyDual-Size: groups by `L + 1 / MiB` |

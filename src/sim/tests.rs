@@ -585,8 +585,9 @@ fn the_lower_bracket_is_feasible_and_between_belady_and_the_bound() {
 fn the_simulators_batch_policies_evict_what_policy_plan_evicts() {
     // `lru`, `gdsf` and `gd-cost` are what `gocache trim --policy` ships
     // under the same names: on the same cache (lookups with hits, outputs
-    // shared, measured costs, all within an hour so that no action is
-    // split off its group), they choose what `policy::plan_with` chooses
+    // shared, measured costs, three hours apart so that an action used an
+    // hour or more before its output's newest is a group of its own), they
+    // choose what `policy::plan_with` chooses
     // under the budget scaled to the headroom, as the hook trims; and in
     // a cache directory with fixed bytes, where the real trim scales the
     // whole budget and counts the fixed bytes against it.
@@ -598,7 +599,7 @@ fn the_simulators_batch_policies_evict_what_policy_plan_evicts() {
         b[..8].copy_from_slice(&n.to_be_bytes());
         Id(b)
     };
-    let (mut differs, mut unhit_differs) = (0, 0);
+    let (mut differs, mut unhit_differs, mut split_off) = (0, 0, 0);
     for seed in 0..30 {
         let mut rng = fastrand::Rng::with_seed(seed);
         let n_out = rng.u64(3..10);
@@ -619,7 +620,7 @@ fn the_simulators_batch_policies_evict_what_policy_plan_evicts() {
             if used.contains_key(&a) {
                 *hits.entry(a).or_default() += 1;
             }
-            used.insert(a, i as i64);
+            used.insert(a, i as i64 * APART / 1000);
             dense_a.insert(a, w.requests[i].action);
             dense_o.insert(a % n_out, w.requests[i].output);
         }
@@ -701,7 +702,7 @@ fn the_simulators_batch_policies_evict_what_policy_plan_evicts() {
                     clock: None,
                     measured: Some(&measured),
                 };
-                let now = order.len() as i64 + 10 * 3600;
+                let now = order.len() as i64 * APART / 1000 + 10 * 3600;
                 let env = crate::policy::Environment {
                     fixed_bytes: fixed,
                     free_bytes: None,
@@ -717,6 +718,14 @@ fn the_simulators_batch_policies_evict_what_policy_plan_evicts() {
                 }
                 acts.sort_unstable();
                 outs.sort_unstable();
+                // Actions taken without their output: split off.
+                split_off += acts
+                    .iter()
+                    .filter(|&&a| {
+                        let o = w.requests.iter().find(|r| r.action == a).unwrap().output;
+                        outs.binary_search(&o).is_err()
+                    })
+                    .count();
                 assert_eq!(
                     victims_at_end_in(&w, name, budget, fixed),
                     (acts.clone(), outs),
@@ -729,6 +738,10 @@ fn the_simulators_batch_policies_evict_what_policy_plan_evicts() {
         }
     }
     assert!(differs > 5, "the orders differ somewhere: {differs}");
+    assert!(
+        split_off > 20,
+        "actions split off their groups: {split_off}"
+    );
     assert!(
         unhit_differs > 5,
         "hits change gdsf's order: {unhit_differs}"
@@ -795,7 +808,9 @@ fn the_batch_policies_never_take_what_the_protection_window_covers() {
     // over a budget of two: the real trim, with its default grace period
     // and Go's hour of mtime lag, takes none of them (a live go command
     // may hold them), so the cache stays over budget. D comes 2 h later:
-    // A and B are out of the window and go; C and D stay. Then A misses
+    // A and B are out of the window (more than its 7,200 s after their
+    // last use, in the index's whole seconds) and go; C, 7,200 s after,
+    // and D stay. Then A misses
     // and C, still in the window, hits: without the protection A and B
     // would have gone at C's put, and C and D at A's.
     const H: i64 = 3_600_000;
@@ -805,9 +820,9 @@ fn the_batch_policies_never_take_what_the_protection_window_covers() {
     ev.extend(put(0, a));
     ev.extend(put(1_000, b));
     ev.extend(put(2_000, c));
-    ev.extend(put(2 * H + 1_500, d));
-    ev.extend(put(2 * H + 1_800, a));
-    ev.push(Event::get_hit(2 * H + 1_900, c, c, BLOCK));
+    ev.extend(put(2 * H + 2_500, d));
+    ev.extend(put(2 * H + 2_800, a));
+    ev.push(Event::get_hit(2 * H + 2_900, c, c, BLOCK));
     let w = Workload::from_events(BLOCK, ev.iter());
     let budget = 2 * 2 * BLOCK;
     for name in [PolicyName::Lru, PolicyName::Gdsf, PolicyName::GdCost] {

@@ -234,6 +234,9 @@ pub struct Workload {
     /// Per action: its ID in the trace (`None`: a stand-in for a program
     /// run by ID).
     pub action_ids: Vec<Option<TraceId>>,
+    /// Per output: its ID in the trace (the real plan breaks ties between
+    /// groups of the same last use by their output's name).
+    pub output_ids: Vec<TraceId>,
     /// Lookups go makes only after a hit of another action (trace `of`:
     /// the compiler's output kept beside it; flagged
     /// [`Request::AFTER_HIT`]): request index to that action. A replay that missed the action skips the lookup, as go
@@ -463,6 +466,7 @@ impl Builder {
                 measured: Vec::new(),
                 decide_cost: None,
                 action_ids: Vec::new(),
+                output_ids: Vec::new(),
                 asked_after: HashMap::new(),
                 ends: Vec::new(),
                 summary: Summary::default(),
@@ -500,6 +504,7 @@ impl Builder {
         if new {
             self.w.out_size.push(0);
             self.w.out_exe.push(false);
+            self.w.output_ids.push(id);
         }
         if let Some(s) = size {
             self.w.out_size[o as usize] = s;
