@@ -258,6 +258,11 @@ impl Policy for Batch<'_> {
         self.last_t[a as usize] = at.t;
         self.now = at.t;
     }
+    fn stored_again(&mut self, a: u32, _o: u32, at: &At) {
+        // A put is a use the index records without a hit.
+        self.last_t[a as usize] = at.t;
+        self.now = at.t;
+    }
     fn removed(&mut self, _r: &Removed) {}
     fn victim(&mut self, cache: &Cache) -> Option<Victim> {
         if self.queue.is_empty() && self.now >= self.retry_at {

@@ -28,6 +28,12 @@ pub trait Policy: Send {
     fn hit(&mut self, a: u32, o: u32, at: &At);
     /// Action `a` naming `o` was stored.
     fn insert(&mut self, a: u32, o: u32, at: &At);
+    /// Action `a`, cached and naming `o`, was stored again (go rebuilt
+    /// what it is kept beside and wrote it afresh): a use that is no
+    /// lookup. By default the policy takes it as a hit.
+    fn stored_again(&mut self, a: u32, o: u32, at: &At) {
+        self.hit(a, o, at);
+    }
     /// Entries left the cache (chosen by the policy or not).
     fn removed(&mut self, r: &Removed);
     /// The next victim while the cache is over budget.

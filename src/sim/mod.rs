@@ -352,7 +352,9 @@ impl RowMaker {
             // Of the lookups this replay made (go skips some after a miss).
             object_hit_ratio: o.hits as f64 / (self.accesses - o.not_asked as f64).max(1.0),
             byte_hit_ratio: o.byte_hits as f64 / self.requested_bytes.max(1) as f64,
-            lost_s: (self.unbounded_saved_s - o.saved_s).max(0.0),
+            // Lookups go did not make are not lost: the miss it rebuilt
+            // instead is.
+            lost_s: (self.unbounded_saved_s - o.saved_s - o.not_asked_s).max(0.0),
             outcome: o,
         }
     }

@@ -32,6 +32,10 @@ pub struct Outcome {
     /// (its compiler output kept beside it), and this replay missed that
     /// action. Neither hits nor misses.
     pub not_asked: u64,
+    /// The rebuild seconds those lookups would have saved had go made
+    /// them and hit (the trace's hits among them): not lost, since go
+    /// rebuilt the action they follow instead, and that miss is counted.
+    pub not_asked_s: f64,
 }
 
 /// Replays `w` through `policy`, keeping at most `budget` bytes after
@@ -78,6 +82,9 @@ pub fn replay(
                 .is_none_or(|&p| !missed[p as usize]);
         if !asked {
             out.not_asked += 1;
+            if r.real_hit() {
+                out.not_asked_s += w.cost[a as usize];
+            }
         } else if r.is_access() {
             missed[a as usize] = !(held || r.warm());
         }
@@ -93,9 +100,15 @@ pub fn replay(
             cost: w.decision_cost(a).0,
             size: w.block + w.size(o),
         };
+        // A lookup go skips because it rebuilt the action the entry is
+        // kept beside: that rebuild wrote the entry afresh (its compiler
+        // output, its list of source files), as a put.
+        let rewritten = !asked && o != NONE;
         if asked && held {
             policy.hit(a, o, &at);
-        } else if asked && o != NONE && r.stores() {
+        } else if rewritten && held {
+            policy.stored_again(a, o, &at);
+        } else if (asked || rewritten) && o != NONE && r.stores() {
             if cache.names(a) != NONE {
                 // Stored again, naming another output.
                 evict(&mut cache, policy, Victim::Action(a));
@@ -105,7 +118,7 @@ pub fn replay(
             stored += w.size(o);
             session_stored = true;
         }
-        if asked {
+        if asked || rewritten {
             last_use[a as usize] = r.t;
         }
         let mut check = !lazy || stored >= PROG_EVICT_EVERY;

@@ -919,3 +919,46 @@ fn a_lookup_go_makes_only_after_a_hit_is_not_made_after_a_replayed_miss() {
     let row = r.row(0, PolicyName::Lru).unwrap().outcome;
     assert_eq!((row.hits, row.not_asked), (0, 1));
 }
+
+#[test]
+fn an_entry_go_rewrites_when_it_rebuilds_is_kept_and_not_counted_lost() {
+    // Action 1 (4 KiB, 1 s) with its compiler output kept beside it
+    // (action 9, the empty output, put with it: go asks for it only after
+    // a hit of 1); action 2 (8 KiB, 1 s) between; then 1 and 9 are looked
+    // up twice more. With room for 1 or 2 but not both, 1 misses at its
+    // first lookup again: go rebuilds it and writes 9 afresh without asking
+    // for it, so 9 is cached when 1 hits next, and asked for and hit.
+    let id = TraceId;
+    let t = |k: i64| k * APART;
+    let kept = |k: i64, hit| Event {
+        of: Some(id(1)),
+        ..if hit {
+            Event::get_hit(t(k) + 1, id(9), id(19), 0)
+        } else {
+            Event::get_miss(t(k) + 1, id(9))
+        }
+    };
+    let ev = [
+        Event::get_miss(t(0), id(1)),
+        Event::put(t(0) + 1, id(1), id(11), 4096, Some(1.0)),
+        Event::put(t(0) + 2, id(9), id(19), 0, None),
+        Event::get_miss(t(1), id(2)),
+        Event::put(t(1) + 1, id(2), id(12), 2 * 4096, Some(1.0)),
+        Event::get_hit(t(2), id(1), id(11), 4096),
+        kept(2, true),
+        Event::get_hit(t(3), id(1), id(11), 4096),
+        kept(3, true),
+    ];
+    let w = Workload::from_events(BLOCK, ev.iter());
+    // 1's block and output, 9's block and the empty output's none, 2's
+    // block and output: 5 blocks in all; room for 4.
+    let r = sim(&w, &[4 * BLOCK], &[PolicyName::Lru]);
+    let row = r.row(0, PolicyName::Lru).unwrap();
+    let o = row.outcome;
+    // 1 misses once (rebuilt), then hits; 9 is not asked after the miss,
+    // then hits, written afresh by the rebuild.
+    assert_eq!((o.hits, o.not_asked), (2, 1), "{o:?}");
+    // What the budget lost is 1's rebuild alone: the unbounded cache
+    // saved it and 9's lookups, and 9's skipped lookup is no loss.
+    assert!((row.lost_s - 1.0).abs() < 1e-9, "{row:?}");
+}
