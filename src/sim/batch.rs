@@ -43,6 +43,10 @@ use crate::limits::Eviction;
 use crate::limits::{DEFAULT_GRACE, GO_MTIME_LAG};
 use crate::policy::{Clock, HEADROOM, estimate_cost, gdsf_priority};
 
+/// A group as a plan ranks it: its priority (0 for `lru`), last use
+/// (seconds), name, and the group (an output's, or an action split off).
+type Ranked = (f64, i64, u64, Victim);
+
 /// The batch policy.
 pub struct Batch<'w> {
     w: &'w Workload,
@@ -108,8 +112,59 @@ impl<'w> Batch<'w> {
         }
     }
 
-    /// Plans one batch: every cached group by priority, the lowest first,
-    /// until what stays fits the target. As the real plan sees them: a
+    /// Plans one batch: every cached group by priority, the lowest first
+    /// ([`Batch::order`]), until what stays fits the target; an action
+    /// split off leaves with its output's group if that goes first.
+    fn plan(&mut self, cache: &Cache) {
+        let w = self.w;
+        let (order, retry_at) = self.order(cache);
+        let output_bytes = |o: u32| w.size(o) + w.block * u64::from(cache.refs(o));
+        let mut held = cache.bytes();
+        let mut top = None::<f64>;
+        // Per output: its group taken, and the blocks of the actions split
+        // off from it taken before it.
+        let mut taken = vec![false; w.outputs()];
+        let mut split_taken = vec![0u64; w.outputs()];
+        for &(p, _, _, g) in &order {
+            if held <= self.target {
+                break;
+            }
+            let bytes = match g {
+                Victim::Output(o) => {
+                    taken[o as usize] = true;
+                    output_bytes(o) - split_taken[o as usize]
+                }
+                Victim::Action(a) => {
+                    let o = cache.names(a) as usize;
+                    if taken[o] {
+                        continue;
+                    }
+                    // Never its output's last action (the newest stays in
+                    // the output's group): its block alone.
+                    split_taken[o] += w.block;
+                    w.block
+                }
+            };
+            held = held.saturating_sub(bytes);
+            self.queue.push(g);
+            top = Some(top.map_or(p, |t| t.max(p)));
+        }
+        self.retry_at = if held > self.target {
+            retry_at
+        } else {
+            i64::MIN
+        };
+        self.queue.reverse();
+        if let (true, Some(l)) = (self.kind.greedy_dual(), top) {
+            self.clock
+                .advance(self.now.div_euclid(1000).saturating_mul(1000), l);
+        }
+    }
+
+    /// Every cached group outside the protection window, in the order the
+    /// real plan takes them, each with its priority (0 for `lru`), last
+    /// use and name; and when the first protected group leaves the window
+    /// (milliseconds; `i64::MAX`: none protected). As the real plan sees them: a
     /// group is an output with the actions naming it, less those used
     /// [`GO_MTIME_LAG`] or more before its newest action, each of which is
     /// a group of its own (its block, its own last use and hits, its
@@ -119,7 +174,7 @@ impl<'w> Batch<'w> {
     /// as the real plan breaks ties. A go command's uses fall within a
     /// second or two, so that order, not the order go asked in, decides
     /// which of one command's entries leave first.
-    fn plan(&mut self, cache: &Cache) {
+    fn order(&self, cache: &Cache) -> (Vec<Ranked>, i64) {
         let w = self.w;
         let secs = |t: i64| t.div_euclid(1000);
         // Per output: the newest use (seconds), the most hits and the most
@@ -188,7 +243,7 @@ impl<'w> Batch<'w> {
         let window = self.protect_ms / 1000;
         let now = secs(self.now);
         let mut retry_at = i64::MAX;
-        let mut order: Vec<(f64, i64, u64, Victim)> = groups
+        let mut order: Vec<Ranked> = groups
             .into_iter()
             .filter_map(|g| {
                 let (last, hits, cost, bytes, name) = describe(g);
@@ -205,45 +260,7 @@ impl<'w> Batch<'w> {
             })
             .collect();
         order.sort_unstable_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)).then(x.2.cmp(&y.2)));
-        let mut held = cache.bytes();
-        let mut top = None::<f64>;
-        // Per output: its group taken, and the blocks of the actions split
-        // off from it taken before it.
-        let mut taken = vec![false; w.outputs()];
-        let mut split_taken = vec![0u64; w.outputs()];
-        for &(p, _, _, g) in &order {
-            if held <= self.target {
-                break;
-            }
-            let bytes = match g {
-                Victim::Output(o) => {
-                    taken[o as usize] = true;
-                    output_bytes(o) - split_taken[o as usize]
-                }
-                Victim::Action(a) => {
-                    let o = cache.names(a) as usize;
-                    if taken[o] {
-                        continue;
-                    }
-                    // Never its output's last action (the newest stays in
-                    // the output's group): its block alone.
-                    split_taken[o] += w.block;
-                    w.block
-                }
-            };
-            held = held.saturating_sub(bytes);
-            self.queue.push(g);
-            top = Some(top.map_or(p, |t| t.max(p)));
-        }
-        self.retry_at = if held > self.target {
-            retry_at
-        } else {
-            i64::MIN
-        };
-        self.queue.reverse();
-        if let (true, Some(l)) = (gd, top) {
-            self.clock.advance(now.saturating_mul(1000), l);
-        }
+        (order, retry_at)
     }
 }
 

@@ -51,12 +51,6 @@ pub fn replay(
     let mut removed = Removed::default();
     let mut out = Outcome::default();
     let mut last_use = vec![i64::MIN; w.actions()];
-    // Evicts `v`; false when nothing left.
-    let mut evict = |cache: &mut Cache, policy: &mut dyn Policy, v: Victim| {
-        cache.evict(v, &mut removed);
-        policy.removed(&removed);
-        !removed.actions.is_empty()
-    };
     let mut since = 0;
     // Where the real trim runs, for a lazy policy (see `Policy::lazy`):
     // the bytes the session stored since its last check, whether it stored
@@ -69,7 +63,7 @@ pub fn replay(
     let mut missed = vec![false; w.actions()];
     for (i, r) in w.requests.iter().enumerate() {
         while let Some(v) = policy.expired(r.t) {
-            if !evict(&mut cache, policy, v) {
+            if !evict(&mut cache, policy, &mut removed, v) {
                 debug_assert!(false, "policy expired an entry not cached: {v:?}");
                 break;
             }
@@ -111,7 +105,7 @@ pub fn replay(
         } else if (asked || rewritten) && o != NONE && r.stores() {
             if cache.names(a) != NONE {
                 // Stored again, naming another output.
-                evict(&mut cache, policy, Victim::Action(a));
+                evict(&mut cache, policy, &mut removed, Victim::Action(a));
             }
             cache.insert(a, o);
             policy.insert(a, o, &at);
@@ -131,25 +125,7 @@ pub fn replay(
             // The next go command's prog counts its puts from 0.
             stored = 0;
         }
-        while check && cache.bytes() > budget {
-            let Some(v) = policy.victim(&cache) else {
-                break;
-            };
-            if !evict(&mut cache, policy, v) {
-                // A victim that is not cached: a policy out of step with
-                // the cache. Stop rather than loop; tests catch it.
-                debug_assert!(false, "policy named an entry not cached: {v:?}");
-                break;
-            }
-            out.evictions += 1;
-        }
-        while let Some(v) = policy.rest_of_batch() {
-            if !evict(&mut cache, policy, v) {
-                debug_assert!(false, "policy named an entry not cached: {v:?}");
-                break;
-            }
-            out.evictions += 1;
-        }
+        out.evictions += evict_over(&mut cache, policy, &mut removed, check.then_some(budget));
         out.peak_bytes = out.peak_bytes.max(cache.bytes());
         since += 1;
         if since == PROGRESS_EVERY {
@@ -163,4 +139,43 @@ pub fn replay(
         .filter(|&a| cache.names(a) != NONE && last_use[a as usize] < end - STALE_MS)
         .count() as u64;
     out
+}
+
+/// Evicts `v` and tells the policy what left; false when nothing did.
+fn evict(cache: &mut Cache, policy: &mut dyn Policy, removed: &mut Removed, v: Victim) -> bool {
+    cache.evict(v, removed);
+    policy.removed(removed);
+    !removed.actions.is_empty()
+}
+
+/// Evicts the policy's victims while the cache is over `budget` (`None`:
+/// no check at this request), then the rest of the batch it is evicting;
+/// returns how many it chose.
+fn evict_over(
+    cache: &mut Cache,
+    policy: &mut dyn Policy,
+    removed: &mut Removed,
+    budget: Option<u64>,
+) -> u64 {
+    let mut n = 0;
+    while budget.is_some_and(|b| cache.bytes() > b) {
+        let Some(v) = policy.victim(cache) else {
+            break;
+        };
+        if !evict(cache, policy, removed, v) {
+            // A victim that is not cached: a policy out of step with the
+            // cache. Stop rather than loop; tests catch it.
+            debug_assert!(false, "policy named an entry not cached: {v:?}");
+            break;
+        }
+        n += 1;
+    }
+    while let Some(v) = policy.rest_of_batch() {
+        if !evict(cache, policy, removed, v) {
+            debug_assert!(false, "policy named an entry not cached: {v:?}");
+            break;
+        }
+        n += 1;
+    }
+    n
 }
