@@ -197,16 +197,7 @@ impl Index {
                 )
                 .at(path)?;
             for u in uses {
-                // The pending row needs no mtime: the scan that finds the
-                // entry reads it from disk.
                 let p = params![
-                    u.name.subdir(),
-                    u.name.file_name(),
-                    u.at,
-                    u.hit as i64,
-                    module
-                ];
-                let pu = params![
                     u.name.subdir(),
                     u.name.file_name(),
                     u.at,
@@ -214,19 +205,22 @@ impl Index {
                     module,
                     u.marked
                 ];
+                // The pending row takes all but the mark: the scan that
+                // finds the entry reads its mtime from disk.
+                let pending = &p[..5];
                 let Some(t) = tracing_uses else {
-                    if update.execute(pu).at(path)? == 0 {
-                        pend.execute(p).at(path)?;
+                    if update.execute(p).at(path)? == 0 {
+                        pend.execute(pending).at(path)?;
                     }
                     continue;
                 };
                 let row: Option<(i64, Option<Vec<u8>>, i64)> = update
-                    .query_row(pu, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .query_row(p, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                     .optional()
                     .at(path)?;
                 match row {
                     None => {
-                        pend.execute(p).at(path)?;
+                        pend.execute(pending).at(path)?;
                     }
                     // A use of an entry this command's sync added is the
                     // go command that made it: part of its miss, no hit.
