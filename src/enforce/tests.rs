@@ -458,6 +458,26 @@ fn a_dry_run_removes_nothing_and_says_what_a_real_run_would() {
     assert!(real.executed.unwrap().removed >= first.plan.victims.len() as u64);
 }
 
+/// `enforce::after_use` with `uses` under `budget` alone, which must
+/// trim, remove something and fail nothing: what it did.
+fn trimmed_after_use(
+    dir: &Path,
+    ix: &mut Index,
+    uses: &[Use],
+    budget: u64,
+    now: UnixTime,
+) -> Executed {
+    let limits = Limits {
+        budget: Some(budget),
+        ..no_limits()
+    };
+    let AfterUse::Trimmed(done) = after_use(dir, ix, uses, &limits, now, &Silent).unwrap() else {
+        panic!("over the budget: a trim")
+    };
+    assert!(done.removed > 0 && done.failed == 0, "{done:?}");
+    done
+}
+
 #[test]
 fn after_use_evicts_to_the_headroom_only_once_over_the_budget() {
     let now = clock();
@@ -478,15 +498,7 @@ fn after_use_evicts_to_the_headroom_only_once_over_the_budget() {
         entries
     );
     let budget = (entries + fixed) * 3 / 4;
-    let tight = Limits {
-        budget: Some(budget),
-        ..no_limits()
-    };
-    let AfterUse::Trimmed(done) = after_use(c.path(), &mut ix, &[], &tight, now, &Silent).unwrap()
-    else {
-        panic!("over the budget: a trim")
-    };
-    assert!(done.removed > 0 && done.failed == 0);
+    trimmed_after_use(c.path(), &mut ix, &[], budget, now);
     let totals = ix.fast_totals().unwrap();
     assert_index_is_the_disk(c.path(), &ix, &totals);
     let left: u64 = walk(c.path()).values().map(|f| f.allocated).sum();
@@ -534,16 +546,7 @@ fn after_use_takes_in_its_first_round_what_a_recorded_mark_moved() {
     assert!(uses.len() > ENTRIES / 2, "{} marked", uses.len());
     let entries: u64 = walk(c.path()).values().map(|f| f.allocated).sum();
     let fixed = fixed_bytes(c.path(), &ix).unwrap();
-    let tight = Limits {
-        budget: Some((entries + fixed) / 2),
-        ..no_limits()
-    };
-    let AfterUse::Trimmed(done) =
-        after_use(c.path(), &mut ix, &uses, &tight, now, &Silent).unwrap()
-    else {
-        panic!("over the budget: a trim")
-    };
-    assert!(done.removed > 0 && done.failed == 0, "{done:?}");
+    let done = trimmed_after_use(c.path(), &mut ix, &uses, (entries + fixed) / 2, now);
     assert_eq!(
         done.skipped_used_since, 0,
         "nothing was used since the plan"
@@ -594,15 +597,7 @@ fn after_use_plans_without_the_write_ahead_log_it_is_about_to_checkpoint() {
         wal()
     );
     let budget = entries + fixed - entries / 4;
-    let tight = Limits {
-        budget: Some(budget),
-        ..no_limits()
-    };
-    let AfterUse::Trimmed(done) = after_use(c.path(), &mut ix, &[], &tight, now, &Silent).unwrap()
-    else {
-        panic!("over the budget: a trim")
-    };
-    assert!(done.removed > 0 && done.failed == 0, "{done:?}");
+    trimmed_after_use(c.path(), &mut ix, &[], budget, now);
     let left: u64 = walk(c.path()).values().map(|f| f.allocated).sum();
     let fixed = fixed_bytes(c.path(), &ix).unwrap();
     let target = (budget as f64 * HEADROOM) as u64;
