@@ -118,7 +118,7 @@ impl<'w> Batch<'w> {
     fn plan(&mut self, cache: &Cache) {
         let w = self.w;
         let (order, retry_at) = self.order(cache);
-        let output_bytes = |o: u32| w.size(o) + w.block * u64::from(cache.refs(o));
+        let output_bytes = |o: u32| output_group_bytes(w, cache, o);
         let mut held = cache.bytes();
         let mut top = None::<f64>;
         // Per output: its group taken, and the blocks of the actions split
@@ -156,8 +156,7 @@ impl<'w> Batch<'w> {
         };
         self.queue.reverse();
         if let (true, Some(l)) = (self.kind.greedy_dual(), top) {
-            self.clock
-                .advance(self.now.div_euclid(1000).saturating_mul(1000), l);
+            self.clock.advance(secs(self.now).saturating_mul(1000), l);
         }
     }
 
@@ -176,7 +175,6 @@ impl<'w> Batch<'w> {
     /// which of one command's entries leave first.
     fn order(&self, cache: &Cache) -> (Vec<Ranked>, i64) {
         let w = self.w;
-        let secs = |t: i64| t.div_euclid(1000);
         // Per output: the newest use (seconds), the most hits and the most
         // measured seconds of the actions naming it.
         let mut last = vec![i64::MIN; w.outputs()];
@@ -206,7 +204,7 @@ impl<'w> Batch<'w> {
                 && secs(self.last_t[a as usize]).saturating_add(GO_MTIME_LAG) <= last[o as usize])
                 .then_some(Victim::Action(a))
         }));
-        let output_bytes = |o: u32| w.size(o) + w.block * u64::from(cache.refs(o));
+        let output_bytes = |o: u32| output_group_bytes(w, cache, o);
         let cost_of = |o: u32| {
             let oi = o as usize;
             measured[oi].unwrap_or_else(|| estimate_cost(w.out_exe[oi], output_bytes(o)))
@@ -262,6 +260,17 @@ impl<'w> Batch<'w> {
         order.sort_unstable_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)).then(x.2.cmp(&y.2)));
         (order, retry_at)
     }
+}
+
+/// The whole seconds of `t` milliseconds, as the index keeps times.
+fn secs(t: i64) -> i64 {
+    t.div_euclid(1000)
+}
+
+/// The bytes of output `o`'s group: the output and a block for each
+/// cached action naming it.
+fn output_group_bytes(w: &Workload, cache: &Cache, o: u32) -> u64 {
+    w.size(o) + w.block * u64::from(cache.refs(o))
 }
 
 impl Policy for Batch<'_> {
