@@ -1395,4 +1395,25 @@ fn a_hit_of_an_hour_old_entry_moves_its_mtime_on_disk_and_in_the_index_alike() {
         (hits..=2 * hits).contains(&(marked as u64)),
         "{marked} entries marked by {hits} hits"
     );
+    // The other side of Go's hour: the same build at once hits the same
+    // entries, now under an hour old, and moves no mtime, on disk or in
+    // the index, once its uses are in.
+    let before = index_hits(&sb);
+    run_ok(with_prog(sb.go(["build", "fmt"])));
+    let (gets, again, _, _) = last_session(&sb);
+    assert!(gets == hits && again == hits, "{gets} {again}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while index_hits(&sb) != before + 2 * again && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(index_hits(&sb), before + 2 * again);
+    assert_eq!(mtimes_index_and_disk_disagree(&sb), vec![]);
+    let recent: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM entries WHERE mtime > ?1",
+            [now - 600],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(recent, marked, "no mtime moved within the hour");
 }
