@@ -30,7 +30,8 @@ one go command used, by the trace), and two above it, 30% and 70% of the
 way to the unbounded footprint (the most an unbounded cache holds); each
 with the cache directory's fixed bytes added, as a real budget counts
 them (the mean over the recording's commands: they grow as the index
-does).
+does; `simulate` is given them after the first command and after the
+last, `--fixed-bytes FIRST..LAST`, and grows them in between).
 
 Usage: scripts/validate-sim.py [--scale small|full] [--workloads a,b]
        [--json OUT] [--workdir DIR] [--gocache BIN] [--go GO] [--hook]
@@ -542,12 +543,14 @@ def main():
         # The cache directory's bytes besides its entries (Go's 256
         # subdirectories, its README, gocache's index), which the real
         # budget counts: simulate is told them. They grow through the
-        # series (the index gains its trace's rows: from 1.37 to 1.63 MiB
-        # at the trims of one `deep` replay), and the simulator takes one
-        # figure: their mean over the recording's commands.
+        # series (the index gains its trace's rows: from 1.13 to 1.65 MiB
+        # in `deep`), close to evenly with the trace's events: simulate
+        # takes them after the first command and after the last, and grows
+        # them in between. The budgets are set from their mean.
         fixed_each = rec["fixed_each"]
         fixed = int(sum(fixed_each) / len(fixed_each))
-        sim0 = simulate(env, rec["trace"], [1 << 40], fixed)
+        fixed_arg = f"{fixed_each[0]}..{fixed_each[-1]}"
+        sim0 = simulate(env, rec["trace"], [1 << 40], fixed_arg)
         footprint = sim0["unbounded"]["peak_bytes"]
         above = max(footprint - ws, 0)
         budgets = sorted({fixed + int(ws * 0.6), fixed + ws + int(above * 0.3),
@@ -556,8 +559,8 @@ def main():
         # seconds and is charged the recording's, as the real one decides
         # with what it measured at a build and pays what the rebuild costs
         # (one recording for both flatters it); lru and gdsf use no costs.
-        sim = simulate(env, priced["trace"], budgets, fixed, decide_costs=again["trace"])
-        sim1 = simulate(env, priced["trace"], budgets, fixed)
+        sim = simulate(env, priced["trace"], budgets, fixed_arg, decide_costs=again["trace"])
+        sim1 = simulate(env, priced["trace"], budgets, fixed_arg)
         lookups = rec["gets"]
         w = {"name": name, "packages": wl["packages"], "commands": len(wl["steps"]),
              "lookups": lookups, "footprint": footprint, "working_set": ws,

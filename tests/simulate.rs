@@ -155,7 +155,7 @@ fn bad_traces_and_flags_exit_2_and_say_why() {
     };
     std::fs::write(d.join("mine.jsonl"), one_action("9f3c0e21d4a8b7c6")).unwrap();
     std::fs::write(d.join("theirs.jsonl"), one_action("0b7e99c2a1d3f456")).unwrap();
-    let cases: [(&[&str], &str); 12] = [
+    let cases: [(&[&str], &str); 14] = [
         (&["bad.jsonl"], "bad.jsonl, line 2: a get needs \"a\""),
         (&["traces"], "traces is a directory, not a trace"),
         (
@@ -174,6 +174,14 @@ fn bad_traces_and_flags_exit_2_and_say_why() {
         ),
         (
             &["empty.jsonl", "--fixed-bytes", "5%"],
+            "a size, not a percentage",
+        ),
+        (
+            &["empty.jsonl", "--fixed-bytes", "2MiB..1MiB"],
+            "it does not shrink",
+        ),
+        (
+            &["empty.jsonl", "--fixed-bytes", "1MiB..5%"],
             "a size, not a percentage",
         ),
         (&["empty.jsonl", "--budget", "lots"], "invalid size"),
@@ -332,4 +340,46 @@ fn fixed_bytes_come_off_a_size_budget_and_not_a_percentage() {
     assert!(deeper > 0, "the headroom of the whole is deeper: {w} {l}");
     assert_eq!(w[1]["budget"], w[1]["for_entries"], "{w}");
     assert_eq!(w[1]["rows"], l[1]["rows"], "a percentage is the same");
+}
+
+/// `--fixed-bytes FIRST..LAST`: the directory's other bytes grow through
+/// the trace, as gocache's index does while it records it, so the entries
+/// may take less and less of a size budget. A textbook policy (checked
+/// after every request) keeps no more than with FIRST throughout and no
+/// less than with LAST throughout, and strictly between where the two
+/// differ; the report names both ends.
+#[test]
+fn fixed_bytes_that_grow_shrink_the_entries_room_as_the_trace_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    run_ok(
+        Command::new(gocache_bin())
+            .args(["simulate", "--synthetic", "--days", "2"])
+            .args(["--save-trace", "t.jsonl", "--budget", "10%"])
+            .current_dir(d),
+    );
+    let b = 64u64 << 20;
+    let hits = |fixed: &str| {
+        let out = json(&run_ok(
+            Command::new(gocache_bin())
+                .args(["simulate", "t.jsonl", "--json", "--policy", "lru-groups"])
+                .args(["--budget", &b.to_string(), "--fixed-bytes", fixed])
+                .current_dir(d),
+        ));
+        let row = &out["budgets"][0]["rows"][0];
+        assert_eq!(row["policy"], "lru-groups", "{out}");
+        (row["hits"].as_u64().unwrap(), out)
+    };
+    let (first, _) = hits("1MiB");
+    let (last, _) = hits("24MiB");
+    let (grown, report) = hits("1MiB..24MiB");
+    assert!(last < first, "23 MiB less room costs hits: {last} {first}");
+    assert!(last < grown && grown < first, "{last} < {grown} < {first}");
+    assert_eq!(report["fixed_bytes"], 1u64 << 20, "{report}");
+    assert_eq!(report["fixed_bytes_last"], 24u64 << 20, "{report}");
+    assert_eq!(
+        report["budgets"][0]["for_entries"],
+        b - (1 << 20),
+        "{report}"
+    );
 }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use super::common::{Global, Progress, human, print_json};
 use gocache::limits::SizeSpec;
 use gocache::sim::synth_trace::{GenSpec, generate};
-use gocache::sim::{PolicyName, Report, Workload, simulate_in};
+use gocache::sim::{FixedBytes, PolicyName, Report, Workload, simulate_in};
 use gocache::trace::schema::{self as trace, Trace};
 
 /// Replay traces of go's cache lookups under budgets and eviction policies.
@@ -60,10 +60,13 @@ pub struct Args {
     /// size on disk less its entries' allocated bytes). A budget given as a
     /// size is replayed as that size less these, so that `simulate --budget
     /// 2GiB` keeps what `trim --budget 2GiB` would; a percentage is of the
-    /// entries' footprint and left as it is.
+    /// entries' footprint and left as it is. FIRST..LAST (1MiB..1.5MiB):
+    /// the bytes when the trace began and when it ended, grown evenly with
+    /// the trace's events in between, as the index grows while it records
+    /// them.
     #[arg(long, value_name = "SIZE", value_parser = parse_fixed,
           value_hint = clap::ValueHint::Other)]
-    fixed_bytes: Option<u64>,
+    fixed_bytes: Option<FixedBytes>,
     /// Policies to replay, repeated or comma-separated [default: all]
     #[arg(long = "policy", value_name = "POLICY", value_delimiter = ',',
           value_parser = super::common::Closed { parse: parse_policy, values: policy_values })]
@@ -111,13 +114,26 @@ fn parse_budget(s: &str) -> gocache::Result<SizeSpec> {
     SizeSpec::parse(s)
 }
 
-fn parse_fixed(s: &str) -> gocache::Result<u64> {
-    match SizeSpec::parse(s)? {
+/// `SIZE`, or `FIRST..LAST` for fixed bytes that grow through the trace.
+fn parse_fixed(s: &str) -> gocache::Result<FixedBytes> {
+    let size = |part: &str| match SizeSpec::parse(part)? {
         SizeSpec::Bytes(b) => Ok(b),
         SizeSpec::Percent(_) => Err(gocache::Error::Invalid(format!(
             "invalid size {s:?}: the fixed bytes are a size, not a percentage"
         ))),
+    };
+    let Some((first, last)) = s.split_once("..") else {
+        return Ok(FixedBytes::constant(size(s)?));
+    };
+    let (first, last) = (size(first)?, size(last)?);
+    if last < first {
+        return Err(gocache::Error::Invalid(format!(
+            "invalid fixed bytes {s:?}: FIRST..LAST takes the bytes at the trace's start, \
+             then at its end (gocache's index grows, it does not shrink); give one size \
+             for bytes that stay"
+        )));
     }
+    Ok(FixedBytes { first, last })
 }
 
 /// Go's 256 subdirectories and its README, a 4 KiB block each.
@@ -224,7 +240,9 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
             )));
         }
     }
-    let fixed = args.fixed_bytes.unwrap_or(DEFAULT_FIXED);
+    let fixed = args
+        .fixed_bytes
+        .unwrap_or(FixedBytes::constant(DEFAULT_FIXED));
     let budgets = if args.budgets.is_empty() {
         [10.0, 20.0, 30.0, 50.0, 75.0]
             .map(SizeSpec::Percent)
@@ -247,14 +265,18 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<ExitCode> {
         #[derive(serde::Serialize)]
         struct Out<'a> {
             workload: &'a str,
-            /// Taken off each budget given as a size.
+            /// Taken off each budget given as a size (at the trace's
+            /// start).
             fixed_bytes: u64,
+            /// The same at the trace's end.
+            fixed_bytes_last: u64,
             #[serde(flatten)]
             report: &'a Report,
         }
         print_json(&Out {
             workload: &what,
-            fixed_bytes: fixed,
+            fixed_bytes: fixed.first,
+            fixed_bytes_last: fixed.last,
             report: &report,
         })?;
     } else if !global.quiet {

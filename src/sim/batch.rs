@@ -36,6 +36,7 @@
 //! are left the cache stays over its budget until the oldest of them
 //! leaves the window, as the real cache does.
 
+use super::FixedBytes;
 use super::cache::{Cache, Removed, Victim};
 use super::evict::{At, Policy};
 use super::workload::{NONE, Workload};
@@ -54,8 +55,13 @@ pub struct Batch<'w> {
     /// Whether hits are counted (`gocache prog`) or every count stays 0
     /// (the hook, `ci end`).
     count_hits: bool,
-    /// What a batch leaves the entries once over budget.
-    target: u64,
+    /// What a batch leaves the whole cache directory once over budget
+    /// ([`HEADROOM`] of the budget), and the directory's other bytes: the
+    /// entries are left the first less the second at the time.
+    whole_target: u64,
+    fixed: FixedBytes,
+    /// The latest request's index.
+    index: u32,
     /// Per action: hits since it was stored, and its last request's time.
     hits: Vec<u64>,
     last_t: Vec<i64>,
@@ -77,14 +83,16 @@ impl<'w> Batch<'w> {
     /// subdirectories, gocache's index) take `fixed` besides: a batch
     /// leaves the entries [`HEADROOM`] of the whole less `fixed`, as
     /// `enforce` scales the whole budget and counts the fixed bytes
-    /// against it.
-    pub fn new(w: &'w Workload, budget: u64, fixed: u64, kind: Eviction) -> Batch<'w> {
-        let whole = budget.saturating_add(fixed);
+    /// against it; where the fixed bytes grow, those of the time.
+    pub fn new(w: &'w Workload, budget: u64, fixed: FixedBytes, kind: Eviction) -> Batch<'w> {
+        let whole = budget.saturating_add(fixed.first);
         Batch {
             w,
             kind,
             count_hits: true,
-            target: ((whole as f64 * HEADROOM) as u64).saturating_sub(fixed),
+            whole_target: (whole as f64 * HEADROOM) as u64,
+            fixed,
+            index: 0,
             hits: vec![0; w.actions()],
             last_t: vec![i64::MIN; w.actions()],
             now: i64::MIN,
@@ -117,6 +125,8 @@ impl<'w> Batch<'w> {
     /// split off leaves with its output's group if that goes first.
     fn plan(&mut self, cache: &Cache) {
         let w = self.w;
+        let fixed = self.fixed.first + self.fixed.growth_at(self.index as usize, w.requests.len());
+        let target = self.whole_target.saturating_sub(fixed);
         let (order, retry_at) = self.order(cache);
         let output_bytes = |o: u32| output_group_bytes(w, cache, o);
         let mut held = cache.bytes();
@@ -126,7 +136,7 @@ impl<'w> Batch<'w> {
         let mut taken = vec![false; w.outputs()];
         let mut split_taken = vec![0u64; w.outputs()];
         for &(p, _, _, g) in &order {
-            if held <= self.target {
+            if held <= target {
                 break;
             }
             let bytes = match g {
@@ -149,11 +159,7 @@ impl<'w> Batch<'w> {
             self.queue.push(g);
             top = Some(top.map_or(p, |t| t.max(p)));
         }
-        self.retry_at = if held > self.target {
-            retry_at
-        } else {
-            i64::MIN
-        };
+        self.retry_at = if held > target { retry_at } else { i64::MIN };
         self.queue.reverse();
         if let (true, Some(l)) = (self.kind.greedy_dual(), top) {
             self.clock.advance(secs(self.now).saturating_mul(1000), l);
@@ -278,16 +284,19 @@ impl Policy for Batch<'_> {
         self.hits[a as usize] += u64::from(self.count_hits);
         self.last_t[a as usize] = at.t;
         self.now = at.t;
+        self.index = at.index;
     }
     fn insert(&mut self, a: u32, _o: u32, at: &At) {
         self.hits[a as usize] = 0;
         self.last_t[a as usize] = at.t;
         self.now = at.t;
+        self.index = at.index;
     }
     fn stored_again(&mut self, a: u32, _o: u32, at: &At) {
         // A put is a use the index records without a hit.
         self.last_t[a as usize] = at.t;
         self.now = at.t;
+        self.index = at.index;
     }
     fn removed(&mut self, _r: &Removed) {}
     fn victim(&mut self, cache: &Cache) -> Option<Victim> {

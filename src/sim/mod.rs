@@ -41,9 +41,10 @@
 //! stored anything ends and every 16 MiB of puts (`PROG_EVICT_EVERY`),
 //! when the trace marks its commands' ends (prog's traces do; an unmarked
 //! trace is checked after every request). The budget is what the entries
-//! may take: `--fixed-bytes` (the index, the cache directory's own files)
+//! may take: `--fixed-bytes` (the index, the cache directory's own files;
+//! [`FixedBytes`], growing through the trace where given as FIRST..LAST)
 //! comes off it, and a batch leaves the entries the headroom of the whole
-//! budget less those bytes, as the real trim counts it. A lookup go makes only after a hit (`Request::AFTER_HIT`)
+//! budget less those bytes at the time, as the real trim counts it. A lookup go makes only after a hit (`Request::AFTER_HIT`)
 //! is not made where the replay missed that action. The other policies
 //! are textbook ones, checked after every request, with no protection:
 //! they compare what a policy chooses, not when the executor may act.
@@ -170,17 +171,65 @@ pub fn simulate(
     threads: usize,
     reporter: &dyn Reporter,
 ) -> Report {
-    simulate_in(w, budgets, 0, policies, threads, reporter)
+    simulate_in(
+        w,
+        budgets,
+        FixedBytes::default(),
+        policies,
+        threads,
+        reporter,
+    )
+}
+
+/// The cache directory's bytes besides its entries (Go's subdirectories
+/// and README, gocache's index) through a replay: `first` at its first
+/// request, growing evenly with the requests to `last` at its last, as
+/// gocache's index grows with the rows it records (on the validation's
+/// workloads, while tracing, by 57-74 bytes a trace event, close to a
+/// straight line; see DESIGN.md).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FixedBytes {
+    /// At the first request.
+    pub first: u64,
+    /// At the last request: `first` or more.
+    pub last: u64,
+}
+
+impl FixedBytes {
+    /// The same bytes throughout.
+    pub const fn constant(bytes: u64) -> FixedBytes {
+        FixedBytes {
+            first: bytes,
+            last: bytes,
+        }
+    }
+
+    /// How far they have grown beyond `first` at request `index` of
+    /// `requests`.
+    pub fn growth_at(&self, index: usize, requests: usize) -> u64 {
+        let grown = self.last.saturating_sub(self.first);
+        if grown == 0 || requests < 2 {
+            return 0;
+        }
+        let steps = (requests - 1) as u128;
+        (u128::from(grown) * index.min(requests - 1) as u128 / steps) as u64
+    }
+
+    /// How far they grow in all.
+    pub fn growth(&self) -> u64 {
+        self.last.saturating_sub(self.first)
+    }
 }
 
 /// [`simulate`] for budgets that count the whole cache directory, as the
 /// real trim does: a budget given as a size holds the entries to it less
 /// `fixed` bytes (the directory's own: Go's subdirectories and README,
-/// the index); a percentage is of the entries' footprint and stays whole.
+/// the index; they may grow through the replay); a percentage is of the
+/// entries' footprint and stays whole.
 pub fn simulate_in(
     w: &Workload,
     budgets: &[SizeSpec],
-    fixed: u64,
+    fixed: FixedBytes,
     policies: &[PolicyName],
     threads: usize,
     reporter: &dyn Reporter,
@@ -213,17 +262,17 @@ pub fn simulate_in(
         .iter()
         .zip(&given)
         .map(|(spec, &b)| match spec {
-            SizeSpec::Bytes(_) => b.saturating_sub(fixed),
+            SizeSpec::Bytes(_) => b.saturating_sub(fixed.first),
             SizeSpec::Percent(_) => b,
         })
         .collect();
     // The batch policies scale the whole budget to the headroom, as the
     // real trim does: what the fixed bytes take of it, per budget.
-    let fixed_of: Vec<u64> = budgets
+    let fixed_of: Vec<FixedBytes> = budgets
         .iter()
         .map(|spec| match spec {
             SizeSpec::Bytes(_) => fixed,
-            SizeSpec::Percent(_) => 0,
+            SizeSpec::Percent(_) => FixedBytes::default(),
         })
         .collect();
     let results = run_jobs(w, &jobs, (&bytes, &fixed_of), threads, &progress);
@@ -269,7 +318,7 @@ fn jobs(policies: &[PolicyName], budgets: usize) -> Vec<Job> {
 fn run_jobs(
     w: &Workload,
     jobs: &[Job],
-    bytes: (&[u64], &[u64]),
+    bytes: (&[u64], &[FixedBytes]),
     threads: usize,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Vec<JobResult> {
@@ -299,31 +348,33 @@ fn run_jobs(
 }
 
 /// One job's outcomes (one per budget for the bound, else one), and for
-/// the lower bracket the schedule that saved more.
+/// the lower bracket the schedule that saved more. Where the fixed bytes
+/// grow, the bound takes the entries' budget at the start (the most they
+/// may hold: still a bound) and the lower bracket the one at the end (the
+/// least: still feasible throughout).
 fn run_job(
     w: &Workload,
     job: Job,
-    (bytes, fixed): (&[u64], &[u64]),
+    (bytes, fixed): (&[u64], &[FixedBytes]),
     progress: &dyn Fn(u64),
 ) -> (Vec<Outcome>, Option<&'static str>) {
     match job {
         Job::Bound => (bound::pfoo_l(w, bytes), None),
         Job::Replay(p, b) => {
             let budget = b.map_or(u64::MAX, |b| bytes[b]);
-            let fixed = b.map_or(0, |b| fixed[b]);
+            let fixed = b.map_or(FixedBytes::default(), |b| fixed[b]);
             let mut pol = p
                 .build_for(w, budget, fixed, None)
                 .expect("a replayable policy");
-            (
-                vec![replay::replay(w, pol.as_mut(), budget, progress)],
-                None,
-            )
+            let out = replay::replay_growing(w, pol.as_mut(), budget, fixed, progress);
+            (vec![out], None)
         }
         Job::Lower(b) => {
-            let (greedy, forced) = schedule::lower(w, bytes[b], progress);
+            let least = bytes[b].saturating_sub(fixed[b].growth());
+            let (greedy, forced) = schedule::lower(w, least, progress);
             debug_assert_eq!(forced, 0, "an infeasible schedule");
-            let mut pol = PolicyName::Belady.build(w, bytes[b]).expect("belady");
-            let belady = replay::replay(w, pol.as_mut(), bytes[b], progress);
+            let mut pol = PolicyName::Belady.build(w, least).expect("belady");
+            let belady = replay::replay(w, pol.as_mut(), least, progress);
             if belady.saved_s > greedy.saved_s {
                 (vec![belady], Some("belady"))
             } else {

@@ -33,6 +33,7 @@
 //! ages what stays), `hits` counts requests since the entry came in, and
 //! `size` is the action's block plus its output's bytes.
 
+use super::FixedBytes;
 use super::batch::Batch;
 use super::cache::{Cache, Removed, Victim};
 use super::evict::{At, Policy};
@@ -141,18 +142,19 @@ impl PolicyName {
         budget: u64,
         protect_ms: Option<i64>,
     ) -> Option<Box<dyn Policy + '_>> {
-        self.build_for(w, budget, 0, protect_ms)
+        self.build_for(w, budget, FixedBytes::default(), protect_ms)
     }
 
     /// The same in a cache directory whose other bytes take `fixed` of
-    /// the budget besides the entries' `budget` (the batch policies leave
-    /// the entries [`crate::policy::HEADROOM`] of the whole less `fixed`,
-    /// as the real trim does; see `sim::batch`).
+    /// the budget besides the entries' `budget` (at the first request; the
+    /// batch policies leave the entries [`crate::policy::HEADROOM`] of the
+    /// whole less the fixed bytes at the time, as the real trim does; see
+    /// `sim::batch`).
     pub fn build_for(
         self,
         w: &Workload,
         budget: u64,
-        fixed: u64,
+        fixed: FixedBytes,
         protect_ms: Option<i64>,
     ) -> Option<Box<dyn Policy + '_>> {
         let (na, no) = (w.actions(), w.outputs());

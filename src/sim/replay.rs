@@ -1,5 +1,6 @@
 //! Replaying a workload through a policy under a budget.
 
+use super::FixedBytes;
 use super::cache::{Cache, Removed, Victim};
 use super::evict::{At, Policy};
 use super::workload::{NONE, Request, Workload};
@@ -47,6 +48,20 @@ pub fn replay(
     budget: u64,
     progress: &dyn Fn(u64),
 ) -> Outcome {
+    replay_growing(w, policy, budget, FixedBytes::default(), progress)
+}
+
+/// [`replay`] in a cache directory whose other bytes grow as `fixed`
+/// says: `budget` is what the entries may take at the first request, and
+/// what they may take shrinks by as much as the fixed bytes grow.
+pub fn replay_growing(
+    w: &Workload,
+    policy: &mut dyn Policy,
+    budget: u64,
+    fixed: FixedBytes,
+    progress: &dyn Fn(u64),
+) -> Outcome {
+    let n = w.requests.len();
     let mut cache = Cache::new(w);
     let mut removed = Removed::default();
     let mut out = Outcome::default();
@@ -125,6 +140,7 @@ pub fn replay(
             // The next go command's prog counts its puts from 0.
             stored = 0;
         }
+        let budget = budget.saturating_sub(fixed.growth_at(i, n));
         out.evictions += evict_over(&mut cache, policy, &mut removed, check.then_some(budget));
         out.peak_bytes = out.peak_bytes.max(cache.bytes());
         since += 1;

@@ -300,7 +300,9 @@ fn victims_at_end_in(
     budget: u64,
     fixed: u64,
 ) -> (Vec<u32>, Vec<u32>) {
-    let mut p = name.build_for(w, budget, fixed, Some(0)).unwrap();
+    let mut p = name
+        .build_for(w, budget, super::FixedBytes::constant(fixed), Some(0))
+        .unwrap();
     let mut c = Cache::new(w);
     for (i, r) in w.requests.iter().enumerate() {
         let at = At {
@@ -961,4 +963,20 @@ fn an_entry_go_rewrites_when_it_rebuilds_is_kept_and_not_counted_lost() {
     // What the budget lost is 1's rebuild alone: the unbounded cache
     // saved it and 9's lookups, and 9's skipped lookup is no loss.
     assert!((row.lost_s - 1.0).abs() < 1e-9, "{row:?}");
+}
+
+#[test]
+fn fixed_bytes_grow_evenly_from_the_first_request_to_the_last() {
+    let f = super::FixedBytes {
+        first: 1000,
+        last: 1400,
+    };
+    // Five requests: four steps of 100.
+    let at: Vec<u64> = (0..5).map(|i| f.growth_at(i, 5)).collect();
+    assert_eq!(at, [0, 100, 200, 300, 400]);
+    assert_eq!(f.growth_at(9, 5), 400, "never beyond the last");
+    assert_eq!(f.growth(), 400);
+    let same = super::FixedBytes::constant(1000);
+    assert_eq!((same.growth_at(3, 5), same.growth()), (0, 0));
+    assert_eq!(f.growth_at(0, 1), 0, "one request: the first bytes");
 }
