@@ -270,11 +270,15 @@ fn the_simulator_predicts_the_real_caches_misses() {
 }
 
 #[test]
-fn the_trace_marks_the_lookups_go_makes_only_after_a_hit() {
+fn the_trace_marks_what_go_asks_only_after_a_hit_and_writes_with_a_rebuild() {
     // After a hit of a build action go asks for the compiler's output kept
     // beside it (`Subkey(action, "stdout")`), which it never asks after a
     // miss: prog marks those lookups with the action (`of`), so that a
-    // replay that misses the action does not count them.
+    // replay that misses the action does not count them. After a miss go
+    // rebuilds the action and writes those entries (and the list of its
+    // compiled source files, `Subkey(action, "srcfiles")`) afresh: prog
+    // marks those puts with the action, so that a replay that misses it
+    // where the trace hit stores them again.
     let sb = Sandbox::with_template();
     std::fs::write(sb.root().join("work/go.mod"), "module m\n\ngo 1.24\n").unwrap();
     std::fs::create_dir_all(sb.root().join("work/q")).unwrap();
@@ -302,26 +306,44 @@ fn the_trace_marks_the_lookups_go_makes_only_after_a_hit() {
         .skip(1)
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
-    // Per session: the actions that hit so far, and the marked lookups.
-    let (mut hit, mut marked, mut warm_marked) = (Vec::new(), 0, 0);
+    // Per session: the actions that hit and missed so far, the marked
+    // lookups and the marked puts (each with the action they name).
+    let (mut hit, mut missed) = (Vec::new(), Vec::new());
+    let (mut marked, mut warm_marked, mut written) = (0, 0, Vec::new());
     let mut session = 0;
     for e in &events {
+        let of = e["of"].as_str().map(str::to_owned);
         match e["ev"].as_str() {
             Some("end") => {
                 session += 1;
                 hit.clear();
+                missed.clear();
             }
             Some("get") => {
-                if let Some(of) = e["of"].as_str() {
+                if let Some(of) = &of {
                     assert!(
-                        hit.contains(&of.to_owned()),
+                        hit.contains(of),
                         "{e} follows no hit of {of} in its session"
                     );
                     marked += 1;
                     warm_marked += usize::from(session == 1);
                 }
+                let a = e["a"].as_str().unwrap().to_owned();
                 if e["hit"] == true {
-                    hit.push(e["a"].as_str().unwrap().to_owned());
+                    &mut hit
+                } else {
+                    &mut missed
+                }
+                .push(a);
+            }
+            Some("put") => {
+                if let Some(of) = of {
+                    assert!(
+                        missed.contains(&of),
+                        "{e} follows no miss of {of} in its session"
+                    );
+                    assert_eq!(session, 0, "the warm build rebuilds nothing: {e}");
+                    written.push((of, e["a"].as_str().unwrap().to_owned()));
                 }
             }
             _ => {}
@@ -334,4 +356,53 @@ fn the_trace_marks_the_lookups_go_makes_only_after_a_hit() {
         warm_marked >= 2,
         "{warm_marked} marked of {marked}: {trace}"
     );
+    // The cold build compiled m and q: each wrote its source list beside
+    // its compile. Checked against Go's own rule, from the full IDs in the
+    // cache directory: a marked put is `Subkey(its action, desc)`.
+    let full = full_action_ids(&sb.cache());
+    let subkey = |parent: &str, desc: &str| {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(b"subkey:");
+        h.update(hex_bytes(&full[parent]));
+        h.update(desc.as_bytes());
+        h.finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let mut srcfiles = 0;
+    for (of, a) in &written {
+        let desc = ["stdout", "link-stdout", "srcfiles", "_cgo_install.h"]
+            .into_iter()
+            .find(|d| subkey(of, d) == full[a])
+            .unwrap_or_else(|| panic!("{a} is no subkey of {of}"));
+        srcfiles += usize::from(desc == "srcfiles");
+    }
+    assert!(srcfiles >= 2, "{srcfiles} source lists of {written:?}");
+}
+
+/// Every action entry's full ID in `cache`, by its first 16 hex digits
+/// (the trace's form).
+fn full_action_ids(cache: &std::path::Path) -> std::collections::HashMap<String, String> {
+    let mut ids = std::collections::HashMap::new();
+    for sub in std::fs::read_dir(cache).unwrap().flatten() {
+        let Ok(names) = std::fs::read_dir(sub.path()) else {
+            continue;
+        };
+        for name in names.flatten() {
+            let name = name.file_name().to_string_lossy().into_owned();
+            if let Some(id) = name.strip_suffix("-a").filter(|id| id.len() == 64) {
+                ids.insert(id[..16].to_owned(), id.to_owned());
+            }
+        }
+    }
+    ids
+}
+
+fn hex_bytes(hex: &str) -> Vec<u8> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
 }

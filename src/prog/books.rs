@@ -219,26 +219,29 @@ struct Events {
     /// Added to the system's milliseconds (see `ServerConfig::clock_offset`).
     offset_ms: i64,
     rebuilds: RebuildLog,
-    /// The lookups go makes only after a hit: each hit's
-    /// [`AFTER_HIT_SUBKEYS`], to the action
-    /// (keyed by the IDs' own bits: they are hashes already).
-    after_hit: std::collections::HashMap<Id, crate::trace::schema::TraceId, crate::layout::IdHash>,
+    /// The entries go keeps beside an action it looked up: each looked-up
+    /// action's [`BESIDE_SUBKEYS`], to the action and whether it hit
+    /// (keyed by the IDs' own bits: they are hashes already). After a hit
+    /// go may look them up; after a miss its rebuild writes them.
+    beside:
+        std::collections::HashMap<Id, (crate::trace::schema::TraceId, bool), crate::layout::IdHash>,
 }
 
-/// Room for the subkeys of a warm `go build std`'s hits (four each) before
-/// the map grows.
-const AFTER_HIT_CAPACITY: usize = 8192;
+/// Room for the subkeys of a warm `go build std`'s lookups (four each)
+/// before the map grows.
+const BESIDE_CAPACITY: usize = 8192;
 
-/// What go looks up beside an action only after that action hit (Go's
-/// `cache.Subkey(action, desc)`): the compiler's and the linker's output
-/// (`updateBuildID` stores them; a rebuild prints its own), the list of a
-/// package's compiled source files (`loadCachedVet` and
-/// `loadCachedCompiledGoFiles`: vet and `go list -compiled` read it after
-/// the package's compile hit; a compile writes it afresh) and a cgo
-/// package's exported header (`loadCachedCgoHdr`). Generated files the
-/// source list names and coverage metadata are asked for by names prog
-/// does not know, and go on unmarked.
-const AFTER_HIT_SUBKEYS: [&str; 4] = ["stdout", "link-stdout", "srcfiles", "_cgo_install.h"];
+/// What go keeps beside an action (Go's `cache.Subkey(action, desc)`),
+/// looks up only after that action hit, and writes afresh when it
+/// rebuilds it: the compiler's and the linker's output (`updateBuildID`
+/// stores them; a rebuild prints its own), the list of a package's
+/// compiled source files (`cacheSrcFiles`, at every compile;
+/// `loadCachedVet` and `loadCachedCompiledGoFiles`: vet and `go list
+/// -compiled` read it after the package's compile hit) and a cgo
+/// package's exported header (`cacheCgoHdr`, `loadCachedCgoHdr`).
+/// Generated files the source list names and coverage metadata go by
+/// names prog does not know, and go on unmarked.
+const BESIDE_SUBKEYS: [&str; 4] = ["stdout", "link-stdout", "srcfiles", "_cgo_install.h"];
 
 /// Go's `cache.Subkey(parent, desc)`: the ID of an entry kept beside
 /// `parent` (SHA-256 of `"subkey:"`, the parent's ID and `desc`).
@@ -308,8 +311,8 @@ impl Books {
                     batch: Vec::new(),
                     offset_ms: clock_offset.saturating_mul(1000),
                     rebuilds: RebuildLog::default().reading_cpu(go_cpu_ms),
-                    after_hit: std::collections::HashMap::with_capacity_and_hasher(
-                        AFTER_HIT_CAPACITY,
+                    beside: std::collections::HashMap::with_capacity_and_hasher(
+                        BESIDE_CAPACITY,
                         crate::layout::IdHash,
                     ),
                 })
@@ -392,9 +395,10 @@ impl Books {
     /// Queues a get's trace event, when recording them (`f` makes it, as
     /// for [`Books::event`]), marked with the action whose hit go was
     /// showing when it asked for `action` (its compiler or linker output
-    /// kept beside it, which go asks for only after that hit), if any; a
-    /// hit (`hit`) is remembered for the lookups that may follow it. One
-    /// lock for both.
+    /// kept beside it, which go asks for only after that hit), if any; the
+    /// lookup (`hit` or not) is remembered for what may follow it: the
+    /// lookups after a hit, the puts of a rebuild ([`Books::put_event`]).
+    /// One lock for both.
     pub(super) fn get_event(
         &self,
         action: &Id,
@@ -407,16 +411,42 @@ impl Books {
             batch,
             rebuilds,
             offset_ms,
-            after_hit,
+            beside,
         } = &mut *e;
-        let of = after_hit.get(action).copied();
-        if hit {
-            let parent = crate::trace::schema::TraceId::of(action);
-            for desc in AFTER_HIT_SUBKEYS {
-                after_hit.insert(subkey(action, desc), parent);
-            }
+        let of = beside
+            .get(action)
+            .and_then(|&(parent, after_hit)| after_hit.then_some(parent));
+        let parent = crate::trace::schema::TraceId::of(action);
+        for desc in BESIDE_SUBKEYS {
+            beside.insert(subkey(action, desc), (parent, hit));
         }
         batch.push(f(rebuilds, now_ms() + *offset_ms).of(of));
+    }
+
+    /// Queues a put's trace event, when recording them (`f` makes it, as
+    /// for [`Books::event`]), marked with the action whose rebuild wrote
+    /// `action` beside it (its compiler output, its list of compiled source
+    /// files: go writes them with every rebuild, and a simulator that
+    /// misses that action where the trace hit must store them again), if
+    /// that action missed in this session.
+    pub(super) fn put_event(
+        &self,
+        action: &Id,
+        f: impl FnOnce(&mut RebuildLog, i64, usize) -> TraceEvent,
+    ) {
+        let Some(events) = &self.events else { return };
+        let mut e = lock(events);
+        let Events {
+            batch,
+            rebuilds,
+            offset_ms,
+            beside,
+        } = &mut *e;
+        let of = beside
+            .get(action)
+            .and_then(|&(parent, hit)| (!hit).then_some(parent));
+        let at = batch.len();
+        batch.push(f(rebuilds, now_ms() + *offset_ms, at).of(of));
     }
 
     /// Queues a trace event, when recording them; `f` makes it with the

@@ -655,7 +655,7 @@ fn finish_put(s: &Shared, id: i64, action: Id, output: Id, size: u64, tmp: TmpFi
     // allocates it (the file was just written; its blocks may still be
     // delayed allocation).
     let allocated = size.div_ceil(4096) * 4096;
-    s.books.event(|log, t, at| {
+    s.books.put_event(&action, |log, t, at| {
         log.put(&action, t, at);
         TraceEvent::put(t, &action, &output, allocated, None)
     });

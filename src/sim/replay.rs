@@ -76,6 +76,7 @@ pub fn replay_growing(
     // Per action: its last lookup missed (go then rebuilt it, and did not
     // ask for what it shows only after a hit).
     let mut missed = vec![false; w.actions()];
+    let later = Later::new(w);
     for (i, r) in w.requests.iter().enumerate() {
         while let Some(v) = policy.expired(r.t) {
             if !evict(&mut cache, policy, &mut removed, v) {
@@ -113,22 +114,33 @@ pub fn replay_growing(
         // kept beside: that rebuild wrote the entry afresh (its compiler
         // output, its list of source files), as a put.
         let rewritten = !asked && o != NONE;
+        let mut inserted = None;
         if asked && held {
             policy.hit(a, o, &at);
-        } else if rewritten && held {
-            policy.stored_again(a, o, &at);
-        } else if (asked || rewritten) && o != NONE && r.stores() {
-            if cache.names(a) != NONE {
-                // Stored again, naming another output.
-                evict(&mut cache, policy, &mut removed, Victim::Action(a));
-            }
-            cache.insert(a, o);
-            policy.insert(a, o, &at);
-            stored += w.size(o);
-            session_stored = true;
+        } else if (asked || rewritten) && o != NONE && (held || r.stores()) {
+            inserted = store(w, &mut cache, policy, &mut removed, a, o, &at);
         }
         if asked || rewritten {
             last_use[a as usize] = r.t;
+        }
+        // A miss where the trace hit: go's rebuild writes what it keeps
+        // beside the action (where the trace missed too, its puts follow).
+        if asked && r.is_access() && r.real_hit() && !held && !r.warm() {
+            for &(k, ok) in w.written_with.get(&a).into_iter().flatten() {
+                let at = At {
+                    next: later.next(k, i),
+                    cost: w.decision_cost(k).0,
+                    size: w.block + w.size(ok),
+                    ..at
+                };
+                let bytes = store(w, &mut cache, policy, &mut removed, k, ok, &at);
+                inserted = Some(inserted.unwrap_or(0) + bytes.unwrap_or(0));
+                last_use[k as usize] = r.t;
+            }
+        }
+        if let Some(bytes) = inserted {
+            stored += bytes;
+            session_stored = true;
         }
         let mut check = !lazy || stored >= PROG_EVICT_EVERY;
         if check {
@@ -155,6 +167,67 @@ pub fn replay_growing(
         .filter(|&a| cache.names(a) != NONE && last_use[a as usize] < end - STALE_MS)
         .count() as u64;
     out
+}
+
+/// Stores `o` under `a` as a put does: a use of what is cached already
+/// ([`Policy::stored_again`]), else an insert (where `a` names another
+/// output, that leaves first). The bytes inserted; `None` when it was
+/// cached.
+fn store(
+    w: &Workload,
+    cache: &mut Cache,
+    policy: &mut dyn Policy,
+    removed: &mut Removed,
+    a: u32,
+    o: u32,
+    at: &At,
+) -> Option<u64> {
+    if cache.names(a) == o {
+        policy.stored_again(a, o, at);
+        return None;
+    }
+    if cache.names(a) != NONE {
+        evict(cache, policy, removed, Victim::Action(a));
+    }
+    cache.insert(a, o);
+    policy.insert(a, o, at);
+    Some(w.size(o))
+}
+
+/// Where the entries go writes beside a rebuilt action
+/// ([`Workload::written_with`]) are requested next, for the offline
+/// policies: they are stored at a request of another action.
+struct Later {
+    /// Per action kept beside another: its requests' indices, ascending.
+    at: std::collections::HashMap<u32, Vec<u32>>,
+}
+
+impl Later {
+    fn new(w: &Workload) -> Later {
+        let mut at: std::collections::HashMap<u32, Vec<u32>> = w
+            .written_with
+            .values()
+            .flatten()
+            .map(|&(k, _)| (k, Vec::new()))
+            .collect();
+        if !at.is_empty() {
+            for (i, r) in w.requests.iter().enumerate() {
+                if let Some(v) = at.get_mut(&r.action) {
+                    v.push(i as u32);
+                }
+            }
+        }
+        Later { at }
+    }
+
+    /// The first request of `k` after request `i` ([`NONE`]: none).
+    fn next(&self, k: u32, i: usize) -> u32 {
+        let Some(v) = self.at.get(&k) else {
+            return NONE;
+        };
+        let p = v.partition_point(|&j| j as usize <= i);
+        v.get(p).copied().unwrap_or(NONE)
+    }
 }
 
 /// Evicts `v` and tells the policy what left; false when nothing did.

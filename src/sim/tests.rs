@@ -980,3 +980,52 @@ fn fixed_bytes_grow_evenly_from_the_first_request_to_the_last() {
     assert_eq!((same.growth_at(3, 5), same.growth()), (0, 0));
     assert_eq!(f.growth_at(0, 1), 0, "one request: the first bytes");
 }
+
+#[test]
+fn what_a_rebuild_writes_beside_its_action_is_stored_again_where_the_replay_misses_it() {
+    // Action 1's cold build writes its source list (action 9, output 19,
+    // marked `of` 1 on its put) beside its compile (output 11); actions 2
+    // and 3 follow, then 1 hits in the trace and 9 is looked up. With room
+    // for two entries, 1 and 9 leave as 2 and 3 come, so the replay misses
+    // 1 where the trace hit: go rebuilds it and writes 9 afresh, and 9's
+    // lookup hits. Without the mark the replay cannot know, and 9 misses.
+    let id = TraceId;
+    let t = |k: i64| k * APART;
+    let events = |marked: bool| {
+        vec![
+            Event::get_miss(t(0), id(1)),
+            Event {
+                of: marked.then_some(id(1)),
+                ..Event::put(t(0) + 1, id(9), id(19), 4096, None)
+            },
+            Event::put(t(0) + 2, id(1), id(11), 4096, Some(1.0)),
+            Event::get_miss(t(1), id(2)),
+            Event::put(t(1) + 1, id(2), id(12), 4096, Some(1.0)),
+            Event::get_miss(t(2), id(3)),
+            Event::put(t(2) + 1, id(3), id(13), 4096, Some(1.0)),
+            Event::get_hit(t(3), id(1), id(11), 4096),
+            Event::get_hit(t(4), id(9), id(19), 4096),
+        ]
+    };
+    let room = 4 * BLOCK;
+    let replay = |marked: bool| {
+        let w = Workload::from_events(BLOCK, events(marked).iter());
+        let r = sim(&w, &[room], &[PolicyName::LruGroups]);
+        (w, r.row(0, PolicyName::LruGroups).unwrap().outcome)
+    };
+    let (w, o) = replay(true);
+    assert_eq!(w.written_with.len(), 1, "{:?}", w.written_with);
+    assert_eq!(o.hits, 1, "9 hits, written by 1's rebuild: {o:?}");
+    let (w, o) = replay(false);
+    assert!(w.written_with.is_empty());
+    assert_eq!(
+        o.hits, 0,
+        "9 left with 1 and was never written again: {o:?}"
+    );
+    // Where the trace missed 1 too, the rebuild's puts are in the trace and
+    // nothing is stored twice: the cold build alone holds both entries.
+    let w = Workload::from_events(BLOCK, events(true)[..3].iter());
+    let r = sim(&w, &[room], &[PolicyName::LruGroups]);
+    let o = r.row(0, PolicyName::LruGroups).unwrap().outcome;
+    assert_eq!((o.peak_bytes, o.evictions), (room, 0), "{o:?}");
+}

@@ -242,6 +242,13 @@ pub struct Workload {
     /// [`Request::AFTER_HIT`]): request index to that action. A replay that missed the action skips the lookup, as go
     /// does.
     pub asked_after: HashMap<u32, u32>,
+    /// Per action: the entries go writes beside it whenever it rebuilds it
+    /// (trace `of` on a put: its compiler output, its list of compiled
+    /// source files), each an action and the output it names. A replay
+    /// that misses the action where the trace hit stores them again, as
+    /// go's rebuild does; where the trace missed too, its puts are in the
+    /// trace already.
+    pub written_with: HashMap<u32, Vec<(u32, u32)>>,
     /// Where go commands' `gocache prog` sessions ended (trace `end`
     /// events): the number of requests before each, ascending. Empty for
     /// traces without them (the hook's, older ones, synthetic ones).
@@ -468,6 +475,7 @@ impl Builder {
                 action_ids: Vec::new(),
                 output_ids: Vec::new(),
                 asked_after: HashMap::new(),
+                written_with: HashMap::new(),
                 ends: Vec::new(),
                 summary: Summary::default(),
             },
@@ -572,6 +580,13 @@ impl Builder {
         self.last_out[a as usize] = o;
         if e.exe {
             self.exe_action.insert(o, a);
+        }
+        if let Some(&parent) = e.of.and_then(|p| self.actions.map.get(&p)) {
+            let beside = self.w.written_with.entry(parent).or_default();
+            match beside.iter_mut().find(|(b, _)| *b == a) {
+                Some(known) => known.1 = o,
+                None => beside.push((a, o)),
+            }
         }
         match self.pending.remove(&a) {
             Some((i, t0)) => {

@@ -191,7 +191,8 @@ pub struct TraceEvent {
     /// Rebuild seconds, when measured (a put: see [`RebuildClock`]).
     pub cost: Option<f64>,
     /// A get (`Miss`, or `Use` of an action): the action whose cached
-    /// result go was showing when it asked (see [`schema::Event::of`]).
+    /// result go was showing when it asked; a `Put`: the action whose
+    /// rebuild wrote it beside it (see [`schema::Event::of`]).
     pub of: Option<TraceId>,
 }
 
@@ -225,7 +226,8 @@ impl TraceEvent {
         }
     }
 
-    /// The same get, made while go showed `parent`'s cached result (see
+    /// The same get, made while go showed `parent`'s cached result, or
+    /// the same put, written by `parent`'s rebuild (see
     /// [`schema::Event::of`]).
     pub fn of(self, parent: Option<TraceId>) -> TraceEvent {
         TraceEvent { of: parent, ..self }
@@ -758,7 +760,7 @@ fn to_schema(s: &StoredEvent, exes: &std::collections::HashSet<TraceId>) -> Even
     if ev.cost.is_none() {
         ev.cost = e.cost;
     }
-    if ev.ev == Op::Get {
+    if matches!(ev.ev, Op::Get | Op::Put) {
         ev.of = e.of;
     }
     ev

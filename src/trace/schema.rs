@@ -45,7 +45,7 @@
 //! | `hit` | for `get`: whether the cache had it |
 //! | `cost` | for `put` (and `new`): seconds go spent rebuilding it; for a `put` without it, the time since the `get` miss of the same action is used |
 //! | `program` | for an executable: its file name, for people |
-//! | `of` | for `get`: the action whose hit go was using when it asked (this lookup is an entry kept beside that action, Go's `Subkey(action, desc)` for its compiler or linker output, its list of compiled source files or its cgo header, which go asks for only after a hit): a replay that misses that action does not count this lookup (`gocache prog` records it) |
+//! | `of` | for `get`: the action whose hit go was using when it asked (this lookup is an entry kept beside that action, Go's `Subkey(action, desc)` for its compiler or linker output, its list of compiled source files or its cgo header, which go asks for only after a hit): a replay that misses that action does not count this lookup (`gocache prog` records it); for `put`: the action, missed in the same session, whose rebuild wrote this entry beside it (go writes it again whenever it rebuilds that action: a replay that misses that action where the trace hit stores this entry again) |
 //!
 //! IDs are hex. Writers write the first 16 hex digits of Go's 64 (a
 //! compact ID: 64 bits are plenty to tell a trace's entries apart, and a
@@ -231,7 +231,9 @@ pub struct Event {
     /// asked (this lookup is an entry kept beside that action, Go's
     /// `Subkey(action, desc)` for its compiler or linker output, its list
     /// of compiled source files or its cgo header): go asks it only after
-    /// a hit of that action, never after a miss.
+    /// a hit of that action, never after a miss. For `put`: the action,
+    /// missed in the same session, whose rebuild wrote this entry beside
+    /// it: go writes it again whenever it rebuilds that action.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub of: Option<TraceId>,
 }
@@ -518,7 +520,7 @@ fn event(raw: Raw) -> std::result::Result<Option<Event>, String> {
         hit: raw.hit,
         cost: raw.cost,
         program: raw.program,
-        of: of.filter(|_| ev == Op::Get),
+        of: of.filter(|_| matches!(ev, Op::Get | Op::Put)),
     }))
 }
 
@@ -552,6 +554,10 @@ mod tests {
                 of: Some(id(1)),
                 ..Event::get_miss(4200, id(5))
             },
+            Event {
+                of: Some(id(5)),
+                ..Event::put(4300, id(6), id(7), 4096, None)
+            },
         ];
         let mut buf = Vec::new();
         write(&mut buf, &h, &events).unwrap();
@@ -565,6 +571,13 @@ mod tests {
         assert_eq!(
             text.lines().nth(8).unwrap(),
             r#"{"t":4200,"ev":"get","a":"0000000000000005","hit":false,"of":"0000000000000001"}"#
+        );
+        assert!(
+            text.lines()
+                .nth(9)
+                .unwrap()
+                .ends_with(r#""of":"0000000000000005"}"#),
+            "a put keeps the action whose rebuild wrote it: {text}"
         );
         let back = read(&buf[..], "mem").unwrap();
         assert_eq!(back.headers, vec![h]);
