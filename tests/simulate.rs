@@ -265,19 +265,7 @@ fn a_second_recording_gives_gd_cost_its_seconds_and_the_report_says_so() {
 fn fixed_bytes_come_off_a_size_budget_and_not_a_percentage() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    run_ok(
-        Command::new(gocache_bin())
-            .args([
-                "simulate",
-                "--synthetic",
-                "--days",
-                "2",
-                "--save-trace",
-                "t.jsonl",
-            ])
-            .args(["--budget", "10%"])
-            .current_dir(d),
-    );
+    save_synthetic_trace(d);
     let sim = |args: &[&str]| {
         json(&run_ok(
             Command::new(gocache_bin())
@@ -352,12 +340,7 @@ fn fixed_bytes_come_off_a_size_budget_and_not_a_percentage() {
 fn fixed_bytes_that_grow_shrink_the_entries_room_as_the_trace_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    run_ok(
-        Command::new(gocache_bin())
-            .args(["simulate", "--synthetic", "--days", "2"])
-            .args(["--save-trace", "t.jsonl", "--budget", "10%"])
-            .current_dir(d),
-    );
+    save_synthetic_trace(d);
     let b = 64u64 << 20;
     let hits = |fixed: &str| {
         let out = json(&run_ok(
@@ -381,5 +364,15 @@ fn fixed_bytes_that_grow_shrink_the_entries_room_as_the_trace_goes_on() {
         report["budgets"][0]["for_entries"],
         b - (1 << 20),
         "{report}"
+    );
+}
+
+/// Two synthetic days saved as `t.jsonl` in `d`.
+fn save_synthetic_trace(d: &std::path::Path) {
+    run_ok(
+        Command::new(gocache_bin())
+            .args(["simulate", "--synthetic", "--days", "2"])
+            .args(["--save-trace", "t.jsonl", "--budget", "10%"])
+            .current_dir(d),
     );
 }

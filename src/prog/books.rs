@@ -227,6 +227,16 @@ struct Events {
         std::collections::HashMap<Id, (crate::trace::schema::TraceId, bool), crate::layout::IdHash>,
 }
 
+impl Events {
+    /// The action `id` is kept beside, if it was looked up in this session
+    /// and hit (`after_hit`) or missed (not `after_hit`) there last.
+    fn beside_of(&self, id: &Id, after_hit: bool) -> Option<crate::trace::schema::TraceId> {
+        self.beside
+            .get(id)
+            .and_then(|&(parent, hit)| (hit == after_hit).then_some(parent))
+    }
+}
+
 /// Room for the subkeys of a warm `go build std`'s lookups (four each)
 /// before the map grows.
 const BESIDE_CAPACITY: usize = 8192;
@@ -406,21 +416,14 @@ impl Books {
         f: impl FnOnce(&mut RebuildLog, i64) -> TraceEvent,
     ) {
         let Some(events) = &self.events else { return };
-        let mut e = lock(events);
-        let Events {
-            batch,
-            rebuilds,
-            offset_ms,
-            beside,
-        } = &mut *e;
-        let of = beside
-            .get(action)
-            .and_then(|&(parent, after_hit)| after_hit.then_some(parent));
+        let e = &mut *lock(events);
+        let of = e.beside_of(action, true);
         let parent = crate::trace::schema::TraceId::of(action);
         for desc in BESIDE_SUBKEYS {
-            beside.insert(subkey(action, desc), (parent, hit));
+            e.beside.insert(subkey(action, desc), (parent, hit));
         }
-        batch.push(f(rebuilds, now_ms() + *offset_ms).of(of));
+        let t = now_ms() + e.offset_ms;
+        e.batch.push(f(&mut e.rebuilds, t).of(of));
     }
 
     /// Queues a put's trace event, when recording them (`f` makes it, as
@@ -435,18 +438,10 @@ impl Books {
         f: impl FnOnce(&mut RebuildLog, i64, usize) -> TraceEvent,
     ) {
         let Some(events) = &self.events else { return };
-        let mut e = lock(events);
-        let Events {
-            batch,
-            rebuilds,
-            offset_ms,
-            beside,
-        } = &mut *e;
-        let of = beside
-            .get(action)
-            .and_then(|&(parent, hit)| (!hit).then_some(parent));
-        let at = batch.len();
-        batch.push(f(rebuilds, now_ms() + *offset_ms, at).of(of));
+        let e = &mut *lock(events);
+        let of = e.beside_of(action, false);
+        let (t, at) = (now_ms() + e.offset_ms, e.batch.len());
+        e.batch.push(f(&mut e.rebuilds, t, at).of(of));
     }
 
     /// Queues a trace event, when recording them; `f` makes it with the
