@@ -691,6 +691,15 @@ fn an_endless_request_line_stops_the_server_with_a_message_not_a_bigger_process(
 
 /// Hits the index holds: counted on its entries, plus those waiting for a
 /// scan to find their entries.
+/// Waits up to 20 s for `done`: a session's last uses reach the index
+/// just after go exits (the server no longer holds go up for them).
+fn settle(mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !done() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn index_hits(sb: &Sandbox) -> u64 {
     let conn = rusqlite::Connection::open(sb.index()).unwrap();
     conn.query_row(
@@ -715,10 +724,7 @@ fn every_hit_of_a_session_is_in_the_index_soon_after_go_exits() {
     // The session's row is there when go exits; the last uses are recorded
     // just after (the server no longer holds go up for them). Each hit is
     // a use of its action and of its output.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while hits() != before + 2 * session_hits && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    settle(|| hits() == before + 2 * session_hits);
     assert_eq!(hits(), before + 2 * session_hits);
 }
 
@@ -966,10 +972,7 @@ fn a_warm_build_served_by_workers_is_all_hits_and_every_hit_is_recorded() {
         gets > 300 && session_hits == gets && puts == 0,
         "{gets} gets, {session_hits} hits, {puts} puts"
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while hits() != before + 2 * session_hits && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    settle(|| hits() == before + 2 * session_hits);
     assert_eq!(hits(), before + 2 * session_hits);
 }
 
@@ -1370,25 +1373,26 @@ fn a_hit_of_an_hour_old_entry_moves_its_mtime_on_disk_and_in_the_index_alike() {
     // go's hits marked their entries (an hour old or more: the mtime
     // becomes now, as go marks them); the uses reach the index just after
     // go exits.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let mut differ = mtimes_index_and_disk_disagree(&sb);
-    while !differ.is_empty() && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-        differ = mtimes_index_and_disk_disagree(&sb);
-    }
-    assert_eq!(differ, vec![], "(entry, index mtime, disk mtime)");
+    settle(|| mtimes_index_and_disk_disagree(&sb).is_empty());
+    assert_eq!(
+        mtimes_index_and_disk_disagree(&sb),
+        vec![],
+        "(entry, index mtime, disk mtime)"
+    );
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
     let conn = rusqlite::Connection::open(sb.index()).unwrap();
-    let marked: i64 = conn
-        .query_row(
+    let recent = || -> i64 {
+        conn.query_row(
             "SELECT count(*) FROM entries WHERE mtime > ?1",
             [now - 600],
             |r| r.get(0),
         )
-        .unwrap();
+        .unwrap()
+    };
+    let marked = recent();
     // Each hit marked its action entry and its output (outputs may be
     // shared: the empty compiler output of many actions).
     assert!(
@@ -1402,18 +1406,8 @@ fn a_hit_of_an_hour_old_entry_moves_its_mtime_on_disk_and_in_the_index_alike() {
     run_ok(with_prog(sb.go(["build", "fmt"])));
     let (gets, again, _, _) = last_session(&sb);
     assert!(gets == hits && again == hits, "{gets} {again}");
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while index_hits(&sb) != before + 2 * again && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    settle(|| index_hits(&sb) == before + 2 * again);
     assert_eq!(index_hits(&sb), before + 2 * again);
     assert_eq!(mtimes_index_and_disk_disagree(&sb), vec![]);
-    let recent: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM entries WHERE mtime > ?1",
-            [now - 600],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(recent, marked, "no mtime moved within the hour");
+    assert_eq!(recent(), marked, "no mtime moved within the hour");
 }
